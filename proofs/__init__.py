@@ -1,0 +1,1 @@
+"""devdax.proofs"""
