@@ -1,0 +1,588 @@
+"""MappingCore: real shared mappings of emulated device memory whose faults go through a handler.
+
+This is the layer below the device emulation. It knows backings (a memfd, or a file on tmpfs for
+persistence), device slots (alive flag, align, ranges of the backing), and vmas; it knows nothing of
+kobjects, cdevs, minors or open files -- the device layer above owns those and calls in here.
+
+How a fault happens (see README.md for what was verified on the running kernel):
+
+* ``map_shared`` places the vma like ``dax_get_unmapped_area`` (reserve len+align PROT_NONE, pick the
+  address congruent to the file offset modulo align, MAP_FIXED the pieces, release the slack). A
+  device made of several ranges becomes several MAP_FIXED pieces at different backing offsets, one per
+  run of units that ``pgoff_to_phys`` maps contiguously; units past the device end map an empty memfd,
+  so touching them SIGBUSes without reaching the handler (the kernel reaches its handler and SIGBUSes
+  there; the outcome is the same, only the handler's counters miss it).
+* The vma is registered with a userfaultfd in MINOR mode. The backing pages are already in the page
+  cache (fallocate), so the first touch of each unit raises a minor fault that the handler process
+  resolves with UFFDIO_CONTINUE of exactly one unit or UFFDIO_POISON (SIGBUS for the toucher).
+* ``kill_device`` is the spec's teardown order: clear alive, SRCU grace period, zap (MADV_DONTNEED) every
+  vma of the device; the next touch faults into the handler, which sees alive == 0 and poisons.
+
+Backings that userfaultfd minor mode does not support (anything but shmem/hugetlbfs) get the
+*prefault* mode, reported in ``Mapping.mode``: the pieces are populated at mmap time, no fault ever
+reaches the handler, a zap of a live device repopulates, and a zap of a dead device replaces the
+pieces with the empty memfd so that touches SIGBUS.
+
+GIL safety: nothing here waits for the handler while holding a lock the handler needs, and the
+handler needs nothing from this process to resolve a fault; a thread blocked in a fault on a
+memoryview (holding this process's GIL) is resolved regardless. x86_64 only (see sys.py).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import faulthandler
+import os
+import select
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from devdax.spec import geometry
+
+from . import sys as dsys
+from .table import (
+    MAX_DEVICES,
+    MAX_RANGES,
+    MAX_VMAS,
+    TABLE_SIZE,
+    VMA_MAYSHARE,
+    VMA_SHARED,
+    VMA_WRITE,
+    SharedTable,
+)
+
+PAGE = dsys.PAGE_SIZE
+ALIGNS = (geometry.PAGE_SIZE, geometry.PMD_SIZE, geometry.PUD_SIZE)
+UFFD_FEATURES = dsys.UFFD_FEATURE_MINOR_SHMEM | dsys.UFFD_FEATURE_POISON | dsys.UFFD_FEATURE_THREAD_ID
+
+
+def _einval(msg: str) -> OSError:
+    return OSError(errno.EINVAL, msg)
+
+
+@dataclass(eq=False)
+class Backing:
+    """The memory of a region: an fd whose offsets are the emulated physical addresses."""
+
+    fd: int
+    size: int
+    path: str | None          # None: anonymous memfd (dies with the last fd); else a persistent file
+    closed: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Piece:
+    """One MAP_FIXED piece of a vma: ``length`` bytes at ``offset`` in the vma mapping backing
+    offset ``phys`` (None: a hole past the device end, mapped from the empty memfd)."""
+
+    offset: int
+    length: int
+    phys: int | None
+
+
+@dataclass(eq=False)
+class Mapping:
+    """One vma: [addr, addr+length) of device ``dev`` starting at device page ``pgoff``."""
+
+    addr: int
+    length: int
+    pgoff: int
+    dev: int
+    align: int
+    prot: int
+    vma_idx: int
+    pieces: tuple[Piece, ...]
+    mode: str                 # "uffd" | "prefault"
+    revoked: bool = False     # prefault mode only: pieces replaced by the empty memfd (device dead)
+    closed: bool = False
+
+    @property
+    def end(self) -> int:
+        return self.addr + self.length
+
+
+@dataclass
+class _Device:
+    backing: Backing
+    align: int
+    ranges: tuple[geometry.Range, ...]
+    maps: list[Mapping] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class Touch:
+    """What an access did: ``outcome`` is "ok" or "SIGBUS" (EFAULT from process_vm_readv/writev)."""
+
+    outcome: str
+    data: bytes
+    done: int
+
+
+@dataclass(frozen=True, slots=True)
+class ChildTouch:
+    """A plain load/store in a forked child: "ok" (``value`` read), a signal name, or "timeout"."""
+
+    outcome: str
+    value: int | None
+
+
+class MappingCore:
+    """Backings, device slots and vmas over one userfaultfd serviced by one handler process.
+
+    Every public method either completes or raises OSError(errno)/ValueError, and ``close`` (also via
+    ``with``) returns every fd, mapping, thread and the handler process.
+    """
+
+    def __init__(self, workers: int = 2, policy: str | None = None, *, event_fork: bool = True,
+                 timeout: float = 10.0) -> None:
+        self._lock = threading.RLock()
+        self._ctl_lock = threading.Lock()
+        self.timeout = timeout
+        self._devices: dict[int, _Device] = {}
+        self._maps: set[Mapping] = set()
+        self._backings: list[Backing] = []
+        self.closed = False
+        self._table_fd = dsys.memfd_create("devdax-table")
+        self._hole_fd = -1
+        self._uffd = -1
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._ctl: socket.socket | None = None
+        self._table_addr = 0
+        try:
+            dsys.ftruncate(self._table_fd, TABLE_SIZE)
+            self._table_addr = dsys.mmap(0, TABLE_SIZE, dsys.PROT_READ | dsys.PROT_WRITE, dsys.MAP_SHARED,
+                                         self._table_fd, 0)
+            self.table = SharedTable(self._table_addr, init=True)
+            self._hole_fd = dsys.memfd_create("devdax-hole")
+            self._uffd = dsys.userfaultfd(dsys.O_CLOEXEC | dsys.O_NONBLOCK)
+            self.features = dsys.uffd_api(
+                self._uffd, UFFD_FEATURES | (dsys.UFFD_FEATURE_EVENT_FORK if event_fork else 0))
+            self._start_handler(workers, policy)
+        except BaseException:
+            self._teardown_resources()
+            raise
+
+    # --- handler process --------------------------------------------------------------------------
+    def _start_handler(self, workers: int, policy: str | None) -> None:
+        """Spawn the handler with exec (never a bare fork: a fork of this process while vmas are
+        registered with EVENT_FORK would block until someone reads the event, i.e. the handler)."""
+        a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        try:
+            argv = [sys.executable, "-m", "devdax.impl.handler", "--uffd", str(self._uffd),
+                    "--table", str(self._table_fd), "--ctl", str(b.fileno()), "--workers", str(workers)]
+            if policy:
+                argv += ["--policy", policy]
+            self._proc = subprocess.Popen(argv, pass_fds=(self._uffd, self._table_fd, b.fileno()),
+                                          stdin=subprocess.DEVNULL)
+        finally:
+            b.close()
+        self._ctl = a
+        a.settimeout(self.timeout)
+        try:
+            msg = a.recv(64)
+        except TimeoutError as e:
+            raise OSError(errno.ETIMEDOUT, "fault handler did not start") from e
+        if msg != b"READY":
+            raise OSError(errno.EIO, f"fault handler failed to start ({msg!r})")
+
+    @property
+    def handler_pid(self) -> int:
+        return self._proc.pid if self._proc else 0
+
+    def _request(self, req: bytes) -> bytes:
+        """One synchronous request to the handler's control thread."""
+        with self._ctl_lock:
+            if self._ctl is None:
+                raise ValueError("MappingCore is closed")
+            self._ctl.send(req)
+            try:
+                rep = self._ctl.recv(64)
+            except TimeoutError as e:
+                raise OSError(errno.ETIMEDOUT, f"fault handler did not answer {req!r}") from e
+        if not rep.startswith(b"OK"):
+            raise OSError(errno.EIO, f"fault handler: {req!r} -> {rep!r}")
+        return rep
+
+    # --- backings ---------------------------------------------------------------------------------
+    def create_backing(self, size: int, path: str | None = None) -> Backing:
+        """A memfd (default) or a file at ``path`` (created if needed, kept afterwards), fully allocated.
+
+        Allocation matters: UFFDIO_CONTINUE only maps pages already in the page cache, and a minor
+        fault is only raised for such pages (a hole would be filled silently by shmem).
+        """
+        self._check_open()
+        if size <= 0 or size % PAGE:
+            raise _einval(f"backing size {size} is not a positive multiple of {PAGE}")
+        if path is None:
+            fd = dsys.memfd_create("devdax-region")
+        else:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            if os.fstat(fd).st_size < size:
+                dsys.ftruncate(fd, size)
+            dsys.fallocate(fd, 0, 0, size)
+        except BaseException:
+            os.close(fd)
+            raise
+        b = Backing(fd, size, path)
+        with self._lock:
+            self._backings.append(b)
+        return b
+
+    def close_backing(self, b: Backing) -> None:
+        with self._lock:
+            if b.closed:
+                raise ValueError("backing already closed")
+            if any(d.backing is b for d in self._devices.values()):
+                raise OSError(errno.EBUSY, "backing still has devices")
+            b.closed = True
+            os.close(b.fd)
+            self._backings.remove(b)
+
+    # --- devices ----------------------------------------------------------------------------------
+    def add_device(self, backing: Backing, spans: Sequence[tuple[int, int]], align: int,
+                   alive: bool = True) -> int:
+        """A device slot over ``spans`` = [(backing offset, size)], laid out back to back in pgoff."""
+        self._check_open()
+        if align not in ALIGNS:
+            raise _einval(f"align {align:#x} is not 4K, 2M or 1G")
+        if backing.closed:
+            raise ValueError("backing is closed")
+        if not 1 <= len(spans) <= MAX_RANGES:
+            raise _einval(f"a device has 1..{MAX_RANGES} ranges")
+        for start, size in spans:
+            if size <= 0 or start % align or size % align or start < 0 or start + size > backing.size:
+                raise _einval(f"range ({start:#x}, {size:#x}) misaligned or outside the backing")
+        ranges = geometry.make_ranges(spans)
+        with self._lock:
+            free = [i for i in range(MAX_DEVICES) if i not in self._devices]
+            if not free:
+                raise OSError(errno.ENOSPC, "no free device slot")
+            i = free[0]
+            d = self.table.t.devices[i]
+            d.align = align
+            d.nranges = len(ranges)
+            for k, r in enumerate(ranges):
+                d.ranges[k].start, d.ranges[k].end, d.ranges[k].pgoff = r.start, r.end, r.pgoff
+            d.gen += 1
+            d.alive = int(alive)
+            d.used = 1
+            self._devices[i] = _Device(backing, align, ranges)
+            return i
+
+    def remove_device(self, dev: int) -> None:
+        with self._lock:
+            d = self._dev(dev)
+            if d.maps:
+                raise OSError(errno.EBUSY, f"device {dev} still has {len(d.maps)} mappings")
+            t = self.table.t.devices[dev]
+            t.alive = 0
+            t.used = 0
+            del self._devices[dev]
+
+    def set_alive(self, dev: int, alive: bool) -> None:
+        """A plain store; ordering against faults is the job of ``synchronize`` (see kill_device)."""
+        self._dev(dev)
+        self.table.t.devices[dev].alive = int(alive)
+
+    def alive(self, dev: int) -> bool:
+        self._dev(dev)
+        return bool(self.table.t.devices[dev].alive)
+
+    def synchronize(self, timeout: float | None = None) -> None:
+        """The SRCU grace period: every handler section that began before this call has ended."""
+        self.table.srcu.synchronize(self.timeout if timeout is None else timeout)
+
+    def kill_device(self, dev: int, timeout: float | None = None) -> None:
+        """kill_dev_dax: alive = false; synchronize; unmap_mapping_range (zap every vma of the device).
+
+        After it returns no entry of the device is installed and none can be installed again: any
+        fault that saw alive == true has finished (grace period) and its entry was then zapped.
+        """
+        with self._lock:
+            self.set_alive(dev, False)
+            self.synchronize(timeout)
+            for m in list(self._dev(dev).maps):
+                self._zap(m)
+
+    def revive_device(self, dev: int) -> None:
+        """Modern rebind: alive again, and old vmas fault successfully again (poison markers zapped)."""
+        with self._lock:
+            self.set_alive(dev, True)
+            for m in list(self._dev(dev).maps):
+                self._zap(m)
+
+    def _dev(self, dev: int) -> _Device:
+        self._check_open()
+        try:
+            return self._devices[dev]
+        except KeyError:
+            raise ValueError(f"no device {dev}") from None
+
+    # --- mappings ---------------------------------------------------------------------------------
+    @staticmethod
+    def pieces(ranges: Sequence[geometry.Range], pgoff: int, length: int, align: int) -> tuple[Piece, ...]:
+        """Split a vma into runs of units that pgoff_to_phys maps contiguously (None: past the end)."""
+        out: list[Piece] = []
+        unit = max(align, PAGE)
+        for off in range(0, length, unit):
+            phys = geometry.pgoff_to_phys(ranges, pgoff + off // PAGE, unit)
+            if out:
+                last = out[-1]
+                nxt = None if last.phys is None else last.phys + last.length
+                if (phys is None and last.phys is None) or (phys is not None and phys == nxt):
+                    out[-1] = Piece(last.offset, last.length + unit, last.phys)
+                    continue
+            out.append(Piece(off, unit, phys))
+        return tuple(out)
+
+    def map_shared(self, dev: int, length: int, pgoff: int = 0,
+                   prot: int = dsys.PROT_READ | dsys.PROT_WRITE, file_writable: bool = True) -> Mapping:
+        """mmap(MAP_SHARED) of a device: an address aligned to the device's align, faults via the handler.
+
+        Raises OSError(EINVAL) when the resulting vma would be misaligned (check_vma's "unaligned vma";
+        with get_unmapped_area semantics that happens exactly when the offset is misaligned).
+        """
+        with self._lock:
+            d = self._dev(dev)
+            align = d.align
+            if length <= 0 or length % PAGE or pgoff < 0:
+                raise _einval(f"length {length:#x} / pgoff {pgoff} invalid")
+            free = [i for i in range(MAX_VMAS) if not self.table.t.vmas[i].used]
+            if not free:
+                raise OSError(errno.ENOMEM, "no free vma slot")
+            res_len = length + align
+            res = dsys.mmap(0, res_len, dsys.PROT_NONE,
+                            dsys.MAP_PRIVATE | dsys.MAP_ANONYMOUS | dsys.MAP_NORESERVE)
+            try:
+                addr = geometry.dax_get_unmapped_area(0, length, pgoff, align, lambda _n: res)
+                if addr % align or (addr + length) % align:
+                    raise _einval("unaligned vma (check_vma): file offset not a multiple of align")
+                pieces = self.pieces(d.ranges, pgoff, length, align)
+                for p in pieces:
+                    fd = d.backing.fd if p.phys is not None else self._hole_fd
+                    dsys.mmap(addr + p.offset, p.length, prot, dsys.MAP_SHARED | dsys.MAP_FIXED, fd,
+                              p.phys or 0)
+            except BaseException:
+                dsys.munmap(res, res_len)
+                raise
+            if addr > res:                                   # release the slack
+                dsys.munmap(res, addr - res)
+            if res + res_len > addr + length:
+                dsys.munmap(addr + length, res + res_len - addr - length)
+            idx = free[0]
+            v = self.table.t.vmas[idx]
+            v.start, v.end, v.pgoff, v.dev, v.align = addr, addr + length, pgoff, dev, align
+            v.flags = VMA_MAYSHARE | (VMA_SHARED if file_writable else 0) | (
+                VMA_WRITE if prot & dsys.PROT_WRITE else 0)
+            v.used = 1
+            m = Mapping(addr, length, pgoff, dev, align, prot, idx, pieces, "uffd")
+            try:
+                self._request(b"ADD")
+                try:
+                    dsys.uffd_register(self._uffd, addr, length, dsys.UFFDIO_REGISTER_MODE_MINOR)
+                except OSError as e:
+                    if e.errno != errno.EINVAL:
+                        raise
+                    m.mode = "prefault"          # not shmem: no minor faults on this backing
+                    self._populate(m)
+            except BaseException:
+                v.used = 0
+                dsys.munmap(addr, length)
+                if self._ctl is not None:
+                    self._request(b"DEL")
+                raise
+            d.maps.append(m)
+            self._maps.add(m)
+            return m
+
+    def _populate(self, m: Mapping) -> None:
+        adv = dsys.MADV_POPULATE_WRITE if m.prot & dsys.PROT_WRITE else dsys.MADV_POPULATE_READ
+        for p in m.pieces:
+            if p.phys is not None:
+                dsys.madvise(m.addr + p.offset, p.length, adv)
+
+    def _zap(self, m: Mapping) -> None:
+        if m.mode == "uffd":
+            dsys.madvise(m.addr, m.length, dsys.MADV_DONTNEED)
+            return
+        if self.table.t.devices[m.dev].alive:
+            if m.revoked:                    # rebind: the real pieces come back
+                fd = self._devices[m.dev].backing.fd
+                for p in m.pieces:
+                    dsys.mmap(m.addr + p.offset, p.length, m.prot, dsys.MAP_SHARED | dsys.MAP_FIXED,
+                              fd if p.phys is not None else self._hole_fd, p.phys or 0)
+                m.revoked = False
+            else:
+                dsys.madvise(m.addr, m.length, dsys.MADV_DONTNEED)
+            self._populate(m)
+        else:                                # dead: the next access must SIGBUS
+            dsys.mmap(m.addr, m.length, m.prot, dsys.MAP_SHARED | dsys.MAP_FIXED, self._hole_fd, 0)
+            m.revoked = True
+
+    def zap(self, m: Mapping) -> None:
+        """unmap_mapping_range for one vma: drop every installed entry (and poison marker)."""
+        with self._lock:
+            self._live(m)
+            self._zap(m)
+
+    def unmap(self, m: Mapping) -> None:
+        """munmap: the entries go with the vma, then the descriptor is retired in the handler."""
+        with self._lock:
+            self._live(m)
+            dsys.munmap(m.addr, m.length)
+            m.closed = True
+            self.table.t.vmas[m.vma_idx].used = 0
+            self._devices[m.dev].maps.remove(m)
+            self._maps.discard(m)
+            self._request(b"DEL")
+
+    def mappings(self, dev: int | None = None) -> list[Mapping]:
+        with self._lock:
+            return [m for m in self._maps if dev is None or m.dev == dev]
+
+    def _live(self, m: Mapping) -> None:
+        self._check_open()
+        if m.closed or m not in self._maps:
+            raise ValueError("mapping already unmapped")
+
+    def _check_open(self) -> None:
+        if self.closed:
+            raise ValueError("MappingCore is closed")
+
+    # --- observation ------------------------------------------------------------------------------
+    def counters(self) -> dict[str, int]:
+        return self.table.counters()
+
+    def device_counts(self, dev: int) -> tuple[int, int]:
+        """(installed units, SIGBUS faults) of one device."""
+        return self.table.device_counts(dev)
+
+    # --- touching memory without risking a signal -------------------------------------------------
+    @staticmethod
+    def touch_read(addr: int, n: int) -> Touch:
+        """Read through the fault path with process_vm_readv on ourselves: SIGBUS becomes EFAULT."""
+        buf = ctypes.create_string_buffer(max(n, 1))
+        try:
+            k = dsys.process_vm_readv(os.getpid(), ctypes.addressof(buf), addr, n)
+        except OSError as e:
+            if e.errno != errno.EFAULT:
+                raise
+            return Touch("SIGBUS", b"", 0)
+        return Touch("ok" if k == n else "SIGBUS", buf.raw[:k], k)
+
+    @staticmethod
+    def touch_write(addr: int, data: bytes) -> Touch:
+        buf = ctypes.create_string_buffer(data, max(len(data), 1))
+        try:
+            k = dsys.process_vm_writev(os.getpid(), ctypes.addressof(buf), addr, len(data))
+        except OSError as e:
+            if e.errno != errno.EFAULT:
+                raise
+            return Touch("SIGBUS", b"", 0)
+        return Touch("ok" if k == len(data) else "SIGBUS", b"", k)
+
+    def touch_in_child(self, addr: int, write: bool = False, value: int = 0,
+                       timeout: float | None = None) -> ChildTouch:
+        """A plain one-byte load (or store of ``value``) in a forked child; reports how it ended.
+
+        With EVENT_FORK the child's copy of every registered vma faults into the same handler, so
+        the child sees exactly what a second process sharing the mapping would: data while alive,
+        SIGBUS after kill. The fork itself waits for the handler to adopt the child's context.
+        """
+        self._check_open()
+        r, w = os.pipe()
+        try:
+            pid = os.fork()
+            if pid == 0:  # pragma: no cover - child
+                try:
+                    faulthandler.disable()
+                    signal.signal(signal.SIGBUS, signal.SIG_DFL)
+                    cell = ctypes.c_uint8.from_address(addr)
+                    if write:
+                        cell.value = value & 0xFF
+                    v = cell.value
+                    os.write(w, bytes([v]))
+                finally:
+                    os._exit(0)
+            os.close(w)
+            w = -1
+            deadline = time.monotonic() + (self.timeout if timeout is None else timeout)
+            while True:
+                wpid, status = os.waitpid(pid, os.WNOHANG)
+                if wpid:
+                    break
+                if time.monotonic() > deadline:
+                    os.kill(pid, signal.SIGKILL)
+                    os.waitpid(pid, 0)
+                    return ChildTouch("timeout", None)
+                select.select([r], [], [], 0.002)
+            data = os.read(r, 1)
+        finally:
+            os.close(r)
+            if w >= 0:
+                os.close(w)
+        if self._ctl is not None:
+            self._request(b"REAP")
+        if os.WIFSIGNALED(status):
+            return ChildTouch(signal.Signals(os.WTERMSIG(status)).name, None)
+        return ChildTouch("ok" if data else f"exit {os.WEXITSTATUS(status)}", data[0] if data else None)
+
+    # --- shutdown ---------------------------------------------------------------------------------
+    def close(self) -> None:
+        """Unmap everything, stop the handler, close every fd. Idempotent."""
+        with self._lock:
+            if self.closed:
+                return
+            for m in list(self._maps):
+                self.unmap(m)
+            self.closed = True
+            self._teardown_resources()
+
+    def _teardown_resources(self) -> None:
+        if self._ctl is not None:
+            try:
+                with self._ctl_lock:
+                    self._ctl.send(b"STOP")
+                    self._ctl.recv(64)
+            except OSError:
+                pass
+        if self._proc is not None:
+            try:
+                self._proc.wait(self.timeout)
+            except subprocess.TimeoutExpired:
+                self._proc.kill()
+                self._proc.wait()
+            self._proc = None
+        if self._ctl is not None:
+            self._ctl.close()
+            self._ctl = None
+        for b in self._backings:
+            if not b.closed:
+                b.closed = True
+                os.close(b.fd)
+        self._backings.clear()
+        self._devices.clear()
+        for fd in (self._uffd, self._hole_fd):
+            if fd >= 0:
+                os.close(fd)
+        self._uffd = self._hole_fd = -1
+        if self._table_addr:
+            dsys.munmap(self._table_addr, TABLE_SIZE)
+            self._table_addr = 0
+        if self._table_fd >= 0:
+            os.close(self._table_fd)
+            self._table_fd = -1
+
+    def __enter__(self) -> MappingCore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,318 @@
+"""The fault-handler process: owns the reading end of the userfaultfd and services every fault.
+
+Why a separate process (DESIGN.md section 5, "watch the GIL"): a Python thread that touches a mapping
+through a memoryview or ctypes holds its interpreter's GIL for the whole page fault. If the code that
+resolves the fault needed that same GIL, the fault could never be resolved. This process has its own
+interpreter, so a blocked toucher in the main process cannot stall it; it needs nothing from the main
+process while servicing a fault (all inputs are in the shared table, see table.py).
+
+Per fault, each worker thread (one emulated CPU, one SRCU slot) does what dev_dax_huge_fault does:
+enter the read-side section, check alive (check_vma), negotiate the fault size, translate
+pgoff_to_phys, and install exactly one align-sized unit with UFFDIO_CONTINUE -- or end the fault in
+SIGBUS with UFFDIO_POISON on the failing unit -- and only then leave the section. The pure decision
+is pluggable (``--policy module:function``) but always runs here, inside the section.
+
+Forks of the main process: with UFFD_FEATURE_EVENT_FORK the child's registered vmas get a new
+userfaultfd context, delivered to *this* process by reading the UFFD_EVENT_FORK message. We adopt it
+and service the child's faults with the same table, which gives the modern kernel's behaviour for
+fork (the child refaults, and after kill it gets SIGBUS). A child context is closed once its mm is
+gone (probed with UFFDIO_CONTINUE returning ESRCH).
+
+Started by core.MappingCore as ``python -m devdax.impl.handler --uffd N --table N --ctl N ...``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import bisect
+import contextlib
+import errno
+import importlib
+import os
+import select
+import socket
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from devdax.spec import geometry
+
+from . import srcu
+from . import sys as dsys
+from .table import LAT_RING as _LAT_RING
+from .table import MAX_WORKERS, TABLE_SIZE, VMA_MAYSHARE, VMA_SHARED, VMA_WRITE, C, SharedTable
+
+PAGE = dsys.PAGE_SIZE
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """What a fault ends in. ``install``: CONTINUE [addr, addr+size); else POISON that range."""
+
+    install: bool
+    addr: int
+    size: int
+    reason: str          # "ok" | "dead" | "check_vma" | "fault" | "no_vma"
+    fallbacks: int = 0
+
+
+Policy = Callable[[SharedTable, int, int], Decision]
+"""(table, vma index, fault address) -> Decision; called inside the SRCU read-side section."""
+
+RULES = geometry.FaultRules()
+
+
+def mm_fault_size(addr: int, vm_start: int, vm_end: int) -> int:
+    """The first entry size the mm asks the driver for (__handle_mm_fault on a VM_HUGEPAGE vma).
+
+    [INF] The mm tries a PUD, then a PMD, only when the aligned block containing the address lies
+    inside the vma (thp_vma_suitable_order); otherwise it starts at PTE size.
+    """
+    for size in (geometry.PUD_SIZE, geometry.PMD_SIZE):
+        block = addr & ~(size - 1)
+        if block >= vm_start and block + size <= vm_end:
+            return size
+    return geometry.PAGE_SIZE
+
+
+def dax_policy(table: SharedTable, vma_idx: int, addr: int) -> Decision:
+    """dev_dax_huge_fault with fallback, over the shared descriptors (the default policy)."""
+    vma = table.t.vmas[vma_idx]
+    dev = table.t.devices[vma.dev]
+    start, end, align = int(vma.start), int(vma.end), int(dev.align)
+    alive = bool(dev.alive)
+    flags = geometry.VmaFlags(shared=bool(vma.flags & VMA_SHARED), mayshare=bool(vma.flags & VMA_MAYSHARE),
+                              write=bool(vma.flags & VMA_WRITE), noreserve=False, dontcopy=False)
+    vma_ok = geometry.check_vma(alive, flags, start, end, align) == 0
+    unit = max(align, PAGE)
+    poison_at = max(start, addr & ~(unit - 1))
+    poison_len = max(PAGE, min(unit, end - poison_at))
+    if not vma_ok:
+        return Decision(False, poison_at, poison_len, "check_vma" if alive else "dead")
+    ranges = tuple(geometry.Range(int(r.start), int(r.end), int(r.pgoff))
+                   for r in dev.ranges[: int(dev.nranges)])
+    size: int | None = mm_fault_size(addr, start, end)
+    fallbacks = 0
+    while size is not None:
+        d = geometry.dax_huge_fault(size, addr, start, end, int(vma.pgoff), align, ranges, vma_ok, RULES)
+        if d.result is geometry.FaultResult.NOPAGE:
+            return Decision(True, d.addr, size, "ok", fallbacks)
+        if d.result is geometry.FaultResult.SIGBUS:
+            break
+        fallbacks += 1
+        size = geometry.next_fault_size(size)
+    return Decision(False, poison_at, poison_len, "fault", fallbacks)
+
+
+_INSTALL = {geometry.PAGE_SIZE: C.INSTALL_PTE, geometry.PMD_SIZE: C.INSTALL_PMD,
+            geometry.PUD_SIZE: C.INSTALL_PUD}
+_SIGBUS = {"dead": C.SIGBUS_DEAD, "check_vma": C.SIGBUS_VMA, "fault": C.SIGBUS_FAULT,
+           "no_vma": C.SIGBUS_NO_VMA}
+
+
+class Handler:
+    """The state of the handler process: the table, the vma index, the contexts, the workers."""
+
+    def __init__(self, uffd: int, table_fd: int, ctl: socket.socket, nworkers: int, policy: Policy) -> None:
+        if not 1 <= nworkers <= MAX_WORKERS:
+            raise ValueError(f"workers must be in 1..{MAX_WORKERS}")
+        self.uffd = uffd
+        self.addr = dsys.mmap(0, TABLE_SIZE, dsys.PROT_READ | dsys.PROT_WRITE, dsys.MAP_SHARED, table_fd, 0)
+        os.close(table_fd)
+        self.table = SharedTable(self.addr)
+        self.ctl = ctl
+        self.policy = policy
+        self.nworkers = nworkers
+        self.ep = select.epoll()
+        self.stopfd = os.eventfd(0, os.EFD_CLOEXEC | os.EFD_NONBLOCK)
+        self.ep.register(self.stopfd, select.EPOLLIN)
+        self.ep.register(uffd, select.EPOLLIN)
+        self.children: set[int] = set()
+        self.ctx_lock = threading.Lock()
+        self.index: tuple[list[int], list[tuple[int, int]]] = ([], [])   # (starts, [(end, idx)])
+        self.stop = False
+        self.workers = [threading.Thread(target=self._worker, args=(i,), name=f"dax-cpu{i}", daemon=True)
+                        for i in range(nworkers)]
+
+    # --- vma index (updated by the control thread, read by workers without locks) ----------------------
+    def _rebuild_index(self) -> None:
+        items = sorted((int(v.start), int(v.end), i) for i, v in enumerate(self.table.t.vmas) if v.used)
+        self.index = ([s for s, _, _ in items], [(e, i) for _, e, i in items])
+
+    def lookup(self, addr: int) -> int | None:
+        starts, rest = self.index
+        k = bisect.bisect_right(starts, addr) - 1
+        if k >= 0 and addr < rest[k][0]:
+            return rest[k][1]
+        return None
+
+    # --- fault service -----------------------------------------------------------------------------------
+    def _resolve(self, fd: int, d: Decision, wid: int) -> None:
+        """Run the ioctl for a decision; an entry already present (a racing fault) only needs a wake."""
+        st = self.table.t.workers[wid]
+        for _ in range(1000):
+            try:
+                if d.install:
+                    dsys.uffd_continue(fd, d.addr, d.size)
+                else:
+                    dsys.uffd_poison(fd, d.addr, d.size)
+                return
+            except OSError as e:
+                if e.errno == errno.EAGAIN:
+                    st.counters[C.EAGAIN] += 1
+                    time.sleep(0.0001)
+                    continue
+                if e.errno == errno.EEXIST:
+                    st.counters[C.EEXIST] += 1
+                elif e.errno == errno.ENOENT:
+                    st.counters[C.ENOENT] += 1
+                elif e.errno == errno.ESRCH:
+                    return
+                else:
+                    st.counters[C.ERRORS] += 1
+                with contextlib.suppress(OSError):
+                    dsys.uffd_wake(fd, d.addr, d.size)
+                return
+
+    def service(self, fd: int, msg: dsys.uffd_msg, wid: int, t0: int) -> None:
+        st = self.table.t.workers[wid]
+        addr = int(msg.arg1)
+        st.counters[C.FAULTS] += 1
+        if fd != self.uffd:
+            st.counters[C.CHILD_FAULTS] += 1
+        sr = self.table.srcu
+        sr.read_lock(wid)
+        try:
+            idx = self.lookup(addr)
+            if idx is None:
+                d = Decision(False, addr & ~(PAGE - 1), PAGE, "no_vma")
+            else:
+                d = self.policy(self.table, idx, addr)
+            self._resolve(fd, d, wid)          # the insert happens inside the read-side section
+        finally:
+            sr.read_unlock(wid)
+        st.counters[C.FALLBACK] += d.fallbacks
+        dev = int(self.table.t.vmas[idx].dev) if idx is not None else None
+        if d.install:
+            st.counters[_INSTALL[d.size]] += 1
+            if dev is not None:
+                st.dev_installs[dev] += 1
+        else:
+            st.counters[C.SIGBUS] += 1
+            st.counters[_SIGBUS[d.reason]] += 1
+            if dev is not None:
+                st.dev_sigbus[dev] += 1
+        i = int(st.lat_idx)
+        st.lat_ns[i % _LAT_RING] = time.perf_counter_ns() - t0
+        st.lat_idx = i + 1
+
+    def _adopt_child(self, fd: int, wid: int) -> None:
+        with self.ctx_lock:
+            self.children.add(fd)
+            self.ep.register(fd, select.EPOLLIN)
+        self.table.t.workers[wid].counters[C.FORK_EVENTS] += 1
+
+    def reap_children(self) -> int:
+        """Close the contexts of children whose mm is gone; returns how many are still live."""
+        with self.ctx_lock:
+            for fd in list(self.children):
+                try:
+                    dsys.uffd_continue(fd, 0x10000, PAGE)   # an address no child maps: ENOENT if alive
+                except OSError as e:
+                    if e.errno != errno.ESRCH:
+                        continue
+                else:
+                    continue
+                self.ep.unregister(fd)
+                os.close(fd)
+                self.children.discard(fd)
+                self.table.t.workers[0].counters[C.CHILD_CTX_CLOSED] += 1
+            return len(self.children)
+
+    def _worker(self, wid: int) -> None:
+        while not self.stop:
+            try:
+                events = self.ep.poll(1.0)
+            except OSError:
+                return
+            if not events and wid == 0:
+                self.reap_children()
+            for fd, _ in events:
+                if fd == self.stopfd:
+                    return
+                t0 = time.perf_counter_ns()
+                try:
+                    msgs = dsys.read_msgs(fd)
+                except OSError:
+                    continue                      # a child context closed under us
+                for m in msgs:
+                    self.table.t.workers[wid].counters[C.MSGS] += 1
+                    if m.event == dsys.UFFD_EVENT_PAGEFAULT:
+                        self.service(fd, m, wid, t0)
+                    elif m.event == dsys.UFFD_EVENT_FORK:
+                        self._adopt_child(int(m.arg0 & 0xFFFF_FFFF), wid)
+
+    # --- control channel -----------------------------------------------------------------------------------
+    def run(self) -> int:
+        srcu.register_reader_process()
+        for w in self.workers:
+            w.start()
+        self.table.t.hdr.handler_pid = os.getpid()
+        self.table.t.hdr.nworkers = self.nworkers
+        self.table.t.hdr.ready = 1
+        self.ctl.send(b"READY")
+        try:
+            while True:
+                req = self.ctl.recv(256)
+                if not req or req == b"STOP":
+                    break
+                if req in (b"ADD", b"DEL"):
+                    self._rebuild_index()
+                    self.ctl.send(b"OK")
+                elif req == b"REAP":
+                    self.ctl.send(b"OK %d" % self.reap_children())
+                elif req == b"PING":
+                    self.ctl.send(b"OK")
+                else:
+                    self.ctl.send(b"ERR unknown request")
+        finally:
+            self.stop = True
+            os.eventfd_write(self.stopfd, 1)
+            for w in self.workers:
+                w.join(5)
+            with self.ctx_lock:
+                for fd in self.children:
+                    os.close(fd)
+                self.children.clear()
+            self.ep.close()
+            os.close(self.stopfd)
+            os.close(self.uffd)
+            with contextlib.suppress(OSError):
+                self.ctl.send(b"BYE")
+            self.ctl.close()
+        return 0
+
+
+def load_policy(spec: str) -> Policy:
+    """'module:function' -> the function (runs in this process only)."""
+    mod, _, fn = spec.partition(":")
+    p: Policy = getattr(importlib.import_module(mod), fn)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="devdax.impl.handler")
+    ap.add_argument("--uffd", type=int, required=True)
+    ap.add_argument("--table", type=int, required=True)
+    ap.add_argument("--ctl", type=int, required=True)
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--policy", default="devdax.impl.handler:dax_policy")
+    a = ap.parse_args(argv)
+    ctl = socket.socket(fileno=a.ctl)
+    h = Handler(a.uffd, a.table, ctl, a.workers, load_policy(a.policy))
+    return h.run()
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

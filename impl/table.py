@@ -1,0 +1,152 @@
+"""The shared-memory table the main process and the fault-handler process both map.
+
+Why shared memory: the handler must decide a fault without asking the main process anything (the
+main process may be the one blocked in that fault, holding its GIL). So everything a decision reads --
+per-device ``alive`` and ranges, per-vma descriptors -- lives here, written by the main process with
+plain stores and read by the handler inside its SRCU read-side section. Counters flow the other way:
+each handler worker owns a private row (no atomics needed: one writer per row), the main process sums.
+
+Layout (all u64, fixed capacity so both sides agree without negotiation)::
+
+    Header | DeviceDesc[MAX_DEVICES] | VmaDesc[MAX_VMAS] | WorkerStats[MAX_WORKERS] | SRCU area
+"""
+
+from __future__ import annotations
+
+import ctypes
+from enum import IntEnum
+from typing import Final
+
+from . import srcu
+
+MAGIC: Final = 0x6465_7664_6178_3031  # "devdax01"
+MAX_DEVICES: Final = 64
+MAX_RANGES: Final = 16
+MAX_VMAS: Final = 1024
+MAX_WORKERS: Final = 8
+LAT_RING: Final = 4096
+
+U64 = ctypes.c_uint64
+
+# VmaDesc.flags bits (the vm_flags check_vma reads)
+VMA_MAYSHARE: Final = 1 << 0
+VMA_SHARED: Final = 1 << 1
+VMA_WRITE: Final = 1 << 2
+
+
+class C(IntEnum):
+    """Counter indices in WorkerStats.counters."""
+
+    MSGS = 0            # uffd messages read (all events)
+    FAULTS = 1          # page-fault events
+    CHILD_FAULTS = 2    # of which on a forked child's userfaultfd context
+    INSTALL_PTE = 3     # UFFDIO_CONTINUE of one 4K unit
+    INSTALL_PMD = 4     # ... of one 2M unit
+    INSTALL_PUD = 5     # ... of one 1G unit
+    SIGBUS = 6          # faults ended in UFFDIO_POISON (the toucher gets SIGBUS / EFAULT)
+    SIGBUS_DEAD = 7     # ... because alive was false (check_vma step 1)
+    SIGBUS_VMA = 8      # ... because check_vma failed otherwise
+    SIGBUS_FAULT = 9    # ... size negotiation, vma bounds or pgoff_to_phys
+    SIGBUS_NO_VMA = 10  # ... the address is in no registered vma
+    FALLBACK = 11       # VM_FAULT_FALLBACK steps during size negotiation
+    EEXIST = 12         # entry already present (a racing fault installed it): woken, not installed
+    EAGAIN = 13         # mm changing (fork/remap in flight): retried
+    ENOENT = 14         # vma vanished under the fault (munmap raced): woken
+    FORK_EVENTS = 15    # UFFD_EVENT_FORK: a new child context adopted
+    CHILD_CTX_CLOSED = 16
+    ERRORS = 17         # unexpected errno from an ioctl
+    NCOUNTERS = 32
+
+
+class RangeDesc(ctypes.Structure):
+    """geometry.Range: [start, end] inclusive in backing-file offsets, and the device pgoff it starts at."""
+
+    _fields_ = (("start", U64), ("end", U64), ("pgoff", U64))
+
+
+class DeviceDesc(ctypes.Structure):
+    _fields_ = (
+        ("used", U64), ("alive", U64), ("align", U64), ("nranges", U64), ("gen", U64),
+        ("ranges", RangeDesc * MAX_RANGES),
+    )
+
+
+class VmaDesc(ctypes.Structure):
+    _fields_ = (
+        ("used", U64), ("start", U64), ("end", U64), ("pgoff", U64), ("dev", U64), ("align", U64),
+        ("flags", U64), ("_pad", U64),
+    )
+
+
+class WorkerStats(ctypes.Structure):
+    _fields_ = (
+        ("counters", U64 * C.NCOUNTERS),
+        ("dev_installs", U64 * MAX_DEVICES),
+        ("dev_sigbus", U64 * MAX_DEVICES),
+        ("lat_idx", U64),
+        ("lat_ns", U64 * LAT_RING),
+    )
+
+
+class Header(ctypes.Structure):
+    _fields_ = (
+        ("magic", U64), ("nworkers", U64), ("handler_pid", U64), ("ready", U64), ("_pad", U64 * 4),
+    )
+
+
+SRCU_SIZE: Final = (srcu.shared_size(MAX_WORKERS) + 63) & ~63
+
+
+class Layout(ctypes.Structure):
+    _fields_ = (
+        ("hdr", Header),
+        ("devices", DeviceDesc * MAX_DEVICES),
+        ("vmas", VmaDesc * MAX_VMAS),
+        ("workers", WorkerStats * MAX_WORKERS),
+        ("srcu", ctypes.c_uint8 * SRCU_SIZE),
+    )
+
+
+TABLE_SIZE: Final = (ctypes.sizeof(Layout) + 4095) & ~4095
+
+
+class SharedTable:
+    """A view of the table at ``addr``; ``init=True`` only in the creating (main) process."""
+
+    def __init__(self, addr: int, *, init: bool = False) -> None:
+        self.addr = addr
+        self.t = Layout.from_address(addr)
+        srcu_addr = addr + Layout.srcu.offset
+        if init:
+            ctypes.memset(addr, 0, ctypes.sizeof(Layout))
+            self.t.hdr.magic = MAGIC
+        elif self.t.hdr.magic != MAGIC:
+            raise ValueError("shared table: bad magic (not created by MappingCore?)")
+        self.srcu = srcu.Srcu(srcu_addr, MAX_WORKERS, init=init)
+
+    def counters(self) -> dict[str, int]:
+        """Counter name -> sum over workers."""
+        out: dict[str, int] = {}
+        for c in C:
+            if c is C.NCOUNTERS:
+                continue
+            out[c.name.lower()] = sum(int(w.counters[c]) for w in self.t.workers)
+        return out
+
+    def device_counts(self, dev: int) -> tuple[int, int]:
+        """(installs, sigbus) for one device, over all workers."""
+        return (sum(int(w.dev_installs[dev]) for w in self.t.workers),
+                sum(int(w.dev_sigbus[dev]) for w in self.t.workers))
+
+    def latencies_ns(self) -> list[int]:
+        """The most recent fault service times (read of the message to the end of the ioctl)."""
+        out: list[int] = []
+        for w in self.t.workers:
+            n = min(int(w.lat_idx), LAT_RING)
+            out.extend(int(w.lat_ns[i]) for i in range(n))
+        return out
+
+    def reset_stats(self) -> None:
+        """Zero the counters (benchmarks). Racy against a busy handler by design: call it when idle."""
+        for w in self.t.workers:
+            ctypes.memset(ctypes.addressof(w), 0, ctypes.sizeof(WorkerStats))
