@@ -1,0 +1,154 @@
+"""Bounds of one model-checking run, and the fixed physical layout they imply.
+
+The state machine is finite because every population is bounded here: file and vma slots are reused
+once released, so "files=2" means "at most two open files at once", not "two opens in all". The layout
+(physical ranges, alignment) is immutable during a run, so it lives here and not in the state.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+
+from devdax.spec.geometry import (
+    ALIGN_NAMES,
+    FAULT_SIZES,
+    PAGE_SIZE,
+    PUD_SIZE,
+    Range,
+    make_ranges,
+    parse_align,
+)
+
+#: physical base of region 0; generations sit side by side, each in its own 64 GiB window
+REGION_BASE = 1 << 36
+GENERATION_STRIDE = 1 << 36
+#: where the model's mm->get_unmapped_area puts every new mapping (page- but not huge-aligned, so
+#: dax_get_unmapped_area's congruence fix-up is exercised); fixed mappings use FIXED_BASE
+MM_WINDOW = (0x7F00 << 32) + PAGE_SIZE
+FIXED_BASE = 0x7E00 << 32
+
+
+@dataclass(frozen=True)
+class MmapShape:
+    """One argument vector of mmap(2) the checker may try; lengths and offsets are in align units
+    unless marked as bytes, so one menu serves every alignment."""
+
+    name: str
+    units: int = 1                  # length = units * align (+ extra_bytes)
+    extra_bytes: int = 0
+    offset_units: int = 0           # offset = offset_units * align (+ offset_bytes)
+    offset_bytes: int = 0
+    shared: bool = True
+    write: bool = True
+    noreserve: bool = False
+    fixed_bytes: int | None = None  # MAP_FIXED at FIXED_BASE + this
+    sync: bool = False              # MAP_SHARED_VALIDATE | MAP_SYNC
+
+
+DEFAULT_MMAPS = (
+    MmapShape("shared-rw"),
+    MmapShape("private-rw", shared=False),
+    MmapShape("misaligned-len", extra_bytes=PAGE_SIZE),
+)
+
+
+@dataclass(frozen=True)
+class Config:
+    profile: str = "v4.10"
+    variant: str | None = None
+    align: str = "2M"
+    #: devices carved from each region, each `units` align-units long, in `ranges` ranges
+    devices: int = 1
+    units: int = 1
+    ranges: int = 1
+    #: provider generations: probe -> remove -> probe again (a new region and new devices on the
+    #: same minors), so that minor reuse is reachable
+    generations: int = 1
+    files: int = 1
+    vmas: int = 1
+    cpus: int = 1
+    faults: int = 1
+    #: the size the mm asks for first; it falls back from there (pud -> pmd -> pte)
+    first_fault: str = "pud"
+    mmaps: tuple[MmapShape, ...] = DEFAULT_MMAPS
+    open_rdonly: bool = False
+    fork: bool = False
+    munmap_parts: bool = False
+    #: modern: how many unbind/bind cycles the admin may run per device
+    binds: int = 0
+    #: device_add may fail (duplicate name, ENOMEM): explores the creation error path
+    add_failure: bool = False
+    #: reserved chrdev minors (nr_dax); None = large enough for every device
+    nr_minors: int | None = None
+    #: read()/write()/ioctl()/lseek() outcomes (self-loops: they never change state)
+    syscalls: bool = False
+    #: the fault-vs-teardown race alone: devices exist and are mapped from the start
+    race: bool = False
+    extra: dict[str, str] = field(default_factory=dict, compare=False)
+
+    def __post_init__(self) -> None:
+        parse_align(self.align)
+        for f in ("devices", "units", "ranges", "generations", "files", "vmas", "cpus"):
+            v = getattr(self, f)
+            if not isinstance(v, int) or v < (0 if f in ("files", "vmas", "cpus") else 1):
+                raise ValueError(f"{f}: expected a positive integer, got {v!r}")
+        if self.faults < 0 or self.binds < 0:
+            raise ValueError("faults/binds: expected a non-negative integer")
+        if self.ranges > self.units:
+            raise ValueError(f"ranges: a device of {self.units} units cannot have {self.ranges} ranges")
+        if self.first_fault not in ("pte", "pmd", "pud"):
+            raise ValueError(f"first_fault: expected pte, pmd or pud, got {self.first_fault!r}")
+        if self.devices * self.generations > 8:
+            raise ValueError("devices*generations: at most 8 device instances")
+
+    @property
+    def align_bytes(self) -> int:
+        return parse_align(self.align)
+
+    @property
+    def first_fault_bytes(self) -> int:
+        return FAULT_SIZES[("pte", "pmd", "pud").index(self.first_fault)]
+
+    @property
+    def instances(self) -> int:
+        return self.devices * self.generations
+
+    def describe(self) -> str:
+        keep = ("profile", "variant", "align", "devices", "units", "ranges", "generations", "files",
+                "vmas", "cpus", "faults", "first_fault", "binds")
+        return " ".join(f"{f.name}={getattr(self, f.name)}" for f in fields(self)
+                        if f.name in keep and getattr(self, f.name) is not None)
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Physical ranges of every device instance. Multi-range devices leave a one-unit hole between
+    ranges so that a range boundary is a real discontinuity (daxctl-create.sh test 2/3)."""
+
+    align: int
+    ranges: tuple[tuple[Range, ...], ...]   # per device instance
+
+    @staticmethod
+    def of(cfg: Config) -> Layout:
+        align = cfg.align_bytes
+        stride = max(align, PUD_SIZE) if align == PUD_SIZE else align
+        out = []
+        for g in range(cfg.generations):
+            base = REGION_BASE + g * GENERATION_STRIDE
+            cursor = base
+            for _ in range(cfg.devices):
+                per = [cfg.units // cfg.ranges + (1 if i < cfg.units % cfg.ranges else 0)
+                       for i in range(cfg.ranges)]
+                spans = []
+                for n in per:
+                    spans.append((cursor, n * stride))
+                    cursor += (n + 1) * stride          # leave a hole after each range
+                out.append(make_ranges(spans))
+        return Layout(align, tuple(out))
+
+    def size(self, dev: int) -> int:
+        return sum(r.end - r.start + 1 for r in self.ranges[dev])
+
+
+def align_name(align: int) -> str:
+    return ALIGN_NAMES[align]

@@ -1,0 +1,47 @@
+"""What every action may read but never changes: the bounds, the profile and the physical layout."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from devdax.spec.config import Config, Layout
+from devdax.spec.profiles import Profile, get_profile
+from devdax.spec.state import State
+
+
+@dataclass(frozen=True)
+class Ctx:
+    cfg: Config
+    prof: Profile
+    layout: Layout
+
+    @staticmethod
+    def of(cfg: Config, prof: Profile | None = None) -> Ctx:
+        return Ctx(cfg, prof if prof is not None else get_profile(cfg.profile), Layout.of(cfg))
+
+    @property
+    def align(self) -> int:
+        return self.layout.align
+
+    def region_of(self, dev: int) -> int:
+        return dev // self.cfg.devices
+
+    def devs_of(self, region: int) -> range:
+        return range(region * self.cfg.devices, (region + 1) * self.cfg.devices)
+
+    def minor_limit(self) -> int | None:
+        """The bound of dax_minor_ida, or None for v4.10's unbounded ida_simple_get(.., 0, 0)."""
+        if not self.prof.minor_ida_bounded:
+            return None
+        return self.cfg.nr_minors if self.cfg.nr_minors is not None else self.cfg.instances
+
+    def nr_reserved_minors(self) -> int:
+        """alloc_chrdev_region(&dax_devt, 0, nr_dax): the minors the driver owns."""
+        return self.cfg.nr_minors if self.cfg.nr_minors is not None else self.cfg.instances
+
+
+def oops(s: State, what: str) -> State:
+    """Record the first thing the real kernel would have crashed or warned on; the state goes on so
+    that the trace shows what happens next, but the invariants no_use_after_free / no_null_deref /
+    no_refcount_underflow fail here."""
+    return s if s.oops else s._replace(oops=what)

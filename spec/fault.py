@@ -1,0 +1,138 @@
+"""A page fault on a device-dax vma, split into the steps a CPU takes and another CPU can interleave.
+
+Seed commit 2: "Faults are handled under rcu_read_lock to synchronize with the enabled state of the
+device." dev_dax_huge_fault(): read-lock; check_vma (alive); size negotiation; pgoff_to_phys; insert
+one entry; read-unlock (kernel-semantics.md 1.7). The fault holds mmap_lock for read, so the vma does
+not change under it.
+
+Check, negotiation and translation read only the vma (stable under mmap_lock), the immutable layout
+and `alive`; they are one step because nothing another CPU does can come between them and change
+their result except `alive`, which is read first. Inserting is a separate step: that is where the
+race with unmap_mapping_range lives.
+"""
+
+from __future__ import annotations
+
+from devdax.spec.ctx import Ctx, oops
+from devdax.spec.geometry import (
+    PUD_SIZE,
+    FaultResult,
+    check_vma,
+    dax_huge_fault,
+    next_fault_size,
+    round_down,
+)
+from devdax.spec.profiles import ReadLock
+from devdax.spec.state import (
+    C_CHECKED,
+    C_DONE,
+    C_IDLE,
+    C_LOCKED,
+    D_RELEASED,
+    R_FALLBACK,
+    R_NONE,
+    R_NOPAGE,
+    R_SIGBUS,
+    Cpu,
+    Entry,
+    State,
+    set_at,
+)
+from devdax.spec.vma import vma_flags
+
+Result = tuple[str, State] | None
+
+
+def covered(s: State, v: int, addr: int) -> bool:
+    """An entry maps addr already: the access does not fault at all."""
+    return any(e.vma == v and e.addr <= addr < e.addr + e.size for e in s.entries)
+
+
+def fault_targets(c: Ctx, s: State, v: int) -> list[int]:
+    """One faulting address per align unit of the vma: within a unit every address gives the same
+    block for every fault size <= align, and for a larger size the block depends only on the unit."""
+    vma = s.vmas[v]
+    base = round_down(vma.start, c.align)
+    return [a if a >= vma.start else vma.start
+            for a in range(base, vma.end, c.align) if not covered(s, v, max(a, vma.start))]
+
+
+def _put_cpu(s: State, i: int, cpu: Cpu) -> State:
+    return s._replace(cpus=set_at(s.cpus, i, cpu))
+
+
+def fault_lock(c: Ctx, s: State, i: int, v: int, addr: int) -> Result:
+    """The mm calls ->huge_fault (first at the largest size); it takes dax_read_lock()/
+    rcu_read_lock(). A reader that enters now is not one the current grace period waits for."""
+    cpu = s.cpus[i]
+    if cpu.pc != C_IDLE:
+        return None
+    if cpu.result == R_FALLBACK:                 # the mm retries the same address one size down
+        if (v, addr) != (cpu.vma, cpu.addr):
+            return None
+        size = cpu.size
+    else:
+        if cpu.left == 0 or s.vmas[v].file < 0 or covered(s, v, addr):
+            return None
+        size = c.cfg.first_fault_bytes
+    cpu = Cpu(C_LOCKED, cpu.left, cpu.nest + 1, False, v, addr, size, R_NONE, 0)
+    return ("ok", _put_cpu(s, i, cpu))
+
+
+def fault_check(c: Ctx, s: State, i: int) -> Result:
+    """check_vma (alive first), fault-size negotiation, pgoff_to_phys."""
+    cpu = s.cpus[i]
+    if cpu.pc != C_LOCKED:
+        return None
+    vma = s.vmas[cpu.vma]
+    d = s.files[vma.file].dev
+    dev = s.devs[d]
+    if dev.phase == D_RELEASED:
+        return ("OOPS", oops(s, f"uaf: fault on released dax{d}"))
+    rules = c.prof.fault_rules
+    ranges = c.layout.ranges[d]
+    ok = check_vma(dev.alive, vma_flags(vma), vma.start, vma.end, c.align, c.prof.private_test) == 0
+    dec = dax_huge_fault(cpu.size, cpu.addr, vma.start, vma.end, vma.pgoff, c.align, ranges, ok, rules)
+    if dec.result is FaultResult.NOPAGE:
+        return ("ok", _put_cpu(s, i, cpu._replace(pc=C_CHECKED, result=R_NOPAGE, addr=dec.addr,
+                                                  phys=dec.phys)))
+    if dec.result is FaultResult.FALLBACK and c.prof.default_case_leaks_lock \
+            and not rules.pud_supported and cpu.size == PUD_SIZE:
+        # M20: "default: return VM_FAULT_FALLBACK;" inside rcu_read_lock(): no unlock
+        nxt = next_fault_size(cpu.size) or cpu.size
+        return ("FALLBACK", _put_cpu(s, i, cpu._replace(pc=C_IDLE, result=R_FALLBACK, size=nxt)))
+    res = R_FALLBACK if dec.result is FaultResult.FALLBACK else R_SIGBUS
+    return (dec.result.value, _put_cpu(s, i, cpu._replace(pc=C_DONE, result=res)))
+
+
+def fault_insert(c: Ctx, s: State, i: int) -> Result:
+    """vmf_insert_mixed / vmf_insert_pfn_pmd / _pud: install exactly one entry of the fault size.
+    Another CPU may have installed it first (-EBUSY counts as success). May sleep (pte_alloc)."""
+    cpu = s.cpus[i]
+    if cpu.pc != C_CHECKED:
+        return None
+    s = _put_cpu(s, i, cpu._replace(pc=C_DONE))
+    if covered(s, cpu.vma, cpu.addr):
+        return ("EBUSY", s)
+    return ("ok", s._replace(entries=s.entries | {Entry(cpu.vma, cpu.addr, cpu.size, cpu.phys)}))
+
+
+def fault_unlock(c: Ctx, s: State, i: int) -> Result:
+    """dax_read_unlock(); the handler returns NOPAGE, SIGBUS or FALLBACK to the mm."""
+    cpu = s.cpus[i]
+    if cpu.pc != C_DONE:
+        return None
+    nest = cpu.nest - 1
+    outcome = {R_NOPAGE: "NOPAGE", R_SIGBUS: "SIGBUS", R_FALLBACK: "FALLBACK"}[cpu.result]
+    if cpu.result == R_FALLBACK:
+        nxt = next_fault_size(cpu.size)
+        if nxt is not None:
+            return (outcome, _put_cpu(s, i, Cpu(C_IDLE, cpu.left, nest, cpu.pre_gp and nest > 0,
+                                                cpu.vma, cpu.addr, nxt, R_FALLBACK, 0)))
+        outcome = "SIGBUS"
+    return (outcome, _put_cpu(s, i, Cpu(C_IDLE, cpu.left - 1, nest, cpu.pre_gp and nest > 0)))
+
+
+def sleeps_in_rcu(c: Ctx, action: str) -> bool:
+    """M5: inserting may allocate a page table and sleep; under plain RCU that is illegal."""
+    return action == "fault_insert" and c.prof.read_lock is ReadLock.RCU

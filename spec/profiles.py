@@ -1,0 +1,216 @@
+"""Kernel profiles: which driver the state machine is, as a set of named switches.
+
+A profile is one design era of drivers/dax, faithful to the code of that era (kernel-semantics.md
+section 0 names the copies read). Historical bugs that were fixed *within* an era are not baked into
+its profile; each is a variant (spec/variants.py) that turns one switch back. v4.7 is the exception
+the design asks for: it is the driver as merged, with its known defects, and reports them as its
+documented findings.
+
+Every switch names the kernel function or commit it stands for.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from enum import Enum
+
+from devdax.spec.geometry import FaultRules, PrivateTest
+
+# Names of teardown/creation steps used in programs (spec/admin.py defines each one).
+Program = tuple[str, ...]
+
+
+class ReadLock(Enum):
+    #: rcu_read_lock(): the section may not sleep (seed commit 2: "Faults are handled under
+    #: rcu_read_lock to synchronize with the enabled state of the device")
+    RCU = "rcu"
+    #: srcu_read_lock(&dax_srcu) since 956a4cd2c957 (M5): sleeping inside is allowed
+    SRCU = "srcu"
+
+
+class OpenLookup(Enum):
+    #: v4.7 dax_dev_open: class_find_device() on i_rdev under device_lock: ENXIO once unregistered
+    CLASS_FIND_DEVICE = "class_find_device"
+    #: v4.10+: chrdev_open finds the embedded cdev through kobj_map, or through the /dev inode's
+    #: cached i_cdev while the cdev kobject still has a reference (fs/char_dev.c)
+    CHRDEV = "chrdev"
+
+
+class Lifetime(Enum):
+    #: v4.7: the dax_dev has its own kref, taken by open, mmap and vm_ops->open
+    KREF = "kref"
+    #: v4.10+: the embedded cdev kobject pins the device kobject (ba09c01d2fa8, seed commit 3)
+    CDEV_KOBJECT = "cdev-kobject"
+
+
+@dataclass(frozen=True, eq=False)
+class Profile:
+    name: str
+    summary: str
+    source: str
+    read_lock: ReadLock
+    open_lookup: OpenLookup
+    lifetime: Lifetime
+    #: when the global minor returns to dax_minor_ida: "unregister" (v4.7) or "release" (v4.10+)
+    minor_freed_at: str
+    #: dax_open stores a NULL private_data while the device is not alive (modern dax_get_private)
+    open_private_null_when_dead: bool
+    #: a device is alive only while the device_dax driver is bound; bind/unbind cycles exist
+    bind_cycles: bool
+    #: vm_ops->split / ->may_split refuses a misaligned split (M8, 9702cffdbf21, 4.15)
+    has_split: bool
+    #: VM_MIXEDMAP: fork copies the parent's entries (4.x); modern children refault
+    fork_copies_entries: bool
+    #: mmap_supported_flags = MAP_SYNC
+    map_sync: bool
+    private_test: PrivateTest
+    fault_rules: FaultRules
+    #: bound of the minor ida (exclusive); None = unbounded ida_simple_get(.., 0, 0) (M19)
+    minor_ida_bounded: bool
+    #: each modern dev_dax has per-range child devices "mappingN" that pin their parent (M15 fix)
+    mapping_children: bool
+    mapping_pins_parent: bool
+    #: M20: the fault dispatcher's default case returns without the read unlock
+    default_case_leaks_lock: bool
+    #: M16: unregister_dev_dax may return early (down_write_killable interrupted) and skip teardown
+    unregister_can_be_interrupted: bool
+    #: M18: creation error after device_initialize() frees with kfree instead of put_device()
+    error_path_kfree: bool
+    #: M6: on device_add failure only put_device() runs: no kill, no cdev_del
+    add_failure_leaks_cdev: bool
+    #: the admin programs: probe (per device), remove (per device), bind, unbind
+    create: Program
+    create_failed: Program
+    remove: Program
+    bind: Program = ()
+    unbind: Program = ()
+    #: invariants this profile does not promise, with the reason (documented findings)
+    findings: dict[str, str] = field(default_factory=dict)
+
+    def with_(self, **changes: object) -> Profile:
+        return replace(self, **changes)  # type: ignore[arg-type]
+
+
+# Steps that end with "!" complete the kill: after them the protocol promises no entry of the device
+# exists and none can be installed (kernel-semantics section 4, point 4). The marker is what the
+# invariant no_entry_after_kill reads; it is not a kernel action.
+
+V47 = Profile(
+    name="v4.7",
+    summary="seed commit 2 as merged: dax_dev kref, register_chrdev, rcu, no unmap on unregister",
+    source="dee410792419 '/dev/dax, core: file operations and dax-mmap'; V47 drivers/dax/dax.c",
+    read_lock=ReadLock.RCU,
+    open_lookup=OpenLookup.CLASS_FIND_DEVICE,
+    lifetime=Lifetime.KREF,
+    minor_freed_at="unregister",
+    open_private_null_when_dead=False,
+    bind_cycles=False,
+    has_split=False,
+    fork_copies_entries=True,
+    map_sync=False,
+    private_test=PrivateTest.V47_NORESERVE,
+    fault_rules=FaultRules(fallback=False, vma_bounds=False),
+    minor_ida_bounded=False,
+    mapping_children=False,
+    mapping_pins_parent=False,
+    default_case_leaks_lock=False,
+    unregister_can_be_interrupted=False,
+    error_path_kfree=False,
+    add_failure_leaks_cdev=False,
+    create=("ida_alloc_id", "ida_alloc_minor", "kref_init", "set_alive", "region_get", "device_create"),
+    create_failed=(),
+    # unregister_dax_dev: alive = false; synchronize_rcu(); device_unregister; ida frees; put
+    remove=("clear_alive", "synchronize_start", "synchronize_wait!", "device_unregister",
+            "ida_free_id", "ida_free_minor", "dax_dev_put"),
+    findings={
+        "no_entry_after_kill": "M22: v4.7 never calls unmap_mapping_range; entries outlive kill",
+        "minor_unique": "M22: v4.7 frees the minor at unregister while fds may still be open",
+        "vmas_shared": "M1: check_vma lets MAP_PRIVATE through unless it is writable without NORESERVE",
+        "no_sleep_in_rcu": "M5: vm_insert_mixed may allocate a page table inside rcu_read_lock",
+        "entries_exact": "M3/M4: no fault-size fallback nor vma bounds check",
+    },
+)
+
+V410 = Profile(
+    name="v4.10",
+    summary="seed commit 3: embedded cdev, pseudo-inode, unmap on kill, minor freed at release",
+    source="ba09c01d2fa8 'dax: convert to the cdev api'; V410/V411 drivers/dax/dax.c with the 2017 "
+           "fixes M3-M6 (0134ed4fb9e7, 70b085b06c45, 956a4cd2c957, cdev_device_add) and M8, M19, M20",
+    read_lock=ReadLock.SRCU,
+    open_lookup=OpenLookup.CHRDEV,
+    lifetime=Lifetime.CDEV_KOBJECT,
+    minor_freed_at="release",
+    open_private_null_when_dead=False,
+    bind_cycles=False,
+    has_split=True,
+    fork_copies_entries=True,
+    map_sync=False,
+    private_test=PrivateTest.VM_MAYSHARE,
+    fault_rules=FaultRules(),
+    minor_ida_bounded=True,
+    mapping_children=False,
+    mapping_pins_parent=False,
+    default_case_leaks_lock=False,
+    unregister_can_be_interrupted=False,
+    error_path_kfree=False,
+    add_failure_leaks_cdev=False,
+    # devm_create_dax_dev after the cdev-leak fix: ids, inode, device_initialize, cdev_init, alive,
+    # region ref, then cdev_device_add (cdev_add, device_add)
+    create=("ida_alloc_id", "ida_alloc_minor", "dax_inode_get", "device_initialize", "set_alive",
+            "region_get", "cdev_add", "device_add"),
+    # the error path of cdev_device_add: kill_dax_dev(); put_device()  (M6 fix)
+    create_failed=("clear_alive", "synchronize_start", "synchronize_wait", "unmap_mapping_range!",
+                   "cdev_del", "put_device"),
+    # unregister_dax_dev: kill_dax_dev(); cdev_device_del(); put_device()
+    remove=("clear_alive", "synchronize_start", "synchronize_wait", "unmap_mapping_range!",
+            "cdev_del", "device_del", "put_device"),
+)
+
+MODERN = Profile(
+    name="modern",
+    summary="dax bus (v6.x): srcu, alive only while device_dax is bound, bind/unbind cycles, "
+            "per-device align, multi-range devices, fault fallback",
+    source="drivers/dax/{super,bus,device}.c (V58, V60, V63)",
+    read_lock=ReadLock.SRCU,
+    open_lookup=OpenLookup.CHRDEV,
+    lifetime=Lifetime.CDEV_KOBJECT,
+    minor_freed_at="release",
+    open_private_null_when_dead=True,
+    bind_cycles=True,
+    has_split=True,
+    fork_copies_entries=False,
+    map_sync=True,
+    private_test=PrivateTest.VM_MAYSHARE,
+    fault_rules=FaultRules(),
+    minor_ida_bounded=True,
+    mapping_children=True,
+    mapping_pins_parent=True,
+    default_case_leaks_lock=False,
+    unregister_can_be_interrupted=False,
+    error_path_kfree=False,
+    add_failure_leaks_cdev=False,
+    # __devm_create_dev_dax: id, device_initialize, alloc_dax (minor + inode), "a device_dax
+    # instance is dead while the driver is not attached", region ref, mappingN children, device_add;
+    # the bus then probes device_dax: dev_dax_probe ends cdev_add(); run_dax()
+    create=("ida_alloc_id", "device_initialize", "ida_alloc_minor", "dax_inode_get", "region_get",
+            "add_mappings", "device_add", "cdev_add", "run_dax"),
+    # device_add failure: kill_dev_dax(); put_device()  (M18 fix: never kfree after initialize)
+    create_failed=("put_device",),
+    # unregister_dev_dax: kill_dev_dax(); device_del() (unbinds: dev_dax_kill, dev_dax_cdev_del);
+    # free_dev_dax_ranges() (unregister mappingN); put_device()
+    remove=("unregister_lock", "clear_alive", "synchronize_start", "synchronize_wait",
+            "unmap_mapping_range!", "cdev_del", "device_del", "unregister_mappings", "put_device"),
+    bind=("cdev_add", "run_dax"),
+    # device_dax remove: devm actions in reverse: dev_dax_kill (kill_dax, unmap) then dev_dax_cdev_del
+    unbind=("clear_alive", "synchronize_start", "synchronize_wait", "unmap_mapping_range!", "cdev_del"),
+)
+
+PROFILES: dict[str, Profile] = {p.name: p for p in (V47, V410, MODERN)}
+DEFAULT_PROFILE = "v4.10"
+
+
+def get_profile(name: str) -> Profile:
+    try:
+        return PROFILES[name]
+    except KeyError:
+        raise ValueError(f"profile: expected one of {', '.join(PROFILES)}, got {name!r}") from None

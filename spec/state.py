@@ -1,0 +1,152 @@
+"""The state of the system: every kernel object device-dax touches, and who points at whom.
+
+Records are NamedTuples: immutable, hashable and cheap to copy with ``_replace``, so the explicit
+checker can store millions of them. Field names follow the kernel (kernel-semantics.md section 1):
+``dev_ref`` is the struct device kobject count, ``cdev_ref`` the embedded cdev's kobject count,
+``kref`` the v4.7 dax_dev kref. Sets of small integers (an ida) are bitmasks.
+
+Reference graph (section 1.3): open file -> cdev kobject -> device kobject -> {region kref,
+pseudo-inode -> minor}; vma -> file. Every count is checked against its holders by
+invariants.refcount_exact.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple, TypeVar
+
+T = TypeVar("T")
+
+# --- dax_region.phase
+RG_NONE, RG_LIVE, RG_GONE = 0, 1, 2
+# --- dax_dev.phase
+D_NONE, D_CREATING, D_LIVE, D_FAILED, D_RELEASED = 0, 1, 2, 3, 4
+PHASE_NAMES = {D_NONE: "none", D_CREATING: "creating", D_LIVE: "live", D_FAILED: "failed",
+               D_RELEASED: "released"}
+# --- cpu.pc: where a CPU is in dev_dax_huge_fault()
+C_IDLE, C_LOCKED, C_CHECKED, C_DONE = 0, 1, 2, 3
+CPU_PC_NAMES = {C_IDLE: "idle", C_LOCKED: "locked", C_CHECKED: "checked", C_DONE: "done"}
+# --- fault results carried from check to unlock
+R_NONE, R_NOPAGE, R_FALLBACK, R_SIGBUS = 0, 1, 2, 3
+RESULT_NAMES = {R_NONE: "-", R_NOPAGE: "NOPAGE", R_FALLBACK: "FALLBACK", R_SIGBUS: "SIGBUS"}
+
+
+class Region(NamedTuple):
+    """struct dax_region (section 1.1)."""
+
+    phase: int = RG_NONE
+    kref: int = 0
+    ida: int = 0                 # per-region instance ids in use (bitmask)
+    provider_ref: bool = False   # the probe's own reference, dropped once children own the region
+    devm_ref: bool = False       # the reference of the devm action dax_region_unregister
+    freed: bool = False
+
+
+class Dev(NamedTuple):
+    """struct dax_dev / dev_dax with its embedded struct device and struct cdev (section 1.2)."""
+
+    phase: int = D_NONE
+    id: int = -1                 # per-region instance id (the Y of daxX.Y)
+    minor: int = -1
+    id_held: bool = False        # the id bit in region->ida belongs to this instance
+    minor_held: bool = False     # the minor bit in dax_minor_ida belongs to this instance
+    init_ref: bool = False       # the reference device_initialize()/kref_init() took, not yet put
+    dev_ref: int = 0             # struct device kobject count
+    kref: int = 0                # v4.7: dax_dev->kref
+    cdev_live: bool = False      # cdev_add() done and cdev_del() not yet: the cdev's own reference
+    cdev_ref: int = 0            # cdev kobject count
+    cdev_mapped: bool = False    # in kobj_map: chrdev_open() can find it by devt
+    icdev_cached: bool = False   # some /dev inode caches i_cdev (chrdev_open) until cdev release
+    inode_ref: int = 0           # dax pseudo-fs inode
+    holds_region: bool = False   # kref_get(&dax_region->kref) taken
+    registered: bool = False     # device_add() done, device_del() not yet
+    bound: bool = False          # modern: device_dax driver bound
+    alive: bool = False
+    children: int = 0            # modern: mappingN child devices still registered
+    zombies: int = 0             # mappingN children unregistered, release still pending
+    dead: bool = False           # ghost: kill completed (cleared by run_dax on re-bind)
+
+
+class File(NamedTuple):
+    """struct file of an open /dev/daxX.Y. Slot is free when dev == -1."""
+
+    dev: int = -1
+    writable: bool = False
+    fd: bool = False             # the descriptor is still installed
+    count: int = 0               # f_count: the fd plus one per vma
+    private_null: bool = False   # modern dax_open stored dax_get_private() == NULL
+
+
+class Vma(NamedTuple):
+    """struct vm_area_struct mapping a device file. Slot is free when file == -1."""
+
+    file: int = -1
+    start: int = 0
+    end: int = 0
+    pgoff: int = 0
+    shared: bool = False         # VM_SHARED
+    mayshare: bool = False       # VM_MAYSHARE
+    write: bool = False          # VM_WRITE
+    dontcopy: bool = False       # VM_DONTCOPY (MADV_DONTFORK)
+
+
+class Entry(NamedTuple):
+    """An installed page-table entry (pte/pmd/pud) of a vma."""
+
+    vma: int
+    addr: int
+    size: int
+    phys: int
+
+
+class Cpu(NamedTuple):
+    """A CPU running the fault handler. CPUs are interchangeable: the checker sorts them."""
+
+    pc: int = C_IDLE
+    left: int = 0                # faults this CPU will still take
+    nest: int = 0                # read-side nesting (dax_read_lock / rcu_read_lock)
+    pre_gp: bool = False         # its read section began before the grace period in progress
+    vma: int = -1
+    addr: int = 0
+    size: int = 0                # the fault size the mm asked for
+    result: int = R_NONE
+    phys: int = 0
+
+
+class Admin(NamedTuple):
+    """The one thread that runs probe, bind, unbind and removal programs, step by step."""
+
+    prog: str = ""               # "" when idle
+    dev: int = -1
+    pc: int = 0
+    generation: int = 0          # next provider generation to probe
+    binds_left: tuple[int, ...] = ()
+    resume: tuple[str, int, int] | None = None   # where probe continues after an error program
+
+
+class State(NamedTuple):
+    regions: tuple[Region, ...]
+    devs: tuple[Dev, ...]
+    files: tuple[File, ...]
+    vmas: tuple[Vma, ...]
+    entries: frozenset[Entry]
+    cpus: tuple[Cpu, ...]
+    minors: int                  # dax_minor_ida (bitmask)
+    gp: bool                     # a grace period is in progress
+    admin: Admin
+    oops: str                    # "" or what the kernel would have crashed on ("uaf: ...")
+
+
+def set_at(seq: tuple[T, ...], i: int, value: T) -> tuple[T, ...]:
+    """Functional update of one slot of a tuple."""
+    return seq[:i] + (value,) + seq[i + 1:]
+
+
+def ida_alloc(mask: int, limit: int | None = None) -> int | None:
+    """ida_alloc(): the lowest free id, or None when the (exclusive) limit is reached."""
+    free = (~mask) & (mask + 1)
+    i = free.bit_length() - 1
+    return None if limit is not None and i >= limit else i
+
+
+def generation_of(dev: int, devices_per_region: int) -> int:
+    return dev // devices_per_region

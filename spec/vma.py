@@ -1,0 +1,143 @@
+"""mmap(2) and what later changes a vma: munmap/mprotect splits, fork, MADV_DONTFORK.
+
+Seed commit 2: "there is no support for private mappings ... Mappings are always guaranteed to match
+the alignment of the dax_region ... If userspace attempts to force a misaligned mapping, the driver
+will fail the mmap attempt. See dax_dev_check_vma()". mmap does not check the offset or length
+against the device size (kernel-semantics.md 1.5): faults past the end SIGBUS instead.
+"""
+
+from __future__ import annotations
+
+import errno
+
+from devdax.spec.config import FIXED_BASE, MM_WINDOW, MmapShape
+from devdax.spec.ctx import Ctx, oops
+from devdax.spec.file import Result, free_slot, vma_file_get, vma_file_put
+from devdax.spec.geometry import (
+    PAGE_SHIFT,
+    PAGE_SIZE,
+    PrivateTest,
+    VmaFlags,
+    check_vma,
+    dax_get_unmapped_area,
+    is_aligned,
+    round_up,
+)
+from devdax.spec.state import C_IDLE, State, Vma, set_at
+
+
+def vma_flags(v: Vma) -> VmaFlags:
+    return VmaFlags(shared=v.shared, mayshare=v.mayshare, write=v.write, noreserve=False,
+                    dontcopy=v.dontcopy)
+
+
+def _mm_alloc(length: int) -> int:
+    """The model's mm->get_unmapped_area: every mapping lives in its own copy of one window, so vma
+    addresses never depend on which slot a vma took (that keeps vmas interchangeable)."""
+    return MM_WINDOW
+
+
+def do_mmap(c: Ctx, s: State, f: int, shape: MmapShape) -> Result:
+    """mmap(NULL or fixed, len, prot, flags, fd, off): do_mmap's generic checks, then
+    dax_get_unmapped_area, then dax_mmap -> check_vma. Guard: an open fd and a free vma slot."""
+    fl = s.files[f]
+    v = free_slot(s.vmas, Vma())
+    if not fl.fd or v < 0:
+        return None
+    align = c.align
+    length = shape.units * align + shape.extra_bytes
+    offset = shape.offset_units * align + shape.offset_bytes
+    if length == 0 or not is_aligned(offset, PAGE_SIZE):
+        return ("EINVAL", s)
+    length = round_up(length, PAGE_SIZE)
+    if shape.shared and shape.write and not fl.writable:
+        return ("EACCES", s)                     # do_mmap: MAP_SHARED|PROT_WRITE needs FMODE_WRITE
+    if shape.sync and not c.prof.map_sync:
+        return ("EOPNOTSUPP", s)                 # MAP_SHARED_VALIDATE: flag not in mmap_supported_flags
+    if shape.fixed_bytes is not None:
+        addr = FIXED_BASE + shape.fixed_bytes
+        if not is_aligned(addr, PAGE_SIZE):
+            return ("EINVAL", s)
+    else:
+        addr = 0
+    start = dax_get_unmapped_area(addr, length, offset >> PAGE_SHIFT, align, _mm_alloc)
+    flags = VmaFlags.from_mmap(shape.shared, shape.write, fl.writable, shape.noreserve)
+    if fl.private_null:
+        # modern dax_mmap: check_vma(filp->private_data == NULL, ...) dereferences dev_dax (M21)
+        return ("OOPS", oops(s, f"null deref: dax_mmap -> check_vma(NULL) on file{f} of dax{fl.dev}"))
+    dev = s.devs[fl.dev]
+    rc = check_vma(dev.alive, flags, start, start + length, align, c.prof.private_test)
+    if rc:
+        return (errno.errorcode[-rc], s)
+    new = Vma(f, start, start + length, offset >> PAGE_SHIFT, flags.shared, flags.mayshare,
+              flags.write, False)
+    s = vma_file_get(c, s, f)
+    return ("ok", s._replace(vmas=set_at(s.vmas, v, new)))
+
+
+def faulting(s: State, v: int) -> bool:
+    """A fault holds mmap_lock for read: munmap/mprotect/fork (write side) wait for it."""
+    return any(cpu.vma == v and (cpu.pc != C_IDLE or cpu.result) for cpu in s.cpus)
+
+
+def _zap(s: State, v: int, lo: int, hi: int) -> State:
+    """Remove entries of v that overlap [lo, hi): a huge entry split by a boundary is zapped whole
+    (split_huge_pmd on a devmap pmd just clears it)."""
+    return s._replace(entries=frozenset(e for e in s.entries
+                                        if e.vma != v or e.addr + e.size <= lo or e.addr >= hi))
+
+
+def do_munmap(c: Ctx, s: State, v: int, part: str) -> Result:
+    """munmap(2) of the whole vma, of its last unit (an aligned split), or of its first page (a
+    misaligned split, refused by ->may_split since M8)."""
+    vma = s.vmas[v]
+    if vma.file < 0 or faulting(s, v):
+        return None
+    if part == "all":
+        s = _zap(s, v, vma.start, vma.end)
+        s = s._replace(vmas=set_at(s.vmas, v, Vma()))
+        return ("ok", vma_file_put(c, s, vma.file))
+    if part == "tail":
+        cut = vma.end - c.align
+        if cut <= vma.start:
+            return None
+    else:
+        cut = vma.start + PAGE_SIZE
+        if c.align == PAGE_SIZE:
+            return None
+    if not is_aligned(cut, c.align) and c.prof.has_split:
+        return ("EINVAL", s)                     # dev_dax_may_split: "!IS_ALIGNED(addr, align)"
+    if part == "tail":
+        s = _zap(s, v, cut, vma.end)
+        return ("ok", s._replace(vmas=set_at(s.vmas, v, vma._replace(end=cut))))
+    s = _zap(s, v, vma.start, cut + c.align)
+    new = vma._replace(start=cut, pgoff=vma.pgoff + (PAGE_SIZE >> PAGE_SHIFT))
+    return ("ok", s._replace(vmas=set_at(s.vmas, v, new)))
+
+
+def do_fork(c: Ctx, s: State, v: int) -> Result:
+    """fork(): the child gets a copy of the vma unless VM_DONTCOPY; 4.x copies the entries
+    (VM_MIXEDMAP), modern children refault. The copy stands for the child's mapping; the child's
+    exit is a munmap of it."""
+    vma = s.vmas[v]
+    w = free_slot(s.vmas, Vma())
+    if vma.file < 0 or w < 0 or faulting(s, v):
+        return None
+    if vma.dontcopy:
+        return ("ok", s)
+    s = vma_file_get(c, s, vma.file)
+    s = s._replace(vmas=set_at(s.vmas, w, vma))
+    if c.prof.fork_copies_entries:
+        s = s._replace(entries=s.entries | {e._replace(vma=w) for e in s.entries if e.vma == v})
+    return ("ok", s)
+
+
+def do_madvise_dontfork(c: Ctx, s: State, v: int) -> Result:
+    vma = s.vmas[v]
+    if vma.file < 0 or vma.dontcopy or faulting(s, v):
+        return None
+    return ("ok", s._replace(vmas=set_at(s.vmas, v, vma._replace(dontcopy=True))))
+
+
+def private_test_name(t: PrivateTest) -> str:
+    return t.value
