@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -370,3 +371,31 @@ def test_parse_does_not_mutate_input() -> None:
     before = copy.deepcopy(d)
     parse(d)
     assert d == before
+
+
+def test_duplicate_json_key_rejected(tmp_path: Path) -> None:
+    p = tmp_path / "dup.json"
+    text = json.dumps(base()).replace('"length": "4M"', '"length": "4M", "length": "2M"')
+    p.write_text(text)
+    with pytest.raises(ValueError, match=r"scenario dup\.json field 'length'"):
+        load(p)
+
+
+STEP_REF = re.compile(r"^steps? (\d+)(?:-(\d+))?(?:, (\d+))?")
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=[p.name for p in SHIPPED])
+def test_notes_refer_to_existing_steps(path: Path) -> None:
+    """Notes cite 0-based step indices (as output records do); a stale index misleads a reader."""
+    s = load(path)
+    for note in s.notes:
+        m = STEP_REF.match(note)
+        if m:
+            for g in m.groups():
+                assert g is None or int(g) < len(s.steps), note
+
+
+def test_readme_indexes_every_scenario() -> None:
+    readme = (SCENARIOS / "README.md").read_text(encoding="utf-8")
+    for path in SHIPPED:
+        assert f"`{path.name}`" in readme, path.name

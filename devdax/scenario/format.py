@@ -938,11 +938,29 @@ def parse(data: object, file: str = "<memory>") -> Scenario:
     )
 
 
+class _DuplicateKey(ValueError):
+    def __init__(self, key: str) -> None:
+        super().__init__(key)
+        self.key = key
+
+
+def _no_duplicates(pairs: list[tuple[str, object]]) -> dict[str, object]:
+    """``json`` keeps the last of two equal keys silently; in a hand-written step that hides a typo."""
+    out: dict[str, object] = {}
+    for key, value in pairs:
+        if key in out:
+            raise _DuplicateKey(key)
+        out[key] = value
+    return out
+
+
 def load(path: str | Path) -> Scenario:
     """Read and validate one scenario file."""
     p = Path(path)
     try:
-        data = json.loads(p.read_text(encoding="utf-8"))
+        data = json.loads(p.read_text(encoding="utf-8"), object_pairs_hook=_no_duplicates)
+    except _DuplicateKey as e:
+        raise ScenarioError(p.name, None, e.key, "key given twice in one JSON object") from None
     except json.JSONDecodeError as e:
         raise ScenarioError(p.name, None, "<json>", f"not valid JSON: {e}") from None
     return parse(data, p.name)
