@@ -256,7 +256,12 @@ def test_bad_expected_outcomes(i: int, word: str) -> None:
 def test_outcome_vocabulary_accepts_every_kind() -> None:
     d = base()
     d["steps"].append({"op": "check", "map": "m", "offset": 0, "value": 1})
-    for words in (["ENXIO", "skipped", "SIGSEGV", "mismatch"], ["EACCES", "EINVAL", "SIGBUS", "ok"]):
+    for words in (
+        ["ok", "ok", "SIGSEGV", "mismatch"],
+        ["ok", "ok", "SIGBUS", "SIGBUS"],
+        ["ENXIO", "skipped", "skipped", "skipped"],
+        ["ok", "EACCES", "skipped", "skipped"],
+    ):
         d["expect"] = words
         assert parse(d).expect == tuple(words)
 
@@ -399,3 +404,15 @@ def test_readme_indexes_every_scenario() -> None:
     readme = (SCENARIOS / "README.md").read_text(encoding="utf-8")
     for path in SHIPPED:
         assert f"`{path.name}`" in readme, path.name
+
+
+def test_skipped_must_follow_a_failed_creator() -> None:
+    d = base()
+    d["expect"] = ["ok", "EINVAL", "ok"]
+    e = _err(d)
+    assert (e.step, e.field) == (2, "expect")
+    d["expect"] = ["ok", "ok", "skipped"]
+    e = _err(d)
+    assert (e.step, e.field) == (2, "expect")
+    d["expect"] = ["ENXIO", "skipped", "skipped"]
+    assert parse(d).expect == ("ENXIO", "skipped", "skipped")

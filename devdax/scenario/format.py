@@ -882,6 +882,30 @@ def _resolve_handles(file: str, steps: Sequence[Step], ndev: int) -> tuple[tuple
     return tuple(depends)
 
 
+def _check_skips(file: str, expect: Sequence[str], depends: Sequence[tuple[int, ...]]) -> None:
+    """``skipped`` is exactly "a handle this step uses was never created" (format doc, Steps).
+
+    So an expectation file is inconsistent if it expects a step to run although one of its handles'
+    creating steps is expected to fail, or expects ``skipped`` although all of them succeed. Catching
+    this here keeps hand-written ``expect`` lists honest before any backend runs.
+    """
+    for i, deps in enumerate(depends):
+        failed = [d for d in deps if expect[d] != OK]
+        if failed and expect[i] != SKIPPED:
+            d = failed[0]
+            raise ScenarioError(
+                file,
+                i,
+                "expect",
+                f"step {d} creates a handle used here and is expected {expect[d]!r}; "
+                "this step must then be 'skipped'",
+            )
+        if not failed and expect[i] == SKIPPED:
+            raise ScenarioError(
+                file, i, "expect", "'skipped' but every handle it uses is created successfully"
+            )
+
+
 def _parse_notes(where: _Where, raw: object) -> tuple[str, ...]:
     if isinstance(raw, str):
         return (raw,)
@@ -924,6 +948,7 @@ def parse(data: object, file: str = "<memory>") -> Scenario:
             if word not in allowed_outcomes(step):
                 raise ScenarioError(file, i, "expect", f"outcome {word!r} is impossible for op {step.op!r}")
         expect = tuple(raw_expect)
+        _check_skips(file, expect, depends)
     notes = _parse_notes(top, data["notes"]) if "notes" in data else ()
     return Scenario(
         file=file,
