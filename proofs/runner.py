@@ -1,0 +1,146 @@
+"""Obligations, their verdicts, and the mypyvy-style checklist ``devdax prove`` prints.
+
+This module knows nothing about Z3: an obligation is a name, a one-line statement, the kernel rule it
+comes from, and a ``check`` that returns a :class:`Verdict`. The solver layer (``proofs.smt``) builds
+such checks; the lemma and transition-system modules list obligations; the CLI runs and renders them.
+
+Exit status (``exit_status``), the contract CI relies on:
+
+* ``0``: every obligation was proved;
+* ``1``: at least one obligation was violated (a counterexample exists);
+* ``3``: nothing was violated but at least one is UNKNOWN (solver ``unknown`` or timeout). An UNKNOWN is
+  never counted as proved, so it must fail a pipeline too; 3 keeps it apart from a real violation and
+  from 2, which the CLI reserves for usage errors (as ``devdax check`` does).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from enum import Enum
+
+#: per-obligation solver budget in seconds (the whole of ``devdax prove`` must stay under 60 s)
+DEFAULT_TIMEOUT = 20.0
+
+EXIT_PROVED = 0
+EXIT_VIOLATED = 1
+EXIT_USAGE = 2
+EXIT_UNKNOWN = 3
+
+
+class Status(Enum):
+    PROVED = "proved"
+    VIOLATED = "violated"
+    UNKNOWN = "unknown"
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """What one check concluded. ``counterexample`` is human-readable text (empty when proved); for an
+    UNKNOWN it says why (the solver's reason, or the budget that ran out)."""
+
+    status: Status
+    seconds: float = 0.0
+    counterexample: str = ""
+
+    def timed(self, seconds: float) -> Verdict:
+        return Verdict(self.status, seconds, self.counterexample)
+
+
+@dataclass(frozen=True, slots=True)
+class Obligation:
+    """One thing to prove. ``goal(timeout)`` does the work; ``check`` times it and turns an exception
+    into UNKNOWN, so that a crash in one encoding is reported and never mistaken for a proof."""
+
+    name: str
+    statement: str
+    source: str
+    goal: Callable[[float], Verdict] = field(repr=False)
+
+    def check(self, timeout: float = DEFAULT_TIMEOUT) -> Verdict:
+        start = time.perf_counter()
+        try:
+            verdict = self.goal(timeout)
+        except Exception as exc:  # reported as UNKNOWN, never swallowed into "proved"
+            verdict = Verdict(Status.UNKNOWN, counterexample=f"internal error: {type(exc).__name__}: {exc}")
+        return verdict.timed(time.perf_counter() - start)
+
+
+@dataclass(frozen=True, slots=True)
+class Result:
+    obligation: Obligation
+    verdict: Verdict
+
+
+def select(obligations: Sequence[Obligation], only: Iterable[str] = ()) -> list[Obligation]:
+    """Keep the obligations named in ``only`` (all when it is empty); an unknown name is a usage error
+    that lists the valid ones, so that a typo never silently proves nothing."""
+    wanted = list(only)
+    if not wanted:
+        return list(obligations)
+    names = {o.name for o in obligations}
+    missing = [w for w in wanted if w not in names]
+    if missing:
+        raise ValueError(f"no obligation named {', '.join(missing)}; choose from: {', '.join(sorted(names))}")
+    return [o for o in obligations if o.name in wanted]
+
+
+def run(obligations: Iterable[Obligation], timeout: float = DEFAULT_TIMEOUT,
+        on_result: Callable[[Result], None] | None = None) -> list[Result]:
+    """Check each obligation in order; ``on_result`` sees each result as soon as it exists (the CLI
+    prints the checklist line by line, so a slow obligation is visible while it runs)."""
+    results: list[Result] = []
+    for ob in obligations:
+        res = Result(ob, ob.check(timeout))
+        results.append(res)
+        if on_result is not None:
+            on_result(res)
+    return results
+
+
+_WORD = {Status.PROVED: "ok", Status.VIOLATED: "FAIL", Status.UNKNOWN: "UNKNOWN"}
+
+
+def render_line(res: Result) -> str:
+    """``  ok    0.12s  name  statement``, then for FAIL/UNKNOWN the counterexample indented below."""
+    v = res.verdict
+    line = f"  {_WORD[v.status]:<7} {v.seconds:6.2f}s  {res.obligation.name}  {res.obligation.statement}"
+    if v.status is Status.PROVED or not v.counterexample:
+        return line
+    body = "\n".join("        " + ln for ln in v.counterexample.splitlines())
+    return f"{line}\n{body}"
+
+
+def render_total(results: Sequence[Result]) -> str:
+    """The last line: ``all ok!`` in mypyvy's words when everything is proved, else the counts."""
+    total = sum(r.verdict.seconds for r in results)
+    counts = {s: sum(1 for r in results if r.verdict.status is s) for s in Status}
+    if counts[Status.PROVED] == len(results):
+        return f"all ok! {len(results)} obligations proved in {total:.2f}s"
+    return (f"{counts[Status.PROVED]} proved, {counts[Status.VIOLATED]} violated, "
+            f"{counts[Status.UNKNOWN]} UNKNOWN of {len(results)} obligations in {total:.2f}s")
+
+
+def render_checklist(results: Sequence[Result]) -> str:
+    return "\n".join([*(render_line(r) for r in results), render_total(results)])
+
+
+def to_json(results: Sequence[Result]) -> str:
+    """``--json``: a list of {name, status, seconds, counterexample} (plus statement and source)."""
+    return json.dumps([
+        {"name": r.obligation.name, "status": r.verdict.status.value,
+         "seconds": round(r.verdict.seconds, 4), "counterexample": r.verdict.counterexample,
+         "statement": r.obligation.statement, "source": r.obligation.source}
+        for r in results], indent=2)
+
+
+def exit_status(results: Sequence[Result]) -> int:
+    """0 all proved, 1 any violated, 3 otherwise if any UNKNOWN (see the module docstring)."""
+    statuses = {r.verdict.status for r in results}
+    if Status.VIOLATED in statuses:
+        return EXIT_VIOLATED
+    if Status.UNKNOWN in statuses:
+        return EXIT_UNKNOWN
+    return EXIT_PROVED
