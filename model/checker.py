@@ -18,6 +18,7 @@ from array import array
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from devdax.model.reduction import reduced_successors
 from devdax.spec.ctx import Ctx
 from devdax.spec.invariants import INVARIANTS, Invariant, state_invariants, step_properties
 from devdax.spec.state import State
@@ -60,11 +61,12 @@ class Result:
 Progress = Callable[[int, int, int, float], None]   # states, frontier, depth, seconds
 
 
-def check(c: Ctx, *, symmetry: bool = True, liveness: bool = True, max_states: int | None = None,
+def check(c: Ctx, *, symmetry: bool = True, reduce: bool = True, liveness: bool = True, max_states: int | None = None,
           stop_on_violation: bool = False, only: set[str] | None = None,
           progress: Progress | None = None) -> Result:
     t0 = time.perf_counter()
     canon = canonical if symmetry else (lambda s: s)
+    next_states = reduced_successors if reduce else successors
     invs = [i for i in state_invariants() if only is None or i.name in only]
     steps = [i for i in step_properties() if only is None or i.name in only]
     do_live = liveness and (only is None or "teardown_finishes" in only)
@@ -105,7 +107,7 @@ def check(c: Ctx, *, symmetry: bool = True, liveness: bool = True, max_states: i
         head += 1
         if do_live:
             idle.append(1 if not s.admin.prog else 0)
-        for t in successors(c, s):
+        for t in next_states(c, s):
             res.transitions += 1
             for prop in steps:
                 if prop.name in res.violations:

@@ -135,4 +135,4 @@ def fault_unlock(c: Ctx, s: State, i: int) -> Result:
 
 def sleeps_in_rcu(c: Ctx, action: str) -> bool:
     """M5: inserting may allocate a page table and sleep; under plain RCU that is illegal."""
-    return action == "fault_insert" and c.prof.read_lock is ReadLock.RCU
+    return "fault_insert" in action.split("+") and c.prof.read_lock is ReadLock.RCU

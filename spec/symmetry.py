@@ -16,6 +16,10 @@ from devdax.spec.state import Cpu, Entry, File, State, Vma
 
 def canonical(s: State) -> State:
     files, vmas, cpus, entries = s.files, s.vmas, s.cpus, s.entries
+    if len(files) <= 1 and len(vmas) <= 1:
+        # nothing to rename: only the CPUs are interchangeable
+        sc = tuple(sorted(cpus))
+        return s if sc == cpus else s._replace(cpus=sc)
     by_vma: dict[int, list[Entry]] = {}
     for e in entries:
         by_vma.setdefault(e.vma, []).append(e)

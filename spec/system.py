@@ -58,12 +58,9 @@ def init(c: Ctx) -> State:
 def race_prefix(c: Ctx, s: State) -> State:
     """The fault-vs-teardown race starts with every device probed, opened and mapped whole: run
     those steps through the spec itself (no hand-made state)."""
-    for t in admin_transitions(c, s):
-        if t.args[0] == "probe":
-            s = t.state
-            break
+    s = next(started for prog, _, started in admin.admin_starts(c, s) if prog == "probe")
     while s.admin.prog:
-        s = admin_transitions(c, s)[0].state
+        s = admin.admin_steps(c, s)[0][3]
     for d in range(c.cfg.devices):
         r = file.do_open(c, s, d, True)
         assert r is not None and r[0] == "ok", r
