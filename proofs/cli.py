@@ -1,0 +1,65 @@
+"""``devdax prove``: check every obligation of a profile and print the checklist.
+
+    devdax prove [--profile P] [--variant V] [--json] [--timeout S] [--only NAME ...] [--list]
+
+One line per obligation (``ok``/``FAIL``/``UNKNOWN``, seconds, name, statement), counterexamples
+indented below their line, then a total; ``--json`` prints a list of {name, status, seconds,
+counterexample, statement, source} instead. Exit status: 0 all proved, 1 a violation, 2 usage error,
+3 UNKNOWN without violation (see proofs/runner.py). devdax/cli.py dispatches ``prove`` here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from devdax.proofs import runner
+from devdax.proofs.obligations import VariantError, obligations_for
+from devdax.spec.profiles import DEFAULT_PROFILE, PROFILES
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="devdax prove", description=__doc__.split("\n\n")[0])
+    p.add_argument("--profile", default=DEFAULT_PROFILE, choices=sorted(PROFILES),
+                   help=f"kernel profile (default {DEFAULT_PROFILE})")
+    p.add_argument("--variant", default=None, help="a named bug variant of the profile")
+    p.add_argument("--json", action="store_true", help="print a JSON list instead of the checklist")
+    p.add_argument("--timeout", type=float, default=runner.DEFAULT_TIMEOUT,
+                   help=f"solver budget per obligation in seconds (default {runner.DEFAULT_TIMEOUT:g})")
+    p.add_argument("--only", nargs="+", default=[], metavar="NAME", help="check only these obligations")
+    p.add_argument("--list", action="store_true", help="list the obligations and exit")
+    return p
+
+
+def main(argv: Sequence[str]) -> int:
+    try:
+        args = parser().parse_args(list(argv))
+    except SystemExit as exc:               # argparse exits 2 on a usage error, 0 on --help
+        return int(exc.code) if isinstance(exc.code, int) else runner.EXIT_USAGE
+    if args.timeout <= 0:
+        print("devdax prove: error: --timeout must be positive", file=sys.stderr)
+        return runner.EXIT_USAGE
+    try:
+        obligations = runner.select(obligations_for(args.profile, args.variant), args.only)
+    except (ValueError, VariantError) as exc:
+        print(f"devdax prove: error: {exc}", file=sys.stderr)
+        return runner.EXIT_USAGE
+    if args.list:
+        for ob in obligations:
+            print(f"{ob.name}  {ob.statement}  [{ob.source}]")
+        return runner.EXIT_PROVED
+    title = f"devdax prove: profile {args.profile}" + (f", variant {args.variant}" if args.variant else "")
+    if args.json:
+        results = runner.run(obligations, args.timeout)
+        print(runner.to_json(results))
+    else:
+        print(title)
+        results = runner.run(obligations, args.timeout,
+                             on_result=lambda r: print(runner.render_line(r), flush=True))
+        print(runner.render_total(results))
+    return runner.exit_status(results)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))

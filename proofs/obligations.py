@@ -1,0 +1,80 @@
+"""Every obligation of a profile (and variant), in checklist order: the one list ``devdax prove`` runs.
+
+The profile is read from spec/profiles.py, never restated: the lemmas take its check_vma era and fault
+rules, so v4.7 (merged with M1 and M3/M4) fails the lemmas those bugs break, and says which of its
+documented findings explains the failure.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+
+from devdax.proofs.lemmas import LemmaConfig, lemma_obligations
+from devdax.proofs.runner import Obligation, Status, Verdict
+from devdax.spec.profiles import Profile, get_profile
+
+#: which spec invariant each lemma is the arithmetic core of (for the profile's documented findings)
+LEMMA_INVARIANT = {
+    "check_vma_exact": "vmas_shared",
+    "mmap_aligned_accepted": "vmas_shared",
+    "negotiate_table": "entries_exact",
+    "negotiate_fallback_chain": "entries_exact",
+    "fault_entry_in_vma": "entries_exact",
+    "fault_entry_is_align": "entries_exact",
+    "fault_phys_in_device": "entries_exact",
+    "fault_phys_aligned": "entries_exact",
+}
+
+
+class VariantError(Exception):
+    """--variant names something spec/variants.py does not define (or there is no such module yet)."""
+
+
+def apply_variant(profile: Profile, variant: str | None) -> Profile:
+    """The profile with one named deviation applied, through spec/variants.py's own function."""
+    if variant is None:
+        return profile
+    try:
+        variants = importlib.import_module("devdax.spec.variants")
+    except ModuleNotFoundError:
+        raise VariantError("no variants are defined (spec/variants.py does not exist yet)") from None
+    apply = getattr(variants, "apply", None)
+    if apply is None:
+        raise VariantError("spec/variants.py has no apply(profile, name)")
+    try:
+        out = apply(profile, variant)
+    except (KeyError, ValueError) as exc:
+        raise VariantError(str(exc)) from None
+    if not isinstance(out, Profile):
+        raise VariantError(f"variant {variant!r} did not yield a profile")
+    return out
+
+
+def lemma_config(profile: Profile) -> LemmaConfig:
+    return LemmaConfig(name=profile.name, private_test=profile.private_test, fault_rules=profile.fault_rules)
+
+
+def _with_finding(ob: Obligation, finding: str) -> Obligation:
+    """A violation the profile documents as a finding says so under its counterexample."""
+    def goal(timeout: float) -> Verdict:
+        v = ob.goal(timeout)
+        if v.status is Status.VIOLATED:
+            return Verdict(v.status, v.seconds, f"{v.counterexample}\n(documented finding: {finding})")
+        return v
+    return Obligation(ob.name, ob.statement, ob.source, goal)
+
+
+def obligations_for(profile_name: str, variant: str | None = None) -> list[Obligation]:
+    profile = apply_variant(get_profile(profile_name), variant)
+    out = []
+    for ob in lemma_obligations(lemma_config(profile)):
+        finding = profile.findings.get(LEMMA_INVARIANT.get(ob.name, ""))
+        out.append(_with_finding(ob, finding) if finding else ob)
+    for extra in EXTRA_OBLIGATIONS:
+        out.extend(extra(profile))
+    return out
+
+
+#: further obligation families (the transition-system proofs) register here
+EXTRA_OBLIGATIONS: list[Callable[[Profile], list[Obligation]]] = []

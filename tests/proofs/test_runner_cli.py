@@ -1,0 +1,100 @@
+"""The obligation runner and ``devdax prove``: checklist words, UNKNOWN never counted as proved,
+exit statuses, JSON shape, and the lemmas' verdicts per profile."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import z3
+
+from devdax.proofs import cli, runner
+from devdax.proofs.lemmas import lemma_obligations
+from devdax.proofs.obligations import lemma_config, obligations_for
+from devdax.proofs.runner import Obligation, Status, Verdict
+from devdax.proofs.smt import Query, prove
+from devdax.spec.profiles import get_profile
+
+
+def fixed(status: Status, text: str = "") -> Obligation:
+    return Obligation(f"ob_{status.value}", f"always {status.value}", "test", lambda t: Verdict(status, 0, text))
+
+
+def test_render_words_and_total() -> None:
+    res = runner.run([fixed(Status.PROVED), fixed(Status.VIOLATED, "x = 0x1\ny = 0x2"),
+                      fixed(Status.UNKNOWN, "solver unknown: timeout")])
+    text = runner.render_checklist(res)
+    lines = text.splitlines()
+    assert lines[0].startswith("  ok ") and "ob_proved" in lines[0]
+    assert lines[1].startswith("  FAIL ") and lines[2].strip() == "x = 0x1" and lines[2].startswith("        ")
+    assert lines[4].startswith("  UNKNOWN ")
+    assert lines[-1] == "1 proved, 1 violated, 1 UNKNOWN of 3 obligations in 0.00s"
+    assert runner.render_total(res[:1]).startswith("all ok!")
+
+
+def test_exit_status() -> None:
+    run = runner.run
+    assert runner.exit_status(run([fixed(Status.PROVED)])) == 0
+    assert runner.exit_status(run([fixed(Status.PROVED), fixed(Status.UNKNOWN)])) == 3
+    assert runner.exit_status(run([fixed(Status.UNKNOWN), fixed(Status.VIOLATED)])) == 1
+
+
+def test_crash_is_unknown_not_proved() -> None:
+    def boom(t: float) -> Verdict:
+        raise RuntimeError("encoding bug")
+    v = Obligation("boom", "s", "src", boom).check()
+    assert v.status is Status.UNKNOWN and "encoding bug" in v.counterexample
+
+
+def test_timeout_is_unknown() -> None:
+    """Factoring a 64-bit semiprime by bit-blasting does not finish in 50 ms: UNKNOWN, not proved."""
+    x, y = z3.BitVec("x", 64), z3.BitVec("y", 64)
+    n = 4294967291 * 4294967279
+    goal = z3.Not(z3.And(x * y == n, z3.UGT(x, 1), z3.UGT(y, 1), z3.ULT(x, 1 << 32), z3.ULT(y, 1 << 32)))
+    v = prove([Query([], goal)], timeout=0.05)
+    assert v.status is Status.UNKNOWN
+    assert "unknown" in v.counterexample or "timeout" in v.counterexample
+
+
+def test_violation_prints_model() -> None:
+    x = z3.BitVec("x", 64)
+    v = prove([Query([], x & 0xFFF == 0, (("x", x),), "case A")], timeout=5)
+    assert v.status is Status.VIOLATED
+    assert v.counterexample.splitlines()[0] == "case: case A" and "x = 0x" in v.counterexample
+
+
+@pytest.mark.parametrize("profile", ["v4.10", "modern"])
+def test_lemmas_proved(profile: str) -> None:
+    results = runner.run(lemma_obligations(lemma_config(get_profile(profile))))
+    bad = [(r.obligation.name, r.verdict.counterexample) for r in results if r.verdict.status is not Status.PROVED]
+    assert not bad
+
+
+def test_v47_fails_where_its_findings_say() -> None:
+    """v4.7 as merged: M1 (private mappings slip through) and M3/M4 (no fallback, no vma bounds)."""
+    results = {r.obligation.name: r.verdict for r in runner.run(obligations_for("v4.7"))}
+    failed = {n for n, v in results.items() if v.status is Status.VIOLATED}
+    assert failed == {"check_vma_exact", "mmap_aligned_accepted", "negotiate_table", "negotiate_fallback_chain",
+                      "fault_entry_in_vma", "fault_entry_is_align", "fault_phys_aligned"}
+    assert "documented finding: M3/M4" in results["fault_entry_in_vma"].counterexample
+    assert all(v.status is Status.PROVED for n, v in results.items() if n not in failed)
+
+
+def test_cli(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["--profile", "modern", "--only", "gua_congruent", "negotiate_table"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == "devdax prove: profile modern"
+    assert [ln.split()[2] for ln in out[1:3]] == ["gua_congruent", "negotiate_table"]
+    assert out[-1].startswith("all ok! 2 obligations")
+    assert cli.main(["--json", "--profile", "v4.7", "--only", "negotiate_table"]) == 1
+    data = json.loads(capsys.readouterr().out)
+    assert data[0]["name"] == "negotiate_table" and data[0]["status"] == "violated"
+    assert set(data[0]) >= {"name", "status", "seconds", "counterexample"}
+
+
+def test_cli_usage_errors(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["--only", "no_such_obligation"]) == 2
+    assert "choose from" in capsys.readouterr().err
+    assert cli.main(["--profile", "v9"]) == 2
+    assert cli.main(["--timeout", "0"]) == 2
+    assert cli.main(["--variant", "no-such-variant"]) == 2
