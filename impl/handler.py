@@ -148,32 +148,72 @@ class Handler:
         return None
 
     # --- fault service -----------------------------------------------------------------------------------
-    def _resolve(self, fd: int, d: Decision, wid: int) -> None:
-        """Run the ioctl for a decision; an entry already present (a racing fault) only needs a wake."""
-        st = self.table.t.workers[wid]
-        for _ in range(1000):
+    def _fill(self, fd: int, d: Decision) -> int:
+        """Install (or poison) every missing page of the unit; returns the bytes this call changed.
+
+        A unit is 1 << (21 or 30 - 12) PTEs here, not one PMD/PUD entry, so a zap racing with an
+        install can leave it half populated. A single CONTINUE over the unit would then fail with
+        EEXIST forever and the toucher would refault forever (seen in the GIL test), so this walks the
+        unit: a partial ioctl (EAGAIN with a byte count) resumes after the bytes done, EEXIST skips the
+        page that is present, EAGAIN with nothing done (mm changing under fork) retries.
+        """
+        op = dsys.uffd_continue if d.install else dsys.uffd_poison
+        pos, end, changed, spins = d.addr, d.addr + d.size, 0, 0
+        while pos < end:
             try:
-                if d.install:
-                    dsys.uffd_continue(fd, d.addr, d.size)
-                else:
-                    dsys.uffd_poison(fd, d.addr, d.size)
-                return
+                n = op(fd, pos, end - pos, 0)
+                return changed + n
             except OSError as e:
-                if e.errno == errno.EAGAIN:
-                    st.counters[C.EAGAIN] += 1
+                done = int(getattr(e, "mapped", 0))
+                if done > 0:
+                    changed += done
+                    pos += done
+                elif e.errno == errno.EEXIST:
+                    pos += PAGE
+                elif e.errno == errno.EAGAIN and spins < 10000:
+                    spins += 1
                     time.sleep(0.0001)
-                    continue
-                if e.errno == errno.EEXIST:
-                    st.counters[C.EEXIST] += 1
-                elif e.errno == errno.ENOENT:
-                    st.counters[C.ENOENT] += 1
-                elif e.errno == errno.ESRCH:
-                    return
                 else:
-                    st.counters[C.ERRORS] += 1
-                with contextlib.suppress(OSError):
-                    dsys.uffd_wake(fd, d.addr, d.size)
-                return
+                    raise
+        return changed
+
+    def _count(self, d: Decision, dev: int | None, wid: int, sign: int) -> None:
+        st = self.table.t.workers[wid]
+        if d.install:
+            st.counters[_INSTALL[d.size]] += sign
+            if dev is not None:
+                st.dev_installs[dev] += sign
+        else:
+            st.counters[C.SIGBUS] += sign
+            st.counters[_SIGBUS[d.reason]] += sign
+            if dev is not None:
+                st.dev_sigbus[dev] += sign
+
+    def _resolve(self, fd: int, d: Decision, dev: int | None, wid: int) -> None:
+        """Run the ioctl(s) for a decision, then make sure every waiter on the unit is woken.
+
+        The outcome is counted *before* the ioctl, because the ioctl wakes the toucher, and a toucher
+        that reads the counters right after its access must see its own fault. When the unit turns out
+        to be fully present already (a racing fault installed it) the count is taken back and the fault
+        is counted as EEXIST instead.
+        """
+        st = self.table.t.workers[wid]
+        self._count(d, dev, wid, 1)
+        try:
+            changed = self._fill(fd, d)
+        except OSError as e:
+            self._count(d, dev, wid, -1)
+            if e.errno == errno.ENOENT:
+                st.counters[C.ENOENT] += 1             # the vma went away under the fault
+            elif e.errno != errno.ESRCH:               # ESRCH: the faulting mm is gone
+                st.counters[C.ERRORS] += 1
+            changed = -1
+        if changed == 0:
+            self._count(d, dev, wid, -1)
+            st.counters[C.EEXIST] += 1
+        if changed != d.size:
+            with contextlib.suppress(OSError):
+                dsys.uffd_wake(fd, d.addr, d.size)
 
     def service(self, fd: int, msg: dsys.uffd_msg, wid: int, t0: int) -> None:
         st = self.table.t.workers[wid]
@@ -189,20 +229,11 @@ class Handler:
                 d = Decision(False, addr & ~(PAGE - 1), PAGE, "no_vma")
             else:
                 d = self.policy(self.table, idx, addr)
-            self._resolve(fd, d, wid)          # the insert happens inside the read-side section
+            st.counters[C.FALLBACK] += d.fallbacks
+            dev = int(self.table.t.vmas[idx].dev) if idx is not None else None
+            self._resolve(fd, d, dev, wid)     # the insert happens inside the read-side section
         finally:
             sr.read_unlock(wid)
-        st.counters[C.FALLBACK] += d.fallbacks
-        dev = int(self.table.t.vmas[idx].dev) if idx is not None else None
-        if d.install:
-            st.counters[_INSTALL[d.size]] += 1
-            if dev is not None:
-                st.dev_installs[dev] += 1
-        else:
-            st.counters[C.SIGBUS] += 1
-            st.counters[_SIGBUS[d.reason]] += 1
-            if dev is not None:
-                st.dev_sigbus[dev] += 1
         i = int(st.lat_idx)
         st.lat_ns[i % _LAT_RING] = time.perf_counter_ns() - t0
         st.lat_idx = i + 1

@@ -352,8 +352,9 @@ def uffd_wake(fd: int, start: int, length: int) -> None:
 def uffd_continue(fd: int, start: int, length: int, mode: int = 0) -> int:
     """UFFDIO_CONTINUE: map the page-cache pages already present behind [start, start+length).
 
-    Returns bytes mapped. On error the OSError carries errno (EEXIST: some PTE already present,
-    EAGAIN: mm changing, ESRCH: the target mm is gone).
+    Returns bytes mapped. On error the OSError carries errno (EEXIST: the first PTE already present,
+    EAGAIN: mm changing, or a partial success, ESRCH: the target mm is gone) and ``mapped``: the
+    bytes mapped before the error when positive (the kernel's partial-success convention).
     """
     c = uffdio_continue(uffdio_range(start, length), mode, 0)
     try:
@@ -367,7 +368,11 @@ def uffd_continue(fd: int, start: int, length: int, mode: int = 0) -> int:
 def uffd_poison(fd: int, start: int, length: int, mode: int = 0) -> int:
     """UFFDIO_POISON: install poison markers; a later access raises SIGBUS, GUP returns EFAULT."""
     p = uffdio_poison(uffdio_range(start, length), mode, 0)
-    ioctl(fd, UFFDIO_POISON, p)
+    try:
+        ioctl(fd, UFFDIO_POISON, p)
+    except OSError as e:
+        e.mapped = int(p.updated)  # type: ignore[attr-defined]
+        raise
     return int(p.updated)
 
 
