@@ -193,7 +193,7 @@ def test_data_in_backing_after_unmap_and_in_file_after_close() -> None:
             df = c.add_device(fb, [(M2, M2)], K4)
             m1, m2 = c.map_shared(dm, M2), c.map_shared(df, M2)
             assert m2.mode == "uffd"
-            view = (ctypes.c_char * M2).from_address(m1.addr)
+            view = memoryview((ctypes.c_char * M2).from_address(m1.addr)).cast("B")
             view[10:15] = b"memfd"                          # a plain store from this interpreter
             assert c.touch_write(m2.addr + 4096 * 3, b"file!").outcome == "ok"
             c.unmap(m1)
