@@ -16,6 +16,7 @@ from __future__ import annotations
 from devdax.spec.ctx import Ctx, oops
 from devdax.spec.geometry import (
     PUD_SIZE,
+    SIZE_NAMES,
     FaultResult,
     check_vma,
     dax_huge_fault,
@@ -93,16 +94,17 @@ def fault_check(c: Ctx, s: State, i: int) -> Result:
     ranges = c.layout.ranges[d]
     ok = check_vma(dev.alive, vma_flags(vma), vma.start, vma.end, c.align, c.prof.private_test) == 0
     dec = dax_huge_fault(cpu.size, cpu.addr, vma.start, vma.end, vma.pgoff, c.align, ranges, ok, rules)
+    tag = f"@{SIZE_NAMES[cpu.size]}" + (f":{dec.reason}" if dec.reason else "")
     if dec.result is FaultResult.NOPAGE:
-        return ("ok", _put_cpu(s, i, cpu._replace(pc=C_CHECKED, result=R_NOPAGE, addr=dec.addr,
+        return ("NOPAGE" + tag, _put_cpu(s, i, cpu._replace(pc=C_CHECKED, result=R_NOPAGE, addr=dec.addr,
                                                   phys=dec.phys)))
     if dec.result is FaultResult.FALLBACK and c.prof.default_case_leaks_lock \
             and not rules.pud_supported and cpu.size == PUD_SIZE:
         # M20: "default: return VM_FAULT_FALLBACK;" inside rcu_read_lock(): no unlock
         nxt = next_fault_size(cpu.size) or cpu.size
-        return ("FALLBACK", _put_cpu(s, i, cpu._replace(pc=C_IDLE, result=R_FALLBACK, size=nxt)))
+        return ("FALLBACK" + tag, _put_cpu(s, i, cpu._replace(pc=C_IDLE, result=R_FALLBACK, size=nxt)))
     res = R_FALLBACK if dec.result is FaultResult.FALLBACK else R_SIGBUS
-    return (dec.result.value, _put_cpu(s, i, cpu._replace(pc=C_DONE, result=res)))
+    return (dec.result.value + tag, _put_cpu(s, i, cpu._replace(pc=C_DONE, result=res)))
 
 
 def fault_insert(c: Ctx, s: State, i: int) -> Result:

@@ -212,6 +212,9 @@ class FaultDecision:
     result: FaultResult
     addr: int = 0      # start of the entry (the faulting address rounded down to the fault size)
     phys: int = 0
+    #: why it ended so: "dead" (check_vma), "size" (negotiation), "bounds" (block outside the vma),
+    #: "range" (pgoff_to_phys), "" for NOPAGE
+    reason: str = ""
 
 
 def negotiate(fault_size: int, align: int, rules: FaultRules) -> FaultResult | None:
@@ -237,17 +240,17 @@ def dax_huge_fault(fault_size: int, addr: int, vm_start: int, vm_end: int, vm_pg
     huge entry inside its vma (M3/M4); pgoff_to_phys keeps it inside one range of the device.
     """
     if not vma_ok:
-        return FaultDecision(FaultResult.SIGBUS)
+        return FaultDecision(FaultResult.SIGBUS, reason="dead")
     size_rule = negotiate(fault_size, align, rules)
     if size_rule is not None:
-        return FaultDecision(size_rule)
+        return FaultDecision(size_rule, reason="size")
     block = round_down(addr, fault_size)
     if rules.vma_bounds and (block < vm_start or block + fault_size > vm_end):
-        return FaultDecision(FaultResult.SIGBUS)
+        return FaultDecision(FaultResult.SIGBUS, reason="bounds")
     pgoff = vm_pgoff + ((block - vm_start) >> PAGE_SHIFT)   # linear_page_index(vma, block)
     phys = pgoff_to_phys(ranges, pgoff, fault_size)
     if phys is None:
-        return FaultDecision(FaultResult.SIGBUS)
+        return FaultDecision(FaultResult.SIGBUS, reason="range")
     return FaultDecision(FaultResult.NOPAGE, block, phys)
 
 

@@ -18,10 +18,11 @@ from devdax.spec.admin import program
 from devdax.spec.ctx import Ctx
 from devdax.spec.geometry import is_aligned, pgoff_to_phys
 from devdax.spec.profiles import Lifetime
+from devdax.spec.system import Transition
 from devdax.spec.state import C_IDLE, D_CREATING, D_FAILED, D_LIVE, D_RELEASED, RG_GONE, RG_LIVE, State
 
 StateCheck = Callable[[Ctx, State], str | None]
-StepCheck = Callable[[Ctx, State, str, str, State], str | None]
+StepCheck = Callable[[Ctx, State, "Transition"], str | None]
 
 
 @dataclass(frozen=True)
@@ -234,9 +235,10 @@ def removed_region_dead(c: Ctx, s: State) -> str | None:
 
 
 @step_property("seed commit 2: 'new mappings are only possible while the device is enabled'")
-def no_map_of_dead_device(c: Ctx, s: State, action: str, outcome: str, t: State) -> str | None:
+def no_map_of_dead_device(c: Ctx, s: State, tr: Transition) -> str | None:
     """mmap succeeds only on a live device, and a fault installs nothing into a killed one."""
-    if action == "mmap" and outcome == "ok":
+    action, t = tr.action, tr.state
+    if action == "mmap" and tr.outcome == "ok":
         new = [v for v in range(len(t.vmas)) if t.vmas[v] != s.vmas[v]]
         for v in new:
             d = t.files[t.vmas[v].file].dev
@@ -260,10 +262,30 @@ def lock_balanced(c: Ctx, s: State) -> str | None:
 
 
 @step_property("M5 (956a4cd2c957): 'Illegal context switch in RCU read-side critical section!'")
-def no_sleep_in_rcu(c: Ctx, s: State, action: str, outcome: str, t: State) -> str | None:
+def no_sleep_in_rcu(c: Ctx, s: State, tr: Transition) -> str | None:
     """No step that may sleep runs inside a non-sleepable (plain RCU) read section."""
     from devdax.spec.fault import sleeps_in_rcu
-    return "vm_insert may sleep (pte_alloc) inside rcu_read_lock" if sleeps_in_rcu(c, action) else None
+    return "vm_insert may sleep (pte_alloc) inside rcu_read_lock" if sleeps_in_rcu(c, tr.action) else None
+
+
+@step_property("M3 (0134ed4fb9e7), M4 (70b085b06c45): fault_size > align -> FALLBACK, < align -> SIGBUS")
+def fault_size_negotiated(c: Ctx, s: State, tr: Transition) -> str | None:
+    """On a live vma, a fault larger than the alignment falls back and a smaller one is SIGBUS."""
+    from devdax.spec.geometry import SIZE_NAMES
+    sizes = {v: k for k, v in SIZE_NAMES.items()}
+    for part, out in zip(tr.action.split("+"), tr.outcome.split("/"), strict=False):
+        if part != "fault_check" or "@" not in out:
+            continue
+        result, _, rest = out.partition("@")
+        size_name, _, reason = rest.partition(":")
+        size = sizes[size_name]
+        if reason == "dead":
+            continue
+        if size > c.align and result != "FALLBACK":
+            return f"a {size_name} fault on a {c.align:#x}-aligned device ended {result}, not FALLBACK"
+        if size < c.align and result != "SIGBUS":
+            return f"a {size_name} fault on a {c.align:#x}-aligned device ended {result}, not SIGBUS"
+    return None
 
 
 # ---------------------------------------------------------------------------- mappings ----
@@ -274,6 +296,22 @@ def vmas_shared(c: Ctx, s: State) -> str | None:
     for v, vma in enumerate(s.vmas):
         if vma.file >= 0 and not vma.mayshare:
             return f"vma{v} is a private mapping"
+    return None
+
+
+@step_property("M2 (325896ffdf90): 'shared read-only mapping must be allowed'; check_vma")
+def shared_mmap_allowed(c: Ctx, s: State, tr: Transition) -> str | None:
+    """An aligned MAP_SHARED mmap of a live device, with a prot the file's mode permits, succeeds."""
+    if tr.action != "mmap" or tr.outcome == "ok":
+        return None
+    f, name = tr.args
+    shape = next(m for m in c.cfg.mmaps if m.name == name)
+    fl = s.files[int(f)]  # type: ignore[call-overload]
+    valid = (shape.shared and not shape.extra_bytes and not shape.offset_bytes and shape.units > 0
+             and (shape.fixed_bytes is None or is_aligned(shape.fixed_bytes, c.align))
+             and (fl.writable or not shape.write) and not (shape.sync and not c.prof.map_sync))
+    if valid and s.devs[fl.dev].alive and not fl.private_null:
+        return f"mmap {name} of live dax{fl.dev} through a {'rw' if fl.writable else 'ro'} file: {tr.outcome}"
     return None
 
 

@@ -127,7 +127,6 @@ V47 = Profile(
         "minor_unique": "M22: v4.7 frees the minor at unregister while fds may still be open",
         "vmas_shared": "M1: check_vma lets MAP_PRIVATE through unless it is writable without NORESERVE",
         "no_sleep_in_rcu": "M5: vm_insert_mixed may allocate a page table inside rcu_read_lock",
-        "entries_exact": "M3/M4: no fault-size fallback nor vma bounds check",
     },
 )
 
@@ -203,6 +202,17 @@ MODERN = Profile(
     bind=("cdev_add", "run_dax"),
     # device_dax remove: devm actions in reverse: dev_dax_kill (kill_dax, unmap) then dev_dax_cdev_del
     unbind=("clear_alive", "synchronize_start", "synchronize_wait", "unmap_mapping_range!", "cdev_del"),
+    findings={
+        "no_null_deref": "M21 (decided by this checker: reachable): open() between cdev_add and run_dax in "
+                         "dev_dax_probe, or between dev_dax_kill and dev_dax_cdev_del on unbind, stores "
+                         "private_data = dax_get_private() == NULL; mmap then calls check_vma(NULL)",
+        "refcount_exact_all": "re-bind: dev_dax_probe runs cdev_init() on the embedded cdev whose kobject "
+                              "is still held by files opened during the previous binding",
+        "no_refcount_underflow": "consequence of the re-bind cdev_init(): the old file's cdev_put and the "
+                                 "next cdev_del both drop the one reference cdev_init() set",
+        "no_leak_at_quiescence": "consequence of the re-bind cdev_init(): the second pin cdev_add() took on "
+                                 "the parent is never dropped, so the dev_dax is never released",
+    },
 )
 
 PROFILES: dict[str, Profile] = {p.name: p for p in (V47, V410, MODERN)}
