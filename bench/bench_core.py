@@ -56,15 +56,19 @@ def bandwidth(core: MappingCore, size: int, reps: int) -> None:
     dst = ctypes.addressof(buf)
     dsys.madvise(m.addr, size, dsys.MADV_POPULATE_WRITE)      # install every unit (through the handler)
     ctypes.memmove(raw, dst, size)                             # warm the raw mapping's PTEs too
-    rows = []
-    for name, addr in (("core", m.addr), ("raw", raw)):
-        r = median_time(lambda a=addr: ctypes.memmove(dst, a, size), reps)   # type: ignore[misc]
-        w = median_time(lambda a=addr: ctypes.memmove(a, dst, size), reps)   # type: ignore[misc]
-        rows.append((name, size / r / 2**30, size / w / 2**30))
-    (_, cr, cw), (_, rr, rw) = rows
-    print(f"bandwidth {size // MiB} MiB memmove, median of {reps}:")
-    print(f"  read : core {cr:6.2f} GiB/s  raw {rr:6.2f} GiB/s  ratio {cr / rr:.3f}")
-    print(f"  write: core {cw:6.2f} GiB/s  raw {rw:6.2f} GiB/s  ratio {cw / rw:.3f}")
+    # interleave core and raw in every repetition, so that drift (other tenants, frequency) hits both
+    times: dict[tuple[str, str], list[float]] = {}
+    for _ in range(reps):
+        for name, addr in (("core", m.addr), ("raw", raw)):
+            for op, (d_, s_) in (("read", (dst, addr)), ("write", (addr, dst))):
+                t0 = time.perf_counter()
+                ctypes.memmove(d_, s_, size)
+                times.setdefault((name, op), []).append(time.perf_counter() - t0)
+    bw = {k: size / statistics.median(v) / 2**30 for k, v in times.items()}
+    print(f"bandwidth {size // MiB} MiB memmove, median of {reps} (interleaved):")
+    for op in ("read", "write"):
+        c, r = bw[("core", op)], bw[("raw", op)]
+        print(f"  {op:5}: core {c:6.2f} GiB/s  raw {r:6.2f} GiB/s  ratio {c / r:.3f}")
     dsys.munmap(raw, size)
     core.unmap(m)
     core.remove_device(d)
@@ -115,14 +119,19 @@ def first_touch(core: MappingCore, size: int, align: int, reps: int) -> None:
             core.unmap(m)
         return run
 
-    populate_raw()                          # first MAP_POPULATE also pays page-cache lookups warm-up
-    t_pop = median_time(populate_raw, reps)
+    populate_raw()                          # warm-up: page-cache lookups, page-table pages
     core.table.reset_stats()
-    t_py = median_time(via("python"), reps)
-    faults = core.counters()["faults"] // reps
-    t_mp = median_time(via("madvise"), reps)
+    times: dict[str, list[float]] = {"pop": [], "python": [], "madvise": []}
+    for _ in range(reps):                   # interleaved, as for bandwidth
+        for key, fn in (("pop", populate_raw), ("python", via("python")), ("madvise", via("madvise"))):
+            t0 = time.perf_counter()
+            fn()
+            times[key].append(time.perf_counter() - t0)
+    faults = core.counters()["faults"] // (2 * reps)
+    t_pop, t_py, t_mp = (statistics.median(times[k]) for k in ("pop", "python", "madvise"))
     name = {K4: "4K", M2: "2M"}[align]
-    print(f"first touch {size // MiB} MiB at {name} align ({faults} handler faults per pass), median of {reps}:")
+    print(f"first touch {size // MiB} MiB at {name} align ({faults} handler faults per pass), "
+          f"median of {reps}:")
     print(f"  MAP_POPULATE raw      {t_pop * 1e3:8.1f} ms")
     print(f"  python 1 load/page    {t_py * 1e3:8.1f} ms   ratio {t_py / t_pop:6.2f}x")
     print(f"  MADV_POPULATE_READ    {t_mp * 1e3:8.1f} ms   ratio {t_mp / t_pop:6.2f}x")
@@ -134,7 +143,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--size-mib", type=int, default=1024)
     ap.add_argument("--bw-mib", type=int, default=256)
-    ap.add_argument("--reps", type=int, default=5)
+    ap.add_argument("--reps", type=int, default=9)
     ap.add_argument("--faults", type=int, default=4000)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--skip-4k", action="store_true")
