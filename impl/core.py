@@ -162,8 +162,9 @@ class MappingCore:
             self.table = SharedTable(self._table_addr, init=True)
             self._hole_fd = dsys.memfd_create("devdax-hole")
             self._uffd = dsys.userfaultfd(dsys.O_CLOEXEC | dsys.O_NONBLOCK)
-            self.features = dsys.uffd_api(
-                self._uffd, UFFD_FEATURES | (dsys.UFFD_FEATURE_EVENT_FORK if event_fork else 0))
+            # the features we asked for (UFFDIO_API reports every feature the kernel supports)
+            self.features = UFFD_FEATURES | (dsys.UFFD_FEATURE_EVENT_FORK if event_fork else 0)
+            dsys.uffd_api(self._uffd, self.features)
             self._start_handler(workers, policy)
         except BaseException:
             self._teardown_resources()
@@ -498,6 +499,9 @@ class MappingCore:
         SIGBUS after kill. The fork itself waits for the handler to adopt the child's context.
         """
         self._check_open()
+        if not self.features & dsys.UFFD_FEATURE_EVENT_FORK:
+            raise ValueError("touch_in_child needs MappingCore(event_fork=True): without it the child's "
+                             "mapping bypasses the handler")
         r, w = os.pipe()
         try:
             pid = os.fork()

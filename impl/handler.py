@@ -76,22 +76,39 @@ def mm_fault_size(addr: int, vm_start: int, vm_end: int) -> int:
     return geometry.PAGE_SIZE
 
 
+_ranges_cache: dict[tuple[int, int], tuple[int, tuple[geometry.Range, ...]]] = {}
+
+
+def _ranges(table: SharedTable, dev_idx: int) -> tuple[geometry.Range, ...]:
+    """The device's ranges as geometry.Range, rebuilt only when the device's generation changes."""
+    dev = table.t.devices[dev_idx]
+    gen = int(dev.gen)
+    hit = _ranges_cache.get((table.addr, dev_idx))
+    if hit is not None and hit[0] == gen:
+        return hit[1]
+    ranges = tuple(geometry.Range(int(r.start), int(r.end), int(r.pgoff))
+                   for r in dev.ranges[: int(dev.nranges)])
+    _ranges_cache[(table.addr, dev_idx)] = (gen, ranges)
+    return ranges
+
+
 def dax_policy(table: SharedTable, vma_idx: int, addr: int) -> Decision:
     """dev_dax_huge_fault with fallback, over the shared descriptors (the default policy)."""
     vma = table.t.vmas[vma_idx]
-    dev = table.t.devices[vma.dev]
+    dev_idx = int(vma.dev)
+    dev = table.t.devices[dev_idx]
     start, end, align = int(vma.start), int(vma.end), int(dev.align)
     alive = bool(dev.alive)
-    flags = geometry.VmaFlags(shared=bool(vma.flags & VMA_SHARED), mayshare=bool(vma.flags & VMA_MAYSHARE),
-                              write=bool(vma.flags & VMA_WRITE), noreserve=False, dontcopy=False)
+    vflags = int(vma.flags)
+    flags = geometry.VmaFlags(shared=bool(vflags & VMA_SHARED), mayshare=bool(vflags & VMA_MAYSHARE),
+                              write=bool(vflags & VMA_WRITE), noreserve=False, dontcopy=False)
     vma_ok = geometry.check_vma(alive, flags, start, end, align) == 0
     unit = max(align, PAGE)
     poison_at = max(start, addr & ~(unit - 1))
     poison_len = max(PAGE, min(unit, end - poison_at))
     if not vma_ok:
         return Decision(False, poison_at, poison_len, "check_vma" if alive else "dead")
-    ranges = tuple(geometry.Range(int(r.start), int(r.end), int(r.pgoff))
-                   for r in dev.ranges[: int(dev.nranges)])
+    ranges = _ranges(table, dev_idx)
     size: int | None = mm_fault_size(addr, start, end)
     fallbacks = 0
     while size is not None:
@@ -103,6 +120,11 @@ def dax_policy(table: SharedTable, vma_idx: int, addr: int) -> Decision:
         fallbacks += 1
         size = geometry.next_fault_size(size)
     return Decision(False, poison_at, poison_len, "fault", fallbacks)
+
+
+def sigbus_policy(table: SharedTable, vma_idx: int, addr: int) -> Decision:
+    """Every fault ends in SIGBUS on its page: the smallest alternative policy (tests the plumbing)."""
+    return Decision(False, addr & ~(PAGE - 1), PAGE, "fault")
 
 
 _INSTALL = {geometry.PAGE_SIZE: C.INSTALL_PTE, geometry.PMD_SIZE: C.INSTALL_PMD,

@@ -330,3 +330,14 @@ def test_hole_mapping_direct_sigbus_facts() -> None:
         dsys.munmap(a, K4)
     finally:
         os.close(fd)
+
+
+def test_policy_is_pluggable_and_runs_in_the_handler() -> None:
+    with MappingCore(workers=1, policy="devdax.impl.handler:sigbus_policy", event_fork=False) as c:
+        b = c.create_backing(M2)
+        d = c.add_device(b, [(0, M2)], K4)
+        m = c.map_shared(d, M2)
+        assert c.touch_read(m.addr, 1).outcome == "SIGBUS"
+        assert c.counters()["sigbus_fault"] == 1
+        with pytest.raises(ValueError):
+            c.touch_in_child(m.addr)
