@@ -61,8 +61,8 @@ class Result:
 Progress = Callable[[int, int, int, float], None]   # states, frontier, depth, seconds
 
 
-def check(c: Ctx, *, symmetry: bool = True, reduce: bool = True, liveness: bool = True, max_states: int | None = None,
-          stop_on_violation: bool = False, only: set[str] | None = None,
+def check(c: Ctx, *, symmetry: bool = True, reduce: bool = True, liveness: bool = True,
+          max_states: int | None = None, stop_on_violation: bool = False, only: set[str] | None = None,
           progress: Progress | None = None) -> Result:
     t0 = time.perf_counter()
     canon = canonical if symmetry else (lambda s: s)
@@ -113,7 +113,7 @@ def check(c: Ctx, *, symmetry: bool = True, reduce: bool = True, liveness: bool 
                 if prop.name in res.violations:
                     continue
                 assert prop.step is not None
-                msg = prop.step(c, s, t.action, t.outcome, t.state)
+                msg = prop.step(c, s, t)
                 if msg is not None:
                     record(prop, msg, i, t)
             ns = canon(t.state)

@@ -49,9 +49,9 @@ def _then(c: Ctx, t: Transition, i: int) -> Transition:
     while s.cpus[i].pc == C_DONE:
         run("fault_unlock", fault.fault_unlock(c, s, i))
         cpu = s.cpus[i]
-        if cpu.pc == C_IDLE and cpu.result == R_FALLBACK and cpu.nest == 0:
-            if run("fault_lock", fault.fault_lock(c, s, i, cpu.vma, cpu.addr)):
-                run("fault_check", fault.fault_check(c, s, i))
+        if cpu.pc == C_IDLE and cpu.result == R_FALLBACK and cpu.nest == 0 \
+                and run("fault_lock", fault.fault_lock(c, s, i, cpu.vma, cpu.addr)):
+            run("fault_check", fault.fault_check(c, s, i))
     if len(parts) == 1:
         return t
     name = "+".join(p for p, _ in parts)

@@ -62,8 +62,8 @@ def do_open(c: Ctx, s: State, d: int, writable: bool) -> Result:
 def file_put(c: Ctx, s: State, f: int) -> State:
     """fput(): the last reference (fd or vma) runs __fput -> dax_release, then drops what open took."""
     fl = s.files[f]
-    fl = fl._replace(count=fl.count - 1)
-    if fl.count > 0:
+    fl = fl._replace(f_count=fl.f_count - 1)
+    if fl.f_count > 0:
         return s._replace(files=set_at(s.files, f, fl))
     s = s._replace(files=set_at(s.files, f, File()))
     return file_holder_put(c, s, fl.dev)
@@ -81,7 +81,7 @@ def do_close(c: Ctx, s: State, f: int) -> Result:
 def vma_file_get(c: Ctx, s: State, f: int) -> State:
     """A new vma takes a file reference (get_file); v4.7 also takes the dax_dev kref."""
     fl = s.files[f]
-    s = s._replace(files=set_at(s.files, f, fl._replace(count=fl.count + 1)))
+    s = s._replace(files=set_at(s.files, f, fl._replace(f_count=fl.f_count + 1)))
     if c.prof.lifetime.value == "kref":
         dev = s.devs[fl.dev]
         s = s._replace(devs=set_at(s.devs, fl.dev, dev._replace(kref=dev.kref + 1)))

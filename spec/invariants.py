@@ -18,8 +18,8 @@ from devdax.spec.admin import program
 from devdax.spec.ctx import Ctx
 from devdax.spec.geometry import is_aligned, pgoff_to_phys
 from devdax.spec.profiles import Lifetime
-from devdax.spec.system import Transition
 from devdax.spec.state import C_IDLE, D_CREATING, D_FAILED, D_LIVE, D_RELEASED, RG_GONE, RG_LIVE, State
+from devdax.spec.system import Transition
 
 StateCheck = Callable[[Ctx, State], str | None]
 StepCheck = Callable[[Ctx, State, "Transition"], str | None]
@@ -78,8 +78,8 @@ def refcount_exact_all(c: Ctx, s: State) -> str | None:
     for r, rg in enumerate(s.regions):
         if rg.freed or rg.phase == 0:
             continue
-        holders = [rg.provider_ref, rg.devm_ref] + [s.devs[d].holds_region and s.devs[d].phase != D_RELEASED
-                                                     for d in c.devs_of(r)]
+        holders = [rg.provider_ref, rg.devm_ref] + [
+            s.devs[d].holds_region and s.devs[d].phase != D_RELEASED for d in c.devs_of(r)]
         if (err := refcount_exact(f"region{r} kref", rg.kref, holders)):
             return err
     for d, dev in enumerate(s.devs):
@@ -87,7 +87,7 @@ def refcount_exact_all(c: Ctx, s: State) -> str | None:
             continue
         files = _files_of(s, d)
         if c.prof.lifetime is Lifetime.KREF:
-            checks = [
+            checks: list[tuple[str, int, list[object]]] = [
                 (f"dax{d} kref", dev.kref, [dev.init_ref] + [1] * len(files) + [1] * len(_vmas_of_dev(s, d))),
                 (f"dax{d} device", dev.dev_ref, [dev.registered] + [1] * len(files)),
             ]
@@ -97,14 +97,14 @@ def refcount_exact_all(c: Ctx, s: State) -> str | None:
                 (f"dax{d} cdev kobject", dev.cdev_ref, [dev.cdev_live] + [1] * len(files)),
                 (f"dax{d} device kobject", dev.dev_ref, [dev.init_ref, dev.cdev_ref > 0] + [1] * pins),
             ]
-        for what, count, holders in checks:
-            if (err := refcount_exact(what, count, holders)):
+        for what, count, pinned_by in checks:
+            if (err := refcount_exact(what, count, pinned_by)):
                 return err
     for f, fl in enumerate(s.files):
         if fl.dev < 0:
             continue
-        holders = [fl.fd] + [vma.file == f for vma in s.vmas]
-        if (err := refcount_exact(f"file{f} f_count", fl.count, holders)):
+        if (err := refcount_exact(f"file{f} f_count", fl.f_count,
+                                  [fl.fd] + [vma.file == f for vma in s.vmas])):
             return err
     return None
 

@@ -72,7 +72,7 @@ class File(NamedTuple):
     dev: int = -1
     writable: bool = False
     fd: bool = False             # the descriptor is still installed
-    count: int = 0               # f_count: the fd plus one per vma
+    f_count: int = 0             # the fd plus one per vma
     private_null: bool = False   # modern dax_open stored dax_get_private() == NULL
 
 
