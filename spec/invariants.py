@@ -87,15 +87,16 @@ def refcount_exact_all(c: Ctx, s: State) -> str | None:
             continue
         files = _files_of(s, d)
         if c.prof.lifetime is Lifetime.KREF:
-            checks: list[tuple[str, int, list[object]]] = [
-                (f"dax{d} kref", dev.kref, [dev.init_ref] + [1] * len(files) + [1] * len(_vmas_of_dev(s, d))),
-                (f"dax{d} device", dev.dev_ref, [dev.registered] + [1] * len(files)),
+            checks: list[tuple[str, int, list[bool]]] = [
+                (f"dax{d} kref", dev.kref,
+                 [dev.init_ref] + [True] * (len(files) + len(_vmas_of_dev(s, d)))),
+                (f"dax{d} device", dev.dev_ref, [dev.registered] + [True] * len(files)),
             ]
         else:
             pins = dev.children + dev.zombies if c.prof.mapping_pins_parent else 0
             checks = [
-                (f"dax{d} cdev kobject", dev.cdev_ref, [dev.cdev_live] + [1] * len(files)),
-                (f"dax{d} device kobject", dev.dev_ref, [dev.init_ref, dev.cdev_ref > 0] + [1] * pins),
+                (f"dax{d} cdev kobject", dev.cdev_ref, [dev.cdev_live] + [True] * len(files)),
+                (f"dax{d} device kobject", dev.dev_ref, [dev.init_ref, dev.cdev_ref > 0] + [True] * pins),
             ]
         for what, count, pinned_by in checks:
             if (err := refcount_exact(what, count, pinned_by)):
