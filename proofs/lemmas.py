@@ -326,13 +326,17 @@ class FaultSetup:
 
 
 def fault_setup(cfg: LemmaConfig, n: int, fault_size: int, align: int) -> FaultSetup:
-    """A fault of one size at any address of a vma check_vma accepted, on an n-range device."""
+    """A fault of one size at any address of a (non-empty) vma check_vma accepted, on an n-range
+    device. The address lies inside the vma: handle_mm_fault finds the vma by the address."""
     (addr, addr_ok), (vm_start, start_ok) = u64_int("address"), u64_int("vm_start")
     (vm_end, end_ok), (vm_pgoff, pgoff_ok) = u64_int("vm_end"), u64_int("vm_pgoff")
     dev = device(n, align, disjoint=False)
     fault = G.dax_huge_fault(fault_size, addr, vm_start, vm_end, vm_pgoff, align, dev.ranges, True,
                              cfg.fault_rules)
-    hyps = [addr_ok, start_ok, end_ok, pgoff_ok, *dev.hyps, fault.result == G.NOPAGE]
+    hyps = [addr_ok, start_ok, end_ok, pgoff_ok, *dev.hyps, fault.result == G.NOPAGE,
+            vm_start % align == 0, vm_end % align == 0,    # what check_vma's "vma_ok" implies
+            vm_start < vm_end,                             # a vma is never empty
+            vm_start <= addr, addr < vm_end]               # the mm faults only inside the vma
     shown = (("address", addr), ("vm_start", vm_start), ("vm_end", vm_end), ("vm_pgoff", vm_pgoff),
              *dev.shown, ("result", fault.result), ("entry.addr", fault.addr), ("entry.phys", fault.phys))
     return FaultSetup(fault_size, align, vm_start, vm_end, vm_pgoff, dev, fault, hyps, shown)

@@ -7,19 +7,19 @@ documented findings explains the failure.
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable
 
 from devdax.proofs.lemmas import LemmaConfig, lemma_obligations
 from devdax.proofs.runner import Obligation, Status, Verdict
 from devdax.spec.profiles import Profile, get_profile
+from devdax.spec.variants import get_variant
 
 #: which spec invariant each lemma is the arithmetic core of (for the profile's documented findings)
 LEMMA_INVARIANT = {
     "check_vma_exact": "vmas_shared",
     "mmap_aligned_accepted": "vmas_shared",
-    "negotiate_table": "entries_exact",
-    "negotiate_fallback_chain": "entries_exact",
+    "negotiate_table": "fault_size_negotiated",
+    "negotiate_fallback_chain": "fault_size_negotiated",
     "fault_entry_in_vma": "entries_exact",
     "fault_entry_is_align": "entries_exact",
     "fault_phys_in_device": "entries_exact",
@@ -28,27 +28,21 @@ LEMMA_INVARIANT = {
 
 
 class VariantError(Exception):
-    """--variant names something spec/variants.py does not define (or there is no such module yet)."""
+    """--variant names something spec/variants.py does not define, or another profile's variant."""
 
 
 def apply_variant(profile: Profile, variant: str | None) -> Profile:
-    """The profile with one named deviation applied, through spec/variants.py's own function."""
+    """The variant's profile (spec/variants.py: its base profile with its switches turned). A variant
+    belongs to one base profile; naming another with --profile is a usage error."""
     if variant is None:
         return profile
     try:
-        variants = importlib.import_module("devdax.spec.variants")
-    except ModuleNotFoundError:
-        raise VariantError("no variants are defined (spec/variants.py does not exist yet)") from None
-    apply = getattr(variants, "apply", None)
-    if apply is None:
-        raise VariantError("spec/variants.py has no apply(profile, name)")
-    try:
-        out = apply(profile, variant)
-    except (KeyError, ValueError) as exc:
+        v = get_variant(variant)
+    except ValueError as exc:
         raise VariantError(str(exc)) from None
-    if not isinstance(out, Profile):
-        raise VariantError(f"variant {variant!r} did not yield a profile")
-    return out
+    if v.base.name != profile.name:
+        raise VariantError(f"variant {variant} applies to profile {v.base.name}, not {profile.name}")
+    return v.profile()
 
 
 def lemma_config(profile: Profile) -> LemmaConfig:

@@ -80,7 +80,7 @@ def test_v47_fails_where_its_findings_say() -> None:
     assert failed == {"check_vma_exact", "mmap_aligned_accepted", "negotiate_table",
                       "negotiate_fallback_chain", "fault_entry_in_vma", "fault_entry_is_align",
                       "fault_phys_aligned"}
-    assert "documented finding: M3/M4" in results["fault_entry_in_vma"].counterexample
+    assert "documented finding: M1" in results["check_vma_exact"].counterexample
     assert all(v.status is Status.PROVED for n, v in results.items() if n not in failed)
 
 
@@ -102,3 +102,14 @@ def test_cli_usage_errors(capsys: pytest.CaptureFixture[str]) -> None:
     assert cli.main(["--profile", "v9"]) == 2
     assert cli.main(["--timeout", "0"]) == 2
     assert cli.main(["--variant", "no-such-variant"]) == 2
+    assert cli.main(["--profile", "modern", "--variant", "M3"]) == 2
+
+
+def test_variant_m3_fails_its_lemmas(capsys: pytest.CaptureFixture[str]) -> None:
+    """M3 turns the fault-size fallback and the vma-bounds check off: the lemmas they carry fail."""
+    rc = cli.main(["--profile", "v4.10", "--variant", "M3", "--only", "negotiate_table",
+                   "fault_entry_in_vma", "gua_congruent"])
+    lines = capsys.readouterr().out.splitlines()
+    assert rc == 1
+    assert [ln.split()[0] for ln in lines if ln.startswith("  ") and not ln.startswith("    ")] == \
+        ["ok", "FAIL", "FAIL"]
