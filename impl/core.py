@@ -30,6 +30,7 @@ memoryview (holding this process's GIL) is resolved regardless. x86_64 only (see
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import errno
 import faulthandler
@@ -155,6 +156,10 @@ class MappingCore:
         self._proc: subprocess.Popen[bytes] | None = None
         self._ctl: socket.socket | None = None
         self._table_addr = 0
+        self.broken = False                   # the handler process died: every vma was revoked
+        self._stopping = False
+        self._pidfd = self._wake_r = self._wake_w = -1
+        self._watcher: threading.Thread | None = None
         try:
             dsys.ftruncate(self._table_fd, TABLE_SIZE)
             self._table_addr = dsys.mmap(0, TABLE_SIZE, dsys.PROT_READ | dsys.PROT_WRITE, dsys.MAP_SHARED,
@@ -192,6 +197,41 @@ class MappingCore:
             raise OSError(errno.ETIMEDOUT, "fault handler did not start") from e
         if msg != b"READY":
             raise OSError(errno.EIO, f"fault handler failed to start ({msg!r})")
+        assert self._proc is not None
+        self._pidfd = os.pidfd_open(self._proc.pid)
+        self._wake_r, self._wake_w = os.pipe2(os.O_CLOEXEC)
+        self._watcher = threading.Thread(target=self._watch, name="devdax-handler-watch", daemon=True)
+        self._watcher.start()
+
+    def _watch(self) -> None:
+        """Wait for the handler to exit; if it was not asked to, fail safe (see _handler_lost)."""
+        ready, _, _ = select.select([self._pidfd, self._wake_r], [], [])
+        if self._pidfd in ready and not self._stopping:
+            self._handler_lost()
+
+    def _handler_lost(self) -> None:
+        """The handler died: nobody can resolve faults any more, so make the device memory unreachable.
+
+        Every uffd vma gets the empty memfd mapped over it (any access: SIGBUS / EFAULT), then our
+        userfaultfd is closed; that releases the context (the handler's copies died with it), which
+        wakes every toucher blocked in a fault, and its retry hits the empty mapping. The SRCU slots
+        of the dead readers are cleared so that a later kill_device does not wait for them forever.
+        """
+        got = self._lock.acquire(timeout=self.timeout)
+        try:
+            self.broken = True
+            for m in list(self._maps):
+                if m.mode == "uffd":
+                    with contextlib.suppress(OSError):
+                        dsys.mmap(m.addr, m.length, m.prot, dsys.MAP_SHARED | dsys.MAP_FIXED,
+                                  self._hole_fd, 0)
+            if self._uffd >= 0:
+                os.close(self._uffd)
+                self._uffd = -1
+            self.table.srcu.reset_readers()
+        finally:
+            if got:
+                self._lock.release()
 
     @property
     def handler_pid(self) -> int:
@@ -202,8 +242,10 @@ class MappingCore:
         with self._ctl_lock:
             if self._ctl is None:
                 raise ValueError("MappingCore is closed")
-            self._ctl.send(req)
+            if self.broken:
+                raise OSError(errno.EPIPE, "the fault handler process died")
             try:
+                self._ctl.send(req)
                 rep = self._ctl.recv(64)
             except TimeoutError as e:
                 raise OSError(errno.ETIMEDOUT, f"fault handler did not answer {req!r}") from e
@@ -353,6 +395,8 @@ class MappingCore:
         """
         with self._lock:
             d = self._dev(dev)
+            if self.broken:
+                raise OSError(errno.EIO, "the fault handler process died; no new mappings")
             align = d.align
             if length <= 0 or length % PAGE or pgoff < 0:
                 raise _einval(f"length {length:#x} / pgoff {pgoff} invalid")
@@ -443,7 +487,8 @@ class MappingCore:
             self.table.t.vmas[m.vma_idx].used = 0
             self._devices[m.dev].maps.remove(m)
             self._maps.discard(m)
-            self._request(b"DEL")
+            if not self.broken:
+                self._request(b"DEL")
 
     def mappings(self, dev: int | None = None) -> list[Mapping]:
         with self._lock:
@@ -551,6 +596,7 @@ class MappingCore:
             self._teardown_resources()
 
     def _teardown_resources(self) -> None:
+        self._stopping = True
         if self._ctl is not None:
             try:
                 with self._ctl_lock:
@@ -565,6 +611,14 @@ class MappingCore:
                 self._proc.kill()
                 self._proc.wait()
             self._proc = None
+        if self._watcher is not None:
+            os.write(self._wake_w, b"x")
+            self._watcher.join()
+            self._watcher = None
+        for fd in (self._pidfd, self._wake_r, self._wake_w):
+            if fd >= 0:
+                os.close(fd)
+        self._pidfd = self._wake_r = self._wake_w = -1
         if self._ctl is not None:
             self._ctl.close()
             self._ctl = None

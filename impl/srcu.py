@@ -126,6 +126,11 @@ class Srcu:
     def nesting(self, slot: int) -> int:
         return int(self._slots[slot * SLOT_STRIDE] & NEST_MASK)
 
+    def reset_readers(self) -> None:
+        """Forget every reader: only for when all reader processes are known to be dead."""
+        for s in range(self.nslots):
+            self._slots[s * SLOT_STRIDE] = 0
+
     # --- write side -----------------------------------------------------------------------------
     def _old_readers(self) -> list[int]:
         """Slots active in a phase other than the current one (they began before the last flip)."""

@@ -10,6 +10,7 @@ import ctypes
 import errno
 import os
 import random
+import signal
 import subprocess
 import sys
 import tempfile
@@ -341,3 +342,26 @@ def test_policy_is_pluggable_and_runs_in_the_handler() -> None:
         assert c.counters()["sigbus_fault"] == 1
         with pytest.raises(ValueError):
             c.touch_in_child(m.addr)
+
+
+def test_handler_death_fails_safe(core: MappingCore) -> None:
+    """If the handler dies, a toucher blocked in a fault is released with SIGBUS/EFAULT, never left
+    hanging, later touches SIGBUS, kill_device still completes, and close() leaks nothing."""
+    b = core.create_backing(2 * M2)
+    d = core.add_device(b, [(0, 2 * M2)], M2)
+    m = core.map_shared(d, 2 * M2)
+    assert core.touch_read(m.addr, 1).outcome == "ok"
+    os.kill(core.handler_pid, signal.SIGSTOP)                 # faults now queue up unanswered
+    result: list[str] = []
+    t = threading.Thread(target=lambda: result.append(core.touch_read(m.addr + M2, 1).outcome))
+    t.start()
+    time.sleep(0.2)
+    assert not result                                        # blocked in the fault
+    os.kill(core.handler_pid, signal.SIGKILL)
+    t.join(10)
+    assert result == ["SIGBUS"]
+    assert core.broken
+    assert core.touch_read(m.addr, 1).outcome == "SIGBUS"   # installed entries went with the revoke
+    core.kill_device(d, timeout=5)
+    with pytest.raises(OSError):
+        core.map_shared(d, M2)
