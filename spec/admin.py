@@ -444,6 +444,21 @@ def _finish(c: Ctx, s: State) -> State:
     return s._replace(admin=Admin("", -1, 0, a.generation, a.binds_left, None))
 
 
+def run_program(c: Ctx, s: State, prog: str, arg: int) -> State:
+    """Run one admin program to completion, taking the first (success) outcome of every step: what a
+    sequential user of sysfs sees (echo > unbind returns when the program is done)."""
+    a = s.admin
+    assert not a.prog, f"admin is busy with {a.prog}"
+    generation = a.generation + 1 if prog == "probe" else a.generation
+    s = _finish(c, s._replace(admin=a._replace(prog=prog, dev=arg, pc=0, generation=generation)))
+    while s.admin.prog:
+        steps = admin_steps(c, s)
+        if not steps:
+            raise RuntimeError(f"admin program {prog}({arg}) blocked at step {s.admin.pc}")
+        s = steps[0][3]
+    return s
+
+
 def admin_busy_with(s: State, d: int) -> bool:
     return bool(s.admin.prog) and s.admin.dev == d
 

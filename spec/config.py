@@ -43,6 +43,8 @@ class MmapShape:
     noreserve: bool = False
     fixed_bytes: int | None = None  # MAP_FIXED at FIXED_BASE + this
     sync: bool = False              # MAP_SHARED_VALIDATE | MAP_SYNC
+    read: bool = True               # PROT_READ (False for PROT_NONE or PROT_WRITE alone: x86 has no
+                                    # write-only pages, so only PROT_NONE really drops it)
 
 
 DEFAULT_MMAPS = (

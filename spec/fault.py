@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from devdax.spec.ctx import Ctx, oops
 from devdax.spec.geometry import (
+    PAGE_SIZE,
     PUD_SIZE,
     SIZE_NAMES,
     FaultResult,
@@ -62,7 +63,7 @@ def _put_cpu(s: State, i: int, cpu: Cpu) -> State:
     return s._replace(cpus=set_at(s.cpus, i, cpu))
 
 
-def fault_lock(c: Ctx, s: State, i: int, v: int, addr: int) -> Result:
+def fault_lock(c: Ctx, s: State, i: int, v: int, addr: int, size: int | None = None) -> Result:
     """The mm calls ->huge_fault (first at the largest size); it takes dax_read_lock()/
     rcu_read_lock(). A reader that enters now is not one the current grace period waits for."""
     cpu = s.cpus[i]
@@ -75,9 +76,15 @@ def fault_lock(c: Ctx, s: State, i: int, v: int, addr: int) -> Result:
     else:
         if cpu.left == 0 or s.vmas[v].file < 0 or covered(s, v, addr):
             return None
-        size = c.cfg.first_fault_bytes
+        size = size if size is not None else first_size(c, s.vmas[v].nohuge)
     cpu = Cpu(C_LOCKED, cpu.left, cpu.nest + 1, False, v, addr, size, R_NONE, 0)
     return ("ok", _put_cpu(s, i, cpu))
+
+
+def first_size(c: Ctx, nohuge: bool) -> int:
+    """The mm's first attempt: the largest size it may use (cfg.first_fault), or a pte fault when
+    the vma has VM_NOHUGEPAGE (thp_vma_allowable_order says no)."""
+    return PAGE_SIZE if nohuge else c.cfg.first_fault_bytes
 
 
 def fault_check(c: Ctx, s: State, i: int) -> Result:

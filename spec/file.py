@@ -45,7 +45,7 @@ def chrdev_lookup(c: Ctx, s: State, d: int) -> int:
     return -1
 
 
-def do_open(c: Ctx, s: State, d: int, writable: bool) -> Result:
+def do_open(c: Ctx, s: State, d: int, writable: bool, readable: bool = True) -> Result:
     """open(node of device d, O_RDWR or O_RDONLY) -> ok | ENXIO. Guard: a free file slot and a node
     (the device got a minor once)."""
     f = free_slot(s.files, File())
@@ -56,7 +56,7 @@ def do_open(c: Ctx, s: State, d: int, writable: bool) -> Result:
         return ("ENXIO", s)
     s = file_holder_get(c, s, e)
     null = c.prof.open_private_null_when_dead and not s.devs[e].alive    # M21 candidate
-    return ("ok", s._replace(files=set_at(s.files, f, File(e, writable, True, 1, null))))
+    return ("ok", s._replace(files=set_at(s.files, f, File(e, writable, True, 1, null, readable))))
 
 
 def file_put(c: Ctx, s: State, f: int) -> State:

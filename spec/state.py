@@ -74,6 +74,7 @@ class File(NamedTuple):
     fd: bool = False             # the descriptor is still installed
     f_count: int = 0             # the fd plus one per vma
     private_null: bool = False   # modern dax_open stored dax_get_private() == NULL
+    readable: bool = True        # FMODE_READ (false only for O_WRONLY)
 
 
 class Vma(NamedTuple):
@@ -87,6 +88,8 @@ class Vma(NamedTuple):
     mayshare: bool = False       # VM_MAYSHARE
     write: bool = False          # VM_WRITE
     dontcopy: bool = False       # VM_DONTCOPY (MADV_DONTFORK)
+    read: bool = True            # VM_READ (PROT_NONE clears it)
+    nohuge: bool = False         # VM_NOHUGEPAGE (MADV_NOHUGEPAGE): the mm asks for pte faults only
 
 
 class Entry(NamedTuple):

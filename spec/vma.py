@@ -50,8 +50,8 @@ def do_mmap(c: Ctx, s: State, f: int, shape: MmapShape) -> Result:
     if length == 0 or not is_aligned(offset, PAGE_SIZE):
         return ("EINVAL", s)
     length = round_up(length, PAGE_SIZE)
-    if shape.shared and shape.write and not fl.writable:
-        return ("EACCES", s)                     # do_mmap: MAP_SHARED|PROT_WRITE needs FMODE_WRITE
+    if not fl.readable or (shape.shared and shape.write and not fl.writable):
+        return ("EACCES", s)                     # do_mmap: FMODE_READ always; MAP_SHARED|PROT_WRITE: WRITE
     if shape.sync and not c.prof.map_sync:
         return ("EOPNOTSUPP", s)                 # MAP_SHARED_VALIDATE: flag not in mmap_supported_flags
     if shape.fixed_bytes is not None:
@@ -70,7 +70,7 @@ def do_mmap(c: Ctx, s: State, f: int, shape: MmapShape) -> Result:
     if rc:
         return (errno.errorcode[-rc], s)
     new = Vma(f, start, start + length, offset >> PAGE_SHIFT, flags.shared, flags.mayshare,
-              flags.write, False)
+              flags.write, False, shape.read)
     s = vma_file_get(c, s, f)
     return ("ok", s._replace(vmas=set_at(s.vmas, v, new)))
 

@@ -1,0 +1,90 @@
+"""`devdax scenario run|diff`: run scenario files on one backend, or compare backends step by step.
+
+Backends: `model` (the spec's prediction, devdax.scenario.model) and `impl` (the emulation,
+devdax.scenario.impl_backend, which imports devdax.impl: only the CLI and tests may). Output is one
+JSON object per step and a summary line (scenario-format.md, Output); with `expect` present the exit
+status is 1 if any outcome differs. Usage errors exit 2 with one line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from devdax.scenario import format as fmt
+
+BACKENDS = ("model", "impl")
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # type: ignore[override]
+        print(f"devdax scenario: error: {message}", file=sys.stderr)
+        raise SystemExit(2)
+
+
+def backend(name: str) -> fmt.Backend:
+    if name == "model":
+        from devdax.scenario.model import ModelBackend
+        return ModelBackend()
+    if name == "impl":
+        mod = importlib.import_module("devdax.scenario.impl_backend")
+        b: fmt.Backend = mod.ImplBackend()
+        return b
+    raise ValueError(f"--backend: expected one of {', '.join(BACKENDS)}, got {name!r}")
+
+
+def _files(paths: Sequence[str]) -> list[fmt.Scenario]:
+    out: list[fmt.Scenario] = []
+    for p in paths:
+        path = Path(p)
+        out.extend(fmt.load_all(path) if path.is_dir() else [fmt.load(path)])
+    return out
+
+
+def main(argv: Sequence[str]) -> int:
+    ap = _Parser(prog="devdax scenario", description=__doc__)
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    run = sub.add_parser("run", help="run scenarios on one backend")
+    run.add_argument("--backend", default="model", choices=BACKENDS)
+    run.add_argument("files", nargs="+", help="scenario files or folders")
+    diff = sub.add_parser("diff", help="run on several backends and show where they disagree")
+    diff.add_argument("--backends", default="model,impl")
+    diff.add_argument("files", nargs="+")
+    args = ap.parse_args(list(argv))
+    try:
+        scenarios = _files(args.files)
+        if args.cmd == "run":
+            b = backend(args.backend)
+            results = []
+            for sc in scenarios:
+                outs = b.run(sc)
+                fmt.check_outcomes(sc, outs)
+                for i, (st, o) in enumerate(zip(sc.steps, outs, strict=True)):
+                    print(json.dumps(fmt.step_record(sc, i, st.op, o)))
+                results.append((sc, outs))
+            print(fmt.summary_line(results))
+            return fmt.exit_status(results)
+        names = [n.strip() for n in args.backends.split(",") if n.strip()]
+        bs = [backend(n) for n in names]
+    except (OSError, ValueError) as e:
+        print(f"devdax scenario: error: {e}", file=sys.stderr)
+        return 2
+    disagreements = 0
+    header = f"{'scenario':42} {'step':>4} {'op':10} " + " ".join(f"{n:10}" for n in names)
+    print(header)
+    for sc in scenarios:
+        rows = [b.run(sc) for b in bs]
+        for i, st in enumerate(sc.steps):
+            outs = [r[i] for r in rows]
+            exp = sc.expect[i] if sc.expect else None
+            if len(set(outs)) > 1 or (exp is not None and any(o != exp for o in outs)):
+                disagreements += 1
+                tail = f"  expect {exp}" if exp is not None else ""
+                print(f"{Path(sc.file).stem[:42]:42} {i:>4} {st.op:10} "
+                      + " ".join(f"{o:10}" for o in outs) + tail)
+    print(f"{len(scenarios)} scenarios, {disagreements} disagreements")
+    return 1 if disagreements else 0

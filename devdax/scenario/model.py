@@ -1,0 +1,434 @@
+"""The spec's prediction for a scenario: every step runs through the state machine, in order.
+
+This backend adds nothing to the semantics. It only translates a user program into spec actions:
+a touch becomes one fault on CPU 0 (lock, check, insert, unlock, retrying after FALLBACK); disable
+and enable run the admin's unbind/bind programs (modern) or provider removal and a new probe (older
+profiles); mm range calls go to spec/mm.py and the calls dax_fops lacks to spec/fops.py. The bytes
+written through mappings live in a dict keyed by physical address, which is all `check` needs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from devdax.scenario import format as fmt
+from devdax.spec import admin, fault, fops, mm
+from devdax.spec.config import REGION_BASE, Config, Layout, MmapShape
+from devdax.spec.ctx import Ctx
+from devdax.spec.file import do_close, do_open
+from devdax.spec.geometry import PAGE_SIZE, make_ranges, round_up
+from devdax.spec.profiles import get_profile
+from devdax.spec.state import C_IDLE, R_FALLBACK, State, Vma
+from devdax.spec.system import init
+from devdax.spec.vma import do_fork, do_mmap, do_munmap
+
+SLOTS = 32
+
+
+@dataclass
+class _Map:
+    base: int
+    slots: list[int]
+
+
+@dataclass
+class _Run:
+    c: Ctx
+    s: State
+    generation: int = 0
+    fds: dict[str, int] = field(default_factory=dict)       # handle -> file slot (-1 once closed)
+    maps: dict[str, _Map] = field(default_factory=dict)
+    memory: dict[int, int] = field(default_factory=dict)    # physical byte -> value
+
+
+def context(sc: fmt.Scenario) -> Ctx:
+    """The spec context of a scenario: its profile, one region laid out as the setup says."""
+    prof = get_profile(sc.profile)
+    enables = sum(isinstance(st, fmt.Enable) for st in sc.steps)
+    generations = 1 if prof.bind_cycles else 1 + enables
+    devs = sc.setup.devices
+    cfg = Config(profile=sc.profile, align={4096: "4K", 2 << 20: "2M", 1 << 30: "1G"}[sc.setup.align],
+                 devices=len(devs), generations=generations, files=SLOTS, vmas=SLOTS, cpus=1,
+                 faults=1 << 30, binds=1 << 30, first_fault="pud")
+    ranges = tuple(make_ranges([(REGION_BASE + g * (1 << 36) + d.start, d.size)])
+                   for g in range(generations) for d in devs)
+    return Ctx(cfg, prof, Layout(sc.setup.align, ranges))
+
+
+class ModelBackend:
+    """`devdax scenario run --backend model`."""
+
+    name = "model"
+
+    def run(self, scenario: fmt.Scenario) -> list[str]:
+        c = context(scenario)
+        r = _Run(c, admin.run_program(c, init(c), "probe", 0))
+        failed: set[int] = set()
+        out: list[str] = []
+        for i, st in enumerate(scenario.steps):
+            if any(j in failed for j in scenario.depends_on[i]):
+                out.append("skipped")
+                failed.add(i)
+                continue
+            outcome = _step(r, st)
+            if st.defines() and outcome != "ok":
+                failed.add(i)
+            out.append(outcome)
+        return out
+
+
+def _instance(r: _Run, dev: int) -> int:
+    return r.generation * r.c.cfg.devices + dev
+
+
+def _new_slots(before: State, after: State) -> list[int]:
+    return [v for v, (a, b) in enumerate(zip(before.vmas, after.vmas, strict=True))
+            if a.file < 0 <= b.file]
+
+
+def _step(r: _Run, st: fmt.Step) -> str:
+    handler = _HANDLERS[type(st)]
+    return handler(r, st)
+
+
+def _open(r: _Run, st: fmt.Step) -> str:
+    assert isinstance(st, fmt.Open)
+    if fops.open_flags(st.flags) != "ok":
+        return fops.open_flags(st.flags)
+    writable = bool({"O_RDWR", "O_WRONLY"} & st.flags)
+    readable = "O_WRONLY" not in st.flags
+    res = do_open(r.c, r.s, _instance(r, st.dev), writable, readable)
+    assert res is not None, "no free file slot in the model"
+    outcome, s = res
+    if outcome == "ok":
+        f = next(i for i, (a, b) in enumerate(zip(r.s.files, s.files, strict=True)) if a != b)
+        if st.as_:
+            r.fds[st.as_] = f
+    r.s = s
+    return outcome
+
+
+def _fd(r: _Run, name: str) -> int:
+    f = r.fds.get(name, -1)
+    return f if f >= 0 and r.s.files[f].fd else -1
+
+
+def _close(r: _Run, st: fmt.Step) -> str:
+    assert isinstance(st, fmt.Close)
+    f = _fd(r, st.fd)
+    if f < 0:
+        return "EBADF"
+    res = do_close(r.c, r.s, f)
+    assert res is not None
+    r.s = res[1]
+    r.fds[st.fd] = -1
+    return res[0]
+
+
+def _mmap(r: _Run, st: fmt.Step) -> str:
+    assert isinstance(st, fmt.Mmap)
+    f = _fd(r, st.fd)
+    if f < 0:
+        return "EBADF"
+    kinds = {"MAP_SHARED", "MAP_PRIVATE", "MAP_SHARED_VALIDATE"} & st.flags
+    if len(kinds) != 1 or "MAP_HUGETLB" in st.flags:
+        return "EINVAL"                       # do_mmap: one mapping type; hugetlb needs hugetlbfs
+    validate = "MAP_SHARED_VALIDATE" in kinds
+    align = r.c.align
+    fixed = None if st.fixed_offset is None else st.fixed_offset
+    shape = MmapShape(
+        "scenario", units=st.length // align, extra_bytes=st.length % align,
+        offset_units=st.offset // align, offset_bytes=st.offset % align,
+        shared="MAP_PRIVATE" not in kinds, write="PROT_WRITE" in st.prot,
+        noreserve="MAP_NORESERVE" in st.flags, fixed_bytes=fixed,
+        sync=validate and "MAP_SYNC" in st.flags, read=bool(st.prot))
+    res = do_mmap(r.c, r.s, f, shape)
+    assert res is not None, "no free vma slot in the model"
+    outcome, s = res
+    if outcome == "ok":
+        slots = _new_slots(r.s, s)
+        r.s = s
+        m = _Map(s.vmas[slots[0]].start, slots)
+        if st.as_:
+            r.maps[st.as_] = m
+        if "MAP_POPULATE" in st.flags:
+            vma = r.s.vmas[slots[0]]
+            for a in range(vma.start, vma.end, max(align, PAGE_SIZE)):
+                _access(r, m, a - m.base, write=False, value=None)   # populate ignores failures
+        return "ok"
+    r.s = s
+    return outcome
+
+
+def _vma_at(r: _Run, m: _Map, addr: int) -> int:
+    for v in m.slots:
+        vma = r.s.vmas[v]
+        if vma.file >= 0 and vma.start <= addr < vma.end:
+            return v
+    return -1
+
+
+def _fault(r: _Run, v: int, addr: int) -> str:
+    """One fault on CPU 0 through the spec's steps; FALLBACK makes the mm retry one size down."""
+    res = fault.fault_lock(r.c, r.s, 0, v, addr)
+    assert res is not None
+    r.s = res[1]
+    outcome = "SIGBUS"
+    while True:
+        cpu = r.s.cpus[0]
+        if cpu.pc == C_IDLE:
+            if cpu.result != R_FALLBACK:
+                return outcome
+            res = fault.fault_lock(r.c, r.s, 0, cpu.vma, cpu.addr)
+        elif cpu.pc == 1:
+            res = fault.fault_check(r.c, r.s, 0)
+        elif cpu.pc == 2:
+            res = fault.fault_insert(r.c, r.s, 0)
+        else:
+            res = fault.fault_unlock(r.c, r.s, 0)
+            assert res is not None
+            outcome = "ok" if res[0] == "NOPAGE" else res[0]
+        assert res is not None
+        r.s = res[1]
+
+
+def _access(r: _Run, m: _Map, offset: int, write: bool, value: int | None) -> str:
+    addr = m.base + offset
+    v = _vma_at(r, m, addr)
+    if v < 0:
+        return "SIGSEGV"                      # no vma: SEGV_MAPERR
+    vma = r.s.vmas[v]
+    if (write and not vma.write) or not vma.read:
+        return "SIGSEGV"                      # SEGV_ACCERR
+    e = mm.entry_at(r.s, v, addr)
+    if e is None:
+        outcome = _fault(r, v, addr)
+        if outcome != "ok":
+            return outcome
+        e = mm.entry_at(r.s, v, addr)
+        assert e is not None
+    if write and value is not None:
+        r.memory[e.phys + (addr - e.addr)] = value
+    return "ok"
+
+
+def _touch(r: _Run, st: fmt.Step) -> str:
+    assert isinstance(st, fmt.Touch)
+    return _access(r, r.maps[st.map], st.offset, st.access == "write", st.value)
+
+
+def _check(r: _Run, st: fmt.Step) -> str:
+    assert isinstance(st, fmt.Check)
+    m = r.maps[st.map]
+    outcome = _access(r, m, st.offset, False, None)
+    if outcome != "ok":
+        return outcome
+    addr = m.base + st.offset
+    e = mm.entry_at(r.s, _vma_at(r, m, addr), addr)
+    assert e is not None
+    return "ok" if r.memory.get(e.phys + (addr - e.addr), 0) == st.value else "mismatch"
+
+
+def _fork_touch(r: _Run, st: fmt.Step) -> str:
+    """The child gets copies of the parent's vmas (not VM_DONTCOPY ones) and touches there; its
+    exit unmaps them again. Modern children start with no entries and refault."""
+    assert isinstance(st, fmt.ForkTouch)
+    m = r.maps[st.map]
+    v = _vma_at(r, m, m.base + st.offset)
+    if v < 0 or r.s.vmas[v].dontcopy:
+        return "SIGSEGV"
+    before = r.s
+    res = do_fork(r.c, r.s, v)
+    assert res is not None
+    r.s = res[1]
+    (w,) = _new_slots(before, r.s)
+    outcome = _access(r, _Map(m.base, [w]), st.offset, st.access == "write", None)
+    res = do_munmap(r.c, r.s, w, "all")
+    assert res is not None
+    r.s = res[1]
+    return outcome
+
+
+def _range(r: _Run, m: _Map, offset: int, length: int) -> tuple[int, int, list[int]]:
+    lo = m.base + offset
+    hi = lo + round_up(length, PAGE_SIZE)
+    hit = [v for v in m.slots if r.s.vmas[v].file >= 0 and r.s.vmas[v].start < hi and lo < r.s.vmas[v].end]
+    return lo, hi, hit
+
+
+def _covered(r: _Run, lo: int, hi: int, vmas: list[int]) -> bool:
+    spans = sorted((r.s.vmas[v].start, r.s.vmas[v].end) for v in vmas)
+    at = lo
+    for a, b in spans:
+        if a > at:
+            return False
+        at = max(at, b)
+    return at >= hi
+
+
+RangeFn = Callable[[Ctx, State, int, int, int], mm.Result]
+
+
+def _apply(r: _Run, m: _Map, lo: int, hi: int, vmas: list[int], fn: RangeFn) -> str:
+    """Apply a per-vma change; every cut is checked before anything changes (all or nothing)."""
+    for v in vmas:
+        vma = r.s.vmas[v]
+        for cut in (lo, hi):
+            if vma.start < cut < vma.end and not mm.may_split(r.c, cut):
+                return "EINVAL"
+    for v in vmas:
+        before = r.s
+        outcome, r.s = fn(r.c, r.s, v, lo, hi)
+        if outcome != "ok":
+            return outcome
+        m.slots.extend(_new_slots(before, r.s))
+    m.slots[:] = [v for v in m.slots if r.s.vmas[v].file >= 0]
+    return "ok"
+
+
+def _munmap(r: _Run, st: fmt.Step) -> str:
+    assert isinstance(st, fmt.Munmap)
+    m = r.maps[st.map]
+    if st.length == 0 or mm.check_range(m.base + st.offset, st.length):
+        return "EINVAL"
+    lo, hi, vmas = _range(r, m, st.offset, st.length)
+    return _apply(r, m, lo, hi, vmas, lambda c, s, v, a, b: mm.change(c, s, v, a, b, None))
+
+
+def _mprotect(r: _Run, st: fmt.Step) -> str:
+    assert isinstance(st, fmt.Mprotect)
+    m = r.maps[st.map]
+    if mm.check_range(m.base + st.offset, st.length):
+        return "EINVAL"
+    lo, hi, vmas = _range(r, m, st.offset, st.length)
+    if not _covered(r, lo, hi, vmas):
+        return "ENOMEM"
+    read, write = bool(st.prot), "PROT_WRITE" in st.prot
+    for v in vmas:
+        vma = r.s.vmas[v]
+        if write and vma.mayshare and not r.s.files[vma.file].writable:
+            return "EACCES"
+    return _apply(r, m, lo, hi, vmas, lambda c, s, v, a, b: mm.mprotect(c, s, v, a, b, read, write))
+
+
+def _madvise(r: _Run, st: fmt.Step) -> str:
+    assert isinstance(st, fmt.Madvise)
+    m = r.maps[st.map]
+    if mm.check_range(m.base + st.offset, st.length):
+        return "EINVAL"
+    lo, hi, vmas = _range(r, m, st.offset, st.length)
+    if st.advice in ("MADV_POPULATE_READ", "MADV_POPULATE_WRITE"):
+        if not _covered(r, lo, hi, vmas):
+            return "ENOMEM"
+        for a in range(lo, hi, PAGE_SIZE):
+            if _access(r, m, a - m.base, st.advice.endswith("WRITE"), None) != "ok":
+                return "EFAULT"               # faultin_page_range: VM_FAULT_SIGBUS -> -EFAULT
+        return "ok"
+    if not vmas:
+        return "ENOMEM"
+    if st.advice in ("MADV_DONTFORK", "MADV_DOFORK", "MADV_HUGEPAGE", "MADV_NOHUGEPAGE"):
+        outcome = _apply(r, m, lo, hi, vmas, lambda c, s, v, a, b: mm.madvise(c, s, v, a, b, st.advice))
+    else:
+        outcome = "ok"
+        for v in vmas:
+            outcome, r.s = mm.madvise(r.c, r.s, v, lo, hi, st.advice)
+            if outcome != "ok":
+                break
+    if outcome == "ok" and not _covered(r, lo, hi, _range(r, m, st.offset, st.length)[2]):
+        return "ENOMEM"                       # advice applied to the mapped parts, gap reported
+    return outcome
+
+
+def _msync(r: _Run, st: fmt.Step) -> str:
+    assert isinstance(st, fmt.Msync)
+    m = r.maps[st.map]
+    bad = fops.msync_flags(st.flags)
+    if bad or mm.check_range(m.base + st.offset, st.length):
+        return bad or "EINVAL"
+    lo, hi, vmas = _range(r, m, st.offset, st.length)
+    for v in sorted(vmas, key=lambda v: r.s.vmas[v].start):
+        outcome = fops.msync_vma(st.flags, r.s.vmas[v].shared)
+        if outcome != "ok":
+            return outcome
+    return "ok" if _covered(r, lo, hi, vmas) else "ENOMEM"
+
+
+def _mremap(r: _Run, st: fmt.Step) -> str:
+    assert isinstance(st, fmt.Mremap)
+    m = r.maps[st.map]
+    addr = m.base + st.offset
+    if mm.check_range(addr, st.old_length) or st.new_length == 0:
+        return "EINVAL"
+    v = _vma_at(r, m, addr)
+    old_end = addr + round_up(st.old_length, PAGE_SIZE)
+    new_end = addr + round_up(st.new_length, PAGE_SIZE)
+    if v < 0 or old_end > r.s.vmas[v].end:
+        return "EFAULT"                       # the old range must lie inside one vma
+    if new_end < old_end:
+        outcome, r.s = mm.change(r.c, r.s, v, new_end, old_end, None)
+    elif new_end > old_end:
+        if old_end != r.s.vmas[v].end:
+            return "ENOMEM" if not st.move else "EFAULT"
+        outcome, r.s = mm.mremap_grow(r.c, r.s, v, new_end)
+    else:
+        outcome = "ok"
+    m.slots[:] = [w for w in m.slots if r.s.vmas[w].file >= 0]
+    return outcome
+
+
+def _fd_call(r: _Run, st: fmt.Step) -> str:
+    assert isinstance(st, fmt.Read | fmt.Write | fmt.Fsync | fmt.Lseek | fmt.Fallocate | fmt.Ioctl)
+    f = _fd(r, st.fd)
+    if f < 0:
+        return "EBADF"
+    fl = r.s.files[f]
+    if isinstance(st, fmt.Read):
+        return fops.read(fl.readable)
+    if isinstance(st, fmt.Write):
+        return fops.write(fl.writable)
+    if isinstance(st, fmt.Fsync):
+        return fops.fsync()
+    if isinstance(st, fmt.Lseek):
+        return fops.lseek()
+    if isinstance(st, fmt.Fallocate):
+        return fops.fallocate(fl.writable)
+    return fops.ioctl()
+
+
+def _disable(r: _Run, st: fmt.Step) -> str:
+    """Modern: unbind device_dax (dev_dax_kill, dev_dax_cdev_del). Older profiles have no driver
+    binding: disabling is the provider's removal of the whole region."""
+    assert isinstance(st, fmt.Disable)
+    if r.c.prof.bind_cycles:
+        d = _instance(r, st.dev)
+        if not r.s.devs[d].bound:
+            return "ENODEV"
+        r.s = admin.run_program(r.c, r.s, "unbind", d)
+    else:
+        r.s = admin.run_program(r.c, r.s, "remove", r.generation)
+    return "ok"
+
+
+def _enable(r: _Run, st: fmt.Step) -> str:
+    assert isinstance(st, fmt.Enable)
+    if r.c.prof.bind_cycles:
+        d = _instance(r, st.dev)
+        if r.s.devs[d].bound:
+            return "EBUSY"
+        r.s = admin.run_program(r.c, r.s, "bind", d)
+    else:
+        r.generation += 1
+        r.s = admin.run_program(r.c, r.s, "probe", r.generation)
+    return "ok"
+
+
+_HANDLERS = {
+    fmt.Open: _open, fmt.Close: _close, fmt.Mmap: _mmap, fmt.Munmap: _munmap, fmt.Mprotect: _mprotect,
+    fmt.Mremap: _mremap, fmt.Touch: _touch, fmt.Check: _check, fmt.ForkTouch: _fork_touch,
+    fmt.Read: _fd_call, fmt.Write: _fd_call, fmt.Fsync: _fd_call, fmt.Lseek: _fd_call,
+    fmt.Fallocate: _fd_call, fmt.Ioctl: _fd_call, fmt.Madvise: _madvise, fmt.Msync: _msync,
+    fmt.Disable: _disable, fmt.Enable: _enable,
+}
+
+_ = Vma

@@ -1,0 +1,63 @@
+"""What the VFS answers for the calls dax_fops does not implement.
+
+dax_fops has open, release, mmap, get_unmapped_area, llseek = noop_llseek and (modern)
+mmap_supported_flags = MAP_SYNC; nothing else (kernel-semantics.md 2; devdax-tests.md 38-40). Every
+other call is decided by generic code before or instead of the driver. These outcomes never change
+device state, so they are plain functions of the open mode and flags.
+"""
+
+from __future__ import annotations
+
+
+def open_flags(flags: frozenset[str]) -> str:
+    """do_dentry_open(): O_DIRECT needs FMODE_CAN_ODIRECT (set by ->open for files with direct I/O),
+    which dax_open never sets -> EINVAL. O_SYNC, O_CLOEXEC, O_NONBLOCK... are accepted and ignored."""
+    return "EINVAL" if "O_DIRECT" in flags else "ok"
+
+
+def read(readable: bool) -> str:
+    """vfs_read(): FMODE_READ missing -> EBADF; no ->read/->read_iter (FMODE_CAN_READ unset) -> EINVAL."""
+    return "EINVAL" if readable else "EBADF"
+
+
+def write(writable: bool) -> str:
+    """vfs_write(): FMODE_WRITE missing -> EBADF; no ->write/->write_iter -> EINVAL."""
+    return "EINVAL" if writable else "EBADF"
+
+
+def fsync() -> str:
+    """vfs_fsync_range(): no ->fsync -> EINVAL (also what msync(MS_SYNC) reaches)."""
+    return "EINVAL"
+
+
+def lseek() -> str:
+    """noop_llseek: returns the current position, never fails."""
+    return "ok"
+
+
+def ioctl() -> str:
+    """No ->unlocked_ioctl: vfs_ioctl() -> ENOTTY (FIONREAD on a non-regular file goes there too)."""
+    return "ENOTTY"
+
+
+def fallocate(writable: bool) -> str:
+    """vfs_fallocate(): FMODE_WRITE missing -> EBADF; a char device is neither S_ISREG nor S_ISBLK
+    -> ENODEV. MADV_REMOVE ends here as well (PUNCH_HOLE)."""
+    return "ENODEV" if writable else "EBADF"
+
+
+def msync_flags(flags: frozenset[str]) -> str | None:
+    """msync(): unknown flags, or MS_SYNC together with MS_ASYNC -> EINVAL; None if they are fine."""
+    if flags - {"MS_SYNC", "MS_ASYNC", "MS_INVALIDATE"}:
+        return "EINVAL"
+    if {"MS_SYNC", "MS_ASYNC"} <= flags:
+        return "EINVAL"
+    return None
+
+
+def msync_vma(flags: frozenset[str], vm_shared: bool) -> str:
+    """msync() per vma: MS_SYNC on a VM_SHARED vma calls vfs_fsync_range -> fsync() -> EINVAL.
+    A read-only shared mapping (O_RDONLY file: no VM_SHARED) has nothing to write back: ok."""
+    if "MS_SYNC" in flags and vm_shared:
+        return fsync()
+    return "ok"

@@ -1,0 +1,144 @@
+"""The generic mm side of changing a device-dax vma: munmap, mprotect, madvise and mremap over a range.
+
+The driver's only hook into all of them is vm_ops->may_split (dev_dax_may_split, M8 / 9702cffdbf21):
+a vma may be cut only at a multiple of the device alignment, so a range operation whose ends fall
+inside a vma at a misaligned address fails with EINVAL before anything changes. Everything else is
+mm/ code (mmap.c, mprotect.c, madvise.c, mremap.c); each rule below names the function it comes from.
+Profiles without ->split (v4.7, v4.10 before M8) cut anywhere and zap huge entries the cut crosses.
+
+Ranges are absolute [lo, hi) addresses inside one vma; callers split a user range by vma first.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from devdax.spec.ctx import Ctx
+from devdax.spec.file import free_slot, vma_file_get, vma_file_put
+from devdax.spec.geometry import PAGE_SHIFT, PAGE_SIZE, is_aligned, round_up
+from devdax.spec.state import Entry, State, Vma, set_at
+
+Result = tuple[str, State]
+
+
+def may_split(c: Ctx, addr: int) -> bool:
+    """dev_dax_may_split(): "if (!IS_ALIGNED(addr, dev_dax->align)) return -EINVAL"."""
+    return not c.prof.has_split or is_aligned(addr, c.align)
+
+
+def _piece(v: Vma, lo: int, hi: int) -> Vma:
+    return v._replace(start=lo, end=hi, pgoff=v.pgoff + ((lo - v.start) >> PAGE_SHIFT))
+
+
+def change(c: Ctx, s: State, v: int, lo: int, hi: int, update: Callable[[Vma], Vma] | None) -> Result:
+    """Apply `update` to [lo, hi) of vma v (None unmaps it), splitting at lo and hi when they fall
+    inside: __split_vma asks may_split for each cut. The parts keep their entries; a huge entry that
+    a cut crosses is zapped whole (split_huge_pmd on a devmap pmd just clears it)."""
+    vma = s.vmas[v]
+    lo, hi = max(lo, vma.start), min(hi, vma.end)
+    if lo >= hi:
+        return ("ok", s)
+    for cut in (lo, hi):
+        if vma.start < cut < vma.end and not may_split(c, cut):
+            return ("EINVAL", s)
+    middle = None if update is None else update(_piece(vma, lo, hi))
+    parts = [p for p in (_piece(vma, vma.start, lo) if lo > vma.start else None, middle,
+                         _piece(vma, hi, vma.end) if hi < vma.end else None) if p is not None]
+    if not parts:
+        s = s._replace(vmas=set_at(s.vmas, v, Vma()),
+                       entries=frozenset(e for e in s.entries if e.vma != v))
+        return ("ok", vma_file_put(c, s, vma.file))
+    slots = [v]
+    vmas = s.vmas
+    for _ in parts[1:]:
+        w = free_slot(vmas, Vma())
+        if w < 0:
+            return ("ENOMEM", s)                 # the model's bound on vmas, not a kernel limit
+        vmas = set_at(vmas, w, Vma(file=-2))     # reserve
+        slots.append(w)
+    entries = set()
+    for e in s.entries:
+        if e.vma != v:
+            entries.add(e)
+            continue
+        for slot, p in zip(slots, parts, strict=True):
+            if p.start <= e.addr and e.addr + e.size <= p.end and not (update is None and p is middle):
+                entries.add(e._replace(vma=slot))
+                break
+    for slot, p in zip(slots, parts, strict=True):
+        vmas = set_at(vmas, slot, p)
+    s = s._replace(vmas=vmas, entries=frozenset(entries))
+    for _ in parts[1:]:
+        s = vma_file_get(c, s, vma.file)
+    return ("ok", s)
+
+
+def check_range(addr: int, length: int) -> str | None:
+    """The common entry checks of munmap/mprotect/madvise/msync: a page-aligned start and a range
+    that does not wrap. A zero length is fine for madvise/mprotect/msync and EINVAL for munmap."""
+    if not is_aligned(addr, PAGE_SIZE):
+        return "EINVAL"
+    if addr + round_up(length, PAGE_SIZE) < addr:
+        return "EINVAL"
+    return None
+
+
+def mprotect(c: Ctx, s: State, v: int, lo: int, hi: int, read: bool, write: bool) -> Result:
+    """mprotect_fixup(): PROT_WRITE on a shared mapping of a file opened read-only has no
+    VM_MAYWRITE -> EACCES (checked before any split); then the split rule."""
+    vma = s.vmas[v]
+    if write and vma.mayshare and not s.files[vma.file].writable:
+        return ("EACCES", s)
+    return change(c, s, v, lo, hi, lambda p: p._replace(read=read, write=write))
+
+
+def madvise(c: Ctx, s: State, v: int, lo: int, hi: int, advice: str) -> Result:
+    """madvise(2) on a device-dax vma, by advice (mm/madvise.c)."""
+    vma = s.vmas[v]
+    if advice in ("MADV_DONTFORK", "MADV_DOFORK"):
+        return change(c, s, v, lo, hi, lambda p: p._replace(dontcopy=advice == "MADV_DONTFORK"))
+    if advice in ("MADV_HUGEPAGE", "MADV_NOHUGEPAGE"):
+        return change(c, s, v, lo, hi, lambda p: p._replace(nohuge=advice == "MADV_NOHUGEPAGE"))
+    if advice in ("MADV_DONTNEED", "MADV_DONTNEED_LOCKED", "MADV_COLD", "MADV_PAGEOUT"):
+        if advice.startswith("MADV_DONTNEED"):
+            return ("ok", zap(s, v, lo, hi))     # zap_page_range_single; the device keeps the data
+        return ("ok", s)
+    if advice == "MADV_FREE":
+        return ("EINVAL", s)                     # madvise_free_single_vma: anonymous only
+    if advice == "MADV_WIPEONFORK":
+        return ("EINVAL", s)                     # "if (vma->vm_file || vma->vm_flags & VM_SHARED)"
+    if advice == "MADV_KEEPONFORK":
+        return ("ok", s)
+    if advice == "MADV_REMOVE":
+        if not (vma.mayshare and s.files[vma.file].writable):
+            return ("EACCES", s)                 # "if (!vma_is_shared_maywrite(vma))"
+        return ("ENODEV", s)                     # vfs_fallocate(PUNCH_HOLE) on a char device
+    if advice in ("MADV_NORMAL", "MADV_RANDOM", "MADV_SEQUENTIAL", "MADV_WILLNEED"):
+        return ("ok", s)
+    return ("EINVAL", s)
+
+
+def zap(s: State, v: int, lo: int, hi: int) -> State:
+    """Remove the entries of v that overlap [lo, hi) (a partially covered huge entry goes whole)."""
+    keep = frozenset(e for e in s.entries if e.vma != v or e.addr + e.size <= lo or e.addr >= hi)
+    return s._replace(entries=keep)
+
+
+def mremap_shrink(c: Ctx, s: State, v: int, new_end: int) -> Result:
+    """mremap() to a smaller size unmaps the tail: a cut like munmap's, so may_split decides."""
+    return change(c, s, v, new_end, s.vmas[v].end, None)
+
+
+def mremap_grow(c: Ctx, s: State, v: int, new_end: int) -> Result:
+    """mremap() to a larger size: no driver hook is asked (no ->mremap, no split), so the vma simply
+    ends at new_end, aligned or not; every later fault runs check_vma, which refuses a misaligned
+    vma with SIGBUS (devdax-tests.md 17). The model always finds room (in place or moved)."""
+    vma = s.vmas[v]
+    return ("ok", s._replace(vmas=set_at(s.vmas, v, vma._replace(end=new_end))))
+
+
+def entry_at(s: State, v: int, addr: int) -> Entry | None:
+    for e in s.entries:
+        if e.vma == v and e.addr <= addr < e.addr + e.size:
+            return e
+    return None
