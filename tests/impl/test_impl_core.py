@@ -365,3 +365,26 @@ def test_handler_death_fails_safe(core: MappingCore) -> None:
     core.kill_device(d, timeout=5)
     with pytest.raises(OSError):
         core.map_shared(d, M2)
+
+
+def _intervals() -> list[tuple[int, int]]:
+    out = []
+    with open("/proc/self/maps") as f:
+        for ln in f:
+            lo, hi = ln.split()[0].split("-")
+            out.append((int(lo, 16), int(hi, 16)))
+    return out
+
+
+@pytest.mark.parametrize("align", [K4, M2, G1])
+def test_reservation_slack_is_released(core: MappingCore, align: int) -> None:
+    """get_unmapped_area emulation reserves len+align PROT_NONE: nothing of it may outlive the vma."""
+    b = core.create_backing(align)
+    d = core.add_device(b, [(0, align)], align)
+    before = set(_intervals())
+    m = core.map_shared(d, align)
+    lo, hi = m.addr - align, m.end + align
+    around = [iv for iv in _intervals() if iv[0] < hi and iv[1] > lo and iv not in before]
+    assert around == [(m.addr, m.end)]                       # exactly the vma, no slack pieces
+    core.unmap(m)
+    assert [iv for iv in _intervals() if iv[0] < hi and iv[1] > lo and iv not in before] == []
