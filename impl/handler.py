@@ -146,10 +146,13 @@ class Handler:
         self.ctl = ctl
         self.policy = policy
         self.nworkers = nworkers
-        self.ep = select.epoll()
+        # One epoll per worker, each uffd registered EPOLLEXCLUSIVE: a fault wakes one worker, not all
+        # of them (a thundering herd costs a GIL hand-off per woken worker in this process).
+        self.eps = [select.epoll() for _ in range(nworkers)]
         self.stopfd = os.eventfd(0, os.EFD_CLOEXEC | os.EFD_NONBLOCK)
-        self.ep.register(self.stopfd, select.EPOLLIN)
-        self.ep.register(uffd, select.EPOLLIN)
+        for ep in self.eps:
+            ep.register(self.stopfd, select.EPOLLIN)
+            ep.register(uffd, select.EPOLLIN | select.EPOLLEXCLUSIVE)
         self.children: set[int] = set()
         self.ctx_lock = threading.Lock()
         self.index: tuple[list[int], list[tuple[int, int]]] = ([], [])   # (starts, [(end, idx)])
@@ -263,7 +266,8 @@ class Handler:
     def _adopt_child(self, fd: int, wid: int) -> None:
         with self.ctx_lock:
             self.children.add(fd)
-            self.ep.register(fd, select.EPOLLIN)
+            for ep in self.eps:
+                ep.register(fd, select.EPOLLIN | select.EPOLLEXCLUSIVE)
         self.table.t.workers[wid].counters[C.FORK_EVENTS] += 1
 
     def reap_children(self) -> int:
@@ -277,7 +281,8 @@ class Handler:
                         continue
                 else:
                     continue
-                self.ep.unregister(fd)
+                for ep in self.eps:
+                    ep.unregister(fd)
                 os.close(fd)
                 self.children.discard(fd)
                 self.table.t.workers[0].counters[C.CHILD_CTX_CLOSED] += 1
@@ -286,7 +291,7 @@ class Handler:
     def _worker(self, wid: int) -> None:
         while not self.stop:
             try:
-                events = self.ep.poll(1.0)
+                events = self.eps[wid].poll(1.0)
             except OSError:
                 return
             if not events and wid == 0:
@@ -338,7 +343,8 @@ class Handler:
                 for fd in self.children:
                     os.close(fd)
                 self.children.clear()
-            self.ep.close()
+            for ep in self.eps:
+                ep.close()
             os.close(self.stopfd)
             os.close(self.uffd)
             with contextlib.suppress(OSError):
