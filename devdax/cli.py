@@ -1,0 +1,412 @@
+"""The `devdax` command: a thin layer over spec/ and model/ (and proofs/, scenario/).
+
+    devdax check [--profile P | --variant V] [bounds...] [--json] [--quiet]
+    devdax variants [--json]
+    devdax explain NAME
+    devdax prove ...          (devdax.proofs.cli)
+    devdax scenario ...       (devdax.scenario.cli)
+    devdax all [--json] [--skip-prove]
+
+Exit status, for every subcommand: 0 pass, 1 violation (or an expectation not met), 2 usage error.
+A usage error is one line, compiler style: `devdax: error: --cpus: expected a non-negative integer,
+got 'x'`.
+
+`check` verdicts. A profile passes when the invariants it violates are exactly its documented
+findings (spec/profiles.py): an undocumented violation prints its full counterexample and exits 1; a
+documented finding that is no longer reproduced exits 1 too, but only in the profile's own default
+configuration, where the finding is claimed reachable (with other bounds it may simply be out of
+reach, and is reported as a note). A variant (`--variant V`) is a bug brought back on purpose: it
+prints the counterexample of each property it breaks and exits 1, as any violation does; "variant
+not caught" exits 0. `--max-states` makes a run incomplete: it can then find violations but never
+claim that an invariant holds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import fields, replace
+from typing import IO, Any, NoReturn
+
+from devdax.model.checker import Result, check
+from devdax.model.render import config_source, render_violation, summary_line, variant_report
+from devdax.spec.config import Config
+from devdax.spec.ctx import Ctx
+from devdax.spec.geometry import ALIGN_NAMES
+from devdax.spec.profiles import DEFAULT_PROFILE, PROFILES
+from devdax.spec.variants import VARIANTS, default_config, variant_config
+
+EXIT_PASS, EXIT_VIOLATION, EXIT_USAGE = 0, 1, 2
+
+
+class UsageError(Exception):
+    """A bad command line; main() prints it as one line and exits 2."""
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse that reports errors as one `devdax: error: ...` line instead of usage + message."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(message.removeprefix("argument "))
+
+
+# --------------------------------------------------------------------------- value types ----
+
+def _count(text: str) -> int:
+    try:
+        n = int(text, 0)
+    except ValueError:
+        n = -1
+    if n < 0:
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}")
+    return n
+
+
+def _align(text: str) -> str:
+    names = list(ALIGN_NAMES.values())
+    if text.upper() not in names:
+        raise argparse.ArgumentTypeError(f"expected {', '.join(names[:-1])} or {names[-1]}, got {text!r}")
+    return text.upper()
+
+
+def _fault_size(text: str) -> str:
+    if text not in ("pte", "pmd", "pud"):
+        raise argparse.ArgumentTypeError(f"expected pte, pmd or pud, got {text!r}")
+    return text
+
+
+def _profile(text: str) -> str:
+    if text not in PROFILES:
+        raise argparse.ArgumentTypeError(f"expected one of {', '.join(PROFILES)}, got {text!r}")
+    return text
+
+
+def _variant(text: str) -> str:
+    if text not in VARIANTS:
+        raise argparse.ArgumentTypeError(f"unknown variant {text!r}; `devdax variants` lists them")
+    return text
+
+
+#: bound options -> Config fields (None: not given, keep the base configuration's value)
+BOUNDS = ("devices", "files", "vmas", "cpus", "faults", "units", "ranges", "generations", "binds")
+FLAGS = {"fork": "fork", "rdonly": "open_rdonly", "munmap_parts": "munmap_parts",
+         "add_failure": "add_failure", "race": "race", "syscalls": "syscalls"}
+
+
+def _option_of(field: str) -> str:
+    inverse = {v: k for k, v in FLAGS.items()}
+    return "--" + inverse.get(field, field).replace("_", "-")
+
+
+# ------------------------------------------------------------------------------- parser ----
+
+def parser() -> Parser:
+    p = Parser(prog="devdax", description="Executable reference semantics of Linux device-DAX lifetime.")
+    sub = p.add_subparsers(dest="cmd", metavar="COMMAND", parser_class=Parser)
+
+    c = sub.add_parser("check", help="explore every interleaving of a bounded configuration")
+    c.add_argument("--profile", type=_profile, help=f"kernel profile (default {DEFAULT_PROFILE}): "
+                   + ", ".join(PROFILES))
+    c.add_argument("--variant", type=_variant, help="a named bug variant (see `devdax variants`)")
+    g = c.add_argument_group("bounds (override the profile's or the variant's configuration)")
+    for b in BOUNDS:
+        g.add_argument(f"--{b}", type=_count, metavar="N")
+    g.add_argument("--align", type=_align, metavar="4K|2M|1G")
+    g.add_argument("--first-fault", type=_fault_size, metavar="pte|pmd|pud")
+    g.add_argument("--fork", action="store_true", default=None, help="fork(2) and MADV_DONTFORK")
+    g.add_argument("--rdonly", action="store_true", default=None, help="also open O_RDONLY")
+    g.add_argument("--munmap-parts", action="store_true", default=None, help="partial munmap (splits)")
+    g.add_argument("--add-failure", action="store_true", default=None, help="device_add may fail")
+    g.add_argument("--race", action="store_true", default=None,
+                   help="the fault-vs-teardown race alone: start probed, opened and mapped")
+    g.add_argument("--syscalls", action="store_true", default=None, help="read/ioctl self-loops")
+    c.add_argument("--no-symmetry", action="store_true", help="no symmetry reduction")
+    c.add_argument("--no-reduction", action="store_true", help="no movers reduction of fault steps")
+    c.add_argument("--max-states", type=_count, metavar="N", help="stop after N states (incomplete)")
+    c.add_argument("--json", action="store_true", help="one JSON object, traces in ITF")
+    c.add_argument("--quiet", action="store_true", help="verdict only, no progress")
+
+    v = sub.add_parser("variants", help="list the bug variants")
+    v.add_argument("--json", action="store_true")
+
+    e = sub.add_parser("explain", help="what an invariant, variant, profile, action or step is")
+    e.add_argument("name", metavar="NAME")
+
+    sub.add_parser("prove", help="Z3 proofs (devdax prove --help)", add_help=False)
+    sub.add_parser("scenario", help="conformance scenarios (devdax scenario --help)", add_help=False)
+
+    a = sub.add_parser("all", help="every model check, variant and proof, with a summary table")
+    a.add_argument("--json", action="store_true")
+    a.add_argument("--skip-prove", action="store_true")
+    a.add_argument("--quiet", action="store_true", help="no progress lines")
+    return p
+
+
+# ------------------------------------------------------------------------------- output ----
+
+class ProgressLine:
+    """The live line on stderr while a run explores: states, states/s, frontier and depth. Drawn
+    only on a terminal (a log file gets no carriage returns); `force` makes it testable."""
+
+    def __init__(self, stream: IO[str], force: bool = False) -> None:
+        self.stream = stream
+        self.enabled = force or (hasattr(stream, "isatty") and stream.isatty())
+        self.drawn = False
+
+    def __call__(self, states: int, frontier: int, depth: int, seconds: float) -> None:
+        if not self.enabled:
+            return
+        rate = states / seconds if seconds > 0 else 0.0
+        self.stream.write(f"\r\x1b[2K  {states:>10,} states  {rate:>9,.0f} states/s  "
+                          f"frontier {frontier:>9,}  depth {depth:>3}  {seconds:6.1f} s")
+        self.stream.flush()
+        self.drawn = True
+
+    def done(self) -> None:
+        if self.drawn:
+            self.stream.write("\r\x1b[2K")
+            self.stream.flush()
+
+
+def stats_line(res: Result) -> str:
+    return (f"{res.states:,} states, {res.transitions:,} transitions, depth {res.depth}, "
+            f"{res.seconds:.2f} s ({res.states_per_second:,.0f} states/s)"
+            + ("" if res.complete else "; INCOMPLETE: --max-states reached"))
+
+
+def _emit(text: str, out: IO[str]) -> None:
+    out.write(text if text.endswith("\n") else text + "\n")
+
+
+# -------------------------------------------------------------------------------- check ----
+
+def build_config(a: argparse.Namespace) -> tuple[Config, bool]:
+    """The configuration to check, and whether it is the one the profile/variant names itself."""
+    if a.variant is not None:
+        v = VARIANTS[a.variant]
+        if a.profile is not None and a.profile != v.base.name:
+            raise UsageError(f"--profile: variant {v.name} applies to {v.base.name}, not {a.profile}")
+        base = variant_config(v)
+    else:
+        base = default_config(a.profile or DEFAULT_PROFILE)
+    changes: dict[str, Any] = {b: getattr(a, b) for b in BOUNDS if getattr(a, b) is not None}
+    changes.update({f: True for opt, f in FLAGS.items() if getattr(a, opt)})
+    if a.align is not None:
+        changes["align"] = a.align
+    if a.first_fault is not None:
+        changes["first_fault"] = a.first_fault
+    try:
+        cfg = replace(base, **changes)
+    except ValueError as exc:
+        msg = str(exc)
+        head, sep, rest = msg.partition(": ")
+        if sep and head in {f.name for f in fields(Config)}:
+            msg = f"{_option_of(head)}: {rest}"
+        raise UsageError(msg) from None
+    return cfg, cfg == base
+
+
+def run_check(a: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
+    cfg, own = build_config(a)
+    ctx = Ctx.of(cfg)
+    show = not (a.json or a.quiet)
+    progress = ProgressLine(err) if show else None
+    res = check(ctx, symmetry=not a.no_symmetry, reduce=not a.no_reduction, max_states=a.max_states,
+                progress=progress)
+    if progress is not None:
+        progress.done()
+    if a.variant is not None:
+        return _variant_verdict(a, cfg, res, out)
+    return _profile_verdict(cfg, own, res, out, json_out=a.json, quiet=a.quiet)
+
+
+def _variant_verdict(a: argparse.Namespace, cfg: Config, res: Result, out: IO[str]) -> int:
+    from devdax.model.itf import result_json
+    v = VARIANTS[a.variant]
+    caught = [n for n in v.breaks if n in res.violations]
+    code = EXIT_VIOLATION if res.violations else EXIT_PASS
+    if a.json:
+        verdict = "violation" if res.violations else ("pass" if res.complete else "incomplete")
+        doc = result_json(verdict=verdict, cfg=cfg, res=res, profile=v.base.name, variant=v.name,
+                          documented={}, source=f"devdax check --variant {v.name}",
+                          extra={"breaks": list(v.breaks), "caught": caught})
+        _emit(json.dumps(doc, indent=1), out)
+        return code
+    if a.quiet:
+        _emit(f"variant {v.name}: " + (f"caught: {', '.join(caught)}" if caught else
+                                        "violation: " + ", ".join(res.violations) if res.violations
+                                        else "not caught"), out)
+        return code
+    _emit(variant_report(v, cfg, res), out)
+    _emit(stats_line(res), out)
+    return code
+
+
+def _profile_verdict(cfg: Config, own: bool, res: Result, out: IO[str], *, json_out: bool,
+                     quiet: bool) -> int:
+    from devdax.model.itf import result_json
+    prof = Ctx.of(cfg).prof
+    findings = prof.findings
+    violated = set(res.violations)
+    undocumented = sorted(violated - set(findings))
+    missing = sorted(set(findings) - violated)
+    missing_fails = own and res.complete
+    failed = bool(undocumented) or (bool(missing) and missing_fails)
+    verdict = "violation" if failed else ("pass" if res.complete else "incomplete")
+    code = EXIT_VIOLATION if failed else EXIT_PASS
+    if json_out:
+        doc = result_json(verdict=verdict, cfg=cfg, res=res, profile=prof.name, variant=None,
+                          documented=findings, source=f"devdax check --profile {prof.name}",
+                          extra={"documented_findings": {k: {"reason": r, "reproduced": k in violated}
+                                                         for k, r in findings.items()},
+                                 "undocumented": undocumented, "not_reproduced": missing})
+        _emit(json.dumps(doc, indent=1), out)
+        return code
+    lines: list[str] = []
+    if not quiet:
+        lines += [f"devdax check: profile {prof.name}: {prof.summary}", f"  config: {cfg.describe()}"]
+        if not own:
+            lines.append(f"  (bounds differ from the default; as Python: {config_source(cfg)})")
+    reproduced = [n for n in findings if n in violated]
+    if reproduced and not quiet:
+        lines.append(f"documented findings ({len(reproduced)}), reproduced as expected:")
+        for n in reproduced:
+            lines += [f"  {n}: {findings[n]}", f"    shortest trace: {summary_line(res.violations[n])}"]
+    for n in missing:
+        word = "no longer reproduced" if missing_fails else "not reached with these bounds"
+        lines.append(f"documented finding {word}: {n} ({findings[n]})")
+    for n in undocumented:
+        lines += ["", render_violation(cfg, res.violations[n], prof.name).rstrip("\n"), ""]
+    holding = len([n for n in res.checked if n not in violated])
+    if res.complete:
+        others = "other " if violated else ""
+        lines.append(f"all {holding} {others}invariants hold over {res.states:,} states")
+    else:
+        lines.append(f"no violation of the {holding} other invariants in the first {res.states:,} states "
+                     "(--max-states: not exhaustive)")
+    what = {"pass": "pass" + (" (exactly the documented findings)" if findings and reproduced else ""),
+            "violation": f"violation ({len(undocumented)} undocumented"
+                         + (f", {len(missing)} documented finding(s) not reproduced)" if missing_fails
+                            and missing else ")"),
+            "incomplete": "incomplete (no undocumented violation found)"}[verdict]
+    lines.append(f"verdict: {what}")
+    if not quiet:
+        lines.append(stats_line(res))
+    _emit("\n".join(lines), out)
+    return code
+
+
+# ----------------------------------------------------------------------------- variants ----
+
+def run_variants(a: argparse.Namespace, out: IO[str]) -> int:
+    rows = []
+    for v in VARIANTS.values():
+        cfg = variant_config(v)
+        rows.append({"name": v.name, "profile": v.base.name, "title": v.title, "source": v.source,
+                     "config": config_source(replace(cfg, variant=None, profile=Config.profile)),
+                     "breaks": list(v.breaks)})
+    if a.json:
+        _emit(json.dumps(rows, indent=1), out)
+        return EXIT_PASS
+    from rich.console import Console
+    from rich.table import Table
+    t = Table(title="devdax variants (devdax check --variant NAME; devdax explain NAME)", show_lines=True)
+    for col in ("name", "profile", "title", "source", "config", "breaks"):
+        t.add_column(col, overflow="fold")
+    for r in rows:
+        t.add_row(str(r["name"]), str(r["profile"]), str(r["title"]), str(r["source"]),
+                  str(r["config"]).removeprefix("Config(").removesuffix(")") or "defaults",
+                  ", ".join(r["breaks"]))
+    Console(file=out, width=160, soft_wrap=False).print(t)
+    return EXIT_PASS
+
+
+# ------------------------------------------------------------------------------ explain ----
+
+def run_explain(a: argparse.Namespace, out: IO[str]) -> int:
+    import difflib
+
+    from devdax.model.docgen import catalog, explain
+    text = explain(a.name)
+    if text is None:
+        near = difflib.get_close_matches(a.name, list(catalog()), n=3)
+        hint = f"; did you mean {' or '.join(near)}?" if near else \
+            "; try an invariant, a variant, a profile, an action or an admin step"
+        raise UsageError(f"explain: unknown name {a.name!r}{hint}")
+    _emit(text, out)
+    return EXIT_PASS
+
+
+# ------------------------------------------------------------------------------ delegates ----
+
+def run_prove(argv: Sequence[str]) -> int:
+    from devdax.proofs.cli import main as prove_main
+    return int(prove_main(list(argv)))
+
+
+def run_scenario(argv: Sequence[str]) -> int:
+    try:
+        from devdax.scenario.cli import main as scenario_main
+    except ImportError:
+        raise UsageError("scenario: devdax.scenario.cli is not available in this tree") from None
+    return int(scenario_main(list(argv)))
+
+
+# ----------------------------------------------------------------------------------- all ----
+
+def run_all(a: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
+    from devdax.model.summary import jobs, render_table, run_jobs, to_json
+    live = not (a.json or a.quiet) and hasattr(err, "isatty") and err.isatty()
+    t0 = time.perf_counter()
+
+    def started(name: str) -> None:
+        if live:
+            err.write(f"\r\x1b[2K  running {name} ...")
+            err.flush()
+
+    rows = run_jobs(jobs(prove=not a.skip_prove), on_start=started)
+    if live:
+        err.write("\r\x1b[2K")
+    ok = all(r.ok for r in rows)
+    if a.json:
+        _emit(json.dumps(to_json(rows, time.perf_counter() - t0), indent=1), out)
+    else:
+        render_table(rows, time.perf_counter() - t0, out)
+    return EXIT_PASS if ok else EXIT_VIOLATION
+
+
+# ---------------------------------------------------------------------------------- main ----
+
+def main(argv: Sequence[str] | None = None, out: IO[str] | None = None, err: IO[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    out = out or sys.stdout
+    err = err or sys.stderr
+    try:
+        # prove and scenario own their command lines: hand them everything after the subcommand
+        if args and args[0] in ("prove", "scenario"):
+            return run_prove(args[1:]) if args[0] == "prove" else run_scenario(args[1:])
+        a = parser().parse_args(args)
+        if a.cmd is None:
+            parser().print_help(out)
+            return EXIT_USAGE
+        if a.cmd == "check":
+            return run_check(a, out, err)
+        if a.cmd == "variants":
+            return run_variants(a, out)
+        if a.cmd == "explain":
+            return run_explain(a, out)
+        if a.cmd == "all":
+            return run_all(a, out, err)
+        raise UsageError(f"unknown command {a.cmd!r}")
+    except UsageError as exc:
+        err.write(f"devdax: error: {exc}\n")
+        return EXIT_USAGE
+    except BrokenPipeError:
+        return EXIT_PASS
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

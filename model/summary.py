@@ -1,0 +1,161 @@
+"""`devdax all`: the main job of the README, as a list of jobs each with its expectation.
+
+One table answers "does the whole reference semantics still say what it claims?":
+* each profile in its default configuration reports exactly its documented findings;
+* the fault-vs-teardown race (v4.10, 2..8 CPUs taking 2 faults each over a 2-unit device) passes;
+* fork (v4.10 default configuration with fork and MADV_DONTFORK, one generation) passes;
+* every variant is caught: at least one of the properties it claims to break is violated;
+* the Z3 obligations of each profile are proved, except those that fail as a documented finding
+  (proofs/obligations.py marks them so under the counterexample).
+
+A job is data plus a function returning a Row, so tests can run a subset and the table code never
+knows what a job does.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import IO, Any
+
+from devdax.model.checker import check
+from devdax.spec.config import Config
+from devdax.spec.ctx import Ctx
+from devdax.spec.profiles import PROFILES
+from devdax.spec.variants import VARIANTS, default_config, variant_config
+
+RACE_CPUS = range(2, 9)
+
+
+@dataclass(frozen=True)
+class Row:
+    job: str
+    expectation: str
+    result: str
+    ok: bool
+    states: int | None
+    seconds: float
+
+
+@dataclass(frozen=True)
+class Job:
+    name: str
+    expectation: str
+    run: Callable[[], tuple[str, bool, int | None]]     # result text, met?, states
+
+
+def _profile_job(p: str) -> Job:
+    findings = set(PROFILES[p].findings)
+
+    def run() -> tuple[str, bool, int | None]:
+        res = check(Ctx.of(default_config(p)))
+        got = set(res.violations)
+        extra, missing = sorted(got - findings), sorted(findings - got)
+        if not extra and not missing and res.complete:
+            text = f"{len(got)} documented findings" if got else "all invariants hold"
+            return text, True, res.states
+        parts = [f"undocumented: {', '.join(extra)}"] if extra else []
+        parts += [f"not reproduced: {', '.join(missing)}"] if missing else []
+        return "; ".join(parts) or "incomplete", False, res.states
+
+    expect = f"exactly {len(findings)} documented findings" if findings else "pass"
+    return Job(f"check {p}", expect, run)
+
+
+def _pass_job(name: str, cfg: Config) -> Job:
+    def run() -> tuple[str, bool, int | None]:
+        res = check(Ctx.of(cfg))
+        if res.violations:
+            return "violated: " + ", ".join(sorted(res.violations)), False, res.states
+        return "all invariants hold", res.complete, res.states
+    return Job(name, "pass", run)
+
+
+def race_config(cpus: int) -> Config:
+    return Config(profile="v4.10", race=True, cpus=cpus, faults=2, units=2, files=1, vmas=1)
+
+
+def fork_config() -> Config:
+    return replace(default_config("v4.10"), fork=True, generations=1)
+
+
+def _variant_job(name: str) -> Job:
+    v = VARIANTS[name]
+
+    def run() -> tuple[str, bool, int | None]:
+        res = check(Ctx.of(variant_config(v)))
+        caught = [b for b in v.breaks if b in res.violations]
+        if caught:
+            steps = min(len(res.violations[b].trace) for b in caught)
+            return f"caught: {', '.join(caught)} ({steps} steps)", True, res.states
+        return "NOT CAUGHT", False, res.states
+    return Job(f"variant {name}", "caught: " + " or ".join(v.breaks), run)
+
+
+def _prove_job(p: str) -> Job:
+    def run() -> tuple[str, bool, int | None]:
+        from devdax.proofs import runner
+        from devdax.proofs.obligations import obligations_for
+        results = runner.run(obligations_for(p, None))
+        bad = [r for r in results if r.verdict.status is not runner.Status.PROVED
+               and not (r.verdict.status is runner.Status.VIOLATED
+                        and "documented finding" in (r.verdict.counterexample or ""))]
+        proved = sum(1 for r in results if r.verdict.status is runner.Status.PROVED)
+        text = f"{proved}/{len(results)} proved"
+        if len(results) > proved:
+            text += f", {len(results) - proved - len(bad)} documented findings"
+        if bad:
+            text += "; " + ", ".join(f"{r.obligation.name} {r.verdict.status.value}" for r in bad)
+        return text, not bad, None
+    return Job(f"prove {p}", "proved (or a documented finding)", run)
+
+
+def jobs(*, prove: bool = True) -> list[Job]:
+    out = [_profile_job(p) for p in PROFILES]
+    out += [_pass_job(f"race v4.10, {n} cpus x 2 faults", race_config(n)) for n in RACE_CPUS]
+    out.append(_pass_job("fork v4.10", fork_config()))
+    out += [_variant_job(v) for v in VARIANTS]
+    if prove:
+        out += [_prove_job(p) for p in PROFILES]
+    return out
+
+
+def run_jobs(todo: list[Job], on_start: Callable[[str], None] | None = None) -> list[Row]:
+    rows = []
+    for j in todo:
+        if on_start is not None:
+            on_start(j.name)
+        t0 = time.perf_counter()
+        try:
+            text, ok, states = j.run()
+        except Exception as exc:          # a crashing job is a failed job, not a crashed table
+            text, ok, states = f"error: {type(exc).__name__}: {exc}", False, None
+        rows.append(Row(j.name, j.expectation, text, ok, states, time.perf_counter() - t0))
+    return rows
+
+
+def render_table(rows: list[Row], seconds: float, out: IO[str]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+    t = Table(title="devdax all")
+    t.add_column("job")
+    t.add_column("expectation", overflow="fold")
+    t.add_column("result", overflow="fold")
+    t.add_column("ok")
+    t.add_column("states", justify="right")
+    t.add_column("seconds", justify="right")
+    for r in rows:
+        t.add_row(r.job, r.expectation, r.result, "ok" if r.ok else "FAIL",
+                  f"{r.states:,}" if r.states is not None else "-", f"{r.seconds:.2f}")
+    con = Console(file=out, width=150)
+    con.print(t)
+    met = sum(r.ok for r in rows)
+    verdict = "all ok!" if met == len(rows) else f"{len(rows) - met} FAILED"
+    con.print(f"{verdict} {met}/{len(rows)} jobs met their expectation in {seconds:.1f} s", highlight=False)
+
+
+def to_json(rows: list[Row], seconds: float) -> dict[str, Any]:
+    return {"result": "pass" if all(r.ok for r in rows) else "fail", "seconds": round(seconds, 2),
+            "jobs": [{"job": r.job, "expectation": r.expectation, "result": r.result, "ok": r.ok,
+                      "states": r.states, "seconds": round(r.seconds, 3)} for r in rows]}
