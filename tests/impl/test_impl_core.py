@@ -40,8 +40,15 @@ def _our_maps() -> list[str]:
         return [ln for ln in f if "devdax" in ln]
 
 
-def _tasks() -> int:
-    return len(os.listdir("/proc/self/task"))
+def _tasks(expect: int | None = None) -> int:
+    """Threads of this process. Thread.join() returns before the OS thread has fully exited, so when
+    a count is expected, give a just-joined thread up to a second to leave /proc/self/task."""
+    deadline = time.monotonic() + 1.0
+    while True:
+        n = len(os.listdir("/proc/self/task"))
+        if expect is None or n == expect or time.monotonic() > deadline:
+            return n
+        time.sleep(0.005)
 
 
 @pytest.fixture
@@ -55,7 +62,7 @@ def core() -> Iterator[MappingCore]:
         c.close()
     assert _fds() == fds, "leaked fds"
     assert _our_maps() == maps, "leaked mappings"
-    assert _tasks() == tasks, "leaked threads"
+    assert _tasks(tasks) == tasks, "leaked threads"
     with pytest.raises(ChildProcessError):
         os.waitpid(pid, os.WNOHANG)          # already reaped: the handler process is gone
 
