@@ -71,4 +71,5 @@ def reduced_successors(c: Ctx, s: State) -> list[Transition]:
 
 def in_between(s: State) -> bool:
     """A state the reduction never stores: some CPU between two fused steps."""
-    return any(cpu.pc in (C_LOCKED, C_DONE) for cpu in s.cpus)
+    return any(cpu.pc in (C_LOCKED, C_DONE)
+               or (cpu.pc == C_IDLE and cpu.result == R_FALLBACK and cpu.nest == 0) for cpu in s.cpus)

@@ -133,7 +133,8 @@ def ida_alloc_minor(c: Ctx, s: State, d: int) -> list[StepOutcome]:
             return [("ENOMEM", Goto("create_failed", s))]
         r = c.region_of(d)
         s = put_region(s, r, s.regions[r]._replace(ida=s.regions[r].ida & ~(1 << dev.id)))
-        return [("ENOMEM", Goto("skip", put_dev(s, d, dev._replace(phase=D_FAILED, id_held=False))))]
+        # before device_initialize() the half-made dax_dev is simply kfree'd: nothing else holds it
+        return [("ENOMEM", Goto("skip", put_dev(s, d, dev._replace(phase=D_RELEASED, id_held=False))))]
     s = s._replace(minors=s.minors | (1 << m))
     return ok(put_dev(s, d, dev._replace(minor=m, minor_held=True)))
 
