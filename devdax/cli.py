@@ -32,7 +32,7 @@ from dataclasses import fields, replace
 from typing import IO, Any, NoReturn
 
 from devdax.model.checker import Result, check
-from devdax.model.render import config_source, render_violation, summary_line, variant_report
+from devdax.model.render import config_source, pack, render_violation, summary_line, variant_report
 from devdax.spec.config import Config
 from devdax.spec.ctx import Ctx
 from devdax.spec.geometry import ALIGN_NAMES
@@ -269,7 +269,8 @@ def _profile_verdict(cfg: Config, own: bool, res: Result, out: IO[str], *, json_
     if not quiet:
         lines += [f"devdax check: profile {prof.name}: {prof.summary}", f"  config: {cfg.describe()}"]
         if not own:
-            lines.append(f"  (bounds differ from the default; as Python: {config_source(cfg)})")
+            lines += pack(f"  bounds differ from the profile's default; as Python: {config_source(cfg)}", "",
+                          "    ", " ")
     reproduced = [n for n in findings if n in violated]
     if reproduced and not quiet:
         lines.append(f"documented findings ({len(reproduced)}), reproduced as expected:")
@@ -287,7 +288,13 @@ def _profile_verdict(cfg: Config, own: bool, res: Result, out: IO[str], *, json_
     else:
         lines.append(f"no violation of the {holding} other invariants in the first {res.states:,} states "
                      "(--max-states: not exhaustive)")
-    what = {"pass": "pass" + (" (exactly the documented findings)" if findings and reproduced else ""),
+    if not findings:
+        passed = "pass"
+    elif not missing:
+        passed = "pass (exactly the documented findings)"
+    else:
+        passed = f"pass ({len(reproduced)} of {len(findings)} documented findings reached, none undocumented)"
+    what = {"pass": passed,
             "violation": f"violation ({len(undocumented)} undocumented"
                          + (f", {len(missing)} documented finding(s) not reproduced)" if missing_fails
                             and missing else ")"),
