@@ -127,6 +127,19 @@ def sigbus_policy(table: SharedTable, vma_idx: int, addr: int) -> Decision:
     return Decision(False, addr & ~(PAGE - 1), PAGE, "fault")
 
 
+def slow_policy(table: SharedTable, vma_idx: int, addr: int) -> Decision:
+    """dax_policy, then a pause of ``hdr.policy_arg`` microseconds before the install.
+
+    The pause sits between "checked alive" and "entry installed", inside the read-side section: it
+    widens the window the teardown's grace period exists for, so tests can show that kill_device
+    waits for it and that a teardown without the grace period leaves a stale entry behind.
+    """
+    d = dax_policy(table, vma_idx, addr)
+    if d.install:
+        time.sleep(int(table.t.hdr.policy_arg) / 1e6)
+    return d
+
+
 _INSTALL = {geometry.PAGE_SIZE: C.INSTALL_PTE, geometry.PMD_SIZE: C.INSTALL_PMD,
             geometry.PUD_SIZE: C.INSTALL_PUD}
 _SIGBUS = {"dead": C.SIGBUS_DEAD, "check_vma": C.SIGBUS_VMA, "fault": C.SIGBUS_FAULT,

@@ -90,7 +90,9 @@ class WorkerStats(ctypes.Structure):
 
 class Header(ctypes.Structure):
     _fields_ = (
-        ("magic", U64), ("nworkers", U64), ("handler_pid", U64), ("ready", U64), ("_pad", U64 * 4),
+        ("magic", U64), ("nworkers", U64), ("handler_pid", U64), ("ready", U64),
+        ("policy_arg", U64),   # a knob for alternative policies (slow_policy: delay in microseconds)
+        ("_pad", U64 * 3),
     )
 
 

@@ -22,7 +22,7 @@ from collections.abc import Iterator
 import pytest
 
 from devdax.impl import sys as dsys
-from devdax.impl.core import MappingCore, Piece
+from devdax.impl.core import Mapping, MappingCore, Piece
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -395,3 +395,34 @@ def test_reservation_slack_is_released(core: MappingCore, align: int) -> None:
     assert around == [(m.addr, m.end)]                       # exactly the vma, no slack pieces
     core.unmap(m)
     assert [iv for iv in _intervals() if iv[0] < hi and iv[1] > lo and iv not in before] == []
+
+
+def test_grace_period_covers_a_fault_between_alive_check_and_insert() -> None:
+    """kernel-semantics.md section 4 on real faults: a fault that saw alive == true before kill must
+    finish before the zap. With the grace period the entry it installs is zapped (SIGBUS after kill);
+    the mutant "clear alive -> unmap, no sync" leaves that entry behind (memory readable after kill).
+    """
+    with MappingCore(workers=2, policy="devdax.impl.handler:slow_policy") as c:
+        c.table.t.hdr.policy_arg = 300_000                   # 300 ms between alive check and insert
+        b = c.create_backing(2 * M2)
+        good, mutant = c.add_device(b, [(0, M2)], M2), c.add_device(b, [(M2, M2)], M2)
+        mg, mm = c.map_shared(good, M2), c.map_shared(mutant, M2)
+
+        def in_flight_fault(m: Mapping) -> threading.Thread:
+            t = threading.Thread(target=c.touch_read, args=(m.addr, 1))
+            t.start()
+            time.sleep(0.1)                                  # the handler has seen alive == 1
+            return t
+
+        t = in_flight_fault(mg)
+        t0 = time.monotonic()
+        c.kill_device(good)                                  # alive = 0; synchronize; zap
+        assert time.monotonic() - t0 >= 0.15                 # it waited for the in-flight fault
+        t.join(5)
+        assert c.touch_read(mg.addr, 1).outcome == "SIGBUS"
+
+        t = in_flight_fault(mm)
+        c.set_alive(mutant, False)                           # the mutant: no grace period
+        c.zap(mm)
+        t.join(5)
+        assert c.touch_read(mm.addr, 1).outcome == "ok"      # a stale entry survived the teardown
