@@ -68,15 +68,28 @@ def _value(kind: str, name: str, v: object) -> str:
     return str(v)
 
 
+#: ghost fields (not kernel state, bookkeeping of the spec) get words instead of true/false
+GHOSTS = {"dead": ("kill undone (re-bound)", "kill complete (ghost)")}
+
+
 def _changes(kind: str, a: NamedTuple, b: NamedTuple, skip: Iterable[str] = ()) -> list[str]:
     out = []
     for name in b._fields:
         if name in skip:
             continue
         x, y = getattr(a, name, None), getattr(b, name)
-        if x != y:
+        if x == y:
+            continue
+        if name in GHOSTS and isinstance(y, bool):
+            out.append(GHOSTS[name][y])
+        else:
             out.append(f"{name} {_value(kind, name, x)} -> {_value(kind, name, y)}")
     return out
+
+
+def _mode(f: NamedTuple) -> str:
+    readable, writable = getattr(f, "readable", True), getattr(f, "writable", False)
+    return "O_RDWR" if readable and writable else "O_WRONLY" if writable else "O_RDONLY"
 
 
 def _vma_text(v: NamedTuple) -> str:
@@ -121,9 +134,8 @@ def diff(a: State, b: State) -> list[str]:
         if x == y:
             continue
         if x.dev < 0:
-            mode = "O_RDWR" if y.writable else "O_RDONLY"
-            rest = _changes("file", type(y)(), y, skip=("dev", "writable", "fd"))
-            out.append(f"file{f}: opened (dax{y.dev}, {mode})" + (", " + ", ".join(rest) if rest else ""))
+            rest = _changes("file", type(y)(), y, skip=("dev", "writable", "readable", "fd"))
+            out.append(f"file{f}: opened (dax{y.dev}, {_mode(y)})" + (", " + ", ".join(rest) if rest else ""))
         elif y.dev < 0:
             out.append(f"file{f}: released (last fput of dax{x.dev})")
         else:
