@@ -220,7 +220,8 @@ def run_check(a: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
         progress.done()
     if a.variant is not None:
         return _variant_verdict(a, cfg, res, out)
-    return _profile_verdict(cfg, own, res, out, json_out=a.json, quiet=a.quiet)
+    return _profile_verdict(cfg, own, res, out, json_out=a.json, quiet=a.quiet,
+                            symmetry=not a.no_symmetry, reduce=not a.no_reduction)
 
 
 def _variant_verdict(a: argparse.Namespace, cfg: Config, res: Result, out: IO[str]) -> int:
@@ -240,13 +241,13 @@ def _variant_verdict(a: argparse.Namespace, cfg: Config, res: Result, out: IO[st
                                         "violation: " + ", ".join(res.violations) if res.violations
                                         else "not caught"), out)
         return code
-    _emit(variant_report(v, cfg, res), out)
+    _emit(variant_report(v, cfg, res, symmetry=not a.no_symmetry, reduce=not a.no_reduction), out)
     _emit(stats_line(res), out)
     return code
 
 
 def _profile_verdict(cfg: Config, own: bool, res: Result, out: IO[str], *, json_out: bool,
-                     quiet: bool) -> int:
+                     quiet: bool, symmetry: bool = True, reduce: bool = True) -> int:
     from devdax.model.itf import result_json
     prof = Ctx.of(cfg).prof
     findings = prof.findings
@@ -280,7 +281,8 @@ def _profile_verdict(cfg: Config, own: bool, res: Result, out: IO[str], *, json_
         word = "no longer reproduced" if missing_fails else "not reached with these bounds"
         lines.append(f"documented finding {word}: {n} ({findings[n]})")
     for n in undocumented:
-        lines += ["", render_violation(cfg, res.violations[n], prof.name).rstrip("\n"), ""]
+        text = render_violation(cfg, res.violations[n], prof.name, symmetry=symmetry, reduce=reduce)
+        lines += ["", text.rstrip("\n"), ""]
     holding = len([n for n in res.checked if n not in violated])
     if res.complete:
         others = "other " if violated else ""

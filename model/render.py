@@ -28,6 +28,7 @@ from devdax.spec.config import Config, MmapShape
 from devdax.spec.ctx import Ctx
 from devdax.spec.geometry import SIZE_NAMES
 from devdax.spec.state import C_IDLE, CPU_PC_NAMES, PHASE_NAMES, RESULT_NAMES, Cpu, Entry, State
+from devdax.spec.symmetry import canonical
 from devdax.spec.system import init
 from devdax.spec.variants import Variant
 
@@ -120,16 +121,21 @@ def _cpu_change(x: Cpu, y: Cpu) -> str:
     return ", ".join(([head.strip()] if head else []) + _changes("cpu", x, y, skip=skip))
 
 
-def diff(a: State, b: State) -> list[str]:
+def diff(a: State, b: State, devices_per_region: int = 0) -> list[str]:
     """What changed from a to b, one line per object, in the order a reader expects: the admin's
-    objects (regions, devices), then files, vmas, entries, CPUs, and global state."""
+    objects (regions, devices), then files, vmas, entries, CPUs, and global state. Given the devices
+    per region, the line that gives a device its id also names its node (/dev/daxX.Y)."""
     out: list[str] = []
     for r, (rx, ry) in enumerate(zip(a.regions, b.regions, strict=False)):
         if rx != ry:
             out.append(f"region{r}: " + ", ".join(_changes("region", rx, ry)))
     for d, (dx, dy) in enumerate(zip(a.devs, b.devs, strict=False)):
         if dx != dy:
-            out.append(f"dax{d}: " + ", ".join(_changes("dev", dx, dy)))
+            ch = _changes("dev", dx, dy)
+            if devices_per_region and dx.id < 0 <= dy.id:
+                ch = [f"{c} (/dev/dax{d // devices_per_region}.{dy.id})" if c.startswith("id ") else c
+                      for c in ch]
+            out.append(f"dax{d}: " + ", ".join(ch))
     for f, (x, y) in enumerate(zip(a.files, b.files, strict=False)):
         if x == y:
             continue
@@ -217,22 +223,21 @@ def pack(text: str, indent: str, more: str, sep: str = ", ") -> list[str]:
     return [*lines, cur]
 
 
-def render_steps(cfg: Config, trace: list[Step]) -> list[str]:
+def render_steps(cfg: Config, trace: list[Step], *, symmetry: bool = True) -> list[str]:
     c = Ctx.of(cfg)
-    from devdax.spec.symmetry import canonical
-    prev = canonical(init(c))
+    prev = canonical(init(c)) if symmetry else init(c)
     lines: list[str] = []
     if cfg.race:
         # the race starts with devices probed, opened and mapped: say what exists at step 0
         empty = init(Ctx.of(replace(cfg, race=False)))
         lines.append("   0. initial state (--race: probed, opened and mapped by the spec's own steps)")
-        for d in diff(empty, prev):
+        for d in diff(empty, prev, cfg.devices):
             lines += pack(d, " " * 8, " " * 12)
     width = len(str(len(trace)))
     pad = " " * (width + 7)
     for n, st in enumerate(trace, start=1):
         lines.append(f"  {n:>{width + 1}}. {step_call(st.action, st.args)}  -> {st.outcome}")
-        for d in diff(prev, st.state):
+        for d in diff(prev, st.state, cfg.devices):
             lines += pack(d, pad, pad + "    ")
         prev = st.state
     return lines
@@ -286,10 +291,12 @@ def test_name(label: str, invariant: str) -> str:
     return "test_" + re.sub(r"\W+", "_", f"{label}_{invariant}").strip("_")
 
 
-def snippet(cfg: Config, v: Violation, label: str) -> str:
+def snippet(cfg: Config, v: Violation, label: str, *, symmetry: bool = True, reduce: bool = True) -> str:
     """A pytest test that replays the counterexample and asserts that the invariant still breaks:
-    the regression test a person pastes after reading the trace."""
+    the regression test a person pastes after reading the trace. A trace found without symmetry or
+    reduction is replayed the same way (its arguments name raw slots and unfused steps)."""
     inv = v.invariant
+    opts = ("" if symmetry else ", symmetry=False") + ("" if reduce else ", reduce=False")
     steps = ",\n".join(f"        {py(s)}" for s in steps_of(v))
     uses_mmap = "MmapShape(" in config_source(cfg)
     imports = ["from devdax.model.trace import " + ("can_finish, replay" if inv.kind == "liveness"
@@ -301,14 +308,14 @@ def snippet(cfg: Config, v: Violation, label: str) -> str:
     body = [f"def {test_name(label, inv.name)}() -> None:",
             f"    cfg = {config_source(cfg)}",
             f"    steps = [\n{steps},\n    ]",
-            "    states = replay(cfg, steps)"]
+            f"    states = replay(cfg, steps{opts})"]
     if inv.kind == "state":
         body.append(f"    assert INVARIANTS[{py(inv.name)}].check(Ctx.of(cfg), states[-1]) is not None")
     elif inv.kind == "step":
-        body += ["    last = replay_transitions(cfg, steps)[-1]",
+        body += [f"    last = replay_transitions(cfg, steps{opts})[-1]",
                  f"    assert INVARIANTS[{py(inv.name)}].step(Ctx.of(cfg), states[-2], last) is not None"]
     else:
-        body.append("    assert not can_finish(cfg, states[-1])")
+        body.append(f"    assert not can_finish(cfg, states[-1]{', reduce=False' if not reduce else ''})")
     return "\n".join(imports) + "\n\n\n" + "\n".join(body) + "\n"
 
 
@@ -323,11 +330,12 @@ SNIPPET_BEGIN = "# --- paste as a test ---"
 SNIPPET_END = "# --- end ---"
 
 
-def render_violation(cfg: Config, v: Violation, label: str) -> str:
+def render_violation(cfg: Config, v: Violation, label: str, *, symmetry: bool = True,
+                     reduce: bool = True) -> str:
     """The whole counterexample: header, numbered steps, the broken invariant, the snippet."""
     inv = v.invariant
     kind = {"step": "step property", "liveness": "liveness"}.get(inv.kind, "invariant")
-    lines = [f"violation: {inv.name}  ({inv.source})", *render_steps(cfg, v.trace)]
+    lines = [f"violation: {inv.name}  ({inv.source})", *render_steps(cfg, v.trace, symmetry=symmetry)]
     if inv.kind == "step":
         lines.append(f"  the last step breaks the {kind}: {v.message}")
     elif inv.kind == "liveness":
@@ -335,7 +343,8 @@ def render_violation(cfg: Config, v: Violation, label: str) -> str:
     else:
         lines.append(f"  the {kind} fails in the last state: {v.message}")
     lines += _wrap(f"{inv.name}: {inv.doc}", "  ")
-    lines += ["", SNIPPET_BEGIN, snippet(cfg, v, label).rstrip("\n"), SNIPPET_END]
+    code = snippet(cfg, v, label, symmetry=symmetry, reduce=reduce)
+    lines += ["", SNIPPET_BEGIN, code.rstrip("\n"), SNIPPET_END]
     return "\n".join(lines) + "\n"
 
 
@@ -353,7 +362,8 @@ def change_text(v: Variant) -> str:
     return "; ".join(out) or "none (the profile itself)"
 
 
-def variant_report(v: Variant, cfg: Config, res: Result) -> str:
+def variant_report(v: Variant, cfg: Config, res: Result, *, symmetry: bool = True,
+                   reduce: bool = True) -> str:
     """What `devdax check --variant V` prints before its statistics line: the variant, then the
     counterexample of each of its `breaks` properties that was violated, then any other violated
     property in one line. Deterministic (no timings): tests/golden/ holds one per variant."""
@@ -369,7 +379,8 @@ def variant_report(v: Variant, cfg: Config, res: Result) -> str:
                      if not res.violations else
                      f"variant not caught: none of {', '.join(v.breaks)} is violated")
     for name in caught:
-        lines += ["", render_violation(cfg, res.violations[name], v.name).rstrip("\n")]
+        text = render_violation(cfg, res.violations[name], v.name, symmetry=symmetry, reduce=reduce)
+        lines += ["", text.rstrip("\n")]
     others = [x for n, x in sorted(res.violations.items()) if n not in caught]
     if others:
         lines += ["", "also violated:"] + [f"  {summary_line(x)}" for x in others]

@@ -22,7 +22,7 @@ from devdax.spec.config import Config
 from devdax.spec.ctx import Ctx
 from devdax.spec.state import State
 from devdax.spec.symmetry import canonical
-from devdax.spec.system import Transition, init
+from devdax.spec.system import Transition, init, successors
 
 StepSpec = tuple[str, tuple[object, ...]] | tuple[str, tuple[object, ...], str]
 
@@ -40,17 +40,20 @@ def _describe(step: Sequence[object]) -> str:
     return f"{step[0]}{shown!r}" + (f" -> {step[2]}" if len(step) > 2 else "")
 
 
-def replay_transitions(cfg: Config, steps: Sequence[StepSpec], *, symmetry: bool = True) -> list[Transition]:
+def replay_transitions(cfg: Config, steps: Sequence[StepSpec], *, symmetry: bool = True,
+                       reduce: bool = True) -> list[Transition]:
     """The transitions taken by `steps` from init; each one's state is the raw successor (before
-    canonicalisation), as the explorer hands it to step properties."""
+    canonicalisation), as the explorer hands it to step properties. symmetry and reduce must be
+    those of the run that found the trace (`devdax check --no-symmetry --no-reduction`)."""
     c = Ctx.of(cfg)
     canon = canonical if symmetry else (lambda s: s)
+    next_states = reduced_successors if reduce else successors
     s = canon(init(c))
     out: list[Transition] = []
     for n, step in enumerate(steps, start=1):
         action, args = step[0], _norm(step[1])
         outcome = step[2] if len(step) > 2 else None
-        succ = reduced_successors(c, s)
+        succ = next_states(c, s)
         same = [t for t in succ if t.action == action and _norm(t.args) == args]
         hits = [t for t in same if outcome is None or t.outcome == outcome]
         if not hits:
@@ -67,12 +70,14 @@ def replay_transitions(cfg: Config, steps: Sequence[StepSpec], *, symmetry: bool
     return out
 
 
-def replay(cfg: Config, steps: Sequence[StepSpec], *, symmetry: bool = True) -> list[State]:
+def replay(cfg: Config, steps: Sequence[StepSpec], *, symmetry: bool = True,
+           reduce: bool = True) -> list[State]:
     """The states visited: states[0] is the initial state, states[i] the state after step i, in the
     explorer's canonical form (so state invariants see exactly what the explorer saw)."""
     canon = canonical if symmetry else (lambda s: s)
     s0 = canon(init(Ctx.of(cfg)))
-    return [s0] + [canon(t.state) for t in replay_transitions(cfg, steps, symmetry=symmetry)]
+    ts = replay_transitions(cfg, steps, symmetry=symmetry, reduce=reduce)
+    return [s0] + [canon(t.state) for t in ts]
 
 
 def steps_of(v: Violation) -> list[tuple[str, tuple[object, ...], str]]:
@@ -80,7 +85,7 @@ def steps_of(v: Violation) -> list[tuple[str, tuple[object, ...], str]]:
     return [(st.action, st.args, st.outcome) for st in v.trace]
 
 
-def can_finish(cfg: Config, s: State, *, max_states: int = 200_000) -> bool:
+def can_finish(cfg: Config, s: State, *, max_states: int = 200_000, reduce: bool = True) -> bool:
     """Liveness of one state (teardown_finishes): can the admin reach idle from s? Explores the
     reduced graph from s; a pasted liveness counterexample asserts that this is False. Raises
     RuntimeError when more than max_states states would be needed to decide."""
@@ -91,7 +96,7 @@ def can_finish(cfg: Config, s: State, *, max_states: int = 200_000) -> bool:
         cur = todo.pop()
         if not cur.admin.prog:
             return True
-        for t in reduced_successors(c, cur):
+        for t in (reduced_successors if reduce else successors)(c, cur):
             ns = canonical(t.state)
             if ns not in seen:
                 if len(seen) >= max_states:

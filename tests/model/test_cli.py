@@ -51,6 +51,33 @@ def test_variant_violation_exits_1_with_counterexample() -> None:
     assert "def test_no_synchronize_no_entry_after_kill() -> None:" in out
 
 
+@pytest.mark.parametrize("name", ["M20", "M2", "no-synchronize"])
+def test_snippets_of_unreduced_runs_replay_unreduced(name: str) -> None:
+    """Without symmetry and reduction the trace names raw slots and single fault steps; its snippet
+    must replay it the same way (and still break the invariant)."""
+    from devdax.model.render import extract_snippets
+    code, out, _ = run("check", "--variant", name, "--no-symmetry", "--no-reduction")
+    assert code == 1
+    snippets = extract_snippets(out)
+    assert snippets and all("symmetry=False, reduce=False" in s for s in snippets)
+    for src in snippets:
+        ns: dict[str, object] = {}
+        exec(compile(src, f"<{name} unreduced>", "exec"), ns)
+        for k, f in ns.items():
+            if k.startswith("test_") and callable(f):
+                f()
+
+
+def test_replay_from_json_steps() -> None:
+    """The JSON's steps (lists where the trace had tuples) replay as they are."""
+    from devdax.model.trace import replay
+    from devdax.spec.variants import variant_config
+    _, out, _ = run("check", "--variant", "M22", "--json")
+    v = next(x for x in json.loads(out)["violations"] if x["invariant"] == "minor_unique")
+    states = replay(variant_config(VARIANTS["M22"]), [tuple(s) for s in v["steps"]])
+    assert len(states) == len(v["trace"]["states"])
+
+
 def test_undocumented_violation_exits_1(monkeypatch: pytest.MonkeyPatch) -> None:
     """modern with M21's small configuration, and no_null_deref no longer documented."""
     small = Config(profile="modern", files=1, vmas=1, cpus=0, mmaps=(MmapShape("shared-rw"),))
