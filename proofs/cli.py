@@ -62,4 +62,8 @@ def main(argv: Sequence[str]) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main(sys.argv[1:]))
+    try:
+        raise SystemExit(main(sys.argv[1:]))
+    except BrokenPipeError:                 # `devdax prove | head`: the reader left, not an error
+        sys.stderr.close()
+        raise SystemExit(0) from None

@@ -115,6 +115,16 @@ def check_vma(alive: Term, flags: VmaFlagsTerms, vm_start: Term, vm_end: Term, a
            z3.If(z3.Not(as_bool(s_dax)), einval, z3.IntVal(0))))))
 
 
+def check_vma_int(alive: Term, flags: VmaFlagsTerms, vm_start: Term, vm_end: Term, align: int,
+                  private_test: g.PrivateTest = g.PrivateTest.VM_MAYSHARE) -> Term:
+    """check_vma with Int addresses and a concrete align, as the transition system uses it (its vmas
+    live in the Int domain with dax_huge_fault). Same checks, same order, same errnos."""
+    einval = z3.IntVal(-errno.EINVAL)
+    return z3.If(z3.Not(alive), z3.IntVal(-errno.ENXIO),
+           z3.If(private_rejected(flags, private_test), einval,
+           z3.If(z3.Or(vm_start % align != 0, vm_end % align != 0), einval, z3.IntVal(0))))
+
+
 # --------------------------------------------------------------------------------------------------
 # pgoff_to_phys (exact integers)
 # --------------------------------------------------------------------------------------------------

@@ -1,0 +1,503 @@
+"""The fault-vs-teardown protocol of one device as a Z3 transition system, for any number of CPUs,
+vmas and entries.
+
+What it is an abstraction of: the spec's state machine (spec/system.py) seen from one device, keeping
+exactly what the safety invariants about mappings read (kernel-semantics.md section 4): the alive flag,
+the grace period and which readers it waits for, the CPUs in the fault handler (spec/fault.py, step by
+step), the vmas and the installed entries. Reference counts, minors and sysfs are left out (they never
+guard a fault step). The abstraction function is :func:`proofs.agreement.abstract`; the agreement test
+shows that on every reachable state of small race configurations the CPU steps of this relation have
+exactly the spec's successors, and that every admin step of the spec is a step here.
+
+What is derived from spec/ rather than written again:
+
+* the admin programs: the profile's ``remove``/``unbind``/``bind`` step lists (a variant that reorders
+  or drops a step changes this model with no edit here), including the kill marker ``!``;
+* the fault decision: ``proofs.geometry_z3.dax_huge_fault`` and ``check_vma_int``, the agreement-tested
+  encodings of spec/geometry.py, with the profile's FaultRules and check_vma era;
+* the M20 switch (``default_case_leaks_lock``), the bind-cycle switches.
+
+The per-step effects of the protocol steps (``clear_alive``, ``synchronize_start``,
+``synchronize_wait``, ``unmap_mapping_range``, ``run_dax``) are restated from spec/admin.py, each next
+to the spec function it mirrors; every other admin step (cdev_del, device_del, puts) changes nothing
+this abstraction keeps and is a stutter.
+
+Sorts: ``Universe.unbounded()`` makes CPU, VMA and ENT uninterpreted sorts (the inductive proofs: any
+number of each); ``Universe.bounded(n, m, k)`` makes them enumerations (BMC and the agreement test).
+
+Ghost state (named and explained where declared): ``gp_clean`` and ``quiesced`` record what the grace
+period has established, so that the strengthening invariants can say it without program counters.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, fields
+
+import z3
+
+from devdax.proofs import geometry_z3 as G
+from devdax.proofs.smt import Term
+from devdax.spec import geometry as g
+from devdax.spec.profiles import Profile
+from devdax.spec.state import C_CHECKED, C_DONE, C_IDLE, C_LOCKED, R_FALLBACK, R_NONE, R_NOPAGE, R_SIGBUS
+
+#: admin programs of the abstraction (Admin.prog); GONE: the provider was removed, nothing runs again
+P_IDLE, P_GONE, P_REMOVE, P_UNBIND, P_BIND = 0, 1, 2, 3, 4
+PROG_CODES = {"remove": P_REMOVE, "unbind": P_UNBIND, "bind": P_BIND}
+PROG_NAMES = {P_IDLE: "idle", P_GONE: "gone", P_REMOVE: "remove", P_UNBIND: "unbind", P_BIND: "bind"}
+
+#: the admin steps whose effect this abstraction keeps; every other step is a stutter
+PROTOCOL_STEPS = ("clear_alive", "synchronize_start", "synchronize_wait", "unmap_mapping_range", "run_dax")
+
+_counter = itertools.count()
+
+
+# --------------------------------------------------------------------------------------------------
+# Sorts
+# --------------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Universe:
+    """The sorts of CPUs, vmas and entries; finite element lists when bounded."""
+
+    cpu: Term
+    vma: Term
+    ent: Term
+    cpus: tuple[Term, ...] | None = None
+    vmas: tuple[Term, ...] | None = None
+    ents: tuple[Term, ...] | None = None
+
+    @staticmethod
+    def unbounded() -> Universe:
+        return Universe(z3.DeclareSort("CPU"), z3.DeclareSort("VMA"), z3.DeclareSort("ENT"))
+
+    @staticmethod
+    def bounded(cpus: int, vmas: int, ents: int) -> Universe:
+        """Enumeration sorts (at least one element each: a sort is never empty)."""
+        n = next(_counter)
+        sorts = []
+        for kind, k in (("cpu", cpus), ("vma", vmas), ("ent", ents)):
+            sort, elems = z3.EnumSort(f"{kind.upper()}{n}", [f"{kind}{i}" for i in range(max(k, 1))])
+            sorts.append((sort, tuple(elems)))
+        (c, ce), (v, ve), (e, ee) = sorts
+        return Universe(c, v, e, ce, ve, ee)
+
+    @property
+    def finite(self) -> bool:
+        return self.cpus is not None
+
+    def forall(self, sort: Term, body: Callable[[Term], Term], name: str = "x") -> Term:
+        elems = self._elems(sort)
+        if elems is not None:
+            return z3.And(*(body(x) for x in elems))
+        x = z3.Const(f"{name}!{next(_counter)}", sort)
+        return z3.ForAll([x], body(x))
+
+    def exists(self, sort: Term, body: Callable[[Term], Term], name: str = "x") -> Term:
+        elems = self._elems(sort)
+        if elems is not None:
+            return z3.Or(*(body(x) for x in elems))
+        x = z3.Const(f"{name}!{next(_counter)}", sort)
+        return z3.Exists([x], body(x))
+
+    def _elems(self, sort: Term) -> tuple[Term, ...] | None:
+        if sort == self.cpu:
+            return self.cpus
+        if sort == self.vma:
+            return self.vmas
+        return self.ents
+
+
+# --------------------------------------------------------------------------------------------------
+# One state
+# --------------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class State:
+    """The variables of one state. Arrays map a CPU/VMA/ENT to its field (Ivy's functions)."""
+
+    # the device (struct dax_dev): spec Dev.alive / .dead and the global grace period State.gp
+    alive: Term
+    dead: Term
+    gp: Term
+    #: ghost: the current or last grace period began while the device was not alive
+    gp_clean: Term
+    #: ghost: a clean grace period has ended since the device was last made alive
+    quiesced: Term
+    # the admin thread: program and number of its protocol steps passed (Admin.prog, Admin.pc)
+    prog: Term
+    p: Term
+    # CPUs (spec Cpu)
+    pc: Term
+    nest: Term
+    pre: Term
+    left: Term
+    cvma: Term
+    caddr: Term
+    csize: Term
+    cres: Term
+    cphys: Term
+    # vmas (spec Vma; file >= 0 is `used`)
+    used: Term
+    vstart: Term
+    vend: Term
+    vpgoff: Term
+    vshared: Term
+    vmayshare: Term
+    vwrite: Term
+    vdontcopy: Term
+    # entries (spec Entry, a set: `live` marks the members)
+    live: Term
+    evma: Term
+    eaddr: Term
+    esize: Term
+    ephys: Term
+
+    @staticmethod
+    def fresh(u: Universe, tag: str) -> State:
+        B, N = z3.BoolSort(), z3.IntSort()
+        kinds: dict[str, tuple[Term, Term] | Term] = {
+            "alive": B, "dead": B, "gp": B, "gp_clean": B, "quiesced": B, "prog": N, "p": N,
+            "pc": (u.cpu, N), "nest": (u.cpu, N), "pre": (u.cpu, B), "left": (u.cpu, N),
+            "cvma": (u.cpu, u.vma), "caddr": (u.cpu, N), "csize": (u.cpu, N), "cres": (u.cpu, N),
+            "cphys": (u.cpu, N),
+            "used": (u.vma, B), "vstart": (u.vma, N), "vend": (u.vma, N), "vpgoff": (u.vma, N),
+            "vshared": (u.vma, B), "vmayshare": (u.vma, B), "vwrite": (u.vma, B), "vdontcopy": (u.vma, B),
+            "live": (u.ent, B), "evma": (u.ent, u.vma), "eaddr": (u.ent, N), "esize": (u.ent, N),
+            "ephys": (u.ent, N),
+        }
+        made = {}
+        for name, kind in kinds.items():
+            if isinstance(kind, tuple):
+                made[name] = z3.Array(f"{name}@{tag}", kind[0], kind[1])
+            else:
+                made[name] = z3.Const(f"{name}@{tag}", kind)
+        return State(**made)
+
+    def replace(self, **changes: Term) -> State:
+        return State(**{f.name: changes.get(f.name, getattr(self, f.name)) for f in fields(self)})
+
+    def equals(self, other: State) -> Term:
+        return z3.And(*(getattr(self, f.name) == getattr(other, f.name) for f in fields(self)))
+
+
+def field_names() -> list[str]:
+    return [f.name for f in fields(State)]
+
+
+# --------------------------------------------------------------------------------------------------
+# The protocol
+# --------------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Action:
+    """One action instance: its name, its parameters (fresh constants) and its formula over (s, t)."""
+
+    name: str
+    params: tuple[tuple[str, Term], ...]
+    formula: Term
+
+
+@dataclass
+class Protocol:
+    """The transition system for one profile, one alignment and a device of ``n_ranges`` ranges."""
+
+    profile: Profile
+    u: Universe
+    align: int
+    first_fault: int
+    n_ranges: int = 1
+    programs: tuple[str, ...] = ("remove",)
+    users: bool = False                     # mmap/munmap as actions (the unbounded proofs)
+    ranges: tuple[G.RangeTerms, ...] = field(init=False)
+    rigid: list[Term] = field(init=False)   # hypotheses on the ranges, true in every state
+    range_vars: list[tuple[Term, Term]] = field(init=False)
+
+    def __post_init__(self) -> None:
+        spans, hyps = [], []
+        for i in range(self.n_ranges):
+            start, size = z3.Int(f"range{i}.start"), z3.Int(f"range{i}.size")
+            hyps += [start >= 0, size > 0, start % self.align == 0, size % self.align == 0,
+                     start + size - 1 <= g.U64]
+            spans.append((start, size))
+        self.range_vars = spans
+        self.ranges = G.make_ranges(spans)
+        self.rigid = hyps
+
+    # ---------------------------------------------------------------- helpers over one state ----
+
+    def covered(self, s: State, v: Term, addr: Term) -> Term:
+        """spec fault.covered: an entry of v maps addr."""
+        return self.u.exists(self.u.ent, lambda e: z3.And(
+            s.live[e], s.evma[e] == v, s.eaddr[e] <= addr, addr < s.eaddr[e] + s.esize[e]), "e")
+
+    def faulting(self, s: State, v: Term) -> Term:
+        """spec vma.faulting: a CPU is in the handler for v (or about to retry on it)."""
+        return self.u.exists(self.u.cpu, lambda c: z3.And(
+            s.cvma[c] == v, z3.Or(s.pc[c] != C_IDLE, s.cres[c] != R_NONE)), "c")
+
+    def flags(self, s: State, v: Term) -> G.VmaFlagsTerms:
+        """spec vma.vma_flags: noreserve is never set on a vma."""
+        return G.VmaFlagsTerms(s.vshared[v], s.vmayshare[v], s.vwrite[v], z3.BoolVal(False), s.vdontcopy[v])
+
+    def vma_ok(self, s: State, v: Term) -> Term:
+        return G.check_vma_int(s.alive, self.flags(s, v), s.vstart[v], s.vend[v], self.align,
+                               self.profile.private_test) == 0
+
+    def entry_exact(self, s: State, v: Term, addr: Term, size: Term, phys: Term) -> Term:
+        """spec invariants.entries_exact for one entry: align-sized, inside its vma, and mapping the
+        device page pgoff_to_phys names (which lies inside one range)."""
+        pgoff = s.vpgoff[v] + (addr - s.vstart[v]) / g.PAGE_SIZE
+        found, want = G.pgoff_to_phys(self.ranges, pgoff, size)
+        return z3.And(s.used[v], size == self.align, s.vstart[v] <= addr, addr + size <= s.vend[v],
+                      found, phys == want)
+
+    def fault_target(self, s: State, v: Term, addr: Term) -> Term:
+        """spec fault.fault_targets: the vma start, or an align boundary inside the vma."""
+        return z3.And(s.vstart[v] < s.vend[v], z3.Or(addr == s.vstart[v], z3.And(
+            addr % self.align == 0, s.vstart[v] < addr, addr < s.vend[v])))
+
+    # ------------------------------------------------------------------------------- actions ----
+
+    def _frame(self, s: State, t: State, new: State) -> Term:
+        return t.equals(new)
+
+    def cpu_actions(self, s: State, t: State, tag: str) -> list[Action]:
+        u = self.u
+        c = z3.Const(f"cpu@{tag}", u.cpu)
+        v = z3.Const(f"vma@{tag}", u.vma)
+        e = z3.Const(f"ent@{tag}", u.ent)
+        addr = z3.Int(f"addr@{tag}")
+        out: list[Action] = []
+
+        def cpu(st: State, **f: Term) -> State:
+            """Store the given fields of CPU c."""
+            arrays = {"pc": "pc", "nest": "nest", "pre": "pre", "left": "left", "vma": "cvma",
+                      "addr": "caddr", "size": "csize", "res": "cres", "phys": "cphys"}
+            return st.replace(**{arrays[k]: z3.Store(getattr(st, arrays[k]), c, val) for k, val in f.items()})
+
+        # fault_lock: a new fault at one of the vma's target addresses ...
+        guard = z3.And(s.pc[c] == C_IDLE, s.cres[c] != R_FALLBACK, s.left[c] > 0, s.used[v],
+                       self.fault_target(s, v, addr), z3.Not(self.covered(s, v, addr)))
+        new = cpu(s, pc=z3.IntVal(C_LOCKED), nest=s.nest[c] + 1, pre=z3.BoolVal(False), vma=v, addr=addr,
+                  size=z3.IntVal(self.first_fault), res=z3.IntVal(R_NONE), phys=z3.IntVal(0))
+        out.append(Action("fault_lock", (("cpu", c), ("vma", v), ("addr", addr)),
+                          z3.And(guard, self._frame(s, t, new))))
+        # ... or the mm's retry one size down after FALLBACK (same vma and address)
+        guard = z3.And(s.pc[c] == C_IDLE, s.cres[c] == R_FALLBACK)
+        new = cpu(s, pc=z3.IntVal(C_LOCKED), nest=s.nest[c] + 1, pre=z3.BoolVal(False),
+                  res=z3.IntVal(R_NONE), phys=z3.IntVal(0))
+        out.append(Action("fault_lock", (("cpu", c),), z3.And(guard, self._frame(s, t, new))))
+
+        # fault_check: check_vma (alive first), negotiation, pgoff_to_phys: geometry.dax_huge_fault
+        cv = s.cvma[c]
+        ok = self.vma_ok(s, cv)
+        rules = self.profile.fault_rules
+        decs = {size: G.dax_huge_fault(size, s.caddr[c], s.vstart[cv], s.vend[cv], s.vpgoff[cv], self.align,
+                                       self.ranges, ok, rules) for size in g.FAULT_SIZES}
+
+        def by_size(pick: Callable[[G.FaultTerms], Term]) -> Term:
+            return z3.If(s.csize[c] == g.PAGE_SIZE, pick(decs[g.PAGE_SIZE]),
+                         z3.If(s.csize[c] == g.PMD_SIZE, pick(decs[g.PMD_SIZE]), pick(decs[g.PUD_SIZE])))
+
+        result = by_size(lambda d: d.result)
+        nopage = cpu(s, pc=z3.IntVal(C_CHECKED), res=z3.IntVal(R_NOPAGE), addr=by_size(lambda d: d.addr),
+                     phys=by_size(lambda d: d.phys))
+        ended = cpu(s, pc=z3.IntVal(C_DONE),
+                    res=z3.If(result == G.FALLBACK, z3.IntVal(R_FALLBACK), z3.IntVal(R_SIGBUS)))
+        effects = [z3.And(result == G.NOPAGE, self._frame(s, t, nopage))]
+        if self.profile.default_case_leaks_lock and not rules.pud_supported:
+            # M20: "default: return VM_FAULT_FALLBACK;" inside the read lock: back to idle, no unlock
+            leak = z3.And(result == G.FALLBACK, s.csize[c] == g.PUD_SIZE)
+            leaked = cpu(s, pc=z3.IntVal(C_IDLE), res=z3.IntVal(R_FALLBACK), size=z3.IntVal(g.PMD_SIZE))
+            effects.append(z3.And(leak, self._frame(s, t, leaked)))
+            effects.append(z3.And(result != G.NOPAGE, z3.Not(leak), self._frame(s, t, ended)))
+        else:
+            effects.append(z3.And(result != G.NOPAGE, self._frame(s, t, ended)))
+        out.append(Action("fault_check", (("cpu", c),), z3.And(s.pc[c] == C_LOCKED, z3.Or(*effects))))
+
+        # fault_insert: one entry of the fault size, unless one is there already (-EBUSY)
+        done = cpu(s, pc=z3.IntVal(C_DONE))
+        busy = self.covered(s, cv, s.caddr[c])
+        inserted = done.replace(live=z3.Store(s.live, e, True), evma=z3.Store(s.evma, e, cv),
+                                eaddr=z3.Store(s.eaddr, e, s.caddr[c]),
+                                esize=z3.Store(s.esize, e, s.csize[c]),
+                                ephys=z3.Store(s.ephys, e, s.cphys[c]))
+        out.append(Action("fault_insert", (("cpu", c), ("ent", e)), z3.And(s.pc[c] == C_CHECKED, z3.Or(
+            z3.And(busy, self._frame(s, t, done)),
+            z3.And(z3.Not(busy), z3.Not(s.live[e]), self._frame(s, t, inserted))))))
+
+        # fault_unlock: read unlock; FALLBACK goes back to the mm for the next size down
+        nest = s.nest[c] - 1
+        pre = z3.And(s.pre[c], nest > 0)
+        has_next = z3.And(s.cres[c] == R_FALLBACK, s.csize[c] != g.PAGE_SIZE)
+        nxt = z3.If(s.csize[c] == g.PUD_SIZE, z3.IntVal(g.PMD_SIZE), z3.IntVal(g.PAGE_SIZE))
+        retry = cpu(s, pc=z3.IntVal(C_IDLE), nest=nest, pre=pre, size=nxt, res=z3.IntVal(R_FALLBACK),
+                    phys=z3.IntVal(0))
+        final = cpu(s, pc=z3.IntVal(C_IDLE), left=s.left[c] - 1, nest=nest, pre=pre, addr=z3.IntVal(0),
+                    size=z3.IntVal(0), res=z3.IntVal(R_NONE), phys=z3.IntVal(0))
+        out.append(Action("fault_unlock", (("cpu", c),), z3.And(s.pc[c] == C_DONE, z3.If(
+            has_next, self._frame(s, t, retry), self._frame(s, t, final)))))
+        return out
+
+    # ----------------------------------------------------------------------------- admin ----
+
+    def program(self, name: str) -> tuple[tuple[str, bool], ...]:
+        """The profile's program as (step, completes the kill), from spec/profiles.py."""
+        steps: tuple[str, ...] = getattr(self.profile, name)
+        return tuple((st.rstrip("!"), st.endswith("!")) for st in steps)
+
+    def protocol_steps(self, name: str) -> list[tuple[str, bool, bool, bool]]:
+        """(step, kill marker, is the program's first step, is its last step) for the kept steps."""
+        prog = self.program(name)
+        return [(st, kill, i == 0, i == len(prog) - 1)
+                for i, (st, kill) in enumerate(prog) if st in PROTOCOL_STEPS]
+
+    def skip_cond(self, s: State, step: str) -> Term:
+        """When spec/admin.py returns SKIP for the step (the device exists and was created)."""
+        cycles = self.profile.bind_cycles
+        if step == "clear_alive":          # modern: not bound and not alive (bound == alive here)
+            return z3.And(z3.BoolVal(cycles), z3.Not(s.alive))
+        if step in ("synchronize_start", "unmap_mapping_range"):
+            return z3.And(z3.BoolVal(cycles), s.dead)
+        if step == "synchronize_wait":
+            return z3.Not(s.gp)
+        return z3.BoolVal(False)
+
+    def step_effect(self, s: State, step: str, kill: bool) -> tuple[Term, State]:
+        """(guard, next state) of one protocol step, as in spec/admin.py."""
+        u = self.u
+        guard: Term = z3.BoolVal(True)
+        if step == "clear_alive":                      # kill_dax: alive = false
+            t = s.replace(alive=z3.BoolVal(False))
+        elif step == "synchronize_start":              # readers inside a section now are waited for
+            c = z3.Const("c!pre", u.cpu)
+            t = s.replace(gp=z3.BoolVal(True), gp_clean=z3.Not(s.alive),
+                          pre=z3.Lambda([c], z3.Or(s.pre[c], s.nest[c] > 0)))
+        elif step == "synchronize_wait":               # blocked while a pre-existing reader is inside
+            guard = u.forall(u.cpu, lambda c: z3.Not(s.pre[c]), "c")
+            t = s.replace(gp=z3.BoolVal(False), quiesced=z3.Or(s.quiesced, s.gp_clean))
+        elif step == "unmap_mapping_range":            # every entry of every vma of the device
+            t = s.replace(live=z3.K(u.ent, z3.BoolVal(False)))
+        elif step == "run_dax":                        # alive again; old mappings fault through it
+            t = s.replace(alive=z3.BoolVal(True), dead=z3.BoolVal(False), gp_clean=z3.BoolVal(False),
+                          quiesced=z3.BoolVal(False))
+        else:
+            raise ValueError(step)
+        if kill:
+            t = t.replace(dead=z3.BoolVal(True))
+        return guard, t
+
+    def admin_actions(self, s: State, t: State) -> list[Action]:
+        out: list[Action] = []
+        for name in self.programs:
+            code = PROG_CODES[name]
+            kept = self.protocol_steps(name)
+            n = len(kept)
+            done_code = P_GONE if name == "remove" else P_IDLE
+            spec_first_kept = bool(kept) and kept[0][2]
+            spec_last_kept = bool(kept) and kept[-1][3]
+            # start: the spec runs the program's first step with the start
+            if name == "remove":
+                can_start = s.prog == P_IDLE
+            elif name == "unbind":
+                can_start = z3.And(s.prog == P_IDLE, s.alive)
+            else:
+                can_start = z3.And(s.prog == P_IDLE, z3.Not(s.alive))
+            started = s.replace(prog=z3.IntVal(code), p=z3.IntVal(0))
+            if spec_first_kept:
+                st, kill, _, last = kept[0]
+                g_run, run = self.step_effect(started, st, kill)
+                g_skip = self.skip_cond(started, st)
+                after = run.replace(p=z3.IntVal(1))
+                skipped = started.replace(p=z3.IntVal(1))
+                if last:
+                    after, skipped = after.replace(prog=z3.IntVal(done_code)), skipped.replace(
+                        prog=z3.IntVal(done_code))
+                out.append(Action(f"admin:{name}:{st}", (), z3.And(
+                    can_start, z3.Or(z3.And(z3.Not(g_skip), g_run, t.equals(after)),
+                                     z3.And(g_skip, t.equals(skipped))))))
+            else:
+                out.append(Action(f"admin:{name}:start", (), z3.And(can_start, t.equals(started))))
+            for i, (st, kill, first, last) in enumerate(kept):
+                if i == 0 and first:
+                    continue
+                at = z3.And(s.prog == code, s.p == i)
+                g_run, run = self.step_effect(s, st, kill)
+                g_skip = self.skip_cond(s, st)
+                after, skipped = run.replace(p=z3.IntVal(i + 1)), s.replace(p=z3.IntVal(i + 1))
+                if last:
+                    after, skipped = after.replace(prog=z3.IntVal(done_code)), skipped.replace(
+                        prog=z3.IntVal(done_code))
+                out.append(Action(f"admin:{name}:{st}", (), z3.And(
+                    at, z3.Or(z3.And(z3.Not(g_skip), g_run, t.equals(after)),
+                              z3.And(g_skip, t.equals(skipped))))))
+            if not spec_last_kept:
+                # the program's last (non-protocol) step ends it: forgotten detail, so allowed any time
+                # after the last kept step (an over-approximation; sound for invariants)
+                ended = s.replace(prog=z3.IntVal(done_code), p=z3.IntVal(0))
+                out.append(Action(f"admin:{name}:end", (), z3.And(s.prog == code, s.p == n, t.equals(ended))))
+        return out
+
+    # ----------------------------------------------------------------------------- users ----
+
+    def user_actions(self, s: State, t: State, tag: str) -> list[Action]:
+        """mmap (dax_get_unmapped_area and check_vma: any vma check_vma accepts on a live device) and
+        munmap of a whole vma (waits for faults on it: mmap_lock)."""
+        u = self.u
+        v = z3.Const(f"vma@{tag}", u.vma)
+        start, end, pgoff = z3.Int(f"start@{tag}"), z3.Int(f"end@{tag}"), z3.Int(f"pgoff@{tag}")
+        shared, mayshare, write = z3.Bools(f"shared@{tag} mayshare@{tag} write@{tag}")
+        new = s.replace(used=z3.Store(s.used, v, True), vstart=z3.Store(s.vstart, v, start),
+                        vend=z3.Store(s.vend, v, end), vpgoff=z3.Store(s.vpgoff, v, pgoff),
+                        vshared=z3.Store(s.vshared, v, shared), vmayshare=z3.Store(s.vmayshare, v, mayshare),
+                        vwrite=z3.Store(s.vwrite, v, write), vdontcopy=z3.Store(s.vdontcopy, v, False))
+        accepted = G.check_vma_int(s.alive, G.VmaFlagsTerms(shared, mayshare, write, z3.BoolVal(False),
+                                                            z3.BoolVal(False)),
+                                   start, end, self.align, self.profile.private_test) == 0
+        mmap = z3.And(z3.Not(s.used[v]), start >= 0, start < end, end <= g.U64, pgoff >= 0, accepted,
+                      t.equals(new))
+        e = z3.Const("e!munmap", u.ent)
+        gone = s.replace(used=z3.Store(s.used, v, False),
+                         live=z3.Lambda([e], z3.And(s.live[e], s.evma[e] != v)))
+        munmap = z3.And(s.used[v], z3.Not(self.faulting(s, v)), t.equals(gone))
+        return [Action("mmap", (("vma", v), ("start", start), ("end", end), ("pgoff", pgoff)), mmap),
+                Action("munmap", (("vma", v),), munmap)]
+
+    # ---------------------------------------------------------------------------- system ----
+
+    def actions(self, s: State, t: State, tag: str) -> list[Action]:
+        out = self.cpu_actions(s, t, tag) + self.admin_actions(s, t)
+        if self.users:
+            out += self.user_actions(s, t, tag)
+        return out
+
+    def step(self, s: State, t: State, tag: str) -> Term:
+        return z3.Or(*(a.formula for a in self.actions(s, t, tag)))
+
+    def init(self, s: State) -> Term:
+        """After probe (and, in a race configuration, the opens and mmaps of the race prefix): the
+        device is alive, no grace period, the admin idle, CPUs idle, no entry; vmas (if any) are ones
+        check_vma accepted."""
+        u = self.u
+        return z3.And(
+            s.alive, z3.Not(s.dead), z3.Not(s.gp), z3.Not(s.gp_clean), z3.Not(s.quiesced),
+            s.prog == P_IDLE, s.p == 0,
+            u.forall(u.cpu, lambda c: z3.And(s.pc[c] == C_IDLE, s.nest[c] == 0, z3.Not(s.pre[c]),
+                                              s.cres[c] == R_NONE, s.left[c] >= 0), "c"),
+            u.forall(u.ent, lambda e: z3.Not(s.live[e]), "e"),
+            u.forall(u.vma, lambda v: z3.Implies(s.used[v], z3.And(
+                self.vma_ok(s, v), s.vstart[v] < s.vend[v], s.vpgoff[v] >= 0)), "v"))
+
+
+def programs_for(profile: Profile, race: bool, binds: bool) -> tuple[str, ...]:
+    """Which admin programs can run: a race configuration only removes; modern binds and unbinds."""
+    if race or not profile.bind_cycles or not binds:
+        return ("remove",)
+    return ("remove", "unbind", "bind")
+
+
+def names(seq: Sequence[Action]) -> list[str]:
+    return [a.name for a in seq]
