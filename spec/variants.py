@@ -33,8 +33,8 @@ PROFILE_CONFIGS: dict[str, Config] = {
                            FIXED_MISALIGNED)),
     "v4.7": Config(profile="v4.7", first_fault="pmd", files=2, vmas=2, cpus=1, generations=2,
                    mmaps=(SHARED_RW, PRIVATE_RO)),
-    "modern": Config(profile="modern", files=2, vmas=1, cpus=1, binds=1,
-                     mmaps=(SHARED_RW, PRIVATE_RW)),
+    "modern": Config(profile="modern", files=2, vmas=1, cpus=1, binds=1, units=2, ranges=2,
+                     mmaps=(SHARED_RW, PRIVATE_RW, OVERSIZED)),
 }
 
 
