@@ -96,6 +96,20 @@ FLAGS = {"fork": "fork", "rdonly": "open_rdonly", "munmap_parts": "munmap_parts"
          "add_failure": "add_failure", "race": "race", "syscalls": "syscalls"}
 
 
+BOUND_HELP = {
+    "devices": "device instances per region",
+    "files": "open files at once (slots are reused)",
+    "vmas": "mappings at once",
+    "cpus": "CPUs running the fault handler",
+    "faults": "faults each CPU takes",
+    "units": "align-sized units per device",
+    "ranges": "physical ranges per device (<= units)",
+    "generations": "provider probe -> remove rounds (minor reuse)",
+    "binds": "modern: unbind/bind cycles per device",
+}
+EPILOG = "exit status: 0 pass, 1 violation (or an expectation not met), 2 usage error"
+
+
 def _option_of(field: str) -> str:
     inverse = {v: k for k, v in FLAGS.items()}
     return "--" + inverse.get(field, field).replace("_", "-")
@@ -104,16 +118,19 @@ def _option_of(field: str) -> str:
 # ------------------------------------------------------------------------------- parser ----
 
 def parser() -> Parser:
-    p = Parser(prog="devdax", description="Executable reference semantics of Linux device-DAX lifetime.")
+    p = Parser(prog="devdax", description="Executable reference semantics of Linux device-DAX lifetime.",
+               epilog=EPILOG)
     sub = p.add_subparsers(dest="cmd", metavar="COMMAND", parser_class=Parser)
 
-    c = sub.add_parser("check", help="explore every interleaving of a bounded configuration")
+    c = sub.add_parser("check", help="explore every interleaving of a bounded configuration", epilog=EPILOG,
+                       description="Breadth-first exploration of every interleaving; prints the shortest "
+                                   "counterexample of each violated invariant.")
     c.add_argument("--profile", type=_profile, help=f"kernel profile (default {DEFAULT_PROFILE}): "
                    + ", ".join(PROFILES))
     c.add_argument("--variant", type=_variant, help="a named bug variant (see `devdax variants`)")
     g = c.add_argument_group("bounds (override the profile's or the variant's configuration)")
     for b in BOUNDS:
-        g.add_argument(f"--{b}", type=_count, metavar="N")
+        g.add_argument(f"--{b}", type=_count, metavar="N", help=BOUND_HELP[b])
     g.add_argument("--align", type=_align, metavar="4K|2M|1G")
     g.add_argument("--first-fault", type=_fault_size, metavar="pte|pmd|pud")
     g.add_argument("--fork", action="store_true", default=None, help="fork(2) and MADV_DONTFORK")
@@ -138,7 +155,8 @@ def parser() -> Parser:
     sub.add_parser("prove", help="Z3 proofs (devdax prove --help)", add_help=False)
     sub.add_parser("scenario", help="conformance scenarios (devdax scenario --help)", add_help=False)
 
-    a = sub.add_parser("all", help="every model check, variant and proof, with a summary table")
+    a = sub.add_parser("all", help="every model check, variant and proof, with a summary table",
+                       epilog="exit status: 0 iff every job met its expectation, 1 otherwise")
     a.add_argument("--json", action="store_true")
     a.add_argument("--skip-prove", action="store_true")
     a.add_argument("--quiet", action="store_true", help="no progress lines")

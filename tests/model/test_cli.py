@@ -233,3 +233,16 @@ def test_entry_point_runs_as_a_process() -> None:
     r = subprocess.run([sys.executable, "-m", "devdax.cli", "check", "--cpus", "x"],
                        capture_output=True, text=True, check=False)
     assert r.returncode == 2 and r.stderr.strip().startswith("devdax: error: --cpus")
+
+
+def test_all_exit_status_and_json(monkeypatch: pytest.MonkeyPatch) -> None:
+    few = [j for j in summary.jobs(prove=False) if j.name in ("variant M1", "variant M2")]
+    monkeypatch.setattr(summary, "jobs", lambda prove=True: few)
+    code, out, _ = run("all", "--json", "--skip-prove")
+    doc = json.loads(out)
+    assert code == 0 and doc["result"] == "pass" and [j["job"] for j in doc["jobs"]] == ["variant M1",
+                                                                                          "variant M2"]
+    failing = summary.Job("always fails", "pass", lambda: ("nope", False, 1))
+    monkeypatch.setattr(summary, "jobs", lambda prove=True: [*few, failing])
+    code, out, _ = run("all")
+    assert code == 1 and "1 FAILED 2/3 jobs met their expectation" in out
