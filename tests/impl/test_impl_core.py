@@ -426,3 +426,46 @@ def test_grace_period_covers_a_fault_between_alive_check_and_insert() -> None:
         c.zap(mm)
         t.join(5)
         assert c.touch_read(mm.addr, 1).outcome == "ok"      # a stale entry survived the teardown
+
+
+def test_partial_munmap_splits_at_align_boundaries(core: MappingCore) -> None:
+    """munmap of the middle unit: both sides keep faulting through the handler with the right pgoff;
+    a cut not on an align boundary is EINVAL (.may_split)."""
+    b = core.create_backing(4 * M2)
+    d = core.add_device(b, [(0, 4 * M2)], M2)
+    m = core.map_shared(d, 4 * M2)
+    for u in range(4):
+        assert core.touch_write(m.addr + u * M2, bytes([u + 1])).outcome == "ok"
+    with pytest.raises(OSError) as e:
+        core.munmap_range(m, K4, M2)
+    assert e.value.errno == errno.EINVAL
+    left, right = core.munmap_range(m, M2, M2)
+    assert (left.addr, left.length, right.addr, right.length) == (m.addr, M2, m.addr + 2 * M2, 2 * M2)
+    assert right.pgoff == 2 * M2 // K4
+    core.zap(left)
+    core.zap(right)
+    before = core.counters()["faults"]
+    assert core.touch_read(left.addr, 1).data == b"\x01"
+    assert core.touch_read(right.addr + M2, 1).data == b"\x04"
+    assert core.counters()["faults"] == before + 2
+    assert core.touch_read(m.addr + M2, 1).outcome == "SIGSEGV"     # the hole: no vma
+    with pytest.raises(ValueError):
+        core.zap(m)
+    (tail,) = core.munmap_range(right, 0, M2)
+    assert core.touch_read(tail.addr, 1).data == b"\x04"
+    core.kill_device(d)
+    assert core.touch_read(tail.addr, 1).outcome == "SIGBUS"
+    assert core.munmap_range(tail, 0, M2) == ()
+
+
+def test_touch_tells_sigsegv_from_sigbus(core: MappingCore) -> None:
+    """EFAULT from process_vm_rw is SIGSEGV where there is no vma or the protection forbids it."""
+    b = core.create_backing(K4 * 2)
+    d = core.add_device(b, [(0, K4 * 2)], K4)
+    m = core.map_shared(d, K4 * 2, prot=dsys.PROT_READ)
+    assert core.touch_read(m.addr, 1).outcome == "ok"
+    assert core.touch_write(m.addr, b"x").outcome == "SIGSEGV"
+    assert core.touch_in_child(m.addr, write=True, value=1).outcome == "SIGSEGV"
+    core.kill_device(d)
+    assert core.touch_read(m.addr, 1).outcome == "SIGBUS"
+    assert core.touch_in_child(m.addr).outcome == "SIGBUS"
