@@ -209,6 +209,11 @@ def test_data_in_backing_after_unmap_and_in_file_after_close() -> None:
         with open(path, "rb") as f:
             f.seek(M2 + 4096 * 3)
             assert f.read(5) == b"file!"
+        with MappingCore(workers=1) as c:                   # a new "boot" of the same region
+            fb = c.create_backing(2 * M2, path=path)
+            df = c.add_device(fb, [(M2, M2)], K4)
+            m2 = c.map_shared(df, M2)
+            assert c.touch_read(m2.addr + 4096 * 3, 5).data == b"file!"
     assert _fds() == fds
 
 
