@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ctypes
 import errno
+import faulthandler
 import os
 import random
 import signal
@@ -272,12 +273,18 @@ def test_memoryview_touchers_and_teardown_never_deadlock(core: MappingCore) -> N
 
     ts = [threading.Thread(target=toucher, args=(k,), daemon=True) for k in (0, 1)]
     ts.append(threading.Thread(target=teardown, daemon=True))
-    for t in ts:
-        t.start()
-    time.sleep(1.5)
-    stop.set()
-    for t in ts:
-        t.join(10)
+    # A toucher stuck in a fault holds the GIL, so no Python-level timeout (pytest-timeout, join)
+    # could ever run: faulthandler's C watchdog thread needs no GIL and ends the process instead.
+    faulthandler.dump_traceback_later(30, exit=True)
+    try:
+        for t in ts:
+            t.start()
+        time.sleep(1.5)
+        stop.set()
+        for t in ts:
+            t.join(10)
+    finally:
+        faulthandler.cancel_dump_traceback_later()
     assert not any(t.is_alive() for t in ts), "deadlock: a thread did not finish"
     assert not errors, errors
     assert min(touched) > 0 and core.counters()["install_pmd"] > 8
