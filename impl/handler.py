@@ -269,11 +269,14 @@ class Handler:
                 d = self.policy(self.table, idx, addr)
             st.counters[C.FALLBACK] += d.fallbacks
             dev = int(self.table.t.vmas[idx].dev) if idx is not None else None
+            t1 = time.perf_counter_ns()
             self._resolve(fd, d, dev, wid)     # the insert happens inside the read-side section
         finally:
             sr.read_unlock(wid)
+        t2 = time.perf_counter_ns()
         i = int(st.lat_idx)
-        st.lat_ns[i % _LAT_RING] = time.perf_counter_ns() - t0
+        st.lat_ns[i % _LAT_RING] = t1 - t0
+        st.ioctl_ns[i % _LAT_RING] = t2 - t1
         st.lat_idx = i + 1
 
     def _adopt_child(self, fd: int, wid: int) -> None:

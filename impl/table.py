@@ -84,7 +84,9 @@ class WorkerStats(ctypes.Structure):
         ("dev_installs", U64 * MAX_DEVICES),
         ("dev_sigbus", U64 * MAX_DEVICES),
         ("lat_idx", U64),
-        ("lat_ns", U64 * LAT_RING),
+        ("lat_ns", U64 * LAT_RING),      # message read -> decision made (handler CPU time, mostly)
+        ("ioctl_ns", U64 * LAT_RING),    # the CONTINUE/POISON ioctl(s), including any preemption
+                                         # by the toucher it wakes (so: wall time, not service cost)
     )
 
 
@@ -140,12 +142,14 @@ class SharedTable:
         return (sum(int(w.dev_installs[dev]) for w in self.t.workers),
                 sum(int(w.dev_sigbus[dev]) for w in self.t.workers))
 
-    def latencies_ns(self) -> list[int]:
-        """The most recent fault service times (read of the message to the end of the ioctl)."""
+    def latencies_ns(self, which: str = "decide") -> list[int]:
+        """Recent per-fault times: "decide" (message read -> decision, inside the read section) or
+        "ioctl" (the install/poison ioctl, wall time: it wakes the toucher, which may preempt us)."""
         out: list[int] = []
         for w in self.t.workers:
             n = min(int(w.lat_idx), LAT_RING)
-            out.extend(int(w.lat_ns[i]) for i in range(n))
+            ring = w.lat_ns if which == "decide" else w.ioctl_ns
+            out.extend(int(ring[i]) for i in range(n))
         return out
 
     def reset_stats(self) -> None:
