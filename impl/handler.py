@@ -167,6 +167,8 @@ class Handler:
             ep.register(self.stopfd, select.EPOLLIN)
             ep.register(uffd, select.EPOLLIN | select.EPOLLEXCLUSIVE)
         self.children: set[int] = set()
+        self.backlog: list[list[tuple[int, dsys.uffd_msg]]] = [[] for _ in range(nworkers)]
+        self._next_reap = 0.0
         self.ctx_lock = threading.Lock()
         self.index: tuple[list[int], list[tuple[int, int]]] = ([], [])   # (starts, [(end, idx)])
         self.stop = False
@@ -186,7 +188,23 @@ class Handler:
         return None
 
     # --- fault service -----------------------------------------------------------------------------------
-    def _fill(self, fd: int, d: Decision) -> int:
+    def _pump(self, fd: int, wid: int) -> None:
+        """Read pending messages of ``fd`` while an ioctl on it says EAGAIN.
+
+        EAGAIN with nothing done means the context's mm is changing, e.g. a fork whose
+        UFFD_EVENT_FORK is still unread -- and the forking thread waits until someone reads it. With a
+        single worker that someone is us, so adopt fork events here; page faults read on the way are
+        kept in this worker's backlog and serviced after the current one. (Defensive: on 6.18 the
+        stress test in tests/impl never saw EAGAIN, but nothing in the uAPI promises that.)
+        """
+        for m in dsys.read_msgs(fd):
+            self.table.t.workers[wid].counters[C.MSGS] += 1
+            if m.event == dsys.UFFD_EVENT_FORK:
+                self._adopt_child(int(m.arg0 & 0xFFFF_FFFF), wid)
+            elif m.event == dsys.UFFD_EVENT_PAGEFAULT:
+                self.backlog[wid].append((fd, m))
+
+    def _fill(self, fd: int, d: Decision, wid: int = 0) -> int:
         """Install (or poison) every missing page of the unit; returns the bytes this call changed.
 
         A unit is 1 << (21 or 30 - 12) PTEs here, not one PMD/PUD entry, so a zap racing with an
@@ -210,7 +228,9 @@ class Handler:
                     pos += PAGE
                 elif e.errno == errno.EAGAIN and spins < 10000:
                     spins += 1
-                    time.sleep(0.0001)
+                    with contextlib.suppress(OSError):
+                        self._pump(fd, wid)
+                    time.sleep(0.00005)
                 else:
                     raise
         return changed
@@ -238,7 +258,7 @@ class Handler:
         st = self.table.t.workers[wid]
         self._count(d, dev, wid, 1)
         try:
-            changed = self._fill(fd, d)
+            changed = self._fill(fd, d, wid)
         except OSError as e:
             self._count(d, dev, wid, -1)
             if e.errno == errno.ENOENT:
@@ -310,7 +330,10 @@ class Handler:
                 events = self.eps[wid].poll(1.0)
             except OSError:
                 return
-            if not events and wid == 0:
+            if wid == 0 and (not events or time.monotonic() > self._next_reap):
+                # dead children's contexts are closed at least once a second even when busy: raw
+                # os.fork()s (not touch_in_child, which asks for REAP) would otherwise pile up fds
+                self._next_reap = time.monotonic() + 1.0
                 self.reap_children()
             for fd, _ in events:
                 if fd == self.stopfd:
@@ -326,6 +349,10 @@ class Handler:
                         self.service(fd, m, wid, t0)
                     elif m.event == dsys.UFFD_EVENT_FORK:
                         self._adopt_child(int(m.arg0 & 0xFFFF_FFFF), wid)
+                backlog = self.backlog[wid]
+                while backlog:
+                    bfd, bm = backlog.pop(0)
+                    self.service(bfd, bm, wid, time.perf_counter_ns())
 
     # --- control channel -----------------------------------------------------------------------------------
     def run(self) -> int:

@@ -481,3 +481,41 @@ def test_touch_tells_sigsegv_from_sigbus(core: MappingCore) -> None:
     core.kill_device(d)
     assert core.touch_read(m.addr, 1).outcome == "SIGBUS"
     assert core.touch_in_child(m.addr).outcome == "SIGBUS"
+
+
+def test_single_worker_forks_while_faulting() -> None:
+    """One handler worker, faults racing forks: forks complete promptly (a CONTINUE that says EAGAIN
+    because a fork event is pending reads that event itself), and the contexts of exited children are
+    closed even while the handler never goes idle."""
+    with MappingCore(workers=1) as c:
+        b = c.create_backing(8 * M2)
+        d = c.add_device(b, [(0, 8 * M2)], K4)
+        m = c.map_shared(d, 8 * M2)
+        stop = threading.Event()
+
+        def faulter() -> None:
+            while not stop.is_set():
+                c.zap(m)
+                for off in range(0, m.length, 64 * K4):
+                    c.touch_read(m.addr + off, 1)
+
+        t = threading.Thread(target=faulter)
+        t.start()
+        try:
+            for _ in range(20):
+                t0 = time.monotonic()
+                assert c.touch_in_child(m.addr + K4).outcome == "ok"
+                assert time.monotonic() - t0 < 0.9
+            for _ in range(30):                              # raw forks: nobody asks for REAP
+                pid = os.fork()
+                if pid == 0:  # pragma: no cover - child
+                    os._exit(0)
+                os.waitpid(pid, 0)
+            deadline = time.monotonic() + 5              # still faulting: reaped while busy
+            while c.counters()["child_ctx_closed"] < c.counters()["fork_events"]:
+                assert time.monotonic() < deadline, c.counters()
+                time.sleep(0.05)
+        finally:
+            stop.set()
+            t.join(10)
+        assert c.counters()["errors"] == 0
