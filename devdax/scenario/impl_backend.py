@@ -1,0 +1,203 @@
+"""`devdax scenario run --backend impl`: a scenario executed by the emulation (devdax.impl.dax).
+
+Every step becomes the matching call on real objects: open() on the device node, mmap() placing real
+memory, touches that really fault through the handler process (a signal is reported, not taken:
+process_vm_readv/writev turn SIGBUS into EFAULT, and fork_touch runs the access in a forked child),
+disable/enable run the profile's unbind/bind programs (modern) or provider removal and a new probe
+(older profiles). The skip rule is the model backend's: a step that uses a handle whose creating step
+failed is "skipped".
+
+Each scenario gets its own DaxBus (its own handler process), closed afterwards, so scenarios cannot
+influence each other except through the process-wide minor ida, as in a kernel.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+
+from devdax.impl import sys as dsys
+from devdax.impl.dax import MADV, MAP, MS, O_FLAGS, PROT, DaxBus, DaxFile, DevDax, Vma, flags_of
+from devdax.impl.vmcore import reserve
+from devdax.scenario import format as fmt
+
+SEEK = {"SEEK_SET": os.SEEK_SET, "SEEK_CUR": os.SEEK_CUR, "SEEK_END": os.SEEK_END, "SEEK_DATA": 3,
+        "SEEK_HOLE": 4}
+FALLOC = {"FALLOC_FL_KEEP_SIZE": 1, "FALLOC_FL_PUNCH_HOLE": 2}
+IOCTL = {"FIONREAD": 0x541B, "BLKGETSIZE64": 0x80081272}
+
+
+def _errname(e: OSError) -> str:
+    return errno.errorcode.get(e.errno or 0, "EIO")
+
+
+class _Run:
+    def __init__(self, bus: DaxBus, devs: list[DevDax]) -> None:
+        self.bus = bus
+        self.devs = devs
+        self.fds: dict[str, DaxFile | None] = {}
+        self.maps: dict[str, Vma] = {}
+
+
+class ImplBackend:
+    """`devdax scenario run --backend impl`."""
+
+    name = "impl"
+
+    def __init__(self, workers: int = 2, timeout: float = 10.0) -> None:
+        self.workers = workers
+        self.timeout = timeout
+
+    def run(self, scenario: fmt.Scenario) -> list[str]:
+        su = scenario.setup
+        with DaxBus(workers=self.workers, timeout=self.timeout) as bus:
+            region = bus.create_region(su.region_size, su.align, [[(d.start, d.size)] for d in su.devices],
+                                       profile=scenario.profile)
+            r = _Run(bus, list(region.devices))
+            failed: set[int] = set()
+            out: list[str] = []
+            for i, st in enumerate(scenario.steps):
+                if any(j in failed for j in scenario.depends_on[i]):
+                    out.append(fmt.SKIPPED)
+                    failed.add(i)
+                    continue
+                try:
+                    outcome = _HANDLERS[type(st)](r, st)
+                except OSError as e:
+                    outcome = _errname(e)
+                if st.defines() and outcome != fmt.OK:
+                    failed.add(i)
+                out.append(outcome)
+            return out
+
+
+def _fd(r: _Run, name: str) -> DaxFile | None:
+    f = r.fds.get(name)
+    return f if f is not None and not f.closed else None
+
+
+def _need_fd(r: _Run, name: str) -> DaxFile:
+    f = _fd(r, name)
+    if f is None:
+        raise OSError(errno.EBADF, "closed")
+    return f
+
+
+def _open(r: _Run, st: fmt.Step) -> str:
+    assert isinstance(st, fmt.Open)
+    f = r.bus.open(r.devs[st.dev], flags_of(st.flags, O_FLAGS, "flags"))
+    if st.as_:
+        r.fds[st.as_] = f
+    return fmt.OK
+
+
+def _close(r: _Run, st: fmt.Step) -> str:
+    assert isinstance(st, fmt.Close)
+    _need_fd(r, st.fd).close()
+    return fmt.OK
+
+
+def _mmap(r: _Run, st: fmt.Step) -> str:
+    assert isinstance(st, fmt.Mmap)
+    f = _need_fd(r, st.fd)
+    flags = flags_of(st.flags, MAP, "flags")
+    fixed = None
+    if st.fixed_offset is not None:
+        # "an align-aligned base chosen by the runner plus this value": a free, aligned range
+        span = st.length + st.fixed_offset + dsys.PAGE_SIZE
+        span = (span + dsys.PAGE_SIZE - 1) & ~(dsys.PAGE_SIZE - 1)
+        base = reserve(span, f.dev.align)
+        dsys.munmap(base, span)
+        fixed = base + st.fixed_offset
+    v = f.mmap(st.length, flags_of(st.prot, PROT, "prot"), flags, st.offset, fixed)
+    if st.as_:
+        r.maps[st.as_] = v
+    return fmt.OK
+
+
+def _munmap(r: _Run, st: fmt.Step) -> str:
+    assert isinstance(st, fmt.Munmap)
+    r.maps[st.map].munmap(st.offset, st.length)
+    return fmt.OK
+
+
+def _mprotect(r: _Run, st: fmt.Step) -> str:
+    assert isinstance(st, fmt.Mprotect)
+    r.maps[st.map].mprotect(st.offset, st.length, flags_of(st.prot, PROT, "prot"))
+    return fmt.OK
+
+
+def _mremap(r: _Run, st: fmt.Step) -> str:
+    assert isinstance(st, fmt.Mremap)
+    r.maps[st.map].mremap(st.offset, st.old_length, st.new_length, st.move)
+    return fmt.OK
+
+
+def _touch(r: _Run, st: fmt.Step) -> str:
+    assert isinstance(st, fmt.Touch)
+    return r.maps[st.map].touch(st.offset, st.access == "write", st.value)
+
+
+def _check(r: _Run, st: fmt.Step) -> str:
+    assert isinstance(st, fmt.Check)
+    return r.maps[st.map].check(st.offset, st.value)
+
+
+def _fork_touch(r: _Run, st: fmt.Step) -> str:
+    assert isinstance(st, fmt.ForkTouch)
+    return r.maps[st.map].fork_touch(st.offset, st.access == "write")
+
+
+def _fd_call(r: _Run, st: fmt.Step) -> str:
+    assert isinstance(st, fmt.Read | fmt.Write | fmt.Fsync | fmt.Lseek | fmt.Fallocate | fmt.Ioctl)
+    f = _need_fd(r, st.fd)
+    if isinstance(st, fmt.Read):
+        f.read(st.length)
+    elif isinstance(st, fmt.Write):
+        f.write(st.length)
+    elif isinstance(st, fmt.Fsync):
+        f.fsync()
+    elif isinstance(st, fmt.Lseek):
+        f.lseek(st.offset, SEEK[st.whence])
+    elif isinstance(st, fmt.Fallocate):
+        mode = flags_of(st.mode, FALLOC, "mode")
+        f.fallocate(mode | (FALLOC["FALLOC_FL_KEEP_SIZE"] if mode else 0), st.offset, st.length)
+    else:
+        f.ioctl(IOCTL[st.request])
+    return fmt.OK
+
+
+def _madvise(r: _Run, st: fmt.Step) -> str:
+    assert isinstance(st, fmt.Madvise)
+    r.maps[st.map].madvise(st.offset, st.length, MADV[st.advice])
+    return fmt.OK
+
+
+def _msync(r: _Run, st: fmt.Step) -> str:
+    assert isinstance(st, fmt.Msync)
+    r.maps[st.map].msync(st.offset, st.length, flags_of(st.flags, MS, "flags"))
+    return fmt.OK
+
+
+def _disable(r: _Run, st: fmt.Step) -> str:
+    assert isinstance(st, fmt.Disable)
+    r.bus.disable(r.devs[st.dev])
+    return fmt.OK
+
+
+def _enable(r: _Run, st: fmt.Step) -> str:
+    assert isinstance(st, fmt.Enable)
+    dev = r.devs[st.dev]
+    new = r.bus.enable(dev)
+    if new is not dev:                 # older profiles: a new probe made new instances of every device
+        r.devs = list(new.region.devices)
+    return fmt.OK
+
+
+_HANDLERS = {
+    fmt.Open: _open, fmt.Close: _close, fmt.Mmap: _mmap, fmt.Munmap: _munmap, fmt.Mprotect: _mprotect,
+    fmt.Mremap: _mremap, fmt.Touch: _touch, fmt.Check: _check, fmt.ForkTouch: _fork_touch,
+    fmt.Read: _fd_call, fmt.Write: _fd_call, fmt.Fsync: _fd_call, fmt.Lseek: _fd_call,
+    fmt.Fallocate: _fd_call, fmt.Ioctl: _fd_call, fmt.Madvise: _madvise, fmt.Msync: _msync,
+    fmt.Disable: _disable, fmt.Enable: _enable,
+}

@@ -1,0 +1,1528 @@
+"""Device-DAX as real objects over a real mmap core: regions, devices, open files, vmas.
+
+What this is: the executable counterpart of the spec (spec/) with real reference counts, a real
+global minor ida, real shared mappings and real faults (impl/core.py via impl/vmcore.py). Lifetime
+state is re-implemented with objects; the semantics come from the spec: the admin programs are the
+spec profile's step lists (spec/profiles.py create/remove/bind/unbind/create_failed), walked step by
+step and dispatched by name to a method of the same name (spec/admin.py defines what each step does);
+the pure rules (check_vma, get_unmapped_area, may_split, the fops outcomes) are the spec's functions.
+
+Objects and who pins whom (kernel-semantics.md 1.3): an open DaxFile pins the cdev kobject
+(chrdev_open -> cdev_get); each VmArea pins its file (vma->vm_file); the cdev kobject pins its parent
+device kobject from cdev_add (2f0157f "char_dev: pin parent kobject"); the device pins its region
+(kref_get in devm_create_dax_dev) and its pseudo-inode (dax_inode_get / alloc_dax); the minor goes
+back to the global ida only in release (v4.10 dax_dev_release; modern: the inode free path). So a
+minor can never be reused while a file or vma of the old instance exists (spec invariant minor_unique).
+
+Aliveness is separate from lifetime: ``alive`` lives in the core's shared table (MappingCore.set_alive)
+so the handler process sees the store; the teardown is clear alive, a real SRCU grace period
+(MappingCore.synchronize), then unmap_mapping_range (zap every vma of the device), then cdev_del,
+unregister, and release on the last put (spec/admin.py; kernel-semantics 4).
+
+Profiles: ``modern`` (default; bind/unbind cycles, alive only while device_dax is bound) and
+``v4.10`` (alive from creation until provider removal). v4.7 is spec-only (its defects are findings).
+
+Errors: syscall-like calls raise OSError(errno) exactly where the spec's outcome is an errno; bad
+arguments (wrong type, negative size, unknown name) raise ValueError naming the field; what the
+kernel itself would oops or WARN on raises KernelBug (e.g. M21: mmap through a file opened while the
+modern device was not alive dereferences a NULL private_data).
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import threading
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from types import SimpleNamespace
+from typing import Final, cast
+
+import icontract
+
+from devdax.spec import fops, geometry, mm
+from devdax.spec.ctx import Ctx
+from devdax.spec.profiles import Profile, get_profile
+
+from . import contracts
+from . import sys as dsys
+from .core import Backing, Mapping, MappingCore
+from .fault_policy import VMA_NOHUGE
+from .ida import Ida
+from .kobject import KernelBug, Kobject, Kref
+from .vmcore import VmCore, claim
+
+ON: Final = contracts.ENABLED
+PAGE: Final = geometry.PAGE_SIZE
+K4: Final = geometry.PAGE_SIZE
+M2: Final = geometry.PMD_SIZE
+G1: Final = geometry.PUD_SIZE
+ALIGNS: Final = (K4, M2, G1)
+IMPL_PROFILES: Final = ("v4.10", "modern")
+DEFAULT_PROFILE: Final = "modern"
+#: MINORMASK + 1: modern alloc_chrdev_region(&dax_devt, 0, MINORMASK+1) (kernel-semantics 3); no 256
+MINOR_LIMIT: Final = 1 << 20
+
+# ------------------------------------------------------------------------------ flag vocabularies --
+
+PROT: Final = {"PROT_NONE": 0, "PROT_READ": 1, "PROT_WRITE": 2, "PROT_EXEC": 4}
+MAP: Final = {
+    "MAP_SHARED": 0x01, "MAP_PRIVATE": 0x02, "MAP_SHARED_VALIDATE": 0x03, "MAP_FIXED": 0x10,
+    "MAP_ANONYMOUS": 0x20, "MAP_GROWSDOWN": 0x100, "MAP_LOCKED": 0x2000, "MAP_NORESERVE": 0x4000,
+    "MAP_POPULATE": 0x8000, "MAP_NONBLOCK": 0x10000, "MAP_STACK": 0x20000, "MAP_HUGETLB": 0x40000,
+    "MAP_SYNC": 0x80000, "MAP_FIXED_NOREPLACE": 0x100000, "MAP_HUGE_2MB": 21 << 26,
+    "MAP_HUGE_1GB": 30 << 26,
+}
+MAP_TYPE: Final = 0x03
+#: include/linux/mman.h LEGACY_MAP_MASK: what MAP_SHARED_VALIDATE accepts besides mmap_supported_flags
+LEGACY_MAP_MASK: Final = (0x01 | 0x02 | 0x10 | 0x20 | 0x0800 | 0x1000 | 0x4000000 | 0x100 | 0x2000
+                          | 0x4000 | 0x8000 | 0x10000 | 0x20000 | 0x40000)
+MADV: Final = {
+    "MADV_NORMAL": 0, "MADV_RANDOM": 1, "MADV_SEQUENTIAL": 2, "MADV_WILLNEED": 3, "MADV_DONTNEED": 4,
+    "MADV_FREE": 8, "MADV_REMOVE": 9, "MADV_DONTFORK": 10, "MADV_DOFORK": 11, "MADV_MERGEABLE": 12,
+    "MADV_UNMERGEABLE": 13, "MADV_HUGEPAGE": 14, "MADV_NOHUGEPAGE": 15, "MADV_DONTDUMP": 16,
+    "MADV_DODUMP": 17, "MADV_WIPEONFORK": 18, "MADV_KEEPONFORK": 19, "MADV_COLD": 20,
+    "MADV_PAGEOUT": 21, "MADV_POPULATE_READ": 22, "MADV_POPULATE_WRITE": 23,
+    "MADV_DONTNEED_LOCKED": 24, "MADV_COLLAPSE": 25, "MADV_HWPOISON": 100, "MADV_SOFT_OFFLINE": 101,
+}
+MADV_NAMES: Final = {v: k for k, v in MADV.items()}
+MS: Final = {"MS_ASYNC": 1, "MS_INVALIDATE": 2, "MS_SYNC": 4}
+O_FLAGS: Final = {
+    "O_RDONLY": os.O_RDONLY, "O_WRONLY": os.O_WRONLY, "O_RDWR": os.O_RDWR, "O_SYNC": os.O_SYNC,
+    "O_DSYNC": os.O_DSYNC, "O_DIRECT": os.O_DIRECT, "O_EXCL": os.O_EXCL, "O_CLOEXEC": os.O_CLOEXEC,
+    "O_NONBLOCK": os.O_NONBLOCK, "O_NOATIME": os.O_NOATIME, "O_NOCTTY": os.O_NOCTTY,
+    "O_TRUNC": os.O_TRUNC, "O_APPEND": os.O_APPEND, "O_CREAT": os.O_CREAT, "O_LARGEFILE": 0o100000,
+    "O_PATH": os.O_PATH,
+}
+
+
+def flags_of(names: Iterable[str], table: dict[str, int], field: str) -> int:
+    """Names -> the OR of their values (the scenario runner's way in); unknown names: ValueError."""
+    out = 0
+    for n in names:
+        if n not in table:
+            raise ValueError(f"{field}: unknown flag {n!r}")
+        out |= table[n]
+    return out
+
+
+def _int(field: str, v: object, lo: int = 0, hi: int | None = None) -> int:
+    """A non-bool int within [lo, hi]; anything else is the caller's mistake: ValueError naming it."""
+    if isinstance(v, bool) or not isinstance(v, int):
+        raise ValueError(f"{field}: expected an int, got {type(v).__name__}")
+    if v < lo or (hi is not None and v > hi):
+        raise ValueError(f"{field}: {v} outside [{lo}, {hi if hi is not None else 'inf'}]")
+    return v
+
+
+def _err(code: int, what: str) -> OSError:
+    return OSError(code, f"{os.strerror(code)}: {what}")
+
+
+# --------------------------------------------------------------------------------------- events --
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One linearization point: ``kind`` (step, alive_clear, gp_start, gp_end, unmap, get, put,
+    release, open, close, mmap, munmap, fault_lock, alive_check, insert, unlock), the object it
+    happened to (``dax0.0``, ``region0``, ``file3``...) and a detail (step outcome, refcount...)."""
+
+    kind: str
+    obj: str
+    detail: str = ""
+
+
+# ------------------------------------------------------------------------------------- registry --
+
+#: dax_minor_ida: one per module, as in drivers/dax/super.c (shared by every DaxBus of the process)
+DAX_MINOR_IDA = Ida("dax_minor_ida", MINOR_LIMIT)
+#: kobj_map of the dax chrdev region: minor -> the instance whose cdev is added (cdev_add..cdev_del)
+_KOBJ_MAP: dict[int, DevDax] = {}
+_KOBJ_LOCK = threading.RLock()
+
+D_NONE, D_CREATING, D_LIVE, D_FAILED, D_RELEASED = range(5)
+PHASES: Final = ("none", "creating", "live", "failed", "released")
+
+
+class _StepFailed(Exception):
+    """A step left its program (spec/admin.py Goto): run ``prog`` for the device, or skip it."""
+
+    def __init__(self, code: int, prog: str) -> None:
+        super().__init__(os.strerror(code))
+        self.code = code
+        self.prog = prog
+
+
+class SharedBacking:
+    """The physical range a provider hands out (one memfd or file). Refcounted because a v4.10
+    re-probe makes a new region over the same memory while the old region may still be pinned."""
+
+    def __init__(self, core: MappingCore, size: int, path: str | None) -> None:
+        self.core = core
+        self.backing: Backing = core.create_backing(size, path)
+        self.size = size
+        self.path = path
+        self.kref = Kref(f"backing:{path or 'memfd'}", self._release)
+
+    def _release(self) -> None:
+        if not self.core.closed and not self.backing.closed:
+            self.core.close_backing(self.backing)
+
+
+# --------------------------------------------------------------------------------------- region --
+
+def _region_refs_exact(self: DaxRegion) -> bool:
+    r = self
+    if r.kref.released:
+        return True
+    holders = int(r.provider_ref) + int(r.devm_ref) + sum(
+        1 for d in r.devices if d.holds_region and d.phase != D_RELEASED)
+    return r.kref.count == holders
+
+
+class DaxRegion:
+    """struct dax_region: a resource of one backing, an align, a per-region id ida and a kref with
+    the provider's and the devm action's references (alloc_dax_region; kernel-semantics 1.1)."""
+
+    def __init__(self, bus: DaxBus, rid: int, backing: SharedBacking, align: int, profile: Profile,
+                 spans: Sequence[Sequence[tuple[int, int]]]) -> None:
+        self.bus = bus
+        self.id = rid
+        self.backing = backing
+        self.align = align
+        self.profile = profile
+        self.ida = Ida(f"region{rid}.ida")
+        self.kref = Kref(f"region{rid}", self._free, count=0)
+        self.provider_ref = False
+        self.devm_ref = False
+        self.gone = False
+        self.freed = False
+        self.devices: list[DevDax] = [DevDax(self, i, tuple(s)) for i, s in enumerate(spans)]
+        backing.kref.get()
+
+    @property
+    def name(self) -> str:
+        return f"region{self.id}"
+
+    def _free(self) -> None:
+        """dax_region_free(): kfree; the region's hold on the backing goes with it."""
+        self.freed = True
+        self.bus._log("release", self.name)
+        self.bus._region_ids.free(self.id)
+        self.backing.kref.put()
+
+    # steps (spec/admin.py): the region's part of probe and remove
+    def alloc_dax_region(self) -> str:
+        """kref_init (the probe's reference) plus one for the devm action dax_region_unregister."""
+        self.kref.reinit()
+        self.kref.get()
+        self.provider_ref = self.devm_ref = True
+        return "ok"
+
+    def provider_put(self) -> str:
+        """dax_pmem: "child dax_dev instances now own the lifetime of the dax_region"."""
+        self.provider_ref = False
+        self._put()
+        return "ok"
+
+    def dax_region_unregister(self) -> str:
+        """The region's devm action, last on provider removal."""
+        self.gone = True
+        if self.devm_ref:
+            self.devm_ref = False
+            self._put()
+        return "ok"
+
+    def _put(self) -> None:
+        self.bus._log("put", self.name, f"kref {self.kref.count - 1}")
+        self.kref.put()
+
+
+# --------------------------------------------------------------------------------------- device --
+
+def _dev_refs_exact(self: DevDax) -> bool:
+    d = self
+    """refcount_exact_all for one device (spec/invariants.py): cdev = own ref + files; device =
+    initialize ref + the cdev's pin + the mappingN children's pins."""
+    if d.phase in (D_NONE, D_RELEASED) or d.bus.closing:
+        return True
+    files = len(d.files)
+    if d.cdev.count != int(d.cdev_live) + files and not d.rebound_with_files:
+        return False
+    pins = d.children + d.zombies
+    return d.rebound_with_files or d.dev_kobj.count == int(d.init_ref) + int(d.cdev.count > 0) + pins
+
+
+class DevDax:
+    """struct dev_dax with its embedded struct device and struct cdev, one or several ranges."""
+
+    def __init__(self, region: DaxRegion, index: int, spans: tuple[tuple[int, int], ...]) -> None:
+        self.region = region
+        self.bus = region.bus
+        self.index = index
+        self.spans = spans
+        self.align = region.align
+        self.ranges = geometry.make_ranges(spans)
+        self.size = geometry.device_size(self.ranges)
+        self.phase = D_NONE
+        self.id = -1
+        self.id_held = False
+        self.minor = -1
+        self.minor_held = False
+        self.init_ref = False
+        # both kobjects start unborn (count 0): device_initialize / cdev_init make them count 1
+        self.dev_kobj = Kobject(f"dax{region.id}.{index}:device", self._release, count=0)
+        self.cdev = Kobject(f"dax{region.id}.{index}:cdev", self._cdev_release, parent=self.dev_kobj,
+                            count=0)
+        self.inode: Kref | None = None
+        self.cdev_live = False
+        self.cdev_mapped = False
+        self.icdev_cached = False
+        self.holds_region = False
+        self.registered = False
+        self.bound = False
+        self.dead = False
+        self.children = 0
+        self.zombies = 0
+        self.gp = False
+        self.slot = -1                  # the core's device slot (alive flag and ranges for the handler)
+        self.files: set[DaxFile] = set()
+        self.rebound_with_files = False  # modern re-bind cdev_init with files still open (a finding)
+        self.child_kobjs: list[Kobject] = []
+        self.create_error = 0           # errno of a failed creation step (0: none)
+
+    @property
+    def name(self) -> str:
+        return f"dax{self.region.id}.{self.id if self.id >= 0 else '?'}"
+
+    @property
+    def alive(self) -> bool:
+        return self.slot >= 0 and not self.bus.core.closed and self.bus.core.alive(self.slot)
+
+    @property
+    def released(self) -> bool:
+        return self.phase == D_RELEASED
+
+    def _created(self) -> bool:
+        return self.phase in (D_CREATING, D_LIVE)
+
+    def _log(self, kind: str, detail: str = "") -> None:
+        self.bus._log(kind, self.name, detail)
+
+    def areas(self) -> list[VmArea]:
+        return [a for f in self.files for a in f.areas]
+
+    # --- creation steps ----------------------------------------------------------------------------
+    def ida_alloc_id(self) -> str:
+        """ida_alloc(&dax_region->ida): the per-region instance id (the Y of daxX.Y)."""
+        self.id = self.region.ida.alloc()
+        self.id_held = True
+        self.phase = D_CREATING
+        return "ok"
+
+    def ida_alloc_minor(self) -> str:
+        """The global minor (alloc_dax / ida_simple_get). On exhaustion: before device_initialize the
+        half-made device is kfree'd (the id simply returned); after it only put_device may unwind."""
+        try:
+            self.minor = self.bus.minor_ida.alloc()
+        except OSError:
+            if self.init_ref:
+                raise _StepFailed(errno.ENOMEM, "create_failed") from None
+            self.region.ida.free(self.id)
+            self.id_held = False
+            self.phase = D_RELEASED
+            raise _StepFailed(errno.ENOMEM, "skip") from None
+        self.minor_held = True
+        return "ok"
+
+    def dax_inode_get(self) -> str:
+        """iget5_locked on the dax pseudo-fs; its free path returns the minor (modern, V412+)."""
+        self.inode = Kref(f"{self.name}:inode", self._inode_free)
+        return "ok"
+
+    def device_initialize(self) -> str:
+        """"so cdev can reference kobj parent": from here on only put_device() may free (M18). The
+        core's device slot (ranges, alive flag) is created here, dead."""
+        self.dev_kobj.reinit()
+        self.init_ref = True
+        core = self.bus.core
+        self.slot = core.add_device(self.region.backing.backing, self.spans, self.align, alive=False)
+        return "ok"
+
+    def set_alive(self) -> str:
+        """v4.10: "from here on we're committed to teardown via dax_dev_release()"."""
+        self.bus.core.set_alive(self.slot, True)
+        self._log("alive_set")
+        return "ok"
+
+    def region_get(self) -> str:
+        """kref_get(&dax_region->kref): the device pins its region until its release."""
+        if self.region.freed:
+            raise KernelBug(f"uaf: kref_get on freed {self.region.name}")
+        self.holds_region = True
+        self.region.kref.get()
+        self.bus._log("get", self.region.name, f"kref {self.region.kref.count}")
+        return "ok"
+
+    def cdev_add(self) -> str:
+        """cdev_init() + cdev_add(): into kobj_map, the node opens from now on; the cdev kobject pins
+        its parent. cdev_init re-initialises the kobject even while files of an earlier binding
+        still hold it (modern dev_dax_probe on every bind: the spec's refcount_exact_all finding)."""
+        if self.files:
+            self.rebound_with_files = True
+            self.bus._warn(f"kobject ({self.cdev.name}): tried to init an initialized object, something is "
+                           "seriously wrong (cdev_init on re-bind while files hold the cdev)")
+        self.cdev.reinit()
+        self.cdev.pin_parent()
+        self.cdev_live = self.cdev_mapped = True
+        with _KOBJ_LOCK:
+            _KOBJ_MAP[self.minor] = self
+        self._log("cdev_add", f"minor {self.minor}")
+        return "ok"
+
+    def device_add(self) -> str:
+        """device_add(): registered (sysfs, uevent); failure injection runs create_failed."""
+        if self.bus.fail_device_add:
+            raise _StepFailed(errno.EEXIST, "create_failed")
+        self.phase = D_LIVE
+        self.registered = True
+        return "ok"
+
+    def add_mappings(self) -> str:
+        """Modern: one mappingN child per range, each pinning its parent (M15 fix)."""
+        for k in range(len(self.ranges)):
+            child = Kobject(f"{self.name}:mapping{k}", None, parent=self.dev_kobj)
+            child.pin_parent()
+            self.child_kobjs.append(child)
+        self.children = len(self.ranges)
+        return "ok"
+
+    def run_dax(self) -> str:
+        """dev_dax_probe ends with run_dax(): alive. Old vmas of an earlier binding fault through the
+        same dev_dax again, so their poison markers are zapped (MappingCore.revive_device)."""
+        self.bus.core.revive_device(self.slot)
+        self.bound = True
+        self.dead = False
+        self._log("alive_set", "run_dax")
+        return "ok"
+
+    # --- teardown steps ----------------------------------------------------------------------------
+    def unregister_lock(self) -> str:
+        return "ok" if self._created() else "skipped"
+
+    def clear_alive(self) -> str:
+        """kill_dax(): alive = false; new faults see it and SIGBUS."""
+        if not self._created() or (self.region.profile.bind_cycles and not self.bound and not self.alive):
+            return "skipped"
+        self.bus.core.set_alive(self.slot, False)
+        self.bound = False
+        self._log("alive_clear")
+        return "ok"
+
+    def synchronize_start(self) -> str:
+        if not self._created() or (self.region.profile.bind_cycles and self.dead):
+            return "skipped"
+        self.gp = True
+        self._log("gp_start")
+        return "ok"
+
+    def synchronize_wait(self) -> str:
+        """synchronize_srcu(): one real grace period of the handler's read side."""
+        if not self.gp:
+            return "skipped"
+        self.bus.core.synchronize()
+        self.gp = False
+        self._log("gp_end")
+        return "ok"
+
+    def unmap_mapping_range(self) -> str:
+        """unmap_mapping_range(dax inode mapping): every vma of the device, through whichever file."""
+        if not self._created() or (self.region.profile.bind_cycles and self.dead):
+            return "skipped"
+        for a in self.areas():
+            self.bus.core.zap(a.m)
+        self._log("unmap", f"{len(self.areas())} vmas")
+        return "ok"
+
+    def cdev_del(self) -> str:
+        """cdev_del(): out of kobj_map, drop the cdev's own reference."""
+        if not self.cdev_live:
+            return "skipped"
+        self.cdev_live = self.cdev_mapped = False
+        with _KOBJ_LOCK:
+            if _KOBJ_MAP.get(self.minor) is self:
+                del _KOBJ_MAP[self.minor]
+        self._log("cdev_del")
+        self._cdev_put()
+        return "ok"
+
+    def device_del(self) -> str:
+        if not self._created():
+            return "skipped"
+        self.registered = False
+        self.bound = False
+        return "ok"
+
+    def unregister_mappings(self) -> str:
+        """free_dev_dax_ranges: each mappingN is unregistered; nothing else holds it here, so its
+        release runs now and drops its pin on the parent."""
+        if not self._created() or self.children == 0:
+            return "skipped"
+        self.zombies += self.children
+        self.children = 0
+        kids, self.child_kobjs = self.child_kobjs, []
+        for k in kids:
+            self.zombies -= 1
+            self._log("put", f"{k.name}")
+            k.put()
+        return "ok"
+
+    def put_device(self) -> str:
+        """The reference device_initialize() took; release runs here if nothing else holds it."""
+        if not self.init_ref:
+            return "skipped"
+        self.init_ref = False
+        if self.phase != D_LIVE:
+            self.phase = D_FAILED
+        self._dev_put()
+        return "ok"
+
+    # --- puts and releases -------------------------------------------------------------------------
+    def _dev_put(self) -> None:
+        self._log("put", f"device {self.dev_kobj.count - 1}")
+        self.dev_kobj.put()
+
+    def _cdev_put(self) -> None:
+        if self.cdev.count <= 0:
+            # reachable only after a modern re-bind re-initialised a held cdev (spec finding
+            # no_refcount_underflow): the kernel WARNs and saturates; the put does nothing
+            self.bus._warn(f"refcount_t: underflow; use-after-free ({self.cdev.name})")
+            return
+        self._log("put", f"cdev {self.cdev.count - 1}")
+        self.cdev.put()
+
+    def _cdev_release(self) -> None:
+        """cdev_default_release: cdev_purge() (every /dev inode forgets i_cdev), then (Kobject) the
+        parent pin cdev_add took is dropped."""
+        self.icdev_cached = False
+        self._log("release", "cdev")
+
+    def _release(self) -> None:
+        """dax_dev_release (v4.10) / dev_dax_release (modern): the last device reference is gone.
+        v4.10 frees the minor here; modern frees it when the inode is freed (iput below). Then the
+        id and the region reference. The core slot goes too: no vma can exist any more."""
+        self._log("release", "device")
+        if self.minor_held and self.region.profile.name == "v4.10":
+            self._free_minor()
+        if self.id_held:
+            if self.region.freed:
+                raise KernelBug(f"uaf: ida_free on freed {self.region.name}")
+            self.region.ida.free(self.id)
+            self.id_held = False
+        self.phase = D_RELEASED
+        if self.slot >= 0 and not self.bus.core.closed:
+            self.bus.core.remove_device(self.slot)
+        self.slot = -1
+        inode, self.inode = self.inode, None
+        if inode is not None:
+            inode.put()
+        elif self.minor_held:
+            self._free_minor()
+        if self.holds_region:
+            self.holds_region = False
+            self.region._put()
+
+    def _inode_free(self) -> None:
+        """dax_free_inode: the minor returns to dax_minor_ida (modern); v4.10 did it in release."""
+        if self.minor_held:
+            self._free_minor()
+
+    def _free_minor(self) -> None:
+        self.bus.minor_ida.free(self.minor)
+        self.minor_held = False
+        self._log("minor_free", str(self.minor))
+
+
+# ----------------------------------------------------------------------------------------- file --
+
+def _file_refs_exact(self: DaxFile) -> bool:
+    f = self
+    if f.f_count.released:
+        return True
+    return f.f_count.count == int(f.fd_open) + len(f.areas)
+
+
+@icontract.invariant(_file_refs_exact, "f_count == fd + vmas", enabled=ON)
+class DaxFile:
+    """An open struct file of /dev/daxX.Y: f_count = the fd plus one per vma; private_data is the
+    device dax_open stored (None: modern dax_get_private() of a dead device, M21)."""
+
+    def __init__(self, bus: DaxBus, dev: DevDax, readable: bool, writable: bool, flags: int) -> None:
+        self.bus = bus
+        self.dev = dev
+        self.readable = readable
+        self.writable = writable
+        self.flags = flags
+        self.fd_open = True
+        self.number = bus._next_file()
+        self.name = f"file{self.number}"
+        self.f_count = Kref(f"file{self.number}", self._last_fput)
+        self.private_data: DevDax | None = dev
+        self.areas: list[VmArea] = []
+        self.pos = 0
+
+    @property
+    def closed(self) -> bool:
+        return not self.fd_open
+
+    def _last_fput(self) -> None:
+        """__fput(): dax_release() does nothing; the VFS then drops what chrdev_open took."""
+        self.bus._log("release", self.name)
+        self.dev.files.discard(self)
+        self.dev._cdev_put()
+
+    def _get(self) -> None:
+        self.f_count.get()
+
+    def _put(self) -> None:
+        self.f_count.put()
+
+    def _need_fd(self) -> None:
+        if not self.fd_open:
+            raise _err(errno.EBADF, f"{self.name} is closed")
+
+    # --- fops ----------------------------------------------------------------------------------------
+    @icontract.ensure(lambda self: not self.fd_open, enabled=ON)
+    def close(self) -> None:
+        """close(fd): the vmas made through it keep the file (and so the device) alive."""
+        with self.bus._lock:
+            self._need_fd()
+            self.fd_open = False
+            self.bus._log("close", self.name)
+            self._put()
+
+    def read(self, length: int) -> bytes:
+        """read(2): dax_fops has no ->read (spec/fops.py)."""
+        _int("length", length)
+        with self.bus._lock:
+            self._need_fd()
+            raise _err(getattr(errno, fops.read(self.readable)), f"read on {self.name}")
+
+    def write(self, data: bytes | int) -> int:
+        """write(2): dax_fops has no ->write."""
+        if not isinstance(data, bytes | bytearray | int) or isinstance(data, bool):
+            raise ValueError(f"data: expected bytes or a length, got {type(data).__name__}")
+        with self.bus._lock:
+            self._need_fd()
+            raise _err(getattr(errno, fops.write(self.writable)), f"write on {self.name}")
+
+    def fsync(self) -> None:
+        with self.bus._lock:
+            self._need_fd()
+            raise _err(getattr(errno, fops.fsync()), f"fsync on {self.name}")
+
+    def lseek(self, offset: int, whence: int = os.SEEK_SET) -> int:
+        """noop_llseek: returns the current position and never fails."""
+        _int("offset", offset, lo=-(1 << 63), hi=(1 << 63) - 1)
+        _int("whence", whence, 0, 4)
+        with self.bus._lock:
+            self._need_fd()
+            assert fops.lseek() == "ok"
+            return self.pos
+
+    def fallocate(self, mode: int, offset: int, length: int) -> None:
+        _int("mode", mode)
+        _int("offset", offset)
+        _int("length", length)
+        with self.bus._lock:
+            self._need_fd()
+            raise _err(getattr(errno, fops.fallocate(self.writable)), f"fallocate on {self.name}")
+
+    def ioctl(self, request: int) -> int:
+        _int("request", request)
+        with self.bus._lock:
+            self._need_fd()
+            raise _err(getattr(errno, fops.ioctl()), f"ioctl on {self.name}")
+
+    # --- mmap ----------------------------------------------------------------------------------------
+    @icontract.ensure(lambda result: all(a.mayshare for a in result.areas), "vmas are shared", enabled=ON)
+    @icontract.ensure(lambda self, result: all(
+        a.start % self.dev.align == 0 and a.end % self.dev.align == 0 for a in result.areas),
+        "vmas are aligned on creation", enabled=ON)
+    def mmap(self, length: int, prot: int, flags: int, offset: int = 0, fixed_addr: int | None = None) -> Vma:
+        """mmap(2) in the spec's order (spec/vma.py do_mmap): map type; length/offset; EACCES;
+        MAP_SHARED_VALIDATE flags; fixed address; dax_get_unmapped_area; dax_mmap -> check_vma."""
+        _int("length", length, 0, 1 << 47)
+        _int("prot", prot, 0, 0xF)
+        _int("flags", flags, 0, (1 << 32) - 1)
+        _int("offset", offset, 0, 1 << 62)
+        if fixed_addr is not None:
+            _int("fixed_addr", fixed_addr, 0, (1 << 47) - 1)
+        with self.bus._lock:
+            self._need_fd()
+            return self._mmap(length, prot, flags, offset, fixed_addr)
+
+    def _mmap(self, length: int, prot: int, flags: int, offset: int, fixed_addr: int | None) -> Vma:
+        bus = self.bus
+        prof = self.dev.region.profile
+        mtype = flags & MAP_TYPE
+        if mtype == 0 or flags & MAP["MAP_HUGETLB"]:
+            raise _err(errno.EINVAL, "one of MAP_SHARED/MAP_PRIVATE/MAP_SHARED_VALIDATE; no MAP_HUGETLB")
+        if length == 0 or offset % PAGE:
+            raise _err(errno.EINVAL, f"length {length:#x} / offset {offset:#x}")
+        length = geometry.round_up(length, PAGE)
+        shared = mtype != MAP["MAP_PRIVATE"]
+        write = bool(prot & PROT["PROT_WRITE"])
+        if not self.readable or (shared and write and not self.writable):
+            raise _err(errno.EACCES, "do_mmap: FMODE_READ, or PROT_WRITE|MAP_SHARED needs FMODE_WRITE")
+        if mtype == MAP["MAP_SHARED_VALIDATE"]:
+            supported = LEGACY_MAP_MASK | (MAP["MAP_SYNC"] if prof.map_sync else 0)
+            if flags & MAP["MAP_SYNC"] and not prof.map_sync:
+                raise _err(errno.EOPNOTSUPP, "MAP_SYNC not in mmap_supported_flags")
+            if flags & ~supported & ~MAP["MAP_FIXED_NOREPLACE"]:
+                raise _err(errno.EOPNOTSUPP, f"flags {flags & ~supported:#x} not supported")
+        fixed = bool(flags & (MAP["MAP_FIXED"] | MAP["MAP_FIXED_NOREPLACE"]))
+        hint = fixed_addr or 0
+        if fixed and fixed_addr is None:
+            raise ValueError("fixed_addr: MAP_FIXED needs an address")
+        if hint % PAGE:
+            raise _err(errno.EINVAL, f"address {hint:#x} not page aligned")
+        dev = self.private_data
+        align = self.dev.align
+        place = _Placement(bus, length, offset // PAGE, align, hint, fixed,
+                           bool(flags & MAP["MAP_FIXED_NOREPLACE"]))
+        try:
+            start = place.start()
+            if dev is None:
+                raise KernelBug(f"null deref: dax_mmap -> check_vma(NULL) on {self.name} of {self.dev.name}")
+            noreserve = bool(flags & MAP["MAP_NORESERVE"])
+            vflags = geometry.VmaFlags.from_mmap(shared, write, self.writable, noreserve)
+            rc = geometry.check_vma(dev.alive, vflags, start, start + length, align, prof.private_test)
+            if rc:
+                raise _err(-rc, f"check_vma on {dev.name} at {start:#x}+{length:#x}")
+            place.commit()
+            m = bus.core.map_at(dev.slot, start, length, offset // PAGE, prot & 7, self.writable)
+        except BaseException:
+            place.abort()
+            raise
+        area = VmArea(self, m, read=prot != 0, write=write, exec_=bool(prot & PROT["PROT_EXEC"]),
+                      shared=vflags.shared, mayshare=vflags.mayshare)
+        self._get()                                    # get_file(): the vma pins the file
+        self.areas.append(area)
+        v = Vma(self, start, [area])
+        bus._areas.add(area)
+        bus._log("mmap", self.name, f"{start:#x}+{length:#x} pgoff {offset // PAGE}")
+        if flags & MAP["MAP_POPULATE"]:
+            v._populate(start, start + length, write=False, strict=False)
+        return v
+
+
+class _Placement:
+    """get_unmapped_area for one mmap: a hint is used if free, MAP_FIXED takes its address (after
+    unmapping our own vmas there; memory this emulation does not own is refused with EEXIST, since
+    clobbering the interpreter's heap is no emulation), NULL goes through dax_get_unmapped_area."""
+
+    def __init__(self, bus: DaxBus, length: int, pgoff: int, align: int, hint: int, fixed: bool,
+                 noreplace: bool) -> None:
+        self.bus, self.length, self.pgoff, self.align = bus, length, pgoff, align
+        self.hint, self.fixed, self.noreplace = hint, fixed, noreplace
+        self.res: list[tuple[int, int]] = []         # reservations to release on abort / after commit
+        self.addr = 0
+        self.evict: list[VmArea] = []
+
+    def _mm_alloc(self, n: int) -> int:
+        a = dsys.mmap(0, n, dsys.PROT_NONE, dsys.MAP_PRIVATE | dsys.MAP_ANONYMOUS | dsys.MAP_NORESERVE)
+        self.res.append((a, n))
+        return a
+
+    def start(self) -> int:
+        if self.fixed:
+            self.addr = self.hint
+            if claim(self.hint, self.length):
+                self.res.append((self.hint, self.length))
+                return self.addr
+            if self.noreplace:
+                raise _err(errno.EEXIST, f"MAP_FIXED_NOREPLACE: {self.hint:#x} is in use")
+            mine = [a for a in self.bus._areas if a.start < self.hint + self.length and self.hint < a.end]
+            covered = sum(min(a.end, self.hint + self.length) - max(a.start, self.hint) for a in mine)
+            if covered != self.length:
+                raise _err(errno.EEXIST, f"MAP_FIXED over memory this emulation does not own: {self.hint:#x}")
+            self.evict = mine
+            return self.addr
+        if self.hint and claim(self.hint, self.length):
+            self.res.append((self.hint, self.length))
+            self.addr = self.hint
+            return self.addr
+        self.addr = geometry.dax_get_unmapped_area(0, self.length, self.pgoff, self.align, self._mm_alloc)
+        return self.addr
+
+    def commit(self) -> None:
+        """check_vma passed: unmap what MAP_FIXED replaces, release the slack of the reservation."""
+        lo, hi = self.addr, self.addr + self.length
+        for area in self.evict:
+            area.handle._unmap_range(max(lo, area.start), min(hi, area.end), check=False)
+        if self.evict:
+            self.res.append((lo, self.length) if claim(lo, self.length) else (0, 0))
+        for a, n in self.res:
+            if n and a < lo:
+                dsys.munmap(a, min(n, lo - a))
+            if n and a + n > hi:
+                s = max(a, hi)
+                dsys.munmap(s, a + n - s)
+        self.res = []
+
+    def abort(self) -> None:
+        for a, n in self.res:
+            if n:
+                dsys.munmap(a, n)
+        self.res = []
+
+
+# ------------------------------------------------------------------------------------------ vma --
+
+class VmArea:
+    """One kernel vma: a core Mapping plus the vm flags the mm and the driver read."""
+
+    def __init__(self, file: DaxFile, m: Mapping, *, read: bool, write: bool, exec_: bool, shared: bool,
+                 mayshare: bool, dontcopy: bool = False, nohuge: bool = False) -> None:
+        self.file = file
+        self.m = m
+        self.read, self.write, self.exec_ = read, write, exec_
+        self.shared, self.mayshare = shared, mayshare
+        self.dontcopy, self.nohuge = dontcopy, nohuge
+        self.handle: Vma = cast("Vma", None)
+
+    @property
+    def start(self) -> int:
+        return self.m.addr
+
+    @property
+    def end(self) -> int:
+        return self.m.end
+
+    @property
+    def pgoff(self) -> int:
+        return self.m.pgoff
+
+    def copy(self, m: Mapping) -> VmArea:
+        a = VmArea(self.file, m, read=self.read, write=self.write, exec_=self.exec_, shared=self.shared,
+                   mayshare=self.mayshare, dontcopy=self.dontcopy, nohuge=self.nohuge)
+        a.handle = self.handle
+        return a
+
+    def prot(self) -> int:
+        return (1 if self.read else 0) | (2 if self.write else 0) | (4 if self.exec_ else 0)
+
+    def __repr__(self) -> str:
+        return f"VmArea({self.start:#x}-{self.end:#x} pgoff {self.pgoff} {self.file.name})"
+
+
+def _handle_ok(self: Vma) -> bool:
+    v = self
+    return all(a.handle is v and a.file.f_count.count > 0 for a in v.areas)
+
+
+@icontract.invariant(_handle_ok, "every vma of a handle pins a live file", enabled=ON)
+class Vma:
+    """What mmap(2) returned: the range at ``base`` and the kernel vmas it consists of now (one,
+    until munmap/mprotect/madvise/mremap cut it). Range calls take offsets relative to ``base``."""
+
+    def __init__(self, file: DaxFile, base: int, areas: list[VmArea]) -> None:
+        self.file = file
+        self.bus = file.bus
+        self.base = base
+        self.areas = areas
+        for a in areas:
+            a.handle = self
+        self.length = sum(a.end - a.start for a in areas)
+
+    @property
+    def addr(self) -> int:
+        return self.base
+
+    @property
+    def unmapped(self) -> bool:
+        return not self.areas
+
+    def _ctx(self, align: int) -> Ctx:
+        return cast(Ctx, SimpleNamespace(prof=self.file.dev.region.profile, align=align))
+
+    def _area_at(self, addr: int) -> VmArea | None:
+        for a in self.areas:
+            if a.start <= addr < a.end:
+                return a
+        return None
+
+    def _hit(self, lo: int, hi: int) -> list[VmArea]:
+        return sorted((a for a in self.areas if a.start < hi and lo < a.end), key=lambda a: a.start)
+
+    @staticmethod
+    def _covered(lo: int, hi: int, areas: list[VmArea]) -> bool:
+        at = lo
+        for a in sorted(areas, key=lambda a: a.start):
+            if a.start > at:
+                return False
+            at = max(at, a.end)
+        return at >= hi
+
+    def _may_split_all(self, lo: int, hi: int, areas: list[VmArea]) -> bool:
+        for a in areas:
+            for cut in (lo, hi):
+                if a.start < cut < a.end and not mm.may_split(self._ctx(a.file.dev.align), cut):
+                    return False
+        return True
+
+    def _range(self, offset: int, length: int) -> tuple[int, int]:
+        _int("offset", offset, -(1 << 47), 1 << 47)
+        _int("length", length, 0, 1 << 47)
+        lo = self.base + offset
+        return lo, lo + geometry.round_up(length, PAGE)
+
+    def _split_at(self, a: VmArea, cut: int) -> VmArea:
+        """__split_vma: the tail becomes its own vma and takes a file reference (spec mm.change)."""
+        t = a.copy(self.bus.core.split(a.m, cut))
+        a.file._get()
+        a.file.areas.append(t)
+        self.areas.append(t)
+        self.bus._areas.add(t)
+        return t
+
+    def _carve(self, a: VmArea, lo: int, hi: int) -> VmArea:
+        """Split a so that [max(lo, start), min(hi, end)) is one vma; returns that middle vma."""
+        if a.start < lo < a.end:
+            a = self._split_at(a, lo)
+        if a.start < hi < a.end:
+            self._split_at(a, hi)
+        return a
+
+    def _drop(self, a: VmArea) -> None:
+        """munmap of one whole vma: entries go with it, then vm_ops->close / fput."""
+        self.bus.core.unmap(a.m)
+        self.areas.remove(a)
+        self.bus._areas.discard(a)
+        a.file.areas.remove(a)
+        self.bus._log("munmap", a.file.name, f"{a.start:#x}+{a.end - a.start:#x}")
+        a.file._put()
+
+    def _unmap_range(self, lo: int, hi: int, check: bool = True) -> None:
+        areas = self._hit(lo, hi)
+        if check and not self._may_split_all(lo, hi, areas):
+            raise _err(errno.EINVAL, "dev_dax_may_split: misaligned cut")
+        for a in areas:
+            self._drop(self._carve(a, lo, hi))
+
+    # --- range calls -------------------------------------------------------------------------------
+    def munmap(self, offset: int = 0, length: int | None = None) -> None:
+        """munmap(base+offset, length): the whole handle by default; EINVAL for a misaligned cut."""
+        with self.bus._lock:
+            length = self.length if length is None else length
+            lo, hi = self._range(offset, length)
+            if length == 0 or mm.check_range(lo, length):
+                raise _err(errno.EINVAL, f"munmap({lo:#x}, {length:#x})")
+            self._unmap_range(lo, hi)
+
+    def mprotect(self, offset: int, length: int, prot: int) -> None:
+        _int("prot", prot, 0, 7)
+        with self.bus._lock:
+            lo, hi = self._range(offset, length)
+            if mm.check_range(lo, length):
+                raise _err(errno.EINVAL, f"mprotect({lo:#x})")
+            areas = self._hit(lo, hi)
+            if not self._covered(lo, hi, areas):
+                raise _err(errno.ENOMEM, "mprotect: range not fully mapped")
+            write = bool(prot & 2)
+            for a in areas:
+                if write and a.mayshare and not a.file.writable:
+                    raise _err(errno.EACCES, "mprotect: PROT_WRITE on a shared mapping of an O_RDONLY file")
+            if not self._may_split_all(lo, hi, areas):
+                raise _err(errno.EINVAL, "dev_dax_may_split: misaligned cut")
+            for a in areas:
+                mid = self._carve(a, lo, hi)
+                self.bus.core.set_prot(mid.m, prot)
+                mid.read, mid.write, mid.exec_ = prot != 0, write, bool(prot & 4)
+
+    def madvise(self, offset: int, length: int, advice: int) -> None:
+        """madvise(2) by advice, as spec/mm.py madvise and the model backend decide."""
+        _int("advice", advice, 0, 1 << 16)
+        name = MADV_NAMES.get(advice, "")
+        with self.bus._lock:
+            lo, hi = self._range(offset, length)
+            if mm.check_range(lo, length):
+                raise _err(errno.EINVAL, f"madvise({lo:#x})")
+            areas = self._hit(lo, hi)
+            if name in ("MADV_POPULATE_READ", "MADV_POPULATE_WRITE"):
+                if not self._covered(lo, hi, areas):
+                    raise _err(errno.ENOMEM, "madvise populate: range not fully mapped")
+                self._populate(lo, hi, write=name.endswith("WRITE"), strict=True)
+                return
+            if not areas:
+                raise _err(errno.ENOMEM, "madvise: no vma in range")
+            if name in ("MADV_DONTFORK", "MADV_DOFORK", "MADV_HUGEPAGE", "MADV_NOHUGEPAGE"):
+                if not self._may_split_all(lo, hi, areas):
+                    raise _err(errno.EINVAL, "dev_dax_may_split: misaligned cut")
+                for a in areas:
+                    mid = self._carve(a, lo, hi)
+                    self._apply_flag(mid, name)
+            else:
+                for a in areas:
+                    self._advise(a, max(lo, a.start), min(hi, a.end), name)
+            if not self._covered(lo, hi, self._hit(lo, hi)):
+                raise _err(errno.ENOMEM, "madvise: part of the range is not mapped")
+
+    def _apply_flag(self, a: VmArea, name: str) -> None:
+        core = self.bus.core
+        if name == "MADV_DONTFORK":
+            dsys.madvise(a.start, a.end - a.start, dsys.MADV_DONTFORK)
+            a.dontcopy = True
+        elif name == "MADV_DOFORK":
+            dsys.madvise(a.start, a.end - a.start, dsys.MADV_DOFORK)
+            a.dontcopy = False
+        elif name == "MADV_NOHUGEPAGE":
+            core.set_flags(a.m, set_bits=VMA_NOHUGE)
+            a.nohuge = True
+        else:
+            core.set_flags(a.m, clear_bits=VMA_NOHUGE)
+            a.nohuge = False
+
+    def _advise(self, a: VmArea, lo: int, hi: int, name: str) -> None:
+        if name in ("MADV_DONTNEED", "MADV_DONTNEED_LOCKED"):
+            dsys.madvise(lo, hi - lo, dsys.MADV_DONTNEED)     # zap_page_range_single; data stays
+        elif name in ("MADV_COLD", "MADV_PAGEOUT", "MADV_KEEPONFORK", "MADV_NORMAL", "MADV_RANDOM",
+                      "MADV_SEQUENTIAL", "MADV_WILLNEED"):
+            pass
+        elif name == "MADV_REMOVE":
+            if not (a.mayshare and a.file.writable):
+                raise _err(errno.EACCES, "MADV_REMOVE needs a shared writable mapping")
+            raise _err(getattr(errno, fops.fallocate(True)), "MADV_REMOVE -> vfs_fallocate on a char device")
+        else:
+            raise _err(errno.EINVAL, f"madvise advice {name or '?'} not valid for a device-dax vma")
+
+    def _populate(self, lo: int, hi: int, write: bool, strict: bool) -> None:
+        """Fault every unit of [lo, hi) in through the handler (MAP_POPULATE ignores failures;
+        MADV_POPULATE_*: a SIGBUS is EFAULT, faultin_page_range)."""
+        core = self.bus.core
+        try:
+            dsys.madvise(lo, hi - lo, dsys.MADV_POPULATE_WRITE if write else dsys.MADV_POPULATE_READ)
+            return
+        except OSError:
+            pass
+        for a in self._hit(lo, hi):
+            unit = max(a.file.dev.align, PAGE)
+            at = max(lo, a.start)
+            while at < min(hi, a.end):
+                t = core.touch_read(at, 1)
+                if t.outcome != "ok" and strict:
+                    raise _err(errno.EFAULT, f"populate: SIGBUS at {at:#x}")
+                at = (at // unit + 1) * unit
+
+    def msync(self, offset: int, length: int, flags: int) -> None:
+        _int("flags", flags, 0, 0xFFFF)
+        with self.bus._lock:
+            names = frozenset(n for n, v in MS.items() if flags & v)
+            bad = fops.msync_flags(names) or ("EINVAL" if flags & ~7 else None)
+            lo, hi = self._range(offset, length)
+            if bad or mm.check_range(lo, length):
+                raise _err(errno.EINVAL, f"msync flags {flags:#x} at {lo:#x}")
+            areas = self._hit(lo, hi)
+            for a in areas:
+                out = fops.msync_vma(names, a.shared)
+                if out != "ok":
+                    raise _err(getattr(errno, out), "msync(MS_SYNC) -> vfs_fsync_range -> no ->fsync")
+            if not self._covered(lo, hi, areas):
+                raise _err(errno.ENOMEM, "msync: part of the range is not mapped")
+
+    def mremap(self, offset: int, old_length: int, new_length: int, may_move: bool = False) -> int:
+        """mremap(2): shrinking is a cut (may_split); growing asks no driver hook, so an unaligned
+        new end is accepted and every later fault SIGBUSes (check_vma). Returns the new address."""
+        _int("new_length", new_length, 0, 1 << 47)
+        with self.bus._lock:
+            lo, old_end = self._range(offset, old_length)
+            if mm.check_range(lo, old_length) or new_length == 0:
+                raise _err(errno.EINVAL, "mremap: bad address or zero length")
+            new_end = lo + geometry.round_up(new_length, PAGE)
+            a = self._area_at(lo)
+            if a is None or old_end > a.end:
+                raise _err(errno.EFAULT, "mremap: the old range is not inside one vma")
+            if new_end < old_end:
+                self._unmap_range(new_end, old_end)
+            elif new_end > old_end:
+                if old_end != a.end:
+                    code = errno.EFAULT if may_move else errno.ENOMEM
+                    raise _err(code, "mremap: cannot grow in the middle of a vma")
+                if not self.bus.core.grow(a.m, a.m.length + (new_end - old_end)):
+                    if not may_move:
+                        raise _err(errno.ENOMEM, "mremap: no room to grow in place")
+                    self._move(a, lo, new_end - lo)
+            self.length = max((x.end for x in self.areas), default=self.base) - self.base
+            return self.base
+
+    def _move(self, a: VmArea, lo: int, new_len: int) -> None:
+        """MREMAP_MAYMOVE: the vma [lo, end) moves to a new address with its new length. Installed
+        entries are not carried over (they refault through the handler: same data, same outcome)."""
+        if lo != a.start:
+            if not mm.may_split(self._ctx(a.file.dev.align), lo):
+                raise _err(errno.EINVAL, "dev_dax_may_split: misaligned cut")
+            a = self._split_at(a, lo)
+        core = self.bus.core
+        from .vmcore import reserve
+        addr = reserve(new_len, a.file.dev.align)
+        try:
+            m = core.map_at(a.m.dev, addr, new_len, a.pgoff, a.m.prot, a.file.writable,
+                            core.flags(a.m) & VMA_NOHUGE)
+        except BaseException:
+            dsys.munmap(addr, new_len)
+            raise
+        b = a.copy(m)
+        if b.dontcopy:
+            dsys.madvise(b.start, b.end - b.start, dsys.MADV_DONTFORK)
+        a.file._get()
+        a.file.areas.append(b)
+        self.areas.append(b)
+        self.bus._areas.add(b)
+        self._drop(a)
+        if lo == self.base:
+            self.base = addr
+
+    # --- accesses ----------------------------------------------------------------------------------
+    def _access_check(self, offset: int, write: bool) -> tuple[int, str | None]:
+        _int("offset", offset, -(1 << 47), 1 << 47)
+        addr = self.base + offset
+        a = self._area_at(addr)
+        if a is None:
+            return addr, "SIGSEGV"                      # no vma: SEGV_MAPERR
+        if (write and not a.write) or not a.read:
+            return addr, "SIGSEGV"                      # SEGV_ACCERR
+        return addr, None
+
+    def touch(self, offset: int, write: bool = False, value: int | None = None) -> str:
+        """One byte at base+offset: "ok", "SIGBUS" or "SIGSEGV". The access really happens (through
+        the handler's fault path when the unit is not installed); a signal is reported, not taken."""
+        if value is not None:
+            _int("value", value, 0, 255)
+        with self.bus._lock:
+            addr, bad = self._access_check(offset, write)
+            if bad:
+                return bad
+            core = self.bus.core
+            before = core.counters()
+            if write:
+                if value is None:
+                    t = core.touch_read(addr, 1)
+                    if t.outcome == "ok":
+                        t = core.touch_write(addr, t.data)
+                else:
+                    t = core.touch_write(addr, bytes([value]))
+            else:
+                t = core.touch_read(addr, 1)
+            self.bus._log_fault(self.file.dev, before, core.counters(), t.outcome)
+            return t.outcome
+
+    def read_byte(self, offset: int) -> tuple[str, int | None]:
+        """(outcome, the byte) of a load at base+offset."""
+        with self.bus._lock:
+            addr, bad = self._access_check(offset, False)
+            if bad:
+                return bad, None
+            t = self.bus.core.touch_read(addr, 1)
+            return t.outcome, (t.data[0] if t.outcome == "ok" else None)
+
+    def check(self, offset: int, value: int) -> str:
+        """Load the byte at base+offset: "ok" if it equals value, "mismatch", or the signal."""
+        _int("value", value, 0, 255)
+        outcome, got = self.read_byte(offset)
+        if outcome != "ok":
+            return outcome
+        return "ok" if got == value else "mismatch"
+
+    def fork_touch(self, offset: int, write: bool = False) -> str:
+        """fork(); the child does one plain load (or a store of the byte it finds) and exits: its
+        outcome. A VM_DONTCOPY vma is not in the child at all (SIGSEGV)."""
+        with self.bus._lock:
+            addr, bad = self._access_check(offset, write)
+            a = self._area_at(addr)
+            if a is None or a.dontcopy:
+                return "SIGSEGV"
+            if bad:
+                return bad
+            core = self.bus.core
+            value = 0
+            if write:
+                t = core.touch_read(addr, 1)
+                value = t.data[0] if t.outcome == "ok" else 0
+            r = core.touch_in_child(addr, write=write, value=value)
+            if r.outcome == "ok":
+                return "ok"
+            if r.outcome in ("SIGBUS", "SIGSEGV"):
+                return r.outcome
+            raise _err(errno.EIO, f"fork_touch: child ended {r.outcome}")
+
+    def view(self, offset: int = 0, length: int | None = None) -> memoryview:
+        """A memoryview over live mapped memory (plain Python access; faults go to the handler).
+        A touch of a dead device through it raises SIGBUS in this process: use touch() to probe."""
+        import ctypes
+        with self.bus._lock:
+            length = (self.length - offset) if length is None else length
+            lo = self.base + offset
+            if not self._covered(lo, lo + length, self._hit(lo, lo + length)):
+                raise _err(errno.EFAULT, "view: range not fully mapped")
+            return memoryview((ctypes.c_char * length).from_address(lo)).cast("B")
+
+
+# ------------------------------------------------------------------------------------------ bus --
+
+def _bus_consistent(self: DaxBus) -> bool:
+    """The spec's lifetime invariants over everything the bus holds (checked after each admin and
+    file operation, not inside one: a step is atomic, its insides are not): refcount_exact_all for
+    regions, devices and cdevs; a killed device is not alive; minors held are unique."""
+    if self.closed or self.closing:
+        return True
+    minors: set[int] = set()
+    for r in self.regions:
+        if not _region_refs_exact(r):
+            return False
+        for d in r.devices:
+            if not _dev_refs_exact(d) or (d.dead and d.alive):
+                return False
+            if d.minor_held:
+                if d.minor in minors:
+                    return False
+                minors.add(d.minor)
+    return True
+
+
+OK_BUS = icontract.ensure(lambda self: _bus_consistent(self), "refcounts exact, killed dead, minors unique",
+                          enabled=ON)
+
+
+class DaxBus:
+    """The driver instance of one process: the mmap core (handler process), regions, the minor ida,
+    the open files and vmas, and the optional event log. Every admin call runs a spec program."""
+
+    def __init__(self, *, workers: int = 2, timeout: float = 10.0, events: list[Event] | None = None,
+                 minor_ida: Ida | None = None) -> None:
+        self.core = VmCore(workers, timeout=timeout)
+        self.events = events
+        self.minor_ida = minor_ida if minor_ida is not None else DAX_MINOR_IDA
+        self._lock = threading.RLock()
+        self._region_ids = Ida("dax_region_ids")
+        self.regions: list[DaxRegion] = []
+        self._backings: list[SharedBacking] = []
+        self._areas: set[VmArea] = set()
+        self._files = 0
+        self.fail_device_add = False
+        self.dmesg: list[str] = []
+        self.closing = False
+        self.closed = False
+
+    # --- bookkeeping -------------------------------------------------------------------------------
+    def _log(self, kind: str, obj: str, detail: str = "") -> None:
+        if self.events is not None:
+            self.events.append(Event(kind, obj, detail))
+
+    def _warn(self, msg: str) -> None:
+        """A kernel WARN the emulation survives (as the kernel does): kept like dmesg."""
+        self.dmesg.append(msg)
+        self._log("warn", "kernel", msg)
+
+    def _log_fault(self, dev: DevDax, before: dict[str, int], after: dict[str, int], outcome: str) -> None:
+        """The handler's linearization points for the faults one access caused, in the order it ran
+        them under the read lock (reconstructed from its counters: they happen in another process)."""
+        if self.events is None:
+            return
+        n = after["faults"] - before["faults"]
+        installs = sum(after[k] - before[k] for k in ("install_pte", "install_pmd", "install_pud"))
+        sigbus = after["sigbus"] - before["sigbus"]
+        for i in range(n):
+            self._log("fault_lock", dev.name)
+            ok = i < installs
+            self._log("alive_check", dev.name, "alive" if ok or sigbus == 0 else "sigbus")
+            if ok:
+                self._log("insert", dev.name)
+            self._log("unlock", dev.name, "NOPAGE" if ok else "SIGBUS")
+        _ = outcome
+
+    def _next_file(self) -> int:
+        self._files += 1
+        return self._files
+
+    def _check_open(self) -> None:
+        if self.closed:
+            raise ValueError("bus: closed")
+
+    # --- admin programs ----------------------------------------------------------------------------
+    @OK_BUS
+    def create_region(self, size: int, align: int = M2,
+                      devices: Sequence[int | Sequence[tuple[int, int]]] | None = None, *,
+                      path: str | None = None, profile: str = DEFAULT_PROFILE,
+                      backing: SharedBacking | None = None) -> DaxRegion:
+        """Provider probe: alloc_dax_region, the profile's create program per device, provider_put.
+
+        ``devices``: sizes carved back to back (default: one device spanning the region), or per
+        device a list of (start, size) spans of the region (several ranges: modern multi-range).
+        """
+        _int("size", size, PAGE, 1 << 46)
+        if align not in ALIGNS:
+            raise ValueError(f"align: expected 4K, 2M or 1G, got {align!r}")
+        if size % align:
+            raise ValueError(f"size: {size:#x} is not a multiple of align {align:#x}")
+        if profile not in IMPL_PROFILES:
+            raise ValueError(f"profile: expected one of {', '.join(IMPL_PROFILES)}, got {profile!r}")
+        prof = get_profile(profile)
+        spans = self._spans(size, align, devices)
+        with self._lock:
+            self._check_open()
+            if backing is None:
+                backing = SharedBacking(self.core, size, path)
+                self._backings.append(backing)
+                created = True
+            else:
+                if backing.size < size:
+                    raise ValueError(f"backing: {backing.size:#x} bytes, region needs {size:#x}")
+                created = False
+            try:
+                region = DaxRegion(self, self._region_ids.alloc(), backing, align, prof, spans)
+            finally:
+                if created:
+                    backing.kref.put()          # the region holds it now (or nobody does)
+            self.regions.append(region)
+            self._run(region, self._program(region, "probe"))
+            return region
+
+    @staticmethod
+    def _spans(size: int, align: int, devices: Sequence[int | Sequence[tuple[int, int]]] | None
+               ) -> list[list[tuple[int, int]]]:
+        if devices is None:
+            devices = [size]
+        out: list[list[tuple[int, int]]] = []
+        at = 0
+        for i, d in enumerate(devices):
+            if isinstance(d, int) and not isinstance(d, bool):
+                sp = [(at, d)]
+                at += d
+            elif isinstance(d, Sequence) and d:
+                sp = [(_int(f"devices[{i}].start", s), _int(f"devices[{i}].size", n)) for s, n in d]
+            else:
+                raise ValueError(f"devices[{i}]: expected a size or a list of (start, size)")
+            for s, n in sp:
+                if n <= 0 or s % align or n % align or s + n > size:
+                    raise ValueError(f"devices[{i}]: span ({s:#x}, {n:#x}) misaligned or outside the region")
+            out.append(sp)
+        return out
+
+    def _program(self, region: DaxRegion, name: str, dev: DevDax | None = None
+                 ) -> list[tuple[str, DaxRegion | DevDax, bool]]:
+        """spec/admin.py program(): the step list of one admin program with its targets."""
+        p = region.profile
+        Target = DaxRegion | DevDax
+
+        def parse(entries: Sequence[str], d: Target) -> list[tuple[str, Target, bool]]:
+            return [(e.rstrip("!"), d, e.endswith("!")) for e in entries]
+        if name == "probe":
+            body = [s for d in region.devices for s in parse(p.create, d)]
+            return [("alloc_dax_region", region, False), *body, ("provider_put", region, False)]
+        if name == "remove":
+            body = [s for d in reversed(region.devices) for s in parse(p.remove, d)]
+            return [*body, ("dax_region_unregister", region, False)]
+        assert dev is not None
+        return parse({"bind": p.bind, "unbind": p.unbind, "create_failed": p.create_failed}[name], dev)
+
+    def _run(self, region: DaxRegion, prog: list[tuple[str, DaxRegion | DevDax, bool]]) -> None:
+        i = 0
+        while i < len(prog):
+            name, target, kill_end = prog[i]
+            fn: Callable[[], str] | None = getattr(target, name, None)
+            if fn is None:
+                raise NotImplementedError(f"step {name} is not implemented by {type(target).__name__}")
+            try:
+                out = fn()
+            except _StepFailed as e:
+                assert isinstance(target, DevDax)
+                self._log("step", target.name, f"{name} {errno.errorcode[e.code]}")
+                target.create_error = e.code
+                if e.prog == "create_failed":
+                    self._run(region, self._program(region, "create_failed", target))
+                i += 1
+                while i < len(prog) and prog[i][1] is target:
+                    i += 1
+                continue
+            self._log("step", getattr(target, "name", "?"), f"{name} {out}")
+            if kill_end and out != "skipped":
+                assert isinstance(target, DevDax)
+                target.dead = True
+                self._check_no_entries(target)
+            i += 1
+
+    def _check_no_entries(self, dev: DevDax) -> None:
+        """no_entry_after_kill (spec/invariants.py), checked against the real page tables: the first
+        page of every unit of every vma of the device is not present (/proc/self/pagemap)."""
+        if not ON:
+            return
+        for a in dev.areas():
+            if present_units(a.start, a.end, max(dev.align, PAGE), limit=4096):
+                raise KernelBug(f"{dev.name} is killed but {a!r} still has an installed entry")
+
+    @OK_BUS
+    def remove_region(self, region: DaxRegion) -> None:
+        """Provider removal: the profile's remove program per device (reversed), then the region's
+        devm action. Files and vmas stay; the devices release when the last of them goes."""
+        with self._lock:
+            self._check_open()
+            if region.gone:
+                raise _err(errno.ENODEV, f"{region.name} is already removed")
+            self._run(region, self._program(region, "remove"))
+
+    @OK_BUS
+    def disable(self, dev: DevDax) -> DevDax:
+        """Modern: unbind device_dax (dev_dax_kill, dev_dax_cdev_del); ENODEV if not bound.
+        v4.10 has no driver binding: disabling is the provider's removal of the whole region."""
+        with self._lock:
+            self._check_open()
+            if dev.region.profile.bind_cycles:
+                if not dev.bound:
+                    raise _err(errno.ENODEV, f"{dev.name} is not bound")
+                self._run(dev.region, self._program(dev.region, "unbind", dev))
+            else:
+                self.remove_region(dev.region)
+            return dev
+
+    @OK_BUS
+    def enable(self, dev: DevDax) -> DevDax:
+        """Modern: bind device_dax again (cdev_add, run_dax); EBUSY if bound. v4.10: a new probe of
+        the provider over the same memory and layout; returns the new instance of this device."""
+        with self._lock:
+            self._check_open()
+            r = dev.region
+            if r.profile.bind_cycles:
+                if dev.bound:
+                    raise _err(errno.EBUSY, f"{dev.name} is bound")
+                if not dev.registered:
+                    raise _err(errno.ENODEV, f"{dev.name} is unregistered")
+                self._run(r, self._program(r, "bind", dev))
+                return dev
+            if not r.gone:
+                raise _err(errno.EBUSY, f"{r.name} is still probed")
+            new = self.create_region(r.backing.size, r.align, [list(d.spans) for d in r.devices],
+                                     profile=r.profile.name, backing=r.backing)
+            return new.devices[dev.index]
+
+    # --- open --------------------------------------------------------------------------------------
+    @OK_BUS
+    def open(self, dev: DevDax, flags: int = os.O_RDWR) -> DaxFile:
+        """open("/dev/daxX.Y", flags): chrdev_open finds the cdev through the node's cached i_cdev
+        while that kobject still has a reference, else through kobj_map by devt (spec/file.py
+        chrdev_lookup); ENXIO if neither. O_DIRECT is EINVAL (spec/fops.py open_flags)."""
+        if not isinstance(dev, DevDax):
+            raise ValueError(f"dev: expected a DevDax, got {type(dev).__name__}")
+        _int("flags", flags, 0, (1 << 32) - 1)
+        with self._lock:
+            self._check_open()
+            names = frozenset(n for n, v in O_FLAGS.items() if v and flags & v == v)
+            if fops.open_flags(names) != "ok":
+                raise _err(getattr(errno, fops.open_flags(names)), "open: O_DIRECT")
+            acc = flags & os.O_ACCMODE
+            if acc == os.O_ACCMODE:
+                raise _err(errno.EINVAL, "open: access mode 3")
+            if dev.minor < 0:
+                raise _err(errno.ENXIO, f"{dev.name} never got a minor")
+            target = self._chrdev_lookup(dev)
+            if target is None:
+                raise _err(errno.ENXIO, f"no cdev for minor {dev.minor}")
+            f = DaxFile(self, target, readable=acc != os.O_WRONLY, writable=acc != os.O_RDONLY, flags=flags)
+            target.files.add(f)
+            target.icdev_cached = True
+            if target.region.profile.open_private_null_when_dead and not target.alive:
+                f.private_data = None                      # M21: dax_get_private() of a dead device
+            self._log("open", f.name, target.name)
+            return f
+
+    def _chrdev_lookup(self, dev: DevDax) -> DevDax | None:
+        """The cdev reference is taken here (cdev_get: kobject_get_unless_zero)."""
+        if dev.icdev_cached and dev.cdev.get_unless_zero():
+            self._log("get", dev.name, f"cdev {dev.cdev.count}")
+            return dev
+        with _KOBJ_LOCK:
+            other = _KOBJ_MAP.get(dev.minor)
+        if other is not None and other.cdev_mapped and other.cdev.get_unless_zero():
+            self._log("get", other.name, f"cdev {other.cdev.count}")
+            return other
+        return None
+
+    # --- shutdown ----------------------------------------------------------------------------------
+    def close(self) -> None:
+        """Unmap every vma, close every fd, remove every region, stop the core. Idempotent; what a
+        process exit does to its files, then module unload."""
+        with self._lock:
+            if self.closed:
+                return
+            self.closing = True
+            try:
+                for a in list(self._areas):
+                    if a in self._areas and not self.core.closed:
+                        a.handle._drop(a)
+                files = {f for r in self.regions for d in r.devices for f in d.files}
+                for f in files:
+                    if f.fd_open:
+                        f.close()
+                for r in self.regions:
+                    if not r.gone:
+                        self._run(r, self._program(r, "remove"))
+            finally:
+                self.closed = True
+                self.core.close()
+                with _KOBJ_LOCK:
+                    for k, v in list(_KOBJ_MAP.items()):
+                        if v.bus is self:
+                            del _KOBJ_MAP[k]
+                for r in self.regions:
+                    for d in r.devices:
+                        if d.minor_held:
+                            d.minor_held = False
+                            self.minor_ida.free(d.minor)
+
+    def __enter__(self) -> DaxBus:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def present_units(start: int, end: int, unit: int, limit: int = 4096) -> list[int]:
+    """Addresses of units in [start, end) whose first page is present in our page tables."""
+    out: list[int] = []
+    step = unit
+    n = (end - start + step - 1) // step
+    if n > limit:
+        step = ((end - start) // limit + PAGE - 1) // PAGE * PAGE
+    with open("/proc/self/pagemap", "rb") as f:
+        at = start
+        while at < end:
+            f.seek((at // PAGE) * 8)
+            e = int.from_bytes(f.read(8), "little")
+            if e >> 63 & 1:
+                out.append(at)
+            at += step
+    return out
+
+
+__all__ = [
+    "ALIGNS",
+    "DAX_MINOR_IDA",
+    "DEFAULT_PROFILE",
+    "IMPL_PROFILES",
+    "MADV",
+    "MAP",
+    "MS",
+    "O_FLAGS",
+    "PROT",
+    "DaxBus",
+    "DaxFile",
+    "DaxRegion",
+    "DevDax",
+    "Event",
+    "KernelBug",
+    "SharedBacking",
+    "VmArea",
+    "Vma",
+    "flags_of",
+    "present_units",
+]
