@@ -7,8 +7,7 @@ documented findings explains the failure.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
+from devdax.proofs.inductive import inductive_obligations
 from devdax.proofs.lemmas import LemmaConfig, lemma_obligations
 from devdax.proofs.runner import Obligation, Status, Verdict
 from devdax.spec.profiles import Profile, get_profile
@@ -60,15 +59,13 @@ def _with_finding(ob: Obligation, finding: str) -> Obligation:
 
 
 def obligations_for(profile_name: str, variant: str | None = None) -> list[Obligation]:
+    """The lemmas, then the inductive invariants of the protocol (proofs/inductive.py)."""
     profile = apply_variant(get_profile(profile_name), variant)
     out = []
     for ob in lemma_obligations(lemma_config(profile)):
         finding = profile.findings.get(LEMMA_INVARIANT.get(ob.name, ""))
         out.append(_with_finding(ob, finding) if finding else ob)
-    for extra in EXTRA_OBLIGATIONS:
-        out.extend(extra(profile))
+    for ob in inductive_obligations(profile):
+        finding = profile.findings.get(ob.name.removeprefix("ind_"))
+        out.append(_with_finding(ob, finding) if finding else ob)
     return out
-
-
-#: further obligation families (the transition-system proofs) register here
-EXTRA_OBLIGATIONS: list[Callable[[Profile], list[Obligation]]] = []

@@ -207,7 +207,7 @@ class Protocol:
     profile: Profile
     u: Universe
     align: int
-    first_fault: int
+    first_fault: int | None                 # the size the mm asks first; None: any of the three
     n_ranges: int = 1
     programs: tuple[str, ...] = ("remove",)
     users: bool = False                     # mmap/munmap as actions (the unbounded proofs)
@@ -270,6 +270,7 @@ class Protocol:
         v = z3.Const(f"vma@{tag}", u.vma)
         e = z3.Const(f"ent@{tag}", u.ent)
         addr = z3.Int(f"addr@{tag}")
+        first = z3.Int(f"size@{tag}")
         out: list[Action] = []
 
         def cpu(st: State, **f: Term) -> State:
@@ -279,11 +280,13 @@ class Protocol:
             return st.replace(**{arrays[k]: z3.Store(getattr(st, arrays[k]), c, val) for k, val in f.items()})
 
         # fault_lock: a new fault at one of the vma's target addresses ...
+        sizes = g.FAULT_SIZES if self.first_fault is None else (self.first_fault,)
         guard = z3.And(s.pc[c] == C_IDLE, s.cres[c] != R_FALLBACK, s.left[c] > 0, s.used[v],
-                       self.fault_target(s, v, addr), z3.Not(self.covered(s, v, addr)))
+                       self.fault_target(s, v, addr), z3.Not(self.covered(s, v, addr)),
+                       z3.Or(*(first == size for size in sizes)))
         new = cpu(s, pc=z3.IntVal(C_LOCKED), nest=s.nest[c] + 1, pre=z3.BoolVal(False), vma=v, addr=addr,
-                  size=z3.IntVal(self.first_fault), res=z3.IntVal(R_NONE), phys=z3.IntVal(0))
-        out.append(Action("fault_lock", (("cpu", c), ("vma", v), ("addr", addr)),
+                  size=first, res=z3.IntVal(R_NONE), phys=z3.IntVal(0))
+        out.append(Action("fault_lock", (("cpu", c), ("vma", v), ("addr", addr), ("size", first)),
                           z3.And(guard, self._frame(s, t, new))))
         # ... or the mm's retry one size down after FALLBACK (same vma and address)
         guard = z3.And(s.pc[c] == C_IDLE, s.cres[c] == R_FALLBACK)
@@ -390,6 +393,11 @@ class Protocol:
             t = t.replace(dead=z3.BoolVal(True))
         return guard, t
 
+    @staticmethod
+    def _ended(s: State, done_code: int) -> State:
+        """The program is over: the admin is idle (or, after remove, gone) at position 0."""
+        return s.replace(prog=z3.IntVal(done_code), p=z3.IntVal(0))
+
     def admin_actions(self, s: State, t: State) -> list[Action]:
         out: list[Action] = []
         for name in self.programs:
@@ -414,8 +422,7 @@ class Protocol:
                 after = run.replace(p=z3.IntVal(1))
                 skipped = started.replace(p=z3.IntVal(1))
                 if last:
-                    after, skipped = after.replace(prog=z3.IntVal(done_code)), skipped.replace(
-                        prog=z3.IntVal(done_code))
+                    after, skipped = self._ended(after, done_code), self._ended(skipped, done_code)
                 out.append(Action(f"admin:{name}:{st}", (), z3.And(
                     can_start, z3.Or(z3.And(z3.Not(g_skip), g_run, t.equals(after)),
                                      z3.And(g_skip, t.equals(skipped))))))
@@ -429,16 +436,15 @@ class Protocol:
                 g_skip = self.skip_cond(s, st)
                 after, skipped = run.replace(p=z3.IntVal(i + 1)), s.replace(p=z3.IntVal(i + 1))
                 if last:
-                    after, skipped = after.replace(prog=z3.IntVal(done_code)), skipped.replace(
-                        prog=z3.IntVal(done_code))
+                    after, skipped = self._ended(after, done_code), self._ended(skipped, done_code)
                 out.append(Action(f"admin:{name}:{st}", (), z3.And(
                     at, z3.Or(z3.And(z3.Not(g_skip), g_run, t.equals(after)),
                               z3.And(g_skip, t.equals(skipped))))))
             if not spec_last_kept:
                 # the program's last (non-protocol) step ends it: forgotten detail, so allowed any time
                 # after the last kept step (an over-approximation; sound for invariants)
-                ended = s.replace(prog=z3.IntVal(done_code), p=z3.IntVal(0))
-                out.append(Action(f"admin:{name}:end", (), z3.And(s.prog == code, s.p == n, t.equals(ended))))
+                out.append(Action(f"admin:{name}:end", (), z3.And(s.prog == code, s.p == n,
+                                                                   t.equals(self._ended(s, done_code)))))
         return out
 
     # ----------------------------------------------------------------------------- users ----
@@ -489,7 +495,8 @@ class Protocol:
                                               s.cres[c] == R_NONE, s.left[c] >= 0), "c"),
             u.forall(u.ent, lambda e: z3.Not(s.live[e]), "e"),
             u.forall(u.vma, lambda v: z3.Implies(s.used[v], z3.And(
-                self.vma_ok(s, v), s.vstart[v] < s.vend[v], s.vpgoff[v] >= 0)), "v"))
+                self.vma_ok(s, v), s.vstart[v] >= 0, s.vstart[v] < s.vend[v], s.vend[v] <= g.U64,
+                s.vpgoff[v] >= 0)), "v"))
 
 
 def programs_for(profile: Profile, race: bool, binds: bool) -> tuple[str, ...]:

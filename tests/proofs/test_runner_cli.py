@@ -75,7 +75,8 @@ def test_lemmas_proved(profile: str) -> None:
 
 def test_v47_fails_where_its_findings_say() -> None:
     """v4.7 as merged: M1 (private mappings slip through) and M3/M4 (no fallback, no vma bounds)."""
-    results = {r.obligation.name: r.verdict for r in runner.run(obligations_for("v4.7"))}
+    lemmas = [o for o in obligations_for("v4.7") if not o.name.startswith("ind_")]
+    results = {r.obligation.name: r.verdict for r in runner.run(lemmas)}
     failed = {n for n, v in results.items() if v.status is Status.VIOLATED}
     assert failed == {"check_vma_exact", "mmap_aligned_accepted", "negotiate_table",
                       "negotiate_fallback_chain", "fault_entry_in_vma", "fault_entry_is_align",
