@@ -731,9 +731,14 @@ class _Placement:
         self.evict: list[VmArea] = []
 
     def _mm_alloc(self, n: int) -> int:
-        a = dsys.mmap(0, n, dsys.PROT_NONE, dsys.MAP_PRIVATE | dsys.MAP_ANONYMOUS | dsys.MAP_NORESERVE)
-        self.res.append((a, n))
-        return a
+        """mm->get_unmapped_area: a page-aligned address with no further alignment promised. The
+        spec's allocator answers one page past a 1G boundary (spec/config.py MM_WINDOW), so that a
+        result is never aligned by luck; this one does the same, deterministically (a plain mmap
+        would often be 2M-aligned: anonymous THP alignment), in a PROT_NONE reservation."""
+        span = n + G1 + PAGE
+        a = dsys.mmap(0, span, dsys.PROT_NONE, dsys.MAP_PRIVATE | dsys.MAP_ANONYMOUS | dsys.MAP_NORESERVE)
+        self.res.append((a, span))
+        return ((a + G1 - 1) & ~(G1 - 1)) + PAGE
 
     def start(self) -> int:
         if self.fixed:
