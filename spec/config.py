@@ -13,7 +13,6 @@ from devdax.spec.geometry import (
     ALIGN_NAMES,
     FAULT_SIZES,
     PAGE_SIZE,
-    PUD_SIZE,
     Range,
     make_ranges,
     parse_align,
@@ -59,6 +58,9 @@ class Config:
     profile: str = "v4.10"
     variant: str | None = None
     align: str = "2M"
+    #: modern: per-device align (dev_dax->align, writable while unbound), one name per device;
+    #: None = every device uses the region's align
+    device_aligns: tuple[str, ...] | None = None
     #: devices carved from each region, each `units` align-units long, in `ranges` ranges
     devices: int = 1
     units: int = 1
@@ -100,6 +102,13 @@ class Config:
             raise ValueError(f"ranges: a device of {self.units} units cannot have {self.ranges} ranges")
         if self.first_fault not in ("pte", "pmd", "pud"):
             raise ValueError(f"first_fault: expected pte, pmd or pud, got {self.first_fault!r}")
+        if self.device_aligns is not None:
+            if len(self.device_aligns) != self.devices:
+                raise ValueError(f"device_aligns: expected {self.devices} entries, "
+                                 f"got {len(self.device_aligns)}")
+            for a in self.device_aligns:
+                if parse_align(a) < parse_align(self.align):
+                    raise ValueError(f"device_aligns: {a} is smaller than the region align {self.align}")
         if self.devices * self.generations > 8:
             raise ValueError("devices*generations: at most 8 device instances")
 
@@ -129,24 +138,31 @@ class Layout:
 
     align: int
     ranges: tuple[tuple[Range, ...], ...]   # per device instance
+    aligns: tuple[int, ...] = ()            # per device instance; () = all `align`
 
     @staticmethod
     def of(cfg: Config) -> Layout:
         align = cfg.align_bytes
-        stride = max(align, PUD_SIZE) if align == PUD_SIZE else align
+        names = cfg.device_aligns or (cfg.align,) * cfg.devices
+        per_dev = [parse_align(n) for n in names]
+        top = max(per_dev)
         out = []
         for g in range(cfg.generations):
-            base = REGION_BASE + g * GENERATION_STRIDE
-            cursor = base
-            for _ in range(cfg.devices):
+            cursor = REGION_BASE + g * GENERATION_STRIDE
+            for d in range(cfg.devices):
+                stride = per_dev[d]
                 per = [cfg.units // cfg.ranges + (1 if i < cfg.units % cfg.ranges else 0)
                        for i in range(cfg.ranges)]
                 spans = []
                 for n in per:
+                    cursor = (cursor + top - 1) // top * top
                     spans.append((cursor, n * stride))
                     cursor += (n + 1) * stride          # leave a hole after each range
                 out.append(make_ranges(spans))
-        return Layout(align, tuple(out))
+        return Layout(align, tuple(out), tuple(per_dev) * cfg.generations)
+
+    def align_of(self, dev: int) -> int:
+        return self.aligns[dev] if self.aligns else self.align
 
     def size(self, dev: int) -> int:
         return sum(r.end - r.start + 1 for r in self.ranges[dev])

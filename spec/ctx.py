@@ -25,7 +25,15 @@ class Ctx:
 
     @property
     def align(self) -> int:
+        """The region's align; a device's own is align_of(dev) (modern dev_dax->align)."""
         return self.layout.align
+
+    def align_of(self, dev: int) -> int:
+        return self.layout.align_of(dev)
+
+    def vma_align(self, s: State, v: int) -> int:
+        """The align check_vma, the fault handlers and may_split use for vma v: its device's."""
+        return self.layout.align_of(s.files[s.vmas[v].file].dev)
 
     def region_of(self, dev: int) -> int:
         return dev // self.cfg.devices

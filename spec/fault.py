@@ -54,9 +54,10 @@ def fault_targets(c: Ctx, s: State, v: int) -> list[int]:
     """One faulting address per align unit of the vma: within a unit every address gives the same
     block for every fault size <= align, and for a larger size the block depends only on the unit."""
     vma = s.vmas[v]
-    base = round_down(vma.start, c.align)
+    align = c.vma_align(s, v)
+    base = round_down(vma.start, align)
     return [a if a >= vma.start else vma.start
-            for a in range(base, vma.end, c.align) if not covered(s, v, max(a, vma.start))]
+            for a in range(base, vma.end, align) if not covered(s, v, max(a, vma.start))]
 
 
 def _put_cpu(s: State, i: int, cpu: Cpu) -> State:
@@ -99,8 +100,9 @@ def fault_check(c: Ctx, s: State, i: int) -> Result:
         return ("OOPS", oops(s, f"uaf: fault on released dax{d}"))
     rules = c.prof.fault_rules
     ranges = c.layout.ranges[d]
-    ok = check_vma(dev.alive, vma_flags(vma), vma.start, vma.end, c.align, c.prof.private_test) == 0
-    dec = dax_huge_fault(cpu.size, cpu.addr, vma.start, vma.end, vma.pgoff, c.align, ranges, ok, rules)
+    align = c.align_of(d)
+    ok = check_vma(dev.alive, vma_flags(vma), vma.start, vma.end, align, c.prof.private_test) == 0
+    dec = dax_huge_fault(cpu.size, cpu.addr, vma.start, vma.end, vma.pgoff, align, ranges, ok, rules)
     tag = f"@{SIZE_NAMES[cpu.size]}" + (f":{dec.reason}" if dec.reason else "")
     if dec.result is FaultResult.NOPAGE:
         return ("NOPAGE" + tag, _put_cpu(s, i, cpu._replace(pc=C_CHECKED, result=R_NOPAGE, addr=dec.addr,

@@ -274,6 +274,11 @@ def fault_size_negotiated(c: Ctx, s: State, tr: Transition) -> str | None:
     """On a live vma, a fault larger than the alignment falls back and a smaller one is SIGBUS."""
     from devdax.spec.geometry import SIZE_NAMES
     sizes = {v: k for k, v in SIZE_NAMES.items()}
+    if "fault_check" not in tr.action.split("+"):
+        return None
+    i = int(tr.args[0])  # type: ignore[call-overload]
+    v = s.cpus[i].vma if s.cpus[i].vma >= 0 else int(tr.args[1])  # type: ignore[call-overload]
+    align = c.vma_align(s, v)
     for part, out in zip(tr.action.split("+"), tr.outcome.split("/"), strict=False):
         if part != "fault_check" or "@" not in out:
             continue
@@ -282,10 +287,10 @@ def fault_size_negotiated(c: Ctx, s: State, tr: Transition) -> str | None:
         size = sizes[size_name]
         if reason == "dead":
             continue
-        if size > c.align and result != "FALLBACK":
-            return f"a {size_name} fault on a {c.align:#x}-aligned device ended {result}, not FALLBACK"
-        if size < c.align and result != "SIGBUS":
-            return f"a {size_name} fault on a {c.align:#x}-aligned device ended {result}, not SIGBUS"
+        if size > align and result != "FALLBACK":
+            return f"a {size_name} fault on a {align:#x}-aligned device ended {result}, not FALLBACK"
+        if size < align and result != "SIGBUS":
+            return f"a {size_name} fault on a {align:#x}-aligned device ended {result}, not SIGBUS"
     return None
 
 
@@ -309,7 +314,7 @@ def shared_mmap_allowed(c: Ctx, s: State, tr: Transition) -> str | None:
     shape = next(m for m in c.cfg.mmaps if m.name == name)
     fl = s.files[int(f)]  # type: ignore[call-overload]
     valid = (shape.shared and not shape.extra_bytes and not shape.offset_bytes and shape.units > 0
-             and (shape.fixed_bytes is None or is_aligned(shape.fixed_bytes, c.align))
+             and (shape.fixed_bytes is None or is_aligned(shape.fixed_bytes, c.align_of(fl.dev)))
              and (fl.writable or not shape.write) and not (shape.sync and not c.prof.map_sync))
     if valid and s.devs[fl.dev].alive and not fl.private_null:
         return f"mmap {name} of live dax{fl.dev} through a {'rw' if fl.writable else 'ro'} file: {tr.outcome}"
@@ -320,8 +325,11 @@ def shared_mmap_allowed(c: Ctx, s: State, tr: Transition) -> str | None:
 def vmas_aligned(c: Ctx, s: State) -> str | None:
     """Every vma starts and ends on a multiple of the device alignment."""
     for v, vma in enumerate(s.vmas):
-        if vma.file >= 0 and not (is_aligned(vma.start, c.align) and is_aligned(vma.end, c.align)):
-            return f"vma{v} [{vma.start:#x}, {vma.end:#x}) is not {c.align:#x}-aligned"
+        if vma.file < 0:
+            continue
+        align = c.vma_align(s, v)
+        if not (is_aligned(vma.start, align) and is_aligned(vma.end, align)):
+            return f"vma{v} [{vma.start:#x}, {vma.end:#x}) is not {align:#x}-aligned"
     return None
 
 
@@ -334,8 +342,9 @@ def entries_exact(c: Ctx, s: State) -> str | None:
         vma = s.vmas[e.vma]
         if vma.file < 0:
             return f"entry {e.addr:#x} belongs to unmapped vma{e.vma}"
-        if e.size != c.align:
-            return f"entry {e.addr:#x} of vma{e.vma} is {e.size:#x} bytes, align is {c.align:#x}"
+        align = c.vma_align(s, e.vma)
+        if e.size != align:
+            return f"entry {e.addr:#x} of vma{e.vma} is {e.size:#x} bytes, align is {align:#x}"
         if e.addr < vma.start or e.addr + e.size > vma.end:
             return f"entry [{e.addr:#x}, +{e.size:#x}) sticks out of vma{e.vma}"
         d = s.files[vma.file].dev

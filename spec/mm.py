@@ -21,9 +21,10 @@ from devdax.spec.state import Entry, State, Vma, set_at
 Result = tuple[str, State]
 
 
-def may_split(c: Ctx, addr: int) -> bool:
-    """dev_dax_may_split(): "if (!IS_ALIGNED(addr, dev_dax->align)) return -EINVAL"."""
-    return not c.prof.has_split or is_aligned(addr, c.align)
+def may_split(c: Ctx, addr: int, align: int | None = None) -> bool:
+    """dev_dax_may_split(): "if (!IS_ALIGNED(addr, dev_dax->align)) return -EINVAL"; align is the
+    vma's device's (the region's when not given)."""
+    return not c.prof.has_split or is_aligned(addr, c.align if align is None else align)
 
 
 def _piece(v: Vma, lo: int, hi: int) -> Vma:
@@ -38,8 +39,9 @@ def change(c: Ctx, s: State, v: int, lo: int, hi: int, update: Callable[[Vma], V
     lo, hi = max(lo, vma.start), min(hi, vma.end)
     if lo >= hi:
         return ("ok", s)
+    align = c.vma_align(s, v)
     for cut in (lo, hi):
-        if vma.start < cut < vma.end and not may_split(c, cut):
+        if vma.start < cut < vma.end and not may_split(c, cut, align):
             return ("EINVAL", s)
     middle = None if update is None else update(_piece(vma, lo, hi))
     parts = [p for p in (_piece(vma, vma.start, lo) if lo > vma.start else None, middle,

@@ -44,7 +44,7 @@ def do_mmap(c: Ctx, s: State, f: int, shape: MmapShape) -> Result:
     v = free_slot(s.vmas, Vma())
     if not fl.fd or v < 0:
         return None
-    align = c.align
+    align = c.align_of(fl.dev)
     length = shape.units * align + shape.extra_bytes
     offset = shape.offset_units * align + shape.offset_bytes
     if length == 0 or not is_aligned(offset, PAGE_SIZE):
@@ -97,20 +97,21 @@ def do_munmap(c: Ctx, s: State, v: int, part: str) -> Result:
         s = _zap(s, v, vma.start, vma.end)
         s = s._replace(vmas=set_at(s.vmas, v, Vma()))
         return ("ok", vma_file_put(c, s, vma.file))
+    align = c.vma_align(s, v)
     if part == "tail":
-        cut = vma.end - c.align
+        cut = vma.end - align
         if cut <= vma.start:
             return None
     else:
         cut = vma.start + PAGE_SIZE
-        if c.align == PAGE_SIZE:
+        if align == PAGE_SIZE:
             return None
-    if not is_aligned(cut, c.align) and c.prof.has_split:
+    if not is_aligned(cut, align) and c.prof.has_split:
         return ("EINVAL", s)                     # dev_dax_may_split: "!IS_ALIGNED(addr, align)"
     if part == "tail":
         s = _zap(s, v, cut, vma.end)
         return ("ok", s._replace(vmas=set_at(s.vmas, v, vma._replace(end=cut))))
-    s = _zap(s, v, vma.start, cut + c.align)
+    s = _zap(s, v, vma.start, cut + align)
     new = vma._replace(start=cut, pgoff=vma.pgoff + (PAGE_SIZE >> PAGE_SHIFT))
     return ("ok", s._replace(vmas=set_at(s.vmas, v, new)))
 

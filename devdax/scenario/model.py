@@ -135,7 +135,7 @@ def _mmap(r: _Run, st: fmt.Step) -> str:
     if len(kinds) != 1 or "MAP_HUGETLB" in st.flags:
         return "EINVAL"                       # do_mmap: one mapping type; hugetlb needs hugetlbfs
     validate = "MAP_SHARED_VALIDATE" in kinds
-    align = r.c.align
+    align = r.c.align_of(r.s.files[f].dev)
     fixed = None if st.fixed_offset is None else st.fixed_offset
     shape = MmapShape(
         "scenario", units=st.length // align, extra_bytes=st.length % align,
