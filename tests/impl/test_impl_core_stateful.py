@@ -145,4 +145,4 @@ class CoreMachine(RuleBasedStateMachine):
 
 
 TestCoreMachine = CoreMachine.TestCase
-TestCoreMachine.settings = settings(max_examples=25, stateful_step_count=25, deadline=None)
+TestCoreMachine.settings = settings(max_examples=15, stateful_step_count=20, deadline=None)
