@@ -537,6 +537,14 @@ class DevDax:
         if self.minor_held:
             self._free_minor()
 
+    def ida_free_minor(self) -> str:
+        """v4.7 unregister (and variant M22): the minor goes back to the ida at unregister, while
+        fds may still be open; only programs of such a profile name this step."""
+        if not self.minor_held:
+            return "skipped"
+        self._free_minor()
+        return "ok"
+
     def _free_minor(self) -> None:
         self.bus.minor_ida.free(self.minor)
         self.minor_held = False
@@ -1258,9 +1266,13 @@ class DaxBus:
     @OK_BUS
     def create_region(self, size: int, align: int = M2,
                       devices: Sequence[int | Sequence[tuple[int, int]]] | None = None, *,
-                      path: str | None = None, profile: str = DEFAULT_PROFILE,
+                      path: str | None = None, profile: str | Profile = DEFAULT_PROFILE,
                       backing: SharedBacking | None = None) -> DaxRegion:
         """Provider probe: alloc_dax_region, the profile's create program per device, provider_put.
+
+        ``profile``: a name in IMPL_PROFILES, or a spec Profile object derived from one of them
+        (spec/variants.py Variant.profile(): the same driver with a reordered or missing step), so
+        the refinement tests can show that a variant of the programs is caught.
 
         ``devices``: sizes carved back to back (default: one device spanning the region), or per
         device a list of (start, size) spans of the region (several ranges: modern multi-range).
@@ -1270,9 +1282,14 @@ class DaxBus:
             raise ValueError(f"align: expected 4K, 2M or 1G, got {align!r}")
         if size % align:
             raise ValueError(f"size: {size:#x} is not a multiple of align {align:#x}")
-        if profile not in IMPL_PROFILES:
-            raise ValueError(f"profile: expected one of {', '.join(IMPL_PROFILES)}, got {profile!r}")
-        prof = get_profile(profile)
+        if isinstance(profile, Profile):
+            if profile.name.split("+")[0] not in IMPL_PROFILES:
+                raise ValueError(f"profile: {profile.name!r} is not derived from {', '.join(IMPL_PROFILES)}")
+            prof = profile
+        else:
+            if profile not in IMPL_PROFILES:
+                raise ValueError(f"profile: expected one of {', '.join(IMPL_PROFILES)}, got {profile!r}")
+            prof = get_profile(profile)
         spans = self._spans(size, align, devices)
         with self._lock:
             self._check_open()
@@ -1407,7 +1424,7 @@ class DaxBus:
             if not r.gone:
                 raise _err(errno.EBUSY, f"{r.name} is still probed")
             new = self.create_region(r.backing.size, r.align, [list(d.spans) for d in r.devices],
-                                     profile=r.profile.name, backing=r.backing)
+                                     profile=r.profile, backing=r.backing)
             return new.devices[dev.index]
 
     # --- open --------------------------------------------------------------------------------------
