@@ -437,7 +437,7 @@ class MappingCore:
                     if e.errno != errno.EINVAL:
                         raise
                     m.mode = "prefault"          # not shmem: no minor faults on this backing
-                    self._populate(m)
+                    self._zap(m)                 # populate if alive, else the empty memfd (SIGBUS)
             except BaseException:
                 v.used = 0
                 dsys.munmap(addr, length)

@@ -231,6 +231,9 @@ def test_non_shmem_file_uses_reported_prefault_mode() -> None:
         assert c.touch_read(m.addr + 1, 1).outcome == "SIGBUS"
         c.revive_device(d)
         assert c.touch_read(m.addr + 1, 1).data == b"p"
+        c.set_alive(d, False)
+        m2 = c.map_shared(d, M2)                         # mapped while dead: not readable either
+        assert m2.mode == "prefault" and c.touch_read(m2.addr + 1, 1).outcome == "SIGBUS"
 
 
 def test_memoryview_touchers_and_teardown_never_deadlock(core: MappingCore) -> None:
