@@ -105,6 +105,16 @@ def latency(core: MappingCore, n: int) -> None:
     core.close_backing(b)
 
 
+def grace_period(core: MappingCore, n: int) -> None:
+    """synchronize() with idle readers: three membarrier calls plus two slot scans."""
+    ts = []
+    for _ in range(n):
+        t0 = time.perf_counter_ns()
+        core.synchronize()
+        ts.append(time.perf_counter_ns() - t0)
+    print(f"grace period (synchronize, idle handler), median of {n}: {statistics.median(ts) / 1e3:.1f} us")
+
+
 def first_touch(core: MappingCore, size: int, align: int, reps: int) -> None:
     b = core.create_backing(size)
     d = core.add_device(b, [(0, size)], align)
@@ -155,6 +165,7 @@ def main() -> None:
     with MappingCore(workers=a.workers) as core:
         bandwidth(core, a.bw_mib * MiB, a.reps)
         latency(core, a.faults)
+        grace_period(core, 200)
         first_touch(core, a.size_mib * MiB, M2, a.reps)
         if not a.skip_4k:
             first_touch(core, a.size_mib * MiB, K4, 1)
