@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 import time
 from collections.abc import Sequence
@@ -221,8 +222,10 @@ def build_config(a: argparse.Namespace) -> tuple[Config, bool]:
     except ValueError as exc:
         msg = str(exc)
         head, sep, rest = msg.partition(": ")
-        if sep and head in {f.name for f in fields(Config)}:
-            msg = f"{_option_of(head)}: {rest}"
+        names = {f.name for f in fields(Config)}
+        parts = re.split(r"([*/])", head)
+        if sep and all(p in names or p in "*/" for p in parts):
+            msg = "".join(_option_of(p) if p in names else f" {p} " for p in parts) + f": {rest}"
         raise UsageError(msg) from None
     return cfg, cfg == base
 

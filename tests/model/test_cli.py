@@ -112,6 +112,7 @@ def test_documented_finding_not_reproduced_in_default_config_exits_1(monkeypatch
      "devdax: error: --first-fault: expected pte, pmd or pud, got 'huge'"),
     (["check", "--ranges", "3"], "devdax: error: --ranges: a device of 1 units cannot have 3 ranges"),
     (["check", "--devices", "0"], "devdax: error: --devices: expected a positive integer, got 0"),
+    (["check", "--devices", "9"], "devdax: error: --devices * --generations: at most 8 device instances"),
     (["check", "--variant", "M22", "--profile", "modern"],
      "devdax: error: --profile: variant M22 applies to v4.10, not modern"),
     (["check", "--frob"], "devdax: error: unrecognized arguments: --frob"),
