@@ -73,6 +73,10 @@ def _align(text: str) -> str:
     return text.upper()
 
 
+def _aligns(text: str) -> tuple[str, ...]:
+    return tuple(_align(t) for t in text.split(","))
+
+
 def _fault_size(text: str) -> str:
     if text not in ("pte", "pmd", "pud"):
         raise argparse.ArgumentTypeError(f"expected pte, pmd or pud, got {text!r}")
@@ -132,8 +136,11 @@ def parser() -> Parser:
     g = c.add_argument_group("bounds (override the profile's or the variant's configuration)")
     for b in BOUNDS:
         g.add_argument(f"--{b}", type=_count, metavar="N", help=BOUND_HELP[b])
-    g.add_argument("--align", type=_align, metavar="4K|2M|1G")
-    g.add_argument("--first-fault", type=_fault_size, metavar="pte|pmd|pud")
+    g.add_argument("--align", type=_align, metavar="4K|2M|1G", help="the region's alignment")
+    g.add_argument("--device-aligns", type=_aligns, metavar="A,B,..",
+                   help="modern: each device's own align (dev_dax->align), one per device")
+    g.add_argument("--first-fault", type=_fault_size, metavar="pte|pmd|pud",
+                   help="the size the mm asks for first")
     g.add_argument("--fork", action="store_true", default=None, help="fork(2) and MADV_DONTFORK")
     g.add_argument("--rdonly", action="store_true", default=None, help="also open O_RDONLY")
     g.add_argument("--munmap-parts", action="store_true", default=None, help="partial munmap (splits)")
@@ -217,6 +224,8 @@ def build_config(a: argparse.Namespace) -> tuple[Config, bool]:
         changes["align"] = a.align
     if a.first_fault is not None:
         changes["first_fault"] = a.first_fault
+    if a.device_aligns is not None:
+        changes["device_aligns"] = a.device_aligns
     try:
         cfg = replace(base, **changes)
     except ValueError as exc:
