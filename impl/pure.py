@@ -25,7 +25,6 @@ from devdax.spec.geometry import (
     FaultDecision,
     FaultResult,
     FaultRules,
-    Range,
     VmaFlags,
 )
 
@@ -48,37 +47,51 @@ def _pick(value: int, choices: tuple[int, ...]) -> int:
 
 
 def _u64(*xs: int) -> bool:
-    return all(0 <= x <= U64 for x in xs)
+    """Every x fits in 64 bits unsigned.
 
-
-def is_layout(ranges: tuple[Range, ...], align: int) -> bool:
-    """The shape of a device's ranges: make_ranges' output for align-multiple, disjoint physical spans.
-
-    Back to back in pgoff space (each range starts where the previous one ended), every start and
-    size a multiple of align, no two ranges sharing a byte, everything in 64 bits.
+    Preconditions conjoin comparisons with ``&`` rather than ``and``: the same value on bools, but
+    one branch for CrossHair (which hands the whole conjunction to the solver) instead of one branch
+    per conjunct, most of them ending in a failed precondition that eats the budget.
     """
-    pgoff = 0
-    for r in ranges:
-        if not (_u64(r.start, r.end) and r.start <= r.end and r.pgoff == pgoff):
-            return False
-        if r.start % align != 0 or (r.end + 1) % align != 0:
-            return False
-        pgoff += (r.end - r.start + 1) // PAGE_SIZE
-    return all(a.end < b.start or b.end < a.start
-               for i, a in enumerate(ranges) for b in ranges[i + 1:])
+    ok = True
+    for x in xs:
+        ok = ok & (x >= 0) & (x <= U64)
+    return ok
 
 
-def holder(ranges: tuple[Range, ...], pgoff: int) -> Range | None:
-    """The range whose pgoff window [r.pgoff, r.pgoff + pages) holds device page pgoff."""
-    for r in ranges:
-        if r.pgoff <= pgoff < r.pgoff + (r.end - r.start + 1) // PAGE_SIZE:
-            return r
+#: one physical span of a device as make_ranges takes it: (start, size in bytes)
+Span = tuple[int, int]
+
+
+def is_layout(spans: tuple[Span, ...], align: int) -> bool:
+    """A device's spans: at least one, align-multiple starts and sizes, no byte shared, all in 64 bits.
+
+    make_ranges lays them back to back in pgoff space, so that part of the layout is by construction.
+    Conjoined with ``&``, see _u64.
+    """
+    ok = len(spans) > 0
+    for s, n in spans:
+        ok = ok & (s >= 0) & (n > 0) & (s + n <= TWO64) & (s % align == 0) & (n % align == 0)
+    for i, a in enumerate(spans):
+        for b in spans[i + 1:]:
+            ok = ok & ((a[0] + a[1] <= b[0]) | (b[0] + b[1] <= a[0]))
+    return ok
+
+
+def holder(spans: tuple[Span, ...], pgoff: int) -> tuple[int, int, int] | None:
+    """(start, size, first device page) of the span holding device page pgoff; the device is the
+    concatenation of its spans in order."""
+    first = 0
+    for s, n in spans:
+        if first <= pgoff < first + n // PAGE_SIZE:
+            return s, n, first
+        first += n // PAGE_SIZE
     return None
 
 
-def ranges_holding(ranges: tuple[Range, ...], phys: int, size: int) -> int:
-    """How many ranges contain the whole entry [phys, phys + size)."""
-    return sum(1 for r in ranges if r.start <= phys and phys + size - 1 <= r.end)
+def spans_holding(spans: tuple[Span, ...], phys: int, size: int) -> int:
+    """How many spans contain the whole entry [phys, phys + size)."""
+    return sum(1 for s, n in spans if s <= phys and phys + size <= s + n)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -113,8 +126,9 @@ def _aligned_case(length: int, pgoff: int, align: int) -> bool:
 
 @icontract.require(lambda addr, length, pgoff, base: _u64(addr, length, pgoff, base))
 @icontract.require(lambda align: align in ALIGNS)
-@icontract.require(lambda length: 0 < length <= TASK_SIZE_MAX and length % PAGE_SIZE == 0)
-@icontract.require(lambda length, align, base: base % PAGE_SIZE == 0 and base + length + align <= TWO64)
+@icontract.require(lambda length, align, base:
+                   (length > 0) & (length <= TASK_SIZE_MAX) & (length % PAGE_SIZE == 0)
+                   & (base % PAGE_SIZE == 0) & (base + length + align <= TWO64))
 @icontract.ensure(lambda addr, result: addr == 0 or result == addr)
 @icontract.ensure(lambda addr, length, pgoff, align, base, result:
                   addr != 0 or _aligned_case(length, pgoff, align) or result == base)
@@ -154,22 +168,23 @@ def check_vma(alive: bool, flags: VmaFlags, vm_start: int, vm_end: int, align: i
 # pgoff_to_phys
 # --------------------------------------------------------------------------------------------------
 
-@icontract.require(lambda ranges, align: align in ALIGNS and len(ranges) > 0 and is_layout(ranges, align))
-@icontract.require(lambda pgoff, size: _u64(pgoff) and size in FAULT_SIZES)
-@icontract.ensure(lambda ranges, size, result: result is None or ranges_holding(ranges, result, size) == 1)
-@icontract.ensure(lambda ranges, pgoff, result:
-                  result is None or ((r := holder(ranges, pgoff)) is not None
-                  and result == r.start + (pgoff - r.pgoff) * PAGE_SIZE))
-@icontract.ensure(lambda ranges, pgoff, size, result:
-                  result is not None or (r := holder(ranges, pgoff)) is None
-                  or r.start + (pgoff - r.pgoff) * PAGE_SIZE + size - 1 > r.end)
-def pgoff_to_phys(ranges: tuple[Range, ...], align: int, pgoff: int, size: int) -> int | None:
-    """dax_pgoff_to_phys(): page pgoff's physical address, None (-1) past the device or a range end.
+@icontract.require(lambda spans, align: align in ALIGNS and is_layout(spans, align))
+@icontract.require(lambda pgoff, size: size in FAULT_SIZES and _u64(pgoff))
+@icontract.ensure(lambda spans, size, result: result is None or spans_holding(spans, result, size) == 1)
+@icontract.ensure(lambda spans, pgoff, result:
+                  result is None or ((h := holder(spans, pgoff)) is not None
+                                     and result == h[0] + (pgoff - h[2]) * PAGE_SIZE))
+@icontract.ensure(lambda spans, pgoff, size, result:
+                  result is not None or (h := holder(spans, pgoff)) is None
+                  or h[0] + (pgoff - h[2]) * PAGE_SIZE + size > h[0] + h[1])
+def pgoff_to_phys(spans: tuple[Span, ...], align: int, pgoff: int, size: int) -> int | None:
+    """dax_pgoff_to_phys() over the device make_ranges lays out from spans: page pgoff's physical
+    address, or None (the kernel's -1).
 
-    The entry [result, result + size) lies in exactly one range and is the one that holds pgoff; None
-    only when pgoff is past the device or the entry would straddle the end of its range.
+    The entry [result, result + size) lies in exactly one span and is the one that holds pgoff; None
+    only when pgoff is past the device or the entry would straddle the end of its span.
     """
-    return geometry.pgoff_to_phys(ranges, pgoff, _pick(size, FAULT_SIZES))
+    return geometry.pgoff_to_phys(geometry.make_ranges(spans), pgoff, _pick(size, FAULT_SIZES))
 
 
 # --------------------------------------------------------------------------------------------------
@@ -197,11 +212,10 @@ def negotiate(fault_size: int, align: int, rules: FaultRules) -> FaultResult | N
 
 @icontract.require(lambda fault_size, align: fault_size in FAULT_SIZES and align in ALIGNS)
 @icontract.require(lambda addr, vm_start, vm_end, vm_pgoff:
-                   _u64(addr, vm_start, vm_end, vm_pgoff) and vm_start <= addr < vm_end)
-@icontract.require(lambda vm_start, vm_end, vm_pgoff:
-                   vm_start % PAGE_SIZE == 0 and vm_end % PAGE_SIZE == 0
-                   and vm_pgoff + (vm_end - vm_start) // PAGE_SIZE <= U64)
-@icontract.require(lambda ranges, align: is_layout(ranges, align))
+                   _u64(addr, vm_start, vm_end, vm_pgoff) & (vm_start <= addr) & (addr < vm_end)
+                   & (vm_start % PAGE_SIZE == 0) & (vm_end % PAGE_SIZE == 0)
+                   & (vm_pgoff + (vm_end - vm_start) // PAGE_SIZE <= U64))
+@icontract.require(lambda spans, align: align in ALIGNS and is_layout(spans, align))
 @icontract.ensure(lambda vma_ok, result: vma_ok or result.result is FaultResult.SIGBUS)
 @icontract.ensure(lambda fault_size, addr, result:
                   result.result is not FaultResult.NOPAGE
@@ -211,12 +225,12 @@ def negotiate(fault_size: int, align: int, rules: FaultRules) -> FaultResult | N
 @icontract.ensure(lambda fault_size, vm_start, vm_end, rules, result:
                   result.result is not FaultResult.NOPAGE or not rules.vma_bounds
                   or (vm_start <= result.addr and result.addr + fault_size <= vm_end))
-@icontract.ensure(lambda fault_size, ranges, result:
+@icontract.ensure(lambda fault_size, spans, result:
                   result.result is not FaultResult.NOPAGE
-                  or ranges_holding(ranges, result.phys, fault_size) == 1)
+                  or spans_holding(spans, result.phys, fault_size) == 1)
 def dax_huge_fault(fault_size: int, addr: int, vm_start: int, vm_end: int, vm_pgoff: int, align: int,
-                   ranges: tuple[Range, ...], vma_ok: bool, rules: FaultRules) -> FaultDecision:
+                   spans: tuple[Span, ...], vma_ok: bool, rules: FaultRules) -> FaultDecision:
     """__dev_dax_{pte,pmd,pud}_fault: with the fixed rules a NOPAGE entry is align-sized, covers the
-    faulting address, lies inside the vma and inside exactly one range of the device."""
+    faulting address, lies inside the vma and inside exactly one span of the device (make_ranges)."""
     return geometry.dax_huge_fault(_pick(fault_size, FAULT_SIZES), addr, vm_start, vm_end, vm_pgoff,
-                                   _pick(align, ALIGNS), ranges, vma_ok, rules)
+                                   _pick(align, ALIGNS), geometry.make_ranges(spans), vma_ok, rules)

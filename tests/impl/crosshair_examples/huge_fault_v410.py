@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import icontract
 
-from devdax.impl.pure import ALIGNS, _pick, is_layout
+from devdax.impl.pure import ALIGNS, Span, _pick, is_layout
 from devdax.spec import geometry
-from devdax.spec.geometry import FAULT_SIZES, PAGE_SIZE, U64, FaultDecision, FaultResult, FaultRules, Range
+from devdax.spec.geometry import FAULT_SIZES, PAGE_SIZE, U64, FaultDecision, FaultResult, FaultRules
 
 V410_RULES = FaultRules(fallback=False, vma_bounds=False)
 
@@ -22,12 +22,12 @@ V410_RULES = FaultRules(fallback=False, vma_bounds=False)
 @icontract.require(lambda vm_start, vm_end, vm_pgoff:
                    vm_start % PAGE_SIZE == 0 and vm_end % PAGE_SIZE == 0
                    and vm_pgoff + (vm_end - vm_start) // PAGE_SIZE <= U64)
-@icontract.require(lambda ranges, align: is_layout(ranges, align))
+@icontract.require(lambda spans, align: align in ALIGNS and is_layout(spans, align))
 @icontract.ensure(lambda fault_size, align, vm_start, vm_end, result:
                   result.result is not FaultResult.NOPAGE
                   or (fault_size == align and vm_start <= result.addr
                       and result.addr + fault_size <= vm_end))
 def dax_huge_fault(fault_size: int, addr: int, vm_start: int, vm_end: int, vm_pgoff: int, align: int,
-                   ranges: tuple[Range, ...]) -> FaultDecision:
+                   spans: tuple[Span, ...]) -> FaultDecision:
     return geometry.dax_huge_fault(_pick(fault_size, FAULT_SIZES), addr, vm_start, vm_end, vm_pgoff,
-                                   _pick(align, ALIGNS), ranges, True, V410_RULES)
+                                   _pick(align, ALIGNS), geometry.make_ranges(spans), True, V410_RULES)

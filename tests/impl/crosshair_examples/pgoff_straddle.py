@@ -8,15 +8,15 @@ from __future__ import annotations
 
 import icontract
 
-from devdax.impl.pure import ALIGNS, is_layout, ranges_holding
-from devdax.spec.geometry import FAULT_SIZES, PAGE_SHIFT, U64, Range
+from devdax.impl.pure import ALIGNS, Span, is_layout, spans_holding
+from devdax.spec.geometry import FAULT_SIZES, PAGE_SHIFT, U64, make_ranges
 
 
-@icontract.require(lambda ranges, align: align in ALIGNS and len(ranges) > 0 and is_layout(ranges, align))
+@icontract.require(lambda spans, align: align in ALIGNS and is_layout(spans, align))
 @icontract.require(lambda pgoff, size: 0 <= pgoff <= U64 and size in FAULT_SIZES)
-@icontract.ensure(lambda ranges, size, result: result is None or ranges_holding(ranges, result, size) == 1)
-def pgoff_to_phys(ranges: tuple[Range, ...], align: int, pgoff: int, size: int) -> int | None:
-    for r in ranges:
+@icontract.ensure(lambda spans, size, result: result is None or spans_holding(spans, result, size) == 1)
+def pgoff_to_phys(spans: tuple[Span, ...], align: int, pgoff: int, size: int) -> int | None:
+    for r in make_ranges(spans):
         if pgoff < r.pgoff or pgoff > r.pgoff + r.pages - 1:
             continue
         phys = ((pgoff - r.pgoff) << PAGE_SHIFT) + r.start
