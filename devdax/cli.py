@@ -387,11 +387,16 @@ def run_prove(argv: Sequence[str]) -> int:
 
 
 def run_scenario(argv: Sequence[str]) -> int:
+    import importlib
+    import importlib.util
     try:
-        from devdax.scenario.cli import main as scenario_main
-    except ImportError:
-        raise UsageError("scenario: devdax.scenario.cli is not available in this tree") from None
-    return int(scenario_main(list(argv)))
+        present = importlib.util.find_spec("devdax.scenario.cli") is not None
+    except ModuleNotFoundError:
+        present = False
+    if not present:                  # absent, not broken: a broken module should show its traceback
+        raise UsageError("scenario: devdax.scenario.cli is not available in this tree")
+    mod = importlib.import_module("devdax.scenario.cli")
+    return int(mod.main(list(argv)))
 
 
 # ----------------------------------------------------------------------------------- all ----
@@ -426,7 +431,10 @@ def main(argv: Sequence[str] | None = None, out: IO[str] | None = None, err: IO[
     try:
         # prove and scenario own their command lines: hand them everything after the subcommand
         if args and args[0] in ("prove", "scenario"):
-            return run_prove(args[1:]) if args[0] == "prove" else run_scenario(args[1:])
+            try:
+                return run_prove(args[1:]) if args[0] == "prove" else run_scenario(args[1:])
+            except SystemExit as exc:            # their argparse exits on --help
+                return exc.code if isinstance(exc.code, int) else EXIT_USAGE
         a = parser().parse_args(args)
         if a.cmd is None:
             parser().print_help(out)

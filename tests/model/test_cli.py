@@ -207,6 +207,16 @@ def test_prove_is_delegated(capsys: pytest.CaptureFixture[str]) -> None:
     assert run("prove", "--profile", "nope")[0] == 2
 
 
+def test_scenario_is_delegated_or_a_one_line_error(monkeypatch: pytest.MonkeyPatch,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    import importlib.util
+    code, _, _ = run("scenario", "--help") if importlib.util.find_spec("devdax.scenario.cli") else (0, "", "")
+    assert code == 0
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
+    code, _, err = run("scenario", "run")
+    assert code == 2 and err == "devdax: error: scenario: devdax.scenario.cli is not available in this tree\n"
+
+
 def test_all_jobs_and_table() -> None:
     names = [j.name for j in summary.jobs()]
     assert names[:3] == [f"check {p}" for p in PROFILES]
