@@ -33,7 +33,14 @@ from dataclasses import fields, replace
 from typing import IO, Any, NoReturn
 
 from devdax.model.checker import Result, check
-from devdax.model.render import config_source, pack, render_violation, summary_line, variant_report
+from devdax.model.render import (
+    config_brief,
+    config_source,
+    pack,
+    render_violation,
+    summary_line,
+    variant_report,
+)
 from devdax.spec.config import Config
 from devdax.spec.ctx import Ctx
 from devdax.spec.geometry import ALIGN_NAMES
@@ -345,8 +352,7 @@ def run_variants(a: argparse.Namespace, out: IO[str]) -> int:
     for v in VARIANTS.values():
         cfg = variant_config(v)
         rows.append({"name": v.name, "profile": v.base.name, "title": v.title, "source": v.source,
-                     "config": config_source(replace(cfg, variant=None, profile=Config.profile)),
-                     "breaks": list(v.breaks)})
+                     "config": config_brief(cfg), "breaks": list(v.breaks)})
     if a.json:
         _emit(json.dumps(rows, indent=1), out)
         return EXIT_PASS
@@ -357,7 +363,7 @@ def run_variants(a: argparse.Namespace, out: IO[str]) -> int:
         t.add_column(col, overflow="fold")
     for r in rows:
         t.add_row(str(r["name"]), str(r["profile"]), str(r["title"]), str(r["source"]),
-                  str(r["config"]).removeprefix("Config(").removesuffix(")") or "defaults",
+                  str(r["config"]),
                   ", ".join(r["breaks"]))
     Console(file=out, width=160, soft_wrap=False).print(t)
     return EXIT_PASS

@@ -282,6 +282,26 @@ def _repr_dc(obj: Any, cls_name: str) -> str:
     return f"{cls_name}({', '.join(parts)})"
 
 
+def config_brief(cfg: Config, skip: tuple[str, ...] = ("profile", "variant")) -> str:
+    """`files=0 vmas=0 mmaps=shared-rw,private-rw`: the fields that differ from Config(), for
+    tables (mmap shapes by name)."""
+    out = []
+    base = Config()
+    for f in fields(cfg):
+        if f.name in skip or f.name == "extra" or not f.init:
+            continue
+        v = getattr(cfg, f.name)
+        if v == getattr(base, f.name):
+            continue
+        if f.name == "mmaps":
+            out.append("mmaps=" + (",".join(m.name for m in v) or "none"))
+        elif isinstance(v, tuple):
+            out.append(f"{f.name}=" + ",".join(map(str, v)))
+        else:
+            out.append(f"{f.name}={_value('config', f.name, v)}")
+    return " ".join(out) or "defaults"
+
+
 def config_source(cfg: Config) -> str:
     """Python source that rebuilds cfg: Config(...) with only the non-default fields."""
     return _repr_dc(cfg, "Config")
