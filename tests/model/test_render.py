@@ -50,6 +50,19 @@ def test_golden(name: str) -> None:
     assert got == path.read_text(), f"{path} differs; rerun with DEVDAX_UPDATE_GOLDEN=1 if intended"
 
 
+@pytest.mark.parametrize("name", ["M22", "M20", "no-synchronize"])
+def test_golden_is_what_the_cli_prints(name: str) -> None:
+    """`devdax check --variant V` prints the golden, then one line of statistics."""
+    import io
+
+    from devdax import cli
+    out = io.StringIO()
+    assert cli.main(["check", "--variant", name], out, io.StringIO()) == 1
+    body, _, stats = out.getvalue().rstrip("\n").rpartition("\n")
+    assert body + "\n" == (GOLDEN / f"{name}.txt").read_text()
+    assert " states, " in stats and " transitions, " in stats
+
+
 def test_no_stale_goldens() -> None:
     stale = {p.stem for p in GOLDEN.glob("*.txt")} - set(VARIANTS)
     assert not stale, f"goldens without a variant: {sorted(stale)}"
