@@ -1,0 +1,95 @@
+"""Lockstep refinement: hypothesis runs random user programs on impl and on the spec together.
+
+Each rule is one operation a user can trigger (open O_RDWR/O_RDONLY, close, mmap from a menu of
+shapes including invalid ones, munmap whole/tail/misaligned, fork_touch, MADV_DONTFORK, touches
+inside and beyond the mapping and the device, disable/enable: modern unbind/bind, v4.10 provider
+removal and re-probe). After every operation tests/refinement/driver.py demands equal outcomes,
+abstraction(impl) == spec state (up to renaming of files and vmas) and every spec invariant on the
+abstraction except the profile's documented findings. Every profile impl supports is covered.
+"""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
+
+from devdax.impl.dax import IMPL_PROFILES
+
+from .driver import SHAPES, Driver, spec_config
+
+EXAMPLES, STEPS = 30, 25
+idx = st.integers(0, 7)
+unit = st.integers(0, 3)                 # 2 units per device, 3 for the oversized shape: beyond ends
+
+
+class Lockstep(RuleBasedStateMachine):
+    profile = "v4.10"
+    devices = 1
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.d = Driver(spec_config(self.profile, devices=self.devices))
+
+    def teardown(self) -> None:
+        self.d.close()
+
+    @rule(node=st.integers(0, 1), writable=st.booleans())
+    def open(self, node: int, writable: bool) -> None:
+        self.d.open(node % self.devices, writable)
+
+    @rule(k=idx)
+    def close(self, k: int) -> None:
+        self.d.close_file(k)
+
+    @rule(k=idx, shape=st.sampled_from(SHAPES))
+    def mmap(self, k: int, shape: object) -> None:
+        self.d.mmap(k, shape)  # type: ignore[arg-type]
+
+    @rule(k=idx, part=st.sampled_from(("all", "tail", "misaligned")))
+    def munmap(self, k: int, part: str) -> None:
+        self.d.munmap(k, part)
+
+    @rule(k=idx, u=unit, write=st.booleans())
+    def touch(self, k: int, u: int, write: bool) -> None:
+        self.d.touch(k, u, write)
+
+    @rule(k=idx, u=unit, write=st.booleans())
+    def fork_touch(self, k: int, u: int, write: bool) -> None:
+        self.d.fork_touch(k, u, write)
+
+    @rule(k=idx)
+    def madvise_dontfork(self, k: int) -> None:
+        self.d.madvise_dontfork(k)
+
+    @rule(node=st.integers(0, 1))
+    def disable(self, node: int) -> None:
+        self.d.disable(node % self.devices)
+
+    @precondition(lambda self: True)
+    @rule(node=st.integers(0, 1))
+    def enable(self, node: int) -> None:
+        self.d.enable(node % self.devices)
+
+    @invariant()
+    def ran(self) -> None:
+        pass
+
+
+SETTINGS = settings(max_examples=EXAMPLES, stateful_step_count=STEPS, deadline=None,
+                    suppress_health_check=list(HealthCheck), derandomize=False)
+
+
+def _machine(profile: str, devices: int) -> type[Lockstep]:
+    return type(f"Lockstep_{profile.replace('.', '')}_{devices}", (Lockstep,),
+                {"profile": profile, "devices": devices})
+
+
+@pytest.mark.timeout(150)
+@pytest.mark.parametrize("devices", [1, 2])
+@pytest.mark.parametrize("profile", IMPL_PROFILES)
+def test_lockstep(profile: str, devices: int) -> None:
+    machine = _machine(profile, devices)
+    machine.TestCase.settings = SETTINGS
+    machine.TestCase().runTest()
