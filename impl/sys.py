@@ -224,6 +224,13 @@ def _raise(what: str) -> OSError:
     return OSError(e, f"{what}: {os.strerror(e)}")
 
 
+def _x86_64_only(what: str) -> None:
+    """The raw syscall numbers below are x86_64's; on anything else refuse instead of calling a
+    different syscall."""
+    if not ARCH_OK:
+        raise OSError(_errno.ENOSYS, f"{what}: devdax.impl.sys uses x86_64 syscall numbers")
+
+
 def _check(rc: int, what: str) -> int:
     if rc < 0:
         raise _raise(what)
@@ -267,6 +274,7 @@ def madvise(addr: int, length: int, advice: int) -> None:
 
 def mremap(old_addr: int, old_size: int, new_size: int, flags: int = 0, new_addr: int = 0) -> int:
     """Raw syscall (glibc's mremap is variadic); returns the new address."""
+    _x86_64_only("mremap")
     r = _libc.syscall(
         _c_long(SYS_mremap), _c_vp(old_addr), _c_size(old_size), _c_size(new_size),
         _c_long(flags), _c_vp(new_addr or None),
@@ -278,10 +286,13 @@ def mremap(old_addr: int, old_size: int, new_size: int, flags: int = 0, new_addr
 
 def userfaultfd(flags: int = O_CLOEXEC | O_NONBLOCK) -> int:
     """userfaultfd(2) (no glibc wrapper). As root this works although vm.unprivileged_userfaultfd=0."""
+    _x86_64_only("userfaultfd")
     return _check(int(_libc.syscall(_c_long(SYS_userfaultfd), _c_int(flags))), "userfaultfd")
 
 
 def membarrier(cmd: int, flags: int = 0, cpu_id: int = 0) -> int:
+    """membarrier(2); see srcu.py for which command reaches which processes."""
+    _x86_64_only("membarrier")
     return _check(
         int(_libc.syscall(_c_long(SYS_membarrier), _c_int(cmd), ctypes.c_uint(flags), _c_int(cpu_id))),
         "membarrier",
