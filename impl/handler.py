@@ -30,6 +30,7 @@ import errno
 import importlib
 import os
 import select
+import signal
 import socket
 import threading
 import time
@@ -125,6 +126,11 @@ def dax_policy(table: SharedTable, vma_idx: int, addr: int) -> Decision:
 def sigbus_policy(table: SharedTable, vma_idx: int, addr: int) -> Decision:
     """Every fault ends in SIGBUS on its page: the smallest alternative policy (tests the plumbing)."""
     return Decision(False, addr & ~(PAGE - 1), PAGE, "fault")
+
+
+def raising_policy(table: SharedTable, vma_idx: int, addr: int) -> Decision:
+    """A policy with a bug: the handler must turn it into SIGBUS and an error count, not a hang."""
+    raise RuntimeError("policy bug")
 
 
 def slow_policy(table: SharedTable, vma_idx: int, addr: int) -> Decision:
@@ -286,7 +292,13 @@ class Handler:
             if idx is None:
                 d = Decision(False, addr & ~(PAGE - 1), PAGE, "no_vma")
             else:
-                d = self.policy(self.table, idx, addr)
+                try:
+                    d = self.policy(self.table, idx, addr)
+                except Exception:
+                    # a broken (pluggable) policy must not leave the toucher blocked forever: the
+                    # fault ends in SIGBUS and the error is counted
+                    st.counters[C.ERRORS] += 1
+                    d = Decision(False, addr & ~(PAGE - 1), PAGE, "fault")
             st.counters[C.FALLBACK] += d.fallbacks
             dev = int(self.table.t.vmas[idx].dev) if idx is not None else None
             t1 = time.perf_counter_ns()
@@ -346,13 +358,23 @@ class Handler:
                 for m in msgs:
                     self.table.t.workers[wid].counters[C.MSGS] += 1
                     if m.event == dsys.UFFD_EVENT_PAGEFAULT:
-                        self.service(fd, m, wid, t0)
+                        self._service_safely(fd, m, wid, t0)
                     elif m.event == dsys.UFFD_EVENT_FORK:
                         self._adopt_child(int(m.arg0 & 0xFFFF_FFFF), wid)
                 backlog = self.backlog[wid]
                 while backlog:
                     bfd, bm = backlog.pop(0)
-                    self.service(bfd, bm, wid, time.perf_counter_ns())
+                    self._service_safely(bfd, bm, wid, time.perf_counter_ns())
+
+    def _service_safely(self, fd: int, m: dsys.uffd_msg, wid: int, t0: int) -> None:
+        """A worker never dies of one fault: on an unexpected error, count it and wake the toucher
+        (it refaults; a persistent error then shows as a growing ``errors`` counter, not a hang)."""
+        try:
+            self.service(fd, m, wid, t0)
+        except Exception:
+            self.table.t.workers[wid].counters[C.ERRORS] += 1
+            with contextlib.suppress(OSError):
+                dsys.uffd_wake(fd, int(m.arg1) & ~(PAGE - 1), PAGE)
 
     # --- control channel -----------------------------------------------------------------------------------
     def run(self) -> int:
@@ -411,6 +433,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--policy", default="devdax.impl.handler:dax_policy")
     a = ap.parse_args(argv)
+    # Ctrl-C in a terminal reaches the whole process group; the owner decides when we stop (STOP or
+    # EOF on the control socket), otherwise its mappings would be revoked under it.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     ctl = socket.socket(fileno=a.ctl)
     h = Handler(a.uffd, a.table, ctl, a.workers, load_policy(a.policy))
     return h.run()

@@ -535,3 +535,12 @@ def test_single_worker_forks_while_faulting() -> None:
             stop.set()
             t.join(10)
         assert c.counters()["errors"] == 0
+
+
+def test_a_raising_policy_gives_sigbus_not_a_hang() -> None:
+    with MappingCore(workers=1, policy="devdax.impl.handler:raising_policy", event_fork=False) as c:
+        b = c.create_backing(K4)
+        d = c.add_device(b, [(0, K4)], K4)
+        m = c.map_shared(d, K4)
+        assert c.touch_read(m.addr, 1).outcome == "SIGBUS"
+        assert c.counters()["errors"] == 1
