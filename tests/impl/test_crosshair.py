@@ -94,6 +94,7 @@ class Finding:
     condition: str       # the postcondition's source, whitespace collapsed ("(body)" if the body raised)
     message: str         # crosshair's message, or why it is UNKNOWN
     replay: str = ""     # for a counterexample: what calling it concretely did
+    why: str = ""        # for UNKNOWN: a stable cause (what a golden records)
     paths: int = 0       # paths that met the preconditions and ran to the end without a violation
     timeouts: int = 0    # paths abandoned: per-path timeout or the solver's "unknown"
 
@@ -115,7 +116,7 @@ class Result:
         return max((f.verdict for f in self.findings), default=Verdict.UNKNOWN)
 
     def explain(self) -> str:
-        return "\n".join(f"  line {f.line}: {f.verdict.word}: {f.condition}\n    {f.message}"
+        return "\n".join(f"  line {f.line}: {f.cell}: {f.condition}\n    {f.message}"
                          + (f"\n    replay: {f.replay}" if f.replay else "") for f in self.findings)
 
 
@@ -208,20 +209,29 @@ def _replay(target: Target, msg: str) -> str:
 
 
 STATS = re.compile(r"Path tree stats \{(?P<counts>[^}]*)\}")
+ANALYZING = re.compile(r'Analyzing postcondition: " ?(?P<expr>.*)$')
 
 
-def _path_stats(stderr: str) -> list[dict[str, int]]:
-    """From crosshair's --verbose log, per postcondition in the order analyzed, the path tree's final
-    counts: CONFIRMED (completed, no violation), UNKNOWN (abandoned: per-path timeout, solver unknown),
-    None (did not get past the preconditions), realize_* (values made concrete)."""
-    blocks: list[dict[str, int]] = []
+@dataclass
+class PathLog:
+    """One postcondition's exploration, from crosshair's --verbose log."""
+
+    expr: str                                    # the first line of the condition's source
+    counts: dict[str, int] = field(default_factory=dict)
+
+
+def _path_logs(stderr: str) -> list[PathLog]:
+    """Per postcondition, in the order analysed, the path tree's final counts: CONFIRMED (ran to the
+    end, no violation), UNKNOWN (abandoned: per-path timeout, solver unknown), None (did not get
+    past the preconditions), realize_* (values made concrete)."""
+    logs: list[PathLog] = []
     for line in stderr.splitlines():
-        if "Analyzing postcondition:" in line:
-            blocks.append({})
-        elif blocks and (m := STATS.search(line)):
+        if m := ANALYZING.search(line):
+            logs.append(PathLog(" ".join(m["expr"].removesuffix('"').split())))
+        elif logs and (m := STATS.search(line)):
             pairs = (kv.split(":") for kv in m["counts"].split(",") if kv)
-            blocks[-1] = {k.strip(): int(v) for k, v in pairs}
-    return blocks
+            logs[-1].counts = {k.strip(): int(v) for k, v in pairs}
+    return logs
 
 
 def run_crosshair(target: Target) -> Result:
@@ -234,12 +244,18 @@ def run_crosshair(target: Target) -> Result:
         proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=wall, check=False)
     except subprocess.TimeoutExpired:
         res = Result(target, time.monotonic() - t0)
-        res.findings = [Finding(line, Verdict.UNKNOWN, src, f"killed by the {wall:.0f} s wall-clock guard")
-                        for (_, line), src in posts.items()]
+        res.findings = [Finding(line, Verdict.UNKNOWN, src, f"killed after {wall:.0f} s",
+                                why="wall-clock guard") for (_, line), src in posts.items()]
         return res
-    res = Result(target, time.monotonic() - t0)
+    return interpret(target, posts, proc.returncode, proc.stdout, proc.stderr, time.monotonic() - t0)
+
+
+def interpret(target: Target, posts: dict[tuple[str, int], str], returncode: int, stdout: str, stderr: str,
+              seconds: float) -> Result:
+    """crosshair's exit code, messages (stdout) and verbose log (stderr) -> one verdict per postcondition."""
+    res = Result(target, seconds)
     seen: dict[tuple[str, int], Finding] = {}
-    for raw in proc.stdout.splitlines():
+    for raw in stdout.splitlines():
         m = MESSAGE.match(raw)
         if m is None:
             continue
@@ -249,33 +265,36 @@ def run_crosshair(target: Target) -> Result:
         if verdict is Verdict.COUNTEREXAMPLE:
             finding.replay = _replay(target, m["msg"])
         elif key not in posts:
-            finding.condition = "(not a postcondition)"   # e.g. "Unable to meet precondition"
+            finding.condition = "(not a postcondition)"
+        if verdict is Verdict.UNKNOWN:
+            finding.why = ("unable to meet precondition" if "Unable to meet precondition" in m["msg"]
+                           else "unrecognised message")
         res.findings.append(finding)
         seen[key] = finding
-    # crosshair analyses the postconditions in icontract's order; "Not confirmed" is only NO-CEX when
-    # at least one path met the preconditions and completed: otherwise nothing was checked at all
-    blocks = _path_stats(proc.stderr)
-    if len(blocks) == len(posts):
-        for key, counts in zip(posts, blocks, strict=True):
-            if key in seen:
-                seen[key].paths = counts.get("CONFIRMED", 0)
-                seen[key].timeouts = counts.get("UNKNOWN", 0)
-    for key in posts:
-        f = seen.get(key)
-        if f is not None and f.verdict is Verdict.NO_CEX and f.paths == 0:
-            f.verdict = Verdict.UNKNOWN
-            f.message = (f"no path met the preconditions and completed within the budget "
-                         f"({f.timeouts} abandoned by timeout or solver; {len(blocks)} logs for "
+    # crosshair analyses the postconditions in icontract's order (checked against the source text);
+    # "Not confirmed" is NO-CEX only if at least one path met the preconditions and ran to the end:
+    # otherwise nothing was checked at all (every path timed out, or the log is not understood)
+    logs = _path_logs(stderr)
+    if len(logs) == len(posts):
+        for (key, src), log in zip(posts.items(), logs, strict=True):
+            if key in seen and src.split(":", 1)[1].strip().startswith(log.expr):
+                seen[key].paths = log.counts.get("CONFIRMED", 0)
+                seen[key].timeouts = log.counts.get("UNKNOWN", 0)
+    for f in seen.values():
+        if f.verdict is Verdict.NO_CEX and f.paths == 0:
+            f.verdict, f.why = Verdict.UNKNOWN, "no path completed"
+            f.message = (f"Not confirmed, but no path met the preconditions and ran to the end within the "
+                         f"budget ({f.timeouts} abandoned by timeout/solver; {len(logs)} logs for "
                          f"{len(posts)} postconditions)")
     for key, src in posts.items():
         if key not in seen:
-            why = f"crosshair said nothing about this postcondition (exit {proc.returncode})"
-            res.findings.append(Finding(key[1], Verdict.UNKNOWN, src, why))
+            res.findings.append(Finding(key[1], Verdict.UNKNOWN, src, f"exit {returncode}, nothing said",
+                                        why="no verdict reported"))
     expected_rc = 1 if res.verdict is Verdict.COUNTEREXAMPLE else 0
-    if proc.returncode != expected_rc:
-        tail = (proc.stderr.strip().splitlines() or [""])[-1]
+    if returncode != expected_rc:
+        tail = (stderr.strip().splitlines() or [""])[-1]
         res.findings.append(Finding(0, Verdict.UNKNOWN, "(crosshair itself)",
-                                    f"exit {proc.returncode}, expected {expected_rc}: {tail}"))
+                                    f"exit {returncode}, expected {expected_rc}: {tail}", why="exit code"))
     res.findings.sort(key=lambda f: f.line)
     return res
 
@@ -315,12 +334,18 @@ def results(request: pytest.FixtureRequest) -> Iterator[dict[str, Result]]:
 # the tests
 # --------------------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("name", PURE_FUNCTIONS)
-def test_pure_function(results: dict[str, Result], name: str) -> None:
-    r = results[name]
+def gate(name: str, r: Result) -> None:
+    """The policy: a counterexample fails; UNKNOWN fails too, visibly, since it is not a pass; PROVED and
+    NO-CEX pass (the summary table keeps them apart)."""
     assert r.verdict is not Verdict.COUNTEREXAMPLE, f"{name}: counterexample\n{r.explain()}"
     if r.verdict is Verdict.UNKNOWN:
         pytest.fail(f"{name}: UNKNOWN, which is not a pass\n{r.explain()}")
+
+
+@pytest.mark.parametrize("name", PURE_FUNCTIONS)
+def test_pure_function(results: dict[str, Result], name: str) -> None:
+    r = results[name]
+    gate(name, r)
     if name in EXPECT_PROVED:
         assert r.verdict is Verdict.PROVED, f"{name}: no longer explored exhaustively\n{r.explain()}"
 
@@ -335,6 +360,8 @@ def normalized(r: Result) -> str:
             kind = f.message.split(" when calling ", 1)[0]
             out.append(f"  kind: {'postcondition false' if kind == 'false' else kind}")
             out.append(f"  replay: {f.replay}")
+        if f.verdict is Verdict.UNKNOWN:
+            out.append(f"  why: {f.why}")
     return "\n".join(out) + "\n"
 
 
@@ -356,13 +383,84 @@ def test_example_matches_golden(results: dict[str, Result], name: str) -> None:
 
 @pytest.mark.parametrize("name", _example_names())
 def test_example_verdict(results: dict[str, Result], name: str) -> None:
-    """Independent of the golden: a buggy example is caught, with a counterexample that fails for real;
-    the control is proved."""
+    """Independent of the golden, by the first word of the example's docstring: a BUG is caught, with a
+    counterexample that fails for real; a CORRECT control is proved; an UNKNOWN control is UNKNOWN."""
     r = results[name]
-    buggy = "BUG" in (r.target.module.__doc__ or "").split(":", 1)[0]
-    if buggy:
+    kind = (r.target.module.__doc__ or "").split()[0].rstrip(":")
+    if kind == "BUG":
         assert r.verdict is Verdict.COUNTEREXAMPLE, f"{name}: the bug was not caught\n{r.explain()}"
         cex = [f for f in r.findings if f.verdict is Verdict.COUNTEREXAMPLE]
         assert all(f.replay == "raises icontract.ViolationError" for f in cex), r.explain()
-    else:
+    elif kind == "CORRECT":
         assert r.verdict is Verdict.PROVED, f"{name}: the correct control was not proved\n{r.explain()}"
+    else:
+        assert kind == "UNKNOWN", f"{name}: docstring must start with BUG, CORRECT or UNKNOWN"
+        assert r.verdict is Verdict.UNKNOWN, f"{name}: expected UNKNOWN\n{r.explain()}"
+        with pytest.raises(pytest.fail.Exception, match="UNKNOWN, which is not a pass"):
+            gate(name, r)
+
+
+# --------------------------------------------------------------------------------------------------
+# the harness itself, on crosshair outputs we cannot easily provoke for real (no crosshair runs)
+# --------------------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def control() -> tuple[Target, dict[tuple[str, int], str]]:
+    target = next(t for t in _example_targets() if t.label == "check_vma_ok.py")
+    return target, _postconditions(target.function)
+
+
+def _fake(posts: dict[tuple[str, int], str], message: str, counts: str) -> tuple[str, str]:
+    (path, line), src = next(iter(posts.items()))
+    expr = src.split(":", 1)[1].strip()
+    stderr = (f'1.0|  |analyze() Analyzing postcondition: " {expr} "\n'
+              f"1.1|  |explore_loop() Path tree stats {{{counts}}}\n")
+    return f"{path}:{line}: info: {message}\n", stderr
+
+
+def test_all_paths_timed_out_is_unknown(control: tuple[Target, dict[tuple[str, int], str]]) -> None:
+    target, posts = control
+    out, err = _fake(posts, "Not confirmed.", "None:7, UNKNOWN:3")
+    r = interpret(target, posts, 0, out, err, 1.0)
+    assert r.verdict is Verdict.UNKNOWN and r.findings[0].why == "no path completed", r.explain()
+    with pytest.raises(pytest.fail.Exception, match="UNKNOWN, which is not a pass"):
+        gate(target.label, r)
+
+
+def test_some_paths_completed_is_no_cex(control: tuple[Target, dict[tuple[str, int], str]]) -> None:
+    target, posts = control
+    out, err = _fake(posts, "Not confirmed.", "None:7, CONFIRMED:4, UNKNOWN:3")
+    r = interpret(target, posts, 0, out, err, 1.0)
+    assert r.verdict is Verdict.NO_CEX and r.findings[0].cell == "NO-CEX(4p/3t)", r.explain()
+
+
+def test_unattributable_log_is_unknown(control: tuple[Target, dict[tuple[str, int], str]]) -> None:
+    target, posts = control
+    out, _ = _fake(posts, "Not confirmed.", "CONFIRMED:4")
+    r = interpret(target, posts, 0, out, "", 1.0)
+    assert r.verdict is Verdict.UNKNOWN, r.explain()
+
+
+def test_crash_is_unknown(control: tuple[Target, dict[tuple[str, int], str]]) -> None:
+    target, posts = control
+    r = interpret(target, posts, 2, "", "Traceback ...\nCrossHairInternal: boom", 1.0)
+    assert r.verdict is Verdict.UNKNOWN, r.explain()
+    assert {f.why for f in r.findings} == {"no verdict reported", "exit code"}, r.explain()
+
+
+def test_wall_clock_guard_is_unknown(control: tuple[Target, dict[tuple[str, int], str]],
+                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    target, _ = control
+
+    def hang(cmd: list[str], **kw: Any) -> subprocess.CompletedProcess[str]:
+        raise subprocess.TimeoutExpired(cmd, kw.get("timeout", 0))
+
+    monkeypatch.setattr(subprocess, "run", hang)
+    r = run_crosshair(target)
+    assert r.verdict is Verdict.UNKNOWN and {f.why for f in r.findings} == {"wall-clock guard"}, r.explain()
+
+
+def test_exhausted_is_proved(control: tuple[Target, dict[tuple[str, int], str]]) -> None:
+    target, posts = control
+    out, err = _fake(posts, "Confirmed over all paths.", "CONFIRMED:15")
+    assert interpret(target, posts, 0, out, err, 1.0).verdict is Verdict.PROVED
