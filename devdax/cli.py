@@ -182,18 +182,21 @@ def parser() -> Parser:
 
 class ProgressLine:
     """The live line on stderr while a run explores: states, states/s, frontier and depth. Drawn
-    only on a terminal (a log file gets no carriage returns); `force` makes it testable."""
+    only on a terminal (a log file gets no carriage returns); `force` decides instead (tests, and
+    `devdax all`, which has already decided)."""
 
-    def __init__(self, stream: IO[str], force: bool = False) -> None:
+    def __init__(self, stream: IO[str], force: bool | None = None, label: str = "") -> None:
         self.stream = stream
-        self.enabled = force or (hasattr(stream, "isatty") and stream.isatty())
+        tty = hasattr(stream, "isatty") and stream.isatty()
+        self.enabled = tty if force is None else force
         self.drawn = False
+        self.label = f"  {label}:" if label else ""
 
     def __call__(self, states: int, frontier: int, depth: int, seconds: float) -> None:
         if not self.enabled:
             return
         rate = states / seconds if seconds > 0 else 0.0
-        self.stream.write(f"\r\x1b[2K  {states:>10,} states  {rate:>9,.0f} states/s  "
+        self.stream.write(f"\r\x1b[2K{self.label}  {states:>10,} states  {rate:>9,.0f} states/s  "
                           f"frontier {frontier:>9,}  depth {depth:>3}  {seconds:6.1f} s")
         self.stream.flush()
         self.drawn = True
@@ -417,7 +420,10 @@ def run_all(a: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
             err.write(f"\r\x1b[2K  running {name} ...")
             err.flush()
 
-    rows = run_jobs(jobs(prove=not a.skip_prove), on_start=started)
+    def progress(name: str) -> ProgressLine:
+        return ProgressLine(err, force=live, label=name)
+
+    rows = run_jobs(jobs(prove=not a.skip_prove), on_start=started, progress=progress)
     if live:
         err.write("\r\x1b[2K")
     ok = all(r.ok for r in rows)

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import IO, Any
 
-from devdax.model.checker import check
+from devdax.model.checker import Progress, check
 from devdax.spec.config import Config
 from devdax.spec.ctx import Ctx
 from devdax.spec.profiles import DEFAULT_PROFILE, PROFILES
@@ -42,14 +42,15 @@ class Row:
 class Job:
     name: str
     expectation: str
-    run: Callable[[], tuple[str, bool, int | None]]     # result text, met?, states
+    #: given a progress callback (the checker's), returns the result text, met?, states
+    run: Callable[[Progress | None], tuple[str, bool, int | None]]
 
 
 def _profile_job(p: str) -> Job:
     findings = set(PROFILES[p].findings)
 
-    def run() -> tuple[str, bool, int | None]:
-        res = check(Ctx.of(default_config(p)))
+    def run(progress: Progress | None = None) -> tuple[str, bool, int | None]:
+        res = check(Ctx.of(default_config(p)), progress=progress)
         got = set(res.violations)
         extra, missing = sorted(got - findings), sorted(findings - got)
         if not extra and not missing and res.complete:
@@ -64,8 +65,8 @@ def _profile_job(p: str) -> Job:
 
 
 def _pass_job(name: str, cfg: Config) -> Job:
-    def run() -> tuple[str, bool, int | None]:
-        res = check(Ctx.of(cfg))
+    def run(progress: Progress | None = None) -> tuple[str, bool, int | None]:
+        res = check(Ctx.of(cfg), progress=progress)
         if res.violations:
             return "violated: " + ", ".join(sorted(res.violations)), False, res.states
         return "all invariants hold", res.complete, res.states
@@ -83,8 +84,8 @@ def fork_config() -> Config:
 def _variant_job(name: str) -> Job:
     v = VARIANTS[name]
 
-    def run() -> tuple[str, bool, int | None]:
-        res = check(Ctx.of(variant_config(v)))
+    def run(progress: Progress | None = None) -> tuple[str, bool, int | None]:
+        res = check(Ctx.of(variant_config(v)), progress=progress)
         caught = [b for b in v.breaks if b in res.violations]
         if caught:
             steps = min(len(res.violations[b].trace) for b in caught)
@@ -94,7 +95,7 @@ def _variant_job(name: str) -> Job:
 
 
 def _prove_job(p: str) -> Job:
-    def run() -> tuple[str, bool, int | None]:
+    def run(progress: Progress | None = None) -> tuple[str, bool, int | None]:
         from devdax.proofs import runner
         from devdax.proofs.obligations import obligations_for
         results = runner.run(obligations_for(p, None))
@@ -121,14 +122,17 @@ def jobs(*, prove: bool = True) -> list[Job]:
     return out
 
 
-def run_jobs(todo: list[Job], on_start: Callable[[str], None] | None = None) -> list[Row]:
+def run_jobs(todo: list[Job], on_start: Callable[[str], None] | None = None,
+             progress: Callable[[str], Progress] | None = None) -> list[Row]:
+    """Run every job; on_start(name) before each, and progress(name) gives the callback the
+    checker reports states/frontier/depth to while that job explores."""
     rows = []
     for j in todo:
         if on_start is not None:
             on_start(j.name)
         t0 = time.perf_counter()
         try:
-            text, ok, states = j.run()
+            text, ok, states = j.run(progress(j.name) if progress is not None else None)
         except Exception as exc:          # a crashing job is a failed job, not a crashed table
             text, ok, states = f"error: {type(exc).__name__}: {exc}", False, None
         rows.append(Row(j.name, j.expectation, text, ok, states, time.perf_counter() - t0))

@@ -256,7 +256,7 @@ def test_all_exit_status_and_json(monkeypatch: pytest.MonkeyPatch) -> None:
     doc = json.loads(out)
     assert code == 0 and doc["result"] == "pass" and [j["job"] for j in doc["jobs"]] == ["variant M1",
                                                                                           "variant M2"]
-    failing = summary.Job("always fails", "pass", lambda: ("nope", False, 1))
+    failing = summary.Job("always fails", "pass", lambda progress: ("nope", False, 1))
     monkeypatch.setattr(summary, "jobs", lambda prove=True: [*few, failing])
     code, out, _ = run("all")
     assert code == 1 and "1 FAILED 2/3 jobs met their expectation" in out
