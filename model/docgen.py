@@ -262,6 +262,7 @@ def reference() -> str:
     L += ["", "## Invariants", "", "| name | kind | source | statement |", "|---|---|---|---|"]
     for inv in INVARIANTS.values():
         L.append(f"| `{inv.name}` | {inv.kind} | {_md(inv.source)} | {_md(' '.join(inv.doc.split()))} |")
+    L += ["", *_reading_section()]
     L += ["", "## Variants", "", "Each is caught by `devdax check --variant NAME`; its expected "
           "counterexample is tests/golden/NAME.txt.", ""]
     from devdax.model.render import change_text
@@ -274,6 +275,32 @@ def reference() -> str:
             L.append(f"- notes: {_md(' '.join(v.notes.split()))}")
         L.append("")
     return "\n".join(L).rstrip("\n") + "\n"
+
+
+EXAMPLE_VARIANT = "no-synchronize"
+
+
+def _reading_section() -> list[str]:
+    """How to read what `devdax check` prints, shown on the shortest variant's real output."""
+    from devdax.model.checker import check
+    from devdax.model.render import variant_report
+    from devdax.spec.ctx import Ctx
+    v = VARIANTS[EXAMPLE_VARIANT]
+    cfg = variant_config(v)
+    report = variant_report(v, cfg, check(Ctx.of(cfg)))
+    return [
+        "## Reading a counterexample", "",
+        f"`devdax check --variant {v.name}` prints the variant, then for each property it breaks the "
+        "shortest trace: numbered steps (the actor, the spec function with its arguments, `->` its "
+        "outcome; fused fault steps read `fault_lock+fault_check` with outcomes joined by `/`), under "
+        "each step only what changed (`dax0` is device instance 0 as the invariants name it; the line "
+        "that allocates its id names its node, `/dev/dax0.0`), then the invariant's message, its "
+        "statement, and a pytest test that replays the trace (`devdax.model.trace.replay`) and asserts "
+        "that the invariant still breaks. `--json` gives the same traces in Apalache's ITF.", "",
+        "Exit status of every command: 0 pass, 1 violation (or an expectation not met), 2 usage error "
+        "(one line: `devdax: error: --cpus: expected a non-negative integer, got 'x'`).", "",
+        "```", *report.rstrip("\n").splitlines(), "```",
+    ]
 
 
 def main(argv: list[str] | None = None) -> int:
