@@ -568,26 +568,39 @@ class MappingCore:
 
     # --- touching memory without risking a signal -------------------------------------------------
     @staticmethod
-    def fault_signal(addr: int, write: bool) -> str:
-        """Which signal a real access would get where process_vm_rw said EFAULT.
-
-        EFAULT merges two kernel outcomes: no vma / wrong protection (SIGSEGV) and a fault that ended
-        in VM_FAULT_SIGBUS or a poison marker (SIGBUS). /proc/self/maps tells them apart.
-        """
+    def _perms(addr: int) -> str | None:
+        """The rwxp string of the vma holding addr (None: no vma)."""
         with open("/proc/self/maps") as f:
             for ln in f:
                 rng, perms = ln.split(maxsplit=2)[:2]
                 lo, hi = (int(x, 16) for x in rng.split("-"))
                 if lo <= addr < hi:
-                    ok = perms[1] == "w" if write else perms[0] == "r"
-                    return "SIGBUS" if ok else "SIGSEGV"
-        return "SIGSEGV"
+                    return perms
+        return None
+
+    @classmethod
+    def fault_signal(cls, addr: int, write: bool) -> str:
+        """Which signal a real access would get where process_vm_rw said EFAULT.
+
+        EFAULT merges two kernel outcomes: no vma / wrong protection (SIGSEGV) and a fault that ended
+        in VM_FAULT_SIGBUS or a poison marker (SIGBUS). /proc/self/maps tells them apart. On x86 any
+        of PROT_READ/WRITE/EXEC makes a page loadable (vma_is_accessible), so only a vma with none of
+        them refuses a load.
+        """
+        perms = cls._perms(addr)
+        if perms is None:
+            return "SIGSEGV"
+        ok = perms[1] == "w" if write else perms[:3] != "---"
+        return "SIGBUS" if ok else "SIGSEGV"
 
     @classmethod
     def touch_read(cls, addr: int, n: int) -> Touch:
         """Read through the fault path with process_vm_readv on ourselves: a signal becomes EFAULT.
 
         ``outcome`` is "ok", or the signal a plain load would have raised at the first failing byte.
+        GUP refuses to read a vma without VM_READ, but an x86 load from a PROT_WRITE-only mapping
+        succeeds; for such a vma each page is faulted in for write (MADV_POPULATE_WRITE, through the
+        handler, data untouched) and then read through /proc/self/mem (FOLL_FORCE).
         """
         buf = ctypes.create_string_buffer(max(n, 1))
         try:
@@ -595,10 +608,33 @@ class MappingCore:
         except OSError as e:
             if e.errno != errno.EFAULT:
                 raise
-            return Touch(cls.fault_signal(addr, False), b"", 0)
-        if k < n:
-            return Touch(cls.fault_signal(addr + k, False), buf.raw[:k], k)
-        return Touch("ok", buf.raw[:k], k)
+            k = 0
+        if k == n:
+            return Touch("ok", buf.raw[:k], k)
+        data = buf.raw[:k]
+        while k < n:
+            at = addr + k
+            perms = cls._perms(at)
+            if perms is None or perms[:3] == "---":
+                return Touch("SIGSEGV", data, k)
+            if perms[0] == "r" or perms[1] != "w":
+                return Touch("SIGBUS", data, k)      # readable for GUP, so the fault itself failed
+            page = at & ~(PAGE - 1)
+            chunk = min(n - k, page + PAGE - at)
+            try:
+                dsys.madvise(page, PAGE, dsys.MADV_POPULATE_WRITE)
+                fd = os.open("/proc/self/mem", os.O_RDONLY | os.O_CLOEXEC)
+                try:
+                    got = os.pread(fd, chunk, at)
+                finally:
+                    os.close(fd)
+            except OSError:
+                return Touch("SIGBUS", data, k)
+            data += got
+            k += len(got)
+            if len(got) < chunk:
+                return Touch("SIGBUS", data, k)
+        return Touch("ok", data, k)
 
     @classmethod
     def touch_write(cls, addr: int, data: bytes) -> Touch:

@@ -544,3 +544,20 @@ def test_a_raising_policy_gives_sigbus_not_a_hang() -> None:
         m = c.map_shared(d, K4)
         assert c.touch_read(m.addr, 1).outcome == "SIGBUS"
         assert c.counters()["errors"] == 1
+
+
+def test_write_only_mapping_is_readable_as_on_x86(core: MappingCore) -> None:
+    """PROT_WRITE alone: GUP (process_vm_readv) refuses to read, a CPU load does not; touch_read
+    must report what the load does, going through the handler all the same."""
+    b = core.create_backing(2 * K4)
+    d = core.add_device(b, [(0, 2 * K4)], K4)
+    os.pwrite(b.fd, b"wo", K4 - 1)
+    m = core.map_shared(d, 2 * K4, prot=dsys.PROT_WRITE)
+    t = core.touch_read(m.addr + K4 - 1, 2)                  # straddles both pages
+    assert (t.outcome, t.data) == ("ok", b"wo")
+    assert core.counters()["install_pte"] == 2
+    assert core.touch_in_child(m.addr + K4).value == ord("o")
+    core.kill_device(d)
+    assert core.touch_read(m.addr, 1).outcome == "SIGBUS"
+    m2 = core.map_shared(d, K4, prot=dsys.PROT_NONE)
+    assert core.touch_read(m2.addr, 1).outcome == "SIGSEGV"
