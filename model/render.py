@@ -24,7 +24,7 @@ from typing import Any, NamedTuple
 
 from devdax.model.checker import Result, Step, Violation
 from devdax.model.trace import steps_of
-from devdax.spec.config import Config, MmapShape
+from devdax.spec.config import Config
 from devdax.spec.ctx import Ctx
 from devdax.spec.geometry import SIZE_NAMES
 from devdax.spec.state import C_IDLE, CPU_PC_NAMES, PHASE_NAMES, RESULT_NAMES, Cpu, Entry, State
@@ -412,5 +412,5 @@ def extract_snippets(text: str) -> list[str]:
     return re.findall(re.escape(SNIPPET_BEGIN) + r"\n(.*?)\n" + re.escape(SNIPPET_END), text, re.S)
 
 
-__all__ = ["MmapShape", "config_source", "diff", "extract_snippets", "render_steps", "render_violation",
-           "snippet", "step_call", "summary_line", "variant_report"]
+__all__ = ["config_brief", "config_source", "diff", "extract_snippets", "pack", "py", "render_steps",
+           "render_violation", "snippet", "step_call", "summary_line", "variant_report"]
