@@ -210,3 +210,21 @@ def test_mremap_and_mprotect_bindings() -> None:
     with pytest.raises(OSError) as e:
         dsys.munmap(a + 1, PG)
     assert e.value.errno == errno.EINVAL
+
+
+def test_user_mode_only_uffd_does_not_see_kernel_mode_faults() -> None:
+    """UFFD_USER_MODE_ONLY (the unprivileged variant): GUP faults get EFAULT at once, no message."""
+    fd = dsys.memfd_create("devdax-mech-umo")
+    dsys.ftruncate(fd, PG)
+    dsys.fallocate(fd, 0, 0, PG)
+    u = dsys.userfaultfd(dsys.O_CLOEXEC | dsys.O_NONBLOCK | dsys.UFFD_USER_MODE_ONLY)
+    a = dsys.mmap(0, PG, dsys.PROT_READ, dsys.MAP_SHARED, fd, 0)
+    try:
+        dsys.uffd_api(u, dsys.UFFD_FEATURE_MINOR_SHMEM)
+        dsys.uffd_register(u, a, PG, dsys.UFFDIO_REGISTER_MODE_MINOR)
+        assert pvr(a) == errno.EFAULT
+        assert dsys.read_msgs(u) == []
+    finally:
+        dsys.munmap(a, PG)
+        os.close(u)
+        os.close(fd)
