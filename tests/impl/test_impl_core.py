@@ -561,3 +561,22 @@ def test_write_only_mapping_is_readable_as_on_x86(core: MappingCore) -> None:
     assert core.touch_read(m.addr, 1).outcome == "SIGBUS"
     m2 = core.map_shared(d, K4, prot=dsys.PROT_NONE)
     assert core.touch_read(m2.addr, 1).outcome == "SIGSEGV"
+
+
+def test_two_cores_in_one_process() -> None:
+    """Each core has its own handler; a fork is announced to both (each adopts and later reaps its
+    context), and each answers only its own mappings."""
+    fds, tasks = _fds(), _tasks()
+    with MappingCore(workers=1) as a, MappingCore(workers=1) as b:
+        ba, bb = a.create_backing(M2), b.create_backing(M2)
+        da, db = a.add_device(ba, [(0, M2)], M2), b.add_device(bb, [(0, M2)], K4)
+        ma, mb = a.map_shared(da, M2), b.map_shared(db, M2)
+        assert a.touch_write(ma.addr, b"A").outcome == "ok" and b.touch_write(mb.addr, b"B").outcome == "ok"
+        assert a.touch_in_child(ma.addr).value == ord("A")
+        assert b.touch_in_child(mb.addr).value == ord("B")
+        b.kill_device(db)
+        assert a.touch_in_child(ma.addr).value == ord("A")
+        assert b.touch_in_child(mb.addr).outcome == "SIGBUS"
+        assert (a.counters()["install_pmd"], b.counters()["install_pte"]) == (3, 2)  # children refault
+        assert a.counters()["fork_events"] == b.counters()["fork_events"] == 4
+    assert _fds() == fds and _tasks() == tasks
