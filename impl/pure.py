@@ -1,14 +1,19 @@
 """Contract-annotated entry points to the pure arithmetic of device-dax (spec/geometry.py).
 
-Each function here is a thin wrapper: its body calls the one implementation in devdax.spec.geometry
-and adds nothing. What it adds is the contract. The preconditions are the kernel's domain (align is
-4K, 2M or 1G; every value fits in 64 bits; a device's ranges are aligned, disjoint and laid back to
-back in pgoff space as make_ranges lays them out). The postconditions state the kernel's rule in plain
-modular arithmetic, never by re-running the code's bit tricks, so that a slip in geometry.py (a lost
-mask, an off-by-one at a range end) breaks a contract instead of being copied into it.
+Each function here is a thin wrapper: its body calls the one implementation in devdax.spec.geometry,
+adding only what the call needs (the device's Range tuple built by make_ranges from its spans, an mm
+allocator that answers a fixed page-aligned base, _pick below). What it adds is the contract. The
+preconditions are the kernel's domain: align is 4K, 2M or 1G; every value fits in 64 bits; a device's
+spans are align-multiples and disjoint (make_ranges lays them back to back in pgoff space); a mapping
+is no longer than TASK_SIZE and its vma page-aligned. The postconditions state the kernel's rule in
+plain modular arithmetic, never by re-running the code's bit tricks, so that a slip in geometry.py (a
+lost mask, an off-by-one at a range end) breaks a contract instead of being copied into it.
 
 CrossHair checks these contracts symbolically (tests/impl/test_crosshair.py); icontract checks them at
-run time wherever the emulation calls through here.
+run time wherever the emulation calls through here. CrossHair proves is_aligned, check_vma and
+negotiate over all paths. The rest only gets "no counterexample within budget": round_up and
+round_down mask with ``~(align - 1)``, which CrossHair cannot keep symbolic (it fixes x to one value
+per path), and pgoff_to_phys and dax_huge_fault take any number of spans.
 """
 
 from __future__ import annotations
