@@ -115,6 +115,14 @@ def _int(field: str, v: object, lo: int = 0, hi: int | None = None) -> int:
     return v
 
 
+def real_prot(prot: int) -> int:
+    """The protection the real mapping gets. x86 page tables cannot express write-only or
+    execute-only: any of them is also readable by a plain load, which is what the spec models
+    (a vma is readable unless PROT_NONE). GUP (process_vm_readv) checks VM_READ instead, so the
+    real vma gets PROT_READ whenever the user asked for any access."""
+    return prot | dsys.PROT_READ if prot & (dsys.PROT_WRITE | dsys.PROT_EXEC) else prot
+
+
 def _err(code: int, what: str) -> OSError:
     return OSError(code, f"{os.strerror(code)}: {what}")
 
@@ -208,6 +216,8 @@ class DaxRegion:
         """dax_region_free(): kfree; the region's hold on the backing goes with it."""
         self.freed = True
         self.bus._log("release", self.name)
+        if self in self.bus.regions and all(d.released for d in self.devices):
+            self.bus.regions.remove(self)
         self.bus._region_ids.free(self.id)
         self.backing.kref.put()
 
@@ -709,7 +719,7 @@ class DaxFile:
             if rc:
                 raise _err(-rc, f"check_vma on {dev.name} at {start:#x}+{length:#x}")
             place.commit()
-            m = bus.core.map_at(dev.slot, start, length, offset // PAGE, prot & 7, self.writable)
+            m = bus.core.map_at(dev.slot, start, length, offset // PAGE, real_prot(prot & 7), self.writable)
         except BaseException:
             place.abort()
             raise
@@ -949,9 +959,9 @@ class Vma:
                     raise _err(errno.EACCES, "mprotect: PROT_WRITE on a shared mapping of an O_RDONLY file")
             if not self._may_split_all(lo, hi, areas):
                 raise _err(errno.EINVAL, "dev_dax_may_split: misaligned cut")
-            for a in areas:
+            for a in areas if hi > lo else []:          # a zero length changes nothing (mm.change)
                 mid = self._carve(a, lo, hi)
-                self.bus.core.set_prot(mid.m, prot)
+                self.bus.core.set_prot(mid.m, real_prot(prot))
                 mid.read, mid.write, mid.exec_ = prot != 0, write, bool(prot & 4)
 
     def madvise(self, offset: int, length: int, advice: int) -> None:
@@ -973,7 +983,7 @@ class Vma:
             if name in ("MADV_DONTFORK", "MADV_DOFORK", "MADV_HUGEPAGE", "MADV_NOHUGEPAGE"):
                 if not self._may_split_all(lo, hi, areas):
                     raise _err(errno.EINVAL, "dev_dax_may_split: misaligned cut")
-                for a in areas:
+                for a in areas if hi > lo else []:
                     mid = self._carve(a, lo, hi)
                     self._apply_flag(mid, name)
             else:
@@ -1014,18 +1024,20 @@ class Vma:
         """Fault every unit of [lo, hi) in through the handler (MAP_POPULATE ignores failures;
         MADV_POPULATE_*: a SIGBUS is EFAULT, faultin_page_range)."""
         core = self.bus.core
-        try:
-            dsys.madvise(lo, hi - lo, dsys.MADV_POPULATE_WRITE if write else dsys.MADV_POPULATE_READ)
-            return
-        except OSError:
-            pass
-        for a in self._hit(lo, hi):
+        areas = self._hit(lo, hi)
+        if all(a.read and (a.write or not write) for a in areas):
+            try:
+                dsys.madvise(lo, hi - lo, dsys.MADV_POPULATE_WRITE if write else dsys.MADV_POPULATE_READ)
+                return
+            except OSError:
+                pass
+        for a in areas:
             unit = max(a.file.dev.align, PAGE)
             at = max(lo, a.start)
             while at < min(hi, a.end):
-                t = core.touch_read(at, 1)
-                if t.outcome != "ok" and strict:
-                    raise _err(errno.EFAULT, f"populate: SIGBUS at {at:#x}")
+                bad = not a.read or (write and not a.write)       # the access would SIGSEGV
+                if (bad or core.touch_read(at, 1).outcome != "ok") and strict:
+                    raise _err(errno.EFAULT, f"populate: fault failed at {at:#x}")
                 at = (at // unit + 1) * unit
 
     def msync(self, offset: int, length: int, flags: int) -> None:
@@ -1254,6 +1266,10 @@ class DaxBus:
             self._log("unlock", dev.name, "NOPAGE" if ok else "SIGBUS")
         _ = outcome
 
+    def unreleased_devices(self) -> list[DevDax]:
+        """Devices some reference still holds (files, vmas, or a leak the spec documents)."""
+        return [d for r in self.regions for d in r.devices if d.phase not in (D_NONE, D_RELEASED)]
+
     def _next_file(self) -> int:
         self._files += 1
         return self._files
@@ -1403,8 +1419,10 @@ class DaxBus:
                 if not dev.bound:
                     raise _err(errno.ENODEV, f"{dev.name} is not bound")
                 self._run(dev.region, self._program(dev.region, "unbind", dev))
-            else:
+            elif not dev.region.gone:
                 self.remove_region(dev.region)
+            # else: the provider is gone already; the spec's remove program then skips every device
+            # step and the region's devm action has nothing left to put: a no-op that succeeds
             return dev
 
     @OK_BUS

@@ -27,8 +27,13 @@ FALLOC = {"FALLOC_FL_KEEP_SIZE": 1, "FALLOC_FL_PUNCH_HOLE": 2}
 IOCTL = {"FIONREAD": 0x541B, "BLKGETSIZE64": 0x80081272}
 
 
+#: aliases spelled the way the spec and the scenario files spell them (errno.errorcode picks ENOTSUP)
+_SPELLING = {errno.EOPNOTSUPP: "EOPNOTSUPP", errno.EAGAIN: "EAGAIN", errno.EDEADLK: "EDEADLK"}
+
+
 def _errname(e: OSError) -> str:
-    return errno.errorcode.get(e.errno or 0, "EIO")
+    code = e.errno or 0
+    return _SPELLING.get(code) or errno.errorcode.get(code, "EIO")
 
 
 class _Run:
@@ -37,6 +42,7 @@ class _Run:
         self.devs = devs
         self.fds: dict[str, DaxFile | None] = {}
         self.maps: dict[str, Vma] = {}
+        self.made: list[DaxFile | Vma] = []         # everything created, also under re-bound names
 
 
 class ImplBackend:
@@ -44,31 +50,63 @@ class ImplBackend:
 
     name = "impl"
 
-    def __init__(self, workers: int = 2, timeout: float = 10.0) -> None:
+    def __init__(self, workers: int = 2, timeout: float = 10.0, bus: DaxBus | None = None) -> None:
+        """``bus``: run on this DaxBus (and leave it open, with everything the scenario made undone)
+        instead of a fresh one per scenario; saves the handler start-up in long random runs."""
         self.workers = workers
         self.timeout = timeout
+        self.bus = bus
 
     def run(self, scenario: fmt.Scenario) -> list[str]:
-        su = scenario.setup
+        if self.bus is not None:
+            return self._run(self.bus, scenario)
         with DaxBus(workers=self.workers, timeout=self.timeout) as bus:
-            region = bus.create_region(su.region_size, su.align, [[(d.start, d.size)] for d in su.devices],
-                                       profile=scenario.profile)
-            r = _Run(bus, list(region.devices))
-            failed: set[int] = set()
-            out: list[str] = []
-            for i, st in enumerate(scenario.steps):
-                if any(j in failed for j in scenario.depends_on[i]):
-                    out.append(fmt.SKIPPED)
-                    failed.add(i)
-                    continue
-                try:
-                    outcome = _HANDLERS[type(st)](r, st)
-                except OSError as e:
-                    outcome = _errname(e)
-                if st.defines() and outcome != fmt.OK:
-                    failed.add(i)
-                out.append(outcome)
-            return out
+            return self._run(bus, scenario)
+
+    def _run(self, bus: DaxBus, scenario: fmt.Scenario) -> list[str]:
+        su = scenario.setup
+        region = bus.create_region(su.region_size, su.align, [[(d.start, d.size)] for d in su.devices],
+                                   profile=scenario.profile)
+        r = _Run(bus, list(region.devices))
+        try:
+            return self._steps(r, scenario)
+        finally:
+            if self.bus is not None:
+                _undo(r)
+
+    @staticmethod
+    def _steps(r: _Run, scenario: fmt.Scenario) -> list[str]:
+        failed: set[int] = set()
+        out: list[str] = []
+        for i, st in enumerate(scenario.steps):
+            if any(j in failed for j in scenario.depends_on[i]):
+                out.append(fmt.SKIPPED)
+                failed.add(i)
+                continue
+            try:
+                outcome = _HANDLERS[type(st)](r, st)
+            except OSError as e:
+                outcome = _errname(e)
+            if st.defines() and outcome != fmt.OK:
+                failed.add(i)
+            out.append(outcome)
+        return out
+
+
+def _undo(r: _Run) -> None:
+    """What process exit and provider removal do: unmap every vma, close every fd, remove regions."""
+    with r.bus._lock:
+        for v in r.made:
+            if isinstance(v, Vma):
+                for a in list(v.areas):
+                    v._drop(a)
+        for f in r.made:
+            if isinstance(f, DaxFile) and not f.closed:
+                f.close()
+        regions = {id(d.region): d.region for d in r.devs}
+        for reg in regions.values():
+            if not reg.gone:
+                r.bus.remove_region(reg)
 
 
 def _fd(r: _Run, name: str) -> DaxFile | None:
@@ -86,6 +124,7 @@ def _need_fd(r: _Run, name: str) -> DaxFile:
 def _open(r: _Run, st: fmt.Step) -> str:
     assert isinstance(st, fmt.Open)
     f = r.bus.open(r.devs[st.dev], flags_of(st.flags, O_FLAGS, "flags"))
+    r.made.append(f)
     if st.as_:
         r.fds[st.as_] = f
     return fmt.OK
@@ -110,6 +149,7 @@ def _mmap(r: _Run, st: fmt.Step) -> str:
         dsys.munmap(base, span)
         fixed = base + st.fixed_offset
     v = f.mmap(st.length, flags_of(st.prot, PROT, "prot"), flags, st.offset, fixed)
+    r.made.append(v)
     if st.as_:
         r.maps[st.as_] = v
     return fmt.OK
