@@ -1,6 +1,7 @@
 """``devdax prove``: check every obligation of a profile and print the checklist.
 
     devdax prove [--profile P] [--variant V] [--json] [--timeout S] [--only NAME ...] [--list]
+                 [--bmc K [--cpus N] [--faults N] [--units N]]
 
 One line per obligation (``ok``/``FAIL``/``UNKNOWN``, seconds, name, statement), counterexamples
 indented below their line, then a total; ``--json`` prints a list of {name, status, seconds,
@@ -29,6 +30,12 @@ def parser() -> argparse.ArgumentParser:
                    help=f"solver budget per obligation in seconds (default {runner.DEFAULT_TIMEOUT:g})")
     p.add_argument("--only", nargs="+", default=[], metavar="NAME", help="check only these obligations")
     p.add_argument("--list", action="store_true", help="list the obligations and exit")
+    p.add_argument("--bmc", type=int, default=None, metavar="K",
+                   help="also model-check a race configuration to depth K (a violation prints the spec "
+                        "trace as `devdax check` does)")
+    p.add_argument("--cpus", type=int, default=1, help="CPUs of the BMC configuration (default 1)")
+    p.add_argument("--faults", type=int, default=1, help="faults per CPU in the BMC configuration")
+    p.add_argument("--units", type=int, default=1, help="align units of the BMC device (default 1)")
     return p
 
 
@@ -37,11 +44,14 @@ def main(argv: Sequence[str]) -> int:
         args = parser().parse_args(list(argv))
     except SystemExit as exc:               # argparse exits 2 on a usage error, 0 on --help
         return int(exc.code) if isinstance(exc.code, int) else runner.EXIT_USAGE
-    if args.timeout <= 0:
-        print("devdax prove: error: --timeout must be positive", file=sys.stderr)
+    if args.timeout <= 0 or (args.bmc is not None and args.bmc < 0) or min(args.cpus, args.faults,
+                                                                            args.units) < 1:
+        print("devdax prove: error: --timeout must be positive; --bmc, --cpus, --faults, --units "
+              "non-negative/positive", file=sys.stderr)
         return runner.EXIT_USAGE
     try:
-        obligations = runner.select(obligations_for(args.profile, args.variant), args.only)
+        obligations = runner.select(obligations_for(args.profile, args.variant, args.bmc, args.cpus,
+                                                    args.faults, args.units), args.only)
     except (ValueError, VariantError) as exc:
         print(f"devdax prove: error: {exc}", file=sys.stderr)
         return runner.EXIT_USAGE

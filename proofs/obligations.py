@@ -7,6 +7,7 @@ documented findings explains the failure.
 
 from __future__ import annotations
 
+from devdax.proofs.bmc import bmc_config, bmc_obligation
 from devdax.proofs.inductive import inductive_obligations
 from devdax.proofs.lemmas import LemmaConfig, lemma_obligations
 from devdax.proofs.runner import Obligation, Status, Verdict
@@ -58,8 +59,10 @@ def _with_finding(ob: Obligation, finding: str) -> Obligation:
     return Obligation(ob.name, ob.statement, ob.source, goal)
 
 
-def obligations_for(profile_name: str, variant: str | None = None) -> list[Obligation]:
-    """The lemmas, then the inductive invariants of the protocol (proofs/inductive.py)."""
+def obligations_for(profile_name: str, variant: str | None = None, bmc_depth: int | None = None,
+                    cpus: int = 1, faults: int = 1, units: int = 1) -> list[Obligation]:
+    """The lemmas, the inductive invariants of the protocol (proofs/inductive.py), and with a depth
+    the bounded model check of a race configuration (proofs/bmc.py)."""
     profile = apply_variant(get_profile(profile_name), variant)
     out = []
     for ob in lemma_obligations(lemma_config(profile)):
@@ -68,4 +71,7 @@ def obligations_for(profile_name: str, variant: str | None = None) -> list[Oblig
     for ob in inductive_obligations(profile):
         finding = profile.findings.get(ob.name.removeprefix("ind_"))
         out.append(_with_finding(ob, finding) if finding else ob)
+    if bmc_depth is not None:
+        cfg = bmc_config(profile_name, variant, cpus, faults, units)
+        out.append(bmc_obligation(cfg, bmc_depth, f"bmc_depth{bmc_depth}"))
     return out

@@ -1,0 +1,182 @@
+"""Bounded model checking of the protocol to depth k, with counterexamples replayed in the spec.
+
+The protocol (proofs/protocol.py) is unrolled k steps from the abstraction of the configuration's
+initial state, over finite sorts as large as the configuration (CPUs, vmas; entries one more than can
+exist), and the spec's invariants are asked to fail at each depth. Z3 explores all interleavings
+symbolically, so configurations whose state space the explicit explorer cannot enumerate (more CPUs,
+more faults, more units) are checked to depth k in one query per depth.
+
+A trace found is not shown as Z3's model: it is *replayed in the spec* (``concretize``): each abstract
+step is matched by a spec transition, with spec steps the abstraction does not see (cdev_del, puts)
+inserted where needed. The result is an ordinary spec trace, rendered by model/render.py exactly as
+``devdax check`` renders its counterexamples, with the pytest snippet that replays it, and the broken
+invariant is re-checked by spec/invariants.py itself. An abstract trace the spec cannot follow (the
+abstraction over-approximates only the end of an admin program) is reported as such, never as a bug.
+
+Only race configurations are supported (the protocol leaves open/mmap to the unbounded proofs).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, replace
+
+import z3
+
+from devdax.proofs.agreement import Obs, abstract, layout, observe, pin, protocol_for, universe_for
+
+__all__ = ["AbstractTrace", "abstract", "bmc", "bmc_config", "bmc_obligation", "bmc_verdict", "concretize",
+           "render_trace"]
+from devdax.proofs.inductive import INVARIANTS, Invariant
+from devdax.proofs.protocol import Action, State
+from devdax.proofs.runner import Obligation, Status, Verdict
+from devdax.proofs.smt import ARITH_SOLVER, Term
+from devdax.spec.config import Config
+from devdax.spec.ctx import Ctx
+from devdax.spec.state import State as SpecState
+from devdax.spec.system import Transition, init, successors
+
+#: the spec invariants the protocol states (proofs/inductive.py, kind "spec")
+SPEC_INVARIANTS = [i for i in INVARIANTS if i.kind == "spec"]
+
+
+@dataclass
+class AbstractTrace:
+    steps: list[tuple[str, Obs]]        # (action name, state after), from the state after init
+    start: Obs
+    invariant: str
+
+
+def _fired(m: Term, actions: list[Action]) -> str:
+    for a in actions:
+        if z3.is_true(m.eval(a.formula, model_completion=True)):
+            return a.name
+    return "?"
+
+
+def bmc(c: Ctx, depth: int, timeout: float, invariants: list[Invariant] | None = None,
+        ) -> tuple[Status, AbstractTrace | None, str]:
+    """(PROVED up to depth | VIOLATED with the shortest abstract trace | UNKNOWN, trace, note)."""
+    deadline = time.monotonic() + timeout
+    invs = SPEC_INVARIANTS if invariants is None else invariants
+    pr = protocol_for(c, universe_for(c))
+    states = [State.fresh(pr.u, "0")]
+    solver = z3.Solver()
+    solver.set("arith.solver", ARITH_SOLVER)
+    solver.add(*pr.rigid, *layout(pr, c), pr.init(states[0]), pin(pr, states[0], abstract(c, init(c))))
+    steps: list[list[Action]] = []
+    for d in range(depth + 1):
+        if d > 0:
+            states.append(State.fresh(pr.u, str(d)))
+            acts = pr.actions(states[d - 1], states[d], f"t{d}")
+            steps.append(acts)
+            solver.add(z3.Or(*(a.formula for a in acts)))
+        for inv in invs:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return Status.UNKNOWN, None, f"timeout at depth {d}"
+            solver.set("timeout", max(1, int(left * 1000)))
+            answer = solver.check(z3.Not(inv.formula(pr, states[d])))
+            if answer == z3.sat:
+                m = solver.model()
+                trace = [(_fired(m, steps[i]), observe(pr, m, states[i + 1])) for i in range(d)]
+                return Status.VIOLATED, AbstractTrace(trace, observe(pr, m, states[0]), inv.name), ""
+            if answer == z3.unknown:
+                return Status.UNKNOWN, None, f"depth {d}, {inv.name}: {solver.reason_unknown()}"
+    return Status.PROVED, None, ""
+
+
+def concretize(c: Ctx, trace: AbstractTrace, stutters: int = 6) -> list[Transition] | None:
+    """A spec trace whose abstraction is the abstract trace: for each abstract step, up to `stutters`
+    spec steps invisible to the abstraction, then one whose abstraction is the step's state."""
+    s = init(c)
+    out: list[Transition] = []
+    for _name, target in trace.steps:
+        here = abstract(c, s)
+        frontier: list[tuple[SpecState, list[Transition]]] = [(s, [])]
+        found: list[Transition] | None = None
+        for _ in range(stutters + 1):
+            nxt: list[tuple[SpecState, list[Transition]]] = []
+            for st, path in frontier:
+                for tr in successors(c, st):
+                    o = abstract(c, tr.state)
+                    if o == target:
+                        found = [*path, tr]
+                        break
+                    if o == here and len(path) < stutters:
+                        nxt.append((tr.state, [*path, tr]))
+                if found:
+                    break
+            if found or not nxt:
+                break
+            frontier = nxt
+        if found is None:
+            return None
+        out += found
+        s = found[-1].state
+    return out
+
+
+def render_trace(cfg: Config, transitions: list[Transition], label: str) -> str:
+    """The spec trace as `devdax check` prints a counterexample (model/render.py), with the broken
+    invariant as spec/invariants.py reports it on the last state or step."""
+    from devdax.model.checker import Step, Violation
+    from devdax.model.render import render_violation
+    from devdax.spec.invariants import INVARIANTS as SPEC
+
+    c = Ctx.of(cfg)
+    steps = [Step(t.action, t.args, t.outcome, t.state) for t in transitions]
+    prev = init(c)
+    for i, t in enumerate(transitions):
+        for inv in SPEC.values():
+            msg = None
+            if inv.kind == "state" and inv.check is not None:
+                msg = inv.check(c, t.state)
+            elif inv.kind == "step" and inv.step is not None:
+                msg = inv.step(c, prev, t)
+            if msg is not None:
+                v = Violation(inv, msg, steps[:i + 1])
+                return render_violation(cfg, v, label, symmetry=False, reduce=False)
+        prev = t.state
+    return "the replayed spec trace breaks no spec invariant (the abstract violation is spurious)"
+
+
+def bmc_verdict(cfg: Config, depth: int, timeout: float, label: str) -> Verdict:
+    """BMC, then replay: VIOLATED with the rendered spec trace, or PROVED up to the depth."""
+    c = Ctx.of(cfg)
+    status, trace, note = bmc(c, depth, timeout)
+    if status is Status.PROVED:
+        return Verdict(Status.PROVED)
+    if status is Status.UNKNOWN or trace is None:
+        return Verdict(Status.UNKNOWN, counterexample=note)
+    transitions = concretize(c, trace)
+    if transitions is None:
+        lines = [f"abstract trace breaking {trace.invariant} (the spec cannot follow it: spurious):"]
+        lines += [f"  {i + 1}. {name}" for i, (name, _) in enumerate(trace.steps)]
+        return Verdict(Status.UNKNOWN, counterexample="\n".join(lines))
+    return Verdict(Status.VIOLATED, counterexample=render_trace(cfg, transitions, label))
+
+
+def bmc_obligation(cfg: Config, depth: int, name: str = "bmc") -> Obligation:
+    desc = cfg.describe()
+
+    def goal(timeout: float) -> Verdict:
+        return bmc_verdict(cfg, depth, timeout, name)
+    return Obligation(name, f"no spec invariant breaks within {depth} steps ({desc})",
+                      "proofs/bmc.py over proofs/protocol.py", goal)
+
+
+
+def bmc_config(profile: str, variant: str | None, cpus: int = 1, faults: int = 1, units: int = 1) -> Config:
+    """The race configuration BMC runs on: the variant's own when it is a race, else a race with the
+    variant's profile, alignment and first fault size; without a variant, the profile's race with
+    the given populations."""
+    from devdax.spec.variants import get_variant
+    if variant is not None:
+        v = get_variant(variant)
+        if v.config.race:
+            return replace(v.config, profile=v.base.name, variant=v.name)
+        return Config(profile=v.base.name, variant=v.name, race=True, cpus=cpus, faults=faults, units=units,
+                      files=1, vmas=1, align=v.config.align, first_fault=v.config.first_fault)
+    return Config(profile=profile, race=True, cpus=cpus, faults=faults, units=units, files=1, vmas=1,
+                  first_fault="pmd")
