@@ -1,1 +1,24 @@
-"""devdax.proofs"""
+"""devdax.proofs: Z3 proofs about the spec (``devdax prove``).
+
+Modules, each with one job (mypyvy's layering: statements -> translation -> solver -> CLI):
+
+* ``runner``       Obligation, Verdict (proved / violated / unknown), the checklist, --json, exit codes.
+                   Knows nothing about Z3.
+* ``smt``          the solver layer: ``prove(queries, timeout)``: only unsat of the negation is a proof,
+                   unknown or timeout is UNKNOWN; models rendered for people; the ``Term`` alias that
+                   contains z3's ``Any``.
+* ``geometry_z3``  spec/geometry.py as Z3 terms (64-bit bit-vectors where it masks, Ints where it uses
+                   Python integers); agreement-tested against geometry.py on thousands of inputs.
+* ``lemmas``       the bit-vector lemmas (get_unmapped_area, check_vma, pgoff_to_phys, negotiation,
+                   huge fault), parameterised by a profile's check_vma era and fault rules.
+* ``protocol``     the fault-vs-teardown protocol of one device as a transition system over sorts of
+                   CPUs, vmas and entries; admin programs read from the profile (variants included).
+* ``agreement``    the abstraction spec State -> protocol state, and the check that the protocol's step
+                   models equal the spec's explicit successors on every reachable state of a config.
+* ``inductive``    unbounded proofs: spec invariants + named strengthening, Init => Inv and
+                   Inv /\\ Step => Inv' for any number of CPUs/vmas/entries; CTIs as two states + step.
+* ``bmc``          bounded model checking of race configurations to depth K; traces replayed in the
+                   spec and rendered as ``devdax check`` renders them.
+* ``obligations``  the list ``devdax prove`` runs for a profile/variant.
+* ``cli``          ``main(argv)``, dispatched from devdax/cli.py.
+"""
