@@ -1129,7 +1129,8 @@ class Vma:
             if bad:
                 return bad
             core = self.bus.core
-            before = core.counters()
+            logging = self.bus.events is not None
+            before = core.counters() if logging else {}
             if write:
                 if value is None:
                     t = core.touch_read(addr, 1)
@@ -1139,7 +1140,8 @@ class Vma:
                     t = core.touch_write(addr, bytes([value]))
             else:
                 t = core.touch_read(addr, 1)
-            self.bus._log_fault(self.file.dev, before, core.counters(), t.outcome)
+            if logging:
+                self.bus._log_fault(self.file.dev, before, core.counters(), t.outcome)
             return t.outcome
 
     def read_byte(self, offset: int) -> tuple[str, int | None]:
