@@ -26,14 +26,14 @@ import os
 
 os.environ.setdefault("DEVDAX_CONTRACTS", "0")
 
-import argparse  # noqa: E402
-import ctypes  # noqa: E402
-import statistics  # noqa: E402
-import time  # noqa: E402
-from collections.abc import Callable  # noqa: E402
+import argparse
+import ctypes
+import statistics
+import time
+from collections.abc import Callable
 
-from devdax.impl import sys as dsys  # noqa: E402
-from devdax.impl.dax import MAP, PROT, DaxBus  # noqa: E402
+from devdax.impl import sys as dsys
+from devdax.impl.dax import MAP, PROT, DaxBus
 
 K4, M2 = 4096, 2 << 20
 MiB = 1 << 20
@@ -64,7 +64,8 @@ def bandwidth(bus: DaxBus, size: int, reps: int) -> dict[str, float]:
     for op in ("read", "write"):
         d, rw = bw[("dax", op)], bw[("raw", op)]
         out[op] = d / rw
-        print(f"  {op:5}: dax {d:6.2f} GiB/s   raw memfd {rw:6.2f} GiB/s   ratio {d / rw:.3f}  (target >= 0.9)")
+        print(f"  {op:5}: dax {d:6.2f} GiB/s   raw memfd {rw:6.2f} GiB/s   ratio {d / rw:.3f}"
+              "  (target >= 0.9)")
     dsys.munmap(raw, size)
     v.munmap()
     f.close()
@@ -134,7 +135,8 @@ def first_touch(bus: DaxBus, size: int, align: int, reps: int) -> float:
     faults = bus.core.counters()["faults"] // (2 * reps)
     tp, tm, ty = (statistics.median(times[k]) for k in ("pop", "madvise", "python"))
     name = {K4: "4K", M2: "2M"}[align]
-    print(f"first touch of {size // MiB} MiB at {name} align ({faults} handler faults per pass), median of {reps}")
+    print(f"first touch of {size // MiB} MiB at {name} align ({faults} handler faults per pass), "
+          f"median of {reps}")
     print(f"  MAP_POPULATE raw memfd     {tp * 1e3:8.1f} ms")
     print(f"  dax MADV_POPULATE_READ     {tm * 1e3:8.1f} ms   ratio {tm / tp:6.2f}x  (target <= 2x at 2M)")
     print(f"  dax python load per page   {ty * 1e3:8.1f} ms   ratio {ty / tp:6.2f}x")
