@@ -47,15 +47,16 @@ from devdax.spec.profiles import Profile
 from devdax.spec.state import C_CHECKED, C_DONE, C_IDLE, C_LOCKED, R_FALLBACK, R_NONE, R_NOPAGE, R_SIGBUS
 
 # facts the admin's program establishes, by name
-NOT_ALIVE, CLEAN, QUIESCED, DEAD = "not_alive", "clean_gp", "quiesced", "dead"
+NOT_ALIVE, CLEAN, GP_ON, QUIESCED, DEAD = "not_alive", "clean_gp", "gp_on", "quiesced", "dead"
 
 
 def position_facts(pr: Protocol, name: str) -> list[frozenset[str]]:
     """What holds once the first i protocol steps of the program have run (or been skipped).
 
-    clear_alive: the device is not alive. synchronize_start after that: the grace period is clean
-    (or the device is already dead: the step was skipped). synchronize_wait after a clean start: the
-    device is quiesced. A kill marker after quiescence: dead. run_dax forgets everything.
+    clear_alive: the device is not alive. synchronize_start: a grace period is on (or the device is
+    already dead: the step was skipped), clean if the device was not alive. synchronize_wait after a
+    clean start: the device is quiesced. A kill marker on a step that really runs (a skipped step sets
+    nothing), after quiescence: dead. run_dax forgets everything.
     """
     facts: set[str] = set()
     out = [frozenset(facts)]
@@ -63,24 +64,29 @@ def position_facts(pr: Protocol, name: str) -> list[frozenset[str]]:
         if step == "clear_alive":
             facts.add(NOT_ALIVE)
         elif step == "synchronize_start":
+            facts.add(GP_ON)
             if NOT_ALIVE in facts or DEAD in facts:
                 facts.add(CLEAN)
             else:
                 facts.discard(CLEAN)
         elif step == "synchronize_wait":
+            runs = GP_ON in facts              # else it may be skipped (no grace period to wait for)
+            facts.discard(GP_ON)
             if CLEAN in facts:
                 facts.add(QUIESCED)
         elif step == "run_dax":
             facts.clear()
-        if kill and QUIESCED in facts:
+        if step != "synchronize_wait":
+            runs = step != "clear_alive"       # the other steps skip only once the device is dead
+        if kill and QUIESCED in facts and runs:
             facts.add(DEAD)
         out.append(frozenset(facts))
     return out
 
 
 def fact_formula(s: State, fact: str) -> Term:
-    return {NOT_ALIVE: z3.Not(s.alive), CLEAN: z3.Or(s.gp_clean, s.dead), QUIESCED: s.quiesced,
-            DEAD: s.dead}[fact]
+    return {NOT_ALIVE: z3.Not(s.alive), CLEAN: z3.Or(s.gp_clean, s.dead), GP_ON: z3.Or(s.gp, s.dead),
+            QUIESCED: s.quiesced, DEAD: s.dead}[fact]
 
 
 @dataclass(frozen=True)
