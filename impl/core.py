@@ -356,9 +356,15 @@ class MappingCore:
                 self._zap(m)
 
     def revive_device(self, dev: int) -> None:
-        """Modern rebind: alive again, and old vmas fault successfully again (poison markers zapped)."""
+        """Modern rebind: alive again, and old vmas fault successfully again (poison markers zapped).
+
+        A fault that read alive == false just before the store may still be about to poison its
+        unit; the grace period lets it finish first, so the zap clears its marker too (without it
+        a touch racing the re-bind left a marker that made the live device SIGBUS for good: found
+        by tests/refinement/test_trace_validation.py)."""
         with self._lock:
             self.set_alive(dev, True)
+            self.synchronize()
             for m in list(self._dev(dev).maps):
                 self._zap(m)
 
