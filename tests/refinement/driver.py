@@ -18,7 +18,7 @@ import os
 from dataclasses import dataclass
 
 from devdax.impl import sys as dsys
-from devdax.impl.dax import MADV, MAP, PROT, DaxBus, DaxFile, KernelBug, VmArea
+from devdax.impl.dax import MADV, MAP, PROT, DaxBus, DaxFile, Event, KernelBug, VmArea
 from devdax.impl.ida import Ida
 from devdax.impl.vmcore import reserve
 from devdax.spec import admin, fault, mm
@@ -77,10 +77,10 @@ class OffsetIda:
         return isinstance(i, int) and (i - self.base) in self.inner
 
 
-def spec_config(profile: str, devices: int = 1, generations: int = 3) -> Config:
+def spec_config(profile: str, devices: int = 1, generations: int = 3, cpus: int = 1) -> Config:
     modern = profile == "modern"
     return Config(profile=profile, align="2M", devices=devices, units=2, ranges=2 if modern else 1,
-                  generations=1 if modern else generations, files=6, vmas=8, cpus=1, faults=1 << 30,
+                  generations=1 if modern else generations, files=6, vmas=8, cpus=cpus, faults=1 << 30,
                   binds=1 << 30, first_fault="pud", open_rdonly=True, fork=True, munmap_parts=True,
                   mmaps=SHAPES)
 
@@ -96,17 +96,27 @@ class Driver:
     """impl (built with ``impl_profile``) and spec (``spec_profile``, the reference) side by side."""
 
     def __init__(self, cfg: Config, impl_profile: Profile | None = None, spec_profile: Profile | None = None,
-                 workers: int = 2) -> None:
+                 workers: int = 2, bus: DaxBus | None = None, minor_base: int = MINOR_BASE) -> None:
+        """``bus``: run on this bus (kept open by close(), which then undoes what this driver made)
+        instead of a new one; its minor ida and event log are replaced by this driver's."""
         base = get_profile(cfg.profile)
         self.spec_prof = spec_profile or base
         self.impl_prof = impl_profile or base
         self.c = Ctx(cfg, self.spec_prof, Layout.of(cfg))
         self.s = admin.run_program(self.c, init(self.c), "probe", 0)
         self.ref = Refinement()
-        self.minors = OffsetIda(MINOR_BASE)
-        self.bus = DaxBus(workers=workers, minor_ida=self.minors)  # type: ignore[arg-type]
+        self.minor_base = minor_base
+        self.minors = OffsetIda(minor_base)
+        self.events: list[Event] = []
+        self.own_bus = bus is None
+        if bus is None:
+            bus = DaxBus(workers=workers, minor_ida=self.minors, events=self.events)  # type: ignore[arg-type]
+        else:
+            bus.minor_ida = self.minors  # type: ignore[assignment]
+            bus.events = self.events
+        self.bus = bus
+        self._dmesg = len(bus.dmesg)
         self.history: list[Op] = []
-        self._dmesg = 0
         self.region_size, self.spans = self._layout()
         try:
             self._probe_impl()
@@ -137,11 +147,29 @@ class Driver:
         self.ref.regions.append(r)
 
     def close(self) -> None:
-        with contextlib.suppress(KernelBug):
-            self.bus.close()
+        if self.own_bus:
+            with contextlib.suppress(KernelBug):
+                self.bus.close()
+        else:
+            self.undo()
         for r in self.ref.regions[:1]:
             with contextlib.suppress(KernelBug):
                 r.backing.kref.put()
+
+    def undo(self) -> None:
+        """What process exit and provider removal do, on a bus that stays open: unmap every vma and
+        close every fd this driver made, remove its regions still probed."""
+        bus = self.bus
+        with bus._lock, contextlib.suppress(KernelBug):
+            for a, _, _ in list(self.ref.vmas.values()):
+                if a in bus._areas:
+                    a.handle._drop(a)
+            for f, _ in list(self.ref.files.values()):
+                if f.fd_open:
+                    f.close()
+            for r in self.ref.regions:
+                if not r.gone:
+                    bus.remove_region(r)
 
     def generation(self) -> int:
         return len(self.ref.regions) - 1
@@ -190,13 +218,13 @@ class Driver:
         lines = [f"REFINEMENT FAILURE ({self.impl_prof.name} impl vs {self.spec_prof.name} spec): {what}",
                  "operations so far (impl outcome / spec outcome):"]
         lines += [f"  {i:2}. {op.text}: {op.impl} / {op.spec}" for i, op in enumerate(self.history)]
-        steps = [f"{e.obj} {e.detail}" for e in (self.bus.events or []) if e.kind == "step"]
+        steps = [f"{e.obj} {e.detail}" for e in self.events if e.kind == "step"]
         if steps:
             lines.append("impl admin steps: " + ", ".join(steps[-24:]))
         raise RefinementError("\n".join(lines))
 
     def check(self, text: str) -> None:
-        a = abstraction(self.c, self.bus, self.ref, minor_base=MINOR_BASE)
+        a = abstraction(self.c, self.bus, self.ref, minor_base=self.minor_base)
         pa, ps = project(a), project(self.s)
         if pa != ps:
             self.fail(f"abstraction(impl) != spec state after {text}:\n    "
