@@ -15,7 +15,10 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
+
+import icontract
 
 from devdax.impl import sys as dsys
 from devdax.impl.dax import MADV, MAP, PROT, DaxBus, DaxFile, Event, KernelBug, VmArea
@@ -44,6 +47,7 @@ SHAPES = (
     MmapShape("shared-ro", write=False),
     MmapShape("shared-2", units=2),
     MmapShape("private-rw", shared=False),
+    MmapShape("private-rw-noreserve", shared=False, noreserve=True),
     MmapShape("misaligned-len", extra_bytes=PAGE_SIZE),
     MmapShape("misaligned-off", offset_bytes=PAGE_SIZE),
     MmapShape("offset-1", offset_units=1),
@@ -54,6 +58,26 @@ SHAPES = (
 
 class RefinementError(AssertionError):
     """impl and spec disagree: the message says where, after which operations."""
+
+
+class HookedLog(list[Event]):
+    """impl's event log with a callback on every append: the driver follows impl's admin programs
+    step by step (impl logs a "step" event after each step, under the bus lock)."""
+
+    def __init__(self, hook: Callable[[Event], None]) -> None:
+        super().__init__()
+        self.hook = hook
+
+    def append(self, ev: Event) -> None:
+        super().append(ev)
+        self.hook(ev)
+
+
+def start_program(c: Ctx, s: State, prog: str, arg: int) -> State:
+    """The spec's admin starting ``prog`` (as admin.run_program does), first inapplicable steps
+    skipped; the caller then takes admin.admin_steps one at a time."""
+    gen = s.admin.generation + (prog == "probe")
+    return admin._finish(c, s._replace(admin=s.admin._replace(prog=prog, dev=arg, pc=0, generation=gen)))
 
 
 class OffsetIda:
@@ -103,11 +127,12 @@ class Driver:
         self.spec_prof = spec_profile or base
         self.impl_prof = impl_profile or base
         self.c = Ctx(cfg, self.spec_prof, Layout.of(cfg))
-        self.s = admin.run_program(self.c, init(self.c), "probe", 0)
         self.ref = Refinement()
         self.minor_base = minor_base
         self.minors = OffsetIda(minor_base)
-        self.events: list[Event] = []
+        self.events: list[Event] = HookedLog(self._on_event)
+        self._shadow: State | None = None       # the spec's admin while impl runs a program
+        self._prog = ""
         self.own_bus = bus is None
         if bus is None:
             bus = DaxBus(workers=workers, minor_ida=self.minors, events=self.events)  # type: ignore[arg-type]
@@ -119,7 +144,8 @@ class Driver:
         self.history: list[Op] = []
         self.region_size, self.spans = self._layout()
         try:
-            self._probe_impl()
+            self.s = init(self.c)
+            self._program("probe", 0, self._probe_impl)
             self.check("probe")
         except BaseException:
             self.close()
@@ -144,23 +170,27 @@ class Driver:
         else:
             old = self.ref.regions[-1]
             r = self.bus.enable(old.devices[0]).region
-        self.ref.regions.append(r)
+        if r not in self.ref.regions:
+            self.ref.regions.append(r)
 
     def close(self) -> None:
+        # cleanup after a failure may meet the same defect again (a contract, a KernelBug): the
+        # first report is the one that counts
         if self.own_bus:
-            with contextlib.suppress(KernelBug):
+            with contextlib.suppress(Exception):
                 self.bus.close()
         else:
-            self.undo()
+            with contextlib.suppress(Exception):
+                self.undo()
         for r in self.ref.regions[:1]:
-            with contextlib.suppress(KernelBug):
+            with contextlib.suppress(Exception):
                 r.backing.kref.put()
 
     def undo(self) -> None:
         """What process exit and provider removal do, on a bus that stays open: unmap every vma and
         close every fd this driver made, remove its regions still probed."""
         bus = self.bus
-        with bus._lock, contextlib.suppress(KernelBug):
+        with bus._lock:
             for a, _, _ in list(self.ref.vmas.values()):
                 if a in bus._areas:
                     a.handle._drop(a)
@@ -190,6 +220,9 @@ class Driver:
         except KernelBug as e:
             self.ref.note_oops(str(e))
             return "OOPS"
+        except icontract.ViolationError as e:
+            # impl's own contracts (icontract, on in tests) refuse the step before it runs
+            self.fail(f"impl's own contract refused a step: {str(e).splitlines()[1:3]}")
         except OSError as e:
             return errno.errorcode.get(e.errno or 0, "EIO")
         return out if isinstance(out, str) else "ok"
@@ -223,9 +256,57 @@ class Driver:
             lines.append("impl admin steps: " + ", ".join(steps[-24:]))
         raise RefinementError("\n".join(lines))
 
+    # --- admin programs, step by step -------------------------------------------------------------
+    def _program(self, prog: str, arg: int, run: Callable[[], object]) -> str:
+        """Run an impl admin call while the spec's admin follows each step impl logs; the spec
+        state becomes the program's end. Returns impl's outcome."""
+        self._prog = f"{prog}({arg})"
+        self._shadow = start_program(self.c, self.s, prog, arg)
+        try:
+            out = self._impl(run)
+            sh = self._shadow
+            if out == "ok" and sh.admin.prog:
+                nxt = ", ".join(f"{n} {lab}" for n, _, lab, _ in admin.admin_steps(self.c, sh))
+                self.fail(f"impl finished {self._prog}, but the spec's program still has steps: "
+                          f"next {nxt or 'nothing (blocked)'}")
+            self.s = sh
+        finally:
+            self._shadow = None
+        return out
+
+    def _on_event(self, ev: Event) -> None:
+        sh = self._shadow
+        if sh is None or ev.kind != "step":
+            return
+        name, _, out = ev.detail.rpartition(" ")
+        if out == "skipped":
+            return
+        what = f"impl step '{name} {out}' of {ev.obj} in {self._prog}"
+        if not sh.admin.prog:
+            self.fail(f"{what}: the spec's program has already ended")
+        steps = admin.admin_steps(self.c, sh)
+        nxt = [t for n, _, lab, t in steps if n == name and lab == out]
+        if not nxt:
+            offered = ", ".join(f"'{n} {lab}'" for n, _, lab, _ in steps) or "nothing (blocked)"
+            self.fail(f"{what}: the spec's {sh.admin.prog} program offers {offered} here")
+        self._shadow = nxt[0]
+        if self._prog.startswith("probe") and len(self.ref.regions) < nxt[0].admin.generation:
+            self.ref.regions.append(self.bus.regions[-1])    # create_region adds it before probing
+        self.history.append(Op(f"  step {name} of {ev.obj}", out, out))
+        _, arg, kill_end = admin.program(self.c, sh.admin.prog, sh.admin.dev)[sh.admin.pc]
+        # impl sets the ghost `dead` of a kill-completing step right after logging it
+        self._compare(nxt[0], f"{name} of {ev.obj} in {self._prog}", arg if kill_end else -1)
+
     def check(self, text: str) -> None:
+        self._compare(self.s, text)
+
+    def _compare(self, spec: State, text: str, dead_of: int = -1) -> None:
         a = abstraction(self.c, self.bus, self.ref, minor_base=self.minor_base)
-        pa, ps = project(a), project(self.s)
+        a = a._replace(admin=a.admin._replace(prog=spec.admin.prog, dev=spec.admin.dev, pc=spec.admin.pc))
+        if dead_of >= 0:
+            a = a._replace(devs=tuple(x._replace(dead=True) if k == dead_of else x
+                                      for k, x in enumerate(a.devs)))
+        pa, ps = project(a), project(spec)
         if pa != ps:
             self.fail(f"abstraction(impl) != spec state after {text}:\n    "
                       + "\n    ".join(diff(pa, ps)))
@@ -279,6 +360,8 @@ class Driver:
         offset = shape.offset_units * align + shape.offset_bytes
         prot = PROT["PROT_READ"] | (PROT["PROT_WRITE"] if shape.write else 0)
         flags = MAP["MAP_SHARED"] if shape.shared else MAP["MAP_PRIVATE"]
+        if shape.noreserve:
+            flags |= MAP["MAP_NORESERVE"]
         fixed = None
         if shape.fixed_bytes is not None:
             span = length + shape.fixed_bytes + PAGE_SIZE
@@ -419,15 +502,15 @@ class Driver:
             d = self.spec_dev(node)
             if not self.s.devs[d].bound:
                 spec = "ENODEV"
+                impl = self._impl(lambda: self.bus.disable(dev))
             else:
-                self.s = admin.run_program(c, self.s, "unbind", d)
                 spec = "ok"
+                impl = self._program("unbind", d, lambda: self.bus.disable(dev))
         else:
             if self.ref.regions[-1].gone:
                 return
-            self.s = admin.run_program(c, self.s, "remove", self.generation())
             spec = "ok"
-        impl = self._impl(lambda: self.bus.disable(dev))
+            impl = self._program("remove", self.generation(), lambda: self.bus.disable(dev))
         self.record(f"disable(node {node})", impl, spec)
 
     def enable(self, node: int) -> None:
@@ -437,16 +520,15 @@ class Driver:
             d = self.spec_dev(node)
             if self.s.devs[d].bound:
                 spec = "EBUSY"
+                impl = self._impl(lambda: self.bus.enable(dev))
             else:
-                self.s = admin.run_program(c, self.s, "bind", d)
                 spec = "ok"
-            impl = self._impl(lambda: self.bus.enable(dev))
+                impl = self._program("bind", d, lambda: self.bus.enable(dev))
         else:
             if not self.ref.regions[-1].gone or len(self.ref.regions) >= c.cfg.generations:
                 return
-            self.s = admin.run_program(c, self.s, "probe", self.generation() + 1)
             spec = "ok"
-            impl = self._impl(self._probe_impl)
+            impl = self._program("probe", self.generation() + 1, self._probe_impl)
         self.record(f"enable(node {node})", impl, spec)
 
 
