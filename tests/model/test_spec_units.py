@@ -273,8 +273,8 @@ def test_munmap_first_page_never_leaves_an_empty_vma() -> None:
     s = init(c)
     while not (s.files[0].fd and s.vmas[0].file >= 0):
         ts = successors(c, s)
-        s = next(t.state for t in ts if t.action in ("mmap", "open") and t.outcome == "ok"
-                 or t.action == "admin" and t.args[0] == "probe")
+        s = next(t.state for t in ts if (t.action in ("mmap", "open") and t.outcome == "ok")
+                 or (t.action == "admin" and t.args[0] == "probe"))
     for _ in range(A // PAGE_SIZE + 2):
         t = next((t for t in successors(c, s) if t.action == "munmap" and t.args[1] == "misaligned"), None)
         if t is None:
