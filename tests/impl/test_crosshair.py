@@ -1,13 +1,15 @@
 """CrossHair over the pure functions, with a fixed budget (issue 4, item 6).
 
-Two kinds of targets, each run as ``crosshair check --analysis_kind=icontract --report_all`` in its
-own process (two at a time), with PER_CONDITION_S CPU seconds per postcondition:
+Two kinds of targets, each run as ``crosshair check --analysis_kind=icontract --report_all -v`` in its
+own process (two at a time), with PER_CONDITION_S CPU seconds per postcondition (PER_PATH_S per path):
 
 * the contract-annotated wrappers of devdax/impl/pure.py: the test fails on a counterexample and on
   UNKNOWN;
-* tests/impl/crosshair_examples/*.py: deliberately buggy versions (and one correct control). Each
-  must end exactly as its golden ``<name>.expected`` says: the buggy ones with a counterexample to the
-  named postcondition that, replayed concretely, raises icontract.ViolationError; the control proved.
+* tests/impl/crosshair_examples/*.py: deliberately buggy versions, a correct control and an UNKNOWN
+  control, named by the first word of their docstring (BUG, CORRECT, UNKNOWN). Each must end exactly
+  as its golden ``<name>.expected`` says: a BUG with a counterexample to the named postcondition that,
+  replayed concretely, raises icontract.ViolationError; the CORRECT one proved; the UNKNOWN one
+  UNKNOWN, with its cause.
   ``DEVDAX_UPDATE_GOLDEN=1 .venv/bin/pytest tests/impl/test_crosshair.py`` rewrites the goldens.
 
 Every postcondition gets one verdict; a function's verdict is the worst of its postconditions':
@@ -16,13 +18,15 @@ Every postcondition gets one verdict; a function's verdict is the worst of its p
 PROVED          "Confirmed over all paths": CrossHair ran out of paths, not of time. Exhaustive for
                 CrossHair's model of the code (a value it had to make concrete leaves paths open, so
                 never yields this verdict).
-NO-CEX          "Not confirmed": the budget ran out before the paths did, and no path explored broke
-                the contract. Evidence, not proof; the summary says so.
+NO-CEX          "Not confirmed", and the verbose log shows N >= 1 paths that met the preconditions and
+                ran to the end: the budget ran out before the paths did, none broke the contract.
+                Evidence, not proof; the table says NO-CEX(Np/Mt), M paths abandoned by timeout.
 COUNTEREXAMPLE  an input meeting the preconditions on which a postcondition is false or the body
                 raises. Replayed concretely; the replay's outcome is shown.
-UNKNOWN         CrossHair gave no answer for the postcondition: the wall-clock guard killed it, it
-                crashed or exited 2, it could not meet the preconditions, or it reported nothing for
-                that line.
+UNKNOWN         CrossHair gave no answer for the postcondition: "Not confirmed" with no completed path
+                (every path timed out, or none met the preconditions, or the log is not understood),
+                "Unable to meet precondition", nothing said about that line, an unexpected exit code
+                (2 = crosshair error), or the wall-clock guard killed it.
 =============== ====================================================================================
 
 UNKNOWN is never a pass: such a test FAILS, naming the cause. We fail rather than xfail because an
