@@ -20,12 +20,14 @@ are listed in NOT_IN_IMPL with the reason.
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from devdax.impl.dax import DaxBus
 from devdax.spec.variants import VARIANTS
 
-from .driver import SHAPES, Driver, RefinementError, spec_config
+from .driver import MINOR_BASE, SHAPES, Driver, RefinementError, spec_config
 from .test_trace_validation import spec_ctx
 from .trace import TraceRejected, check_trace, close_bus, race_run
 
@@ -124,3 +126,36 @@ def test_trace_validation_catches_variant(name: str) -> None:
     msg = str(exc.value)
     print(f"\n[{name}] trace report:\n{msg}")
     assert "TRACE REJECTED" in msg and "seed 1" in msg
+
+
+#: teardown orders whose damage only a race shows: a fault checks alive before the kill and inserts
+#: after the unmap. Against the variant's own spec (same program, so the step names agree) the
+#: trace checker must still reject some run: every path that explains it breaks no_entry_after_kill.
+RACY = ("no-synchronize", "synchronize-before-clear")
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("name", RACY)
+def test_trace_validation_catches_the_race_of_variant(name: str) -> None:
+    from devdax.spec.config import Layout
+    from devdax.spec.ctx import Ctx
+
+    v = VARIANTS[name]
+    cfg = spec_config(v.base.name, cpus=2, generations=2)
+    c = Ctx(cfg, v.profile(), Layout.of(cfg))
+    bus = DaxBus(workers=2)
+    deadline = time.monotonic() + 40
+    runs, caught = 0, ""
+    try:
+        while runs < 1500 and time.monotonic() < deadline and not caught:
+            run = race_run(bus, v.base.name, runs, impl_profile=v.profile(),
+                           minor_base=MINOR_BASE + (runs % 4096) * 64)
+            runs += 1
+            try:
+                check_trace(c, run)
+            except TraceRejected as e:
+                caught = str(e)
+    finally:
+        close_bus(bus)
+    print(f"\n[{name}] own-spec race caught after {runs} runs:\n{caught}")
+    assert caught, f"{runs} racy runs of {name} were all accepted by its own spec"

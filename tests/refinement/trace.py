@@ -262,6 +262,7 @@ def check_trace(c: Ctx, run: Run, findings: dict[str, str] | None = None, budget
         prev = k
     target = project(run.final)
     best: tuple[int, list[str]] = (-1, [])
+    pruned: list[str] = []                  # invariant violations that cut a path
 
     def note(depth: int, why: str) -> None:
         nonlocal best
@@ -391,10 +392,15 @@ def check_trace(c: Ctx, run: Run, findings: dict[str, str] | None = None, budget
             err = bad(node[1])
             if err:
                 note(node[0] + sum(node[2]), err)
+                if err not in pruned and len(pruned) < 3:
+                    pruned.append(err)
                 continue
             seen.add(node)
             stack.append(node)
-    raise TraceRejected(_report(run, c, "no path of the spec explains this log", best))
+    why = "no path of the spec explains this log"
+    if pruned:
+        why += "; paths cut by invariants: " + " | ".join(pruned)
+    raise TraceRejected(_report(run, c, why, best))
 
 
 def _report(run: Run, c: Ctx, head: str, best: tuple[int, list[str]]) -> str:
