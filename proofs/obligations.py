@@ -10,8 +10,9 @@ from __future__ import annotations
 from devdax.proofs.bmc import bmc_config, bmc_obligation
 from devdax.proofs.inductive import inductive_obligations
 from devdax.proofs.lemmas import LemmaConfig, lemma_obligations
+from devdax.proofs.refcount import refcount_obligations
 from devdax.proofs.runner import Obligation, Status, Verdict
-from devdax.spec.profiles import Profile, get_profile
+from devdax.spec.profiles import Lifetime, Profile, get_profile
 from devdax.spec.variants import get_variant
 
 #: which spec invariant each lemma is the arithmetic core of (for the profile's documented findings)
@@ -71,6 +72,8 @@ def obligations_for(profile_name: str, variant: str | None = None, bmc_depth: in
     for ob in inductive_obligations(profile):
         finding = profile.findings.get(ob.name.removeprefix("ind_"))
         out.append(_with_finding(ob, finding) if finding else ob)
+    if profile.lifetime is Lifetime.CDEV_KOBJECT and not profile.bind_cycles:
+        out += refcount_obligations()
     if bmc_depth is not None:
         cfg = bmc_config(profile_name, variant, cpus, faults, units)
         out.append(bmc_obligation(cfg, bmc_depth, f"bmc_depth{bmc_depth}"))
