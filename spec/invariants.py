@@ -354,6 +354,17 @@ def entries_exact(c: Ctx, s: State) -> str | None:
     return None
 
 
+@invariant("x86 page tables: a pmd/pud entry maps a naturally aligned block (bits 12-20 of a 2M entry are "
+           "PAT/reserved); vmf_insert_pfn_pmd/_pud do not check; check_vma never looks at vm_pgoff")
+def entries_naturally_aligned(c: Ctx, s: State) -> str | None:
+    """Every installed entry maps a physical block aligned to its own size."""
+    for e in s.entries:
+        if e.phys % e.size:
+            return (f"vma{e.vma} maps a {e.size:#x} entry at {e.addr:#x} to phys {e.phys:#x}, "
+                    f"not {e.size:#x}-aligned")
+    return None
+
+
 # ---------------------------------------------------------------------------- quiescence ----
 
 def quiescent(c: Ctx, s: State) -> bool:

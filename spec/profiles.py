@@ -127,6 +127,9 @@ V47 = Profile(
         "minor_unique": "M22: v4.7 frees the minor at unregister while fds may still be open",
         "vmas_shared": "M1: check_vma lets MAP_PRIVATE through unless it is writable without NORESERVE",
         "no_sleep_in_rcu": "M5: vm_insert_mixed may allocate a page table inside rcu_read_lock",
+        "entries_naturally_aligned": "check_vma never looks at vm_pgoff: MAP_FIXED at an aligned address "
+                                     "with a 4K file offset succeeds and the next huge fault inserts a "
+                                     "pmd/pud for a physical block that is not size-aligned",
     },
 )
 
@@ -157,6 +160,11 @@ V410 = Profile(
     # region ref, then cdev_device_add (cdev_add, device_add)
     create=("ida_alloc_id", "ida_alloc_minor", "dax_inode_get", "device_initialize", "set_alive",
             "region_get", "cdev_add", "device_add"),
+    findings={
+        "entries_naturally_aligned": "check_vma never looks at vm_pgoff: MAP_FIXED at an aligned address "
+                                     "with a 4K file offset succeeds and the next huge fault inserts a "
+                                     "pmd/pud for a physical block that is not size-aligned",
+    },
     # the error path of cdev_device_add: kill_dax_dev(); put_device()  (M6 fix)
     create_failed=("clear_alive", "synchronize_start", "synchronize_wait", "unmap_mapping_range!",
                    "cdev_del", "put_device"),
@@ -203,6 +211,9 @@ MODERN = Profile(
     # device_dax remove: devm actions in reverse: dev_dax_kill (kill_dax, unmap) then dev_dax_cdev_del
     unbind=("clear_alive", "synchronize_start", "synchronize_wait", "unmap_mapping_range!", "cdev_del"),
     findings={
+        "entries_naturally_aligned": "check_vma never looks at vm_pgoff: MAP_FIXED at an aligned address "
+                                     "with a 4K file offset succeeds and the next huge fault inserts a "
+                                     "pmd/pud for a physical block that is not size-aligned",
         "no_null_deref": "M21 (decided by this checker: reachable): open() between cdev_add and run_dax in "
                          "dev_dax_probe, or between dev_dax_kill and dev_dax_cdev_del on unbind, stores "
                          "private_data = dax_get_private() == NULL; mmap then calls check_vma(NULL)",

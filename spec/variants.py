@@ -23,18 +23,21 @@ MISALIGNED_LEN = MmapShape("misaligned-len", extra_bytes=4096)
 MISALIGNED_OFF = MmapShape("misaligned-off", offset_bytes=4096)
 FIXED_MISALIGNED = MmapShape("fixed-misaligned", fixed_bytes=4096)
 OVERSIZED = MmapShape("oversized", units=2)
+#: MAP_FIXED at an aligned address with a file offset that is not: check_vma looks only at
+#: vm_start/vm_end, so this mmap succeeds, and a huge fault then maps a misaligned physical block
+FIXED_UNALIGNED_OFFSET = MmapShape("fixed-unaligned-offset", fixed_bytes=0, offset_bytes=4096)
 
 #: What `devdax check` explores for each profile when no bounds are given. Each is exhaustive in
 #: well under 30 s on 2 cores (bench/RESULTS.md) and reaches every documented finding.
 PROFILE_CONFIGS: dict[str, Config] = {
     "v4.10": Config(profile="v4.10", files=2, vmas=2, cpus=2, generations=2, open_rdonly=True,
-                    munmap_parts=True,
+                    munmap_parts=True, units=2,
                     mmaps=(SHARED_RW, SHARED_RO, PRIVATE_RW, MISALIGNED_LEN, MISALIGNED_OFF,
-                           FIXED_MISALIGNED)),
-    "v4.7": Config(profile="v4.7", first_fault="pmd", files=2, vmas=2, cpus=1, generations=2,
-                   mmaps=(SHARED_RW, PRIVATE_RO)),
-    "modern": Config(profile="modern", files=2, vmas=1, cpus=1, binds=1, units=2, ranges=2,
-                     mmaps=(SHARED_RW, PRIVATE_RW, OVERSIZED)),
+                           FIXED_MISALIGNED, FIXED_UNALIGNED_OFFSET)),
+    "v4.7": Config(profile="v4.7", first_fault="pmd", files=2, vmas=2, cpus=1, generations=2, units=2,
+                   mmaps=(SHARED_RW, PRIVATE_RO, FIXED_UNALIGNED_OFFSET)),
+    "modern": Config(profile="modern", files=2, vmas=1, cpus=1, binds=1, units=3, ranges=2,
+                     mmaps=(SHARED_RW, PRIVATE_RW, OVERSIZED, FIXED_UNALIGNED_OFFSET)),
 }
 
 
@@ -171,6 +174,14 @@ _add(Variant(
     "dev_dax_kill before dev_dax_cdev_del", MODERN, {},
     Config(profile="modern", files=1, vmas=1, cpus=0, mmaps=(SHARED_RW,)), ("no_null_deref",),
     notes="Not a reverted fix: the modern profile itself. The verdict is the checker's."))
+_add(Variant(
+    "fixed-unaligned-offset", "MAP_FIXED at an aligned address with an unaligned file offset",
+    "check_vma (drivers/dax/device.c) tests vm_start/vm_end only; __dev_dax_pmd_fault passes "
+    "linear_page_index(vma, pmd_addr) to dax_pgoff_to_phys and the result to vmf_insert_pfn_pmd",
+    V410, {}, Config(units=2, files=1, vmas=1, cpus=1, mmaps=(FIXED_UNALIGNED_OFFSET,)),
+    ("entries_naturally_aligned",),
+    notes="Not a reverted fix: the profile itself (v4.10, and modern and v4.7 alike). The verdict is "
+          "the checker's."))
 _add(Variant(
     "rebind-cdev-init", "modern re-bind: cdev_init() re-initialises a cdev kobject old files hold",
     "dev_dax_probe: 'cdev = inode->i_cdev; cdev_init(cdev, &dax_fops); ... cdev_add()' on every bind",

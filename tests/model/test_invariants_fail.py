@@ -240,6 +240,20 @@ def _entries_exact() -> tuple[Ctx, State, State]:
     return V410, s, s._replace(entries=frozenset({e._replace(phys=e.phys + V410.align)}))
 
 
+@state_case("entries_naturally_aligned")
+def _entries_naturally_aligned() -> tuple[Ctx, State, State]:
+    # a two-unit device, so that the same pmd one page further on still lies inside the range: the
+    # vma's file offset and the entry move together, pgoff_to_phys agrees, only the alignment breaks
+    c = Ctx.of(Config(units=2, files=1, vmas=1, cpus=1, mmaps=(MmapShape("shared-rw"),)))
+    s = reach(c, mapped_with_entry)
+    (e,) = s.entries
+    v = e.vma
+    moved = s.vmas[v]._replace(pgoff=s.vmas[v].pgoff + 1)
+    bad = s._replace(vmas=set_at(s.vmas, v, moved),
+                     entries=frozenset({e._replace(phys=e.phys + PAGE_SIZE)}))
+    return c, s, bad
+
+
 def quiescent_after_remove(s: State) -> bool:
     return idle_admin(s) and s.admin.generation == 1 and s.regions[0].phase == RG_GONE \
         and all(fl.dev < 0 for fl in s.files) and all(m.file < 0 for m in s.vmas) \
