@@ -32,6 +32,6 @@ def test_open_without_cdev_get_is_caught(monkeypatch: pytest.MonkeyPatch) -> Non
         return [("open", z3.And(z3.Not(s.opened[f]), s.cdev_ref > 0, t.equals(forgot))), *out[1:]]
 
     monkeypatch.setattr(R, "actions", mutant)
-    v = R.check("refcount_exact_cdev", 30)
+    v = R.check("refcount_exact_cdev", 30, assume=["refcount_exact_cdev"])
     assert v.status is Status.VIOLATED
     assert "step: open" in v.counterexample and "state before:" in v.counterexample
