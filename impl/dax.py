@@ -330,6 +330,7 @@ class DevDax:
         self.phase = D_CREATING
         return "ok"
 
+    @icontract.require(lambda self: self.id_held and not self.minor_held, enabled=ON)
     def ida_alloc_minor(self) -> str:
         """The global minor (alloc_dax / ida_simple_get). On exhaustion: before device_initialize the
         half-made device is kfree'd (the id simply returned); after it only put_device may unwind."""
@@ -359,12 +360,15 @@ class DevDax:
         self.slot = core.add_device(self.region.backing.backing, self.spans, self.align, alive=False)
         return "ok"
 
+    @icontract.require(lambda self: self.slot >= 0, "the device exists in the core", enabled=ON)
+    @icontract.ensure(lambda self: self.alive, enabled=ON)
     def set_alive(self) -> str:
         """v4.10: "from here on we're committed to teardown via dax_dev_release()"."""
         self.bus.core.set_alive(self.slot, True)
         self._log("alive_set")
         return "ok"
 
+    @icontract.require(lambda self: not self.holds_region, enabled=ON)
     def region_get(self) -> str:
         """kref_get(&dax_region->kref): the device pins its region until its release."""
         if self.region.freed:
@@ -374,6 +378,9 @@ class DevDax:
         self.bus._log("get", self.region.name, f"kref {self.region.kref.count}")
         return "ok"
 
+    @icontract.require(lambda self: self.minor_held and self.dev_kobj.count > 0 and not self.cdev_live,
+                       "cdev_add needs a minor, an initialized parent and no live cdev", enabled=ON)
+    @icontract.ensure(lambda self: self.cdev_mapped and self.cdev.parent_pinned, enabled=ON)
     def cdev_add(self) -> str:
         """cdev_init() + cdev_add(): into kobj_map, the node opens from now on; the cdev kobject pins
         its parent. cdev_init re-initialises the kobject even while files of an earlier binding
@@ -390,6 +397,7 @@ class DevDax:
         self._log("cdev_add", f"minor {self.minor}")
         return "ok"
 
+    @icontract.require(lambda self: self.init_ref, "device_add after device_initialize", enabled=ON)
     def device_add(self) -> str:
         """device_add(): registered (sysfs, uevent); failure injection runs create_failed."""
         if self.bus.fail_device_add:
@@ -407,6 +415,8 @@ class DevDax:
         self.children = len(self.ranges)
         return "ok"
 
+    @icontract.require(lambda self: self.cdev_live, "run_dax after cdev_add (dev_dax_probe)", enabled=ON)
+    @icontract.ensure(lambda self: self.alive and self.bound and not self.dead, enabled=ON)
     def run_dax(self) -> str:
         """dev_dax_probe ends with run_dax(): alive. Old vmas of an earlier binding fault through the
         same dev_dax again, so their poison markers are zapped (MappingCore.revive_device)."""
@@ -420,6 +430,7 @@ class DevDax:
     def unregister_lock(self) -> str:
         return "ok" if self._created() else "skipped"
 
+    @icontract.ensure(lambda self, result: result == "skipped" or not self.alive, enabled=ON)
     def clear_alive(self) -> str:
         """kill_dax(): alive = false; new faults see it and SIGBUS."""
         if not self._created() or (self.region.profile.bind_cycles and not self.bound and not self.alive):
@@ -436,6 +447,7 @@ class DevDax:
         self._log("gp_start")
         return "ok"
 
+    @icontract.ensure(lambda self: not self.gp, "the grace period has ended", enabled=ON)
     def synchronize_wait(self) -> str:
         """synchronize_srcu(): one real grace period of the handler's read side."""
         if not self.gp:
@@ -445,6 +457,8 @@ class DevDax:
         self._log("gp_end")
         return "ok"
 
+    @icontract.require(lambda self: not self.alive or not self._created(),
+                       "unmap only after alive is cleared (kernel-semantics 4)", enabled=ON)
     def unmap_mapping_range(self) -> str:
         """unmap_mapping_range(dax inode mapping): every vma of the device, through whichever file."""
         if not self._created() or (self.region.profile.bind_cycles and self.dead):
@@ -454,6 +468,7 @@ class DevDax:
         self._log("unmap", f"{len(self.areas())} vmas")
         return "ok"
 
+    @icontract.ensure(lambda self: not self.cdev_mapped, enabled=ON)
     def cdev_del(self) -> str:
         """cdev_del(): out of kobj_map, drop the cdev's own reference."""
         if not self.cdev_live:
@@ -487,6 +502,7 @@ class DevDax:
             k.put()
         return "ok"
 
+    @icontract.ensure(lambda self: not self.init_ref, enabled=ON)
     def put_device(self) -> str:
         """The reference device_initialize() took; release runs here if nothing else holds it."""
         if not self.init_ref:
@@ -935,6 +951,9 @@ class Vma:
             self._drop(self._carve(a, lo, hi))
 
     # --- range calls -------------------------------------------------------------------------------
+    @icontract.ensure(lambda self, offset, length: not self._hit(
+        self.base + offset, self.base + offset + (self.length if length is None else length)),
+        "nothing of this handle is mapped in the range any more", enabled=ON)
     def munmap(self, offset: int = 0, length: int | None = None) -> None:
         """munmap(base+offset, length): the whole handle by default; EINVAL for a misaligned cut."""
         with self.bus._lock:
