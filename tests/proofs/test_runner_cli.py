@@ -114,3 +114,12 @@ def test_variant_m3_fails_its_lemmas(capsys: pytest.CaptureFixture[str]) -> None
     assert rc == 1
     assert [ln.split()[0] for ln in lines if ln.startswith("  ") and not ln.startswith("    ")] == \
         ["ok", "FAIL", "FAIL"]
+
+
+def test_cli_bmc_variant(capsys: pytest.CaptureFixture[str]) -> None:
+    """--bmc K adds one obligation; a variant's trace comes out as `devdax check` prints it."""
+    rc = cli.main(["--profile", "v4.10", "--variant", "no-synchronize", "--bmc", "6", "--only", "bmc_depth6"])
+    out = capsys.readouterr().out
+    assert rc == 1
+    assert "  FAIL " in out and "violation: no_entry_after_kill" in out
+    assert "admin remove(region0): unmap_mapping_range(dax0)" in out
