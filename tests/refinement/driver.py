@@ -438,6 +438,10 @@ class Driver:
         if vma.dontcopy or not vma.start + offset < vma.end:
             spec = "SIGSEGV"
         else:
+            if write and vma.write and vma.read:
+                # impl's fork_touch(write) first reads the byte in the parent (to store it back
+                # unchanged from the child): that access may fault the unit in the parent too
+                self._spec_access(v, vma.start + offset, False)
             res = do_fork(self.c, self.s, v)
             if res is None:
                 return

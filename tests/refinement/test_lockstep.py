@@ -10,6 +10,8 @@ abstraction except the profile's documented findings. Every profile impl support
 
 from __future__ import annotations
 
+import os
+
 import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
@@ -19,7 +21,8 @@ from devdax.impl.dax import IMPL_PROFILES
 
 from .driver import SHAPES, Driver, spec_config
 
-EXAMPLES, STEPS = 30, 25
+EXAMPLES = int(os.environ.get("DEVDAX_LOCKSTEP_EXAMPLES", "30"))
+STEPS = int(os.environ.get("DEVDAX_LOCKSTEP_STEPS", "25"))
 idx = st.integers(0, 7)
 unit = st.integers(0, 3)                 # 2 units per device, 3 for the oversized shape: beyond ends
 
@@ -86,7 +89,7 @@ def _machine(profile: str, devices: int) -> type[Lockstep]:
                 {"profile": profile, "devices": devices})
 
 
-@pytest.mark.timeout(150)
+@pytest.mark.timeout(150 * max(1, EXAMPLES // 30))
 @pytest.mark.parametrize("devices", [1, 2])
 @pytest.mark.parametrize("profile", IMPL_PROFILES)
 def test_lockstep(profile: str, devices: int) -> None:
