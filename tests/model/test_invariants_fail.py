@@ -254,6 +254,24 @@ def _entries_naturally_aligned() -> tuple[Ctx, State, State]:
     return c, s, bad
 
 
+V410_2UNITS = Ctx.of(Config(files=1, vmas=1, cpus=1, units=2, mmaps=(SHARED_RW,)))
+
+
+def _naturally_aligned() -> tuple[Ctx, State, State]:
+    s = reach(V410_2UNITS, mapped_with_entry)
+    (e,) = s.entries
+    v = s.vmas[e.vma]
+    # the mapping starts one page into the device (mmap accepts any page-aligned offset): the entry
+    # maps the device page pgoff_to_phys names (entries_exact holds) but that block is not 2M-aligned
+    bad = s._replace(vmas=set_at(s.vmas, e.vma, v._replace(pgoff=v.pgoff + 1)),
+                     entries=frozenset({e._replace(phys=e.phys + PAGE_SIZE)}))
+    return V410_2UNITS, s, bad
+
+
+if "entries_naturally_aligned" in INVARIANTS:
+    state_case("entries_naturally_aligned")(_naturally_aligned)
+
+
 def quiescent_after_remove(s: State) -> bool:
     return idle_admin(s) and s.admin.generation == 1 and s.regions[0].phase == RG_GONE \
         and all(fl.dev < 0 for fl in s.files) and all(m.file < 0 for m in s.vmas) \
