@@ -23,6 +23,7 @@ import os
 import platform
 import re
 import statistics
+import subprocess
 import sys
 import time
 from dataclasses import dataclass
@@ -86,6 +87,13 @@ def fmt_states(r: Row) -> str:
     return f"{r.states:,}" if r.complete else f">= {r.states:,} (capped)"
 
 
+def revision() -> str:
+    """The tree measured: commit, and whether the working copy differed from it."""
+    r = subprocess.run(["git", "describe", "--always", "--dirty"], cwd=RESULTS.parent, capture_output=True,
+                       text=True, check=False)
+    return r.stdout.strip() or "unknown"
+
+
 def render(profiles: list[Row], races: list[Row], base: list[Row], meta: str) -> str:
     out = [SECTION, "", meta, "",
            "### Default configuration of each profile (exhaustive, symmetry + movers)", "",
@@ -102,7 +110,10 @@ def render(profiles: list[Row], races: list[Row], base: list[Row], meta: str) ->
         out.append(f"| {n} | {ff} | {r.states:,} | {r.transitions:,} | {r.seconds:.2f} | {r.rate:,.0f} "
                    f"| {r.verdict} |")
     out += ["", "### Baseline: the same race (first fault pud) with reductions off", "",
-            "Ratio = states (or seconds) of this mode / states (or seconds) with symmetry + movers.", "",
+            "Ratio = states (or seconds) of this mode / states (or seconds) with symmetry + movers. "
+            "\"movers\" alone is already partly symmetric: Next lets only the first of several identical "
+            "CPUs move (spec/system.py cpu_transitions), which every mode shares; \"sym\" additionally "
+            "sorts CPUs (and renames files and vmas) in every stored state.", "",
             "| CPUs | mode | states | transitions | wall s | states/s | states ratio | time ratio |",
             "|---:|---|---:|---:|---:|---:|---:|---:|"]
     best = {r.workload.split("/")[0]: r for r in races if r.workload.endswith("/pud")}
@@ -156,7 +167,8 @@ def main(argv: list[str] | None = None) -> int:
     a = ap.parse_args(argv)
 
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    meta = (f"Measured {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC on {platform.machine()}, "
+    meta = (f"Measured {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC at {revision()} on "
+            f"{platform.machine()}, "
             f"nproc {os.cpu_count()}, Python {platform.python_version()}, load average {load:.1f} at "
             f"start (shared machine); wall time is the median of {a.repeat} runs in one process "
             f"(single run above {a.once_above:.0f} s). `.venv/bin/python bench/bench_check.py` regenerates "
