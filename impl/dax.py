@@ -174,7 +174,12 @@ class SharedBacking:
 
     def _release(self) -> None:
         if not self.core.closed and not self.backing.closed:
-            self.core.close_backing(self.backing)
+            try:
+                self.core.close_backing(self.backing)
+            except OSError as e:
+                if e.errno != errno.EBUSY:
+                    raise
+                # a device leaked by the modern re-bind finding still sits on it: core.close frees it
 
 
 # --------------------------------------------------------------------------------------- region --
@@ -1340,12 +1345,22 @@ class DaxBus:
                 created = False
             try:
                 region = DaxRegion(self, self._region_ids.alloc(), backing, align, prof, spans)
-            finally:
+            except BaseException:
                 if created:
-                    backing.kref.put()          # the region holds it now (or nobody does)
+                    self.release_backing(backing)
+                raise
             self.regions.append(region)
             self._run(region, self._program(region, "probe"))
             return region
+
+    def release_backing(self, backing: SharedBacking) -> None:
+        """Drop the provider's hold on memory this bus created: the memory of a removed region then
+        goes with the region's release. Until then (or bus close) a v4.10 re-probe (enable) can lay a
+        new region over the same memory, as a real provider re-probes the same namespace."""
+        with self._lock:
+            if backing in self._backings:
+                self._backings.remove(backing)
+                backing.kref.put()
 
     @staticmethod
     def _spans(size: int, align: int, devices: Sequence[int | Sequence[tuple[int, int]]] | None
@@ -1530,6 +1545,9 @@ class DaxBus:
             finally:
                 self.closed = True
                 self.core.close()
+                for bk in self._backings:           # the core closed every fd; drop the holds
+                    bk.kref.put()
+                self._backings.clear()
                 with _KOBJ_LOCK:
                     for k, v in list(_KOBJ_MAP.items()):
                         if v.bus is self:

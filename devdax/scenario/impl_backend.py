@@ -107,6 +107,7 @@ def _undo(r: _Run) -> None:
         for reg in regions.values():
             if not reg.gone:
                 r.bus.remove_region(reg)
+            r.bus.release_backing(reg.backing)
 
 
 def _fd(r: _Run, name: str) -> DaxFile | None:

@@ -393,3 +393,26 @@ def test_two_opens_share_one_device(bus: DaxBus) -> None:
         m.munmap()
     f.close()
     g.close()
+
+
+def test_v410_reprobe_after_full_release_keeps_the_memory(bus: DaxBus) -> None:
+    """Nothing held the old instance, so removal released device and region; the provider's memory
+    stays and a new probe lays a new region over it (scenario s32 under v4.10)."""
+    r = bus.create_region(2 * M2, M2, profile="v4.10")
+    d = r.devices[0]
+    f = bus.open(d)
+    v = f.mmap(2 * M2, RW, SH)
+    assert v.touch(1, True, 77) == "ok"
+    v.munmap()
+    f.close()
+    bus.disable(d)
+    assert d.released and r.freed
+    new = bus.enable(d)
+    g = bus.open(new, os.O_RDONLY)
+    w = g.mmap(2 * M2, PROT["PROT_READ"], SH)
+    assert w.check(1, 77) == "ok"
+    w.munmap()
+    g.close()
+    bus.release_backing(new.region.backing)
+    bus.remove_region(new.region)
+    assert new.region.backing.backing.closed                # the last hold on the memory went
