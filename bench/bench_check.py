@@ -26,13 +26,18 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from devdax.model.checker import check
+from devdax.model.reduction import in_between, reduced_successors
 from devdax.spec.config import Config
 from devdax.spec.ctx import Ctx
-from devdax.spec.variants import PROFILE_CONFIGS
+from devdax.spec.state import State
+from devdax.spec.symmetry import canonical
+from devdax.spec.system import Transition, init, successors
+from devdax.spec.variants import PROFILE_CONFIGS, VARIANTS, variant_config
 
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
 SECTION = "## devdax check"
@@ -83,6 +88,62 @@ def measure(workload: str, cfg: Config, symmetry: bool, reduce: bool, repeat: in
     return row
 
 
+def explore(c: Ctx, nxt: Callable[[Ctx, State], list[Transition]], canon: Callable[[State], State]) -> int:
+    s0 = canon(init(c))
+    seen = {s0}
+    todo = [s0]
+    while todo:
+        s = todo.pop()
+        for t in nxt(c, s):
+            ns = canon(t.state)
+            if ns not in seen:
+                seen.add(ns)
+                todo.append(ns)
+    return len(seen)
+
+
+CROSSCHECK: dict[str, Config] = {
+    "race 2 CPUs x 2 faults, pud": race(2, "pud"),
+    "race 3 CPUs x 1 fault, pmd": Config(profile="v4.10", race=True, cpus=3, faults=1, units=2, files=1,
+                                         vmas=1, first_fault="pmd"),
+    "v4.10 files=2 vmas=2 cpus=2": Config(files=2, vmas=2, cpus=2, generations=1),
+    "modern binds=1": Config(profile="modern", binds=1),
+    **{f"variant {n}": variant_config(VARIANTS[n]) for n in
+       ("no-synchronize", "synchronize-before-clear", "unmap-before-synchronize", "M20", "M22")},
+}
+
+
+def crosscheck() -> list[str]:
+    """The state counts tests/model/test_reduction.py compares (it asserts the sets, not just sizes)."""
+    out = ["", "### Reductions cross-checked against raw enumeration (tests/model/test_reduction.py)", "",
+           "Raw: every reachable state; the last column is the raw set projected through canonical() "
+           "without the states in_between() names, which the test asserts equal to the sym+movers set.", "",
+           "| configuration | raw | sym | movers | sym+movers | projected raw | verdict (all 4 modes) |",
+           "|---|---:|---:|---:|---:|---:|---|"]
+    for name, cfg in CROSSCHECK.items():
+        c = Ctx.of(cfg)
+        every: set[State] = set()
+        s0 = init(c)
+        every.add(s0)
+        todo = [s0]
+        while todo:
+            s = todo.pop()
+            for t in successors(c, s):
+                if t.state not in every:
+                    every.add(t.state)
+                    todo.append(t.state)
+        proj = len({canonical(s) for s in every if not in_between(s)})
+        sym = explore(c, successors, canonical)
+        mv = explore(c, reduced_successors, lambda s: s)
+        both = explore(c, reduced_successors, canonical)
+        verdicts = {", ".join(sorted(check(c, symmetry=y, reduce=r).violations)) or "pass"
+                    for y in (False, True) for r in (False, True)}
+        verdict = verdicts.pop() if len(verdicts) == 1 else "DISAGREE: " + " / ".join(sorted(verdicts))
+        out.append(f"| {name} | {len(every):,} | {sym:,} | {mv:,} | {both:,} | {proj:,} | {verdict} |")
+        print(out[-1], file=sys.stderr, flush=True)
+    return out
+
+
 def fmt_states(r: Row) -> str:
     return f"{r.states:,}" if r.complete else f">= {r.states:,} (capped)"
 
@@ -94,7 +155,7 @@ def revision() -> str:
     return r.stdout.strip() or "unknown"
 
 
-def render(profiles: list[Row], races: list[Row], base: list[Row], meta: str) -> str:
+def render(profiles: list[Row], races: list[Row], base: list[Row], meta: str, cross: list[str]) -> str:
     out = [SECTION, "", meta, "",
            "### Default configuration of each profile (exhaustive, symmetry + movers)", "",
            "| profile | states | transitions | wall s | states/s | verdict |",
@@ -130,6 +191,7 @@ def render(profiles: list[Row], races: list[Row], base: list[Row], meta: str) ->
             "The targets are the default configuration exhaustive in under 30 s on 2 cores and 8 CPUs "
             "exhaustive in under 10 s.", ""]
     out += targets(profiles, races)
+    out += cross
     out.append("")
     return "\n".join(out)
 
@@ -164,6 +226,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--cap", type=int, default=150_000, help="state cap of a baseline run")
     ap.add_argument("--once-above", type=float, default=20.0, help="run once if a run takes longer")
     ap.add_argument("--no-write", action="store_true")
+    ap.add_argument("--no-crosscheck", action="store_true", help="skip the reduction cross-check table")
     a = ap.parse_args(argv)
 
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
@@ -178,7 +241,8 @@ def main(argv: list[str] | None = None) -> int:
              for n in range(2, a.max_cpus + 1) for ff in ("pud", "pmd")]
     base = [measure(f"{n}/pud", race(n, "pud"), y, r, a.repeat, a.once_above, a.cap)
             for n in range(2, a.baseline_cpus + 1) for y, r in ((True, False), (False, True), (False, False))]
-    text = render(profiles, races, base, meta)
+    cross = crosscheck() if not a.no_crosscheck else []
+    text = render(profiles, races, base, meta, cross)
     print(text)
     if not a.no_write:
         write_section(text)
