@@ -205,7 +205,11 @@ def dax_huge_fault(fault_size: int, addr: Term, vm_start: Term, vm_end: Term, vm
     size_rule = negotiate(bv_val(fault_size), bv_val(align), rules)
     block = addr - addr % fault_size
     outside = z3.Or(block < vm_start, block + fault_size > vm_end) if rules.vma_bounds else z3.BoolVal(False)
-    pgoff = vm_pgoff + (block - vm_start) / g.PAGE_SIZE             # linear_page_index(vma, block)
+    # linear_page_index(vma, block): block - vm_start in unsigned long arithmetic, as geometry.py
+    # computes it (vm_pgoff < 2^52 since mmap offsets are byte offsets, so the sum cannot wrap)
+    two64 = 1 << 64
+    diff = z3.If(block >= vm_start, block - vm_start, block - vm_start + two64)
+    pgoff = vm_pgoff + diff / g.PAGE_SIZE
     found, phys = pgoff_to_phys(ranges, pgoff, fault_size)
     result = z3.If(z3.Not(as_bool(vma_ok)), SIGBUS,
              z3.If(size_rule != PROCEED, size_rule,

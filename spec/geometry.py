@@ -65,6 +65,8 @@ def dax_get_unmapped_area(addr: int, length: int, pgoff: int, align: int, mm_all
     A non-zero addr (a hint or MAP_FIXED) is passed through untouched: alignment is then the caller's
     problem and check_vma rejects a misaligned result. When the range cannot contain one aligned unit,
     or off + len + align overflows, the plain allocator is used and no alignment is promised.
+    Domain: length <= TASK_SIZE, which __get_unmapped_area enforces before it calls this (for a larger
+    length, len + align itself can wrap and the overflow test above does not see it).
     """
     if addr:
         return addr
@@ -247,7 +249,10 @@ def dax_huge_fault(fault_size: int, addr: int, vm_start: int, vm_end: int, vm_pg
     block = round_down(addr, fault_size)
     if rules.vma_bounds and (block < vm_start or block + fault_size > vm_end):
         return FaultDecision(FaultResult.SIGBUS, reason="bounds")
-    pgoff = vm_pgoff + ((block - vm_start) >> PAGE_SHIFT)   # linear_page_index(vma, block)
+    # linear_page_index(vma, block), in unsigned long arithmetic: a block below vm_start (possible
+    # only without the vma bounds check) wraps to a huge pgoff that pgoff_to_phys refuses. vm_pgoff
+    # is below 2^52 (mmap offsets are byte offsets), so the sum itself never wraps.
+    pgoff = vm_pgoff + (((block - vm_start) & U64) >> PAGE_SHIFT)
     phys = pgoff_to_phys(ranges, pgoff, fault_size)
     if phys is None:
         return FaultDecision(FaultResult.SIGBUS, reason="range")
