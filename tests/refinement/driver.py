@@ -83,9 +83,9 @@ def start_program(c: Ctx, s: State, prog: str, arg: int) -> State:
 class OffsetIda:
     """An Ida whose ids are base + the inner ida's (duck-types impl.ida.Ida for DaxBus)."""
 
-    def __init__(self, base: int) -> None:
+    def __init__(self, base: int, limit: int = 1 << 16) -> None:
         self.base = base
-        self.inner = Ida("refinement minors", 1 << 16)
+        self.inner = Ida("refinement minors", limit)
 
     def alloc(self) -> int:
         return self.base + self.inner.alloc()
@@ -129,7 +129,7 @@ class Driver:
         self.c = Ctx(cfg, self.spec_prof, Layout.of(cfg))
         self.ref = Refinement()
         self.minor_base = minor_base
-        self.minors = OffsetIda(minor_base)
+        self.minors = OffsetIda(minor_base, cfg.nr_minors or 1 << 16)
         self.events: list[Event] = HookedLog(self._on_event)
         self._shadow: State | None = None       # the spec's admin while impl runs a program
         self._prog = ""

@@ -159,3 +159,21 @@ def test_trace_validation_catches_the_race_of_variant(name: str) -> None:
         close_bus(bus)
     print(f"\n[{name}] own-spec race caught after {runs} runs:\n{caught}")
     assert caught, f"{runs} racy runs of {name} were all accepted by its own spec"
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("profile", ["v4.10", "modern"])
+def test_minor_exhaustion_at_probe(profile: str) -> None:
+    """dax_minor_ida runs out while probing the second device (nr_minors=1): v4.10 frees the id and
+    drops the half-made device (before device_initialize), modern unwinds through put_device; impl
+    follows the spec's error path step by step (a path the random programs never reach)."""
+    from dataclasses import replace
+
+    d = Driver(replace(spec_config(profile, devices=2), nr_minors=1))
+    try:
+        d.open(0, True)
+        d.open(1, True)
+        d.disable(0)
+        d.enable(0)
+    finally:
+        d.close()
