@@ -293,6 +293,7 @@ class Driver:
         if self._prog.startswith("probe") and len(self.ref.regions) < nxt[0].admin.generation:
             self.ref.regions.append(self.bus.regions[-1])    # create_region adds it before probing
         self.history.append(Op(f"  step {name} of {ev.obj}", out, out))
+        self._scan_dmesg()              # a WARN inside the step (refcount underflow) is its oops
         _, arg, kill_end = admin.program(self.c, sh.admin.prog, sh.admin.dev)[sh.admin.pc]
         # impl sets the ghost `dead` of a kill-completing step right after logging it
         self._compare(nxt[0], f"{name} of {ev.obj} in {self._prog}", arg if kill_end else -1)
