@@ -33,7 +33,7 @@ def test_profile_pass_exits_0() -> None:
     code, out, err = run("check", "--profile", "v4.10", *SMALL)
     assert code == 0, out
     assert "all 20 invariants hold" in out or "invariants hold over" in out
-    assert out.splitlines()[-2] == "verdict: pass"
+    assert out.splitlines()[-2].startswith("verdict: pass")
     assert err == ""                                   # no progress line when stderr is not a tty
 
 
@@ -110,7 +110,7 @@ def test_documented_finding_not_reproduced_in_default_config_exits_1(monkeypatch
                                      "lists them"),
     (["check", "--first-fault", "huge"],
      "devdax: error: --first-fault: expected pte, pmd or pud, got 'huge'"),
-    (["check", "--ranges", "3"], "devdax: error: --ranges: a device of 1 units cannot have 3 ranges"),
+    (["check", "--ranges", "3"], "devdax: error: --ranges: a device of 2 units cannot have 3 ranges"),
     (["check", "--devices", "0"], "devdax: error: --devices: expected a positive integer, got 0"),
     (["check", "--device-aligns", "2M,3M"],
      "devdax: error: --device-aligns: expected 4K, 2M or 1G, got '3M'"),
@@ -167,7 +167,9 @@ def test_itf_values() -> None:
 def test_json_profile_pass() -> None:
     code, out, _ = run("check", "--profile", "v4.10", *SMALL, "--json")
     doc = json.loads(out)
-    assert code == 0 and doc["result"] == "pass" and doc["violations"] == []
+    # only documented findings may appear, each marked as such
+    assert code == 0 and doc["result"] == "pass"
+    assert {v["invariant"] for v in doc["violations"]} <= {"entries_naturally_aligned"}
 
 
 def test_quiet_and_max_states() -> None:
@@ -222,7 +224,7 @@ def test_all_jobs_and_table() -> None:
     assert names[:3] == [f"check {p}" for p in PROFILES]
     assert sum(n.startswith("race ") for n in names) == 7 and "fork v4.10" in names
     assert {n.removeprefix("variant ") for n in names if n.startswith("variant ")} == set(VARIANTS)
-    assert names[-1] == "prove v4.10"
+    assert names[-2:] == ["prove v4.10", "prove modern"]
     rows = summary.run_jobs([j for j in summary.jobs(prove=False) if j.name in
                              ("variant M1", "race v4.10, 2 cpus x 2 faults")])
     assert [r.ok for r in rows] == [True, True]
