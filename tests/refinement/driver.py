@@ -311,6 +311,12 @@ class Driver:
         if pa != ps:
             self.fail(f"abstraction(impl) != spec state after {text}:\n    "
                       + "\n    ".join(diff(pa, ps)))
+        # resources below the spec: a released device gives its core slot back (else the core runs
+        # out of device slots after 64 devices)
+        slots = {d.slot for r in self.bus.regions for d in r.devices if d.slot >= 0}
+        if set(self.bus.core._devices) != slots:
+            self.fail(f"core device slots {sorted(self.bus.core._devices)} != slots of unreleased "
+                      f"devices {sorted(slots)} after {text}")
         for inv in state_invariants():
             if inv.name in self.spec_prof.findings or inv.check is None:
                 continue
