@@ -24,7 +24,7 @@ from devdax.impl import sys as dsys
 from devdax.impl.dax import MADV, MAP, PROT, DaxBus, DaxFile, Event, KernelBug, VmArea
 from devdax.impl.ida import Ida
 from devdax.impl.vmcore import reserve
-from devdax.spec import admin, fault, mm
+from devdax.spec import admin, fault, mapping, mm
 from devdax.spec.config import REGION_BASE, Config, Layout, MmapShape
 from devdax.spec.ctx import Ctx
 from devdax.spec.file import do_close, do_open
@@ -52,6 +52,7 @@ SHAPES = (
     MmapShape("misaligned-off", offset_bytes=PAGE_SIZE),
     MmapShape("offset-1", offset_units=1),
     MmapShape("fixed-misaligned", fixed_bytes=PAGE_SIZE),
+    MmapShape("fixed-unaligned-offset", fixed_bytes=0, offset_bytes=PAGE_SIZE),
     MmapShape("oversized", units=3),
 )
 
@@ -289,6 +290,17 @@ class Driver:
         if not nxt:
             offered = ", ".join(f"'{n} {lab}'" for n, _, lab, _ in steps) or "nothing (blocked)"
             self.fail(f"{what}: the spec's {sh.admin.prog} program offers {offered} here")
+        t = nxt[0]
+        # modern mappingN children: the spec leaves unregistered children to an asynchronous
+        # mapping_release; impl's children have no other holder and release inside the step
+        for g, r in enumerate(self.ref.regions):
+            for dv in r.devices:
+                k = g * self.c.cfg.devices + dv.index
+                while t.devs[k].zombies > dv.zombies:
+                    res = mapping.mapping_release(self.c, t, k)
+                    assert res is not None
+                    t = res[1]
+        nxt[0] = t
         self._shadow = nxt[0]
         if self._prog.startswith("probe") and len(self.ref.regions) < nxt[0].admin.generation:
             self.ref.regions.append(self.bus.regions[-1])    # create_region adds it before probing
@@ -524,13 +536,22 @@ class Driver:
             impl = self._program("remove", self.generation(), lambda: self.bus.disable(dev))
         self.record(f"disable(node {node})", impl, spec)
 
+    def remove(self) -> None:
+        """Provider removal (the remove program of the current generation): with it modern devices
+        reach their release too (unbind/bind alone never releases a device)."""
+        r = self.ref.regions[-1]
+        if r.gone:
+            return
+        impl = self._program("remove", self.generation(), lambda: self.bus.remove_region(r))
+        self.record("remove provider", impl, "ok")
+
     def enable(self, node: int) -> None:
         c = self.c
         dev = self.ref.regions[-1].devices[node]
         if c.prof.bind_cycles:
             d = self.spec_dev(node)
-            if self.s.devs[d].bound:
-                spec = "EBUSY"
+            if self.s.devs[d].bound or not self.s.devs[d].registered:
+                spec = "EBUSY" if self.s.devs[d].bound else "ENODEV"    # bind needs a device
                 impl = self._impl(lambda: self.bus.enable(dev))
             else:
                 spec = "ok"

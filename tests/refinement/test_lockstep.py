@@ -3,9 +3,10 @@
 Each rule is one operation a user can trigger (open O_RDWR/O_RDONLY, close, mmap from a menu of
 shapes including invalid ones, munmap whole/tail/misaligned, fork_touch, MADV_DONTFORK, touches
 inside and beyond the mapping and the device, disable/enable: modern unbind/bind, v4.10 provider
-removal and re-probe). After every operation tests/refinement/driver.py demands equal outcomes,
-abstraction(impl) == spec state (up to renaming of files and vmas) and every spec invariant on the
-abstraction except the profile's documented findings. Every profile impl supports is covered.
+removal and re-probe; provider removal for both). After every operation tests/refinement/driver.py
+demands equal outcomes, abstraction(impl) == spec state (up to renaming of files and vmas) and
+every spec invariant on the abstraction except the profile's documented findings. Every profile
+impl supports is covered.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import os
 import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
+from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
 from devdax.impl.dax import IMPL_PROFILES
 
@@ -70,7 +71,10 @@ class Lockstep(RuleBasedStateMachine):
     def disable(self, node: int) -> None:
         self.d.disable(node % self.devices)
 
-    @precondition(lambda self: True)
+    @rule()
+    def remove_provider(self) -> None:
+        self.d.remove()
+
     @rule(node=st.integers(0, 1))
     def enable(self, node: int) -> None:
         self.d.enable(node % self.devices)
