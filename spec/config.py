@@ -96,8 +96,9 @@ class Config:
             v = getattr(self, f)
             if not isinstance(v, int) or v < (0 if f in ("files", "vmas", "cpus") else 1):
                 raise ValueError(f"{f}: expected a positive integer, got {v!r}")
-        if self.faults < 0 or self.binds < 0:
-            raise ValueError("faults/binds: expected a non-negative integer")
+        for f in ("faults", "binds"):
+            if not isinstance(getattr(self, f), int) or getattr(self, f) < 0:
+                raise ValueError(f"{f}: expected a non-negative integer, got {getattr(self, f)!r}")
         if self.ranges > self.units:
             raise ValueError(f"ranges: a device of {self.units} units cannot have {self.ranges} ranges")
         if self.first_fault not in ("pte", "pmd", "pud"):

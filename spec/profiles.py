@@ -127,6 +127,7 @@ V47 = Profile(
         "minor_unique": "M22: v4.7 frees the minor at unregister while fds may still be open",
         "vmas_shared": "M1: check_vma lets MAP_PRIVATE through unless it is writable without NORESERVE",
         "no_sleep_in_rcu": "M5: vm_insert_mixed may allocate a page table inside rcu_read_lock",
+        "vmas_aligned": "M8: no ->split before 4.15: munmap at a misaligned address splits the vma there",
         "entries_naturally_aligned": "check_vma never looks at vm_pgoff: MAP_FIXED at an aligned address "
                                      "with a 4K file offset succeeds and the next huge fault inserts a "
                                      "pmd/pud for a physical block that is not size-aligned",

@@ -35,7 +35,7 @@ PROFILE_CONFIGS: dict[str, Config] = {
                     mmaps=(SHARED_RW, SHARED_RO, PRIVATE_RW, MISALIGNED_LEN, MISALIGNED_OFF,
                            FIXED_MISALIGNED, FIXED_UNALIGNED_OFFSET)),
     "v4.7": Config(profile="v4.7", first_fault="pmd", files=2, vmas=2, cpus=1, generations=2, units=2,
-                   mmaps=(SHARED_RW, PRIVATE_RO, FIXED_UNALIGNED_OFFSET)),
+                   munmap_parts=True, mmaps=(SHARED_RW, PRIVATE_RO, FIXED_UNALIGNED_OFFSET)),
     "modern": Config(profile="modern", files=2, vmas=1, cpus=1, binds=1, units=3, ranges=2,
                      mmaps=(SHARED_RW, PRIVATE_RW, OVERSIZED, FIXED_UNALIGNED_OFFSET)),
 }

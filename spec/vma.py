@@ -103,8 +103,10 @@ def do_munmap(c: Ctx, s: State, v: int, part: str) -> Result:
         if cut <= vma.start:
             return None
     else:
+        # one misaligned cut per vma: after it the vma is no longer aligned and a second cut would
+        # only walk vm_start towards vm_end (and make the state space infinite)
         cut = vma.start + PAGE_SIZE
-        if align == PAGE_SIZE:
+        if align == PAGE_SIZE or not is_aligned(vma.start, align) or cut >= vma.end:
             return None
     if not is_aligned(cut, align) and c.prof.has_split:
         return ("EINVAL", s)                     # dev_dax_may_split: "!IS_ALIGNED(addr, align)"

@@ -240,8 +240,8 @@ FAULTS_BINDS = ("spec/config.py Config.__post_init__ reports 'faults/binds: ...'
     ({"files": -1}, "files"),
     ({"vmas": -1}, "vmas"),
     ({"cpus": -1}, "cpus"),
-    pytest.param({"faults": -1}, "faults", marks=pytest.mark.xfail(strict=True, reason=FAULTS_BINDS)),
-    pytest.param({"binds": -1}, "binds", marks=pytest.mark.xfail(strict=True, reason=FAULTS_BINDS)),
+    ({"faults": -1}, "faults"),
+    ({"binds": -1}, "binds"),
     ({"ranges": 3, "units": 2}, "ranges"),
     ({"first_fault": "huge"}, "first_fault"),
     ({"align": "3M"}, "align"),
@@ -261,11 +261,6 @@ def test_config_zero_populations_are_allowed() -> None:
 
 # --- munmap of a vma's first page on a profile without ->split -----------------------------------
 
-@pytest.mark.xfail(strict=True, reason=(
-    "spec/vma.py do_munmap('misaligned') has no guard that the cut lies inside the vma: on a profile "
-    "without ->split (v4.7) repeated munmaps of the first page walk vm_start past vm_end (an empty, "
-    "then negative vma) and the state space is infinite, so `devdax check --profile v4.7 "
-    "--munmap-parts` never terminates; the kernel removes the vma once nothing is left"))
 def test_munmap_first_page_never_leaves_an_empty_vma() -> None:
     from devdax.spec.ctx import Ctx
     from devdax.spec.system import init, successors

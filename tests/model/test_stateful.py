@@ -99,7 +99,6 @@ V47_M8 = ("spec/profiles.py: v4.7 has no ->split (has_split=False), so munmap of
           "munmap_parts, so `devdax check` never sees it")
 
 
-@pytest.mark.xfail(strict=True, reason=V47_M8)
 def test_v47_bounded_run_only_documented_findings() -> None:
     """Bounded breadth-first run of v4.7 with partial munmaps (bounded: see test_spec_units for
     why the space is infinite)."""
