@@ -366,7 +366,9 @@ def _mremap(r: _Run, st: fmt.Step) -> str:
     if v < 0 or old_end > r.s.vmas[v].end:
         return "EFAULT"                       # the old range must lie inside one vma
     if new_end < old_end:
+        before = r.s
         outcome, r.s = mm.change(r.c, r.s, v, new_end, old_end, None)
+        m.slots.extend(_new_slots(before, r.s))   # a cut inside a longer vma leaves a tail vma
     elif new_end > old_end:
         if old_end != r.s.vmas[v].end:
             return "ENOMEM" if not st.move else "EFAULT"
