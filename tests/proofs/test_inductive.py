@@ -19,9 +19,9 @@ def test_invariants_inductive(profile: str) -> None:
     prof = get_profile(profile)
     cx = context(prof, ALIGN)
     for inv in INVARIANTS:
-        v = check_invariant(cx, inv.name, 30)
+        v = check_invariant(cx, inv.name, 120)
         assert v.status is Status.PROVED, f"{inv.name}: {v.counterexample}"
-    assert check_not_vacuous(prof, ALIGN, 30).status is Status.PROVED
+    assert check_not_vacuous(prof, ALIGN, 120).status is Status.PROVED
 
 
 @pytest.mark.parametrize(("variant", "broken"), [
