@@ -17,7 +17,7 @@ Contracts are switched off (DEVDAX_CONTRACTS=0, read when devdax.impl.dax is imp
 the spec's invariants on every call, which is for tests, not for a measurement.
 
 Run: ``.venv/bin/python bench/bench_impl.py [--size-mib 1024] [--reps 7] [--with-4k]``.
-Results are collated in bench/RESULTS-impl.md.
+Results are collated in bench/RESULTS.md (section "impl: the device layer").
 """
 
 from __future__ import annotations
