@@ -26,8 +26,9 @@ DFS over (log position, spec state, touches done); the log is accepted iff some 
 
 Three relaxations, where impl's steps are finer than the spec's or where the emulation differs from
 the kernel on purpose: unmap_mapping_range zaps the vmas one by one; run_dax (core.revive_device)
-zaps the device's vmas after setting alive (an entry installed in between vanishes); and until that
-zap, a poison marker a fault of the dead device left may still answer SIGBUS (see check_trace).
+zaps the device's vmas after setting alive (an entry installed in between vanishes); until that
+zap, and during a kill, a poison marker a fault of the dead device left may answer SIGBUS (impl's
+units are 512 PTEs, and its markers are sticky; see check_trace).
 """
 
 from __future__ import annotations
@@ -250,6 +251,12 @@ def check_trace(c: Ctx, run: Run, findings: dict[str, str] | None = None, budget
         if name == "unmap_mapping_range" and events[k].obj in run.devs:
             for x in range(prev + 1, k + 1):
                 unmap_at[x] = run.devs[events[k].obj]
+            # a unit is 512 PTEs here: a fault that saw alive and one that saw dead on the same
+            # unit during the kill can leave it part installed, part poisoned, so a toucher whose
+            # fault saw alive may still meet a marker (the kernel's PMD insert is all or nothing)
+            kill = [x for x in steps_at if x <= k and events[x].detail.startswith("clear_alive ")]
+            if kill:
+                stale.update(range(kill[-1], k + 2))
         # impl's run_dax is core.revive_device: alive = 1, then a zap of the device's vmas (it
         # clears the emulation's poison markers; the kernel has none). A fault between the two
         # installs an entry the zap then removes: entries of the device may vanish right after
