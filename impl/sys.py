@@ -398,3 +398,22 @@ def read_msgs(fd: int, max_msgs: int = 16) -> list[uffd_msg]:
 
 
 __all__ = [name for name in dir() if not name.startswith("_") and name not in ("annotations",)]
+
+
+def uffd_unavailable() -> str | None:
+    """Why this machine cannot run the emulation (x86_64 syscall numbers; a userfaultfd with minor
+    mode on shmem, poison, fork events and thread ids), or None when it can. Tests skip on it."""
+    if not ARCH_OK:
+        return "impl/ is x86_64 only"
+    try:
+        fd = userfaultfd()
+    except OSError as e:
+        return f"userfaultfd unavailable: {e}"
+    try:
+        uffd_api(fd, UFFD_FEATURE_MINOR_SHMEM | UFFD_FEATURE_POISON
+                 | UFFD_FEATURE_EVENT_FORK | UFFD_FEATURE_THREAD_ID)
+    except OSError as e:
+        return f"userfaultfd lacks minor-shmem/poison/fork: {e}"
+    finally:
+        os.close(fd)
+    return None

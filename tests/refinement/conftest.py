@@ -9,25 +9,7 @@ import pytest
 
 from devdax.impl import sys as dsys
 
-
-def _probe() -> str | None:
-    if not dsys.ARCH_OK:
-        return "impl/ is x86_64 only"
-    try:
-        fd = dsys.userfaultfd()
-    except OSError as e:
-        return f"userfaultfd unavailable: {e}"
-    try:
-        dsys.uffd_api(fd, dsys.UFFD_FEATURE_MINOR_SHMEM | dsys.UFFD_FEATURE_POISON
-                      | dsys.UFFD_FEATURE_EVENT_FORK | dsys.UFFD_FEATURE_THREAD_ID)
-    except OSError as e:
-        return f"userfaultfd lacks minor-shmem/poison/fork: {e}"
-    finally:
-        os.close(fd)
-    return None
-
-
-_REASON = _probe()
+_REASON = dsys.uffd_unavailable()
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -27,23 +27,6 @@ if TYPE_CHECKING:
 SCENARIOS = load_all(Path(__file__).parent.parent / "scenarios")
 
 
-def _probe() -> str | None:
-    if not dsys.ARCH_OK:
-        return "impl/ is x86_64 only"
-    try:
-        fd = dsys.userfaultfd()
-    except OSError as e:
-        return f"userfaultfd unavailable: {e}"
-    try:
-        dsys.uffd_api(fd, dsys.UFFD_FEATURE_MINOR_SHMEM | dsys.UFFD_FEATURE_POISON
-                      | dsys.UFFD_FEATURE_EVENT_FORK | dsys.UFFD_FEATURE_THREAD_ID)
-    except OSError as e:
-        return f"userfaultfd lacks minor-shmem/poison/fork: {e}"
-    finally:
-        os.close(fd)
-    return None
-
-
 def _memory_for(sc: Scenario) -> str | None:
     """Skip (with the reason) only if the region's memory truly cannot be had."""
     st = os.statvfs("/dev/shm") if os.path.isdir("/dev/shm") else None
@@ -53,7 +36,7 @@ def _memory_for(sc: Scenario) -> str | None:
     return None
 
 
-_REASON = _probe()
+_REASON = dsys.uffd_unavailable()
 pytestmark = [pytest.mark.skipif(_REASON is not None, reason=_REASON or ""), pytest.mark.timeout(180)]
 
 
