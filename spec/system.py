@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import NamedTuple
 
-from devdax.spec import admin, fault, file, mapping, vma
+from devdax.spec import admin, fault, file, fops, mapping, vma
 from devdax.spec.config import Config
 from devdax.spec.ctx import Ctx
 from devdax.spec.state import (
@@ -115,8 +115,8 @@ def user_transitions(c: Ctx, s: State) -> Iterator[Transition]:
                 if r is not None:
                     yield Transition("mmap", (f, shape.name), *r)
         if cfg.syscalls:
-            yield Transition("read", (f,), "EINVAL", s)     # no .read in dax_fops
-            yield Transition("ioctl", (f,), "ENOTTY", s)    # no .unlocked_ioctl
+            yield Transition("read", (f,), fops.read(fl.readable), s)      # no .read in dax_fops
+            yield Transition("ioctl", (f,), fops.ioctl(), s)               # no .unlocked_ioctl
     for v, m in enumerate(s.vmas):
         if m.file < 0:
             continue

@@ -24,7 +24,7 @@ from devdax.impl import sys as dsys
 from devdax.impl.dax import MADV, MAP, PROT, DaxBus, DaxFile, Event, KernelBug, VmArea
 from devdax.impl.ida import Ida
 from devdax.impl.vmcore import reserve
-from devdax.spec import admin, fault, mapping, mm
+from devdax.spec import admin, fault, fops, mapping, mm
 from devdax.spec.config import REGION_BASE, Config, Layout, MmapShape
 from devdax.spec.ctx import Ctx
 from devdax.spec.file import do_close, do_open
@@ -446,6 +446,25 @@ class Driver:
         impl = self._impl(lambda: h.touch(a.start - h.base + offset, write))
         spec = self._spec_access(v, self.s.vmas[v].start + offset, write)
         self.record(f"touch(vma slot {v}, unit {unit}, {'write' if write else 'read'})", impl, spec)
+
+    def syscall(self, k: int, call: str) -> None:
+        """A file call dax_fops does not implement (spec/fops.py): the same errno, no state change."""
+        files = self.live_files()
+        if not files:
+            return
+        f, slot = files[k % len(files)]
+        fl = self.s.files[slot]
+        impl_call: dict[str, tuple[Callable[[], object], str]] = {
+            "read": (lambda: f.read(4096), fops.read(fl.readable)),
+            "write": (lambda: f.write(b"x"), fops.write(fl.writable)),
+            "fsync": (f.fsync, fops.fsync()),
+            "lseek": (lambda: f.lseek(0), fops.lseek()),
+            "ioctl": (lambda: f.ioctl(0x541B), fops.ioctl()),           # FIONREAD
+            "fallocate": (lambda: f.fallocate(0, 0, 4096), fops.fallocate(fl.writable)),
+        }
+        run, spec = impl_call[call]
+        impl = self._impl(run)
+        self.record(f"{call}(file slot {slot})", impl, spec)
 
     def fork_touch(self, k: int, unit: int, write: bool) -> None:
         x = self._vma(k)

@@ -1,12 +1,12 @@
 """Lockstep refinement: hypothesis runs random user programs on impl and on the spec together.
 
-Each rule is one operation a user can trigger (open O_RDWR/O_RDONLY, close, mmap from a menu of
-shapes including invalid ones, munmap whole/tail/misaligned, fork_touch, MADV_DONTFORK, touches
-inside and beyond the mapping and the device, disable/enable: modern unbind/bind, v4.10 provider
-removal and re-probe; provider removal for both). After every operation tests/refinement/driver.py
-demands equal outcomes, abstraction(impl) == spec state (up to renaming of files and vmas) and
-every spec invariant on the abstraction except the profile's documented findings. Every profile
-impl supports is covered.
+Each rule is one operation a user can trigger: open O_RDWR/O_RDONLY, close, mmap from a menu of
+shapes including invalid ones, munmap whole/tail/misaligned, fork_touch, MADV_DONTFORK, the file
+calls dax_fops lacks (read, write, fsync, lseek, ioctl, fallocate), touches inside and beyond the
+mapping and the device, disable/enable (modern unbind/bind, v4.10 provider removal and re-probe) and
+provider removal for both. After every operation tests/refinement/driver.py demands equal outcomes,
+abstraction(impl) == spec state (up to renaming of files and vmas) and every spec invariant on the
+abstraction except the profile's documented findings. Every profile impl supports is covered.
 """
 
 from __future__ import annotations
@@ -58,6 +58,10 @@ class Lockstep(RuleBasedStateMachine):
     @rule(k=idx, u=unit, write=st.booleans())
     def touch(self, k: int, u: int, write: bool) -> None:
         self.d.touch(k, u, write)
+
+    @rule(k=idx, call=st.sampled_from(("read", "write", "fsync", "lseek", "ioctl", "fallocate")))
+    def syscall(self, k: int, call: str) -> None:
+        self.d.syscall(k, call)
 
     @rule(k=idx, u=unit, write=st.booleans())
     def fork_touch(self, k: int, u: int, write: bool) -> None:
