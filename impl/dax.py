@@ -264,7 +264,7 @@ def _dev_refs_exact(self: DevDax) -> bool:
     files = len(d.files)
     if d.cdev.count != int(d.cdev_live) + files and not d.rebound_with_files:
         return False
-    pins = d.children + d.zombies
+    pins = d.children + d.zombies if d.region.profile.mapping_pins_parent else 0
     return d.rebound_with_files or d.dev_kobj.count == int(d.init_ref) + int(d.cdev.count > 0) + pins
 
 
@@ -340,7 +340,9 @@ class DevDax:
         """The global minor (alloc_dax / ida_simple_get). On exhaustion: before device_initialize the
         half-made device is kfree'd (the id simply returned); after it only put_device may unwind."""
         try:
-            self.minor = self.bus.minor_ida.alloc()
+            # M19: V410/V411 ida_simple_get(&dax_minor_ida, 0, 0, ...) ignored the nr_dax minors
+            # alloc_chrdev_region reserved; bounded since 4.12 (profile.minor_ida_bounded)
+            self.minor = self.bus.minor_ida.alloc(bounded=self.region.profile.minor_ida_bounded)
         except OSError:
             if self.init_ref:
                 raise _StepFailed(errno.ENOMEM, "create_failed") from None
@@ -412,10 +414,14 @@ class DevDax:
         return "ok"
 
     def add_mappings(self) -> str:
-        """Modern: one mappingN child per range, each pinning its parent (M15 fix)."""
+        """Modern alloc_dev_dax_range -> devm_register_dax_mapping: one mappingN child per range.
+        Since 6d24b170a9db (M15) each child pins its parent until the child's release
+        (profile.mapping_pins_parent); before it the child's release (ida_free on the parent's ida)
+        relied on the parent still being there."""
         for k in range(len(self.ranges)):
             child = Kobject(f"{self.name}:mapping{k}", None, parent=self.dev_kobj)
-            child.pin_parent()
+            if self.region.profile.mapping_pins_parent:
+                child.pin_parent()
             self.child_kobjs.append(child)
         self.children = len(self.ranges)
         return "ok"
@@ -433,7 +439,15 @@ class DevDax:
 
     # --- teardown steps ----------------------------------------------------------------------------
     def unregister_lock(self) -> str:
-        return "ok" if self._created() else "skipped"
+        """unregister_dev_dax takes dax_region_rwsem for write. Before the v6.9 locking fix (M16) it
+        was down_write_killable(): with a fatal signal pending (``bus.fatal_signal_pending``) it
+        failed with -EINTR and unregister_dev_dax returned, skipping this device's whole teardown.
+        The fixed profile takes the lock unconditionally and ignores the signal."""
+        if not self._created():
+            return "skipped"
+        if self.region.profile.unregister_can_be_interrupted and self.bus.fatal_signal_pending:
+            raise _StepFailed(errno.EINTR, "skip")
+        return "ok"
 
     @icontract.ensure(lambda self, result: result == "skipped" or not self.alive, enabled=ON)
     def clear_alive(self) -> str:
@@ -516,6 +530,15 @@ class DevDax:
         if self.phase != D_LIVE:
             self.phase = D_FAILED
         self._dev_put()
+        return "ok"
+
+    def kfree(self) -> str:
+        """M18 (the error path of __devm_create_dev_dax after device_initialize() used kfree(), not
+        put_device()): the memory goes, no release callback runs, so the id, the minor, the inode,
+        the region reference and the core slot it would have returned all stay taken."""
+        if self.slot >= 0 and not self.bus.core.closed:
+            self.bus.core.set_alive(self.slot, False)
+        self.phase = D_RELEASED
         return "ok"
 
     # --- puts and releases -------------------------------------------------------------------------
@@ -1221,27 +1244,38 @@ class Vma:
 
 # ------------------------------------------------------------------------------------------ bus --
 
-def _bus_consistent(self: DaxBus) -> bool:
+def _bus_problem(self: DaxBus) -> str:
     """The spec's lifetime invariants over everything the bus holds (checked after each admin and
     file operation, not inside one: a step is atomic, its insides are not): refcount_exact_all for
-    regions, devices and cdevs; a killed device is not alive; minors held are unique."""
+    regions, devices and cdevs; a killed device is not alive; minors held are unique. Returns the
+    first violation, or "" when there is none."""
     if self.closed or self.closing:
-        return True
+        return ""
     minors: set[int] = set()
     for r in self.regions:
         if not _region_refs_exact(r):
-            return False
+            return f"refcount_exact_all: {r.name} kref {r.kref.count} is not its number of holders"
         for d in r.devices:
-            if not _dev_refs_exact(d) or (d.dead and d.alive):
-                return False
+            if not _dev_refs_exact(d):
+                return (f"refcount_exact_all: {d.name} device kobject {d.dev_kobj.count} / cdev "
+                        f"{d.cdev.count} are not their numbers of holders")
+            if d.dead and d.alive:
+                return f"{d.name} is killed but alive"
             if d.minor_held:
                 if d.minor in minors:
-                    return False
+                    return f"minor {d.minor} is held twice"
                 minors.add(d.minor)
-    return True
+    return ""
+
+
+def _bus_consistent(self: DaxBus) -> bool:
+    return not _bus_problem(self)
 
 
 OK_BUS = icontract.ensure(lambda self: _bus_consistent(self), "refcounts exact, killed dead, minors unique",
+                          error=lambda self: icontract.ViolationError(
+                              f"bus contract (refcounts exact, killed dead, minors unique)\n"
+                              f"{_bus_problem(self)}"),
                           enabled=ON)
 
 
@@ -1261,6 +1295,8 @@ class DaxBus:
         self._areas: set[VmArea] = set()
         self._files = 0
         self.fail_device_add = False
+        #: the admin task has a fatal signal pending: a killable lock in a step fails (M16 only)
+        self.fatal_signal_pending = False
         self.dmesg: list[str] = []
         self.closing = False
         self.closed = False

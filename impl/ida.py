@@ -17,10 +17,14 @@ import icontract
 from . import contracts
 
 
-@icontract.invariant(lambda self: self.limit is None or all(0 <= i < self.limit for i in self._used),
-                     enabled=contracts.ENABLED)
+@icontract.invariant(lambda self: all(i >= 0 for i in self._used), enabled=contracts.ENABLED)
 class Ida:
-    """Ids in [0, limit) (limit None: unbounded, like v4.10's ida_simple_get(&ida, 0, 0))."""
+    """Ids in [0, limit) (limit None: unbounded, like v4.10's ida_simple_get(&ida, 0, 0)).
+
+    The limit is the bound the owner passes to ida_alloc_max; the ida itself has none, so an owner
+    that forgets the bound (variant M19: V410/V411 ``ida_simple_get(&dax_minor_ida, 0, 0, ...)``
+    while only ``nr_dax`` minors were reserved) allocates past it with ``alloc(bounded=False)``.
+    """
 
     def __init__(self, name: str, limit: int | None = None) -> None:
         if limit is not None and limit <= 0:
@@ -33,15 +37,20 @@ class Ida:
         self._lock = threading.Lock()
 
     @icontract.ensure(lambda self, result: result in self._used, enabled=contracts.ENABLED)
-    def alloc(self) -> int:
-        """ida_alloc(): the lowest free id; OSError(ENOMEM) when the limit is reached."""
+    @icontract.ensure(lambda self, bounded, result: not bounded or self.limit is None or result < self.limit,
+                      enabled=contracts.ENABLED)
+    def alloc(self, bounded: bool = True) -> int:
+        """ida_alloc_max(ida, limit - 1): the lowest free id; OSError(ENOMEM) when the limit is reached.
+        ``bounded=False``: ida_alloc() without the owner's bound (M19)."""
         with self._lock:
             while self._free:
+                if bounded and self.limit is not None and self._free[0] >= self.limit:
+                    break                   # only ids an unbounded alloc handed out are free above
                 i = heapq.heappop(self._free)
                 if i not in self._used and i < self._next:
                     self._used.add(i)
                     return i
-            if self.limit is not None and self._next >= self.limit:
+            if bounded and self.limit is not None and self._next >= self.limit:
                 raise OSError(errno.ENOMEM, f"{self.name}: all {self.limit} ids are in use")
             i = self._next
             self._next += 1

@@ -88,8 +88,8 @@ class OffsetIda:
         self.base = base
         self.inner = Ida("refinement minors", limit)
 
-    def alloc(self) -> int:
-        return self.base + self.inner.alloc()
+    def alloc(self, bounded: bool = True) -> int:
+        return self.base + self.inner.alloc(bounded)
 
     def free(self, i: int) -> None:
         self.inner.free(i - self.base)
