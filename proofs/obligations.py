@@ -24,7 +24,9 @@ LEMMA_INVARIANT = {
     "fault_entry_in_vma": "entries_exact",
     "fault_entry_is_align": "entries_exact",
     "fault_phys_in_device": "entries_exact",
-    "fault_phys_aligned": "entries_exact",
+    # F3: check_vma never looks at vm_pgoff; the lemma with the offset hypothesis is the fix
+    "fault_phys_aligned": "entries_naturally_aligned",
+    "fault_phys_aligned_given_offset": "entries_exact",
 }
 
 

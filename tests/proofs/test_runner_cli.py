@@ -9,7 +9,7 @@ import pytest
 import z3
 
 from devdax.proofs import cli, runner
-from devdax.proofs.lemmas import lemma_obligations
+from devdax.proofs.lemmas import LEMMAS, lemma_obligations
 from devdax.proofs.obligations import lemma_config, obligations_for
 from devdax.proofs.runner import Obligation, Status, Verdict
 from devdax.proofs.smt import Query, prove
@@ -67,11 +67,32 @@ def test_violation_prints_model() -> None:
 
 @pytest.mark.parametrize("profile", ["v4.10", "modern"])
 def test_lemmas_proved(profile: str) -> None:
+    """Every lemma is proved except fault_phys_aligned, which states what check_vma checks and is
+    violated by F3 (an unaligned vm_pgoff), reported as the profile's documented finding."""
     # generous solver time for a loaded CI machine: an UNKNOWN still fails the test
-    results = runner.run(lemma_obligations(lemma_config(get_profile(profile))), timeout=120)
-    bad = [(r.obligation.name, r.verdict.counterexample) for r in results
-           if r.verdict.status is not Status.PROVED]
+    lemmas = [o for o in obligations_for(profile) if o.name in {n for n, _, _, _ in LEMMAS}]
+    results = {r.obligation.name: r.verdict for r in runner.run(lemmas, timeout=120)}
+    bad = [(n, v.counterexample) for n, v in results.items()
+           if v.status is not Status.PROVED and n != "fault_phys_aligned"]
     assert not bad
+    f3 = results["fault_phys_aligned"]
+    assert f3.status is Status.VIOLATED
+    assert "vm_pgoff" in f3.counterexample and "documented finding: check_vma never looks at vm_pgoff" \
+        in f3.counterexample
+    assert results["fault_phys_aligned_given_offset"].status is Status.PROVED
+
+
+def test_f3_counterexample_is_an_unaligned_offset() -> None:
+    """The 64-bit counterexample of fault_phys_aligned is F3 itself: a fault of exactly the align
+    (negotiation did its job) whose entry phys is misaligned because vm_pgoff is."""
+    cfg = lemma_config(get_profile("v4.10"))
+    v = runner.run([o for o in lemma_obligations(cfg) if o.name == "fault_phys_aligned"], timeout=120)[0]
+    assert v.verdict.status is Status.VIOLATED
+    values = {ln.split(" = ")[0].strip(): ln.split(" = ")[1] for ln in v.verdict.counterexample.splitlines()
+              if " = " in ln}
+    align = {"pmd": 0x200000, "pud": 0x40000000}[v.verdict.counterexample.split()[1]]
+    assert (int(values["vm_pgoff"], 16) * 4096) % align != 0
+    assert int(values["entry.phys"], 16) % align != 0
 
 
 def test_v47_fails_where_its_findings_say() -> None:
@@ -81,7 +102,7 @@ def test_v47_fails_where_its_findings_say() -> None:
     failed = {n for n, v in results.items() if v.status is Status.VIOLATED}
     assert failed == {"check_vma_exact", "mmap_aligned_accepted", "negotiate_table",
                       "negotiate_fallback_chain", "fault_entry_in_vma", "fault_entry_is_align",
-                      "fault_phys_aligned"}
+                      "fault_phys_aligned", "fault_phys_aligned_given_offset"}
     assert "documented finding: M1" in results["check_vma_exact"].counterexample
     assert all(v.status is Status.PROVED for n, v in results.items() if n not in failed)
 
