@@ -291,8 +291,9 @@ class MappingCore:
 
     # --- devices ----------------------------------------------------------------------------------
     def add_device(self, backing: Backing, spans: Sequence[tuple[int, int]], align: int,
-                   alive: bool = True) -> int:
-        """A device slot over ``spans`` = [(backing offset, size)], laid out back to back in pgoff."""
+                   alive: bool = True, rules: int = 0) -> int:
+        """A device slot over ``spans`` = [(backing offset, size)], laid out back to back in pgoff.
+        ``rules``: table.DEV_* bits, the version of the fault handler the device's driver has."""
         self._check_open()
         if align not in ALIGNS:
             raise _einval(f"align {align:#x} is not 4K, 2M or 1G")
@@ -314,6 +315,7 @@ class MappingCore:
             d.nranges = len(ranges)
             for k, r in enumerate(ranges):
                 d.ranges[k].start, d.ranges[k].end, d.ranges[k].pgoff = r.start, r.end, r.pgoff
+            d.rules = rules
             d.gen += 1
             d.alive = int(alive)
             d.used = 1

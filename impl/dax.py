@@ -33,6 +33,7 @@ from __future__ import annotations
 import errno
 import os
 import threading
+import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from types import SimpleNamespace
@@ -42,7 +43,7 @@ import icontract
 
 from devdax.spec import fops, geometry, mm
 from devdax.spec.ctx import Ctx
-from devdax.spec.profiles import Profile, get_profile
+from devdax.spec.profiles import Profile, ReadLock, get_profile
 
 from . import contracts
 from . import sys as dsys
@@ -50,6 +51,7 @@ from .core import Backing, Mapping, MappingCore
 from .fault_policy import VMA_NOHUGE
 from .ida import Ida
 from .kobject import KernelBug, Kobject, Kref
+from .table import DEV_DEFAULT_LEAKS, DEV_NO_FALLBACK, DEV_NO_PUD, DEV_NO_VMA_BOUNDS, DEV_RCU, C
 from .vmcore import VmCore, claim
 
 ON: Final = contracts.ENABLED
@@ -125,6 +127,25 @@ def real_prot(prot: int) -> int:
 
 def _err(code: int, what: str) -> OSError:
     return OSError(code, f"{os.strerror(code)}: {what}")
+
+
+def fault_rule_bits(p: Profile) -> int:
+    """The profile's version of dev_dax_huge_fault as the table's DEV_* bits, which the handler
+    process reads per fault: fault_rules (M3/M4 fallback and vma bounds, PUD support), the read
+    lock (M5: plain RCU) and the dispatcher's default case (M20)."""
+    r = p.fault_rules
+    return ((0 if r.fallback else DEV_NO_FALLBACK) | (0 if r.vma_bounds else DEV_NO_VMA_BOUNDS)
+            | (0 if r.pud_supported else DEV_NO_PUD) | (DEV_RCU if p.read_lock is ReadLock.RCU else 0)
+            | (DEV_DEFAULT_LEAKS if p.default_case_leaks_lock else 0))
+
+
+#: what the handler's counters of kernel reports become in dmesg (DaxBus.scan_handler)
+HANDLER_REPORTS: Final = (
+    (C.SLEEP_IN_ATOMIC, "BUG: sleeping function called from invalid context at mm/memory.c "
+                        "(dax_dev_huge_fault -> vm_insert_mixed -> pte_alloc inside rcu_read_lock)"),
+    (C.LOCK_HELD_RETURN, "WARNING: lock held when returning to user space! (dax_srcu, taken in "
+                         "dax_dev_huge_fault)"),
+)
 
 
 # --------------------------------------------------------------------------------------- events --
@@ -364,7 +385,8 @@ class DevDax:
         self.dev_kobj.reinit()
         self.init_ref = True
         core = self.bus.core
-        self.slot = core.add_device(self.region.backing.backing, self.spans, self.align, alive=False)
+        self.slot = core.add_device(self.region.backing.backing, self.spans, self.align, alive=False,
+                                    rules=fault_rule_bits(self.region.profile))
         return "ok"
 
     @icontract.require(lambda self: self.slot >= 0, "the device exists in the core", enabled=ON)
@@ -1075,6 +1097,7 @@ class Vma:
         if all(a.read and (a.write or not write) for a in areas):
             try:
                 dsys.madvise(lo, hi - lo, dsys.MADV_POPULATE_WRITE if write else dsys.MADV_POPULATE_READ)
+                self.bus.scan_handler()
                 return
             except OSError:
                 pass
@@ -1084,8 +1107,10 @@ class Vma:
             while at < min(hi, a.end):
                 bad = not a.read or (write and not a.write)       # the access would SIGSEGV
                 if (bad or core.touch_read(at, 1).outcome != "ok") and strict:
+                    self.bus.scan_handler()
                     raise _err(errno.EFAULT, f"populate: fault failed at {at:#x}")
                 at = (at // unit + 1) * unit
+        self.bus.scan_handler()
 
     def msync(self, offset: int, length: int, flags: int) -> None:
         _int("flags", flags, 0, 0xFFFF)
@@ -1189,6 +1214,7 @@ class Vma:
                 t = core.touch_read(addr, 1)
             if logging:
                 self.bus._log_fault(self.file.dev, before, core.counters(), t.outcome)
+            self.bus.scan_handler()
             return t.outcome
 
     def read_byte(self, offset: int) -> tuple[str, int | None]:
@@ -1198,6 +1224,7 @@ class Vma:
             if bad:
                 return bad, None
             t = self.bus.core.touch_read(addr, 1)
+            self.bus.scan_handler()
             return t.outcome, (t.data[0] if t.outcome == "ok" else None)
 
     def check(self, offset: int, value: int) -> str:
@@ -1224,6 +1251,7 @@ class Vma:
                 t = core.touch_read(addr, 1)
                 value = t.data[0] if t.outcome == "ok" else 0
             r = core.touch_in_child(addr, write=write, value=value)
+            self.bus.scan_handler()
             if r.outcome == "ok":
                 return "ok"
             if r.outcome in ("SIGBUS", "SIGSEGV"):
@@ -1284,8 +1312,15 @@ class DaxBus:
     the open files and vmas, and the optional event log. Every admin call runs a spec program."""
 
     def __init__(self, *, workers: int = 2, timeout: float = 10.0, events: list[Event] | None = None,
-                 minor_ida: Ida | None = None) -> None:
+                 minor_ida: Ida | None = None, mm_first_fault: int | None = None) -> None:
+        """``mm_first_fault``: None, the emulated mm asks the largest fault size whose block lies
+        inside the vma (handler.mm_fault_size); a size (4K, 2M, 1G): it asks that size first for every
+        fault, as the spec's Config.first_fault and the 4.x mm (tests that compare with the spec)."""
+        if mm_first_fault is not None and mm_first_fault not in ALIGNS:
+            raise ValueError(f"mm_first_fault: expected 4K, 2M or 1G, got {mm_first_fault!r}")
         self.core = VmCore(workers, timeout=timeout)
+        self.core.table.t.hdr.mm_first = mm_first_fault or 0
+        self._reported = {c: 0 for c, _ in HANDLER_REPORTS}
         self.events = events
         self.minor_ida = minor_ida if minor_ida is not None else DAX_MINOR_IDA
         self._lock = threading.RLock()
@@ -1327,6 +1362,32 @@ class DaxBus:
                 self._log("insert", dev.name)
             self._log("unlock", dev.name, "NOPAGE" if ok else "SIGBUS")
         _ = outcome
+
+    def scan_handler(self) -> None:
+        """Turn the handler's new kernel reports (its counters: an install inside a non-sleepable
+        read section, a fault returning with a read lock held) into dmesg lines, as the kernel
+        prints them when CONFIG_DEBUG_ATOMIC_SLEEP / lockdep are on. Called after every access."""
+        if self.core.closed:
+            return
+        for c, msg in HANDLER_REPORTS:
+            n = sum(int(w.counters[c]) for w in self.core.table.t.workers)
+            if n > self._reported[c]:
+                self._reported[c] = n
+                self._warn(msg)
+
+    def read_nesting(self) -> list[int]:
+        """The read-side nesting of each handler worker (emulated CPU): what synchronize_srcu waits
+        for; non-zero between faults only if a fault returned holding the lock (M20)."""
+        if self.core.closed:
+            return []
+        t = self.core.table
+        n = int(t.t.hdr.nworkers)
+        # the handler wakes the toucher from inside the section (UFFDIO_CONTINUE wakes), so a fault
+        # the caller saw complete may still be on its way out: wait for it to leave (bounded)
+        deadline = time.monotonic() + 1.0
+        while any(t.t.workers[i].busy for i in range(n)) and time.monotonic() < deadline:
+            time.sleep(0.0001)
+        return [t.srcu.nesting(i) for i in range(n)]
 
     def unreleased_devices(self) -> list[DevDax]:
         """Devices some reference still holds (files, vmas, or a leak the spec documents)."""
@@ -1513,6 +1574,10 @@ class DaxBus:
                 return dev
             if not r.gone:
                 raise _err(errno.EBUSY, f"{r.name} is still probed")
+            if r.backing.kref.released:
+                # the provider let go of its memory (release_backing: the namespace is destroyed)
+                # and the last region over it was freed: nothing is left to probe
+                raise _err(errno.ENODEV, f"the provider of {r.name} is gone")
             new = self.create_region(r.backing.size, r.align, [list(d.spans) for d in r.devices],
                                      profile=r.profile, backing=r.backing)
             return new.devices[dev.index]

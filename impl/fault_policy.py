@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from devdax.spec import geometry
 
-from .handler import RULES, Decision, _ranges, dax_policy
+from .handler import Decision, _ranges, dax_policy, device_rules
 from .table import VMA_MAYSHARE, VMA_SHARED, VMA_WRITE, SharedTable
 
 PAGE = geometry.PAGE_SIZE
@@ -43,7 +43,7 @@ def dax_vm_policy(table: SharedTable, vma_idx: int, addr: int) -> Decision:
     if not vma_ok:
         return Decision(False, poison_at, poison_len, "check_vma" if alive else "dead")
     d = geometry.dax_huge_fault(PAGE, addr, start, end, int(vma.pgoff), align, _ranges(table, dev_idx),
-                                vma_ok, RULES)
+                                vma_ok, device_rules(int(dev.rules)))
     if d.result is geometry.FaultResult.NOPAGE:
         return Decision(True, d.addr, PAGE, "ok")
     # a PTE fault on a huge-aligned device: SIGBUS for the whole unit (the marker answers later

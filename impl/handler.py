@@ -41,8 +41,21 @@ from devdax.spec import geometry
 
 from . import srcu
 from . import sys as dsys
+from .table import (
+    DEV_DEFAULT_LEAKS,
+    DEV_NO_FALLBACK,
+    DEV_NO_PUD,
+    DEV_NO_VMA_BOUNDS,
+    DEV_RCU,
+    MAX_WORKERS,
+    TABLE_SIZE,
+    VMA_MAYSHARE,
+    VMA_SHARED,
+    VMA_WRITE,
+    C,
+    SharedTable,
+)
 from .table import LAT_RING as _LAT_RING
-from .table import MAX_WORKERS, TABLE_SIZE, VMA_MAYSHARE, VMA_SHARED, VMA_WRITE, C, SharedTable
 
 PAGE = dsys.PAGE_SIZE
 
@@ -56,6 +69,11 @@ class Decision:
     size: int
     reason: str          # "ok" | "dead" | "check_vma" | "fault" | "no_vma"
     fallbacks: int = 0
+    #: read locks a ->huge_fault call took and did not release (M20's "default:" return)
+    leaked: int = 0
+    #: the entry size the driver chose, when ``size`` is less: the part of a huge entry inside the vma
+    #: (without the M3/M4 vma bounds check the kernel maps the rest over whatever lies beyond)
+    entry: int = 0
 
 
 Policy = Callable[[SharedTable, int, int], Decision]
@@ -64,12 +82,27 @@ Policy = Callable[[SharedTable, int, int], Decision]
 RULES = geometry.FaultRules()
 
 
-def mm_fault_size(addr: int, vm_start: int, vm_end: int) -> int:
+def device_rules(bits: int) -> geometry.FaultRules:
+    """A DeviceDesc.rules word -> the FaultRules of the device's driver (0: the fixed rules)."""
+    if not bits & (DEV_NO_FALLBACK | DEV_NO_VMA_BOUNDS | DEV_NO_PUD):
+        return RULES
+    return geometry.FaultRules(fallback=not bits & DEV_NO_FALLBACK, vma_bounds=not bits & DEV_NO_VMA_BOUNDS,
+                               pud_supported=not bits & DEV_NO_PUD)
+
+
+def mm_fault_size(addr: int, vm_start: int, vm_end: int, first: int = 0) -> int:
     """The first entry size the mm asks the driver for (__handle_mm_fault on a VM_HUGEPAGE vma).
 
     [INF] The mm tries a PUD, then a PMD, only when the aligned block containing the address lies
-    inside the vma (thp_vma_suitable_order); otherwise it starts at PTE size.
+    inside the vma (thp_vma_suitable_order); otherwise it starts at PTE size. ``first`` (the table's
+    hdr.mm_first, non-zero) is the spec's model of the mm instead (Config.first_fault): that size
+    first for every fault, whatever the vma. The 4.x mm was that: create_huge_pmd/create_huge_pud
+    called the file vma's fault handler without a range check (only the anonymous path,
+    do_huge_pmd_anonymous_page, checked), which is why the driver needed its own vma bounds check
+    (M3/M4).
     """
+    if first:
+        return first
     for size in (geometry.PUD_SIZE, geometry.PMD_SIZE):
         block = addr & ~(size - 1)
         if block >= vm_start and block + size <= vm_end:
@@ -110,17 +143,26 @@ def dax_policy(table: SharedTable, vma_idx: int, addr: int) -> Decision:
     if not vma_ok:
         return Decision(False, poison_at, poison_len, "check_vma" if alive else "dead")
     ranges = _ranges(table, dev_idx)
-    size: int | None = mm_fault_size(addr, start, end)
-    fallbacks = 0
+    bits = int(dev.rules)
+    rules = device_rules(bits)
+    size: int | None = mm_fault_size(addr, start, end, int(table.t.hdr.mm_first))
+    fallbacks = leaked = 0
     while size is not None:
-        d = geometry.dax_huge_fault(size, addr, start, end, int(vma.pgoff), align, ranges, vma_ok, RULES)
+        d = geometry.dax_huge_fault(size, addr, start, end, int(vma.pgoff), align, ranges, vma_ok, rules)
         if d.result is geometry.FaultResult.NOPAGE:
-            return Decision(True, d.addr, size, "ok", fallbacks)
+            # without the vma bounds check (M3/M4) a huge entry can reach past vm_end; the part
+            # outside the vma cannot be mapped here (no registered range), the part inside is
+            lo, hi = max(d.addr, start), min(d.addr + size, end)
+            return Decision(True, lo, hi - lo, "ok", fallbacks, leaked, size)
         if d.result is geometry.FaultResult.SIGBUS:
             break
+        if bits & DEV_DEFAULT_LEAKS and size == geometry.PUD_SIZE and not rules.pud_supported:
+            # V410/V411 dax_dev_huge_fault: "default: return VM_FAULT_FALLBACK;" between
+            # srcu_read_lock and srcu_read_unlock (M20): this call's read lock is never dropped
+            leaked += 1
         fallbacks += 1
         size = geometry.next_fault_size(size)
-    return Decision(False, poison_at, poison_len, "fault", fallbacks)
+    return Decision(False, poison_at, poison_len, "fault", fallbacks, leaked)
 
 
 def sigbus_policy(table: SharedTable, vma_idx: int, addr: int) -> Decision:
@@ -244,7 +286,7 @@ class Handler:
     def _count(self, d: Decision, dev: int | None, wid: int, sign: int) -> None:
         st = self.table.t.workers[wid]
         if d.install:
-            st.counters[_INSTALL[d.size]] += sign
+            st.counters[_INSTALL[d.entry or d.size]] += sign
             if dev is not None:
                 st.dev_installs[dev] += sign
         else:
@@ -280,18 +322,31 @@ class Handler:
                 dsys.uffd_wake(fd, d.addr, d.size)
 
     def service(self, fd: int, msg: dsys.uffd_msg, wid: int, t0: int) -> None:
+        """One fault, marked busy from before its read lock to after its unlock (read_nesting)."""
         st = self.table.t.workers[wid]
-        addr = int(msg.arg1)
         st.counters[C.FAULTS] += 1
         if fd != self.uffd:
             st.counters[C.CHILD_FAULTS] += 1
         sr = self.table.srcu
+        entered = sr.nesting(wid)
+        st.busy = 1
+        try:
+            self._service(fd, msg, wid, t0, sr, entered)
+        finally:
+            st.busy = 0
+
+    def _service(self, fd: int, msg: dsys.uffd_msg, wid: int, t0: int, sr: srcu.Srcu, entered: int) -> None:
+        st = self.table.t.workers[wid]
+        addr = int(msg.arg1)
         sr.read_lock(wid)
         try:
             idx = self.lookup(addr)
+            atomic = False
             if idx is None:
                 d = Decision(False, addr & ~(PAGE - 1), PAGE, "no_vma")
             else:
+                # M5: a plain rcu_read_lock() section may not sleep (CONFIG_DEBUG_ATOMIC_SLEEP)
+                atomic = bool(int(self.table.t.devices[int(self.table.t.vmas[idx].dev)].rules) & DEV_RCU)
                 try:
                     d = self.policy(self.table, idx, addr)
                 except Exception:
@@ -300,11 +355,20 @@ class Handler:
                     st.counters[C.ERRORS] += 1
                     d = Decision(False, addr & ~(PAGE - 1), PAGE, "fault")
             st.counters[C.FALLBACK] += d.fallbacks
+            for _ in range(d.leaked):
+                sr.read_lock(wid)              # taken by a ->huge_fault call that never unlocked
             dev = int(self.table.t.vmas[idx].dev) if idx is not None else None
+            if atomic and d.install:
+                # vm_insert_mixed -> pte_alloc -> GFP_KERNEL allocation: might_sleep() inside
+                # rcu_read_lock(): "BUG: sleeping function called from invalid context" (M5)
+                st.counters[C.SLEEP_IN_ATOMIC] += 1
             t1 = time.perf_counter_ns()
             self._resolve(fd, d, dev, wid)     # the insert happens inside the read-side section
         finally:
             sr.read_unlock(wid)
+        if sr.nesting(wid) > entered:
+            # lockdep_sys_exit: "WARNING: lock held when returning to user space!" (dax_srcu, M20)
+            st.counters[C.LOCK_HELD_RETURN] += 1
         t2 = time.perf_counter_ns()
         i = int(st.lat_idx)
         st.lat_ns[i % _LAT_RING] = t1 - t0

@@ -33,6 +33,14 @@ VMA_MAYSHARE: Final = 1 << 0
 VMA_SHARED: Final = 1 << 1
 VMA_WRITE: Final = 1 << 2
 
+# DeviceDesc.rules bits: which version of dev_dax_huge_fault the device's driver has (the profile's
+# fault_rules, read_lock and default_case_leaks_lock; 0 = the fixed driver, spec FaultRules())
+DEV_NO_FALLBACK: Final = 1 << 0      # M3/M4: fault_size > align proceeds instead of FALLBACK
+DEV_NO_VMA_BOUNDS: Final = 1 << 1    # M3/M4: no check that the huge block lies inside the vma
+DEV_NO_PUD: Final = 1 << 2           # no CONFIG_HAVE_ARCH_TRANSPARENT_HUGEPAGE_PUD
+DEV_RCU: Final = 1 << 3              # M5: the read side is rcu_read_lock(), which may not sleep
+DEV_DEFAULT_LEAKS: Final = 1 << 4    # M20: the dispatcher's "default:" returns inside the lock
+
 
 class C(IntEnum):
     """Counter indices in WorkerStats.counters."""
@@ -55,6 +63,8 @@ class C(IntEnum):
     FORK_EVENTS = 15    # UFFD_EVENT_FORK: a new child context adopted
     CHILD_CTX_CLOSED = 16
     ERRORS = 17         # unexpected errno from an ioctl
+    SLEEP_IN_ATOMIC = 18  # an install (may allocate a page table: may sleep) inside a non-sleepable section
+    LOCK_HELD_RETURN = 19  # a fault returned to user space holding more read locks than it entered with
     NCOUNTERS = 32
 
 
@@ -67,6 +77,7 @@ class RangeDesc(ctypes.Structure):
 class DeviceDesc(ctypes.Structure):
     _fields_ = (
         ("used", U64), ("alive", U64), ("align", U64), ("nranges", U64), ("gen", U64),
+        ("rules", U64),      # DEV_* bits
         ("ranges", RangeDesc * MAX_RANGES),
     )
 
@@ -83,6 +94,8 @@ class WorkerStats(ctypes.Structure):
         ("counters", U64 * C.NCOUNTERS),
         ("dev_installs", U64 * MAX_DEVICES),
         ("dev_sigbus", U64 * MAX_DEVICES),
+        ("busy", U64),       # 1 while the worker services a fault (set before its read lock, cleared
+                             # after its unlock): DaxBus.read_nesting waits for 0
         ("lat_idx", U64),
         ("lat_ns", U64 * LAT_RING),      # message read -> decision made (handler CPU time, mostly)
         ("ioctl_ns", U64 * LAT_RING),    # the CONTINUE/POISON ioctl(s), including any preemption
@@ -94,7 +107,8 @@ class Header(ctypes.Structure):
     _fields_ = (
         ("magic", U64), ("nworkers", U64), ("handler_pid", U64), ("ready", U64),
         ("policy_arg", U64),   # a knob for alternative policies (slow_policy: delay in microseconds)
-        ("_pad", U64 * 3),
+        ("mm_first", U64),     # 0: the mm asks the largest size whose block fits the vma; else this size
+        ("_pad", U64 * 2),
     )
 
 

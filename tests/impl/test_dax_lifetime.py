@@ -395,6 +395,47 @@ def test_two_opens_share_one_device(bus: DaxBus) -> None:
     g.close()
 
 
+def test_provider_memory_goes_with_the_last_region_reference(bus: DaxBus) -> None:
+    """The region pins the provider's memory (alloc_dax_region takes the resource; dax_region_free
+    drops it, kernel-semantics 1.1): once the provider has let go (release_backing: the namespace is
+    destroyed), the memory is freed exactly when the last reference on the region goes, which a
+    file of a removed device can hold long after provider removal, and well before bus.close."""
+    r = bus.create_region(2 * M2, M2, profile="v4.10")
+    d = r.devices[0]
+    f = bus.open(d)
+    v = f.mmap(2 * M2, RW, SH)
+    assert v.touch(0, True, 5) == "ok"
+    bus.release_backing(r.backing)
+    bus.remove_region(r)
+    assert not r.freed and not r.backing.backing.closed     # the file pins device -> region -> memory
+    v.munmap()
+    assert not r.backing.backing.closed                     # the fd still holds the cdev
+    f.close()
+    assert d.released and r.freed and r.backing.backing.closed
+    with pytest.raises(OSError) as e:
+        bus.enable(d)
+    assert e.value.errno == errno.ENODEV                    # no provider left to re-probe
+
+
+def test_region_ids_are_the_lowest_free(bus: DaxBus) -> None:
+    """The X of daxX.Y is the region's id (dev_set_name "dax%d.%d", kernel-semantics 3). The
+    provider gives it: nd_region->id (4.10 dax_pmem), the namespace's region number (later), so two
+    live regions never share one and a provider probed after another's region is gone gets that id
+    again; the emulation hands out the lowest id no live region holds (an ida freed in
+    dax_region_free). A v4.10 re-probe after a full release is dax0.0 again, as on the kernel."""
+    r0 = bus.create_region(2 * M2, M2, profile="v4.10")
+    r1 = bus.create_region(2 * M2, M2, profile="v4.10")
+    assert (r0.devices[0].name, r1.devices[0].name) == ("dax0.0", "dax1.0")
+    bus.release_backing(r0.backing)
+    bus.remove_region(r0)
+    assert r0.freed
+    r2 = bus.create_region(2 * M2, M2, profile="modern")
+    assert r2.devices[0].name == "dax0.0"
+    bus.disable(r1.devices[0])                              # v4.10: provider removal, nothing held
+    assert r1.freed
+    assert bus.enable(r1.devices[0]).name == "dax1.0"
+
+
 def test_v410_reprobe_after_full_release_keeps_the_memory(bus: DaxBus) -> None:
     """Nothing held the old instance, so removal released device and region; the provider's memory
     stays and a new probe lays a new region over it (scenario s32 under v4.10)."""

@@ -22,7 +22,8 @@ What maps to what (spec field <- impl object):
   ``minor_base``, which is subtracted (spec minors start at 0).
 * gp           <- a device is between synchronize_start and synchronize_wait.
 * admin        <- idle (the admin programs run inside one impl call), generation = regions probed.
-* cpus         <- idle (faults complete inside one touch).
+* cpus         <- idle (faults complete inside one touch), with the read locks the handler's workers
+  still hold (DaxBus.read_nesting: none, unless a fault returned holding one, M20).
 * oops         <- the first KernelBug the impl raised or refcount underflow it WARNed (ghost kept by
   the driver, ``Refinement.oops``).
 
@@ -151,9 +152,15 @@ def abstraction(c: Ctx, bus: DaxBus, ref: Refinement, minor_base: int = 0) -> St
     for m in bus.minor_ida.used:
         minors |= 1 << (m - minor_base)
     gp = any(d.gp for r in ref.regions for d in r.devices)
+    # between faults every emulated CPU is idle; a read lock a fault returned with (M20) stays
+    # visible in the handler's SRCU slots, the state synchronize_srcu waits on
+    nest = [0] * cfg.cpus
+    for i, n in enumerate(bus.read_nesting()):
+        if cfg.cpus:
+            nest[min(i, cfg.cpus - 1)] += n
     return State(
         regions=tuple(regions), devs=tuple(devs), files=tuple(files), vmas=tuple(vmas),
-        entries=frozenset(entries), cpus=(Cpu(),) * cfg.cpus, minors=minors, gp=gp,
+        entries=frozenset(entries), cpus=tuple(Cpu(nest=n) for n in nest), minors=minors, gp=gp,
         admin=Admin(generation=len(ref.regions)), oops=ref.oops)
 
 

@@ -41,17 +41,15 @@ TEARDOWN = ("no-synchronize", "synchronize-before-clear", "unmap-before-synchron
 ADMIN = ("M15", "M16", "M18", "M19")
 #: variants the common program below reaches
 PROGRAM = (*TEARDOWN, "M6", "M1", "M2")
-IN_IMPL = (*PROGRAM, *ADMIN)
+#: variants of the fault handler, switched per device in the handler process (FAULT_SETUP)
+FAULT = ("M3", "M4", "M5", "M20")
+IN_IMPL = (*PROGRAM, *ADMIN, *FAULT)
 #: caught as an invariant violation when impl and spec both run the variant
 OWN_SPEC = ("M1", "M2", "M22", "cdev_del-before-kill")
 #: admin variants whose own spec's invariants fail on abstraction(impl) (M15's use after free needs
 #: a mappingN holder outliving its parent: impl's children have no other holder, see ADMIN_SETUP)
 ADMIN_OWN_SPEC = ("M16", "M18", "M19")
 NOT_IN_IMPL = {
-    "M3": "fault rules: the handler process uses geometry.FaultRules() whatever the profile",
-    "M4": "fault rules: as M3",
-    "M5": "read lock: the handler always uses SRCU",
-    "M20": "the fault dispatcher lives in the handler process",
     "M21": "the modern profile itself (a finding of the reference spec, not a switch)",
     "rebind-cdev-init": "the modern profile itself (a finding of the reference spec)",
     "fixed-unaligned-offset": "every profile itself (finding entries_naturally_aligned; the lockstep "
@@ -267,3 +265,67 @@ def test_own_spec_invariants_catch_admin_variant(name: str) -> None:
     # then refuses M18's leaked region reference
     assert any(f"invariant {b}" in msg for b in v.breaks) or (
         "impl's own contract" in msg and "refcount_exact_all" in msg), msg
+
+
+# ------------------------------------------------------------------------------ fault variants ----
+
+#: the spec configuration each fault variant needs; the emulated mm asks cfg.first_fault first, as
+#: the spec's mm does (Driver passes it as DaxBus(mm_first_fault=...))
+FAULT_SETUP = {
+    # 0134ed4fb9e7: a pmd fault on a 4K-aligned device proceeds without fallback or bounds check
+    "M3": replace(spec_config("v4.10"), align="4K", first_fault="pmd"),
+    # 70b085b06c45: a pud fault on a 2M-aligned device, likewise
+    "M4": spec_config("v4.10"),
+    # 956a4cd2c957: the install inside rcu_read_lock()
+    "M5": spec_config("v4.10"),
+    # V410/V411 dax_dev_huge_fault "default:" on a pud fault without PUD support
+    "M20": spec_config("v4.10"),
+}
+
+
+def run_fault(name: str, impl_prof: Profile, spec_prof: Profile | None) -> None:
+    """Map the device and touch both units. A short grace-period timeout: after M20 the leaked read
+    lock makes every synchronize_srcu time out (the spec's teardown_finishes)."""
+    cfg = FAULT_SETUP[name]
+    bus = DaxBus(workers=1, timeout=1.0, mm_first_fault=cfg.first_fault_bytes)
+    try:
+        d = Driver(cfg, impl_profile=impl_prof, spec_profile=spec_prof, bus=bus)
+        try:
+            d.open(0, True)
+            d.mmap(0, SHAPE["shared-2"])        # two units (M3's 4K device: the 0x1234 offset fits)
+            d.touch(0, 0, True)
+            d.touch(0, 1, False)
+        finally:
+            d.close()
+    finally:
+        close_bus(bus)
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("name", FAULT)
+def test_fault_setup_passes_on_the_reference(name: str) -> None:
+    run_fault(name, VARIANTS[name].base, None)
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("name", FAULT)
+def test_lockstep_catches_fault_variant(name: str) -> None:
+    v = VARIANTS[name]
+    with pytest.raises(RefinementError) as exc:
+        run_fault(name, v.profile(), None)
+    msg = str(exc.value)
+    print(f"\n[{name}] lockstep report:\n{msg}")
+    assert msg.startswith(f"REFINEMENT FAILURE ({v.base.name}+{name} impl vs {v.base.name} spec)")
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("name", FAULT)
+def test_own_spec_catches_fault_variant(name: str) -> None:
+    """impl and spec both run the variant: they agree step by step, and the variant's own spec
+    property or invariant fails (on the spec's fault step, or on abstraction(impl))."""
+    v = VARIANTS[name]
+    with pytest.raises(RefinementError) as exc:
+        run_fault(name, v.profile(), v.profile())
+    msg = str(exc.value)
+    print(f"\n[{name}] own-spec report:\n{msg}")
+    assert any(f"{kind} {b}" in msg for b in v.breaks for kind in ("invariant", "step property")), msg
