@@ -50,8 +50,9 @@ OWN_SPEC = ("M1", "M2", "M22", "cdev_del-before-kill")
 #: a mappingN holder outliving its parent: impl's children have no other holder, see ADMIN_SETUP)
 ADMIN_OWN_SPEC = ("M16", "M18", "M19")
 NOT_IN_IMPL = {
-    "M21": "the modern profile itself (a finding of the reference spec, not a switch)",
-    "rebind-cdev-init": "the modern profile itself (a finding of the reference spec)",
+    "M21": "the modern profile itself (a finding of the reference spec, not a switch); impl "
+           "reproduces it (test_impl_reproduces_profile_finding)",
+    "rebind-cdev-init": "the modern profile itself (a finding of the reference spec); impl reproduces it",
     "fixed-unaligned-offset": "every profile itself (finding entries_naturally_aligned; the lockstep "
                               "menu has the shape, so impl is compared on it)",
 }
@@ -329,3 +330,59 @@ def test_own_spec_catches_fault_variant(name: str) -> None:
     msg = str(exc.value)
     print(f"\n[{name}] own-spec report:\n{msg}")
     assert any(f"{kind} {b}" in msg for b in v.breaks for kind in ("invariant", "step property")), msg
+
+
+# ------------------------------------------------------- findings of the profiles themselves ----
+
+def _m21(d: Driver) -> None:
+    """Open through the cached i_cdev after unbind (dax_get_private() == NULL), then mmap."""
+    d.open(0, True)
+    d.disable(0)
+    d.open(0, True)
+    d.mmap(1, SHAPE["shared-rw"])
+
+
+def _rebind(d: Driver) -> None:
+    """Re-bind while a file of the earlier binding holds the cdev, then close that file."""
+    d.open(0, True)
+    d.disable(0)
+    d.enable(0)
+    d.close_file(0)
+
+
+def _unaligned_offset(d: Driver) -> None:
+    """MAP_FIXED at an aligned address with a 4K file offset, then a huge fault."""
+    d.open(0, True)
+    d.mmap(0, SHAPE["fixed-unaligned-offset"])
+    d.touch(0, 0, False)
+
+
+#: NOT_IN_IMPL entries that are findings of a profile: impl, run as that profile, reproduces each
+#: (lockstep agrees step by step with the spec's path to it) and the finding's invariant fails on
+#: abstraction(impl)
+FINDINGS = {
+    "M21": ("modern", _m21, "no_null_deref"),
+    "rebind-cdev-init": ("modern", _rebind, "refcount_exact_all"),
+    "fixed-unaligned-offset": ("v4.10", _unaligned_offset, "entries_naturally_aligned"),
+}
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("name", sorted(FINDINGS))
+def test_impl_reproduces_profile_finding(name: str) -> None:
+    from devdax.spec.invariants import INVARIANTS
+
+    from .abstraction import abstraction
+
+    profile, prog, inv = FINDINGS[name]
+    assert name in NOT_IN_IMPL and inv in VARIANTS[name].breaks
+    d = Driver(spec_config(profile))
+    try:
+        prog(d)
+        check = INVARIANTS[inv].check
+        assert check is not None
+        err = check(d.c, abstraction(d.c, d.bus, d.ref, minor_base=d.minor_base))
+    finally:
+        d.close()
+    print(f"\n[{name}] {inv} on abstraction(impl): {err}")
+    assert err, f"impl did not reproduce {name}: {inv} holds on abstraction(impl)"
