@@ -10,6 +10,7 @@ from __future__ import annotations
 from devdax.proofs.bmc import bmc_config, bmc_obligation
 from devdax.proofs.inductive import inductive_obligations
 from devdax.proofs.lemmas import LemmaConfig, lemma_obligations
+from devdax.proofs.minor import minor_obligations, serves
 from devdax.proofs.refcount import refcount_obligations
 from devdax.proofs.runner import Obligation, Status, Verdict
 from devdax.spec.profiles import Lifetime, Profile, get_profile
@@ -64,7 +65,8 @@ def _with_finding(ob: Obligation, finding: str) -> Obligation:
 
 def obligations_for(profile_name: str, variant: str | None = None, bmc_depth: int | None = None,
                     cpus: int = 1, faults: int = 1, units: int = 1) -> list[Obligation]:
-    """The lemmas, the inductive invariants of the protocol (proofs/inductive.py), and with a depth
+    """The lemmas, the inductive invariants of the protocol (proofs/inductive.py), the reference counts
+    (proofs/refcount.py) and the minors (proofs/minor.py) for any number of objects, and with a depth
     the bounded model check of a race configuration (proofs/bmc.py)."""
     profile = apply_variant(get_profile(profile_name), variant)
     out = []
@@ -76,6 +78,10 @@ def obligations_for(profile_name: str, variant: str | None = None, bmc_depth: in
         out.append(_with_finding(ob, finding) if finding else ob)
     if profile.lifetime is Lifetime.CDEV_KOBJECT and not profile.bind_cycles:
         out += refcount_obligations()
+    minor_serves = serves(profile)
+    for ob in minor_obligations(profile):
+        finding = profile.findings.get(minor_serves.get(ob.name, ""))
+        out.append(_with_finding(ob, finding) if finding else ob)
     if bmc_depth is not None:
         cfg = bmc_config(profile_name, variant, cpus, faults, units)
         out.append(bmc_obligation(cfg, bmc_depth, f"bmc_depth{bmc_depth}"))
