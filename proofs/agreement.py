@@ -86,16 +86,21 @@ def abstract(c: Ctx, s: SpecState, dev: int = 0) -> Obs:
     return Obs(prog, p, d.alive, d.dead, s.gp, cpus, vmas, entries)
 
 
-def universe_for(c: Ctx) -> Universe:
+def universe_for(c: Ctx, scalar: bool = True) -> Universe:
     """CPUs and vmas as many as the configuration has; entries one more than can ever be installed
-    (one per align unit of each vma), so an insertion always finds a free name."""
+    (one per align unit of each vma), so an insertion always finds a free name. ``scalar``: one
+    variable per element (the default), or Z3 arrays (the encoding BMC had first; for comparison)."""
     units = max(c.cfg.units * 2, 1)
-    return Universe.bounded(c.cfg.cpus, c.cfg.vmas, units * max(c.cfg.vmas, 1) + 1)
+    return Universe.bounded(c.cfg.cpus, c.cfg.vmas, units * max(c.cfg.vmas, 1) + 1, scalar=scalar)
 
 
 def protocol_for(c: Ctx, u: Universe) -> Protocol:
-    return Protocol(c.prof, u, c.align, c.cfg.first_fault_bytes, n_ranges=len(c.layout.ranges[0]),
-                    programs=programs_for(c.prof, c.cfg.race, c.cfg.binds > 0))
+    """The protocol of the configuration's device 0: its ranges as constants, and in a race (no
+    mmap/munmap after the prefix) its vmas as the fixed layout of the initial state."""
+    spans = tuple((r.start, r.end - r.start + 1) for r in c.layout.ranges[0])
+    fixed = abstract(c, init(c)).vmas if c.cfg.race else None
+    return Protocol(c.prof, u, c.align, c.cfg.first_fault_bytes, n_ranges=len(spans),
+                    programs=programs_for(c.prof, c.cfg.race, c.cfg.binds > 0), spans=spans, vma_layout=fixed)
 
 
 def layout(pr: Protocol, c: Ctx, dev: int = 0) -> list[Term]:
@@ -200,7 +205,7 @@ class Agreement:
 
     def __init__(self, c: Ctx, pr: Protocol, timeout_ms: int = 10_000) -> None:
         self.c, self.pr, self.timeout_ms = c, pr, timeout_ms
-        self.S, self.T = State.fresh(pr.u, "s"), State.fresh(pr.u, "t")
+        self.S, self.T = pr.state("s"), pr.state("t")
         actions = pr.actions(self.S, self.T, "a")
         self.base = [*pr.rigid, *layout(pr, c)]
         self.every = z3.Or(*(a.formula for a in actions))

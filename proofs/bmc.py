@@ -54,35 +54,106 @@ def _fired(m: Term, actions: list[Action]) -> str:
     return "?"
 
 
+#: the two encodings ``bmc`` can unroll: "scalar" (the default) and "array", the first one, kept so
+#: that bench/bench_prove.py can measure the difference in one process
+ENCODINGS = ("scalar", "array")
+
+
+@dataclass
+class Unrolling:
+    """The transition relation between two unrolled states, with explanatory frames.
+
+    Every (action instance, case) gets a number; ``sel`` (an Int) says which one fires. Firing case i
+    implies its guard and the new value of every variable it writes; a variable keeps its value unless
+    a case that writes it fires. A case "writes" a variable when its next-state term is not the very
+    term of the state before (Z3's terms are hash-consed), so CPU c's actions frame nothing but CPU
+    c's variables: the relation grows with the sum of the actions' writes, not with actions x state
+    (``Action.formula`` repeats the whole state in every disjunct)."""
+
+    names: list[str]
+    sel: Term
+    formulas: list[Term]
+
+    @staticmethod
+    def build(actions: list[Action], s: State, t: State, tag: str) -> Unrolling:
+        cases = [(a, z3.And(a.guard, cond), new) for a in actions for cond, new in a.cases]
+        sel = z3.Int(f"act@{tag}")
+        before, after = s.flat(), t.flat()
+        writers: list[list[int]] = [[] for _ in before]
+        out = [sel >= 0, sel < len(cases)]
+        for i, (_a, guard, new) in enumerate(cases):
+            effect = []
+            for j, (old, val) in enumerate(zip(before, new.flat(), strict=True)):
+                if not z3.eq(old, val):
+                    writers[j].append(i)
+                    effect.append(after[j] == val)
+            out.append(z3.Implies(sel == i, z3.And(guard, *effect)))
+        for j, (old, nxt) in enumerate(zip(before, after, strict=True)):
+            if not z3.eq(old, nxt):
+                out.append(z3.Or(nxt == old, *(sel == i for i in writers[j])))
+        return Unrolling([a.name for a, _, _ in cases], sel, out)
+
+    def fired(self, m: Term) -> str:
+        i = m.eval(self.sel, model_completion=True).as_long()
+        return self.names[i] if 0 <= i < len(self.names) else "?"
+
+
 def bmc(c: Ctx, depth: int, timeout: float, invariants: list[Invariant] | None = None,
-        ) -> tuple[Status, AbstractTrace | None, str]:
-    """(PROVED up to depth | VIOLATED with the shortest abstract trace | UNKNOWN, trace, note)."""
+        encoding: str = "scalar") -> tuple[Status, AbstractTrace | None, str]:
+    """(PROVED up to depth | VIOLATED with the shortest abstract trace | UNKNOWN, trace, note).
+
+    "scalar": per-element variables, explanatory frames, one incremental solver whose depth-d query
+    (some invariant fails in state d) is pushed and popped. "array": Z3 arrays, whole-state frames,
+    one query per invariant; measured against each other in bench/RESULTS.md ("BMC")."""
+    if encoding not in ENCODINGS:
+        raise ValueError(f"encoding: expected one of {ENCODINGS}, got {encoding!r}")
     deadline = time.monotonic() + timeout
     invs = SPEC_INVARIANTS if invariants is None else invariants
-    pr = protocol_for(c, universe_for(c))
-    states = [State.fresh(pr.u, "0")]
+    scalar = encoding == "scalar"
+    pr = protocol_for(c, universe_for(c, scalar=scalar))
+    states = [pr.state("0")]
     solver = z3.Solver()
     solver.set("arith.solver", ARITH_SOLVER)
     solver.add(*pr.rigid, *layout(pr, c), pr.init(states[0]), pin(pr, states[0], abstract(c, init(c))))
     steps: list[list[Action]] = []
+    unrolled: list[Unrolling] = []
+
+    def found(m: Term, d: int, inv: str) -> tuple[Status, AbstractTrace | None, str]:
+        names = [u.fired(m) for u in unrolled] if scalar else [_fired(m, steps[i]) for i in range(d)]
+        trace = [(names[i], observe(pr, m, states[i + 1])) for i in range(d)]
+        return Status.VIOLATED, AbstractTrace(trace, observe(pr, m, states[0]), inv), ""
+
     for d in range(depth + 1):
         if d > 0:
-            states.append(State.fresh(pr.u, str(d)))
+            states.append(pr.state(str(d)))
             acts = pr.actions(states[d - 1], states[d], f"t{d}")
-            steps.append(acts)
-            solver.add(z3.Or(*(a.formula for a in acts)))
-        for inv in invs:
+            if scalar:
+                unrolled.append(Unrolling.build(acts, states[d - 1], states[d], f"t{d}"))
+                solver.add(*unrolled[-1].formulas)
+            else:
+                steps.append(acts)
+                solver.add(z3.Or(*(a.formula for a in acts)))
+        bad = [(inv.name, z3.Not(inv.formula(pr, states[d]))) for inv in invs]
+        queries = [bad] if scalar else [[x] for x in bad]
+        for query in queries:
             left = deadline - time.monotonic()
             if left <= 0:
                 return Status.UNKNOWN, None, f"timeout at depth {d}"
             solver.set("timeout", max(1, int(left * 1000)))
-            answer = solver.check(z3.Not(inv.formula(pr, states[d])))
+            if scalar:
+                solver.push()
+                solver.add(z3.Or(*(f for _, f in query)))
+                answer = solver.check()
+            else:                               # as first written: the negated invariant as assumption
+                answer = solver.check(query[0][1])
             if answer == z3.sat:
                 m = solver.model()
-                trace = [(_fired(m, steps[i]), observe(pr, m, states[i + 1])) for i in range(d)]
-                return Status.VIOLATED, AbstractTrace(trace, observe(pr, m, states[0]), inv.name), ""
+                name = next(n for n, f in query if z3.is_true(m.eval(f, model_completion=True)))
+                return found(m, d, name)
+            if scalar:
+                solver.pop()
             if answer == z3.unknown:
-                return Status.UNKNOWN, None, f"depth {d}, {inv.name}: {solver.reason_unknown()}"
+                return Status.UNKNOWN, None, f"depth {d}: {solver.reason_unknown()}"
     return Status.PROVED, None, ""
 
 

@@ -25,6 +25,13 @@ this abstraction keeps and is a stutter.
 Sorts: ``Universe.unbounded()`` makes CPU, VMA and ENT uninterpreted sorts (the inductive proofs: any
 number of each); ``Universe.bounded(n, m, k)`` makes them enumerations (BMC and the agreement test).
 
+Two representations of the per-CPU/vma/entry fields, one protocol: Z3 arrays with symbolic action
+parameters (unbounded, and bounded with ``scalar=False``), or, bounded, one variable per element with
+one action instance per concrete element (``Vec``). The protocol below reads a field as ``s.pc[c]``
+and writes it through ``store``/``tabulate``/``constant``/``same``, which work on both; with a fixed
+race layout (``vma_layout``, ``spans``) the vmas and ranges are constants, so fault targets are
+enumerated and each fault decision is a table computed by Z3's simplifier from geometry_z3.
+
 Ghost state (named and explained where declared): ``gp_clean`` and ``quiesced`` record what the grace
 period has established, so that the strengthening invariants can say it without program counters.
 """
@@ -34,6 +41,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, fields
+from functools import cached_property
 
 import z3
 
@@ -60,7 +68,14 @@ _counter = itertools.count()
 
 @dataclass(frozen=True)
 class Universe:
-    """The sorts of CPUs, vmas and entries; finite element lists when bounded."""
+    """The sorts of CPUs, vmas and entries; finite element lists when bounded.
+
+    ``scalar`` (bounded only) chooses the representation of the per-element fields: one scalar variable
+    per element (``Vec``) instead of a Z3 array, and one action instance per concrete CPU/vma/entry
+    instead of a symbolic parameter. Unrolled k times (BMC), the array encoding hands Z3 k copies of
+    every array with symbolic reads and whole-array frame equalities, which it solves by instantiating
+    array axioms; the scalar encoding is plain propositional/linear structure (bench/RESULTS.md, "BMC").
+    """
 
     cpu: Term
     vma: Term
@@ -68,21 +83,24 @@ class Universe:
     cpus: tuple[Term, ...] | None = None
     vmas: tuple[Term, ...] | None = None
     ents: tuple[Term, ...] | None = None
+    scalar: bool = False
 
     @staticmethod
     def unbounded() -> Universe:
         return Universe(z3.DeclareSort("CPU"), z3.DeclareSort("VMA"), z3.DeclareSort("ENT"))
 
     @staticmethod
-    def bounded(cpus: int, vmas: int, ents: int) -> Universe:
-        """Enumeration sorts (at least one element each: a sort is never empty)."""
+    def bounded(cpus: int, vmas: int, ents: int, scalar: bool = True) -> Universe:
+        """Enumeration sorts (at least one element each: a sort is never empty); fields per element
+        unless ``scalar`` is False (Z3 arrays over the enumerations: the encoding before BMC scaled,
+        kept for the comparison in bench/bench_prove.py)."""
         n = next(_counter)
         sorts = []
         for kind, k in (("cpu", cpus), ("vma", vmas), ("ent", ents)):
             sort, elems = z3.EnumSort(f"{kind.upper()}{n}", [f"{kind}{i}" for i in range(max(k, 1))])
             sorts.append((sort, tuple(elems)))
         (c, ce), (v, ve), (e, ee) = sorts
-        return Universe(c, v, e, ce, ve, ee)
+        return Universe(c, v, e, ce, ve, ee, scalar)
 
     @property
     def finite(self) -> bool:
@@ -102,6 +120,23 @@ class Universe:
         x = z3.Const(f"{name}!{next(_counter)}", sort)
         return z3.Exists([x], body(x))
 
+    def params(self, sort: Term, name: str) -> tuple[Term, ...]:
+        """What an action parameter of this sort ranges over: every element, one action instance each,
+        when fields are per-element variables (``s.pc[c]`` is then just a variable); else one fresh
+        constant (the unbounded proofs: "for some CPU c")."""
+        elems = self._elems(sort)
+        if self.scalar and elems is not None:
+            return elems
+        return (z3.Const(name, sort),)
+
+    def pick(self, name: str, values: Sequence[int]) -> list[tuple[Term, Term]]:
+        """An Int parameter with finitely many values, as (value, constraint) pairs: one concrete value
+        per action instance in the scalar encoding, one constrained variable otherwise."""
+        if self.scalar:
+            return [(z3.IntVal(x), z3.BoolVal(True)) for x in values]
+        var = z3.Int(name)
+        return [(var, z3.Or(*(var == x for x in values)))]
+
     def _elems(self, sort: Term) -> tuple[Term, ...] | None:
         if sort == self.cpu:
             return self.cpus
@@ -111,8 +146,86 @@ class Universe:
 
 
 # --------------------------------------------------------------------------------------------------
+# Fields: Z3 arrays or one variable per element, behind the same four operations
+# --------------------------------------------------------------------------------------------------
+
+class Vec:
+    """A per-element field of a bounded universe: one term per element. Reads and writes at a concrete
+    element touch one term; at a symbolic element (``s.vstart[s.cvma[c]]``) they become an If-chain
+    over the elements, which is how the array encoding reads too, but with no array theory."""
+
+    __slots__ = ("_at", "elems", "items")
+
+    def __init__(self, elems: tuple[Term, ...], items: tuple[Term, ...],
+                 at: dict[int, int] | None = None) -> None:
+        self.elems, self.items = elems, items
+        self._at = at if at is not None else {e.get_id(): i for i, e in enumerate(elems)}
+
+    def index(self, k: Term) -> int | None:
+        return self._at.get(k.get_id())
+
+    def __getitem__(self, k: Term) -> Term:
+        i = self.index(k)
+        if i is not None:
+            return self.items[i]
+        out = self.items[-1]
+        for e, x in zip(self.elems[-2::-1], self.items[-2::-1], strict=True):
+            out = z3.If(k == e, x, out)
+        return out
+
+    def set(self, k: Term, value: Term) -> Vec:
+        i = self.index(k)
+        if i is not None:
+            items = self.items[:i] + (value,) + self.items[i + 1:]
+        else:
+            items = tuple(z3.If(k == e, value, x) for e, x in zip(self.elems, self.items, strict=True))
+        return Vec(self.elems, items, self._at)
+
+
+def store(f: Term, k: Term, value: Term) -> Term:
+    """f with element k set to value (z3.Store on an array)."""
+    return f.set(k, value) if isinstance(f, Vec) else z3.Store(f, k, value)
+
+
+def tabulate(u: Universe, sort: Term, body: Callable[[Term], Term], name: str = "x") -> Term:
+    """The field whose element x is body(x) (a lambda on arrays)."""
+    elems = u._elems(sort)
+    if u.scalar and elems is not None:
+        return Vec(elems, tuple(body(x) for x in elems))
+    x = z3.Const(f"{name}!{next(_counter)}", sort)
+    return z3.Lambda([x], body(x))
+
+
+def constant(u: Universe, sort: Term, value: Term) -> Term:
+    """The field that is value everywhere (z3.K on arrays)."""
+    elems = u._elems(sort)
+    if u.scalar and elems is not None:
+        return Vec(elems, (value,) * len(elems))
+    return z3.K(sort, value)
+
+
+def same(a: Term, b: Term) -> Term:
+    """a and b are equal: element by element for Vecs (identical terms need no equation)."""
+    if isinstance(a, Vec):
+        assert isinstance(b, Vec)
+        eqs = [x == y for x, y in zip(a.items, b.items, strict=True) if not z3.eq(x, y)]
+        return z3.And(*eqs) if eqs else z3.BoolVal(True)
+    return z3.BoolVal(True) if z3.eq(a, b) else a == b
+
+
+def terms(f: Term) -> tuple[Term, ...]:
+    """The terms a field consists of (the array itself, or a Vec's items)."""
+    return f.items if isinstance(f, Vec) else (f,)
+
+
+# --------------------------------------------------------------------------------------------------
 # One state
 # --------------------------------------------------------------------------------------------------
+
+#: a vma of a fixed layout: used, start, end, pgoff, shared, mayshare, write, dontcopy (State's order)
+RigidVma = tuple[bool, int, int, int, bool, bool, bool, bool]
+VMA_FIELDS = ("used", "vstart", "vend", "vpgoff", "vshared", "vmayshare", "vwrite", "vdontcopy")
+
 
 @dataclass(frozen=True)
 class State:
@@ -168,19 +281,28 @@ class State:
             "live": (u.ent, B), "evma": (u.ent, u.vma), "eaddr": (u.ent, N), "esize": (u.ent, N),
             "ephys": (u.ent, N),
         }
-        made = {}
+        made: dict[str, Term] = {}
         for name, kind in kinds.items():
-            if isinstance(kind, tuple):
-                made[name] = z3.Array(f"{name}@{tag}", kind[0], kind[1])
-            else:
+            if not isinstance(kind, tuple):
                 made[name] = z3.Const(f"{name}@{tag}", kind)
+                continue
+            elems = u._elems(kind[0])
+            if u.scalar and elems is not None:
+                made[name] = Vec(elems, tuple(z3.Const(f"{name}.{i}@{tag}", kind[1])
+                                              for i in range(len(elems))))
+            else:
+                made[name] = z3.Array(f"{name}@{tag}", kind[0], kind[1])
         return State(**made)
 
     def replace(self, **changes: Term) -> State:
         return State(**{f.name: changes.get(f.name, getattr(self, f.name)) for f in fields(self)})
 
     def equals(self, other: State) -> Term:
-        return z3.And(*(getattr(self, f.name) == getattr(other, f.name) for f in fields(self)))
+        return z3.And(*(same(getattr(self, f.name), getattr(other, f.name)) for f in fields(self)))
+
+    def flat(self) -> list[Term]:
+        """Every term of the state in a fixed order (arrays whole, Vecs element by element)."""
+        return [x for f in fields(self) for x in terms(getattr(self, f.name))]
 
 
 def field_names() -> list[str]:
@@ -193,11 +315,23 @@ def field_names() -> list[str]:
 
 @dataclass(frozen=True)
 class Action:
-    """One action instance: its name, its parameters (fresh constants) and its formula over (s, t)."""
+    """One action instance: its name, its parameters (fresh constants, or concrete elements in the
+    scalar encoding), its guard, and its cases: (condition, next state), the conditions disjoint.
+
+    ``formula`` is the step as one relation over (s, t) with whole-state frames; BMC instead builds
+    explanatory frames from the cases (a variable changes only if an action that writes it fires)."""
 
     name: str
     params: tuple[tuple[str, Term], ...]
-    formula: Term
+    guard: Term
+    cases: tuple[tuple[Term, State], ...]
+    post: State
+
+    @cached_property
+    def formula(self) -> Term:
+        if len(self.cases) == 1 and z3.is_true(self.cases[0][0]):
+            return z3.And(self.guard, self.post.equals(self.cases[0][1]))
+        return z3.And(self.guard, z3.Or(*(z3.And(cond, self.post.equals(new)) for cond, new in self.cases)))
 
 
 @dataclass
@@ -211,20 +345,53 @@ class Protocol:
     n_ranges: int = 1
     programs: tuple[str, ...] = ("remove",)
     users: bool = False                     # mmap/munmap as actions (the unbounded proofs)
+    #: a concrete device: its (start, size) ranges; None: any ranges (the unbounded proofs)
+    spans: tuple[tuple[int, int], ...] | None = None
+    #: a race configuration's vmas, fixed for the whole run (no mmap/munmap): with the scalar encoding
+    #: they are constants, so fault targets are enumerated and fault decisions computed in Python
+    vma_layout: tuple[RigidVma, ...] | None = None
     ranges: tuple[G.RangeTerms, ...] = field(init=False)
     rigid: list[Term] = field(init=False)   # hypotheses on the ranges, true in every state
     range_vars: list[tuple[Term, Term]] = field(init=False)
 
     def __post_init__(self) -> None:
         spans, hyps = [], []
+        if self.spans is not None and len(self.spans) != self.n_ranges:
+            raise ValueError(f"spans: expected {self.n_ranges} ranges, got {len(self.spans)}")
         for i in range(self.n_ranges):
-            start, size = z3.Int(f"range{i}.start"), z3.Int(f"range{i}.size")
+            if self.spans is not None:
+                start, size = z3.IntVal(self.spans[i][0]), z3.IntVal(self.spans[i][1])
+            else:
+                start, size = z3.Int(f"range{i}.start"), z3.Int(f"range{i}.size")
             hyps += [start >= 0, size > 0, start % self.align == 0, size % self.align == 0,
                      start + size - 1 <= g.U64]
             spans.append((start, size))
         self.range_vars = spans
         self.ranges = G.make_ranges(spans)
         self.rigid = hyps
+        if self.vma_layout is not None and (self.users or self.u.vmas is None
+                                            or len(self.vma_layout) != len(self.u.vmas)):
+            raise ValueError("vma_layout: one per vma of a bounded universe, and no mmap/munmap actions")
+
+    @property
+    def fixed_vmas(self) -> bool:
+        """The vma fields are constants (scalar encoding with a fixed layout)."""
+        return self.vma_layout is not None and self.u.scalar
+
+    def state(self, tag: str) -> State:
+        """A fresh state; with a fixed vma layout its vma fields are the layout's constants (nothing to
+        frame, nothing to solve for)."""
+        s = State.fresh(self.u, tag)
+        if not self.fixed_vmas:
+            return s
+        assert self.vma_layout is not None and self.u.vmas is not None
+        elems = self.u.vmas
+        cols = list(zip(*self.vma_layout, strict=True))
+        made: dict[str, Term] = {}
+        for name, col in zip(VMA_FIELDS, cols, strict=True):
+            made[name] = Vec(elems, tuple(z3.BoolVal(x) if isinstance(x, bool) else z3.IntVal(x)
+                                          for x in col))
+        return s.replace(**made)
 
     # ---------------------------------------------------------------- helpers over one state ----
 
@@ -254,6 +421,52 @@ class Protocol:
         return z3.And(s.used[v], size == self.align, s.vstart[v] <= addr, addr + size <= s.vend[v],
                       found, phys == want)
 
+    def fault_targets(self, s: State, v: Term, name: str) -> list[tuple[Term, Term]]:
+        """The addresses a new fault on v may hit, as (address, constraint): enumerated as spec
+        fault.fault_targets does when the vma is a known constant, else one constrained variable."""
+        if self.fixed_vmas and self.vma_layout is not None and self.u.vmas is not None:
+            i = next((k for k, x in enumerate(self.u.vmas) if z3.eq(x, v)), None)
+            if i is not None:
+                used, start, end = self.vma_layout[i][:3]
+                if not used:
+                    return []
+                base = start - start % self.align
+                return [(z3.IntVal(max(a, start)), z3.BoolVal(True)) for a in range(base, end, self.align)]
+        addr = z3.Int(name)
+        return [(addr, self.fault_target(s, v, addr))]
+
+    def decision(self, s: State, c: Term) -> tuple[Term, Term, Term]:
+        """(result, entry addr, entry phys) of CPU c's fault_check: geometry.dax_huge_fault at the
+        CPU's size. With constant vmas, a table over (vma, target address, size) computed by Z3's
+        simplifier from the same encoding, so the solver sees no arithmetic (a locked CPU's address is
+        always a fault target: fault_lock sets it and nothing else changes it before the check)."""
+        cv = s.cvma[c]
+        rules = self.profile.fault_rules
+        if not (self.fixed_vmas and self.u.vmas is not None):
+            ok = self.vma_ok(s, cv)
+            decs = {size: G.dax_huge_fault(size, s.caddr[c], s.vstart[cv], s.vend[cv], s.vpgoff[cv],
+                                           self.align, self.ranges, ok, rules) for size in g.FAULT_SIZES}
+
+            def by_size(pick: Callable[[G.FaultTerms], Term]) -> Term:
+                return z3.If(s.csize[c] == g.PAGE_SIZE, pick(decs[g.PAGE_SIZE]),
+                             z3.If(s.csize[c] == g.PMD_SIZE, pick(decs[g.PMD_SIZE]), pick(decs[g.PUD_SIZE])))
+            return by_size(lambda d: d.result), by_size(lambda d: d.addr), by_size(lambda d: d.phys)
+        rows: list[tuple[Term, tuple[Term, Term, Term]]] = []
+        for v in self.u.vmas:
+            ok = self.vma_ok(s, v)
+            for addr, _ in self.fault_targets(s, v, "unused"):
+                for size in g.FAULT_SIZES:
+                    d = G.dax_huge_fault(size, addr, s.vstart[v], s.vend[v], s.vpgoff[v], self.align,
+                                         self.ranges, ok, rules)
+                    when = z3.And(cv == v, s.caddr[c] == addr, s.csize[c] == size)
+                    rows.append((when, (z3.simplify(d.result), z3.simplify(d.addr), z3.simplify(d.phys))))
+        if not rows:
+            return G.SIGBUS, z3.IntVal(0), z3.IntVal(0)
+        out = list(rows[-1][1])
+        for when, vals in rows[-2::-1]:
+            out = [z3.If(when, x, y) for x, y in zip(vals, out, strict=True)]
+        return out[0], out[1], out[2]
+
     def fault_target(self, s: State, v: Term, addr: Term) -> Term:
         """spec fault.fault_targets: the vma start, or an align boundary inside the vma."""
         return z3.And(s.vstart[v] < s.vend[v], z3.Or(addr == s.vstart[v], z3.And(
@@ -261,76 +474,95 @@ class Protocol:
 
     # ------------------------------------------------------------------------------- actions ----
 
-    def _frame(self, s: State, t: State, new: State) -> Term:
-        return t.equals(new)
+    def same_kind(self, s: State, a: Term, b: Term) -> Term:
+        """CPUs a and b have the same record as the spec sees it (an idle CPU with no pending retry
+        has no fault fields: spec fault_unlock resets them)."""
+        base = z3.And(s.pc[a] == s.pc[b], s.nest[a] == s.nest[b], s.pre[a] == s.pre[b],
+                      s.left[a] == s.left[b], s.cres[a] == s.cres[b])
+        fault = z3.And(s.cvma[a] == s.cvma[b], s.caddr[a] == s.caddr[b], s.csize[a] == s.csize[b],
+                       s.cphys[a] == s.cphys[b])
+        return z3.And(base, z3.Or(z3.And(s.pc[a] == C_IDLE, s.cres[a] == R_NONE), fault))
+
+    def first_of_kind(self, s: State, c: Term) -> Term:
+        """spec system.cpu_transitions: "only the first of each kind moves" (identical CPUs are
+        interchangeable). In the scalar encoding each CPU action is guarded by it: a symmetry
+        reduction that keeps one of the k! interleavings of identical CPUs, as the explicit checker
+        does; sound because every invariant treats CPUs alike. Nothing to add with a symbolic CPU."""
+        cpus = self.u.cpus
+        if not self.u.scalar or cpus is None:
+            return z3.BoolVal(True)
+        i = next(k for k, x in enumerate(cpus) if z3.eq(x, c))
+        return z3.And(*(z3.Not(self.same_kind(s, x, c)) for x in cpus[:i])) if i else z3.BoolVal(True)
+
+    def free_slot(self, s: State, e: Term) -> Term:
+        """e may receive a new entry: not live, and, in the scalar encoding, the lowest such slot
+        (entries are a set, so pinning the slot order loses no state up to renaming)."""
+        ents = self.u.ents
+        if not self.u.scalar or ents is None:
+            return z3.Not(s.live[e])
+        i = next(k for k, x in enumerate(ents) if z3.eq(x, e))
+        return z3.And(z3.Not(s.live[e]), *(s.live[x] for x in ents[:i]))
 
     def cpu_actions(self, s: State, t: State, tag: str) -> list[Action]:
-        u = self.u
-        c = z3.Const(f"cpu@{tag}", u.cpu)
-        v = z3.Const(f"vma@{tag}", u.vma)
-        e = z3.Const(f"ent@{tag}", u.ent)
-        addr = z3.Int(f"addr@{tag}")
-        first = z3.Int(f"size@{tag}")
         out: list[Action] = []
+        for c in self.u.params(self.u.cpu, f"cpu@{tag}"):
+            out += self._cpu_actions(s, t, tag, c)
+        return out
+
+    def _cpu_actions(self, s: State, t: State, tag: str, c: Term) -> list[Action]:
+        u = self.u
+        out: list[Action] = []
+        mine = self.first_of_kind(s, c)
 
         def cpu(st: State, **f: Term) -> State:
             """Store the given fields of CPU c."""
             arrays = {"pc": "pc", "nest": "nest", "pre": "pre", "left": "left", "vma": "cvma",
                       "addr": "caddr", "size": "csize", "res": "cres", "phys": "cphys"}
-            return st.replace(**{arrays[k]: z3.Store(getattr(st, arrays[k]), c, val) for k, val in f.items()})
+            return st.replace(**{arrays[k]: store(getattr(st, arrays[k]), c, val) for k, val in f.items()})
 
         # fault_lock: a new fault at one of the vma's target addresses ...
         sizes = g.FAULT_SIZES if self.first_fault is None else (self.first_fault,)
-        guard = z3.And(s.pc[c] == C_IDLE, s.cres[c] != R_FALLBACK, s.left[c] > 0, s.used[v],
-                       self.fault_target(s, v, addr), z3.Not(self.covered(s, v, addr)),
-                       z3.Or(*(first == size for size in sizes)))
-        new = cpu(s, pc=z3.IntVal(C_LOCKED), nest=s.nest[c] + 1, pre=z3.BoolVal(False), vma=v, addr=addr,
-                  size=first, res=z3.IntVal(R_NONE), phys=z3.IntVal(0))
-        out.append(Action("fault_lock", (("cpu", c), ("vma", v), ("addr", addr), ("size", first)),
-                          z3.And(guard, self._frame(s, t, new))))
+        for v in u.params(u.vma, f"vma@{tag}"):
+            for first, first_ok in u.pick(f"size@{tag}", sizes):
+                for addr, addr_ok in self.fault_targets(s, v, f"addr@{tag}"):
+                    guard = z3.And(mine, s.pc[c] == C_IDLE, s.cres[c] != R_FALLBACK, s.left[c] > 0, s.used[v],
+                                   addr_ok, z3.Not(self.covered(s, v, addr)), first_ok)
+                    new = cpu(s, pc=z3.IntVal(C_LOCKED), nest=s.nest[c] + 1, pre=z3.BoolVal(False), vma=v,
+                              addr=addr, size=first, res=z3.IntVal(R_NONE), phys=z3.IntVal(0))
+                    out.append(Action("fault_lock", (("cpu", c), ("vma", v), ("addr", addr), ("size", first)),
+                                      guard, ((z3.BoolVal(True), new),), t))
         # ... or the mm's retry one size down after FALLBACK (same vma and address)
-        guard = z3.And(s.pc[c] == C_IDLE, s.cres[c] == R_FALLBACK)
+        guard = z3.And(mine, s.pc[c] == C_IDLE, s.cres[c] == R_FALLBACK)
         new = cpu(s, pc=z3.IntVal(C_LOCKED), nest=s.nest[c] + 1, pre=z3.BoolVal(False),
                   res=z3.IntVal(R_NONE), phys=z3.IntVal(0))
-        out.append(Action("fault_lock", (("cpu", c),), z3.And(guard, self._frame(s, t, new))))
+        out.append(Action("fault_lock", (("cpu", c),), guard, ((z3.BoolVal(True), new),), t))
 
         # fault_check: check_vma (alive first), negotiation, pgoff_to_phys: geometry.dax_huge_fault
         cv = s.cvma[c]
-        ok = self.vma_ok(s, cv)
         rules = self.profile.fault_rules
-        decs = {size: G.dax_huge_fault(size, s.caddr[c], s.vstart[cv], s.vend[cv], s.vpgoff[cv], self.align,
-                                       self.ranges, ok, rules) for size in g.FAULT_SIZES}
-
-        def by_size(pick: Callable[[G.FaultTerms], Term]) -> Term:
-            return z3.If(s.csize[c] == g.PAGE_SIZE, pick(decs[g.PAGE_SIZE]),
-                         z3.If(s.csize[c] == g.PMD_SIZE, pick(decs[g.PMD_SIZE]), pick(decs[g.PUD_SIZE])))
-
-        result = by_size(lambda d: d.result)
-        nopage = cpu(s, pc=z3.IntVal(C_CHECKED), res=z3.IntVal(R_NOPAGE), addr=by_size(lambda d: d.addr),
-                     phys=by_size(lambda d: d.phys))
+        result, block, phys = self.decision(s, c)
+        nopage = cpu(s, pc=z3.IntVal(C_CHECKED), res=z3.IntVal(R_NOPAGE), addr=block, phys=phys)
         ended = cpu(s, pc=z3.IntVal(C_DONE),
                     res=z3.If(result == G.FALLBACK, z3.IntVal(R_FALLBACK), z3.IntVal(R_SIGBUS)))
-        effects = [z3.And(result == G.NOPAGE, self._frame(s, t, nopage))]
+        cases = [(result == G.NOPAGE, nopage)]
         if self.profile.default_case_leaks_lock and not rules.pud_supported:
             # M20: "default: return VM_FAULT_FALLBACK;" inside the read lock: back to idle, no unlock
             leak = z3.And(result == G.FALLBACK, s.csize[c] == g.PUD_SIZE)
             leaked = cpu(s, pc=z3.IntVal(C_IDLE), res=z3.IntVal(R_FALLBACK), size=z3.IntVal(g.PMD_SIZE))
-            effects.append(z3.And(leak, self._frame(s, t, leaked)))
-            effects.append(z3.And(result != G.NOPAGE, z3.Not(leak), self._frame(s, t, ended)))
+            cases += [(leak, leaked), (z3.And(result != G.NOPAGE, z3.Not(leak)), ended)]
         else:
-            effects.append(z3.And(result != G.NOPAGE, self._frame(s, t, ended)))
-        out.append(Action("fault_check", (("cpu", c),), z3.And(s.pc[c] == C_LOCKED, z3.Or(*effects))))
+            cases.append((result != G.NOPAGE, ended))
+        out.append(Action("fault_check", (("cpu", c),), z3.And(mine, s.pc[c] == C_LOCKED), tuple(cases), t))
 
         # fault_insert: one entry of the fault size, unless one is there already (-EBUSY)
         done = cpu(s, pc=z3.IntVal(C_DONE))
         busy = self.covered(s, cv, s.caddr[c])
-        inserted = done.replace(live=z3.Store(s.live, e, True), evma=z3.Store(s.evma, e, cv),
-                                eaddr=z3.Store(s.eaddr, e, s.caddr[c]),
-                                esize=z3.Store(s.esize, e, s.csize[c]),
-                                ephys=z3.Store(s.ephys, e, s.cphys[c]))
-        out.append(Action("fault_insert", (("cpu", c), ("ent", e)), z3.And(s.pc[c] == C_CHECKED, z3.Or(
-            z3.And(busy, self._frame(s, t, done)),
-            z3.And(z3.Not(busy), z3.Not(s.live[e]), self._frame(s, t, inserted))))))
+        for e in u.params(u.ent, f"ent@{tag}"):
+            inserted = done.replace(live=store(s.live, e, z3.BoolVal(True)), evma=store(s.evma, e, cv),
+                                    eaddr=store(s.eaddr, e, s.caddr[c]), esize=store(s.esize, e, s.csize[c]),
+                                    ephys=store(s.ephys, e, s.cphys[c]))
+            out.append(Action("fault_insert", (("cpu", c), ("ent", e)), z3.And(mine, s.pc[c] == C_CHECKED),
+                              ((busy, done), (z3.And(z3.Not(busy), self.free_slot(s, e)), inserted)), t))
 
         # fault_unlock: read unlock; FALLBACK goes back to the mm for the next size down
         nest = s.nest[c] - 1
@@ -341,8 +573,8 @@ class Protocol:
                     phys=z3.IntVal(0))
         final = cpu(s, pc=z3.IntVal(C_IDLE), left=s.left[c] - 1, nest=nest, pre=pre, addr=z3.IntVal(0),
                     size=z3.IntVal(0), res=z3.IntVal(R_NONE), phys=z3.IntVal(0))
-        out.append(Action("fault_unlock", (("cpu", c),), z3.And(s.pc[c] == C_DONE, z3.If(
-            has_next, self._frame(s, t, retry), self._frame(s, t, final)))))
+        out.append(Action("fault_unlock", (("cpu", c),), z3.And(mine, s.pc[c] == C_DONE),
+                          ((has_next, retry), (z3.Not(has_next), final)), t))
         return out
 
     # ----------------------------------------------------------------------------- admin ----
@@ -376,14 +608,13 @@ class Protocol:
         if step == "clear_alive":                      # kill_dax: alive = false
             t = s.replace(alive=z3.BoolVal(False))
         elif step == "synchronize_start":              # readers inside a section now are waited for
-            c = z3.Const("c!pre", u.cpu)
             t = s.replace(gp=z3.BoolVal(True), gp_clean=z3.Not(s.alive),
-                          pre=z3.Lambda([c], z3.Or(s.pre[c], s.nest[c] > 0)))
+                          pre=tabulate(u, u.cpu, lambda c: z3.Or(s.pre[c], s.nest[c] > 0), "c!pre"))
         elif step == "synchronize_wait":               # blocked while a pre-existing reader is inside
             guard = u.forall(u.cpu, lambda c: z3.Not(s.pre[c]), "c")
             t = s.replace(gp=z3.BoolVal(False), quiesced=z3.Or(s.quiesced, s.gp_clean))
         elif step == "unmap_mapping_range":            # every entry of every vma of the device
-            t = s.replace(live=z3.K(u.ent, z3.BoolVal(False)))
+            t = s.replace(live=constant(u, u.ent, z3.BoolVal(False)))
         elif step == "run_dax":                        # alive again; old mappings fault through it
             t = s.replace(alive=z3.BoolVal(True), dead=z3.BoolVal(False), gp_clean=z3.BoolVal(False),
                           quiesced=z3.BoolVal(False))
@@ -423,11 +654,10 @@ class Protocol:
                 skipped = started.replace(p=z3.IntVal(1))
                 if last:
                     after, skipped = self._ended(after, done_code), self._ended(skipped, done_code)
-                out.append(Action(f"admin:{name}:{st}", (), z3.And(
-                    can_start, z3.Or(z3.And(z3.Not(g_skip), g_run, t.equals(after)),
-                                     z3.And(g_skip, t.equals(skipped))))))
+                out.append(Action(f"admin:{name}:{st}", (), can_start,
+                                  ((z3.And(z3.Not(g_skip), g_run), after), (g_skip, skipped)), t))
             else:
-                out.append(Action(f"admin:{name}:start", (), z3.And(can_start, t.equals(started))))
+                out.append(Action(f"admin:{name}:start", (), can_start, ((z3.BoolVal(True), started),), t))
             for i, (st, kill, first, last) in enumerate(kept):
                 if i == 0 and first:
                     continue
@@ -437,14 +667,13 @@ class Protocol:
                 after, skipped = run.replace(p=z3.IntVal(i + 1)), s.replace(p=z3.IntVal(i + 1))
                 if last:
                     after, skipped = self._ended(after, done_code), self._ended(skipped, done_code)
-                out.append(Action(f"admin:{name}:{st}", (), z3.And(
-                    at, z3.Or(z3.And(z3.Not(g_skip), g_run, t.equals(after)),
-                              z3.And(g_skip, t.equals(skipped))))))
+                out.append(Action(f"admin:{name}:{st}", (), at,
+                                  ((z3.And(z3.Not(g_skip), g_run), after), (g_skip, skipped)), t))
             if not spec_last_kept:
                 # the program's last (non-protocol) step ends it: forgotten detail, so allowed any time
                 # after the last kept step (an over-approximation; sound for invariants)
-                out.append(Action(f"admin:{name}:end", (), z3.And(s.prog == code, s.p == n,
-                                                                   t.equals(self._ended(s, done_code)))))
+                out.append(Action(f"admin:{name}:end", (), z3.And(s.prog == code, s.p == n),
+                                  ((z3.BoolVal(True), self._ended(s, done_code)),), t))
         return out
 
     # ----------------------------------------------------------------------------- users ----
@@ -453,24 +682,28 @@ class Protocol:
         """mmap (dax_get_unmapped_area and check_vma: any vma check_vma accepts on a live device) and
         munmap of a whole vma (waits for faults on it: mmap_lock)."""
         u = self.u
-        v = z3.Const(f"vma@{tag}", u.vma)
-        start, end, pgoff = z3.Int(f"start@{tag}"), z3.Int(f"end@{tag}"), z3.Int(f"pgoff@{tag}")
-        shared, mayshare, write = z3.Bools(f"shared@{tag} mayshare@{tag} write@{tag}")
-        new = s.replace(used=z3.Store(s.used, v, True), vstart=z3.Store(s.vstart, v, start),
-                        vend=z3.Store(s.vend, v, end), vpgoff=z3.Store(s.vpgoff, v, pgoff),
-                        vshared=z3.Store(s.vshared, v, shared), vmayshare=z3.Store(s.vmayshare, v, mayshare),
-                        vwrite=z3.Store(s.vwrite, v, write), vdontcopy=z3.Store(s.vdontcopy, v, False))
-        accepted = G.check_vma_int(s.alive, G.VmaFlagsTerms(shared, mayshare, write, z3.BoolVal(False),
-                                                            z3.BoolVal(False)),
-                                   start, end, self.align, self.profile.private_test) == 0
-        mmap = z3.And(z3.Not(s.used[v]), start >= 0, start < end, end <= g.U64, pgoff >= 0, accepted,
-                      t.equals(new))
-        e = z3.Const("e!munmap", u.ent)
-        gone = s.replace(used=z3.Store(s.used, v, False),
-                         live=z3.Lambda([e], z3.And(s.live[e], s.evma[e] != v)))
-        munmap = z3.And(s.used[v], z3.Not(self.faulting(s, v)), t.equals(gone))
-        return [Action("mmap", (("vma", v), ("start", start), ("end", end), ("pgoff", pgoff)), mmap),
-                Action("munmap", (("vma", v),), munmap)]
+        out: list[Action] = []
+        for v in u.params(u.vma, f"vma@{tag}"):
+            start, end, pgoff = z3.Int(f"start@{tag}"), z3.Int(f"end@{tag}"), z3.Int(f"pgoff@{tag}")
+            shared, mayshare, write = z3.Bools(f"shared@{tag} mayshare@{tag} write@{tag}")
+            new = s.replace(used=store(s.used, v, z3.BoolVal(True)), vstart=store(s.vstart, v, start),
+                            vend=store(s.vend, v, end), vpgoff=store(s.vpgoff, v, pgoff),
+                            vshared=store(s.vshared, v, shared), vmayshare=store(s.vmayshare, v, mayshare),
+                            vwrite=store(s.vwrite, v, write),
+                            vdontcopy=store(s.vdontcopy, v, z3.BoolVal(False)))
+            accepted = G.check_vma_int(s.alive, G.VmaFlagsTerms(shared, mayshare, write, z3.BoolVal(False),
+                                                                z3.BoolVal(False)),
+                                       start, end, self.align, self.profile.private_test) == 0
+            mmap = z3.And(z3.Not(s.used[v]), start >= 0, start < end, end <= g.U64, pgoff >= 0, accepted)
+            def kept(e: Term, v: Term = v) -> Term:
+                return z3.And(s.live[e], s.evma[e] != v)
+            gone = s.replace(used=store(s.used, v, z3.BoolVal(False)),
+                             live=tabulate(u, u.ent, kept, "e!munmap"))
+            munmap = z3.And(s.used[v], z3.Not(self.faulting(s, v)))
+            out += [Action("mmap", (("vma", v), ("start", start), ("end", end), ("pgoff", pgoff)), mmap,
+                           ((z3.BoolVal(True), new),), t),
+                    Action("munmap", (("vma", v),), munmap, ((z3.BoolVal(True), gone),), t)]
+        return out
 
     # ---------------------------------------------------------------------------- system ----
 
