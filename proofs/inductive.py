@@ -372,6 +372,39 @@ def check_not_vacuous(profile: Profile, align: int, timeout: float) -> Verdict:
     return Verdict(Status.UNKNOWN, counterexample=f"solver unknown: {solver.reason_unknown()}")
 
 
+def check_no_sleep_in_rcu(profile: Profile, align: int, timeout: float) -> Verdict:
+    """M5 (956a4cd2c957): the spec's step property no_sleep_in_rcu, on the protocol. A step that may
+    sleep (spec/fault.sleeps_in_rcu: vmf_insert_* may allocate a page table) must not run inside a
+    read section that cannot sleep (profile.read_lock is plain RCU). For each such step of the
+    protocol, ask whether a state of the invariants lets it run with the inserting CPU inside its
+    read section (nest >= 1): sat is the violation, shown as the state and the step."""
+    from devdax.spec.config import Config
+    from devdax.spec.ctx import Ctx
+    from devdax.spec.fault import sleeps_in_rcu
+    cx = context(profile, align)
+    spec_ctx = Ctx.of(Config(profile=profile.name.split("+")[0]), profile)
+    pr, S = cx.pr, cx.S
+    inserts = [a for a in cx.actions if a.name == "fault_insert"]
+    if not inserts:
+        return Verdict(Status.UNKNOWN, counterexample="the protocol has no fault_insert step to check")
+    deadline = time.monotonic() + timeout
+    for act in inserts:
+        if not sleeps_in_rcu(spec_ctx, act.name):
+            continue
+        cpu = dict(act.params)["cpu"]
+        solver = _solver(int(max(0.001, deadline - time.monotonic()) * 1000))
+        solver.add(*pr.rigid, *cx.pre.values(), act.formula, S.nest[cpu] >= 1)
+        answer = solver.check()
+        if answer == z3.sat:
+            cti = render_cti(pr, solver.model(), S, cx.T, act).replace(
+                "counterexample to induction", "a step that may sleep runs inside rcu_read_lock (nest >= 1)")
+            return Verdict(Status.VIOLATED, counterexample=cti)
+        if answer == z3.unknown:
+            return Verdict(Status.UNKNOWN,
+                           counterexample=f"{act.name}: solver unknown: {solver.reason_unknown()}")
+    return Verdict(Status.PROVED)
+
+
 def inductive_obligations(profile: Profile, aligns: Sequence[int] = ALIGNS) -> list[Obligation]:
     """One obligation per invariant, each checked for every alignment, and the non-vacuity check."""
     def consistent(timeout: float) -> Verdict:
@@ -379,6 +412,12 @@ def inductive_obligations(profile: Profile, aligns: Sequence[int] = ALIGNS) -> l
 
     out = [Obligation("ind_not_vacuous", "the invariants hold in a reachable initial state and after a step",
                       "proofs/inductive.py", consistent)]
+
+    def no_sleep(timeout: float) -> Verdict:
+        return check_no_sleep_in_rcu(profile, aligns[0], timeout)
+    out.append(Obligation("ind_no_sleep_in_rcu", "step property: no step that may sleep (vmf_insert_* -> "
+                          "pte_alloc) runs inside a read section that cannot sleep (rcu_read_lock)",
+                          "spec/invariants.py no_sleep_in_rcu; M5 956a4cd2c957", no_sleep))
     for inv in INVARIANTS:
         def goal(timeout: float, inv: Invariant = inv) -> Verdict:
             deadline = time.monotonic() + timeout

@@ -10,6 +10,7 @@ from __future__ import annotations
 from devdax.proofs.bmc import bmc_config, bmc_obligation
 from devdax.proofs.inductive import inductive_obligations
 from devdax.proofs.lemmas import LemmaConfig, lemma_obligations
+from devdax.proofs.lifetime import lifetime_finding, lifetime_obligations
 from devdax.proofs.minor import minor_obligations, serves
 from devdax.proofs.refcount import refcount_obligations
 from devdax.proofs.runner import Obligation, Status, Verdict
@@ -81,6 +82,9 @@ def obligations_for(profile_name: str, variant: str | None = None, bmc_depth: in
     minor_serves = serves(profile)
     for ob in minor_obligations(profile):
         finding = profile.findings.get(minor_serves.get(ob.name, ""))
+        out.append(_with_finding(ob, finding) if finding else ob)
+    for ob in lifetime_obligations(profile):        # the admin lifetime: M6, M15, M16, M21, F2
+        finding = profile.findings.get(lifetime_finding(ob.name))
         out.append(_with_finding(ob, finding) if finding else ob)
     if bmc_depth is not None:
         cfg = bmc_config(profile_name, variant, cpus, faults, units)

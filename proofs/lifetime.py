@@ -1,0 +1,833 @@
+"""One device's admin lifetime, for any number of users: probe, create_failed, remove, bind, unbind,
+interleaved with any number of files opened, mmapped and closed (cdev-kobject profiles: v4.10, modern).
+
+proofs/protocol.py proves the fault-vs-teardown race; this module proves what the admin programs do to
+the objects users hold: which flags a device has while it is alive (alive_implies_registered, M6 and
+cdev_del-before-kill), that provider removal kills every device (removed_region_dead, M16), that no
+release touches freed memory (no_use_after_free, M15), that open() never returns a handle mmap
+dereferences as NULL (no_null_deref, M21/F1 of modern), that no count underflows (F2 of modern), and
+that nothing leaks once everything is gone (no_leak_at_quiescence).
+
+The admin programs are not restated: each is ``spec.admin.program`` of the profile (one device, one
+region), and the transition relation walks those step lists. What each step does is restated once, in
+``STEP_EFFECTS``, next to the spec function it mirrors; tests/proofs/test_lifetime_agreement.py checks
+that this step relation equals spec/system.py's ``successors`` on every reachable state of small
+configurations (the one source of truth stays spec/).
+
+Users are an uninterpreted sort of files (``LFILE``) with per-file flags and a count of their vmas;
+the number of open files is carried by a ghost numbering (idx/slot, as proofs/refcount.py does), so
+"the cdev count equals the open files plus cdev_add's own reference" is first-order.
+
+Strengthenings (each named in ``INVARIANTS``):
+
+* ``admin_table``: the finitely many values the admin-controlled flags (program position, region and
+  device phase, kobj_map, registration, bind state, alive, mapping children, the region's count) take
+  together. It is *proposed* by an explicit exploration of the spec (``learn_table``, a small
+  configuration) and *checked* inductive here for any number of files, so the proof does not rest
+  on the exploration: if a row were missing, induction would fail with a counterexample;
+* arithmetic ones relating the counts (cdev kobject, struct device) to the files and to a ghost
+  ``lost``: the device pins cdev_add() took on top of one it already held (F2, modern re-bind).
+
+A documented finding of the profile is checked but never assumed as a hypothesis, so the other proofs
+of that profile do not lean on a property it does not have.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, fields, replace
+from functools import cache
+
+import z3
+
+from devdax.proofs.runner import Obligation, Status, Verdict
+from devdax.proofs.smt import ARITH_SOLVER, Term
+from devdax.spec import admin
+from devdax.spec.config import Config, MmapShape
+from devdax.spec.ctx import Ctx
+from devdax.spec.profiles import Lifetime, Profile
+from devdax.spec.state import D_CREATING, D_FAILED, D_LIVE, D_NONE, D_RELEASED, RG_GONE, RG_LIVE, RG_NONE
+from devdax.spec.state import State as SpecState
+
+LFILE = z3.DeclareSort("LFILE")
+B, N = z3.BoolSort(), z3.IntSort()
+
+#: admin programs by code; 0 is the idle admin
+PROGS = ("", "probe", "remove", "bind", "unbind", "create_failed")
+IDLE = 0
+CODE = {name: i for i, name in enumerate(PROGS)}
+#: spec/ctx.oops records the first crash; the invariants read its kind
+OOPS_NONE, OOPS_NULL, OOPS_UAF, OOPS_REFCOUNT = 0, 1, 2, 3
+OOPS_NAMES = {OOPS_NONE: "-", OOPS_NULL: "null deref", OOPS_UAF: "use after free", OOPS_REFCOUNT: "underflow"}
+PHASES = {D_NONE: "none", D_CREATING: "creating", D_LIVE: "live", D_FAILED: "failed", D_RELEASED: "released"}
+RG_PHASES = {RG_NONE: "none", RG_LIVE: "live", RG_GONE: "gone"}
+#: the one mmap shape users try: a whole aligned MAP_SHARED|PROT_WRITE mapping (spec/variants SHARED_RW)
+SHARED_RW = MmapShape("shared-rw")
+
+
+def oops_code(text: str) -> int:
+    """spec/ctx.oops: the invariants tell the kinds apart by the message's first word."""
+    if not text:
+        return OOPS_NONE
+    return {"null": OOPS_NULL, "uaf": OOPS_UAF, "refcount": OOPS_REFCOUNT}[text.split()[0].rstrip(":")]
+
+
+# --------------------------------------------------------------------------------------------------
+# State
+# --------------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class LState:
+    """The fields of spec/state.py one device and its region need, plus ghosts (nfiles, idx, slot,
+    lost). Names follow spec/state.py: Admin.prog/pc/binds_left, Region.*, Dev.*, File.*."""
+
+    prog: Term            # Admin.prog, by CODE
+    pc: Term              # Admin.pc: index into the spec's step list of that program
+    binds_left: Term      # Admin.binds_left[0]
+    rg_phase: Term        # Region.phase
+    rg_kref: Term         # Region.kref
+    provider_ref: Term    # Region.provider_ref
+    devm_ref: Term        # Region.devm_ref
+    rg_freed: Term        # Region.freed
+    phase: Term           # Dev.phase
+    id_held: Term         # Dev.id_held
+    minor_held: Term      # Dev.minor_held
+    has_minor: Term       # Dev.minor >= 0: the /dev node exists (open's guard)
+    init_ref: Term        # Dev.init_ref
+    dev_ref: Term         # Dev.dev_ref
+    cdev_live: Term       # Dev.cdev_live
+    cdev_ref: Term        # Dev.cdev_ref
+    cdev_mapped: Term     # Dev.cdev_mapped (kobj_map)
+    icdev_cached: Term    # Dev.icdev_cached
+    holds_region: Term    # Dev.holds_region
+    registered: Term      # Dev.registered
+    bound: Term           # Dev.bound
+    alive: Term           # Dev.alive
+    children: Term        # Dev.children (mappingN registered)
+    zombies: Term         # Dev.zombies (mappingN unregistered, release pending)
+    dead: Term            # Dev.dead (kill marker "!")
+    gp: Term              # State.gp
+    oops: Term            # kind of State.oops
+    opened: Term          # LFILE -> Bool: File.dev == 0
+    fd: Term              # LFILE -> Bool: File.fd
+    pnull: Term           # LFILE -> Bool: File.private_null
+    nv: Term              # LFILE -> Int: vmas mapping the file (File.f_count == fd + nv)
+    nfiles: Term          # ghost: number of open files
+    idx: Term             # ghost LFILE -> Int
+    slot: Term            # ghost Int -> LFILE
+    lost: Term            # ghost: device pins cdev_add() took while the cdev count was not 0 (F2)
+    added: Term           # ghost: cdev_add() has run at least once
+
+    @staticmethod
+    def fresh(tag: str, fsort: Term = LFILE) -> LState:
+        ints = {"prog", "pc", "binds_left", "rg_phase", "rg_kref", "phase", "dev_ref", "cdev_ref",
+                "children", "zombies", "oops", "nfiles", "lost"}
+        arrays = {"opened": (fsort, B), "fd": (fsort, B), "pnull": (fsort, B), "nv": (fsort, N),
+                  "idx": (fsort, N), "slot": (N, fsort)}
+        vals: dict[str, Term] = {}
+        for f in fields(LState):
+            name = f"{f.name}@{tag}"
+            if f.name in arrays:
+                vals[f.name] = z3.Array(name, *arrays[f.name])
+            else:
+                vals[f.name] = z3.Int(name) if f.name in ints else z3.Bool(name)
+        return LState(**vals)
+
+    def replace(self, **changes: Term) -> LState:
+        return replace(self, **changes)
+
+    def equals(self, o: LState) -> Term:
+        return z3.And(*(getattr(self, f.name) == getattr(o, f.name) for f in fields(self)))
+
+
+GHOSTS = ("nfiles", "idx", "slot", "lost", "added")
+
+
+def ite(cond: Term, a: LState, b: LState) -> LState:
+    return LState(**{f.name: z3.If(cond, getattr(a, f.name), getattr(b, f.name)) for f in fields(LState)})
+
+
+def b2i(x: Term) -> Term:
+    return z3.If(x, 1, 0)
+
+
+def crash(s: LState, kind: int) -> LState:
+    """spec/ctx.oops: only the first crash is recorded; the state is otherwise unchanged."""
+    return s.replace(oops=z3.If(s.oops == OOPS_NONE, kind, s.oops))
+
+
+# --------------------------------------------------------------------------------------------------
+# The model of one profile
+# --------------------------------------------------------------------------------------------------
+
+def base_name(profile: Profile) -> str:
+    return profile.name.split("+")[0]
+
+
+def supported(profile: Profile) -> bool:
+    """The cdev-kobject profiles; v4.7's dax_dev kref and class_find_device are not modelled here."""
+    return profile.lifetime is Lifetime.CDEV_KOBJECT
+
+
+@dataclass(frozen=True, eq=False)
+class Model:
+    """One device (index 0) of one region, for ``profile``. ``add_failure``: device_add may fail
+    (Config.add_failure). ``ranges``: mappingN children per device (Config.ranges). ``fsort``: the
+    file sort (uninterpreted for proofs, a finite enumeration to compare with the spec).
+    ``vma_slots``/``binds``: the spec configuration's bounds, for that comparison only."""
+
+    profile: Profile
+    add_failure: bool = True
+    ranges: int = 2
+    fsort: Term = LFILE
+    files: Sequence[Term] = ()
+    vma_slots: int | None = None
+    binds: int | None = None
+
+    @property
+    def ctx(self) -> Ctx:
+        return _ctx(self.profile, self.ranges)
+
+    def program(self, name: str) -> tuple[tuple[str, bool], ...]:
+        """The spec's step list (spec/admin.program) of one program for device 0, region 0."""
+        return tuple((step, kill) for step, _, kill in admin.program(self.ctx, name, 0))
+
+    @property
+    def programs(self) -> dict[str, tuple[tuple[str, bool], ...]]:
+        names = ["probe", "remove", "create_failed"]
+        names += ["bind", "unbind"] if self.profile.bind_cycles else []
+        return {n: self.program(n) for n in names}
+
+    def after_dev(self, name: str) -> int:
+        """spec/admin._after_dev: where a program resumes after leaving this device's steps (the
+        region's own step that follows them)."""
+        prog = self.program(name)
+        last = max(i for i, (st, _) in enumerate(prog)
+                   if st not in ("alloc_dax_region", "provider_put", "dax_region_unregister"))
+        return last + 1
+
+    def creating(self, s: LState) -> Term:
+        """spec/invariants._admin_creating for device 0: a probe step of this device (with one device
+        per region every probe step names index 0), a bind, or the creation error path."""
+        probe = admin.program(self.ctx, "probe", 0)
+        at_dev = [i for i, (_, arg, _) in enumerate(probe) if arg == 0]
+        return z3.Or(s.prog == CODE["bind"], s.prog == CODE["create_failed"],
+                     z3.And(s.prog == CODE["probe"], z3.Or(*(s.pc == i for i in at_dev))),
+                     z3.And(s.prog == CODE["probe"], s.phase == D_CREATING))
+
+    # ------------------------------------------------------------------------------ kernel puts ----
+
+    def region_put(self, s: LState) -> LState:
+        """spec/kobject.region_put: kref_put(&dax_region->kref, dax_region_free)."""
+        k = s.rg_kref - 1
+        return ite(z3.Or(s.rg_freed, s.rg_kref <= 0), crash(s, OOPS_UAF),
+                   s.replace(rg_kref=k, rg_freed=k == 0))
+
+    def dev_release(self, s: LState) -> LState:
+        """spec/kobject.dev_release: minor (v4.10+: at release) and region id back, then the region
+        reference; an id freed into a freed region's ida is a use after free."""
+        minor = s.minor_held if self.profile.minor_freed_at != "release" else z3.BoolVal(False)
+        done = s.replace(minor_held=minor, id_held=z3.BoolVal(False), phase=z3.IntVal(D_RELEASED),
+                         holds_region=z3.BoolVal(False), alive=z3.BoolVal(False))
+        done = ite(s.holds_region, self.region_put(done), done)
+        return ite(z3.And(s.id_held, s.rg_freed), crash(s, OOPS_UAF), done)
+
+    def device_put(self, s: LState) -> LState:
+        """spec/kobject.device_put: put_device(); release on the last reference."""
+        ref = s.dev_ref - 1
+        after = s.replace(dev_ref=ref)
+        return ite(z3.Or(s.dev_ref <= 0, s.phase == D_RELEASED), crash(s, OOPS_REFCOUNT),
+                   ite(ref == 0, self.dev_release(after), after))
+
+    def cdev_put(self, s: LState) -> LState:
+        """spec/kobject.cdev_put: kobject_put(&cdev->kobj); on zero cdev_default_release forgets the
+        cached i_cdev and puts the parent device."""
+        ref = s.cdev_ref - 1
+        after = s.replace(cdev_ref=ref)
+        zero = self.device_put(after.replace(icdev_cached=z3.BoolVal(False)))
+        return ite(s.phase == D_RELEASED, crash(s, OOPS_UAF),
+                   ite(s.cdev_ref <= 0, crash(s, OOPS_REFCOUNT), ite(ref > 0, after, zero)))
+
+    def file_put(self, s: LState, f: Term) -> LState:
+        """spec/file.file_put after the fd or a vma let go: the last reference frees the file slot
+        and drops what open took (file_holder_put -> cdev_put). Ghost: the last number moves into
+        the freed one."""
+        j, last = s.idx[f], s.slot[s.nfiles - 1]
+        freed = s.replace(opened=z3.Store(s.opened, f, False), fd=z3.Store(s.fd, f, False),
+                          pnull=z3.Store(s.pnull, f, False), idx=z3.Store(s.idx, last, j),
+                          slot=z3.Store(s.slot, j, last), nfiles=s.nfiles - 1)
+        return ite(z3.And(z3.Not(s.fd[f]), s.nv[f] == 0), self.cdev_put(freed), s)
+
+    # ------------------------------------------------------------------------------ admin steps ----
+
+    def created(self, s: LState) -> Term:
+        """spec/admin._created."""
+        return z3.Or(s.phase == D_CREATING, s.phase == D_LIVE)
+
+    def step(self, name: str, s: LState) -> tuple[Term, list[tuple[str, str, LState]]]:
+        """(skipped, outcomes) of one spec/admin step on device 0: ``skipped`` is when the step returns
+        SKIP; each outcome is (label, kind, state) with kind "ok", "create_failed" or "skip" (the
+        Goto of spec/admin)."""
+        p = self.profile
+        F, T = z3.BoolVal(False), z3.BoolVal(True)
+        never = z3.BoolVal(False)
+        if name == "alloc_dax_region":    # admin.alloc_dax_region: kref_init + the devm action's ref
+            return never, [("ok", "ok", s.replace(rg_phase=z3.IntVal(RG_LIVE), rg_kref=z3.IntVal(2),
+                                                  provider_ref=T, devm_ref=T))]
+        if name == "provider_put":        # admin.provider_put: the probe's reference
+            return never, [("ok", "ok", self.region_put(s.replace(provider_ref=F)))]
+        if name == "dax_region_unregister":   # admin.dax_region_unregister: gone; the devm reference
+            gone = s.replace(rg_phase=z3.IntVal(RG_GONE))
+            return never, [("ok", "ok", ite(s.devm_ref, self.region_put(gone.replace(devm_ref=F)), gone))]
+        if name == "ida_alloc_id":        # admin.ida_alloc_id
+            return never, [("ok", "ok", s.replace(phase=z3.IntVal(D_CREATING), id_held=T))]
+        if name == "ida_alloc_minor":     # admin.ida_alloc_minor: one device, its minor is always free
+            return never, [("ok", "ok", s.replace(minor_held=T, has_minor=T))]
+        if name == "dax_inode_get":       # admin.dax_inode_get: the inode is not modelled here
+            return never, [("ok", "ok", s)]
+        if name == "device_initialize":   # admin.device_initialize: count 1, only put_device frees
+            return never, [("ok", "ok", s.replace(dev_ref=z3.IntVal(1), init_ref=T))]
+        if name == "set_alive":           # admin.set_alive
+            return never, [("ok", "ok", s.replace(alive=T))]
+        if name == "region_get":          # admin.region_get: kref_get, a use after free if freed
+            return never, [("ok", "ok", ite(s.rg_freed, crash(s, OOPS_UAF),
+                                            s.replace(rg_kref=s.rg_kref + 1, holds_region=T)))]
+        if name == "cdev_add":            # admin.cdev_add: cdev_init (count 1) + cdev_add (pins parent)
+            return never, [("ok", "ok", s.replace(cdev_ref=z3.IntVal(1), cdev_live=T, cdev_mapped=T,
+                                                  dev_ref=s.dev_ref + 1, added=T,
+                                                  lost=s.lost + b2i(s.cdev_ref > 0)))]
+        if name == "device_add":          # admin.device_add: may fail (Config.add_failure)
+            outs = [("ok", "ok", s.replace(phase=z3.IntVal(D_LIVE), registered=T))]
+            if self.add_failure:
+                outs.append(("EEXIST", "create_failed", s))
+            return never, outs
+        if name == "add_mappings":        # admin.add_mappings: mappingN children, pinned since M15's fix
+            pin = self.ranges if p.mapping_pins_parent else 0
+            return never, [("ok", "ok", s.replace(children=z3.IntVal(self.ranges), dev_ref=s.dev_ref + pin))]
+        if name == "run_dax":             # admin.run_dax
+            return never, [("ok", "ok", s.replace(alive=T, bound=T, dead=F))]
+        if name == "kfree":               # admin.kfree (M18)
+            return never, [("ok", "ok", s.replace(phase=z3.IntVal(D_RELEASED), alive=F))]
+        if name == "unregister_lock":     # admin.unregister_lock: M16's interruptible lock
+            outs = [("ok", "ok", s)]
+            if p.unregister_can_be_interrupted:
+                outs.append(("EINTR", "skip", s))
+            return z3.Not(self.created(s)), outs
+        if name == "clear_alive":         # admin.clear_alive: kill_dax
+            skip = z3.Not(self.created(s))
+            if p.bind_cycles:
+                skip = z3.Or(skip, z3.And(z3.Not(s.bound), z3.Not(s.alive)))
+            return skip, [("ok", "ok", s.replace(alive=F, bound=F))]
+        if name in ("synchronize_start", "unmap_mapping_range"):   # admin: no CPUs and entries here
+            skip = z3.Not(self.created(s))
+            if p.bind_cycles:
+                skip = z3.Or(skip, s.dead)
+            return skip, [("ok", "ok", s.replace(gp=T) if name == "synchronize_start" else s)]
+        if name == "synchronize_wait":    # admin.synchronize_wait: no reader to wait for
+            return z3.Not(s.gp), [("ok", "ok", s.replace(gp=F))]
+        if name == "cdev_del":            # admin.cdev_del: out of kobj_map, drop the cdev's own ref
+            return z3.Not(s.cdev_live), [("ok", "ok", self.cdev_put(s.replace(cdev_live=F, cdev_mapped=F)))]
+        if name == "device_del":          # admin.device_del: out of sysfs, unbinds the driver
+            return z3.Not(self.created(s)), [("ok", "ok", s.replace(registered=F, bound=F))]
+        if name == "unregister_mappings":  # admin.unregister_mappings: children become zombies
+            return z3.Or(z3.Not(self.created(s)), s.children == 0), [
+                ("ok", "ok", s.replace(children=z3.IntVal(0), zombies=s.zombies + s.children))]
+        if name == "put_device":          # admin.put_device: device_initialize's reference
+            phase = z3.If(s.phase == D_LIVE, D_LIVE, D_FAILED)
+            return z3.Not(s.init_ref), [("ok", "ok", self.device_put(s.replace(init_ref=F, phase=phase)))]
+        if name == "ida_free_id":         # admin.ida_free_id
+            return z3.Not(s.id_held), [("ok", "ok", s.replace(id_held=F))]
+        if name == "ida_free_minor":      # admin.ida_free_minor (M22)
+            return z3.Not(s.minor_held), [("ok", "ok", s.replace(minor_held=F))]
+        raise ValueError(f"profile: step {name!r} of {p.name} is not modelled by proofs/lifetime.py")
+
+    def finish(self, name: str, i: int, t: LState) -> LState:
+        """spec/admin._finish: skip the steps that do not apply, then idle or resume the probe."""
+        prog = self.program(name)
+        if name == "create_failed":
+            end = self.finish("probe", self.after_dev("probe"), t)
+        else:
+            end = t.replace(prog=z3.IntVal(IDLE), pc=z3.IntVal(0))
+        for j in reversed(range(i, len(prog))):
+            skip, _ = self.step(prog[j][0], t)
+            end = ite(skip, end, t.replace(prog=z3.IntVal(CODE[name]), pc=z3.IntVal(j)))
+        return end
+
+    def run_from(self, name: str, s: LState, at: Term | None) -> list[tuple[str, Term, LState]]:
+        """The next step of program ``name`` from position ``at`` (None: from 0, a fresh start):
+        spec/admin.admin_steps skips what does not apply and runs the first step that does."""
+        prog = self.program(name)
+        out = []
+        for k, (st, kill) in enumerate(prog):
+            skips = [self.step(prog[j][0], s)[0] for j in range(k)]
+            skip_k, outs = self.step(st, s)
+            if at is None:
+                guard = z3.And(*skips, z3.Not(skip_k))
+            else:
+                guard = z3.And(at <= k, *(z3.Implies(at <= j, sk) for j, sk in enumerate(skips)),
+                               z3.Not(skip_k))
+            for label, kind, t in outs:
+                if kind == "create_failed":
+                    nxt = self.finish("create_failed", 0, t)
+                elif kind == "skip":
+                    nxt = self.finish(name, self.after_dev(name), t)
+                else:
+                    nxt = self.finish(name, k + 1, t.replace(dead=z3.BoolVal(True)) if kill else t)
+                out.append((f"{name}:{st}:{label}", guard, nxt))
+        return out
+
+    def starts(self, s: LState) -> list[tuple[str, Term, LState]]:
+        """spec/admin.admin_starts for one device and one generation."""
+        out = [("probe", s.rg_phase == RG_NONE, s)]
+        live = s.rg_phase == RG_LIVE
+        if self.profile.bind_cycles:
+            ready = z3.And(live, s.phase == D_LIVE, s.registered)
+            out.append(("unbind", z3.And(ready, s.bound, s.binds_left > 0),
+                        s.replace(binds_left=s.binds_left - 1)))
+            out.append(("bind", z3.And(ready, z3.Not(s.bound), z3.Not(s.cdev_live)), s))
+        out.append(("remove", live, s))
+        return out
+
+    # ------------------------------------------------------------------------------ transitions ----
+
+    def actions(self, s: LState, t: LState, tag: str = "step") -> list[tuple[str, Term, Term | None]]:
+        """(name, formula, file parameter or None): every step of the admin, of a user, and the
+        asynchronous mapping_release, as a relation between s and t."""
+        out: list[tuple[str, Term, Term | None]] = []
+        for name in self.programs:
+            for label, guard, nxt in self.run_from(name, s, s.pc):
+                out.append((f"admin {label}", z3.And(s.prog == CODE[name], guard, t.equals(nxt)), None))
+        for name, can, started in self.starts(s):
+            for label, guard, nxt in self.run_from(name, started, None):
+                out.append((f"admin start {label}", z3.And(s.prog == IDLE, can, guard, t.equals(nxt)), None))
+        f = z3.Const(f"f@{tag}", self.fsort)
+        T = z3.BoolVal(True)
+        # file.do_open + chrdev_lookup: the cached i_cdev or kobj_map, while the cdev count is not 0
+        found = z3.And(s.cdev_ref > 0, z3.Or(s.icdev_cached, s.cdev_mapped))
+        null = z3.And(z3.BoolVal(self.profile.open_private_null_when_dead), z3.Not(s.alive))
+        opened = s.replace(cdev_ref=s.cdev_ref + 1, icdev_cached=T, opened=z3.Store(s.opened, f, True),
+                           fd=z3.Store(s.fd, f, True), pnull=z3.Store(s.pnull, f, null),
+                           nv=z3.Store(s.nv, f, 0), idx=z3.Store(s.idx, f, s.nfiles),
+                           slot=z3.Store(s.slot, s.nfiles, f), nfiles=s.nfiles + 1)
+        out.append(("open", z3.And(z3.Not(s.opened[f]), s.has_minor, found, t.equals(opened)), f))
+        # file.do_close
+        out.append(("close", z3.And(s.fd[f], t.equals(self.file_put(s.replace(fd=z3.Store(s.fd, f, False)),
+                                                                       f))), f))
+        # vma.do_mmap of SHARED_RW: modern dax_mmap dereferences a NULL private_data (M21), else
+        # check_vma: alive (an aligned shared mapping passes every other test)
+        slot_free = z3.BoolVal(True)
+        if self.vma_slots is not None:
+            slot_free = z3.Sum(*(s.nv[x] for x in self.files)) < self.vma_slots
+        out.append(("mmap (NULL private_data)", z3.And(s.fd[f], slot_free, s.pnull[f],
+                                                       t.equals(crash(s, OOPS_NULL))), f))
+        out.append(("mmap", z3.And(s.fd[f], slot_free, z3.Not(s.pnull[f]), s.alive,
+                                   t.equals(s.replace(nv=z3.Store(s.nv, f, s.nv[f] + 1)))), f))
+        # vma.do_munmap(all) -> vma_file_put -> file_put
+        out.append(("munmap", z3.And(s.nv[f] > 0, t.equals(self.file_put(
+            s.replace(nv=z3.Store(s.nv, f, s.nv[f] - 1)), f))), f))
+        # mapping.mapping_release: a mappingN child's release frees its id from the parent's ida
+        rel = s.replace(zombies=s.zombies - 1)
+        done = self.device_put(rel) if self.profile.mapping_pins_parent else rel
+        out.append(("mapping_release", z3.And(s.zombies > 0, t.equals(
+            ite(s.phase == D_RELEASED, crash(rel, OOPS_UAF), done))), None))
+        return out
+
+    def init(self, s: LState) -> Term:
+        """spec/system.init: nothing exists; the admin may run ``binds`` unbind/bind cycles (any
+        number for a proof)."""
+        F = z3.BoolVal(False)
+        if self.binds is not None:
+            binds = s.binds_left == self.binds
+        else:
+            binds = s.binds_left >= 0 if self.profile.bind_cycles else s.binds_left == 0
+        zero = {name: z3.IntVal(0) for name in ("prog", "pc", "rg_kref", "dev_ref", "cdev_ref", "children",
+                                                 "zombies", "nfiles", "lost")}
+        flat = [getattr(s, n) == v for n, v in zero.items()]
+        flags = [z3.Not(getattr(s, f.name)) for f in fields(LState)
+                 if z3.is_bool(getattr(s, f.name)) and not z3.is_array(getattr(s, f.name))]
+        return z3.And(binds, *flat, *flags, s.rg_phase == RG_NONE, s.phase == D_NONE, s.oops == OOPS_NONE,
+                      s.opened == z3.K(self.fsort, F), s.fd == z3.K(self.fsort, F),
+                      s.pnull == z3.K(self.fsort, F), s.nv == z3.K(self.fsort, z3.IntVal(0)))
+
+
+@cache
+def _ctx(profile: Profile, ranges: int) -> Ctx:
+    cfg = Config(profile=base_name(profile), devices=1, generations=1, ranges=ranges, units=max(ranges, 1))
+    return Ctx.of(cfg, profile)
+
+
+# --------------------------------------------------------------------------------------------------
+# Invariants
+# --------------------------------------------------------------------------------------------------
+
+def _all(m: Model, body: Callable[[Term], Term]) -> Term:
+    x = z3.Const("f", m.fsort)
+    return z3.ForAll([x], body(x))
+
+
+def quiescent(m: Model, s: LState) -> Term:
+    """spec/invariants.quiescent for one generation: idle, the provider removed, no file, no zombie."""
+    return z3.And(s.prog == IDLE, s.rg_phase == RG_GONE, s.nfiles == 0, s.zombies == 0)
+
+
+@dataclass(frozen=True)
+class Inv:
+    name: str
+    kind: str                 # "spec" (spec/invariants.py, read on this state) or "aux"
+    finding: str              # the spec invariant a profile's finding about it is filed under
+    doc: str
+    formula: Callable[[Model, LState], Term]
+    #: the profiles it is stated for (default: all)
+    when: Callable[[Profile], bool] = lambda p: True
+
+
+#: the admin-controlled fields, finite-valued: the rows of the learned table
+TABLE_FIELDS = ("prog", "pc", "binds_left", "rg_phase", "rg_kref", "provider_ref", "devm_ref", "rg_freed",
+                "phase", "id_held", "minor_held", "has_minor", "init_ref", "cdev_live", "cdev_mapped",
+                "holds_region", "registered", "bound", "alive", "children", "zombies", "dead", "gp",
+                "icdev_cached", "added")
+
+
+def table_formula(m: Model, s: LState, rows: frozenset[tuple[int, ...]]) -> Term:
+    """One disjunct per row; binds_left is compared only as 0 / more than 0 (its value is any)."""
+    def eq(name: str, v: int) -> Term:
+        x = getattr(s, name)
+        if name == "binds_left":
+            return x > 0 if v else x == 0
+        return x == bool(v) if z3.is_bool(x) else x == v
+    return z3.Or(*(z3.And(*(eq(n, v) for n, v in zip(TABLE_FIELDS, row, strict=True))) for row in rows))
+
+
+INVARIANTS: list[Inv] = [
+    Inv("alive_implies_registered", "spec", "alive_implies_registered",
+        "a device is alive only while registered with its cdev in kobj_map, or while being created",
+        lambda m, s: z3.Implies(z3.And(s.alive, z3.Not(m.creating(s))), z3.And(s.registered, s.cdev_mapped))),
+    Inv("removed_region_dead", "spec", "removed_region_dead",
+        "after provider removal the device is neither alive nor registered",
+        lambda m, s: z3.Implies(s.rg_phase == RG_GONE, z3.And(z3.Not(s.alive), z3.Not(s.registered)))),
+    Inv("no_null_deref", "spec", "no_null_deref", "no mmap dereferences a NULL private_data",
+        lambda m, s: s.oops != OOPS_NULL),
+    Inv("no_use_after_free", "spec", "no_use_after_free",
+        "no release or put touches freed memory, no open file points at a released device, and a "
+        "device holding its region sees it unfreed",
+        lambda m, s: z3.And(s.oops != OOPS_UAF,
+                            _all(m, lambda f: z3.Implies(s.opened[f], s.phase != D_RELEASED)),
+                            z3.Implies(z3.And(s.holds_region, s.phase != D_RELEASED), z3.Not(s.rg_freed)))),
+    Inv("no_refcount_underflow", "spec", "no_refcount_underflow",
+        "no reference is dropped that was not taken",
+        lambda m, s: s.oops != OOPS_REFCOUNT),
+    Inv("no_leak_at_quiescence", "spec", "no_leak_at_quiescence",
+        "once the provider is removed and every file closed, device and region are freed, the minor back",
+        lambda m, s: z3.Implies(quiescent(m, s), z3.And(s.phase == D_RELEASED, s.rg_freed,
+                                                        z3.Not(s.minor_held)))),
+    Inv("files_well_formed", "aux", "",
+        "a file with an fd or a vma is open; a file without either is freed; counts are not negative",
+        lambda m, s: _all(m, lambda f: z3.And(
+            z3.Implies(s.fd[f], s.opened[f]), s.nv[f] >= 0,
+            z3.Implies(s.opened[f], z3.Or(s.fd[f], s.nv[f] > 0)),
+            z3.Implies(z3.Not(s.opened[f]), z3.And(s.nv[f] == 0, z3.Not(s.pnull[f])))))),
+    Inv("files_numbered", "aux", "", "ghost: the open files are numbered 0..nfiles-1 without gaps or repeats",
+        lambda m, s: z3.And(
+            s.nfiles >= 0,
+            _all(m, lambda f: z3.Implies(s.opened[f], z3.And(s.idx[f] >= 0, s.idx[f] < s.nfiles,
+                                                             s.slot[s.idx[f]] == f))),
+            z3.ForAll([i := z3.Int("i")], z3.Implies(z3.And(i >= 0, i < s.nfiles), z3.And(
+                s.opened[s.slot[i]], s.idx[s.slot[i]] == i))))),
+    Inv("cdev_count_bounded", "aux", "",
+        "the cdev count is at most its holders (cdev_add's reference and the open files)",
+        lambda m, s: z3.And(s.cdev_ref >= 0, s.cdev_ref <= b2i(s.cdev_live) + s.nfiles)),
+    Inv("cdev_count_exact", "aux", "refcount_exact_all",
+        "the cdev count equals its holders and no device pin was lost (fails on a re-bind: F2)",
+        lambda m, s: z3.And(s.cdev_ref == b2i(s.cdev_live) + s.nfiles, s.lost == 0)),
+    Inv("device_count_exact", "aux", "",
+        "the device count is device_initialize's reference, the mappingN pins, the cdev's pin, and the "
+        "pins cdev_add took on top of one it held (ghost lost)",
+        lambda m, s: z3.And(s.lost >= 0, s.dev_ref == b2i(s.init_ref) + b2i(s.cdev_ref > 0) + s.lost + (
+            s.children + s.zombies if m.profile.mapping_pins_parent else 0))),
+    Inv("forgotten_holder_pins", "aux", "",
+        "a holder the cdev count forgot (a re-bind's cdev_init) comes with a lost pin",
+        lambda m, s: z3.Implies(b2i(s.cdev_live) + s.nfiles > s.cdev_ref, s.lost >= 1)),
+    Inv("released_at_zero", "aux", "",
+        "a released device has no count left; before device_initialize nothing holds it",
+        lambda m, s: z3.And(
+            z3.Implies(s.phase == D_RELEASED, z3.And(s.dev_ref == 0, s.cdev_ref == 0, s.nfiles == 0)),
+            z3.Implies(z3.And(z3.Not(s.init_ref), z3.Or(s.phase == D_NONE, s.phase == D_CREATING)),
+                       z3.And(s.dev_ref == 0, s.cdev_ref == 0, s.nfiles == 0, s.lost == 0)),
+            z3.Implies(z3.And(s.phase != D_RELEASED, z3.Or(s.init_ref, s.phase == D_LIVE,
+                                                           s.phase == D_FAILED)), s.dev_ref > 0))),
+    Inv("opened_since_add", "aux", "",
+        "a cdev count beyond cdev_add's own reference comes from an open since, which cached i_cdev; "
+        "the cache lives only while the count does (cdev_default_release -> cdev_purge)",
+        lambda m, s: z3.And(z3.Implies(s.cdev_ref > b2i(s.cdev_live), s.icdev_cached),
+                            z3.Implies(s.icdev_cached, s.cdev_ref > 0))),
+    Inv("nothing_before_cdev_add", "aux", "",
+        "before the first cdev_add nothing can open the device",
+        lambda m, s: z3.Implies(z3.Not(s.added), z3.And(s.cdev_ref == 0, s.nfiles == 0, s.lost == 0,
+                                                        z3.Not(s.cdev_live), z3.Not(s.icdev_cached)))),
+    Inv("no_null_private", "aux", "no_null_deref",
+        "no open file stored a NULL private_data (stated where dax_open never stores one)",
+        lambda m, s: _all(m, lambda f: z3.Not(s.pnull[f])), lambda p: not p.open_private_null_when_dead),
+    Inv("oops_kinds", "aux", "", "a recorded crash is one of the kinds spec/ctx.oops records; an "
+        "underflow only follows a holder the cdev count forgot (F2)",
+        lambda m, s: z3.And(s.oops >= OOPS_NONE, s.oops <= OOPS_REFCOUNT,
+                            z3.Implies(s.oops == OOPS_REFCOUNT, s.lost >= 1))),
+]
+
+
+# --------------------------------------------------------------------------------------------------
+# The learned admin table
+# --------------------------------------------------------------------------------------------------
+
+def learn_configs(profile: Profile) -> list[Config]:
+    """Small enough to explore in about a second, large enough that every admin position is reached
+    with and without files holding the device: two files, one vma slot, and (modern) no bind cycle
+    left or two of them."""
+    return [Config(profile=base_name(profile), devices=1, generations=1, ranges=2, units=2, files=2, vmas=1,
+                   cpus=0, binds=binds, add_failure=True, mmaps=(SHARED_RW,))
+            for binds in ((0, 2) if profile.bind_cycles else (0,))]
+
+
+def reachable(c: Ctx, limit: int = 200_000) -> list[tuple[SpecState, bool]]:
+    """Every state of the spec reachable in configuration c, with the ghost ``added`` (a cdev_add
+    step of device 0 on the way there)."""
+    from devdax.spec.system import init, successors
+    start = (init(c), False)
+    seen = {start}
+    todo = [start]
+    while todo:
+        s, added = todo.pop()
+        for tr in successors(c, s):
+            nxt = (tr.state, added or is_cdev_add(tr.action, tr.args))
+            if nxt not in seen:
+                if len(seen) >= limit:
+                    raise ValueError(f"config: more than {limit} reachable states")
+                seen.add(nxt)
+                todo.append(nxt)
+    return list(seen)
+
+
+def is_cdev_add(action: str, args: tuple[object, ...]) -> bool:
+    """spec/system.admin_transitions: ("admin", (program, argument, step, step argument))."""
+    return action == "admin" and args[2] == "cdev_add" and args[3] == 0
+
+
+def abstract(c: Ctx, s: SpecState, added: bool = False) -> dict[str, object]:
+    """The abstraction function: a spec state as this model's (non-ghost) variables, device 0.
+    File records are listed per slot (opened, fd, private_null, number of vmas)."""
+    a, d, rg = s.admin, s.devs[0], s.regions[0]
+    files = tuple((fl.dev == 0, fl.fd, fl.private_null, sum(1 for v in s.vmas if v.file == i))
+                  for i, fl in enumerate(s.files))
+    return {"prog": CODE[a.prog], "pc": a.pc if a.prog else 0, "binds_left": a.binds_left[0],
+            "rg_phase": rg.phase, "rg_kref": rg.kref, "provider_ref": rg.provider_ref,
+            "devm_ref": rg.devm_ref, "rg_freed": rg.freed, "phase": d.phase, "id_held": d.id_held,
+            "minor_held": d.minor_held, "has_minor": d.minor >= 0, "init_ref": d.init_ref,
+            "dev_ref": d.dev_ref, "cdev_live": d.cdev_live,
+            "cdev_ref": d.cdev_ref, "cdev_mapped": d.cdev_mapped, "icdev_cached": d.icdev_cached,
+            "holds_region": d.holds_region, "registered": d.registered, "bound": d.bound, "alive": d.alive,
+            "children": d.children, "zombies": d.zombies, "dead": d.dead, "gp": s.gp,
+            "oops": oops_code(s.oops), "files": files, "added": added}
+
+
+@cache
+def learn_table(profile: Profile) -> frozenset[tuple[int, ...]]:
+    """The admin-controlled fields of every reachable spec state of ``learn_config`` (binds_left as
+    0 / more): a candidate strengthening that the induction check then confirms or refutes."""
+    rows = set()
+    for cfg in learn_configs(profile):
+        c = Ctx.of(cfg, profile)
+        for s, added in reachable(c):
+            o = abstract(c, s, added)
+            rows.add(tuple(int(bool(o[n])) if n == "binds_left" else int(o[n])  # type: ignore[call-overload]
+                           for n in TABLE_FIELDS))
+    return frozenset(rows)
+
+
+# --------------------------------------------------------------------------------------------------
+# Checking
+# --------------------------------------------------------------------------------------------------
+
+@dataclass
+class Context:
+    model: Model
+    S: LState
+    T: LState
+    actions: list[tuple[str, Term, Term | None]]
+    pre: dict[str, Term]
+    post: dict[str, Term]
+    assumed: list[str]
+
+
+_CONTEXTS: dict[int, Context] = {}
+
+
+def context(profile: Profile) -> Context:
+    if id(profile) not in _CONTEXTS:
+        m = Model(profile)
+        S, T = LState.fresh("pre"), LState.fresh("post")
+        rows = learn_table(profile)
+
+        def table(s: LState) -> Term:
+            return table_formula(m, s, rows)
+        invs = invariants_for(profile)
+        pre = {i.name: i.formula(m, S) for i in invs} | {"admin_table": table(S)}
+        post = {i.name: i.formula(m, T) for i in invs} | {"admin_table": table(T)}
+        assumed = [n for n in pre if finding_of(n) not in profile.findings]
+        _CONTEXTS[id(profile)] = Context(m, S, T, m.actions(S, T), pre, post, assumed)
+    return _CONTEXTS[id(profile)]
+
+
+def invariants_for(profile: Profile) -> list[Inv]:
+    return [i for i in INVARIANTS if i.when(profile)]
+
+
+def finding_of(name: str) -> str:
+    return next((i.finding for i in INVARIANTS if i.name == name), "")
+
+
+def lifetime_finding(obligation: str) -> str:
+    """The spec invariant under which a profile would document a failure of this obligation."""
+    return finding_of(obligation.removeprefix("life_"))
+
+
+def _solver(timeout: float) -> Term:
+    s = z3.Solver()
+    s.set("timeout", max(1, int(timeout * 1000)))
+    s.set("arith.solver", ARITH_SOLVER)
+    return s
+
+
+def check(profile: Profile, name: str, timeout: float) -> Verdict:
+    """Init => inv, then for every action: (the assumed invariants) /\\ action => inv'."""
+    deadline = time.monotonic() + timeout
+    cx = context(profile)
+    m, S, T = cx.model, cx.S, cx.T
+    solver = _solver(timeout)
+    solver.add(m.init(S), z3.Not(cx.pre[name]))
+    r = solver.check()
+    if r == z3.sat:
+        return Verdict(Status.VIOLATED, counterexample="Init does not imply it:\n"
+                       + "\n".join(render_state(m, solver.model(), S)))
+    if r == z3.unknown:
+        return Verdict(Status.UNKNOWN, counterexample=f"Init: solver unknown: {solver.reason_unknown()}")
+    hyps = [cx.pre[n] for n in cx.assumed if n != name] + [cx.pre[name]]
+    for act, formula, param in cx.actions:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return Verdict(Status.UNKNOWN, counterexample=f"timeout before {act}")
+        solver = _solver(left)
+        solver.add(*hyps, formula, z3.Not(cx.post[name]))
+        r = solver.check()
+        if r == z3.sat:
+            mod = smaller(solver, m, S, min(2.0, max(0.1, deadline - time.monotonic()))) or solver.model()
+            return Verdict(Status.VIOLATED, counterexample=render_cti(m, mod, S, T, act, param))
+        if r == z3.unknown:
+            return Verdict(Status.UNKNOWN, counterexample=f"{act}: solver unknown: {solver.reason_unknown()}")
+    return Verdict(Status.PROVED)
+
+
+def smaller(solver: Term, m: Model, s: LState, timeout: float) -> Term | None:
+    """A counterexample with small numbers, if one is found quickly: the solver's first model often
+    has thousands of vmas; a person wants one or two."""
+    solver.set("timeout", max(1, int(timeout * 1000)))
+    solver.add(_all(m, lambda f: s.nv[f] <= 2), s.nfiles <= 3, s.lost <= 2, s.dev_ref <= 8,
+               s.cdev_ref <= 4, s.binds_left <= 1)
+    return solver.model() if solver.check() == z3.sat else None
+
+
+def check_not_vacuous(profile: Profile, timeout: float) -> Verdict:
+    """The assumed invariants hold in a state with two open files, one of them mapped, on a live
+    device: were they contradictory (or did they exclude users), every proof would pass for nothing."""
+    cx = context(profile)
+    S = cx.S
+    f, g = z3.Consts("vf vg", LFILE)
+    solver = _solver(timeout)
+    solver.add(*(cx.pre[n] for n in cx.assumed), z3.Distinct(f, g), S.opened[f], S.opened[g], S.nv[f] == 1,
+               S.phase == D_LIVE, S.rg_phase == RG_LIVE)
+    r = solver.check()
+    if r == z3.sat:
+        return Verdict(Status.PROVED)
+    return Verdict(Status.VIOLATED if r == z3.unsat else Status.UNKNOWN,
+                   counterexample=f"no live device with two open files satisfies the invariants: {r}")
+
+
+# --------------------------------------------------------------------------------------------------
+# Counterexamples to induction, for people
+# --------------------------------------------------------------------------------------------------
+
+def position(m: Model, prog: int, pc: int) -> str:
+    if prog == IDLE:
+        return "idle"
+    name = PROGS[prog] if 0 <= prog < len(PROGS) else str(prog)
+    steps = m.program(name) if name in m.programs else ()
+    at = f"before {steps[pc][0]}" if 0 <= pc < len(steps) else f"pc {pc}"
+    return f"{name}, {at}"
+
+
+def render_state(m: Model, mod: Term, s: LState, param: Term | None = None) -> list[str]:
+    def ev(t: Term) -> Term:
+        return mod.eval(t, model_completion=True)
+
+    def num(t: Term) -> int:
+        return int(ev(t).as_long())
+
+    def flag(t: Term) -> bool:
+        return bool(z3.is_true(ev(t)))
+
+    flags = " ".join(n for n in ("alive", "registered", "cdev_live", "cdev_mapped", "bound", "init_ref",
+                                  "holds_region", "icdev_cached", "dead", "gp") if flag(getattr(s, n)))
+    lines = [f"admin: {position(m, num(s.prog), num(s.pc))}; binds left {num(s.binds_left)}",
+             f"region: {RG_PHASES.get(num(s.rg_phase), '?')} kref={num(s.rg_kref)}"
+             f"{' freed' if flag(s.rg_freed) else ''}",
+             f"device: {PHASES.get(num(s.phase), '?')} dev_ref={num(s.dev_ref)} cdev_ref={num(s.cdev_ref)} "
+             f"children={num(s.children)} zombies={num(s.zombies)} [{flags}]",
+             f"open files: {num(s.nfiles)} (ghost lost pins {num(s.lost)}); oops: "
+             f"{OOPS_NAMES.get(num(s.oops), num(s.oops))}"]
+    elems = mod.get_universe(m.fsort) or []
+    for i, x in enumerate(elems):
+        if flag(s.opened[x]):
+            lines.append(f"file{i}: fd={flag(s.fd[x])} vmas={num(s.nv[x])} private_data="
+                         f"{'NULL' if flag(s.pnull[x]) else 'dev_dax'}"
+                         f"{'  <- the step' if param is not None and z3.eq(ev(param), x) else ''}")
+    return lines
+
+
+def render_cti(m: Model, mod: Term, s: LState, t: LState, act: str, param: Term | None) -> str:
+    before, after = render_state(m, mod, s, param), render_state(m, mod, t, param)
+    elems = mod.get_universe(m.fsort) or []
+    who = ""
+    if param is not None:
+        val = mod.eval(param, model_completion=True)
+        who = next((f"(file{i})" for i, x in enumerate(elems) if z3.eq(x, val)), "(a file)")
+    changed = [ln for ln in after if ln not in before] or ["(nothing changed)"]
+    return "\n".join(["counterexample to induction", "state before (the assumed invariants hold):",
+                      *("  " + ln for ln in before), f"step: {act}{who}", "state after (what changed):",
+                      *("  " + ln for ln in changed)])
+
+
+# --------------------------------------------------------------------------------------------------
+# Obligations
+# --------------------------------------------------------------------------------------------------
+
+def lifetime_obligations(profile: Profile) -> list[Obligation]:
+    """One obligation per invariant and strengthening (``life_`` names), the learned table, and the
+    non-vacuity check; none for v4.7 (``supported``)."""
+    if not supported(profile):
+        return []
+
+    def vacuous(timeout: float) -> Verdict:
+        return check_not_vacuous(profile, timeout)
+    out = [Obligation("life_not_vacuous", "the lifetime invariants admit a live device with open files",
+                      "proofs/lifetime.py", vacuous)]
+    docs = [(i.name, i.kind, i.doc) for i in invariants_for(profile)] + [
+        ("admin_table", "aux", "the admin-controlled flags take one of the rows learned from the spec")]
+    for name, kind, doc in docs:
+        def goal(timeout: float, name: str = name) -> Verdict:
+            return check(profile, name, timeout)
+        what = "invariant" if kind == "spec" else "strengthening"
+        out.append(Obligation(f"life_{name}", f"{what}, inductive for any files/vmas/binds: {doc}",
+                              "spec/invariants.py" if kind == "spec" else "proofs/lifetime.py", goal))
+    return out
+
+
+__all__ = ["INVARIANTS", "LState", "Model", "abstract", "lifetime_obligations", "reachable"]
