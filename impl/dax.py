@@ -30,6 +30,7 @@ modern device was not alive dereferences a NULL private_data).
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import threading
@@ -52,6 +53,7 @@ from .fault_policy import VMA_NOHUGE
 from .ida import Ida
 from .kobject import KernelBug, Kobject, Kref
 from .table import DEV_DEFAULT_LEAKS, DEV_NO_FALLBACK, DEV_NO_PUD, DEV_NO_VMA_BOUNDS, DEV_RCU, C
+from .tracelog import TraceLog
 from .vmcore import VmCore, claim
 
 ON: Final = contracts.ENABLED
@@ -159,6 +161,7 @@ class Event:
     kind: str
     obj: str
     detail: str = ""
+    seq: int = -1       # the number in the global order shared with the handler (tracing on; tracelog.py)
 
 
 # ------------------------------------------------------------------------------------- registry --
@@ -393,8 +396,9 @@ class DevDax:
     @icontract.ensure(lambda self: self.alive, enabled=ON)
     def set_alive(self) -> str:
         """v4.10: "from here on we're committed to teardown via dax_dev_release()"."""
-        self.bus.core.set_alive(self.slot, True)
-        self._log("alive_set")
+        with self.bus._linearize():
+            self.bus.core.set_alive(self.slot, True)
+            self._log("alive_set")
         return "ok"
 
     @icontract.require(lambda self: not self.holds_region, enabled=ON)
@@ -452,11 +456,15 @@ class DevDax:
     @icontract.ensure(lambda self: self.alive and self.bound and not self.dead, enabled=ON)
     def run_dax(self) -> str:
         """dev_dax_probe ends with run_dax(): alive. Old vmas of an earlier binding fault through the
-        same dev_dax again, so their poison markers are zapped (MappingCore.revive_device)."""
+        same dev_dax again, so their poison markers are zapped (MappingCore.revive_device). The store
+        of alive is the step's linearization point (logged with it, before the grace period and zap
+        revive_device then does)."""
+        with self.bus._linearize():
+            self.bus.core.set_alive(self.slot, True)
+            self._log("alive_set", "run_dax")
         self.bus.core.revive_device(self.slot)
         self.bound = True
         self.dead = False
-        self._log("alive_set", "run_dax")
         return "ok"
 
     # --- teardown steps ----------------------------------------------------------------------------
@@ -476,9 +484,10 @@ class DevDax:
         """kill_dax(): alive = false; new faults see it and SIGBUS."""
         if not self._created() or (self.region.profile.bind_cycles and not self.bound and not self.alive):
             return "skipped"
-        self.bus.core.set_alive(self.slot, False)
+        with self.bus._linearize():             # the store and its event are one point of the log
+            self.bus.core.set_alive(self.slot, False)
+            self._log("alive_clear")
         self.bound = False
-        self._log("alive_clear")
         return "ok"
 
     def synchronize_start(self) -> str:
@@ -1338,8 +1347,28 @@ class DaxBus:
 
     # --- bookkeeping -------------------------------------------------------------------------------
     def _log(self, kind: str, obj: str, detail: str = "") -> None:
-        if self.events is not None:
+        if self.events is None:
+            return
+        tr = self._tracer()
+        if tr is None:
             self.events.append(Event(kind, obj, detail))
+            return
+        with tr.section():
+            self.events.append(Event(kind, obj, detail, tr.take()))
+
+    def _tracer(self) -> TraceLog | None:
+        """The shared trace log when trace validation switched it on (impl/tracelog.py)."""
+        core = self.core
+        if core.closed:
+            return None
+        tr = core.table.trace
+        return tr if tr.on else None
+
+    def _linearize(self) -> contextlib.AbstractContextManager[None]:
+        """A block that is one linearization point: done inside the trace log's critical section, so
+        no handler point falls between the operation and its event (a no-op when not tracing)."""
+        tr = self._tracer()
+        return tr.section() if tr is not None else contextlib.nullcontext()
 
     def _warn(self, msg: str) -> None:
         """A kernel WARN the emulation survives (as the kernel does): kept like dmesg."""

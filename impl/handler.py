@@ -39,7 +39,7 @@ from dataclasses import dataclass
 
 from devdax.spec import geometry
 
-from . import srcu
+from . import srcu, tracelog
 from . import sys as dsys
 from .table import (
     DEV_DEFAULT_LEAKS,
@@ -204,6 +204,7 @@ class Handler:
         self.addr = dsys.mmap(0, TABLE_SIZE, dsys.PROT_READ | dsys.PROT_WRITE, dsys.MAP_SHARED, table_fd, 0)
         os.close(table_fd)
         self.table = SharedTable(self.addr)
+        self.trace = self.table.trace
         self.ctl = ctl
         self.policy = policy
         self.nworkers = nworkers
@@ -295,13 +296,13 @@ class Handler:
             if dev is not None:
                 st.dev_sigbus[dev] += sign
 
-    def _resolve(self, fd: int, d: Decision, dev: int | None, wid: int) -> None:
+    def _resolve(self, fd: int, d: Decision, dev: int | None, wid: int) -> int:
         """Run the ioctl(s) for a decision, then make sure every waiter on the unit is woken.
 
         The outcome is counted *before* the ioctl, because the ioctl wakes the toucher, and a toucher
         that reads the counters right after its access must see its own fault. When the unit turns out
         to be fully present already (a racing fault installed it) the count is taken back and the fault
-        is counted as EEXIST instead.
+        is counted as EEXIST instead. Returns the bytes changed (0: all present, -1: the ioctl failed).
         """
         st = self.table.t.workers[wid]
         self._count(d, dev, wid, 1)
@@ -320,6 +321,7 @@ class Handler:
         if changed != d.size:
             with contextlib.suppress(OSError):
                 dsys.uffd_wake(fd, d.addr, d.size)
+        return changed
 
     def service(self, fd: int, msg: dsys.uffd_msg, wid: int, t0: int) -> None:
         """One fault, marked busy from before its read lock to after its unlock (read_nesting)."""
@@ -335,37 +337,68 @@ class Handler:
         finally:
             st.busy = 0
 
+    @staticmethod
+    def _point(tr: tracelog.TraceLog | None, kind: int, ptid: int) -> contextlib.AbstractContextManager[None]:
+        """A linearization point of the fault (impl/tracelog.py): when trace validation is on, the
+        block runs inside the log's critical section, shared with the main process's stores of
+        alive, so what it reads and what it records are one point of one total order."""
+        return tr.section(kind, ptid) if tr is not None else contextlib.nullcontext()
+
     def _service(self, fd: int, msg: dsys.uffd_msg, wid: int, t0: int, sr: srcu.Srcu, entered: int) -> None:
+        """Traced (trace validation), each step is recorded: read_lock (the SRCU slot store), check
+        (alive as read and the decision: the policy runs under the log's lock, so the value logged
+        is the value it decided on), insert or poison (its number is taken before the ioctl wakes
+        the toucher, so what the toucher does next comes after it), read_unlock (the slot store)."""
         st = self.table.t.workers[wid]
         addr = int(msg.arg1)
-        sr.read_lock(wid)
+        ptid = int(msg.arg2) & 0xFFFF_FFFF
+        tr = self.trace if self.trace.on else None
+        with self._point(tr, tracelog.LOCK, ptid):
+            sr.read_lock(wid)
+            if tr is not None:
+                tr.emit(tracelog.LOCK, wid, ptid, addr)
         try:
-            idx = self.lookup(addr)
-            atomic = False
-            if idx is None:
-                d = Decision(False, addr & ~(PAGE - 1), PAGE, "no_vma")
-            else:
-                # M5: a plain rcu_read_lock() section may not sleep (CONFIG_DEBUG_ATOMIC_SLEEP)
-                atomic = bool(int(self.table.t.devices[int(self.table.t.vmas[idx].dev)].rules) & DEV_RCU)
-                try:
-                    d = self.policy(self.table, idx, addr)
-                except Exception:
-                    # a broken (pluggable) policy must not leave the toucher blocked forever: the
-                    # fault ends in SIGBUS and the error is counted
-                    st.counters[C.ERRORS] += 1
-                    d = Decision(False, addr & ~(PAGE - 1), PAGE, "fault")
-            st.counters[C.FALLBACK] += d.fallbacks
-            for _ in range(d.leaked):
-                sr.read_lock(wid)              # taken by a ->huge_fault call that never unlocked
-            dev = int(self.table.t.vmas[idx].dev) if idx is not None else None
+            with self._point(tr, tracelog.CHECK, ptid):
+                idx = self.lookup(addr)
+                alive = 0
+                if idx is not None:
+                    alive = int(self.table.t.devices[int(self.table.t.vmas[idx].dev)].alive)
+                atomic = False
+                if idx is None:
+                    d = Decision(False, addr & ~(PAGE - 1), PAGE, "no_vma")
+                else:
+                    # M5: a plain rcu_read_lock() section may not sleep (CONFIG_DEBUG_ATOMIC_SLEEP)
+                    atomic = bool(int(self.table.t.devices[int(self.table.t.vmas[idx].dev)].rules) & DEV_RCU)
+                    try:
+                        d = self.policy(self.table, idx, addr)
+                    except Exception:
+                        # a broken (pluggable) policy must not leave the toucher blocked forever: the
+                        # fault ends in SIGBUS and the error is counted
+                        st.counters[C.ERRORS] += 1
+                        d = Decision(False, addr & ~(PAGE - 1), PAGE, "fault")
+                st.counters[C.FALLBACK] += d.fallbacks
+                for _ in range(d.leaked):
+                    sr.read_lock(wid)              # taken by a ->huge_fault call that never unlocked
+                dev = int(self.table.t.vmas[idx].dev) if idx is not None else None
+                if tr is not None:
+                    code = (d.size << 8) | (tracelog.REASONS.index(d.reason) << 1) | int(d.install)
+                    tr.emit(tracelog.CHECK, wid, ptid, addr, -1 if idx is None else idx, alive, code)
             if atomic and d.install:
                 # vm_insert_mixed -> pte_alloc -> GFP_KERNEL allocation: might_sleep() inside
                 # rcu_read_lock(): "BUG: sleeping function called from invalid context" (M5)
                 st.counters[C.SLEEP_IN_ATOMIC] += 1
             t1 = time.perf_counter_ns()
-            self._resolve(fd, d, dev, wid)     # the insert happens inside the read-side section
+            kind = tracelog.INSERT if d.install else tracelog.POISON
+            with self._point(tr, kind, ptid):
+                seq = tr.take() if tr is not None else 0
+                changed = self._resolve(fd, d, dev, wid)   # the insert happens inside the read-side section
+                if tr is not None:
+                    tr.emit(kind, wid, ptid, d.addr, -1 if idx is None else idx, changed, d.size, seq)
         finally:
-            sr.read_unlock(wid)
+            with self._point(tr, tracelog.UNLOCK, ptid):
+                if tr is not None:
+                    tr.emit(tracelog.UNLOCK, wid, ptid, addr)
+                sr.read_unlock(wid)
         if sr.nesting(wid) > entered:
             # lockdep_sys_exit: "WARNING: lock held when returning to user space!" (dax_srcu, M20)
             st.counters[C.LOCK_HELD_RETURN] += 1
@@ -401,6 +434,7 @@ class Handler:
             return len(self.children)
 
     def _worker(self, wid: int) -> None:
+        self.trace.set_gate(wid)
         while not self.stop:
             try:
                 events = self.eps[wid].poll(1.0)

@@ -27,10 +27,12 @@ PRIVATE_EXPEDITED would be wrong here: it only reaches threads of the caller's o
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import threading
 import time
-from typing import Final
+from collections.abc import Iterator
+from typing import Final, Protocol
 
 from . import sys as _sys
 
@@ -44,6 +46,23 @@ class SrcuShared(ctypes.Structure):
     """Header of the shared SRCU area; ``slots`` follows, ``nslots * SLOT_STRIDE`` u64 words."""
 
     _fields_ = (("gp_ctr", ctypes.c_uint64), ("nslots", ctypes.c_uint64), ("_pad", ctypes.c_uint64 * 6))
+
+
+class Tracer(Protocol):
+    """What synchronize needs of impl/tracelog.TraceLog (kept structural: srcu imports nothing)."""
+
+    @property
+    def on(self) -> bool: ...
+
+    def section(self, kind: int = 0) -> contextlib.AbstractContextManager[None]: ...
+
+    def emit(self, kind: int, wid: int = 0, ptid: int = 0, addr: int = 0, vma: int = 0, a: int = 0,
+             b: int = 0) -> int: ...
+
+
+#: tracelog's record kinds for the writer's two points (kept equal to tracelog.GP_FLIP / GP_DONE)
+TRACE_GP_FLIP: Final = 6
+TRACE_GP_DONE: Final = 7
 
 
 def shared_size(nslots: int) -> int:
@@ -98,6 +117,10 @@ class Srcu:
         self.nslots = nslots
         self._writer = threading.Lock()
         self.grace_periods = 0
+        #: set by trace validation: the phase flip and the end of the grace period become logged
+        #: linearization points (the flip is done inside the log's critical section, so a reader's
+        #: logged read_lock is either before it -- waited for -- or after it -- not waited for)
+        self.tracer: Tracer | None = None
         if init:
             self._hdr.gp_ctr = GP_COUNT
             self._hdr.nslots = nslots
@@ -159,11 +182,25 @@ class Srcu:
         TimeoutError instead of a hang; the domain stays usable.
         """
         deadline = None if timeout is None else time.monotonic() + timeout
+        tr = self.tracer if self.tracer is not None and self.tracer.on else None
         with self._writer:
             memory_barrier()
             self._wait(deadline)           # readers still in the phase before the previous flip
-            self._hdr.gp_ctr ^= GP_PHASE
+            with self._traced(tr, TRACE_GP_FLIP):
+                self._hdr.gp_ctr ^= GP_PHASE
             memory_barrier()
             self._wait(deadline)           # readers that entered before this flip
             memory_barrier()
-            self.grace_periods += 1
+            with self._traced(tr, TRACE_GP_DONE):
+                self.grace_periods += 1
+
+    @staticmethod
+    @contextlib.contextmanager
+    def _traced(tr: Tracer | None, kind: int) -> Iterator[None]:
+        """Run the block as one logged point (or plainly when not tracing)."""
+        if tr is None:
+            yield
+            return
+        with tr.section(kind):
+            yield
+            tr.emit(kind)

@@ -8,7 +8,7 @@ each handler worker owns a private row (no atomics needed: one writer per row), 
 
 Layout (all u64, fixed capacity so both sides agree without negotiation)::
 
-    Header | DeviceDesc[MAX_DEVICES] | VmaDesc[MAX_VMAS] | WorkerStats[MAX_WORKERS] | SRCU area
+    Header | DeviceDesc[MAX_DEVICES] | VmaDesc[MAX_VMAS] | WorkerStats[MAX_WORKERS] | SRCU area | trace area
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from enum import IntEnum
 from typing import Final
 
 from . import srcu
+from .tracelog import TraceArea, TraceLog
 
 MAGIC: Final = 0x6465_7664_6178_3031  # "devdax01"
 MAX_DEVICES: Final = 64
@@ -122,6 +123,7 @@ class Layout(ctypes.Structure):
         ("vmas", VmaDesc * MAX_VMAS),
         ("workers", WorkerStats * MAX_WORKERS),
         ("srcu", ctypes.c_uint8 * SRCU_SIZE),
+        ("trace", TraceArea),    # tracelog.py: the global order of linearization points (tests)
     )
 
 
@@ -141,6 +143,7 @@ class SharedTable:
         elif self.t.hdr.magic != MAGIC:
             raise ValueError("shared table: bad magic (not created by MappingCore?)")
         self.srcu = srcu.Srcu(srcu_addr, MAX_WORKERS, init=init)
+        self.trace = TraceLog(addr + Layout.trace.offset)
 
     def counters(self) -> dict[str, int]:
         """Counter name -> sum over workers."""

@@ -21,7 +21,7 @@ from devdax.spec.ctx import Ctx
 from devdax.spec.profiles import get_profile
 
 from .driver import MINOR_BASE, spec_config
-from .trace import TraceRejected, check_trace, close_bus, leaked, race_run
+from .trace import TraceRejected, check_trace, close_bus, enable_tracing, leaked, race_run
 
 RUNS = int(os.environ.get("DEVDAX_TRACE_RUNS", "1000"))
 SECONDS = float(os.environ.get("DEVDAX_TRACE_SECONDS", "55"))
@@ -40,6 +40,7 @@ def test_trace_validation(profile: str) -> None:
     seeds = [int(SEED)] * 30 if SEED is not None else range(RUNS)
     deadline = time.monotonic() + SECONDS
     bus = DaxBus(workers=2)
+    enable_tracing(bus)
     runs = racy = 0
     try:
         for k, seed in enumerate(seeds):
@@ -48,6 +49,7 @@ def test_trace_validation(profile: str) -> None:
             if leaked(bus) > 40:
                 close_bus(bus)
                 bus = DaxBus(workers=2)
+                enable_tracing(bus)
             run = race_run(bus, profile, seed, minor_base=MINOR_BASE + (k % 4096) * 64)
             try:
                 check_trace(c, run)

@@ -1,38 +1,47 @@
 """Concurrent runs on impl and the checker that accepts a run only if it is a path of the spec.
 
 A run (``race_run``): sequential setup through the lockstep driver (open two files, map each), then
-real concurrency: toucher threads (each one spec CPU; their faults are serviced by the handler
-process's workers under the real SRCU read lock) touch units of the mappings through
-process_vm_readv/writev, with no lock of ours, while an admin thread disables (and, modern, enables)
-the device and a closer thread closes an fd. Sleeps between the actions come from the run's seed.
+real concurrency: toucher threads touch units of the mappings through process_vm_readv/writev, with
+no lock of ours (their faults are serviced by the handler process's workers under the real SRCU
+read lock), while an admin thread disables (and, modern, enables) the device and a closer thread
+closes an fd. Sleeps between the actions come from the run's seed.
 
-The log: impl's event log (linearization points of the admin steps, closes, puts, releases, in the
-order they happened: each is appended under the bus lock), and per thread the records of its actions
-with their windows: ``k0`` = events logged before the action began, ``k1`` = events logged before
-it returned. The fault steps happen in the handler process and are not logged one by one; a touch is
-known by its window and its outcome.
+The log is one total order over both processes (impl/tracelog.py): every linearization point is
+done inside a process-shared critical section and numbered by one global counter. The main process
+logs the admin steps (and, as the step's own point, the stores of alive: ``alive_clear``,
+``alive_set``), grace-period start/end, unmap, closes, puts and releases; impl/srcu.py logs the
+phase flip and the end of each real grace period; each handler worker (one spec CPU) logs, per
+fault, ``read_lock`` (the SRCU slot store), ``check`` (alive as read, and the decision: install at
+a size, or SIGBUS with its reason), ``insert`` (bytes the UFFDIO_CONTINUE changed; 0 = all present,
+the kernel's -EBUSY) or ``poison``, and ``read_unlock``, each attributed to the faulting thread.
+A toucher's action is known by its window: the numbers before it began and after it returned.
 
-The checker (``check_trace``) replays the log on the spec: each admin step event must be the step the
-spec's admin program takes next (same name, same outcome; a step the impl skipped must be one the
-spec skips), each close is do_close of the file's slot, and each touch is either an access to an
-installed entry or one fault of its CPU (fault_lock, fault_check, fault_insert, fault_unlock, with
-fallback retries; after NOPAGE the access is retried, and faults again if the entry was zapped
-meanwhile, as the mm retries the instruction) whose steps the search places anywhere inside the
-touch's window, interleaved with the other CPUs and the admin steps (synchronize_wait is blocked
-while a CPU that was inside its read section at synchronize_start has not left it). Every spec
-state on the path must satisfy the state invariants except the profile's findings, each touch's
-outcome must be the spec's, and the end state must be abstraction(impl). The search is a memoised
-DFS over (log position, spec state, touches done); the log is accepted iff some path reaches the end.
+The checker (``check_trace``) replays the log on the spec, every event being the spec step at that
+position: each admin step event must be the step the spec's admin program takes next (same name,
+same outcome; a step the impl skipped must be one the spec skips), applied at its linearization
+point; each close is do_close of the file's slot; each handler point is the step of its CPU
+(fault_lock, fault_check with the mm's fallback retries taken at once, since the handler negotiates
+the size inside one section, fault_insert, fault_unlock) and must agree with the spec on alive, the
+decision, the size and whether the entry was already there; ``synchronize_wait`` is blocked while a
+CPU that was inside its read section at ``synchronize_start`` has not left it. Separately, impl's
+own SRCU must have waited, at each ``gp_done``, for every section open at the ``gp_flip`` before it.
+A touch has no step of its own: its outcome must be what an access sees at some point of its window
+(ok: an entry covers the address; SIGBUS: a fault there would end in SIGBUS). Every spec state on
+the path must satisfy the state invariants except the profile's findings, and the end state must be
+abstraction(impl). The search is a memoised DFS over (log position, spec state, touches done); its
+only choices are where each touch takes effect and the relaxations below.
 
 Three relaxations, where impl's steps are finer than the spec's or where the emulation differs from
 the kernel on purpose: unmap_mapping_range zaps the vmas one by one; run_dax (core.revive_device)
 zaps the device's vmas after setting alive (an entry installed in between vanishes); until that
-zap, and during a kill, a poison marker a fault of the dead device left may answer SIGBUS (impl's
-units are 512 PTEs, and its markers are sticky; see check_trace).
+zap, and during a kill, a poison marker a fault of the dead device left may answer SIGBUS, and an
+install may find such a unit present (impl's units are 512 PTEs, and its markers are sticky; see
+check_trace).
 """
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import random
 import threading
@@ -41,15 +50,18 @@ from dataclasses import dataclass, field
 
 import icontract
 
+from devdax.impl import tracelog
 from devdax.impl.core import MappingCore
-from devdax.impl.dax import DaxBus, Event, KernelBug
+from devdax.impl.dax import DaxBus, Event, KernelBug, VmArea
+from devdax.impl.tracelog import TraceLog, TraceRec
 from devdax.spec import admin
 from devdax.spec.config import Config
 from devdax.spec.ctx import Ctx
 from devdax.spec.fault import covered, fault_check, fault_insert, fault_lock, fault_unlock
 from devdax.spec.file import do_close
+from devdax.spec.geometry import SIZE_NAMES, next_fault_size
 from devdax.spec.invariants import state_invariants
-from devdax.spec.state import C_CHECKED, C_DONE, C_IDLE, C_LOCKED, R_FALLBACK, R_NONE, Admin, State
+from devdax.spec.state import C_CHECKED, C_DONE, C_IDLE, C_LOCKED, R_FALLBACK, Admin, Cpu, State
 
 from .abstraction import abstraction, diff, project
 from .driver import SHAPES, Driver, spec_config
@@ -59,11 +71,11 @@ SHAPE_2 = next(m for m in SHAPES if m.name == "shared-2")
 
 @dataclass(frozen=True)
 class TouchRec:
-    cpu: int
+    cpu: int              # the toucher (not a spec CPU: faults run on the handler's workers)
     vma: int              # spec vma slot
     addr: int             # spec address
     write: bool
-    k0: int
+    k0: int               # window [k0, k1) as log indices (race_run converts from sequence numbers)
     k1: int
     outcome: str
 
@@ -75,6 +87,22 @@ class AdminRec:
     k0: int
     k1: int
     outcome: str
+
+
+@dataclass(frozen=True)
+class HRec:
+    """One handler point of the merged log (impl/tracelog.py record, translated to spec terms)."""
+
+    kind: str             # read_lock | check | insert | poison | read_unlock | gp_flip | gp_done
+    cpu: int              # the handler worker = the spec CPU (its SRCU slot is the reader)
+    toucher: int          # the thread whose fault it is (-1: not a toucher of this run)
+    vma: int              # spec vma slot (-1: no vma of the run)
+    addr: int             # spec address of the fault
+    alive: int = 0        # check: alive as the handler read it
+    install: bool = False  # check: the decision
+    size: int = 0         # check: the install size; insert/poison: the unit
+    reason: str = ""      # check: Decision.reason
+    changed: int = 0      # insert/poison: bytes the ioctl changed (0: all present, -1: failed)
 
 
 @dataclass
@@ -89,6 +117,7 @@ class Run:
     devs: dict[str, int]                  # impl device name -> spec device index
     s0: State
     final: State                          # abstraction(impl) after the threads joined
+    hrecs: dict[int, HRec] = field(default_factory=dict)   # log index -> handler point
     notes: list[str] = field(default_factory=list)
 
 
@@ -98,12 +127,39 @@ class TraceRejected(AssertionError):
 
 # ---------------------------------------------------------------------------------------- runs ----
 
+def enable_tracing(bus: DaxBus) -> TraceLog:
+    """Switch the shared trace log on for ``bus`` (before any run: the handler must be idle)."""
+    table = bus.core.table
+    table.trace.enable()
+    table.srcu.tracer = table.trace
+    return table.trace
+
+
+def quiesce(bus: DaxBus, seed: int) -> None:
+    """Wait until the handler has serviced every fault message it read, to its read_unlock. The
+    toucher wakes at the insert, before the unlock; and a worker may hold a message whose toucher
+    another fault's install already woke: without this the log could begin or end inside a fault.
+    (Unread messages have a blocked toucher: none once the run's threads have joined.)"""
+    table = bus.core.table
+    deadline = time.monotonic() + 10
+    while True:
+        c = table.counters()
+        served = sum(int(w.lat_idx) for w in table.t.workers) + c["errors"]
+        if c["msgs"] - c["fork_events"] == served:
+            return
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"seed {seed}: the handler read {c['msgs']} messages, serviced {served}")
+        time.sleep(2e-4)
+
+
 def race_run(bus: DaxBus, profile: str, seed: int, impl_profile: object = None, touchers: int = 2,
              touches: int = 3, minor_base: int = 1 << 19) -> Run:
-    """One concurrent run on ``bus``; its schedule (units, accesses, sleeps, order of admin actions)
-    is a function of ``seed``; only the OS's thread interleaving is not."""
+    """One concurrent run on ``bus`` (tracing switched on if it is not); its schedule (units, accesses,
+    sleeps, order of admin actions) is a function of ``seed``; only the OS's thread interleaving is
+    not. The spec has one CPU per handler worker."""
     rng = random.Random(seed)
-    cfg: Config = spec_config(profile, cpus=touchers, generations=2)
+    tr = bus.core.table.trace if bus.core.table.trace.on else enable_tracing(bus)
+    cfg: Config = spec_config(profile, cpus=int(bus.core.table.t.hdr.nworkers), generations=2)
     drv = Driver(cfg, impl_profile=impl_profile, bus=bus, minor_base=minor_base)  # type: ignore[arg-type]
     try:
         drv.open(0, True)
@@ -127,23 +183,27 @@ def race_run(bus: DaxBus, profile: str, seed: int, impl_profile: object = None, 
         close_target = rng.choice(sorted(files))
         trecs: list[list[TouchRec]] = [[] for _ in range(touchers)]
         arecs: list[AdminRec] = []
+        tids: dict[int, int] = {}
         errors: list[BaseException] = []
         barrier = threading.Barrier(touchers + 1 + (close_at is not None))
         dev = drv.ref.regions[-1].devices[0]
+        quiesce(bus, seed)
+        seq0 = tr.now()
 
         def toucher(j: int) -> None:
             try:
+                tids[threading.get_native_id()] = j
                 barrier.wait()
                 for vi, unit, write, pause in plan_t[j]:
                     time.sleep(pause)
                     a, slot, delta = vmas[vi]
                     addr = a.start + unit * align + 0x40 * (j + 1)
-                    k0 = len(events)
+                    k0 = tr.now()
                     if write:
                         t = MappingCore.touch_write(addr, bytes([j + 1]))
                     else:
                         t = MappingCore.touch_read(addr, 1)
-                    k1 = len(events)
+                    k1 = tr.now()
                     trecs[j].append(TouchRec(j, slot, addr + delta, write, k0, k1, t.outcome))
             except BaseException as e:
                 errors.append(e)
@@ -153,7 +213,7 @@ def race_run(bus: DaxBus, profile: str, seed: int, impl_profile: object = None, 
                 barrier.wait()
                 for kind, pause in admin_plan:
                     time.sleep(pause)
-                    k0 = len(events)
+                    k0 = tr.now()
                     try:
                         (bus.disable if kind == "disable" else bus.enable)(dev)
                         out = "ok"
@@ -163,7 +223,7 @@ def race_run(bus: DaxBus, profile: str, seed: int, impl_profile: object = None, 
                         out = f"contract: {' '.join(str(e).splitlines()[1:3])}"
                     except KernelBug as e:
                         out = f"KernelBug: {e}"
-                    arecs.append(AdminRec(kind, 0, k0, len(events), out))
+                    arecs.append(AdminRec(kind, 0, k0, tr.now(), out))
             except BaseException as e:
                 errors.append(e)
 
@@ -179,10 +239,9 @@ def race_run(bus: DaxBus, profile: str, seed: int, impl_profile: object = None, 
 
         threads = [threading.Thread(target=toucher, args=(j,)) for j in range(touchers)]
         threads.append(threading.Thread(target=admin_thread))
-        barrier_parties = barrier.parties
         if close_at is not None:
             threads.append(threading.Thread(target=closer))
-        assert barrier_parties == len(threads)
+        assert barrier.parties == len(threads)
         for t in threads:
             t.start()
         for t in threads:
@@ -191,12 +250,65 @@ def race_run(bus: DaxBus, profile: str, seed: int, impl_profile: object = None, 
                 raise TimeoutError(f"seed {seed}: a thread of the run did not finish in 30 s")
         if errors:
             raise errors[0]
+        quiesce(bus, seed)
+        seq1 = tr.now()
         final = abstraction(drv.c, bus, drv.ref, minor_base=minor_base)
         notes = [f"setup: {op.text} -> {op.impl}" for op in drv.history]
         devs = {d.name: drv.ref.dev_index(drv.c, d) for r in drv.ref.regions for d in r.devices}
-        return Run(seed, profile, list(events), k_start, trecs, arecs, files, devs, s0, final, notes)
+        log, hrecs = _merge(list(events), k_start, tr.records(seq0, seq1), vmas, tids)
+        seqs = [e.seq for e in log]
+
+        def at(k: int) -> int:           # a sequence number -> the index of the first event >= it
+            return bisect.bisect_left(seqs, k, lo=k_start)
+        trecs2 = [[TouchRec(r.cpu, r.vma, r.addr, r.write, at(r.k0), at(r.k1), r.outcome) for r in recs]
+                  for recs in trecs]
+        arecs2 = [AdminRec(a.kind, a.node, at(a.k0), at(a.k1), a.outcome) for a in arecs]
+        return Run(seed, profile, log, k_start, trecs2, arecs2, files, devs, s0, final, hrecs, notes)
     finally:
         drv.close()
+
+
+def _merge(events: list[Event], k_start: int, recs: list[TraceRec], vmas: list[tuple[VmArea, int, int]],
+           tids: dict[int, int]) -> tuple[list[Event], dict[int, HRec]]:
+    """impl's main-process events since the race began and the handler's records, in the order of
+    their sequence numbers, the handler's translated to spec terms (vma slot, spec address)."""
+
+    def locate(addr: int) -> tuple[int, int]:
+        for a, slot, delta in vmas:
+            if a.start <= addr < a.end:
+                return slot, addr + delta
+        return -1, addr
+
+    merged: list[tuple[int, Event, HRec | None]] = [(e.seq, e, None) for e in events[k_start:]]
+    for r in recs:
+        kind = tracelog.KIND_NAMES[int(r.kind)]
+        if r.kind in (tracelog.GP_FLIP, tracelog.GP_DONE):
+            h = HRec(kind, -1, -1, -1, 0)
+            merged.append((int(r.seq), Event(kind, "srcu", "", int(r.seq)), h))
+            continue
+        slot, addr = locate(int(r.addr))
+        who = tids.get(int(r.ptid), -1)
+        if r.kind == tracelog.CHECK:
+            code = int(r.b)
+            h = HRec(kind, int(r.wid), who, slot, addr, alive=int(r.a), install=bool(code & 1),
+                     size=code >> 8, reason=tracelog.REASONS[(code >> 1) & 0x7F])
+            dec = f"install {SIZE_NAMES.get(h.size, hex(h.size))}" if h.install else "SIGBUS"
+            detail = f"alive={h.alive} -> {dec} ({h.reason})"
+        elif r.kind in (tracelog.INSERT, tracelog.POISON):
+            changed = int(r.a)
+            changed = -1 if changed == 2**64 - 1 else changed
+            h = HRec(kind, int(r.wid), who, slot, addr, size=int(r.b), changed=changed)
+            detail = f"{changed:#x} of {h.size:#x} bytes changed" if changed >= 0 else "ioctl failed"
+        else:
+            h = HRec(kind, int(r.wid), who, slot, addr)
+            detail = ""
+        what = f"toucher{who}" if who >= 0 else "no toucher"
+        ev = Event(kind, f"cpu{h.cpu}", f"{what} vma{slot} {addr:#x} {detail}".rstrip(), int(r.seq))
+        merged.append((int(r.seq), ev, h))
+    merged.sort(key=lambda x: x[0])
+    log = events[:k_start] + [e for _, e, _ in merged]
+    hrecs = {k_start + i: h for i, (_, _, h) in enumerate(merged) if h is not None}
+    return log, hrecs
 
 
 # ------------------------------------------------------------------------------------- checker ----
@@ -215,6 +327,89 @@ def _start_program(c: Ctx, s: State, rec: AdminRec) -> State:
     return admin._finish(c, s._replace(admin=a))
 
 
+def _keep_left(s: State, j: int, left: int) -> State:
+    """The bound on faults is the checker's, not the kernel's: keeping it constant lets the memo
+    merge states that differ only in faults taken."""
+    if s.cpus[j].left == left:
+        return s
+    return s._replace(cpus=tuple(x._replace(left=left) if k == j else x for k, x in enumerate(s.cpus)))
+
+
+def _lock(c: Ctx, s: State, j: int, v: int, addr: int) -> State | None:
+    """fault_lock of CPU j. The spec's fault_lock refuses an address an entry covers (the mm does
+    not call the driver then), but impl's handler may be servicing a fault whose unit another
+    worker installed after the mm saw it missing (the kernel's insert then says -EBUSY): the step
+    is taken as if the entry were not there yet, and the entry stays."""
+    r = fault_lock(c, s._replace(entries=frozenset()), j, v, addr)
+    return None if r is None else r[1]._replace(entries=s.entries)
+
+
+def _check_chain(c: Ctx, s: State, j: int) -> tuple[str, State] | None:
+    """fault_check of CPU j and, while it says FALLBACK at a size with a smaller one, the mm's
+    retry (unlock, lock one size down, check): impl's handler negotiates the size inside one read
+    section (dax_policy), so its one check point stands for this chain taken at once."""
+    r = fault_check(c, s, j)
+    while r is not None and r[0] != "OOPS":
+        cpu = r[1].cpus[j]
+        if cpu.result != R_FALLBACK:
+            return r
+        if cpu.pc == C_DONE:
+            if next_fault_size(cpu.size) is None:
+                return r
+            u = fault_unlock(c, r[1], j)
+            assert u is not None
+            cpu = u[1].cpus[j]
+            r = (r[0], u[1])
+        if cpu.pc != C_IDLE:
+            return r
+        lk = fault_lock(c, r[1], j, cpu.vma, cpu.addr)
+        if lk is None:
+            return None
+        r = fault_check(c, lk[1], j)
+    return r
+
+
+def would_sigbus(c: Ctx, s: State, v: int, addr: int) -> bool:
+    """A CPU faulting on (v, addr) in state s would end in SIGBUS (run on an extra idle CPU)."""
+    if covered(s, v, addr):
+        return False
+    j = len(s.cpus)
+    t = s._replace(cpus=(*s.cpus, Cpu(left=1)))
+    lk = _lock(c, t, j, v, addr)
+    if lk is None:
+        return False
+    r = _check_chain(c, lk, j)
+    return r is not None and r[1].cpus[j].pc != C_CHECKED
+
+
+def _srcu_check(run: Run) -> str | None:
+    """impl's own grace period against its readers, from the log alone: every read section that
+    was open at a gp_flip must be closed before the next gp_done (the SRCU guarantee the teardown
+    relies on, kernel-semantics 4). Returns the violation, if any."""
+    open_: set[int] = set()
+    waited: set[int] = set()
+    for k in range(run.k_start, len(run.events)):
+        h = run.hrecs.get(k)
+        if h is None:
+            continue
+        if h.kind == "read_lock":
+            open_.add(h.cpu)
+        elif h.kind == "read_unlock":
+            open_.discard(h.cpu)
+            waited.discard(h.cpu)
+        elif h.kind == "gp_flip":
+            waited = set(open_)
+        elif h.kind == "gp_done" and waited:
+            return f"log event {k}: grace period ended while cpu{sorted(waited)} were still in sections " \
+                   "begun before its flip"
+    return None
+
+
+#: admin steps whose effect is a store the handler reads, done with its event in one traced section:
+#: the step is applied at that event, not at the "step" event that follows when the step returns
+_LIN_EVENT = {"clear_alive": "alive_clear", "set_alive": "alive_set", "run_dax": "alive_set"}
+
+
 def check_trace(c: Ctx, run: Run, findings: dict[str, str] | None = None, budget: int = 400_000) -> None:
     """Raise TraceRejected with a readable report unless the run is a path of the spec."""
     findings = c.prof.findings if findings is None else findings
@@ -222,16 +417,30 @@ def check_trace(c: Ctx, run: Run, findings: dict[str, str] | None = None, budget
     events = run.events
     n = len(events)
     T = run.touches
+    H = run.hrecs
     for op in run.admin_ops:
         if op.outcome.startswith(("contract", "KernelBug")):
             head = f"impl stopped the admin program: {op.outcome} (no spec step fails that way)"
             raise TraceRejected(_report(run, c, head, (0, [f"admin {op.kind} stopped by {op.outcome}"])))
+    err0 = _srcu_check(run)
+    if err0:
+        raise TraceRejected(_report(run, c, "impl's SRCU broke its guarantee", (0, [err0])))
     ops = [op for op in run.admin_ops if op.outcome == "ok"]
+    steps_at = [k for k, e in enumerate(events) if e.kind == "step"]
+    # a step logged at k whose linearization point is an earlier event: apply it there
+    step_at: dict[int, int] = {}            # log index of the point -> log index of the step event
+    for k in steps_at:
+        name, _, out = events[k].detail.rpartition(" ")
+        if k >= run.k_start and name in _LIN_EVENT and out == "ok":
+            inner = next((x for x in range(k - 1, run.k_start - 1, -1)
+                          if events[x].kind == _LIN_EVENT[name] and events[x].obj == events[k].obj), None)
+            if inner is not None:
+                step_at[inner] = k
+    moved = set(step_at.values())
+
     # A step's effect precedes its "step" event (logged when the step function returns), so a touch
     # that returned before event k1 may already have seen the effect of the admin step in progress
     # then: the touch must end before the event *after* the first step event at or after k1.
-    steps_at = [k for k, e in enumerate(events) if e.kind == "step"]
-
     def end_of(rec: TouchRec) -> int:
         later = [k for k in steps_at if k >= rec.k1]
         return later[0] + 1 if later else rec.k1
@@ -242,7 +451,7 @@ def check_trace(c: Ctx, run: Run, findings: dict[str, str] | None = None, budget
     # search may therefore zap single vmas of the device early, between the previous step event
     # and the unmap step event; the step itself then zaps the rest.
     unmap_at: dict[int, int] = {}           # log index inside an unmap step -> spec device
-    stale: set[int] = set()                 # log indices inside a run_dax step
+    stale: set[int] = set()                 # log indices where a poison marker may answer SIGBUS
     prev = run.k_start - 1
     for k in steps_at:
         if k < run.k_start:
@@ -254,15 +463,16 @@ def check_trace(c: Ctx, run: Run, findings: dict[str, str] | None = None, budget
             # a unit is 512 PTEs here: a fault that saw alive and one that saw dead on the same
             # unit during the kill can leave it part installed, part poisoned, so a toucher whose
             # fault saw alive may still meet a marker (the kernel's PMD insert is all or nothing)
-            kill = [x for x in steps_at if x <= k and events[x].detail.startswith("clear_alive ")]
+            kill = [x for x in range(run.k_start, k) if events[x].kind == "alive_clear"]
             if kill:
                 stale.update(range(kill[-1], k + 2))
-        # impl's run_dax is core.revive_device: alive = 1, then a zap of the device's vmas (it
-        # clears the emulation's poison markers; the kernel has none). A fault between the two
-        # installs an entry the zap then removes: entries of the device may vanish right after
-        # the run_dax step (a relaxation: losing an entry only costs a refault)
+        # impl's run_dax: alive = 1 (the step's point), then core.revive_device's grace period and
+        # zap of the device's vmas (it clears the emulation's poison markers; the kernel has
+        # none). A fault between the two installs an entry the zap then removes: entries of the
+        # device may vanish until just after the step event (losing an entry only costs a refault)
         if name == "run_dax" and events[k].obj in run.devs:
-            unmap_at[k + 1] = run.devs[events[k].obj]
+            for x in range(prev + 1, k + 2):
+                unmap_at[x] = run.devs[events[k].obj]
             # until that zap, a poison marker left by a fault of the dead device still answers
             # SIGBUS (the emulation's markers are sticky; the kernel's handler would refault)
             stale.update(range(prev + 1, k + 2))
@@ -286,6 +496,100 @@ def check_trace(c: Ctx, run: Run, findings: dict[str, str] | None = None, budget
                 return f"invariant {inv.name}: {err}"
         return None
 
+    def admin_step(i: int, k: int, s: State, aidx: int, depth: int) -> list[tuple[State, int]]:
+        ev = events[k]
+        name, _, outcome = ev.detail.rpartition(" ")
+        if outcome == "skipped":
+            return [(s, aidx)]
+        s1, a1 = s, aidx
+        if not s1.admin.prog:
+            if aidx >= len(ops):
+                note(depth, f"log event {k} ({ev.obj} {ev.detail}) but no admin action runs")
+                return []
+            s1, a1 = _start_program(c, s, ops[aidx]), aidx + 1
+        steps = admin.admin_steps(c, s1)
+        ok = [t for nm, _, lab, t in steps if nm == name and lab == outcome]
+        if not ok:
+            offered = ", ".join(f"{nm} {lab}" for nm, _, lab, _ in steps) or "nothing (blocked)"
+            where = f"log event {i}" + (f" (the point of step event {k})" if i != k else "")
+            note(depth, f"{where}: impl step {ev.obj} '{name} {outcome}'; the spec's {s1.admin.prog} "
+                 f"program offers: {offered}")
+        return [(t, a1) for t in ok]
+
+    def cpu_step(i: int, h: HRec, s: State, depth: int) -> State | None:
+        """The spec step of the handler point h (CPU h.cpu), or None with a note why not."""
+        j = h.cpu
+        cpu = s.cpus[j]
+        who = f"log event {i}: cpu{j} {h.kind} (toucher{h.toucher} vma{h.vma} {h.addr:#x})"
+        if h.kind == "read_lock":
+            if h.vma < 0:
+                note(depth, f"{who}: a fault outside every vma of the run")
+                return None
+            t = _lock(c, s, j, h.vma, h.addr) if cpu.pc == C_IDLE and cpu.result != R_FALLBACK else None
+            if t is None:
+                note(depth, f"{who}: the spec CPU cannot begin a fault (pc {cpu.pc}, result {cpu.result})")
+            return t
+        if h.kind == "check":
+            r = _check_chain(c, s, j) if cpu.pc == C_LOCKED else None
+            if r is None or r[0] == "OOPS":
+                note(depth, f"{who}: the spec CPU cannot check ({'OOPS: ' + r[0] if r else f'pc {cpu.pc}'})")
+                return None
+            d = s.files[s.vmas[cpu.vma].file].dev
+            if int(s.devs[d].alive) != h.alive:
+                note(depth, f"{who}: impl read alive={h.alive}, the spec's dax{d} has {s.devs[d].alive}")
+                return None
+            got = r[1].cpus[j]
+            if h.install != (got.pc == C_CHECKED) or (h.install and got.size != h.size):
+                spec = f"install {SIZE_NAMES.get(got.size)}" if got.pc == C_CHECKED else "SIGBUS"
+                note(depth, f"{who}: impl decided {'install' if h.install else 'SIGBUS'} "
+                     f"{SIZE_NAMES.get(h.size, '')} ({h.reason}), the spec's check {r[0]} -> {spec}")
+                return None
+            return _keep_left(r[1], j, cpu.left)
+        if h.kind == "insert":
+            r = fault_insert(c, s, j)
+            if r is None:
+                note(depth, f"{who}: the spec CPU is not ready to insert (pc {cpu.pc})")
+                return None
+            if i not in stale and r[0] != "ok" and h.changed > 0:
+                note(depth, f"{who}: impl installed {h.changed:#x} bytes, the spec's entry is there (EBUSY)")
+                return None
+            if i not in stale and r[0] == "ok" and h.changed == 0:
+                note(depth, f"{who}: impl found the unit present, the spec installs it")
+                return None
+            if h.changed < 0:
+                note(depth, f"{who}: impl's install ioctl failed")
+                return None
+            return r[1]
+        if h.kind == "poison":
+            if cpu.pc != C_DONE:
+                note(depth, f"{who}: impl poisons (SIGBUS) but the spec CPU is at pc {cpu.pc}")
+                return None
+            return s
+        if h.kind == "read_unlock":
+            r = fault_unlock(c, s, j)
+            if r is None:
+                note(depth, f"{who}: the spec CPU is not in a fault (pc {cpu.pc})")
+                return None
+            return _keep_left(r[1], j, cpu.left)
+        return s                              # gp_flip / gp_done: checked by _srcu_check
+
+    def touch_done(i: int, s: State, rec: TouchRec, depth: int) -> bool:
+        """The toucher's access may take effect at log position i with its outcome."""
+        if rec.outcome == "ok":
+            ok = covered(s, rec.vma, rec.addr)
+        elif rec.outcome == "SIGBUS":
+            ok = i in stale or would_sigbus(c, s, rec.vma, rec.addr)
+        else:
+            ok = False
+        if ok or rec.outcome in ("ok", "SIGBUS"):
+            if not ok:
+                act = "write" if rec.write else "read"
+                note(depth, f"log event {i}: toucher{rec.cpu}'s {act} of vma{rec.vma} {rec.addr:#x} "
+                     f"(window [{rec.k0}, {rec.k1}]) ended {rec.outcome}; the spec disagrees here")
+            return ok
+        note(depth, f"cpu{rec.cpu} touch {rec.addr:#x}: outcome {rec.outcome}, which no spec fault gives")
+        return False
+
     Node = tuple[int, State, tuple[int, ...], int]
     start: Node = (run.k_start, run.s0, (0,) * len(T), 0)
     stack = [start]
@@ -308,34 +612,22 @@ def check_trace(c: Ctx, run: Run, findings: dict[str, str] | None = None, budget
         blocked = any(tidx[j] < len(T[j]) and ends[j][tidx[j]] <= i for j in range(len(T)))
         if i < n and not blocked:
             ev = events[i]
-            if ev.kind == "step":
-                name, _, outcome = ev.detail.rpartition(" ")
-                if outcome == "skipped":
-                    succ.append((i + 1, s, tidx, aidx))
-                else:
-                    s1, a1 = s, aidx
-                    if not s1.admin.prog:
-                        if aidx >= len(ops):
-                            note(depth, f"log event {i} ({ev.obj} {ev.detail}) but no admin action runs")
-                            s1 = None  # type: ignore[assignment]
-                        else:
-                            s1, a1 = _start_program(c, s, ops[aidx]), aidx + 1
-                    if s1 is not None:
-                        steps = admin.admin_steps(c, s1)
-                        ok = [t for nm, _, lab, t in steps if nm == name and lab == outcome]
-                        if not ok:
-                            offered = (", ".join(f"{nm} {lab}" for nm, _, lab, _ in steps)
-                                       or "nothing (blocked)")
-                            note(depth, f"log event {i}: impl step {ev.obj} '{name} {outcome}'; the spec's "
-                                 f"{s1.admin.prog} program offers: {offered}")
-                        for t in ok:
-                            succ.append((i + 1, t, tidx, a1))
+            if i in step_at:
+                succ += [(i + 1, t, tidx, a) for t, a in admin_step(i, step_at[i], s, aidx, depth)]
+            elif i in moved:
+                succ.append((i + 1, s, tidx, aidx))
+            elif ev.kind == "step":
+                succ += [(i + 1, t, tidx, a) for t, a in admin_step(i, i, s, aidx, depth)]
             elif ev.kind == "close":
                 r = do_close(c, s, run.files[ev.obj])
                 if r is None:
                     note(depth, f"log event {i}: close of {ev.obj}, not open in the spec")
                 else:
                     succ.append((i + 1, r[1], tidx, aidx))
+            elif i in H:
+                t1 = cpu_step(i, H[i], s, depth)
+                if t1 is not None:
+                    succ.append((i + 1, t1, tidx, aidx))
             else:
                 succ.append((i + 1, s, tidx, aidx))
         if i in unmap_at:
@@ -344,55 +636,15 @@ def check_trace(c: Ctx, run: Run, findings: dict[str, str] | None = None, budget
                 if s.files[s.vmas[v].file].dev == d:
                     succ.append((i, s._replace(entries=frozenset(e for e in s.entries if e.vma != v)),
                                  tidx, aidx))
-        # a CPU step of an unfinished touch whose window has begun
+        # a toucher's access takes effect (the touches of one thread in order, each in its window)
         for j in range(len(T)):
             if tidx[j] == len(T[j]):
                 continue
             rec = T[j][tidx[j]]
-            if i < rec.k0:
-                continue
-            cpu = s.cpus[j]
-            nxt = list(tidx)
-            if cpu.pc == C_IDLE and cpu.result != R_FALLBACK:
-                if i in stale and rec.outcome == "SIGBUS":
-                    nxt[j] += 1
-                    succ.append((i, s, tuple(nxt), aidx))
-                    nxt = list(tidx)
-                if covered(s, rec.vma, rec.addr):
-                    if rec.outcome == "ok":
-                        nxt[j] += 1
-                        succ.append((i, s, tuple(nxt), aidx))
-                    else:
-                        note(depth, f"cpu{j} touch {rec.addr:#x}: entry installed, impl says {rec.outcome}")
-                    continue
-                r = fault_lock(c, s, j, rec.vma, rec.addr)
-            elif cpu.pc == C_IDLE:
-                r = fault_lock(c, s, j, cpu.vma, cpu.addr)
-            elif cpu.pc == C_LOCKED:
-                r = fault_check(c, s, j)
-            elif cpu.pc == C_CHECKED:
-                r = fault_insert(c, s, j)
-            else:
-                assert cpu.pc == C_DONE
-                r = fault_unlock(c, s, j)
-                if r is not None and r[1].cpus[j].pc == C_IDLE and r[1].cpus[j].result == R_NONE \
-                        and r[0] != "NOPAGE":
-                    # a fault that ends SIGBUS ends the access; NOPAGE makes the access retry (and
-                    # fault again if the entry was zapped in between, as the mm does)
-                    if r[0] != rec.outcome:
-                        note(depth, f"cpu{j} touch {rec.addr:#x}: spec fault ends {r[0]}, impl {rec.outcome}")
-                        continue
-                    nxt[j] += 1
-            if r is None:
-                note(depth, f"cpu{j} cannot step (pc {cpu.pc})")
-                continue
-            t = r[1]
-            if t.cpus[j].left != cpu.left:
-                # the bound on faults is the checker's, not the kernel's: keeping it constant lets
-                # the memo cut fault -> zap -> fault loops
-                t = t._replace(cpus=tuple(x._replace(left=cpu.left) if k == j else x
-                                          for k, x in enumerate(t.cpus)))
-            succ.append((i, t, tuple(nxt), aidx))
+            if rec.k0 <= i and touch_done(i, s, rec, depth):
+                nxt = list(tidx)
+                nxt[j] += 1
+                succ.append((i, s, tuple(nxt), aidx))
         for node in succ:
             if node in seen:
                 continue
