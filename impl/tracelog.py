@@ -60,9 +60,9 @@ class TraceRec(ctypes.Structure):
 class Gate(ctypes.Structure):
     """A waiting point of the scheduler: ``waiting`` = the announced next kind (0: not waiting),
     ``go`` = set by the scheduler to let exactly this thread through once, ``tid`` = the waiting
-    thread, ``ptid`` = the thread a handler worker's fault is for."""
+    thread, ``ptid`` = the thread a handler worker's fault is for, ``passes`` = times let through."""
 
-    _fields_ = (("waiting", U64), ("go", U64), ("tid", U64), ("ptid", U64), ("_pad", U64 * 4))
+    _fields_ = (("waiting", U64), ("go", U64), ("tid", U64), ("ptid", U64), ("passes", U64), ("_pad", U64 * 3))
 
 
 class TraceArea(ctypes.Structure):
@@ -108,6 +108,11 @@ class TraceLog:
     @property
     def on(self) -> bool:
         return bool(self.area.on)
+
+    @property
+    def scheduled(self) -> bool:
+        """A scheduler drives the gates (tests/refinement/trace.py Scheduler)."""
+        return bool(self.area.sched)
 
     def now(self) -> int:
         """The next number to be given out (an unlocked read: a window bound, not an event)."""
@@ -187,6 +192,7 @@ class TraceLog:
             delay = min(delay * 2, 2e-4)
         g.waiting = 0
         g.go = 0
+        g.passes += 1
 
 
 __all__ = ["CHECK", "GATES", "GP_DONE", "GP_FLIP", "INSERT", "KIND_NAMES", "LOCK", "MAIN_GATE0", "POISON",

@@ -43,7 +43,9 @@ from __future__ import annotations
 
 import bisect
 import contextlib
+import os
 import random
+import re
 import threading
 import time
 from dataclasses import dataclass, field
@@ -67,6 +69,7 @@ from .abstraction import abstraction, diff, project
 from .driver import SHAPES, Driver, spec_config
 
 SHAPE_2 = next(m for m in SHAPES if m.name == "shared-2")
+_NAMES = re.compile(r"\b(dax\d+\.\d+|region\d+|file\d+|cpu\d+)\b")
 
 
 @dataclass(frozen=True)
@@ -119,6 +122,35 @@ class Run:
     final: State                          # abstraction(impl) after the threads joined
     hrecs: dict[int, HRec] = field(default_factory=dict)   # log index -> handler point
     notes: list[str] = field(default_factory=list)
+    scheduled: bool = False               # the interleaving was the seeded scheduler's
+    impl: str = ""                        # the impl profile's name (a variant: "base+name")
+    choices: list[str] = field(default_factory=list)      # the scheduler's decisions, in order
+
+    def rerun(self) -> str:
+        """The one-line command that replays this run (exactly, when it was scheduled)."""
+        env = f"DEVDAX_TRACE_SEED={self.seed}"
+        variant = self.impl.partition("+")[2]
+        if variant:
+            env += f" DEVDAX_TRACE_VARIANT={variant}"
+        test = "test_scheduled_runs" if self.scheduled else "test_trace_validation"
+        where = f"tests/refinement/test_trace_validation.py::{test}[{self.profile}]"
+        return f"{env} .venv/bin/pytest -p no:randomly '{where}'"
+
+    def canonical(self) -> list[str]:
+        """The log since the race began up to renaming: objects (files, devices, regions, CPUs)
+        by first appearance, large numbers (minors) blanked: equal for two runs that took the same
+        path, whatever names and minors the bus handed out."""
+        names: dict[str, str] = {}
+
+        def name(m: re.Match[str]) -> str:
+            return names.setdefault(m.group(0), f"o{len(names)}")
+        out = []
+        for e in self.events[self.k_start:]:
+            obj = names.setdefault(e.obj, f"o{len(names)}")
+            detail = _NAMES.sub(name, e.detail)
+            detail = " ".join("#" if w.isdigit() and int(w) > 4096 else w for w in detail.split())
+            out.append(f"{e.kind} {obj} {detail}")
+        return out
 
 
 class TraceRejected(AssertionError):
@@ -152,11 +184,115 @@ def quiesce(bus: DaxBus, seed: int) -> None:
         time.sleep(2e-4)
 
 
+ACTION = 100          # the gate kind of a run thread's own action (touch, admin call, close)
+
+
+def _task_state(pid: int, tid: int) -> str:
+    """The scheduler state letter of a thread (R running/runnable, S/D sleeping, ...); "X" if gone."""
+    try:
+        with open(f"/proc/{pid}/task/{tid}/stat", "rb") as f:
+            data = f.read()
+    except OSError:
+        return "X"
+    return data.rpartition(b")")[2].split()[0].decode()
+
+
+class Scheduler:
+    """The seeded scheduler of deterministic mode: every run thread and handler worker waits at a
+    gate before each of its logged points (and a run thread before each of its own actions); when
+    no thread can move any more -- each one waits at a gate, has finished, or sleeps in the kernel
+    (a toucher in its page fault waits for a worker; a writer in its grace period for a reader; a
+    closer for the bus lock) -- the scheduler lets exactly one waiter through, chosen by its random
+    generator over the waiters in a canonical order (main-process threads by role, workers by the
+    toucher whose fault they serve: which worker the kernel wakes for a fault is not ours to fix,
+    and the spec's CPUs are interchangeable).
+
+    "Cannot move" is observed, not proved: no thread of the run or of the handler is runnable (R in
+    /proc) for ``settle`` consecutive polls. A thread that is about to move but is neither runnable
+    nor at a gate for that long (none known) would make a run differ; the reproduction test
+    compares whole logs, so such a difference shows."""
+
+    def __init__(self, tr: TraceLog, seed: int, handler_pid: int, tids: dict[int, int],
+                 settle: int = 4, poll: float = 2.5e-4) -> None:
+        self.tr = tr
+        self.rng = random.Random(seed * 7919 + 17)
+        self.hpid = handler_pid
+        self.tids = tids                     # toucher native id -> toucher index (filled by touchers)
+        self.settle = settle
+        self.poll = poll
+        self.choices: list[str] = []
+        self.error: str | None = None
+        self.main_tids: list[int] = []
+
+    def _key(self, g: int) -> tuple[int, int, int, int]:
+        gate = self.tr.area.gates[g]
+        if g >= tracelog.MAIN_GATE0:
+            return (0, g, 0, 0)
+        return (1, self.tids.get(int(gate.ptid), 99), int(gate.waiting), g)
+
+    def _waiting(self) -> list[int]:
+        return [g for g in range(tracelog.GATES) if self.tr.area.gates[g].waiting]
+
+    def _still(self) -> bool:
+        at_gate = {int(self.tr.area.gates[g].tid) for g in self._waiting()}
+        try:
+            htids = [int(t) for t in os.listdir(f"/proc/{self.hpid}/task")]
+        except OSError:
+            htids = []
+        for pid, tids in ((os.getpid(), self.main_tids), (self.hpid, htids)):
+            for tid in tids:
+                if tid not in at_gate and _task_state(pid, tid) == "R":
+                    return False
+        return True
+
+    def run(self, threads: list[threading.Thread]) -> None:
+        """The scheduler thread's body: until the run's threads have finished and the handler has
+        nothing left at a gate."""
+        quiet = 0
+        stuck_since = time.monotonic()
+        while True:
+            time.sleep(self.poll)
+            if not self._still():
+                quiet = 0
+                continue
+            quiet += 1
+            if quiet < self.settle:
+                continue
+            waiting = self._waiting()
+            if not waiting:
+                if not any(t.is_alive() for t in threads):
+                    return
+                if time.monotonic() - stuck_since > 10:
+                    self.error = "no thread at a gate and none runnable for 10 s (deadlock?)"
+                    return
+                continue
+            order = sorted(waiting, key=self._key)
+            g = order[self.rng.randrange(len(order))]
+            gate = self.tr.area.gates[g]
+            kind = int(gate.waiting)
+            who = f"main{g - tracelog.MAIN_GATE0}" if g >= tracelog.MAIN_GATE0 else \
+                f"worker(toucher{self.tids.get(int(gate.ptid), -1)})"
+            what = tracelog.KIND_NAMES.get(kind, "action" if kind == ACTION else str(kind))
+            self.choices.append(f"{who}:{what}")
+            passes = int(gate.passes)
+            gate.go = 1
+            deadline = time.monotonic() + 10
+            while gate.passes == passes and time.monotonic() < deadline:
+                time.sleep(self.poll / 4)
+            if gate.passes == passes:
+                self.error = f"gate {g} did not pass in 10 s"
+                return
+            quiet = 0
+            stuck_since = time.monotonic()
+
+
 def race_run(bus: DaxBus, profile: str, seed: int, impl_profile: object = None, touchers: int = 2,
-             touches: int = 3, minor_base: int = 1 << 19) -> Run:
-    """One concurrent run on ``bus`` (tracing switched on if it is not); its schedule (units, accesses,
-    sleeps, order of admin actions) is a function of ``seed``; only the OS's thread interleaving is
-    not. The spec has one CPU per handler worker."""
+             touches: int = 3, minor_base: int = 1 << 19, scheduled: bool = False) -> Run:
+    """One concurrent run on ``bus`` (tracing switched on if it is not); its plan (units, accesses,
+    sleeps, admin actions) is a function of ``seed``. Free-running (the default), the interleaving
+    is the OS's; ``scheduled``, a Scheduler seeded by ``seed`` chooses it at every logged point and
+    the pauses are left out: the same seed gives the same log. The spec has one CPU per handler
+    worker."""
     rng = random.Random(seed)
     tr = bus.core.table.trace if bus.core.table.trace.on else enable_tracing(bus)
     cfg: Config = spec_config(profile, cpus=int(bus.core.table.t.hdr.nworkers), generations=2)
@@ -189,13 +325,26 @@ def race_run(bus: DaxBus, profile: str, seed: int, impl_profile: object = None, 
         dev = drv.ref.regions[-1].devices[0]
         quiesce(bus, seed)
         seq0 = tr.now()
+        sched = Scheduler(tr, seed, int(bus.core.table.t.hdr.handler_pid), tids) if scheduled else None
+
+        def enter(g: int) -> None:
+            if sched is not None:
+                sched.main_tids.append(threading.get_native_id())
+                tr.set_gate(tracelog.MAIN_GATE0 + g)
+
+        def pause(t: float) -> None:
+            if sched is None:
+                time.sleep(t)
+            else:
+                tr.gate(ACTION)
 
         def toucher(j: int) -> None:
             try:
                 tids[threading.get_native_id()] = j
+                enter(j)
                 barrier.wait()
-                for vi, unit, write, pause in plan_t[j]:
-                    time.sleep(pause)
+                for vi, unit, write, p in plan_t[j]:
+                    pause(p)
                     a, slot, delta = vmas[vi]
                     addr = a.start + unit * align + 0x40 * (j + 1)
                     k0 = tr.now()
@@ -210,9 +359,10 @@ def race_run(bus: DaxBus, profile: str, seed: int, impl_profile: object = None, 
 
         def admin_thread() -> None:
             try:
+                enter(touchers)
                 barrier.wait()
-                for kind, pause in admin_plan:
-                    time.sleep(pause)
+                for kind, p in admin_plan:
+                    pause(p)
                     k0 = tr.now()
                     try:
                         (bus.disable if kind == "disable" else bus.enable)(dev)
@@ -229,9 +379,10 @@ def race_run(bus: DaxBus, profile: str, seed: int, impl_profile: object = None, 
 
         def closer() -> None:
             try:
+                enter(touchers + 1)
                 barrier.wait()
                 assert close_at is not None
-                time.sleep(close_at)
+                pause(close_at)
                 f = next(f for f, _ in drv.live_files() if f.name == close_target)
                 f.close()
             except BaseException as e:
@@ -242,12 +393,25 @@ def race_run(bus: DaxBus, profile: str, seed: int, impl_profile: object = None, 
         if close_at is not None:
             threads.append(threading.Thread(target=closer))
         assert barrier.parties == len(threads)
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(30)
-            if t.is_alive():
-                raise TimeoutError(f"seed {seed}: a thread of the run did not finish in 30 s")
+        sthread = None
+        if sched is not None:
+            tr.area.sched = 1
+            sthread = threading.Thread(target=sched.run, args=(threads,))
+        try:
+            for t in threads:
+                t.start()
+            if sthread is not None:
+                sthread.start()
+            for t in threads:
+                t.join(30)
+                if t.is_alive():
+                    raise TimeoutError(f"seed {seed}: a thread of the run did not finish in 30 s")
+            if sthread is not None:
+                sthread.join(30)
+        finally:
+            tr.area.sched = 0            # a thread still at a gate goes on
+        if sched is not None and sched.error:
+            raise RuntimeError(f"seed {seed}: scheduler: {sched.error}")
         if errors:
             raise errors[0]
         quiesce(bus, seed)
@@ -263,7 +427,9 @@ def race_run(bus: DaxBus, profile: str, seed: int, impl_profile: object = None, 
         trecs2 = [[TouchRec(r.cpu, r.vma, r.addr, r.write, at(r.k0), at(r.k1), r.outcome) for r in recs]
                   for recs in trecs]
         arecs2 = [AdminRec(a.kind, a.node, at(a.k0), at(a.k1), a.outcome) for a in arecs]
-        return Run(seed, profile, log, k_start, trecs2, arecs2, files, devs, s0, final, hrecs, notes)
+        name = getattr(impl_profile, "name", profile)
+        return Run(seed, profile, log, k_start, trecs2, arecs2, files, devs, s0, final, hrecs, notes,
+                   scheduled=scheduled, impl=str(name), choices=sched.choices if sched else [])
     finally:
         drv.close()
 
@@ -664,7 +830,8 @@ def check_trace(c: Ctx, run: Run, findings: dict[str, str] | None = None, budget
 
 def _report(run: Run, c: Ctx, head: str, best: tuple[int, list[str]]) -> str:
     lines = [f"TRACE REJECTED (profile {c.prof.name}, seed {run.seed}): {head}",
-             f"  rerun: DEVDAX_TRACE_SEED={run.seed} pytest tests/refinement/test_trace_validation.py",
+             f"  rerun{' (exactly: scheduled)' if run.scheduled else ' (same plan; the OS interleaves)'}: "
+             f"{run.rerun()}",
              "  furthest the spec got explains:"]
     lines += [f"    - {w}" for w in best[1]]
     lines += [f"  {x}" for x in run.notes]
