@@ -62,7 +62,8 @@ class Gate(ctypes.Structure):
     ``go`` = set by the scheduler to let exactly this thread through once, ``tid`` = the waiting
     thread, ``ptid`` = the thread a handler worker's fault is for, ``passes`` = times let through."""
 
-    _fields_ = (("waiting", U64), ("go", U64), ("tid", U64), ("ptid", U64), ("passes", U64), ("_pad", U64 * 3))
+    _fields_ = (("waiting", U64), ("go", U64), ("tid", U64), ("ptid", U64), ("passes", U64),
+                ("_pad", U64 * 3))
 
 
 class TraceArea(ctypes.Structure):
