@@ -30,6 +30,7 @@ from devdax.proofs.protocol import (
     Protocol,
     State,
     Universe,
+    entry_keys,
     programs_for,
 )
 from devdax.proofs.smt import Term
@@ -91,7 +92,11 @@ def universe_for(c: Ctx, scalar: bool = True) -> Universe:
     (one per align unit of each vma), so an insertion always finds a free name. ``scalar``: one
     variable per element (the default), or Z3 arrays (the encoding BMC had first; for comparison)."""
     units = max(c.cfg.units * 2, 1)
-    return Universe.bounded(c.cfg.cpus, c.cfg.vmas, units * max(c.cfg.vmas, 1) + 1, scalar=scalar)
+    ents = units * max(c.cfg.vmas, 1) + 1
+    if scalar and c.cfg.race:           # one slot per entry the fixed layout can get (entry_keys)
+        spans = tuple((r.start, r.end - r.start + 1) for r in c.layout.ranges[0])
+        ents = max(1, len(entry_keys(c.prof, c.align, spans, abstract(c, init(c)).vmas)))
+    return Universe.bounded(c.cfg.cpus, c.cfg.vmas, ents, scalar=scalar)
 
 
 def protocol_for(c: Ctx, u: Universe) -> Protocol:

@@ -224,6 +224,34 @@ def terms(f: Term) -> tuple[Term, ...]:
 
 #: a vma of a fixed layout: used, start, end, pgoff, shared, mayshare, write, dontcopy (State's order)
 RigidVma = tuple[bool, int, int, int, bool, bool, bool, bool]
+#: an entry a fixed layout can ever get: vma index, addr, size, phys
+EntKey = tuple[int, int, int, int]
+#: the key of the slot no fault can fill (a universe has at least one entry)
+NO_KEY: EntKey = (0, -1, 0, 0)
+
+
+def entry_keys(profile: Profile, align: int, spans: Sequence[tuple[int, int]],
+               vma_layout: Sequence[RigidVma]) -> tuple[EntKey, ...]:
+    """Every entry a fault can install on a fixed layout: spec geometry.dax_huge_fault at each fault
+    target of each vma (spec fault.fault_targets) and each size, on a live device. An entry is only
+    ever made by fault_insert from such a decision, so one slot per key, holding its key as constants,
+    represents every set of entries: the entry state is one Bool per key."""
+    ranges = g.make_ranges(spans)
+    keys: list[EntKey] = []
+    for v, (used, start, end, pgoff, shared, may, write, dc) in enumerate(vma_layout):
+        if not used:
+            continue
+        ok = g.check_vma(True, g.VmaFlags(shared, may, write, False, dc), start, end, align,
+                         profile.private_test) == 0
+        base = start - start % align
+        for a in range(base, end, align):
+            for size in g.FAULT_SIZES:
+                d = g.dax_huge_fault(size, max(a, start), start, end, pgoff, align, ranges, ok,
+                                     profile.fault_rules)
+                key = (v, d.addr, size, d.phys)
+                if d.result is g.FaultResult.NOPAGE and key not in keys:
+                    keys.append(key)
+    return tuple(keys)
 VMA_FIELDS = ("used", "vstart", "vend", "vpgoff", "vshared", "vmayshare", "vwrite", "vdontcopy")
 
 
@@ -353,6 +381,7 @@ class Protocol:
     ranges: tuple[G.RangeTerms, ...] = field(init=False)
     rigid: list[Term] = field(init=False)   # hypotheses on the ranges, true in every state
     range_vars: list[tuple[Term, Term]] = field(init=False)
+    _keys: tuple[EntKey, ...] | None = field(init=False)
 
     def __post_init__(self) -> None:
         spans, hyps = [], []
@@ -372,11 +401,23 @@ class Protocol:
         if self.vma_layout is not None and (self.users or self.u.vmas is None
                                             or len(self.vma_layout) != len(self.u.vmas)):
             raise ValueError("vma_layout: one per vma of a bounded universe, and no mmap/munmap actions")
+        self._keys = self.keys
 
     @property
     def fixed_vmas(self) -> bool:
         """The vma fields are constants (scalar encoding with a fixed layout)."""
         return self.vma_layout is not None and self.u.scalar
+
+    @property
+    def keys(self) -> tuple[EntKey, ...] | None:
+        """With constant vmas and ranges: the entry slots' keys (``entry_keys``), padded with NO_KEY
+        to the universe's size; None when entries are free slots."""
+        if not self.fixed_vmas or self.spans is None or self.vma_layout is None or self.u.ents is None:
+            return None
+        keys = entry_keys(self.profile, self.align, self.spans, self.vma_layout)
+        if len(keys) > len(self.u.ents):
+            raise ValueError(f"ents: {len(keys)} entries can exist, the universe has {len(self.u.ents)}")
+        return keys + (NO_KEY,) * (len(self.u.ents) - len(keys))
 
     def state(self, tag: str) -> State:
         """A fresh state; with a fixed vma layout its vma fields are the layout's constants (nothing to
@@ -391,6 +432,13 @@ class Protocol:
         for name, col in zip(VMA_FIELDS, cols, strict=True):
             made[name] = Vec(elems, tuple(z3.BoolVal(x) if isinstance(x, bool) else z3.IntVal(x)
                                           for x in col))
+        keys = self._keys
+        if keys is not None and self.u.ents is not None:
+            v, a, z, ph = zip(*keys, strict=True)
+            made |= {"evma": Vec(self.u.ents, tuple(elems[i] for i in v)),
+                     "eaddr": Vec(self.u.ents, tuple(z3.IntVal(x) for x in a)),
+                     "esize": Vec(self.u.ents, tuple(z3.IntVal(x) for x in z)),
+                     "ephys": Vec(self.u.ents, tuple(z3.IntVal(x) for x in ph))}
         return s.replace(**made)
 
     # ---------------------------------------------------------------- helpers over one state ----
@@ -494,12 +542,16 @@ class Protocol:
         i = next(k for k, x in enumerate(cpus) if z3.eq(x, c))
         return z3.And(*(z3.Not(self.same_kind(s, x, c)) for x in cpus[:i])) if i else z3.BoolVal(True)
 
-    def free_slot(self, s: State, e: Term) -> Term:
-        """e may receive a new entry: not live, and, in the scalar encoding, the lowest such slot
-        (entries are a set, so pinning the slot order loses no state up to renaming)."""
+    def free_slot(self, s: State, e: Term, c: Term) -> Term:
+        """e may receive CPU c's new entry: not live, and, in the scalar encoding, the slot whose key
+        it is (fixed layout) or the lowest free slot (entries are a set, so pinning the slot order
+        loses no state up to renaming)."""
         ents = self.u.ents
         if not self.u.scalar or ents is None:
             return z3.Not(s.live[e])
+        if self._keys is not None:
+            return z3.And(z3.Not(s.live[e]), s.evma[e] == s.cvma[c], s.eaddr[e] == s.caddr[c],
+                          s.esize[e] == s.csize[c], s.ephys[e] == s.cphys[c])
         i = next(k for k, x in enumerate(ents) if z3.eq(x, e))
         return z3.And(z3.Not(s.live[e]), *(s.live[x] for x in ents[:i]))
 
@@ -558,11 +610,13 @@ class Protocol:
         done = cpu(s, pc=z3.IntVal(C_DONE))
         busy = self.covered(s, cv, s.caddr[c])
         for e in u.params(u.ent, f"ent@{tag}"):
-            inserted = done.replace(live=store(s.live, e, z3.BoolVal(True)), evma=store(s.evma, e, cv),
-                                    eaddr=store(s.eaddr, e, s.caddr[c]), esize=store(s.esize, e, s.csize[c]),
-                                    ephys=store(s.ephys, e, s.cphys[c]))
+            inserted = done.replace(live=store(s.live, e, z3.BoolVal(True)))
+            if self._keys is None:         # a keyed slot holds its entry already (free_slot matched it)
+                inserted = inserted.replace(evma=store(s.evma, e, cv), eaddr=store(s.eaddr, e, s.caddr[c]),
+                                            esize=store(s.esize, e, s.csize[c]),
+                                            ephys=store(s.ephys, e, s.cphys[c]))
             out.append(Action("fault_insert", (("cpu", c), ("ent", e)), z3.And(mine, s.pc[c] == C_CHECKED),
-                              ((busy, done), (z3.And(z3.Not(busy), self.free_slot(s, e)), inserted)), t))
+                              ((busy, done), (z3.And(z3.Not(busy), self.free_slot(s, e, c)), inserted)), t))
 
         # fault_unlock: read unlock; FALLBACK goes back to the mm for the next size down
         nest = s.nest[c] - 1
