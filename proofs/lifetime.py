@@ -145,7 +145,10 @@ GHOSTS = ("nfiles", "idx", "slot", "lost", "added")
 
 
 def ite(cond: Term, a: LState, b: LState) -> LState:
-    return LState(**{f.name: z3.If(cond, getattr(a, f.name), getattr(b, f.name)) for f in fields(LState)})
+    """Field-wise If; a field both sides share stays as it is (keeps the formulas small)."""
+    def pick(x: Term, y: Term) -> Term:
+        return x if x is y or z3.eq(x, y) else z3.If(cond, x, y)
+    return LState(**{f.name: pick(getattr(a, f.name), getattr(b, f.name)) for f in fields(LState)})
 
 
 def b2i(x: Term) -> Term:
@@ -831,3 +834,115 @@ def lifetime_obligations(profile: Profile) -> list[Obligation]:
 
 
 __all__ = ["INVARIANTS", "LState", "Model", "abstract", "lifetime_obligations", "reachable"]
+
+
+# --------------------------------------------------------------------------------------------------
+# Agreement with the spec's explicit successors
+# --------------------------------------------------------------------------------------------------
+
+#: the non-ghost scalar fields, compared one by one
+OBS_FIELDS = tuple(f.name for f in fields(LState) if f.name not in GHOSTS
+                   and f.name not in ("opened", "fd", "pnull", "nv"))
+Obs = tuple[tuple[int, ...], tuple[tuple[int, int, int, int], ...]]
+
+
+def observe_spec(o: dict[str, object]) -> Obs:
+    """A spec state's abstraction as a comparable value: the scalars, and the open files as a
+    multiset (the spec opens the lowest free slot, the model any free file: names do not matter)."""
+    files = tuple(sorted(tuple(int(x) for x in rec)  # type: ignore[attr-defined]
+                         for rec in o["files"] if rec[0]))  # type: ignore[attr-defined]
+    return tuple(int(o[n]) for n in OBS_FIELDS), files  # type: ignore[call-overload]
+
+
+@dataclass(frozen=True)
+class Mismatch:
+    kind: str          # "spec step not in the model" | "model step not in the spec"
+    state: str         # the spec state before
+    detail: str
+
+
+def agreement_model(c: Ctx) -> Model:
+    """The model with the configuration's own bounds: its files as a finite sort, its vma slots and
+    bind cycles, device_add failing only if the configuration says it may."""
+    cfg = c.cfg
+    if cfg.devices != 1 or cfg.generations != 1 or cfg.cpus != 0 or cfg.mmaps != (SHARED_RW,) \
+            or cfg.fork or cfg.munmap_parts or cfg.open_rdonly or cfg.race:
+        raise ValueError("config: the lifetime model compares one device, one generation, no CPU, "
+                         "shared-rw mmaps only")
+    sort, elems = _file_slots(cfg.files)
+    return Model(c.prof, add_failure=cfg.add_failure, ranges=cfg.ranges, fsort=sort, files=tuple(elems),
+                 vma_slots=cfg.vmas, binds=cfg.binds)
+
+
+@cache
+def _file_slots(n: int) -> tuple[Term, list[Term]]:
+    """A finite file sort of n slots (z3 declares an enumeration sort once per name)."""
+    return z3.EnumSort(f"LFILE{n}", [f"slot{i}" for i in range(n)])
+
+
+def check_agreement(c: Ctx, model: Profile | None = None, limit: int = 200) -> tuple[int, list[Mismatch]]:
+    """For every reachable spec state: each spec transition is a model step (or changes nothing the
+    model keeps), and each model step is a spec transition. Returns (states, mismatches). ``model``
+    builds the step relation from another profile (a test plants a wrong one)."""
+    from devdax.spec.system import successors
+    m = agreement_model(c)
+    if model is not None:
+        m = replace(m, profile=model)
+    S, T = LState.fresh("pre", m.fsort), LState.fresh("post", m.fsort)
+    step = z3.Or(*(formula for _, formula, _ in m.actions(S, T)))
+    bad: list[Mismatch] = []
+    states = reachable(c)
+    solver = z3.Solver()
+    solver.add(step)
+    for s, added in states:
+        o = abstract(c, s, added)
+        before = observe_spec(o)
+        want = {observe_spec(abstract(c, tr.state, added or is_cdev_add(tr.action, tr.args))): tr
+                for tr in successors(c, s)}
+        solver.push()
+        solver.add(pin(m, S, o, added))
+        got: set[Obs] = set()
+        while solver.check() == z3.sat and len(got) < limit:
+            mod = solver.model()
+            obs = observe_model(m, mod, T)
+            got.add(obs)
+            solver.add(z3.Not(z3.And(*(getattr(T, n) == mod.eval(getattr(T, n), model_completion=True)
+                                       for n in OBS_FIELDS),
+                                     *(z3.And(T.opened[x] == mod.eval(T.opened[x], model_completion=True),
+                                              T.fd[x] == mod.eval(T.fd[x], model_completion=True),
+                                              T.pnull[x] == mod.eval(T.pnull[x], model_completion=True),
+                                              T.nv[x] == mod.eval(T.nv[x], model_completion=True))
+                                       for x in m.files))))
+        solver.pop()
+        for obs, tr in want.items():
+            if obs not in got and obs != before:
+                bad.append(Mismatch("spec step not in the model", repr(s),
+                                    f"{tr.action}{tr.args} -> {tr.outcome}"))
+        for obs in got:
+            if obs not in want and obs != before:
+                bad.append(Mismatch("model step not in the spec", repr(s), repr(obs)))
+    return len(states), bad
+
+
+def pin(m: Model, s: LState, o: dict[str, object], added: bool) -> Term:
+    """Constrain a symbolic state to the abstraction of one spec state (file slot i is element i;
+    the ghost numbering follows the slots)."""
+    parts = [getattr(s, n) == (bool(o[n]) if z3.is_bool(getattr(s, n)) else int(o[n]))  # type: ignore[call-overload]
+             for n in OBS_FIELDS]
+    j = 0
+    for x, (opened, fd, pnull, nv) in zip(m.files, o["files"], strict=True):  # type: ignore[call-overload]
+        parts += [s.opened[x] == opened, s.fd[x] == fd, s.pnull[x] == pnull, s.nv[x] == nv]
+        if opened:
+            parts += [s.idx[x] == j, s.slot[j] == x]
+            j += 1
+    parts += [s.nfiles == j, s.added == added]
+    return z3.And(*parts)
+
+
+def observe_model(m: Model, mod: Term, s: LState) -> Obs:
+    def val(t: Term) -> int:
+        v = mod.eval(t, model_completion=True)
+        return int(z3.is_true(v)) if z3.is_bool(v) else int(v.as_long())
+    files = tuple(sorted((val(s.opened[x]), val(s.fd[x]), val(s.pnull[x]), val(s.nv[x]))
+                         for x in m.files if val(s.opened[x])))
+    return tuple(val(getattr(s, n)) for n in OBS_FIELDS), files

@@ -8,13 +8,20 @@ invariant it breaks.
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from devdax.proofs import runner
-from devdax.proofs.lifetime import lifetime_obligations
+from devdax.proofs.lifetime import SHARED_RW, abstract, check_agreement, lifetime_obligations
 from devdax.proofs.obligations import obligations_for
 from devdax.proofs.runner import Status
+from devdax.spec.admin import run_program
+from devdax.spec.config import Config
+from devdax.spec.ctx import Ctx
 from devdax.spec.profiles import get_profile
+from devdax.spec.system import init
+from devdax.spec.variants import get_variant
 
 #: generous: an UNKNOWN still fails these tests, and the CI machine is shared
 TIMEOUT = 120
@@ -74,3 +81,52 @@ def test_m5_sleeps_in_rcu() -> None:
 def test_v47_is_out_of_scope() -> None:
     """v4.7's dax_dev kref and class_find_device lookup are not modelled: no lifetime obligation."""
     assert lifetime_obligations(get_profile("v4.7")) == []
+
+
+# ------------------------------------------------------------------------------------------------
+# One source of truth: the model's step relation is spec/system.successors, read through abstract()
+# ------------------------------------------------------------------------------------------------
+
+def _small(profile: str, variant: str | None = None, files: int = 1) -> Config:
+    return Config(profile=profile, variant=variant, devices=1, generations=1, cpus=0, files=files, vmas=1,
+                  ranges=2, units=2, binds=1 if profile == "modern" else 0, add_failure=True,
+                  mmaps=(SHARED_RW,))
+
+
+AGREEMENT = {
+    "v4.10": _small("v4.10", files=2),
+    "modern (also M21: the profile itself)": _small("modern"),
+    "M6": _small("v4.10", "M6", files=2),
+    "cdev_del-before-kill": _small("v4.10", "cdev_del-before-kill", files=2),
+    "M15": _small("modern", "M15"),
+    "M16": _small("modern", "M16"),
+}
+#: 30-60 s each on the shared box: DEVDAX_SLOW=1 pytest tests/proofs/test_lifetime.py
+if os.environ.get("DEVDAX_SLOW"):
+    AGREEMENT |= {"modern, two files": _small("modern", files=2),
+                  "M16, two files": _small("modern", "M16", 2)}
+
+
+@pytest.mark.parametrize("name", list(AGREEMENT))
+def test_step_relation_agrees_with_spec(name: str) -> None:
+    states, bad = check_agreement(Ctx.of(AGREEMENT[name]))
+    assert states > 50
+    assert not bad, "\n".join(f"{b.kind}: {b.detail}\n  from {b.state}" for b in bad[:3])
+
+
+def test_agreement_sees_a_wrong_program() -> None:
+    """The comparison can fail: the v4.10 spec against the step relation built from M6's programs."""
+    _, bad = check_agreement(Ctx.of(_small("v4.10")), model=get_variant("M6").profile())
+    kinds = {b.kind for b in bad}
+    assert kinds == {"spec step not in the model", "model step not in the spec"}
+    assert any("device_add" in b.detail or "cdev_add" in b.detail for b in bad)
+
+
+def test_abstraction_of_a_probed_device() -> None:
+    """After probe (spec's own run_program) the abstraction reads what a person expects."""
+    c = Ctx.of(_small("v4.10"))
+    s = run_program(c, init(c), "probe", 0)
+    o = abstract(c, s, True)
+    assert (o["prog"], o["alive"], o["registered"], o["cdev_mapped"], o["dev_ref"], o["cdev_ref"]) == \
+        (0, True, True, True, 2, 1)
+    assert o["rg_kref"] == 2 and not o["provider_ref"] and o["devm_ref"] and o["holds_region"]
