@@ -843,14 +843,14 @@ __all__ = ["INVARIANTS", "LState", "Model", "abstract", "lifetime_obligations", 
 #: the non-ghost scalar fields, compared one by one
 OBS_FIELDS = tuple(f.name for f in fields(LState) if f.name not in GHOSTS
                    and f.name not in ("opened", "fd", "pnull", "nv"))
-Obs = tuple[tuple[int, ...], tuple[tuple[int, int, int, int], ...]]
+Obs = tuple[tuple[int, ...], tuple[tuple[int, ...], ...]]
 
 
 def observe_spec(o: dict[str, object]) -> Obs:
     """A spec state's abstraction as a comparable value: the scalars, and the open files as a
     multiset (the spec opens the lowest free slot, the model any free file: names do not matter)."""
-    files = tuple(sorted(tuple(int(x) for x in rec)  # type: ignore[attr-defined]
-                         for rec in o["files"] if rec[0]))  # type: ignore[attr-defined]
+    recs: tuple[tuple[bool, bool, bool, int], ...] = o["files"]  # type: ignore[assignment]
+    files = tuple(sorted(tuple(int(x) for x in rec) for rec in recs if rec[0]))
     return tuple(int(o[n]) for n in OBS_FIELDS), files  # type: ignore[call-overload]
 
 
@@ -877,7 +877,8 @@ def agreement_model(c: Ctx) -> Model:
 @cache
 def _file_slots(n: int) -> tuple[Term, list[Term]]:
     """A finite file sort of n slots (z3 declares an enumeration sort once per name)."""
-    return z3.EnumSort(f"LFILE{n}", [f"slot{i}" for i in range(n)])
+    sort, elems = z3.EnumSort(f"LFILE{n}", [f"slot{i}" for i in range(n)])
+    return sort, list(elems)
 
 
 def check_agreement(c: Ctx, model: Profile | None = None, limit: int = 200) -> tuple[int, list[Mismatch]]:
