@@ -52,7 +52,7 @@ def test_trace_validation(profile: str) -> None:
     deadline = time.monotonic() + SECONDS
     bus = DaxBus(workers=2)
     enable_tracing(bus)
-    runs = racy = 0
+    runs = racy = inside = users = 0
     try:
         for k, seed in enumerate(seeds):
             if SEED is None and time.monotonic() > deadline:
@@ -70,9 +70,16 @@ def test_trace_validation(profile: str) -> None:
             steps = [i for i, e in enumerate(run.events) if e.kind == "step" and i >= run.k_start]
             if steps and any(r.k0 <= steps[-1] and r.k1 > steps[0] for recs in run.touches for r in recs):
                 racy += 1
+            # a handler fault step logged strictly inside the admin program (between its first and
+            # last step events): the fault really interleaved with the teardown or re-bind
+            if steps and any(steps[0] < k < steps[-1] for k in run.hrecs if run.hrecs[k].cpu >= 0):
+                inside += 1
+            if steps and any(u.k0 <= steps[-1] and u.k1 > steps[0] for u in run.user_ops):
+                users += 1
     finally:
         close_bus(bus)
-    print(f"\n{profile}: {runs} runs accepted, {racy} with a touch overlapping the admin program")
+    print(f"\n{profile}: {runs} runs accepted, {racy} with a touch overlapping the admin program, {inside} "
+          f"with a fault step logged inside it, {users} with a user file operation overlapping it")
     assert runs >= (30 if SEED is not None else min(RUNS, 200))
     assert SEED is not None or racy > runs // 10, "the runs hardly race: the test would prove little"
 

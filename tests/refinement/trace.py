@@ -43,27 +43,30 @@ from __future__ import annotations
 
 import bisect
 import contextlib
+import errno
 import os
 import random
 import re
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import icontract
 
 from devdax.impl import tracelog
 from devdax.impl.core import MappingCore
-from devdax.impl.dax import DaxBus, Event, KernelBug, VmArea
+from devdax.impl.dax import MAP, PROT, DaxBus, DaxFile, Event, KernelBug, VmArea
 from devdax.impl.tracelog import TraceLog, TraceRec
 from devdax.spec import admin
 from devdax.spec.config import Config
 from devdax.spec.ctx import Ctx
 from devdax.spec.fault import covered, fault_check, fault_insert, fault_lock, fault_unlock
-from devdax.spec.file import do_close
+from devdax.spec.file import do_close, do_open
 from devdax.spec.geometry import SIZE_NAMES, next_fault_size
 from devdax.spec.invariants import state_invariants
 from devdax.spec.state import C_CHECKED, C_DONE, C_IDLE, C_LOCKED, R_FALLBACK, Admin, Cpu, State
+from devdax.spec.vma import do_mmap, do_munmap
 
 from .abstraction import abstraction, diff, project
 from .driver import SHAPES, Driver, spec_config
@@ -93,6 +96,19 @@ class AdminRec:
 
 
 @dataclass(frozen=True)
+class UserRec:
+    """A file operation of the user thread (open, mmap, munmap, close of its own file and mapping):
+    one that succeeded is also an event of the log (applied there); one that failed is checked like
+    a touch: the spec's call must fail with the same errno at some point of its window."""
+
+    kind: str             # open | mmap | munmap | close
+    file: str             # impl file name ("" before the open succeeded)
+    k0: int
+    k1: int
+    outcome: str          # ok | errno name
+
+
+@dataclass(frozen=True)
 class HRec:
     """One handler point of the merged log (impl/tracelog.py record, translated to spec terms)."""
 
@@ -114,7 +130,7 @@ class Run:
     profile: str
     events: list[Event]
     k_start: int
-    touches: list[list[TouchRec]]
+    touches: list[list[TouchRec | UserRec]]     # per run thread: touches; last, the user thread's
     admin_ops: list[AdminRec]
     files: dict[str, int]                 # impl file name -> spec slot
     devs: dict[str, int]                  # impl device name -> spec device index
@@ -125,6 +141,8 @@ class Run:
     scheduled: bool = False               # the interleaving was the seeded scheduler's
     impl: str = ""                        # the impl profile's name (a variant: "base+name")
     choices: list[str] = field(default_factory=list)      # the scheduler's decisions, in order
+    node: int = 0                         # spec device the user thread opens
+    user_ops: list[UserRec] = field(default_factory=list)  # all of them, failed or not
 
     def rerun(self) -> str:
         """The one-line command that replays this run (exactly, when it was scheduled)."""
@@ -287,7 +305,7 @@ class Scheduler:
 
 
 def race_run(bus: DaxBus, profile: str, seed: int, impl_profile: object = None, touchers: int = 2,
-             touches: int = 3, minor_base: int = 1 << 19, scheduled: bool = False) -> Run:
+             touches: int = 3, minor_base: int = 1 << 19, scheduled: bool = False, users: bool = True) -> Run:
     """One concurrent run on ``bus`` (tracing switched on if it is not); its plan (units, accesses,
     sleeps, admin actions) is a function of ``seed``. Free-running (the default), the interleaving
     is the OS's; ``scheduled``, a Scheduler seeded by ``seed`` chooses it at every logged point and
@@ -317,11 +335,13 @@ def race_run(bus: DaxBus, profile: str, seed: int, impl_profile: object = None, 
             admin_plan.append(("enable", rng.random() * 3e-4))
         close_at = rng.random() * 8e-4 if rng.random() < 0.5 else None
         close_target = rng.choice(sorted(files))
+        user_plan = [rng.random() * 4e-4 for _ in range(4)] if users and rng.random() < 0.7 else None
         trecs: list[list[TouchRec]] = [[] for _ in range(touchers)]
         arecs: list[AdminRec] = []
+        urecs: list[UserRec] = []
         tids: dict[int, int] = {}
         errors: list[BaseException] = []
-        barrier = threading.Barrier(touchers + 1 + (close_at is not None))
+        barrier = threading.Barrier(touchers + 1 + (close_at is not None) + (user_plan is not None))
         dev = drv.ref.regions[-1].devices[0]
         quiesce(bus, seed)
         seq0 = tr.now()
@@ -388,10 +408,48 @@ def race_run(bus: DaxBus, profile: str, seed: int, impl_profile: object = None, 
             except BaseException as e:
                 errors.append(e)
 
+        def user() -> None:
+            """open the node, map SHAPE_2 through the new file, unmap it, close: each may meet the
+            admin program (they serialise with it on the bus lock, as the kernel's file operations
+            do on the device's locks) and must fail exactly when the spec's would."""
+            try:
+                enter(touchers + 2)
+                barrier.wait()
+                assert user_plan is not None
+
+                def op(kind: str, name: str, fn: Callable[[], object]) -> object:
+                    k0 = tr.now()
+                    try:
+                        out: object = fn()
+                        res = "ok"
+                    except OSError as e:
+                        out, res = None, errno.errorcode.get(e.errno or 0, "EIO")
+                    except KernelBug as e:       # modern M21: mmap of a file opened while dead
+                        out, res = None, "OOPS"
+                        drv.ref.note_oops(str(e))
+                    urecs.append(UserRec(kind, name, k0, tr.now(), res))
+                    return out
+                pause(user_plan[0])
+                f = op("open", "", lambda: bus.open(dev, os.O_RDWR))
+                if not isinstance(f, DaxFile):
+                    return
+                pause(user_plan[1])
+                h = op("mmap", f.name, lambda: f.mmap(2 * align, PROT["PROT_READ"] | PROT["PROT_WRITE"],
+                                                      MAP["MAP_SHARED"], 0, None))
+                if h is not None:
+                    pause(user_plan[2])
+                    op("munmap", f.name, lambda: h.munmap(0, 2 * align))  # type: ignore[attr-defined]
+                pause(user_plan[3])
+                op("close", f.name, f.close)
+            except BaseException as e:
+                errors.append(e)
+
         threads = [threading.Thread(target=toucher, args=(j,)) for j in range(touchers)]
         threads.append(threading.Thread(target=admin_thread))
         if close_at is not None:
             threads.append(threading.Thread(target=closer))
+        if user_plan is not None:
+            threads.append(threading.Thread(target=user))
         assert barrier.parties == len(threads)
         sthread = None
         if sched is not None:
@@ -424,12 +482,16 @@ def race_run(bus: DaxBus, profile: str, seed: int, impl_profile: object = None, 
 
         def at(k: int) -> int:           # a sequence number -> the index of the first event >= it
             return bisect.bisect_left(seqs, k, lo=k_start)
-        trecs2 = [[TouchRec(r.cpu, r.vma, r.addr, r.write, at(r.k0), at(r.k1), r.outcome) for r in recs]
-                  for recs in trecs]
+        trecs2: list[list[TouchRec | UserRec]] = [
+            [TouchRec(r.cpu, r.vma, r.addr, r.write, at(r.k0), at(r.k1), r.outcome) for r in recs]
+            for recs in trecs]
+        urecs2 = [UserRec(u.kind, u.file, at(u.k0), at(u.k1), u.outcome) for u in urecs]
+        trecs2.append([u for u in urecs2 if u.outcome != "ok"])
         arecs2 = [AdminRec(a.kind, a.node, at(a.k0), at(a.k1), a.outcome) for a in arecs]
         name = getattr(impl_profile, "name", profile)
         return Run(seed, profile, log, k_start, trecs2, arecs2, files, devs, s0, final, hrecs, notes,
-                   scheduled=scheduled, impl=str(name), choices=sched.choices if sched else [])
+                   scheduled=scheduled, impl=str(name), choices=sched.choices if sched else [],
+                   node=drv.ref.dev_index(drv.c, dev), user_ops=urecs2)
     finally:
         drv.close()
 
@@ -739,8 +801,56 @@ def check_trace(c: Ctx, run: Run, findings: dict[str, str] | None = None, budget
             return _keep_left(r[1], j, cpu.left)
         return s                              # gp_flip / gp_done: checked by _srcu_check
 
-    def touch_done(i: int, s: State, rec: TouchRec, depth: int) -> bool:
-        """The toucher's access may take effect at log position i with its outcome."""
+    fslot = dict(run.files)                 # impl file name -> spec slot (the user's file added)
+    vslot: dict[tuple[str, str], int] = {}  # (file, impl start) -> spec vma slot of the user's mapping
+
+    def file_op(i: int, ev: Event, s: State, depth: int) -> State | None:
+        """A file operation that succeeded in impl, as the spec's: the same outcome here. Slots
+        are the spec's free_slot choices; they depend only on the file operations before, which
+        the log orders, so every path gives the user's file and mapping the same slots."""
+        r: tuple[str, State] | None = None
+        if ev.kind == "open":
+            r = do_open(c, s, run.node, True)
+            if r is not None and r[0] == "ok":
+                fslot[ev.obj] = next(k for k, (x, y) in enumerate(zip(s.files, r[1].files, strict=True))
+                                     if x != y)
+        elif ev.obj not in fslot:
+            note(depth, f"log event {i}: {ev.kind} of {ev.obj}, a file the spec never opened")
+            return None
+        elif ev.kind == "close":
+            r = do_close(c, s, fslot[ev.obj])
+        elif ev.kind == "mmap":
+            r = do_mmap(c, s, fslot[ev.obj], SHAPE_2)
+            if r is not None and r[0] == "ok":
+                vslot[(ev.obj, ev.detail.split("+")[0])] = next(
+                    k for k, (x, y) in enumerate(zip(s.vmas, r[1].vmas, strict=True)) if x != y)
+        else:
+            v = vslot.get((ev.obj, ev.detail.split("+")[0]))
+            r = do_munmap(c, s, v, "all") if v is not None else None
+        if r is None or r[0] != "ok":
+            note(depth, f"log event {i}: impl's {ev.kind} of {ev.obj} succeeded, the spec's "
+                 f"{'cannot run here' if r is None else 'ends ' + r[0]}")
+            return None
+        return r[1]
+
+    def user_done(i: int, s: State, rec: UserRec, depth: int) -> State | None:
+        """A failed file operation of the user thread may take effect at i: the spec's fails alike
+        (the state after it: unchanged, or the spec's oops for an OOPS)."""
+        r: tuple[str, State] | None = None
+        if rec.kind == "open":
+            r = do_open(c, s, run.node, True)
+        elif rec.kind == "mmap" and rec.file in fslot:
+            r = do_mmap(c, s, fslot[rec.file], SHAPE_2)
+        if r is not None and r[0] == rec.outcome:
+            return r[1]
+        note(depth, f"log event {i}: the user's {rec.kind} failed {rec.outcome} (window [{rec.k0}, "
+             f"{rec.k1}]); the spec's {'cannot run' if r is None else 'ends ' + r[0]} here")
+        return None
+
+    def touch_done(i: int, s: State, rec: TouchRec | UserRec, depth: int) -> State | None:
+        """The toucher's access may take effect at log position i with its outcome: the state then."""
+        if isinstance(rec, UserRec):
+            return user_done(i, s, rec, depth)
         if rec.outcome == "ok":
             ok = covered(s, rec.vma, rec.addr)
         elif rec.outcome == "SIGBUS":
@@ -752,9 +862,9 @@ def check_trace(c: Ctx, run: Run, findings: dict[str, str] | None = None, budget
                 act = "write" if rec.write else "read"
                 note(depth, f"log event {i}: toucher{rec.cpu}'s {act} of vma{rec.vma} {rec.addr:#x} "
                      f"(window [{rec.k0}, {rec.k1}]) ended {rec.outcome}; the spec disagrees here")
-            return ok
+            return s if ok else None
         note(depth, f"cpu{rec.cpu} touch {rec.addr:#x}: outcome {rec.outcome}, which no spec fault gives")
-        return False
+        return None
 
     Node = tuple[int, State, tuple[int, ...], int]
     start: Node = (run.k_start, run.s0, (0,) * len(T), 0)
@@ -784,12 +894,10 @@ def check_trace(c: Ctx, run: Run, findings: dict[str, str] | None = None, budget
                 succ.append((i + 1, s, tidx, aidx))
             elif ev.kind == "step":
                 succ += [(i + 1, t, tidx, a) for t, a in admin_step(i, i, s, aidx, depth)]
-            elif ev.kind == "close":
-                r = do_close(c, s, run.files[ev.obj])
-                if r is None:
-                    note(depth, f"log event {i}: close of {ev.obj}, not open in the spec")
-                else:
-                    succ.append((i + 1, r[1], tidx, aidx))
+            elif ev.kind in ("close", "open", "mmap", "munmap"):
+                t2 = file_op(i, ev, s, depth)
+                if t2 is not None:
+                    succ.append((i + 1, t2, tidx, aidx))
             elif i in H:
                 t1 = cpu_step(i, H[i], s, depth)
                 if t1 is not None:
@@ -807,10 +915,11 @@ def check_trace(c: Ctx, run: Run, findings: dict[str, str] | None = None, budget
             if tidx[j] == len(T[j]):
                 continue
             rec = T[j][tidx[j]]
-            if rec.k0 <= i and touch_done(i, s, rec, depth):
+            after = touch_done(i, s, rec, depth) if rec.k0 <= i else None
+            if after is not None:
                 nxt = list(tidx)
                 nxt[j] += 1
-                succ.append((i, s, tuple(nxt), aidx))
+                succ.append((i, after, tuple(nxt), aidx))
         for node in succ:
             if node in seen:
                 continue
@@ -841,8 +950,12 @@ def _report(run: Run, c: Ctx, head: str, best: tuple[int, list[str]]) -> str:
         lines.append(f"    {k:3} {e.kind} {e.obj} {e.detail}")
     for j, recs in enumerate(run.touches):
         for r in recs:
-            lines.append(f"  cpu{j}: {'write' if r.write else 'read'} vma{r.vma} {r.addr:#x} in window "
-                         f"[{r.k0}, {r.k1}] -> {r.outcome}")
+            if isinstance(r, TouchRec):
+                act = "write" if r.write else "read"
+                lines.append(f"  toucher{j}: {act} vma{r.vma} {r.addr:#x} in window [{r.k0}, {r.k1}] "
+                             f"-> {r.outcome}")
+    for u in run.user_ops:
+        lines.append(f"  user: {u.kind} {u.file} in window [{u.k0}, {u.k1}] -> {u.outcome}")
     for a in run.admin_ops:
         lines.append(f"  admin: {a.kind} in window [{a.k0}, {a.k1}] -> {a.outcome}")
     return "\n".join(lines)
