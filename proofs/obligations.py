@@ -11,10 +11,12 @@ from devdax.proofs.bmc import bmc_config, bmc_obligation
 from devdax.proofs.inductive import inductive_obligations
 from devdax.proofs.lemmas import LemmaConfig, lemma_obligations
 from devdax.proofs.lifetime import lifetime_finding, lifetime_obligations
-from devdax.proofs.minor import minor_obligations, serves
+from devdax.proofs.minor import minor_obligations
+from devdax.proofs.minor import serves as minor_serves
 from devdax.proofs.refcount import refcount_obligations
+from devdax.proofs.refcount import serves as refcount_serves
 from devdax.proofs.runner import Obligation, Status, Verdict
-from devdax.spec.profiles import Lifetime, Profile, get_profile
+from devdax.spec.profiles import Profile, get_profile
 from devdax.spec.variants import get_variant
 
 #: which spec invariant each lemma is the arithmetic core of (for the profile's documented findings)
@@ -77,12 +79,11 @@ def obligations_for(profile_name: str, variant: str | None = None, bmc_depth: in
     for ob in inductive_obligations(profile):
         finding = profile.findings.get(ob.name.removeprefix("ind_"))
         out.append(_with_finding(ob, finding) if finding else ob)
-    if profile.lifetime is Lifetime.CDEV_KOBJECT and not profile.bind_cycles:
-        out += refcount_obligations()
-    minor_serves = serves(profile)
-    for ob in minor_obligations(profile):
-        finding = profile.findings.get(minor_serves.get(ob.name, ""))
-        out.append(_with_finding(ob, finding) if finding else ob)
+    for obs, serving in ((refcount_obligations(profile), refcount_serves(profile)),
+                         (minor_obligations(profile), minor_serves(profile))):
+        for ob in obs:
+            finding = profile.findings.get(serving.get(ob.name, ""))
+            out.append(_with_finding(ob, finding) if finding else ob)
     for ob in lifetime_obligations(profile):        # the admin lifetime: M6, M15, M16, M21, F2
         finding = profile.findings.get(lifetime_finding(ob.name))
         out.append(_with_finding(ob, finding) if finding else ob)

@@ -197,19 +197,30 @@ def check_inductive(sys: Sys, name: str, timeout: float, depth: int = 6,
         if left <= 0:
             return Verdict(Status.UNKNOWN,
                            counterexample=f"timeout: budget of {timeout:g}s spent before {act}")
-        solver = _solver(left)
+        # A proof (unsat) is usually quick; a counterexample with quantified hypotheses is where the
+        # solver can wander. So the full query gets a third of the budget, then small counterexamples
+        # are searched (sys.tidy), then the full query gets what is left.
+        solver = _solver(max(1.0, left / 3) if sys.tidy is not None else left)
         solver.add(*hyps, formula, z3.Not(inv.fn(T)))
         r = solver.check()
-        if r == z3.unknown:
+        m = None
+        if r == z3.unknown and sys.tidy is not None:
+            solver.set("timeout", max(1, int((deadline - time.monotonic()) * 500)))
+            m = _tidy_model(sys, solver, S)
+            if m is None:
+                solver.set("timeout", max(1, int((deadline - time.monotonic()) * 1000)))
+                r = solver.check()
+        if m is None and r == z3.unknown:
             return Verdict(Status.UNKNOWN, counterexample=f"{act}: solver unknown: {solver.reason_unknown()}")
-        if r == z3.sat:
-            m = _tidy_model(sys, solver, S) or solver.model()
+        if m is not None or r == z3.sat:
+            m = m or _tidy_model(sys, solver, S) or solver.model()
             if not inv.bmc_first:
                 found = find_trace(sys, inv, depth, deadline)
                 if found is not None:
                     return found
             blocks = sys.render(m, [S, T], [params])
-            lines = [f"counterexample to induction of {name}", "state before (every invariant holds):"]
+            held = "every invariant holds" if assume is None else "the invariants assumed hold"
+            lines = [f"counterexample to induction of {name}", f"state before ({held}):"]
             lines += ["  " + ln for ln in blocks[0]]
             lines.append(f"step: {act}({_params(m, params)})")
             lines.append("state after:")

@@ -1,5 +1,7 @@
-"""Refcount exactness for any number of files and vmas (ghost bijection), and a mutant that forgets
-the reference open() takes is caught."""
+"""Reference counts for any number of files and vmas (proofs/refcount.py): proved for v4.10 and v4.7,
+modern proves its core (no use after free included) and fails the exact counts by F2 with a reachable
+trace reported as its documented finding, M18 fails with a trace through kfree, and a planted wrong
+open is caught by a counterexample to induction."""
 
 from __future__ import annotations
 
@@ -7,31 +9,84 @@ import pytest
 import z3
 
 from devdax.proofs import refcount as R
+from devdax.proofs import runner
+from devdax.proofs.obligations import apply_variant, obligations_for
 from devdax.proofs.runner import Status
+from devdax.proofs.unbounded import Sys, check_inductive
+from devdax.spec.profiles import get_profile
 
 
-@pytest.mark.parametrize("name", [n for n, _, _ in R.RINVARIANTS])
-def test_inductive(name: str) -> None:
-    v = R.check(name, 30)
-    assert v.status is Status.PROVED, v.counterexample
+def _results(profile: str, variant: str | None = None, only: set[str] | None = None
+             ) -> dict[str, runner.Verdict]:
+    names = set(R.serves(apply_variant(get_profile(profile), variant))) | {"ind_refcount_not_vacuous"}
+    obs = [o for o in obligations_for(profile, variant)
+           if o.name in names and (only is None or o.name in only)]
+    return {r.obligation.name: r.verdict for r in runner.run(obs, timeout=120)}
 
 
-def test_not_vacuous() -> None:
-    assert R.check_not_vacuous(30).status is Status.PROVED
+@pytest.mark.parametrize("profile", ["v4.10", "v4.7"])
+def test_proved(profile: str) -> None:
+    results = _results(profile)
+    assert len(results) >= 12
+    bad = {n: v.counterexample for n, v in results.items() if v.status is not Status.PROVED}
+    assert not bad
 
 
-def test_open_without_cdev_get_is_caught(monkeypatch: pytest.MonkeyPatch) -> None:
-    real = R.actions
+def test_modern_f2_breaks_the_exact_counts_but_not_use_after_free() -> None:
+    results = _results("modern")
+    for name in ("ind_refcount_exact_cdev", "ind_refcount_exact_device", "ind_no_refcount_underflow"):
+        assert results[name].status is Status.VIOLATED, name
+        assert "documented finding" in results[name].counterexample
+    trace = results["ind_refcount_exact_cdev"].counterexample
+    assert trace.startswith("reachable violation of refcount_exact_cdev")
+    assert "unbind:cdev_del" in trace and "bind:cdev_add" in trace and "open(f=" in trace
+    assert "re-bind: dev_dax_probe runs cdev_init()" in trace
+    under = results["ind_no_refcount_underflow"].counterexample
+    assert "underflow=True" in under and "refcount_exact_cdev fails in this profile" in under
+    proved = {n for n, v in results.items() if v.status is Status.PROVED}
+    assert {"ind_no_use_after_free", "ind_device_accounted", "ind_cdev_accounted",
+            "ind_refcount_exact_file"} <= proved
+    assert proved | {"ind_refcount_exact_cdev", "ind_refcount_exact_device",
+                     "ind_no_refcount_underflow"} == set(results)
 
-    def mutant(s: R.RState, t: R.RState, tag: str = "step") -> list[tuple[str, z3.ExprRef]]:
-        out = real(s, t, tag)
-        f = z3.Const(f"f@{tag}", R.F)
-        forgot = s.replace(opened=z3.Store(s.opened, f, True), fd=z3.Store(s.fd, f, True),
-                           count=z3.Store(s.count, f, 1), idx=z3.Store(s.idx, f, s.nfiles),
-                           slot=z3.Store(s.slot, s.nfiles, f), nfiles=s.nfiles + 1, nv=z3.Store(s.nv, f, 0))
-        return [("open", z3.And(z3.Not(s.opened[f]), s.cdev_ref > 0, t.equals(forgot))), *out[1:]]
 
-    monkeypatch.setattr(R, "actions", mutant)
-    v = R.check("refcount_exact_cdev", 30, assume=["refcount_exact_cdev"])
+def test_m18_kfree_releases_a_counted_device() -> None:
+    v = _results("modern", "M18", {"ind_device_accounted"})["ind_device_accounted"]
     assert v.status is Status.VIOLATED
-    assert "step: open" in v.counterexample and "state before:" in v.counterexample
+    assert v.counterexample.startswith("reachable violation of device_accounted")
+    assert "create_failed:kfree()" in v.counterexample
+    assert "device: released, dev_ref=1" in v.counterexample
+
+
+def test_model_follows_the_profile() -> None:
+    """Programs, ENOMEM placement and lifetime are read from the profile."""
+    m410, mod, m47 = (R.model_of(get_profile(p)) for p in ("v4.10", "modern", "v4.7"))
+    assert m410.programs[R.CREATE] == ("ida_alloc_id", "device_initialize", "cdev_add", "device_add")
+    assert not m410.enomem_after_init and m410.enomem_at == 1
+    assert mod.enomem_after_init and mod.programs[R.BIND] == ("cdev_add", "run_dax")
+    assert m47.kref and m47.enomem_at is None and m47.programs[R.REMOVE][-1] == "dax_dev_put"
+
+
+def test_open_without_cdev_get_is_caught() -> None:
+    """A planted open that forgets the cdev reference: a counterexample to induction, two states and
+    the step (depth 0: no trace search)."""
+    md = R.model_of(get_profile("v4.10"))
+    sys = R.system(md)
+
+    def forgetful(s: dict[str, z3.ExprRef], t: dict[str, z3.ExprRef], tag: str
+                  ) -> tuple[z3.ExprRef, dict[str, z3.ExprRef]]:
+        f = z3.Const(f"f@{tag}", R.F)
+        new = {**s, "opened": z3.Store(s["opened"], f, True), "fd": z3.Store(s["fd"], f, True),
+               "count": z3.Store(s["count"], f, 1), "idx": z3.Store(s["idx"], f, s["nfiles"]),
+               "slot": z3.Store(s["slot"], s["nfiles"], f), "nfiles": s["nfiles"] + 1,
+               "nv": z3.Store(s["nv"], f, 0)}
+        formula = z3.And(z3.Not(s["opened"][f]), s["cdev_ref"] > 0, *(t[k] == v for k, v in new.items()))
+        return formula, {"f": f}
+
+    bad = Sys(sys.vars, sys.init, {**sys.actions, "open": forgetful}, sys.invariants, sys.render, sys.frozen,
+              sys.tidy)
+    v = check_inductive(bad, "cdev_accounted", 60, depth=0, assume=R.core_names(md))
+    assert v.status is Status.VIOLATED
+    text = v.counterexample
+    assert text.startswith("counterexample to induction of cdev_accounted")
+    assert "step: open(f=" in text and "state before" in text and "state after:" in text
