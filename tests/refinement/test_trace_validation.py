@@ -5,7 +5,8 @@ Free-running (``test_trace_validation``, the mass test: real concurrency, the OS
 profile the runs go on until DEVDAX_TRACE_RUNS runs (default 1000) or DEVDAX_TRACE_SECONDS seconds
 (default 55) are done, on one bus (a new one when a modern re-bind's documented leak has used up
 the core's device slots). Run k uses seed k; the seed fixes the plan (units, accesses, sleeps,
-admin actions), not the interleaving, so DEVDAX_TRACE_SEED=N repeats that plan 30 times.
+admin actions), not the interleaving, so DEVDAX_TRACE_SEED=N repeats that plan 30 times
+(DEVDAX_TRACE_VARIANT=name: impl built with that spec variant, checked against its own spec).
 
 Scheduled (``test_scheduled_runs``: a seeded scheduler picks, at every logged point, which thread
 goes next): DEVDAX_TRACE_SCHED_RUNS runs per profile (default 40), each reproducible: a rejected
@@ -47,7 +48,7 @@ def spec_ctx(profile: str, prof: Profile | None = None) -> Ctx:
 @pytest.mark.timeout(240)
 @pytest.mark.parametrize("profile", IMPL_PROFILES)
 def test_trace_validation(profile: str) -> None:
-    c = spec_ctx(profile)
+    impl_profile, c = _target(profile)
     seeds = [int(SEED)] * 30 if SEED is not None else range(RUNS)
     deadline = time.monotonic() + SECONDS
     bus = DaxBus(workers=2)
@@ -61,7 +62,8 @@ def test_trace_validation(profile: str) -> None:
                 close_bus(bus)
                 bus = DaxBus(workers=2)
                 enable_tracing(bus)
-            run = race_run(bus, profile, seed, minor_base=MINOR_BASE + (k % 4096) * 64)
+            run = race_run(bus, profile, seed, impl_profile=impl_profile,
+                           minor_base=MINOR_BASE + (k % 4096) * 64)
             try:
                 check_trace(c, run)
             except TraceRejected as e:
@@ -84,6 +86,17 @@ def test_trace_validation(profile: str) -> None:
     assert SEED is not None or racy > runs // 10, "the runs hardly race: the test would prove little"
 
 
+def _target(profile: str) -> tuple[Profile | None, Ctx]:
+    """impl's profile (None: the reference) and the spec to check against: with DEVDAX_TRACE_VARIANT
+    the variant built into impl and its own spec, so that only a race can expose it."""
+    if VARIANT is None:
+        return None, spec_ctx(profile)
+    v = VARIANTS[VARIANT]
+    if v.base.name != profile:
+        pytest.skip(f"variant {VARIANT} varies {v.base.name}, not {profile}")
+    return v.profile(), spec_ctx(profile, v.profile())
+
+
 def _scheduled(bus: DaxBus, profile: str, seed: int, k: int, impl_profile: Profile | None = None) -> Run:
     return race_run(bus, profile, seed, impl_profile=impl_profile, minor_base=MINOR_BASE + (k % 4096) * 64,
                     scheduled=True)
@@ -94,14 +107,7 @@ def _scheduled(bus: DaxBus, profile: str, seed: int, k: int, impl_profile: Profi
 def test_scheduled_runs(profile: str) -> None:
     """Runs whose interleaving the seeded scheduler chose, each checked; with DEVDAX_TRACE_SEED one
     run, replayed exactly (DEVDAX_TRACE_VARIANT: impl built with that variant, own spec)."""
-    impl_profile: Profile | None = None
-    c = spec_ctx(profile)
-    if VARIANT is not None:
-        v = VARIANTS[VARIANT]
-        if v.base.name != profile:
-            pytest.skip(f"variant {VARIANT} varies {v.base.name}, not {profile}")
-        impl_profile = v.profile()
-        c = spec_ctx(profile, impl_profile)
+    impl_profile, c = _target(profile)
     seeds = [int(SEED)] if SEED is not None else list(range(SCHED_RUNS))
     bus = DaxBus(workers=2)
     runs = 0

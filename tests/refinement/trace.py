@@ -3,8 +3,16 @@
 A run (``race_run``): sequential setup through the lockstep driver (open two files, map each), then
 real concurrency: toucher threads touch units of the mappings through process_vm_readv/writev, with
 no lock of ours (their faults are serviced by the handler process's workers under the real SRCU
-read lock), while an admin thread disables (and, modern, enables) the device and a closer thread
-closes an fd. Sleeps between the actions come from the run's seed.
+read lock), while an admin thread disables (and, modern, enables) the device, a closer thread
+closes an fd, and a user thread opens the node, maps SHAPE_2 through its new file, unmaps it and
+closes it (file operations serialise with the admin program on the bus lock, as the kernel's do on
+the device's locks; faults do not). Sleeps between the actions come from the run's seed.
+
+Two modes. Free-running (the mass test): the OS interleaves; the seed fixes only the plan, so a
+failing seed may not fail again. Scheduled (``scheduled=True``): every run thread and handler
+worker waits at a gate before each logged point (impl/tracelog.py), and a ``Scheduler`` seeded by
+the run's seed lets one through whenever no thread can move otherwise; the same seed then gives the
+same log (``Run.canonical``), and a rejected run's report names the one command that replays it.
 
 The log is one total order over both processes (impl/tracelog.py): every linearization point is
 done inside a process-shared critical section and numbered by one global counter. The main process
@@ -26,10 +34,16 @@ decision, the size and whether the entry was already there; ``synchronize_wait``
 CPU that was inside its read section at ``synchronize_start`` has not left it. Separately, impl's
 own SRCU must have waited, at each ``gp_done``, for every section open at the ``gp_flip`` before it.
 A touch has no step of its own: its outcome must be what an access sees at some point of its window
-(ok: an entry covers the address; SIGBUS: a fault there would end in SIGBUS). Every spec state on
+(ok: an entry covers the address; SIGBUS: a fault there would end in SIGBUS). A user file operation
+that succeeded is the spec's do_open/do_mmap/do_munmap/do_close at its log event (same outcome); one
+that failed must fail alike (ENXIO, modern's M21 OOPS) at some point of its window. Every spec state on
 the path must satisfy the state invariants except the profile's findings, and the end state must be
 abstraction(impl). The search is a memoised DFS over (log position, spec state, touches done); its
-only choices are where each touch takes effect and the relaxations below.
+only choices are where each touch (and failed user call) takes effect and the relaxations below.
+
+Not covered: the user's mapping is not touched, so munmap never meets a fault in progress (impl's
+munmap does not wait for the handler's faults on the vma as the kernel's mmap_lock would; the
+spec's do_munmap does wait), and forks are left to the lockstep tests.
 
 Three relaxations, where impl's steps are finer than the spec's or where the emulation differs from
 the kernel on purpose: unmap_mapping_range zaps the vmas one by one; run_dax (core.revive_device)
