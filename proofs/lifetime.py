@@ -947,3 +947,41 @@ def observe_model(m: Model, mod: Term, s: LState) -> Obs:
     files = tuple(sorted((val(s.opened[x]), val(s.fd[x]), val(s.pnull[x]), val(s.nv[x]))
                          for x in m.files if val(s.opened[x])))
     return tuple(val(getattr(s, n)) for n in OBS_FIELDS), files
+
+
+# --------------------------------------------------------------------------------------------------
+# Reachability: a bounded trace from Init
+# --------------------------------------------------------------------------------------------------
+
+def bmc_trace(profile: Profile, invariant: str, depth: int, timeout: float) -> list[str] | None:
+    """The shortest run from Init (at most ``depth`` steps) that ends in a state violating one of
+    this module's invariants, as the step names; None if there is none that short (or the budget
+    ran out). A counterexample to induction may start in an unreachable state; this says the
+    violation is reachable."""
+    deadline = time.monotonic() + timeout
+    m = Model(profile)
+    inv = {i.name: i.formula for i in invariants_for(profile)}[invariant]
+    states = [LState.fresh("bmc0")]
+    solver = _solver(timeout)
+    solver.add(m.init(states[0]))
+    names: list[list[str]] = []
+    for i in range(depth):
+        states.append(LState.fresh(f"bmc{i + 1}"))
+        acts = m.actions(states[i], states[i + 1], f"bmc{i}")
+        which = z3.Int(f"which@{i}")
+        solver.add(z3.Or(*(z3.And(which == j, f) for j, (_, f, _) in enumerate(acts))))
+        names.append([a for a, _, _ in acts])
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return None
+        solver.set("timeout", max(1, int(left * 1000)))
+        solver.push()
+        solver.add(z3.Not(inv(m, states[i + 1])))
+        r = solver.check()
+        if r == z3.sat:
+            mod = solver.model()
+            return [names[j][mod.eval(z3.Int(f"which@{j}")).as_long()] for j in range(i + 1)]
+        solver.pop()
+        if r == z3.unknown:
+            return None
+    return None

@@ -13,7 +13,7 @@ import os
 import pytest
 
 from devdax.proofs import runner
-from devdax.proofs.lifetime import SHARED_RW, abstract, check_agreement, lifetime_obligations
+from devdax.proofs.lifetime import SHARED_RW, abstract, bmc_trace, check_agreement, lifetime_obligations
 from devdax.proofs.obligations import obligations_for
 from devdax.proofs.runner import Status
 from devdax.spec.admin import run_program
@@ -130,3 +130,14 @@ def test_abstraction_of_a_probed_device() -> None:
     assert (o["prog"], o["alive"], o["registered"], o["cdev_mapped"], o["dev_ref"], o["cdev_ref"]) == \
         (0, True, True, True, 2, 1)
     assert o["rg_kref"] == 2 and not o["provider_ref"] and o["devm_ref"] and o["holds_region"]
+
+
+def test_f1_is_reachable_as_docs_findings_says() -> None:
+    """docs/findings.md F1: probe up to cdev_add, open, mmap -> oops. The bounded search finds exactly
+    that run as the shortest one, from Init: the counterexample to induction is reachable."""
+    trace = bmc_trace(get_profile("modern"), "no_null_deref", 12, TIMEOUT)
+    assert trace is not None
+    assert [t.split(":")[1] for t in trace[:9]] == [
+        "alloc_dax_region", "ida_alloc_id", "device_initialize", "ida_alloc_minor", "dax_inode_get",
+        "region_get", "add_mappings", "device_add", "cdev_add"]
+    assert trace[9:] == ["open", "mmap (NULL private_data)"]
