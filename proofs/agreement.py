@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 import z3
 
+from devdax.model.reduction import reduced_successors
 from devdax.proofs.protocol import (
     P_GONE,
     P_IDLE,
@@ -182,15 +183,17 @@ def observe(pr: Protocol, m: Term, st: State) -> Obs:
     return Obs(num(st.prog), num(st.p), flag(st.alive), flag(st.dead), flag(st.gp), cpus, vmas, entries)
 
 
-def reachable(c: Ctx, limit: int = 5000) -> Iterator[SpecState]:
-    """Breadth-first over canonical spec states (at most ``limit``)."""
+def reachable(c: Ctx, limit: int = 5000, fused: bool = False) -> Iterator[SpecState]:
+    """Breadth-first over canonical spec states (at most ``limit``); ``fused``: over the movers
+    reduction's steps (model/reduction.py), which never stops between fused steps."""
     s0 = canonical(init(c))
     seen = {s0}
     queue = [s0]
+    nxt = reduced_successors if fused else successors
     while queue and len(seen) <= limit:
         s = queue.pop(0)
         yield s
-        for tr in successors(c, s):
+        for tr in nxt(c, s):
             ns = canonical(tr.state)
             if ns not in seen:
                 seen.add(ns)
@@ -208,10 +211,10 @@ class Agreement:
     """The two solvers of the comparison, built once per configuration: every step (soundness) and
     every step but the admin's ``end`` (completeness); each spec state is pushed and popped."""
 
-    def __init__(self, c: Ctx, pr: Protocol, timeout_ms: int = 10_000) -> None:
-        self.c, self.pr, self.timeout_ms = c, pr, timeout_ms
+    def __init__(self, c: Ctx, pr: Protocol, timeout_ms: int = 10_000, fused: bool = False) -> None:
+        self.c, self.pr, self.timeout_ms, self.fused = c, pr, timeout_ms, fused
         self.S, self.T = pr.state("s"), pr.state("t")
-        actions = pr.actions(self.S, self.T, "a")
+        actions = pr.actions(self.S, self.T, "a", fused=fused)
         self.base = [*pr.rigid, *layout(pr, c)]
         self.every = z3.Or(*(a.formula for a in actions))
         self.no_end = z3.Or(*(a.formula for a in actions if not a.name.endswith(":end")))
@@ -227,7 +230,8 @@ class Agreement:
         """Compare the spec's successors of s with the protocol's step models from abstract(s)."""
         c, pr, S, T = self.c, self.pr, self.S, self.T
         o = abstract(c, s)
-        moved = {x for x in (abstract(c, tr.state) for tr in successors(c, s)) if x != o}
+        nxt = reduced_successors if self.fused else successors
+        moved = {x for x in (abstract(c, tr.state) for tr in nxt(c, s)) if x != o}
         out: list[Mismatch] = []
         here = pin(pr, S, o)
         for x in moved:
@@ -255,12 +259,13 @@ class Agreement:
         return out
 
 
-def check_config(c: Ctx, limit: int = 5000) -> tuple[int, list[Mismatch]]:
-    """Every reachable state of the configuration (up to ``limit``): (states checked, mismatches)."""
+def check_config(c: Ctx, limit: int = 5000, fused: bool = False) -> tuple[int, list[Mismatch]]:
+    """Every reachable state of the configuration (up to ``limit``): (states checked, mismatches).
+    ``fused``: the protocol's fused CPU steps against the spec's reduced successors."""
     pr = protocol_for(c, universe_for(c))
-    ag = Agreement(c, pr)
+    ag = Agreement(c, pr, fused=fused)
     n, bad = 0, []
-    for s in reachable(c, limit):
+    for s in reachable(c, limit, fused):
         n += 1
         bad += ag.check_state(s)
     return n, bad

@@ -27,6 +27,7 @@ from devdax.proofs.agreement import Obs, abstract, layout, observe, pin, protoco
 
 __all__ = ["AbstractTrace", "abstract", "bmc", "bmc_config", "bmc_obligation", "bmc_verdict", "concretize",
            "render_trace"]
+from devdax.model.reduction import reduced_successors
 from devdax.proofs.inductive import INVARIANTS, Invariant
 from devdax.proofs.protocol import Action, State
 from devdax.proofs.runner import Obligation, Status, Verdict
@@ -45,6 +46,7 @@ class AbstractTrace:
     steps: list[tuple[str, Obs]]        # (action name, state after), from the state after init
     start: Obs
     invariant: str
+    fused: bool = False                 # steps are the movers reduction's (model/reduction.py)
 
 
 def _fired(m: Term, actions: list[Action]) -> str:
@@ -93,20 +95,34 @@ class Unrolling:
                 out.append(z3.Or(nxt == old, *(sel == i for i in writers[j])))
         return Unrolling([a.name for a, _, _ in cases], sel, out)
 
+    def instance(self, s: State, t: State, template: tuple[State, State], tag: str) -> Unrolling:
+        """The same relation between other states: the template's variables renamed (one C++
+        substitution instead of rebuilding every action in Python at every depth). Only for a
+        protocol whose actions have no parameter variables (scalar encoding, fixed layout)."""
+        pairs = [(x, y) for S, D in zip(template, (s, t), strict=True)
+                 for x, y in zip(S.flat(), D.flat(), strict=True) if not z3.eq(x, y)]
+        sel = z3.Int(f"act@{tag}")
+        pairs.append((self.sel, sel))
+        return Unrolling(self.names, sel, [z3.substitute(f, *pairs) for f in self.formulas])
+
     def fired(self, m: Term) -> str:
         i = m.eval(self.sel, model_completion=True).as_long()
         return self.names[i] if 0 <= i < len(self.names) else "?"
 
 
 def bmc(c: Ctx, depth: int, timeout: float, invariants: list[Invariant] | None = None,
-        encoding: str = "scalar") -> tuple[Status, AbstractTrace | None, str]:
+        encoding: str = "scalar", fused: bool | None = None) -> tuple[Status, AbstractTrace | None, str]:
     """(PROVED up to depth | VIOLATED with the shortest abstract trace | UNKNOWN, trace, note).
 
     "scalar": per-element variables, explanatory frames, one incremental solver whose depth-d query
     (some invariant fails in state d) is pushed and popped. "array": Z3 arrays, whole-state frames,
-    one query per invariant; measured against each other in bench/RESULTS.md ("BMC")."""
+    one query per invariant; measured against each other in bench/RESULTS.md ("BMC").
+
+    ``fused`` (default: with the scalar encoding) unrolls the CPU steps of the movers reduction, as
+    `devdax check` explores them: a depth is one of its BFS levels, a fault two or three steps."""
     if encoding not in ENCODINGS:
         raise ValueError(f"encoding: expected one of {ENCODINGS}, got {encoding!r}")
+    fused = encoding == "scalar" if fused is None else fused
     deadline = time.monotonic() + timeout
     invs = SPEC_INVARIANTS if invariants is None else invariants
     scalar = encoding == "scalar"
@@ -117,20 +133,28 @@ def bmc(c: Ctx, depth: int, timeout: float, invariants: list[Invariant] | None =
     solver.add(*pr.rigid, *layout(pr, c), pr.init(states[0]), pin(pr, states[0], abstract(c, init(c))))
     steps: list[list[Action]] = []
     unrolled: list[Unrolling] = []
+    template: tuple[Unrolling, tuple[State, State]] | None = None
+    if scalar and pr.fixed_vmas and depth > 0:
+        tpl = (pr.state("S"), pr.state("T"))
+        template = (Unrolling.build(pr.actions(*tpl, "T", fused=fused), *tpl, "T"), tpl)
 
     def found(m: Term, d: int, inv: str) -> tuple[Status, AbstractTrace | None, str]:
         names = [u.fired(m) for u in unrolled] if scalar else [_fired(m, steps[i]) for i in range(d)]
         trace = [(names[i], observe(pr, m, states[i + 1])) for i in range(d)]
-        return Status.VIOLATED, AbstractTrace(trace, observe(pr, m, states[0]), inv), ""
+        return Status.VIOLATED, AbstractTrace(trace, observe(pr, m, states[0]), inv, fused), ""
 
     for d in range(depth + 1):
         if d > 0:
             states.append(pr.state(str(d)))
-            acts = pr.actions(states[d - 1], states[d], f"t{d}")
-            if scalar:
+            if template is not None:
+                unrolled.append(template[0].instance(states[d - 1], states[d], template[1], f"t{d}"))
+                solver.add(*unrolled[-1].formulas)
+            elif scalar:
+                acts = pr.actions(states[d - 1], states[d], f"t{d}", fused=fused)
                 unrolled.append(Unrolling.build(acts, states[d - 1], states[d], f"t{d}"))
                 solver.add(*unrolled[-1].formulas)
             else:
+                acts = pr.actions(states[d - 1], states[d], f"t{d}", fused=fused)
                 steps.append(acts)
                 solver.add(z3.Or(*(a.formula for a in acts)))
         bad = [(inv.name, z3.Not(inv.formula(pr, states[d]))) for inv in invs]
@@ -159,7 +183,9 @@ def bmc(c: Ctx, depth: int, timeout: float, invariants: list[Invariant] | None =
 
 def concretize(c: Ctx, trace: AbstractTrace, stutters: int = 6) -> list[Transition] | None:
     """A spec trace whose abstraction is the abstract trace: for each abstract step, up to `stutters`
-    spec steps invisible to the abstraction, then one whose abstraction is the step's state."""
+    spec steps invisible to the abstraction, then one whose abstraction is the step's state (spec
+    steps, or the reduction's fused steps for a fused trace)."""
+    nxt_states = reduced_successors if trace.fused else successors
     s = init(c)
     out: list[Transition] = []
     for _name, target in trace.steps:
@@ -169,7 +195,7 @@ def concretize(c: Ctx, trace: AbstractTrace, stutters: int = 6) -> list[Transiti
         for _ in range(stutters + 1):
             nxt: list[tuple[SpecState, list[Transition]]] = []
             for st, path in frontier:
-                for tr in successors(c, st):
+                for tr in nxt_states(c, st):
                     o = abstract(c, tr.state)
                     if o == target:
                         found = [*path, tr]
@@ -188,7 +214,7 @@ def concretize(c: Ctx, trace: AbstractTrace, stutters: int = 6) -> list[Transiti
     return out
 
 
-def render_trace(cfg: Config, transitions: list[Transition], label: str) -> str:
+def render_trace(cfg: Config, transitions: list[Transition], label: str, reduce: bool = False) -> str:
     """The spec trace as `devdax check` prints a counterexample (model/render.py), with the broken
     invariant as spec/invariants.py reports it on the last state or step."""
     from devdax.model.checker import Step, Violation
@@ -207,7 +233,7 @@ def render_trace(cfg: Config, transitions: list[Transition], label: str) -> str:
                 msg = inv.step(c, prev, t)
             if msg is not None:
                 v = Violation(inv, msg, steps[:i + 1])
-                return render_violation(cfg, v, label, symmetry=False, reduce=False)
+                return render_violation(cfg, v, label, symmetry=False, reduce=reduce)
         prev = t.state
     return "the replayed spec trace breaks no spec invariant (the abstract violation is spurious)"
 
@@ -225,7 +251,7 @@ def bmc_verdict(cfg: Config, depth: int, timeout: float, label: str) -> Verdict:
         lines = [f"abstract trace breaking {trace.invariant} (the spec cannot follow it: spurious):"]
         lines += [f"  {i + 1}. {name}" for i, (name, _) in enumerate(trace.steps)]
         return Verdict(Status.UNKNOWN, counterexample="\n".join(lines))
-    return Verdict(Status.VIOLATED, counterexample=render_trace(cfg, transitions, label))
+    return Verdict(Status.VIOLATED, counterexample=render_trace(cfg, transitions, label, trace.fused))
 
 
 def bmc_obligation(cfg: Config, depth: int, name: str = "bmc") -> Obligation:
@@ -239,14 +265,15 @@ def bmc_obligation(cfg: Config, depth: int, name: str = "bmc") -> Obligation:
 
 
 def bmc_config(profile: str, variant: str | None, cpus: int = 1, faults: int = 1, units: int = 1) -> Config:
-    """The race configuration BMC runs on: the variant's own when it is a race, else a race with the
-    variant's profile, alignment and first fault size; without a variant, the profile's race with
-    the given populations."""
+    """The race configuration BMC runs on, with the given populations: the variant's own race
+    configuration when it has one, else a race with the variant's profile, alignment and first fault
+    size; without a variant, the profile's race."""
     from devdax.spec.variants import get_variant
     if variant is not None:
         v = get_variant(variant)
         if v.config.race:
-            return replace(v.config, profile=v.base.name, variant=v.name)
+            return replace(v.config, profile=v.base.name, variant=v.name, cpus=cpus, faults=faults,
+                           units=units)
         return Config(profile=v.base.name, variant=v.name, race=True, cpus=cpus, faults=faults, units=units,
                       files=1, vmas=1, align=v.config.align, first_fault=v.config.first_fault)
     return Config(profile=profile, race=True, cpus=cpus, faults=faults, units=units, files=1, vmas=1,

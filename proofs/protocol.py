@@ -382,6 +382,7 @@ class Protocol:
     rigid: list[Term] = field(init=False)   # hypotheses on the ranges, true in every state
     range_vars: list[tuple[Term, Term]] = field(init=False)
     _keys: tuple[EntKey, ...] | None = field(init=False)
+    _rows: dict[tuple[int, int, int, int], tuple[Term, Term, Term]] = field(init=False, default_factory=dict)
 
     def __post_init__(self) -> None:
         spans, hyps = [], []
@@ -499,15 +500,25 @@ class Protocol:
                 return z3.If(s.csize[c] == g.PAGE_SIZE, pick(decs[g.PAGE_SIZE]),
                              z3.If(s.csize[c] == g.PMD_SIZE, pick(decs[g.PMD_SIZE]), pick(decs[g.PUD_SIZE])))
             return by_size(lambda d: d.result), by_size(lambda d: d.addr), by_size(lambda d: d.phys)
+        known = z3.simplify(cv), z3.simplify(s.caddr[c]), z3.simplify(s.csize[c])
+        if z3.is_int_value(known[1]) and z3.is_int_value(known[2]) and \
+                any(z3.eq(known[0], x) for x in self.u.vmas):
+            # one row: a fused step checks right after its lock, whose vma/address/size are concrete
+            v, addr, size = known[0], known[1], known[2].as_long()
+            d = G.dax_huge_fault(size, addr, s.vstart[v], s.vend[v], s.vpgoff[v], self.align, self.ranges,
+                                 self.vma_ok(s, v), rules)
+            return z3.simplify(d.result), z3.simplify(d.addr), z3.simplify(d.phys)
         rows: list[tuple[Term, tuple[Term, Term, Term]]] = []
         for v in self.u.vmas:
-            ok = self.vma_ok(s, v)
             for addr, _ in self.fault_targets(s, v, "unused"):
                 for size in g.FAULT_SIZES:
-                    d = G.dax_huge_fault(size, addr, s.vstart[v], s.vend[v], s.vpgoff[v], self.align,
-                                         self.ranges, ok, rules)
+                    key = (s.alive.get_id(), v.get_id(), addr.as_long(), size)
+                    if key not in self._rows:        # the row reads only alive and constants
+                        d = G.dax_huge_fault(size, addr, s.vstart[v], s.vend[v], s.vpgoff[v], self.align,
+                                             self.ranges, self.vma_ok(s, v), rules)
+                        self._rows[key] = (z3.simplify(d.result), z3.simplify(d.addr), z3.simplify(d.phys))
                     when = z3.And(cv == v, s.caddr[c] == addr, s.csize[c] == size)
-                    rows.append((when, (z3.simplify(d.result), z3.simplify(d.addr), z3.simplify(d.phys))))
+                    rows.append((when, self._rows[key]))
         if not rows:
             return G.SIGBUS, z3.IntVal(0), z3.IntVal(0)
         out = list(rows[-1][1])
@@ -561,10 +572,14 @@ class Protocol:
             out += self._cpu_actions(s, t, tag, c)
         return out
 
-    def _cpu_actions(self, s: State, t: State, tag: str, c: Term) -> list[Action]:
+    def _cpu_actions(self, s: State, t: State, tag: str, c: Term,
+                     kinds: tuple[str, ...] = ("lock", "check", "insert", "unlock"),
+                     first: bool = True) -> list[Action]:
+        """CPU c's actions of the given kinds; ``first``: guarded by first_of_kind (a fused step's
+        continuation is not: the CPU was chosen by the step's first action)."""
         u = self.u
         out: list[Action] = []
-        mine = self.first_of_kind(s, c)
+        mine = self.first_of_kind(s, c) if first else z3.BoolVal(True)
 
         def cpu(st: State, **f: Term) -> State:
             """Store the given fields of CPU c."""
@@ -574,7 +589,7 @@ class Protocol:
 
         # fault_lock: a new fault at one of the vma's target addresses ...
         sizes = g.FAULT_SIZES if self.first_fault is None else (self.first_fault,)
-        for v in u.params(u.vma, f"vma@{tag}"):
+        for v in u.params(u.vma, f"vma@{tag}") if "lock" in kinds else ():
             for first, first_ok in u.pick(f"size@{tag}", sizes):
                 for addr, addr_ok in self.fault_targets(s, v, f"addr@{tag}"):
                     guard = z3.And(mine, s.pc[c] == C_IDLE, s.cres[c] != R_FALLBACK, s.left[c] > 0, s.used[v],
@@ -587,29 +602,34 @@ class Protocol:
         guard = z3.And(mine, s.pc[c] == C_IDLE, s.cres[c] == R_FALLBACK)
         new = cpu(s, pc=z3.IntVal(C_LOCKED), nest=s.nest[c] + 1, pre=z3.BoolVal(False),
                   res=z3.IntVal(R_NONE), phys=z3.IntVal(0))
-        out.append(Action("fault_lock", (("cpu", c),), guard, ((z3.BoolVal(True), new),), t))
+        if "lock" in kinds or "retry" in kinds:
+            out.append(Action("fault_lock", (("cpu", c),), guard, ((z3.BoolVal(True), new),), t))
+        if kinds == ("retry",):
+            return out
 
         # fault_check: check_vma (alive first), negotiation, pgoff_to_phys: geometry.dax_huge_fault
         cv = s.cvma[c]
         rules = self.profile.fault_rules
-        result, block, phys = self.decision(s, c)
-        nopage = cpu(s, pc=z3.IntVal(C_CHECKED), res=z3.IntVal(R_NOPAGE), addr=block, phys=phys)
-        ended = cpu(s, pc=z3.IntVal(C_DONE),
-                    res=z3.If(result == G.FALLBACK, z3.IntVal(R_FALLBACK), z3.IntVal(R_SIGBUS)))
-        cases = [(result == G.NOPAGE, nopage)]
-        if self.profile.default_case_leaks_lock and not rules.pud_supported:
-            # M20: "default: return VM_FAULT_FALLBACK;" inside the read lock: back to idle, no unlock
-            leak = z3.And(result == G.FALLBACK, s.csize[c] == g.PUD_SIZE)
-            leaked = cpu(s, pc=z3.IntVal(C_IDLE), res=z3.IntVal(R_FALLBACK), size=z3.IntVal(g.PMD_SIZE))
-            cases += [(leak, leaked), (z3.And(result != G.NOPAGE, z3.Not(leak)), ended)]
-        else:
-            cases.append((result != G.NOPAGE, ended))
-        out.append(Action("fault_check", (("cpu", c),), z3.And(mine, s.pc[c] == C_LOCKED), tuple(cases), t))
+        if "check" in kinds:
+            result, block, phys = self.decision(s, c)
+            nopage = cpu(s, pc=z3.IntVal(C_CHECKED), res=z3.IntVal(R_NOPAGE), addr=block, phys=phys)
+            ended = cpu(s, pc=z3.IntVal(C_DONE),
+                        res=z3.If(result == G.FALLBACK, z3.IntVal(R_FALLBACK), z3.IntVal(R_SIGBUS)))
+            cases = [(result == G.NOPAGE, nopage)]
+            if self.profile.default_case_leaks_lock and not rules.pud_supported:
+                # M20: "default: return VM_FAULT_FALLBACK;" inside the read lock: back to idle, no unlock
+                leak = z3.And(result == G.FALLBACK, s.csize[c] == g.PUD_SIZE)
+                leaked = cpu(s, pc=z3.IntVal(C_IDLE), res=z3.IntVal(R_FALLBACK), size=z3.IntVal(g.PMD_SIZE))
+                cases += [(leak, leaked), (z3.And(result != G.NOPAGE, z3.Not(leak)), ended)]
+            else:
+                cases.append((result != G.NOPAGE, ended))
+            out.append(Action("fault_check", (("cpu", c),), z3.And(mine, s.pc[c] == C_LOCKED),
+                              tuple(cases), t))
 
         # fault_insert: one entry of the fault size, unless one is there already (-EBUSY)
         done = cpu(s, pc=z3.IntVal(C_DONE))
-        busy = self.covered(s, cv, s.caddr[c])
-        for e in u.params(u.ent, f"ent@{tag}"):
+        busy = self.covered(s, cv, s.caddr[c]) if "insert" in kinds else z3.BoolVal(False)
+        for e in u.params(u.ent, f"ent@{tag}") if "insert" in kinds else ():
             inserted = done.replace(live=store(s.live, e, z3.BoolVal(True)))
             if self._keys is None:         # a keyed slot holds its entry already (free_slot matched it)
                 inserted = inserted.replace(evma=store(s.evma, e, cv), eaddr=store(s.eaddr, e, s.caddr[c]),
@@ -627,8 +647,48 @@ class Protocol:
                     phys=z3.IntVal(0))
         final = cpu(s, pc=z3.IntVal(C_IDLE), left=s.left[c] - 1, nest=nest, pre=pre, addr=z3.IntVal(0),
                     size=z3.IntVal(0), res=z3.IntVal(R_NONE), phys=z3.IntVal(0))
-        out.append(Action("fault_unlock", (("cpu", c),), z3.And(mine, s.pc[c] == C_DONE),
-                          ((has_next, retry), (z3.Not(has_next), final)), t))
+        if "unlock" in kinds:
+            out.append(Action("fault_unlock", (("cpu", c),), z3.And(mine, s.pc[c] == C_DONE),
+                              ((has_next, retry), (z3.Not(has_next), final)), t))
+        return out
+
+    # ------------------------------------------------------------------------- fused steps ----
+
+    def fused_cpu_actions(self, s: State, t: State, tag: str) -> list[Action]:
+        """The CPU steps of model/reduction.py (Lipton movers): a lock runs on through its check; a
+        check that ends the fault (or an insert) runs on through the unlock; after an unlock with
+        FALLBACK and no lock left held, the mm's retry one size down (lock and check) follows. Each
+        fused action is the composition of the actions above, case by case, so nothing about the
+        protocol is restated; the justification is the reduction's (model/reduction.py, checked by
+        tests/model), and tests/proofs/test_protocol_agreement.py compares this relation with the
+        reduced spec successors. BMC unrolls it: one depth per step the explicit checker takes."""
+        out: list[Action] = []
+        for c in self.u.params(self.u.cpu, f"cpu@{tag}"):
+            for a in self._cpu_actions(s, t, tag, c, ("lock", "insert")):
+                cases = [x for cond, new in a.cases for x in self._then(t, tag, c, cond, new, a.name)]
+                out.append(Action(a.name, a.params, a.guard, tuple(cases), t))
+        return out
+
+    def _then(self, t: State, tag: str, c: Term, cond: Term, s: State, last: str) -> list[tuple[Term, State]]:
+        """The cases of running CPU c's fused follow-up steps from s (reached under cond)."""
+        pc = z3.simplify(s.pc[c])
+        if not z3.is_int_value(pc):
+            raise ValueError(f"fused step: CPU pc not concrete after {last}: {pc}")
+        step = {C_LOCKED: "check", C_DONE: "unlock"}.get(pc.as_long())
+        if step is None and last == "fault_unlock" and z3.is_true(z3.simplify(s.cres[c] == R_FALLBACK)):
+            step = "retry"                       # the mm retries one size down if no lock is left held
+            free = z3.simplify(s.nest[c] == 0)
+            out = [] if z3.is_true(free) else [(z3.And(cond, z3.Not(free)), s)]
+            cond = z3.And(cond, free)
+        elif step is None:
+            return [(cond, s)]
+        else:
+            out = []
+        (a,) = self._cpu_actions(s, t, tag, c, (step,), first=False)
+        for g2, new in a.cases:
+            when = z3.simplify(z3.And(cond, a.guard, g2))
+            if not z3.is_false(when):
+                out += self._then(t, tag, c, when, new, a.name)
         return out
 
     # ----------------------------------------------------------------------------- admin ----
@@ -761,8 +821,10 @@ class Protocol:
 
     # ---------------------------------------------------------------------------- system ----
 
-    def actions(self, s: State, t: State, tag: str) -> list[Action]:
-        out = self.cpu_actions(s, t, tag) + self.admin_actions(s, t)
+    def actions(self, s: State, t: State, tag: str, fused: bool = False) -> list[Action]:
+        """Every action between s and t; ``fused``: the CPU steps of the movers reduction."""
+        cpu = self.fused_cpu_actions(s, t, tag) if fused else self.cpu_actions(s, t, tag)
+        out = cpu + self.admin_actions(s, t)
         if self.users:
             out += self.user_actions(s, t, tag)
         return out
