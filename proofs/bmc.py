@@ -1,17 +1,28 @@
 """Bounded model checking of the protocol to depth k, with counterexamples replayed in the spec.
 
 The protocol (proofs/protocol.py) is unrolled k steps from the abstraction of the configuration's
-initial state, over finite sorts as large as the configuration (CPUs, vmas; entries one more than can
-exist), and the spec's invariants are asked to fail at each depth. Z3 explores all interleavings
-symbolically, so configurations whose state space the explicit explorer cannot enumerate (more CPUs,
-more faults, more units) are checked to depth k in one query per depth.
+initial state, over finite sorts as large as the configuration (CPUs, vmas; one entry slot per entry
+the fixed layout can get), and the spec's invariants are asked to fail at each depth. Z3 explores all
+interleavings symbolically, one query per depth, so configurations whose state space the explicit
+explorer cannot enumerate (more CPUs, more faults, more units) are checked to depth k.
+
+What makes that scale (bench/RESULTS.md, "BMC"): the scalar encoding of protocol.py (one variable per
+CPU/vma/entry field, one action instance per concrete CPU, the race's vmas and ranges as constants,
+fault decisions as tables, first-of-kind CPU symmetry); explanatory frames (``Unrolling``: a variable
+changes only if an action that writes it fires), built once and renamed per depth; one incremental
+solver, the depth-d query (some invariant fails) pushed and popped; and, by default, the fused CPU
+steps of the movers reduction (model/reduction.py), so that a depth is one BFS level of
+``devdax check`` and a variant is found at the depth of the explorer's shortest counterexample.
+BMC is still exponential in the depth: it answers "no violation within k steps", which on a large
+race is far less than a complete run (bench/RESULTS.md gives both numbers).
 
 A trace found is not shown as Z3's model: it is *replayed in the spec* (``concretize``): each abstract
-step is matched by a spec transition, with spec steps the abstraction does not see (cdev_del, puts)
-inserted where needed. The result is an ordinary spec trace, rendered by model/render.py exactly as
-``devdax check`` renders its counterexamples, with the pytest snippet that replays it, and the broken
-invariant is re-checked by spec/invariants.py itself. An abstract trace the spec cannot follow (the
-abstraction over-approximates only the end of an admin program) is reported as such, never as a bug.
+step is matched by a spec transition (a fused one for a fused trace), with spec steps the abstraction
+does not see (cdev_del, puts) inserted where needed. The result is an ordinary spec trace, rendered by
+model/render.py exactly as ``devdax check`` renders its counterexamples, with the pytest snippet that
+replays it, and the broken invariant is re-checked by spec/invariants.py itself. An abstract trace the
+spec cannot follow (the abstraction over-approximates only the end of an admin program) is reported as
+such, never as a bug.
 
 Only race configurations are supported (the protocol leaves open/mmap to the unbounded proofs).
 """

@@ -686,9 +686,9 @@ class Protocol:
             out = []
         (a,) = self._cpu_actions(s, t, tag, c, (step,), first=False)
         for g2, new in a.cases:
-            when = z3.simplify(z3.And(cond, a.guard, g2))
-            if not z3.is_false(when):
-                out += self._then(t, tag, c, when, new, a.name)
+            here = z3.simplify(z3.And(a.guard, g2))    # cond was simplified already: not again
+            if not z3.is_false(here):
+                out += self._then(t, tag, c, here if z3.is_true(cond) else z3.And(cond, here), new, a.name)
         return out
 
     # ----------------------------------------------------------------------------- admin ----
