@@ -381,7 +381,7 @@ class Handler:
                     sr.read_lock(wid)              # taken by a ->huge_fault call that never unlocked
                 dev = int(self.table.t.vmas[idx].dev) if idx is not None else None
                 if tr is not None:
-                    code = (d.size << 8) | (tracelog.REASONS.index(d.reason) << 1) | int(d.install)
+                    code = (d.size << 8) | (tracelog.reason_code(d.reason) << 1) | int(d.install)
                     tr.emit(tracelog.CHECK, wid, ptid, addr, -1 if idx is None else idx, alive, code)
             if atomic and d.install:
                 # vm_insert_mixed -> pte_alloc -> GFP_KERNEL allocation: might_sleep() inside

@@ -43,6 +43,12 @@ KIND_NAMES: Final = {LOCK: "read_lock", CHECK: "check", INSERT: "insert", POISON
 
 #: Decision.reason values, by their index in a CHECK record (b = size << 8 | reason << 1 | install)
 REASONS: Final = ("ok", "dead", "check_vma", "fault", "no_vma")
+UNKNOWN_REASON: Final = 0x7F
+
+
+def reason_code(reason: str) -> int:
+    """A reason's index in REASONS (UNKNOWN_REASON for one added since: still logged, shown as ?)."""
+    return REASONS.index(reason) if reason in REASONS else UNKNOWN_REASON
 
 _PTHREAD_PROCESS_SHARED: Final = 1
 _MUTEX_BYTES: Final = 64     # sizeof(pthread_mutex_t) is 40 on x86_64 glibc; room to spare
@@ -197,4 +203,4 @@ class TraceLog:
 
 
 __all__ = ["CHECK", "GATES", "GP_DONE", "GP_FLIP", "INSERT", "KIND_NAMES", "LOCK", "MAIN_GATE0", "POISON",
-           "REASONS", "RING", "UNLOCK", "TraceArea", "TraceLog", "TraceRec"]
+           "REASONS", "RING", "UNKNOWN_REASON", "UNLOCK", "TraceArea", "TraceLog", "TraceRec", "reason_code"]
