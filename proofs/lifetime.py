@@ -10,7 +10,7 @@ that nothing leaks once everything is gone (no_leak_at_quiescence).
 
 The admin programs are not restated: each is ``spec.admin.program`` of the profile (one device, one
 region), and the transition relation walks those step lists. What each step does is restated once, in
-``STEP_EFFECTS``, next to the spec function it mirrors; tests/proofs/test_lifetime_agreement.py checks
+``Model.step``, next to the spec function it mirrors; tests/proofs/test_lifetime.py checks
 that this step relation equals spec/system.py's ``successors`` on every reachable state of small
 configurations (the one source of truth stays spec/).
 
@@ -29,7 +29,12 @@ Strengthenings (each named in ``INVARIANTS``):
   ``lost``: the device pins cdev_add() took on top of one it already held (F2, modern re-bind).
 
 A documented finding of the profile is checked but never assumed as a hypothesis, so the other proofs
-of that profile do not lean on a property it does not have.
+of that profile do not lean on a property it does not have. When an unbounded step query is slow, a
+counterexample is first looked for among three files (a finite model is a real counterexample).
+
+Scope: one device of one region, one provider generation; no CPU and no installed entry (the race with
+faults is proofs/protocol.py's); the cdev-kobject profiles only (v4.7's dax_dev kref and its
+class_find_device lookup are not modelled: no obligation for v4.7).
 """
 
 from __future__ import annotations
