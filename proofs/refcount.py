@@ -14,7 +14,11 @@ counter, keeping the steps that touch a count (``EFFECTS``; the others, such as 
 no count). Each effect is the one of spec/admin.py and spec/kobject.py: cdev_add *sets* the cdev count
 to 1 (cdev_init), put_device/cdev_put release at zero, a put at zero is an underflow, a put on a freed
 object a use after free. The user actions are those of spec/file.py and spec/vma.py (open, close, mmap,
-munmap of a whole vma) and the mappingN release of spec/mapping.py.
+munmap of a whole vma) and the mappingN release of spec/mapping.py. Two guards are weaker than the
+spec's, which only makes the proof cover more runs: open() needs only a cdev count above zero (the
+spec also asks kobj_map or a cached i_cdev), and mmap() only an open fd (check_vma's alive and shape
+tests are left out: they decide whether a vma exists, not what it holds). A failing creation step
+(device_add, an exhausted minor ida when the ida is bounded) may fail every time.
 
 Invariants, split in two layers so that a profile where a claim fails still gets the rest proved:
 
@@ -89,7 +93,6 @@ class Model:
     kref: bool                      # v4.7: dax_dev kref taken by open, mmap and vm_ops->open
     pins: bool                      # mappingN children pin their parent (M15 fix)
     bind_cycles: bool
-    bounded_ida: bool               # ida_alloc_minor can fail with ENOMEM
     programs: dict[int, tuple[str, ...]]
     #: create step index at which ida_alloc_minor may fail (its failure is the only effect it has)
     enomem_at: int | None
@@ -109,7 +112,7 @@ def model_of(p: Profile) -> Model:
         enomem_at = sum(1 for e in before if e.rstrip("!") in keep)
         after_init = "device_initialize" in before
     return Model(kref=p.lifetime is Lifetime.KREF, pins=p.mapping_pins_parent, bind_cycles=p.bind_cycles,
-                 bounded_ida=p.minor_ida_bounded, programs=programs, enomem_at=enomem_at,
+                 programs=programs, enomem_at=enomem_at,
                  enomem_after_init=after_init)
 
 
