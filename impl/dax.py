@@ -1413,7 +1413,7 @@ class DaxBus:
         n = int(t.t.hdr.nworkers)
         # the handler wakes the toucher from inside the section (UFFDIO_CONTINUE wakes), so a fault
         # the caller saw complete may still be on its way out: wait for it to leave (bounded)
-        deadline = time.monotonic() + 1.0
+        deadline = time.monotonic() + 5.0
         while any(t.t.workers[i].busy for i in range(n)) and time.monotonic() < deadline:
             time.sleep(0.0001)
         return [t.srcu.nesting(i) for i in range(n)]

@@ -1,16 +1,21 @@
 """A small mutation run over impl/dax.py's lifetime code, judged by the refinement tests.
 
-No mutation tool is installed here (mutmut is not in the environment), so this is a deliberately
-simple one: two operators over the methods that create, count and release objects (the admin
-steps, puts/gets, releases, open/close):
+mutmut (3.8) runs on a copy of the tree whose devdax/ symlinks are replaced by the files (see
+bench/RESULTS.md), but it does not mutate decorated functions, and most lifetime steps carry
+icontract contracts. This tool covers every lifetime method, decorated or not, with three operators
+over the methods that create, count and release objects (the admin steps, puts/gets, releases,
+open/close):
 
 * ``del-call``: an expression statement that is a call (``self._cdev_put()``, ``k.put()``,
   ``self.bus.core.set_alive(...)``) becomes ``pass``;
-* ``flip-bool``: ``x = True`` becomes ``x = False`` and vice versa.
+* ``flip-bool``: ``x = True`` becomes ``x = False`` and vice versa;
+* ``swap``: two adjacent simple statements of which one is such a call trade places (the class of
+  the wrong teardown orders: a put before the store it should follow, a free before the unmap).
 
 Each mutant is loaded as devdax.impl.dax in a fresh interpreter and judged by a fast subset of
-tests/refinement (lockstep with few examples, the reference program, a short trace run). Killed = a
-test fails; survived = all pass. Usage::
+tests/refinement (lockstep with few examples, the variant and reference programs, a short trace
+run) plus the lifetime and robustness tests of tests/impl. Killed = a test fails; survived = all
+pass. Usage::
 
     .venv/bin/python -m tests.refinement.mutants list
     .venv/bin/python -m tests.refinement.mutants run [--limit N] [--seconds S]
@@ -19,10 +24,12 @@ test fails; survived = all pass. Usage::
 from __future__ import annotations
 
 import ast
+import itertools
 import json
 import os
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 
@@ -34,8 +41,11 @@ SKIP = {"__init__", "name", "alive", "released", "_log", "_warn", "_log_fault", 
         "__enter__", "__exit__", "_check_no_entries", "unreleased_devices", "_next_file", "_check_open",
         "_need_fd", "mmap", "_mmap", "remove_region", "disable", "enable", "_run"}
 KEEP_BUS = {"open", "_chrdev_lookup"}
-TESTS = ["tests/refinement/test_lockstep.py",
-         "tests/refinement/test_variants.py::test_reference_program_passes",
+#: fastest first: the judge stops at the first failure (-x), so a killed mutant costs little
+TESTS = ["tests/refinement/test_variants.py",
+         "tests/impl/test_dax_lifetime.py",
+         "tests/impl/test_dax_robust.py",
+         "tests/refinement/test_lockstep.py",
          "tests/refinement/test_trace_validation.py"]
 
 
@@ -46,6 +56,37 @@ class Mutant:
     where: str
     op: str
     text: str
+
+
+def _is_log(st: ast.stmt) -> bool:
+    """A call to the event log or dmesg: moving or deleting it is equivalent for lifetime."""
+    if not (isinstance(st, ast.Expr) and isinstance(st.value, ast.Call)):
+        return False
+    f = st.value.func
+    return isinstance(f, ast.Attribute) and f.attr in ("_log", "_warn")
+
+
+def _is_call(st: ast.stmt) -> bool:
+    return isinstance(st, ast.Expr) and isinstance(st.value, ast.Call) and not _is_log(st)
+
+
+def _simple(st: ast.stmt) -> bool:
+    """A statement swap may move: an assignment or a call, not a docstring or a log call."""
+    return (isinstance(st, ast.Assign | ast.AugAssign | ast.AnnAssign) or _is_call(st))
+
+
+def _swaps(fn: ast.FunctionDef) -> list[ast.stmt]:
+    """First statements of adjacent pairs that ``swap`` exchanges: both simple, one a call."""
+    out: list[ast.stmt] = []
+    for node in ast.walk(fn):
+        for name in ("body", "orelse", "finalbody"):
+            block = getattr(node, name, None)
+            if not isinstance(block, list):
+                continue
+            for a, b in itertools.pairwise(block):
+                if _simple(a) and _simple(b) and (_is_call(a) or _is_call(b)) and ast.dump(a) != ast.dump(b):
+                    out.append(a)
+    return out
 
 
 def _targets(tree: ast.Module) -> list[tuple[str, ast.AST, str]]:
@@ -70,6 +111,7 @@ def _targets(tree: ast.Module) -> list[tuple[str, ast.AST, str]]:
                 elif (isinstance(node, ast.Assign) and isinstance(node.value, ast.Constant)
                       and isinstance(node.value.value, bool)):
                     out.append(("flip-bool", node, where))
+            out += [("swap", st, where) for st in _swaps(fn)]
     return out
 
 
@@ -82,13 +124,31 @@ def _text() -> str:
 
 def mutants() -> list[Mutant]:
     tree = ast.parse(_text())
-    return [Mutant(i, n.lineno, where, op, ast.unparse(n))  # type: ignore[attr-defined]
-            for i, (op, n, where) in enumerate(_targets(tree))]
+    out = []
+    for i, (op, n, where) in enumerate(_targets(tree)):
+        text = ast.unparse(n)
+        if op == "swap":
+            text += " <-> next statement"
+        out.append(Mutant(i, n.lineno, where, op, text))  # type: ignore[attr-defined]
+    return out
 
 
 def mutated_source(index: int) -> str:
+    """The source with mutant ``index`` applied; -1: unmutated (the judge's baseline run)."""
     tree = ast.parse(_text())
+    if index < 0:
+        return ast.unparse(tree)
     op, node, _ = _targets(tree)[index]
+
+    if op == "swap":
+        for parent in ast.walk(tree):
+            for name in ("body", "orelse", "finalbody"):
+                block = getattr(parent, name, None)
+                if isinstance(block, list) and any(x is node for x in block):
+                    i = next(k for k, x in enumerate(block) if x is node)
+                    block[i], block[i + 1] = block[i + 1], block[i]
+                    return ast.unparse(tree)
+        raise AssertionError("swap target not found")
 
     class T(ast.NodeTransformer):
         def visit(self, n: ast.AST) -> ast.AST:
@@ -103,15 +163,20 @@ def mutated_source(index: int) -> str:
     return ast.unparse(ast.fix_missing_locations(T().visit(tree)))
 
 
+# The mutant is written to a file of its own and loaded from there: icontract reads a violated
+# condition's source text by line number, which must be the mutant's (ast.unparse renumbers lines).
 BOOT = """
-import importlib.util, sys
+import importlib.util, os, sys, tempfile
 sys.path.insert(0, {root!r})
-from tests.refinement.mutants import mutated_source, SOURCE
+from tests.refinement.mutants import mutated_source
+path = os.path.join(tempfile.mkdtemp(prefix="devdax_mutant_"), "dax.py")
+with open(path, "w") as f:
+    f.write(mutated_source({index}))
 import devdax.impl
-spec = importlib.util.spec_from_file_location("devdax.impl.dax", SOURCE)
+spec = importlib.util.spec_from_file_location("devdax.impl.dax", path)
 mod = importlib.util.module_from_spec(spec)
 sys.modules["devdax.impl.dax"] = mod
-exec(compile(mutated_source({index}), SOURCE, "exec"), mod.__dict__)
+spec.loader.exec_module(mod)
 import pytest
 sys.exit(pytest.main(["-x", "-q", "-p", "no:cacheprovider", *{tests!r}]))
 """
@@ -119,14 +184,20 @@ sys.exit(pytest.main(["-x", "-q", "-p", "no:cacheprovider", *{tests!r}]))
 
 def run_one(index: int, timeout: float) -> str:
     env = dict(os.environ, DEVDAX_LOCKSTEP_EXAMPLES="8", DEVDAX_LOCKSTEP_STEPS="20",
-               DEVDAX_TRACE_RUNS="40", DEVDAX_TRACE_SECONDS="10")
+               DEVDAX_TRACE_RUNS="20", DEVDAX_TRACE_SECONDS="40")
     code = BOOT.format(root=ROOT, index=index, tests=TESTS)
     try:
         p = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True,
                            text=True, timeout=timeout)
     except subprocess.TimeoutExpired:
         return "killed (timeout)"
-    return "survived" if p.returncode == 0 else "killed"
+    if p.returncode == 0:
+        return "survived"
+    with open(os.path.join(tempfile.gettempdir(), f"devdax_mutant_{index}.log"), "w") as f:
+        f.write(p.stdout[-20000:])
+    # name the test that failed: a kill under load can be noise, the name says what to rerun
+    failed = [ln.split()[1] for ln in p.stdout.splitlines() if ln.startswith(("FAILED ", "ERROR "))]
+    return f"killed by {failed[0].split('/')[-1]}" if failed else "killed"
 
 
 def main(argv: list[str]) -> int:
@@ -143,13 +214,17 @@ def main(argv: list[str]) -> int:
     limit = int(argv[argv.index("--limit") + 1]) if "--limit" in argv else len(ms)
     budget = float(argv[argv.index("--seconds") + 1]) if "--seconds" in argv else 1e9
     t0 = time.monotonic()
+    base = run_one(-1, timeout=600)
+    print(f"baseline (unmutated, through the same loader): {base}", flush=True)
+    if base != "survived":
+        return 1
     results = []
     for m in ms[:limit]:
         if time.monotonic() - t0 > budget:
             break
         verdict = run_one(m.index, timeout=240)
         results.append({**m.__dict__, "verdict": verdict})
-        print(f"{m.index:3} {verdict:16} {m.op:9} line {m.line:4} {m.where}: {m.text}", flush=True)
+        print(f"{m.index:3} {m.op:9} line {m.line:4} {m.where}: {m.text}\n      {verdict}", flush=True)
     killed = sum(r["verdict"].startswith("killed") for r in results)
     print(json.dumps({"mutants": len(results), "killed": killed, "of": len(ms)}))
     return 0
