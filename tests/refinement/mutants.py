@@ -18,7 +18,7 @@ run) plus the lifetime and robustness tests of tests/impl. Killed = a test fails
 pass. Usage::
 
     .venv/bin/python -m tests.refinement.mutants list
-    .venv/bin/python -m tests.refinement.mutants run [--limit N] [--seconds S]
+    .venv/bin/python -m tests.refinement.mutants run [--limit N] [--seconds S] [--index I,J,...]
 """
 
 from __future__ import annotations
@@ -212,6 +212,9 @@ def main(argv: list[str]) -> int:
             print(f"{m.index:3} {m.op:9} line {m.line:4} {m.where}: {m.text}")
         return 0
     limit = int(argv[argv.index("--limit") + 1]) if "--limit" in argv else len(ms)
+    if "--index" in argv:               # a selection: "3,7,12" (a rerun, or a run on a busy machine)
+        pick = {int(x) for x in argv[argv.index("--index") + 1].split(",")}
+        ms = [m for m in ms if m.index in pick]
     budget = float(argv[argv.index("--seconds") + 1]) if "--seconds" in argv else 1e9
     t0 = time.monotonic()
     base = run_one(-1, timeout=600)
@@ -222,7 +225,7 @@ def main(argv: list[str]) -> int:
     for m in ms[:limit]:
         if time.monotonic() - t0 > budget:
             break
-        verdict = run_one(m.index, timeout=240)
+        verdict = run_one(m.index, timeout=600)
         results.append({**m.__dict__, "verdict": verdict})
         print(f"{m.index:3} {m.op:9} line {m.line:4} {m.where}: {m.text}\n      {verdict}", flush=True)
     killed = sum(r["verdict"].startswith("killed") for r in results)

@@ -386,3 +386,23 @@ def test_impl_reproduces_profile_finding(name: str) -> None:
         d.close()
     print(f"\n[{name}] {inv} on abstraction(impl): {err}")
     assert err, f"impl did not reproduce {name}: {inv} holds on abstraction(impl)"
+
+
+@pytest.mark.timeout(60)
+def test_own_spec_catches_m22_minor_reuse_without_faults() -> None:
+    """M22 without a fault: the remove program frees the minor at unregister (ida_free_minor, the
+    v4.7 order) while a file of the old instance is open; the re-probe's device takes the same
+    minor, and minor_unique fails on abstraction(impl), impl having run ida_free_minor where the
+    variant's spec does."""
+    v = VARIANTS["M22"]
+    with pytest.raises(RefinementError) as exc:
+        d = Driver(spec_config("v4.10"), impl_profile=v.profile(), spec_profile=v.profile())
+        try:
+            d.open(0, True)
+            d.disable(0)
+            d.enable(0)
+        finally:
+            d.close()
+    msg = str(exc.value)
+    print(f"\n[M22] own-spec report without faults:\n{msg}")
+    assert "invariant minor_unique" in msg and "step ida_free_minor of dax0.0: ok / ok" in msg, msg
