@@ -19,6 +19,7 @@ pass. Usage::
 
     .venv/bin/python -m tests.refinement.mutants list
     .venv/bin/python -m tests.refinement.mutants run [--limit N] [--seconds S] [--index I,J,...]
+        [--no-baseline]
 """
 
 from __future__ import annotations
@@ -217,7 +218,9 @@ def main(argv: list[str]) -> int:
         ms = [m for m in ms if m.index in pick]
     budget = float(argv[argv.index("--seconds") + 1]) if "--seconds" in argv else 1e9
     t0 = time.monotonic()
-    base = run_one(-1, timeout=600)
+    # the judge must pass on the unmutated source first (else every kill is noise); --no-baseline
+    # skips it when it passed on the same tree already (minutes on a loaded machine)
+    base = "survived" if "--no-baseline" in argv else run_one(-1, timeout=600)
     print(f"baseline (unmutated, through the same loader): {base}", flush=True)
     if base != "survived":
         return 1
