@@ -54,7 +54,10 @@ from devdax.proofs.unbounded import (
     unchanged,
     universe,
 )
+from devdax.spec.ctx import Ctx
 from devdax.spec.profiles import Lifetime, Profile
+from devdax.spec.state import D_CREATING, D_FAILED, D_LIVE, D_RELEASED
+from devdax.spec.state import State as SpecState
 
 DEV = z3.DeclareSort("DEV")
 B, N = z3.BoolSort(), z3.IntSort()
@@ -239,3 +242,104 @@ def minor_obligations(p: Profile) -> list[Obligation]:
 #: obligation name -> the spec invariant it serves (for the profile's documented findings)
 def serves(p: Profile) -> dict[str, str]:
     return {f"ind_{inv.name}": inv.serves for inv in system(rules_of(p)).invariants}
+
+
+# --------------------------------------------------------------------------------------------------
+# Agreement with the spec's explicit successors
+# --------------------------------------------------------------------------------------------------
+
+#: per device instance (live, gone, minor, held), dax_minor_ida as a bitmask, the reserved minors
+MinorObs = tuple[tuple[tuple[bool, bool, int, bool], ...], int, int]
+
+
+def abstract(c: Ctx, s: SpecState) -> MinorObs:
+    """The abstraction function: a spec state as this model's (non-ghost) variables. Device instance i
+    is model element i; ``live`` is "ida_alloc_id made it and it is not released" (creating, live or a
+    failed creation still holding references), ``gone`` is released; the minor number stays set after
+    it is freed, as in the model's ``_free``."""
+    devs = tuple((d.phase in (D_CREATING, D_LIVE, D_FAILED), d.phase == D_RELEASED, d.minor, d.minor_held)
+                 for d in s.devs)
+    return devs, s.minors, c.nr_reserved_minors()
+
+
+def pin(s: St, o: MinorObs, elems: Sequence[Term]) -> Term:
+    """Constrain a symbolic state to ``o``: element i is device instance i, every other element is a
+    fresh device (never created), the ida holds exactly the mask's bits. The ghost ``owner`` is free."""
+    devs, ida, nr = o
+    live, gone, minor, held = z3.K(DEV, False), z3.K(DEV, False), z3.K(DEV, z3.IntVal(-1)), z3.K(DEV, False)
+    for x, (lv, gn, mn, hd) in zip(elems, devs, strict=True):
+        live, gone = z3.Store(live, x, lv), z3.Store(gone, x, gn)
+        minor, held = z3.Store(minor, x, mn), z3.Store(held, x, hd)
+    bits = z3.K(N, False)
+    for i in range(ida.bit_length()):
+        if ida >> i & 1:
+            bits = z3.Store(bits, i, True)
+    return z3.And(s["live"] == live, s["gone"] == gone, s["minor"] == minor, s["held"] == held,
+                  s["ida"] == bits, s["nr"] == nr)
+
+
+def check_agreement(c: Ctx, rules: MinorRules | None = None, limit: int = 20_000
+                    ) -> tuple[int, int, list[str]]:
+    """Every transition of every reachable spec state of ``c`` (at most ``limit`` states) against the
+    step relation of ``rules`` (default: read from c's profile; a test plants another one). Returns
+    (states, visible transitions, mismatches). For each spec transition s -> t:
+
+    * abstract(t) == abstract(s): a step the model does not see (an open, a put that releases
+      nothing, ...), a stutter;
+    * otherwise some model action leads from abstract(s) to abstract(t), and that action, on the
+      device the solver matched, has no other outcome from abstract(s): the model's effect is the
+      spec's, not merely compatible with it (the minor alloc_minor picks is the lowest free one).
+
+    The converse (every model step is a spec step) is not checked: the model lets any device be
+    created, given a minor, released or (v4.7) have its minor freed at any moment, where the spec's
+    admin programs and reference counts decide when; see tests/proofs/test_minor.py."""
+    from devdax.spec.system import init, successors
+    sys = system(rules if rules is not None else rules_of(c.prof))
+    elems = [z3.Const(f"dev{i}", DEV) for i in range(c.cfg.instances)]
+    S, T = sys.fresh("pre"), sys.fresh("post")
+    acts = sys.step(S, T, "agree")
+    fired = [z3.Bool(f"fired:{name}") for name, _, _ in acts]
+    solver = z3.Solver()
+    if len(elems) > 1:
+        solver.add(z3.Distinct(*elems))
+    solver.add(*(z3.Implies(b, f) for b, (_, f, _) in zip(fired, acts, strict=True)))
+    start = init(c)
+    seen, todo = {start}, [start]
+    bad: list[str] = []
+    visible = 0
+    while todo:
+        s = todo.pop()
+        o = abstract(c, s)
+        solver.push()
+        solver.add(pin(S, o, elems))
+        for tr in successors(c, s):
+            if tr.state not in seen:
+                if len(seen) >= limit:
+                    raise ValueError(f"config: more than {limit} reachable states")
+                seen.add(tr.state)
+                todo.append(tr.state)
+            ot = abstract(c, tr.state)
+            if ot == o:
+                continue
+            visible += 1
+            solver.push()
+            solver.add(pin(T, ot, elems), z3.Or(*fired))
+            if solver.check() != z3.sat:
+                bad.append(f"spec step not in the model: {tr.action}{tr.args} -> {tr.outcome}\n"
+                           f"  from {o}\n  to   {ot}")
+                solver.pop()
+                continue
+            mod = solver.model()
+            solver.pop()
+            i = next(i for i, b in enumerate(fired) if z3.is_true(mod.eval(b, model_completion=True)))
+            name, formula, params = acts[i]
+            # the device as one of the named elements (a model's own values mean nothing to the next check)
+            d = next(x for x in elems if z3.is_true(mod.eval(params["d"] == x, model_completion=True)))
+            solver.push()
+            solver.add(formula, params["d"] == d, z3.Not(pin(T, ot, elems)))
+            if solver.check() != z3.unsat:
+                bad.append(f"model step {name} has another outcome than the spec's "
+                           f"{tr.action}{tr.args}: from {o}")
+            solver.pop()
+        solver.pop()
+    return len(seen), visible, bad

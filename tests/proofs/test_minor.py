@@ -9,6 +9,7 @@ import z3
 
 from devdax.proofs import minor as M
 from devdax.proofs import runner
+from devdax.proofs.lifetime import SHARED_RW
 from devdax.proofs.obligations import apply_variant, obligations_for
 from devdax.proofs.runner import Status
 from devdax.proofs.unbounded import Sys, check_inductive, unchanged
@@ -18,6 +19,7 @@ from devdax.spec.ctx import Ctx
 from devdax.spec.profiles import get_profile
 from devdax.spec.state import D_CREATING, State, set_at
 from devdax.spec.system import init
+from devdax.spec.variants import get_variant
 
 
 def _minor_results(profile: str, variant: str | None = None) -> dict[str, runner.Verdict]:
@@ -122,3 +124,55 @@ def test_planted_alloc_forgetting_the_ida_is_caught() -> None:
     assert text.startswith("counterexample to induction of ida_exact")
     assert "state before (every invariant holds):" in text and "step: ida_alloc_minor(d=" in text
     assert "state after:" in text
+
+
+# ------------------------------------------------------------------------------------------------
+# One source of truth: the minor step relation against spec/system.successors, read through abstract()
+# ------------------------------------------------------------------------------------------------
+
+def _cfg(profile: str, variant: str | None = None, devices: int = 2, generations: int = 1) -> Config:
+    """Two instances and one reserved minor (the second ida_alloc_minor finds the ida full, or under
+    M19 goes beyond the range), one file holding a device across its teardown."""
+    return Config(profile=profile, variant=variant, devices=devices, generations=generations, files=1,
+                  vmas=1, cpus=0, mmaps=(SHARED_RW,), add_failure=True, nr_minors=1)
+
+
+MINOR_AGREEMENT = {
+    "v4.10": _cfg("v4.10"),
+    "v4.10, two generations (a released minor is reused)": _cfg("v4.10", devices=1, generations=2),
+    "modern": _cfg("modern"),
+    "modern, two generations": _cfg("modern", devices=1, generations=2),
+    "v4.7": _cfg("v4.7"),
+    "M22": _cfg("v4.10", "M22"),
+    "M19": _cfg("v4.10", "M19"),
+}
+
+
+@pytest.mark.parametrize("name", list(MINOR_AGREEMENT))
+def test_step_relation_agrees_with_spec(name: str) -> None:
+    """Every transition of every reachable spec state is a stutter of the minor model or one of its
+    steps, and that step (on the device the spec touched) has no other outcome than the spec's.
+
+    The converse, every model step being a spec step, does not hold and is not asserted: the model
+    deliberately over-approximates *when* things happen. ``ida_alloc_id`` may create any fresh device,
+    ``ida_alloc_minor`` give any live device without a minor its minor, ``release`` release any live
+    device and (v4.7, M22) ``ida_free_minor`` free any held minor, at any moment, whereas the spec
+    runs them only at their place in the admin programs and when the reference counts reach zero. The
+    invariants proved (minor_unique, ida_exact, minors_in_range) are safety properties: they hold on
+    every run of the model, hence, by the inclusion checked here, on every run of the spec; more runs
+    can only make a proof harder, never wrong."""
+    c = Ctx.of(MINOR_AGREEMENT[name])
+    states, visible, bad = M.check_agreement(c)
+    assert states > 100 and visible > 30
+    assert not bad, "\n".join(bad[:3])
+
+
+def test_agreement_sees_a_wrong_model() -> None:
+    """The comparison can fail, in both ways a model can be wrong: M22's rules (the minor freed at
+    unregister, not at release) against the v4.10 spec miss the release that returns the minor; the
+    v4.10 rules (a bounded ida) against the M19 spec miss the allocation beyond the reserved range."""
+    _, _, bad = M.check_agreement(Ctx.of(_cfg("v4.10")), M.rules_of(get_variant("M22").profile()))
+    assert bad and all(b.startswith("spec step not in the model") for b in bad)
+    assert any("put_device" in b for b in bad)
+    _, _, bad = M.check_agreement(Ctx.of(_cfg("v4.10", "M19")), M.rules_of(get_profile("v4.10")))
+    assert bad and any("ida_alloc_minor" in b for b in bad)
