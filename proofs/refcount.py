@@ -60,8 +60,11 @@ from devdax.proofs.unbounded import (
     show,
     universe,
 )
+from devdax.spec.admin import program
+from devdax.spec.ctx import Ctx
 from devdax.spec.profiles import Lifetime, Profile
-from devdax.spec.state import D_CREATING, D_FAILED, D_LIVE, D_NONE, D_RELEASED, PHASE_NAMES
+from devdax.spec.state import D_CREATING, D_FAILED, D_LIVE, D_NONE, D_RELEASED, PHASE_NAMES, RG_GONE
+from devdax.spec.state import State as SpecState
 
 F = z3.DeclareSort("FILE")
 V = z3.DeclareSort("VMAR")
@@ -100,9 +103,14 @@ class Model:
     enomem_after_init: bool
 
 
+def kept_steps(p: Profile) -> set[str]:
+    """The admin steps this model runs: those with an effect here (the rest are stutters)."""
+    return set(EFFECTS) | ({"run_dax", "clear_alive"} if p.bind_cycles else set())
+
+
 def model_of(p: Profile) -> Model:
     """The programs of the profile, keeping the steps that change a count or a guard of this model."""
-    keep = set(EFFECTS) | ({"run_dax", "clear_alive"} if p.bind_cycles else set())
+    keep = kept_steps(p)
     progs = {CREATE: p.create, CREATE_FAILED: p.create_failed, REMOVE: p.remove, BIND: p.bind,
              UNBIND: p.unbind}
     programs = {k: tuple(e.rstrip("!") for e in v if e.rstrip("!") in keep) for k, v in progs.items()}
@@ -623,3 +631,161 @@ def refcount_obligations(p: Profile) -> list[Obligation]:
 
 def serves(p: Profile) -> dict[str, str]:
     return {f"ind_{inv.name}": inv.serves for inv in system(model_of(p)).invariants}
+
+
+# --------------------------------------------------------------------------------------------------
+# Agreement with the spec's explicit successors
+# --------------------------------------------------------------------------------------------------
+
+#: spec/admin.py program name -> this model's program
+SPEC_PROGS = {"probe": CREATE, "create_failed": CREATE_FAILED, "remove": REMOVE, "bind": BIND,
+              "unbind": UNBIND}
+#: the scalar variables an abstraction fixes (the ghosts leaked and cpc, and the numberings, stay free)
+OBS_SCALARS = ("phase", "init_ref", "dev_ref", "cdev_live", "cdev_ref", "registered", "bound", "children",
+               "zombies", "kref", "uaf", "underflow", "prog", "pc", "nfiles", "nvmas")
+#: (scalars, open files as (slot, fd, f_count), vmas as (slot, file slot))
+RcObs = tuple[tuple[int, ...], tuple[tuple[int, bool, int], ...], tuple[tuple[int, int], ...]]
+
+
+def abstract(c: Ctx, s: SpecState) -> RcObs:
+    """The abstraction function: a spec state (one device, one generation) as this model's variables.
+
+    The admin's place is the number of *kept* steps (``kept_steps``) its program ran: the spec skips
+    inapplicable steps eagerly, and a program whose kept steps are all done is idle here (done after
+    removal) while the spec may still run its tail (provider_put, dax_region_unregister). Remove, bind
+    and unbind before their first kept step are idle too: the model starts them with that step. The
+    crash flags are the spec's first oops, by kind."""
+    d, a = s.devs[0], s.admin
+    keep = kept_steps(c.prof)
+    removed = s.regions[0].phase == RG_GONE
+    prog, pc = (CREATE, 0) if d.phase == D_NONE and not removed else (DONE if removed else IDLE, 0)
+    if a.prog:
+        steps = program(c, a.prog, a.dev)
+        done = sum(1 for name, _, _ in steps[:a.pc] if name in keep)
+        total = sum(1 for name, _, _ in steps if name in keep)
+        code = SPEC_PROGS[a.prog]
+        if done < total and (done > 0 or code in (CREATE, CREATE_FAILED)):
+            prog, pc = code, done
+        elif done >= total and code == REMOVE:
+            prog = DONE
+    files = tuple((i, fl.fd, fl.f_count) for i, fl in enumerate(s.files) if fl.dev == 0)
+    vmas = tuple((i, v.file) for i, v in enumerate(s.vmas) if v.file >= 0)
+    scal = (d.phase, d.init_ref, d.dev_ref, d.cdev_live, d.cdev_ref, d.registered, d.bound, d.children,
+            d.zombies, d.kref, s.oops.startswith("uaf"), s.oops.startswith("refcount underflow"), prog, pc,
+            len(files), len(vmas))
+    return tuple(int(x) for x in scal), files, vmas
+
+
+def pin(s: St, o: RcObs, fs: Sequence[Term], vs: Sequence[Term]) -> Term:
+    """Constrain a symbolic state to ``o``: file slot i is fs[i], vma slot j is vs[j]; every other file
+    and vma is unused. The ghosts (the numberings, ``leaked``, ``cpc``) are left free: no guard or
+    effect on a kept variable reads them."""
+    scal, files, vmas = o
+    parts = [s[n] == (z3.BoolVal(bool(x)) if z3.is_bool(s[n]) else z3.IntVal(x))
+             for n, x in zip(OBS_SCALARS, scal, strict=True)]
+    opened, fd, used = z3.K(F, False), z3.K(F, False), z3.K(V, False)
+    for i, f, cnt in files:
+        opened, fd = z3.Store(opened, fs[i], True), z3.Store(fd, fs[i], f)
+        parts += [s["count"][fs[i]] == cnt, s["nv"][fs[i]] == sum(1 for _, g in vmas if g == i)]
+    for j, g in vmas:
+        used = z3.Store(used, vs[j], True)
+        parts += [s["vfile"][vs[j]] == fs[g]]
+    return z3.And(*parts, s["opened"] == opened, s["fd"] == fd, s["used"] == used)
+
+
+def check_agreement(c: Ctx, model: Profile | None = None, limit: int = 20_000) -> tuple[int, int, list[str]]:
+    """Every transition of every reachable, not yet crashed spec state of ``c`` (one device, one
+    generation) against the step relation of ``model`` (default: c's own profile; a test plants
+    another). Returns (states, visible transitions, mismatches). For each spec transition s -> t:
+
+    * abstract(t) == abstract(s): a step the model does not see, a stutter;
+    * otherwise a run of model steps (at most as many as the longest program has) leads from
+      abstract(s) to abstract(t): one step, or for an admin transition its step followed by the kept
+      steps the spec skipped (the model runs them as no-ops: put_device without init_ref, cdev_del
+      without a live cdev);
+    * a one-step match is also checked the other way: every outcome of that model action, on the
+      file or vma the spec touched, is the abstraction of a spec successor of s (so device_add's
+      failure is allowed exactly when the configuration lets it fail).
+
+    The converse for all actions does not hold (see tests/proofs/test_refcount.py)."""
+    from devdax.spec.system import init, successors
+    cfg = c.cfg
+    if cfg.devices != 1 or cfg.generations != 1 or cfg.cpus != 0 or cfg.fork or cfg.munmap_parts:
+        raise ValueError("config: the refcount model compares one device, one generation, no CPU, "
+                         "whole-vma munmap, no fork")
+    md = model_of(model if model is not None else c.prof)
+    sys = system(md)
+    depth = max(1, *(len(steps) for steps in md.programs.values()))
+    fs = [z3.Const(f"file{i}", F) for i in range(cfg.files)]
+    vs = [z3.Const(f"vma{i}", V) for i in range(cfg.vmas)]
+    states = [sys.fresh(f"agree{k}") for k in range(depth + 1)]
+    unroll = [sys.step(states[k], states[k + 1], f"agree{k}") for k in range(depth)]
+    fired = [[z3.Bool(f"fired:{name}@{k}") for name, _, _ in acts] for k, acts in enumerate(unroll)]
+    distinct = [z3.Distinct(*objs) for objs in (fs, vs) if len(objs) > 1]
+    steps = [z3.And(*(z3.Implies(b, f) for b, (_, f, _) in zip(fired[k], acts, strict=True)),
+                    z3.Or(*fired[k])) for k, acts in enumerate(unroll)]
+
+    def ask(*parts: Term) -> Term | None:
+        """A model of the parts, or None. A fresh quantifier-free solver per question: much faster
+        here than one incremental solver holding the whole unrolling."""
+        solver = z3.SolverFor("QF_AUFLIA")
+        solver.add(*distinct, *parts)
+        return solver.model() if solver.check() == z3.sat else None
+
+    start = init(c)
+    seen, todo = {start}, [start]
+    bad: list[str] = []
+    visible = 0
+    #: answers per abstract question (many spec states differ only in what the model does not keep)
+    matches: dict[tuple[RcObs, RcObs], bool] = {}
+    exact: set[tuple[RcObs, RcObs, frozenset[RcObs]]] = set()
+    while todo:
+        s = todo.pop()
+        trs = successors(c, s)
+        for tr in trs:
+            if tr.state not in seen:
+                if len(seen) >= limit:
+                    raise ValueError(f"config: more than {limit} reachable states")
+                seen.add(tr.state)
+                todo.append(tr.state)
+        if s.oops:          # the model's crash flags are sticky; what follows a crash is not compared
+            continue
+        o = abstract(c, s)
+        want = frozenset({abstract(c, tr.state) for tr in trs} | {o})
+        here = pin(states[0], o, fs, vs)
+        for tr in trs:
+            ot = abstract(c, tr.state)
+            if ot == o:
+                continue
+            visible += 1
+            if (o, ot) in matches and (not matches[o, ot] or (o, ot, want) in exact):
+                continue
+            matched = None
+            for n in range(1, depth + 1):
+                mod = ask(here, pin(states[n], ot, fs, vs), *steps[:n])
+                if mod is not None:
+                    matched = (n, mod)
+                    break
+            matches[o, ot] = matched is not None and matched[0] == 1
+            if matched is None:
+                bad.append(f"spec step not in the model: {tr.action}{tr.args} -> {tr.outcome}\n"
+                           f"  from {o}\n  to   {ot}")
+                continue
+            n, mod = matched
+            if n > 1:
+                continue
+            i = next(i for i, b in enumerate(fired[0]) if z3.is_true(mod.eval(b, model_completion=True)))
+            name, formula, params = unroll[0][i]
+            fix = []
+            for p in params.values():
+                objs = fs if p.sort() == F else vs if p.sort() == V else None
+                if objs is None:
+                    fix.append(p == mod.eval(p, model_completion=True))
+                else:
+                    fix.append(p == next(x for x in objs
+                                         if z3.is_true(mod.eval(p == x, model_completion=True))))
+            exact.add((o, ot, want))
+            if ask(here, formula, *fix, *(z3.Not(pin(states[1], w, fs, vs)) for w in want)) is not None:
+                bad.append(f"model step {name} has an outcome the spec does not have, from {o}\n"
+                           f"  (the spec's: {tr.action}{tr.args} -> {tr.outcome})")
+    return len(seen), visible, bad
