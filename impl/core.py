@@ -42,11 +42,12 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from devdax.spec import geometry
 
+from . import srcu
 from . import sys as dsys
 from .table import (
     MAX_DEVICES,
@@ -229,6 +230,8 @@ class MappingCore:
                 os.close(self._uffd)
                 self._uffd = -1
             self.table.srcu.reset_readers()
+            for w in self.table.t.workers:      # nor their mmap_lock read sides (_mm_write)
+                w.mm_addr = 0
         finally:
             if got:
                 self._lock.release()
@@ -486,17 +489,83 @@ class MappingCore:
             self._live(m)
             self._zap(m)
 
-    def unmap(self, m: Mapping) -> None:
-        """munmap: the entries go with the vma, then the descriptor is retired in the handler."""
+    def _mm_write(self, lo: int, hi: int, op: Callable[[], None]) -> None:
+        """Run ``op`` (the munmap of [lo, hi)) as the writer of the emulated mmap_lock: no handler
+        fault on the range is between its vma lookup and its install when op runs, and none that
+        looked the vma up before op is still running when this returns.
+
+        The kernel: __vm_munmap takes mmap_write_lock and do_vmi_munmap detaches the vmas
+        (vma_start_write waits for per-vma read locks too); a fault holds the read side from
+        lock_vma_under_rcu / lock_mm_and_find_vma until handle_mm_fault returns, so munmap is
+        entirely before a fault (the fault finds no vma: SIGSEGV) or entirely after it (its entry
+        goes with the vma). Here a fault's read side is its worker's ``mm_addr`` slot (handler.py
+        Handler._service), and the handler never waits for us (a thread of ours may be blocked in
+        that fault holding the GIL): the writer waits, the readers do not.
+
+        1. Wait until no worker holds the read side for an address in the range, then run ``op``:
+           under the trace log's lock when tracing, where workers set their slot too, so then
+           exactly no fault of the range is in flight at op (its logged point); otherwise a fault
+           may still start between the check and op, and its install fails (ENOENT: the vma is
+           gone; its toucher refaults into SIGSEGV).
+        2. membarrier, then wait until no worker holds the read side in the range. A worker that
+           set its slot after the barrier finds op's retired descriptor (handler.find_vma); one
+           before it is waited for. Only then may another vma be placed there (the caller holds
+           self._lock): a late UFFDIO_CONTINUE could otherwise land in the new vma with a decision
+           made for the old one (seen: a 2M unit of a 2M device installed into a 4K device's vma).
+
+        Both waits are bounded by the core's timeout: OSError(ETIMEDOUT) from the first (nothing
+        changed) or the second (op done). A dead handler holds nothing (its slots are cleared).
+        """
+        tr = self.table.trace if self.table.trace.on else None
+        deadline = time.monotonic() + self.timeout
+        delay = 1e-6
+        cap = 5e-5 if tr is not None and tr.scheduled else 1e-3
+        while True:
+            with tr.section() if tr is not None else contextlib.nullcontext():
+                busy = [] if self.broken else self.table.mm_busy(lo, hi)
+                if not busy:
+                    op()
+                    break
+            if time.monotonic() > deadline:
+                raise OSError(errno.ETIMEDOUT, f"munmap: faults of workers {busy} on "
+                                               f"[{lo:#x}, {hi:#x}) did not finish")
+            time.sleep(delay)
+            delay = min(delay * 2, cap)
+        if self.broken:
+            return
+        srcu.memory_barrier()
+        while busy := self.table.mm_busy(lo, hi):
+            if self.broken:
+                return
+            if time.monotonic() > deadline:
+                raise OSError(errno.ETIMEDOUT, f"munmap: faults of workers {busy} that looked up "
+                                               f"[{lo:#x}, {hi:#x}) did not finish")
+            time.sleep(delay)
+            delay = min(delay * 2, cap)
+
+    def unmap(self, m: Mapping, point: Callable[[], None] | None = None) -> None:
+        """munmap: the entries go with the vma, then the descriptor is retired in the handler.
+
+        Waits for handler faults in flight on the vma (_mm_write: the kernel's mmap_lock).
+        ``point``: called at the munmap's linearization point (the caller's event log), inside the
+        trace log's lock when tracing. ``m.closed`` says whether the munmap happened, also when
+        the wait after it timed out (OSError ETIMEDOUT)."""
         with self._lock:
             self._live(m)
-            dsys.munmap(m.addr, m.length)
-            m.closed = True
-            self.table.t.vmas[m.vma_idx].used = 0
-            self._devices[m.dev].maps.remove(m)
-            self._maps.discard(m)
-            if not self.broken:
-                self._request(b"DEL")
+
+            def op() -> None:
+                dsys.munmap(m.addr, m.length)
+                m.closed = True
+                self.table.t.vmas[m.vma_idx].used = 0
+                self._devices[m.dev].maps.remove(m)
+                self._maps.discard(m)
+                if point is not None:
+                    point()
+            try:
+                self._mm_write(m.addr, m.end, op)
+            finally:
+                if m.closed and not self.broken:
+                    self._request(b"DEL")
 
     def munmap_range(self, m: Mapping, offset: int, length: int) -> tuple[Mapping, ...]:
         """Partial munmap of [m.addr+offset, +length): returns the surviving pieces as new Mappings.
@@ -522,24 +591,29 @@ class MappingCore:
                 if not free:
                     raise OSError(errno.ENOMEM, "no free vma slot")
                 right_idx = free[0]
-            dsys.munmap(m.addr + offset, length)
             d = self._devices[m.dev]
             out: list[Mapping] = []
-            if offset > 0:
-                out.append(self._derive(m, 0, offset, m.vma_idx))
-            if right_idx is not None:
-                out.append(self._derive(m, cut_end, m.length - cut_end, right_idx))
-            if offset == 0:
-                self.table.t.vmas[m.vma_idx].used = 0
-            else:
-                self.table.t.vmas[m.vma_idx].end = m.addr + offset
-            m.closed = True
-            d.maps.remove(m)
-            self._maps.discard(m)
-            d.maps.extend(out)
-            self._maps.update(out)
-            if not self.broken:
-                self._request(b"ADD")
+
+            def op() -> None:
+                dsys.munmap(m.addr + offset, length)
+                if offset > 0:
+                    out.append(self._derive(m, 0, offset, m.vma_idx))
+                if right_idx is not None:
+                    out.append(self._derive(m, cut_end, m.length - cut_end, right_idx))
+                if offset == 0:
+                    self.table.t.vmas[m.vma_idx].used = 0
+                else:
+                    self.table.t.vmas[m.vma_idx].end = m.addr + offset
+                m.closed = True
+                d.maps.remove(m)
+                self._maps.discard(m)
+                d.maps.extend(out)
+                self._maps.update(out)
+            try:
+                self._mm_write(m.addr + offset, m.addr + cut_end, op)
+            finally:
+                if m.closed and not self.broken:
+                    self._request(b"ADD")
             return tuple(out)
 
     def _derive(self, m: Mapping, off: int, length: int, idx: int) -> Mapping:

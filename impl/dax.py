@@ -994,13 +994,23 @@ class Vma:
         return a
 
     def _drop(self, a: VmArea) -> None:
-        """munmap of one whole vma: entries go with it, then vm_ops->close / fput."""
-        self.bus.core.unmap(a.m)
-        self.areas.remove(a)
-        self.bus._areas.discard(a)
-        a.file.areas.remove(a)
-        self.bus._log("munmap", a.file.name, f"{a.start:#x}+{a.end - a.start:#x}")
-        a.file._put()
+        """munmap of one whole vma: entries go with it, then vm_ops->close / fput.
+
+        The core waits for handler faults in flight on the vma first (the kernel's munmap holds
+        mmap_lock for write, a fault holds it for read: MappingCore._mm_write), and the munmap
+        event is logged at the core's linearization point. The vma's file reference goes only
+        after that, so a fault never runs on a vma whose file (and device) may be released; the
+        last munmap of a closed file is also how its last reference goes (__fput)."""
+        start, length = a.start, a.end - a.start
+        try:
+            self.bus.core.unmap(a.m, point=lambda: self.bus._log("munmap", a.file.name,
+                                                                 f"{start:#x}+{length:#x}"))
+        finally:
+            if a.m.closed:
+                self.areas.remove(a)
+                self.bus._areas.discard(a)
+                a.file.areas.remove(a)
+                a.file._put()
 
     def _unmap_range(self, lo: int, hi: int, check: bool = True) -> None:
         areas = self._hit(lo, hi)

@@ -47,6 +47,7 @@ from .table import (
     DEV_NO_PUD,
     DEV_NO_VMA_BOUNDS,
     DEV_RCU,
+    MAX_VMAS,
     MAX_WORKERS,
     TABLE_SIZE,
     VMA_MAYSHARE,
@@ -344,45 +345,109 @@ class Handler:
         alive, so what it reads and what it records are one point of one total order."""
         return tr.section(kind, ptid) if tr is not None else contextlib.nullcontext()
 
+    def find_vma(self, addr: int) -> int | None:
+        """find_vma for a fault: the descriptor in use that covers the address. The index answers
+        first; the descriptors themselves are the truth (a munmap retires one, a partial munmap
+        moves the rest of a vma to another slot, before the index is rebuilt), so when the index's
+        answer does not cover the address every descriptor is looked at (the rare path: a fault
+        that raced a munmap)."""
+        t = self.table.t
+        idx = self.lookup(addr)
+        if idx is not None:
+            v = t.vmas[idx]
+            if v.used and int(v.start) <= addr < int(v.end):
+                return idx
+        for i in range(MAX_VMAS):
+            v = t.vmas[i]
+            if v.used and int(v.start) <= addr < int(v.end):
+                return i
+        return None
+
     def _service(self, fd: int, msg: dsys.uffd_msg, wid: int, t0: int, sr: srcu.Srcu, entered: int) -> None:
-        """Traced (trace validation), each step is recorded: read_lock (the SRCU slot store), check
-        (alive as read and the decision: the policy runs under the log's lock, so the value logged
-        is the value it decided on), insert or poison (its number is taken before the ioctl wakes
-        the toucher, so what the toucher does next comes after it), read_unlock (the slot store)."""
+        """One fault as the kernel runs it: the mm finds the vma under mmap_lock held for read, then
+        calls the driver's ->huge_fault, then drops mmap_lock.
+
+        mmap_lock (do_user_addr_fault -> lock_vma_under_rcu / lock_mm_and_find_vma; released after
+        handle_mm_fault returns): munmap takes it for write (__vm_munmap -> mmap_write_lock ->
+        do_vmi_munmap), so a munmap of the range is entirely before the fault (no vma: the mm's
+        bad_area, SIGSEGV, the driver is never called) or entirely after it (its entry is zapped
+        with the vma). Here the read side is the worker's ``mm_addr`` slot, set before the lookup
+        and cleared after the install/poison; MappingCore._mm_write (munmap) waits for slots in its
+        range. The handler never waits for the main process (whose thread may be the one blocked
+        in this fault, holding its GIL): only the writer waits.
+
+        Traced (trace validation), each driver step is recorded: read_lock (the SRCU slot store; the
+        vma lookup shares its point), check (alive as read and the decision: the policy runs under
+        the log's lock, so the value logged is the value it decided on), insert or poison (its
+        number is taken before the ioctl wakes the toucher, so what the toucher does next comes
+        after it), read_unlock (the slot store). A fault that finds no vma records nothing.
+        """
         st = self.table.t.workers[wid]
         addr = int(msg.arg1)
         ptid = int(msg.arg2) & 0xFFFF_FFFF
         tr = self.trace if self.trace.on else None
-        with self._point(tr, tracelog.LOCK, ptid):
-            sr.read_lock(wid)
-            if tr is not None:
-                tr.emit(tracelog.LOCK, wid, ptid, addr)
+        try:
+            with self._point(tr, tracelog.LOCK, ptid):
+                st.mm_addr = (addr & ~(PAGE - 1)) | 1          # mmap_read_lock
+                idx = self.find_vma(addr)
+                if idx is not None:
+                    sr.read_lock(wid)
+                    if tr is not None:
+                        tr.emit(tracelog.LOCK, wid, ptid, addr)
+                else:
+                    st.mm_addr = 0
+            if idx is None:
+                t1 = self._bad_area(fd, addr, wid)
+            else:
+                t1 = self._driver_fault(fd, addr, ptid, idx, wid, tr, sr, entered)
+        finally:
+            st.mm_addr = 0
+        t2 = time.perf_counter_ns()
+        i = int(st.lat_idx)
+        st.lat_ns[i % _LAT_RING] = t1 - t0
+        st.ioctl_ns[i % _LAT_RING] = t2 - t1
+        st.lat_idx = i + 1
+
+    def _bad_area(self, fd: int, addr: int, wid: int) -> int:
+        """No vma at the address (it was unmapped while the fault waited for us): the kernel's mm
+        answers SIGSEGV without calling the driver. Our own context is only woken: the toucher's
+        retry finds no vma and gets SIGSEGV from the kernel itself, and a wake can never land in
+        a vma mapped there since (a poison would). A forked child's context keeps its copy of the
+        vma after the parent's munmap, so there the unit is poisoned as before (SIGBUS)."""
+        st = self.table.t.workers[wid]
+        t1 = time.perf_counter_ns()
+        if fd != self.uffd:
+            self._resolve(fd, Decision(False, addr & ~(PAGE - 1), PAGE, "no_vma"), None, wid)
+            return t1
+        st.counters[C.ENOENT] += 1
+        with contextlib.suppress(OSError):
+            dsys.uffd_wake(fd, addr & ~(PAGE - 1), PAGE)
+        return t1
+
+    def _driver_fault(self, fd: int, addr: int, ptid: int, idx: int, wid: int, tr: tracelog.TraceLog | None,
+                      sr: srcu.Srcu, entered: int) -> int:
+        """dev_dax_huge_fault, from inside its read-side section (taken by the caller) to its unlock;
+        returns when the decision was made (the latency ring's split point)."""
+        st = self.table.t.workers[wid]
         try:
             with self._point(tr, tracelog.CHECK, ptid):
-                idx = self.lookup(addr)
-                alive = 0
-                if idx is not None:
-                    alive = int(self.table.t.devices[int(self.table.t.vmas[idx].dev)].alive)
-                atomic = False
-                if idx is None:
-                    d = Decision(False, addr & ~(PAGE - 1), PAGE, "no_vma")
-                else:
-                    # M5: a plain rcu_read_lock() section may not sleep (CONFIG_DEBUG_ATOMIC_SLEEP)
-                    atomic = bool(int(self.table.t.devices[int(self.table.t.vmas[idx].dev)].rules) & DEV_RCU)
-                    try:
-                        d = self.policy(self.table, idx, addr)
-                    except Exception:
-                        # a broken (pluggable) policy must not leave the toucher blocked forever: the
-                        # fault ends in SIGBUS and the error is counted
-                        st.counters[C.ERRORS] += 1
-                        d = Decision(False, addr & ~(PAGE - 1), PAGE, "fault")
+                alive = int(self.table.t.devices[int(self.table.t.vmas[idx].dev)].alive)
+                # M5: a plain rcu_read_lock() section may not sleep (CONFIG_DEBUG_ATOMIC_SLEEP)
+                atomic = bool(int(self.table.t.devices[int(self.table.t.vmas[idx].dev)].rules) & DEV_RCU)
+                try:
+                    d = self.policy(self.table, idx, addr)
+                except Exception:
+                    # a broken (pluggable) policy must not leave the toucher blocked forever: the
+                    # fault ends in SIGBUS and the error is counted
+                    st.counters[C.ERRORS] += 1
+                    d = Decision(False, addr & ~(PAGE - 1), PAGE, "fault")
                 st.counters[C.FALLBACK] += d.fallbacks
                 for _ in range(d.leaked):
                     sr.read_lock(wid)              # taken by a ->huge_fault call that never unlocked
-                dev = int(self.table.t.vmas[idx].dev) if idx is not None else None
+                dev = int(self.table.t.vmas[idx].dev)
                 if tr is not None:
                     code = (d.size << 8) | (tracelog.reason_code(d.reason) << 1) | int(d.install)
-                    tr.emit(tracelog.CHECK, wid, ptid, addr, -1 if idx is None else idx, alive, code)
+                    tr.emit(tracelog.CHECK, wid, ptid, addr, idx, alive, code)
             if atomic and d.install:
                 # vm_insert_mixed -> pte_alloc -> GFP_KERNEL allocation: might_sleep() inside
                 # rcu_read_lock(): "BUG: sleeping function called from invalid context" (M5)
@@ -393,20 +458,17 @@ class Handler:
                 seq = tr.take() if tr is not None else 0
                 changed = self._resolve(fd, d, dev, wid)   # the insert happens inside the read-side section
                 if tr is not None:
-                    tr.emit(kind, wid, ptid, d.addr, -1 if idx is None else idx, changed, d.size, seq)
+                    tr.emit(kind, wid, ptid, d.addr, idx, changed, d.size, seq)
         finally:
             with self._point(tr, tracelog.UNLOCK, ptid):
                 if tr is not None:
                     tr.emit(tracelog.UNLOCK, wid, ptid, addr)
                 sr.read_unlock(wid)
+                st.mm_addr = 0                                # mmap_read_unlock
         if sr.nesting(wid) > entered:
             # lockdep_sys_exit: "WARNING: lock held when returning to user space!" (dax_srcu, M20)
             st.counters[C.LOCK_HELD_RETURN] += 1
-        t2 = time.perf_counter_ns()
-        i = int(st.lat_idx)
-        st.lat_ns[i % _LAT_RING] = t1 - t0
-        st.ioctl_ns[i % _LAT_RING] = t2 - t1
-        st.lat_idx = i + 1
+        return t1
 
     def _adopt_child(self, fd: int, wid: int) -> None:
         with self.ctx_lock:

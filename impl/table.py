@@ -97,6 +97,9 @@ class WorkerStats(ctypes.Structure):
         ("dev_sigbus", U64 * MAX_DEVICES),
         ("busy", U64),       # 1 while the worker services a fault (set before its read lock, cleared
                              # after its unlock): DaxBus.read_nesting waits for 0
+        ("mm_addr", U64),    # the emulated mmap_lock read side: the fault's page address | 1 from
+                             # before its vma lookup to after its install/poison (0: none); the
+                             # main process's munmap waits for those in its range (MappingCore._mm_write)
         ("lat_idx", U64),
         ("lat_ns", U64 * LAT_RING),      # message read -> decision made (handler CPU time, mostly)
         ("ioctl_ns", U64 * LAT_RING),    # the CONTINUE/POISON ioctl(s), including any preemption
@@ -144,6 +147,15 @@ class SharedTable:
             raise ValueError("shared table: bad magic (not created by MappingCore?)")
         self.srcu = srcu.Srcu(srcu_addr, MAX_WORKERS, init=init)
         self.trace = TraceLog(addr + Layout.trace.offset)
+
+    def mm_busy(self, lo: int, hi: int) -> list[int]:
+        """Workers holding the emulated mmap_lock for a fault at an address in [lo, hi)."""
+        out = []
+        for w in range(MAX_WORKERS):
+            a = int(self.t.workers[w].mm_addr)
+            if a and lo <= a & ~1 < hi:
+                out.append(w)
+        return out
 
     def counters(self) -> dict[str, int]:
         """Counter name -> sum over workers."""
