@@ -515,8 +515,11 @@ class Handler:
                     msgs = dsys.read_msgs(fd)
                 except OSError:
                     continue                      # a child context closed under us
+                # counted as read, all at once: a reader of the counters (trace validation's
+                # quiesce) must not see "every message serviced" while this batch still holds one
+                # (its toucher may be awake already: another fault's install on the unit woke it)
+                self.table.t.workers[wid].counters[C.MSGS] += len(msgs)
                 for m in msgs:
-                    self.table.t.workers[wid].counters[C.MSGS] += 1
                     if m.event == dsys.UFFD_EVENT_PAGEFAULT:
                         self._service_safely(fd, m, wid, t0)
                     elif m.event == dsys.UFFD_EVENT_FORK:
