@@ -41,9 +41,11 @@ the path must satisfy the state invariants except the profile's findings, and th
 abstraction(impl). The search is a memoised DFS over (log position, spec state, touches done); its
 only choices are where each touch (and failed user call) takes effect and the relaxations below.
 
-Not covered: the user's mapping is not touched, so munmap never meets a fault in progress (impl's
-munmap does not wait for the handler's faults on the vma as the kernel's mmap_lock would; the
-spec's do_munmap does wait), and forks are left to the lockstep tests.
+The user's mapping is touched by a user toucher while the user thread unmaps it: a fault in flight
+there must end (read_unlock) before the munmap event (spec/vma.py do_munmap waits for it; impl's
+MappingCore._mm_write), a fault whose vma is gone is logged by nothing (the mm's bad_area), and a
+touch of that mapping may end in SIGSEGV where the spec's mapping is gone. Forks are left to the
+lockstep tests.
 
 Three relaxations, where impl's steps are finer than the spec's or where the emulation differs from
 the kernel on purpose: unmap_mapping_range zaps the vmas one by one; run_dax (core.revive_device)
@@ -57,6 +59,7 @@ from __future__ import annotations
 
 import bisect
 import contextlib
+import dataclasses
 import errno
 import os
 import random
@@ -68,10 +71,12 @@ from dataclasses import dataclass, field
 
 import icontract
 
+from devdax.impl import sys as dsys
 from devdax.impl import tracelog
 from devdax.impl.core import MappingCore
-from devdax.impl.dax import MAP, PROT, DaxBus, DaxFile, Event, KernelBug, VmArea
+from devdax.impl.dax import MAP, PROT, DaxBus, DaxFile, Event, KernelBug, Vma, VmArea
 from devdax.impl.tracelog import TraceLog, TraceRec
+from devdax.impl.vmcore import claim
 from devdax.spec import admin
 from devdax.spec.config import Config
 from devdax.spec.ctx import Ctx
@@ -98,6 +103,9 @@ class TouchRec:
     k0: int               # window [k0, k1) as log indices (race_run converts from sequence numbers)
     k1: int
     outcome: str
+    #: a touch of the user's mapping: (file, impl start) as its mmap event names it; ``vma`` is then
+    #: -1 and ``addr`` the offset in the mapping (the checker finds the spec slot at the mmap event)
+    ukey: tuple[str, str] | None = None
 
 
 @dataclass(frozen=True)
@@ -136,6 +144,7 @@ class HRec:
     size: int = 0         # check: the install size; insert/poison: the unit
     reason: str = ""      # check: Decision.reason
     changed: int = 0      # insert/poison: bytes the ioctl changed (0: all present, -1: failed)
+    ukey: tuple[str, str] | None = None   # a fault on the user's mapping (as TouchRec.ukey)
 
 
 @dataclass
@@ -189,6 +198,18 @@ class TraceRejected(AssertionError):
     pass
 
 
+class RunState:
+    """What the user thread of a run shares with the user toucher and a scripted chooser: the
+    mapping (file name, impl start) once mmap returned, and where the user thread is (phase:
+    "" -> "before-munmap" -> "munmap" -> "unmapped" -> "done")."""
+
+    def __init__(self) -> None:
+        self.mapping: tuple[str, int] | None = None
+        self.mapped = threading.Event()      # set when mapping is known, or known never to come
+        self.phase = ""
+        self.reused = False                  # the kernel reused the unmapped range (see race_run)
+
+
 # ---------------------------------------------------------------------------------------- runs ----
 
 def enable_tracing(bus: DaxBus) -> TraceLog:
@@ -220,6 +241,10 @@ def quiesce(bus: DaxBus, seed: int) -> None:
 
 ACTION = 100          # the gate kind of a run thread's own action (touch, admin call, close)
 
+#: a scripted scheduler's choice: given the waiting gates' labels ("who:what", Scheduler._label) in
+#: canonical order and the run's random generator, the index of the one to let through
+Chooser = Callable[[list[str], random.Random], int]
+
 
 def _task_state(pid: int, tid: int) -> str:
     """The scheduler state letter of a thread (R running/runnable, S/D sleeping, ...); "X" if gone."""
@@ -247,7 +272,7 @@ class Scheduler:
     compares whole logs, so such a difference shows."""
 
     def __init__(self, tr: TraceLog, seed: int, handler_pid: int, tids: dict[int, int],
-                 settle: int = 4, poll: float = 2.5e-4) -> None:
+                 settle: int = 4, poll: float = 2.5e-4, chooser: Chooser | None = None) -> None:
         self.tr = tr
         self.rng = random.Random(seed * 7919 + 17)
         self.hpid = handler_pid
@@ -255,6 +280,7 @@ class Scheduler:
         self.settle = settle
         self.poll = poll
         self.choices: list[str] = []
+        self.chooser = chooser             # None: the seeded random choice
         self.error: str | None = None
         self.main_tids: list[int] = []
 
@@ -263,6 +289,16 @@ class Scheduler:
         if g >= tracelog.MAIN_GATE0:
             return (0, g, 0, 0)
         return (1, self.tids.get(int(gate.ptid), 99), int(gate.waiting), g)
+
+    def _label(self, g: int) -> str:
+        """"who:what" of a waiting gate: main<k> (the run's threads by role) or worker(toucher<j>)
+        (a handler worker by the toucher whose fault it serves), and the point it waits before."""
+        gate = self.tr.area.gates[g]
+        kind = int(gate.waiting)
+        who = f"main{g - tracelog.MAIN_GATE0}" if g >= tracelog.MAIN_GATE0 else \
+            f"worker(toucher{self.tids.get(int(gate.ptid), -1)})"
+        what = tracelog.KIND_NAMES.get(kind, "action" if kind == ACTION else str(kind))
+        return f"{who}:{what}"
 
     def _waiting(self) -> list[int]:
         return [g for g in range(tracelog.GATES) if self.tr.area.gates[g].waiting]
@@ -301,13 +337,11 @@ class Scheduler:
                     return
                 continue
             order = sorted(waiting, key=self._key)
-            g = order[self.rng.randrange(len(order))]
+            labels = [self._label(x) for x in order]
+            k = self.chooser(labels, self.rng) if self.chooser is not None else self.rng.randrange(len(order))
+            g = order[k]
             gate = self.tr.area.gates[g]
-            kind = int(gate.waiting)
-            who = f"main{g - tracelog.MAIN_GATE0}" if g >= tracelog.MAIN_GATE0 else \
-                f"worker(toucher{self.tids.get(int(gate.ptid), -1)})"
-            what = tracelog.KIND_NAMES.get(kind, "action" if kind == ACTION else str(kind))
-            self.choices.append(f"{who}:{what}")
+            self.choices.append(labels[k])
             passes = int(gate.passes)
             gate.go = 1
             deadline = time.monotonic() + 10
@@ -321,12 +355,19 @@ class Scheduler:
 
 
 def race_run(bus: DaxBus, profile: str, seed: int, impl_profile: object = None, touchers: int = 2,
-             touches: int = 3, minor_base: int = 1 << 19, scheduled: bool = False, users: bool = True) -> Run:
+             touches: int = 3, minor_base: int = 1 << 19, scheduled: bool = False, users: bool = True,
+             chooser: Callable[[RunState], Chooser] | None = None, force_user: bool = False) -> Run:
     """One concurrent run on ``bus`` (tracing switched on if it is not); its plan (units, accesses,
     sleeps, admin actions) is a function of ``seed``. Free-running (the default), the interleaving
     is the OS's; ``scheduled``, a Scheduler seeded by ``seed`` chooses it at every logged point and
     the pauses are left out: the same seed gives the same log. The spec has one CPU per handler
-    worker."""
+    worker.
+
+    With the user thread (``users``; the plan has it in 7 of 10 seeds, always with ``force_user``)
+    a user toucher touches the user's mapping once it exists, racing the user's munmap: its faults
+    may be in flight in the handler when the munmap comes (spec/vma.py do_munmap waits for them;
+    impl: MappingCore._mm_write). ``chooser`` (scheduled only): builds, from the run's RunState,
+    a scripted choice that replaces the seeded random one (tests/refinement/test_munmap_race.py)."""
     rng = random.Random(seed)
     tr = bus.core.table.trace if bus.core.table.trace.on else enable_tracing(bus)
     cfg: Config = spec_config(profile, cpus=int(bus.core.table.t.hdr.nworkers), generations=2)
@@ -351,17 +392,30 @@ def race_run(bus: DaxBus, profile: str, seed: int, impl_profile: object = None, 
             admin_plan.append(("enable", rng.random() * 3e-4))
         close_at = rng.random() * 8e-4 if rng.random() < 0.5 else None
         close_target = rng.choice(sorted(files))
-        user_plan = [rng.random() * 4e-4 for _ in range(4)] if users and rng.random() < 0.7 else None
+        user_plan = [rng.random() * 4e-4 for _ in range(4)] if users and (rng.random() < 0.7 or force_user) \
+            else None
+        # the user toucher: (unit, write, pause) per touch of the user's mapping; its first touch
+        # comes soon after the mmap, so that the munmap after the user's pause often meets its fault
+        uplan = [(rng.randrange(2), rng.random() < 0.4, rng.random() * (1e-4 if k == 0 else 4e-4))
+                 for k in range(2)]
+        # in half the runs with a user, its open and mmap come before the race (so that its mapping
+        # mostly exists when the admin acts) and only its munmap and close race
+        user_early = rng.random() < 0.5
+        ut = touchers                        # its toucher index (tids, records)
+        ustate = RunState()
+        ureserved: list[tuple[int, int]] = []   # the unmapped user range, held PROT_NONE until the end
         trecs: list[list[TouchRec]] = [[] for _ in range(touchers)]
+        urecs_t: list[TouchRec] = []
         arecs: list[AdminRec] = []
         urecs: list[UserRec] = []
         tids: dict[int, int] = {}
         errors: list[BaseException] = []
-        barrier = threading.Barrier(touchers + 1 + (close_at is not None) + (user_plan is not None))
+        barrier = threading.Barrier(touchers + 1 + (close_at is not None) + 2 * (user_plan is not None))
         dev = drv.ref.regions[-1].devices[0]
         quiesce(bus, seed)
         seq0 = tr.now()
-        sched = Scheduler(tr, seed, int(bus.core.table.t.hdr.handler_pid), tids) if scheduled else None
+        sched = Scheduler(tr, seed, int(bus.core.table.t.hdr.handler_pid), tids,
+                          chooser=chooser(ustate) if chooser is not None else None) if scheduled else None
 
         def enter(g: int) -> None:
             if sched is not None:
@@ -430,7 +484,6 @@ def race_run(bus: DaxBus, profile: str, seed: int, impl_profile: object = None, 
             do on the device's locks) and must fail exactly when the spec's would."""
             try:
                 enter(touchers + 2)
-                barrier.wait()
                 assert user_plan is not None
 
                 def op(kind: str, name: str, fn: Callable[[], object]) -> object:
@@ -445,18 +498,69 @@ def race_run(bus: DaxBus, profile: str, seed: int, impl_profile: object = None, 
                         drv.ref.note_oops(str(e))
                     urecs.append(UserRec(kind, name, k0, tr.now(), res))
                     return out
-                pause(user_plan[0])
-                f = op("open", "", lambda: bus.open(dev, os.O_RDWR))
+                def open_map(first: float, second: float) -> tuple[object, object]:
+                    pause(first)
+                    f = op("open", "", lambda: bus.open(dev, os.O_RDWR))
+                    if not isinstance(f, DaxFile):
+                        return f, None
+                    pause(second)
+                    rw = PROT["PROT_READ"] | PROT["PROT_WRITE"]
+                    return f, op("mmap", f.name, lambda: f.mmap(2 * align, rw, MAP["MAP_SHARED"], 0, None))
+                f, h = open_map(0.0, 0.0) if user_early else (None, None)
+                barrier.wait()
+                if not user_early:
+                    f, h = open_map(user_plan[0], user_plan[1])
                 if not isinstance(f, DaxFile):
                     return
-                pause(user_plan[1])
-                h = op("mmap", f.name, lambda: f.mmap(2 * align, PROT["PROT_READ"] | PROT["PROT_WRITE"],
-                                                      MAP["MAP_SHARED"], 0, None))
-                if h is not None:
+                if isinstance(h, Vma):
+                    start = h.addr
+                    ustate.mapping = (f.name, start)
+                    ustate.mapped.set()
+                    ustate.phase = "before-munmap"
                     pause(user_plan[2])
-                    op("munmap", f.name, lambda: h.munmap(0, 2 * align))  # type: ignore[attr-defined]
+                    ustate.phase = "munmap"
+                    op("munmap", f.name, lambda: h.munmap(0, 2 * align))
+                    ustate.phase = "unmapped"
+                    # nothing else may be placed there while the user toucher may still touch it
+                    # (a touch must meet no vma: SIGSEGV); a PROT_NONE reservation answers the same
+                    if claim(start, 2 * align):
+                        ureserved.append((start, 2 * align))
+                    else:
+                        ustate.reused = True
+                ustate.mapped.set()
                 pause(user_plan[3])
                 op("close", f.name, f.close)
+            except BaseException as e:
+                errors.append(e)
+            finally:
+                ustate.mapped.set()
+                ustate.phase = "done"
+
+        def utoucher() -> None:
+            """Touches the user's mapping once it exists (it waits for the mmap, off any gate):
+            its faults race the user's munmap, and after it the access meets no vma."""
+            try:
+                tids[threading.get_native_id()] = ut
+                enter(touchers + 3)
+                barrier.wait()
+                ustate.mapped.wait(30)
+                if ustate.mapping is None:
+                    return
+                name, start = ustate.mapping
+                for unit, write, p in uplan:
+                    pause(p)
+                    off = unit * align + 0x40 * (ut + 1)
+                    k0 = tr.now()
+                    if write:
+                        t = MappingCore.touch_write(start + off, bytes([ut + 1]))
+                    else:
+                        t = MappingCore.touch_read(start + off, 1)
+                    # the munmap's number is taken right after its syscall, in its section: a
+                    # touch that returned in between met no vma before that number was given out,
+                    # so the window ends after the event in progress (number now()), not before
+                    k1 = tr.now() + 1
+                    urecs_t.append(TouchRec(ut, -1, off, write, k0, k1, t.outcome,
+                                            ukey=(name, f"{start:#x}")))
             except BaseException as e:
                 errors.append(e)
 
@@ -466,6 +570,7 @@ def race_run(bus: DaxBus, profile: str, seed: int, impl_profile: object = None, 
             threads.append(threading.Thread(target=closer))
         if user_plan is not None:
             threads.append(threading.Thread(target=user))
+            threads.append(threading.Thread(target=utoucher))
         assert barrier.parties == len(threads)
         sthread = None
         if sched is not None:
@@ -484,6 +589,8 @@ def race_run(bus: DaxBus, profile: str, seed: int, impl_profile: object = None, 
                 sthread.join(30)
         finally:
             tr.area.sched = 0            # a thread still at a gate goes on
+            for a, n in ureserved:
+                dsys.munmap(a, n)
         if sched is not None and sched.error:
             raise RuntimeError(f"seed {seed}: scheduler: {sched.error}")
         if errors:
@@ -493,7 +600,8 @@ def race_run(bus: DaxBus, profile: str, seed: int, impl_profile: object = None, 
         final = abstraction(drv.c, bus, drv.ref, minor_base=minor_base)
         notes = [f"setup: {op.text} -> {op.impl}" for op in drv.history]
         devs = {d.name: drv.ref.dev_index(drv.c, d) for r in drv.ref.regions for d in r.devices}
-        log, hrecs = _merge(list(events), k_start, tr.records(seq0, seq1), vmas, tids)
+        umap = None if ustate.mapping is None else (*ustate.mapping, 2 * align)
+        log, hrecs = _merge(list(events), k_start, tr.records(seq0, seq1), vmas, tids, umap)
         seqs = [e.seq for e in log]
 
         def at(k: int) -> int:           # a sequence number -> the index of the first event >= it
@@ -502,6 +610,16 @@ def race_run(bus: DaxBus, profile: str, seed: int, impl_profile: object = None, 
             [TouchRec(r.cpu, r.vma, r.addr, r.write, at(r.k0), at(r.k1), r.outcome) for r in recs]
             for recs in trecs]
         urecs2 = [UserRec(u.kind, u.file, at(u.k0), at(u.k1), u.outcome) for u in urecs]
+        ut2 = [TouchRec(r.cpu, r.vma, r.addr, r.write, at(r.k0), at(r.k1), r.outcome, r.ukey)
+               for r in urecs_t]
+        if ustate.reused:
+            # the kernel gave the unmapped range to someone else before the reservation: a touch
+            # that may have run after the munmap began may have read foreign memory; not judged
+            began = min((u.k0 for u in urecs2 if u.kind == "munmap"), default=len(log))
+            notes.append(f"the user's range was reused after its munmap: {sum(r.k1 >= began for r in ut2)} "
+                         "user touch(es) after it not judged")
+            ut2 = [r for r in ut2 if r.k1 < began]
+        trecs2.append(list(ut2))
         trecs2.append([u for u in urecs2 if u.outcome != "ok"])
         arecs2 = [AdminRec(a.kind, a.node, at(a.k0), at(a.k1), a.outcome) for a in arecs]
         name = getattr(impl_profile, "name", profile)
@@ -513,15 +631,22 @@ def race_run(bus: DaxBus, profile: str, seed: int, impl_profile: object = None, 
 
 
 def _merge(events: list[Event], k_start: int, recs: list[TraceRec], vmas: list[tuple[VmArea, int, int]],
-           tids: dict[int, int]) -> tuple[list[Event], dict[int, HRec]]:
+           tids: dict[int, int], umap: tuple[str, int, int] | None = None
+           ) -> tuple[list[Event], dict[int, HRec]]:
     """impl's main-process events since the race began and the handler's records, in the order of
-    their sequence numbers, the handler's translated to spec terms (vma slot, spec address)."""
+    their sequence numbers, the handler's translated to spec terms (vma slot, spec address; for the
+    user's mapping ``umap`` = (file, start, length): its key and the offset, see TouchRec.ukey)."""
 
     def locate(addr: int) -> tuple[int, int]:
         for a, slot, delta in vmas:
             if a.start <= addr < a.end:
                 return slot, addr + delta
         return -1, addr
+
+    def user_key(addr: int) -> tuple[str, str] | None:
+        if umap is not None and umap[1] <= addr < umap[1] + umap[2]:
+            return (umap[0], f"{umap[1]:#x}")
+        return None
 
     merged: list[tuple[int, Event, HRec | None]] = [(e.seq, e, None) for e in events[k_start:]]
     for r in recs:
@@ -531,6 +656,9 @@ def _merge(events: list[Event], k_start: int, recs: list[TraceRec], vmas: list[t
             merged.append((int(r.seq), Event(kind, "srcu", "", int(r.seq)), h))
             continue
         slot, addr = locate(int(r.addr))
+        ukey = user_key(int(r.addr)) if slot < 0 else None
+        if ukey is not None and umap is not None:
+            addr = int(r.addr) - umap[1]                    # the offset in the user's mapping
         who = tids.get(int(r.ptid), -1)
         if r.kind == tracelog.CHECK:
             code = int(r.b)
@@ -546,8 +674,11 @@ def _merge(events: list[Event], k_start: int, recs: list[TraceRec], vmas: list[t
         else:
             h = HRec(kind, int(r.wid), who, slot, addr)
             detail = ""
+        if ukey is not None:
+            h = dataclasses.replace(h, ukey=ukey)
         what = f"toucher{who}" if who >= 0 else "no toucher"
-        ev = Event(kind, f"cpu{h.cpu}", f"{what} vma{slot} {addr:#x} {detail}".rstrip(), int(r.seq))
+        where = f"vma{slot}" if ukey is None else "user-vma +"
+        ev = Event(kind, f"cpu{h.cpu}", f"{what} {where} {addr:#x} {detail}".rstrip(), int(r.seq))
         merged.append((int(r.seq), ev, h))
     merged.sort(key=lambda x: x[0])
     log = events[:k_start] + [e for _, e, _ in merged]
@@ -762,6 +893,11 @@ def check_trace(c: Ctx, run: Run, findings: dict[str, str] | None = None, budget
 
     def cpu_step(i: int, h: HRec, s: State, depth: int) -> State | None:
         """The spec step of the handler point h (CPU h.cpu), or None with a note why not."""
+        if h.ukey is not None:
+            at = user_vma(h.ukey, h.addr, f"log event {i}: cpu{h.cpu} {h.kind}", depth)
+            if at is None:
+                return None
+            h = dataclasses.replace(h, vma=at[0], addr=at[1], ukey=None)
         j = h.cpu
         cpu = s.cpus[j]
         who = f"log event {i}: cpu{j} {h.kind} (toucher{h.toucher} vma{h.vma} {h.addr:#x})"
@@ -819,6 +955,16 @@ def check_trace(c: Ctx, run: Run, findings: dict[str, str] | None = None, budget
 
     fslot = dict(run.files)                 # impl file name -> spec slot (the user's file added)
     vslot: dict[tuple[str, str], int] = {}  # (file, impl start) -> spec vma slot of the user's mapping
+    ustart: dict[int, int] = {}             # that slot -> the spec vma's start
+
+    def user_vma(key: tuple[str, str], off: int, what: str, depth: int) -> tuple[int, int] | None:
+        """(spec slot, spec address) of an offset in the user's mapping; the slot is the one its
+        mmap event took (the same on every path), so it is known once a path has passed that event."""
+        v = vslot.get(key)
+        if v is None:
+            note(depth, f"{what}: the user's mapping {key} is not mapped in the spec yet")
+            return None
+        return v, ustart[v] + off
 
     def file_op(i: int, ev: Event, s: State, depth: int) -> State | None:
         """A file operation that succeeded in impl, as the spec's: the same outcome here. Slots
@@ -838,8 +984,9 @@ def check_trace(c: Ctx, run: Run, findings: dict[str, str] | None = None, budget
         elif ev.kind == "mmap":
             r = do_mmap(c, s, fslot[ev.obj], SHAPE_2)
             if r is not None and r[0] == "ok":
-                vslot[(ev.obj, ev.detail.split("+")[0])] = next(
-                    k for k, (x, y) in enumerate(zip(s.vmas, r[1].vmas, strict=True)) if x != y)
+                new = next(k for k, (x, y) in enumerate(zip(s.vmas, r[1].vmas, strict=True)) if x != y)
+                vslot[(ev.obj, ev.detail.split("+")[0])] = new
+                ustart[new] = r[1].vmas[new].start
         else:
             v = vslot.get((ev.obj, ev.detail.split("+")[0]))
             r = do_munmap(c, s, v, "all") if v is not None else None
@@ -864,9 +1011,22 @@ def check_trace(c: Ctx, run: Run, findings: dict[str, str] | None = None, budget
         return None
 
     def touch_done(i: int, s: State, rec: TouchRec | UserRec, depth: int) -> State | None:
-        """The toucher's access may take effect at log position i with its outcome: the state then."""
+        """The toucher's access may take effect at log position i with its outcome: the state then.
+        A touch of the user's mapping may also end in SIGSEGV: where the mapping is gone (munmap
+        before the access; the mm finds no vma)."""
         if isinstance(rec, UserRec):
             return user_done(i, s, rec, depth)
+        if rec.ukey is not None:
+            at = user_vma(rec.ukey, rec.addr, f"log event {i}: user toucher", depth)
+            if at is None:
+                return None
+            rec = dataclasses.replace(rec, vma=at[0], addr=at[1], ukey=None)
+            if rec.outcome == "SIGSEGV":
+                if s.vmas[rec.vma].file < 0:
+                    return s
+                note(depth, f"log event {i}: toucher{rec.cpu}'s touch of the user's mapping ended SIGSEGV "
+                     f"(window [{rec.k0}, {rec.k1}]) while the spec's is mapped")
+                return None
         if rec.outcome == "ok":
             ok = covered(s, rec.vma, rec.addr)
         elif rec.outcome == "SIGBUS":
