@@ -6,10 +6,12 @@ resolves the fault needed that same GIL, the fault could never be resolved. This
 interpreter, so a blocked toucher in the main process cannot stall it; it needs nothing from the main
 process while servicing a fault (all inputs are in the shared table, see table.py).
 
-Per fault, each worker thread (one emulated CPU, one SRCU slot) does what dev_dax_huge_fault does:
-enter the read-side section, check alive (check_vma), negotiate the fault size, translate
-pgoff_to_phys, and install exactly one align-sized unit with UFFDIO_CONTINUE -- or end the fault in
-SIGBUS with UFFDIO_POISON on the failing unit -- and only then leave the section. The pure decision
+Per fault, each worker thread (one emulated CPU, one SRCU slot) first does what the mm does (find
+the vma, holding the emulated mmap_lock read side that munmap waits for: Handler._service), then
+what dev_dax_huge_fault does: enter the read-side section, check alive (check_vma), negotiate the
+fault size, translate pgoff_to_phys, and install exactly one align-sized unit with UFFDIO_CONTINUE
+-- or end the fault in SIGBUS with UFFDIO_POISON on the failing unit -- and only then leave the
+section. The pure decision
 is pluggable (``--policy module:function``) but always runs here, inside the section.
 
 Forks of the main process: with UFFD_FEATURE_EVENT_FORK the child's registered vmas get a new
