@@ -15,12 +15,14 @@ the seeded random ones of test_trace_validation.py) make the two meet in a chose
   nothing of it is logged, the toucher gets SIGSEGV.
 
 The admin thread is held until the user thread is done (so the device is alive and faults install);
-the other threads go in the seeded random order. The last test takes the wait out of impl (munmap
+the other threads go in the seeded random order (the user thread may close its fd before the
+munmap, which then drops the file's last reference). The last test takes the wait out of impl (munmap
 as it was) and shows the checker rejecting the run.
 """
 
 from __future__ import annotations
 
+import os
 import random
 from collections.abc import Callable
 
@@ -91,8 +93,10 @@ def scripted(order: str, stage: str) -> Callable[[RunState], Chooser]:
 
 
 def run_forced(bus: DaxBus, profile: str, order: str, stage: str, seed: int) -> Run:
+    test = os.environ.get("PYTEST_CURRENT_TEST", "").rpartition(" ")[0] or __file__
     return race_run(bus, profile, seed, minor_base=MINOR_BASE + (seed % 4096) * 64, scheduled=True,
-                    chooser=scripted(order, stage), force_user=True, touchers=TOUCHERS)
+                    chooser=scripted(order, stage), force_user=True, touchers=TOUCHERS,
+                    script=f"tests/refinement/{test.rpartition('tests/refinement/')[2]}")
 
 
 def mapped(run: Run) -> bool:

@@ -166,9 +166,13 @@ class Run:
     choices: list[str] = field(default_factory=list)      # the scheduler's decisions, in order
     node: int = 0                         # spec device the user thread opens
     user_ops: list[UserRec] = field(default_factory=list)  # all of them, failed or not
+    script: str = ""                      # a scripted run (chooser): the test that makes it
+
 
     def rerun(self) -> str:
         """The one-line command that replays this run (exactly, when it was scheduled)."""
+        if self.script:
+            return f".venv/bin/pytest -p no:randomly '{self.script}'"
         env = f"DEVDAX_TRACE_SEED={self.seed}"
         variant = self.impl.partition("+")[2]
         if variant:
@@ -356,7 +360,8 @@ class Scheduler:
 
 def race_run(bus: DaxBus, profile: str, seed: int, impl_profile: object = None, touchers: int = 2,
              touches: int = 3, minor_base: int = 1 << 19, scheduled: bool = False, users: bool = True,
-             chooser: Callable[[RunState], Chooser] | None = None, force_user: bool = False) -> Run:
+             chooser: Callable[[RunState], Chooser] | None = None, force_user: bool = False,
+             script: str = "") -> Run:
     """One concurrent run on ``bus`` (tracing switched on if it is not); its plan (units, accesses,
     sleeps, admin actions) is a function of ``seed``. Free-running (the default), the interleaving
     is the OS's; ``scheduled``, a Scheduler seeded by ``seed`` chooses it at every logged point and
@@ -367,7 +372,8 @@ def race_run(bus: DaxBus, profile: str, seed: int, impl_profile: object = None, 
     a user toucher touches the user's mapping once it exists, racing the user's munmap: its faults
     may be in flight in the handler when the munmap comes (spec/vma.py do_munmap waits for them;
     impl: MappingCore._mm_write). ``chooser`` (scheduled only): builds, from the run's RunState,
-    a scripted choice that replaces the seeded random one (tests/refinement/test_munmap_race.py)."""
+    a scripted choice that replaces the seeded random one (tests/refinement/test_munmap_race.py;
+    ``script``: that test's id, for the replay command of a rejected run)."""
     rng = random.Random(seed)
     tr = bus.core.table.trace if bus.core.table.trace.on else enable_tracing(bus)
     cfg: Config = spec_config(profile, cpus=int(bus.core.table.t.hdr.nworkers), generations=2)
@@ -401,6 +407,7 @@ def race_run(bus: DaxBus, profile: str, seed: int, impl_profile: object = None, 
         # in half the runs with a user, its open and mmap come before the race (so that its mapping
         # mostly exists when the admin acts) and only its munmap and close race
         user_early = rng.random() < 0.5
+        close_first = rng.random() < 0.3         # the user's munmap is its file's last reference
         ut = touchers                        # its toucher index (tids, records)
         ustate = RunState()
         ureserved: list[tuple[int, int]] = []   # the unmapped user range, held PROT_NONE until the end
@@ -512,10 +519,17 @@ def race_run(bus: DaxBus, profile: str, seed: int, impl_profile: object = None, 
                     f, h = open_map(user_plan[0], user_plan[1])
                 if not isinstance(f, DaxFile):
                     return
+                closed = False
                 if isinstance(h, Vma):
                     start = h.addr
                     ustate.mapping = (f.name, start)
                     ustate.mapped.set()
+                    if close_first:
+                        # the fd goes first: the vma holds the file's last reference, so the munmap
+                        # racing the user toucher's fault is also the last fput
+                        pause(user_plan[3])
+                        op("close", f.name, f.close)
+                        closed = True
                     ustate.phase = "before-munmap"
                     pause(user_plan[2])
                     ustate.phase = "munmap"
@@ -528,8 +542,9 @@ def race_run(bus: DaxBus, profile: str, seed: int, impl_profile: object = None, 
                     else:
                         ustate.reused = True
                 ustate.mapped.set()
-                pause(user_plan[3])
-                op("close", f.name, f.close)
+                if not closed:
+                    pause(user_plan[3])
+                    op("close", f.name, f.close)
             except BaseException as e:
                 errors.append(e)
             finally:
@@ -625,7 +640,7 @@ def race_run(bus: DaxBus, profile: str, seed: int, impl_profile: object = None, 
         name = getattr(impl_profile, "name", profile)
         return Run(seed, profile, log, k_start, trecs2, arecs2, files, devs, s0, final, hrecs, notes,
                    scheduled=scheduled, impl=str(name), choices=sched.choices if sched else [],
-                   node=drv.ref.dev_index(drv.c, dev), user_ops=urecs2)
+                   node=drv.ref.dev_index(drv.c, dev), user_ops=urecs2, script=script)
     finally:
         drv.close()
 
