@@ -3,10 +3,12 @@
     devdax prove [--profile P] [--variant V] [--json] [--timeout S] [--only NAME ...] [--list]
                  [--bmc K [--cpus N] [--faults N] [--units N]]
 
-One line per obligation (``ok``/``FAIL``/``UNKNOWN``, seconds, name, statement), counterexamples
-indented below their line, then a total; ``--json`` prints a list of {name, status, seconds,
-counterexample, statement, source} instead. Exit status: 0 all proved, 1 a violation, 2 usage error,
-3 UNKNOWN without violation (see proofs/runner.py). devdax/cli.py dispatches ``prove`` here.
+One line per obligation (``ok``/``FAIL``/``finding``/``UNKNOWN``, seconds, name, statement),
+counterexamples indented below their line, then a total; ``--json`` prints a list of {name, status,
+seconds, counterexample, statement, source, finding} instead. ``finding`` is a violation the profile
+documents (spec/profiles.py), as ``devdax check`` reports it. Exit status: 0 every obligation proved or
+a documented finding, 1 another violation or a documented finding no longer reproduced, 2 usage
+error, 3 UNKNOWN without violation (see proofs/runner.py). devdax/cli.py dispatches ``prove`` here.
 """
 
 from __future__ import annotations
@@ -67,8 +69,13 @@ def main(argv: Sequence[str]) -> int:
         print(title)
         results = runner.run(obligations, args.timeout,
                              on_result=lambda r: print(runner.render_line(r), flush=True))
-        print(runner.render_total(results))
-    return runner.exit_status(results)
+    # the drift rule needs every obligation of a finding: a --only selection may hold just a proved one
+    stale = [] if args.only else runner.stale_findings(results)
+    if not args.json:
+        print(runner.render_total(results, stale))
+    elif stale:
+        print(f"devdax prove: documented finding no longer reproduced: {', '.join(stale)}", file=sys.stderr)
+    return runner.exit_status(results, stale)
 
 
 if __name__ == "__main__":

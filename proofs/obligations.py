@@ -52,18 +52,34 @@ def apply_variant(profile: Profile, variant: str | None) -> Profile:
     return v.profile()
 
 
+def documented_findings(profile: Profile, variant: str | None) -> dict[str, str]:
+    """The findings a violation may be reported as. The properties a variant exists to break are not
+    among them: ``--variant M21`` on modern must report M21 as a violation (exit 1), not as modern's
+    documented finding, while the base profile's other findings (F3 under every v4.10 variant) stay
+    documented. The proofs themselves still read ``profile.findings`` to decide which invariants they
+    may assume (proofs/lifetime.py): a property known to fail is never assumed."""
+    breaks = get_variant(variant).breaks if variant is not None else ()
+    return {k: t for k, t in profile.findings.items() if k not in breaks}
+
+
 def lemma_config(profile: Profile) -> LemmaConfig:
     return LemmaConfig(name=profile.name, private_test=profile.private_test, fault_rules=profile.fault_rules)
 
 
-def _with_finding(ob: Obligation, finding: str) -> Obligation:
-    """A violation the profile documents as a finding says so under its counterexample."""
+def _with_finding(ob: Obligation, key: str, finding: str) -> Obligation:
+    """An obligation the profile documents a finding for: its violation is a FINDING (the kernel as
+    modelled has the bug; the counterexample is the evidence) and says which finding under it."""
     def goal(timeout: float) -> Verdict:
         v = ob.goal(timeout)
         if v.status is Status.VIOLATED:
-            return Verdict(v.status, v.seconds, f"{v.counterexample}\n(documented finding: {finding})")
+            return Verdict(Status.FINDING, v.seconds, f"{v.counterexample}\n(documented finding: {finding})")
         return v
-    return Obligation(ob.name, ob.statement, ob.source, goal)
+    return Obligation(ob.name, ob.statement, ob.source, goal, finding=key)
+
+
+def _documented(ob: Obligation, findings: dict[str, str], key: str) -> Obligation:
+    finding = findings.get(key)
+    return _with_finding(ob, key, finding) if finding else ob
 
 
 def obligations_for(profile_name: str, variant: str | None = None, bmc_depth: int | None = None,
@@ -72,21 +88,15 @@ def obligations_for(profile_name: str, variant: str | None = None, bmc_depth: in
     (proofs/refcount.py) and the minors (proofs/minor.py) for any number of objects, and with a depth
     the bounded model check of a race configuration (proofs/bmc.py)."""
     profile = apply_variant(get_profile(profile_name), variant)
-    out = []
-    for ob in lemma_obligations(lemma_config(profile)):
-        finding = profile.findings.get(LEMMA_INVARIANT.get(ob.name, ""))
-        out.append(_with_finding(ob, finding) if finding else ob)
-    for ob in inductive_obligations(profile):
-        finding = profile.findings.get(ob.name.removeprefix("ind_"))
-        out.append(_with_finding(ob, finding) if finding else ob)
+    findings = documented_findings(profile, variant)
+    out = [_documented(ob, findings, LEMMA_INVARIANT.get(ob.name, ""))
+           for ob in lemma_obligations(lemma_config(profile))]
+    out += [_documented(ob, findings, ob.name.removeprefix("ind_")) for ob in inductive_obligations(profile)]
     for obs, serving in ((refcount_obligations(profile), refcount_serves(profile)),
                          (minor_obligations(profile), minor_serves(profile))):
-        for ob in obs:
-            finding = profile.findings.get(serving.get(ob.name, ""))
-            out.append(_with_finding(ob, finding) if finding else ob)
-    for ob in lifetime_obligations(profile):        # the admin lifetime: M6, M15, M16, M21, F2
-        finding = profile.findings.get(lifetime_finding(ob.name))
-        out.append(_with_finding(ob, finding) if finding else ob)
+        out += [_documented(ob, findings, serving.get(ob.name, "")) for ob in obs]
+    # the admin lifetime: M6, M15, M16, M21, F2
+    out += [_documented(ob, findings, lifetime_finding(ob.name)) for ob in lifetime_obligations(profile)]
     if bmc_depth is not None:
         cfg = bmc_config(profile_name, variant, cpus, faults, units)
         out.append(bmc_obligation(cfg, bmc_depth, f"bmc_depth{bmc_depth}"))

@@ -6,8 +6,11 @@ such checks; the lemma and transition-system modules list obligations; the CLI r
 
 Exit status (``exit_status``), the contract CI relies on:
 
-* ``0``: every obligation was proved;
-* ``1``: at least one obligation was violated (a counterexample exists);
+* ``0``: every obligation was proved, or violated exactly as a documented finding of the profile says
+  (status FINDING: spec/profiles.py ``findings``, the same rule ``devdax check`` applies);
+* ``1``: at least one obligation was violated (a counterexample exists) without a documented finding
+  that explains it, or a documented finding is no longer reproduced by any obligation that stands for
+  it (the documentation went stale: the same drift rule as ``devdax check``);
 * ``3``: nothing was violated but at least one is UNKNOWN (solver ``unknown`` or timeout). An UNKNOWN is
   never counted as proved, so it must fail a pipeline too; 3 keeps it apart from a real violation and
   from 2, which the CLI reserves for usage errors (as ``devdax check`` does).
@@ -33,6 +36,10 @@ EXIT_UNKNOWN = 3
 class Status(Enum):
     PROVED = "proved"
     VIOLATED = "violated"
+    #: violated, and the profile documents why: the kernel as modelled has this bug (F2, F3, M21 ...).
+    #: A finding is a result, not a gap in the proof: its counterexample is the evidence, and the
+    #: obligations that state the fix (e.g. fault_phys_aligned_given_offset for F3) are proved.
+    FINDING = "finding"
     UNKNOWN = "unknown"
 
 
@@ -58,6 +65,10 @@ class Obligation:
     statement: str
     source: str
     goal: Callable[[float], Verdict] = field(repr=False)
+    #: the key of the profile's documented finding this obligation stands for ("" when none): a
+    #: violation is then a FINDING, and a proof of every obligation under one key means the finding
+    #: is no longer reproduced (``stale_findings``)
+    finding: str = ""
 
     def check(self, timeout: float = DEFAULT_TIMEOUT) -> Verdict:
         start = time.perf_counter()
@@ -100,11 +111,12 @@ def run(obligations: Iterable[Obligation], timeout: float = DEFAULT_TIMEOUT,
     return results
 
 
-_WORD = {Status.PROVED: "ok", Status.VIOLATED: "FAIL", Status.UNKNOWN: "UNKNOWN"}
+_WORD = {Status.PROVED: "ok", Status.VIOLATED: "FAIL", Status.FINDING: "finding", Status.UNKNOWN: "UNKNOWN"}
 
 
 def render_line(res: Result) -> str:
-    """``  ok    0.12s  name  statement``, then for FAIL/UNKNOWN the counterexample indented below."""
+    """``  ok    0.12s  name  statement``, then for FAIL/finding/UNKNOWN the counterexample indented below
+    (a finding's counterexample is the evidence a driver author reads, so it is printed too)."""
     v = res.verdict
     line = f"  {_WORD[v.status]:<7} {v.seconds:6.2f}s  {res.obligation.name}  {res.obligation.statement}"
     if v.status is Status.PROVED or not v.counterexample:
@@ -113,33 +125,55 @@ def render_line(res: Result) -> str:
     return f"{line}\n{body}"
 
 
-def render_total(results: Sequence[Result]) -> str:
-    """The last line: ``all ok!`` in mypyvy's words when everything is proved, else the counts."""
+def stale_findings(results: Sequence[Result]) -> list[str]:
+    """Documented findings that none of their obligations reproduces any more: every obligation that
+    stands for the key was proved. ``devdax check`` fails the run on the same drift ("documented
+    finding no longer reproduced"): the spec changed, and spec/profiles.py must say so."""
+    keys: dict[str, list[Status]] = {}
+    for r in results:
+        if r.obligation.finding:
+            keys.setdefault(r.obligation.finding, []).append(r.verdict.status)
+    return sorted(k for k, seen in keys.items() if all(s is Status.PROVED for s in seen))
+
+
+def render_total(results: Sequence[Result], stale: Sequence[str] = ()) -> str:
+    """The last line: ``all ok!`` in mypyvy's words when everything is proved, else the counts; a
+    stale documented finding gets a line of its own before it."""
     total = sum(r.verdict.seconds for r in results)
     counts = {s: sum(1 for r in results if r.verdict.status is s) for s in Status}
+    head = "".join(f"documented finding no longer reproduced: {k} (update spec/profiles.py findings)\n"
+                   for k in stale)
     if counts[Status.PROVED] == len(results):
-        return f"all ok! {len(results)} obligations proved in {total:.2f}s"
-    return (f"{counts[Status.PROVED]} proved, {counts[Status.VIOLATED]} violated, "
-            f"{counts[Status.UNKNOWN]} UNKNOWN of {len(results)} obligations in {total:.2f}s")
+        return f"{head}all ok! {len(results)} obligations proved in {total:.2f}s"
+    line = (f"{counts[Status.PROVED]} proved, {counts[Status.FINDING]} documented "
+            f"finding{'' if counts[Status.FINDING] == 1 else 's'}, "
+            f"{counts[Status.VIOLATED]} violated, {counts[Status.UNKNOWN]} UNKNOWN "
+            f"of {len(results)} obligations in {total:.2f}s")
+    if counts[Status.VIOLATED] == counts[Status.UNKNOWN] == 0 and not stale:
+        line += ": every violation is a documented finding of the profile"
+    return head + line
 
 
-def render_checklist(results: Sequence[Result]) -> str:
-    return "\n".join([*(render_line(r) for r in results), render_total(results)])
+def render_checklist(results: Sequence[Result], stale: Sequence[str] = ()) -> str:
+    return "\n".join([*(render_line(r) for r in results), render_total(results, stale)])
 
 
 def to_json(results: Sequence[Result]) -> str:
-    """``--json``: a list of {name, status, seconds, counterexample} (plus statement and source)."""
+    """``--json``: a list of {name, status, seconds, counterexample} (plus statement, source, and the
+    documented finding the obligation stands for, "" when none)."""
     return json.dumps([
         {"name": r.obligation.name, "status": r.verdict.status.value,
          "seconds": round(r.verdict.seconds, 4), "counterexample": r.verdict.counterexample,
-         "statement": r.obligation.statement, "source": r.obligation.source}
+         "statement": r.obligation.statement, "source": r.obligation.source,
+         "finding": r.obligation.finding}
         for r in results], indent=2)
 
 
-def exit_status(results: Sequence[Result]) -> int:
-    """0 all proved, 1 any violated, 3 otherwise if any UNKNOWN (see the module docstring)."""
+def exit_status(results: Sequence[Result], stale: Sequence[str] = ()) -> int:
+    """0 all proved or documented findings, 1 any other violation or a stale finding, 3 otherwise if
+    any UNKNOWN (see the module docstring)."""
     statuses = {r.verdict.status for r in results}
-    if Status.VIOLATED in statuses:
+    if Status.VIOLATED in statuses or stale:
         return EXIT_VIOLATED
     if Status.UNKNOWN in statuses:
         return EXIT_UNKNOWN

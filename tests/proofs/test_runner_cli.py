@@ -30,8 +30,11 @@ def test_render_words_and_total() -> None:
     assert lines[1].startswith("  FAIL ")
     assert lines[2] == "        x = 0x1"
     assert lines[4].startswith("  UNKNOWN ")
-    assert lines[-1] == "1 proved, 1 violated, 1 UNKNOWN of 3 obligations in 0.00s"
+    assert lines[-1] == "1 proved, 0 documented findings, 1 violated, 1 UNKNOWN of 3 obligations in 0.00s"
     assert runner.render_total(res[:1]).startswith("all ok!")
+    documented = runner.run([fixed(Status.PROVED), fixed(Status.FINDING, "trace")])
+    assert runner.render_line(documented[1]).startswith("  finding ")
+    assert runner.render_total(documented).endswith("every violation is a documented finding of the profile")
 
 
 def test_exit_status() -> None:
@@ -39,6 +42,34 @@ def test_exit_status() -> None:
     assert runner.exit_status(run([fixed(Status.PROVED)])) == 0
     assert runner.exit_status(run([fixed(Status.PROVED), fixed(Status.UNKNOWN)])) == 3
     assert runner.exit_status(run([fixed(Status.UNKNOWN), fixed(Status.VIOLATED)])) == 1
+    # a documented finding is the profile's verdict, not a failure; an undocumented violation still is
+    assert runner.exit_status(run([fixed(Status.PROVED), fixed(Status.FINDING)])) == 0
+    assert runner.exit_status(run([fixed(Status.FINDING), fixed(Status.VIOLATED)])) == 1
+    assert runner.exit_status(run([fixed(Status.FINDING), fixed(Status.UNKNOWN)])) == 3
+    assert runner.exit_status(run([fixed(Status.PROVED)]), stale=["entries_naturally_aligned"]) == 1
+
+
+def test_stale_finding() -> None:
+    """A documented finding every one of whose obligations is proved is no longer reproduced: the
+    drift rule of ``devdax check``, which must make the documentation say so."""
+    def keyed(status: Status, key: str) -> Obligation:
+        return Obligation(f"ob_{key}_{status.value}", "s", "test", lambda t: Verdict(status), finding=key)
+    res = runner.run([keyed(Status.PROVED, "a"), keyed(Status.FINDING, "a"), keyed(Status.PROVED, "b"),
+                      keyed(Status.PROVED, "b"), fixed(Status.PROVED)])
+    assert runner.stale_findings(res) == ["b"]
+    assert runner.render_total(res, ["b"]).splitlines()[0] == \
+        "documented finding no longer reproduced: b (update spec/profiles.py findings)"
+
+
+def test_findings_per_profile_and_variant() -> None:
+    """v4.10 documents F3 only; a variant's own broken properties are never reported as documented,
+    even when the variant is its profile (M21 is modern's finding, and ``--variant M21`` must fail)."""
+    keys = {o.name: o.finding for o in obligations_for("v4.10")}
+    assert {k for k in keys.values() if k} == {"entries_naturally_aligned"}
+    modern = {o.name: o.finding for o in obligations_for("modern")}
+    assert modern["life_no_null_deref"] == "no_null_deref"
+    m21 = {o.name: o.finding for o in obligations_for("modern", "M21")}
+    assert m21["life_no_null_deref"] == "" and m21["life_cdev_count_exact"] == "refcount_exact_all"
 
 
 def test_crash_is_unknown_not_proved() -> None:
@@ -76,7 +107,7 @@ def test_lemmas_proved(profile: str) -> None:
            if v.status is not Status.PROVED and n != "fault_phys_aligned"]
     assert not bad
     f3 = results["fault_phys_aligned"]
-    assert f3.status is Status.VIOLATED
+    assert f3.status is Status.FINDING
     assert "vm_pgoff" in f3.counterexample and "documented finding: check_vma never looks at vm_pgoff" \
         in f3.counterexample
     assert results["fault_phys_aligned_given_offset"].status is Status.PROVED
@@ -99,11 +130,12 @@ def test_v47_fails_where_its_findings_say() -> None:
     """v4.7 as merged: M1 (private mappings slip through) and M3/M4 (no fallback, no vma bounds)."""
     lemmas = [o for o in obligations_for("v4.7") if not o.name.startswith("ind_")]
     results = {r.obligation.name: r.verdict for r in runner.run(lemmas, timeout=120)}
-    failed = {n for n, v in results.items() if v.status is Status.VIOLATED}
+    failed = {n for n, v in results.items() if v.status in (Status.VIOLATED, Status.FINDING)}
     assert failed == {"check_vma_exact", "mmap_aligned_accepted", "negotiate_table",
                       "negotiate_fallback_chain", "fault_entry_in_vma", "fault_entry_is_align",
                       "fault_phys_aligned", "fault_phys_aligned_given_offset"}
     assert "documented finding: M1" in results["check_vma_exact"].counterexample
+    assert results["check_vma_exact"].status is Status.FINDING
     # v4.7 lacks the fault fallback too (M3/M4), yet fault_phys_aligned shows F3: a same-size fault
     f3 = results["fault_phys_aligned"].counterexample
     assert f3.startswith(("case: pmd fault, align 2M", "case: pud fault, align 1G")) and "vm_pgoff" in f3
