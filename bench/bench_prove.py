@@ -63,7 +63,8 @@ def main(argv: list[str]) -> int:
         totals[prof] = sum(r.verdict.seconds for r in results)
         for r in results:
             rows.setdefault(r.obligation.name, {})[prof] = r
-    word = {runner.Status.PROVED: "ok", runner.Status.VIOLATED: "FAIL", runner.Status.UNKNOWN: "UNKNOWN"}
+    word = {runner.Status.PROVED: "ok", runner.Status.VIOLATED: "FAIL", runner.Status.FINDING: "finding",
+            runner.Status.UNKNOWN: "UNKNOWN"}
     name_w = max(len(n) for n in rows)
     print(f"# devdax prove timings: python {platform.python_version()}, {os.cpu_count()} cpus, "
           f"timeout {args.timeout:g}s")
@@ -75,15 +76,15 @@ def main(argv: list[str]) -> int:
     for name, by in rows.items():
         cells = []
         for prof in args.profile:
-            r = by.get(prof)
-            cells.append(f"{'-':>16}" if r is None else
-                         f"{word[r.verdict.status] + f' {r.verdict.seconds:7.3f}s':>16}")
+            got = by.get(prof)
+            cells.append(f"{'-':>16}" if got is None else
+                         f"{word[got.verdict.status] + f' {got.verdict.seconds:7.3f}s':>16}")
         line = sep.join([f"{name:<{name_w}}", *cells])
         print(f"| {line} |" if args.markdown else line)
     tot = sep.join([f"{'total':<{name_w}}", *(f"{totals[p]:15.2f}s" for p in args.profile)])
     print(f"| {tot} |" if args.markdown else tot)
-    cpus = sep.join([f"{'total CPU':<{name_w}}", *(f"{cpu[p]:15.2f}s" for p in args.profile)])
-    print(f"| {cpus} |" if args.markdown else cpus)
+    cpu_line = sep.join([f"{'total CPU':<{name_w}}", *(f"{cpu[p]:15.2f}s" for p in args.profile)])
+    print(f"| {cpu_line} |" if args.markdown else cpu_line)
     return 0
 
 

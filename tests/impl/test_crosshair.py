@@ -51,7 +51,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import Any, cast
 
 import icontract
 import pytest
@@ -142,7 +142,7 @@ def _contracted(module: ModuleType) -> Callable[..., Any]:
     found = [v for v in vars(module).values()
              if callable(v) and getattr(v, "__postconditions__", None) and v.__module__ == module.__name__]
     assert len(found) == 1, f"{module.__file__}: expected one contracted function, found {found}"
-    return found[0]
+    return cast(Callable[..., Any], found[0])
 
 
 def _pure_targets() -> list[Target]:

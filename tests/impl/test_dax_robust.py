@@ -87,7 +87,7 @@ def test_mmap_access_modes(bus: DaxBus, dev: DevDax) -> None:
     assert errno_of(wo.mmap, M2, PROT["PROT_READ"], SH) == errno.EACCES
     v = ro.mmap(M2, PROT["PROT_READ"], SH)
     assert errno_of(v.mprotect, 0, M2, RW) == errno.EACCES
-    assert v.msync(0, M2, MS["MS_SYNC"]) is None               # no VM_SHARED: nothing to write back
+    v.msync(0, M2, MS["MS_SYNC"])                  # succeeds: no VM_SHARED, so nothing to write back
     v.munmap()
     ro.close()
     wo.close()

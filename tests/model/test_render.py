@@ -19,7 +19,7 @@ import pytest
 from devdax.model.checker import Result, check
 from devdax.model.docgen import reference
 from devdax.model.render import diff, extract_snippets, py, step_call, summary_line, variant_report
-from devdax.model.trace import replay, steps_of
+from devdax.model.trace import StepSpec, replay, steps_of
 from devdax.spec.ctx import Ctx
 from devdax.spec.system import init
 from devdax.spec.variants import VARIANTS, variant_config
@@ -93,7 +93,8 @@ def test_replay_reaches_the_checkers_states() -> None:
 
 def test_replay_names_the_step_that_matches_nothing() -> None:
     cfg = variant_config(VARIANTS["M22"])
-    steps = [*steps_of(_result("M22").violations["minor_unique"])[:3], ("open", (7, "O_RDWR"))]
+    steps: list[StepSpec] = [*steps_of(_result("M22").violations["minor_unique"])[:3],
+                             ("open", (7, "O_RDWR"))]
     with pytest.raises(ValueError, match=r"step 4 open\(7, 'O_RDWR'\) matches no transition"):
         replay(cfg, steps)
 

@@ -87,7 +87,11 @@ def test_dax_get_unmapped_area_takes_every_path() -> None:
         a = 0 if i % 4 else u64s(rng)
         ln, pg, al = u64s(rng), u64s(rng), rng.choice(SIZES)
         asked: list[int] = []
-        g.dax_get_unmapped_area(a, ln, pg, al, lambda n, asked=asked: asked.append(n) or 0)
+
+        def get_area(n: int, asked: list[int] = asked) -> int:
+            asked.append(n)
+            return 0
+        g.dax_get_unmapped_area(a, ln, pg, al, get_area)
         paths.add("hint" if not asked else "plain" if asked == [ln] else "aligned")
     assert paths == {"hint", "plain", "aligned"}
 
@@ -234,7 +238,8 @@ def _fault_case(n: int, fault_size: int, align: int, rules: g.FaultRules
     xs = [z3.Int(x) for x in names]
     svars = [(z3.Int(f"start{i}"), z3.Int(f"size{i}")) for i in range(n)]
     vma_ok = z3.Bool("vma_ok")
-    fault = G.dax_huge_fault(fault_size, *xs, align, G.make_ranges(svars), vma_ok, rules)
+    fault = G.dax_huge_fault(fault_size, xs[0], xs[1], xs[2], xs[3], align, G.make_ranges(svars), vma_ok,
+                             rules)
     return fault, xs, svars, vma_ok
 
 

@@ -6,6 +6,7 @@ tested in test_refcount.py and test_minor.py; this covers the strengthening inva
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any, cast
 
 import pytest
 import z3
@@ -83,12 +84,12 @@ PLANTED: dict[str, tuple[str, dict[str, object]]] = {
 def test_refcount_obligation_can_fail(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
     profile, change = PLANTED[name]
     if "effect" in change:
-        step, fn = change["effect"]  # type: ignore[misc]
+        step, fn = cast(tuple[str, Any], change["effect"])
         monkeypatch.setitem(R.EFFECTS, step, fn)
     md = R.model_of(get_profile(profile))
     sys = R.system(md)
     if "action" in change:
-        act, fn = change["action"]  # type: ignore[misc]
+        act, fn = cast(tuple[str, Any], change["action"])
         sys = Sys(sys.vars, sys.init, {**sys.actions, act: fn}, sys.invariants, sys.render, sys.frozen,
                   sys.tidy)
     v = check_inductive(sys, name, 120, depth=0)

@@ -831,7 +831,7 @@ def check_trace(c: Ctx, run: Run, findings: dict[str, str] | None = None, budget
     # A step's effect precedes its "step" event (logged when the step function returns), so a touch
     # that returned before event k1 may already have seen the effect of the admin step in progress
     # then: the touch must end before the event *after* the first step event at or after k1.
-    def end_of(rec: TouchRec) -> int:
+    def end_of(rec: TouchRec | UserRec) -> int:
         later = [k for k in steps_at if k >= rec.k1]
         return later[0] + 1 if later else rec.k1
 
