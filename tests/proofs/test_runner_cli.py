@@ -61,6 +61,26 @@ def test_stale_finding() -> None:
         "documented finding no longer reproduced: b (update spec/profiles.py findings)"
 
 
+def test_relative_proofs_are_flagged() -> None:
+    """Invariants proved together assume each other: when an assumed one fails, the others' ok is
+    only relative to it, and the total says so. A failing member the group does not assume (a
+    documented finding the lifetime layer leaves out) flags nothing."""
+    def member(name: str, status: Status, assumed: bool = True) -> Obligation:
+        return Obligation(name, "s", "test", lambda t: Verdict(status), group="g", assumed=assumed)
+    res = runner.run([member("a", Status.PROVED), member("b", Status.VIOLATED), fixed(Status.PROVED)])
+    assert runner.relative_groups(res) == {"g": ["b"]}
+    assert runner.render_total(res).splitlines()[0] == ("note: the g invariants are proved together, each "
+                                                       "assuming the others; b failed, so the others' 'ok' "
+                                                       "holds only relative to it")
+    assert runner.relative_groups(runner.run([member("a", Status.PROVED),
+                                              member("b", Status.FINDING, assumed=False)])) == {}
+    # v4.10's and modern's groups stand on their own: their failures are unassumed findings
+    obs = {o.name: o for o in obligations_for("modern")}
+    assert obs["life_no_null_deref"].group == "lifetime" and not obs["life_no_null_deref"].assumed
+    assert obs["life_files_well_formed"].assumed and obs["ind_lock_balanced"].group == "protocol"
+    assert obs["ind_no_sleep_in_rcu"].group == "protocol" and not obs["ind_no_sleep_in_rcu"].assumed
+
+
 def test_findings_per_profile_and_variant() -> None:
     """v4.10 documents F3 only; a variant's own broken properties are never reported as documented,
     even when the variant is its profile (M21 is modern's finding, and ``--variant M21`` must fail)."""
