@@ -23,7 +23,7 @@ from devdax.model.checker import Progress, check
 from devdax.spec.config import Config
 from devdax.spec.ctx import Ctx
 from devdax.spec.profiles import DEFAULT_PROFILE, PROFILES
-from devdax.spec.variants import VARIANTS, default_config, variant_config
+from devdax.spec.variants import VARIANTS, default_config, finding_configs, variant_config
 
 RACE_CPUS = range(2, 9)
 
@@ -47,7 +47,7 @@ class Job:
 
 
 def _profile_job(p: str) -> Job:
-    findings = set(PROFILES[p].findings)
+    findings = set(PROFILES[p].findings) - set(finding_configs(p))
 
     def run(progress: Progress | None = None) -> tuple[str, bool, int | None]:
         res = check(Ctx.of(default_config(p)), progress=progress)
@@ -62,6 +62,23 @@ def _profile_job(p: str) -> Job:
 
     expect = f"exactly {len(findings)} documented findings" if findings else "pass"
     return Job(f"check {p}", expect, run)
+
+
+def _finding_job(p: str, name: str, cfg: Config) -> Job:
+    """A documented finding out of reach of the profile's default bounds, in its own configuration:
+    it must be reproduced, and nothing undocumented may show up beside it."""
+    findings = set(PROFILES[p].findings)
+
+    def run(progress: Progress | None = None) -> tuple[str, bool, int | None]:
+        res = check(Ctx.of(cfg), progress=progress)
+        got = set(res.violations)
+        extra = sorted(got - findings)
+        if name in got and not extra:
+            return f"reproduced ({len(res.violations[name].trace)} steps)", True, res.states
+        parts = [f"undocumented: {', '.join(extra)}"] if extra else []
+        parts += [] if name in got else [f"not reproduced: {name}"]
+        return "; ".join(parts), False, res.states
+    return Job(f"check {p} finding {name}", "reproduced", run)
 
 
 def _pass_job(name: str, cfg: Config) -> Job:
@@ -120,6 +137,7 @@ def _prove_job(p: str) -> Job:
 
 def jobs(*, prove: bool = True) -> list[Job]:
     out = [_profile_job(p) for p in PROFILES]
+    out += [_finding_job(p, n, cfg) for p in PROFILES for n, cfg in finding_configs(p).items()]
     out += [_pass_job(f"race v4.10, {n} cpus x 2 faults", race_config(n)) for n in RACE_CPUS]
     out.append(_pass_job("fork v4.10", fork_config()))
     out += [_variant_job(v) for v in VARIANTS]

@@ -128,6 +128,12 @@ V47 = Profile(
         "vmas_shared": "M1: check_vma lets MAP_PRIVATE through unless it is writable without NORESERVE",
         "no_sleep_in_rcu": "M5: vm_insert_mixed may allocate a page table inside rcu_read_lock",
         "vmas_aligned": "M8: no ->split before 4.15: munmap at a misaligned address splits the vma there",
+        "fault_size_negotiated": "M3/M4: no pmd/pud fault fallback before 4.11 (0134ed4fb9e7, "
+                                 "70b085b06c45): a fault larger than the device align is served at "
+                                 "its own size, a smaller one is not refused",
+        "minors_in_range": "M19: ida_simple_get(&dax_minor_ida, 0, 0, ...) has no upper bound before "
+                           "4.12: a device gets a minor beyond the chrdev range alloc_chrdev_region "
+                           "reserved",
         "entries_naturally_aligned": "check_vma never looks at vm_pgoff: MAP_FIXED at an aligned address "
                                      "with a 4K file offset succeeds and the next huge fault inserts a "
                                      "pmd/pud for a physical block that is not size-aligned",

@@ -41,6 +41,26 @@ PROFILE_CONFIGS: dict[str, Config] = {
 }
 
 
+#: Documented findings a profile's default configuration cannot reach, each with the smallest
+#: configuration that reproduces it: v4.7's missing fault fallback needs a fault larger than the
+#: align (a pud fault on a 2M device), its unbounded minor ida more devices than reserved minors.
+#: Exploring those too in the default configuration would multiply its states; `devdax all` checks
+#: each here instead, and `devdax check` leaves them out of its drift rule.
+FINDING_CONFIGS: dict[str, dict[str, Config]] = {
+    "v4.7": {
+        "fault_size_negotiated": Config(profile="v4.7", align="2M", first_fault="pud", files=1, vmas=1,
+                                        cpus=1),
+        "minors_in_range": Config(profile="v4.7", devices=2, nr_minors=1, files=0, vmas=0, cpus=0,
+                                  mmaps=()),
+    },
+}
+
+
+def finding_configs(profile: str) -> dict[str, Config]:
+    """The findings of ``profile`` reproduced in a configuration of their own (FINDING_CONFIGS)."""
+    return FINDING_CONFIGS.get(profile.split("+")[0], {})
+
+
 def default_config(profile: str) -> Config:
     get_profile(profile)
     return PROFILE_CONFIGS[profile]

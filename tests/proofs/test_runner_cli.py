@@ -168,9 +168,13 @@ def test_cli(capsys: pytest.CaptureFixture[str]) -> None:
     assert out[0] == "devdax prove: profile modern"
     assert [ln.split()[2] for ln in out[1:3]] == ["gua_congruent", "negotiate_table"]
     assert out[-1].startswith("all ok! 2 obligations")
-    assert cli.main(["--json", "--profile", "v4.7", "--only", "negotiate_table"]) == 1
+    assert cli.main(["--json", "--profile", "v4.10", "--variant", "M3", "--only", "negotiate_table"]) == 1
     data = json.loads(capsys.readouterr().out)
     assert data[0]["name"] == "negotiate_table" and data[0]["status"] == "violated"
+    # the same bug is v4.7's own: its documented finding, exit 0
+    assert cli.main(["--json", "--profile", "v4.7", "--only", "negotiate_table"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data[0]["status"] == "finding" and data[0]["finding"] == "fault_size_negotiated"
     assert set(data[0]) >= {"name", "status", "seconds", "counterexample"}
 
 
