@@ -793,8 +793,9 @@ class Protocol:
     # ----------------------------------------------------------------------------- users ----
 
     def user_actions(self, s: State, t: State, tag: str) -> list[Action]:
-        """mmap (dax_get_unmapped_area and check_vma: any vma check_vma accepts on a live device) and
-        munmap of a whole vma (waits for faults on it: mmap_lock)."""
+        """mmap (dax_get_unmapped_area and check_vma: any vma check_vma accepts on a live device),
+        munmap of a whole vma (waits for faults on it: mmap_lock), and munmap of part of a vma
+        (``partial_munmap_actions``)."""
         u = self.u
         out: list[Action] = []
         for v in u.params(u.vma, f"vma@{tag}"):
@@ -817,6 +818,77 @@ class Protocol:
             out += [Action("mmap", (("vma", v), ("start", start), ("end", end), ("pgoff", pgoff)), mmap,
                            ((z3.BoolVal(True), new),), t),
                     Action("munmap", (("vma", v),), munmap, ((z3.BoolVal(True), gone),), t)]
+            out += self.partial_munmap_actions(s, t, tag, v)
+        return out
+
+    def may_split(self, cut: Term) -> Term:
+        """spec mm.may_split: vm_ops->may_split (dev_dax_may_split, M8 / 9702cffdbf21, 4.15) refuses
+        a cut that is not a multiple of the alignment: "if (!IS_ALIGNED(addr, dev_dax->align)) return
+        -EINVAL". Profiles without it (v4.7, ``has_split`` False) let __split_vma cut anywhere."""
+        return z3.Or(z3.BoolVal(not self.profile.has_split), cut % self.align == 0)
+
+    def partial_munmap_actions(self, s: State, t: State, tag: str, v: Term) -> list[Action]:
+        """munmap(2) of part of vma v: the removed range [lo, hi) is page-aligned (munmap's EINVAL on
+        an unaligned address, its length rounded up: spec mm.check_range) and lies inside v, but is not
+        all of it. Every cut strictly inside v goes through __split_vma, which asks vm_ops->may_split
+        (``may_split``); a refused cut is munmap's EINVAL with nothing changed (a stutter, so no action).
+        Like a whole munmap it takes mmap_lock for write, so it waits for the faults on v.
+
+        Three shapes, as in spec/mm.py change(c, s, v, lo, hi, None), of which spec/vma.py do_munmap's
+        "tail" (cut = end - align) and "misaligned" (cut = start + PAGE) parts are instances:
+
+        * munmap_head: [vstart, hi) goes; v keeps [hi, vend) and its vm_pgoff advances by
+          (hi - vstart) / PAGE (__split_vma with new_below, vma_adjust of the old vma's start), so every
+          kept entry still maps what pgoff_to_phys names;
+        * munmap_tail: [lo, vend) goes; v keeps [vstart, lo), pgoff unchanged;
+        * munmap_punch: a hole [lo, hi) strictly inside (two __split_vma calls): v keeps the upper part
+          [hi, vend) exactly as after munmap_head, and an unused vma slot w becomes the lower part
+          [vstart, lo) with v's flags and pgoff; v's entries there become w's. The kernel keeps the
+          lower part in the old struct; which part keeps the name is naming only (entries belong to
+          addresses of the mm, not to a vma struct), and this way every moved entry keeps its pgoff
+          arithmetic as it was, which keeps the induction query easy for the solver.
+
+        Entries: an entry of v that overlaps the removed range dies (unmap_region), including a huge
+        entry a cut crosses, which is zapped whole (spec/mm.py: split_huge_pmd on a devmap pmd just
+        clears it; vma_adjust_trans_huge splits only the pmd at the cut); an entry wholly inside a kept
+        part survives. Over-approximation: any other entry of v may die too (the fresh predicate
+        ``zapped``), because spec/vma.py do_munmap's "misaligned" part zaps [start, cut + align), one
+        align unit more than the kernel, and every spec step must be a step here. Losing an entry is
+        what MADV_DONTNEED does at any time, and a later fault refills it."""
+        u = self.u
+        lo, hi = z3.Int(f"lo@{tag}"), z3.Int(f"hi@{tag}")
+        zapped = z3.Function(f"zapped@{tag}", u.ent, z3.BoolSort())
+        vs, ve = s.vstart[v], s.vend[v]
+        base = z3.And(s.used[v], z3.Not(self.faulting(s, v)), lo % g.PAGE_SIZE == 0, hi % g.PAGE_SIZE == 0,
+                      vs <= lo, lo < hi, hi <= ve)
+
+        def survivors(e: Term) -> Term:
+            hit = z3.And(s.eaddr[e] < hi, s.eaddr[e] + s.esize[e] > lo)
+            return z3.And(s.live[e], z3.Or(s.evma[e] != v, z3.And(z3.Not(hit), z3.Not(zapped(e)))))
+
+        live = tabulate(u, u.ent, survivors, "e!split")
+        moved = s.vpgoff[v] + (hi - vs) / g.PAGE_SIZE
+        head = s.replace(live=live, vstart=store(s.vstart, v, hi), vpgoff=store(s.vpgoff, v, moved))
+        tail = s.replace(live=live, vend=store(s.vend, v, lo))
+        out = [Action("munmap_head", (("vma", v), ("lo", lo), ("hi", hi)),
+                      z3.And(base, lo == vs, hi < ve, self.may_split(hi)), ((z3.BoolVal(True), head),), t),
+               Action("munmap_tail", (("vma", v), ("lo", lo), ("hi", hi)),
+                      z3.And(base, vs < lo, hi == ve, self.may_split(lo)), ((z3.BoolVal(True), tail),), t)]
+        for w in u.params(u.vma, f"vma2@{tag}"):
+            if z3.eq(w, v):
+                continue
+            def owner(e: Term, w: Term = w) -> Term:
+                return z3.If(z3.And(s.evma[e] == v, s.eaddr[e] < lo), w, s.evma[e])
+            two = head.replace(
+                used=store(s.used, w, z3.BoolVal(True)), vstart=store(head.vstart, w, vs),
+                vend=store(s.vend, w, lo), vpgoff=store(head.vpgoff, w, s.vpgoff[v]),
+                vshared=store(s.vshared, w, s.vshared[v]), vmayshare=store(s.vmayshare, w, s.vmayshare[v]),
+                vwrite=store(s.vwrite, w, s.vwrite[v]), vdontcopy=store(s.vdontcopy, w, s.vdontcopy[v]),
+                evma=tabulate(u, u.ent, owner, "e!punch"))
+            punch = z3.And(base, vs < lo, hi < ve, z3.Not(s.used[w]), w != v, self.may_split(lo),
+                           self.may_split(hi))
+            out.append(Action("munmap_punch", (("vma", v), ("lo", lo), ("hi", hi), ("lower", w)), punch,
+                              ((z3.BoolVal(True), two),), t))
         return out
 
     # ---------------------------------------------------------------------------- system ----
