@@ -46,6 +46,10 @@ class Job:
     run: Callable[[Progress | None], tuple[str, bool, int | None]]
 
 
+def _findings(n: int) -> str:
+    return f"{n} documented finding{'' if n == 1 else 's'}"
+
+
 def _profile_job(p: str) -> Job:
     findings = set(PROFILES[p].findings) - set(finding_configs(p))
 
@@ -54,13 +58,13 @@ def _profile_job(p: str) -> Job:
         got = set(res.violations)
         extra, missing = sorted(got - findings), sorted(findings - got)
         if not extra and not missing and res.complete:
-            text = f"{len(got)} documented findings" if got else "all invariants hold"
+            text = _findings(len(got)) if got else "all invariants hold"
             return text, True, res.states
         parts = [f"undocumented: {', '.join(extra)}"] if extra else []
         parts += [f"not reproduced: {', '.join(missing)}"] if missing else []
         return "; ".join(parts) or "incomplete", False, res.states
 
-    expect = f"exactly {len(findings)} documented findings" if findings else "pass"
+    expect = f"exactly {_findings(len(findings))}" if findings else "pass"
     return Job(f"check {p}", expect, run)
 
 
