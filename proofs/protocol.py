@@ -852,9 +852,9 @@ class Protocol:
         entry a cut crosses, which is zapped whole (spec/mm.py: split_huge_pmd on a devmap pmd just
         clears it; vma_adjust_trans_huge splits only the pmd at the cut); an entry wholly inside a kept
         part survives. Over-approximation: any other entry of v may die too (the fresh predicate
-        ``zapped``), because spec/vma.py do_munmap's "misaligned" part zaps [start, cut + align), one
-        align unit more than the kernel, and every spec step must be a step here. Losing an entry is
-        what MADV_DONTNEED does at any time, and a later fault refills it."""
+        ``zapped``; spec/vma.py do_munmap's "misaligned" part used to zap one align unit more than the
+        kernel, and is exact now). Losing an entry is what MADV_DONTNEED does at any time and a later
+        fault refills it, so the extra behaviours keep every invariant proof sound."""
         u = self.u
         lo, hi = z3.Int(f"lo@{tag}"), z3.Int(f"hi@{tag}")
         zapped = z3.Function(f"zapped@{tag}", u.ent, z3.BoolSort())

@@ -113,7 +113,9 @@ def do_munmap(c: Ctx, s: State, v: int, part: str) -> Result:
     if part == "tail":
         s = _zap(s, v, cut, vma.end)
         return ("ok", s._replace(vmas=set_at(s.vmas, v, vma._replace(end=cut))))
-    s = _zap(s, v, vma.start, cut + align)
+    # split_vma at the cut: __split_huge_pmd clears only the huge entry the cut crosses (_zap takes
+    # every entry overlapping [start, cut)); the units after it keep theirs, as in the kernel
+    s = _zap(s, v, vma.start, cut)
     new = vma._replace(start=cut, pgoff=vma.pgoff + (PAGE_SIZE >> PAGE_SHIFT))
     return ("ok", s._replace(vmas=set_at(s.vmas, v, new)))
 
