@@ -520,28 +520,30 @@ class MappingCore:
         deadline = time.monotonic() + self.timeout
         delay = 1e-6
         cap = 5e-5 if tr is not None and tr.scheduled else 1e-3
+
+        def pause(busy: list[int], which: str) -> None:
+            """Exponential backoff (one schedule across both waits), bounded by the deadline."""
+            nonlocal delay
+            if time.monotonic() > deadline:
+                raise OSError(errno.ETIMEDOUT, f"munmap: faults of workers {busy} {which} "
+                                               f"[{lo:#x}, {hi:#x}) did not finish")
+            time.sleep(delay)
+            delay = min(delay * 2, cap)
+
         while True:
             with tr.section() if tr is not None else contextlib.nullcontext():
                 busy = [] if self.broken else self.table.mm_busy(lo, hi)
                 if not busy:
                     op()
                     break
-            if time.monotonic() > deadline:
-                raise OSError(errno.ETIMEDOUT, f"munmap: faults of workers {busy} on "
-                                               f"[{lo:#x}, {hi:#x}) did not finish")
-            time.sleep(delay)
-            delay = min(delay * 2, cap)
+            pause(busy, "on")
         if self.broken:
             return
         srcu.memory_barrier()
         while busy := self.table.mm_busy(lo, hi):
             if self.broken:
                 return
-            if time.monotonic() > deadline:
-                raise OSError(errno.ETIMEDOUT, f"munmap: faults of workers {busy} that looked up "
-                                               f"[{lo:#x}, {hi:#x}) did not finish")
-            time.sleep(delay)
-            delay = min(delay * 2, cap)
+            pause(busy, "that looked up")
 
     def unmap(self, m: Mapping, point: Callable[[], None] | None = None) -> None:
         """munmap: the entries go with the vma, then the descriptor is retired in the handler.

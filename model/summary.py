@@ -50,6 +50,13 @@ def _findings(n: int) -> str:
     return f"{n} documented finding{'' if n == 1 else 's'}"
 
 
+def _mismatch(extra: list[str], missing: list[str]) -> str:
+    """What a check job saw against the profile's documented findings, in one line."""
+    parts = [f"undocumented: {', '.join(extra)}"] if extra else []
+    parts += [f"not reproduced: {', '.join(missing)}"] if missing else []
+    return "; ".join(parts)
+
+
 def _profile_job(p: str) -> Job:
     findings = set(PROFILES[p].findings) - set(finding_configs(p))
 
@@ -60,9 +67,7 @@ def _profile_job(p: str) -> Job:
         if not extra and not missing and res.complete:
             text = _findings(len(got)) if got else "all invariants hold"
             return text, True, res.states
-        parts = [f"undocumented: {', '.join(extra)}"] if extra else []
-        parts += [f"not reproduced: {', '.join(missing)}"] if missing else []
-        return "; ".join(parts) or "incomplete", False, res.states
+        return _mismatch(extra, missing) or "incomplete", False, res.states
 
     expect = f"exactly {_findings(len(findings))}" if findings else "pass"
     return Job(f"check {p}", expect, run)
@@ -79,9 +84,7 @@ def _finding_job(p: str, name: str, cfg: Config) -> Job:
         extra = sorted(got - findings)
         if name in got and not extra:
             return f"reproduced ({len(res.violations[name].trace)} steps)", True, res.states
-        parts = [f"undocumented: {', '.join(extra)}"] if extra else []
-        parts += [] if name in got else [f"not reproduced: {name}"]
-        return "; ".join(parts), False, res.states
+        return _mismatch(extra, [] if name in got else [name]), False, res.states
     return Job(f"check {p} finding {name}", "reproduced", run)
 
 
@@ -125,11 +128,10 @@ def _prove_job(p: str) -> Job:
         from devdax.proofs.obligations import obligations_for
         results = runner.run(obligations_for(p, None))
         stale = runner.stale_findings(results)
-        count = {s: sum(1 for r in results if r.verdict.status is s) for s in runner.Status}
-        text = f"{count[runner.Status.PROVED]}/{len(results)} proved"
-        if count[runner.Status.FINDING]:
-            n = count[runner.Status.FINDING]
-            text += f", {n} documented finding{'' if n == 1 else 's'}"
+        counts = runner.count(results)
+        text = f"{counts[runner.Status.PROVED]}/{len(results)} proved"
+        if counts[runner.Status.FINDING]:
+            text += f", {_findings(counts[runner.Status.FINDING])}"
         bad = [f"{r.obligation.name} {r.verdict.status.value}" for r in results
                if r.verdict.status in (runner.Status.VIOLATED, runner.Status.UNKNOWN)]
         bad += [f"finding {k} no longer reproduced" for k in stale]

@@ -156,11 +156,16 @@ def relative_groups(results: Sequence[Result]) -> dict[str, list[str]]:
     return out
 
 
+def count(results: Sequence[Result]) -> dict[Status, int]:
+    """How many results have each status (the checklist's total and `devdax all`'s row)."""
+    return {s: sum(1 for r in results if r.verdict.status is s) for s in Status}
+
+
 def render_total(results: Sequence[Result], stale: Sequence[str] = ()) -> str:
     """The last line: ``all ok!`` in mypyvy's words when everything is proved, else the counts; a
     stale documented finding gets a line of its own before it."""
     total = sum(r.verdict.seconds for r in results)
-    counts = {s: sum(1 for r in results if r.verdict.status is s) for s in Status}
+    counts = count(results)
     head = "".join(f"documented finding no longer reproduced: {k} (update spec/profiles.py findings)\n"
                    for k in stale)
     head += "".join(f"note: the {g} invariants are proved together, each assuming the others; "

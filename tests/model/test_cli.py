@@ -233,6 +233,16 @@ def test_all_jobs_and_table() -> None:
     assert "all ok! 2/2 jobs met their expectation" in out.getvalue()
 
 
+def test_finding_job_can_fail() -> None:
+    """A finding checked in its own configuration fails the job when that configuration no longer
+    reproduces it (one device cannot run out of minors), and passes when it does."""
+    job = next(j for j in summary.jobs(prove=False) if j.name == "check v4.7 finding minors_in_range")
+    assert job.run(None)[:2] == ("reproduced (9 steps)", True)
+    one = Config(profile="v4.7", devices=1, nr_minors=1, files=0, vmas=0, cpus=0, mmaps=())
+    text, ok, _ = summary._finding_job("v4.7", "minors_in_range", one).run(None)
+    assert (text, ok) == ("not reproduced: minors_in_range", False)
+
+
 def test_progress_line() -> None:
     buf = io.StringIO()
     p = cli.ProgressLine(buf, force=True)
