@@ -87,8 +87,7 @@ def test_first_touch_1g_unit(core: MappingCore) -> None:
     before = set(_intervals())
     m = core.map_shared(d, G1)
     assert m.addr % G1 == 0
-    lo, hi = m.addr - G1, m.end + G1                       # the len+align reservation's extent
-    assert [iv for iv in _intervals() if iv[0] < hi and iv[1] > lo and iv not in before] == [(m.addr, m.end)]
+    assert _touching(m.addr, m.end, before) == [(m.addr, m.end)]   # no piece of the reservation left
     assert core.touch_write(m.addr + G1 - 8, b"12345678").outcome == "ok"
     assert core.touch_read(m.addr, 8).outcome == "ok"
     c = core.counters()
@@ -402,6 +401,13 @@ def test_handler_death_fails_safe(core: MappingCore) -> None:
         core.map_shared(d, M2)
 
 
+def _touching(lo: int, hi: int, before: set[tuple[int, int]]) -> list[tuple[int, int]]:
+    """New mappings that overlap or adjoin [lo, hi). What is left of a len+align reservation around
+    a vma adjoins it (the reservation is one range); a mapping another thread of the test process
+    makes meanwhile (a stack, an arena) may land anywhere else near it and is not ours to judge."""
+    return [iv for iv in _intervals() if iv[0] <= hi and iv[1] >= lo and iv not in before]
+
+
 def _intervals() -> list[tuple[int, int]]:
     out = []
     with open("/proc/self/maps") as f:
@@ -418,11 +424,9 @@ def test_reservation_slack_is_released(core: MappingCore, align: int) -> None:
     d = core.add_device(b, [(0, align)], align)
     before = set(_intervals())
     m = core.map_shared(d, align)
-    lo, hi = m.addr - align, m.end + align
-    around = [iv for iv in _intervals() if iv[0] < hi and iv[1] > lo and iv not in before]
-    assert around == [(m.addr, m.end)]                       # exactly the vma, no slack pieces
+    assert _touching(m.addr, m.end, before) == [(m.addr, m.end)]   # exactly the vma, no slack pieces
     core.unmap(m)
-    assert [iv for iv in _intervals() if iv[0] < hi and iv[1] > lo and iv not in before] == []
+    assert _touching(m.addr, m.end, before) == []
 
 
 def test_grace_period_covers_a_fault_between_alive_check_and_insert() -> None:
