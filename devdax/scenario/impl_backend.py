@@ -17,14 +17,10 @@ import errno
 import os
 
 from devdax.impl import sys as dsys
-from devdax.impl.dax import MADV, MAP, MS, O_FLAGS, PROT, DaxBus, DaxFile, DevDax, Vma, flags_of
+from devdax.impl.dax import DaxBus, DaxFile, DevDax, Vma
 from devdax.impl.vmcore import reserve
 from devdax.scenario import format as fmt
-
-SEEK = {"SEEK_SET": os.SEEK_SET, "SEEK_CUR": os.SEEK_CUR, "SEEK_END": os.SEEK_END, "SEEK_DATA": 3,
-        "SEEK_HOLE": 4}
-FALLOC = {"FALLOC_FL_KEEP_SIZE": 1, "FALLOC_FL_PUNCH_HOLE": 2}
-IOCTL = {"FIONREAD": 0x541B, "BLKGETSIZE64": 0x80081272}
+from devdax.spec.abi import FALLOC, IOCTL, MADV, MAP, MS, O_FLAGS, PROT, SEEK, flags_of
 
 
 #: aliases spelled the way the spec and the scenario files spell them (errno.errorcode picks ENOTSUP)

@@ -1,0 +1,221 @@
+"""Boot a Debian kernel under QEMU with emulated NVDIMMs and run scenarios in it until all have run.
+
+One boot runs scenarios from a start index on. The guest reports each step on its second serial port
+before the next begins (devdax.conformance.guest); the first serial port is the kernel console. Boots
+use ``oops=panic``: a step that oopses stops the guest at once, so nothing runs on a corrupted kernel.
+That step's outcome is ``OOPS`` (detail: the function in the oops's RIP line), the scenario's later
+steps are ``skipped``, and a new boot continues with the next scenario. A boot that dies before the
+guest said ``ready`` (under TCG a boot occasionally dies early in unrelated code) is retried, never
+reported as a result.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Final
+
+from devdax.conformance import initramfs
+from devdax.conformance.kernels import Kernel
+
+OOPS: Final = "OOPS"
+#: NVDIMMs: two for 4K and 2M devices, one 1G-aligned and large enough for a 2G device of 1G align
+NVDIMMS: Final = (("pmem-a", 1 << 30, 2 << 20), ("pmem-b", 1 << 30, 2 << 20), ("pmem-c", 4 << 30, 1 << 30))
+LABEL_SIZE: Final = "128K"
+BOOT_RETRIES: Final = 3
+#: a boot with no word from the guest for this long is stopped (TCG: a scenario takes seconds)
+SILENCE: Final = 240.0
+
+_OOPS_LINE = re.compile(r"(Oops:|BUG:|kernel BUG at|general protection fault|list_del corruption|"
+                        r"Kernel panic - not syncing)")
+_RIP = re.compile(r"RIP: 0010:([A-Za-z0-9_.]+)\+0x")
+
+
+class BootError(Exception):
+    """No kernel could be booted far enough to run anything (exit status 3)."""
+
+
+def accelerator() -> str:
+    """'kvm' only where it can work (vmx/svm in the CPU flags and /dev/kvm usable); else 'tcg'."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        flags = ""
+    usable = os.access("/dev/kvm", os.R_OK | os.W_OK) and re.search(r"\b(vmx|svm)\b", flags) is not None
+    return "kvm" if usable else "tcg"
+
+
+@dataclass
+class StepResult:
+    """One step's outcome on one kernel, as the guest reported it (or as the host saw the oops)."""
+
+    index: int
+    step: int
+    op: str
+    outcome: str
+    detail: str | None = None
+
+
+@dataclass
+class ScenarioRun:
+    file: str
+    steps: dict[int, StepResult] = field(default_factory=dict)
+    skip: str | None = None
+    seconds: float | None = None
+    boot: int = 0
+
+
+def oops_of(console: str) -> str | None:
+    """The oops or BUG in a console log, as 'first line; RIP function', or None."""
+    m = _OOPS_LINE.search(console)
+    if m is None:
+        return None
+    line = console[m.start():].split("\n", 1)[0].strip()
+    rip = _RIP.search(console, m.start())
+    return f"{line[:120]}; RIP {rip.group(1)}" if rip else line[:120]
+
+
+class Machine:
+    """The QEMU command line and the files of one kernel's boots."""
+
+    def __init__(self, kernel: Kernel, work: Path, python: str, pythonpath: str) -> None:
+        self.kernel = kernel
+        self.work = work
+        self.python = python
+        self.pythonpath = pythonpath
+        self.accel = accelerator()
+        work.mkdir(parents=True, exist_ok=True)
+
+    def _nvdimms(self) -> list[str]:
+        args: list[str] = []
+        for i, (name, size, align) in enumerate(NVDIMMS):
+            img = self.work / f"{name}.img"
+            with open(img, "wb") as f:  # fresh and sparse every boot: nothing of the last boot remains
+                f.truncate(size)
+            args += ["-object", f"memory-backend-file,id=nv{i},share=on,mem-path={img},size={size},align={align}",
+                     "-device", f"nvdimm,memdev=nv{i},id=nvd{i},label-size={LABEL_SIZE}"]
+        return args
+
+    def boot(self, plan: Path, timeout: float, on_event: Callable[[dict[str, object]], None]) -> tuple[str, int]:
+        """Run one boot; returns (console text, QEMU's exit status; -9 when it was stopped)."""
+        initrd = initramfs.build(self.kernel.modules, self.work / "initrd.gz", python=self.python,
+                                 pythonpath=self.pythonpath, plan=str(plan))
+        console, results = self.work / "console.log", self.work / "results.jsonl"
+        for f in (console, results):
+            f.write_bytes(b"")
+        cmd = ["qemu-system-x86_64", "-machine", f"pc,nvdimm=on,accel={self.accel}", "-cpu", "max",
+               "-smp", "2", "-m", "2G,slots=4,maxmem=16G", "-display", "none", "-no-reboot",
+               "-monitor", "none", "-kernel", str(self.kernel.vmlinuz), "-initrd", str(initrd),
+               "-append", "console=ttyS0 oops=panic panic=-1 quiet loglevel=4",
+               "-serial", f"file:{console}", "-serial", f"file:{results}",
+               "-virtfs", "local,path=/,mount_tag=host,security_model=none,readonly=on",
+               *self._nvdimms()]
+        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        t0 = last = time.monotonic()
+        seen = 0
+        rc: int | None = None
+        while rc is None:
+            time.sleep(0.5)
+            rc = proc.poll()
+            data = results.read_bytes()
+            lines = data[seen:].split(b"\n")
+            for line in lines[:-1]:
+                seen += len(line) + 1
+                try:
+                    on_event(json.loads(line))
+                except ValueError:
+                    continue
+                last = time.monotonic()
+            now = time.monotonic()
+            if rc is None and (now - last > SILENCE or now - t0 > timeout):
+                proc.kill()
+                proc.wait()
+                rc = -9
+        return console.read_text(errors="replace"), rc
+
+
+def run(kernel: Kernel, files: list[str], work: Path, progress: Callable[[str], None],
+        python: str = sys.executable, pythonpath: str | None = None) -> tuple[list[ScenarioRun], int]:
+    """Every scenario file on ``kernel``; returns the runs and the number of boots it took."""
+    pythonpath = pythonpath or str(Path(__file__).resolve().parents[2])
+    machine = Machine(kernel, work, python, pythonpath)
+    runs = [ScenarioRun(f) for f in files]
+    start, boots, failures = 0, 0, 0
+    while start < len(files):
+        plan = work / "plan.json"
+        plan.write_text(json.dumps({"files": files, "start": start}))
+        state: dict[str, object] = {"ready": False, "end": False, "current": None, "begun": None}
+
+        def on_event(ev: dict[str, object], state: dict[str, object] = state) -> None:
+            kind = ev.get("event")
+            if kind == "ready":
+                state["ready"] = True
+                state["linux"] = ev.get("linux")
+            elif kind == "scenario":
+                state["current"] = int(str(ev["index"]))
+                runs[int(str(ev["index"]))].boot = boots
+            elif kind == "begin":
+                state["begun"] = (int(str(ev["index"])), int(str(ev["step"])))
+            elif kind == "step":
+                k = int(str(ev["index"]))
+                runs[k].steps[int(str(ev["step"]))] = StepResult(
+                    k, int(str(ev["step"])), str(ev["op"]), str(ev["outcome"]),
+                    None if ev.get("detail") is None else str(ev["detail"]))
+            elif kind == "done":
+                k = int(str(ev["index"]))
+                runs[k].skip = None if ev.get("skip") is None else str(ev["skip"])
+                runs[k].seconds = float(str(ev.get("seconds", 0)))
+                state["current"] = None
+            elif kind == "end":
+                state["end"] = True
+
+        boots += 1
+        t0 = time.monotonic()
+        console, rc = machine.boot(plan, timeout=120 + 60 * (len(files) - start), on_event=on_event)
+        (work / f"console-{boots}.log").write_text(console)
+        if not state["ready"]:
+            failures += 1
+            progress(f"  boot {boots}: died before the guest was ready (exit {rc}); retrying")
+            if failures >= BOOT_RETRIES:
+                raise BootError(f"{kernel.name}: {failures} boots died before the guest was ready; "
+                                f"see {work}/console-{boots}.log")
+            continue
+        done = sum(1 for r in runs[start:] if r.seconds is not None)
+        cur = state["current"]
+        oops = oops_of(console)
+        progress(f"  boot {boots}: {done} scenarios in {time.monotonic() - t0:.0f} s"
+                 + (f", stopped by {oops}" if oops and cur is not None else ""))
+        if state["end"] or cur is None:
+            start = len(files) if state["end"] else start + max(done, 1)
+            continue
+        k = int(str(cur))
+        begun = state["begun"]
+        step = begun[1] if isinstance(begun, tuple) and begun[0] == k else None
+        if oops is not None and step is not None:
+            _record_oops(runs[k], files[k], step, oops)
+            start = k + 1
+        else:
+            failures += 1
+            if failures >= BOOT_RETRIES:
+                raise BootError(f"{kernel.name}: scenario {files[k]} stopped the guest without an oops "
+                                f"(exit {rc}); see {work}/console-{boots}.log")
+            runs[k].steps.clear()
+            start = k
+    return runs, boots
+
+
+def _record_oops(run: ScenarioRun, file: str, step: int, oops: str) -> None:
+    from devdax.scenario import format as fmt
+
+    sc = fmt.load(file)
+    run.steps[step] = StepResult(0, step, sc.steps[step].op, OOPS, oops)
+    for i in range(step + 1, len(sc.steps)):
+        run.steps[i] = StepResult(0, i, sc.steps[i].op, fmt.SKIPPED, "after OOPS")
+    run.seconds = 0.0
