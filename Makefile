@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup check test lint bench clean
+.PHONY: setup check test lint bench clean conformance-setup conformance
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -21,6 +21,17 @@ check: $(STAMP)
 # Tests: unit, invariant, variant, refinement, lint and types.
 test: $(STAMP)
 	$(BIN)/pytest
+
+# What `devdax conformance` boots with: QEMU, busybox for the guest's init, ndctl to carve devices.
+conformance-setup:
+	@command -v qemu-system-x86_64 >/dev/null && command -v busybox >/dev/null && command -v ndctl >/dev/null \
+	  || { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
+	       qemu-system-x86 busybox-static ndctl; }
+
+# Real kernels as the oracle: the scenario suite on Linux under QEMU (KERNEL=6.1|6.12|7.2|all).
+KERNEL ?= 6.1
+conformance: $(STAMP) conformance-setup
+	$(BIN)/devdax conformance --kernel $(KERNEL)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

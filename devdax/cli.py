@@ -447,8 +447,11 @@ def main(argv: Sequence[str] | None = None, out: IO[str] | None = None, err: IO[
     err = err or sys.stderr
     try:
         # prove and scenario own their command lines: hand them everything after the subcommand
-        if args and args[0] in ("prove", "scenario"):
+        if args and args[0] in ("prove", "scenario", "conformance"):
             try:
+                if args[0] == "conformance":
+                    from devdax.conformance.cli import main as conformance_main
+                    return int(conformance_main(args[1:]))
                 return run_prove(args[1:]) if args[0] == "prove" else run_scenario(args[1:])
             except SystemExit as exc:            # their argparse exits on --help
                 return exc.code if isinstance(exc.code, int) else EXIT_USAGE

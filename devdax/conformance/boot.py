@@ -26,6 +26,8 @@ from devdax.conformance import initramfs
 from devdax.conformance.kernels import Kernel
 
 OOPS: Final = "OOPS"
+#: the pseudo-step of a scenario's teardown (closing its handles, destroying its devices)
+TEARDOWN: Final = -1
 #: NVDIMMs: two for 4K and 2M devices, one 1G-aligned and large enough for a 2G device of 1G align
 NVDIMMS: Final = (("pmem-a", 1 << 30, 2 << 20), ("pmem-b", 1 << 30, 2 << 20), ("pmem-c", 4 << 30, 1 << 30))
 LABEL_SIZE: Final = "128K"
@@ -33,8 +35,10 @@ BOOT_RETRIES: Final = 3
 #: a boot with no word from the guest for this long is stopped (TCG: a scenario takes seconds)
 SILENCE: Final = 240.0
 
-_OOPS_LINE = re.compile(r"(Oops:|BUG:|kernel BUG at|general protection fault|list_del corruption|"
-                        r"Kernel panic - not syncing)")
+_OOPS_LINE = re.compile(
+    r"(Oops:|BUG:|kernel BUG at|general protection fault|list_del corruption|"
+    r"Kernel panic - not syncing)"
+)
 _RIP = re.compile(r"RIP: 0010:([A-Za-z0-9_.]+)\+0x")
 
 
@@ -77,7 +81,7 @@ def oops_of(console: str) -> str | None:
     m = _OOPS_LINE.search(console)
     if m is None:
         return None
-    line = console[m.start():].split("\n", 1)[0].strip()
+    line = console[m.start() :].split("\n", 1)[0].strip()
     rip = _RIP.search(console, m.start())
     return f"{line[:120]}; RIP {rip.group(1)}" if rip else line[:120]
 
@@ -99,25 +103,60 @@ class Machine:
             img = self.work / f"{name}.img"
             with open(img, "wb") as f:  # fresh and sparse every boot: nothing of the last boot remains
                 f.truncate(size)
-            args += ["-object", f"memory-backend-file,id=nv{i},share=on,mem-path={img},size={size},align={align}",
-                     "-device", f"nvdimm,memdev=nv{i},id=nvd{i},label-size={LABEL_SIZE}"]
+            args += [
+                "-object",
+                f"memory-backend-file,id=nv{i},share=on,mem-path={img},size={size},align={align}",
+                "-device",
+                f"nvdimm,memdev=nv{i},id=nvd{i},label-size={LABEL_SIZE}",
+            ]
         return args
 
-    def boot(self, plan: Path, timeout: float, on_event: Callable[[dict[str, object]], None]) -> tuple[str, int]:
+    def boot(
+        self, plan: Path, timeout: float, on_event: Callable[[dict[str, object]], None]
+    ) -> tuple[str, int]:
         """Run one boot; returns (console text, QEMU's exit status; -9 when it was stopped)."""
-        initrd = initramfs.build(self.kernel.modules, self.work / "initrd.gz", python=self.python,
-                                 pythonpath=self.pythonpath, plan=str(plan))
+        initrd = initramfs.build(
+            self.kernel.modules,
+            self.work / "initrd.gz",
+            python=self.python,
+            pythonpath=self.pythonpath,
+            plan=str(plan),
+        )
         console, results = self.work / "console.log", self.work / "results.jsonl"
         for f in (console, results):
             f.write_bytes(b"")
-        cmd = ["qemu-system-x86_64", "-machine", f"pc,nvdimm=on,accel={self.accel}", "-cpu", "max",
-               "-smp", "2", "-m", "2G,slots=4,maxmem=16G", "-display", "none", "-no-reboot",
-               "-monitor", "none", "-kernel", str(self.kernel.vmlinuz), "-initrd", str(initrd),
-               "-append", "console=ttyS0 oops=panic panic=-1 quiet loglevel=4",
-               "-serial", f"file:{console}", "-serial", f"file:{results}",
-               "-virtfs", "local,path=/,mount_tag=host,security_model=none,readonly=on",
-               *self._nvdimms()]
-        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        cmd = [
+            "qemu-system-x86_64",
+            "-machine",
+            f"pc,nvdimm=on,accel={self.accel}",
+            "-cpu",
+            "max",
+            "-smp",
+            "2",
+            "-m",
+            "2G,slots=4,maxmem=16G",
+            "-display",
+            "none",
+            "-no-reboot",
+            "-monitor",
+            "none",
+            "-kernel",
+            str(self.kernel.vmlinuz),
+            "-initrd",
+            str(initrd),
+            "-append",
+            "console=ttyS0 oops=panic panic=-1 quiet loglevel=4",
+            "-serial",
+            f"file:{console}",
+            "-serial",
+            f"file:{results}",
+            "-virtfs",
+            "local,path=/,mount_tag=host,security_model=none,readonly=on",
+            *self._nvdimms(),
+        ]
+        proc = subprocess.Popen(
+            cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+        )
         t0 = last = time.monotonic()
         seen = 0
         rc: int | None = None
@@ -141,8 +180,14 @@ class Machine:
         return console.read_text(errors="replace"), rc
 
 
-def run(kernel: Kernel, files: list[str], work: Path, progress: Callable[[str], None],
-        python: str = sys.executable, pythonpath: str | None = None) -> tuple[list[ScenarioRun], int]:
+def run(
+    kernel: Kernel,
+    files: list[str],
+    work: Path,
+    progress: Callable[[str], None],
+    python: str = sys.executable,
+    pythonpath: str | None = None,
+) -> tuple[list[ScenarioRun], int]:
     """Every scenario file on ``kernel``; returns the runs and the number of boots it took."""
     pythonpath = pythonpath or str(Path(__file__).resolve().parents[2])
     machine = Machine(kernel, work, python, pythonpath)
@@ -153,21 +198,27 @@ def run(kernel: Kernel, files: list[str], work: Path, progress: Callable[[str], 
         plan.write_text(json.dumps({"files": files, "start": start}))
         state: dict[str, object] = {"ready": False, "end": False, "current": None, "begun": None}
 
-        def on_event(ev: dict[str, object], state: dict[str, object] = state) -> None:
+        def on_event(
+            ev: dict[str, object], state: dict[str, object] = state, boot_no: int = boots + 1
+        ) -> None:
             kind = ev.get("event")
             if kind == "ready":
                 state["ready"] = True
                 state["linux"] = ev.get("linux")
             elif kind == "scenario":
                 state["current"] = int(str(ev["index"]))
-                runs[int(str(ev["index"]))].boot = boots
-            elif kind == "begin":
+                runs[int(str(ev["index"]))].boot = boot_no
+            elif kind in ("begin", "teardown"):
                 state["begun"] = (int(str(ev["index"])), int(str(ev["step"])))
             elif kind == "step":
                 k = int(str(ev["index"]))
                 runs[k].steps[int(str(ev["step"]))] = StepResult(
-                    k, int(str(ev["step"])), str(ev["op"]), str(ev["outcome"]),
-                    None if ev.get("detail") is None else str(ev["detail"]))
+                    k,
+                    int(str(ev["step"])),
+                    str(ev["op"]),
+                    str(ev["outcome"]),
+                    None if ev.get("detail") is None else str(ev["detail"]),
+                )
             elif kind == "done":
                 k = int(str(ev["index"]))
                 runs[k].skip = None if ev.get("skip") is None else str(ev["skip"])
@@ -184,14 +235,18 @@ def run(kernel: Kernel, files: list[str], work: Path, progress: Callable[[str], 
             failures += 1
             progress(f"  boot {boots}: died before the guest was ready (exit {rc}); retrying")
             if failures >= BOOT_RETRIES:
-                raise BootError(f"{kernel.name}: {failures} boots died before the guest was ready; "
-                                f"see {work}/console-{boots}.log")
+                raise BootError(
+                    f"{kernel.name}: {failures} boots died before the guest was ready; "
+                    f"see {work}/console-{boots}.log"
+                )
             continue
         done = sum(1 for r in runs[start:] if r.seconds is not None)
         cur = state["current"]
         oops = oops_of(console)
-        progress(f"  boot {boots}: {done} scenarios in {time.monotonic() - t0:.0f} s"
-                 + (f", stopped by {oops}" if oops and cur is not None else ""))
+        stopped = (
+            f", then {Path(files[int(str(cur))]).name} stopped it: {oops}" if oops and cur is not None else ""
+        )
+        progress(f"  boot {boots}: {done} scenarios in {time.monotonic() - t0:.0f} s{stopped}")
         if state["end"] or cur is None:
             start = len(files) if state["end"] else start + max(done, 1)
             continue
@@ -199,13 +254,19 @@ def run(kernel: Kernel, files: list[str], work: Path, progress: Callable[[str], 
         begun = state["begun"]
         step = begun[1] if isinstance(begun, tuple) and begun[0] == k else None
         if oops is not None and step is not None:
-            _record_oops(runs[k], files[k], step, oops)
+            if step == TEARDOWN:
+                runs[k].steps[TEARDOWN] = StepResult(k, TEARDOWN, "teardown", OOPS, oops)
+                runs[k].seconds = 0.0
+            else:
+                _record_oops(runs[k], files[k], step, oops)
             start = k + 1
         else:
             failures += 1
             if failures >= BOOT_RETRIES:
-                raise BootError(f"{kernel.name}: scenario {files[k]} stopped the guest without an oops "
-                                f"(exit {rc}); see {work}/console-{boots}.log")
+                raise BootError(
+                    f"{kernel.name}: scenario {files[k]} stopped the guest without an oops "
+                    f"(exit {rc}); see {work}/console-{boots}.log"
+                )
             runs[k].steps.clear()
             start = k
     return runs, boots

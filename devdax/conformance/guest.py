@@ -32,13 +32,14 @@ class Channel:
     def send(self, **record: object) -> None:
         data = (json.dumps(record) + "\n").encode()
         while data:
-            data = data[os.write(self.fd, data):]
+            data = data[os.write(self.fd, data) :]
 
 
 def prepare_regions() -> None:
     """Label every DIMM, so namespaces can be carved at any size (ndctl init-labels), and lower each
     region's alignment from the memory-hotplug section (16M) to the subsection (2M), so a namespace can
     be any multiple of 2M (region_align_store accepts it while the region is disabled)."""
+
     def ndctl(*args: str) -> None:
         subprocess.run(["ndctl", *args], capture_output=True, timeout=120, check=False)
 
@@ -55,7 +56,8 @@ def prepare_regions() -> None:
 
 
 def main(argv: list[str]) -> int:
-    plan = json.loads(open(argv[0]).read())
+    with open(argv[0]) as f:
+        plan = json.load(f)
     chan = Channel(argv[1] if len(argv) > 1 else None)
     t0 = time.monotonic()
     prepare_regions()
@@ -68,9 +70,11 @@ def main(argv: list[str]) -> int:
         sc = fmt.load(files[k])
         chan.send(event="scenario", index=k, file=files[k])
 
-        def report(i: int, outcome: str | None, detail: str | None, k: int = k, sc: fmt.Scenario = sc) -> None:
+        def report(
+            i: int, outcome: str | None, detail: str | None, k: int = k, sc: fmt.Scenario = sc
+        ) -> None:
             if outcome is None:
-                chan.send(event="begin", index=k, step=i)
+                chan.send(event="teardown" if i < 0 else "begin", index=k, step=i)
             else:
                 chan.send(event="step", index=k, step=i, op=sc.steps[i].op, outcome=outcome, detail=detail)
 

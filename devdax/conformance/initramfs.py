@@ -94,8 +94,9 @@ def build(modules_dir: Path, out: Path, *, python: str, pythonpath: str, plan: s
     missing = [m for m in ("9p", "9pnet_virtio", "device_dax", "nfit") if m not in {n for n, _ in mods}]
     if missing:
         raise FileNotFoundError(f"{modules_dir}: no module {', '.join(missing)}")
-    init = INIT.format(modules=" ".join(n for n, _ in mods), host=HOST, python=python,
-                       pythonpath=pythonpath, plan=plan)
+    init = INIT.format(
+        modules=" ".join(n for n, _ in mods), host=HOST, python=python, pythonpath=pythonpath, plan=plan
+    )
     entries = [_cpio_entry(d, 0o40755) for d in ("bin", "dev", "proc", "sys", "modules", "host")]
     entries.append(_cpio_entry("bin/busybox", 0o100755, Path(busybox).read_bytes()))
     entries.append(_cpio_entry("init", 0o100755, init.encode()))

@@ -26,15 +26,19 @@ class KernelSpec:
 
     name: str
     suite: str
-    main: str                   # regex for the package holding vmlinuz; the highest match is taken
+    main: str  # regex for the package holding vmlinuz; the highest match is taken
     extra: tuple[str, ...] = ()  # templates for same-version companions ({v}: the version in main)
 
 
 KERNELS: Final = {
     "6.1": KernelSpec("6.1", "bookworm", r"linux-image-6\.1\.0-(\d+)-amd64"),
     "6.12": KernelSpec("6.12", "bookworm-backports", r"linux-image-6\.12\.(\d+)\+deb12-amd64-unsigned"),
-    "7.2": KernelSpec("7.2", "sid", r"linux-binary-7\.2\.(\d+)\+deb14-amd64",
-                      ("linux-modules-7.2.{v}+deb14-amd64", "linux-base-7.2.{v}+deb14-amd64")),
+    "7.2": KernelSpec(
+        "7.2",
+        "sid",
+        r"linux-binary-7\.2\.(\d+)\+deb14-amd64",
+        ("linux-modules-7.2.{v}+deb14-amd64", "linux-base-7.2.{v}+deb14-amd64"),
+    ),
 }
 SUITES: Final = ("bookworm", "bookworm-backports", "sid")
 
@@ -44,8 +48,8 @@ class Kernel:
     """An unpacked kernel: what to boot and where its modules are."""
 
     name: str
-    release: str          # uname -r, e.g. 6.1.0-50-amd64
-    package: str          # the Debian package and version, e.g. linux-image-6.1.0-50-amd64 6.1.176-1
+    release: str  # uname -r, e.g. 6.1.0-50-amd64
+    package: str  # the Debian package and version, e.g. linux-image-6.1.0-50-amd64 6.1.176-1
     vmlinuz: Path
     modules: Path
 
@@ -60,8 +64,11 @@ def _archive_uris() -> list[tuple[str, str]]:
     """(URI, signed-by) of every Debian archive entry in the machine's apt configuration."""
     found: list[tuple[str, str]] = []
     etc = Path("/etc/apt")
-    files = [etc / "sources.list", *sorted((etc / "sources.list.d").glob("*.list")),
-             *sorted((etc / "sources.list.d").glob("*.sources"))]
+    files = [
+        etc / "sources.list",
+        *sorted((etc / "sources.list.d").glob("*.list")),
+        *sorted((etc / "sources.list.d").glob("*.sources")),
+    ]
     for f in files:
         if not f.is_file():
             continue
@@ -96,9 +103,20 @@ class Apt:
         for d in ("lists/partial", "archives/partial"):
             (root / d).mkdir(parents=True, exist_ok=True)
         (root / "sources.list").write_text("\n".join(lines) + "\n")
-        self.opts = ["-o", f"Dir::Etc::sourcelist={root / 'sources.list'}", "-o", "Dir::Etc::sourceparts=-",
-                     "-o", f"Dir::State::Lists={root / 'lists'}", "-o", f"Dir::Cache::archives={root / 'archives'}",
-                     "-o", "APT::Sandbox::User=root", "-o", "APT::Get::List-Cleanup=0"]
+        self.opts = [
+            "-o",
+            f"Dir::Etc::sourcelist={root / 'sources.list'}",
+            "-o",
+            "Dir::Etc::sourceparts=-",
+            "-o",
+            f"Dir::State::Lists={root / 'lists'}",
+            "-o",
+            f"Dir::Cache::archives={root / 'archives'}",
+            "-o",
+            "APT::Sandbox::User=root",
+            "-o",
+            "APT::Get::List-Cleanup=0",
+        ]
         self.updated = False
 
     def _run(self, tool: str, *args: str, cwd: Path | None = None) -> str:
@@ -136,8 +154,9 @@ def _newest(names: list[str], pattern: str) -> tuple[str, str]:
 
 
 def _deb_version(deb: Path) -> str:
-    return subprocess.run(["dpkg-deb", "-f", str(deb), "Version"], capture_output=True, text=True,
-                          check=True).stdout.strip()
+    return subprocess.run(
+        ["dpkg-deb", "-f", str(deb), "Version"], capture_output=True, text=True, check=True
+    ).stdout.strip()
 
 
 def fetch(name: str, root: Path | None = None) -> Kernel:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from devdax.scenario import format as fmt
 
-BACKENDS = ("model", "impl")
+BACKENDS = ("model", "impl", "kernel")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -34,7 +34,20 @@ def backend(name: str) -> fmt.Backend:
         mod = importlib.import_module("devdax.scenario.impl_backend")
         b: fmt.Backend = mod.ImplBackend()
         return b
+    if name == "kernel":
+        from devdax.scenario.kernel_backend import KernelBackend
+        return KernelBackend()
     raise ValueError(f"--backend: expected one of {', '.join(BACKENDS)}, got {name!r}")
+
+
+def _recorded() -> dict[tuple[str, str], dict[int, str]]:
+    """(kernel line, file name) -> step -> the recorded kernel outcome."""
+    from devdax.conformance import record
+
+    out: dict[tuple[str, str], dict[int, str]] = {}
+    for r in record.load():
+        out.setdefault((r.linux, r.file), {})[r.step] = r.kernel
+    return out
 
 
 def _files(paths: Sequence[str]) -> list[fmt.Scenario]:
@@ -69,7 +82,11 @@ def main(argv: Sequence[str]) -> int:
             print(fmt.summary_line(results))
             return fmt.exit_status(results)
         names = [n.strip() for n in args.backends.split(",") if n.strip()]
-        bs = [backend(n) for n in names]
+        # in a diff, `kernel` means the recorded runs (tests/kernel-results/), one column per kernel
+        live = [n for n in names if n != "kernel"]
+        bs = [backend(n) for n in live]
+        recorded = _recorded() if "kernel" in names else {}
+        names = live + [f"k{linux}" for linux in sorted({k[0] for k in recorded})]
     except (OSError, ValueError) as e:
         print(f"devdax scenario: error: {e}", file=sys.stderr)
         return 2
@@ -78,6 +95,9 @@ def main(argv: Sequence[str]) -> int:
     print(header)
     for sc in scenarios:
         rows = [b.run(sc) for b in bs]
+        for col in names[len(bs):]:
+            rec = recorded.get((col[1:], Path(sc.file).name), {})
+            rows.append([rec.get(i, "-") for i in range(len(sc.steps))])
         for i, st in enumerate(sc.steps):
             outs = [r[i] for r in rows]
             exp = sc.expect[i] if sc.expect else None

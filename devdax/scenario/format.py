@@ -123,10 +123,13 @@ SIGNALS: frozenset[str] = frozenset({"SIGBUS", "SIGSEGV"})
 OK = "ok"
 SKIPPED = "skipped"
 MISMATCH = "mismatch"
+#: The kernel oopsed or hit a BUG during the step (a real kernel stops there; the spec and the
+#: emulation predict it, e.g. F1's NULL ``private_data`` in check_vma). Steps after it are skipped.
+OOPS = "OOPS"
 
 #: Non-errno outcome words. ``skipped`` is what a backend reports for a step whose handle's creating
 #: step failed, so it is also a legitimate *expected* outcome.
-OUTCOME_WORDS: frozenset[str] = frozenset({OK, SKIPPED, MISMATCH}) | SIGNALS
+OUTCOME_WORDS: frozenset[str] = frozenset({OK, SKIPPED, MISMATCH, OOPS}) | SIGNALS
 
 Outcome: TypeAlias = str
 Access: TypeAlias = Literal["read", "write"]
@@ -498,6 +501,15 @@ class Disable(Step):
 
 
 @dataclass(frozen=True)
+class Remove(Step):
+    """The device goes away for good with handles still open: its namespace is destroyed (a real
+    kernel: ``ndctl destroy-namespace``, unregister_dev_dax) or its provider removed (spec, impl)."""
+
+    op: ClassVar[str] = "remove"
+    dev: int
+
+
+@dataclass(frozen=True)
 class Enable(Step):
     """Bind device ``dev`` again: a new live instance over the same range."""
 
@@ -765,6 +777,7 @@ _OPS: dict[str, tuple[type[Step], _FieldTable]] = {
     ),
     "disable": (Disable, {"dev": (_as_int, True)}),
     "enable": (Enable, {"dev": (_as_int, True)}),
+    "remove": (Remove, {"dev": (_as_int, True)}),
 }
 
 #: Every op name the format knows, in table order.
@@ -779,10 +792,10 @@ def allowed_outcomes(step: Step) -> frozenset[str]:
     in ok or an errno. Anything can be ``skipped``.
     """
     if isinstance(step, Check):
-        return frozenset({OK, MISMATCH, SKIPPED}) | SIGNALS
+        return frozenset({OK, MISMATCH, SKIPPED, OOPS}) | SIGNALS
     if step.signal_capable():
-        return frozenset({OK, SKIPPED}) | SIGNALS
-    return frozenset({OK, SKIPPED}) | ERRNO_NAMES
+        return frozenset({OK, SKIPPED, OOPS}) | SIGNALS
+    return frozenset({OK, SKIPPED, OOPS}) | ERRNO_NAMES
 
 
 def _parse_step(where: _Where, raw: object) -> Step:
@@ -860,7 +873,7 @@ def _resolve_handles(file: str, steps: Sequence[Step], ndev: int) -> tuple[tuple
     depends: list[tuple[int, ...]] = []
     for i, step in enumerate(steps):
         where = _Where(file, i)
-        if isinstance(step, Open | Disable | Enable) and not 0 <= step.dev < ndev:
+        if isinstance(step, Open | Disable | Enable | Remove) and not 0 <= step.dev < ndev:
             raise where.error("dev", f"no device {step.dev} (scenario has {ndev})")
         deps: list[int] = []
         for name, kind in step.uses():
@@ -889,7 +902,11 @@ def _check_skips(file: str, expect: Sequence[str], depends: Sequence[tuple[int, 
     creating steps is expected to fail, or expects ``skipped`` although all of them succeed. Catching
     this here keeps hand-written ``expect`` lists honest before any backend runs.
     """
-    for i, deps in enumerate(depends):
+    oops = next((i for i, e in enumerate(expect) if e == OOPS), len(expect))
+    for i in range(oops + 1, len(expect)):
+        if expect[i] != SKIPPED:
+            raise ScenarioError(file, i, "expect", f"step {oops} is expected to OOPS; the rest skipped")
+    for i, deps in enumerate(depends[:oops + 1]):
         failed = [d for d in deps if expect[d] != OK]
         if failed and expect[i] != SKIPPED:
             d = failed[0]

@@ -14,14 +14,13 @@ influence each other except through the process-wide minor ida, as in a kernel.
 from __future__ import annotations
 
 import errno
-import os
 
 from devdax.impl import sys as dsys
 from devdax.impl.dax import DaxBus, DaxFile, DevDax, Vma
+from devdax.impl.kobject import KernelBug
 from devdax.impl.vmcore import reserve
 from devdax.scenario import format as fmt
 from devdax.spec.abi import FALLOC, IOCTL, MADV, MAP, MS, O_FLAGS, PROT, SEEK, flags_of
-
 
 #: aliases spelled the way the spec and the scenario files spell them (errno.errorcode picks ENOTSUP)
 _SPELLING = {errno.EOPNOTSUPP: "EOPNOTSUPP", errno.EAGAIN: "EAGAIN", errno.EDEADLK: "EDEADLK"}
@@ -75,7 +74,7 @@ class ImplBackend:
         failed: set[int] = set()
         out: list[str] = []
         for i, st in enumerate(scenario.steps):
-            if any(j in failed for j in scenario.depends_on[i]):
+            if fmt.OOPS in out or any(j in failed for j in scenario.depends_on[i]):
                 out.append(fmt.SKIPPED)
                 failed.add(i)
                 continue
@@ -83,6 +82,8 @@ class ImplBackend:
                 outcome = _HANDLERS[type(st)](r, st)
             except OSError as e:
                 outcome = _errname(e)
+            except KernelBug:   # the emulated kernel detected its own oops (F1's NULL private_data)
+                outcome = fmt.OOPS
             if st.defines() and outcome != fmt.OK:
                 failed.add(i)
             out.append(outcome)
@@ -231,10 +232,20 @@ def _enable(r: _Run, st: fmt.Step) -> str:
     return fmt.OK
 
 
+def _remove(r: _Run, st: fmt.Step) -> str:
+    """The provider goes away: the region and every device in it are removed."""
+    assert isinstance(st, fmt.Remove)
+    region = r.devs[st.dev].region
+    if region.gone:
+        return "ENODEV"
+    r.bus.remove_region(region)
+    return fmt.OK
+
+
 _HANDLERS = {
     fmt.Open: _open, fmt.Close: _close, fmt.Mmap: _mmap, fmt.Munmap: _munmap, fmt.Mprotect: _mprotect,
     fmt.Mremap: _mremap, fmt.Touch: _touch, fmt.Check: _check, fmt.ForkTouch: _fork_touch,
     fmt.Read: _fd_call, fmt.Write: _fd_call, fmt.Fsync: _fd_call, fmt.Lseek: _fd_call,
     fmt.Fallocate: _fd_call, fmt.Ioctl: _fd_call, fmt.Madvise: _madvise, fmt.Msync: _msync,
-    fmt.Disable: _disable, fmt.Enable: _enable,
+    fmt.Disable: _disable, fmt.Enable: _enable, fmt.Remove: _remove,
 }

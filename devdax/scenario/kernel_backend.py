@@ -12,6 +12,7 @@ project's small pure modules.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import errno
 import fcntl
@@ -32,6 +33,8 @@ _libc.msync.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
 _libc.mremap.restype = ctypes.c_void_p
 _libc.mremap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_size_t, ctypes.c_int, ctypes.c_void_p]
 _MAP_FAILED = ctypes.c_void_p(-1).value
+#: the step index ``report`` is given when the scenario's handles are closed and its devices destroyed
+TEARDOWN = -1
 
 
 def errname(e: OSError) -> str:
@@ -82,6 +85,8 @@ class KernelBackend:
         try:
             return self._steps(r, scenario)
         finally:
+            if self.report is not None:  # teardown can oops too (F2: the cdev list at removal)
+                self.report(TEARDOWN, None, None)
             _undo(r)
             carver.destroy_all()
 
@@ -109,23 +114,17 @@ class KernelBackend:
 
 
 def _undo(r: _Run) -> None:
-    """What process exit does: unmap what the scenario mapped, close what it opened; then rebind."""
+    """What process exit does: unmap what the scenario mapped, close what it opened.
+
+    An unbound device is not bound again here: binding is a scenario's own step, and a bind after an
+    open of the node corrupts the cdev's inode list (F2), so a teardown bind would plant the finding in
+    every scenario that disables a device."""
     for base, length in r.mapped:
-        try:
+        with contextlib.suppress(OSError):
             dsys.munmap(base, length)
-        except OSError:
-            pass
     for fd in r.opened:
-        try:
+        with contextlib.suppress(OSError):
             os.close(fd)
-        except OSError:
-            pass
-    for d in r.devs:
-        if not (kd.DRIVER / d.name).exists():
-            try:
-                kd.bind(d.name)
-            except OSError:
-                pass
 
 
 def _open(r: _Run, st: fmt.Step) -> str:
@@ -148,7 +147,9 @@ def _close(r: _Run, st: fmt.Step) -> str:
 
 def _aligned_base(span: int, align: int) -> int:
     """A free, ``align``-aligned address with ``span`` bytes after it (reserved, then released)."""
-    res = dsys.mmap(0, span + align, dsys.PROT_NONE, dsys.MAP_PRIVATE | dsys.MAP_ANONYMOUS | dsys.MAP_NORESERVE)
+    res = dsys.mmap(
+        0, span + align, dsys.PROT_NONE, dsys.MAP_PRIVATE | dsys.MAP_ANONYMOUS | dsys.MAP_NORESERVE
+    )
     dsys.munmap(res, span + align)
     return (res + align - 1) & ~(align - 1)
 
@@ -292,10 +293,33 @@ def _enable(r: _Run, st: fmt.Step) -> str:
     return fmt.OK
 
 
+def _remove(r: _Run, st: fmt.Step) -> str:
+    """ndctl destroy-namespace: unregister_dev_dax with the scenario's handles still open."""
+    assert isinstance(st, fmt.Remove)
+    dev = r.devs[st.dev]
+    kd.destroy_namespace(dev)
+    return fmt.OK
+
+
 _HANDLERS: dict[type[fmt.Step], Callable[[_Run, fmt.Step], str]] = {
-    fmt.Open: _open, fmt.Close: _close, fmt.Mmap: _mmap, fmt.Munmap: _munmap, fmt.Mprotect: _mprotect,
-    fmt.Mremap: _mremap, fmt.Touch: _touch, fmt.Check: _check, fmt.ForkTouch: _fork_touch,
-    fmt.Read: _fd_call, fmt.Write: _fd_call, fmt.Fsync: _fd_call, fmt.Lseek: _fd_call,
-    fmt.Fallocate: _fd_call, fmt.Ioctl: _fd_call, fmt.Madvise: _madvise, fmt.Msync: _msync,
-    fmt.Disable: _disable, fmt.Enable: _enable,
+    fmt.Open: _open,
+    fmt.Close: _close,
+    fmt.Mmap: _mmap,
+    fmt.Munmap: _munmap,
+    fmt.Mprotect: _mprotect,
+    fmt.Mremap: _mremap,
+    fmt.Touch: _touch,
+    fmt.Check: _check,
+    fmt.ForkTouch: _fork_touch,
+    fmt.Read: _fd_call,
+    fmt.Write: _fd_call,
+    fmt.Fsync: _fd_call,
+    fmt.Lseek: _fd_call,
+    fmt.Fallocate: _fd_call,
+    fmt.Ioctl: _fd_call,
+    fmt.Madvise: _madvise,
+    fmt.Msync: _msync,
+    fmt.Disable: _disable,
+    fmt.Enable: _enable,
+    fmt.Remove: _remove,
 }

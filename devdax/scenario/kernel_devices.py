@@ -14,6 +14,7 @@ used in its place.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import subprocess
@@ -40,6 +41,7 @@ class RealDevice:
     name: str
     size: int
     align: int
+    removed: bool = False
 
     @property
     def node(self) -> str:
@@ -85,8 +87,19 @@ class Carver:
         return str(fits[0]["dev"])
 
     def _create(self, region: str, ns_size: int, align: int) -> RealDevice:
-        out = _ndctl("create-namespace", "-r", region, "-m", "devdax", "-M", "mem", "-a", str(align),
-                     "-s", str(ns_size))
+        out = _ndctl(
+            "create-namespace",
+            "-r",
+            region,
+            "-m",
+            "devdax",
+            "-M",
+            "mem",
+            "-a",
+            str(align),
+            "-s",
+            str(ns_size),
+        )
         ns = _listed(out)[0] if _listed(out) else {}
         devs = _listed(dict(ns.get("daxregion", {}) or {}).get("devices"))  # type: ignore[call-overload]
         if not devs:
@@ -110,13 +123,23 @@ class Carver:
 
     def destroy(self, dev: RealDevice) -> None:
         """Destroy the namespace (a bound device is unbound and unregistered on the way)."""
-        _ndctl("destroy-namespace", "-f", dev.namespace)
+        if not dev.removed:
+            _ndctl("destroy-namespace", "-f", dev.namespace)
         if dev in self.made:
             self.made.remove(dev)
 
     def destroy_all(self) -> None:
         for dev in list(self.made):
             self.destroy(dev)
+
+
+def destroy_namespace(dev: RealDevice) -> None:
+    """The `remove` step: raises OSError(ENODEV) when the namespace is already gone."""
+    try:
+        _ndctl("destroy-namespace", "-f", dev.namespace)
+    except SetupError as e:
+        raise OSError(errno.ENODEV, str(e)) from None
+    dev.removed = True
 
 
 def unbind(name: str) -> None:

@@ -67,7 +67,7 @@ class ModelBackend:
         failed: set[int] = set()
         out: list[str] = []
         for i, st in enumerate(scenario.steps):
-            if any(j in failed for j in scenario.depends_on[i]):
+            if fmt.OOPS in out or any(j in failed for j in scenario.depends_on[i]):
                 out.append("skipped")
                 failed.add(i)
                 continue
@@ -425,12 +425,19 @@ def _enable(r: _Run, st: fmt.Step) -> str:
     return "ok"
 
 
+def _remove(r: _Run, st: fmt.Step) -> str:
+    """The provider goes away (unregister_dev_dax for every device of the region)."""
+    assert isinstance(st, fmt.Remove)
+    r.s = admin.run_program(r.c, r.s, "remove", r.generation)
+    return "ok"
+
+
 _HANDLERS = {
     fmt.Open: _open, fmt.Close: _close, fmt.Mmap: _mmap, fmt.Munmap: _munmap, fmt.Mprotect: _mprotect,
     fmt.Mremap: _mremap, fmt.Touch: _touch, fmt.Check: _check, fmt.ForkTouch: _fork_touch,
     fmt.Read: _fd_call, fmt.Write: _fd_call, fmt.Fsync: _fd_call, fmt.Lseek: _fd_call,
     fmt.Fallocate: _fd_call, fmt.Ioctl: _fd_call, fmt.Madvise: _madvise, fmt.Msync: _msync,
-    fmt.Disable: _disable, fmt.Enable: _enable,
+    fmt.Disable: _disable, fmt.Enable: _enable, fmt.Remove: _remove,
 }
 
 _ = Vma

@@ -1,0 +1,176 @@
+"""`devdax conformance [--kernel 6.1|6.12|7.2|all] [FILES...] [--json] [--record] [--update-known]`.
+
+Runs the scenario files on real Debian kernels under QEMU and compares the spec (model) and the
+emulation (impl) with what each kernel did. Prints a progress line per boot and a table per kernel;
+with ``--json`` one object per step instead. ``--record`` writes tests/kernel-results/<release>/,
+``--update-known`` rewrites the list of known disagreements from this run (keeping notes).
+
+Exit status: 0 ran and every disagreement is a known one; 1 a disagreement not in
+tests/kernel-results/disagreements.json; 2 usage; 3 no kernel could be fetched and booted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import shutil
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from devdax.conformance import boot, kernels, record
+from devdax.scenario import format as fmt
+
+SCENARIOS = record.RESULTS.parent / "scenarios"
+NEEDS = ("qemu-system-x86_64", "busybox", "ndctl")
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # type: ignore[override]
+        print(f"devdax conformance: error: {message}", file=sys.stderr)
+        raise SystemExit(2)
+
+
+def _say(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def predictions(scenarios: Sequence[fmt.Scenario]) -> dict[tuple[str, str], list[str]]:
+    """model and impl outcome lists per scenario file; a backend that raises is a visible error."""
+    from devdax.scenario.cli import backend
+
+    out: dict[tuple[str, str], list[str]] = {}
+    for name in ("model", "impl"):
+        b = backend(name)
+        for sc in scenarios:
+            out[(name, Path(sc.file).name)] = b.run(sc)
+    return out
+
+
+def main(argv: Sequence[str]) -> int:
+    ap = _Parser(
+        prog="devdax conformance", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument("--kernel", default="6.1", help="6.1, 6.12, 7.2 or all (default 6.1)")
+    ap.add_argument("files", nargs="*", help="scenario files or folders (default: tests/scenarios)")
+    ap.add_argument("--json", action="store_true", help="one JSON object per step")
+    ap.add_argument("--record", action="store_true", help="write tests/kernel-results/<release>/")
+    ap.add_argument("--update-known", action="store_true", help="rewrite disagreements.json from this run")
+    args = ap.parse_args(list(argv))
+    names = list(kernels.KERNELS) if args.kernel == "all" else [args.kernel]
+    try:
+        for n in names:
+            if n not in kernels.KERNELS:
+                raise ValueError(f"--kernel: expected one of {', '.join(kernels.KERNELS)} or all, got {n!r}")
+        paths = [Path(p) for p in args.files] or [SCENARIOS]
+        files: list[Path] = []
+        for p in paths:
+            files += sorted(p.glob("*.json")) if p.is_dir() else [p]
+        scenarios = [fmt.load(f) for f in files]
+    except (OSError, ValueError) as e:
+        print(f"devdax conformance: error: {e}", file=sys.stderr)
+        return 2
+    missing = [t for t in NEEDS if shutil.which(t) is None]
+    if missing:
+        _say(f"devdax conformance: cannot boot: {', '.join(missing)} not installed (make conformance-setup)")
+        return 3
+    _say(
+        f"devdax conformance: {len(scenarios)} scenarios, kernels {', '.join(names)}, "
+        f"QEMU accelerator {boot.accelerator().upper()}"
+    )
+    rows: list[record.Recorded] = []
+    booted: list[str] = []
+    for n in names:
+        try:
+            k = kernels.fetch(n)
+        except (kernels.FetchError, OSError) as e:
+            _say(f"{n}: SKIPPED, could not fetch the kernel: {e}")
+            continue
+        _say(f"{n}: {k.package} ({k.release})")
+        try:
+            runs, boots = boot.run(
+                k, [str(f.resolve()) for f in files], kernels.cache_dir() / "runs" / n, _say
+            )
+        except (boot.BootError, OSError) as e:
+            _say(f"{n}: SKIPPED, {e}")
+            continue
+        booted.append(n)
+        mine = [
+            record.Recorded(n, f.name, record.file_hash(f), i, s.op, s.outcome, s.detail)
+            for f, r in zip(files, runs, strict=True)
+            for i, s in sorted(r.steps.items())
+        ]
+        rows += mine
+        if args.record:
+            meta = {
+                "kernel": n,
+                "release": k.release,
+                "package": k.package,
+                "boots": boots,
+                "recorded": datetime.date.today().isoformat(),
+                "accelerator": boot.accelerator(),
+            }
+            _say(f"{n}: recorded in {record.write(k.release, meta, mine)}")
+    if not booted:
+        _say("devdax conformance: no kernel could be fetched and booted")
+        return 3
+    preds = predictions(scenarios)
+    found = record.compare(rows, preds)
+    if args.update_known:
+        old = [d for d in record.known().values() if str(d["linux"]) not in booted]
+        record.write_known(found)
+        if old:  # keep entries of kernels this run did not boot
+            merged = old + json.loads(record.KNOWN.read_text())
+            record.KNOWN.write_text(json.dumps(merged, indent=1) + "\n")
+    listed = record.known()
+    new = [d for d in found if d.key not in listed]
+    if args.json:
+        by_step = {(d.linux, d.file, d.step, d.backend) for d in found}
+        for r in rows:
+            sc = scenarios[[f.name for f in files].index(r.file)]
+            obj: dict[str, object] = {
+                "scenario": sc.name,
+                "file": r.file,
+                "step": r.step,
+                "op": r.op,
+                "linux": r.linux,
+                "kernel": r.kernel,
+                "detail": r.detail,
+                "model": preds[("model", r.file)][r.step],
+                "impl": preds[("impl", r.file)][r.step],
+            }
+            if sc.expect is not None:
+                obj["expect"] = sc.expect[r.step]
+            obj["agree"] = not any((r.linux, r.file, r.step, b) in by_step for b in ("model", "impl"))
+            print(json.dumps(obj))
+    else:
+        _table(booted, rows, found, new)
+    return 1 if new else 0
+
+
+def _table(
+    booted: Sequence[str],
+    rows: Sequence[record.Recorded],
+    found: Sequence[record.Disagreement],
+    new: Sequence[record.Disagreement],
+) -> None:
+    head = ("kernel", "scenarios", "steps", "OOPS", "model agrees", "impl agrees", "new")
+    print(f"{head[0]:8} {head[1]:>9} {head[2]:>6} {head[3]:>5} {head[4]:>14} {head[5]:>14} {head[6]:>4}")
+    for n in booted:
+        mine = [r for r in rows if r.linux == n]
+        steps = len(mine)
+        cells = []
+        for b in ("model", "impl"):
+            bad = sum(1 for d in found if d.linux == n and d.backend == b)
+            cells.append(f"{steps - bad}/{steps}")
+        print(
+            f"{n:8} {len({r.file for r in mine}):>9} {steps:>6} {sum(r.kernel == 'OOPS' for r in mine):>5} "
+            f"{cells[0]:>14} {cells[1]:>14} {sum(1 for d in new if d.linux == n):>4}"
+        )
+    for d in new:
+        print(f"NEW {d.linux} {d.file} step {d.step} {d.op}: kernel {d.kernel}, {d.backend} {d.predicted}")
+    print(
+        f"{len(found)} disagreements, {len(found) - len(new)} known "
+        f"(tests/kernel-results/disagreements.json), {len(new)} new"
+    )
