@@ -76,9 +76,12 @@ def test_shipped_scenario_loads(path: Path) -> None:
     s = load(path)
     assert s.file == path.name
     assert s.source, "every shipped scenario cites where its expectation comes from"
-    assert s.expect is not None and len(s.expect) == len(s.steps)
     assert s.profile == "modern"
-    check_outcomes(s, list(s.expect))
+    # conformance scenarios carry no expect: their ground truth is the kernel recording
+    # (tests/kernel-results/), never a prediction written by hand
+    if s.expect is not None:
+        assert len(s.expect) == len(s.steps)
+        check_outcomes(s, list(s.expect))
 
 
 def test_load_all_is_sorted_and_unique() -> None:
@@ -87,10 +90,11 @@ def test_load_all_is_sorted_and_unique() -> None:
     assert len({s.name for s in scenarios}) == len(scenarios)
 
 
-def test_two_1g_scenarios_at_most() -> None:
-    """1G-aligned scenarios need a 2G region; keep them rare so backends stay cheap to run."""
+def test_few_1g_scenarios() -> None:
+    """1G-aligned scenarios need a 2G region; keep them rare so backends stay cheap to run (the
+    conformance suite needs a few: fault sizes, fixed offsets and toggles differ at 1G)."""
     big = [s.file for s in load_all(SCENARIOS) if s.setup.align == 1 << 30]
-    assert 1 <= len(big) <= 2
+    assert 1 <= len(big) <= 8
 
 
 # ------------------------------------------------------------------------------------ parsing

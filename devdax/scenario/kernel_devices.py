@@ -77,14 +77,16 @@ class Carver:
     def __init__(self) -> None:
         self.made: list[RealDevice] = []
 
-    def _region_for(self, need: int, align: int) -> str:
+    def _regions_for(self, need: int, align: int) -> list[str]:
+        """Regions with room, in the order to try: 1G devices want the region placed on a 1G boundary
+        (the largest), others the smallest that fits. A region that already holds a namespace can
+        refuse a second one (its free extent misaligned), so the caller tries the next."""
         regions = _listed(_ndctl("list", "-R"))
-        # 1G devices want the region placed on a 1G boundary (the largest); others the smallest fitting
         fits = [r for r in regions if int(str(r.get("max_available_extent", 0))) >= need]
         if not fits:
             raise SetupError(f"no pmem region has {need} bytes free for a {align}-aligned device")
         fits.sort(key=lambda r: int(str(r.get("size", 0))), reverse=align >= G)
-        return str(fits[0]["dev"])
+        return [str(r["dev"]) for r in fits]
 
     def _create(self, region: str, ns_size: int, align: int) -> RealDevice:
         out = _ndctl(
@@ -110,16 +112,22 @@ class Carver:
     def carve(self, size: int, align: int) -> RealDevice:
         """A bound ``/dev/daxX.Y`` of exactly ``size`` bytes and alignment ``align``."""
         guess = size + _overhead(align)
-        region = self._region_for(guess, align)
-        dev = self._create(region, guess, align)
-        if dev.size != size:
-            self.destroy(dev)
-            dev = self._create(region, guess + size - dev.size, align)
-            if dev.size != size:
-                self.destroy(dev)
-                raise SetupError(f"{region} gives a {dev.size}-byte device for {size} asked")
-        self.made.append(dev)
-        return dev
+        errors: list[str] = []
+        for region in self._regions_for(guess, align):
+            try:
+                dev = self._create(region, guess, align)
+                if dev.size != size:
+                    self.destroy(dev)
+                    dev = self._create(region, guess + size - dev.size, align)
+                    if dev.size != size:
+                        self.destroy(dev)
+                        raise SetupError(f"{region} gives a {dev.size}-byte device for {size} asked")
+            except SetupError as e:
+                errors.append(str(e))
+                continue
+            self.made.append(dev)
+            return dev
+        raise SetupError("; ".join(errors))
 
     def destroy(self, dev: RealDevice) -> None:
         """Destroy the namespace (a bound device is unbound and unregistered on the way)."""
