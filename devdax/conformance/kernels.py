@@ -60,10 +60,9 @@ def cache_dir() -> Path:
     return Path(env) if env else Path.home() / ".cache" / "devdax"
 
 
-def _archive_uris() -> list[tuple[str, str]]:
+def archive_uris(etc: Path = Path("/etc/apt")) -> list[tuple[str, str]]:
     """(URI, signed-by) of every Debian archive entry in the machine's apt configuration."""
     found: list[tuple[str, str]] = []
-    etc = Path("/etc/apt")
     files = [
         etc / "sources.list",
         *sorted((etc / "sources.list.d").glob("*.list")),
@@ -93,7 +92,7 @@ class Apt:
 
     def __init__(self, root: Path) -> None:
         self.root = root
-        uris = _archive_uris()
+        uris = archive_uris()
         if not uris:
             raise FetchError("no Debian archive in /etc/apt to fetch kernels from")
         lines = []

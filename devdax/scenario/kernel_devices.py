@@ -49,7 +49,10 @@ class RealDevice:
 
 
 def _ndctl(*args: str) -> object:
-    r = subprocess.run(["ndctl", *args], capture_output=True, text=True, timeout=120)
+    try:
+        r = subprocess.run(["ndctl", *args], capture_output=True, text=True, timeout=120)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        raise SetupError(f"ndctl {args[0]}: {e}") from None
     if r.returncode != 0:
         raise SetupError(f"ndctl {' '.join(args)}: {(r.stderr or r.stdout).strip().splitlines()[-1:]}")
     out = r.stdout.strip()
