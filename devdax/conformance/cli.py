@@ -97,7 +97,15 @@ def main(argv: Sequence[str]) -> int:
             continue
         booted.append(n)
         mine = [
-            record.Recorded(n, f.name, record.file_hash(f), i, s.op, s.outcome, s.detail)
+            record.Recorded(
+                n,
+                f.name,
+                record.file_hash(f),
+                i,
+                s.op,
+                s.outcome,
+                f"{record.SETUP}{r.skip}" if r.skip else s.detail,
+            )
             for f, r in zip(files, runs, strict=True)
             for i, s in sorted(r.steps.items())
         ]
@@ -117,12 +125,8 @@ def main(argv: Sequence[str]) -> int:
         return 3
     preds = predictions(scenarios)
     found = record.compare(rows, preds)
-    if args.update_known:
-        old = [d for d in record.known().values() if str(d["linux"]) not in booted]
-        record.write_known(found)
-        if old:  # keep entries of kernels this run did not boot
-            merged = old + json.loads(record.KNOWN.read_text())
-            record.KNOWN.write_text(json.dumps(merged, indent=1) + "\n")
+    if args.update_known:  # entries of kernels and files this run did not cover are kept
+        record.write_known(found, covered={(r.linux, r.file) for r in rows})
     listed = record.known()
     new = [d for d in found if d.key not in listed]
     if args.json:
@@ -158,7 +162,7 @@ def _table(
     head = ("kernel", "scenarios", "steps", "OOPS", "model agrees", "impl agrees", "new")
     print(f"{head[0]:8} {head[1]:>9} {head[2]:>6} {head[3]:>5} {head[4]:>14} {head[5]:>14} {head[6]:>4}")
     for n in booted:
-        mine = [r for r in rows if r.linux == n]
+        mine = [r for r in rows if r.linux == n and not record.not_run(r)]
         steps = len(mine)
         cells = []
         for b in ("model", "impl"):
@@ -168,6 +172,8 @@ def _table(
             f"{n:8} {len({r.file for r in mine}):>9} {steps:>6} {sum(r.kernel == 'OOPS' for r in mine):>5} "
             f"{cells[0]:>14} {cells[1]:>14} {sum(1 for d in new if d.linux == n):>4}"
         )
+    for f in sorted({(r.linux, r.file, r.detail) for r in rows if record.not_run(r)}):
+        print(f"NOT RUN {f[0]} {f[1]}: {f[2]}")
     for d in new:
         print(f"NEW {d.linux} {d.file} step {d.step} {d.op}: kernel {d.kernel}, {d.backend} {d.predicted}")
     print(

@@ -43,8 +43,16 @@ class Recorded:
 
 
 def write(release: str, meta: dict[str, object], rows: Iterable[Recorded], root: Path = RESULTS) -> Path:
+    """Record ``rows`` for ``release``: the files they cover are replaced, every other file's rows are
+    kept, so re-running one scenario re-records just that scenario."""
     d = root / release
     d.mkdir(parents=True, exist_ok=True)
+    rows = list(rows)
+    ran = {r.file for r in rows}
+    if (d / "results.jsonl").is_file():
+        linux = str(meta["kernel"])
+        kept = [r for r in _rows(d, linux) if r.file not in ran]
+        rows = sorted(kept + rows, key=lambda r: (r.file, r.step))
     (d / "meta.json").write_text(json.dumps(meta, indent=1, sort_keys=True) + "\n")
     lines = [
         json.dumps(
@@ -64,19 +72,22 @@ def write(release: str, meta: dict[str, object], rows: Iterable[Recorded], root:
     return d
 
 
+def _rows(d: Path, linux: str) -> list[Recorded]:
+    out: list[Recorded] = []
+    for line in (d / "results.jsonl").read_text().splitlines():
+        if line.strip():
+            o = json.loads(line)
+            out.append(
+                Recorded(linux, o["file"], o["sha"], int(o["step"]), o["op"], o["kernel"], o.get("detail"))
+            )
+    return out
+
+
 def load(root: Path = RESULTS) -> list[Recorded]:
     """Every recorded step of every recording under ``root``."""
     out: list[Recorded] = []
     for meta_path in sorted(root.glob("*/meta.json")):
-        linux = str(json.loads(meta_path.read_text())["kernel"])
-        for line in (meta_path.parent / "results.jsonl").read_text().splitlines():
-            if line.strip():
-                o = json.loads(line)
-                out.append(
-                    Recorded(
-                        linux, o["file"], o["sha"], int(o["step"]), o["op"], o["kernel"], o.get("detail")
-                    )
-                )
+        out += _rows(meta_path.parent, str(json.loads(meta_path.read_text())["kernel"]))
     return out
 
 
@@ -106,12 +117,22 @@ class Disagreement:
         return (self.linux, self.file, self.step, self.backend)
 
 
+#: the detail of every step of a scenario the kernel backend could not set up: not run, not compared
+SETUP = "setup: "
+
+
+def not_run(r: Recorded) -> bool:
+    return r.kernel == "skipped" and str(r.detail or "").startswith(SETUP)
+
+
 def compare(
     recorded: Sequence[Recorded], predictions: dict[tuple[str, str], list[str]]
 ) -> list[Disagreement]:
     """``predictions[(backend, file)]`` is that backend's outcome list for the file."""
     out = []
     for r in recorded:
+        if not_run(r):
+            continue
         for (backend, file), outs in sorted(predictions.items()):
             if file == r.file and 0 <= r.step < len(outs) and outs[r.step] != r.kernel:
                 out.append(Disagreement(r.linux, r.file, r.step, r.op, backend, r.kernel, outs[r.step]))
@@ -127,10 +148,13 @@ def known(path: Path = KNOWN) -> dict[tuple[str, str, int, str], dict[str, objec
     }
 
 
-def write_known(found: Sequence[Disagreement], path: Path = KNOWN) -> None:
-    """Rewrite the list from what was found, keeping each entry's status and note."""
+def write_known(
+    found: Sequence[Disagreement], path: Path = KNOWN, covered: set[tuple[str, str]] | None = None
+) -> None:
+    """Rewrite the list from what was found, keeping each entry's status and note. ``covered`` is the
+    (kernel line, file) pairs the run compared: entries outside it are kept as they are (None: all)."""
     old = known(path)
-    entries = []
+    entries = [e for k, e in old.items() if covered is not None and (k[0], k[1]) not in covered]
     for d in sorted(found, key=lambda d: (d.file, d.step, d.backend, d.linux)):
         prev = old.get(d.key, {})
         entries.append(
@@ -146,4 +170,5 @@ def write_known(found: Sequence[Disagreement], path: Path = KNOWN) -> None:
                 "note": prev.get("note", ""),
             }
         )
+    entries.sort(key=lambda e: (str(e["file"]), int(str(e["step"])), str(e["backend"]), str(e["linux"])))
     path.write_text(json.dumps(entries, indent=1) + "\n")

@@ -2,7 +2,7 @@
 
 Backends: `model` (the spec's prediction, devdax.scenario.model) and `impl` (the emulation,
 devdax.scenario.impl_backend, which imports devdax.impl: only the CLI and tests may). Output is one
-JSON object per step and a summary line (scenario-format.md, Output); with `expect` present the exit
+JSON object per step and a summary line (docs/scenario-format.md, Output); with `expect` present the exit
 status is 1 if any outcome differs. Usage errors exit 2 with one line.
 """
 

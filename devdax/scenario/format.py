@@ -1,4 +1,4 @@
-"""Load and validate ``devdax-scenario/1`` files (see ``/work/shared/scenario-format.md``).
+"""Load and validate ``devdax-scenario/1`` files (docs/scenario-format.md).
 
 Why a strict loader: the same file is run by the spec, the emulation and a real kernel, and the point
 is to compare their outcomes step by step. A typo that one backend tolerates and another rejects

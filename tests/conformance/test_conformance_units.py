@@ -138,3 +138,18 @@ def test_kernel_backend_skips_a_scenario_it_cannot_set_up(monkeypatch: pytest.Mo
     b = KernelBackend()
     assert b.run(sc) == [fmt.SKIPPED] * len(sc.steps)
     assert b.skip_reason is not None and "no pmem region" in b.skip_reason
+
+
+def test_recording_a_subset_replaces_only_those_files(tmp_path: Path) -> None:
+    a0 = record.Recorded("6.1", "a.json", "1", 0, "open", "ok", None)
+    b0 = record.Recorded("6.1", "b.json", "1", 0, "open", "ok", None)
+    record.write("6.1.0", {"kernel": "6.1"}, [a0, b0], tmp_path)
+    b0new = record.Recorded("6.1", "b.json", "2", 0, "open", "ENXIO", None)
+    record.write("6.1.0", {"kernel": "6.1"}, [b0new], tmp_path)
+    assert record.load(tmp_path) == [a0, b0new]
+
+
+def test_a_scenario_not_set_up_is_not_compared() -> None:
+    r = record.Recorded("6.1", "a.json", "1", 0, "open", "skipped", record.SETUP + "no pmem region")
+    assert record.not_run(r)
+    assert record.compare([r], {("model", "a.json"): ["ok"]}) == []
