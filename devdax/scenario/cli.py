@@ -86,17 +86,17 @@ def main(argv: Sequence[str]) -> int:
         live = [n for n in names if n != "kernel"]
         bs = [backend(n) for n in live]
         recorded = _recorded() if "kernel" in names else {}
-        names = live + [f"k{linux}" for linux in sorted({k[0] for k in recorded})]
+        names = live + [f"kernel-{linux}" for linux in sorted({k[0] for k in recorded})]
     except (OSError, ValueError) as e:
         print(f"devdax scenario: error: {e}", file=sys.stderr)
         return 2
     disagreements = 0
-    header = f"{'scenario':42} {'step':>4} {'op':10} " + " ".join(f"{n:10}" for n in names)
+    header = f"{'scenario':42} {'step':>4} {'op':10} " + " ".join(f"{n:11}" for n in names)
     print(header)
     for sc in scenarios:
         rows = [b.run(sc) for b in bs]
         for col in names[len(bs):]:
-            rec = recorded.get((col[1:], Path(sc.file).name), {})
+            rec = recorded.get((col.removeprefix("kernel-"), Path(sc.file).name), {})
             rows.append([rec.get(i, "-") for i in range(len(sc.steps))])
         for i, st in enumerate(sc.steps):
             outs = [r[i] for r in rows]
@@ -105,6 +105,6 @@ def main(argv: Sequence[str]) -> int:
                 disagreements += 1
                 tail = f"  expect {exp}" if exp is not None else ""
                 print(f"{Path(sc.file).stem[:42]:42} {i:>4} {st.op:10} "
-                      + " ".join(f"{o:10}" for o in outs) + tail)
+                      + " ".join(f"{o:11}" for o in outs) + tail)
     print(f"{len(scenarios)} scenarios, {disagreements} disagreements")
     return 1 if disagreements else 0

@@ -116,9 +116,8 @@ class KernelBackend:
 def _undo(r: _Run) -> None:
     """What process exit does: unmap what the scenario mapped, close what it opened.
 
-    An unbound device is not bound again here: binding is a scenario's own step, and a bind after an
-    open of the node corrupts the cdev's inode list (F2), so a teardown bind would plant the finding in
-    every scenario that disables a device."""
+    A device the scenario left unbound stays unbound: binding is a scenario step with outcomes of its
+    own (F2), and the namespace is destroyed next anyway."""
     for base, length in r.mapped:
         with contextlib.suppress(OSError):
             dsys.munmap(base, length)

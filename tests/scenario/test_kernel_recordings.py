@@ -66,3 +66,16 @@ def test_findings_reproduce_on_every_recorded_kernel() -> None:
         assert rec[("f2_rebind_with_held_file.json", 4)].kernel == "ENXIO", linux
         assert rec[("f2_rebind_with_held_file.json", 6)].kernel == "OOPS", linux
         assert rec[("f3_fixed_unaligned_offset_2m.json", 5)].kernel == "mismatch", linux
+
+
+def test_diff_shows_each_recorded_kernel_as_a_column(capsys: pytest.CaptureFixture[str]) -> None:
+    from devdax.scenario.cli import main
+
+    assert (
+        main(["diff", "--backends", "model,kernel", str(SCENARIOS / "f3_fixed_unaligned_offset_2m.json")])
+        == 1
+    )
+    out = capsys.readouterr().out
+    for linux in record.releases():
+        assert f"kernel-{linux}" in out.splitlines()[0]
+    assert "mismatch" in out
