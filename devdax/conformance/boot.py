@@ -11,6 +11,7 @@ reported as a result.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import re
@@ -188,8 +189,29 @@ def run(
     python: str = sys.executable,
     pythonpath: str | None = None,
 ) -> tuple[list[ScenarioRun], int]:
-    """Every scenario file on ``kernel``; returns the runs and the number of boots it took."""
+    """Every scenario file on ``kernel``; returns the runs and the number of boots it took.
+
+    ``work`` holds the NVDIMM files and logs of this kernel's boots; a second run on the same kernel
+    waits for the first (an exclusive lock on ``work``), since both would rewrite the same files."""
     pythonpath = pythonpath or str(Path(__file__).resolve().parents[2])
+    work.mkdir(parents=True, exist_ok=True)
+    with open(work / "lock", "w") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            progress(f"  waiting for another devdax conformance run on {kernel.name} ({work})")
+            fcntl.flock(lock, fcntl.LOCK_EX)
+        return _run_locked(kernel, files, work, progress, python, pythonpath)
+
+
+def _run_locked(
+    kernel: Kernel,
+    files: list[str],
+    work: Path,
+    progress: Callable[[str], None],
+    python: str,
+    pythonpath: str,
+) -> tuple[list[ScenarioRun], int]:
     machine = Machine(kernel, work, python, pythonpath)
     runs = [ScenarioRun(f) for f in files]
     start, boots, failures = 0, 0, 0
