@@ -302,3 +302,63 @@ def _record_oops(run: ScenarioRun, file: str, step: int, oops: str) -> None:
     for i in range(step + 1, len(sc.steps)):
         run.steps[i] = StepResult(0, i, sc.steps[i].op, fmt.SKIPPED, "after OOPS")
     run.seconds = 0.0
+
+
+@dataclass
+class ExecResult:
+    """What `devdax conformance --exec` saw: the command as run, its exit status and output, an oops."""
+
+    command: str = ""
+    device: str = ""
+    rc: int | None = None
+    output: str = ""
+    oops: str | None = None
+    during_teardown: bool = False
+
+
+def run_command(
+    kernel: Kernel,
+    command: str,
+    align: int,
+    size: int,
+    cwd: str,
+    work: Path,
+    progress: Callable[[str], None],
+    python: str = sys.executable,
+    pythonpath: str | None = None,
+) -> ExecResult:
+    """Boot ``kernel`` once, carve one device and run ``command`` on it (see guest.run_command)."""
+    pythonpath = pythonpath or str(Path(__file__).resolve().parents[2])
+    work.mkdir(parents=True, exist_ok=True)
+    with open(work / "lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        machine = Machine(kernel, work, python, pythonpath)
+        plan = work / "plan.json"
+        plan.write_text(json.dumps({"exec": {"command": command, "align": align, "size": size, "cwd": cwd}}))
+        for attempt in range(1, BOOT_RETRIES + 1):
+            res = ExecResult()
+            seen = {"ready": False, "teardown": False}
+
+            def on_event(ev: dict[str, object], res: ExecResult = res, seen: dict[str, bool] = seen) -> None:
+                kind = ev.get("event")
+                if kind == "ready":
+                    seen["ready"] = True
+                elif kind == "begin":
+                    res.command, res.device = str(ev.get("command")), str(ev.get("device"))
+                elif kind == "out":
+                    res.output += str(ev.get("line", "")) + "\n"
+                elif kind == "exec":
+                    res.rc = None if ev.get("rc") is None else int(str(ev["rc"]))
+                    res.output += str(ev.get("output", ""))
+                elif kind == "teardown":
+                    seen["teardown"] = True
+
+            console, rc = machine.boot(plan, timeout=600, on_event=on_event)
+            (work / "console-exec.log").write_text(console)
+            if not seen["ready"]:
+                progress(f"  boot {attempt}: died before the guest was ready (exit {rc}); retrying")
+                continue
+            res.oops = oops_of(console)
+            res.during_teardown = seen["teardown"] and res.oops is not None
+            return res
+    raise BootError(f"{kernel.name}: {BOOT_RETRIES} boots died before the guest was ready; see {work}")

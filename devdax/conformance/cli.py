@@ -57,7 +57,17 @@ def main(argv: Sequence[str]) -> int:
     ap.add_argument("--json", action="store_true", help="one JSON object per step")
     ap.add_argument("--record", action="store_true", help="write tests/kernel-results/<release>/")
     ap.add_argument("--update-known", action="store_true", help="rewrite disagreements.json from this run")
+    ap.add_argument(
+        "--exec",
+        metavar="COMMAND",
+        help="instead of scenarios: run a shell command on one "
+        "carved device ({dev}, {namespace} are substituted); e.g. a reproducer",
+    )
+    ap.add_argument("--align", default="2M", help="with --exec: the device's alignment (4K, 2M, 1G)")
+    ap.add_argument("--size", default="64M", help="with --exec: the device's size")
     args = ap.parse_args(list(argv))
+    if args.exec is not None:
+        return _exec(args)
     names = list(kernels.KERNELS) if args.kernel == "all" else [args.kernel]
     try:
         for n in names:
@@ -151,6 +161,49 @@ def main(argv: Sequence[str]) -> int:
     else:
         _table(booted, rows, found, new)
     return 1 if new else 0
+
+
+def _exec(args: argparse.Namespace) -> int:
+    """`--exec`: each kernel boots once and runs the command; exit 0 when it exited 0 everywhere
+    without an oops, 1 otherwise, 3 when no kernel booted."""
+    try:
+        names = list(kernels.KERNELS) if args.kernel == "all" else [args.kernel]
+        for n in names:
+            if n not in kernels.KERNELS:
+                raise ValueError(f"--kernel: expected one of {', '.join(kernels.KERNELS)} or all, got {n!r}")
+        align, size = fmt.parse_size(args.align), fmt.parse_size(args.size)
+        if align not in fmt.ALIGNS:
+            raise ValueError(f"--align: expected 4K, 2M or 1G, got {args.align!r}")
+    except ValueError as e:
+        print(f"devdax conformance: error: {e}", file=sys.stderr)
+        return 2
+    missing = [t for t in NEEDS if shutil.which(t) is None]
+    if missing:
+        _say(f"devdax conformance: cannot boot: {', '.join(missing)} not installed (make conformance-setup)")
+        return 3
+    booted, clean = 0, True
+    for n in names:
+        try:
+            k = kernels.fetch(n)
+            res = boot.run_command(
+                k, args.exec, align, size, str(Path.cwd()), kernels.cache_dir() / "runs" / n, _say
+            )
+        except (kernels.FetchError, boot.BootError, OSError) as e:
+            _say(f"{n}: SKIPPED, {e}")
+            continue
+        booted += 1
+        print(f"== {n} ({k.package}): {res.command or args.exec}")
+        if res.output:
+            print(res.output.rstrip())
+        where = " during teardown (namespace destroyed)" if res.during_teardown else ""
+        print(
+            f"-- exit {res.rc if res.rc is not None else '-'}"
+            + (f"; OOPS{where}: {res.oops}" if res.oops else "")
+        )
+        clean = clean and res.rc == 0 and res.oops is None
+    if not booted:
+        return 3
+    return 0 if clean else 1
 
 
 def _table(

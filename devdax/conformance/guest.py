@@ -11,6 +11,7 @@ Only the stdlib and the kernel backend's small modules are imported: under TCG e
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -55,6 +56,39 @@ def prepare_regions() -> None:
     ndctl("enable-region", "all")
 
 
+def run_command(spec: dict[str, object], chan: Channel) -> None:
+    """`devdax conformance --exec`: carve one device, run a shell command on it, report its output.
+
+    ``{dev}`` and ``{namespace}`` in the command become the device (``dax1.0``) and its namespace, so
+    a reproducer written for any machine runs here as it is. The namespace is destroyed afterwards
+    unless the command did that itself."""
+    from devdax.scenario import kernel_devices as kd
+
+    carver = kd.Carver()
+    try:
+        dev = carver.carve(int(str(spec["size"])), int(str(spec["align"])))
+    except kd.SetupError as e:
+        chan.send(event="exec", rc=None, output=f"setup: {e}")
+        return
+    cmd = str(spec["command"]).replace("{dev}", dev.name).replace("{namespace}", dev.namespace)
+    chan.send(event="begin", command=cmd, device=dev.name, namespace=dev.namespace)
+    # line by line: a command that takes the kernel down has its output up to that point reported
+    proc = subprocess.Popen(
+        ["/bin/sh", "-c", cmd],
+        cwd=str(spec.get("cwd", "/")),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        chan.send(event="out", line=line.rstrip("\n")[-2000:])
+    chan.send(event="exec", rc=proc.wait())
+    chan.send(event="teardown", step=-1)
+    with contextlib.suppress(kd.SetupError):  # the command may have destroyed it already
+        carver.destroy_all()
+
+
 def main(argv: list[str]) -> int:
     with open(argv[0]) as f:
         plan = json.load(f)
@@ -65,6 +99,10 @@ def main(argv: list[str]) -> int:
     from devdax.scenario.kernel_backend import KernelBackend
 
     chan.send(event="ready", linux=os.uname().release, seconds=round(time.monotonic() - t0, 2))
+    if "exec" in plan:
+        run_command(plan["exec"], chan)
+        chan.send(event="end")
+        return 0
     files: list[str] = plan["files"]
     for k in range(int(plan.get("start", 0)), len(files)):
         sc = fmt.load(files[k])
