@@ -36,6 +36,22 @@ def _say(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
 
+def _kernel_names(arg: str) -> list[str]:
+    names = list(kernels.KERNELS) if arg == "all" else [arg]
+    for n in names:
+        if n not in kernels.KERNELS:
+            raise ValueError(f"--kernel: expected one of {', '.join(kernels.KERNELS)} or all, got {n!r}")
+    return names
+
+
+def _tools_present() -> bool:
+    """QEMU, busybox and ndctl, or a line saying which are missing (the caller exits 3)."""
+    missing = [t for t in NEEDS if shutil.which(t) is None]
+    if missing:
+        _say(f"devdax conformance: cannot boot: {', '.join(missing)} not installed (make conformance-setup)")
+    return not missing
+
+
 def predictions(scenarios: Sequence[fmt.Scenario]) -> dict[tuple[str, str], list[str]]:
     """model and impl outcome lists per scenario file; a backend that raises is a visible error."""
     from devdax.scenario.cli import backend
@@ -68,11 +84,8 @@ def main(argv: Sequence[str]) -> int:
     args = ap.parse_args(list(argv))
     if args.exec is not None:
         return _exec(args)
-    names = list(kernels.KERNELS) if args.kernel == "all" else [args.kernel]
     try:
-        for n in names:
-            if n not in kernels.KERNELS:
-                raise ValueError(f"--kernel: expected one of {', '.join(kernels.KERNELS)} or all, got {n!r}")
+        names = _kernel_names(args.kernel)
         paths = [Path(p) for p in args.files] or [SCENARIOS]
         files: list[Path] = []
         for p in paths:
@@ -81,9 +94,7 @@ def main(argv: Sequence[str]) -> int:
     except (OSError, ValueError) as e:
         print(f"devdax conformance: error: {e}", file=sys.stderr)
         return 2
-    missing = [t for t in NEEDS if shutil.which(t) is None]
-    if missing:
-        _say(f"devdax conformance: cannot boot: {', '.join(missing)} not installed (make conformance-setup)")
+    if not _tools_present():
         return 3
     _say(
         f"devdax conformance: {len(scenarios)} scenarios, kernels {', '.join(names)}, "
@@ -167,19 +178,14 @@ def _exec(args: argparse.Namespace) -> int:
     """`--exec`: each kernel boots once and runs the command; exit 0 when it exited 0 everywhere
     without an oops, 1 otherwise, 3 when no kernel booted."""
     try:
-        names = list(kernels.KERNELS) if args.kernel == "all" else [args.kernel]
-        for n in names:
-            if n not in kernels.KERNELS:
-                raise ValueError(f"--kernel: expected one of {', '.join(kernels.KERNELS)} or all, got {n!r}")
+        names = _kernel_names(args.kernel)
         align, size = fmt.parse_size(args.align), fmt.parse_size(args.size)
         if align not in fmt.ALIGNS:
             raise ValueError(f"--align: expected 4K, 2M or 1G, got {args.align!r}")
     except ValueError as e:
         print(f"devdax conformance: error: {e}", file=sys.stderr)
         return 2
-    missing = [t for t in NEEDS if shutil.which(t) is None]
-    if missing:
-        _say(f"devdax conformance: cannot boot: {', '.join(missing)} not installed (make conformance-setup)")
+    if not _tools_present():
         return 3
     booted, clean = 0, True
     for n in names:
