@@ -12,6 +12,8 @@ import re
 from dataclasses import dataclass
 from typing import ClassVar, Literal, Protocol, TypeAlias, runtime_checkable
 
+from devdax.spec import abi
+
 FORMAT_ID = "devdax-scenario/1"
 
 K = 1024
@@ -33,76 +35,17 @@ DEFAULT_ALIGN = 2 * M
 # Vocabularies. Closed sets on purpose: an unknown name is an error, not a silently ignored flag.
 # --------------------------------------------------------------------------------------------------
 
+# The names are the uapi tables' (spec/abi.py), so the loader, the emulation and the kernel backend
+# can never disagree on what a flag is called or whether it exists.
 OPEN_ACCESS_MODES: frozenset[str] = frozenset({"O_RDONLY", "O_WRONLY", "O_RDWR"})
-OPEN_FLAGS: frozenset[str] = OPEN_ACCESS_MODES | frozenset(
-    {
-        "O_SYNC",
-        "O_DSYNC",
-        "O_DIRECT",
-        "O_EXCL",
-        "O_CLOEXEC",
-        "O_NONBLOCK",
-        "O_NOATIME",
-        "O_NOCTTY",
-        "O_TRUNC",
-        "O_APPEND",
-        "O_CREAT",
-        "O_LARGEFILE",
-        "O_PATH",
-    }
-)
-PROT_FLAGS: frozenset[str] = frozenset({"PROT_NONE", "PROT_READ", "PROT_WRITE", "PROT_EXEC"})
-MAP_FLAGS: frozenset[str] = frozenset(
-    {
-        "MAP_SHARED",
-        "MAP_PRIVATE",
-        "MAP_SHARED_VALIDATE",
-        "MAP_SYNC",
-        "MAP_POPULATE",
-        "MAP_FIXED",
-        "MAP_FIXED_NOREPLACE",
-        "MAP_NORESERVE",
-        "MAP_LOCKED",
-        "MAP_HUGETLB",
-        "MAP_NONBLOCK",
-        "MAP_STACK",
-        "MAP_GROWSDOWN",
-        "MAP_HUGE_2MB",
-        "MAP_HUGE_1GB",
-    }
-)
-MADVICE: frozenset[str] = frozenset(
-    {
-        "MADV_NORMAL",
-        "MADV_RANDOM",
-        "MADV_SEQUENTIAL",
-        "MADV_WILLNEED",
-        "MADV_DONTNEED",
-        "MADV_DONTNEED_LOCKED",
-        "MADV_FREE",
-        "MADV_REMOVE",
-        "MADV_DONTFORK",
-        "MADV_DOFORK",
-        "MADV_MERGEABLE",
-        "MADV_UNMERGEABLE",
-        "MADV_HUGEPAGE",
-        "MADV_NOHUGEPAGE",
-        "MADV_COLLAPSE",
-        "MADV_DONTDUMP",
-        "MADV_DODUMP",
-        "MADV_WIPEONFORK",
-        "MADV_KEEPONFORK",
-        "MADV_COLD",
-        "MADV_PAGEOUT",
-        "MADV_POPULATE_READ",
-        "MADV_POPULATE_WRITE",
-        "MADV_HWPOISON",
-        "MADV_SOFT_OFFLINE",
-    }
-)
-MSYNC_FLAGS: frozenset[str] = frozenset({"MS_SYNC", "MS_ASYNC", "MS_INVALIDATE"})
-SEEK_WHENCE: frozenset[str] = frozenset({"SEEK_SET", "SEEK_CUR", "SEEK_END", "SEEK_DATA", "SEEK_HOLE"})
-IOCTL_REQUESTS: frozenset[str] = frozenset({"FIONREAD", "BLKGETSIZE64"})
+OPEN_FLAGS: frozenset[str] = frozenset(abi.O_FLAGS)
+PROT_FLAGS: frozenset[str] = frozenset(abi.PROT)
+#: every mmap flag but MAP_ANONYMOUS: a scenario maps the device, never anonymous memory
+MAP_FLAGS: frozenset[str] = frozenset(abi.MAP) - {"MAP_ANONYMOUS"}
+MADVICE: frozenset[str] = frozenset(abi.MADV)
+MSYNC_FLAGS: frozenset[str] = frozenset(abi.MS)
+SEEK_WHENCE: frozenset[str] = frozenset(abi.SEEK)
+IOCTL_REQUESTS: frozenset[str] = frozenset(abi.IOCTL)
 FALLOC_PUNCH_HOLE: frozenset[str] = frozenset({"FALLOC_FL_PUNCH_HOLE", "FALLOC_FL_KEEP_SIZE"})
 
 #: Errno names as Linux spells them. Taken from the host's ``errno`` module because the project
