@@ -73,6 +73,7 @@ def main(argv: Sequence[str]) -> int:
     ap.add_argument("--json", action="store_true", help="one JSON object per step")
     ap.add_argument("--record", action="store_true", help="write tests/kernel-results/<release>/")
     ap.add_argument("--update-known", action="store_true", help="rewrite disagreements.json from this run")
+    ap.add_argument("--recorded", action="store_true", help="compare with the recordings instead of booting")
     ap.add_argument(
         "--exec",
         metavar="COMMAND",
@@ -94,10 +95,51 @@ def main(argv: Sequence[str]) -> int:
     except (OSError, ValueError) as e:
         print(f"devdax conformance: error: {e}", file=sys.stderr)
         return 2
-    if not _tools_present():
+    if args.recorded:
+        rows, booted = _recorded_rows(names, files)
+    else:
+        if not _tools_present():
+            return 3
+        rows, booted = _live_rows(names, files, len(scenarios), record_them=args.record)
+    if not booted:
+        _say("devdax conformance: no kernel could be fetched and booted")
         return 3
+    preds = predictions(scenarios)
+    found = record.compare(rows, preds)
+    if args.update_known:  # entries of kernels and files this run did not cover are kept
+        record.write_known(found, covered={(r.linux, r.file) for r in rows})
+    listed = record.known()
+    new = [d for d in found if d.key not in listed]
+    if args.json:
+        by_step = {(d.linux, d.file, d.step, d.backend) for d in found}
+        for r in rows:
+            sc = scenarios[[f.name for f in files].index(r.file)]
+            obj: dict[str, object] = {
+                "scenario": sc.name,
+                "file": r.file,
+                "step": r.step,
+                "op": r.op,
+                "linux": r.linux,
+                "kernel": r.kernel,
+                "detail": r.detail,
+                "model": preds[("model", r.file)][r.step],
+                "impl": preds[("impl", r.file)][r.step],
+            }
+            if sc.expect is not None:
+                obj["expect"] = sc.expect[r.step]
+            obj["agree"] = not any((r.linux, r.file, r.step, b) in by_step for b in ("model", "impl"))
+            print(json.dumps(obj))
+    else:
+        _table(booted, rows, found, new)
+    return 1 if new else 0
+
+
+def _live_rows(
+    names: Sequence[str], files: Sequence[Path], count: int, record_them: bool
+) -> tuple[list[record.Recorded], list[str]]:
+    """Boot each kernel and run the files; returns the rows and the kernels that booted."""
     _say(
-        f"devdax conformance: {len(scenarios)} scenarios, kernels {', '.join(names)}, "
+        f"devdax conformance: {count} scenarios, kernels {', '.join(names)}, "
         f"QEMU accelerator {boot.accelerator().upper()}"
     )
     rows: list[record.Recorded] = []
@@ -131,7 +173,7 @@ def main(argv: Sequence[str]) -> int:
             for i, s in sorted(r.steps.items())
         ]
         rows += mine
-        if args.record:
+        if record_them:
             meta = {
                 "kernel": n,
                 "release": k.release,
@@ -141,37 +183,18 @@ def main(argv: Sequence[str]) -> int:
                 "accelerator": boot.accelerator(),
             }
             _say(f"{n}: recorded in {record.write(k.release, meta, mine)}")
-    if not booted:
-        _say("devdax conformance: no kernel could be fetched and booted")
-        return 3
-    preds = predictions(scenarios)
-    found = record.compare(rows, preds)
-    if args.update_known:  # entries of kernels and files this run did not cover are kept
-        record.write_known(found, covered={(r.linux, r.file) for r in rows})
-    listed = record.known()
-    new = [d for d in found if d.key not in listed]
-    if args.json:
-        by_step = {(d.linux, d.file, d.step, d.backend) for d in found}
-        for r in rows:
-            sc = scenarios[[f.name for f in files].index(r.file)]
-            obj: dict[str, object] = {
-                "scenario": sc.name,
-                "file": r.file,
-                "step": r.step,
-                "op": r.op,
-                "linux": r.linux,
-                "kernel": r.kernel,
-                "detail": r.detail,
-                "model": preds[("model", r.file)][r.step],
-                "impl": preds[("impl", r.file)][r.step],
-            }
-            if sc.expect is not None:
-                obj["expect"] = sc.expect[r.step]
-            obj["agree"] = not any((r.linux, r.file, r.step, b) in by_step for b in ("model", "impl"))
-            print(json.dumps(obj))
-    else:
-        _table(booted, rows, found, new)
-    return 1 if new else 0
+    return rows, booted
+
+
+def _recorded_rows(names: Sequence[str], files: Sequence[Path]) -> tuple[list[record.Recorded], list[str]]:
+    """``--recorded``: the recordings stand in for a run (no boot), e.g. to re-check model and impl."""
+    wanted = {f.name for f in files}
+    rows = [r for r in record.load() if r.linux in names and r.file in wanted]
+    booted = sorted({r.linux for r in rows}, key=list(names).index)
+    for n in names:
+        if n not in booted:
+            _say(f"{n}: SKIPPED, no recording of these files")
+    return rows, booted
 
 
 def _exec(args: argparse.Namespace) -> int:

@@ -29,6 +29,7 @@ class _Parser(argparse.ArgumentParser):
 def backend(name: str) -> fmt.Backend:
     if name == "model":
         from devdax.scenario.model import ModelBackend
+
         return ModelBackend()
     if name == "impl":
         mod = importlib.import_module("devdax.scenario.impl_backend")
@@ -36,6 +37,7 @@ def backend(name: str) -> fmt.Backend:
         return b
     if name == "kernel":
         from devdax.scenario.kernel_backend import KernelBackend
+
         return KernelBackend()
     raise ValueError(f"--backend: expected one of {', '.join(BACKENDS)}, got {name!r}")
 
@@ -95,7 +97,7 @@ def main(argv: Sequence[str]) -> int:
     print(header)
     for sc in scenarios:
         rows = [b.run(sc) for b in bs]
-        for col in names[len(bs):]:
+        for col in names[len(bs) :]:
             rec = recorded.get((col.removeprefix("kernel-"), Path(sc.file).name), {})
             rows.append([rec.get(i, "-") for i in range(len(sc.steps))])
         for i, st in enumerate(sc.steps):
@@ -104,7 +106,10 @@ def main(argv: Sequence[str]) -> int:
             if len(set(outs)) > 1 or (exp is not None and any(o != exp for o in outs)):
                 disagreements += 1
                 tail = f"  expect {exp}" if exp is not None else ""
-                print(f"{Path(sc.file).stem[:42]:42} {i:>4} {st.op:10} "
-                      + " ".join(f"{o:11}" for o in outs) + tail)
+                print(
+                    f"{Path(sc.file).stem[:42]:42} {i:>4} {st.op:10} "
+                    + " ".join(f"{o:11}" for o in outs)
+                    + tail
+                )
     print(f"{len(scenarios)} scenarios, {disagreements} disagreements")
     return 1 if disagreements else 0

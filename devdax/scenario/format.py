@@ -119,7 +119,13 @@ from devdax.scenario.schema import (
     Disable as Disable,
 )
 from devdax.scenario.schema import (
+    DisableNamespace as DisableNamespace,
+)
+from devdax.scenario.schema import (
     Enable as Enable,
+)
+from devdax.scenario.schema import (
+    EnableNamespace as EnableNamespace,
 )
 from devdax.scenario.schema import (
     Fallocate as Fallocate,

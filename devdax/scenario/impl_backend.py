@@ -37,7 +37,7 @@ class _Run:
         self.devs = devs
         self.fds: dict[str, DaxFile | None] = {}
         self.maps: dict[str, Vma] = {}
-        self.made: list[DaxFile | Vma] = []         # everything created, also under re-bound names
+        self.made: list[DaxFile | Vma] = []  # everything created, also under re-bound names
 
 
 class ImplBackend:
@@ -60,8 +60,9 @@ class ImplBackend:
 
     def _run(self, bus: DaxBus, scenario: fmt.Scenario) -> list[str]:
         su = scenario.setup
-        region = bus.create_region(su.region_size, su.align, [[(d.start, d.size)] for d in su.devices],
-                                   profile=scenario.profile)
+        region = bus.create_region(
+            su.region_size, su.align, [[(d.start, d.size)] for d in su.devices], profile=scenario.profile
+        )
         r = _Run(bus, list(region.devices))
         try:
             return self._steps(r, scenario)
@@ -82,7 +83,7 @@ class ImplBackend:
                 outcome = _HANDLERS[type(st)](r, st)
             except OSError as e:
                 outcome = _errname(e)
-            except KernelBug:   # the emulated kernel detected its own oops (F1's NULL private_data)
+            except KernelBug:  # the emulated kernel detected its own oops (F1's NULL private_data)
                 outcome = fmt.OOPS
             if st.defines() and outcome != fmt.OK:
                 failed.add(i)
@@ -227,7 +228,7 @@ def _enable(r: _Run, st: fmt.Step) -> str:
     assert isinstance(st, fmt.Enable)
     dev = r.devs[st.dev]
     new = r.bus.enable(dev)
-    if new is not dev:                 # older profiles: a new probe made new instances of every device
+    if new is not dev:  # older profiles: a new probe made new instances of every device
         r.devs = list(new.region.devices)
     return fmt.OK
 
@@ -242,10 +243,48 @@ def _remove(r: _Run, st: fmt.Step) -> str:
     return fmt.OK
 
 
+def _disable_namespace(r: _Run, st: fmt.Step) -> str:
+    """The provider lets go (its remove program); the memory stays for a later probe."""
+    assert isinstance(st, fmt.DisableNamespace)
+    region = r.devs[st.dev].region
+    if not region.gone:  # a disabled namespace stays as it is (ndctl succeeds; k46 step 7)
+        r.bus.remove_region(region)
+    return fmt.OK
+
+
+def _enable_namespace(r: _Run, st: fmt.Step) -> str:
+    """A new probe of the provider over the same backing and layout: new device instances."""
+    assert isinstance(st, fmt.EnableNamespace)
+    old = r.devs[st.dev].region
+    if not old.gone:  # an enabled namespace stays as it is (ndctl succeeds; k46 step 11)
+        return fmt.OK
+    spans = [list(d.spans) for d in old.devices]
+    new = r.bus.create_region(old.backing.size, old.align, spans, profile=old.profile, backing=old.backing)
+    r.devs = list(new.devices)
+    return fmt.OK
+
+
 _HANDLERS = {
-    fmt.Open: _open, fmt.Close: _close, fmt.Mmap: _mmap, fmt.Munmap: _munmap, fmt.Mprotect: _mprotect,
-    fmt.Mremap: _mremap, fmt.Touch: _touch, fmt.Check: _check, fmt.ForkTouch: _fork_touch,
-    fmt.Read: _fd_call, fmt.Write: _fd_call, fmt.Fsync: _fd_call, fmt.Lseek: _fd_call,
-    fmt.Fallocate: _fd_call, fmt.Ioctl: _fd_call, fmt.Madvise: _madvise, fmt.Msync: _msync,
-    fmt.Disable: _disable, fmt.Enable: _enable, fmt.Remove: _remove,
+    fmt.Open: _open,
+    fmt.Close: _close,
+    fmt.Mmap: _mmap,
+    fmt.Munmap: _munmap,
+    fmt.Mprotect: _mprotect,
+    fmt.Mremap: _mremap,
+    fmt.Touch: _touch,
+    fmt.Check: _check,
+    fmt.ForkTouch: _fork_touch,
+    fmt.Read: _fd_call,
+    fmt.Write: _fd_call,
+    fmt.Fsync: _fd_call,
+    fmt.Lseek: _fd_call,
+    fmt.Fallocate: _fd_call,
+    fmt.Ioctl: _fd_call,
+    fmt.Madvise: _madvise,
+    fmt.Msync: _msync,
+    fmt.Disable: _disable,
+    fmt.Enable: _enable,
+    fmt.Remove: _remove,
+    fmt.DisableNamespace: _disable_namespace,
+    fmt.EnableNamespace: _enable_namespace,
 }

@@ -300,6 +300,20 @@ def _remove(r: _Run, st: fmt.Step) -> str:
     return fmt.OK
 
 
+def _disable_namespace(r: _Run, st: fmt.Step) -> str:
+    """ndctl disable-namespace: the dax_pmem driver unbinds and the device is unregistered."""
+    assert isinstance(st, fmt.DisableNamespace)
+    kd.namespace_state(r.devs[st.dev], enable=False)
+    return fmt.OK
+
+
+def _enable_namespace(r: _Run, st: fmt.Step) -> str:
+    """ndctl enable-namespace: a new device over the same namespace (its name is looked up again)."""
+    assert isinstance(st, fmt.EnableNamespace)
+    kd.namespace_state(r.devs[st.dev], enable=True)
+    return fmt.OK
+
+
 _HANDLERS: dict[type[fmt.Step], Callable[[_Run, fmt.Step], str]] = {
     fmt.Open: _open,
     fmt.Close: _close,
@@ -321,4 +335,6 @@ _HANDLERS: dict[type[fmt.Step], Callable[[_Run, fmt.Step], str]] = {
     fmt.Disable: _disable,
     fmt.Enable: _enable,
     fmt.Remove: _remove,
+    fmt.DisableNamespace: _disable_namespace,
+    fmt.EnableNamespace: _enable_namespace,
 }

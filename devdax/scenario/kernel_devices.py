@@ -153,6 +153,21 @@ def destroy_namespace(dev: RealDevice) -> None:
     dev.removed = True
 
 
+def namespace_state(dev: RealDevice, enable: bool) -> None:
+    """ndctl enable-/disable-namespace; after an enable the device's name is read back, since the
+    provider's new probe creates a new device. OSError(errno) when ndctl refuses."""
+    verb = "enable-namespace" if enable else "disable-namespace"
+    try:
+        _ndctl(verb, dev.namespace)
+        if enable:
+            ns = _listed(_ndctl("list", "-n", dev.namespace))
+            devs = _listed(dict(ns[0].get("daxregion", {}) or {}).get("devices")) if ns else []  # type: ignore[call-overload]
+            if devs:
+                dev.name = str(devs[0]["chardev"])
+    except SetupError as e:
+        raise OSError(errno.EBUSY if enable else errno.ENODEV, str(e)) from None
+
+
 def unbind(name: str) -> None:
     """`disable`: the device_dax driver lets go of the device (dev_dax_kill, cdev_del)."""
     _sysfs_write(DRIVER / "unbind", name)

@@ -37,22 +37,45 @@ class _Run:
     c: Ctx
     s: State
     generation: int = 0
-    fds: dict[str, int] = field(default_factory=dict)       # handle -> file slot (-1 once closed)
+    fds: dict[str, int] = field(default_factory=dict)  # handle -> file slot (-1 once closed)
     maps: dict[str, _Map] = field(default_factory=dict)
-    memory: dict[int, int] = field(default_factory=dict)    # physical byte -> value
+    memory: dict[int, int] = field(default_factory=dict)  # physical byte -> value
+
+
+#: Each probe generation's ranges sit GENERATION apart in the spec's physical space (so entries of
+#: two generations are never confused), but a re-probe is over the same memory: bytes are kept per
+#: offset within a generation.
+GENERATION = 1 << 36
+
+
+def _cell(phys: int) -> int:
+    return phys % GENERATION
 
 
 def context(sc: fmt.Scenario) -> Ctx:
     """The spec context of a scenario: its profile, one region laid out as the setup says."""
     prof = get_profile(sc.profile)
-    enables = sum(isinstance(st, fmt.Enable) for st in sc.steps)
-    generations = 1 if prof.bind_cycles else 1 + enables
+    reprobes = sum(isinstance(st, fmt.EnableNamespace) for st in sc.steps)
+    enables = 0 if prof.bind_cycles else sum(isinstance(st, fmt.Enable) for st in sc.steps)
+    generations = 1 + reprobes + enables
     devs = sc.setup.devices
-    cfg = Config(profile=sc.profile, align={4096: "4K", 2 << 20: "2M", 1 << 30: "1G"}[sc.setup.align],
-                 devices=len(devs), generations=generations, files=SLOTS, vmas=SLOTS, cpus=1,
-                 faults=1 << 30, binds=1 << 30, first_fault="pud")
-    ranges = tuple(make_ranges([(REGION_BASE + g * (1 << 36) + d.start, d.size)])
-                   for g in range(generations) for d in devs)
+    cfg = Config(
+        profile=sc.profile,
+        align={4096: "4K", 2 << 20: "2M", 1 << 30: "1G"}[sc.setup.align],
+        devices=len(devs),
+        generations=generations,
+        files=SLOTS,
+        vmas=SLOTS,
+        cpus=1,
+        faults=1 << 30,
+        binds=1 << 30,
+        first_fault="pud",
+    )
+    ranges = tuple(
+        make_ranges([(REGION_BASE + g * GENERATION + d.start, d.size)])
+        for g in range(generations)
+        for d in devs
+    )
     return Ctx(cfg, prof, Layout(sc.setup.align, ranges))
 
 
@@ -83,8 +106,7 @@ def _instance(r: _Run, dev: int) -> int:
 
 
 def _new_slots(before: State, after: State) -> list[int]:
-    return [v for v, (a, b) in enumerate(zip(before.vmas, after.vmas, strict=True))
-            if a.file < 0 <= b.file]
+    return [v for v, (a, b) in enumerate(zip(before.vmas, after.vmas, strict=True)) if a.file < 0 <= b.file]
 
 
 def _step(r: _Run, st: fmt.Step) -> str:
@@ -133,16 +155,23 @@ def _mmap(r: _Run, st: fmt.Step) -> str:
         return "EBADF"
     kinds = {"MAP_SHARED", "MAP_PRIVATE", "MAP_SHARED_VALIDATE"} & st.flags
     if len(kinds) != 1 or "MAP_HUGETLB" in st.flags:
-        return "EINVAL"                       # do_mmap: one mapping type; hugetlb needs hugetlbfs
+        return "EINVAL"  # do_mmap: one mapping type; hugetlb needs hugetlbfs
     validate = "MAP_SHARED_VALIDATE" in kinds
     align = r.c.align_of(r.s.files[f].dev)
     fixed = None if st.fixed_offset is None else st.fixed_offset
     shape = MmapShape(
-        "scenario", units=st.length // align, extra_bytes=st.length % align,
-        offset_units=st.offset // align, offset_bytes=st.offset % align,
-        shared="MAP_PRIVATE" not in kinds, write="PROT_WRITE" in st.prot,
-        noreserve="MAP_NORESERVE" in st.flags, fixed_bytes=fixed,
-        sync=validate and "MAP_SYNC" in st.flags, read=bool(st.prot))
+        "scenario",
+        units=st.length // align,
+        extra_bytes=st.length % align,
+        offset_units=st.offset // align,
+        offset_bytes=st.offset % align,
+        shared="MAP_PRIVATE" not in kinds,
+        write="PROT_WRITE" in st.prot,
+        noreserve="MAP_NORESERVE" in st.flags,
+        fixed_bytes=fixed,
+        sync=validate and "MAP_SYNC" in st.flags,
+        read=bool(st.prot),
+    )
     res = do_mmap(r.c, r.s, f, shape)
     assert res is not None, "no free vma slot in the model"
     outcome, s = res
@@ -155,7 +184,7 @@ def _mmap(r: _Run, st: fmt.Step) -> str:
         if "MAP_POPULATE" in st.flags:
             vma = r.s.vmas[slots[0]]
             for a in range(vma.start, vma.end, max(align, PAGE_SIZE)):
-                _access(r, m, a - m.base, write=False, value=None)   # populate ignores failures
+                _access(r, m, a - m.base, write=False, value=None)  # populate ignores failures
         return "ok"
     r.s = s
     return outcome
@@ -197,10 +226,10 @@ def _access(r: _Run, m: _Map, offset: int, write: bool, value: int | None) -> st
     addr = m.base + offset
     v = _vma_at(r, m, addr)
     if v < 0:
-        return "SIGSEGV"                      # no vma: SEGV_MAPERR
+        return "SIGSEGV"  # no vma: SEGV_MAPERR
     vma = r.s.vmas[v]
     if (write and not vma.write) or not vma.read:
-        return "SIGSEGV"                      # SEGV_ACCERR
+        return "SIGSEGV"  # SEGV_ACCERR
     e = mm.entry_at(r.s, v, addr)
     if e is None:
         outcome = _fault(r, v, addr)
@@ -209,7 +238,7 @@ def _access(r: _Run, m: _Map, offset: int, write: bool, value: int | None) -> st
         e = mm.entry_at(r.s, v, addr)
         assert e is not None
     if write and value is not None:
-        r.memory[e.phys + (addr - e.addr)] = value
+        r.memory[_cell(e.phys + (addr - e.addr))] = value
     return "ok"
 
 
@@ -227,7 +256,7 @@ def _check(r: _Run, st: fmt.Step) -> str:
     addr = m.base + st.offset
     e = mm.entry_at(r.s, _vma_at(r, m, addr), addr)
     assert e is not None
-    return "ok" if r.memory.get(e.phys + (addr - e.addr), 0) == st.value else "mismatch"
+    return "ok" if r.memory.get(_cell(e.phys + (addr - e.addr)), 0) == st.value else "mismatch"
 
 
 def _fork_touch(r: _Run, st: fmt.Step) -> str:
@@ -323,7 +352,7 @@ def _madvise(r: _Run, st: fmt.Step) -> str:
             return "ENOMEM"
         for a in range(lo, hi, PAGE_SIZE):
             if _access(r, m, a - m.base, st.advice.endswith("WRITE"), None) != "ok":
-                return "EFAULT"               # faultin_page_range: VM_FAULT_SIGBUS -> -EFAULT
+                return "EFAULT"  # faultin_page_range: VM_FAULT_SIGBUS -> -EFAULT
         return "ok"
     if not vmas:
         return "ENOMEM"
@@ -336,7 +365,7 @@ def _madvise(r: _Run, st: fmt.Step) -> str:
             if outcome != "ok":
                 break
     if outcome == "ok" and not _covered(r, lo, hi, _range(r, m, st.offset, st.length)[2]):
-        return "ENOMEM"                       # advice applied to the mapped parts, gap reported
+        return "ENOMEM"  # advice applied to the mapped parts, gap reported
     return outcome
 
 
@@ -364,11 +393,11 @@ def _mremap(r: _Run, st: fmt.Step) -> str:
     old_end = addr + round_up(st.old_length, PAGE_SIZE)
     new_end = addr + round_up(st.new_length, PAGE_SIZE)
     if v < 0 or old_end > r.s.vmas[v].end:
-        return "EFAULT"                       # the old range must lie inside one vma
+        return "EFAULT"  # the old range must lie inside one vma
     if new_end < old_end:
         before = r.s
         outcome, r.s = mm.change(r.c, r.s, v, new_end, old_end, None)
-        m.slots.extend(_new_slots(before, r.s))   # a cut inside a longer vma leaves a tail vma
+        m.slots.extend(_new_slots(before, r.s))  # a cut inside a longer vma leaves a tail vma
     elif new_end > old_end:
         if old_end != r.s.vmas[v].end:
             return "ENOMEM" if not st.move else "EFAULT"
@@ -432,12 +461,50 @@ def _remove(r: _Run, st: fmt.Step) -> str:
     return "ok"
 
 
+def _disable_namespace(r: _Run, st: fmt.Step) -> str:
+    """The provider is unbound (ndctl disable-namespace): its remove program. Like ndctl, disabling a
+    disabled namespace does nothing and succeeds (recorded: k46 step 7 on 6.1, 6.12 and 7.2)."""
+    assert isinstance(st, fmt.DisableNamespace)
+    if not r.s.devs[_instance(r, st.dev)].registered:
+        return "ok"
+    r.s = admin.run_program(r.c, r.s, "remove", r.generation)
+    return "ok"
+
+
+def _enable_namespace(r: _Run, st: fmt.Step) -> str:
+    """The provider probes again over the same memory: the next generation's probe program; an
+    enabled namespace is left as it is (ndctl enable-namespace succeeds; recorded: k46 step 11)."""
+    assert isinstance(st, fmt.EnableNamespace)
+    if r.s.devs[_instance(r, st.dev)].registered:
+        return "ok"
+    r.generation += 1
+    r.s = admin.run_program(r.c, r.s, "probe", r.generation)
+    return "ok"
+
+
 _HANDLERS = {
-    fmt.Open: _open, fmt.Close: _close, fmt.Mmap: _mmap, fmt.Munmap: _munmap, fmt.Mprotect: _mprotect,
-    fmt.Mremap: _mremap, fmt.Touch: _touch, fmt.Check: _check, fmt.ForkTouch: _fork_touch,
-    fmt.Read: _fd_call, fmt.Write: _fd_call, fmt.Fsync: _fd_call, fmt.Lseek: _fd_call,
-    fmt.Fallocate: _fd_call, fmt.Ioctl: _fd_call, fmt.Madvise: _madvise, fmt.Msync: _msync,
-    fmt.Disable: _disable, fmt.Enable: _enable, fmt.Remove: _remove,
+    fmt.Open: _open,
+    fmt.Close: _close,
+    fmt.Mmap: _mmap,
+    fmt.Munmap: _munmap,
+    fmt.Mprotect: _mprotect,
+    fmt.Mremap: _mremap,
+    fmt.Touch: _touch,
+    fmt.Check: _check,
+    fmt.ForkTouch: _fork_touch,
+    fmt.Read: _fd_call,
+    fmt.Write: _fd_call,
+    fmt.Fsync: _fd_call,
+    fmt.Lseek: _fd_call,
+    fmt.Fallocate: _fd_call,
+    fmt.Ioctl: _fd_call,
+    fmt.Madvise: _madvise,
+    fmt.Msync: _msync,
+    fmt.Disable: _disable,
+    fmt.Enable: _enable,
+    fmt.Remove: _remove,
+    fmt.DisableNamespace: _disable_namespace,
+    fmt.EnableNamespace: _enable_namespace,
 }
 
 _ = Vma

@@ -41,7 +41,9 @@ from devdax.scenario.schema import (
     Close,
     Device,
     Disable,
+    DisableNamespace,
     Enable,
+    EnableNamespace,
     Fallocate,
     ForkTouch,
     Fsync,
@@ -292,6 +294,8 @@ _OPS: dict[str, tuple[type[Step], _FieldTable]] = {
     "disable": (Disable, {"dev": (_as_int, True)}),
     "enable": (Enable, {"dev": (_as_int, True)}),
     "remove": (Remove, {"dev": (_as_int, True)}),
+    "disable_namespace": (DisableNamespace, {"dev": (_as_int, True)}),
+    "enable_namespace": (EnableNamespace, {"dev": (_as_int, True)}),
 }
 
 #: Every op name the format knows, in table order.
@@ -373,7 +377,9 @@ def _resolve_handles(file: str, steps: Sequence[Step], ndev: int) -> tuple[tuple
     depends: list[tuple[int, ...]] = []
     for i, step in enumerate(steps):
         where = _Where(file, i)
-        if isinstance(step, Open | Disable | Enable | Remove) and not 0 <= step.dev < ndev:
+        if isinstance(step, Open | Disable | Enable | Remove | DisableNamespace | EnableNamespace) and not (
+            0 <= step.dev < ndev
+        ):
             raise where.error("dev", f"no device {step.dev} (scenario has {ndev})")
         deps: list[int] = []
         for name, kind in step.uses():

@@ -445,6 +445,24 @@ class Remove(Step):
 
 
 @dataclass(frozen=True)
+class DisableNamespace(Step):
+    """The provider lets go of the device and may probe it again: ``ndctl disable-namespace`` on a
+    kernel (the dax_pmem driver unbinds, unregister_dev_dax), provider removal in spec and impl."""
+
+    op: ClassVar[str] = "disable_namespace"
+    dev: int
+
+
+@dataclass(frozen=True)
+class EnableNamespace(Step):
+    """The provider probes again over the same memory: a new device instance, same bytes
+    (``ndctl enable-namespace``; a new probe in spec and impl)."""
+
+    op: ClassVar[str] = "enable_namespace"
+    dev: int
+
+
+@dataclass(frozen=True)
 class Enable(Step):
     """Bind device ``dev`` again: a new live instance over the same range."""
 

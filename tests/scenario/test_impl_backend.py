@@ -43,22 +43,20 @@ pytestmark = [pytest.mark.skipif(_REASON is not None, reason=_REASON or ""), pyt
 #: Refinement gaps the conformance scenarios exposed (impl and model disagree); issue 12 closes them.
 #: Strict: a fixed gap fails here until its entry is removed.
 GAPS_MODERN = {"k34_mremap_shrink_grow_move_2m"}
-GAPS_V410 = {"k06_fd_syscalls_across_disable_4k", "k34_mremap_shrink_grow_move_2m",
-             "k40_data_across_lifecycle_2m",
-             "k41_data_across_lifecycle_two_devices_4k", "k42_disable_with_live_handles_2m",
-             "k44_disable_then_remove_one_of_two_4k", "k45_open_after_disable_held_file_no_mmap"}
-
+GAPS_V410 = {"k34_mremap_shrink_grow_move_2m", "k44_disable_then_remove_one_of_two_4k"}
 
 
 def _params(scs: list[Scenario], gaps: set[str]) -> list[object]:
     mark = pytest.mark.xfail(strict=True, reason="impl/model refinement gap found by conformance (issue 12)")
-    return [pytest.param(s, id=Path(s.file).stem, marks=[mark] if Path(s.file).stem in gaps else [])
-            for s in scs]
+    return [
+        pytest.param(s, id=Path(s.file).stem, marks=[mark] if Path(s.file).stem in gaps else []) for s in scs
+    ]
 
 
 @pytest.mark.parametrize("sc", _params(SCENARIOS, GAPS_MODERN))
 def test_impl_matches_expectations_and_model(sc: Scenario) -> None:
     from devdax.scenario.impl_backend import ImplBackend
+
     reason = _memory_for(sc)
     if reason:
         pytest.skip(reason)
@@ -70,6 +68,7 @@ def test_impl_matches_expectations_and_model(sc: Scenario) -> None:
 
 def test_cli_run_impl(capsys: pytest.CaptureFixture[str]) -> None:
     from devdax.scenario.cli import main
+
     f = str(Path(__file__).parent.parent / "scenarios" / "s31b_touch_after_disable_faulted.json")
     assert main(["run", "--backend", "impl", f]) == 0
     out = capsys.readouterr().out.splitlines()
@@ -78,9 +77,16 @@ def test_cli_run_impl(capsys: pytest.CaptureFixture[str]) -> None:
 
 def test_cli_diff_both_backends(capsys: pytest.CaptureFixture[str]) -> None:
     from devdax.scenario.cli import main
+
     d = Path(__file__).parent.parent / "scenarios"
-    files = [str(d / n) for n in ("s22_dontfork_sigsegv.json", "s33a_reenable_old_mapping.json",
-                                  "s24_split_misaligned_einval.json")]
+    files = [
+        str(d / n)
+        for n in (
+            "s22_dontfork_sigsegv.json",
+            "s33a_reenable_old_mapping.json",
+            "s24_split_misaligned_einval.json",
+        )
+    ]
     assert main(["diff", *files]) == 0
     assert capsys.readouterr().out.splitlines()[-1] == "3 scenarios, 0 disagreements"
 
@@ -88,11 +94,10 @@ def test_cli_diff_both_backends(capsys: pytest.CaptureFixture[str]) -> None:
 V410 = [s for s in SCENARIOS if s.setup.region_size <= (64 << 20)]
 
 
-
-
 @pytest.fixture(scope="module")
 def shared_bus() -> Iterator[DaxBus]:
     from devdax.impl.dax import DaxBus
+
     b = DaxBus()
     try:
         yield b
@@ -105,5 +110,6 @@ def test_impl_matches_model_under_v410(sc: Scenario, shared_bus: DaxBus) -> None
     """The same user programs against the v4.10 driver (no bind cycles: disable is the provider's
     removal, enable a new probe; alive from creation): the emulation says what the spec says."""
     from devdax.scenario.impl_backend import ImplBackend
+
     old = dataclasses.replace(sc, profile="v4.10")
     assert ImplBackend(bus=shared_bus).run(old) == ModelBackend().run(old)
