@@ -152,7 +152,7 @@ def _live_rows(
             continue
         _say(f"{n}: {k.package} ({k.release})")
         try:
-            runs, boots = boot.run(
+            runs, _ = boot.run(
                 k, [str(f.resolve()) for f in files], kernels.cache_dir() / "runs" / n, _say
             )
         except (boot.BootError, OSError) as e:
@@ -178,7 +178,6 @@ def _live_rows(
                 "kernel": n,
                 "release": k.release,
                 "package": k.package,
-                "boots": boots,
                 "recorded": datetime.date.today().isoformat(),
                 "accelerator": boot.accelerator(),
             }

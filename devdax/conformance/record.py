@@ -1,7 +1,7 @@
 """Recorded kernel runs (tests/kernel-results/<release>/) and the list of known disagreements.
 
 A recording is what one Debian kernel did with each step of each scenario file: ``meta.json`` (kernel
-line, ``uname -r``, Debian package and version, date, accelerator) and ``results.jsonl`` (one object
+line, ``uname -r``, Debian package and version, accelerator, the date of the last run recorded) and ``results.jsonl`` (one object
 per step: file, its sha256 when recorded, step, op, the kernel's outcome and detail). The file hash
 makes a recording of an edited scenario stale rather than silently wrong.
 
