@@ -1,8 +1,9 @@
 """Recorded kernel runs (tests/kernel-results/<release>/) and the list of known disagreements.
 
 A recording is what one Debian kernel did with each step of each scenario file: ``meta.json`` (kernel
-line, ``uname -r``, Debian package and version, accelerator, the date of the last run recorded) and ``results.jsonl`` (one object
-per step: file, its sha256 when recorded, step, op, the kernel's outcome and detail). The file hash
+line, ``uname -r``, Debian package and version, accelerator, the date of the last run recorded) and
+``results.jsonl`` (one object per step: file, its sha256 when recorded, step, op, the kernel's
+outcome and detail). The file hash
 makes a recording of an edited scenario stale rather than silently wrong.
 
 ``disagreements.json`` beside the recordings lists every step where model or impl does not predict
@@ -16,7 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
@@ -42,7 +43,7 @@ class Recorded:
     detail: str | None
 
 
-def write(release: str, meta: dict[str, object], rows: Iterable[Recorded], root: Path = RESULTS) -> Path:
+def write(release: str, meta: Mapping[str, object], rows: Iterable[Recorded], root: Path = RESULTS) -> Path:
     """Record ``rows`` for ``release``: the files they cover are replaced, every other file's rows are
     kept, so re-running one scenario re-records just that scenario."""
     d = root / release
