@@ -244,7 +244,7 @@ def _table(
     print(f"{head[0]:8} {head[1]:>9} {head[2]:>6} {head[3]:>5} {head[4]:>14} {head[5]:>14} {head[6]:>4}")
     for n in booted:
         mine = [r for r in rows if r.linux == n and not record.not_run(r)]
-        steps = len(mine)
+        steps = sum(r.step >= 0 for r in mine)  # teardown rows (step -1) count only as oopses
         cells = []
         for b in ("model", "impl"):
             bad = sum(1 for d in found if d.linux == n and d.backend == b)
