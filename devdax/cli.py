@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import sys
 import time
@@ -441,7 +442,7 @@ def run_all(a: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
 
 # ---------------------------------------------------------------------------------- main ----
 
-def main(argv: Sequence[str] | None = None, out: IO[str] | None = None, err: IO[str] | None = None) -> int:
+def _main(argv: Sequence[str] | None = None, out: IO[str] | None = None, err: IO[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     out = out or sys.stdout
     err = err or sys.stderr
@@ -473,6 +474,19 @@ def main(argv: Sequence[str] | None = None, out: IO[str] | None = None, err: IO[
         return EXIT_USAGE
     except BrokenPipeError:
         return EXIT_PASS
+
+
+def main(argv: Sequence[str] | None = None, out: IO[str] | None = None, err: IO[str] | None = None) -> int:
+    """The command line never ends in a traceback: an error no command turned into its own message is
+    one line and exit status 2. DEVDAX_TRACEBACK=1 shows the traceback, for a bug report."""
+    try:
+        return _main(argv, out, err)
+    except Exception as exc:  # the last resort, by design
+        if os.environ.get("DEVDAX_TRACEBACK"):
+            raise
+        (err or sys.stderr).write(f"devdax: internal error: {type(exc).__name__}: {exc} "
+                                  "(DEVDAX_TRACEBACK=1 shows where)\n")
+        return EXIT_USAGE
 
 
 if __name__ == "__main__":

@@ -27,6 +27,12 @@ MM_WINDOW = (0x7F00 << 32) + PAGE_SIZE
 FIXED_BASE = 0x7E00 << 32
 
 
+#: Upper bounds of the sizes the state is built from: a slot tuple per file, vma and CPU, an entry
+#: per unit. Far past anything a check can finish, and small enough that a typo (`--cpus 10**20`)
+#: is refused with a ValueError naming the field instead of an OverflowError or an hour of allocation.
+_LIMITS: dict[str, int] = {"cpus": 64, "files": 64, "vmas": 64, "units": 1 << 16, "ranges": 64}
+
+
 @dataclass(frozen=True)
 class MmapShape:
     """One argument vector of mmap(2) the checker may try; lengths and offsets are in align units
@@ -96,6 +102,9 @@ class Config:
             v = getattr(self, f)
             if not isinstance(v, int) or v < (0 if f in ("files", "vmas", "cpus") else 1):
                 raise ValueError(f"{f}: expected a positive integer, got {v!r}")
+        for f, hi in _LIMITS.items():
+            if getattr(self, f) > hi:
+                raise ValueError(f"{f}: at most {hi} (the state holds one slot each), got {getattr(self, f)}")
         for f in ("faults", "binds"):
             if not isinstance(getattr(self, f), int) or getattr(self, f) < 0:
                 raise ValueError(f"{f}: expected a non-negative integer, got {getattr(self, f)!r}")

@@ -92,6 +92,8 @@ def main(argv: Sequence[str]) -> int:
         for p in paths:
             files += sorted(p.glob("*.json")) if p.is_dir() else [p]
         scenarios = [fmt.load(f) for f in files]
+        if not scenarios:
+            raise ValueError(f"no scenario files in {', '.join(map(str, paths))}")
     except (OSError, ValueError) as e:
         print(f"devdax conformance: error: {e}", file=sys.stderr)
         return 2

@@ -72,31 +72,58 @@ def main(argv: Sequence[str]) -> int:
     args = ap.parse_args(list(argv))
     try:
         scenarios = _files(args.files)
+        if not scenarios:
+            raise ValueError(f"no scenario files in {', '.join(args.files)}")
         if args.cmd == "run":
-            b = backend(args.backend)
-            results = []
-            for sc in scenarios:
-                outs = b.run(sc)
-                fmt.check_outcomes(sc, outs)
-                for i, (st, o) in enumerate(zip(sc.steps, outs, strict=True)):
-                    print(json.dumps(fmt.step_record(sc, i, st.op, o)))
-                results.append((sc, outs))
-            print(fmt.summary_line(results))
-            return fmt.exit_status(results)
-        names = [n.strip() for n in args.backends.split(",") if n.strip()]
-        # in a diff, `kernel` means the recorded runs (tests/kernel-results/), one column per kernel
-        live = [n for n in names if n != "kernel"]
-        bs = [backend(n) for n in live]
-        recorded = _recorded() if "kernel" in names else {}
-        names = live + [f"kernel-{linux}" for linux in sorted({k[0] for k in recorded})]
+            return _run(backend(args.backend), scenarios)
+        return _diff(args.backends, scenarios)
     except (OSError, ValueError) as e:
         print(f"devdax scenario: error: {e}", file=sys.stderr)
         return 2
-    disagreements = 0
-    header = f"{'scenario':42} {'step':>4} {'op':10} " + " ".join(f"{n:11}" for n in names)
-    print(header)
+
+
+def _outcomes(b: fmt.Backend, sc: fmt.Scenario) -> list[str]:
+    """One backend's outcomes; its errors name the file (a ScenarioError names the step too)."""
+    try:
+        outs = b.run(sc)
+    except fmt.ScenarioError:
+        raise
+    except (OSError, ValueError) as e:
+        raise ValueError(f"scenario {sc.file}: {type(b).__name__}: {e}") from None
+    fmt.check_outcomes(sc, outs)
+    return outs
+
+
+def _run(b: fmt.Backend, scenarios: Sequence[fmt.Scenario]) -> int:
+    """Exit 0/1 as the format says; 3 when the kernel backend could set up none of the scenarios."""
+    results = []
+    not_run = 0
     for sc in scenarios:
-        rows = [b.run(sc) for b in bs]
+        outs = _outcomes(b, sc)
+        reason = getattr(b, "skip_reason", None)
+        if reason:
+            not_run += 1
+            print(f"devdax scenario: {sc.file}: not run: {reason}", file=sys.stderr)
+        for i, (st, o) in enumerate(zip(sc.steps, outs, strict=True)):
+            print(json.dumps(fmt.step_record(sc, i, st.op, o)))
+        results.append((sc, outs))
+    print(fmt.summary_line(results))
+    return 3 if not_run == len(scenarios) else fmt.exit_status(results)
+
+
+def _diff(backends: str, scenarios: Sequence[fmt.Scenario]) -> int:
+    names = [n.strip() for n in backends.split(",") if n.strip()]
+    if not names:
+        raise ValueError(f"--backends: name at least one of {', '.join(BACKENDS)}")
+    # in a diff, `kernel` means the recorded runs (tests/kernel-results/), one column per kernel
+    live = [n for n in names if n != "kernel"]
+    bs = [backend(n) for n in live]
+    recorded = _recorded() if "kernel" in names else {}
+    names = live + [f"kernel-{linux}" for linux in sorted({k[0] for k in recorded})]
+    disagreements = 0
+    print(f"{'scenario':42} {'step':>4} {'op':10} " + " ".join(f"{n:11}" for n in names))
+    for sc in scenarios:
+        rows = [_outcomes(b, sc) for b in bs]
         for col in names[len(bs) :]:
             rec = recorded.get((col.removeprefix("kernel-"), Path(sc.file).name), {})
             rows.append([rec.get(i, "-") for i in range(len(sc.steps))])

@@ -26,6 +26,10 @@ from devdax.spec.vma import do_fork, do_mmap, do_munmap
 SLOTS = 32
 
 
+class ModelBound(ValueError):
+    """The scenario needs more files or vmas at once than the model's state has slots for."""
+
+
 @dataclass
 class _Map:
     base: int
@@ -94,7 +98,10 @@ class ModelBackend:
                 out.append("skipped")
                 failed.add(i)
                 continue
-            outcome = _step(r, st)
+            try:
+                outcome = _step(r, st)
+            except ModelBound as e:
+                raise fmt.ScenarioError(scenario.file, i, st.op, str(e)) from None
             if st.defines() and outcome != "ok":
                 failed.add(i)
             out.append(outcome)
@@ -121,7 +128,8 @@ def _open(r: _Run, st: fmt.Step) -> str:
     writable = bool({"O_RDWR", "O_WRONLY"} & st.flags)
     readable = "O_WRONLY" not in st.flags
     res = do_open(r.c, r.s, _instance(r, st.dev), writable, readable)
-    assert res is not None, "no free file slot in the model"
+    if res is None:
+        raise ModelBound(f"more than {SLOTS} files open at once (the model's bound)")
     outcome, s = res
     if outcome == "ok":
         f = next(i for i, (a, b) in enumerate(zip(r.s.files, s.files, strict=True)) if a != b)
@@ -173,7 +181,8 @@ def _mmap(r: _Run, st: fmt.Step) -> str:
         read=bool(st.prot),
     )
     res = do_mmap(r.c, r.s, f, shape)
-    assert res is not None, "no free vma slot in the model"
+    if res is None:
+        raise ModelBound(f"more than {SLOTS} vmas at once (the model's bound)")
     outcome, s = res
     if outcome == "ok":
         slots = _new_slots(r.s, s)

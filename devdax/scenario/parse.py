@@ -511,6 +511,10 @@ def load(path: str | Path) -> Scenario:
         raise ScenarioError(p.name, None, e.key, "key given twice in one JSON object") from None
     except json.JSONDecodeError as e:
         raise ScenarioError(p.name, None, "<json>", f"not valid JSON: {e}") from None
+    except RecursionError:
+        raise ScenarioError(p.name, None, "<json>", "nested too deeply to be a scenario") from None
+    except UnicodeDecodeError as e:
+        raise ScenarioError(p.name, None, "<json>", f"not UTF-8 text: {e.reason}") from None
     return parse(data, p.name)
 
 
