@@ -417,7 +417,7 @@ def run_scenario(argv: Sequence[str]) -> int:
 # ----------------------------------------------------------------------------------- all ----
 
 def run_all(a: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
-    from devdax.model.summary import jobs, render_table, run_jobs, to_json
+    from devdax.summary import jobs, render_table, run_jobs, to_json
     live = not (a.json or a.quiet) and hasattr(err, "isatty") and err.isatty()
     t0 = time.perf_counter()
 

@@ -22,6 +22,8 @@ from dataclasses import dataclass
 
 import z3
 
+# What this module takes from model/: the movers reduction of the spec's successor relation (the Z3
+# step relation is compared with the same fused steps the checker explores).
 from devdax.model.reduction import reduced_successors
 from devdax.proofs.protocol import (
     P_GONE,

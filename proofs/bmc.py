@@ -34,11 +34,16 @@ from dataclasses import dataclass, replace
 
 import z3
 
+# What proofs take from model/, and only this: the movers reduction of the successor relation (BMC
+# unrolls the same fused steps the checker explores) and the checker's trace records and renderer
+# (a BMC counterexample is printed as `devdax check` prints one).
+from devdax.model.checker import Step, Violation
+from devdax.model.reduction import reduced_successors
+from devdax.model.render import render_violation
 from devdax.proofs.agreement import Obs, abstract, layout, observe, pin, protocol_for, universe_for
 
 __all__ = ["AbstractTrace", "abstract", "bmc", "bmc_config", "bmc_obligation", "bmc_verdict", "concretize",
            "render_trace"]
-from devdax.model.reduction import reduced_successors
 from devdax.proofs.inductive import INVARIANTS, Invariant
 from devdax.proofs.protocol import Action, State
 from devdax.proofs.runner import Obligation, Status, Verdict
@@ -228,8 +233,6 @@ def concretize(c: Ctx, trace: AbstractTrace, stutters: int = 6) -> list[Transiti
 def render_trace(cfg: Config, transitions: list[Transition], label: str, reduce: bool = False) -> str:
     """The spec trace as `devdax check` prints a counterexample (model/render.py), with the broken
     invariant as spec/invariants.py reports it on the last state or step."""
-    from devdax.model.checker import Step, Violation
-    from devdax.model.render import render_violation
     from devdax.spec.invariants import INVARIANTS as SPEC
 
     c = Ctx.of(cfg)

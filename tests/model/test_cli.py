@@ -12,8 +12,7 @@ from dataclasses import replace
 
 import pytest
 
-from devdax import cli
-from devdax.model import summary
+from devdax import cli, summary
 from devdax.spec.config import Config, MmapShape
 from devdax.spec.profiles import PROFILES
 from devdax.spec.variants import VARIANTS

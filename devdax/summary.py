@@ -20,6 +20,8 @@ from dataclasses import dataclass, replace
 from typing import IO, Any
 
 from devdax.model.checker import Progress, check
+from devdax.proofs import runner
+from devdax.proofs.obligations import obligations_for
 from devdax.spec.config import Config
 from devdax.spec.ctx import Ctx
 from devdax.spec.profiles import DEFAULT_PROFILE, PROFILES
@@ -124,8 +126,6 @@ def _variant_job(name: str) -> Job:
 
 def _prove_job(p: str) -> Job:
     def run(progress: Progress | None = None) -> tuple[str, bool, int | None]:
-        from devdax.proofs import runner
-        from devdax.proofs.obligations import obligations_for
         results = runner.run(obligations_for(p, None))
         stale = runner.stale_findings(results)
         counts = runner.count(results)
