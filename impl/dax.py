@@ -1255,6 +1255,19 @@ class Vma:
 
 # ------------------------------------------------------------------------------------------ bus --
 
+def _owned(bus: DaxBus, obj: object, field: str) -> None:
+    """A region or device of ``bus``, or a ValueError naming the argument: an object of another bus
+    would be acted on under this bus's lock, against that bus's state (issue 14, class 6). A plain
+    function, not a method: icontract checks the bus invariant around every method call, and this
+    check runs before the caller takes the lock."""
+    want = DaxRegion if field == "region" else DevDax
+    if not isinstance(obj, want):
+        raise ValueError(f"{field}: expected a {want.__name__}, got {type(obj).__name__}")
+    region = obj if isinstance(obj, DaxRegion) else obj.region
+    if region.bus is not bus:
+        raise ValueError(f"{field}: {getattr(obj, 'name', obj)!s} belongs to another DaxBus")
+
+
 def _bus_problem(self: DaxBus) -> str:
     """The spec's lifetime invariants over everything the bus holds (checked after each admin and
     file operation, not inside one: a step is atomic, its insides are not): refcount_exact_all for
@@ -1301,6 +1314,16 @@ class DaxBus:
         fault, as the spec's Config.first_fault and the 4.x mm (tests that compare with the spec)."""
         if mm_first_fault is not None and mm_first_fault not in ALIGNS:
             raise ValueError(f"mm_first_fault: expected 4K, 2M or 1G, got {mm_first_fault!r}")
+        # every argument is checked before the handler process, the userfaultfd and the memfd exist:
+        # a bad one must not leave them behind (issue 14, class 5)
+        _int("workers", workers, 1, 64)
+        if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not 0 < timeout < 1e6:
+            raise ValueError(f"timeout: expected seconds in (0, 1e6), got {timeout!r}")
+        if events is not None and not callable(getattr(events, "append", None)):
+            raise ValueError(f"events: expected a list (with append) or None, got {events!r}")
+        ida_ok = all(callable(getattr(minor_ida, m, None)) for m in ("alloc", "free"))
+        if minor_ida is not None and not ida_ok:
+            raise ValueError(f"minor_ida: expected an Ida (alloc, free) or None, got {minor_ida!r}")
         self.core = VmCore(workers, timeout=timeout)
         self.core.table.t.hdr.mm_first = mm_first_fault or 0
         self._reported = {c: 0 for c, _ in HANDLER_REPORTS}
@@ -1420,6 +1443,7 @@ class DaxBus:
         device a list of (start, size) spans of the region (several ranges: modern multi-range).
         """
         _int("size", size, PAGE, 1 << 46)
+        _int("align", align)
         if align not in ALIGNS:
             raise ValueError(f"align: expected 4K, 2M or 1G, got {align!r}")
         if size % align:
@@ -1467,13 +1491,15 @@ class DaxBus:
                ) -> list[list[tuple[int, int]]]:
         if devices is None:
             devices = [size]
+        if not isinstance(devices, Sequence) or isinstance(devices, str | bytes):
+            raise ValueError(f"devices: expected a list of sizes or of span lists, got {devices!r}")
         out: list[list[tuple[int, int]]] = []
         at = 0
         for i, d in enumerate(devices):
             if isinstance(d, int) and not isinstance(d, bool):
                 sp = [(at, d)]
                 at += d
-            elif isinstance(d, Sequence) and d:
+            elif isinstance(d, Sequence) and d and all(isinstance(x, Sequence) and len(x) == 2 for x in d):
                 sp = [(_int(f"devices[{i}].start", s), _int(f"devices[{i}].size", n)) for s, n in d]
             else:
                 raise ValueError(f"devices[{i}]: expected a size or a list of (start, size)")
@@ -1481,6 +1507,13 @@ class DaxBus:
                 if n <= 0 or s % align or n % align or s + n > size:
                     raise ValueError(f"devices[{i}]: span ({s:#x}, {n:#x}) misaligned or outside the region")
             out.append(sp)
+        # the kernel's resource tree (alloc_dev_dax_range -> __request_region) refuses a range that
+        # overlaps one already claimed: two devices over the same memory cannot exist (class 7)
+        reach, owner = 0, -1  # the furthest end claimed so far, and by which device
+        for s, e, i in sorted((s, s + n, i) for i, sp in enumerate(out) for s, n in sp):
+            if s < reach:
+                raise ValueError(f"devices[{i}]: span at {s:#x} overlaps devices[{owner}] (up to {reach:#x})")
+            reach, owner = e, i
         return out
 
     def _program(self, region: DaxRegion, name: str, dev: DevDax | None = None
@@ -1539,6 +1572,7 @@ class DaxBus:
     def remove_region(self, region: DaxRegion) -> None:
         """Provider removal: the profile's remove program per device (reversed), then the region's
         devm action. Files and vmas stay; the devices release when the last of them goes."""
+        _owned(self, region, "region")
         with self._lock:
             self._check_open()
             if region.gone:
@@ -1549,6 +1583,7 @@ class DaxBus:
     def disable(self, dev: DevDax) -> DevDax:
         """Modern: unbind device_dax (dev_dax_kill, dev_dax_cdev_del); ENODEV if not bound.
         v4.10 has no driver binding: disabling is the provider's removal of the whole region."""
+        _owned(self, dev, "dev")
         with self._lock:
             self._check_open()
             if dev.region.profile.bind_cycles:
@@ -1565,6 +1600,7 @@ class DaxBus:
     def enable(self, dev: DevDax) -> DevDax:
         """Modern: bind device_dax again (cdev_add, run_dax); EBUSY if bound. v4.10: a new probe of
         the provider over the same memory and layout; returns the new instance of this device."""
+        _owned(self, dev, "dev")
         with self._lock:
             self._check_open()
             r = dev.region
@@ -1591,8 +1627,7 @@ class DaxBus:
         """open("/dev/daxX.Y", flags): chrdev_open finds the cdev through the node's cached i_cdev
         while that kobject still has a reference, else through kobj_map by devt (spec/file.py
         chrdev_lookup); ENXIO if neither. O_DIRECT is EINVAL (spec/fops.py open_flags)."""
-        if not isinstance(dev, DevDax):
-            raise ValueError(f"dev: expected a DevDax, got {type(dev).__name__}")
+        _owned(self, dev, "dev")
         _int("flags", flags, 0, (1 << 32) - 1)
         with self._lock:
             self._check_open()
