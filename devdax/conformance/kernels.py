@@ -159,10 +159,19 @@ def _deb_version(deb: Path) -> str:
 
 
 def fetch(name: str, root: Path | None = None) -> Kernel:
-    """Download (once) and unpack (once) the newest kernel of the line ``name``."""
+    """Download (once) and unpack (once) the newest kernel of the line ``name``. Anything that goes
+    wrong on the way (the archive unreachable, a full disk, a tool missing) is a FetchError, which
+    the command prints as a skip of that kernel."""
     if name not in KERNELS:
         raise ValueError(f"--kernel: expected one of {', '.join(KERNELS)} or all, got {name!r}")
-    spec = KERNELS[name]
+    try:
+        return _fetch(KERNELS[name], root or cache_dir())
+    except (OSError, subprocess.SubprocessError) as e:
+        raise FetchError(f"{name}: {e}") from None
+
+
+def _fetch(spec: KernelSpec, root: Path) -> Kernel:
+    name = spec.name
     root = root or cache_dir()
     apt = Apt(root / "apt")
     marker = root / "kernels" / f"{name}.current"
