@@ -243,5 +243,5 @@ def test_a_guest_that_never_gets_ready_is_a_boot_error(
 
 def test_a_fetch_that_cannot_write_its_cache_is_a_fetch_error() -> None:
     """A full disk or an unwritable cache is a skip of that kernel, never a traceback."""
-    with pytest.raises(kernels.FetchError, match="6.1"):
+    with pytest.raises(kernels.FetchError, match=r"6\.1"):
         kernels.fetch("6.1", Path("/proc/devdax-no-such-dir"))
