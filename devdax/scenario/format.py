@@ -206,6 +206,9 @@ from devdax.scenario.schema import (
     allowed_outcomes as allowed_outcomes,
 )
 from devdax.scenario.schema import (
+    errno_name as errno_name,
+)
+from devdax.scenario.schema import (
     format_size as format_size,
 )
 from devdax.scenario.schema import (
@@ -213,4 +216,7 @@ from devdax.scenario.schema import (
 )
 from devdax.scenario.schema import (
     parse_size as parse_size,
+)
+from devdax.scenario.schema import (
+    run_steps as run_steps,
 )

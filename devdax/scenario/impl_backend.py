@@ -22,14 +22,6 @@ from devdax.impl.vmcore import reserve
 from devdax.scenario import format as fmt
 from devdax.spec.abi import FALLOC, IOCTL, MADV, MAP, MS, O_FLAGS, PROT, SEEK, flags_of
 
-#: aliases spelled the way the spec and the scenario files spell them (errno.errorcode picks ENOTSUP)
-_SPELLING = {errno.EOPNOTSUPP: "EOPNOTSUPP", errno.EAGAIN: "EAGAIN", errno.EDEADLK: "EDEADLK"}
-
-
-def _errname(e: OSError) -> str:
-    code = e.errno or 0
-    return _SPELLING.get(code) or errno.errorcode.get(code, "EIO")
-
 
 class _Run:
     def __init__(self, bus: DaxBus, devs: list[DevDax]) -> None:
@@ -72,23 +64,15 @@ class ImplBackend:
 
     @staticmethod
     def _steps(r: _Run, scenario: fmt.Scenario) -> list[str]:
-        failed: set[int] = set()
-        out: list[str] = []
-        for i, st in enumerate(scenario.steps):
-            if fmt.OOPS in out or any(j in failed for j in scenario.depends_on[i]):
-                out.append(fmt.SKIPPED)
-                failed.add(i)
-                continue
+        def step(i: int, st: fmt.Step) -> str:
             try:
-                outcome = _HANDLERS[type(st)](r, st)
+                return _HANDLERS[type(st)](r, st)
             except OSError as e:
-                outcome = _errname(e)
+                return fmt.errno_name(e)
             except KernelBug:  # the emulated kernel detected its own oops (F1's NULL private_data)
-                outcome = fmt.OOPS
-            if st.defines() and outcome != fmt.OK:
-                failed.add(i)
-            out.append(outcome)
-        return out
+                return fmt.OOPS
+
+        return fmt.run_steps(scenario, step)
 
 
 def _undo(r: _Run) -> None:

@@ -26,8 +26,6 @@ from devdax.scenario import kernel_devices as kd
 from devdax.scenario import touch as tc
 from devdax.spec.abi import FALLOC, IOCTL, MADV, MAP, MREMAP, MS, O_FLAGS, PROT, SEEK, flags_of
 
-_SPELLING = {errno.EOPNOTSUPP: "EOPNOTSUPP", errno.EAGAIN: "EAGAIN", errno.EDEADLK: "EDEADLK"}
-
 _libc = ctypes.CDLL(None, use_errno=True)
 _libc.msync.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
 _libc.mremap.restype = ctypes.c_void_p
@@ -35,11 +33,6 @@ _libc.mremap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_size_t, ctyp
 _MAP_FAILED = ctypes.c_void_p(-1).value
 #: the step index ``report`` is given when the scenario's handles are closed and its devices destroyed
 TEARDOWN = -1
-
-
-def errname(e: OSError) -> str:
-    code = e.errno or 0
-    return _SPELLING.get(code) or errno.errorcode.get(code, "EIO")
 
 
 class _Run:
@@ -91,26 +84,22 @@ class KernelBackend:
             carver.destroy_all()
 
     def _steps(self, r: _Run, scenario: fmt.Scenario) -> list[str]:
-        failed: set[int] = set()
-        out: list[str] = []
-        for i, st in enumerate(scenario.steps):
+        def step(i: int, st: fmt.Step) -> str:
             r.detail = None
-            if any(j in failed for j in scenario.depends_on[i]):
-                outcome = fmt.SKIPPED
-            else:
-                if self.report is not None:
-                    self.report(i, None, None)
-                try:
-                    outcome = _HANDLERS[type(st)](r, st)
-                except OSError as e:
-                    outcome = errname(e)
-            if outcome == fmt.SKIPPED or (st.defines() and outcome != fmt.OK):
-                failed.add(i)
-            out.append(outcome)
-            self.details.append(r.detail)
             if self.report is not None:
-                self.report(i, outcome, r.detail)
-        return out
+                self.report(i, None, None)
+            try:
+                return _HANDLERS[type(st)](r, st)
+            except OSError as e:
+                return fmt.errno_name(e)
+
+        def after(i: int, outcome: str) -> None:
+            detail = None if outcome == fmt.SKIPPED else r.detail
+            self.details.append(detail)
+            if self.report is not None:
+                self.report(i, outcome, detail)
+
+        return fmt.run_steps(scenario, step, after)
 
 
 def _undo(r: _Run) -> None:

@@ -91,21 +91,14 @@ class ModelBackend:
     def run(self, scenario: fmt.Scenario) -> list[str]:
         c = context(scenario)
         r = _Run(c, admin.run_program(c, init(c), "probe", 0))
-        failed: set[int] = set()
-        out: list[str] = []
-        for i, st in enumerate(scenario.steps):
-            if fmt.OOPS in out or any(j in failed for j in scenario.depends_on[i]):
-                out.append("skipped")
-                failed.add(i)
-                continue
+
+        def step(i: int, st: fmt.Step) -> str:
             try:
-                outcome = _step(r, st)
+                return _step(r, st)
             except ModelBound as e:
                 raise fmt.ScenarioError(scenario.file, i, st.op, str(e)) from None
-            if st.defines() and outcome != "ok":
-                failed.add(i)
-            out.append(outcome)
-        return out
+
+        return fmt.run_steps(scenario, step)
 
 
 def _instance(r: _Run, dev: int) -> int:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import errno
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import ClassVar, Literal, Protocol, TypeAlias, runtime_checkable
 
@@ -502,6 +503,35 @@ class Backend(Protocol):
     """
 
     def run(self, scenario: Scenario) -> list[str]: ...
+
+
+#: errno aliases spelled the way the spec and the files spell them (errno.errorcode picks ENOTSUP)
+_SPELLING = {errno.EOPNOTSUPP: "EOPNOTSUPP", errno.EAGAIN: "EAGAIN", errno.EDEADLK: "EDEADLK"}
+
+
+def errno_name(e: OSError) -> str:
+    """The outcome word of a failed call: its errno's name (EIO when it has none)."""
+    code = e.errno or 0
+    return _SPELLING.get(code) or errno.errorcode.get(code, "EIO")
+
+
+def run_steps(
+    scenario: Scenario, step: Callable[[int, Step], str], after: Callable[[int, str], None] | None = None
+) -> list[str]:
+    """Every backend's step loop, so the skip rule has one home: a step that uses a handle whose
+    creating step did not succeed, and every step after an ``OOPS``, is ``skipped`` without running.
+    ``step(i, st)`` runs one step and gives its outcome; ``after(i, outcome)`` sees every outcome."""
+    failed: set[int] = set()
+    out: list[str] = []
+    for i, st in enumerate(scenario.steps):
+        blocked = OOPS in out or any(j in failed for j in scenario.depends_on[i])
+        outcome = SKIPPED if blocked else step(i, st)
+        if outcome == SKIPPED or (st.defines() and outcome != OK):
+            failed.add(i)
+        out.append(outcome)
+        if after is not None:
+            after(i, outcome)
+    return out
 
 
 def allowed_outcomes(step: Step) -> frozenset[str]:
