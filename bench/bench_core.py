@@ -54,8 +54,8 @@ def bandwidth(core: MappingCore, size: int, reps: int) -> None:
     raw = dsys.mmap(0, size, dsys.PROT_READ | dsys.PROT_WRITE, dsys.MAP_SHARED, b.fd, 0)
     buf = ctypes.create_string_buffer(size)
     dst = ctypes.addressof(buf)
-    dsys.madvise(m.addr, size, dsys.MADV_POPULATE_WRITE)      # install every unit (through the handler)
-    ctypes.memmove(raw, dst, size)                             # warm the raw mapping's PTEs too
+    dsys.madvise(m.addr, size, dsys.MADV_POPULATE_WRITE)  # install every unit (through the handler)
+    ctypes.memmove(raw, dst, size)  # warm the raw mapping's PTEs too
     # interleave core and raw in every repetition, so that drift (other tenants, frequency) hits both
     times: dict[tuple[str, str], list[float]] = {}
     for _ in range(reps):
@@ -95,11 +95,15 @@ def latency(core: MappingCore, n: int) -> None:
     ioc = core.table.latencies_ns("ioctl")
     fault, hit = statistics.median(rt), statistics.median(warm)
     print(f"fault latency over {n} 4K faults (medians):")
-    print(f"  toucher round trip   {fault / 1e3:7.1f} us (installed page: {hit / 1e3:.1f} us; "
-          f"fault service = difference {(fault - hit) / 1e3:.1f} us)")
+    print(
+        f"  toucher round trip   {fault / 1e3:7.1f} us (installed page: {hit / 1e3:.1f} us; "
+        f"fault service = difference {(fault - hit) / 1e3:.1f} us)"
+    )
     print(f"  handler decision     {statistics.median(dec) / 1e3:7.1f} us (message read -> decided)")
-    print(f"  handler ioctl        {statistics.median(ioc) / 1e3:7.1f} us (CONTINUE wall time, includes "
-          f"preemption by the woken toucher)")
+    print(
+        f"  handler ioctl        {statistics.median(ioc) / 1e3:7.1f} us (CONTINUE wall time, includes "
+        f"preemption by the woken toucher)"
+    )
     core.unmap(m)
     core.remove_device(d)
     core.close_backing(b)
@@ -131,12 +135,13 @@ def first_touch(core: MappingCore, size: int, align: int, reps: int) -> None:
             else:
                 dsys.madvise(m.addr, size, dsys.MADV_POPULATE_READ)
             core.unmap(m)
+
         return run
 
-    populate_raw()                          # warm-up: page-cache lookups, page-table pages
+    populate_raw()  # warm-up: page-cache lookups, page-table pages
     core.table.reset_stats()
     times: dict[str, list[float]] = {"pop": [], "python": [], "madvise": []}
-    for _ in range(reps):                   # interleaved, as for bandwidth
+    for _ in range(reps):  # interleaved, as for bandwidth
         for key, fn in (("pop", populate_raw), ("python", via("python")), ("madvise", via("madvise"))):
             t0 = time.perf_counter()
             fn()
@@ -144,8 +149,9 @@ def first_touch(core: MappingCore, size: int, align: int, reps: int) -> None:
     faults = core.counters()["faults"] // (2 * reps)
     t_pop, t_py, t_mp = (statistics.median(times[k]) for k in ("pop", "python", "madvise"))
     name = {K4: "4K", M2: "2M"}[align]
-    print(f"first touch {size // MiB} MiB at {name} align ({faults} handler faults per pass), "
-          f"median of {reps}:")
+    print(
+        f"first touch {size // MiB} MiB at {name} align ({faults} handler faults per pass), median of {reps}:"
+    )
     print(f"  MAP_POPULATE raw      {t_pop * 1e3:8.1f} ms")
     print(f"  python 1 load/page    {t_py * 1e3:8.1f} ms   ratio {t_py / t_pop:6.2f}x")
     print(f"  MADV_POPULATE_READ    {t_mp * 1e3:8.1f} ms   ratio {t_mp / t_pop:6.2f}x")

@@ -49,8 +49,8 @@ def bandwidth(bus: DaxBus, size: int, reps: int) -> dict[str, float]:
     raw = dsys.mmap(0, size, dsys.PROT_READ | dsys.PROT_WRITE, dsys.MAP_SHARED, fd, 0)
     buf = ctypes.create_string_buffer(size)
     dst = ctypes.addressof(buf)
-    v.madvise(0, size, 23)                                     # MADV_POPULATE_WRITE: install every unit
-    ctypes.memmove(raw, dst, size)                             # warm the raw mapping's page tables too
+    v.madvise(0, size, 23)  # MADV_POPULATE_WRITE: install every unit
+    ctypes.memmove(raw, dst, size)  # warm the raw mapping's page tables too
     times: dict[tuple[str, str], list[float]] = {}
     for _ in range(reps):
         for name, addr in (("dax", v.base), ("raw", raw)):
@@ -64,8 +64,9 @@ def bandwidth(bus: DaxBus, size: int, reps: int) -> dict[str, float]:
     for op in ("read", "write"):
         d, rw = bw[("dax", op)], bw[("raw", op)]
         out[op] = d / rw
-        print(f"  {op:5}: dax {d:6.2f} GiB/s   raw memfd {rw:6.2f} GiB/s   ratio {d / rw:.3f}"
-              "  (target >= 0.9)")
+        print(
+            f"  {op:5}: dax {d:6.2f} GiB/s   raw memfd {rw:6.2f} GiB/s   ratio {d / rw:.3f}  (target >= 0.9)"
+        )
     dsys.munmap(raw, size)
     v.munmap()
     f.close()
@@ -90,10 +91,14 @@ def latency(bus: DaxBus, n: int) -> None:
     dec = bus.core.table.latencies_ns("decide")
     a, b = statistics.median(first), statistics.median(again)
     print(f"fault latency: {n} 4K units, medians")
-    print(f"  Vma.touch first touch   {a / 1e3:7.1f} us   installed unit {b / 1e3:.1f} us   "
-          f"fault service (difference) {(a - b) / 1e3:.1f} us")
-    print(f"  handler decision        {statistics.median(dec) / 1e3:7.1f} us (message read -> decided, "
-          "inside the read section)")
+    print(
+        f"  Vma.touch first touch   {a / 1e3:7.1f} us   installed unit {b / 1e3:.1f} us   "
+        f"fault service (difference) {(a - b) / 1e3:.1f} us"
+    )
+    print(
+        f"  handler decision        {statistics.median(dec) / 1e3:7.1f} us (message read -> decided, "
+        "inside the read section)"
+    )
     v.munmap()
     f.close()
     bus.remove_region(r)
@@ -122,6 +127,7 @@ def first_touch(bus: DaxBus, size: int, align: int, reps: int) -> float:
                 dsys.madvise(v.base, size, dsys.MADV_POPULATE_READ)
             v.munmap()
             f.close()
+
         return run
 
     populate_raw()
@@ -135,8 +141,10 @@ def first_touch(bus: DaxBus, size: int, align: int, reps: int) -> float:
     faults = bus.core.counters()["faults"] // (2 * reps)
     tp, tm, ty = (statistics.median(times[k]) for k in ("pop", "madvise", "python"))
     name = {K4: "4K", M2: "2M"}[align]
-    print(f"first touch of {size // MiB} MiB at {name} align ({faults} handler faults per pass), "
-          f"median of {reps}")
+    print(
+        f"first touch of {size // MiB} MiB at {name} align ({faults} handler faults per pass), "
+        f"median of {reps}"
+    )
     print(f"  MAP_POPULATE raw memfd     {tp * 1e3:8.1f} ms")
     print(f"  dax MADV_POPULATE_READ     {tm * 1e3:8.1f} ms   ratio {tm / tp:6.2f}x  (target <= 2x at 2M)")
     print(f"  dax python load per page   {ty * 1e3:8.1f} ms   ratio {ty / tp:6.2f}x")

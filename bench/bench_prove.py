@@ -63,11 +63,17 @@ def main(argv: list[str]) -> int:
         totals[prof] = sum(r.verdict.seconds for r in results)
         for r in results:
             rows.setdefault(r.obligation.name, {})[prof] = r
-    word = {runner.Status.PROVED: "ok", runner.Status.VIOLATED: "FAIL", runner.Status.FINDING: "finding",
-            runner.Status.UNKNOWN: "UNKNOWN"}
+    word = {
+        runner.Status.PROVED: "ok",
+        runner.Status.VIOLATED: "FAIL",
+        runner.Status.FINDING: "finding",
+        runner.Status.UNKNOWN: "UNKNOWN",
+    }
     name_w = max(len(n) for n in rows)
-    print(f"# devdax prove timings: python {platform.python_version()}, {os.cpu_count()} cpus, "
-          f"timeout {args.timeout:g}s")
+    print(
+        f"# devdax prove timings: python {platform.python_version()}, {os.cpu_count()} cpus, "
+        f"timeout {args.timeout:g}s"
+    )
     sep = " | " if args.markdown else "  "
     head = sep.join([f"{'obligation':<{name_w}}", *(f"{p:>16}" for p in args.profile)])
     print(f"| {head} |" if args.markdown else head)
@@ -77,8 +83,11 @@ def main(argv: list[str]) -> int:
         cells = []
         for prof in args.profile:
             got = by.get(prof)
-            cells.append(f"{'-':>16}" if got is None else
-                         f"{word[got.verdict.status] + f' {got.verdict.seconds:7.3f}s':>16}")
+            cells.append(
+                f"{'-':>16}"
+                if got is None
+                else f"{word[got.verdict.status] + f' {got.verdict.seconds:7.3f}s':>16}"
+            )
         line = sep.join([f"{name:<{name_w}}", *cells])
         print(f"| {line} |" if args.markdown else line)
     tot = sep.join([f"{'total':<{name_w}}", *(f"{totals[p]:15.2f}s" for p in args.profile)])
@@ -118,8 +127,16 @@ print(f"D {res.states} {res.depth} {time.process_time():.1f} {rss} {int(res.comp
 def explicit(cpus: int, faults: int, units: int, cap: float, variant: str | None = None) -> str:
     """`devdax check` (symmetry + movers) on the same race, in a child process stopped after ``cap``
     seconds: 'states, BFS depth, CPU s, peak MB', or how far it got."""
-    args = [sys.executable, "-c", _EXPLICIT, str(cpus), str(faults), str(units), variant or "",
-            "1" if variant else "0"]
+    args = [
+        sys.executable,
+        "-c",
+        _EXPLICIT,
+        str(cpus),
+        str(faults),
+        str(units),
+        variant or "",
+        "1" if variant else "0",
+    ]
     try:
         out = subprocess.run(args, capture_output=True, text=True, timeout=cap, check=False).stdout
         done = True
@@ -135,12 +152,14 @@ def explicit(cpus: int, faults: int, units: int, cap: float, variant: str | None
     if done and last[0] == "D":
         what = "complete" if last[5] == "1" else f"stopped at {last[6]}"
         return f"{states:,} states, BFS depth {depth}, {cpu_s:.1f} CPU s, {mb} MB ({what})"
-    return (f"NOT finished in {cap:g} s wall: {states:,}+ states, BFS depth {depth}, {cpu_s:.1f} CPU s, "
-            f"{mb} MB")
+    return (
+        f"NOT finished in {cap:g} s wall: {states:,}+ states, BFS depth {depth}, {cpu_s:.1f} CPU s, {mb} MB"
+    )
 
 
-def timed_bmc(cfg: Config, depth: int, encoding: str, cap: float, fused: bool = False
-              ) -> tuple[str, float | None]:
+def timed_bmc(
+    cfg: Config, depth: int, encoding: str, cap: float, fused: bool = False
+) -> tuple[str, float | None]:
     """(verdict word, seconds or None when the cap ran out) of bmc() from depth 0 to ``depth``."""
     c = Ctx.of(cfg)
     t0 = time.perf_counter()
@@ -160,10 +179,14 @@ def full_depth(cfg: Config) -> int:
 
 
 def bmc_table(depths: list[int], repeat: int, old_cap: float, new_cap: float, explicit_cap: float) -> None:
-    print(f"# BMC of the v4.10 race (first fault pmd): {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} "
-          f"UTC, python {platform.python_version()}, nproc {os.cpu_count()}, load {os.getloadavg()[0]:.1f}")
-    print("| CPUs x faults x units | explicit `devdax check` | full run steps | depth | scalar s | "
-          "array s | array / scalar | fused scalar s |")
+    print(
+        f"# BMC of the v4.10 race (first fault pmd): {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} "
+        f"UTC, python {platform.python_version()}, nproc {os.cpu_count()}, load {os.getloadavg()[0]:.1f}"
+    )
+    print(
+        "| CPUs x faults x units | explicit `devdax check` | full run steps | depth | scalar s | "
+        "array s | array / scalar | fused scalar s |"
+    )
     print("|---|---|---:|---:|---:|---:|---:|---:|")
     for cpus, faults, units in BMC_CONFIGS:
         cfg = bmc_config("v4.10", None, cpus, faults, units)
@@ -177,13 +200,19 @@ def bmc_table(depths: list[int], repeat: int, old_cap: float, new_cap: float, ex
                     break
             new = None if None in runs else statistics.median([r for r in runs if r is not None])
             word_old, old = timed_bmc(cfg, d, "array", old_cap) if new is not None else ("-", None)
-            ratio = f"{old / new:.1f}x" if old is not None and new else (
-                f"> {old_cap / new:.1f}x" if new else "-")
+            ratio = (
+                f"{old / new:.1f}x"
+                if old is not None and new
+                else (f"> {old_cap / new:.1f}x" if new else "-")
+            )
             _word, fused = timed_bmc(cfg, d, "scalar", new_cap, fused=True)
-            print(f"| {cpus} x {faults} x {units} | {ex} | {full_depth(cfg)} | {d} | "
-                  f"{f'{new:.2f}' if new is not None else f'> {new_cap:g}'} | "
-                  f"{f'{old:.2f}' if old is not None else word_old} | {ratio} | "
-                  f"{f'{fused:.2f}' if fused is not None else f'> {new_cap:g}'} |", flush=True)
+            print(
+                f"| {cpus} x {faults} x {units} | {ex} | {full_depth(cfg)} | {d} | "
+                f"{f'{new:.2f}' if new is not None else f'> {new_cap:g}'} | "
+                f"{f'{old:.2f}' if old is not None else word_old} | {ratio} | "
+                f"{f'{fused:.2f}' if fused is not None else f'> {new_cap:g}'} |",
+                flush=True,
+            )
             ex = '"'
             if new is None or new > new_cap / 2 or fused is None or fused > new_cap / 2:
                 break
@@ -200,9 +229,12 @@ def variant_table(cpus: int, faults: int, units: int, depth: int, cap: float, ex
         status, trace, note = bmc(c, depth, cap)
         dt = time.perf_counter() - t0
         steps = concretize(c, trace) if trace is not None else None
-        print(f"| {name} | {trace.invariant if trace else status.name + ' ' + note} | "
-              f"{len(trace.steps) if trace else '-'} | {dt:.2f} | {len(steps) if steps else '-'} | "
-              f"{explicit(cpus, faults, units, explicit_cap, name)} |", flush=True)
+        print(
+            f"| {name} | {trace.invariant if trace else status.name + ' ' + note} | "
+            f"{len(trace.steps) if trace else '-'} | {dt:.2f} | {len(steps) if steps else '-'} | "
+            f"{explicit(cpus, faults, units, explicit_cap, name)} |",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

@@ -64,6 +64,7 @@ class Parser(argparse.ArgumentParser):
 
 # --------------------------------------------------------------------------- value types ----
 
+
 def _count(text: str) -> int:
     try:
         n = int(text, 0)
@@ -105,8 +106,14 @@ def _variant(text: str) -> str:
 
 #: bound options -> Config fields (None: not given, keep the base configuration's value)
 BOUNDS = ("devices", "files", "vmas", "cpus", "faults", "units", "ranges", "generations", "binds")
-FLAGS = {"fork": "fork", "rdonly": "open_rdonly", "munmap_parts": "munmap_parts",
-         "add_failure": "add_failure", "race": "race", "syscalls": "syscalls"}
+FLAGS = {
+    "fork": "fork",
+    "rdonly": "open_rdonly",
+    "munmap_parts": "munmap_parts",
+    "add_failure": "add_failure",
+    "race": "race",
+    "syscalls": "syscalls",
+}
 
 
 BOUND_HELP = {
@@ -130,31 +137,49 @@ def _option_of(field: str) -> str:
 
 # ------------------------------------------------------------------------------- parser ----
 
+
 def parser() -> Parser:
-    p = Parser(prog="devdax", description="Executable reference semantics of Linux device-DAX lifetime.",
-               epilog=EPILOG)
+    p = Parser(
+        prog="devdax",
+        description="Executable reference semantics of Linux device-DAX lifetime.",
+        epilog=EPILOG,
+    )
     sub = p.add_subparsers(dest="cmd", metavar="COMMAND", parser_class=Parser)
 
-    c = sub.add_parser("check", help="explore every interleaving of a bounded configuration", epilog=EPILOG,
-                       description="Breadth-first exploration of every interleaving; prints the shortest "
-                                   "counterexample of each violated invariant.")
-    c.add_argument("--profile", type=_profile, help=f"kernel profile (default {DEFAULT_PROFILE}): "
-                   + ", ".join(PROFILES))
+    c = sub.add_parser(
+        "check",
+        help="explore every interleaving of a bounded configuration",
+        epilog=EPILOG,
+        description="Breadth-first exploration of every interleaving; prints the shortest "
+        "counterexample of each violated invariant.",
+    )
+    c.add_argument(
+        "--profile", type=_profile, help=f"kernel profile (default {DEFAULT_PROFILE}): " + ", ".join(PROFILES)
+    )
     c.add_argument("--variant", type=_variant, help="a named bug variant (see `devdax variants`)")
     g = c.add_argument_group("bounds (override the profile's or the variant's configuration)")
     for b in BOUNDS:
         g.add_argument(f"--{b}", type=_count, metavar="N", help=BOUND_HELP[b])
     g.add_argument("--align", type=_align, metavar="4K|2M|1G", help="the region's alignment")
-    g.add_argument("--device-aligns", type=_aligns, metavar="A,B,..",
-                   help="modern: each device's own align (dev_dax->align), one per device")
-    g.add_argument("--first-fault", type=_fault_size, metavar="pte|pmd|pud",
-                   help="the size the mm asks for first")
+    g.add_argument(
+        "--device-aligns",
+        type=_aligns,
+        metavar="A,B,..",
+        help="modern: each device's own align (dev_dax->align), one per device",
+    )
+    g.add_argument(
+        "--first-fault", type=_fault_size, metavar="pte|pmd|pud", help="the size the mm asks for first"
+    )
     g.add_argument("--fork", action="store_true", default=None, help="fork(2) and MADV_DONTFORK")
     g.add_argument("--rdonly", action="store_true", default=None, help="also open O_RDONLY")
     g.add_argument("--munmap-parts", action="store_true", default=None, help="partial munmap (splits)")
     g.add_argument("--add-failure", action="store_true", default=None, help="device_add may fail")
-    g.add_argument("--race", action="store_true", default=None,
-                   help="the fault-vs-teardown race alone: start probed, opened and mapped")
+    g.add_argument(
+        "--race",
+        action="store_true",
+        default=None,
+        help="the fault-vs-teardown race alone: start probed, opened and mapped",
+    )
     g.add_argument("--syscalls", action="store_true", default=None, help="read/ioctl self-loops")
     c.add_argument("--no-symmetry", action="store_true", help="no symmetry reduction")
     c.add_argument("--no-reduction", action="store_true", help="no movers reduction of fault steps")
@@ -171,8 +196,11 @@ def parser() -> Parser:
     sub.add_parser("prove", help="Z3 proofs (devdax prove --help)", add_help=False)
     sub.add_parser("scenario", help="conformance scenarios (devdax scenario --help)", add_help=False)
 
-    a = sub.add_parser("all", help="every model check, variant and proof, with a summary table",
-                       epilog="exit status: 0 iff every job met its expectation, 1 otherwise")
+    a = sub.add_parser(
+        "all",
+        help="every model check, variant and proof, with a summary table",
+        epilog="exit status: 0 iff every job met its expectation, 1 otherwise",
+    )
     a.add_argument("--json", action="store_true")
     a.add_argument("--skip-prove", action="store_true")
     a.add_argument("--quiet", action="store_true", help="no progress lines")
@@ -180,6 +208,7 @@ def parser() -> Parser:
 
 
 # ------------------------------------------------------------------------------- output ----
+
 
 class ProgressLine:
     """The live line on stderr while a run explores: states, states/s, frontier and depth. Drawn
@@ -197,8 +226,10 @@ class ProgressLine:
         if not self.enabled:
             return
         rate = states / seconds if seconds > 0 else 0.0
-        self.stream.write(f"\r\x1b[2K{self.label}  {states:>10,} states  {rate:>9,.0f} states/s  "
-                          f"frontier {frontier:>9,}  depth {depth:>3}  {seconds:6.1f} s")
+        self.stream.write(
+            f"\r\x1b[2K{self.label}  {states:>10,} states  {rate:>9,.0f} states/s  "
+            f"frontier {frontier:>9,}  depth {depth:>3}  {seconds:6.1f} s"
+        )
         self.stream.flush()
         self.drawn = True
 
@@ -209,9 +240,11 @@ class ProgressLine:
 
 
 def stats_line(res: Result) -> str:
-    return (f"{res.states:,} states, {res.transitions:,} transitions, depth {res.depth}, "
-            f"{res.seconds:.2f} s ({res.states_per_second:,.0f} states/s)"
-            + ("" if res.complete else "; INCOMPLETE: --max-states reached"))
+    return (
+        f"{res.states:,} states, {res.transitions:,} transitions, depth {res.depth}, "
+        f"{res.seconds:.2f} s ({res.states_per_second:,.0f} states/s)"
+        + ("" if res.complete else "; INCOMPLETE: --max-states reached")
+    )
 
 
 def _emit(text: str, out: IO[str]) -> None:
@@ -219,6 +252,7 @@ def _emit(text: str, out: IO[str]) -> None:
 
 
 # -------------------------------------------------------------------------------- check ----
+
 
 def build_config(a: argparse.Namespace) -> tuple[Config, bool]:
     """The configuration to check, and whether it is the one the profile/variant names itself."""
@@ -255,65 +289,115 @@ def run_check(a: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
     ctx = Ctx.of(cfg)
     show = not (a.json or a.quiet)
     progress = ProgressLine(err) if show else None
-    res = check(ctx, symmetry=not a.no_symmetry, reduce=not a.no_reduction, max_states=a.max_states,
-                progress=progress)
+    res = check(
+        ctx, symmetry=not a.no_symmetry, reduce=not a.no_reduction, max_states=a.max_states, progress=progress
+    )
     if progress is not None:
         progress.done()
     if a.variant is not None:
         return _variant_verdict(a, cfg, res, out)
-    return _profile_verdict(cfg, own, res, out, json_out=a.json, quiet=a.quiet,
-                            symmetry=not a.no_symmetry, reduce=not a.no_reduction)
+    return _profile_verdict(
+        cfg,
+        own,
+        res,
+        out,
+        json_out=a.json,
+        quiet=a.quiet,
+        symmetry=not a.no_symmetry,
+        reduce=not a.no_reduction,
+    )
 
 
 def _variant_verdict(a: argparse.Namespace, cfg: Config, res: Result, out: IO[str]) -> int:
     from devdax.model.itf import result_json
+
     v = VARIANTS[a.variant]
     caught = [n for n in v.breaks if n in res.violations]
     code = EXIT_VIOLATION if res.violations else EXIT_PASS
     if a.json:
         verdict = "violation" if res.violations else ("pass" if res.complete else "incomplete")
-        doc = result_json(verdict=verdict, cfg=cfg, res=res, profile=v.base.name, variant=v.name,
-                          documented={}, source=f"devdax check --variant {v.name}",
-                          extra={"breaks": list(v.breaks), "caught": caught})
+        doc = result_json(
+            verdict=verdict,
+            cfg=cfg,
+            res=res,
+            profile=v.base.name,
+            variant=v.name,
+            documented={},
+            source=f"devdax check --variant {v.name}",
+            extra={"breaks": list(v.breaks), "caught": caught},
+        )
         _emit(json.dumps(doc, indent=1), out)
         return code
     if a.quiet:
-        _emit(f"variant {v.name}: " + (f"caught: {', '.join(caught)}" if caught else
-                                        "violation: " + ", ".join(res.violations) if res.violations
-                                        else "not caught"), out)
+        _emit(
+            f"variant {v.name}: "
+            + (
+                f"caught: {', '.join(caught)}"
+                if caught
+                else "violation: " + ", ".join(res.violations)
+                if res.violations
+                else "not caught"
+            ),
+            out,
+        )
         return code
     _emit(variant_report(v, cfg, res, symmetry=not a.no_symmetry, reduce=not a.no_reduction), out)
     _emit(stats_line(res), out)
     return code
 
 
-def _profile_verdict(cfg: Config, own: bool, res: Result, out: IO[str], *, json_out: bool,
-                     quiet: bool, symmetry: bool = True, reduce: bool = True) -> int:
+def _profile_verdict(
+    cfg: Config,
+    own: bool,
+    res: Result,
+    out: IO[str],
+    *,
+    json_out: bool,
+    quiet: bool,
+    symmetry: bool = True,
+    reduce: bool = True,
+) -> int:
     from devdax.model.itf import result_json
+
     prof = Ctx.of(cfg).prof
     findings = prof.findings
     violated = set(res.violations)
     undocumented = sorted(violated - set(findings))
-    elsewhere = finding_configs(prof.name) if own else {}     # reproduced in their own configuration
+    elsewhere = finding_configs(prof.name) if own else {}  # reproduced in their own configuration
     missing = sorted(set(findings) - violated - set(elsewhere))
     missing_fails = own and res.complete
     failed = bool(undocumented) or (bool(missing) and missing_fails)
     verdict = "violation" if failed else ("pass" if res.complete else "incomplete")
     code = EXIT_VIOLATION if failed else EXIT_PASS
     if json_out:
-        doc = result_json(verdict=verdict, cfg=cfg, res=res, profile=prof.name, variant=None,
-                          documented=findings, source=f"devdax check --profile {prof.name}",
-                          extra={"documented_findings": {k: {"reason": r, "reproduced": k in violated}
-                                                         for k, r in findings.items()},
-                                 "undocumented": undocumented, "not_reproduced": missing})
+        doc = result_json(
+            verdict=verdict,
+            cfg=cfg,
+            res=res,
+            profile=prof.name,
+            variant=None,
+            documented=findings,
+            source=f"devdax check --profile {prof.name}",
+            extra={
+                "documented_findings": {
+                    k: {"reason": r, "reproduced": k in violated} for k, r in findings.items()
+                },
+                "undocumented": undocumented,
+                "not_reproduced": missing,
+            },
+        )
         _emit(json.dumps(doc, indent=1), out)
         return code
     lines: list[str] = []
     if not quiet:
         lines += [f"devdax check: profile {prof.name}: {prof.summary}", f"  config: {cfg.describe()}"]
         if not own:
-            lines += pack(f"  bounds differ from the profile's default; as Python: {config_source(cfg)}", "",
-                          "    ", " ")
+            lines += pack(
+                f"  bounds differ from the profile's default; as Python: {config_source(cfg)}",
+                "",
+                "    ",
+                " ",
+            )
     reproduced = [n for n in findings if n in violated]
     if reproduced and not quiet:
         lines.append(f"documented findings ({len(reproduced)}), reproduced as expected:")
@@ -321,8 +405,10 @@ def _profile_verdict(cfg: Config, own: bool, res: Result, out: IO[str], *, json_
             lines += [f"  {n}: {findings[n]}", f"    shortest trace: {summary_line(res.violations[n])}"]
     for n, where in elsewhere.items():
         if n not in violated and not quiet:
-            lines.append(f"documented finding {n}: out of reach of the default bounds; reproduced with "
-                         f"{where.describe()} (devdax all checks it)")
+            lines.append(
+                f"documented finding {n}: out of reach of the default bounds; reproduced with "
+                f"{where.describe()} (devdax all checks it)"
+            )
     for n in missing:
         word = "no longer reproduced" if missing_fails else "not reached with these bounds"
         lines.append(f"documented finding {word}: {n} ({findings[n]})")
@@ -334,19 +420,22 @@ def _profile_verdict(cfg: Config, own: bool, res: Result, out: IO[str], *, json_
         others = "other " if violated else ""
         lines.append(f"all {holding} {others}invariants hold over {res.states:,} states")
     else:
-        lines.append(f"no violation of the {holding} other invariants in the first {res.states:,} states "
-                     "(--max-states: not exhaustive)")
+        lines.append(
+            f"no violation of the {holding} other invariants in the first {res.states:,} states "
+            "(--max-states: not exhaustive)"
+        )
     if not findings:
         passed = "pass"
     elif not missing:
         passed = "pass (exactly the documented findings)"
     else:
         passed = f"pass ({len(reproduced)} of {len(findings)} documented findings reached, none undocumented)"
-    what = {"pass": passed,
-            "violation": f"violation ({len(undocumented)} undocumented"
-                         + (f", {len(missing)} documented finding(s) not reproduced)" if missing_fails
-                            and missing else ")"),
-            "incomplete": "incomplete (no undocumented violation found)"}[verdict]
+    what = {
+        "pass": passed,
+        "violation": f"violation ({len(undocumented)} undocumented"
+        + (f", {len(missing)} documented finding(s) not reproduced)" if missing_fails and missing else ")"),
+        "incomplete": "incomplete (no undocumented violation found)",
+    }[verdict]
     lines.append(f"verdict: {what}")
     if not quiet:
         lines.append(stats_line(res))
@@ -356,39 +445,59 @@ def _profile_verdict(cfg: Config, own: bool, res: Result, out: IO[str], *, json_
 
 # ----------------------------------------------------------------------------- variants ----
 
+
 def run_variants(a: argparse.Namespace, out: IO[str]) -> int:
     rows = []
     for v in VARIANTS.values():
         cfg = variant_config(v)
-        rows.append({"name": v.name, "profile": v.base.name, "title": v.title, "source": v.source,
-                     "config": config_brief(cfg), "breaks": list(v.breaks)})
+        rows.append(
+            {
+                "name": v.name,
+                "profile": v.base.name,
+                "title": v.title,
+                "source": v.source,
+                "config": config_brief(cfg),
+                "breaks": list(v.breaks),
+            }
+        )
     if a.json:
         _emit(json.dumps(rows, indent=1), out)
         return EXIT_PASS
     from rich.console import Console
     from rich.table import Table
+
     t = Table(title="devdax variants (devdax check --variant NAME; devdax explain NAME)", show_lines=True)
     for col in ("name", "profile", "title", "source", "config", "breaks"):
         t.add_column(col, overflow="fold")
     for r in rows:
-        t.add_row(str(r["name"]), str(r["profile"]), str(r["title"]), str(r["source"]),
-                  str(r["config"]),
-                  ", ".join(r["breaks"]))
+        t.add_row(
+            str(r["name"]),
+            str(r["profile"]),
+            str(r["title"]),
+            str(r["source"]),
+            str(r["config"]),
+            ", ".join(r["breaks"]),
+        )
     Console(file=out, width=160, soft_wrap=False).print(t)
     return EXIT_PASS
 
 
 # ------------------------------------------------------------------------------ explain ----
 
+
 def run_explain(a: argparse.Namespace, out: IO[str]) -> int:
     import difflib
 
     from devdax.model.docgen import catalog, explain
+
     text = explain(a.name)
     if text is None:
         near = difflib.get_close_matches(a.name, list(catalog()), n=3)
-        hint = f"; did you mean {' or '.join(near)}?" if near else \
-            "; try an invariant, a variant, a profile, an action or an admin step"
+        hint = (
+            f"; did you mean {' or '.join(near)}?"
+            if near
+            else "; try an invariant, a variant, a profile, an action or an admin step"
+        )
         raise UsageError(f"explain: unknown name {a.name!r}{hint}")
     _emit(text, out)
     return EXIT_PASS
@@ -396,19 +505,22 @@ def run_explain(a: argparse.Namespace, out: IO[str]) -> int:
 
 # ------------------------------------------------------------------------------ delegates ----
 
+
 def run_prove(argv: Sequence[str]) -> int:
     from devdax.proofs.cli import main as prove_main
+
     return int(prove_main(list(argv)))
 
 
 def run_scenario(argv: Sequence[str]) -> int:
     import importlib
     import importlib.util
+
     try:
         present = importlib.util.find_spec("devdax.scenario.cli") is not None
     except ModuleNotFoundError:
         present = False
-    if not present:                  # absent, not broken: a broken module should show its traceback
+    if not present:  # absent, not broken: a broken module should show its traceback
         raise UsageError("scenario: devdax.scenario.cli is not available in this tree")
     mod = importlib.import_module("devdax.scenario.cli")
     return int(mod.main(list(argv)))
@@ -416,8 +528,10 @@ def run_scenario(argv: Sequence[str]) -> int:
 
 # ----------------------------------------------------------------------------------- all ----
 
+
 def run_all(a: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
     from devdax.summary import jobs, render_table, run_jobs, to_json
+
     live = not (a.json or a.quiet) and hasattr(err, "isatty") and err.isatty()
     t0 = time.perf_counter()
 
@@ -442,6 +556,7 @@ def run_all(a: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
 
 # ---------------------------------------------------------------------------------- main ----
 
+
 def _main(argv: Sequence[str] | None = None, out: IO[str] | None = None, err: IO[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     out = out or sys.stdout
@@ -452,9 +567,10 @@ def _main(argv: Sequence[str] | None = None, out: IO[str] | None = None, err: IO
             try:
                 if args[0] == "conformance":
                     from devdax.conformance.cli import main as conformance_main
+
                     return int(conformance_main(args[1:]))
                 return run_prove(args[1:]) if args[0] == "prove" else run_scenario(args[1:])
-            except SystemExit as exc:            # their argparse exits on --help
+            except SystemExit as exc:  # their argparse exits on --help
                 return exc.code if isinstance(exc.code, int) else EXIT_USAGE
         a = parser().parse_args(args)
         if a.cmd is None:
@@ -484,8 +600,9 @@ def main(argv: Sequence[str] | None = None, out: IO[str] | None = None, err: IO[
     except Exception as exc:  # the last resort, by design
         if os.environ.get("DEVDAX_TRACEBACK"):
             raise
-        (err or sys.stderr).write(f"devdax: internal error: {type(exc).__name__}: {exc} "
-                                  "(DEVDAX_TRACEBACK=1 shows where)\n")
+        (err or sys.stderr).write(
+            f"devdax: internal error: {type(exc).__name__}: {exc} (DEVDAX_TRACEBACK=1 shows where)\n"
+        )
         return EXIT_USAGE
 
 

@@ -87,6 +87,7 @@ def _finding_job(p: str, name: str, cfg: Config) -> Job:
         if name in got and not extra:
             return f"reproduced ({len(res.violations[name].trace)} steps)", True, res.states
         return _mismatch(extra, [] if name in got else [name]), False, res.states
+
     return Job(f"check {p} finding {name}", "reproduced", run)
 
 
@@ -96,6 +97,7 @@ def _pass_job(name: str, cfg: Config) -> Job:
         if res.violations:
             return "violated: " + ", ".join(sorted(res.violations)), False, res.states
         return "all invariants hold", res.complete, res.states
+
     return Job(name, "pass", run)
 
 
@@ -121,6 +123,7 @@ def _variant_job(name: str) -> Job:
             steps = min(len(res.violations[b].trace) for b in caught)
             return f"caught: {', '.join(caught)} ({steps} steps)", True, res.states
         return "NOT CAUGHT", False, res.states
+
     return Job(f"variant {name}", "caught: " + " or ".join(v.breaks), run)
 
 
@@ -132,12 +135,16 @@ def _prove_job(p: str) -> Job:
         text = f"{counts[runner.Status.PROVED]}/{len(results)} proved"
         if counts[runner.Status.FINDING]:
             text += f", {_findings(counts[runner.Status.FINDING])}"
-        bad = [f"{r.obligation.name} {r.verdict.status.value}" for r in results
-               if r.verdict.status in (runner.Status.VIOLATED, runner.Status.UNKNOWN)]
+        bad = [
+            f"{r.obligation.name} {r.verdict.status.value}"
+            for r in results
+            if r.verdict.status in (runner.Status.VIOLATED, runner.Status.UNKNOWN)
+        ]
         bad += [f"finding {k} no longer reproduced" for k in stale]
         if bad:
             text += "; " + ", ".join(bad)
         return text, runner.exit_status(results, stale) == runner.EXIT_PROVED, None
+
     return Job(f"prove {p}", "proved (or a documented finding)", run)
 
 
@@ -153,8 +160,11 @@ def jobs(*, prove: bool = True) -> list[Job]:
     return out
 
 
-def run_jobs(todo: list[Job], on_start: Callable[[str], None] | None = None,
-             progress: Callable[[str], Progress] | None = None) -> list[Row]:
+def run_jobs(
+    todo: list[Job],
+    on_start: Callable[[str], None] | None = None,
+    progress: Callable[[str], Progress] | None = None,
+) -> list[Row]:
     """Run every job; on_start(name) before each, and progress(name) gives the callback the
     checker reports states/frontier/depth to while that job explores."""
     rows = []
@@ -164,7 +174,7 @@ def run_jobs(todo: list[Job], on_start: Callable[[str], None] | None = None,
         t0 = time.perf_counter()
         try:
             text, ok, states = j.run(progress(j.name) if progress is not None else None)
-        except Exception as exc:          # a crashing job is a failed job, not a crashed table
+        except Exception as exc:  # a crashing job is a failed job, not a crashed table
             text, ok, states = f"error: {type(exc).__name__}: {exc}", False, None
         rows.append(Row(j.name, j.expectation, text, ok, states, time.perf_counter() - t0))
     return rows
@@ -173,6 +183,7 @@ def run_jobs(todo: list[Job], on_start: Callable[[str], None] | None = None,
 def render_table(rows: list[Row], seconds: float, out: IO[str]) -> None:
     from rich.console import Console
     from rich.table import Table
+
     t = Table(title="devdax all")
     t.add_column("job")
     t.add_column("expectation", overflow="fold")
@@ -181,8 +192,14 @@ def render_table(rows: list[Row], seconds: float, out: IO[str]) -> None:
     t.add_column("states", justify="right")
     t.add_column("seconds", justify="right")
     for r in rows:
-        t.add_row(r.job, r.expectation, r.result, "ok" if r.ok else "FAIL",
-                  f"{r.states:,}" if r.states is not None else "-", f"{r.seconds:.2f}")
+        t.add_row(
+            r.job,
+            r.expectation,
+            r.result,
+            "ok" if r.ok else "FAIL",
+            f"{r.states:,}" if r.states is not None else "-",
+            f"{r.seconds:.2f}",
+        )
     con = Console(file=out, width=160)
     con.print(t)
     met = sum(r.ok for r in rows)
@@ -191,6 +208,18 @@ def render_table(rows: list[Row], seconds: float, out: IO[str]) -> None:
 
 
 def to_json(rows: list[Row], seconds: float) -> dict[str, Any]:
-    return {"result": "pass" if all(r.ok for r in rows) else "fail", "seconds": round(seconds, 2),
-            "jobs": [{"job": r.job, "expectation": r.expectation, "result": r.result, "ok": r.ok,
-                      "states": r.states, "seconds": round(r.seconds, 3)} for r in rows]}
+    return {
+        "result": "pass" if all(r.ok for r in rows) else "fail",
+        "seconds": round(seconds, 2),
+        "jobs": [
+            {
+                "job": r.job,
+                "expectation": r.expectation,
+                "result": r.result,
+                "ok": r.ok,
+                "states": r.states,
+                "seconds": round(r.seconds, 3),
+            }
+            for r in rows
+        ],
+    }

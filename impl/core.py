@@ -75,7 +75,7 @@ class Backing:
 
     fd: int
     size: int
-    path: str | None          # None: anonymous memfd (dies with the last fd); else a persistent file
+    path: str | None  # None: anonymous memfd (dies with the last fd); else a persistent file
     closed: bool = False
 
 
@@ -101,8 +101,8 @@ class Mapping:
     prot: int
     vma_idx: int
     pieces: tuple[Piece, ...]
-    mode: str                 # "uffd" | "prefault"
-    revoked: bool = False     # prefault mode only: pieces replaced by the empty memfd (device dead)
+    mode: str  # "uffd" | "prefault"
+    revoked: bool = False  # prefault mode only: pieces replaced by the empty memfd (device dead)
     closed: bool = False
 
     @property
@@ -142,8 +142,9 @@ class MappingCore:
     ``with``) returns every fd, mapping, thread and the handler process.
     """
 
-    def __init__(self, workers: int = 2, policy: str | None = None, *, event_fork: bool = True,
-                 timeout: float = 10.0) -> None:
+    def __init__(
+        self, workers: int = 2, policy: str | None = None, *, event_fork: bool = True, timeout: float = 10.0
+    ) -> None:
         self._lock = threading.RLock()
         self._ctl_lock = threading.Lock()
         self.timeout = timeout
@@ -157,14 +158,15 @@ class MappingCore:
         self._proc: subprocess.Popen[bytes] | None = None
         self._ctl: socket.socket | None = None
         self._table_addr = 0
-        self.broken = False                   # the handler process died: every vma was revoked
+        self.broken = False  # the handler process died: every vma was revoked
         self._stopping = False
         self._pidfd = self._wake_r = self._wake_w = -1
         self._watcher: threading.Thread | None = None
         try:
             dsys.ftruncate(self._table_fd, TABLE_SIZE)
-            self._table_addr = dsys.mmap(0, TABLE_SIZE, dsys.PROT_READ | dsys.PROT_WRITE, dsys.MAP_SHARED,
-                                         self._table_fd, 0)
+            self._table_addr = dsys.mmap(
+                0, TABLE_SIZE, dsys.PROT_READ | dsys.PROT_WRITE, dsys.MAP_SHARED, self._table_fd, 0
+            )
             self.table = SharedTable(self._table_addr, init=True)
             self._hole_fd = dsys.memfd_create("devdax-hole")
             self._uffd = dsys.userfaultfd(dsys.O_CLOEXEC | dsys.O_NONBLOCK)
@@ -182,12 +184,24 @@ class MappingCore:
         registered with EVENT_FORK would block until someone reads the event, i.e. the handler)."""
         a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         try:
-            argv = [sys.executable, "-m", "devdax.impl.handler", "--uffd", str(self._uffd),
-                    "--table", str(self._table_fd), "--ctl", str(b.fileno()), "--workers", str(workers)]
+            argv = [
+                sys.executable,
+                "-m",
+                "devdax.impl.handler",
+                "--uffd",
+                str(self._uffd),
+                "--table",
+                str(self._table_fd),
+                "--ctl",
+                str(b.fileno()),
+                "--workers",
+                str(workers),
+            ]
             if policy:
                 argv += ["--policy", policy]
-            self._proc = subprocess.Popen(argv, pass_fds=(self._uffd, self._table_fd, b.fileno()),
-                                          stdin=subprocess.DEVNULL)
+            self._proc = subprocess.Popen(
+                argv, pass_fds=(self._uffd, self._table_fd, b.fileno()), stdin=subprocess.DEVNULL
+            )
         finally:
             b.close()
         self._ctl = a
@@ -224,13 +238,14 @@ class MappingCore:
             for m in list(self._maps):
                 if m.mode == "uffd":
                     with contextlib.suppress(OSError):
-                        dsys.mmap(m.addr, m.length, m.prot, dsys.MAP_SHARED | dsys.MAP_FIXED,
-                                  self._hole_fd, 0)
+                        dsys.mmap(
+                            m.addr, m.length, m.prot, dsys.MAP_SHARED | dsys.MAP_FIXED, self._hole_fd, 0
+                        )
             if self._uffd >= 0:
                 os.close(self._uffd)
                 self._uffd = -1
             self.table.srcu.reset_readers()
-            for w in self.table.t.workers:      # nor their mmap_lock read sides (_mm_write)
+            for w in self.table.t.workers:  # nor their mmap_lock read sides (_mm_write)
                 w.mm_addr = 0
         finally:
             if got:
@@ -293,8 +308,14 @@ class MappingCore:
             self._backings.remove(b)
 
     # --- devices ----------------------------------------------------------------------------------
-    def add_device(self, backing: Backing, spans: Sequence[tuple[int, int]], align: int,
-                   alive: bool = True, rules: int = 0) -> int:
+    def add_device(
+        self,
+        backing: Backing,
+        spans: Sequence[tuple[int, int]],
+        align: int,
+        alive: bool = True,
+        rules: int = 0,
+    ) -> int:
         """A device slot over ``spans`` = [(backing offset, size)], laid out back to back in pgoff.
         ``rules``: table.DEV_* bits, the version of the fault handler the device's driver has."""
         self._check_open()
@@ -397,8 +418,14 @@ class MappingCore:
             out.append(Piece(off, unit, phys))
         return tuple(out)
 
-    def map_shared(self, dev: int, length: int, pgoff: int = 0,
-                   prot: int = dsys.PROT_READ | dsys.PROT_WRITE, file_writable: bool = True) -> Mapping:
+    def map_shared(
+        self,
+        dev: int,
+        length: int,
+        pgoff: int = 0,
+        prot: int = dsys.PROT_READ | dsys.PROT_WRITE,
+        file_writable: bool = True,
+    ) -> Mapping:
         """mmap(MAP_SHARED) of a device: an address aligned to the device's align, faults via the handler.
 
         Raises OSError(EINVAL) when the resulting vma would be misaligned (check_vma's "unaligned vma";
@@ -415,8 +442,9 @@ class MappingCore:
             if not free:
                 raise OSError(errno.ENOMEM, "no free vma slot")
             res_len = length + align
-            res = dsys.mmap(0, res_len, dsys.PROT_NONE,
-                            dsys.MAP_PRIVATE | dsys.MAP_ANONYMOUS | dsys.MAP_NORESERVE)
+            res = dsys.mmap(
+                0, res_len, dsys.PROT_NONE, dsys.MAP_PRIVATE | dsys.MAP_ANONYMOUS | dsys.MAP_NORESERVE
+            )
             try:
                 addr = geometry.dax_get_unmapped_area(0, length, pgoff, align, lambda _n: res)
                 if addr % align or (addr + length) % align:
@@ -424,20 +452,24 @@ class MappingCore:
                 pieces = self.pieces(d.ranges, pgoff, length, align)
                 for p in pieces:
                     fd = d.backing.fd if p.phys is not None else self._hole_fd
-                    dsys.mmap(addr + p.offset, p.length, prot, dsys.MAP_SHARED | dsys.MAP_FIXED, fd,
-                              p.phys or 0)
+                    dsys.mmap(
+                        addr + p.offset, p.length, prot, dsys.MAP_SHARED | dsys.MAP_FIXED, fd, p.phys or 0
+                    )
             except BaseException:
                 dsys.munmap(res, res_len)
                 raise
-            if addr > res:                                   # release the slack
+            if addr > res:  # release the slack
                 dsys.munmap(res, addr - res)
             if res + res_len > addr + length:
                 dsys.munmap(addr + length, res + res_len - addr - length)
             idx = free[0]
             v = self.table.t.vmas[idx]
             v.start, v.end, v.pgoff, v.dev, v.align = addr, addr + length, pgoff, dev, align
-            v.flags = VMA_MAYSHARE | (VMA_SHARED if file_writable else 0) | (
-                VMA_WRITE if prot & dsys.PROT_WRITE else 0)
+            v.flags = (
+                VMA_MAYSHARE
+                | (VMA_SHARED if file_writable else 0)
+                | (VMA_WRITE if prot & dsys.PROT_WRITE else 0)
+            )
             v.used = 1
             m = Mapping(addr, length, pgoff, dev, align, prot, idx, pieces, "uffd")
             try:
@@ -447,8 +479,8 @@ class MappingCore:
                 except OSError as e:
                     if e.errno != errno.EINVAL:
                         raise
-                    m.mode = "prefault"          # not shmem: no minor faults on this backing
-                    self._zap(m)                 # populate if alive, else the empty memfd (SIGBUS)
+                    m.mode = "prefault"  # not shmem: no minor faults on this backing
+                    self._zap(m)  # populate if alive, else the empty memfd (SIGBUS)
             except BaseException:
                 v.used = 0
                 dsys.munmap(addr, length)
@@ -470,16 +502,22 @@ class MappingCore:
             dsys.madvise(m.addr, m.length, dsys.MADV_DONTNEED)
             return
         if self.table.t.devices[m.dev].alive:
-            if m.revoked:                    # rebind: the real pieces come back
+            if m.revoked:  # rebind: the real pieces come back
                 fd = self._devices[m.dev].backing.fd
                 for p in m.pieces:
-                    dsys.mmap(m.addr + p.offset, p.length, m.prot, dsys.MAP_SHARED | dsys.MAP_FIXED,
-                              fd if p.phys is not None else self._hole_fd, p.phys or 0)
+                    dsys.mmap(
+                        m.addr + p.offset,
+                        p.length,
+                        m.prot,
+                        dsys.MAP_SHARED | dsys.MAP_FIXED,
+                        fd if p.phys is not None else self._hole_fd,
+                        p.phys or 0,
+                    )
                 m.revoked = False
             else:
                 dsys.madvise(m.addr, m.length, dsys.MADV_DONTNEED)
             self._populate(m)
-        else:                                # dead: the next access must SIGBUS
+        else:  # dead: the next access must SIGBUS
             dsys.mmap(m.addr, m.length, m.prot, dsys.MAP_SHARED | dsys.MAP_FIXED, self._hole_fd, 0)
             m.revoked = True
 
@@ -525,8 +563,10 @@ class MappingCore:
             """Exponential backoff (one schedule across both waits), bounded by the deadline."""
             nonlocal delay
             if time.monotonic() > deadline:
-                raise OSError(errno.ETIMEDOUT, f"munmap: faults of workers {busy} {which} "
-                                               f"[{lo:#x}, {hi:#x}) did not finish")
+                raise OSError(
+                    errno.ETIMEDOUT,
+                    f"munmap: faults of workers {busy} {which} [{lo:#x}, {hi:#x}) did not finish",
+                )
             time.sleep(delay)
             delay = min(delay * 2, cap)
 
@@ -565,6 +605,7 @@ class MappingCore:
                 self._maps.discard(m)
                 if point is not None:
                     point()
+
             try:
                 self._mm_write(m.addr, m.end, op)
             finally:
@@ -582,8 +623,13 @@ class MappingCore:
         """
         with self._lock:
             self._live(m)
-            if (length <= 0 or offset < 0 or offset + length > m.length
-                    or offset % m.align or length % m.align):
+            if (
+                length <= 0
+                or offset < 0
+                or offset + length > m.length
+                or offset % m.align
+                or length % m.align
+            ):
                 raise _einval(f"split at ({offset:#x}, {length:#x}) not aligned to {m.align:#x} (may_split)")
             if length == m.length:
                 self.unmap(m)
@@ -613,6 +659,7 @@ class MappingCore:
                 self._maps.discard(m)
                 d.maps.extend(out)
                 self._maps.update(out)
+
             try:
                 self._mm_write(m.addr + offset, m.addr + cut_end, op)
             finally:
@@ -623,8 +670,18 @@ class MappingCore:
     def _derive(self, m: Mapping, off: int, length: int, idx: int) -> Mapping:
         """A Mapping for [m.addr+off, +length) with its own descriptor in slot ``idx``."""
         pgoff = m.pgoff + off // PAGE
-        n = Mapping(m.addr + off, length, pgoff, m.dev, m.align, m.prot, idx,
-                    self.pieces(self._devices[m.dev].ranges, pgoff, length, m.align), m.mode, m.revoked)
+        n = Mapping(
+            m.addr + off,
+            length,
+            pgoff,
+            m.dev,
+            m.align,
+            m.prot,
+            idx,
+            self.pieces(self._devices[m.dev].ranges, pgoff, length, m.align),
+            m.mode,
+            m.revoked,
+        )
         if idx != m.vma_idx:
             v, o = self.table.t.vmas[idx], self.table.t.vmas[m.vma_idx]
             v.start, v.end, v.pgoff, v.dev, v.align, v.flags = n.addr, n.end, pgoff, m.dev, m.align, o.flags
@@ -704,7 +761,7 @@ class MappingCore:
             if perms is None or perms[:3] == "---":
                 return Touch("SIGSEGV", data, k)
             if perms[0] == "r" or perms[1] != "w":
-                return Touch("SIGBUS", data, k)      # readable for GUP, so the fault itself failed
+                return Touch("SIGBUS", data, k)  # readable for GUP, so the fault itself failed
             page = at & ~(PAGE - 1)
             chunk = min(n - k, page + PAGE - at)
             try:
@@ -736,8 +793,9 @@ class MappingCore:
             return Touch(cls.fault_signal(addr + k, True), b"", k)
         return Touch("ok", b"", k)
 
-    def touch_in_child(self, addr: int, write: bool = False, value: int = 0,
-                       timeout: float | None = None) -> ChildTouch:
+    def touch_in_child(
+        self, addr: int, write: bool = False, value: int = 0, timeout: float | None = None
+    ) -> ChildTouch:
         """A plain one-byte load (or store of ``value``) in a forked child; reports how it ended.
 
         With EVENT_FORK the child's copy of every registered vma faults into the same handler, so
@@ -746,8 +804,10 @@ class MappingCore:
         """
         self._check_open()
         if not self.features & dsys.UFFD_FEATURE_EVENT_FORK:
-            raise ValueError("touch_in_child needs MappingCore(event_fork=True): without it the child's "
-                             "mapping bypasses the handler")
+            raise ValueError(
+                "touch_in_child needs MappingCore(event_fork=True): without it the child's "
+                "mapping bypasses the handler"
+            )
         r, w = os.pipe()
         try:
             pid = os.fork()

@@ -100,21 +100,31 @@ def fault_rule_bits(p: Profile) -> int:
     process reads per fault: fault_rules (M3/M4 fallback and vma bounds, PUD support), the read
     lock (M5: plain RCU) and the dispatcher's default case (M20)."""
     r = p.fault_rules
-    return ((0 if r.fallback else DEV_NO_FALLBACK) | (0 if r.vma_bounds else DEV_NO_VMA_BOUNDS)
-            | (0 if r.pud_supported else DEV_NO_PUD) | (DEV_RCU if p.read_lock is ReadLock.RCU else 0)
-            | (DEV_DEFAULT_LEAKS if p.default_case_leaks_lock else 0))
+    return (
+        (0 if r.fallback else DEV_NO_FALLBACK)
+        | (0 if r.vma_bounds else DEV_NO_VMA_BOUNDS)
+        | (0 if r.pud_supported else DEV_NO_PUD)
+        | (DEV_RCU if p.read_lock is ReadLock.RCU else 0)
+        | (DEV_DEFAULT_LEAKS if p.default_case_leaks_lock else 0)
+    )
 
 
 #: what the handler's counters of kernel reports become in dmesg (DaxBus.scan_handler)
 HANDLER_REPORTS: Final = (
-    (C.SLEEP_IN_ATOMIC, "BUG: sleeping function called from invalid context at mm/memory.c "
-                        "(dax_dev_huge_fault -> vm_insert_mixed -> pte_alloc inside rcu_read_lock)"),
-    (C.LOCK_HELD_RETURN, "WARNING: lock held when returning to user space! (dax_srcu, taken in "
-                         "dax_dev_huge_fault)"),
+    (
+        C.SLEEP_IN_ATOMIC,
+        "BUG: sleeping function called from invalid context at mm/memory.c "
+        "(dax_dev_huge_fault -> vm_insert_mixed -> pte_alloc inside rcu_read_lock)",
+    ),
+    (
+        C.LOCK_HELD_RETURN,
+        "WARNING: lock held when returning to user space! (dax_srcu, taken in dax_dev_huge_fault)",
+    ),
 )
 
 
 # --------------------------------------------------------------------------------------- events --
+
 
 @dataclass(frozen=True, slots=True)
 class Event:
@@ -125,7 +135,7 @@ class Event:
     kind: str
     obj: str
     detail: str = ""
-    seq: int = -1       # the number in the global order shared with the handler (tracing on; tracelog.py)
+    seq: int = -1  # the number in the global order shared with the handler (tracing on; tracelog.py)
 
 
 # ------------------------------------------------------------------------------------- registry --
@@ -172,12 +182,16 @@ class SharedBacking:
 
 # --------------------------------------------------------------------------------------- region --
 
+
 def _region_refs_exact(self: DaxRegion) -> bool:
     r = self
     if r.kref.released:
         return True
-    holders = int(r.provider_ref) + int(r.devm_ref) + sum(
-        1 for d in r.devices if d.holds_region and d.phase != D_RELEASED)
+    holders = (
+        int(r.provider_ref)
+        + int(r.devm_ref)
+        + sum(1 for d in r.devices if d.holds_region and d.phase != D_RELEASED)
+    )
     return r.kref.count == holders
 
 
@@ -185,8 +199,15 @@ class DaxRegion:
     """struct dax_region: a resource of one backing, an align, a per-region id ida and a kref with
     the provider's and the devm action's references (alloc_dax_region; kernel-semantics 1.1)."""
 
-    def __init__(self, bus: DaxBus, rid: int, backing: SharedBacking, align: int, profile: Profile,
-                 spans: Sequence[Sequence[tuple[int, int]]]) -> None:
+    def __init__(
+        self,
+        bus: DaxBus,
+        rid: int,
+        backing: SharedBacking,
+        align: int,
+        profile: Profile,
+        spans: Sequence[Sequence[tuple[int, int]]],
+    ) -> None:
         self.bus = bus
         self.id = rid
         self.backing = backing
@@ -243,6 +264,7 @@ class DaxRegion:
 
 # --------------------------------------------------------------------------------------- device --
 
+
 def _dev_refs_exact(self: DevDax) -> bool:
     d = self
     """refcount_exact_all for one device (spec/invariants.py): cdev = own ref + files; device =
@@ -275,8 +297,7 @@ class DevDax:
         self.init_ref = False
         # both kobjects start unborn (count 0): device_initialize / cdev_init make them count 1
         self.dev_kobj = Kobject(f"dax{region.id}.{index}:device", self._release, count=0)
-        self.cdev = Kobject(f"dax{region.id}.{index}:cdev", self._cdev_release, parent=self.dev_kobj,
-                            count=0)
+        self.cdev = Kobject(f"dax{region.id}.{index}:cdev", self._cdev_release, parent=self.dev_kobj, count=0)
         self.inode: Kref | None = None
         self.cdev_live = False
         self.cdev_mapped = False
@@ -288,11 +309,11 @@ class DevDax:
         self.children = 0
         self.zombies = 0
         self.gp = False
-        self.slot = -1                  # the core's device slot (alive flag and ranges for the handler)
+        self.slot = -1  # the core's device slot (alive flag and ranges for the handler)
         self.files: set[DaxFile] = set()
         self.rebound_with_files = False  # modern re-bind cdev_init with files still open (a finding)
         self.child_kobjs: list[Kobject] = []
-        self.create_error = 0           # errno of a failed creation step (0: none)
+        self.create_error = 0  # errno of a failed creation step (0: none)
 
     @property
     def name(self) -> str:
@@ -347,13 +368,18 @@ class DevDax:
         return "ok"
 
     def device_initialize(self) -> str:
-        """"so cdev can reference kobj parent": from here on only put_device() may free (M18). The
+        """ "so cdev can reference kobj parent": from here on only put_device() may free (M18). The
         core's device slot (ranges, alive flag) is created here, dead."""
         self.dev_kobj.reinit()
         self.init_ref = True
         core = self.bus.core
-        self.slot = core.add_device(self.region.backing.backing, self.spans, self.align, alive=False,
-                                    rules=fault_rule_bits(self.region.profile))
+        self.slot = core.add_device(
+            self.region.backing.backing,
+            self.spans,
+            self.align,
+            alive=False,
+            rules=fault_rule_bits(self.region.profile),
+        )
         return "ok"
 
     @icontract.require(lambda self: self.slot >= 0, "the device exists in the core", enabled=ON)
@@ -375,8 +401,11 @@ class DevDax:
         self.bus._log("get", self.region.name, f"kref {self.region.kref.count}")
         return "ok"
 
-    @icontract.require(lambda self: self.minor_held and self.dev_kobj.count > 0 and not self.cdev_live,
-                       "cdev_add needs a minor, an initialized parent and no live cdev", enabled=ON)
+    @icontract.require(
+        lambda self: self.minor_held and self.dev_kobj.count > 0 and not self.cdev_live,
+        "cdev_add needs a minor, an initialized parent and no live cdev",
+        enabled=ON,
+    )
     @icontract.ensure(lambda self: self.cdev_mapped and self.cdev.parent_pinned, enabled=ON)
     def cdev_add(self) -> str:
         """cdev_init() + cdev_add(): into kobj_map, the node opens from now on; the cdev kobject pins
@@ -384,8 +413,10 @@ class DevDax:
         still hold it (modern dev_dax_probe on every bind: the spec's refcount_exact_all finding)."""
         if self.files:
             self.rebound_with_files = True
-            self.bus._warn(f"kobject ({self.cdev.name}): tried to init an initialized object, something is "
-                           "seriously wrong (cdev_init on re-bind while files hold the cdev)")
+            self.bus._warn(
+                f"kobject ({self.cdev.name}): tried to init an initialized object, something is "
+                "seriously wrong (cdev_init on re-bind while files hold the cdev)"
+            )
         self.cdev.reinit()
         self.cdev.pin_parent()
         self.cdev_live = self.cdev_mapped = True
@@ -448,7 +479,7 @@ class DevDax:
         """kill_dax(): alive = false; new faults see it and SIGBUS."""
         if not self._created() or (self.region.profile.bind_cycles and not self.bound and not self.alive):
             return "skipped"
-        with self.bus._linearize():             # the store and its event are one point of the log
+        with self.bus._linearize():  # the store and its event are one point of the log
             self.bus.core.set_alive(self.slot, False)
             self._log("alive_clear")
         self.bound = False
@@ -471,8 +502,11 @@ class DevDax:
         self._log("gp_end")
         return "ok"
 
-    @icontract.require(lambda self: not self.alive or not self._created(),
-                       "unmap only after alive is cleared (kernel-semantics 4)", enabled=ON)
+    @icontract.require(
+        lambda self: not self.alive or not self._created(),
+        "unmap only after alive is cleared (kernel-semantics 4)",
+        enabled=ON,
+    )
     def unmap_mapping_range(self) -> str:
         """unmap_mapping_range(dax inode mapping): every vma of the device, through whichever file."""
         if not self._created() or (self.region.profile.bind_cycles and self.dead):
@@ -602,6 +636,7 @@ class DevDax:
 
 # ----------------------------------------------------------------------------------------- file --
 
+
 def _file_refs_exact(self: DaxFile) -> bool:
     f = self
     if f.f_count.released:
@@ -703,9 +738,13 @@ class DaxFile:
 
     # --- mmap ----------------------------------------------------------------------------------------
     @icontract.ensure(lambda result: all(a.mayshare for a in result.areas), "vmas are shared", enabled=ON)
-    @icontract.ensure(lambda self, result: all(
-        a.start % self.dev.align == 0 and a.end % self.dev.align == 0 for a in result.areas),
-        "vmas are aligned on creation", enabled=ON)
+    @icontract.ensure(
+        lambda self, result: all(
+            a.start % self.dev.align == 0 and a.end % self.dev.align == 0 for a in result.areas
+        ),
+        "vmas are aligned on creation",
+        enabled=ON,
+    )
     def mmap(self, length: int, prot: int, flags: int, offset: int = 0, fixed_addr: int | None = None) -> Vma:
         """mmap(2) in the spec's order (spec/vma.py do_mmap): map type; length/offset; EACCES;
         MAP_SHARED_VALIDATE flags; fixed address; dax_get_unmapped_area; dax_mmap -> check_vma."""
@@ -746,8 +785,9 @@ class DaxFile:
             raise _err(errno.EINVAL, f"address {hint:#x} not page aligned")
         dev = self.private_data
         align = self.dev.align
-        place = _Placement(bus, length, offset // PAGE, align, hint, fixed,
-                           bool(flags & MAP["MAP_FIXED_NOREPLACE"]))
+        place = _Placement(
+            bus, length, offset // PAGE, align, hint, fixed, bool(flags & MAP["MAP_FIXED_NOREPLACE"])
+        )
         try:
             start = place.start()
             if dev is None:
@@ -762,9 +802,16 @@ class DaxFile:
         except BaseException:
             place.abort()
             raise
-        area = VmArea(self, m, read=prot != 0, write=write, exec_=bool(prot & PROT["PROT_EXEC"]),
-                      shared=vflags.shared, mayshare=vflags.mayshare)
-        self._get()                                    # get_file(): the vma pins the file
+        area = VmArea(
+            self,
+            m,
+            read=prot != 0,
+            write=write,
+            exec_=bool(prot & PROT["PROT_EXEC"]),
+            shared=vflags.shared,
+            mayshare=vflags.mayshare,
+        )
+        self._get()  # get_file(): the vma pins the file
         self.areas.append(area)
         v = Vma(self, start, [area])
         bus._areas.add(area)
@@ -779,11 +826,12 @@ class _Placement:
     unmapping our own vmas there; memory this emulation does not own is refused with EEXIST, since
     clobbering the interpreter's heap is no emulation), NULL goes through dax_get_unmapped_area."""
 
-    def __init__(self, bus: DaxBus, length: int, pgoff: int, align: int, hint: int, fixed: bool,
-                 noreplace: bool) -> None:
+    def __init__(
+        self, bus: DaxBus, length: int, pgoff: int, align: int, hint: int, fixed: bool, noreplace: bool
+    ) -> None:
         self.bus, self.length, self.pgoff, self.align = bus, length, pgoff, align
         self.hint, self.fixed, self.noreplace = hint, fixed, noreplace
-        self.res: list[tuple[int, int]] = []         # reservations to release on abort / after commit
+        self.res: list[tuple[int, int]] = []  # reservations to release on abort / after commit
         self.addr = 0
         self.evict: list[VmArea] = []
 
@@ -842,11 +890,23 @@ class _Placement:
 
 # ------------------------------------------------------------------------------------------ vma --
 
+
 class VmArea:
     """One kernel vma: a core Mapping plus the vm flags the mm and the driver read."""
 
-    def __init__(self, file: DaxFile, m: Mapping, *, read: bool, write: bool, exec_: bool, shared: bool,
-                 mayshare: bool, dontcopy: bool = False, nohuge: bool = False) -> None:
+    def __init__(
+        self,
+        file: DaxFile,
+        m: Mapping,
+        *,
+        read: bool,
+        write: bool,
+        exec_: bool,
+        shared: bool,
+        mayshare: bool,
+        dontcopy: bool = False,
+        nohuge: bool = False,
+    ) -> None:
         self.file = file
         self.m = m
         self.read, self.write, self.exec_ = read, write, exec_
@@ -867,8 +927,17 @@ class VmArea:
         return self.m.pgoff
 
     def copy(self, m: Mapping) -> VmArea:
-        a = VmArea(self.file, m, read=self.read, write=self.write, exec_=self.exec_, shared=self.shared,
-                   mayshare=self.mayshare, dontcopy=self.dontcopy, nohuge=self.nohuge)
+        a = VmArea(
+            self.file,
+            m,
+            read=self.read,
+            write=self.write,
+            exec_=self.exec_,
+            shared=self.shared,
+            mayshare=self.mayshare,
+            dontcopy=self.dontcopy,
+            nohuge=self.nohuge,
+        )
         a.handle = self.handle
         return a
 
@@ -967,8 +1036,9 @@ class Vma:
         last munmap of a closed file is also how its last reference goes (__fput)."""
         start, length = a.start, a.end - a.start
         try:
-            self.bus.core.unmap(a.m, point=lambda: self.bus._log("munmap", a.file.name,
-                                                                 f"{start:#x}+{length:#x}"))
+            self.bus.core.unmap(
+                a.m, point=lambda: self.bus._log("munmap", a.file.name, f"{start:#x}+{length:#x}")
+            )
         finally:
             if a.m.closed:
                 self.areas.remove(a)
@@ -984,9 +1054,15 @@ class Vma:
             self._drop(self._carve(a, lo, hi))
 
     # --- range calls -------------------------------------------------------------------------------
-    @icontract.ensure(lambda self, offset, length: not self._hit(
-        self.base + offset, self.base + offset + (self.length if length is None else length)),
-        "nothing of this handle is mapped in the range any more", enabled=ON)
+    @icontract.ensure(
+        lambda self, offset, length: (
+            not self._hit(
+                self.base + offset, self.base + offset + (self.length if length is None else length)
+            )
+        ),
+        "nothing of this handle is mapped in the range any more",
+        enabled=ON,
+    )
     def munmap(self, offset: int = 0, length: int | None = None) -> None:
         """munmap(base+offset, length): the whole handle by default; EINVAL for a misaligned cut."""
         with self.bus._lock:
@@ -1011,7 +1087,7 @@ class Vma:
                     raise _err(errno.EACCES, "mprotect: PROT_WRITE on a shared mapping of an O_RDONLY file")
             if not self._may_split_all(lo, hi, areas):
                 raise _err(errno.EINVAL, "dev_dax_may_split: misaligned cut")
-            for a in areas if hi > lo else []:          # a zero length changes nothing (mm.change)
+            for a in areas if hi > lo else []:  # a zero length changes nothing (mm.change)
                 mid = self._carve(a, lo, hi)
                 self.bus.core.set_prot(mid.m, real_prot(prot))
                 mid.read, mid.write, mid.exec_ = prot != 0, write, bool(prot & 4)
@@ -1061,9 +1137,16 @@ class Vma:
 
     def _advise(self, a: VmArea, lo: int, hi: int, name: str) -> None:
         if name in ("MADV_DONTNEED", "MADV_DONTNEED_LOCKED"):
-            dsys.madvise(lo, hi - lo, dsys.MADV_DONTNEED)     # zap_page_range_single; data stays
-        elif name in ("MADV_COLD", "MADV_PAGEOUT", "MADV_KEEPONFORK", "MADV_NORMAL", "MADV_RANDOM",
-                      "MADV_SEQUENTIAL", "MADV_WILLNEED"):
+            dsys.madvise(lo, hi - lo, dsys.MADV_DONTNEED)  # zap_page_range_single; data stays
+        elif name in (
+            "MADV_COLD",
+            "MADV_PAGEOUT",
+            "MADV_KEEPONFORK",
+            "MADV_NORMAL",
+            "MADV_RANDOM",
+            "MADV_SEQUENTIAL",
+            "MADV_WILLNEED",
+        ):
             pass
         elif name == "MADV_REMOVE":
             if not (a.mayshare and a.file.writable):
@@ -1088,7 +1171,7 @@ class Vma:
             unit = max(a.file.dev.align, PAGE)
             at = max(lo, a.start)
             while at < min(hi, a.end):
-                bad = not a.read or (write and not a.write)       # the access would SIGSEGV
+                bad = not a.read or (write and not a.write)  # the access would SIGSEGV
                 if (bad or core.touch_read(at, 1).outcome != "ok") and strict:
                     self.bus.scan_handler()
                     raise _err(errno.EFAULT, f"populate: fault failed at {at:#x}")
@@ -1145,10 +1228,12 @@ class Vma:
             a = self._split_at(a, lo)
         core = self.bus.core
         from .vmcore import reserve
+
         addr = reserve(new_len, a.file.dev.align)
         try:
-            m = core.map_at(a.m.dev, addr, new_len, a.pgoff, a.m.prot, a.file.writable,
-                            core.flags(a.m) & VMA_NOHUGE)
+            m = core.map_at(
+                a.m.dev, addr, new_len, a.pgoff, a.m.prot, a.file.writable, core.flags(a.m) & VMA_NOHUGE
+            )
         except BaseException:
             dsys.munmap(addr, new_len)
             raise
@@ -1169,9 +1254,9 @@ class Vma:
         addr = self.base + offset
         a = self._area_at(addr)
         if a is None:
-            return addr, "SIGSEGV"                      # no vma: SEGV_MAPERR
+            return addr, "SIGSEGV"  # no vma: SEGV_MAPERR
         if (write and not a.write) or not a.read:
-            return addr, "SIGSEGV"                      # SEGV_ACCERR
+            return addr, "SIGSEGV"  # SEGV_ACCERR
         return addr, None
 
     def touch(self, offset: int, write: bool = False, value: int | None = None) -> str:
@@ -1245,6 +1330,7 @@ class Vma:
         """A memoryview over live mapped memory (plain Python access; faults go to the handler).
         A touch of a dead device through it raises SIGBUS in this process: use touch() to probe."""
         import ctypes
+
         with self.bus._lock:
             length = (self.length - offset) if length is None else length
             lo = self.base + offset
@@ -1254,6 +1340,7 @@ class Vma:
 
 
 # ------------------------------------------------------------------------------------------ bus --
+
 
 def _owned(bus: DaxBus, obj: object, field: str) -> None:
     """A region or device of ``bus``, or a ValueError naming the argument: an object of another bus
@@ -1281,8 +1368,10 @@ def _bus_problem(self: DaxBus) -> str:
             return f"refcount_exact_all: {r.name} kref {r.kref.count} is not its number of holders"
         for d in r.devices:
             if not _dev_refs_exact(d):
-                return (f"refcount_exact_all: {d.name} device kobject {d.dev_kobj.count} / cdev "
-                        f"{d.cdev.count} are not their numbers of holders")
+                return (
+                    f"refcount_exact_all: {d.name} device kobject {d.dev_kobj.count} / cdev "
+                    f"{d.cdev.count} are not their numbers of holders"
+                )
             if d.dead and d.alive:
                 return f"{d.name} is killed but alive"
             if d.minor_held:
@@ -1296,19 +1385,29 @@ def _bus_consistent(self: DaxBus) -> bool:
     return not _bus_problem(self)
 
 
-OK_BUS = icontract.ensure(lambda self: _bus_consistent(self), "refcounts exact, killed dead, minors unique",
-                          error=lambda self: icontract.ViolationError(
-                              f"bus contract (refcounts exact, killed dead, minors unique)\n"
-                              f"{_bus_problem(self)}"),
-                          enabled=ON)
+OK_BUS = icontract.ensure(
+    lambda self: _bus_consistent(self),
+    "refcounts exact, killed dead, minors unique",
+    error=lambda self: icontract.ViolationError(
+        f"bus contract (refcounts exact, killed dead, minors unique)\n{_bus_problem(self)}"
+    ),
+    enabled=ON,
+)
 
 
 class DaxBus:
     """The driver instance of one process: the mmap core (handler process), regions, the minor ida,
     the open files and vmas, and the optional event log. Every admin call runs a spec program."""
 
-    def __init__(self, *, workers: int = 2, timeout: float = 10.0, events: list[Event] | None = None,
-                 minor_ida: Ida | None = None, mm_first_fault: int | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        workers: int = 2,
+        timeout: float = 10.0,
+        events: list[Event] | None = None,
+        minor_ida: Ida | None = None,
+        mm_first_fault: int | None = None,
+    ) -> None:
         """``mm_first_fault``: None, the emulated mm asks the largest fault size whose block lies
         inside the vma (handler.mm_fault_size); a size (4K, 2M, 1G): it asks that size first for every
         fault, as the spec's Config.first_fault and the 4.x mm (tests that compare with the spec)."""
@@ -1429,10 +1528,16 @@ class DaxBus:
 
     # --- admin programs ----------------------------------------------------------------------------
     @OK_BUS
-    def create_region(self, size: int, align: int = M2,
-                      devices: Sequence[int | Sequence[tuple[int, int]]] | None = None, *,
-                      path: str | None = None, profile: str | Profile = DEFAULT_PROFILE,
-                      backing: SharedBacking | None = None) -> DaxRegion:
+    def create_region(
+        self,
+        size: int,
+        align: int = M2,
+        devices: Sequence[int | Sequence[tuple[int, int]]] | None = None,
+        *,
+        path: str | None = None,
+        profile: str | Profile = DEFAULT_PROFILE,
+        backing: SharedBacking | None = None,
+    ) -> DaxRegion:
         """Provider probe: alloc_dax_region, the profile's create program per device, provider_put.
 
         ``profile``: a name in IMPL_PROFILES, or a spec Profile object derived from one of them
@@ -1487,8 +1592,9 @@ class DaxBus:
                 backing.kref.put()
 
     @staticmethod
-    def _spans(size: int, align: int, devices: Sequence[int | Sequence[tuple[int, int]]] | None
-               ) -> list[list[tuple[int, int]]]:
+    def _spans(
+        size: int, align: int, devices: Sequence[int | Sequence[tuple[int, int]]] | None
+    ) -> list[list[tuple[int, int]]]:
         if devices is None:
             devices = [size]
         if not isinstance(devices, Sequence) or isinstance(devices, str | bytes):
@@ -1516,14 +1622,16 @@ class DaxBus:
             reach, owner = e, i
         return out
 
-    def _program(self, region: DaxRegion, name: str, dev: DevDax | None = None
-                 ) -> list[tuple[str, DaxRegion | DevDax, bool]]:
+    def _program(
+        self, region: DaxRegion, name: str, dev: DevDax | None = None
+    ) -> list[tuple[str, DaxRegion | DevDax, bool]]:
         """spec/admin.py program(): the step list of one admin program with its targets."""
         p = region.profile
         Target = DaxRegion | DevDax
 
         def parse(entries: Sequence[str], d: Target) -> list[tuple[str, Target, bool]]:
             return [(e.rstrip("!"), d, e.endswith("!")) for e in entries]
+
         if name == "probe":
             body = [s for d in region.devices for s in parse(p.create, d)]
             return [("alloc_dax_region", region, False), *body, ("provider_put", region, False)]
@@ -1617,8 +1725,13 @@ class DaxBus:
                 # the provider let go of its memory (release_backing: the namespace is destroyed)
                 # and the last region over it was freed: nothing is left to probe
                 raise _err(errno.ENODEV, f"the provider of {r.name} is gone")
-            new = self.create_region(r.backing.size, r.align, [list(d.spans) for d in r.devices],
-                                     profile=r.profile, backing=r.backing)
+            new = self.create_region(
+                r.backing.size,
+                r.align,
+                [list(d.spans) for d in r.devices],
+                profile=r.profile,
+                backing=r.backing,
+            )
             return new.devices[dev.index]
 
     # --- open --------------------------------------------------------------------------------------
@@ -1646,7 +1759,7 @@ class DaxBus:
             target.files.add(f)
             target.icdev_cached = True
             if target.region.profile.open_private_null_when_dead and not target.alive:
-                f.private_data = None                      # M21: dax_get_private() of a dead device
+                f.private_data = None  # M21: dax_get_private() of a dead device
             self._log("open", f.name, target.name)
             return f
 
@@ -1684,7 +1797,7 @@ class DaxBus:
             finally:
                 self.closed = True
                 self.core.close()
-                for bk in self._backings:           # the core closed every fd; drop the holds
+                for bk in self._backings:  # the core closed every fd; drop the holds
                     bk.kref.put()
                 self._backings.clear()
                 with _KOBJ_LOCK:

@@ -34,16 +34,30 @@ def dax_vm_policy(table: SharedTable, vma_idx: int, addr: int) -> Decision:
     dev = table.t.devices[dev_idx]
     start, end, align = int(vma.start), int(vma.end), int(dev.align)
     alive = bool(dev.alive)
-    flags = geometry.VmaFlags(shared=bool(vflags & VMA_SHARED), mayshare=bool(vflags & VMA_MAYSHARE),
-                              write=bool(vflags & VMA_WRITE), noreserve=False, dontcopy=False)
+    flags = geometry.VmaFlags(
+        shared=bool(vflags & VMA_SHARED),
+        mayshare=bool(vflags & VMA_MAYSHARE),
+        write=bool(vflags & VMA_WRITE),
+        noreserve=False,
+        dontcopy=False,
+    )
     vma_ok = geometry.check_vma(alive, flags, start, end, align) == 0
     unit = max(align, PAGE)
     poison_at = max(start, addr & ~(unit - 1))
     poison_len = max(PAGE, min(unit, end - poison_at))
     if not vma_ok:
         return Decision(False, poison_at, poison_len, "check_vma" if alive else "dead")
-    d = geometry.dax_huge_fault(PAGE, addr, start, end, int(vma.pgoff), align, _ranges(table, dev_idx),
-                                vma_ok, device_rules(int(dev.rules)))
+    d = geometry.dax_huge_fault(
+        PAGE,
+        addr,
+        start,
+        end,
+        int(vma.pgoff),
+        align,
+        _ranges(table, dev_idx),
+        vma_ok,
+        device_rules(int(dev.rules)),
+    )
     if d.result is geometry.FaultResult.NOPAGE:
         return Decision(True, d.addr, PAGE, "ok")
     # a PTE fault on a huge-aligned device: SIGBUS for the whole unit (the marker answers later

@@ -70,7 +70,7 @@ class Decision:
     install: bool
     addr: int
     size: int
-    reason: str          # "ok" | "dead" | "check_vma" | "fault" | "no_vma"
+    reason: str  # "ok" | "dead" | "check_vma" | "fault" | "no_vma"
     fallbacks: int = 0
     #: read locks a ->huge_fault call took and did not release (M20's "default:" return)
     leaked: int = 0
@@ -89,8 +89,11 @@ def device_rules(bits: int) -> geometry.FaultRules:
     """A DeviceDesc.rules word -> the FaultRules of the device's driver (0: the fixed rules)."""
     if not bits & (DEV_NO_FALLBACK | DEV_NO_VMA_BOUNDS | DEV_NO_PUD):
         return RULES
-    return geometry.FaultRules(fallback=not bits & DEV_NO_FALLBACK, vma_bounds=not bits & DEV_NO_VMA_BOUNDS,
-                               pud_supported=not bits & DEV_NO_PUD)
+    return geometry.FaultRules(
+        fallback=not bits & DEV_NO_FALLBACK,
+        vma_bounds=not bits & DEV_NO_VMA_BOUNDS,
+        pud_supported=not bits & DEV_NO_PUD,
+    )
 
 
 def mm_fault_size(addr: int, vm_start: int, vm_end: int, first: int = 0) -> int:
@@ -123,8 +126,9 @@ def _ranges(table: SharedTable, dev_idx: int) -> tuple[geometry.Range, ...]:
     hit = _ranges_cache.get((table.addr, dev_idx))
     if hit is not None and hit[0] == gen:
         return hit[1]
-    ranges = tuple(geometry.Range(int(r.start), int(r.end), int(r.pgoff))
-                   for r in dev.ranges[: int(dev.nranges)])
+    ranges = tuple(
+        geometry.Range(int(r.start), int(r.end), int(r.pgoff)) for r in dev.ranges[: int(dev.nranges)]
+    )
     _ranges_cache[(table.addr, dev_idx)] = (gen, ranges)
     return ranges
 
@@ -137,8 +141,13 @@ def dax_policy(table: SharedTable, vma_idx: int, addr: int) -> Decision:
     start, end, align = int(vma.start), int(vma.end), int(dev.align)
     alive = bool(dev.alive)
     vflags = int(vma.flags)
-    flags = geometry.VmaFlags(shared=bool(vflags & VMA_SHARED), mayshare=bool(vflags & VMA_MAYSHARE),
-                              write=bool(vflags & VMA_WRITE), noreserve=False, dontcopy=False)
+    flags = geometry.VmaFlags(
+        shared=bool(vflags & VMA_SHARED),
+        mayshare=bool(vflags & VMA_MAYSHARE),
+        write=bool(vflags & VMA_WRITE),
+        noreserve=False,
+        dontcopy=False,
+    )
     vma_ok = geometry.check_vma(alive, flags, start, end, align) == 0
     unit = max(align, PAGE)
     poison_at = max(start, addr & ~(unit - 1))
@@ -191,10 +200,17 @@ def slow_policy(table: SharedTable, vma_idx: int, addr: int) -> Decision:
     return d
 
 
-_INSTALL = {geometry.PAGE_SIZE: C.INSTALL_PTE, geometry.PMD_SIZE: C.INSTALL_PMD,
-            geometry.PUD_SIZE: C.INSTALL_PUD}
-_SIGBUS = {"dead": C.SIGBUS_DEAD, "check_vma": C.SIGBUS_VMA, "fault": C.SIGBUS_FAULT,
-           "no_vma": C.SIGBUS_NO_VMA}
+_INSTALL = {
+    geometry.PAGE_SIZE: C.INSTALL_PTE,
+    geometry.PMD_SIZE: C.INSTALL_PMD,
+    geometry.PUD_SIZE: C.INSTALL_PUD,
+}
+_SIGBUS = {
+    "dead": C.SIGBUS_DEAD,
+    "check_vma": C.SIGBUS_VMA,
+    "fault": C.SIGBUS_FAULT,
+    "no_vma": C.SIGBUS_NO_VMA,
+}
 
 
 class Handler:
@@ -222,10 +238,12 @@ class Handler:
         self.backlog: list[list[tuple[int, dsys.uffd_msg]]] = [[] for _ in range(nworkers)]
         self._next_reap = 0.0
         self.ctx_lock = threading.Lock()
-        self.index: tuple[list[int], list[tuple[int, int]]] = ([], [])   # (starts, [(end, idx)])
+        self.index: tuple[list[int], list[tuple[int, int]]] = ([], [])  # (starts, [(end, idx)])
         self.stop = False
-        self.workers = [threading.Thread(target=self._worker, args=(i,), name=f"dax-cpu{i}", daemon=True)
-                        for i in range(nworkers)]
+        self.workers = [
+            threading.Thread(target=self._worker, args=(i,), name=f"dax-cpu{i}", daemon=True)
+            for i in range(nworkers)
+        ]
 
     # --- vma index (updated by the control thread, read by workers without locks) ----------------------
     def _rebuild_index(self) -> None:
@@ -314,8 +332,8 @@ class Handler:
         except OSError as e:
             self._count(d, dev, wid, -1)
             if e.errno == errno.ENOENT:
-                st.counters[C.ENOENT] += 1             # the vma went away under the fault
-            elif e.errno != errno.ESRCH:               # ESRCH: the faulting mm is gone
+                st.counters[C.ENOENT] += 1  # the vma went away under the fault
+            elif e.errno != errno.ESRCH:  # ESRCH: the faulting mm is gone
                 st.counters[C.ERRORS] += 1
             changed = -1
         if changed == 0:
@@ -390,7 +408,7 @@ class Handler:
         tr = self.trace if self.trace.on else None
         try:
             with self._point(tr, tracelog.LOCK, ptid):
-                st.mm_addr = (addr & ~(PAGE - 1)) | 1          # mmap_read_lock
+                st.mm_addr = (addr & ~(PAGE - 1)) | 1  # mmap_read_lock
                 idx = self.find_vma(addr)
                 if idx is not None:
                     sr.read_lock(wid)
@@ -426,8 +444,17 @@ class Handler:
             dsys.uffd_wake(fd, addr & ~(PAGE - 1), PAGE)
         return t1
 
-    def _driver_fault(self, fd: int, addr: int, ptid: int, idx: int, wid: int, tr: tracelog.TraceLog | None,
-                      sr: srcu.Srcu, entered: int) -> int:
+    def _driver_fault(
+        self,
+        fd: int,
+        addr: int,
+        ptid: int,
+        idx: int,
+        wid: int,
+        tr: tracelog.TraceLog | None,
+        sr: srcu.Srcu,
+        entered: int,
+    ) -> int:
         """dev_dax_huge_fault, from inside its read-side section (taken by the caller) to its unlock;
         returns when the decision was made (the latency ring's split point)."""
         st = self.table.t.workers[wid]
@@ -445,7 +472,7 @@ class Handler:
                     d = Decision(False, addr & ~(PAGE - 1), PAGE, "fault")
                 st.counters[C.FALLBACK] += d.fallbacks
                 for _ in range(d.leaked):
-                    sr.read_lock(wid)              # taken by a ->huge_fault call that never unlocked
+                    sr.read_lock(wid)  # taken by a ->huge_fault call that never unlocked
                 dev = int(self.table.t.vmas[idx].dev)
                 if tr is not None:
                     code = (d.size << 8) | (tracelog.reason_code(d.reason) << 1) | int(d.install)
@@ -458,7 +485,7 @@ class Handler:
             kind = tracelog.INSERT if d.install else tracelog.POISON
             with self._point(tr, kind, ptid):
                 seq = tr.take() if tr is not None else 0
-                changed = self._resolve(fd, d, dev, wid)   # the insert happens inside the read-side section
+                changed = self._resolve(fd, d, dev, wid)  # the insert happens inside the read-side section
                 if tr is not None:
                     tr.emit(kind, wid, ptid, d.addr, idx, changed, d.size, seq)
         finally:
@@ -466,7 +493,7 @@ class Handler:
                 if tr is not None:
                     tr.emit(tracelog.UNLOCK, wid, ptid, addr)
                 sr.read_unlock(wid)
-                st.mm_addr = 0                                # mmap_read_unlock
+                st.mm_addr = 0  # mmap_read_unlock
         if sr.nesting(wid) > entered:
             # lockdep_sys_exit: "WARNING: lock held when returning to user space!" (dax_srcu, M20)
             st.counters[C.LOCK_HELD_RETURN] += 1
@@ -484,7 +511,7 @@ class Handler:
         with self.ctx_lock:
             for fd in list(self.children):
                 try:
-                    dsys.uffd_continue(fd, 0x10000, PAGE)   # an address no child maps: ENOENT if alive
+                    dsys.uffd_continue(fd, 0x10000, PAGE)  # an address no child maps: ENOENT if alive
                 except OSError as e:
                     if e.errno != errno.ESRCH:
                         continue
@@ -516,7 +543,7 @@ class Handler:
                 try:
                     msgs = dsys.read_msgs(fd)
                 except OSError:
-                    continue                      # a child context closed under us
+                    continue  # a child context closed under us
                 # counted as read, all at once: a reader of the counters (trace validation's
                 # quiesce) must not see "every message serviced" while this batch still holds one
                 # (its toucher may be awake already: another fault's install on the unit woke it)

@@ -32,20 +32,22 @@ class Ida:
         self.name = name
         self.limit = limit
         self._used: set[int] = set()
-        self._free: list[int] = []          # freed ids below _next, as a heap
-        self._next = 0                      # every id >= _next is free
+        self._free: list[int] = []  # freed ids below _next, as a heap
+        self._next = 0  # every id >= _next is free
         self._lock = threading.Lock()
 
     @icontract.ensure(lambda self, result: result in self._used, enabled=contracts.ENABLED)
-    @icontract.ensure(lambda self, bounded, result: not bounded or self.limit is None or result < self.limit,
-                      enabled=contracts.ENABLED)
+    @icontract.ensure(
+        lambda self, bounded, result: not bounded or self.limit is None or result < self.limit,
+        enabled=contracts.ENABLED,
+    )
     def alloc(self, bounded: bool = True) -> int:
         """ida_alloc_max(ida, limit - 1): the lowest free id; OSError(ENOMEM) when the limit is reached.
         ``bounded=False``: ida_alloc() without the owner's bound (M19)."""
         with self._lock:
             while self._free:
                 if bounded and self.limit is not None and self._free[0] >= self.limit:
-                    break                   # only ids an unbounded alloc handed out are free above
+                    break  # only ids an unbounded alloc handed out are free above
                 i = heapq.heappop(self._free)
                 if i not in self._used and i < self._next:
                     self._used.add(i)
@@ -62,6 +64,7 @@ class Ida:
         """ida_free(): returning an id that is not allocated is a kernel WARN ("ida_free called for
         id=%d which is not allocated")."""
         from .kobject import KernelBug
+
         with self._lock:
             if i not in self._used:
                 raise KernelBug(f"ida_free called for id={i} which is not allocated ({self.name})")

@@ -94,8 +94,9 @@ class Kobject(Kref):
     caller says so) until its own release, which then puts the parent (kobject_cleanup ->
     kobject_put(parent)); the embedded cdev kobject pins its struct device this way (2f0157f)."""
 
-    def __init__(self, name: str, release: Release | None = None, parent: Kref | None = None,
-                 count: int = 1) -> None:
+    def __init__(
+        self, name: str, release: Release | None = None, parent: Kref | None = None, count: int = 1
+    ) -> None:
         super().__init__(name, None, count)
         self._own_release = release
         self.parent: Kref | None = parent

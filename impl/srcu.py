@@ -59,8 +59,9 @@ class Tracer(Protocol):
 
     def section(self, kind: int = 0) -> contextlib.AbstractContextManager[None]: ...
 
-    def emit(self, kind: int, wid: int = 0, ptid: int = 0, addr: int = 0, vma: int = 0, a: int = 0,
-             b: int = 0) -> int: ...
+    def emit(
+        self, kind: int, wid: int = 0, ptid: int = 0, addr: int = 0, vma: int = 0, a: int = 0, b: int = 0
+    ) -> int: ...
 
 
 #: tracelog's record kinds for the writer's two points (kept equal to tracelog.GP_FLIP / GP_DONE)
@@ -83,8 +84,9 @@ def _barrier_cmd() -> int:
     with _expedited_lock:
         if _expedited is None:
             try:
-                _expedited = bool(_sys.membarrier(_sys.MEMBARRIER_CMD_QUERY)
-                                  & _sys.MEMBARRIER_CMD_GLOBAL_EXPEDITED)
+                _expedited = bool(
+                    _sys.membarrier(_sys.MEMBARRIER_CMD_QUERY) & _sys.MEMBARRIER_CMD_GLOBAL_EXPEDITED
+                )
             except OSError:
                 _expedited = False
         return _sys.MEMBARRIER_CMD_GLOBAL_EXPEDITED if _expedited else _sys.MEMBARRIER_CMD_GLOBAL
@@ -191,11 +193,11 @@ class Srcu:
         tr = self.tracer if self.tracer is not None and self.tracer.on else None
         with self._writer:
             memory_barrier()
-            self._wait(deadline)           # readers still in the phase before the previous flip
+            self._wait(deadline)  # readers still in the phase before the previous flip
             with self._traced(tr, TRACE_GP_FLIP):
                 self._hdr.gp_ctr ^= GP_PHASE
             memory_barrier()
-            self._wait(deadline)           # readers that entered before this flip
+            self._wait(deadline)  # readers that entered before this flip
             memory_barrier()
             with self._traced(tr, TRACE_GP_DONE):
                 self.grace_periods += 1

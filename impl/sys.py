@@ -276,8 +276,12 @@ def mremap(old_addr: int, old_size: int, new_size: int, flags: int = 0, new_addr
     """Raw syscall (glibc's mremap is variadic); returns the new address."""
     _x86_64_only("mremap")
     r = _libc.syscall(
-        _c_long(SYS_mremap), _c_vp(old_addr), _c_size(old_size), _c_size(new_size),
-        _c_long(flags), _c_vp(new_addr or None),
+        _c_long(SYS_mremap),
+        _c_vp(old_addr),
+        _c_size(old_size),
+        _c_size(new_size),
+        _c_long(flags),
+        _c_vp(new_addr or None),
     )
     if r == -1:
         raise _raise("mremap")
@@ -335,6 +339,7 @@ def process_vm_writev(pid: int, local: int, remote: int, length: int) -> int:
 
 
 # --- userfaultfd helpers ------------------------------------------------------------------------------
+
 
 def uffd_api(fd: int, features: int) -> int:
     """UFFDIO_API handshake; returns the feature bits the kernel granted. Raises if any is missing."""
@@ -410,8 +415,10 @@ def uffd_unavailable() -> str | None:
     except OSError as e:
         return f"userfaultfd unavailable: {e}"
     try:
-        uffd_api(fd, UFFD_FEATURE_MINOR_SHMEM | UFFD_FEATURE_POISON
-                 | UFFD_FEATURE_EVENT_FORK | UFFD_FEATURE_THREAD_ID)
+        uffd_api(
+            fd,
+            UFFD_FEATURE_MINOR_SHMEM | UFFD_FEATURE_POISON | UFFD_FEATURE_EVENT_FORK | UFFD_FEATURE_THREAD_ID,
+        )
     except OSError as e:
         return f"userfaultfd lacks minor-shmem/poison/fork: {e}"
     finally:

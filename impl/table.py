@@ -36,34 +36,34 @@ VMA_WRITE: Final = 1 << 2
 
 # DeviceDesc.rules bits: which version of dev_dax_huge_fault the device's driver has (the profile's
 # fault_rules, read_lock and default_case_leaks_lock; 0 = the fixed driver, spec FaultRules())
-DEV_NO_FALLBACK: Final = 1 << 0      # M3/M4: fault_size > align proceeds instead of FALLBACK
-DEV_NO_VMA_BOUNDS: Final = 1 << 1    # M3/M4: no check that the huge block lies inside the vma
-DEV_NO_PUD: Final = 1 << 2           # no CONFIG_HAVE_ARCH_TRANSPARENT_HUGEPAGE_PUD
-DEV_RCU: Final = 1 << 3              # M5: the read side is rcu_read_lock(), which may not sleep
-DEV_DEFAULT_LEAKS: Final = 1 << 4    # M20: the dispatcher's "default:" returns inside the lock
+DEV_NO_FALLBACK: Final = 1 << 0  # M3/M4: fault_size > align proceeds instead of FALLBACK
+DEV_NO_VMA_BOUNDS: Final = 1 << 1  # M3/M4: no check that the huge block lies inside the vma
+DEV_NO_PUD: Final = 1 << 2  # no CONFIG_HAVE_ARCH_TRANSPARENT_HUGEPAGE_PUD
+DEV_RCU: Final = 1 << 3  # M5: the read side is rcu_read_lock(), which may not sleep
+DEV_DEFAULT_LEAKS: Final = 1 << 4  # M20: the dispatcher's "default:" returns inside the lock
 
 
 class C(IntEnum):
     """Counter indices in WorkerStats.counters."""
 
-    MSGS = 0            # uffd messages read (all events)
-    FAULTS = 1          # page-fault events
-    CHILD_FAULTS = 2    # of which on a forked child's userfaultfd context
-    INSTALL_PTE = 3     # UFFDIO_CONTINUE of one 4K unit
-    INSTALL_PMD = 4     # ... of one 2M unit
-    INSTALL_PUD = 5     # ... of one 1G unit
-    SIGBUS = 6          # faults ended in UFFDIO_POISON (the toucher gets SIGBUS / EFAULT)
-    SIGBUS_DEAD = 7     # ... because alive was false (check_vma step 1)
-    SIGBUS_VMA = 8      # ... because check_vma failed otherwise
-    SIGBUS_FAULT = 9    # ... size negotiation, vma bounds or pgoff_to_phys
+    MSGS = 0  # uffd messages read (all events)
+    FAULTS = 1  # page-fault events
+    CHILD_FAULTS = 2  # of which on a forked child's userfaultfd context
+    INSTALL_PTE = 3  # UFFDIO_CONTINUE of one 4K unit
+    INSTALL_PMD = 4  # ... of one 2M unit
+    INSTALL_PUD = 5  # ... of one 1G unit
+    SIGBUS = 6  # faults ended in UFFDIO_POISON (the toucher gets SIGBUS / EFAULT)
+    SIGBUS_DEAD = 7  # ... because alive was false (check_vma step 1)
+    SIGBUS_VMA = 8  # ... because check_vma failed otherwise
+    SIGBUS_FAULT = 9  # ... size negotiation, vma bounds or pgoff_to_phys
     SIGBUS_NO_VMA = 10  # ... the address is in no registered vma
-    FALLBACK = 11       # VM_FAULT_FALLBACK steps during size negotiation
-    EEXIST = 12         # entry already present (a racing fault installed it): woken, not installed
-    EAGAIN = 13         # mm changing (fork/remap in flight): retried
-    ENOENT = 14         # vma vanished under the fault (munmap raced): woken
-    FORK_EVENTS = 15    # UFFD_EVENT_FORK: a new child context adopted
+    FALLBACK = 11  # VM_FAULT_FALLBACK steps during size negotiation
+    EEXIST = 12  # entry already present (a racing fault installed it): woken, not installed
+    EAGAIN = 13  # mm changing (fork/remap in flight): retried
+    ENOENT = 14  # vma vanished under the fault (munmap raced): woken
+    FORK_EVENTS = 15  # UFFD_EVENT_FORK: a new child context adopted
     CHILD_CTX_CLOSED = 16
-    ERRORS = 17         # unexpected errno from an ioctl
+    ERRORS = 17  # unexpected errno from an ioctl
     SLEEP_IN_ATOMIC = 18  # an install (may allocate a page table: may sleep) inside a non-sleepable section
     LOCK_HELD_RETURN = 19  # a fault returned to user space holding more read locks than it entered with
     NCOUNTERS = 32
@@ -77,16 +77,26 @@ class RangeDesc(ctypes.Structure):
 
 class DeviceDesc(ctypes.Structure):
     _fields_ = (
-        ("used", U64), ("alive", U64), ("align", U64), ("nranges", U64), ("gen", U64),
-        ("rules", U64),      # DEV_* bits
+        ("used", U64),
+        ("alive", U64),
+        ("align", U64),
+        ("nranges", U64),
+        ("gen", U64),
+        ("rules", U64),  # DEV_* bits
         ("ranges", RangeDesc * MAX_RANGES),
     )
 
 
 class VmaDesc(ctypes.Structure):
     _fields_ = (
-        ("used", U64), ("start", U64), ("end", U64), ("pgoff", U64), ("dev", U64), ("align", U64),
-        ("flags", U64), ("_pad", U64),
+        ("used", U64),
+        ("start", U64),
+        ("end", U64),
+        ("pgoff", U64),
+        ("dev", U64),
+        ("align", U64),
+        ("flags", U64),
+        ("_pad", U64),
     )
 
 
@@ -95,23 +105,26 @@ class WorkerStats(ctypes.Structure):
         ("counters", U64 * C.NCOUNTERS),
         ("dev_installs", U64 * MAX_DEVICES),
         ("dev_sigbus", U64 * MAX_DEVICES),
-        ("busy", U64),       # 1 while the worker services a fault (set before its read lock, cleared
-                             # after its unlock): DaxBus.read_nesting waits for 0
-        ("mm_addr", U64),    # the emulated mmap_lock read side: the fault's page address | 1 from
-                             # before its vma lookup to after its install/poison (0: none); the
-                             # main process's munmap waits for those in its range (MappingCore._mm_write)
+        ("busy", U64),  # 1 while the worker services a fault (set before its read lock, cleared
+        # after its unlock): DaxBus.read_nesting waits for 0
+        ("mm_addr", U64),  # the emulated mmap_lock read side: the fault's page address | 1 from
+        # before its vma lookup to after its install/poison (0: none); the
+        # main process's munmap waits for those in its range (MappingCore._mm_write)
         ("lat_idx", U64),
-        ("lat_ns", U64 * LAT_RING),      # message read -> decision made (handler CPU time, mostly)
-        ("ioctl_ns", U64 * LAT_RING),    # the CONTINUE/POISON ioctl(s), including any preemption
-                                         # by the toucher it wakes (so: wall time, not service cost)
+        ("lat_ns", U64 * LAT_RING),  # message read -> decision made (handler CPU time, mostly)
+        ("ioctl_ns", U64 * LAT_RING),  # the CONTINUE/POISON ioctl(s), including any preemption
+        # by the toucher it wakes (so: wall time, not service cost)
     )
 
 
 class Header(ctypes.Structure):
     _fields_ = (
-        ("magic", U64), ("nworkers", U64), ("handler_pid", U64), ("ready", U64),
-        ("policy_arg", U64),   # a knob for alternative policies (slow_policy: delay in microseconds)
-        ("mm_first", U64),     # 0: the mm asks the largest size whose block fits the vma; else this size
+        ("magic", U64),
+        ("nworkers", U64),
+        ("handler_pid", U64),
+        ("ready", U64),
+        ("policy_arg", U64),  # a knob for alternative policies (slow_policy: delay in microseconds)
+        ("mm_first", U64),  # 0: the mm asks the largest size whose block fits the vma; else this size
         ("_pad", U64 * 2),
     )
 
@@ -126,7 +139,7 @@ class Layout(ctypes.Structure):
         ("vmas", VmaDesc * MAX_VMAS),
         ("workers", WorkerStats * MAX_WORKERS),
         ("srcu", ctypes.c_uint8 * SRCU_SIZE),
-        ("trace", TraceArea),    # tracelog.py: the global order of linearization points (tests)
+        ("trace", TraceArea),  # tracelog.py: the global order of linearization points (tests)
     )
 
 
@@ -168,8 +181,10 @@ class SharedTable:
 
     def device_counts(self, dev: int) -> tuple[int, int]:
         """(installs, sigbus) for one device, over all workers."""
-        return (sum(int(w.dev_installs[dev]) for w in self.t.workers),
-                sum(int(w.dev_sigbus[dev]) for w in self.t.workers))
+        return (
+            sum(int(w.dev_installs[dev]) for w in self.t.workers),
+            sum(int(w.dev_sigbus[dev]) for w in self.t.workers),
+        )
 
     def latencies_ns(self, which: str = "decide") -> list[int]:
         """Recent per-fault times: "decide" (message read -> decision, inside the read section) or

@@ -33,13 +33,20 @@ from typing import Final
 U64 = ctypes.c_uint64
 
 RING: Final = 8192
-GATES: Final = 16            # gate 0..7: handler workers (by wid); 8..15: threads of the main process
+GATES: Final = 16  # gate 0..7: handler workers (by wid); 8..15: threads of the main process
 MAIN_GATE0: Final = 8
 
 # record kinds written by the handler (and srcu's flip); the main process's kinds are Event.kind names
 LOCK, CHECK, INSERT, POISON, UNLOCK, GP_FLIP, GP_DONE = 1, 2, 3, 4, 5, 6, 7
-KIND_NAMES: Final = {LOCK: "read_lock", CHECK: "check", INSERT: "insert", POISON: "poison",
-                     UNLOCK: "read_unlock", GP_FLIP: "gp_flip", GP_DONE: "gp_done"}
+KIND_NAMES: Final = {
+    LOCK: "read_lock",
+    CHECK: "check",
+    INSERT: "insert",
+    POISON: "poison",
+    UNLOCK: "read_unlock",
+    GP_FLIP: "gp_flip",
+    GP_DONE: "gp_done",
+}
 
 #: Decision.reason values, by their index in a CHECK record (b = size << 8 | reason << 1 | install)
 REASONS: Final = ("ok", "dead", "check_vma", "fault", "no_vma")
@@ -50,8 +57,9 @@ def reason_code(reason: str) -> int:
     """A reason's index in REASONS (UNKNOWN_REASON for one added since: still logged, shown as ?)."""
     return REASONS.index(reason) if reason in REASONS else UNKNOWN_REASON
 
+
 _PTHREAD_PROCESS_SHARED: Final = 1
-_MUTEX_BYTES: Final = 64     # sizeof(pthread_mutex_t) is 40 on x86_64 glibc; room to spare
+_MUTEX_BYTES: Final = 64  # sizeof(pthread_mutex_t) is 40 on x86_64 glibc; room to spare
 
 
 class TraceRec(ctypes.Structure):
@@ -59,8 +67,16 @@ class TraceRec(ctypes.Structure):
     match the one looked for was overwritten or never written), the kind, the worker (spec CPU), the
     faulting thread, the fault address, the vma table index and two kind-specific values."""
 
-    _fields_ = (("seq", U64), ("kind", U64), ("wid", U64), ("ptid", U64), ("addr", U64), ("vma", U64),
-                ("a", U64), ("b", U64))
+    _fields_ = (
+        ("seq", U64),
+        ("kind", U64),
+        ("wid", U64),
+        ("ptid", U64),
+        ("addr", U64),
+        ("vma", U64),
+        ("a", U64),
+        ("b", U64),
+    )
 
 
 class Gate(ctypes.Structure):
@@ -68,15 +84,27 @@ class Gate(ctypes.Structure):
     ``go`` = set by the scheduler to let exactly this thread through once, ``tid`` = the waiting
     thread, ``ptid`` = the thread a handler worker's fault is for, ``passes`` = times let through."""
 
-    _fields_ = (("waiting", U64), ("go", U64), ("tid", U64), ("ptid", U64), ("passes", U64),
-                ("_pad", U64 * 3))
+    _fields_ = (
+        ("waiting", U64),
+        ("go", U64),
+        ("tid", U64),
+        ("ptid", U64),
+        ("passes", U64),
+        ("_pad", U64 * 3),
+    )
 
 
 class TraceArea(ctypes.Structure):
-    _fields_ = (("on", U64), ("seq", U64), ("sched", U64), ("inited", U64), ("_pad", U64 * 4),
-                ("mutex", ctypes.c_uint8 * _MUTEX_BYTES),
-                ("gates", Gate * GATES),
-                ("ring", TraceRec * RING))
+    _fields_ = (
+        ("on", U64),
+        ("seq", U64),
+        ("sched", U64),
+        ("inited", U64),
+        ("_pad", U64 * 4),
+        ("mutex", ctypes.c_uint8 * _MUTEX_BYTES),
+        ("gates", Gate * GATES),
+        ("ring", TraceRec * RING),
+    )
 
 
 _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
@@ -154,8 +182,17 @@ class TraceLog:
         a.seq = seq + 1
         return seq
 
-    def emit(self, kind: int, wid: int = 0, ptid: int = 0, addr: int = 0, vma: int = 0, a: int = 0,
-             b: int = 0, seq: int | None = None) -> int:
+    def emit(
+        self,
+        kind: int,
+        wid: int = 0,
+        ptid: int = 0,
+        addr: int = 0,
+        vma: int = 0,
+        a: int = 0,
+        b: int = 0,
+        seq: int | None = None,
+    ) -> int:
         """Record one handler-side point in the ring (inside a section); returns its number. ``seq``:
         a number taken earlier in the same section (an operation that wakes another thread -- the
         install ioctl -- takes its number first, so what the woken thread logs comes after it)."""
@@ -202,5 +239,22 @@ class TraceLog:
         g.passes += 1
 
 
-__all__ = ["CHECK", "GATES", "GP_DONE", "GP_FLIP", "INSERT", "KIND_NAMES", "LOCK", "MAIN_GATE0", "POISON",
-           "REASONS", "RING", "UNKNOWN_REASON", "UNLOCK", "TraceArea", "TraceLog", "TraceRec", "reason_code"]
+__all__ = [
+    "CHECK",
+    "GATES",
+    "GP_DONE",
+    "GP_FLIP",
+    "INSERT",
+    "KIND_NAMES",
+    "LOCK",
+    "MAIN_GATE0",
+    "POISON",
+    "REASONS",
+    "RING",
+    "UNKNOWN_REASON",
+    "UNLOCK",
+    "TraceArea",
+    "TraceLog",
+    "TraceRec",
+    "reason_code",
+]

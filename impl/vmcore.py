@@ -52,13 +52,17 @@ def reserve(length: int, align: int, hint: int = 0) -> int:
 def claim(addr: int, length: int) -> bool:
     """Reserve [addr, addr+length) PROT_NONE if it is entirely free (MAP_FIXED_NOREPLACE)."""
     try:
-        got = dsys.mmap(addr, length, dsys.PROT_NONE,
-                        dsys.MAP_PRIVATE | dsys.MAP_ANONYMOUS | dsys.MAP_NORESERVE | dsys.MAP_FIXED_NOREPLACE)
+        got = dsys.mmap(
+            addr,
+            length,
+            dsys.PROT_NONE,
+            dsys.MAP_PRIVATE | dsys.MAP_ANONYMOUS | dsys.MAP_NORESERVE | dsys.MAP_FIXED_NOREPLACE,
+        )
     except OSError as e:
         if e.errno == errno.EEXIST:
             return False
         raise
-    if got != addr:                      # kernels before 4.17 treat the flag as a hint
+    if got != addr:  # kernels before 4.17 treat the flag as a hint
         dsys.munmap(got, length)
         return False
     return True
@@ -71,8 +75,9 @@ class VmCore(MappingCore):
         super().__init__(workers, POLICY, event_fork=True, timeout=timeout)
 
     # --- placement ---------------------------------------------------------------------------------
-    def map_at(self, dev: int, addr: int, length: int, pgoff: int, prot: int, file_writable: bool,
-               vflags: int = 0) -> Mapping:
+    def map_at(
+        self, dev: int, addr: int, length: int, pgoff: int, prot: int, file_writable: bool, vflags: int = 0
+    ) -> Mapping:
         """Map ``length`` bytes of ``dev`` from page ``pgoff`` at ``addr``, MAP_FIXED over memory the
         caller owns (a reservation from reserve()/claim(), or a vma it just took down). No alignment
         check: that is check_vma's job in the layer above (mmap) and in the fault policy (faults)."""
@@ -89,16 +94,21 @@ class VmCore(MappingCore):
             try:
                 for p in pieces:
                     fd = d.backing.fd if p.phys is not None else self._hole_fd
-                    dsys.mmap(addr + p.offset, p.length, prot, dsys.MAP_SHARED | dsys.MAP_FIXED, fd,
-                              p.phys or 0)
+                    dsys.mmap(
+                        addr + p.offset, p.length, prot, dsys.MAP_SHARED | dsys.MAP_FIXED, fd, p.phys or 0
+                    )
             except BaseException:
                 dsys.munmap(addr, length)
                 raise
             idx = free[0]
             v = self.table.t.vmas[idx]
             v.start, v.end, v.pgoff, v.dev, v.align = addr, addr + length, pgoff, dev, d.align
-            v.flags = VMA_MAYSHARE | (VMA_SHARED if file_writable else 0) | (
-                VMA_WRITE if prot & dsys.PROT_WRITE else 0) | vflags
+            v.flags = (
+                VMA_MAYSHARE
+                | (VMA_SHARED if file_writable else 0)
+                | (VMA_WRITE if prot & dsys.PROT_WRITE else 0)
+                | vflags
+            )
             v.used = 1
             m = Mapping(addr, length, pgoff, dev, d.align, prot, idx, pieces, "uffd")
             try:
@@ -151,8 +161,18 @@ class VmCore(MappingCore):
             v.flags = old.flags
             v.used = 1
             self._request(b"ADD")
-            t = Mapping(cut, m.length - off, m.pgoff + off // PAGE, m.dev, m.align, m.prot, idx, tuple(tail),
-                        m.mode, m.revoked)
+            t = Mapping(
+                cut,
+                m.length - off,
+                m.pgoff + off // PAGE,
+                m.dev,
+                m.align,
+                m.prot,
+                idx,
+                tuple(tail),
+                m.mode,
+                m.revoked,
+            )
             m.length = off
             m.pieces = tuple(head)
             old.end = cut
@@ -200,8 +220,9 @@ class VmCore(MappingCore):
             try:
                 for p in add:
                     fd = d.backing.fd if p.phys is not None else self._hole_fd
-                    dsys.mmap(m.end + p.offset, p.length, m.prot, dsys.MAP_SHARED | dsys.MAP_FIXED, fd,
-                              p.phys or 0)
+                    dsys.mmap(
+                        m.end + p.offset, p.length, m.prot, dsys.MAP_SHARED | dsys.MAP_FIXED, fd, p.phys or 0
+                    )
                 if m.mode == "uffd":
                     dsys.uffd_register(self._uffd, m.end, extra, dsys.UFFDIO_REGISTER_MODE_MINOR)
             except BaseException:
@@ -212,11 +233,10 @@ class VmCore(MappingCore):
             m.length = new_length
             self.table.t.vmas[m.vma_idx].end = m.addr + new_length
             self._request(b"ADD")
-            self._zap(m)          # decisions may change (vm_end): markers must not outlive them
+            self._zap(m)  # decisions may change (vm_end): markers must not outlive them
             if m.mode == "prefault":
                 self._populate(m)
             return True
 
     def live(self, m: Mapping) -> bool:
         return not m.closed and m in self._maps
-

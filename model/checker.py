@@ -40,7 +40,7 @@ class Step:
 class Violation:
     invariant: Invariant
     message: str
-    trace: list[Step]          # from the initial state; the last step reaches the bad state
+    trace: list[Step]  # from the initial state; the last step reaches the bad state
 
 
 @dataclass
@@ -58,12 +58,20 @@ class Result:
         return self.states / self.seconds if self.seconds > 0 else 0.0
 
 
-Progress = Callable[[int, int, int, float], None]   # states, frontier, depth, seconds
+Progress = Callable[[int, int, int, float], None]  # states, frontier, depth, seconds
 
 
-def check(c: Ctx, *, symmetry: bool = True, reduce: bool = True, liveness: bool = True,
-          max_states: int | None = None, stop_on_violation: bool = False, only: set[str] | None = None,
-          progress: Progress | None = None) -> Result:
+def check(
+    c: Ctx,
+    *,
+    symmetry: bool = True,
+    reduce: bool = True,
+    liveness: bool = True,
+    max_states: int | None = None,
+    stop_on_violation: bool = False,
+    only: set[str] | None = None,
+    progress: Progress | None = None,
+) -> Result:
     t0 = time.perf_counter()
     canon = canonical if symmetry else (lambda s: s)
     next_states = reduced_successors if reduce else successors
@@ -141,15 +149,19 @@ def check(c: Ctx, *, symmetry: bool = True, reduce: bool = True, liveness: bool 
     if do_live and res.complete:
         stuck = _cannot_reach_idle(len(states), idle, rev_src, rev_dst)
         if stuck is not None:
-            record(INVARIANTS["teardown_finishes"],
-                   f"from here the admin can never finish '{states[stuck].admin.prog}' "
-                   f"(a grace period that never ends, or a step that can never run)", stuck)
+            record(
+                INVARIANTS["teardown_finishes"],
+                f"from here the admin can never finish '{states[stuck].admin.prog}' "
+                f"(a grace period that never ends, or a step that can never run)",
+                stuck,
+            )
     res.seconds = time.perf_counter() - t0
     return res
 
 
-def _trace(states: list[State], parent: array[int], via: list[Transition | None], at: int,
-           last: Transition | None) -> list[Step]:
+def _trace(
+    states: list[State], parent: array[int], via: list[Transition | None], at: int, last: Transition | None
+) -> list[Step]:
     path: list[Step] = []
     i = at
     while parent[i] >= 0:

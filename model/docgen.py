@@ -35,10 +35,10 @@ _MODULES = (file, vma, fault, mapping)
 #: self-loop actions without a function of their own (spec/system.py yields them inline)
 INLINE_ACTIONS = {
     "read": "read(2)/write(2) on a device-dax fd: dax_fops has no .read/.write, so -EINVAL. Never "
-            "changes state.",
+    "changes state.",
     "ioctl": "ioctl(2): dax_fops has no .unlocked_ioctl, so -ENOTTY. Never changes state.",
     "admin": "One step of the admin program in progress (probe, remove, bind, unbind, create_failed); "
-             "see the admin steps.",
+    "see the admin steps.",
 }
 
 
@@ -89,18 +89,28 @@ def where(obj: object, line: bool = True) -> str:
 
 # ------------------------------------------------------------------------------ entries ----
 
+
 @dataclass(frozen=True)
 class Entry:
-    kind: str        # invariant | variant | profile | action | admin step | spec function
+    kind: str  # invariant | variant | profile | action | admin step | spec function
     name: str
-    text: str        # what `devdax explain` prints
+    text: str  # what `devdax explain` prints
 
 
 def _switches(p: Profile) -> list[tuple[str, str]]:
     out = []
     for f in dataclasses.fields(p):
-        if f.name in ("name", "summary", "source", "findings", "create", "create_failed", "remove", "bind",
-                      "unbind"):
+        if f.name in (
+            "name",
+            "summary",
+            "source",
+            "findings",
+            "create",
+            "create_failed",
+            "remove",
+            "bind",
+            "unbind",
+        ):
             continue
         v = getattr(p, f.name)
         out.append((f.name, v.value if isinstance(v, Enum) else str(v)))
@@ -108,8 +118,11 @@ def _switches(p: Profile) -> list[tuple[str, str]]:
 
 
 def _programs(p: Profile) -> list[tuple[str, str]]:
-    return [(n, " -> ".join(getattr(p, n)) or "-") for n in ("create", "create_failed", "remove", "bind",
-                                                             "unbind") if getattr(p, n)]
+    return [
+        (n, " -> ".join(getattr(p, n)) or "-")
+        for n in ("create", "create_failed", "remove", "bind", "unbind")
+        if getattr(p, n)
+    ]
 
 
 def explain_invariant(inv: Invariant) -> str:
@@ -132,15 +145,20 @@ def _wrap(text: str) -> list[str]:
 
 def config_text(cfg: Config) -> str:
     from devdax.model.render import config_source
+
     return config_source(cfg)
 
 
 def explain_variant(v: Variant) -> str:
     from devdax.model.render import change_text
-    lines = [f"variant {v.name}: {v.title}", f"  source:  {v.source}",
-             f"  profile: {v.base.name} with {change_text(v)}",
-             f"  config:  {config_text(variant_config(v))}",
-             f"  breaks:  {', '.join(v.breaks)}  (at least one must be violated)"]
+
+    lines = [
+        f"variant {v.name}: {v.title}",
+        f"  source:  {v.source}",
+        f"  profile: {v.base.name} with {change_text(v)}",
+        f"  config:  {config_text(variant_config(v))}",
+        f"  breaks:  {', '.join(v.breaks)}  (at least one must be violated)",
+    ]
     if v.notes:
         lines.append(f"  notes:   {' '.join(v.notes.split())}")
     lines.append(f"  run:     devdax check --variant {v.name}")
@@ -167,9 +185,18 @@ def explain_func(kind: str, name: str, fn: object) -> str:
     if where(fn):
         lines.append(f"  defined in {where(fn)}")
     if kind == "admin step":
-        users = [f"{p.name}.{prog}" for p in PROFILES.values() for prog, body in
-                 (("create", p.create), ("create_failed", p.create_failed), ("remove", p.remove),
-                  ("bind", p.bind), ("unbind", p.unbind)) if any(e.rstrip("!") == name for e in body)]
+        users = [
+            f"{p.name}.{prog}"
+            for p in PROFILES.values()
+            for prog, body in (
+                ("create", p.create),
+                ("create_failed", p.create_failed),
+                ("remove", p.remove),
+                ("bind", p.bind),
+                ("unbind", p.unbind),
+            )
+            if any(e.rstrip("!") == name for e in body)
+        ]
         if users:
             lines.append("  used by: " + ", ".join(users))
     return "\n".join(lines)
@@ -199,8 +226,13 @@ def catalog() -> dict[str, list[Entry]]:
     known = set(out)
     for mod in (admin, *_MODULES, geometry, kobject):
         for attr, fn in vars(mod).items():
-            if attr.startswith("_") or attr in known or not inspect.isfunction(fn) or \
-                    fn.__module__ != mod.__name__ or not inspect.getdoc(fn):
+            if (
+                attr.startswith("_")
+                or attr in known
+                or not inspect.isfunction(fn)
+                or fn.__module__ != mod.__name__
+                or not inspect.getdoc(fn)
+            ):
                 continue
             add("spec function", attr, explain_func("spec function", attr, fn))
     return out
@@ -218,6 +250,7 @@ def explain(name: str) -> str | None:
 
 
 # ----------------------------------------------------------------------------- reference ----
+
 
 def _md(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
@@ -237,8 +270,17 @@ def reference() -> str:
         f"The default profile is `{DEFAULT_PROFILE}`.",
     ]
     for p in PROFILES.values():
-        L += ["", f"### {p.name}", "", p.summary + ".", "", f"Source: {p.source}.", "",
-              "| switch | value |", "|---|---|"]
+        L += [
+            "",
+            f"### {p.name}",
+            "",
+            p.summary + ".",
+            "",
+            f"Source: {p.source}.",
+            "",
+            "| switch | value |",
+            "|---|---|",
+        ]
         L += [f"| `{k}` | {_md(v)} |" for k, v in _switches(p)]
         L += ["", "Admin programs (`!` marks the step that completes the kill):", ""]
         L += [f"- **{k}**: {v}" for k, v in _programs(p)]
@@ -246,11 +288,20 @@ def reference() -> str:
         L += ["", "Documented findings:" if p.findings else none, ""]
         L += [f"- `{k}`: {_md(v)}" for k, v in p.findings.items()]
         if p.name in PROFILE_CONFIGS:
-            L += ["", f"Default configuration of `devdax check --profile {p.name}`: "
-                  f"`{config_text(PROFILE_CONFIGS[p.name])}`."]
-    L += ["", "## Actions", "", "Each transition of the state machine is one of these (spec/system.py). The "
-          "explorer fuses adjacent fault steps of one CPU (model/reduction.py), so a trace may show "
-          "`fault_lock+fault_check`.", ""]
+            L += [
+                "",
+                f"Default configuration of `devdax check --profile {p.name}`: "
+                f"`{config_text(PROFILE_CONFIGS[p.name])}`.",
+            ]
+    L += [
+        "",
+        "## Actions",
+        "",
+        "Each transition of the state machine is one of these (spec/system.py). The "
+        "explorer fuses adjacent fault steps of one CPU (model/reduction.py), so a trace may show "
+        "`fault_lock+fault_check`.",
+        "",
+    ]
     for a in action_names():
         fn = action_func(a)
         text = doc_of(fn) if fn is not None else INLINE_ACTIONS.get(a, "")
@@ -263,14 +314,27 @@ def reference() -> str:
     for inv in INVARIANTS.values():
         L.append(f"| `{inv.name}` | {inv.kind} | {_md(inv.source)} | {_md(' '.join(inv.doc.split()))} |")
     L += ["", *_reading_section()]
-    L += ["", "## Variants", "", "Each is caught by `devdax check --variant NAME`; its expected "
-          "counterexample is tests/golden/NAME.txt.", ""]
+    L += [
+        "",
+        "## Variants",
+        "",
+        "Each is caught by `devdax check --variant NAME`; its expected "
+        "counterexample is tests/golden/NAME.txt.",
+        "",
+    ]
     from devdax.model.render import change_text
+
     for v in VARIANTS.values():
-        L += [f"### {v.name}", "", f"{v.title}.", "", f"- source: {v.source}",
-              f"- profile: `{v.base.name}` with {_md(change_text(v))}",
-              f"- configuration: `{config_text(variant_config(v))}`",
-              f"- must break one of: {', '.join(f'`{b}`' for b in v.breaks)}"]
+        L += [
+            f"### {v.name}",
+            "",
+            f"{v.title}.",
+            "",
+            f"- source: {v.source}",
+            f"- profile: `{v.base.name}` with {_md(change_text(v))}",
+            f"- configuration: `{config_text(variant_config(v))}`",
+            f"- must break one of: {', '.join(f'`{b}`' for b in v.breaks)}",
+        ]
         if v.notes:
             L.append(f"- notes: {_md(' '.join(v.notes.split()))}")
         L.append("")
@@ -285,21 +349,27 @@ def _reading_section() -> list[str]:
     from devdax.model.checker import check
     from devdax.model.render import variant_report
     from devdax.spec.ctx import Ctx
+
     v = VARIANTS[EXAMPLE_VARIANT]
     cfg = variant_config(v)
     report = variant_report(v, cfg, check(Ctx.of(cfg)))
     return [
-        "## Reading a counterexample", "",
+        "## Reading a counterexample",
+        "",
         f"`devdax check --variant {v.name}` prints the variant, then for each property it breaks the "
         "shortest trace: numbered steps (the actor, the spec function with its arguments, `->` its "
         "outcome; fused fault steps read `fault_lock+fault_check` with outcomes joined by `/`), under "
         "each step only what changed (`dax0` is device instance 0 as the invariants name it; the line "
         "that allocates its id names its node, `/dev/dax0.0`), then the invariant's message, its "
         "statement, and a pytest test that replays the trace (`devdax.model.trace.replay`) and asserts "
-        "that the invariant still breaks. `--json` gives the same traces in Apalache's ITF.", "",
+        "that the invariant still breaks. `--json` gives the same traces in Apalache's ITF.",
+        "",
         "Exit status of every command: 0 pass, 1 violation (or an expectation not met), 2 usage error "
-        "(one line: `devdax: error: --cpus: expected a non-negative integer, got 'x'`).", "",
-        "```", *report.rstrip("\n").splitlines(), "```",
+        "(one line: `devdax: error: --cpus: expected a non-negative integer, got 'x'`).",
+        "",
+        "```",
+        *report.rstrip("\n").splitlines(),
+        "```",
     ]
 
 

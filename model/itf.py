@@ -24,7 +24,7 @@ from devdax.spec.symmetry import canonical
 from devdax.spec.system import init
 
 JSON = Any
-MAX_SAFE = 2 ** 53 - 1
+MAX_SAFE = 2**53 - 1
 
 
 def _is_record(x: object) -> bool:
@@ -43,7 +43,7 @@ def value(x: object) -> JSON:
         return {"#set": sorted((value(v) for v in x), key=repr)}
     if isinstance(x, tuple):
         if len({type(v) for v in x}) <= 1:
-            return [value(v) for v in x]            # a sequence (of slots, of shapes)
+            return [value(v) for v in x]  # a sequence (of slots, of shapes)
         return {"#tup": [value(v) for v in x]}
     if isinstance(x, list):
         return [value(v) for v in x]
@@ -60,8 +60,9 @@ def args_value(args: tuple[object, ...]) -> JSON:
 
 
 def state_value(s: State, index: int, action: str, args: tuple[object, ...], outcome: str) -> JSON:
-    out: dict[str, JSON] = {"#meta": {"index": index, "action": action, "args": args_value(args),
-                                      "outcome": outcome}}
+    out: dict[str, JSON] = {
+        "#meta": {"index": index, "action": action, "args": args_value(args), "outcome": outcome}
+    }
     for k in State._fields:
         out[k] = value(getattr(s, k))
     return out
@@ -73,9 +74,12 @@ def trace(cfg: Config, v: Violation, source: str) -> JSON:
     states = [state_value(s0, 0, "init", (), "ok")]
     states += [state_value(st.state, i, st.action, st.args, st.outcome) for i, st in enumerate(v.trace, 1)]
     return {
-        "#meta": {"format": "ITF", "format-description": "https://apalache-mc.org/docs/adr/015adr-trace.html",
-                  "source": source,
-                  "description": f"shortest counterexample to {v.invariant.name} ({v.invariant.kind})"},
+        "#meta": {
+            "format": "ITF",
+            "format-description": "https://apalache-mc.org/docs/adr/015adr-trace.html",
+            "source": source,
+            "description": f"shortest counterexample to {v.invariant.name} ({v.invariant.kind})",
+        },
         "vars": list(State._fields),
         "states": states,
     }
@@ -85,8 +89,17 @@ def config_value(cfg: Config) -> JSON:
     return value(cfg)
 
 
-def result_json(*, verdict: str, cfg: Config, res: Result, profile: str, variant: str | None,
-                documented: dict[str, str], source: str, extra: dict[str, JSON] | None = None) -> JSON:
+def result_json(
+    *,
+    verdict: str,
+    cfg: Config,
+    res: Result,
+    profile: str,
+    variant: str | None,
+    documented: dict[str, str],
+    source: str,
+    extra: dict[str, JSON] | None = None,
+) -> JSON:
     """The object `devdax check --json` prints."""
     out: dict[str, JSON] = {
         "result": verdict,
@@ -101,10 +114,15 @@ def result_json(*, verdict: str, cfg: Config, res: Result, profile: str, variant
         "states_per_second": round(res.states_per_second, 1),
         "checked": list(res.checked),
         "violations": [
-            {"invariant": name, "kind": v.invariant.kind, "source": v.invariant.source,
-             "message": v.message, "documented": name in documented,
-             "steps": [[a, args_value(b), o] for a, b, o in steps_of(v)],
-             "trace": trace(cfg, v, source)}
+            {
+                "invariant": name,
+                "kind": v.invariant.kind,
+                "source": v.invariant.source,
+                "message": v.message,
+                "documented": name in documented,
+                "steps": [[a, args_value(b), o] for a, b, o in steps_of(v)],
+                "trace": trace(cfg, v, source),
+            }
             for name, v in sorted(res.violations.items())
         ],
     }

@@ -49,8 +49,12 @@ def _then(c: Ctx, t: Transition, i: int) -> Transition:
     while s.cpus[i].pc == C_DONE:
         run("fault_unlock", fault.fault_unlock(c, s, i))
         cpu = s.cpus[i]
-        if cpu.pc == C_IDLE and cpu.result == R_FALLBACK and cpu.nest == 0 \
-                and run("fault_lock", fault.fault_lock(c, s, i, cpu.vma, cpu.addr)):
+        if (
+            cpu.pc == C_IDLE
+            and cpu.result == R_FALLBACK
+            and cpu.nest == 0
+            and run("fault_lock", fault.fault_lock(c, s, i, cpu.vma, cpu.addr))
+        ):
             run("fault_check", fault.fault_check(c, s, i))
     if len(parts) == 1:
         return t
@@ -71,5 +75,7 @@ def reduced_successors(c: Ctx, s: State) -> list[Transition]:
 
 def in_between(s: State) -> bool:
     """A state the reduction never stores: some CPU between two fused steps."""
-    return any(cpu.pc in (C_LOCKED, C_DONE)
-               or (cpu.pc == C_IDLE and cpu.result == R_FALLBACK and cpu.nest == 0) for cpu in s.cpus)
+    return any(
+        cpu.pc in (C_LOCKED, C_DONE) or (cpu.pc == C_IDLE and cpu.result == R_FALLBACK and cpu.nest == 0)
+        for cpu in s.cpus
+    )

@@ -94,13 +94,21 @@ def _mode(f: NamedTuple) -> str:
 
 
 def _vma_text(v: NamedTuple) -> str:
-    flags = [f for f, on in (("VM_SHARED", getattr(v, "shared", False)),
-                             ("VM_MAYSHARE", getattr(v, "mayshare", False)),
-                             ("VM_WRITE", getattr(v, "write", False)),
-                             ("VM_DONTCOPY", getattr(v, "dontcopy", False))) if on]
+    flags = [
+        f
+        for f, on in (
+            ("VM_SHARED", getattr(v, "shared", False)),
+            ("VM_MAYSHARE", getattr(v, "mayshare", False)),
+            ("VM_WRITE", getattr(v, "write", False)),
+            ("VM_DONTCOPY", getattr(v, "dontcopy", False)),
+        )
+        if on
+    ]
     start, end = getattr(v, "start", 0), getattr(v, "end", 0)
-    return (f"mapped file{getattr(v, 'file', -1)} [{start:#x}, {end:#x}) pgoff {getattr(v, 'pgoff', 0)} "
-            f"{'|'.join(flags) or 'private'}")
+    return (
+        f"mapped file{getattr(v, 'file', -1)} [{start:#x}, {end:#x}) pgoff {getattr(v, 'pgoff', 0)} "
+        f"{'|'.join(flags) or 'private'}"
+    )
 
 
 def _entry_text(e: Entry) -> str:
@@ -133,8 +141,10 @@ def diff(a: State, b: State, devices_per_region: int = 0) -> list[str]:
         if dx != dy:
             ch = _changes("dev", dx, dy)
             if devices_per_region and dx.id < 0 <= dy.id:
-                ch = [f"{c} (/dev/dax{d // devices_per_region}.{dy.id})" if c.startswith("id ") else c
-                      for c in ch]
+                ch = [
+                    f"{c} (/dev/dax{d // devices_per_region}.{dy.id})" if c.startswith("id ") else c
+                    for c in ch
+                ]
             out.append(f"dax{d}: " + ", ".join(ch))
     for f, (x, y) in enumerate(zip(a.files, b.files, strict=False)):
         if x == y:
@@ -201,8 +211,14 @@ def step_call(action: str, args: tuple[object, ...]) -> str:
             return f"{cpu} {action}(vma{v} @{_hex(addr)}, {sz})"
         return f"{cpu} {action}()"
     if first in USER_ACTIONS and args:
-        kind = {"open": "dax", "mmap": "file", "close": "file", "read": "file", "write": "file",
-                "ioctl": "file"}.get(first, "vma")
+        kind = {
+            "open": "dax",
+            "mmap": "file",
+            "close": "file",
+            "read": "file",
+            "write": "file",
+            "ioctl": "file",
+        }.get(first, "vma")
         return f"user {action}({kind}{args[0]}" + "".join(f", {_arg(a)}" for a in args[1:]) + ")"
     if action == "mapping_release" and args:
         return f"kernel mapping_release(dax{args[0]})"
@@ -267,8 +283,11 @@ def _repr_dc(obj: Any, cls_name: str) -> str:
         if not f.init or f.name == "extra":
             continue
         v = getattr(obj, f.name)
-        default = f.default if f.default is not MISSING else (
-            f.default_factory() if f.default_factory is not MISSING else MISSING)
+        default = (
+            f.default
+            if f.default is not MISSING
+            else (f.default_factory() if f.default_factory is not MISSING else MISSING)
+        )
         if f.name == "name" and cls_name == "MmapShape":
             parts.append(py(v))
             continue
@@ -319,21 +338,32 @@ def snippet(cfg: Config, v: Violation, label: str, *, symmetry: bool = True, red
     opts = ("" if symmetry else ", symmetry=False") + ("" if reduce else ", reduce=False")
     steps = ",\n".join(f"        {py(s)}" for s in steps_of(v))
     uses_mmap = "MmapShape(" in config_source(cfg)
-    imports = ["from devdax.model.trace import " + ("can_finish, replay" if inv.kind == "liveness"
-                                                    else "replay, replay_transitions" if inv.kind == "step"
-                                                    else "replay"),
-               "from devdax.spec.config import Config" + (", MmapShape" if uses_mmap else "")]
+    imports = [
+        "from devdax.model.trace import "
+        + (
+            "can_finish, replay"
+            if inv.kind == "liveness"
+            else "replay, replay_transitions"
+            if inv.kind == "step"
+            else "replay"
+        ),
+        "from devdax.spec.config import Config" + (", MmapShape" if uses_mmap else ""),
+    ]
     if inv.kind != "liveness":
         imports += ["from devdax.spec.ctx import Ctx", "from devdax.spec.invariants import INVARIANTS"]
-    body = [f"def {test_name(label, inv.name)}() -> None:",
-            f"    cfg = {config_source(cfg)}",
-            f"    steps = [\n{steps},\n    ]",
-            f"    states = replay(cfg, steps{opts})"]
+    body = [
+        f"def {test_name(label, inv.name)}() -> None:",
+        f"    cfg = {config_source(cfg)}",
+        f"    steps = [\n{steps},\n    ]",
+        f"    states = replay(cfg, steps{opts})",
+    ]
     if inv.kind == "state":
         body.append(f"    assert INVARIANTS[{py(inv.name)}].check(Ctx.of(cfg), states[-1]) is not None")
     elif inv.kind == "step":
-        body += [f"    last = replay_transitions(cfg, steps{opts})[-1]",
-                 f"    assert INVARIANTS[{py(inv.name)}].step(Ctx.of(cfg), states[-2], last) is not None"]
+        body += [
+            f"    last = replay_transitions(cfg, steps{opts})[-1]",
+            f"    assert INVARIANTS[{py(inv.name)}].step(Ctx.of(cfg), states[-2], last) is not None",
+        ]
     else:
         body.append(f"    assert not can_finish(cfg, states[-1]{', reduce=False' if not reduce else ''})")
     return "\n".join(imports) + "\n\n\n" + "\n".join(body) + "\n"
@@ -350,8 +380,9 @@ SNIPPET_BEGIN = "# --- paste as a test ---"
 SNIPPET_END = "# --- end ---"
 
 
-def render_violation(cfg: Config, v: Violation, label: str, *, symmetry: bool = True,
-                     reduce: bool = True) -> str:
+def render_violation(
+    cfg: Config, v: Violation, label: str, *, symmetry: bool = True, reduce: bool = True
+) -> str:
     """The whole counterexample: header, numbered steps, the broken invariant, the snippet."""
     inv = v.invariant
     kind = {"step": "step property", "liveness": "liveness"}.get(inv.kind, "invariant")
@@ -376,28 +407,37 @@ def summary_line(v: Violation) -> str:
 def change_text(v: Variant) -> str:
     out = []
     for k, val in v.changes.items():
-        text = "(" + ", ".join(map(str, val)) + ")" if isinstance(val, tuple) else \
-            getattr(val, "value", None) or str(val)
+        text = (
+            "(" + ", ".join(map(str, val)) + ")"
+            if isinstance(val, tuple)
+            else getattr(val, "value", None) or str(val)
+        )
         out.append(f"{k}={text}")
     return "; ".join(out) or "none (the profile itself)"
 
 
-def variant_report(v: Variant, cfg: Config, res: Result, *, symmetry: bool = True,
-                   reduce: bool = True) -> str:
+def variant_report(
+    v: Variant, cfg: Config, res: Result, *, symmetry: bool = True, reduce: bool = True
+) -> str:
     """What `devdax check --variant V` prints before its statistics line: the variant, then the
     counterexample of each of its `breaks` properties that was violated, then any other violated
     property in one line. Deterministic (no timings): tests/golden/ holds one per variant."""
     caught = [n for n in v.breaks if n in res.violations]
-    lines = [f"variant {v.name}: {v.title}", f"  source:  {v.source}",
-             *pack(f"  profile: {v.base.name} with {change_text(v)}", "", " " * 11),
-             *pack(f"  config:  {cfg.describe()}", "", " " * 11, " ")]
+    lines = [
+        f"variant {v.name}: {v.title}",
+        f"  source:  {v.source}",
+        *pack(f"  profile: {v.base.name} with {change_text(v)}", "", " " * 11),
+        *pack(f"  config:  {cfg.describe()}", "", " " * 11, " "),
+    ]
     lines += _wrap(f"notes: {v.notes}", "  ") if v.notes else []
     if caught:
         lines.append(f"caught: {', '.join(caught)} over {res.states:,} states")
     else:
-        lines.append(f"variant not caught: all {len(res.checked)} invariants hold over {res.states:,} states"
-                     if not res.violations else
-                     f"variant not caught: none of {', '.join(v.breaks)} is violated")
+        lines.append(
+            f"variant not caught: all {len(res.checked)} invariants hold over {res.states:,} states"
+            if not res.violations
+            else f"variant not caught: none of {', '.join(v.breaks)} is violated"
+        )
     for name in caught:
         text = render_violation(cfg, res.violations[name], v.name, symmetry=symmetry, reduce=reduce)
         lines += ["", text.rstrip("\n")]
@@ -412,5 +452,17 @@ def extract_snippets(text: str) -> list[str]:
     return re.findall(re.escape(SNIPPET_BEGIN) + r"\n(.*?)\n" + re.escape(SNIPPET_END), text, re.S)
 
 
-__all__ = ["config_brief", "config_source", "diff", "extract_snippets", "pack", "py", "render_steps",
-           "render_violation", "snippet", "step_call", "summary_line", "variant_report"]
+__all__ = [
+    "config_brief",
+    "config_source",
+    "diff",
+    "extract_snippets",
+    "pack",
+    "py",
+    "render_steps",
+    "render_violation",
+    "snippet",
+    "step_call",
+    "summary_line",
+    "variant_report",
+]

@@ -95,8 +95,10 @@ class DevdaxMachine(RuleBasedStateMachine):
     def __init__(self) -> None:
         super().__init__()
         if not hasattr(type(self), "ctx"):
-            raise TypeError("DevdaxMachine has no configuration: use machine_for(Config(...)) to make "
-                            "a machine class, then run that one")
+            raise TypeError(
+                "DevdaxMachine has no configuration: use machine_for(Config(...)) to make "
+                "a machine class, then run that one"
+            )
         self.state = init(self.ctx)
         self.moves: list[Move] = []
         self.invs = [i for i in state_invariants() if i.name not in self.skip]
@@ -106,11 +108,13 @@ class DevdaxMachine(RuleBasedStateMachine):
     @classmethod
     def moves_strategy(cls) -> st.SearchStrategy[Move | None]:
         """One of the transitions enabled in the machine's current state (None when none is)."""
+
         def pick(m: Any) -> st.SearchStrategy[Move | None]:
             ts: list[Transition] = m.enabled
             if not ts:
                 return st.none()
             return st.sampled_from([Move.of(t) for t in ts])
+
         return st.runner().flatmap(pick)
 
     def apply(self, move: Move) -> None:
@@ -124,8 +128,10 @@ class DevdaxMachine(RuleBasedStateMachine):
     def step(self, move: Move | None) -> None:
         if move is None:
             if "teardown_finishes" not in self.skip and deadlocked(self.state, self.enabled):
-                raise PropertyViolated(f"teardown_finishes: admin program '{self.state.admin.prog}' "
-                                       "can never finish: nothing at all is enabled")
+                raise PropertyViolated(
+                    f"teardown_finishes: admin program '{self.state.admin.prog}' "
+                    "can never finish: nothing at all is enabled"
+                )
             return
         self.apply(move)
 
@@ -137,8 +143,9 @@ class DevdaxMachine(RuleBasedStateMachine):
         return f"{type(self).__name__}({self.ctx.cfg.describe()}, {len(self.moves)} moves)"
 
 
-def machine_for(cfg: Config, skip: Iterable[str] | None = None,
-                name: str | None = None) -> type[DevdaxMachine]:
+def machine_for(
+    cfg: Config, skip: Iterable[str] | None = None, name: str | None = None
+) -> type[DevdaxMachine]:
     """A machine class over cfg. By default it skips the profile's documented findings; pass skip
     to choose (an empty tuple checks everything)."""
     c = Ctx.of(cfg)
@@ -159,11 +166,49 @@ def replay(cfg: Config, moves: Iterable[Move], skip: Iterable[str] | None = None
 
 #: bounds for random runs, per profile: far beyond what the explicit checker can enumerate
 STATEFUL_CONFIGS: dict[str, Config] = {
-    "v4.10": Config(profile="v4.10", devices=2, generations=2, units=2, ranges=1, files=4, vmas=4,
-                    cpus=4, faults=3, fork=True, munmap_parts=True, open_rdonly=True, add_failure=True),
-    "modern": Config(profile="modern", devices=2, generations=2, units=2, ranges=2, files=4, vmas=4,
-                     cpus=4, faults=3, binds=2, fork=True, munmap_parts=True, open_rdonly=True,
-                     add_failure=True),
-    "v4.7": Config(profile="v4.7", devices=2, generations=2, units=2, files=4, vmas=4, cpus=4, faults=3,
-                   first_fault="pmd", fork=True, munmap_parts=True, open_rdonly=True),
+    "v4.10": Config(
+        profile="v4.10",
+        devices=2,
+        generations=2,
+        units=2,
+        ranges=1,
+        files=4,
+        vmas=4,
+        cpus=4,
+        faults=3,
+        fork=True,
+        munmap_parts=True,
+        open_rdonly=True,
+        add_failure=True,
+    ),
+    "modern": Config(
+        profile="modern",
+        devices=2,
+        generations=2,
+        units=2,
+        ranges=2,
+        files=4,
+        vmas=4,
+        cpus=4,
+        faults=3,
+        binds=2,
+        fork=True,
+        munmap_parts=True,
+        open_rdonly=True,
+        add_failure=True,
+    ),
+    "v4.7": Config(
+        profile="v4.7",
+        devices=2,
+        generations=2,
+        units=2,
+        files=4,
+        vmas=4,
+        cpus=4,
+        faults=3,
+        first_fault="pmd",
+        fork=True,
+        munmap_parts=True,
+        open_rdonly=True,
+    ),
 }

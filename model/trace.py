@@ -40,8 +40,9 @@ def _describe(step: Sequence[object]) -> str:
     return f"{step[0]}{shown!r}" + (f" -> {step[2]}" if len(step) > 2 else "")
 
 
-def replay_transitions(cfg: Config, steps: Sequence[StepSpec], *, symmetry: bool = True,
-                       reduce: bool = True) -> list[Transition]:
+def replay_transitions(
+    cfg: Config, steps: Sequence[StepSpec], *, symmetry: bool = True, reduce: bool = True
+) -> list[Transition]:
     """The transitions taken by `steps` from init; each one's state is the raw successor (before
     canonicalisation), as the explorer hands it to step properties. symmetry and reduce must be
     those of the run that found the trace (`devdax check --no-symmetry --no-reduction`)."""
@@ -58,20 +59,26 @@ def replay_transitions(cfg: Config, steps: Sequence[StepSpec], *, symmetry: bool
         hits = [t for t in same if outcome is None or t.outcome == outcome]
         if not hits:
             near = sorted({f"{t.action}{t.args!r} -> {t.outcome}" for t in succ if t.action == action})
-            hint = ("; enabled instances of this action: " + "; ".join(near[:6])) if near else \
-                   f"; enabled actions: {', '.join(sorted({t.action for t in succ})) or 'none'}"
+            hint = (
+                ("; enabled instances of this action: " + "; ".join(near[:6]))
+                if near
+                else f"; enabled actions: {', '.join(sorted({t.action for t in succ})) or 'none'}"
+            )
             raise ValueError(f"replay: step {n} {_describe(step)} matches no transition{hint}")
         if len({canon(t.state) for t in hits}) > 1:
-            raise ValueError(f"replay: step {n} {_describe(step)} is ambiguous, give its outcome "
-                             f"(one of {', '.join(sorted({t.outcome for t in hits}))})")
+            raise ValueError(
+                f"replay: step {n} {_describe(step)} is ambiguous, give its outcome "
+                f"(one of {', '.join(sorted({t.outcome for t in hits}))})"
+            )
         t = hits[0]
         out.append(t)
         s = canon(t.state)
     return out
 
 
-def replay(cfg: Config, steps: Sequence[StepSpec], *, symmetry: bool = True,
-           reduce: bool = True) -> list[State]:
+def replay(
+    cfg: Config, steps: Sequence[StepSpec], *, symmetry: bool = True, reduce: bool = True
+) -> list[State]:
     """The states visited: states[0] is the initial state, states[i] the state after step i, in the
     explorer's canonical form (so state invariants see exactly what the explorer saw)."""
     canon = canonical if symmetry else (lambda s: s)

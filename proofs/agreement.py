@@ -44,9 +44,9 @@ from devdax.spec.state import State as SpecState
 from devdax.spec.symmetry import canonical
 from devdax.spec.system import init, successors
 
-CpuObs = tuple[int, int, bool, int, int, int, int, int, int]   # pc nest pre left vma addr size res phys
-VmaObs = tuple[bool, int, int, int, bool, bool, bool, bool]       # used start end pgoff shared may write dc
-EntObs = tuple[int, int, int, int]                                # vma addr size phys
+CpuObs = tuple[int, int, bool, int, int, int, int, int, int]  # pc nest pre left vma addr size res phys
+VmaObs = tuple[bool, int, int, int, bool, bool, bool, bool]  # used start end pgoff shared may write dc
+EntObs = tuple[int, int, int, int]  # vma addr size phys
 
 IDLE_CPU_TAIL = (-1, 0, 0, R_NONE, 0)
 UNUSED_VMA: VmaObs = (False, 0, 0, 0, False, False, False, False)
@@ -59,14 +59,15 @@ class Obs:
     alive: bool
     dead: bool
     gp: bool
-    cpus: tuple[CpuObs, ...]          # sorted
+    cpus: tuple[CpuObs, ...]  # sorted
     vmas: tuple[VmaObs, ...]
     entries: frozenset[EntObs]
 
 
-def _cpu(pc: int, nest: int, pre: bool, left: int, vma: int, addr: int, size: int, res: int,
-         phys: int) -> CpuObs:
-    if pc == C_IDLE and res == R_NONE:            # the spec resets an idle CPU's fault fields
+def _cpu(
+    pc: int, nest: int, pre: bool, left: int, vma: int, addr: int, size: int, res: int, phys: int
+) -> CpuObs:
+    if pc == C_IDLE and res == R_NONE:  # the spec resets an idle CPU's fault fields
         return (pc, nest, pre, left, *IDLE_CPU_TAIL)
     return (pc, nest, pre, left, vma, addr, size, res, phys)
 
@@ -78,14 +79,19 @@ def abstract(c: Ctx, s: SpecState, dev: int = 0) -> Obs:
     if a.prog:
         prog = PROG_CODES[a.prog]
         steps = admin.program(c, a.prog, a.dev)
-        p = sum(1 for name, _, _ in steps[:a.pc] if name in PROTOCOL_STEPS)
+        p = sum(1 for name, _, _ in steps[: a.pc] if name in PROTOCOL_STEPS)
     else:
         prog = P_GONE if s.regions[c.region_of(dev)].phase == RG_GONE else P_IDLE
         p = 0
-    cpus = tuple(sorted(_cpu(x.pc, x.nest, x.pre_gp, x.left, x.vma, x.addr, x.size, x.result, x.phys)
-                        for x in s.cpus))
-    vmas = tuple((True, v.start, v.end, v.pgoff, v.shared, v.mayshare, v.write, v.dontcopy)
-                 if v.file >= 0 and s.files[v.file].dev == dev else UNUSED_VMA for v in s.vmas)
+    cpus = tuple(
+        sorted(_cpu(x.pc, x.nest, x.pre_gp, x.left, x.vma, x.addr, x.size, x.result, x.phys) for x in s.cpus)
+    )
+    vmas = tuple(
+        (True, v.start, v.end, v.pgoff, v.shared, v.mayshare, v.write, v.dontcopy)
+        if v.file >= 0 and s.files[v.file].dev == dev
+        else UNUSED_VMA
+        for v in s.vmas
+    )
     entries = frozenset((e.vma, e.addr, e.size, e.phys) for e in s.entries)
     return Obs(prog, p, d.alive, d.dead, s.gp, cpus, vmas, entries)
 
@@ -96,7 +102,7 @@ def universe_for(c: Ctx, scalar: bool = True) -> Universe:
     variable per element (the default), or Z3 arrays (the encoding BMC had first; for comparison)."""
     units = max(c.cfg.units * 2, 1)
     ents = units * max(c.cfg.vmas, 1) + 1
-    if scalar and c.cfg.race:           # one slot per entry the fixed layout can get (entry_keys)
+    if scalar and c.cfg.race:  # one slot per entry the fixed layout can get (entry_keys)
         spans = tuple((r.start, r.end - r.start + 1) for r in c.layout.ranges[0])
         ents = max(1, len(entry_keys(c.prof, c.align, spans, abstract(c, init(c)).vmas)))
     return Universe.bounded(c.cfg.cpus, c.cfg.vmas, ents, scalar=scalar)
@@ -107,8 +113,16 @@ def protocol_for(c: Ctx, u: Universe) -> Protocol:
     mmap/munmap after the prefix) its vmas as the fixed layout of the initial state."""
     spans = tuple((r.start, r.end - r.start + 1) for r in c.layout.ranges[0])
     fixed = abstract(c, init(c)).vmas if c.cfg.race else None
-    return Protocol(c.prof, u, c.align, c.cfg.first_fault_bytes, n_ranges=len(spans),
-                    programs=programs_for(c.prof, c.cfg.race, c.cfg.binds > 0), spans=spans, vma_layout=fixed)
+    return Protocol(
+        c.prof,
+        u,
+        c.align,
+        c.cfg.first_fault_bytes,
+        n_ranges=len(spans),
+        programs=programs_for(c.prof, c.cfg.race, c.cfg.binds > 0),
+        spans=spans,
+        vma_layout=fixed,
+    )
 
 
 def layout(pr: Protocol, c: Ctx, dev: int = 0) -> list[Term]:
@@ -129,23 +143,36 @@ def pin(pr: Protocol, st: State, o: Obs, cpu_order: tuple[int, ...] | None = Non
         x, (pc, nest, pre, left, vma, addr, size, res, phys) = u.cpus[i], o.cpus[k]
         out += [st.pc[x] == pc, st.nest[x] == nest, st.pre[x] == pre, st.left[x] == left]
         if not (pc == C_IDLE and res == R_NONE):
-            out += [st.cvma[x] == u.vmas[vma], st.caddr[x] == addr, st.csize[x] == size,
-                    st.cres[x] == res, st.cphys[x] == phys]
+            out += [
+                st.cvma[x] == u.vmas[vma],
+                st.caddr[x] == addr,
+                st.csize[x] == size,
+                st.cres[x] == res,
+                st.cphys[x] == phys,
+            ]
         else:
             out.append(st.cres[x] == R_NONE)
     for j, (used, start, end, pgoff, shared, may, write, dc) in enumerate(o.vmas):
         x = u.vmas[j]
         out.append(st.used[x] == used)
         if used:
-            out += [st.vstart[x] == start, st.vend[x] == end, st.vpgoff[x] == pgoff, st.vshared[x] == shared,
-                    st.vmayshare[x] == may, st.vwrite[x] == write, st.vdontcopy[x] == dc]
+            out += [
+                st.vstart[x] == start,
+                st.vend[x] == end,
+                st.vpgoff[x] == pgoff,
+                st.vshared[x] == shared,
+                st.vmayshare[x] == may,
+                st.vwrite[x] == write,
+                st.vdontcopy[x] == dc,
+            ]
 
     vma_elems = u.vmas
 
     def is_entry(e: Term, ent: EntObs) -> Term:
         vma, addr, size, phys = ent
-        return z3.And(st.evma[e] == vma_elems[vma], st.eaddr[e] == addr, st.esize[e] == size,
-                      st.ephys[e] == phys)
+        return z3.And(
+            st.evma[e] == vma_elems[vma], st.eaddr[e] == addr, st.esize[e] == size, st.ephys[e] == phys
+        )
 
     for e in u.ents:
         out.append(z3.Implies(st.live[e], z3.Or(*(is_entry(e, x) for x in o.entries))))
@@ -174,14 +201,42 @@ def observe(pr: Protocol, m: Term, st: State) -> Obs:
         val = ev(t)
         return next(i for i, x in enumerate(vma_elems) if z3.eq(x, val))
 
-    cpus = tuple(sorted(_cpu(num(st.pc[x]), num(st.nest[x]), flag(st.pre[x]), num(st.left[x]),
-                             vma_index(st.cvma[x]), num(st.caddr[x]), num(st.csize[x]), num(st.cres[x]),
-                             num(st.cphys[x])) for x in u.cpus))
-    vmas = tuple((True, num(st.vstart[x]), num(st.vend[x]), num(st.vpgoff[x]), flag(st.vshared[x]),
-                  flag(st.vmayshare[x]), flag(st.vwrite[x]), flag(st.vdontcopy[x]))
-                 if flag(st.used[x]) else UNUSED_VMA for x in u.vmas)
-    entries = frozenset((vma_index(st.evma[e]), num(st.eaddr[e]), num(st.esize[e]), num(st.ephys[e]))
-                        for e in u.ents if flag(st.live[e]))
+    cpus = tuple(
+        sorted(
+            _cpu(
+                num(st.pc[x]),
+                num(st.nest[x]),
+                flag(st.pre[x]),
+                num(st.left[x]),
+                vma_index(st.cvma[x]),
+                num(st.caddr[x]),
+                num(st.csize[x]),
+                num(st.cres[x]),
+                num(st.cphys[x]),
+            )
+            for x in u.cpus
+        )
+    )
+    vmas = tuple(
+        (
+            True,
+            num(st.vstart[x]),
+            num(st.vend[x]),
+            num(st.vpgoff[x]),
+            flag(st.vshared[x]),
+            flag(st.vmayshare[x]),
+            flag(st.vwrite[x]),
+            flag(st.vdontcopy[x]),
+        )
+        if flag(st.used[x])
+        else UNUSED_VMA
+        for x in u.vmas
+    )
+    entries = frozenset(
+        (vma_index(st.evma[e]), num(st.eaddr[e]), num(st.esize[e]), num(st.ephys[e]))
+        for e in u.ents
+        if flag(st.live[e])
+    )
     return Obs(num(st.prog), num(st.p), flag(st.alive), flag(st.dead), flag(st.gp), cpus, vmas, entries)
 
 
@@ -204,7 +259,7 @@ def reachable(c: Ctx, limit: int = 5000, fused: bool = False) -> Iterator[SpecSt
 
 @dataclass
 class Mismatch:
-    kind: str            # "unsound": a spec step the protocol lacks; "incomplete": the converse
+    kind: str  # "unsound": a spec step the protocol lacks; "incomplete": the converse
     state: Obs
     detail: str
 
@@ -243,8 +298,13 @@ class Agreement:
             solver.add(here, self.every, z3.Or(*(pin(pr, T, x, perm) for perm in _permutations(len(x.cpus)))))
             answer = solver.check()
             if answer != z3.sat:
-                out.append(Mismatch("unsound" if answer == z3.unsat else "unknown", o,
-                                    f"spec successor not a protocol step: {x}"))
+                out.append(
+                    Mismatch(
+                        "unsound" if answer == z3.unsat else "unknown",
+                        o,
+                        f"spec successor not a protocol step: {x}",
+                    )
+                )
         solver = self._solver()
         solver.add(here, self.no_end, z3.Not(pin(pr, T, o)))
         for _ in range(200):

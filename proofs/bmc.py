@@ -42,8 +42,16 @@ from devdax.model.reduction import reduced_successors
 from devdax.model.render import render_violation
 from devdax.proofs.agreement import Obs, abstract, layout, observe, pin, protocol_for, universe_for
 
-__all__ = ["AbstractTrace", "abstract", "bmc", "bmc_config", "bmc_obligation", "bmc_verdict", "concretize",
-           "render_trace"]
+__all__ = [
+    "AbstractTrace",
+    "abstract",
+    "bmc",
+    "bmc_config",
+    "bmc_obligation",
+    "bmc_verdict",
+    "concretize",
+    "render_trace",
+]
 from devdax.proofs.inductive import INVARIANTS, Invariant
 from devdax.proofs.protocol import Action, State
 from devdax.proofs.runner import Obligation, Status, Verdict
@@ -59,10 +67,10 @@ SPEC_INVARIANTS = [i for i in INVARIANTS if i.kind == "spec"]
 
 @dataclass
 class AbstractTrace:
-    steps: list[tuple[str, Obs]]        # (action name, state after), from the state after init
+    steps: list[tuple[str, Obs]]  # (action name, state after), from the state after init
     start: Obs
     invariant: str
-    fused: bool = False                 # steps are the movers reduction's (model/reduction.py)
+    fused: bool = False  # steps are the movers reduction's (model/reduction.py)
 
 
 def _fired(m: Term, actions: list[Action]) -> str:
@@ -115,8 +123,12 @@ class Unrolling:
         """The same relation between other states: the template's variables renamed (one C++
         substitution instead of rebuilding every action in Python at every depth). Only for a
         protocol whose actions have no parameter variables (scalar encoding, fixed layout)."""
-        pairs = [(x, y) for S, D in zip(template, (s, t), strict=True)
-                 for x, y in zip(S.flat(), D.flat(), strict=True) if not z3.eq(x, y)]
+        pairs = [
+            (x, y)
+            for S, D in zip(template, (s, t), strict=True)
+            for x, y in zip(S.flat(), D.flat(), strict=True)
+            if not z3.eq(x, y)
+        ]
         sel = z3.Int(f"act@{tag}")
         pairs.append((self.sel, sel))
         return Unrolling(self.names, sel, [z3.substitute(f, *pairs) for f in self.formulas])
@@ -126,8 +138,14 @@ class Unrolling:
         return self.names[i] if 0 <= i < len(self.names) else "?"
 
 
-def bmc(c: Ctx, depth: int, timeout: float, invariants: list[Invariant] | None = None,
-        encoding: str = "scalar", fused: bool | None = None) -> tuple[Status, AbstractTrace | None, str]:
+def bmc(
+    c: Ctx,
+    depth: int,
+    timeout: float,
+    invariants: list[Invariant] | None = None,
+    encoding: str = "scalar",
+    fused: bool | None = None,
+) -> tuple[Status, AbstractTrace | None, str]:
     """(PROVED up to depth | VIOLATED with the shortest abstract trace | UNKNOWN, trace, note).
 
     "scalar": per-element variables, explanatory frames, one incremental solver whose depth-d query
@@ -184,7 +202,7 @@ def bmc(c: Ctx, depth: int, timeout: float, invariants: list[Invariant] | None =
                 solver.push()
                 solver.add(z3.Or(*(f for _, f in query)))
                 answer = solver.check()
-            else:                               # as first written: the negated invariant as assumption
+            else:  # as first written: the negated invariant as assumption
                 answer = solver.check(query[0][1])
             if answer == z3.sat:
                 m = solver.model()
@@ -246,7 +264,7 @@ def render_trace(cfg: Config, transitions: list[Transition], label: str, reduce:
             elif inv.kind == "step" and inv.step is not None:
                 msg = inv.step(c, prev, t)
             if msg is not None:
-                v = Violation(inv, msg, steps[:i + 1])
+                v = Violation(inv, msg, steps[: i + 1])
                 return render_violation(cfg, v, label, symmetry=False, reduce=reduce)
         prev = t.state
     return "the replayed spec trace breaks no spec invariant (the abstract violation is spurious)"
@@ -273,9 +291,13 @@ def bmc_obligation(cfg: Config, depth: int, name: str = "bmc") -> Obligation:
 
     def goal(timeout: float) -> Verdict:
         return bmc_verdict(cfg, depth, timeout, name)
-    return Obligation(name, f"no spec invariant breaks within {depth} steps ({desc})",
-                      "proofs/bmc.py over proofs/protocol.py", goal)
 
+    return Obligation(
+        name,
+        f"no spec invariant breaks within {depth} steps ({desc})",
+        "proofs/bmc.py over proofs/protocol.py",
+        goal,
+    )
 
 
 def bmc_config(profile: str, variant: str | None, cpus: int = 1, faults: int = 1, units: int = 1) -> Config:
@@ -283,12 +305,25 @@ def bmc_config(profile: str, variant: str | None, cpus: int = 1, faults: int = 1
     configuration when it has one, else a race with the variant's profile, alignment and first fault
     size; without a variant, the profile's race."""
     from devdax.spec.variants import get_variant
+
     if variant is not None:
         v = get_variant(variant)
         if v.config.race:
-            return replace(v.config, profile=v.base.name, variant=v.name, cpus=cpus, faults=faults,
-                           units=units)
-        return Config(profile=v.base.name, variant=v.name, race=True, cpus=cpus, faults=faults, units=units,
-                      files=1, vmas=1, align=v.config.align, first_fault=v.config.first_fault)
-    return Config(profile=profile, race=True, cpus=cpus, faults=faults, units=units, files=1, vmas=1,
-                  first_fault="pmd")
+            return replace(
+                v.config, profile=v.base.name, variant=v.name, cpus=cpus, faults=faults, units=units
+            )
+        return Config(
+            profile=v.base.name,
+            variant=v.name,
+            race=True,
+            cpus=cpus,
+            faults=faults,
+            units=units,
+            files=1,
+            vmas=1,
+            align=v.config.align,
+            first_fault=v.config.first_fault,
+        )
+    return Config(
+        profile=profile, race=True, cpus=cpus, faults=faults, units=units, files=1, vmas=1, first_fault="pmd"
+    )

@@ -31,16 +31,21 @@ from devdax.spec import geometry as g
 
 #: FaultResult plus PROCEED, the ``None`` that negotiate() returns when the size rule lets a fault go on
 FaultSort, (NOPAGE, FALLBACK, SIGBUS, PROCEED) = z3.EnumSort(
-    "fault_result", ["NOPAGE", "FALLBACK", "SIGBUS", "PROCEED"])
+    "fault_result", ["NOPAGE", "FALLBACK", "SIGBUS", "PROCEED"]
+)
 
 FAULT_RESULT: dict[g.FaultResult | None, Term] = {
-    g.FaultResult.NOPAGE: NOPAGE, g.FaultResult.FALLBACK: FALLBACK, g.FaultResult.SIGBUS: SIGBUS,
-    None: PROCEED}
+    g.FaultResult.NOPAGE: NOPAGE,
+    g.FaultResult.FALLBACK: FALLBACK,
+    g.FaultResult.SIGBUS: SIGBUS,
+    None: PROCEED,
+}
 
 
 # --------------------------------------------------------------------------------------------------
 # 64-bit helpers (geometry.is_aligned, round_up, round_down)
 # --------------------------------------------------------------------------------------------------
+
 
 def is_aligned(x: Term, align: Term) -> Term:
     return x & (align - 1) == 0
@@ -58,8 +63,10 @@ def round_down(x: Term, align: Term) -> Term:
 # dax_get_unmapped_area
 # --------------------------------------------------------------------------------------------------
 
-def dax_get_unmapped_area(addr: Term, length: Term, pgoff: Term, align: Term,
-                          mm_alloc: Callable[[Term], Term]) -> Term:
+
+def dax_get_unmapped_area(
+    addr: Term, length: Term, pgoff: Term, align: Term, mm_alloc: Callable[[Term], Term]
+) -> Term:
     """geometry.dax_get_unmapped_area on 64-bit terms. ``mm_alloc`` maps the requested length to the
     allocator's answer: an uninterpreted function in the lemmas (any allocator), a concrete function in
     the agreement tests."""
@@ -78,6 +85,7 @@ def dax_get_unmapped_area(addr: Term, length: Term, pgoff: Term, align: Term,
 # check_vma
 # --------------------------------------------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class VmaFlagsTerms:
     """geometry.VmaFlags as Z3 Bools."""
@@ -90,8 +98,9 @@ class VmaFlagsTerms:
 
     @staticmethod
     def fresh(prefix: str) -> VmaFlagsTerms:
-        return VmaFlagsTerms(*(z3.Bool(f"{prefix}.{n}")
-                               for n in ("shared", "mayshare", "write", "noreserve", "dontcopy")))
+        return VmaFlagsTerms(
+            *(z3.Bool(f"{prefix}.{n}") for n in ("shared", "mayshare", "write", "noreserve", "dontcopy"))
+        )
 
 
 def private_rejected(flags: VmaFlagsTerms, private_test: g.PrivateTest) -> Term:
@@ -103,31 +112,63 @@ def private_rejected(flags: VmaFlagsTerms, private_test: g.PrivateTest) -> Term:
     return z3.Not(flags.mayshare)
 
 
-def check_vma(alive: Term, flags: VmaFlagsTerms, vm_start: Term, vm_end: Term, align: Term,
-              private_test: g.PrivateTest = g.PrivateTest.VM_MAYSHARE, pfn_dev_only: bool | Term = False,
-              s_dax: bool | Term = True) -> Term:
+def check_vma(
+    alive: Term,
+    flags: VmaFlagsTerms,
+    vm_start: Term,
+    vm_end: Term,
+    align: Term,
+    private_test: g.PrivateTest = g.PrivateTest.VM_MAYSHARE,
+    pfn_dev_only: bool | Term = False,
+    s_dax: bool | Term = True,
+) -> Term:
     """geometry.check_vma as an Int term: 0 or a negative errno, the checks in kernel order."""
     einval = z3.IntVal(-errno.EINVAL)
-    return z3.If(z3.Not(alive), z3.IntVal(-errno.ENXIO),
-           z3.If(private_rejected(flags, private_test), einval,
-           z3.If(z3.Or(z3.Not(is_aligned(vm_start, align)), z3.Not(is_aligned(vm_end, align))), einval,
-           z3.If(z3.And(as_bool(pfn_dev_only), z3.Not(flags.dontcopy)), einval,
-           z3.If(z3.Not(as_bool(s_dax)), einval, z3.IntVal(0))))))
+    return z3.If(
+        z3.Not(alive),
+        z3.IntVal(-errno.ENXIO),
+        z3.If(
+            private_rejected(flags, private_test),
+            einval,
+            z3.If(
+                z3.Or(z3.Not(is_aligned(vm_start, align)), z3.Not(is_aligned(vm_end, align))),
+                einval,
+                z3.If(
+                    z3.And(as_bool(pfn_dev_only), z3.Not(flags.dontcopy)),
+                    einval,
+                    z3.If(z3.Not(as_bool(s_dax)), einval, z3.IntVal(0)),
+                ),
+            ),
+        ),
+    )
 
 
-def check_vma_int(alive: Term, flags: VmaFlagsTerms, vm_start: Term, vm_end: Term, align: int,
-                  private_test: g.PrivateTest = g.PrivateTest.VM_MAYSHARE) -> Term:
+def check_vma_int(
+    alive: Term,
+    flags: VmaFlagsTerms,
+    vm_start: Term,
+    vm_end: Term,
+    align: int,
+    private_test: g.PrivateTest = g.PrivateTest.VM_MAYSHARE,
+) -> Term:
     """check_vma with Int addresses and a concrete align, as the transition system uses it (its vmas
     live in the Int domain with dax_huge_fault). Same checks, same order, same errnos."""
     einval = z3.IntVal(-errno.EINVAL)
-    return z3.If(z3.Not(alive), z3.IntVal(-errno.ENXIO),
-           z3.If(private_rejected(flags, private_test), einval,
-           z3.If(z3.Or(vm_start % align != 0, vm_end % align != 0), einval, z3.IntVal(0))))
+    return z3.If(
+        z3.Not(alive),
+        z3.IntVal(-errno.ENXIO),
+        z3.If(
+            private_rejected(flags, private_test),
+            einval,
+            z3.If(z3.Or(vm_start % align != 0, vm_end % align != 0), einval, z3.IntVal(0)),
+        ),
+    )
 
 
 # --------------------------------------------------------------------------------------------------
 # pgoff_to_phys (exact integers)
 # --------------------------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class RangeTerms:
@@ -139,7 +180,7 @@ class RangeTerms:
 
     @property
     def pages(self) -> Term:
-        return (self.end - self.start + 1) / g.PAGE_SIZE         # Int div: floor, as Python's >>
+        return (self.end - self.start + 1) / g.PAGE_SIZE  # Int div: floor, as Python's >>
 
 
 def make_ranges(spans: Sequence[tuple[Term, Term]]) -> tuple[RangeTerms, ...]:
@@ -173,6 +214,7 @@ def pgoff_to_phys(ranges: Sequence[RangeTerms], pgoff: Term, size: Term | int) -
 # Fault-size negotiation (64-bit) and dax_huge_fault (exact integers, concrete sizes)
 # --------------------------------------------------------------------------------------------------
 
+
 def negotiate(fault_size: Term, align: Term, rules: g.FaultRules) -> Term:
     """geometry.negotiate on 64-bit sizes, as a fault_result (PROCEED for Python's None)."""
     bigger = FALLBACK if rules.fallback else PROCEED
@@ -184,8 +226,11 @@ def negotiate(fault_size: Term, align: Term, rules: g.FaultRules) -> Term:
 
 def next_fault_size(fault_size: Term) -> Term:
     """geometry.next_fault_size with 0 for None: pud -> pmd -> pte -> 0."""
-    return z3.If(fault_size == bv_val(g.PUD_SIZE), bv_val(g.PMD_SIZE),
-                 z3.If(fault_size == bv_val(g.PMD_SIZE), bv_val(g.PAGE_SIZE), bv_val(0)))
+    return z3.If(
+        fault_size == bv_val(g.PUD_SIZE),
+        bv_val(g.PMD_SIZE),
+        z3.If(fault_size == bv_val(g.PMD_SIZE), bv_val(g.PAGE_SIZE), bv_val(0)),
+    )
 
 
 @dataclass(frozen=True)
@@ -197,9 +242,17 @@ class FaultTerms:
     phys: Term
 
 
-def dax_huge_fault(fault_size: int, addr: Term, vm_start: Term, vm_end: Term, vm_pgoff: Term,
-                   align: int, ranges: Sequence[RangeTerms], vma_ok: bool | Term,
-                   rules: g.FaultRules) -> FaultTerms:
+def dax_huge_fault(
+    fault_size: int,
+    addr: Term,
+    vm_start: Term,
+    vm_end: Term,
+    vm_pgoff: Term,
+    align: int,
+    ranges: Sequence[RangeTerms],
+    vma_ok: bool | Term,
+    rules: g.FaultRules,
+) -> FaultTerms:
     """geometry.dax_huge_fault with the sizes concrete (one query per row of the size table) and the
     addresses Int. ``round_down(addr, fault_size)`` is ``addr - addr % fault_size`` for 0 <= addr <= U64."""
     size_rule = negotiate(bv_val(fault_size), bv_val(align), rules)
@@ -211,9 +264,10 @@ def dax_huge_fault(fault_size: int, addr: Term, vm_start: Term, vm_end: Term, vm
     diff = z3.If(block >= vm_start, block - vm_start, block - vm_start + two64)
     pgoff = vm_pgoff + diff / g.PAGE_SIZE
     found, phys = pgoff_to_phys(ranges, pgoff, fault_size)
-    result = z3.If(z3.Not(as_bool(vma_ok)), SIGBUS,
-             z3.If(size_rule != PROCEED, size_rule,
-             z3.If(outside, SIGBUS,
-             z3.If(z3.Not(found), SIGBUS, NOPAGE))))
+    result = z3.If(
+        z3.Not(as_bool(vma_ok)),
+        SIGBUS,
+        z3.If(size_rule != PROCEED, size_rule, z3.If(outside, SIGBUS, z3.If(z3.Not(found), SIGBUS, NOPAGE))),
+    )
     zero = z3.IntVal(0)
     return FaultTerms(result, z3.If(result == NOPAGE, block, zero), z3.If(result == NOPAGE, phys, zero))

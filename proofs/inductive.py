@@ -70,14 +70,14 @@ def position_facts(pr: Protocol, name: str) -> list[frozenset[str]]:
             else:
                 facts.discard(CLEAN)
         elif step == "synchronize_wait":
-            runs = GP_ON in facts              # else it may be skipped (no grace period to wait for)
+            runs = GP_ON in facts  # else it may be skipped (no grace period to wait for)
             facts.discard(GP_ON)
             if CLEAN in facts:
                 facts.add(QUIESCED)
         elif step == "run_dax":
             facts.clear()
         if step != "synchronize_wait":
-            runs = step != "clear_alive"       # the other steps skip only once the device is dead
+            runs = step != "clear_alive"  # the other steps skip only once the device is dead
         if kill and QUIESCED in facts and runs:
             facts.add(DEAD)
         out.append(frozenset(facts))
@@ -85,14 +85,19 @@ def position_facts(pr: Protocol, name: str) -> list[frozenset[str]]:
 
 
 def fact_formula(s: State, fact: str) -> Term:
-    return {NOT_ALIVE: z3.Not(s.alive), CLEAN: z3.Or(s.gp_clean, s.dead), GP_ON: z3.Or(s.gp, s.dead),
-            QUIESCED: s.quiesced, DEAD: s.dead}[fact]
+    return {
+        NOT_ALIVE: z3.Not(s.alive),
+        CLEAN: z3.Or(s.gp_clean, s.dead),
+        GP_ON: z3.Or(s.gp, s.dead),
+        QUIESCED: s.quiesced,
+        DEAD: s.dead,
+    }[fact]
 
 
 @dataclass(frozen=True)
 class Invariant:
     name: str
-    kind: str                      # "spec" (from spec/invariants.py) or "aux" (strengthening)
+    kind: str  # "spec" (from spec/invariants.py) or "aux" (strengthening)
     doc: str
     formula: Callable[[Protocol, State], Term]
 
@@ -102,66 +107,148 @@ def _all_cpus(pr: Protocol, body: Callable[[Term], Term]) -> Term:
 
 
 INVARIANTS: list[Invariant] = [
-    Invariant("lock_balanced", "spec", "a CPU that is not inside the fault handler holds no read lock",
-              lambda pr, s: _all_cpus(pr, lambda c: z3.Implies(s.pc[c] == C_IDLE, s.nest[c] == 0))),
-    Invariant("no_entry_after_kill", "spec", "once the kill completed, no entry of the device exists",
-              lambda pr, s: z3.Implies(s.dead, pr.u.forall(pr.u.ent, lambda e: z3.Not(s.live[e]), "e"))),
-    Invariant("entries_exact", "spec",
-              "every entry is align-sized, inside its vma, and maps the page pgoff_to_phys names",
-              lambda pr, s: pr.u.forall(pr.u.ent, lambda e: z3.Implies(
-                  s.live[e], pr.entry_exact(s, s.evma[e], s.eaddr[e], s.esize[e], s.ephys[e])), "e")),
-    Invariant("vmas_aligned", "spec", "every vma is non-empty, inside the address space, and starts "
-              "and ends on a multiple of align",
-              lambda pr, s: pr.u.forall(pr.u.vma, lambda v: z3.Implies(s.used[v], z3.And(
-                  s.vstart[v] % pr.align == 0, s.vend[v] % pr.align == 0, s.vstart[v] >= 0,
-                  s.vstart[v] < s.vend[v], s.vend[v] <= g.U64, s.vpgoff[v] >= 0)), "v")),
-    Invariant("vmas_shared", "spec", "every vma is a shared mapping (VM_MAYSHARE)",
-              lambda pr, s: pr.u.forall(pr.u.vma, lambda v: z3.Implies(s.used[v], s.vmayshare[v]), "v")),
-    Invariant("handler_holds_lock", "aux",
-              "a CPU inside the handler holds exactly its one read lock (so unlock returns it to zero)",
-              lambda pr, s: _all_cpus(pr, lambda c: z3.Implies(s.pc[c] != C_IDLE, s.nest[c] == 1))),
-    Invariant("cpu_well_formed", "aux",
-              "each handler step has the result it can have; a CPU in or retrying a fault has a real "
-              "size and a mapped vma (munmap waits for it: mmap_lock)",
-              lambda pr, s: _all_cpus(pr, lambda c: z3.And(
-                  z3.Or(*(s.pc[c] == x for x in (C_IDLE, C_LOCKED, C_CHECKED, C_DONE))),
-                  z3.Implies(s.pc[c] == C_IDLE, z3.Or(s.cres[c] == R_NONE, s.cres[c] == R_FALLBACK)),
-                  z3.Implies(s.pc[c] == C_LOCKED, s.cres[c] == R_NONE),
-                  z3.Implies(s.pc[c] == C_CHECKED, s.cres[c] == R_NOPAGE),
-                  z3.Implies(s.pc[c] == C_DONE, z3.Or(*(s.cres[c] == r for r in (R_NOPAGE, R_FALLBACK,
-                                                                                  R_SIGBUS)))),
-                  z3.Implies(z3.Or(s.pc[c] != C_IDLE, s.cres[c] != R_NONE), z3.And(
-                      s.used[s.cvma[c]], z3.Or(*(s.csize[c] == size for size in g.FAULT_SIZES)))),
-                  # the faulting address lies in the vma until check replaces it by the entry's block
-                  z3.Implies(z3.Or(s.pc[c] == C_LOCKED, s.cres[c] == R_FALLBACK, s.cres[c] == R_SIGBUS),
-                             z3.And(s.vstart[s.cvma[c]] <= s.caddr[c], s.caddr[c] < s.vend[s.cvma[c]])),
-                  # a fault in progress has not been counted yet (the final unlock counts it)
-                  s.left[c] >= z3.If(z3.Or(s.pc[c] != C_IDLE, s.cres[c] != R_NONE), 1, 0)))),
-    Invariant("pre_gp_readers", "aux",
-              "a CPU the grace period waits for is inside a read section of the current grace period",
-              lambda pr, s: _all_cpus(pr, lambda c: z3.Implies(s.pre[c], z3.And(s.gp, s.nest[c] >= 1)))),
-    Invariant("checked_waited_for", "aux",
-              "a CPU about to insert saw alive == true, so a grace period started after alive = false "
-              "waits for it (synchronize_start marked every CPU inside a section)",
-              lambda pr, s: _all_cpus(pr, lambda c: z3.Implies(
-                  z3.And(s.pc[c] == C_CHECKED, s.gp, s.gp_clean), s.pre[c]))),
-    Invariant("clean_gp_not_alive", "aux", "a clean grace period means the device is not alive (only "
-              "run_dax makes it alive, and it forgets the grace period)",
-              lambda pr, s: z3.Implies(s.gp_clean, z3.Not(s.alive))),
-    Invariant("waited_gp_quiesced", "aux", "a clean grace period that has ended quiesced the device",
-              lambda pr, s: z3.Implies(z3.And(s.gp_clean, z3.Not(s.gp)), s.quiesced)),
-    Invariant("quiesced_no_inserter", "aux",
-              "after a clean grace period no CPU is about to insert, and none can get there (not alive)",
-              lambda pr, s: z3.Implies(s.quiesced, z3.And(z3.Not(s.alive), _all_cpus(
-                  pr, lambda c: s.pc[c] != C_CHECKED)))),
-    Invariant("dead_quiesced", "aux", "the kill completes only after the device was quiesced",
-              lambda pr, s: z3.Implies(s.dead, s.quiesced)),
-    Invariant("checked_exact", "aux", "the entry a CPU is about to insert is already exact",
-              lambda pr, s: _all_cpus(pr, lambda c: z3.Implies(
-                  s.pc[c] == C_CHECKED, pr.entry_exact(s, s.cvma[c], s.caddr[c], s.csize[c], s.cphys[c])))),
-    Invariant("admin_position", "aux",
-              "where the admin is in its program says which teardown facts hold (position_facts)",
-              lambda pr, s: admin_position(pr, s)),
+    Invariant(
+        "lock_balanced",
+        "spec",
+        "a CPU that is not inside the fault handler holds no read lock",
+        lambda pr, s: _all_cpus(pr, lambda c: z3.Implies(s.pc[c] == C_IDLE, s.nest[c] == 0)),
+    ),
+    Invariant(
+        "no_entry_after_kill",
+        "spec",
+        "once the kill completed, no entry of the device exists",
+        lambda pr, s: z3.Implies(s.dead, pr.u.forall(pr.u.ent, lambda e: z3.Not(s.live[e]), "e")),
+    ),
+    Invariant(
+        "entries_exact",
+        "spec",
+        "every entry is align-sized, inside its vma, and maps the page pgoff_to_phys names",
+        lambda pr, s: pr.u.forall(
+            pr.u.ent,
+            lambda e: z3.Implies(s.live[e], pr.entry_exact(s, s.evma[e], s.eaddr[e], s.esize[e], s.ephys[e])),
+            "e",
+        ),
+    ),
+    Invariant(
+        "vmas_aligned",
+        "spec",
+        "every vma is non-empty, inside the address space, and starts and ends on a multiple of align",
+        lambda pr, s: pr.u.forall(
+            pr.u.vma,
+            lambda v: z3.Implies(
+                s.used[v],
+                z3.And(
+                    s.vstart[v] % pr.align == 0,
+                    s.vend[v] % pr.align == 0,
+                    s.vstart[v] >= 0,
+                    s.vstart[v] < s.vend[v],
+                    s.vend[v] <= g.U64,
+                    s.vpgoff[v] >= 0,
+                ),
+            ),
+            "v",
+        ),
+    ),
+    Invariant(
+        "vmas_shared",
+        "spec",
+        "every vma is a shared mapping (VM_MAYSHARE)",
+        lambda pr, s: pr.u.forall(pr.u.vma, lambda v: z3.Implies(s.used[v], s.vmayshare[v]), "v"),
+    ),
+    Invariant(
+        "handler_holds_lock",
+        "aux",
+        "a CPU inside the handler holds exactly its one read lock (so unlock returns it to zero)",
+        lambda pr, s: _all_cpus(pr, lambda c: z3.Implies(s.pc[c] != C_IDLE, s.nest[c] == 1)),
+    ),
+    Invariant(
+        "cpu_well_formed",
+        "aux",
+        "each handler step has the result it can have; a CPU in or retrying a fault has a real "
+        "size and a mapped vma (munmap waits for it: mmap_lock)",
+        lambda pr, s: _all_cpus(
+            pr,
+            lambda c: z3.And(
+                z3.Or(*(s.pc[c] == x for x in (C_IDLE, C_LOCKED, C_CHECKED, C_DONE))),
+                z3.Implies(s.pc[c] == C_IDLE, z3.Or(s.cres[c] == R_NONE, s.cres[c] == R_FALLBACK)),
+                z3.Implies(s.pc[c] == C_LOCKED, s.cres[c] == R_NONE),
+                z3.Implies(s.pc[c] == C_CHECKED, s.cres[c] == R_NOPAGE),
+                z3.Implies(
+                    s.pc[c] == C_DONE, z3.Or(*(s.cres[c] == r for r in (R_NOPAGE, R_FALLBACK, R_SIGBUS)))
+                ),
+                z3.Implies(
+                    z3.Or(s.pc[c] != C_IDLE, s.cres[c] != R_NONE),
+                    z3.And(s.used[s.cvma[c]], z3.Or(*(s.csize[c] == size for size in g.FAULT_SIZES))),
+                ),
+                # the faulting address lies in the vma until check replaces it by the entry's block
+                z3.Implies(
+                    z3.Or(s.pc[c] == C_LOCKED, s.cres[c] == R_FALLBACK, s.cres[c] == R_SIGBUS),
+                    z3.And(s.vstart[s.cvma[c]] <= s.caddr[c], s.caddr[c] < s.vend[s.cvma[c]]),
+                ),
+                # a fault in progress has not been counted yet (the final unlock counts it)
+                s.left[c] >= z3.If(z3.Or(s.pc[c] != C_IDLE, s.cres[c] != R_NONE), 1, 0),
+            ),
+        ),
+    ),
+    Invariant(
+        "pre_gp_readers",
+        "aux",
+        "a CPU the grace period waits for is inside a read section of the current grace period",
+        lambda pr, s: _all_cpus(pr, lambda c: z3.Implies(s.pre[c], z3.And(s.gp, s.nest[c] >= 1))),
+    ),
+    Invariant(
+        "checked_waited_for",
+        "aux",
+        "a CPU about to insert saw alive == true, so a grace period started after alive = false "
+        "waits for it (synchronize_start marked every CPU inside a section)",
+        lambda pr, s: _all_cpus(
+            pr, lambda c: z3.Implies(z3.And(s.pc[c] == C_CHECKED, s.gp, s.gp_clean), s.pre[c])
+        ),
+    ),
+    Invariant(
+        "clean_gp_not_alive",
+        "aux",
+        "a clean grace period means the device is not alive (only "
+        "run_dax makes it alive, and it forgets the grace period)",
+        lambda pr, s: z3.Implies(s.gp_clean, z3.Not(s.alive)),
+    ),
+    Invariant(
+        "waited_gp_quiesced",
+        "aux",
+        "a clean grace period that has ended quiesced the device",
+        lambda pr, s: z3.Implies(z3.And(s.gp_clean, z3.Not(s.gp)), s.quiesced),
+    ),
+    Invariant(
+        "quiesced_no_inserter",
+        "aux",
+        "after a clean grace period no CPU is about to insert, and none can get there (not alive)",
+        lambda pr, s: z3.Implies(
+            s.quiesced, z3.And(z3.Not(s.alive), _all_cpus(pr, lambda c: s.pc[c] != C_CHECKED))
+        ),
+    ),
+    Invariant(
+        "dead_quiesced",
+        "aux",
+        "the kill completes only after the device was quiesced",
+        lambda pr, s: z3.Implies(s.dead, s.quiesced),
+    ),
+    Invariant(
+        "checked_exact",
+        "aux",
+        "the entry a CPU is about to insert is already exact",
+        lambda pr, s: _all_cpus(
+            pr,
+            lambda c: z3.Implies(
+                s.pc[c] == C_CHECKED, pr.entry_exact(s, s.cvma[c], s.caddr[c], s.csize[c], s.cphys[c])
+            ),
+        ),
+    ),
+    Invariant(
+        "admin_position",
+        "aux",
+        "where the admin is in its program says which teardown facts hold (position_facts)",
+        lambda pr, s: admin_position(pr, s),
+    ),
 ]
 
 
@@ -174,8 +261,11 @@ def admin_position(pr: Protocol, s: State) -> Term:
         parts.append(z3.Implies(s.prog == code, z3.And(s.p >= 0, s.p <= len(facts) - 1)))
         for i, fs in enumerate(facts):
             if fs:
-                parts.append(z3.Implies(z3.And(s.prog == code, s.p == i),
-                                        z3.And(*(fact_formula(s, f) for f in sorted(fs)))))
+                parts.append(
+                    z3.Implies(
+                        z3.And(s.prog == code, s.p == i), z3.And(*(fact_formula(s, f) for f in sorted(fs)))
+                    )
+                )
         if name == "remove" and facts[-1]:
             gone = z3.And(*(fact_formula(s, f) for f in sorted(facts[-1])))
             parts.append(z3.Implies(s.prog == P_GONE, gone))
@@ -186,6 +276,7 @@ def admin_position(pr: Protocol, s: State) -> Term:
 # Checking
 # --------------------------------------------------------------------------------------------------
 
+
 @dataclass
 class Setting:
     """One proof instance: the profile, one alignment, a device of n ranges, every first fault size."""
@@ -195,8 +286,15 @@ class Setting:
     n_ranges: int = 2
 
     def protocol(self) -> Protocol:
-        return Protocol(self.profile, Universe.unbounded(), self.align, None, n_ranges=self.n_ranges,
-                        programs=programs_for(self.profile, race=False, binds=True), users=True)
+        return Protocol(
+            self.profile,
+            Universe.unbounded(),
+            self.align,
+            None,
+            n_ranges=self.n_ranges,
+            programs=programs_for(self.profile, race=False, binds=True),
+            users=True,
+        )
 
 
 def _solver(timeout_ms: int) -> Term:
@@ -227,9 +325,14 @@ def context(profile: Profile, align: int) -> Context:
     if key not in _CONTEXTS:
         pr = Setting(profile, align).protocol()
         S, T = State.fresh(pr.u, "pre"), State.fresh(pr.u, "post")
-        _CONTEXTS[key] = Context(pr, S, T, pr.actions(S, T, "step"),
-                                 {i.name: i.formula(pr, S) for i in INVARIANTS},
-                                 {i.name: i.formula(pr, T) for i in INVARIANTS})
+        _CONTEXTS[key] = Context(
+            pr,
+            S,
+            T,
+            pr.actions(S, T, "step"),
+            {i.name: i.formula(pr, S) for i in INVARIANTS},
+            {i.name: i.formula(pr, T) for i in INVARIANTS},
+        )
     return _CONTEXTS[key]
 
 
@@ -241,11 +344,15 @@ def check_invariant(cx: Context, name: str, timeout: float, label: str = "") -> 
     solver.add(*pr.rigid, pr.init(S), z3.Not(cx.pre[name]))
     answer = solver.check()
     if answer == z3.sat:
-        return Verdict(Status.VIOLATED, counterexample=f"{label}Init does not imply it:\n"
-                       + "\n".join(render_state(pr, solver.model(), S)))
+        return Verdict(
+            Status.VIOLATED,
+            counterexample=f"{label}Init does not imply it:\n"
+            + "\n".join(render_state(pr, solver.model(), S)),
+        )
     if answer == z3.unknown:
-        return Verdict(Status.UNKNOWN,
-                       counterexample=f"{label}Init: solver unknown: {solver.reason_unknown()}")
+        return Verdict(
+            Status.UNKNOWN, counterexample=f"{label}Init: solver unknown: {solver.reason_unknown()}"
+        )
     hyps = [*pr.rigid, *cx.pre.values()]
     for act in cx.actions:
         left = deadline - time.monotonic()
@@ -257,8 +364,9 @@ def check_invariant(cx: Context, name: str, timeout: float, label: str = "") -> 
         if answer == z3.sat:
             return Verdict(Status.VIOLATED, counterexample=label + render_cti(pr, solver.model(), S, T, act))
         if answer == z3.unknown:
-            return Verdict(Status.UNKNOWN, counterexample=f"{label}{act.name}: solver unknown: "
-                                                          f"{solver.reason_unknown()}")
+            return Verdict(
+                Status.UNKNOWN, counterexample=f"{label}{act.name}: solver unknown: {solver.reason_unknown()}"
+            )
     return Verdict(Status.PROVED)
 
 
@@ -278,6 +386,7 @@ def _elements(m: Term, sort: Term, prefix: str) -> list[tuple[str, Term]]:
 def render_state(pr: Protocol, m: Term, s: State, keep: frozenset[str] = frozenset()) -> list[str]:
     """One line for the device and admin, one per CPU that is doing something (or named in ``keep``),
     one per used vma and per live entry."""
+
     def ev(t: Term) -> Term:
         return m.eval(t, model_completion=True)
 
@@ -294,9 +403,11 @@ def render_state(pr: Protocol, m: Term, s: State, keep: frozenset[str] = frozens
         return next((n for n, x in vmas if z3.eq(x, val)), str(val))
 
     size_name = {**g.SIZE_NAMES, 0: "-"}
-    lines = [f"device: alive={flag(s.alive)} dead={flag(s.dead)} gp={flag(s.gp)} "
-             f"(ghost gp_clean={flag(s.gp_clean)} quiesced={flag(s.quiesced)}); "
-             f"admin: {PROG_NAMES.get(num(s.prog), num(s.prog))} after {num(s.p)} protocol step(s)"]
+    lines = [
+        f"device: alive={flag(s.alive)} dead={flag(s.dead)} gp={flag(s.gp)} "
+        f"(ghost gp_clean={flag(s.gp_clean)} quiesced={flag(s.quiesced)}); "
+        f"admin: {PROG_NAMES.get(num(s.prog), num(s.prog))} after {num(s.p)} protocol step(s)"
+    ]
     quiet = 0
     for name, x in _elements(m, pr.u.cpu, "cpu"):
         pc, res, nest, pre = num(s.pc[x]), num(s.cres[x]), num(s.nest[x]), flag(s.pre[x])
@@ -306,27 +417,37 @@ def render_state(pr: Protocol, m: Term, s: State, keep: frozenset[str] = frozens
         line = f"{name}: {PC_NAMES.get(pc, pc)} nest={nest} pre_gp={pre}"
         if pc != C_IDLE or res != R_NONE:
             size = size_name.get(num(s.csize[x]), "?")
-            line += (f" {vname(s.cvma[x])} addr={num(s.caddr[x]):#x} size={size}"
-                     f" result={RES_NAMES.get(res, res)} phys={num(s.cphys[x]):#x}")
+            line += (
+                f" {vname(s.cvma[x])} addr={num(s.caddr[x]):#x} size={size}"
+                f" result={RES_NAMES.get(res, res)} phys={num(s.cphys[x]):#x}"
+            )
         lines.append(line)
     if quiet:
         lines.append(f"({quiet} other CPU(s) idle, holding nothing)")
     for name, x in vmas:
         if flag(s.used[x]):
-            lines.append(f"{name}: [{num(s.vstart[x]):#x}, {num(s.vend[x]):#x}) pgoff={num(s.vpgoff[x]):#x}"
-                         f" mayshare={flag(s.vmayshare[x])}")
+            lines.append(
+                f"{name}: [{num(s.vstart[x]):#x}, {num(s.vend[x]):#x}) pgoff={num(s.vpgoff[x]):#x}"
+                f" mayshare={flag(s.vmayshare[x])}"
+            )
     for name, x in _elements(m, pr.u.ent, "entry"):
         if flag(s.live[x]):
-            lines.append(f"{name}: {vname(s.evma[x])} {num(s.eaddr[x]):#x} +{num(s.esize[x]):#x} -> "
-                         f"{num(s.ephys[x]):#x}")
+            lines.append(
+                f"{name}: {vname(s.evma[x])} {num(s.eaddr[x]):#x} +{num(s.esize[x]):#x} -> "
+                f"{num(s.ephys[x]):#x}"
+            )
     return lines
 
 
 def render_cti(pr: Protocol, m: Term, s: State, t: State, act: Action) -> str:
-    cpus, vmas, ents = (_elements(m, pr.u.cpu, "cpu"), _elements(m, pr.u.vma, "vma"),
-                        _elements(m, pr.u.ent, "entry"))
-    acting = frozenset(n for n, x in cpus for k, v in act.params
-                       if k == "cpu" and z3.eq(m.eval(v, model_completion=True), x))
+    cpus, vmas, ents = (
+        _elements(m, pr.u.cpu, "cpu"),
+        _elements(m, pr.u.vma, "vma"),
+        _elements(m, pr.u.ent, "entry"),
+    )
+    acting = frozenset(
+        n for n, x in cpus for k, v in act.params if k == "cpu" and z3.eq(m.eval(v, model_completion=True), x)
+    )
     before, after = render_state(pr, m, s, acting), render_state(pr, m, t, acting)
 
     def pname(val: Term) -> str:
@@ -338,12 +459,20 @@ def render_cti(pr: Protocol, m: Term, s: State, t: State, act: Action) -> str:
 
     params = ", ".join(f"{k}={pname(m.eval(v, model_completion=True))}" for k, v in act.params)
     changed = [ln for ln in after if ln not in before] or ["(nothing changed)"]
-    ranges = ", ".join(f"[{m.eval(a, model_completion=True)}, +{m.eval(b, model_completion=True)})"
-                       for a, b in pr.range_vars)
-    return "\n".join(["counterexample to induction", "state before (all invariants hold):",
-                      *("  " + ln for ln in before), f"step: {act.name}({params})",
-                      "state after (what changed):", *("  " + ln for ln in changed),
-                      f"device ranges: {ranges}; align {g.ALIGN_NAMES[pr.align]}"])
+    ranges = ", ".join(
+        f"[{m.eval(a, model_completion=True)}, +{m.eval(b, model_completion=True)})" for a, b in pr.range_vars
+    )
+    return "\n".join(
+        [
+            "counterexample to induction",
+            "state before (all invariants hold):",
+            *("  " + ln for ln in before),
+            f"step: {act.name}({params})",
+            "state after (what changed):",
+            *("  " + ln for ln in changed),
+            f"device ranges: {ranges}; align {g.ALIGN_NAMES[pr.align]}",
+        ]
+    )
 
 
 # --------------------------------------------------------------------------------------------------
@@ -357,18 +486,34 @@ def check_not_vacuous(profile: Profile, align: int, timeout: float) -> Verdict:
     """The invariants hold in an initial state that takes a step to a state where they hold again:
     were they contradictory, every induction check would pass for nothing. Asked in a small finite
     universe (2 CPUs, 2 vmas, 3 entries), where satisfiability is decidable and quick."""
-    pr = Protocol(profile, Universe.bounded(2, 2, 3), align, None, n_ranges=2,
-                  programs=programs_for(profile, race=False, binds=True), users=True)
+    pr = Protocol(
+        profile,
+        Universe.bounded(2, 2, 3),
+        align,
+        None,
+        n_ranges=2,
+        programs=programs_for(profile, race=False, binds=True),
+        users=True,
+    )
     S, T = State.fresh(pr.u, "pre"), State.fresh(pr.u, "post")
     solver = _solver(int(timeout * 1000))
-    solver.add(*pr.rigid, pr.init(S), *(i.formula(pr, S) for i in INVARIANTS), pr.step(S, T, "step"),
-               *(i.formula(pr, T) for i in INVARIANTS), z3.Not(S.equals(T)))
+    solver.add(
+        *pr.rigid,
+        pr.init(S),
+        *(i.formula(pr, S) for i in INVARIANTS),
+        pr.step(S, T, "step"),
+        *(i.formula(pr, T) for i in INVARIANTS),
+        z3.Not(S.equals(T)),
+    )
     answer = solver.check()
     if answer == z3.sat:
         return Verdict(Status.PROVED)
     if answer == z3.unsat:
-        return Verdict(Status.VIOLATED, counterexample="the invariants exclude every initial state or "
-                                                       "every step: the induction proofs are vacuous")
+        return Verdict(
+            Status.VIOLATED,
+            counterexample="the invariants exclude every initial state or "
+            "every step: the induction proofs are vacuous",
+        )
     return Verdict(Status.UNKNOWN, counterexample=f"solver unknown: {solver.reason_unknown()}")
 
 
@@ -381,6 +526,7 @@ def check_no_sleep_in_rcu(profile: Profile, align: int, timeout: float) -> Verdi
     from devdax.spec.config import Config
     from devdax.spec.ctx import Ctx
     from devdax.spec.fault import sleeps_in_rcu
+
     cx = context(profile, align)
     spec_ctx = Ctx.of(Config(profile=profile.name.split("+")[0]), profile)
     pr, S = cx.pr, cx.S
@@ -397,28 +543,45 @@ def check_no_sleep_in_rcu(profile: Profile, align: int, timeout: float) -> Verdi
         answer = solver.check()
         if answer == z3.sat:
             cti = render_cti(pr, solver.model(), S, cx.T, act).replace(
-                "counterexample to induction", "a step that may sleep runs inside rcu_read_lock (nest >= 1)")
+                "counterexample to induction", "a step that may sleep runs inside rcu_read_lock (nest >= 1)"
+            )
             return Verdict(Status.VIOLATED, counterexample=cti)
         if answer == z3.unknown:
-            return Verdict(Status.UNKNOWN,
-                           counterexample=f"{act.name}: solver unknown: {solver.reason_unknown()}")
+            return Verdict(
+                Status.UNKNOWN, counterexample=f"{act.name}: solver unknown: {solver.reason_unknown()}"
+            )
     return Verdict(Status.PROVED)
 
 
 def inductive_obligations(profile: Profile, aligns: Sequence[int] = ALIGNS) -> list[Obligation]:
     """One obligation per invariant, each checked for every alignment, and the non-vacuity check."""
+
     def consistent(timeout: float) -> Verdict:
         return check_not_vacuous(profile, aligns[0], timeout)
 
-    out = [Obligation("ind_not_vacuous", "the invariants hold in a reachable initial state and after a step",
-                      "proofs/inductive.py", consistent)]
+    out = [
+        Obligation(
+            "ind_not_vacuous",
+            "the invariants hold in a reachable initial state and after a step",
+            "proofs/inductive.py",
+            consistent,
+        )
+    ]
 
     def no_sleep(timeout: float) -> Verdict:
         return check_no_sleep_in_rcu(profile, aligns[0], timeout)
-    out.append(Obligation("ind_no_sleep_in_rcu", "step property: no step that may sleep (vmf_insert_* -> "
-                          "pte_alloc) runs inside a read section that cannot sleep (rcu_read_lock)",
-                          "spec/invariants.py no_sleep_in_rcu; M5 956a4cd2c957", no_sleep))
+
+    out.append(
+        Obligation(
+            "ind_no_sleep_in_rcu",
+            "step property: no step that may sleep (vmf_insert_* -> "
+            "pte_alloc) runs inside a read section that cannot sleep (rcu_read_lock)",
+            "spec/invariants.py no_sleep_in_rcu; M5 956a4cd2c957",
+            no_sleep,
+        )
+    )
     for inv in INVARIANTS:
+
         def goal(timeout: float, inv: Invariant = inv) -> Verdict:
             deadline = time.monotonic() + timeout
             for align in aligns:
@@ -428,8 +591,14 @@ def inductive_obligations(profile: Profile, aligns: Sequence[int] = ALIGNS) -> l
                 if v.status is not Status.PROVED:
                     return v
             return Verdict(Status.PROVED)
-        kind = "invariant" if inv.kind == "spec" else "strengthening"
-        out.append(Obligation(f"ind_{inv.name}", f"{kind}, inductive for any CPUs/vmas: {inv.doc}",
-                              "spec/invariants.py" if inv.kind == "spec" else "proofs/inductive.py", goal))
-    return out
 
+        kind = "invariant" if inv.kind == "spec" else "strengthening"
+        out.append(
+            Obligation(
+                f"ind_{inv.name}",
+                f"{kind}, inductive for any CPUs/vmas: {inv.doc}",
+                "spec/invariants.py" if inv.kind == "spec" else "proofs/inductive.py",
+                goal,
+            )
+        )
+    return out

@@ -73,6 +73,7 @@ def exact_sum(*xs: Term) -> Term:
 # 1. dax_get_unmapped_area with addr == 0 (kernel-semantics.md 1.6)
 # --------------------------------------------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class GuaSetup:
     length: Term
@@ -81,8 +82,8 @@ class GuaSetup:
     off: Term
     addr_align: Term
     result: Term
-    hyps: tuple[Term, ...]           # align is 4K/2M/1G; the allocator's promise for len + align
-    aligned_path: Term               # the kernel's condition for asking for len + align
+    hyps: tuple[Term, ...]  # align is 4K/2M/1G; the allocator's promise for len + align
+    aligned_path: Term  # the kernel's condition for asking for len + align
     shown: tuple[tuple[str, Term], ...]
 
 
@@ -95,14 +96,23 @@ def gua_setup() -> GuaSetup:
     off_end, off_align = off + length, G.round_up(off, align)
     addr_align = mm_alloc(length + align)
     aligned_path = conj(
-        z3.UGT(off_end, off_align),                          # "off_end <= off_align" not taken
-        z3.UGE(off_end - off_align, align),                  # room for one aligned unit
-        z3.ULE(exact_sum(off, length, align), U64))          # "off + len + align overflows" not taken
-    hyps = (member(align, SIZES),
-            G.is_aligned(addr_align, bv_val(g.PAGE_SIZE)),   # the allocator returns page-aligned ...
-            z3.ULE(exact_sum(addr_align, length, align), U64))  # ... room for len + align bytes
-    shown = (("len", length), ("pgoff", pgoff), ("off", off), ("align", align),
-             ("addr_align", addr_align), ("result", result))
+        z3.UGT(off_end, off_align),  # "off_end <= off_align" not taken
+        z3.UGE(off_end - off_align, align),  # room for one aligned unit
+        z3.ULE(exact_sum(off, length, align), U64),
+    )  # "off + len + align overflows" not taken
+    hyps = (
+        member(align, SIZES),
+        G.is_aligned(addr_align, bv_val(g.PAGE_SIZE)),  # the allocator returns page-aligned ...
+        z3.ULE(exact_sum(addr_align, length, align), U64),
+    )  # ... room for len + align bytes
+    shown = (
+        ("len", length),
+        ("pgoff", pgoff),
+        ("off", off),
+        ("align", align),
+        ("addr_align", addr_align),
+        ("result", result),
+    )
     return GuaSetup(length, pgoff, align, off, addr_align, result, hyps, aligned_path, shown)
 
 
@@ -127,8 +137,10 @@ def gua_in_reservation(cfg: LemmaConfig) -> list[Query]:
 # 2. check_vma (kernel-semantics.md 1.5) and mmap = get_unmapped_area + check_vma
 # --------------------------------------------------------------------------------------------------
 
-def check_vma_of(cfg: LemmaConfig, alive: Term, flags: G.VmaFlagsTerms, start: Term, end: Term,
-                 align: Term) -> Term:
+
+def check_vma_of(
+    cfg: LemmaConfig, alive: Term, flags: G.VmaFlagsTerms, start: Term, end: Term, align: Term
+) -> Term:
     return G.check_vma(alive, flags, start, end, align, cfg.private_test, cfg.pfn_dev_only, cfg.s_dax)
 
 
@@ -139,10 +151,18 @@ def check_vma_exact(cfg: LemmaConfig) -> list[Query]:
     start, end, align = bv("vm_start"), bv("vm_end"), bv("align")
     accepted = check_vma_of(cfg, alive, flags, start, end, align) == 0
     spec = conj(alive, flags.mayshare, G.is_aligned(start, align), G.is_aligned(end, align))
-    shown = (("alive", alive), ("shared", flags.shared), ("mayshare", flags.mayshare),
-             ("write", flags.write), ("noreserve", flags.noreserve), ("dontcopy", flags.dontcopy),
-             ("vm_start", start), ("vm_end", end), ("align", align),
-             ("check_vma", check_vma_of(cfg, alive, flags, start, end, align)))
+    shown = (
+        ("alive", alive),
+        ("shared", flags.shared),
+        ("mayshare", flags.mayshare),
+        ("write", flags.write),
+        ("noreserve", flags.noreserve),
+        ("dontcopy", flags.dontcopy),
+        ("vm_start", start),
+        ("vm_end", end),
+        ("align", align),
+        ("check_vma", check_vma_of(cfg, alive, flags, start, end, align)),
+    )
     return [Query([member(align, SIZES)], accepted == spec, shown)]
 
 
@@ -163,8 +183,14 @@ def mmap_aligned_accepted(cfg: LemmaConfig) -> list[Query]:
     """With an align-multiple offset and length (at least one unit) the aligned path is always taken
     and the vma it yields passes check_vma: a NULL-hint MAP_SHARED mmap of a live device succeeds."""
     s, verdict, mmap_flags, shown = _mmap(cfg)
-    hyps = [*s.hyps, *mmap_flags, G.is_aligned(s.off, s.align), G.is_aligned(s.length, s.align),
-            z3.UGE(s.length, s.align), z3.ULE(exact_sum(s.off, s.length, s.align), U64)]
+    hyps = [
+        *s.hyps,
+        *mmap_flags,
+        G.is_aligned(s.off, s.align),
+        G.is_aligned(s.length, s.align),
+        z3.UGE(s.length, s.align),
+        z3.ULE(exact_sum(s.off, s.length, s.align), U64),
+    ]
     return [Query(hyps, verdict == 0, shown)]
 
 
@@ -182,6 +208,7 @@ def mmap_misaligned_rejected(cfg: LemmaConfig) -> list[Query]:
 # 3. pgoff_to_phys on a multi-range device (kernel-semantics.md 1.7, dax_pgoff_to_phys)
 # --------------------------------------------------------------------------------------------------
 
+
 def u64_int(name: str) -> tuple[Term, Term]:
     """An Int standing for a 64-bit value, and its range hypothesis 0 <= x <= U64."""
     x = z3.Int(name)
@@ -191,7 +218,7 @@ def u64_int(name: str) -> tuple[Term, Term]:
 @dataclass(frozen=True)
 class Device:
     ranges: tuple[G.RangeTerms, ...]
-    pages: Term                      # device size in pages
+    pages: Term  # device size in pages
     hyps: tuple[Term, ...]
     shown: tuple[tuple[str, Term], ...]
 
@@ -204,8 +231,14 @@ def device(n: int, align: int, disjoint: bool = True) -> Device:
     for i in range(n):
         start, start_ok = u64_int(f"range{i}.start")
         size, size_ok = u64_int(f"range{i}.size")
-        hyps += [start_ok, size_ok, size > 0, start % align == 0, size % align == 0,
-                 start + size - 1 <= g.U64]
+        hyps += [
+            start_ok,
+            size_ok,
+            size > 0,
+            start % align == 0,
+            size % align == 0,
+            start + size - 1 <= g.U64,
+        ]
         spans.append((start, size))
         shown += [(f"range{i}.start", start), (f"range{i}.size", size)]
     ranges = G.make_ranges(spans)
@@ -242,32 +275,39 @@ def _p2p(n: int, align: int) -> tuple[Device, Term, Term, Term, list[Term], tupl
 def p2p_inside_one_range(cfg: LemmaConfig) -> list[Query]:
     """A translated entry [phys, phys + size) lies inside exactly one range: the walk stops at the
     range holding pgoff and refuses (-1) an entry that would run past ``range.end``."""
+
     def build(n: int, align: int) -> Query:
         dev, _pgoff, found, phys, hyps, shown = _p2p(n, align)
         last = phys + align - 1
         inside = [z3.And(r.start <= phys, phys <= r.end) for r in dev.ranges]
-        exactly_one = z3.Or(*(z3.And(inside[i], *(z3.Not(inside[j]) for j in range(n) if j != i))
-                              for i in range(n)))
+        exactly_one = z3.Or(
+            *(z3.And(inside[i], *(z3.Not(inside[j]) for j in range(n) if j != i)) for i in range(n))
+        )
         whole = conj(*(z3.Implies(inside[i], last <= r.end) for i, r in enumerate(dev.ranges)))
         return Query(hyps, z3.Implies(found, z3.And(exactly_one, whole)), shown, _label(n, align))
+
     return _cases(build)
 
 
 def p2p_size_aligned(cfg: LemmaConfig) -> list[Query]:
     """Each range starts at an align-multiple pgoff and an align-aligned address, so an entry whose
     block is size-aligned in pgoff space is size-aligned physically: a huge page maps a huge page."""
+
     def build(n: int, align: int) -> Query:
         _dev, pgoff, found, phys, hyps, shown = _p2p(n, align)
         block_aligned = (pgoff * g.PAGE_SIZE) % align == 0
         return Query([*hyps, found, block_aligned], phys % align == 0, shown, _label(n, align))
+
     return _cases(build)
 
 
 def p2p_beyond_device(cfg: LemmaConfig) -> list[Query]:
     """A pgoff at or past the device's last page has no translation (the kernel's -1, then SIGBUS)."""
+
     def build(n: int, align: int) -> Query:
         dev, pgoff, found, _phys, hyps, shown = _p2p(n, align)
         return Query([*hyps, pgoff >= dev.pages], z3.Not(found), shown, _label(n, align))
+
     return _cases(build)
 
 
@@ -275,17 +315,25 @@ def p2p_beyond_device(cfg: LemmaConfig) -> list[Query]:
 # 4. Fault-size negotiation (kernel-semantics.md 1.7: PMD/PUD tables, mm-side fallback)
 # --------------------------------------------------------------------------------------------------
 
+
 def negotiate_table(cfg: LemmaConfig) -> list[Query]:
     """For every fault size and align in {4K, 2M, 1G}: bigger than align -> FALLBACK, smaller ->
     SIGBUS, equal -> proceed. Total (an enum term is always one of its values) and deterministic (the
     encoding is a function), so exactly one row of the table applies."""
     fs, align = bv("fault_size"), bv("align")
     res = G.negotiate(fs, align, cfg.fault_rules)
-    goal = conj(z3.Implies(z3.UGT(fs, align), res == G.FALLBACK),
-                z3.Implies(z3.ULT(fs, align), res == G.SIGBUS),
-                z3.Implies(fs == align, res == G.PROCEED))
-    return [Query([member(fs, SIZES), member(align, SIZES)], goal,
-                  (("fault_size", fs), ("align", align), ("negotiate", res)))]
+    goal = conj(
+        z3.Implies(z3.UGT(fs, align), res == G.FALLBACK),
+        z3.Implies(z3.ULT(fs, align), res == G.SIGBUS),
+        z3.Implies(fs == align, res == G.PROCEED),
+    )
+    return [
+        Query(
+            [member(fs, SIZES), member(align, SIZES)],
+            goal,
+            (("fault_size", fs), ("align", align), ("negotiate", res)),
+        )
+    ]
 
 
 def negotiate_fallback_chain(cfg: LemmaConfig) -> list[Query]:
@@ -300,17 +348,26 @@ def negotiate_fallback_chain(cfg: LemmaConfig) -> list[Query]:
     fell = [r == G.FALLBACK for r in results]
     final_res = z3.If(z3.Not(fell[0]), results[0], z3.If(z3.Not(fell[1]), results[1], results[2]))
     final_size = z3.If(z3.Not(fell[0]), sizes[0], z3.If(z3.Not(fell[1]), sizes[1], sizes[2]))
-    goal = conj(z3.Implies(fell[0], sizes[1] != 0),
-                z3.Implies(z3.And(fell[0], fell[1]), z3.And(sizes[2] != 0, z3.Not(fell[2]))),
-                z3.Or(final_res == G.SIGBUS, z3.And(final_res == G.PROCEED, final_size == align)))
-    shown = (("fault_size", fs0), ("align", align), ("first", results[0]), ("second", results[1]),
-             ("third", results[2]), ("final_size", final_size))
+    goal = conj(
+        z3.Implies(fell[0], sizes[1] != 0),
+        z3.Implies(z3.And(fell[0], fell[1]), z3.And(sizes[2] != 0, z3.Not(fell[2]))),
+        z3.Or(final_res == G.SIGBUS, z3.And(final_res == G.PROCEED, final_size == align)),
+    )
+    shown = (
+        ("fault_size", fs0),
+        ("align", align),
+        ("first", results[0]),
+        ("second", results[1]),
+        ("third", results[2]),
+        ("final_size", final_size),
+    )
     return [Query([member(fs0, SIZES), member(align, SIZES)], goal, shown)]
 
 
 # --------------------------------------------------------------------------------------------------
 # 5. dax_huge_fault (kernel-semantics.md 1.7, __dev_dax_{pte,pmd,pud}_fault)
 # --------------------------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class FaultSetup:
@@ -331,14 +388,32 @@ def fault_setup(cfg: LemmaConfig, n: int, fault_size: int, align: int) -> FaultS
     (addr, addr_ok), (vm_start, start_ok) = u64_int("address"), u64_int("vm_start")
     (vm_end, end_ok), (vm_pgoff, pgoff_ok) = u64_int("vm_end"), u64_int("vm_pgoff")
     dev = device(n, align, disjoint=False)
-    fault = G.dax_huge_fault(fault_size, addr, vm_start, vm_end, vm_pgoff, align, dev.ranges, True,
-                             cfg.fault_rules)
-    hyps = [addr_ok, start_ok, end_ok, pgoff_ok, *dev.hyps, fault.result == G.NOPAGE,
-            vm_start % align == 0, vm_end % align == 0,    # what check_vma's "vma_ok" implies
-            vm_start < vm_end,                             # a vma is never empty
-            vm_start <= addr, addr < vm_end]               # the mm faults only inside the vma
-    shown = (("address", addr), ("vm_start", vm_start), ("vm_end", vm_end), ("vm_pgoff", vm_pgoff),
-             *dev.shown, ("result", fault.result), ("entry.addr", fault.addr), ("entry.phys", fault.phys))
+    fault = G.dax_huge_fault(
+        fault_size, addr, vm_start, vm_end, vm_pgoff, align, dev.ranges, True, cfg.fault_rules
+    )
+    hyps = [
+        addr_ok,
+        start_ok,
+        end_ok,
+        pgoff_ok,
+        *dev.hyps,
+        fault.result == G.NOPAGE,
+        vm_start % align == 0,
+        vm_end % align == 0,  # what check_vma's "vma_ok" implies
+        vm_start < vm_end,  # a vma is never empty
+        vm_start <= addr,
+        addr < vm_end,
+    ]  # the mm faults only inside the vma
+    shown = (
+        ("address", addr),
+        ("vm_start", vm_start),
+        ("vm_end", vm_end),
+        ("vm_pgoff", vm_pgoff),
+        *dev.shown,
+        ("result", fault.result),
+        ("entry.addr", fault.addr),
+        ("entry.phys", fault.phys),
+    )
     return FaultSetup(fault_size, align, vm_start, vm_end, vm_pgoff, dev, fault, hyps, shown)
 
 
@@ -357,8 +432,10 @@ def _fault_queries(cfg: LemmaConfig, goal: Callable[[FaultSetup], tuple[list[Ter
 def fault_entry_in_vma(cfg: LemmaConfig) -> list[Query]:
     """The vma-bounds check (the M3/M4 fix): an installed entry [addr, addr + size) never reaches
     outside its vma, so a huge entry cannot cover a neighbour's addresses."""
+
     def goal(f: FaultSetup) -> tuple[list[Term], Term]:
         return [], conj(f.vm_start <= f.fault.addr, f.fault.addr + f.fault_size <= f.vm_end)
+
     return _fault_queries(cfg, goal)
 
 
@@ -371,9 +448,11 @@ def fault_entry_is_align(cfg: LemmaConfig) -> list[Query]:
 def fault_phys_in_device(cfg: LemmaConfig) -> list[Query]:
     """The entry's physical block [phys, phys + size) lies inside one range of the device: a fault
     never maps memory the device does not own."""
+
     def goal(f: FaultSetup) -> tuple[list[Term], Term]:
         last = f.fault.phys + f.fault_size - 1
         return [], z3.Or(*(z3.And(r.start <= f.fault.phys, last <= r.end) for r in f.dev.ranges))
+
     return _fault_queries(cfg, goal)
 
 
@@ -398,8 +477,10 @@ def fault_phys_aligned_given_offset(cfg: LemmaConfig) -> list[Query]:
     """The fix of F3: with an align-multiple file offset (what dax_get_unmapped_area's aligned path
     yields, and what a check ``IS_ALIGNED(vma->vm_pgoff << PAGE_SHIFT, dev_dax->align)`` in check_vma
     would enforce), the entry's phys is aligned to its size."""
+
     def goal(f: FaultSetup) -> tuple[list[Term], Term]:
         return [(f.vm_pgoff * g.PAGE_SIZE) % f.align == 0], f.fault.phys % f.fault_size == 0
+
     return _fault_queries(cfg, goal)
 
 
@@ -411,37 +492,96 @@ LemmaFn = Callable[[LemmaConfig], list[Query]]
 
 #: (name, statement, source, queries) in the order the checklist prints them
 LEMMAS: Sequence[tuple[str, str, str, LemmaFn]] = (
-    ("gua_congruent", "get_unmapped_area(NULL) result is congruent to the file offset mod align",
-     "kernel-semantics.md 1.6 dax_get_unmapped_area", gua_congruent),
-    ("gua_in_reservation", "get_unmapped_area result + len stays inside the len + align reservation",
-     "kernel-semantics.md 1.6 dax_get_unmapped_area", gua_in_reservation),
-    ("check_vma_exact", "check_vma accepts exactly the alive, VM_MAYSHARE, aligned vmas",
-     "kernel-semantics.md 1.5 check_vma", check_vma_exact),
-    ("mmap_aligned_accepted", "NULL-hint mmap with align-multiple offset and length passes check_vma",
-     "kernel-semantics.md 1.5-1.6; seed commit 2", mmap_aligned_accepted),
-    ("mmap_misaligned_rejected", "NULL-hint mmap with a misaligned offset fails check_vma (aligned path)",
-     "kernel-semantics.md 1.6 [INF]; seed commit 2", mmap_misaligned_rejected),
-    ("p2p_inside_one_range", "pgoff_to_phys entry lies inside exactly one range, never straddles its end",
-     "kernel-semantics.md 1.7 dax_pgoff_to_phys", p2p_inside_one_range),
-    ("p2p_size_aligned", "pgoff_to_phys maps a size-aligned pgoff block to a size-aligned phys",
-     "kernel-semantics.md 1.7 dax_pgoff_to_phys", p2p_size_aligned),
-    ("p2p_beyond_device", "pgoff_to_phys past the device's last page is None (-1, SIGBUS)",
-     "kernel-semantics.md 1.7 dax_pgoff_to_phys", p2p_beyond_device),
-    ("negotiate_table", "fault size > align FALLBACK, < align SIGBUS, == align proceeds (total)",
-     "kernel-semantics.md 1.7 PMD/PUD tables", negotiate_table),
-    ("negotiate_fallback_chain", "fallback from any size ends at == align or SIGBUS in <= 2 steps",
-     "kernel-semantics.md 1.7 [INF] mm-side negotiation", negotiate_fallback_chain),
-    ("fault_entry_in_vma", "a NOPAGE entry [addr, addr+size) lies inside [vm_start, vm_end)",
-     "kernel-semantics.md 1.7 pmd/pud vma-bounds check (M3/M4)", fault_entry_in_vma),
-    ("fault_entry_is_align", "a NOPAGE entry's size equals the device align",
-     "kernel-semantics.md 1.7 fault_size vs align (M3/M4)", fault_entry_is_align),
-    ("fault_phys_in_device", "a NOPAGE entry's [phys, phys+size) lies inside one device range",
-     "kernel-semantics.md 1.7 dax_pgoff_to_phys", fault_phys_in_device),
-    ("fault_phys_aligned", "a NOPAGE entry's phys is size-aligned (check_vma's checks only: F3)",
-     "kernel-semantics.md 1.6-1.7; check_vma ignores vm_pgoff (docs/findings.md F3)", fault_phys_aligned),
-    ("fault_phys_aligned_given_offset", "with an align-multiple vm_pgoff (the F3 fix) phys is size-aligned",
-     "kernel-semantics.md 1.6-1.7 dax_get_unmapped_area; docs/findings.md F3",
-     fault_phys_aligned_given_offset),
+    (
+        "gua_congruent",
+        "get_unmapped_area(NULL) result is congruent to the file offset mod align",
+        "kernel-semantics.md 1.6 dax_get_unmapped_area",
+        gua_congruent,
+    ),
+    (
+        "gua_in_reservation",
+        "get_unmapped_area result + len stays inside the len + align reservation",
+        "kernel-semantics.md 1.6 dax_get_unmapped_area",
+        gua_in_reservation,
+    ),
+    (
+        "check_vma_exact",
+        "check_vma accepts exactly the alive, VM_MAYSHARE, aligned vmas",
+        "kernel-semantics.md 1.5 check_vma",
+        check_vma_exact,
+    ),
+    (
+        "mmap_aligned_accepted",
+        "NULL-hint mmap with align-multiple offset and length passes check_vma",
+        "kernel-semantics.md 1.5-1.6; seed commit 2",
+        mmap_aligned_accepted,
+    ),
+    (
+        "mmap_misaligned_rejected",
+        "NULL-hint mmap with a misaligned offset fails check_vma (aligned path)",
+        "kernel-semantics.md 1.6 [INF]; seed commit 2",
+        mmap_misaligned_rejected,
+    ),
+    (
+        "p2p_inside_one_range",
+        "pgoff_to_phys entry lies inside exactly one range, never straddles its end",
+        "kernel-semantics.md 1.7 dax_pgoff_to_phys",
+        p2p_inside_one_range,
+    ),
+    (
+        "p2p_size_aligned",
+        "pgoff_to_phys maps a size-aligned pgoff block to a size-aligned phys",
+        "kernel-semantics.md 1.7 dax_pgoff_to_phys",
+        p2p_size_aligned,
+    ),
+    (
+        "p2p_beyond_device",
+        "pgoff_to_phys past the device's last page is None (-1, SIGBUS)",
+        "kernel-semantics.md 1.7 dax_pgoff_to_phys",
+        p2p_beyond_device,
+    ),
+    (
+        "negotiate_table",
+        "fault size > align FALLBACK, < align SIGBUS, == align proceeds (total)",
+        "kernel-semantics.md 1.7 PMD/PUD tables",
+        negotiate_table,
+    ),
+    (
+        "negotiate_fallback_chain",
+        "fallback from any size ends at == align or SIGBUS in <= 2 steps",
+        "kernel-semantics.md 1.7 [INF] mm-side negotiation",
+        negotiate_fallback_chain,
+    ),
+    (
+        "fault_entry_in_vma",
+        "a NOPAGE entry [addr, addr+size) lies inside [vm_start, vm_end)",
+        "kernel-semantics.md 1.7 pmd/pud vma-bounds check (M3/M4)",
+        fault_entry_in_vma,
+    ),
+    (
+        "fault_entry_is_align",
+        "a NOPAGE entry's size equals the device align",
+        "kernel-semantics.md 1.7 fault_size vs align (M3/M4)",
+        fault_entry_is_align,
+    ),
+    (
+        "fault_phys_in_device",
+        "a NOPAGE entry's [phys, phys+size) lies inside one device range",
+        "kernel-semantics.md 1.7 dax_pgoff_to_phys",
+        fault_phys_in_device,
+    ),
+    (
+        "fault_phys_aligned",
+        "a NOPAGE entry's phys is size-aligned (check_vma's checks only: F3)",
+        "kernel-semantics.md 1.6-1.7; check_vma ignores vm_pgoff (docs/findings.md F3)",
+        fault_phys_aligned,
+    ),
+    (
+        "fault_phys_aligned_given_offset",
+        "with an align-multiple vm_pgoff (the F3 fix) phys is size-aligned",
+        "kernel-semantics.md 1.6-1.7 dax_get_unmapped_area; docs/findings.md F3",
+        fault_phys_aligned_given_offset,
+    ),
 )
 
 

@@ -82,54 +82,74 @@ def oops_code(text: str) -> int:
 # State
 # --------------------------------------------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class LState:
     """The fields of spec/state.py one device and its region need, plus ghosts (nfiles, idx, slot,
     lost). Names follow spec/state.py: Admin.prog/pc/binds_left, Region.*, Dev.*, File.*."""
 
-    prog: Term            # Admin.prog, by CODE
-    pc: Term              # Admin.pc: index into the spec's step list of that program
-    binds_left: Term      # Admin.binds_left[0]
-    rg_phase: Term        # Region.phase
-    rg_kref: Term         # Region.kref
-    provider_ref: Term    # Region.provider_ref
-    devm_ref: Term        # Region.devm_ref
-    rg_freed: Term        # Region.freed
-    phase: Term           # Dev.phase
-    id_held: Term         # Dev.id_held
-    minor_held: Term      # Dev.minor_held
-    has_minor: Term       # Dev.minor >= 0: the /dev node exists (open's guard)
-    init_ref: Term        # Dev.init_ref
-    dev_ref: Term         # Dev.dev_ref
-    cdev_live: Term       # Dev.cdev_live
-    cdev_ref: Term        # Dev.cdev_ref
-    cdev_mapped: Term     # Dev.cdev_mapped (kobj_map)
-    icdev_cached: Term    # Dev.icdev_cached
-    holds_region: Term    # Dev.holds_region
-    registered: Term      # Dev.registered
-    bound: Term           # Dev.bound
-    alive: Term           # Dev.alive
-    children: Term        # Dev.children (mappingN registered)
-    zombies: Term         # Dev.zombies (mappingN unregistered, release pending)
-    dead: Term            # Dev.dead (kill marker "!")
-    gp: Term              # State.gp
-    oops: Term            # kind of State.oops
-    opened: Term          # LFILE -> Bool: File.dev == 0
-    fd: Term              # LFILE -> Bool: File.fd
-    pnull: Term           # LFILE -> Bool: File.private_null
-    nv: Term              # LFILE -> Int: vmas mapping the file (File.f_count == fd + nv)
-    nfiles: Term          # ghost: number of open files
-    idx: Term             # ghost LFILE -> Int
-    slot: Term            # ghost Int -> LFILE
-    lost: Term            # ghost: device pins cdev_add() took while the cdev count was not 0 (F2)
-    added: Term           # ghost: cdev_add() has run at least once
+    prog: Term  # Admin.prog, by CODE
+    pc: Term  # Admin.pc: index into the spec's step list of that program
+    binds_left: Term  # Admin.binds_left[0]
+    rg_phase: Term  # Region.phase
+    rg_kref: Term  # Region.kref
+    provider_ref: Term  # Region.provider_ref
+    devm_ref: Term  # Region.devm_ref
+    rg_freed: Term  # Region.freed
+    phase: Term  # Dev.phase
+    id_held: Term  # Dev.id_held
+    minor_held: Term  # Dev.minor_held
+    has_minor: Term  # Dev.minor >= 0: the /dev node exists (open's guard)
+    init_ref: Term  # Dev.init_ref
+    dev_ref: Term  # Dev.dev_ref
+    cdev_live: Term  # Dev.cdev_live
+    cdev_ref: Term  # Dev.cdev_ref
+    cdev_mapped: Term  # Dev.cdev_mapped (kobj_map)
+    icdev_cached: Term  # Dev.icdev_cached
+    holds_region: Term  # Dev.holds_region
+    registered: Term  # Dev.registered
+    bound: Term  # Dev.bound
+    alive: Term  # Dev.alive
+    children: Term  # Dev.children (mappingN registered)
+    zombies: Term  # Dev.zombies (mappingN unregistered, release pending)
+    dead: Term  # Dev.dead (kill marker "!")
+    gp: Term  # State.gp
+    oops: Term  # kind of State.oops
+    opened: Term  # LFILE -> Bool: File.dev == 0
+    fd: Term  # LFILE -> Bool: File.fd
+    pnull: Term  # LFILE -> Bool: File.private_null
+    nv: Term  # LFILE -> Int: vmas mapping the file (File.f_count == fd + nv)
+    nfiles: Term  # ghost: number of open files
+    idx: Term  # ghost LFILE -> Int
+    slot: Term  # ghost Int -> LFILE
+    lost: Term  # ghost: device pins cdev_add() took while the cdev count was not 0 (F2)
+    added: Term  # ghost: cdev_add() has run at least once
 
     @staticmethod
     def fresh(tag: str, fsort: Term = LFILE) -> LState:
-        ints = {"prog", "pc", "binds_left", "rg_phase", "rg_kref", "phase", "dev_ref", "cdev_ref",
-                "children", "zombies", "oops", "nfiles", "lost"}
-        arrays = {"opened": (fsort, B), "fd": (fsort, B), "pnull": (fsort, B), "nv": (fsort, N),
-                  "idx": (fsort, N), "slot": (N, fsort)}
+        ints = {
+            "prog",
+            "pc",
+            "binds_left",
+            "rg_phase",
+            "rg_kref",
+            "phase",
+            "dev_ref",
+            "cdev_ref",
+            "children",
+            "zombies",
+            "oops",
+            "nfiles",
+            "lost",
+        }
+        arrays = {
+            "opened": (fsort, B),
+            "fd": (fsort, B),
+            "pnull": (fsort, B),
+            "nv": (fsort, N),
+            "idx": (fsort, N),
+            "slot": (N, fsort),
+        }
         vals: dict[str, Term] = {}
         for f in fields(LState):
             name = f"{f.name}@{tag}"
@@ -151,8 +171,10 @@ GHOSTS = ("nfiles", "idx", "slot", "lost", "added")
 
 def ite(cond: Term, a: LState, b: LState) -> LState:
     """Field-wise If; a field both sides share stays as it is (keeps the formulas small)."""
+
     def pick(x: Term, y: Term) -> Term:
         return x if x is y or z3.eq(x, y) else z3.If(cond, x, y)
+
     return LState(**{f.name: pick(getattr(a, f.name), getattr(b, f.name)) for f in fields(LState)})
 
 
@@ -168,6 +190,7 @@ def crash(s: LState, kind: int) -> LState:
 # --------------------------------------------------------------------------------------------------
 # The model of one profile
 # --------------------------------------------------------------------------------------------------
+
 
 def base_name(profile: Profile) -> str:
     return profile.name.split("+")[0]
@@ -211,8 +234,11 @@ class Model:
         """spec/admin._after_dev: where a program resumes after leaving this device's steps (the
         region's own step that follows them)."""
         prog = self.program(name)
-        last = max(i for i, (st, _) in enumerate(prog)
-                   if st not in ("alloc_dax_region", "provider_put", "dax_region_unregister"))
+        last = max(
+            i
+            for i, (st, _) in enumerate(prog)
+            if st not in ("alloc_dax_region", "provider_put", "dax_region_unregister")
+        )
         return last + 1
 
     def creating(self, s: LState) -> Term:
@@ -220,24 +246,33 @@ class Model:
         per region every probe step names index 0), a bind, or the creation error path."""
         probe = admin.program(self.ctx, "probe", 0)
         at_dev = [i for i, (_, arg, _) in enumerate(probe) if arg == 0]
-        return z3.Or(s.prog == CODE["bind"], s.prog == CODE["create_failed"],
-                     z3.And(s.prog == CODE["probe"], z3.Or(*(s.pc == i for i in at_dev))),
-                     z3.And(s.prog == CODE["probe"], s.phase == D_CREATING))
+        return z3.Or(
+            s.prog == CODE["bind"],
+            s.prog == CODE["create_failed"],
+            z3.And(s.prog == CODE["probe"], z3.Or(*(s.pc == i for i in at_dev))),
+            z3.And(s.prog == CODE["probe"], s.phase == D_CREATING),
+        )
 
     # ------------------------------------------------------------------------------ kernel puts ----
 
     def region_put(self, s: LState) -> LState:
         """spec/kobject.region_put: kref_put(&dax_region->kref, dax_region_free)."""
         k = s.rg_kref - 1
-        return ite(z3.Or(s.rg_freed, s.rg_kref <= 0), crash(s, OOPS_UAF),
-                   s.replace(rg_kref=k, rg_freed=k == 0))
+        return ite(
+            z3.Or(s.rg_freed, s.rg_kref <= 0), crash(s, OOPS_UAF), s.replace(rg_kref=k, rg_freed=k == 0)
+        )
 
     def dev_release(self, s: LState) -> LState:
         """spec/kobject.dev_release: minor (v4.10+: at release) and region id back, then the region
         reference; an id freed into a freed region's ida is a use after free."""
         minor = s.minor_held if self.profile.minor_freed_at != "release" else z3.BoolVal(False)
-        done = s.replace(minor_held=minor, id_held=z3.BoolVal(False), phase=z3.IntVal(D_RELEASED),
-                         holds_region=z3.BoolVal(False), alive=z3.BoolVal(False))
+        done = s.replace(
+            minor_held=minor,
+            id_held=z3.BoolVal(False),
+            phase=z3.IntVal(D_RELEASED),
+            holds_region=z3.BoolVal(False),
+            alive=z3.BoolVal(False),
+        )
         done = ite(s.holds_region, self.region_put(done), done)
         return ite(z3.And(s.id_held, s.rg_freed), crash(s, OOPS_UAF), done)
 
@@ -245,8 +280,11 @@ class Model:
         """spec/kobject.device_put: put_device(); release on the last reference."""
         ref = s.dev_ref - 1
         after = s.replace(dev_ref=ref)
-        return ite(z3.Or(s.dev_ref <= 0, s.phase == D_RELEASED), crash(s, OOPS_REFCOUNT),
-                   ite(ref == 0, self.dev_release(after), after))
+        return ite(
+            z3.Or(s.dev_ref <= 0, s.phase == D_RELEASED),
+            crash(s, OOPS_REFCOUNT),
+            ite(ref == 0, self.dev_release(after), after),
+        )
 
     def cdev_put(self, s: LState) -> LState:
         """spec/kobject.cdev_put: kobject_put(&cdev->kobj); on zero cdev_default_release forgets the
@@ -254,17 +292,25 @@ class Model:
         ref = s.cdev_ref - 1
         after = s.replace(cdev_ref=ref)
         zero = self.device_put(after.replace(icdev_cached=z3.BoolVal(False)))
-        return ite(s.phase == D_RELEASED, crash(s, OOPS_UAF),
-                   ite(s.cdev_ref <= 0, crash(s, OOPS_REFCOUNT), ite(ref > 0, after, zero)))
+        return ite(
+            s.phase == D_RELEASED,
+            crash(s, OOPS_UAF),
+            ite(s.cdev_ref <= 0, crash(s, OOPS_REFCOUNT), ite(ref > 0, after, zero)),
+        )
 
     def file_put(self, s: LState, f: Term) -> LState:
         """spec/file.file_put after the fd or a vma let go: the last reference frees the file slot
         and drops what open took (file_holder_put -> cdev_put). Ghost: the last number moves into
         the freed one."""
         j, last = s.idx[f], s.slot[s.nfiles - 1]
-        freed = s.replace(opened=z3.Store(s.opened, f, False), fd=z3.Store(s.fd, f, False),
-                          pnull=z3.Store(s.pnull, f, False), idx=z3.Store(s.idx, last, j),
-                          slot=z3.Store(s.slot, j, last), nfiles=s.nfiles - 1)
+        freed = s.replace(
+            opened=z3.Store(s.opened, f, False),
+            fd=z3.Store(s.fd, f, False),
+            pnull=z3.Store(s.pnull, f, False),
+            idx=z3.Store(s.idx, last, j),
+            slot=z3.Store(s.slot, j, last),
+            nfiles=s.nfiles - 1,
+        )
         return ite(z3.And(z3.Not(s.fd[f]), s.nv[f] == 0), self.cdev_put(freed), s)
 
     # ------------------------------------------------------------------------------ admin steps ----
@@ -280,73 +326,95 @@ class Model:
         p = self.profile
         F, T = z3.BoolVal(False), z3.BoolVal(True)
         never = z3.BoolVal(False)
-        if name == "alloc_dax_region":    # admin.alloc_dax_region: kref_init + the devm action's ref
-            return never, [("ok", "ok", s.replace(rg_phase=z3.IntVal(RG_LIVE), rg_kref=z3.IntVal(2),
-                                                  provider_ref=T, devm_ref=T))]
-        if name == "provider_put":        # admin.provider_put: the probe's reference
+        if name == "alloc_dax_region":  # admin.alloc_dax_region: kref_init + the devm action's ref
+            return never, [
+                (
+                    "ok",
+                    "ok",
+                    s.replace(rg_phase=z3.IntVal(RG_LIVE), rg_kref=z3.IntVal(2), provider_ref=T, devm_ref=T),
+                )
+            ]
+        if name == "provider_put":  # admin.provider_put: the probe's reference
             return never, [("ok", "ok", self.region_put(s.replace(provider_ref=F)))]
-        if name == "dax_region_unregister":   # admin.dax_region_unregister: gone; the devm reference
+        if name == "dax_region_unregister":  # admin.dax_region_unregister: gone; the devm reference
             gone = s.replace(rg_phase=z3.IntVal(RG_GONE))
             return never, [("ok", "ok", ite(s.devm_ref, self.region_put(gone.replace(devm_ref=F)), gone))]
-        if name == "ida_alloc_id":        # admin.ida_alloc_id
+        if name == "ida_alloc_id":  # admin.ida_alloc_id
             return never, [("ok", "ok", s.replace(phase=z3.IntVal(D_CREATING), id_held=T))]
-        if name == "ida_alloc_minor":     # admin.ida_alloc_minor: one device, its minor is always free
+        if name == "ida_alloc_minor":  # admin.ida_alloc_minor: one device, its minor is always free
             return never, [("ok", "ok", s.replace(minor_held=T, has_minor=T))]
-        if name == "dax_inode_get":       # admin.dax_inode_get: the inode is not modelled here
+        if name == "dax_inode_get":  # admin.dax_inode_get: the inode is not modelled here
             return never, [("ok", "ok", s)]
-        if name == "device_initialize":   # admin.device_initialize: count 1, only put_device frees
+        if name == "device_initialize":  # admin.device_initialize: count 1, only put_device frees
             return never, [("ok", "ok", s.replace(dev_ref=z3.IntVal(1), init_ref=T))]
-        if name == "set_alive":           # admin.set_alive
+        if name == "set_alive":  # admin.set_alive
             return never, [("ok", "ok", s.replace(alive=T))]
-        if name == "region_get":          # admin.region_get: kref_get, a use after free if freed
-            return never, [("ok", "ok", ite(s.rg_freed, crash(s, OOPS_UAF),
-                                            s.replace(rg_kref=s.rg_kref + 1, holds_region=T)))]
-        if name == "cdev_add":            # admin.cdev_add: cdev_init (count 1) + cdev_add (pins parent)
-            return never, [("ok", "ok", s.replace(cdev_ref=z3.IntVal(1), cdev_live=T, cdev_mapped=T,
-                                                  dev_ref=s.dev_ref + 1, added=T,
-                                                  lost=s.lost + b2i(s.cdev_ref > 0)))]
-        if name == "device_add":          # admin.device_add: may fail (Config.add_failure)
+        if name == "region_get":  # admin.region_get: kref_get, a use after free if freed
+            return never, [
+                (
+                    "ok",
+                    "ok",
+                    ite(s.rg_freed, crash(s, OOPS_UAF), s.replace(rg_kref=s.rg_kref + 1, holds_region=T)),
+                )
+            ]
+        if name == "cdev_add":  # admin.cdev_add: cdev_init (count 1) + cdev_add (pins parent)
+            return never, [
+                (
+                    "ok",
+                    "ok",
+                    s.replace(
+                        cdev_ref=z3.IntVal(1),
+                        cdev_live=T,
+                        cdev_mapped=T,
+                        dev_ref=s.dev_ref + 1,
+                        added=T,
+                        lost=s.lost + b2i(s.cdev_ref > 0),
+                    ),
+                )
+            ]
+        if name == "device_add":  # admin.device_add: may fail (Config.add_failure)
             outs = [("ok", "ok", s.replace(phase=z3.IntVal(D_LIVE), registered=T))]
             if self.add_failure:
                 outs.append(("EEXIST", "create_failed", s))
             return never, outs
-        if name == "add_mappings":        # admin.add_mappings: mappingN children, pinned since M15's fix
+        if name == "add_mappings":  # admin.add_mappings: mappingN children, pinned since M15's fix
             pin = self.ranges if p.mapping_pins_parent else 0
             return never, [("ok", "ok", s.replace(children=z3.IntVal(self.ranges), dev_ref=s.dev_ref + pin))]
-        if name == "run_dax":             # admin.run_dax
+        if name == "run_dax":  # admin.run_dax
             return never, [("ok", "ok", s.replace(alive=T, bound=T, dead=F))]
-        if name == "kfree":               # admin.kfree (M18)
+        if name == "kfree":  # admin.kfree (M18)
             return never, [("ok", "ok", s.replace(phase=z3.IntVal(D_RELEASED), alive=F))]
-        if name == "unregister_lock":     # admin.unregister_lock: M16's interruptible lock
+        if name == "unregister_lock":  # admin.unregister_lock: M16's interruptible lock
             outs = [("ok", "ok", s)]
             if p.unregister_can_be_interrupted:
                 outs.append(("EINTR", "skip", s))
             return z3.Not(self.created(s)), outs
-        if name == "clear_alive":         # admin.clear_alive: kill_dax
+        if name == "clear_alive":  # admin.clear_alive: kill_dax
             skip = z3.Not(self.created(s))
             if p.bind_cycles:
                 skip = z3.Or(skip, z3.And(z3.Not(s.bound), z3.Not(s.alive)))
             return skip, [("ok", "ok", s.replace(alive=F, bound=F))]
-        if name in ("synchronize_start", "unmap_mapping_range"):   # admin: no CPUs and entries here
+        if name in ("synchronize_start", "unmap_mapping_range"):  # admin: no CPUs and entries here
             skip = z3.Not(self.created(s))
             if p.bind_cycles:
                 skip = z3.Or(skip, s.dead)
             return skip, [("ok", "ok", s.replace(gp=T) if name == "synchronize_start" else s)]
-        if name == "synchronize_wait":    # admin.synchronize_wait: no reader to wait for
+        if name == "synchronize_wait":  # admin.synchronize_wait: no reader to wait for
             return z3.Not(s.gp), [("ok", "ok", s.replace(gp=F))]
-        if name == "cdev_del":            # admin.cdev_del: out of kobj_map, drop the cdev's own ref
+        if name == "cdev_del":  # admin.cdev_del: out of kobj_map, drop the cdev's own ref
             return z3.Not(s.cdev_live), [("ok", "ok", self.cdev_put(s.replace(cdev_live=F, cdev_mapped=F)))]
-        if name == "device_del":          # admin.device_del: out of sysfs, unbinds the driver
+        if name == "device_del":  # admin.device_del: out of sysfs, unbinds the driver
             return z3.Not(self.created(s)), [("ok", "ok", s.replace(registered=F, bound=F))]
         if name == "unregister_mappings":  # admin.unregister_mappings: children become zombies
             return z3.Or(z3.Not(self.created(s)), s.children == 0), [
-                ("ok", "ok", s.replace(children=z3.IntVal(0), zombies=s.zombies + s.children))]
-        if name == "put_device":          # admin.put_device: device_initialize's reference
+                ("ok", "ok", s.replace(children=z3.IntVal(0), zombies=s.zombies + s.children))
+            ]
+        if name == "put_device":  # admin.put_device: device_initialize's reference
             phase = z3.If(s.phase == D_LIVE, D_LIVE, D_FAILED)
             return z3.Not(s.init_ref), [("ok", "ok", self.device_put(s.replace(init_ref=F, phase=phase)))]
-        if name == "ida_free_id":         # admin.ida_free_id
+        if name == "ida_free_id":  # admin.ida_free_id
             return z3.Not(s.id_held), [("ok", "ok", s.replace(id_held=F))]
-        if name == "ida_free_minor":      # admin.ida_free_minor (M22)
+        if name == "ida_free_minor":  # admin.ida_free_minor (M22)
             return z3.Not(s.minor_held), [("ok", "ok", s.replace(minor_held=F))]
         raise ValueError(f"profile: step {name!r} of {p.name} is not modelled by proofs/lifetime.py")
 
@@ -373,8 +441,9 @@ class Model:
             if at is None:
                 guard = z3.And(*skips, z3.Not(skip_k))
             else:
-                guard = z3.And(at <= k, *(z3.Implies(at <= j, sk) for j, sk in enumerate(skips)),
-                               z3.Not(skip_k))
+                guard = z3.And(
+                    at <= k, *(z3.Implies(at <= j, sk) for j, sk in enumerate(skips)), z3.Not(skip_k)
+                )
             for label, kind, t in outs:
                 if kind == "create_failed":
                     nxt = self.finish("create_failed", 0, t)
@@ -391,8 +460,9 @@ class Model:
         live = s.rg_phase == RG_LIVE
         if self.profile.bind_cycles:
             ready = z3.And(live, s.phase == D_LIVE, s.registered)
-            out.append(("unbind", z3.And(ready, s.bound, s.binds_left > 0),
-                        s.replace(binds_left=s.binds_left - 1)))
+            out.append(
+                ("unbind", z3.And(ready, s.bound, s.binds_left > 0), s.replace(binds_left=s.binds_left - 1))
+            )
             out.append(("bind", z3.And(ready, z3.Not(s.bound), z3.Not(s.cdev_live)), s))
         out.append(("remove", live, s))
         return out
@@ -414,31 +484,65 @@ class Model:
         # file.do_open + chrdev_lookup: the cached i_cdev or kobj_map, while the cdev count is not 0
         found = z3.And(s.cdev_ref > 0, z3.Or(s.icdev_cached, s.cdev_mapped))
         null = z3.And(z3.BoolVal(self.profile.open_private_null_when_dead), z3.Not(s.alive))
-        opened = s.replace(cdev_ref=s.cdev_ref + 1, icdev_cached=T, opened=z3.Store(s.opened, f, True),
-                           fd=z3.Store(s.fd, f, True), pnull=z3.Store(s.pnull, f, null),
-                           nv=z3.Store(s.nv, f, 0), idx=z3.Store(s.idx, f, s.nfiles),
-                           slot=z3.Store(s.slot, s.nfiles, f), nfiles=s.nfiles + 1)
+        opened = s.replace(
+            cdev_ref=s.cdev_ref + 1,
+            icdev_cached=T,
+            opened=z3.Store(s.opened, f, True),
+            fd=z3.Store(s.fd, f, True),
+            pnull=z3.Store(s.pnull, f, null),
+            nv=z3.Store(s.nv, f, 0),
+            idx=z3.Store(s.idx, f, s.nfiles),
+            slot=z3.Store(s.slot, s.nfiles, f),
+            nfiles=s.nfiles + 1,
+        )
         out.append(("open", z3.And(z3.Not(s.opened[f]), s.has_minor, found, t.equals(opened)), f))
         # file.do_close
-        out.append(("close", z3.And(s.fd[f], t.equals(self.file_put(s.replace(fd=z3.Store(s.fd, f, False)),
-                                                                       f))), f))
+        out.append(
+            ("close", z3.And(s.fd[f], t.equals(self.file_put(s.replace(fd=z3.Store(s.fd, f, False)), f))), f)
+        )
         # vma.do_mmap of SHARED_RW: modern dax_mmap dereferences a NULL private_data (M21), else
         # check_vma: alive (an aligned shared mapping passes every other test)
         slot_free = z3.BoolVal(True)
         if self.vma_slots is not None:
             slot_free = z3.Sum(*(s.nv[x] for x in self.files)) < self.vma_slots
-        out.append(("mmap (NULL private_data)", z3.And(s.fd[f], slot_free, s.pnull[f],
-                                                       t.equals(crash(s, OOPS_NULL))), f))
-        out.append(("mmap", z3.And(s.fd[f], slot_free, z3.Not(s.pnull[f]), s.alive,
-                                   t.equals(s.replace(nv=z3.Store(s.nv, f, s.nv[f] + 1)))), f))
+        out.append(
+            (
+                "mmap (NULL private_data)",
+                z3.And(s.fd[f], slot_free, s.pnull[f], t.equals(crash(s, OOPS_NULL))),
+                f,
+            )
+        )
+        out.append(
+            (
+                "mmap",
+                z3.And(
+                    s.fd[f],
+                    slot_free,
+                    z3.Not(s.pnull[f]),
+                    s.alive,
+                    t.equals(s.replace(nv=z3.Store(s.nv, f, s.nv[f] + 1))),
+                ),
+                f,
+            )
+        )
         # vma.do_munmap(all) -> vma_file_put -> file_put
-        out.append(("munmap", z3.And(s.nv[f] > 0, t.equals(self.file_put(
-            s.replace(nv=z3.Store(s.nv, f, s.nv[f] - 1)), f))), f))
+        out.append(
+            (
+                "munmap",
+                z3.And(s.nv[f] > 0, t.equals(self.file_put(s.replace(nv=z3.Store(s.nv, f, s.nv[f] - 1)), f))),
+                f,
+            )
+        )
         # mapping.mapping_release: a mappingN child's release frees its id from the parent's ida
         rel = s.replace(zombies=s.zombies - 1)
         done = self.device_put(rel) if self.profile.mapping_pins_parent else rel
-        out.append(("mapping_release", z3.And(s.zombies > 0, t.equals(
-            ite(s.phase == D_RELEASED, crash(rel, OOPS_UAF), done))), None))
+        out.append(
+            (
+                "mapping_release",
+                z3.And(s.zombies > 0, t.equals(ite(s.phase == D_RELEASED, crash(rel, OOPS_UAF), done))),
+                None,
+            )
+        )
         return out
 
     def init(self, s: LState) -> Term:
@@ -449,14 +553,38 @@ class Model:
             binds = s.binds_left == self.binds
         else:
             binds = s.binds_left >= 0 if self.profile.bind_cycles else s.binds_left == 0
-        zero = {name: z3.IntVal(0) for name in ("prog", "pc", "rg_kref", "dev_ref", "cdev_ref", "children",
-                                                 "zombies", "nfiles", "lost")}
+        zero = {
+            name: z3.IntVal(0)
+            for name in (
+                "prog",
+                "pc",
+                "rg_kref",
+                "dev_ref",
+                "cdev_ref",
+                "children",
+                "zombies",
+                "nfiles",
+                "lost",
+            )
+        }
         flat = [getattr(s, n) == v for n, v in zero.items()]
-        flags = [z3.Not(getattr(s, f.name)) for f in fields(LState)
-                 if z3.is_bool(getattr(s, f.name)) and not z3.is_array(getattr(s, f.name))]
-        return z3.And(binds, *flat, *flags, s.rg_phase == RG_NONE, s.phase == D_NONE, s.oops == OOPS_NONE,
-                      s.opened == z3.K(self.fsort, F), s.fd == z3.K(self.fsort, F),
-                      s.pnull == z3.K(self.fsort, F), s.nv == z3.K(self.fsort, z3.IntVal(0)))
+        flags = [
+            z3.Not(getattr(s, f.name))
+            for f in fields(LState)
+            if z3.is_bool(getattr(s, f.name)) and not z3.is_array(getattr(s, f.name))
+        ]
+        return z3.And(
+            binds,
+            *flat,
+            *flags,
+            s.rg_phase == RG_NONE,
+            s.phase == D_NONE,
+            s.oops == OOPS_NONE,
+            s.opened == z3.K(self.fsort, F),
+            s.fd == z3.K(self.fsort, F),
+            s.pnull == z3.K(self.fsort, F),
+            s.nv == z3.K(self.fsort, z3.IntVal(0)),
+        )
 
 
 @cache
@@ -468,6 +596,7 @@ def _ctx(profile: Profile, ranges: int) -> Ctx:
 # --------------------------------------------------------------------------------------------------
 # Invariants
 # --------------------------------------------------------------------------------------------------
+
 
 def _all(m: Model, body: Callable[[Term], Term]) -> Term:
     x = z3.Const("f", m.fsort)
@@ -482,8 +611,8 @@ def quiescent(m: Model, s: LState) -> Term:
 @dataclass(frozen=True)
 class Inv:
     name: str
-    kind: str                 # "spec" (spec/invariants.py, read on this state) or "aux"
-    finding: str              # the spec invariant a profile's finding about it is filed under
+    kind: str  # "spec" (spec/invariants.py, read on this state) or "aux"
+    finding: str  # the spec invariant a profile's finding about it is filed under
     doc: str
     formula: Callable[[Model, LState], Term]
     #: the profiles it is stated for (default: all)
@@ -491,95 +620,223 @@ class Inv:
 
 
 #: the admin-controlled fields, finite-valued: the rows of the learned table
-TABLE_FIELDS = ("prog", "pc", "binds_left", "rg_phase", "rg_kref", "provider_ref", "devm_ref", "rg_freed",
-                "phase", "id_held", "minor_held", "has_minor", "init_ref", "cdev_live", "cdev_mapped",
-                "holds_region", "registered", "bound", "alive", "children", "zombies", "dead", "gp",
-                "icdev_cached", "added")
+TABLE_FIELDS = (
+    "prog",
+    "pc",
+    "binds_left",
+    "rg_phase",
+    "rg_kref",
+    "provider_ref",
+    "devm_ref",
+    "rg_freed",
+    "phase",
+    "id_held",
+    "minor_held",
+    "has_minor",
+    "init_ref",
+    "cdev_live",
+    "cdev_mapped",
+    "holds_region",
+    "registered",
+    "bound",
+    "alive",
+    "children",
+    "zombies",
+    "dead",
+    "gp",
+    "icdev_cached",
+    "added",
+)
 
 
 def table_formula(m: Model, s: LState, rows: frozenset[tuple[int, ...]]) -> Term:
     """One disjunct per row; binds_left is compared only as 0 / more than 0 (its value is any)."""
+
     def eq(name: str, v: int) -> Term:
         x = getattr(s, name)
         if name == "binds_left":
             return x > 0 if v else x == 0
         return x == bool(v) if z3.is_bool(x) else x == v
+
     return z3.Or(*(z3.And(*(eq(n, v) for n, v in zip(TABLE_FIELDS, row, strict=True))) for row in rows))
 
 
 INVARIANTS: list[Inv] = [
-    Inv("alive_implies_registered", "spec", "alive_implies_registered",
+    Inv(
+        "alive_implies_registered",
+        "spec",
+        "alive_implies_registered",
         "a device is alive only while registered with its cdev in kobj_map, or while being created",
-        lambda m, s: z3.Implies(z3.And(s.alive, z3.Not(m.creating(s))), z3.And(s.registered, s.cdev_mapped))),
-    Inv("removed_region_dead", "spec", "removed_region_dead",
+        lambda m, s: z3.Implies(z3.And(s.alive, z3.Not(m.creating(s))), z3.And(s.registered, s.cdev_mapped)),
+    ),
+    Inv(
+        "removed_region_dead",
+        "spec",
+        "removed_region_dead",
         "after provider removal the device is neither alive nor registered",
-        lambda m, s: z3.Implies(s.rg_phase == RG_GONE, z3.And(z3.Not(s.alive), z3.Not(s.registered)))),
-    Inv("no_null_deref", "spec", "no_null_deref", "no mmap dereferences a NULL private_data",
-        lambda m, s: s.oops != OOPS_NULL),
-    Inv("no_use_after_free", "spec", "no_use_after_free",
+        lambda m, s: z3.Implies(s.rg_phase == RG_GONE, z3.And(z3.Not(s.alive), z3.Not(s.registered))),
+    ),
+    Inv(
+        "no_null_deref",
+        "spec",
+        "no_null_deref",
+        "no mmap dereferences a NULL private_data",
+        lambda m, s: s.oops != OOPS_NULL,
+    ),
+    Inv(
+        "no_use_after_free",
+        "spec",
+        "no_use_after_free",
         "no release or put touches freed memory, no open file points at a released device, and a "
         "device holding its region sees it unfreed",
-        lambda m, s: z3.And(s.oops != OOPS_UAF,
-                            _all(m, lambda f: z3.Implies(s.opened[f], s.phase != D_RELEASED)),
-                            z3.Implies(z3.And(s.holds_region, s.phase != D_RELEASED), z3.Not(s.rg_freed)))),
-    Inv("no_refcount_underflow", "spec", "no_refcount_underflow",
+        lambda m, s: z3.And(
+            s.oops != OOPS_UAF,
+            _all(m, lambda f: z3.Implies(s.opened[f], s.phase != D_RELEASED)),
+            z3.Implies(z3.And(s.holds_region, s.phase != D_RELEASED), z3.Not(s.rg_freed)),
+        ),
+    ),
+    Inv(
+        "no_refcount_underflow",
+        "spec",
+        "no_refcount_underflow",
         "no reference is dropped that was not taken",
-        lambda m, s: s.oops != OOPS_REFCOUNT),
-    Inv("no_leak_at_quiescence", "spec", "no_leak_at_quiescence",
+        lambda m, s: s.oops != OOPS_REFCOUNT,
+    ),
+    Inv(
+        "no_leak_at_quiescence",
+        "spec",
+        "no_leak_at_quiescence",
         "once the provider is removed and every file closed, device and region are freed, the minor back",
-        lambda m, s: z3.Implies(quiescent(m, s), z3.And(s.phase == D_RELEASED, s.rg_freed,
-                                                        z3.Not(s.minor_held)))),
-    Inv("files_well_formed", "aux", "",
+        lambda m, s: z3.Implies(
+            quiescent(m, s), z3.And(s.phase == D_RELEASED, s.rg_freed, z3.Not(s.minor_held))
+        ),
+    ),
+    Inv(
+        "files_well_formed",
+        "aux",
+        "",
         "a file with an fd or a vma is open; a file without either is freed; counts are not negative",
-        lambda m, s: _all(m, lambda f: z3.And(
-            z3.Implies(s.fd[f], s.opened[f]), s.nv[f] >= 0,
-            z3.Implies(s.opened[f], z3.Or(s.fd[f], s.nv[f] > 0)),
-            z3.Implies(z3.Not(s.opened[f]), z3.And(s.nv[f] == 0, z3.Not(s.pnull[f])))))),
-    Inv("files_numbered", "aux", "", "ghost: the open files are numbered 0..nfiles-1 without gaps or repeats",
+        lambda m, s: _all(
+            m,
+            lambda f: z3.And(
+                z3.Implies(s.fd[f], s.opened[f]),
+                s.nv[f] >= 0,
+                z3.Implies(s.opened[f], z3.Or(s.fd[f], s.nv[f] > 0)),
+                z3.Implies(z3.Not(s.opened[f]), z3.And(s.nv[f] == 0, z3.Not(s.pnull[f]))),
+            ),
+        ),
+    ),
+    Inv(
+        "files_numbered",
+        "aux",
+        "",
+        "ghost: the open files are numbered 0..nfiles-1 without gaps or repeats",
         lambda m, s: z3.And(
             s.nfiles >= 0,
-            _all(m, lambda f: z3.Implies(s.opened[f], z3.And(s.idx[f] >= 0, s.idx[f] < s.nfiles,
-                                                             s.slot[s.idx[f]] == f))),
-            z3.ForAll([i := z3.Int("i")], z3.Implies(z3.And(i >= 0, i < s.nfiles), z3.And(
-                s.opened[s.slot[i]], s.idx[s.slot[i]] == i))))),
-    Inv("cdev_count_bounded", "aux", "",
+            _all(
+                m,
+                lambda f: z3.Implies(
+                    s.opened[f], z3.And(s.idx[f] >= 0, s.idx[f] < s.nfiles, s.slot[s.idx[f]] == f)
+                ),
+            ),
+            z3.ForAll(
+                [i := z3.Int("i")],
+                z3.Implies(z3.And(i >= 0, i < s.nfiles), z3.And(s.opened[s.slot[i]], s.idx[s.slot[i]] == i)),
+            ),
+        ),
+    ),
+    Inv(
+        "cdev_count_bounded",
+        "aux",
+        "",
         "the cdev count is at most its holders (cdev_add's reference and the open files)",
-        lambda m, s: z3.And(s.cdev_ref >= 0, s.cdev_ref <= b2i(s.cdev_live) + s.nfiles)),
-    Inv("cdev_count_exact", "aux", "refcount_exact_all",
+        lambda m, s: z3.And(s.cdev_ref >= 0, s.cdev_ref <= b2i(s.cdev_live) + s.nfiles),
+    ),
+    Inv(
+        "cdev_count_exact",
+        "aux",
+        "refcount_exact_all",
         "the cdev count equals its holders and no device pin was lost (fails on a re-bind: F2)",
-        lambda m, s: z3.And(s.cdev_ref == b2i(s.cdev_live) + s.nfiles, s.lost == 0)),
-    Inv("device_count_exact", "aux", "",
+        lambda m, s: z3.And(s.cdev_ref == b2i(s.cdev_live) + s.nfiles, s.lost == 0),
+    ),
+    Inv(
+        "device_count_exact",
+        "aux",
+        "",
         "the device count is device_initialize's reference, the mappingN pins, the cdev's pin, and the "
         "pins cdev_add took on top of one it held (ghost lost)",
-        lambda m, s: z3.And(s.lost >= 0, s.dev_ref == b2i(s.init_ref) + b2i(s.cdev_ref > 0) + s.lost + (
-            s.children + s.zombies if m.profile.mapping_pins_parent else 0))),
-    Inv("forgotten_holder_pins", "aux", "",
+        lambda m, s: z3.And(
+            s.lost >= 0,
+            s.dev_ref
+            == b2i(s.init_ref)
+            + b2i(s.cdev_ref > 0)
+            + s.lost
+            + (s.children + s.zombies if m.profile.mapping_pins_parent else 0),
+        ),
+    ),
+    Inv(
+        "forgotten_holder_pins",
+        "aux",
+        "",
         "a holder the cdev count forgot (a re-bind's cdev_init) comes with a lost pin",
-        lambda m, s: z3.Implies(b2i(s.cdev_live) + s.nfiles > s.cdev_ref, s.lost >= 1)),
-    Inv("released_at_zero", "aux", "",
+        lambda m, s: z3.Implies(b2i(s.cdev_live) + s.nfiles > s.cdev_ref, s.lost >= 1),
+    ),
+    Inv(
+        "released_at_zero",
+        "aux",
+        "",
         "a released device has no count left; before device_initialize nothing holds it",
         lambda m, s: z3.And(
             z3.Implies(s.phase == D_RELEASED, z3.And(s.dev_ref == 0, s.cdev_ref == 0, s.nfiles == 0)),
-            z3.Implies(z3.And(z3.Not(s.init_ref), z3.Or(s.phase == D_NONE, s.phase == D_CREATING)),
-                       z3.And(s.dev_ref == 0, s.cdev_ref == 0, s.nfiles == 0, s.lost == 0)),
-            z3.Implies(z3.And(s.phase != D_RELEASED, z3.Or(s.init_ref, s.phase == D_LIVE,
-                                                           s.phase == D_FAILED)), s.dev_ref > 0))),
-    Inv("opened_since_add", "aux", "",
+            z3.Implies(
+                z3.And(z3.Not(s.init_ref), z3.Or(s.phase == D_NONE, s.phase == D_CREATING)),
+                z3.And(s.dev_ref == 0, s.cdev_ref == 0, s.nfiles == 0, s.lost == 0),
+            ),
+            z3.Implies(
+                z3.And(s.phase != D_RELEASED, z3.Or(s.init_ref, s.phase == D_LIVE, s.phase == D_FAILED)),
+                s.dev_ref > 0,
+            ),
+        ),
+    ),
+    Inv(
+        "opened_since_add",
+        "aux",
+        "",
         "a cdev count beyond cdev_add's own reference comes from an open since, which cached i_cdev; "
         "the cache lives only while the count does (cdev_default_release -> cdev_purge)",
-        lambda m, s: z3.And(z3.Implies(s.cdev_ref > b2i(s.cdev_live), s.icdev_cached),
-                            z3.Implies(s.icdev_cached, s.cdev_ref > 0))),
-    Inv("nothing_before_cdev_add", "aux", "",
+        lambda m, s: z3.And(
+            z3.Implies(s.cdev_ref > b2i(s.cdev_live), s.icdev_cached),
+            z3.Implies(s.icdev_cached, s.cdev_ref > 0),
+        ),
+    ),
+    Inv(
+        "nothing_before_cdev_add",
+        "aux",
+        "",
         "before the first cdev_add nothing can open the device",
-        lambda m, s: z3.Implies(z3.Not(s.added), z3.And(s.cdev_ref == 0, s.nfiles == 0, s.lost == 0,
-                                                        z3.Not(s.cdev_live), z3.Not(s.icdev_cached)))),
-    Inv("no_null_private", "aux", "no_null_deref",
+        lambda m, s: z3.Implies(
+            z3.Not(s.added),
+            z3.And(s.cdev_ref == 0, s.nfiles == 0, s.lost == 0, z3.Not(s.cdev_live), z3.Not(s.icdev_cached)),
+        ),
+    ),
+    Inv(
+        "no_null_private",
+        "aux",
+        "no_null_deref",
         "no open file stored a NULL private_data (stated where dax_open never stores one)",
-        lambda m, s: _all(m, lambda f: z3.Not(s.pnull[f])), lambda p: not p.open_private_null_when_dead),
-    Inv("oops_kinds", "aux", "", "a recorded crash is one of the kinds spec/ctx.oops records; an "
+        lambda m, s: _all(m, lambda f: z3.Not(s.pnull[f])),
+        lambda p: not p.open_private_null_when_dead,
+    ),
+    Inv(
+        "oops_kinds",
+        "aux",
+        "",
+        "a recorded crash is one of the kinds spec/ctx.oops records; an "
         "underflow only follows a holder the cdev count forgot (F2)",
-        lambda m, s: z3.And(s.oops >= OOPS_NONE, s.oops <= OOPS_REFCOUNT,
-                            z3.Implies(s.oops == OOPS_REFCOUNT, s.lost >= 1))),
+        lambda m, s: z3.And(
+            s.oops >= OOPS_NONE, s.oops <= OOPS_REFCOUNT, z3.Implies(s.oops == OOPS_REFCOUNT, s.lost >= 1)
+        ),
+    ),
 ]
 
 
@@ -587,19 +844,34 @@ INVARIANTS: list[Inv] = [
 # The learned admin table
 # --------------------------------------------------------------------------------------------------
 
+
 def learn_configs(profile: Profile) -> list[Config]:
     """Small enough to explore in about a second, large enough that every admin position is reached
     with and without files holding the device: two files, one vma slot, and (modern) no bind cycle
     left or two of them."""
-    return [Config(profile=base_name(profile), devices=1, generations=1, ranges=2, units=2, files=2, vmas=1,
-                   cpus=0, binds=binds, add_failure=True, mmaps=(SHARED_RW,))
-            for binds in ((0, 2) if profile.bind_cycles else (0,))]
+    return [
+        Config(
+            profile=base_name(profile),
+            devices=1,
+            generations=1,
+            ranges=2,
+            units=2,
+            files=2,
+            vmas=1,
+            cpus=0,
+            binds=binds,
+            add_failure=True,
+            mmaps=(SHARED_RW,),
+        )
+        for binds in ((0, 2) if profile.bind_cycles else (0,))
+    ]
 
 
 def reachable(c: Ctx, limit: int = 200_000) -> list[tuple[SpecState, bool]]:
     """Every state of the spec reachable in configuration c, with the ghost ``added`` (a cdev_add
     step of device 0 on the way there)."""
     from devdax.spec.system import init, successors
+
     start = (init(c), False)
     seen = {start}
     todo = [start]
@@ -624,17 +896,41 @@ def abstract(c: Ctx, s: SpecState, added: bool = False) -> dict[str, object]:
     """The abstraction function: a spec state as this model's (non-ghost) variables, device 0.
     File records are listed per slot (opened, fd, private_null, number of vmas)."""
     a, d, rg = s.admin, s.devs[0], s.regions[0]
-    files = tuple((fl.dev == 0, fl.fd, fl.private_null, sum(1 for v in s.vmas if v.file == i))
-                  for i, fl in enumerate(s.files))
-    return {"prog": CODE[a.prog], "pc": a.pc if a.prog else 0, "binds_left": a.binds_left[0],
-            "rg_phase": rg.phase, "rg_kref": rg.kref, "provider_ref": rg.provider_ref,
-            "devm_ref": rg.devm_ref, "rg_freed": rg.freed, "phase": d.phase, "id_held": d.id_held,
-            "minor_held": d.minor_held, "has_minor": d.minor >= 0, "init_ref": d.init_ref,
-            "dev_ref": d.dev_ref, "cdev_live": d.cdev_live,
-            "cdev_ref": d.cdev_ref, "cdev_mapped": d.cdev_mapped, "icdev_cached": d.icdev_cached,
-            "holds_region": d.holds_region, "registered": d.registered, "bound": d.bound, "alive": d.alive,
-            "children": d.children, "zombies": d.zombies, "dead": d.dead, "gp": s.gp,
-            "oops": oops_code(s.oops), "files": files, "added": added}
+    files = tuple(
+        (fl.dev == 0, fl.fd, fl.private_null, sum(1 for v in s.vmas if v.file == i))
+        for i, fl in enumerate(s.files)
+    )
+    return {
+        "prog": CODE[a.prog],
+        "pc": a.pc if a.prog else 0,
+        "binds_left": a.binds_left[0],
+        "rg_phase": rg.phase,
+        "rg_kref": rg.kref,
+        "provider_ref": rg.provider_ref,
+        "devm_ref": rg.devm_ref,
+        "rg_freed": rg.freed,
+        "phase": d.phase,
+        "id_held": d.id_held,
+        "minor_held": d.minor_held,
+        "has_minor": d.minor >= 0,
+        "init_ref": d.init_ref,
+        "dev_ref": d.dev_ref,
+        "cdev_live": d.cdev_live,
+        "cdev_ref": d.cdev_ref,
+        "cdev_mapped": d.cdev_mapped,
+        "icdev_cached": d.icdev_cached,
+        "holds_region": d.holds_region,
+        "registered": d.registered,
+        "bound": d.bound,
+        "alive": d.alive,
+        "children": d.children,
+        "zombies": d.zombies,
+        "dead": d.dead,
+        "gp": s.gp,
+        "oops": oops_code(s.oops),
+        "files": files,
+        "added": added,
+    }
 
 
 @cache
@@ -655,14 +951,19 @@ def learn_table(profile: Profile) -> frozenset[tuple[int, ...]]:
     for c, states in explored(profile):
         for s, added in states:
             o = abstract(c, s, added)
-            rows.add(tuple(int(bool(o[n])) if n == "binds_left" else int(o[n])  # type: ignore[call-overload]
-                           for n in TABLE_FIELDS))
+            rows.add(
+                tuple(
+                    int(bool(o[n])) if n == "binds_left" else int(o[n])  # type: ignore[call-overload]
+                    for n in TABLE_FIELDS
+                )
+            )
     return frozenset(rows)
 
 
 # --------------------------------------------------------------------------------------------------
 # Checking
 # --------------------------------------------------------------------------------------------------
+
 
 @dataclass
 class Context:
@@ -696,12 +997,14 @@ def context(profile: Profile, files: int = 0) -> Context:
 
         def table(s: LState) -> Term:
             return table_formula(m, s, rows)
+
         invs = invariants_for(profile)
         pre = {i.name: i.formula(m, S) for i in invs} | {"admin_table": table(S)}
         post = {i.name: i.formula(m, T) for i in invs} | {"admin_table": table(T)}
         assumed = [n for n in pre if finding_of(n) not in profile.findings]
-        _CONTEXTS[(id(profile), files)] = Context(m, S, T, m.actions(S, T, f"step{files}"), pre, post,
-                                                  assumed)
+        _CONTEXTS[(id(profile), files)] = Context(
+            m, S, T, m.actions(S, T, f"step{files}"), pre, post, assumed
+        )
     return _CONTEXTS[(id(profile), files)]
 
 
@@ -734,8 +1037,10 @@ def check(profile: Profile, name: str, timeout: float) -> Verdict:
     solver.add(m.init(S), z3.Not(cx.pre[name]))
     r = solver.check()
     if r == z3.sat:
-        return Verdict(Status.VIOLATED, counterexample="Init does not imply it:\n"
-                       + "\n".join(render_state(m, solver.model(), S)))
+        return Verdict(
+            Status.VIOLATED,
+            counterexample="Init does not imply it:\n" + "\n".join(render_state(m, solver.model(), S)),
+        )
     if r == z3.unknown:
         return Verdict(Status.UNKNOWN, counterexample=f"Init: solver unknown: {solver.reason_unknown()}")
     for i, (act, _, _) in enumerate(cx.actions):
@@ -743,7 +1048,7 @@ def check(profile: Profile, name: str, timeout: float) -> Verdict:
         if left <= 0:
             return Verdict(Status.UNKNOWN, counterexample=f"timeout before {act}")
         v = _step_query(cx, name, i, min(left, QUICK), deadline)
-        if v is None:                    # slow: look among FINITE_FILES files, then ask again
+        if v is None:  # slow: look among FINITE_FILES files, then ask again
             fx = context(profile, FINITE_FILES)
             v = _step_query(fx, name, i, min(max(0.001, deadline - time.monotonic()), QUICK), deadline)
             if v is None or v.status is Status.PROVED:
@@ -776,8 +1081,14 @@ def smaller(solver: Term, m: Model, s: LState, timeout: float) -> Term | None:
     """A counterexample with small numbers, if one is found quickly: the solver's first model often
     has thousands of vmas; a person wants one or two."""
     solver.set("timeout", max(1, int(timeout * 1000)))
-    solver.add(_all(m, lambda f: s.nv[f] <= 2), s.nfiles <= 3, s.lost <= 2, s.dev_ref <= 8,
-               s.cdev_ref <= 4, s.binds_left <= 1)
+    solver.add(
+        _all(m, lambda f: s.nv[f] <= 2),
+        s.nfiles <= 3,
+        s.lost <= 2,
+        s.dev_ref <= 8,
+        s.cdev_ref <= 4,
+        s.binds_left <= 1,
+    )
     return solver.model() if solver.check() == z3.sat else None
 
 
@@ -787,24 +1098,36 @@ def check_not_vacuous(profile: Profile, timeout: float) -> Verdict:
     pass for nothing. The state is the abstraction of a real spec state, so the question is ground
     (a finite file sort of two slots) and quick."""
     c, states = explored(profile)[-1]
-    witness = next(((s, added) for s, added in states
-                    if s.devs[0].phase == D_LIVE and s.devs[0].alive and not s.oops
-                    and all(fl.dev == 0 for fl in s.files) and any(v.file >= 0 for v in s.vmas)), None)
+    witness = next(
+        (
+            (s, added)
+            for s, added in states
+            if s.devs[0].phase == D_LIVE
+            and s.devs[0].alive
+            and not s.oops
+            and all(fl.dev == 0 for fl in s.files)
+            and any(v.file >= 0 for v in s.vmas)
+        ),
+        None,
+    )
     if witness is None:
-        return Verdict(Status.VIOLATED, counterexample="the spec never reaches a live device with two "
-                                                       "open files, one mapped (learn_configs)")
+        return Verdict(
+            Status.VIOLATED,
+            counterexample="the spec never reaches a live device with two "
+            "open files, one mapped (learn_configs)",
+        )
     m = replace(agreement_model(c), binds=None)
     S = LState.fresh("witness", m.fsort)
     o = abstract(c, *witness)
     d = witness[0].devs[0]
     pins = d.children + d.zombies if profile.mapping_pins_parent else 0
-    lost = d.dev_ref - int(d.init_ref) - int(d.cdev_ref > 0) - pins    # the ghost, read off the counts
+    lost = d.dev_ref - int(d.init_ref) - int(d.cdev_ref > 0) - pins  # the ghost, read off the counts
     state = z3.And(pin(m, S, o, witness[1]), S.lost == lost)
     assumed = set(context(profile).assumed)
     named = [(i.name, i.formula(m, S)) for i in invariants_for(profile) if i.name in assumed]
     named.append(("admin_table", table_formula(m, S, learn_table(profile))))
     deadline = time.monotonic() + timeout
-    for name, formula in named:       # every variable is fixed by the pin: one question per invariant
+    for name, formula in named:  # every variable is fixed by the pin: one question per invariant
         solver = _solver(max(0.001, deadline - time.monotonic()))
         solver.add(state, formula)
         r = solver.check()
@@ -816,15 +1139,18 @@ def check_not_vacuous(profile: Profile, timeout: float) -> Verdict:
             solver.add(state, formula)
             r = solver.check()
         if r != z3.sat:
-            return Verdict(Status.VIOLATED if r == z3.unsat else Status.UNKNOWN,
-                           counterexample=f"{name} excludes a reachable live device with two open files "
-                                          f"({r}): {witness[0]}")
+            return Verdict(
+                Status.VIOLATED if r == z3.unsat else Status.UNKNOWN,
+                counterexample=f"{name} excludes a reachable live device with two open files "
+                f"({r}): {witness[0]}",
+            )
     return Verdict(Status.PROVED)
 
 
 # --------------------------------------------------------------------------------------------------
 # Counterexamples to induction, for people
 # --------------------------------------------------------------------------------------------------
+
 
 def position(m: Model, prog: int, pc: int) -> str:
     if prog == IDLE:
@@ -845,21 +1171,39 @@ def render_state(m: Model, mod: Term, s: LState, param: Term | None = None) -> l
     def flag(t: Term) -> bool:
         return bool(z3.is_true(ev(t)))
 
-    flags = " ".join(n for n in ("alive", "registered", "cdev_live", "cdev_mapped", "bound", "init_ref",
-                                  "holds_region", "icdev_cached", "dead", "gp") if flag(getattr(s, n)))
-    lines = [f"admin: {position(m, num(s.prog), num(s.pc))}; binds left {num(s.binds_left)}",
-             f"region: {RG_PHASES.get(num(s.rg_phase), '?')} kref={num(s.rg_kref)}"
-             f"{' freed' if flag(s.rg_freed) else ''}",
-             f"device: {PHASES.get(num(s.phase), '?')} dev_ref={num(s.dev_ref)} cdev_ref={num(s.cdev_ref)} "
-             f"children={num(s.children)} zombies={num(s.zombies)} [{flags}]",
-             f"open files: {num(s.nfiles)} (ghost lost pins {num(s.lost)}); oops: "
-             f"{OOPS_NAMES.get(num(s.oops), num(s.oops))}"]
+    flags = " ".join(
+        n
+        for n in (
+            "alive",
+            "registered",
+            "cdev_live",
+            "cdev_mapped",
+            "bound",
+            "init_ref",
+            "holds_region",
+            "icdev_cached",
+            "dead",
+            "gp",
+        )
+        if flag(getattr(s, n))
+    )
+    lines = [
+        f"admin: {position(m, num(s.prog), num(s.pc))}; binds left {num(s.binds_left)}",
+        f"region: {RG_PHASES.get(num(s.rg_phase), '?')} kref={num(s.rg_kref)}"
+        f"{' freed' if flag(s.rg_freed) else ''}",
+        f"device: {PHASES.get(num(s.phase), '?')} dev_ref={num(s.dev_ref)} cdev_ref={num(s.cdev_ref)} "
+        f"children={num(s.children)} zombies={num(s.zombies)} [{flags}]",
+        f"open files: {num(s.nfiles)} (ghost lost pins {num(s.lost)}); oops: "
+        f"{OOPS_NAMES.get(num(s.oops), num(s.oops))}",
+    ]
     elems = list(m.files) or mod.get_universe(m.fsort) or []
     for i, x in enumerate(elems):
         if flag(s.opened[x]):
-            lines.append(f"file{i}: fd={flag(s.fd[x])} vmas={num(s.nv[x])} private_data="
-                         f"{'NULL' if flag(s.pnull[x]) else 'dev_dax'}"
-                         f"{'  <- the step' if param is not None and z3.eq(ev(param), x) else ''}")
+            lines.append(
+                f"file{i}: fd={flag(s.fd[x])} vmas={num(s.nv[x])} private_data="
+                f"{'NULL' if flag(s.pnull[x]) else 'dev_dax'}"
+                f"{'  <- the step' if param is not None and z3.eq(ev(param), x) else ''}"
+            )
     return lines
 
 
@@ -871,14 +1215,22 @@ def render_cti(m: Model, mod: Term, s: LState, t: LState, act: str, param: Term 
         val = mod.eval(param, model_completion=True)
         who = next((f"(file{i})" for i, x in enumerate(elems) if z3.eq(x, val)), "(a file)")
     changed = [ln for ln in after if ln not in before] or ["(nothing changed)"]
-    return "\n".join(["counterexample to induction", "state before (the assumed invariants hold):",
-                      *("  " + ln for ln in before), f"step: {act}{who}", "state after (what changed):",
-                      *("  " + ln for ln in changed)])
+    return "\n".join(
+        [
+            "counterexample to induction",
+            "state before (the assumed invariants hold):",
+            *("  " + ln for ln in before),
+            f"step: {act}{who}",
+            "state after (what changed):",
+            *("  " + ln for ln in changed),
+        ]
+    )
 
 
 # --------------------------------------------------------------------------------------------------
 # Obligations
 # --------------------------------------------------------------------------------------------------
+
 
 def lifetime_obligations(profile: Profile) -> list[Obligation]:
     """One obligation per invariant and strengthening (``life_`` names), the learned table, and the
@@ -888,16 +1240,32 @@ def lifetime_obligations(profile: Profile) -> list[Obligation]:
 
     def vacuous(timeout: float) -> Verdict:
         return check_not_vacuous(profile, timeout)
-    out = [Obligation("life_not_vacuous", "the lifetime invariants admit a live device with open files",
-                      "proofs/lifetime.py", vacuous)]
+
+    out = [
+        Obligation(
+            "life_not_vacuous",
+            "the lifetime invariants admit a live device with open files",
+            "proofs/lifetime.py",
+            vacuous,
+        )
+    ]
     docs = [(i.name, i.kind, i.doc) for i in invariants_for(profile)] + [
-        ("admin_table", "aux", "the admin-controlled flags take one of the rows learned from the spec")]
+        ("admin_table", "aux", "the admin-controlled flags take one of the rows learned from the spec")
+    ]
     for name, kind, doc in docs:
+
         def goal(timeout: float, name: str = name) -> Verdict:
             return check(profile, name, timeout)
+
         what = "invariant" if kind == "spec" else "strengthening"
-        out.append(Obligation(f"life_{name}", f"{what}, inductive for any files/vmas/binds: {doc}",
-                              "spec/invariants.py" if kind == "spec" else "proofs/lifetime.py", goal))
+        out.append(
+            Obligation(
+                f"life_{name}",
+                f"{what}, inductive for any files/vmas/binds: {doc}",
+                "spec/invariants.py" if kind == "spec" else "proofs/lifetime.py",
+                goal,
+            )
+        )
     return out
 
 
@@ -909,8 +1277,9 @@ __all__ = ["INVARIANTS", "LState", "Model", "abstract", "lifetime_obligations", 
 # --------------------------------------------------------------------------------------------------
 
 #: the non-ghost scalar fields, compared one by one
-OBS_FIELDS = tuple(f.name for f in fields(LState) if f.name not in GHOSTS
-                   and f.name not in ("opened", "fd", "pnull", "nv"))
+OBS_FIELDS = tuple(
+    f.name for f in fields(LState) if f.name not in GHOSTS and f.name not in ("opened", "fd", "pnull", "nv")
+)
 Obs = tuple[tuple[int, ...], tuple[tuple[int, ...], ...]]
 
 
@@ -924,8 +1293,8 @@ def observe_spec(o: dict[str, object]) -> Obs:
 
 @dataclass(frozen=True)
 class Mismatch:
-    kind: str          # "spec step not in the model" | "model step not in the spec"
-    state: str         # the spec state before
+    kind: str  # "spec step not in the model" | "model step not in the spec"
+    state: str  # the spec state before
     detail: str
 
 
@@ -933,13 +1302,29 @@ def agreement_model(c: Ctx) -> Model:
     """The model with the configuration's own bounds: its files as a finite sort, its vma slots and
     bind cycles, device_add failing only if the configuration says it may."""
     cfg = c.cfg
-    if cfg.devices != 1 or cfg.generations != 1 or cfg.cpus != 0 or cfg.mmaps != (SHARED_RW,) \
-            or cfg.fork or cfg.munmap_parts or cfg.open_rdonly or cfg.race:
-        raise ValueError("config: the lifetime model compares one device, one generation, no CPU, "
-                         "shared-rw mmaps only")
+    if (
+        cfg.devices != 1
+        or cfg.generations != 1
+        or cfg.cpus != 0
+        or cfg.mmaps != (SHARED_RW,)
+        or cfg.fork
+        or cfg.munmap_parts
+        or cfg.open_rdonly
+        or cfg.race
+    ):
+        raise ValueError(
+            "config: the lifetime model compares one device, one generation, no CPU, shared-rw mmaps only"
+        )
     sort, elems = _file_slots(cfg.files)
-    return Model(c.prof, add_failure=cfg.add_failure, ranges=cfg.ranges, fsort=sort, files=tuple(elems),
-                 vma_slots=cfg.vmas, binds=cfg.binds)
+    return Model(
+        c.prof,
+        add_failure=cfg.add_failure,
+        ranges=cfg.ranges,
+        fsort=sort,
+        files=tuple(elems),
+        vma_slots=cfg.vmas,
+        binds=cfg.binds,
+    )
 
 
 @cache
@@ -954,6 +1339,7 @@ def check_agreement(c: Ctx, model: Profile | None = None, limit: int = 200) -> t
     model keeps), and each model step is a spec transition. Returns (states, mismatches). ``model``
     builds the step relation from another profile (a test plants a wrong one)."""
     from devdax.spec.system import successors
+
     m = agreement_model(c)
     if model is not None:
         m = replace(m, profile=model)
@@ -966,8 +1352,10 @@ def check_agreement(c: Ctx, model: Profile | None = None, limit: int = 200) -> t
     for s, added in states:
         o = abstract(c, s, added)
         before = observe_spec(o)
-        want = {observe_spec(abstract(c, tr.state, added or is_cdev_add(tr.action, tr.args))): tr
-                for tr in successors(c, s)}
+        want = {
+            observe_spec(abstract(c, tr.state, added or is_cdev_add(tr.action, tr.args))): tr
+            for tr in successors(c, s)
+        }
         solver.push()
         solver.add(pin(m, S, o, added))
         got: set[Obs] = set()
@@ -975,18 +1363,31 @@ def check_agreement(c: Ctx, model: Profile | None = None, limit: int = 200) -> t
             mod = solver.model()
             obs = observe_model(m, mod, T)
             got.add(obs)
-            solver.add(z3.Not(z3.And(*(getattr(T, n) == mod.eval(getattr(T, n), model_completion=True)
-                                       for n in OBS_FIELDS),
-                                     *(z3.And(T.opened[x] == mod.eval(T.opened[x], model_completion=True),
-                                              T.fd[x] == mod.eval(T.fd[x], model_completion=True),
-                                              T.pnull[x] == mod.eval(T.pnull[x], model_completion=True),
-                                              T.nv[x] == mod.eval(T.nv[x], model_completion=True))
-                                       for x in m.files))))
+            solver.add(
+                z3.Not(
+                    z3.And(
+                        *(
+                            getattr(T, n) == mod.eval(getattr(T, n), model_completion=True)
+                            for n in OBS_FIELDS
+                        ),
+                        *(
+                            z3.And(
+                                T.opened[x] == mod.eval(T.opened[x], model_completion=True),
+                                T.fd[x] == mod.eval(T.fd[x], model_completion=True),
+                                T.pnull[x] == mod.eval(T.pnull[x], model_completion=True),
+                                T.nv[x] == mod.eval(T.nv[x], model_completion=True),
+                            )
+                            for x in m.files
+                        ),
+                    )
+                )
+            )
         solver.pop()
         for obs, tr in want.items():
             if obs not in got and obs != before:
-                bad.append(Mismatch("spec step not in the model", repr(s),
-                                    f"{tr.action}{tr.args} -> {tr.outcome}"))
+                bad.append(
+                    Mismatch("spec step not in the model", repr(s), f"{tr.action}{tr.args} -> {tr.outcome}")
+                )
         for obs in got:
             if obs not in want and obs != before:
                 bad.append(Mismatch("model step not in the spec", repr(s), repr(obs)))
@@ -996,8 +1397,10 @@ def check_agreement(c: Ctx, model: Profile | None = None, limit: int = 200) -> t
 def pin(m: Model, s: LState, o: dict[str, object], added: bool) -> Term:
     """Constrain a symbolic state to the abstraction of one spec state (file slot i is element i;
     the ghost numbering follows the slots)."""
-    parts = [getattr(s, n) == (bool(o[n]) if z3.is_bool(getattr(s, n)) else int(o[n]))  # type: ignore[call-overload]
-             for n in OBS_FIELDS]
+    parts = [
+        getattr(s, n) == (bool(o[n]) if z3.is_bool(getattr(s, n)) else int(o[n]))  # type: ignore[call-overload]
+        for n in OBS_FIELDS
+    ]
     j = 0
     for x, (opened, fd, pnull, nv) in zip(m.files, o["files"], strict=True):  # type: ignore[call-overload]
         parts += [s.opened[x] == opened, s.fd[x] == fd, s.pnull[x] == pnull, s.nv[x] == nv]
@@ -1012,14 +1415,21 @@ def observe_model(m: Model, mod: Term, s: LState) -> Obs:
     def val(t: Term) -> int:
         v = mod.eval(t, model_completion=True)
         return int(z3.is_true(v)) if z3.is_bool(v) else int(v.as_long())
-    files = tuple(sorted((val(s.opened[x]), val(s.fd[x]), val(s.pnull[x]), val(s.nv[x]))
-                         for x in m.files if val(s.opened[x])))
+
+    files = tuple(
+        sorted(
+            (val(s.opened[x]), val(s.fd[x]), val(s.pnull[x]), val(s.nv[x]))
+            for x in m.files
+            if val(s.opened[x])
+        )
+    )
     return tuple(val(getattr(s, n)) for n in OBS_FIELDS), files
 
 
 # --------------------------------------------------------------------------------------------------
 # Reachability: a bounded trace from Init
 # --------------------------------------------------------------------------------------------------
+
 
 def bmc_trace(profile: Profile, invariant: str, depth: int, timeout: float) -> list[str] | None:
     """The shortest run from Init (at most ``depth`` steps) that ends in a state violating one of

@@ -67,10 +67,10 @@ B, N = z3.BoolSort(), z3.IntSort()
 class MinorRules:
     """What the profile does with minors, read from its switches and admin programs."""
 
-    bounded: bool                 # Profile.minor_ida_bounded: ida_alloc_max(.., nr_reserved - 1)
-    free_at_unregister: bool      # a program runs ida_free_minor (v4.7 unregister_dax_dev; M22)
-    free_at_release: bool         # dev_release frees it (cdev-kobject lifetime, minor_freed_at release)
-    kfree_path: bool              # a program runs kfree (M18): gone without the release callback
+    bounded: bool  # Profile.minor_ida_bounded: ida_alloc_max(.., nr_reserved - 1)
+    free_at_unregister: bool  # a program runs ida_free_minor (v4.7 unregister_dax_dev; M22)
+    free_at_release: bool  # dev_release frees it (cdev-kobject lifetime, minor_freed_at release)
+    kfree_path: bool  # a program runs kfree (M18): gone without the release callback
 
 
 def rules_of(p: Profile) -> MinorRules:
@@ -79,7 +79,8 @@ def rules_of(p: Profile) -> MinorRules:
         bounded=p.minor_ida_bounded,
         free_at_unregister="ida_free_minor" in steps,
         free_at_release=p.lifetime is Lifetime.CDEV_KOBJECT and p.minor_freed_at == "release",
-        kfree_path="kfree" in steps)
+        kfree_path="kfree" in steps,
+    )
 
 
 def _q(sort: Term, body: Term, name: str) -> Term:
@@ -101,8 +102,12 @@ def system(rules: MinorRules) -> Sys:
     def create(s: St, t: St, tag: str) -> tuple[Term, dict[str, Term]]:
         """ida_alloc_id: a fresh device instance starts being created (any region, any generation)."""
         d = z3.Const(f"d@{tag}", DEV)
-        return z3.And(z3.Not(s["live"][d]), z3.Not(s["gone"][d]), t["live"] == z3.Store(s["live"], d, True),
-                      unchanged(s, t, "live")), {"d": d}
+        return z3.And(
+            z3.Not(s["live"][d]),
+            z3.Not(s["gone"][d]),
+            t["live"] == z3.Store(s["live"], d, True),
+            unchanged(s, t, "live"),
+        ), {"d": d}
 
     def alloc(s: St, t: St, tag: str) -> tuple[Term, dict[str, Term]]:
         """ida_alloc_minor: the lowest free minor (spec/state.py ida_alloc), below the bound if any."""
@@ -110,10 +115,19 @@ def system(rules: MinorRules) -> Sys:
         bound = m < s["nr"] if rules.bounded else z3.BoolVal(True)
         k = z3.Int(f"k@{tag}")
         lowest = z3.ForAll([k], z3.Implies(z3.And(k >= 0, k < m), s["ida"][k]))
-        return z3.And(s["live"][d], s["minor"][d] == -1, m >= 0, bound, z3.Not(s["ida"][m]), lowest,
-                      t["minor"] == z3.Store(s["minor"], d, m), t["held"] == z3.Store(s["held"], d, True),
-                      t["ida"] == z3.Store(s["ida"], m, True), t["owner"] == z3.Store(s["owner"], m, d),
-                      unchanged(s, t, "minor", "held", "ida", "owner")), {"d": d, "m": m}
+        return z3.And(
+            s["live"][d],
+            s["minor"][d] == -1,
+            m >= 0,
+            bound,
+            z3.Not(s["ida"][m]),
+            lowest,
+            t["minor"] == z3.Store(s["minor"], d, m),
+            t["held"] == z3.Store(s["held"], d, True),
+            t["ida"] == z3.Store(s["ida"], m, True),
+            t["owner"] == z3.Store(s["owner"], m, d),
+            unchanged(s, t, "minor", "held", "ida", "owner"),
+        ), {"d": d, "m": m}
 
     def free_minor(s: St, t: St, tag: str) -> tuple[Term, dict[str, Term]]:
         """ida_free_minor at unregister: the device may stay live (open files hold it)."""
@@ -127,16 +141,21 @@ def system(rules: MinorRules) -> Sys:
         gone = {"live": z3.Store(s["live"], d, False), "gone": z3.Store(s["gone"], d, True)}
         upd = {**gone, **_free(s, d)} if rules.free_at_release else gone
         effect = z3.And(*(t[k] == v for k, v in upd.items()), unchanged(s, t, *upd))
-        if rules.free_at_release:   # dev_release frees only a minor the device still holds
-            effect = z3.If(s["held"][d], effect, z3.And(*(t[k] == v for k, v in gone.items()),
-                                                        unchanged(s, t, *gone)))
+        if rules.free_at_release:  # dev_release frees only a minor the device still holds
+            effect = z3.If(
+                s["held"][d], effect, z3.And(*(t[k] == v for k, v in gone.items()), unchanged(s, t, *gone))
+            )
         return z3.And(s["live"][d], effect), {"d": d}
 
     def kfree(s: St, t: St, tag: str) -> tuple[Term, dict[str, Term]]:
         """M18: kfree after device_initialize: gone, and no release callback returns the minor."""
         d = z3.Const(f"d@{tag}", DEV)
-        return z3.And(s["live"][d], t["live"] == z3.Store(s["live"], d, False),
-                      t["gone"] == z3.Store(s["gone"], d, True), unchanged(s, t, "live", "gone")), {"d": d}
+        return z3.And(
+            s["live"][d],
+            t["live"] == z3.Store(s["live"], d, False),
+            t["gone"] == z3.Store(s["gone"], d, True),
+            unchanged(s, t, "live", "gone"),
+        ), {"d": d}
 
     actions: dict[str, ActionFn] = {"ida_alloc_id": create, "ida_alloc_minor": alloc, "release": release}
     if rules.free_at_unregister:
@@ -146,57 +165,133 @@ def system(rules: MinorRules) -> Sys:
 
     def init(s: St) -> Term:
         """No device exists yet; the ida is empty; the reserved range is not empty."""
-        return z3.And(s["nr"] > 0, _q(N, lambda m: z3.Not(s["ida"][m]), "m"),
-                      _q(DEV, lambda d: z3.And(z3.Not(s["live"][d]), z3.Not(s["gone"][d]),
-                                               s["minor"][d] == -1, z3.Not(s["held"][d])), "d"))
+        return z3.And(
+            s["nr"] > 0,
+            _q(N, lambda m: z3.Not(s["ida"][m]), "m"),
+            _q(
+                DEV,
+                lambda d: z3.And(
+                    z3.Not(s["live"][d]), z3.Not(s["gone"][d]), s["minor"][d] == -1, z3.Not(s["held"][d])
+                ),
+                "d",
+            ),
+        )
 
     invariants = [
-        Inv("minor_unique", "no two unreleased devices share a minor",
-            lambda s: _q2(lambda d, e: z3.Implies(
-                z3.And(d != e, s["live"][d], s["live"][e], s["minor"][d] >= 0),
-                s["minor"][d] != s["minor"][e])),
-            "minor_unique", bmc_first=True),
-        Inv("ida_exact", "dax_minor_ida holds exactly the minors devices hold",
+        Inv(
+            "minor_unique",
+            "no two unreleased devices share a minor",
+            lambda s: _q2(
+                lambda d, e: z3.Implies(
+                    z3.And(d != e, s["live"][d], s["live"][e], s["minor"][d] >= 0),
+                    s["minor"][d] != s["minor"][e],
+                )
+            ),
+            "minor_unique",
+            bmc_first=True,
+        ),
+        Inv(
+            "ida_exact",
+            "dax_minor_ida holds exactly the minors devices hold",
             lambda s: z3.And(
                 _q(DEV, lambda d: z3.Implies(s["held"][d], s["ida"][s["minor"][d]]), "d"),
-                _q(N, lambda m: z3.Implies(s["ida"][m], z3.And(s["held"][s["owner"][m]],
-                                                                s["minor"][s["owner"][m]] == m)), "m")),
-            "ida_exact", bmc_first=True),
-        Inv("minors_in_range", "every held minor lies inside the reserved chrdev range",
+                _q(
+                    N,
+                    lambda m: z3.Implies(
+                        s["ida"][m], z3.And(s["held"][s["owner"][m]], s["minor"][s["owner"][m]] == m)
+                    ),
+                    "m",
+                ),
+            ),
+            "ida_exact",
+            bmc_first=True,
+        ),
+        Inv(
+            "minors_in_range",
+            "every held minor lies inside the reserved chrdev range",
             lambda s: _q(DEV, lambda d: z3.Implies(s["held"][d], s["minor"][d] < s["nr"]), "d"),
-            "minors_in_range", bmc_first=True),
-        Inv("minor_held_while_live", "a live device that got a minor still holds it",
-            lambda s: _q(DEV, lambda d: z3.Implies(z3.And(s["live"][d], s["minor"][d] >= 0), s["held"][d]),
-                         "d"),
-            "minor_unique"),
-        Inv("held_minors_distinct", "two devices holding a minor hold different minors",
-            lambda s: _q2(lambda d, e: z3.Implies(
-                z3.And(s["held"][d], s["held"][e], s["minor"][d] == s["minor"][e]), d == e)),
-            "minor_unique"),
-        Inv("device_phases", "fresh devices hold nothing; live and gone exclude; held minors are >= 0",
-            lambda s: _q(DEV, lambda d: z3.And(
-                z3.Implies(z3.And(z3.Not(s["live"][d]), z3.Not(s["gone"][d])),
-                           z3.And(s["minor"][d] == -1, z3.Not(s["held"][d]))),
-                z3.Not(z3.And(s["live"][d], s["gone"][d])),
-                s["minor"][d] >= -1, z3.Implies(s["held"][d], s["minor"][d] >= 0)), "d"),
-            "minor_unique"),
+            "minors_in_range",
+            bmc_first=True,
+        ),
+        Inv(
+            "minor_held_while_live",
+            "a live device that got a minor still holds it",
+            lambda s: _q(
+                DEV, lambda d: z3.Implies(z3.And(s["live"][d], s["minor"][d] >= 0), s["held"][d]), "d"
+            ),
+            "minor_unique",
+        ),
+        Inv(
+            "held_minors_distinct",
+            "two devices holding a minor hold different minors",
+            lambda s: _q2(
+                lambda d, e: z3.Implies(
+                    z3.And(s["held"][d], s["held"][e], s["minor"][d] == s["minor"][e]), d == e
+                )
+            ),
+            "minor_unique",
+        ),
+        Inv(
+            "device_phases",
+            "fresh devices hold nothing; live and gone exclude; held minors are >= 0",
+            lambda s: _q(
+                DEV,
+                lambda d: z3.And(
+                    z3.Implies(
+                        z3.And(z3.Not(s["live"][d]), z3.Not(s["gone"][d])),
+                        z3.And(s["minor"][d] == -1, z3.Not(s["held"][d])),
+                    ),
+                    z3.Not(z3.And(s["live"][d], s["gone"][d])),
+                    s["minor"][d] >= -1,
+                    z3.Implies(s["held"][d], s["minor"][d] >= 0),
+                ),
+                "d",
+            ),
+            "minor_unique",
+        ),
     ]
+
     def tidy(s: St, k: int) -> Term:
         """At most k devices are not fresh, and minors and the reserved count are at most k + 1."""
         cs = [z3.Const(f"tidy{i}", DEV) for i in range(k)]
-        return z3.And(s["nr"] <= k + 1, _q(DEV, lambda d: z3.And(s["minor"][d] <= k + 1, z3.Or(
-            *(d == c for c in cs), z3.And(z3.Not(s["live"][d]), z3.Not(s["gone"][d])))), "d"))
+        return z3.And(
+            s["nr"] <= k + 1,
+            _q(
+                DEV,
+                lambda d: z3.And(
+                    s["minor"][d] <= k + 1,
+                    z3.Or(*(d == c for c in cs), z3.And(z3.Not(s["live"][d]), z3.Not(s["gone"][d]))),
+                ),
+                "d",
+            ),
+        )
 
-    return Sys(vars={"live": (DEV, B), "gone": (DEV, B), "minor": (DEV, N), "held": (DEV, B),
-                     "ida": (N, B), "owner": (N, DEV), "nr": N},
-               init=init, actions=actions, invariants=invariants, render=render, frozen=("nr",), tidy=tidy)
+    return Sys(
+        vars={
+            "live": (DEV, B),
+            "gone": (DEV, B),
+            "minor": (DEV, N),
+            "held": (DEV, B),
+            "ida": (N, B),
+            "owner": (N, DEV),
+            "nr": N,
+        },
+        init=init,
+        actions=actions,
+        invariants=invariants,
+        render=render,
+        frozen=("nr",),
+        tidy=tidy,
+    )
 
 
 def render(m: Term, states: Sequence[St], params: Sequence[dict[str, Term]]) -> list[list[str]]:
     """Each state as the devices that are not fresh (one line each) and the allocated minors among
     those any device or step mentions (an ida is an infinite set; the rest is empty or irrelevant)."""
+
     def ev(x: Term) -> Term:
         return m.eval(x, model_completion=True)
+
     devs = universe(m, DEV)
     minors = {ev(s["minor"][d]).as_long() for s in states for d in devs}
     minors |= {ev(v).as_long() for p in params for v in p.values() if z3.is_int(v)}
@@ -223,19 +318,33 @@ def minor_obligations(p: Profile) -> list[Obligation]:
 
     def vacuity(timeout: float) -> Verdict:
         """Two devices created and given minors: the invariants describe states with several minors."""
+
         def two_held(states: Sequence[St]) -> Term:
             a, b = z3.Const("d@run0", DEV), z3.Const("d@run2", DEV)
             return z3.And(a != b, states[-1]["held"][a], states[-1]["held"][b])
-        return check_reaches(sys, ("ida_alloc_id", "ida_alloc_minor", "ida_alloc_id", "ida_alloc_minor"),
-                             two_held, timeout)
 
-    out = [Obligation("ind_minor_not_vacuous", "a run reaches two devices holding minors",
-                      "proofs/minor.py", vacuity)]
+        return check_reaches(
+            sys, ("ida_alloc_id", "ida_alloc_minor", "ida_alloc_id", "ida_alloc_minor"), two_held, timeout
+        )
+
+    out = [
+        Obligation(
+            "ind_minor_not_vacuous", "a run reaches two devices holding minors", "proofs/minor.py", vacuity
+        )
+    ]
     for inv in sys.invariants:
+
         def goal(timeout: float, name: str = inv.name) -> Verdict:
             return check_inductive(sys, name, timeout)
-        out.append(Obligation(f"ind_{inv.name}", f"inductive for any devices: {inv.doc}",
-                              f"spec/invariants.py {inv.serves}; spec/admin.py ida_alloc_minor", goal))
+
+        out.append(
+            Obligation(
+                f"ind_{inv.name}",
+                f"inductive for any devices: {inv.doc}",
+                f"spec/invariants.py {inv.serves}; spec/admin.py ida_alloc_minor",
+                goal,
+            )
+        )
     return out
 
 
@@ -257,8 +366,10 @@ def abstract(c: Ctx, s: SpecState) -> MinorObs:
     is model element i; ``live`` is "ida_alloc_id made it and it is not released" (creating, live or a
     failed creation still holding references), ``gone`` is released; the minor number stays set after
     it is freed, as in the model's ``_free``."""
-    devs = tuple((d.phase in (D_CREATING, D_LIVE, D_FAILED), d.phase == D_RELEASED, d.minor, d.minor_held)
-                 for d in s.devs)
+    devs = tuple(
+        (d.phase in (D_CREATING, D_LIVE, D_FAILED), d.phase == D_RELEASED, d.minor, d.minor_held)
+        for d in s.devs
+    )
     return devs, s.minors, c.nr_reserved_minors()
 
 
@@ -274,12 +385,19 @@ def pin(s: St, o: MinorObs, elems: Sequence[Term]) -> Term:
     for i in range(ida.bit_length()):
         if ida >> i & 1:
             bits = z3.Store(bits, i, True)
-    return z3.And(s["live"] == live, s["gone"] == gone, s["minor"] == minor, s["held"] == held,
-                  s["ida"] == bits, s["nr"] == nr)
+    return z3.And(
+        s["live"] == live,
+        s["gone"] == gone,
+        s["minor"] == minor,
+        s["held"] == held,
+        s["ida"] == bits,
+        s["nr"] == nr,
+    )
 
 
-def check_agreement(c: Ctx, rules: MinorRules | None = None, limit: int = 20_000
-                    ) -> tuple[int, int, list[str]]:
+def check_agreement(
+    c: Ctx, rules: MinorRules | None = None, limit: int = 20_000
+) -> tuple[int, int, list[str]]:
     """Every transition of every reachable spec state of ``c`` (at most ``limit`` states) against the
     step relation of ``rules`` (default: read from c's profile; a test plants another one). Returns
     (states, visible transitions, mismatches). For each spec transition s -> t:
@@ -294,6 +412,7 @@ def check_agreement(c: Ctx, rules: MinorRules | None = None, limit: int = 20_000
     created, given a minor, released or (v4.7) have its minor freed at any moment, where the spec's
     admin programs and reference counts decide when; see tests/proofs/test_minor.py."""
     from devdax.spec.system import init, successors
+
     sys = system(rules if rules is not None else rules_of(c.prof))
     elems = [z3.Const(f"dev{i}", DEV) for i in range(c.cfg.instances)]
     S, T = sys.fresh("pre"), sys.fresh("post")
@@ -325,8 +444,10 @@ def check_agreement(c: Ctx, rules: MinorRules | None = None, limit: int = 20_000
             solver.push()
             solver.add(pin(T, ot, elems), z3.Or(*fired))
             if solver.check() != z3.sat:
-                bad.append(f"spec step not in the model: {tr.action}{tr.args} -> {tr.outcome}\n"
-                           f"  from {o}\n  to   {ot}")
+                bad.append(
+                    f"spec step not in the model: {tr.action}{tr.args} -> {tr.outcome}\n"
+                    f"  from {o}\n  to   {ot}"
+                )
                 solver.pop()
                 continue
             mod = solver.model()
@@ -338,8 +459,9 @@ def check_agreement(c: Ctx, rules: MinorRules | None = None, limit: int = 20_000
             solver.push()
             solver.add(formula, params["d"] == d, z3.Not(pin(T, ot, elems)))
             if solver.check() != z3.unsat:
-                bad.append(f"model step {name} has another outcome than the spec's "
-                           f"{tr.action}{tr.args}: from {o}")
+                bad.append(
+                    f"model step {name} has another outcome than the spec's {tr.action}{tr.args}: from {o}"
+                )
             solver.pop()
         solver.pop()
     return len(seen), visible, bad

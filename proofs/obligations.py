@@ -80,11 +80,13 @@ def lemma_config(profile: Profile) -> LemmaConfig:
 def _with_finding(ob: Obligation, key: str, finding: str) -> Obligation:
     """An obligation the profile documents a finding for: its violation is a FINDING (the kernel as
     modelled has the bug; the counterexample is the evidence) and says which finding under it."""
+
     def goal(timeout: float) -> Verdict:
         v = ob.goal(timeout)
         if v.status is Status.VIOLATED:
             return Verdict(Status.FINDING, v.seconds, f"{v.counterexample}\n(documented finding: {finding})")
         return v
+
     return replace(ob, goal=goal, finding=key)
 
 
@@ -102,15 +104,23 @@ def _documented(ob: Obligation, findings: dict[str, str], *keys: str) -> Obligat
     return _with_finding(ob, key, findings[key]) if key else ob
 
 
-def obligations_for(profile_name: str, variant: str | None = None, bmc_depth: int | None = None,
-                    cpus: int = 1, faults: int = 1, units: int = 1) -> list[Obligation]:
+def obligations_for(
+    profile_name: str,
+    variant: str | None = None,
+    bmc_depth: int | None = None,
+    cpus: int = 1,
+    faults: int = 1,
+    units: int = 1,
+) -> list[Obligation]:
     """The lemmas, the inductive invariants of the protocol (proofs/inductive.py), the reference counts
     (proofs/refcount.py) and the minors (proofs/minor.py) for any number of objects, and with a depth
     the bounded model check of a race configuration (proofs/bmc.py)."""
     profile = apply_variant(get_profile(profile_name), variant)
     findings = documented_findings(profile, variant)
-    out = [_documented(ob, findings, *LEMMA_INVARIANT.get(ob.name, ()))
-           for ob in lemma_obligations(lemma_config(profile))]
+    out = [
+        _documented(ob, findings, *LEMMA_INVARIANT.get(ob.name, ()))
+        for ob in lemma_obligations(lemma_config(profile))
+    ]
     # the protocol's and the minors' invariants each assume all the others of their module
     # (proofs/inductive.py, proofs/minor.py); the lifetime layer assumes those that are not documented
     # findings (proofs/lifetime.py context); proofs/refcount.py re-checks a claim on its own core when
@@ -118,15 +128,30 @@ def obligations_for(profile_name: str, variant: str | None = None, bmc_depth: in
     # (a step property such as no_sleep_in_rcu relies on the invariants but is not one of them)
     for ob in inductive_obligations(profile):
         inv = ob.name.removeprefix("ind_")
-        out.append(_documented(_grouped(ob, "protocol", ob.name != "ind_no_sleep_in_rcu"), findings,
-                               *STRENGTHENING_INVARIANT.get(inv, (inv,))))
-    out += [_documented(ob, findings, refcount_serves(profile).get(ob.name, ""))
-            for ob in refcount_obligations(profile)]
-    out += [_documented(_grouped(ob, "minor"), findings, minor_serves(profile).get(ob.name, ""))
-            for ob in minor_obligations(profile)]
+        out.append(
+            _documented(
+                _grouped(ob, "protocol", ob.name != "ind_no_sleep_in_rcu"),
+                findings,
+                *STRENGTHENING_INVARIANT.get(inv, (inv,)),
+            )
+        )
+    out += [
+        _documented(ob, findings, refcount_serves(profile).get(ob.name, ""))
+        for ob in refcount_obligations(profile)
+    ]
+    out += [
+        _documented(_grouped(ob, "minor"), findings, minor_serves(profile).get(ob.name, ""))
+        for ob in minor_obligations(profile)
+    ]
     # the admin lifetime: M6, M15, M16, M21, F2
-    out += [_documented(_grouped(ob, "lifetime", lifetime_finding(ob.name) not in profile.findings),
-                        findings, lifetime_finding(ob.name)) for ob in lifetime_obligations(profile)]
+    out += [
+        _documented(
+            _grouped(ob, "lifetime", lifetime_finding(ob.name) not in profile.findings),
+            findings,
+            lifetime_finding(ob.name),
+        )
+        for ob in lifetime_obligations(profile)
+    ]
     if bmc_depth is not None:
         cfg = bmc_config(profile_name, variant, cpus, faults, units)
         out.append(bmc_obligation(cfg, bmc_depth, f"bmc_depth{bmc_depth}"))

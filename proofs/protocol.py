@@ -66,6 +66,7 @@ _counter = itertools.count()
 # Sorts
 # --------------------------------------------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class Universe:
     """The sorts of CPUs, vmas and entries; finite element lists when bounded.
@@ -149,6 +150,7 @@ class Universe:
 # Fields: Z3 arrays or one variable per element, behind the same four operations
 # --------------------------------------------------------------------------------------------------
 
+
 class Vec:
     """A per-element field of a bounded universe: one term per element. Reads and writes at a concrete
     element touch one term; at a symbolic element (``s.vstart[s.cvma[c]]``) they become an If-chain
@@ -156,8 +158,9 @@ class Vec:
 
     __slots__ = ("_at", "elems", "items")
 
-    def __init__(self, elems: tuple[Term, ...], items: tuple[Term, ...],
-                 at: dict[int, int] | None = None) -> None:
+    def __init__(
+        self, elems: tuple[Term, ...], items: tuple[Term, ...], at: dict[int, int] | None = None
+    ) -> None:
         self.elems, self.items = elems, items
         self._at = at if at is not None else {e.get_id(): i for i, e in enumerate(elems)}
 
@@ -176,7 +179,7 @@ class Vec:
     def set(self, k: Term, value: Term) -> Vec:
         i = self.index(k)
         if i is not None:
-            items = self.items[:i] + (value,) + self.items[i + 1:]
+            items = self.items[:i] + (value,) + self.items[i + 1 :]
         else:
             items = tuple(z3.If(k == e, value, x) for e, x in zip(self.elems, self.items, strict=True))
         return Vec(self.elems, items, self._at)
@@ -230,8 +233,9 @@ EntKey = tuple[int, int, int, int]
 NO_KEY: EntKey = (0, -1, 0, 0)
 
 
-def entry_keys(profile: Profile, align: int, spans: Sequence[tuple[int, int]],
-               vma_layout: Sequence[RigidVma]) -> tuple[EntKey, ...]:
+def entry_keys(
+    profile: Profile, align: int, spans: Sequence[tuple[int, int]], vma_layout: Sequence[RigidVma]
+) -> tuple[EntKey, ...]:
     """Every entry a fault can install on a fixed layout: spec geometry.dax_huge_fault at each fault
     target of each vma (spec fault.fault_targets) and each size, on a live device. An entry is only
     ever made by fault_insert from such a decision, so one slot per key, holding its key as constants,
@@ -241,17 +245,24 @@ def entry_keys(profile: Profile, align: int, spans: Sequence[tuple[int, int]],
     for v, (used, start, end, pgoff, shared, may, write, dc) in enumerate(vma_layout):
         if not used:
             continue
-        ok = g.check_vma(True, g.VmaFlags(shared, may, write, False, dc), start, end, align,
-                         profile.private_test) == 0
+        ok = (
+            g.check_vma(
+                True, g.VmaFlags(shared, may, write, False, dc), start, end, align, profile.private_test
+            )
+            == 0
+        )
         base = start - start % align
         for a in range(base, end, align):
             for size in g.FAULT_SIZES:
-                d = g.dax_huge_fault(size, max(a, start), start, end, pgoff, align, ranges, ok,
-                                     profile.fault_rules)
+                d = g.dax_huge_fault(
+                    size, max(a, start), start, end, pgoff, align, ranges, ok, profile.fault_rules
+                )
                 key = (v, d.addr, size, d.phys)
                 if d.result is g.FaultResult.NOPAGE and key not in keys:
                     keys.append(key)
     return tuple(keys)
+
+
 VMA_FIELDS = ("used", "vstart", "vend", "vpgoff", "vshared", "vmayshare", "vwrite", "vdontcopy")
 
 
@@ -300,13 +311,34 @@ class State:
     def fresh(u: Universe, tag: str) -> State:
         B, N = z3.BoolSort(), z3.IntSort()
         kinds: dict[str, tuple[Term, Term] | Term] = {
-            "alive": B, "dead": B, "gp": B, "gp_clean": B, "quiesced": B, "prog": N, "p": N,
-            "pc": (u.cpu, N), "nest": (u.cpu, N), "pre": (u.cpu, B), "left": (u.cpu, N),
-            "cvma": (u.cpu, u.vma), "caddr": (u.cpu, N), "csize": (u.cpu, N), "cres": (u.cpu, N),
+            "alive": B,
+            "dead": B,
+            "gp": B,
+            "gp_clean": B,
+            "quiesced": B,
+            "prog": N,
+            "p": N,
+            "pc": (u.cpu, N),
+            "nest": (u.cpu, N),
+            "pre": (u.cpu, B),
+            "left": (u.cpu, N),
+            "cvma": (u.cpu, u.vma),
+            "caddr": (u.cpu, N),
+            "csize": (u.cpu, N),
+            "cres": (u.cpu, N),
             "cphys": (u.cpu, N),
-            "used": (u.vma, B), "vstart": (u.vma, N), "vend": (u.vma, N), "vpgoff": (u.vma, N),
-            "vshared": (u.vma, B), "vmayshare": (u.vma, B), "vwrite": (u.vma, B), "vdontcopy": (u.vma, B),
-            "live": (u.ent, B), "evma": (u.ent, u.vma), "eaddr": (u.ent, N), "esize": (u.ent, N),
+            "used": (u.vma, B),
+            "vstart": (u.vma, N),
+            "vend": (u.vma, N),
+            "vpgoff": (u.vma, N),
+            "vshared": (u.vma, B),
+            "vmayshare": (u.vma, B),
+            "vwrite": (u.vma, B),
+            "vdontcopy": (u.vma, B),
+            "live": (u.ent, B),
+            "evma": (u.ent, u.vma),
+            "eaddr": (u.ent, N),
+            "esize": (u.ent, N),
             "ephys": (u.ent, N),
         }
         made: dict[str, Term] = {}
@@ -316,8 +348,9 @@ class State:
                 continue
             elems = u._elems(kind[0])
             if u.scalar and elems is not None:
-                made[name] = Vec(elems, tuple(z3.Const(f"{name}.{i}@{tag}", kind[1])
-                                              for i in range(len(elems))))
+                made[name] = Vec(
+                    elems, tuple(z3.Const(f"{name}.{i}@{tag}", kind[1]) for i in range(len(elems)))
+                )
             else:
                 made[name] = z3.Array(f"{name}@{tag}", kind[0], kind[1])
         return State(**made)
@@ -340,6 +373,7 @@ def field_names() -> list[str]:
 # --------------------------------------------------------------------------------------------------
 # The protocol
 # --------------------------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class Action:
@@ -369,17 +403,17 @@ class Protocol:
     profile: Profile
     u: Universe
     align: int
-    first_fault: int | None                 # the size the mm asks first; None: any of the three
+    first_fault: int | None  # the size the mm asks first; None: any of the three
     n_ranges: int = 1
     programs: tuple[str, ...] = ("remove",)
-    users: bool = False                     # mmap/munmap as actions (the unbounded proofs)
+    users: bool = False  # mmap/munmap as actions (the unbounded proofs)
     #: a concrete device: its (start, size) ranges; None: any ranges (the unbounded proofs)
     spans: tuple[tuple[int, int], ...] | None = None
     #: a race configuration's vmas, fixed for the whole run (no mmap/munmap): with the scalar encoding
     #: they are constants, so fault targets are enumerated and fault decisions computed in Python
     vma_layout: tuple[RigidVma, ...] | None = None
     ranges: tuple[G.RangeTerms, ...] = field(init=False)
-    rigid: list[Term] = field(init=False)   # hypotheses on the ranges, true in every state
+    rigid: list[Term] = field(init=False)  # hypotheses on the ranges, true in every state
     range_vars: list[tuple[Term, Term]] = field(init=False)
     _keys: tuple[EntKey, ...] | None = field(init=False)
     _rows: dict[tuple[int, int, int, int], tuple[Term, Term, Term]] = field(init=False, default_factory=dict)
@@ -393,14 +427,20 @@ class Protocol:
                 start, size = z3.IntVal(self.spans[i][0]), z3.IntVal(self.spans[i][1])
             else:
                 start, size = z3.Int(f"range{i}.start"), z3.Int(f"range{i}.size")
-            hyps += [start >= 0, size > 0, start % self.align == 0, size % self.align == 0,
-                     start + size - 1 <= g.U64]
+            hyps += [
+                start >= 0,
+                size > 0,
+                start % self.align == 0,
+                size % self.align == 0,
+                start + size - 1 <= g.U64,
+            ]
             spans.append((start, size))
         self.range_vars = spans
         self.ranges = G.make_ranges(spans)
         self.rigid = hyps
-        if self.vma_layout is not None and (self.users or self.u.vmas is None
-                                            or len(self.vma_layout) != len(self.u.vmas)):
+        if self.vma_layout is not None and (
+            self.users or self.u.vmas is None or len(self.vma_layout) != len(self.u.vmas)
+        ):
             raise ValueError("vma_layout: one per vma of a bounded universe, and no mmap/munmap actions")
         self._keys = self.keys
 
@@ -431,44 +471,56 @@ class Protocol:
         cols = list(zip(*self.vma_layout, strict=True))
         made: dict[str, Term] = {}
         for name, col in zip(VMA_FIELDS, cols, strict=True):
-            made[name] = Vec(elems, tuple(z3.BoolVal(x) if isinstance(x, bool) else z3.IntVal(x)
-                                          for x in col))
+            made[name] = Vec(
+                elems, tuple(z3.BoolVal(x) if isinstance(x, bool) else z3.IntVal(x) for x in col)
+            )
         keys = self._keys
         if keys is not None and self.u.ents is not None:
             v, a, z, ph = zip(*keys, strict=True)
-            made |= {"evma": Vec(self.u.ents, tuple(elems[i] for i in v)),
-                     "eaddr": Vec(self.u.ents, tuple(z3.IntVal(x) for x in a)),
-                     "esize": Vec(self.u.ents, tuple(z3.IntVal(x) for x in z)),
-                     "ephys": Vec(self.u.ents, tuple(z3.IntVal(x) for x in ph))}
+            made |= {
+                "evma": Vec(self.u.ents, tuple(elems[i] for i in v)),
+                "eaddr": Vec(self.u.ents, tuple(z3.IntVal(x) for x in a)),
+                "esize": Vec(self.u.ents, tuple(z3.IntVal(x) for x in z)),
+                "ephys": Vec(self.u.ents, tuple(z3.IntVal(x) for x in ph)),
+            }
         return s.replace(**made)
 
     # ---------------------------------------------------------------- helpers over one state ----
 
     def covered(self, s: State, v: Term, addr: Term) -> Term:
         """spec fault.covered: an entry of v maps addr."""
-        return self.u.exists(self.u.ent, lambda e: z3.And(
-            s.live[e], s.evma[e] == v, s.eaddr[e] <= addr, addr < s.eaddr[e] + s.esize[e]), "e")
+        return self.u.exists(
+            self.u.ent,
+            lambda e: z3.And(s.live[e], s.evma[e] == v, s.eaddr[e] <= addr, addr < s.eaddr[e] + s.esize[e]),
+            "e",
+        )
 
     def faulting(self, s: State, v: Term) -> Term:
         """spec vma.faulting: a CPU is in the handler for v (or about to retry on it)."""
-        return self.u.exists(self.u.cpu, lambda c: z3.And(
-            s.cvma[c] == v, z3.Or(s.pc[c] != C_IDLE, s.cres[c] != R_NONE)), "c")
+        return self.u.exists(
+            self.u.cpu, lambda c: z3.And(s.cvma[c] == v, z3.Or(s.pc[c] != C_IDLE, s.cres[c] != R_NONE)), "c"
+        )
 
     def flags(self, s: State, v: Term) -> G.VmaFlagsTerms:
         """spec vma.vma_flags: noreserve is never set on a vma."""
         return G.VmaFlagsTerms(s.vshared[v], s.vmayshare[v], s.vwrite[v], z3.BoolVal(False), s.vdontcopy[v])
 
     def vma_ok(self, s: State, v: Term) -> Term:
-        return G.check_vma_int(s.alive, self.flags(s, v), s.vstart[v], s.vend[v], self.align,
-                               self.profile.private_test) == 0
+        return (
+            G.check_vma_int(
+                s.alive, self.flags(s, v), s.vstart[v], s.vend[v], self.align, self.profile.private_test
+            )
+            == 0
+        )
 
     def entry_exact(self, s: State, v: Term, addr: Term, size: Term, phys: Term) -> Term:
         """spec invariants.entries_exact for one entry: align-sized, inside its vma, and mapping the
         device page pgoff_to_phys names (which lies inside one range)."""
         pgoff = s.vpgoff[v] + (addr - s.vstart[v]) / g.PAGE_SIZE
         found, want = G.pgoff_to_phys(self.ranges, pgoff, size)
-        return z3.And(s.used[v], size == self.align, s.vstart[v] <= addr, addr + size <= s.vend[v],
-                      found, phys == want)
+        return z3.And(
+            s.used[v], size == self.align, s.vstart[v] <= addr, addr + size <= s.vend[v], found, phys == want
+        )
 
     def fault_targets(self, s: State, v: Term, name: str) -> list[tuple[Term, Term]]:
         """The addresses a new fault on v may hit, as (address, constraint): enumerated as spec
@@ -493,29 +545,66 @@ class Protocol:
         rules = self.profile.fault_rules
         if not (self.fixed_vmas and self.u.vmas is not None):
             ok = self.vma_ok(s, cv)
-            decs = {size: G.dax_huge_fault(size, s.caddr[c], s.vstart[cv], s.vend[cv], s.vpgoff[cv],
-                                           self.align, self.ranges, ok, rules) for size in g.FAULT_SIZES}
+            decs = {
+                size: G.dax_huge_fault(
+                    size,
+                    s.caddr[c],
+                    s.vstart[cv],
+                    s.vend[cv],
+                    s.vpgoff[cv],
+                    self.align,
+                    self.ranges,
+                    ok,
+                    rules,
+                )
+                for size in g.FAULT_SIZES
+            }
 
             def by_size(pick: Callable[[G.FaultTerms], Term]) -> Term:
-                return z3.If(s.csize[c] == g.PAGE_SIZE, pick(decs[g.PAGE_SIZE]),
-                             z3.If(s.csize[c] == g.PMD_SIZE, pick(decs[g.PMD_SIZE]), pick(decs[g.PUD_SIZE])))
+                return z3.If(
+                    s.csize[c] == g.PAGE_SIZE,
+                    pick(decs[g.PAGE_SIZE]),
+                    z3.If(s.csize[c] == g.PMD_SIZE, pick(decs[g.PMD_SIZE]), pick(decs[g.PUD_SIZE])),
+                )
+
             return by_size(lambda d: d.result), by_size(lambda d: d.addr), by_size(lambda d: d.phys)
         known = z3.simplify(cv), z3.simplify(s.caddr[c]), z3.simplify(s.csize[c])
-        if z3.is_int_value(known[1]) and z3.is_int_value(known[2]) and \
-                any(z3.eq(known[0], x) for x in self.u.vmas):
+        if (
+            z3.is_int_value(known[1])
+            and z3.is_int_value(known[2])
+            and any(z3.eq(known[0], x) for x in self.u.vmas)
+        ):
             # one row: a fused step checks right after its lock, whose vma/address/size are concrete
             v, addr, size = known[0], known[1], known[2].as_long()
-            d = G.dax_huge_fault(size, addr, s.vstart[v], s.vend[v], s.vpgoff[v], self.align, self.ranges,
-                                 self.vma_ok(s, v), rules)
+            d = G.dax_huge_fault(
+                size,
+                addr,
+                s.vstart[v],
+                s.vend[v],
+                s.vpgoff[v],
+                self.align,
+                self.ranges,
+                self.vma_ok(s, v),
+                rules,
+            )
             return z3.simplify(d.result), z3.simplify(d.addr), z3.simplify(d.phys)
         rows: list[tuple[Term, tuple[Term, Term, Term]]] = []
         for v in self.u.vmas:
             for addr, _ in self.fault_targets(s, v, "unused"):
                 for size in g.FAULT_SIZES:
                     key = (s.alive.get_id(), v.get_id(), addr.as_long(), size)
-                    if key not in self._rows:        # the row reads only alive and constants
-                        d = G.dax_huge_fault(size, addr, s.vstart[v], s.vend[v], s.vpgoff[v], self.align,
-                                             self.ranges, self.vma_ok(s, v), rules)
+                    if key not in self._rows:  # the row reads only alive and constants
+                        d = G.dax_huge_fault(
+                            size,
+                            addr,
+                            s.vstart[v],
+                            s.vend[v],
+                            s.vpgoff[v],
+                            self.align,
+                            self.ranges,
+                            self.vma_ok(s, v),
+                            rules,
+                        )
                         self._rows[key] = (z3.simplify(d.result), z3.simplify(d.addr), z3.simplify(d.phys))
                     when = z3.And(cv == v, s.caddr[c] == addr, s.csize[c] == size)
                     rows.append((when, self._rows[key]))
@@ -528,18 +617,29 @@ class Protocol:
 
     def fault_target(self, s: State, v: Term, addr: Term) -> Term:
         """spec fault.fault_targets: the vma start, or an align boundary inside the vma."""
-        return z3.And(s.vstart[v] < s.vend[v], z3.Or(addr == s.vstart[v], z3.And(
-            addr % self.align == 0, s.vstart[v] < addr, addr < s.vend[v])))
+        return z3.And(
+            s.vstart[v] < s.vend[v],
+            z3.Or(addr == s.vstart[v], z3.And(addr % self.align == 0, s.vstart[v] < addr, addr < s.vend[v])),
+        )
 
     # ------------------------------------------------------------------------------- actions ----
 
     def same_kind(self, s: State, a: Term, b: Term) -> Term:
         """CPUs a and b have the same record as the spec sees it (an idle CPU with no pending retry
         has no fault fields: spec fault_unlock resets them)."""
-        base = z3.And(s.pc[a] == s.pc[b], s.nest[a] == s.nest[b], s.pre[a] == s.pre[b],
-                      s.left[a] == s.left[b], s.cres[a] == s.cres[b])
-        fault = z3.And(s.cvma[a] == s.cvma[b], s.caddr[a] == s.caddr[b], s.csize[a] == s.csize[b],
-                       s.cphys[a] == s.cphys[b])
+        base = z3.And(
+            s.pc[a] == s.pc[b],
+            s.nest[a] == s.nest[b],
+            s.pre[a] == s.pre[b],
+            s.left[a] == s.left[b],
+            s.cres[a] == s.cres[b],
+        )
+        fault = z3.And(
+            s.cvma[a] == s.cvma[b],
+            s.caddr[a] == s.caddr[b],
+            s.csize[a] == s.csize[b],
+            s.cphys[a] == s.cphys[b],
+        )
         return z3.And(base, z3.Or(z3.And(s.pc[a] == C_IDLE, s.cres[a] == R_NONE), fault))
 
     def first_of_kind(self, s: State, c: Term) -> Term:
@@ -561,8 +661,13 @@ class Protocol:
         if not self.u.scalar or ents is None:
             return z3.Not(s.live[e])
         if self._keys is not None:
-            return z3.And(z3.Not(s.live[e]), s.evma[e] == s.cvma[c], s.eaddr[e] == s.caddr[c],
-                          s.esize[e] == s.csize[c], s.ephys[e] == s.cphys[c])
+            return z3.And(
+                z3.Not(s.live[e]),
+                s.evma[e] == s.cvma[c],
+                s.eaddr[e] == s.caddr[c],
+                s.esize[e] == s.csize[c],
+                s.ephys[e] == s.cphys[c],
+            )
         i = next(k for k, x in enumerate(ents) if z3.eq(x, e))
         return z3.And(z3.Not(s.live[e]), *(s.live[x] for x in ents[:i]))
 
@@ -572,9 +677,15 @@ class Protocol:
             out += self._cpu_actions(s, t, tag, c)
         return out
 
-    def _cpu_actions(self, s: State, t: State, tag: str, c: Term,
-                     kinds: tuple[str, ...] = ("lock", "check", "insert", "unlock"),
-                     first: bool = True) -> list[Action]:
+    def _cpu_actions(
+        self,
+        s: State,
+        t: State,
+        tag: str,
+        c: Term,
+        kinds: tuple[str, ...] = ("lock", "check", "insert", "unlock"),
+        first: bool = True,
+    ) -> list[Action]:
         """CPU c's actions of the given kinds; ``first``: guarded by first_of_kind (a fused step's
         continuation is not: the CPU was chosen by the step's first action)."""
         u = self.u
@@ -583,8 +694,17 @@ class Protocol:
 
         def cpu(st: State, **f: Term) -> State:
             """Store the given fields of CPU c."""
-            arrays = {"pc": "pc", "nest": "nest", "pre": "pre", "left": "left", "vma": "cvma",
-                      "addr": "caddr", "size": "csize", "res": "cres", "phys": "cphys"}
+            arrays = {
+                "pc": "pc",
+                "nest": "nest",
+                "pre": "pre",
+                "left": "left",
+                "vma": "cvma",
+                "addr": "caddr",
+                "size": "csize",
+                "res": "cres",
+                "phys": "cphys",
+            }
             return st.replace(**{arrays[k]: store(getattr(st, arrays[k]), c, val) for k, val in f.items()})
 
         # fault_lock: a new fault at one of the vma's target addresses ...
@@ -592,16 +712,46 @@ class Protocol:
         for v in u.params(u.vma, f"vma@{tag}") if "lock" in kinds else ():
             for first, first_ok in u.pick(f"size@{tag}", sizes):
                 for addr, addr_ok in self.fault_targets(s, v, f"addr@{tag}"):
-                    guard = z3.And(mine, s.pc[c] == C_IDLE, s.cres[c] != R_FALLBACK, s.left[c] > 0, s.used[v],
-                                   addr_ok, z3.Not(self.covered(s, v, addr)), first_ok)
-                    new = cpu(s, pc=z3.IntVal(C_LOCKED), nest=s.nest[c] + 1, pre=z3.BoolVal(False), vma=v,
-                              addr=addr, size=first, res=z3.IntVal(R_NONE), phys=z3.IntVal(0))
-                    out.append(Action("fault_lock", (("cpu", c), ("vma", v), ("addr", addr), ("size", first)),
-                                      guard, ((z3.BoolVal(True), new),), t))
+                    guard = z3.And(
+                        mine,
+                        s.pc[c] == C_IDLE,
+                        s.cres[c] != R_FALLBACK,
+                        s.left[c] > 0,
+                        s.used[v],
+                        addr_ok,
+                        z3.Not(self.covered(s, v, addr)),
+                        first_ok,
+                    )
+                    new = cpu(
+                        s,
+                        pc=z3.IntVal(C_LOCKED),
+                        nest=s.nest[c] + 1,
+                        pre=z3.BoolVal(False),
+                        vma=v,
+                        addr=addr,
+                        size=first,
+                        res=z3.IntVal(R_NONE),
+                        phys=z3.IntVal(0),
+                    )
+                    out.append(
+                        Action(
+                            "fault_lock",
+                            (("cpu", c), ("vma", v), ("addr", addr), ("size", first)),
+                            guard,
+                            ((z3.BoolVal(True), new),),
+                            t,
+                        )
+                    )
         # ... or the mm's retry one size down after FALLBACK (same vma and address)
         guard = z3.And(mine, s.pc[c] == C_IDLE, s.cres[c] == R_FALLBACK)
-        new = cpu(s, pc=z3.IntVal(C_LOCKED), nest=s.nest[c] + 1, pre=z3.BoolVal(False),
-                  res=z3.IntVal(R_NONE), phys=z3.IntVal(0))
+        new = cpu(
+            s,
+            pc=z3.IntVal(C_LOCKED),
+            nest=s.nest[c] + 1,
+            pre=z3.BoolVal(False),
+            res=z3.IntVal(R_NONE),
+            phys=z3.IntVal(0),
+        )
         if "lock" in kinds or "retry" in kinds:
             out.append(Action("fault_lock", (("cpu", c),), guard, ((z3.BoolVal(True), new),), t))
         if kinds == ("retry",):
@@ -613,8 +763,11 @@ class Protocol:
         if "check" in kinds:
             result, block, phys = self.decision(s, c)
             nopage = cpu(s, pc=z3.IntVal(C_CHECKED), res=z3.IntVal(R_NOPAGE), addr=block, phys=phys)
-            ended = cpu(s, pc=z3.IntVal(C_DONE),
-                        res=z3.If(result == G.FALLBACK, z3.IntVal(R_FALLBACK), z3.IntVal(R_SIGBUS)))
+            ended = cpu(
+                s,
+                pc=z3.IntVal(C_DONE),
+                res=z3.If(result == G.FALLBACK, z3.IntVal(R_FALLBACK), z3.IntVal(R_SIGBUS)),
+            )
             cases = [(result == G.NOPAGE, nopage)]
             if self.profile.default_case_leaks_lock and not rules.pud_supported:
                 # M20: "default: return VM_FAULT_FALLBACK;" inside the read lock: back to idle, no unlock
@@ -623,33 +776,67 @@ class Protocol:
                 cases += [(leak, leaked), (z3.And(result != G.NOPAGE, z3.Not(leak)), ended)]
             else:
                 cases.append((result != G.NOPAGE, ended))
-            out.append(Action("fault_check", (("cpu", c),), z3.And(mine, s.pc[c] == C_LOCKED),
-                              tuple(cases), t))
+            out.append(
+                Action("fault_check", (("cpu", c),), z3.And(mine, s.pc[c] == C_LOCKED), tuple(cases), t)
+            )
 
         # fault_insert: one entry of the fault size, unless one is there already (-EBUSY)
         done = cpu(s, pc=z3.IntVal(C_DONE))
         busy = self.covered(s, cv, s.caddr[c]) if "insert" in kinds else z3.BoolVal(False)
         for e in u.params(u.ent, f"ent@{tag}") if "insert" in kinds else ():
             inserted = done.replace(live=store(s.live, e, z3.BoolVal(True)))
-            if self._keys is None:         # a keyed slot holds its entry already (free_slot matched it)
-                inserted = inserted.replace(evma=store(s.evma, e, cv), eaddr=store(s.eaddr, e, s.caddr[c]),
-                                            esize=store(s.esize, e, s.csize[c]),
-                                            ephys=store(s.ephys, e, s.cphys[c]))
-            out.append(Action("fault_insert", (("cpu", c), ("ent", e)), z3.And(mine, s.pc[c] == C_CHECKED),
-                              ((busy, done), (z3.And(z3.Not(busy), self.free_slot(s, e, c)), inserted)), t))
+            if self._keys is None:  # a keyed slot holds its entry already (free_slot matched it)
+                inserted = inserted.replace(
+                    evma=store(s.evma, e, cv),
+                    eaddr=store(s.eaddr, e, s.caddr[c]),
+                    esize=store(s.esize, e, s.csize[c]),
+                    ephys=store(s.ephys, e, s.cphys[c]),
+                )
+            out.append(
+                Action(
+                    "fault_insert",
+                    (("cpu", c), ("ent", e)),
+                    z3.And(mine, s.pc[c] == C_CHECKED),
+                    ((busy, done), (z3.And(z3.Not(busy), self.free_slot(s, e, c)), inserted)),
+                    t,
+                )
+            )
 
         # fault_unlock: read unlock; FALLBACK goes back to the mm for the next size down
         nest = s.nest[c] - 1
         pre = z3.And(s.pre[c], nest > 0)
         has_next = z3.And(s.cres[c] == R_FALLBACK, s.csize[c] != g.PAGE_SIZE)
         nxt = z3.If(s.csize[c] == g.PUD_SIZE, z3.IntVal(g.PMD_SIZE), z3.IntVal(g.PAGE_SIZE))
-        retry = cpu(s, pc=z3.IntVal(C_IDLE), nest=nest, pre=pre, size=nxt, res=z3.IntVal(R_FALLBACK),
-                    phys=z3.IntVal(0))
-        final = cpu(s, pc=z3.IntVal(C_IDLE), left=s.left[c] - 1, nest=nest, pre=pre, addr=z3.IntVal(0),
-                    size=z3.IntVal(0), res=z3.IntVal(R_NONE), phys=z3.IntVal(0))
+        retry = cpu(
+            s,
+            pc=z3.IntVal(C_IDLE),
+            nest=nest,
+            pre=pre,
+            size=nxt,
+            res=z3.IntVal(R_FALLBACK),
+            phys=z3.IntVal(0),
+        )
+        final = cpu(
+            s,
+            pc=z3.IntVal(C_IDLE),
+            left=s.left[c] - 1,
+            nest=nest,
+            pre=pre,
+            addr=z3.IntVal(0),
+            size=z3.IntVal(0),
+            res=z3.IntVal(R_NONE),
+            phys=z3.IntVal(0),
+        )
         if "unlock" in kinds:
-            out.append(Action("fault_unlock", (("cpu", c),), z3.And(mine, s.pc[c] == C_DONE),
-                              ((has_next, retry), (z3.Not(has_next), final)), t))
+            out.append(
+                Action(
+                    "fault_unlock",
+                    (("cpu", c),),
+                    z3.And(mine, s.pc[c] == C_DONE),
+                    ((has_next, retry), (z3.Not(has_next), final)),
+                    t,
+                )
+            )
         return out
 
     # ------------------------------------------------------------------------- fused steps ----
@@ -676,7 +863,7 @@ class Protocol:
             raise ValueError(f"fused step: CPU pc not concrete after {last}: {pc}")
         step = {C_LOCKED: "check", C_DONE: "unlock"}.get(pc.as_long())
         if step is None and last == "fault_unlock" and z3.is_true(z3.simplify(s.cres[c] == R_FALLBACK)):
-            step = "retry"                       # the mm retries one size down if no lock is left held
+            step = "retry"  # the mm retries one size down if no lock is left held
             free = z3.simplify(s.nest[c] == 0)
             out = [] if z3.is_true(free) else [(z3.And(cond, z3.Not(free)), s)]
             cond = z3.And(cond, free)
@@ -686,7 +873,7 @@ class Protocol:
             out = []
         (a,) = self._cpu_actions(s, t, tag, c, (step,), first=False)
         for g2, new in a.cases:
-            here = z3.simplify(z3.And(a.guard, g2))    # cond was simplified already: not again
+            here = z3.simplify(z3.And(a.guard, g2))  # cond was simplified already: not again
             if not z3.is_false(here):
                 out += self._then(t, tag, c, here if z3.is_true(cond) else z3.And(cond, here), new, a.name)
         return out
@@ -701,13 +888,16 @@ class Protocol:
     def protocol_steps(self, name: str) -> list[tuple[str, bool, bool, bool]]:
         """(step, kill marker, is the program's first step, is its last step) for the kept steps."""
         prog = self.program(name)
-        return [(st, kill, i == 0, i == len(prog) - 1)
-                for i, (st, kill) in enumerate(prog) if st in PROTOCOL_STEPS]
+        return [
+            (st, kill, i == 0, i == len(prog) - 1)
+            for i, (st, kill) in enumerate(prog)
+            if st in PROTOCOL_STEPS
+        ]
 
     def skip_cond(self, s: State, step: str) -> Term:
         """When spec/admin.py returns SKIP for the step (the device exists and was created)."""
         cycles = self.profile.bind_cycles
-        if step == "clear_alive":          # modern: not bound and not alive (bound == alive here)
+        if step == "clear_alive":  # modern: not bound and not alive (bound == alive here)
             return z3.And(z3.BoolVal(cycles), z3.Not(s.alive))
         if step in ("synchronize_start", "unmap_mapping_range"):
             return z3.And(z3.BoolVal(cycles), s.dead)
@@ -719,19 +909,26 @@ class Protocol:
         """(guard, next state) of one protocol step, as in spec/admin.py."""
         u = self.u
         guard: Term = z3.BoolVal(True)
-        if step == "clear_alive":                      # kill_dax: alive = false
+        if step == "clear_alive":  # kill_dax: alive = false
             t = s.replace(alive=z3.BoolVal(False))
-        elif step == "synchronize_start":              # readers inside a section now are waited for
-            t = s.replace(gp=z3.BoolVal(True), gp_clean=z3.Not(s.alive),
-                          pre=tabulate(u, u.cpu, lambda c: z3.Or(s.pre[c], s.nest[c] > 0), "c!pre"))
-        elif step == "synchronize_wait":               # blocked while a pre-existing reader is inside
+        elif step == "synchronize_start":  # readers inside a section now are waited for
+            t = s.replace(
+                gp=z3.BoolVal(True),
+                gp_clean=z3.Not(s.alive),
+                pre=tabulate(u, u.cpu, lambda c: z3.Or(s.pre[c], s.nest[c] > 0), "c!pre"),
+            )
+        elif step == "synchronize_wait":  # blocked while a pre-existing reader is inside
             guard = u.forall(u.cpu, lambda c: z3.Not(s.pre[c]), "c")
             t = s.replace(gp=z3.BoolVal(False), quiesced=z3.Or(s.quiesced, s.gp_clean))
-        elif step == "unmap_mapping_range":            # every entry of every vma of the device
+        elif step == "unmap_mapping_range":  # every entry of every vma of the device
             t = s.replace(live=constant(u, u.ent, z3.BoolVal(False)))
-        elif step == "run_dax":                        # alive again; old mappings fault through it
-            t = s.replace(alive=z3.BoolVal(True), dead=z3.BoolVal(False), gp_clean=z3.BoolVal(False),
-                          quiesced=z3.BoolVal(False))
+        elif step == "run_dax":  # alive again; old mappings fault through it
+            t = s.replace(
+                alive=z3.BoolVal(True),
+                dead=z3.BoolVal(False),
+                gp_clean=z3.BoolVal(False),
+                quiesced=z3.BoolVal(False),
+            )
         else:
             raise ValueError(step)
         if kill:
@@ -768,8 +965,15 @@ class Protocol:
                 skipped = started.replace(p=z3.IntVal(1))
                 if last:
                     after, skipped = self._ended(after, done_code), self._ended(skipped, done_code)
-                out.append(Action(f"admin:{name}:{st}", (), can_start,
-                                  ((z3.And(z3.Not(g_skip), g_run), after), (g_skip, skipped)), t))
+                out.append(
+                    Action(
+                        f"admin:{name}:{st}",
+                        (),
+                        can_start,
+                        ((z3.And(z3.Not(g_skip), g_run), after), (g_skip, skipped)),
+                        t,
+                    )
+                )
             else:
                 out.append(Action(f"admin:{name}:start", (), can_start, ((z3.BoolVal(True), started),), t))
             for i, (st, kill, first, last) in enumerate(kept):
@@ -781,13 +985,27 @@ class Protocol:
                 after, skipped = run.replace(p=z3.IntVal(i + 1)), s.replace(p=z3.IntVal(i + 1))
                 if last:
                     after, skipped = self._ended(after, done_code), self._ended(skipped, done_code)
-                out.append(Action(f"admin:{name}:{st}", (), at,
-                                  ((z3.And(z3.Not(g_skip), g_run), after), (g_skip, skipped)), t))
+                out.append(
+                    Action(
+                        f"admin:{name}:{st}",
+                        (),
+                        at,
+                        ((z3.And(z3.Not(g_skip), g_run), after), (g_skip, skipped)),
+                        t,
+                    )
+                )
             if not spec_last_kept:
                 # the program's last (non-protocol) step ends it: forgotten detail, so allowed any time
                 # after the last kept step (an over-approximation; sound for invariants)
-                out.append(Action(f"admin:{name}:end", (), z3.And(s.prog == code, s.p == n),
-                                  ((z3.BoolVal(True), self._ended(s, done_code)),), t))
+                out.append(
+                    Action(
+                        f"admin:{name}:end",
+                        (),
+                        z3.And(s.prog == code, s.p == n),
+                        ((z3.BoolVal(True), self._ended(s, done_code)),),
+                        t,
+                    )
+                )
         return out
 
     # ----------------------------------------------------------------------------- users ----
@@ -801,23 +1019,46 @@ class Protocol:
         for v in u.params(u.vma, f"vma@{tag}"):
             start, end, pgoff = z3.Int(f"start@{tag}"), z3.Int(f"end@{tag}"), z3.Int(f"pgoff@{tag}")
             shared, mayshare, write = z3.Bools(f"shared@{tag} mayshare@{tag} write@{tag}")
-            new = s.replace(used=store(s.used, v, z3.BoolVal(True)), vstart=store(s.vstart, v, start),
-                            vend=store(s.vend, v, end), vpgoff=store(s.vpgoff, v, pgoff),
-                            vshared=store(s.vshared, v, shared), vmayshare=store(s.vmayshare, v, mayshare),
-                            vwrite=store(s.vwrite, v, write),
-                            vdontcopy=store(s.vdontcopy, v, z3.BoolVal(False)))
-            accepted = G.check_vma_int(s.alive, G.VmaFlagsTerms(shared, mayshare, write, z3.BoolVal(False),
-                                                                z3.BoolVal(False)),
-                                       start, end, self.align, self.profile.private_test) == 0
+            new = s.replace(
+                used=store(s.used, v, z3.BoolVal(True)),
+                vstart=store(s.vstart, v, start),
+                vend=store(s.vend, v, end),
+                vpgoff=store(s.vpgoff, v, pgoff),
+                vshared=store(s.vshared, v, shared),
+                vmayshare=store(s.vmayshare, v, mayshare),
+                vwrite=store(s.vwrite, v, write),
+                vdontcopy=store(s.vdontcopy, v, z3.BoolVal(False)),
+            )
+            accepted = (
+                G.check_vma_int(
+                    s.alive,
+                    G.VmaFlagsTerms(shared, mayshare, write, z3.BoolVal(False), z3.BoolVal(False)),
+                    start,
+                    end,
+                    self.align,
+                    self.profile.private_test,
+                )
+                == 0
+            )
             mmap = z3.And(z3.Not(s.used[v]), start >= 0, start < end, end <= g.U64, pgoff >= 0, accepted)
+
             def kept(e: Term, v: Term = v) -> Term:
                 return z3.And(s.live[e], s.evma[e] != v)
-            gone = s.replace(used=store(s.used, v, z3.BoolVal(False)),
-                             live=tabulate(u, u.ent, kept, "e!munmap"))
+
+            gone = s.replace(
+                used=store(s.used, v, z3.BoolVal(False)), live=tabulate(u, u.ent, kept, "e!munmap")
+            )
             munmap = z3.And(s.used[v], z3.Not(self.faulting(s, v)))
-            out += [Action("mmap", (("vma", v), ("start", start), ("end", end), ("pgoff", pgoff)), mmap,
-                           ((z3.BoolVal(True), new),), t),
-                    Action("munmap", (("vma", v),), munmap, ((z3.BoolVal(True), gone),), t)]
+            out += [
+                Action(
+                    "mmap",
+                    (("vma", v), ("start", start), ("end", end), ("pgoff", pgoff)),
+                    mmap,
+                    ((z3.BoolVal(True), new),),
+                    t,
+                ),
+                Action("munmap", (("vma", v),), munmap, ((z3.BoolVal(True), gone),), t),
+            ]
             out += self.partial_munmap_actions(s, t, tag, v)
         return out
 
@@ -859,8 +1100,15 @@ class Protocol:
         lo, hi = z3.Int(f"lo@{tag}"), z3.Int(f"hi@{tag}")
         zapped = z3.Function(f"zapped@{tag}", u.ent, z3.BoolSort())
         vs, ve = s.vstart[v], s.vend[v]
-        base = z3.And(s.used[v], z3.Not(self.faulting(s, v)), lo % g.PAGE_SIZE == 0, hi % g.PAGE_SIZE == 0,
-                      vs <= lo, lo < hi, hi <= ve)
+        base = z3.And(
+            s.used[v],
+            z3.Not(self.faulting(s, v)),
+            lo % g.PAGE_SIZE == 0,
+            hi % g.PAGE_SIZE == 0,
+            vs <= lo,
+            lo < hi,
+            hi <= ve,
+        )
 
         def survivors(e: Term) -> Term:
             hit = z3.And(s.eaddr[e] < hi, s.eaddr[e] + s.esize[e] > lo)
@@ -870,25 +1118,52 @@ class Protocol:
         moved = s.vpgoff[v] + (hi - vs) / g.PAGE_SIZE
         head = s.replace(live=live, vstart=store(s.vstart, v, hi), vpgoff=store(s.vpgoff, v, moved))
         tail = s.replace(live=live, vend=store(s.vend, v, lo))
-        out = [Action("munmap_head", (("vma", v), ("lo", lo), ("hi", hi)),
-                      z3.And(base, lo == vs, hi < ve, self.may_split(hi)), ((z3.BoolVal(True), head),), t),
-               Action("munmap_tail", (("vma", v), ("lo", lo), ("hi", hi)),
-                      z3.And(base, vs < lo, hi == ve, self.may_split(lo)), ((z3.BoolVal(True), tail),), t)]
+        out = [
+            Action(
+                "munmap_head",
+                (("vma", v), ("lo", lo), ("hi", hi)),
+                z3.And(base, lo == vs, hi < ve, self.may_split(hi)),
+                ((z3.BoolVal(True), head),),
+                t,
+            ),
+            Action(
+                "munmap_tail",
+                (("vma", v), ("lo", lo), ("hi", hi)),
+                z3.And(base, vs < lo, hi == ve, self.may_split(lo)),
+                ((z3.BoolVal(True), tail),),
+                t,
+            ),
+        ]
         for w in u.params(u.vma, f"vma2@{tag}"):
             if z3.eq(w, v):
                 continue
+
             def owner(e: Term, w: Term = w) -> Term:
                 return z3.If(z3.And(s.evma[e] == v, s.eaddr[e] < lo), w, s.evma[e])
+
             two = head.replace(
-                used=store(s.used, w, z3.BoolVal(True)), vstart=store(head.vstart, w, vs),
-                vend=store(s.vend, w, lo), vpgoff=store(head.vpgoff, w, s.vpgoff[v]),
-                vshared=store(s.vshared, w, s.vshared[v]), vmayshare=store(s.vmayshare, w, s.vmayshare[v]),
-                vwrite=store(s.vwrite, w, s.vwrite[v]), vdontcopy=store(s.vdontcopy, w, s.vdontcopy[v]),
-                evma=tabulate(u, u.ent, owner, "e!punch"))
-            punch = z3.And(base, vs < lo, hi < ve, z3.Not(s.used[w]), w != v, self.may_split(lo),
-                           self.may_split(hi))
-            out.append(Action("munmap_punch", (("vma", v), ("lo", lo), ("hi", hi), ("lower", w)), punch,
-                              ((z3.BoolVal(True), two),), t))
+                used=store(s.used, w, z3.BoolVal(True)),
+                vstart=store(head.vstart, w, vs),
+                vend=store(s.vend, w, lo),
+                vpgoff=store(head.vpgoff, w, s.vpgoff[v]),
+                vshared=store(s.vshared, w, s.vshared[v]),
+                vmayshare=store(s.vmayshare, w, s.vmayshare[v]),
+                vwrite=store(s.vwrite, w, s.vwrite[v]),
+                vdontcopy=store(s.vdontcopy, w, s.vdontcopy[v]),
+                evma=tabulate(u, u.ent, owner, "e!punch"),
+            )
+            punch = z3.And(
+                base, vs < lo, hi < ve, z3.Not(s.used[w]), w != v, self.may_split(lo), self.may_split(hi)
+            )
+            out.append(
+                Action(
+                    "munmap_punch",
+                    (("vma", v), ("lo", lo), ("hi", hi), ("lower", w)),
+                    punch,
+                    ((z3.BoolVal(True), two),),
+                    t,
+                )
+            )
         return out
 
     # ---------------------------------------------------------------------------- system ----
@@ -910,14 +1185,36 @@ class Protocol:
         check_vma accepted."""
         u = self.u
         return z3.And(
-            s.alive, z3.Not(s.dead), z3.Not(s.gp), z3.Not(s.gp_clean), z3.Not(s.quiesced),
-            s.prog == P_IDLE, s.p == 0,
-            u.forall(u.cpu, lambda c: z3.And(s.pc[c] == C_IDLE, s.nest[c] == 0, z3.Not(s.pre[c]),
-                                              s.cres[c] == R_NONE, s.left[c] >= 0), "c"),
+            s.alive,
+            z3.Not(s.dead),
+            z3.Not(s.gp),
+            z3.Not(s.gp_clean),
+            z3.Not(s.quiesced),
+            s.prog == P_IDLE,
+            s.p == 0,
+            u.forall(
+                u.cpu,
+                lambda c: z3.And(
+                    s.pc[c] == C_IDLE, s.nest[c] == 0, z3.Not(s.pre[c]), s.cres[c] == R_NONE, s.left[c] >= 0
+                ),
+                "c",
+            ),
             u.forall(u.ent, lambda e: z3.Not(s.live[e]), "e"),
-            u.forall(u.vma, lambda v: z3.Implies(s.used[v], z3.And(
-                self.vma_ok(s, v), s.vstart[v] >= 0, s.vstart[v] < s.vend[v], s.vend[v] <= g.U64,
-                s.vpgoff[v] >= 0)), "v"))
+            u.forall(
+                u.vma,
+                lambda v: z3.Implies(
+                    s.used[v],
+                    z3.And(
+                        self.vma_ok(s, v),
+                        s.vstart[v] >= 0,
+                        s.vstart[v] < s.vend[v],
+                        s.vend[v] <= g.U64,
+                        s.vpgoff[v] >= 0,
+                    ),
+                ),
+                "v",
+            ),
+        )
 
 
 def programs_for(profile: Profile, race: bool, binds: bool) -> tuple[str, ...]:

@@ -72,8 +72,15 @@ B, N = z3.BoolSort(), z3.IntSort()
 
 # admin programs (0: idle, between programs; DONE: after removal, no program runs any more)
 IDLE, CREATE, CREATE_FAILED, REMOVE, BIND, UNBIND, DONE = range(7)
-PROG_NAMES = {IDLE: "idle", CREATE: "create", CREATE_FAILED: "create_failed", REMOVE: "remove",
-              BIND: "bind", UNBIND: "unbind", DONE: "done"}
+PROG_NAMES = {
+    IDLE: "idle",
+    CREATE: "create",
+    CREATE_FAILED: "create_failed",
+    REMOVE: "remove",
+    BIND: "bind",
+    UNBIND: "unbind",
+    DONE: "done",
+}
 
 
 def b2i(b: Term) -> Term:
@@ -93,8 +100,8 @@ def ite(c: Term, a: St, b: St) -> St:
 class Model:
     """What the profile makes of one device's counts."""
 
-    kref: bool                      # v4.7: dax_dev kref taken by open, mmap and vm_ops->open
-    pins: bool                      # mappingN children pin their parent (M15 fix)
+    kref: bool  # v4.7: dax_dev kref taken by open, mmap and vm_ops->open
+    pins: bool  # mappingN children pin their parent (M15 fix)
     bind_cycles: bool
     programs: dict[int, tuple[str, ...]]
     #: create step index at which ida_alloc_minor may fail (its failure is the only effect it has)
@@ -111,20 +118,31 @@ def kept_steps(p: Profile) -> set[str]:
 def model_of(p: Profile) -> Model:
     """The programs of the profile, keeping the steps that change a count or a guard of this model."""
     keep = kept_steps(p)
-    progs = {CREATE: p.create, CREATE_FAILED: p.create_failed, REMOVE: p.remove, BIND: p.bind,
-             UNBIND: p.unbind}
+    progs = {
+        CREATE: p.create,
+        CREATE_FAILED: p.create_failed,
+        REMOVE: p.remove,
+        BIND: p.bind,
+        UNBIND: p.unbind,
+    }
     programs = {k: tuple(e.rstrip("!") for e in v if e.rstrip("!") in keep) for k, v in progs.items()}
     enomem_at, after_init = None, False
     if p.minor_ida_bounded and "ida_alloc_minor" in p.create:
-        before = p.create[:p.create.index("ida_alloc_minor")]
+        before = p.create[: p.create.index("ida_alloc_minor")]
         enomem_at = sum(1 for e in before if e.rstrip("!") in keep)
         after_init = "device_initialize" in before
-    return Model(kref=p.lifetime is Lifetime.KREF, pins=p.mapping_pins_parent, bind_cycles=p.bind_cycles,
-                 programs=programs, enomem_at=enomem_at,
-                 enomem_after_init=after_init)
+    return Model(
+        kref=p.lifetime is Lifetime.KREF,
+        pins=p.mapping_pins_parent,
+        bind_cycles=p.bind_cycles,
+        programs=programs,
+        enomem_at=enomem_at,
+        enomem_after_init=after_init,
+    )
 
 
 # --------------------------------------------------------------------------- kobject effects ----
+
 
 def released(s: St) -> Term:
     return s["phase"] == D_RELEASED
@@ -155,8 +173,11 @@ def cdev_put(md: Model, s: St) -> St:
     ref = s["cdev_ref"] - 1
     after = {**s, "cdev_ref": ref}
     dropped = ite(ref == 0, device_put(md, after), after)
-    return ite(released(s), {**s, "uaf": z3.BoolVal(True)},
-               ite(s["cdev_ref"] <= 0, {**s, "underflow": z3.BoolVal(True)}, dropped))
+    return ite(
+        released(s),
+        {**s, "uaf": z3.BoolVal(True)},
+        ite(s["cdev_ref"] <= 0, {**s, "underflow": z3.BoolVal(True)}, dropped),
+    )
 
 
 def dax_dev_put(md: Model, s: St) -> St:
@@ -186,8 +207,13 @@ Effect = Callable[[Model, St, Term], St]
 def _cdev_add(md: Model, s: St, n: Term) -> St:
     """cdev_init (count := 1, whatever it was: F2) + cdev_add (pins the parent). The ghost ``leaked``
     counts a pin added while an earlier one is still held (the cdev count was not zero)."""
-    return {**s, "cdev_ref": z3.IntVal(1), "cdev_live": z3.BoolVal(True), "dev_ref": s["dev_ref"] + 1,
-            "leaked": s["leaked"] + b2i(s["cdev_ref"] > 0)}
+    return {
+        **s,
+        "cdev_ref": z3.IntVal(1),
+        "cdev_live": z3.BoolVal(True),
+        "dev_ref": s["dev_ref"] + 1,
+        "leaked": s["leaked"] + b2i(s["cdev_ref"] > 0),
+    }
 
 
 def _cdev_del(md: Model, s: St, n: Term) -> St:
@@ -208,8 +234,11 @@ def _device_unregister(md: Model, s: St, n: Term) -> St:
 
 
 def _unregister_mappings(md: Model, s: St, n: Term) -> St:
-    return ite(z3.And(created(s), s["children"] > 0),
-               {**s, "children": z3.IntVal(0), "zombies": s["zombies"] + s["children"]}, s)
+    return ite(
+        z3.And(created(s), s["children"] > 0),
+        {**s, "children": z3.IntVal(0), "zombies": s["zombies"] + s["children"]},
+        s,
+    )
 
 
 #: step name (spec/admin.py) -> its effect on this model; ``n`` is the number of mappingN children
@@ -219,15 +248,19 @@ EFFECTS: dict[str, Effect] = {
     "kref_init": lambda md, s, n: {**s, "kref": z3.IntVal(1), "init_ref": z3.BoolVal(True)},
     "cdev_add": _cdev_add,
     "device_add": lambda md, s, n: {**s, "phase": z3.IntVal(D_LIVE), "registered": z3.BoolVal(True)},
-    "device_create": lambda md, s, n: {**s, "phase": z3.IntVal(D_LIVE), "registered": z3.BoolVal(True),
-                                       "dev_ref": z3.IntVal(1)},
-    "add_mappings": lambda md, s, n: {**s, "children": n,
-                                      "dev_ref": s["dev_ref"] + (n if md.pins else 0)},
+    "device_create": lambda md, s, n: {
+        **s,
+        "phase": z3.IntVal(D_LIVE),
+        "registered": z3.BoolVal(True),
+        "dev_ref": z3.IntVal(1),
+    },
+    "add_mappings": lambda md, s, n: {**s, "children": n, "dev_ref": s["dev_ref"] + (n if md.pins else 0)},
     "run_dax": lambda md, s, n: {**s, "bound": z3.BoolVal(True)},
     "clear_alive": lambda md, s, n: ite(created(s), {**s, "bound": z3.BoolVal(False)}, s),
     "cdev_del": _cdev_del,
-    "device_del": lambda md, s, n: ite(created(s), {**s, "registered": z3.BoolVal(False),
-                                                    "bound": z3.BoolVal(False)}, s),
+    "device_del": lambda md, s, n: ite(
+        created(s), {**s, "registered": z3.BoolVal(False), "bound": z3.BoolVal(False)}, s
+    ),
     "device_unregister": _device_unregister,
     "unregister_mappings": _unregister_mappings,
     "put_device": _put_device,
@@ -245,10 +278,15 @@ def _fresh_facts(md: Model, s: St, step: str) -> Term:
     facts = {
         "device_initialize": z3.And(s["dev_ref"] == 0, z3.Not(s["init_ref"])),
         "kref_init": z3.And(s["kref"] == 0, z3.Not(s["init_ref"]), files_closed),
-        "cdev_add": z3.And(s["cdev_ref"] == 0, z3.Not(s["cdev_live"]), s["leaked"] == 0,
-                           files_closed if not md.kref else z3.BoolVal(True)),
-        "device_create": z3.And(s["dev_ref"] == 0, z3.Not(s["registered"]), files_closed,
-                                s["phase"] != D_LIVE),
+        "cdev_add": z3.And(
+            s["cdev_ref"] == 0,
+            z3.Not(s["cdev_live"]),
+            s["leaked"] == 0,
+            files_closed if not md.kref else z3.BoolVal(True),
+        ),
+        "device_create": z3.And(
+            s["dev_ref"] == 0, z3.Not(s["registered"]), files_closed, s["phase"] != D_LIVE
+        ),
         "device_add": z3.And(z3.Not(s["registered"]), s["phase"] != D_LIVE),
         "add_mappings": z3.And(s["children"] == 0, s["zombies"] == 0),
     }
@@ -257,15 +295,41 @@ def _fresh_facts(md: Model, s: St, step: str) -> Term:
 
 # ---------------------------------------------------------------------------------- system ----
 
+
 def system(md: Model) -> Sys:
     create = md.programs[CREATE]
     vars_: dict[str, Term | tuple[Term, Term]] = {
-        "phase": N, "init_ref": B, "dev_ref": N, "cdev_live": B, "cdev_ref": N, "registered": B,
-        "bound": B, "children": N, "zombies": N, "kref": N, "uaf": B, "underflow": B, "leaked": N,
-        "prog": N, "pc": N, "cpc": N,
-        "opened": (F, B), "fd": (F, B), "count": (F, N), "nfiles": N, "idx": (F, N), "slot": (N, F),
-        "nv": (F, N), "used": (V, B), "vfile": (V, F), "vidx": (V, N), "vslot": (F, z3.ArraySort(N, V)),
-        "nvmas": N, "gidx": (V, N), "gslot": (N, V)}
+        "phase": N,
+        "init_ref": B,
+        "dev_ref": N,
+        "cdev_live": B,
+        "cdev_ref": N,
+        "registered": B,
+        "bound": B,
+        "children": N,
+        "zombies": N,
+        "kref": N,
+        "uaf": B,
+        "underflow": B,
+        "leaked": N,
+        "prog": N,
+        "pc": N,
+        "cpc": N,
+        "opened": (F, B),
+        "fd": (F, B),
+        "count": (F, N),
+        "nfiles": N,
+        "idx": (F, N),
+        "slot": (N, F),
+        "nv": (F, N),
+        "used": (V, B),
+        "vfile": (V, F),
+        "vidx": (V, N),
+        "vslot": (F, z3.ArraySort(N, V)),
+        "nvmas": N,
+        "gidx": (V, N),
+        "gslot": (N, V),
+    }
 
     def frame(s: St, t: St, new: St) -> Term:
         return z3.And(*(t[k] == new[k] for k in s))
@@ -276,9 +340,14 @@ def system(md: Model) -> Sys:
         cnt = s["count"][f] - 1
         kept = {**s, "count": z3.Store(s["count"], f, cnt)}
         j, last = s["idx"][f], s["slot"][s["nfiles"] - 1]
-        freed = {**kept, "opened": z3.Store(s["opened"], f, False), "fd": z3.Store(s["fd"], f, False),
-                 "idx": z3.Store(s["idx"], last, j), "slot": z3.Store(s["slot"], j, last),
-                 "nfiles": s["nfiles"] - 1}
+        freed = {
+            **kept,
+            "opened": z3.Store(s["opened"], f, False),
+            "fd": z3.Store(s["fd"], f, False),
+            "idx": z3.Store(s["idx"], last, j),
+            "slot": z3.Store(s["slot"], j, last),
+            "nfiles": s["nfiles"] - 1,
+        }
         return ite(cnt == 0, holder_put(md, freed), kept)
 
     actions: dict[str, ActionFn] = {}
@@ -291,10 +360,19 @@ def system(md: Model) -> Sys:
         the cdev while its kobject has a count (kobj_map or the cached i_cdev)."""
         f = z3.Const(f"f@{tag}", F)
         found = z3.And(s["phase"] == D_LIVE, s["registered"]) if md.kref else s["cdev_ref"] > 0
-        new = holder_get(md, {**s, "opened": z3.Store(s["opened"], f, True), "fd": z3.Store(s["fd"], f, True),
-                               "count": z3.Store(s["count"], f, 1), "idx": z3.Store(s["idx"], f, s["nfiles"]),
-                               "slot": z3.Store(s["slot"], s["nfiles"], f), "nfiles": s["nfiles"] + 1,
-                               "nv": z3.Store(s["nv"], f, 0)})
+        new = holder_get(
+            md,
+            {
+                **s,
+                "opened": z3.Store(s["opened"], f, True),
+                "fd": z3.Store(s["fd"], f, True),
+                "count": z3.Store(s["count"], f, 1),
+                "idx": z3.Store(s["idx"], f, s["nfiles"]),
+                "slot": z3.Store(s["slot"], s["nfiles"], f),
+                "nfiles": s["nfiles"] + 1,
+                "nv": z3.Store(s["nv"], f, 0),
+            },
+        )
         return z3.And(z3.Not(s["opened"][f]), found, frame(s, t, new)), {"f": f}
 
     def close(s: St, t: St, tag: str) -> tuple[Term, dict[str, Term]]:
@@ -306,12 +384,18 @@ def system(md: Model) -> Sys:
         """A new vma takes a file reference (and v4.7's dax_dev kref)."""
         f, v = z3.Const(f"f@{tag}", F), z3.Const(f"v@{tag}", V)
         n = s["nv"][f]
-        new = {**s, "used": z3.Store(s["used"], v, True), "vfile": z3.Store(s["vfile"], v, f),
-               "count": z3.Store(s["count"], f, s["count"][f] + 1), "vidx": z3.Store(s["vidx"], v, n),
-               "vslot": z3.Store(s["vslot"], f, z3.Store(s["vslot"][f], n, v)),
-               "nv": z3.Store(s["nv"], f, n + 1),
-               "gidx": z3.Store(s["gidx"], v, s["nvmas"]), "gslot": z3.Store(s["gslot"], s["nvmas"], v),
-               "nvmas": s["nvmas"] + 1}
+        new = {
+            **s,
+            "used": z3.Store(s["used"], v, True),
+            "vfile": z3.Store(s["vfile"], v, f),
+            "count": z3.Store(s["count"], f, s["count"][f] + 1),
+            "vidx": z3.Store(s["vidx"], v, n),
+            "vslot": z3.Store(s["vslot"], f, z3.Store(s["vslot"][f], n, v)),
+            "nv": z3.Store(s["nv"], f, n + 1),
+            "gidx": z3.Store(s["gidx"], v, s["nvmas"]),
+            "gslot": z3.Store(s["gslot"], s["nvmas"], v),
+            "nvmas": s["nvmas"] + 1,
+        }
         if md.kref:
             new["kref"] = s["kref"] + 1
         return z3.And(s["fd"][f], z3.Not(s["used"][v]), frame(s, t, new)), {"f": f, "v": v}
@@ -322,10 +406,16 @@ def system(md: Model) -> Sys:
         g = s["vfile"][v]
         j, last = s["vidx"][v], s["vslot"][g][s["nv"][g] - 1]
         gj, glast = s["gidx"][v], s["gslot"][s["nvmas"] - 1]
-        new = {**s, "used": z3.Store(s["used"], v, False), "vidx": z3.Store(s["vidx"], last, j),
-               "vslot": z3.Store(s["vslot"], g, z3.Store(s["vslot"][g], j, last)),
-               "nv": z3.Store(s["nv"], g, s["nv"][g] - 1), "gidx": z3.Store(s["gidx"], glast, gj),
-               "gslot": z3.Store(s["gslot"], gj, glast), "nvmas": s["nvmas"] - 1}
+        new = {
+            **s,
+            "used": z3.Store(s["used"], v, False),
+            "vidx": z3.Store(s["vidx"], last, j),
+            "vslot": z3.Store(s["vslot"], g, z3.Store(s["vslot"][g], j, last)),
+            "nv": z3.Store(s["nv"], g, s["nv"][g] - 1),
+            "gidx": z3.Store(s["gidx"], glast, gj),
+            "gslot": z3.Store(s["gslot"], gj, glast),
+            "nvmas": s["nvmas"] - 1,
+        }
         if md.kref:
             new = dax_dev_put(md, new)
         return z3.And(s["used"][v], frame(s, t, file_put(new, g))), {"v": v}
@@ -336,12 +426,15 @@ def system(md: Model) -> Sys:
     user("munmap", munmap)
 
     if md.pins or any("add_mappings" in p for p in md.programs.values()):
+
         def mapping_release(s: St, t: St, tag: str) -> tuple[Term, dict[str, Term]]:
             """spec/mapping.py: an unregistered mappingN child's release drops its pin on the parent."""
             after = {**s, "zombies": s["zombies"] - 1}
-            new = ite(released(s), {**after, "uaf": z3.BoolVal(True)},
-                      device_put(md, after) if md.pins else after)
+            new = ite(
+                released(s), {**after, "uaf": z3.BoolVal(True)}, device_put(md, after) if md.pins else after
+            )
             return z3.And(s["zombies"] > 0, frame(s, t, new)), {}
+
         user("mapping_release", mapping_release)
 
     def start_guard(prog: int, s: St) -> Term:
@@ -366,8 +459,10 @@ def system(md: Model) -> Sys:
 
     for prog, steps in md.programs.items():
         for i, name in enumerate(steps):
-            def step(s: St, t: St, tag: str, prog: int = prog, i: int = i, name: str = name
-                     ) -> tuple[Term, dict[str, Term]]:
+
+            def step(
+                s: St, t: St, tag: str, prog: int = prog, i: int = i, name: str = name
+            ) -> tuple[Term, dict[str, Term]]:
                 n = z3.Int(f"n@{tag}")
                 here = z3.And(s["prog"] == prog, s["pc"] == i)
                 if i == 0 and prog not in (CREATE, CREATE_FAILED):
@@ -376,10 +471,11 @@ def system(md: Model) -> Sys:
                 if prog == CREATE:
                     new = {**new, "cpc": z3.IntVal(i + 1)}
                 ok = frame(s, t, goto(new, prog, i + 1))
-                if name == "device_add":       # device_add may fail: the profile's error program
+                if name == "device_add":  # device_add may fail: the profile's error program
                     failed = goto({**s, "cpc": z3.IntVal(i)}, CREATE_FAILED, 0) if prog == CREATE else s
                     ok = z3.Or(ok, frame(s, t, failed))
                 return z3.And(here, n >= 0, ok), ({"mappings": n} if name == "add_mappings" else {})
+
             actions[f"{PROG_NAMES[prog]}:{name}"] = step
 
     if md.enomem_at is not None:
@@ -394,19 +490,38 @@ def system(md: Model) -> Sys:
             else:
                 new = {**s, "phase": z3.IntVal(D_RELEASED), "prog": z3.IntVal(IDLE), "pc": z3.IntVal(0)}
             return z3.And(here, frame(s, t, new)), {}
+
         actions["create:ida_alloc_minor ENOMEM"] = enomem
 
     def init(s: St) -> Term:
         """Nothing exists yet; the admin is about to run the create program."""
-        return z3.And(s["phase"] == D_NONE, z3.Not(s["init_ref"]), s["dev_ref"] == 0, z3.Not(s["cdev_live"]),
-                      s["cdev_ref"] == 0, z3.Not(s["registered"]), z3.Not(s["bound"]), s["children"] == 0,
-                      s["zombies"] == 0, s["kref"] == 0, z3.Not(s["uaf"]), z3.Not(s["underflow"]),
-                      s["leaked"] == 0, s["prog"] == CREATE, s["pc"] == 0, s["cpc"] == 0, s["nfiles"] == 0,
-                      s["nvmas"] == 0, s["opened"] == z3.K(F, False), s["fd"] == z3.K(F, False),
-                      s["used"] == z3.K(V, False))
+        return z3.And(
+            s["phase"] == D_NONE,
+            z3.Not(s["init_ref"]),
+            s["dev_ref"] == 0,
+            z3.Not(s["cdev_live"]),
+            s["cdev_ref"] == 0,
+            z3.Not(s["registered"]),
+            z3.Not(s["bound"]),
+            s["children"] == 0,
+            s["zombies"] == 0,
+            s["kref"] == 0,
+            z3.Not(s["uaf"]),
+            z3.Not(s["underflow"]),
+            s["leaked"] == 0,
+            s["prog"] == CREATE,
+            s["pc"] == 0,
+            s["cpc"] == 0,
+            s["nfiles"] == 0,
+            s["nvmas"] == 0,
+            s["opened"] == z3.K(F, False),
+            s["fd"] == z3.K(F, False),
+            s["used"] == z3.K(V, False),
+        )
 
-    return Sys(vars=vars_, init=init, actions=actions, invariants=invariants(md, create), render=render,
-               tidy=tidy)
+    return Sys(
+        vars=vars_, init=init, actions=actions, invariants=invariants(md, create), render=render, tidy=tidy
+    )
 
 
 def invariants(md: Model, create: Sequence[str]) -> list[Inv]:
@@ -415,123 +530,282 @@ def invariants(md: Model, create: Sequence[str]) -> list[Inv]:
     def add(name: str, doc: str, serves: str, fn: Callable[[St], Term]) -> None:
         core.append(Inv(name, doc, fn, serves))
 
-    add("ghost_files_numbered", "open files are numbered 0..nfiles-1 without gaps or repeats",
+    add(
+        "ghost_files_numbered",
+        "open files are numbered 0..nfiles-1 without gaps or repeats",
         "refcount_exact_all",
-        lambda s: z3.And(s["nfiles"] >= 0,
-                         _q(F, lambda f: z3.Implies(s["opened"][f], z3.And(
-                             s["idx"][f] >= 0, s["idx"][f] < s["nfiles"], s["slot"][s["idx"][f]] == f)), "f"),
-                         _q(N, lambda i: z3.Implies(z3.And(i >= 0, i < s["nfiles"]), z3.And(
-                             s["opened"][s["slot"][i]], s["idx"][s["slot"][i]] == i)), "i"),
-                         _q(F, lambda f: z3.Implies(s["fd"][f], s["opened"][f]), "f")))
-    add("ghost_vmas_numbered", "each open file's vmas are numbered 0..nv(f)-1 without gaps or repeats",
+        lambda s: z3.And(
+            s["nfiles"] >= 0,
+            _q(
+                F,
+                lambda f: z3.Implies(
+                    s["opened"][f],
+                    z3.And(s["idx"][f] >= 0, s["idx"][f] < s["nfiles"], s["slot"][s["idx"][f]] == f),
+                ),
+                "f",
+            ),
+            _q(
+                N,
+                lambda i: z3.Implies(
+                    z3.And(i >= 0, i < s["nfiles"]),
+                    z3.And(s["opened"][s["slot"][i]], s["idx"][s["slot"][i]] == i),
+                ),
+                "i",
+            ),
+            _q(F, lambda f: z3.Implies(s["fd"][f], s["opened"][f]), "f"),
+        ),
+    )
+    add(
+        "ghost_vmas_numbered",
+        "each open file's vmas are numbered 0..nv(f)-1 without gaps or repeats",
         "refcount_exact_all",
         lambda s: z3.And(
             _q(F, lambda f: z3.Implies(s["opened"][f], s["nv"][f] >= 0), "f"),
-            _q(V, lambda v: z3.Implies(s["used"][v], z3.And(
-                s["vidx"][v] >= 0, s["vidx"][v] < s["nv"][s["vfile"][v]],
-                s["vslot"][s["vfile"][v]][s["vidx"][v]] == v)), "v"),
-            _q(F, lambda f: _q(N, lambda i: z3.Implies(z3.And(s["opened"][f], i >= 0, i < s["nv"][f]), z3.And(
-                s["used"][s["vslot"][f][i]], s["vfile"][s["vslot"][f][i]] == f,
-                s["vidx"][s["vslot"][f][i]] == i)), "i"), "f")))
+            _q(
+                V,
+                lambda v: z3.Implies(
+                    s["used"][v],
+                    z3.And(
+                        s["vidx"][v] >= 0,
+                        s["vidx"][v] < s["nv"][s["vfile"][v]],
+                        s["vslot"][s["vfile"][v]][s["vidx"][v]] == v,
+                    ),
+                ),
+                "v",
+            ),
+            _q(
+                F,
+                lambda f: _q(
+                    N,
+                    lambda i: z3.Implies(
+                        z3.And(s["opened"][f], i >= 0, i < s["nv"][f]),
+                        z3.And(
+                            s["used"][s["vslot"][f][i]],
+                            s["vfile"][s["vslot"][f][i]] == f,
+                            s["vidx"][s["vslot"][f][i]] == i,
+                        ),
+                    ),
+                    "i",
+                ),
+                "f",
+            ),
+        ),
+    )
     if md.kref:
-        add("ghost_all_vmas_numbered", "all vmas are numbered 0..nvmas-1 without gaps or repeats",
+        add(
+            "ghost_all_vmas_numbered",
+            "all vmas are numbered 0..nvmas-1 without gaps or repeats",
             "refcount_exact_all",
-            lambda s: z3.And(s["nvmas"] >= 0,
-                             _q(V, lambda v: z3.Implies(s["used"][v], z3.And(
-                                 s["gidx"][v] >= 0, s["gidx"][v] < s["nvmas"],
-                                 s["gslot"][s["gidx"][v]] == v)),
-                                "v"),
-                             _q(N, lambda i: z3.Implies(z3.And(i >= 0, i < s["nvmas"]), z3.And(
-                                 s["used"][s["gslot"][i]], s["gidx"][s["gslot"][i]] == i)), "i")))
-    add("refcount_exact_file", "each file's f_count == its fd + number of its vmas", "refcount_exact_all",
-        lambda s: _q(F, lambda f: z3.Implies(s["opened"][f], s["count"][f] == b2i(s["fd"][f]) + s["nv"][f]),
-                     "f"))
-    add("counts_nonnegative", "no count is negative; the admin is inside one of its programs",
+            lambda s: z3.And(
+                s["nvmas"] >= 0,
+                _q(
+                    V,
+                    lambda v: z3.Implies(
+                        s["used"][v],
+                        z3.And(s["gidx"][v] >= 0, s["gidx"][v] < s["nvmas"], s["gslot"][s["gidx"][v]] == v),
+                    ),
+                    "v",
+                ),
+                _q(
+                    N,
+                    lambda i: z3.Implies(
+                        z3.And(i >= 0, i < s["nvmas"]),
+                        z3.And(s["used"][s["gslot"][i]], s["gidx"][s["gslot"][i]] == i),
+                    ),
+                    "i",
+                ),
+            ),
+        )
+    add(
+        "refcount_exact_file",
+        "each file's f_count == its fd + number of its vmas",
         "refcount_exact_all",
-        lambda s: z3.And(s["phase"] >= D_NONE, s["phase"] <= D_RELEASED, s["cdev_ref"] >= 0,
-                         s["dev_ref"] >= 0, s["children"] >= 0, s["zombies"] >= 0,
-                         s["kref"] >= 0, s["leaked"] >= 0, s["cpc"] >= 0, s["cpc"] <= len(create),
-                         *(z3.Implies(s["prog"] == p, z3.And(s["pc"] >= 0, s["pc"] < len(steps)))
-                           for p, steps in md.programs.items()),
-                         z3.Implies(s["prog"] == CREATE, s["pc"] == s["cpc"]),
-                         z3.Or(*(s["prog"] == p for p in PROG_NAMES))))
+        lambda s: _q(
+            F, lambda f: z3.Implies(s["opened"][f], s["count"][f] == b2i(s["fd"][f]) + s["nv"][f]), "f"
+        ),
+    )
+    add(
+        "counts_nonnegative",
+        "no count is negative; the admin is inside one of its programs",
+        "refcount_exact_all",
+        lambda s: z3.And(
+            s["phase"] >= D_NONE,
+            s["phase"] <= D_RELEASED,
+            s["cdev_ref"] >= 0,
+            s["dev_ref"] >= 0,
+            s["children"] >= 0,
+            s["zombies"] >= 0,
+            s["kref"] >= 0,
+            s["leaked"] >= 0,
+            s["cpc"] >= 0,
+            s["cpc"] <= len(create),
+            *(
+                z3.Implies(s["prog"] == p, z3.And(s["pc"] >= 0, s["pc"] < len(steps)))
+                for p, steps in md.programs.items()
+            ),
+            z3.Implies(s["prog"] == CREATE, s["pc"] == s["cpc"]),
+            z3.Or(*(s["prog"] == p for p in PROG_NAMES)),
+        ),
+    )
     initialisers = [(i, x) for i, x in enumerate(create) if x in INITIALISERS]
-    holds = {"device_initialize": "init_ref", "kref_init": "init_ref", "cdev_add": "cdev_live",
-             "device_create": "registered", "device_add": "registered"}
+    holds = {
+        "device_initialize": "init_ref",
+        "kref_init": "init_ref",
+        "cdev_add": "cdev_live",
+        "device_create": "registered",
+        "device_add": "registered",
+    }
     made = [(i, holds[x]) for i, x in enumerate(create) if x in holds]
-    add("creation_order", "before the create program ran a step, what the step initialises is zero; "
-        "while it runs, what it made is still held", "refcount_exact_all",
-        lambda s: z3.And(*(z3.Implies(s["cpc"] <= i, _fresh_facts(md, s, x)) for i, x in initialisers),
-                         *(z3.Implies(z3.And(s["prog"] == CREATE, s["cpc"] > i), s[v]) for i, v in made),
-                         z3.Implies(s["phase"] == D_NONE, s["cpc"] == 0),
-                         z3.Implies(s["prog"] == CREATE, z3.Or(s["phase"] == D_NONE, s["phase"] == D_CREATING,
-                                                               s["phase"] == D_LIVE))))
-    drops = {"device_unregister": "registered", "device_del": "registered", "put_device": "init_ref",
-             "dax_dev_put": "init_ref"}
+    add(
+        "creation_order",
+        "before the create program ran a step, what the step initialises is zero; "
+        "while it runs, what it made is still held",
+        "refcount_exact_all",
+        lambda s: z3.And(
+            *(z3.Implies(s["cpc"] <= i, _fresh_facts(md, s, x)) for i, x in initialisers),
+            *(z3.Implies(z3.And(s["prog"] == CREATE, s["cpc"] > i), s[v]) for i, v in made),
+            z3.Implies(s["phase"] == D_NONE, s["cpc"] == 0),
+            z3.Implies(
+                s["prog"] == CREATE,
+                z3.Or(s["phase"] == D_NONE, s["phase"] == D_CREATING, s["phase"] == D_LIVE),
+            ),
+        ),
+    )
+    drops = {
+        "device_unregister": "registered",
+        "device_del": "registered",
+        "put_device": "init_ref",
+        "dax_dev_put": "init_ref",
+    }
     dropped = [(j, drops[x]) for j, x in enumerate(md.programs[REMOVE]) if x in drops]
     undone = [(j, drops[x]) for j, x in enumerate(md.programs[CREATE_FAILED]) if x in drops]
     # the creation cannot fail, or its error program ends it: put_device or kfree leave the creating phase
     can_fail = "device_add" in create or md.enomem_at is not None
     failed_ends = not can_fail or any(x in ("put_device", "kfree") for x in md.programs[CREATE_FAILED])
-    add("program_position", "a started program is past its first step; bind and unbind run on a live, "
-        "registered, initialised device, which stays so until removal drops it", "refcount_exact_all",
-        lambda s: z3.And(*(z3.Implies(s["prog"] == p, s["pc"] >= 1) for p in (REMOVE, BIND, UNBIND)),
-                         z3.Implies(z3.Or(s["prog"] == BIND, s["prog"] == UNBIND),
-                                    z3.And(s["phase"] == D_LIVE, s["registered"])),
-                         z3.Implies(z3.And(s["phase"] == D_LIVE,
-                                           z3.Or(*(s["prog"] == p for p in (IDLE, BIND, UNBIND)))),
-                                    z3.And(s["init_ref"], s["registered"])),
-                         z3.Implies(z3.And(s["phase"] == D_LIVE, s["prog"] != CREATE),
-                                    s["cpc"] == len(create)),
-                         z3.Implies(s["registered"], s["phase"] == D_LIVE),
-                         *(z3.Implies(z3.And(s["prog"] == REMOVE, s["pc"] <= j, s["phase"] == D_LIVE), s[v])
-                           for j, v in dropped),
-                         *(z3.Implies(z3.Or(z3.And(s["prog"] == REMOVE, s["pc"] > j), s["prog"] == DONE),
-                                      z3.Not(s[v])) for j, v in dropped),
-                         *(z3.Implies(z3.And(s["prog"] == CREATE_FAILED, s["pc"] <= j), s[v])
-                           for j, v in undone),
-                         *([z3.Implies(z3.Or(*(s["prog"] == p for p in (IDLE, REMOVE, DONE, BIND, UNBIND))),
-                                       s["phase"] != D_CREATING)] if failed_ends else []),
-                         z3.Implies(s["prog"] == CREATE_FAILED, z3.Or(*(s["phase"] == x for x in (
-                             D_CREATING, D_FAILED, D_RELEASED))))))
+    add(
+        "program_position",
+        "a started program is past its first step; bind and unbind run on a live, "
+        "registered, initialised device, which stays so until removal drops it",
+        "refcount_exact_all",
+        lambda s: z3.And(
+            *(z3.Implies(s["prog"] == p, s["pc"] >= 1) for p in (REMOVE, BIND, UNBIND)),
+            z3.Implies(
+                z3.Or(s["prog"] == BIND, s["prog"] == UNBIND), z3.And(s["phase"] == D_LIVE, s["registered"])
+            ),
+            z3.Implies(
+                z3.And(s["phase"] == D_LIVE, z3.Or(*(s["prog"] == p for p in (IDLE, BIND, UNBIND)))),
+                z3.And(s["init_ref"], s["registered"]),
+            ),
+            z3.Implies(z3.And(s["phase"] == D_LIVE, s["prog"] != CREATE), s["cpc"] == len(create)),
+            z3.Implies(s["registered"], s["phase"] == D_LIVE),
+            *(
+                z3.Implies(z3.And(s["prog"] == REMOVE, s["pc"] <= j, s["phase"] == D_LIVE), s[v])
+                for j, v in dropped
+            ),
+            *(
+                z3.Implies(z3.Or(z3.And(s["prog"] == REMOVE, s["pc"] > j), s["prog"] == DONE), z3.Not(s[v]))
+                for j, v in dropped
+            ),
+            *(z3.Implies(z3.And(s["prog"] == CREATE_FAILED, s["pc"] <= j), s[v]) for j, v in undone),
+            *(
+                [
+                    z3.Implies(
+                        z3.Or(*(s["prog"] == p for p in (IDLE, REMOVE, DONE, BIND, UNBIND))),
+                        s["phase"] != D_CREATING,
+                    )
+                ]
+                if failed_ends
+                else []
+            ),
+            z3.Implies(
+                s["prog"] == CREATE_FAILED,
+                z3.Or(*(s["phase"] == x for x in (D_CREATING, D_FAILED, D_RELEASED))),
+            ),
+        ),
+    )
     claims: list[Inv] = []
     if md.kref:
-        add("refcount_exact_kref",
+        add(
+            "refcount_exact_kref",
             "dax_dev kref == kref_init's reference + open files + vmas; zero once freed",
             "refcount_exact_all",
-            lambda s: z3.And(z3.Implies(z3.Not(released(s)),
-                                        s["kref"] == b2i(s["init_ref"]) + s["nfiles"] + s["nvmas"]),
-                             z3.Implies(released(s), z3.And(s["kref"] == 0, z3.Not(s["init_ref"]),
-                                                            s["nfiles"] == 0))))
-        add("refcount_exact_device", "struct device count == registration + open files (class_find_device)",
+            lambda s: z3.And(
+                z3.Implies(z3.Not(released(s)), s["kref"] == b2i(s["init_ref"]) + s["nfiles"] + s["nvmas"]),
+                z3.Implies(released(s), z3.And(s["kref"] == 0, z3.Not(s["init_ref"]), s["nfiles"] == 0)),
+            ),
+        )
+        add(
+            "refcount_exact_device",
+            "struct device count == registration + open files (class_find_device)",
             "refcount_exact_all",
-            lambda s: z3.Implies(z3.Not(released(s)), s["dev_ref"] == b2i(s["registered"]) + s["nfiles"]))
+            lambda s: z3.Implies(z3.Not(released(s)), s["dev_ref"] == b2i(s["registered"]) + s["nfiles"]),
+        )
     else:
-        add("device_accounted", "device count == device_initialize's + mappingN pins + the cdev's pin "
-            "+ leaked pins; zero once released", "refcount_exact_all",
-            lambda s: z3.And(z3.Implies(z3.Not(released(s)),
-                                        s["dev_ref"] == b2i(s["init_ref"]) + pins_of(md, s)
-                                        + b2i(s["cdev_ref"] > 0) + s["leaked"]),
-                             z3.Implies(released(s), z3.And(s["dev_ref"] == 0, z3.Not(s["init_ref"]),
-                                                            s["cdev_ref"] == 0, s["leaked"] == 0,
-                                                            pins_of(md, s) == 0))))
-        add("cdev_accounted", "cdev count <= cdev_add's reference + open files, and below it only "
-            "with a leaked pin", "refcount_exact_all",
-            lambda s: z3.And(s["cdev_ref"] <= b2i(s["cdev_live"]) + s["nfiles"],
-                             z3.Implies(s["cdev_ref"] < b2i(s["cdev_live"]) + s["nfiles"], s["leaked"] > 0)))
-        claims.append(Inv("refcount_exact_cdev", "cdev kobject count == cdev_add's reference + open files",
-                          lambda s: s["cdev_ref"] == b2i(s["cdev_live"]) + s["nfiles"], "refcount_exact_all"))
-        claims.append(Inv("refcount_exact_device", "no cdev pin on the device leaks: device count == its "
-                          "holders exactly", lambda s: s["leaked"] == 0, "refcount_exact_all"))
-    uaf = Inv("no_use_after_free", "no open file points at a released device, no vma at a freed file, "
-              "no put on freed memory",
-              lambda s: z3.And(z3.Not(s["uaf"]),
-                               _q(F, lambda f: z3.Implies(s["opened"][f], z3.Not(released(s))), "f"),
-                               _q(V, lambda v: z3.Implies(s["used"][v], s["opened"][s["vfile"][v]]), "v")),
-              "no_use_after_free")
-    underflow = Inv("no_refcount_underflow", "no reference is dropped that was not taken",
-                    lambda s: z3.Not(s["underflow"]), "no_refcount_underflow")
-    if md.kref:        # v4.7: the kref's exactness is what keeps the puts safe: one layer
+        add(
+            "device_accounted",
+            "device count == device_initialize's + mappingN pins + the cdev's pin "
+            "+ leaked pins; zero once released",
+            "refcount_exact_all",
+            lambda s: z3.And(
+                z3.Implies(
+                    z3.Not(released(s)),
+                    s["dev_ref"]
+                    == b2i(s["init_ref"]) + pins_of(md, s) + b2i(s["cdev_ref"] > 0) + s["leaked"],
+                ),
+                z3.Implies(
+                    released(s),
+                    z3.And(
+                        s["dev_ref"] == 0,
+                        z3.Not(s["init_ref"]),
+                        s["cdev_ref"] == 0,
+                        s["leaked"] == 0,
+                        pins_of(md, s) == 0,
+                    ),
+                ),
+            ),
+        )
+        add(
+            "cdev_accounted",
+            "cdev count <= cdev_add's reference + open files, and below it only with a leaked pin",
+            "refcount_exact_all",
+            lambda s: z3.And(
+                s["cdev_ref"] <= b2i(s["cdev_live"]) + s["nfiles"],
+                z3.Implies(s["cdev_ref"] < b2i(s["cdev_live"]) + s["nfiles"], s["leaked"] > 0),
+            ),
+        )
+        claims.append(
+            Inv(
+                "refcount_exact_cdev",
+                "cdev kobject count == cdev_add's reference + open files",
+                lambda s: s["cdev_ref"] == b2i(s["cdev_live"]) + s["nfiles"],
+                "refcount_exact_all",
+            )
+        )
+        claims.append(
+            Inv(
+                "refcount_exact_device",
+                "no cdev pin on the device leaks: device count == its holders exactly",
+                lambda s: s["leaked"] == 0,
+                "refcount_exact_all",
+            )
+        )
+    uaf = Inv(
+        "no_use_after_free",
+        "no open file points at a released device, no vma at a freed file, no put on freed memory",
+        lambda s: z3.And(
+            z3.Not(s["uaf"]),
+            _q(F, lambda f: z3.Implies(s["opened"][f], z3.Not(released(s))), "f"),
+            _q(V, lambda v: z3.Implies(s["used"][v], s["opened"][s["vfile"][v]]), "v"),
+        ),
+        "no_use_after_free",
+    )
+    underflow = Inv(
+        "no_refcount_underflow",
+        "no reference is dropped that was not taken",
+        lambda s: z3.Not(s["underflow"]),
+        "no_refcount_underflow",
+    )
+    if md.kref:  # v4.7: the kref's exactness is what keeps the puts safe: one layer
         return [*core, uaf, underflow]
     return [*core, uaf, *claims, underflow]
 
@@ -545,26 +819,32 @@ def core_names(md: Model) -> list[str]:
 
 # -------------------------------------------------------------------------------- rendering ----
 
+
 def render(m: Term, states: Sequence[St], params: Sequence[dict[str, Term]]) -> list[list[str]]:
     """The device's counts and the admin's place, then each open file (fd, f_count, vmas)."""
+
     def ev(x: Term) -> str:
         return show(m, x)
+
     out = []
     for s in states:
         prog = m.eval(s["prog"], model_completion=True).as_long()
         phase = m.eval(s["phase"], model_completion=True).as_long()
-        lines = [f"device: {PHASE_NAMES.get(phase, phase)}, dev_ref={ev(s['dev_ref'])} "
-                 f"init_ref={ev(s['init_ref'])} cdev_ref={ev(s['cdev_ref'])} cdev_live={ev(s['cdev_live'])} "
-                 f"kref={ev(s['kref'])} registered={ev(s['registered'])} bound={ev(s['bound'])} "
-                 f"mappings={ev(s['children'])}+{ev(s['zombies'])} unregistered",
-                 f"ghosts: leaked pins={ev(s['leaked'])}; "
-                 f"oops: uaf={ev(s['uaf'])} underflow={ev(s['underflow'])}; "
-                 f"admin: {PROG_NAMES.get(prog, prog)} step {ev(s['pc'])}",
-                 f"open files: {ev(s['nfiles'])}"]
+        lines = [
+            f"device: {PHASE_NAMES.get(phase, phase)}, dev_ref={ev(s['dev_ref'])} "
+            f"init_ref={ev(s['init_ref'])} cdev_ref={ev(s['cdev_ref'])} cdev_live={ev(s['cdev_live'])} "
+            f"kref={ev(s['kref'])} registered={ev(s['registered'])} bound={ev(s['bound'])} "
+            f"mappings={ev(s['children'])}+{ev(s['zombies'])} unregistered",
+            f"ghosts: leaked pins={ev(s['leaked'])}; "
+            f"oops: uaf={ev(s['uaf'])} underflow={ev(s['underflow'])}; "
+            f"admin: {PROG_NAMES.get(prog, prog)} step {ev(s['pc'])}",
+            f"open files: {ev(s['nfiles'])}",
+        ]
         for f in universe(m, F):
             if z3.is_true(m.eval(s["opened"][f], model_completion=True)):
-                lines.append(f"  {ev(f)}: fd={ev(s['fd'][f])} f_count={ev(s['count'][f])} "
-                             f"vmas={ev(s['nv'][f])}")
+                lines.append(
+                    f"  {ev(f)}: fd={ev(s['fd'][f])} f_count={ev(s['count'][f])} vmas={ev(s['nv'][f])}"
+                )
         out.append(lines)
     return out
 
@@ -573,13 +853,17 @@ def tidy(s: St, k: int) -> Term:
     """At most k open files and k vmas; counts at most k + 2."""
     fs = [z3.Const(f"tidyf{i}", F) for i in range(k)]
     vs = [z3.Const(f"tidyv{i}", V) for i in range(k)]
-    return z3.And(s["nfiles"] <= k, s["nvmas"] <= k,
-                  _q(F, lambda f: z3.Or(z3.Not(s["opened"][f]), *(f == c for c in fs)), "f"),
-                  _q(V, lambda v: z3.Or(z3.Not(s["used"][v]), *(v == c for c in vs)), "v"),
-                  *(s[x] <= k + 2 for x in ("dev_ref", "cdev_ref", "kref", "children", "zombies", "leaked")))
+    return z3.And(
+        s["nfiles"] <= k,
+        s["nvmas"] <= k,
+        _q(F, lambda f: z3.Or(z3.Not(s["opened"][f]), *(f == c for c in fs)), "f"),
+        _q(V, lambda v: z3.Or(z3.Not(s["used"][v]), *(v == c for c in vs)), "v"),
+        *(s[x] <= k + 2 for x in ("dev_ref", "cdev_ref", "kref", "children", "zombies", "leaked")),
+    )
 
 
 # ------------------------------------------------------------------------------ obligations ----
+
 
 def check(md: Model, name: str, timeout: float, depth: int = 12) -> Verdict:
     """The induction of ``name`` under its layer's hypotheses. A claim proved only relative to another
@@ -599,10 +883,12 @@ def check(md: Model, name: str, timeout: float, depth: int = 12) -> Verdict:
         if w.status is Status.PROVED:
             continue
         u = check_inductive(sys, name, max(0.1, deadline - time.monotonic()), depth=0, assume=[*core, name])
-        if u.status is Status.PROVED:       # the core alone suffices after all
+        if u.status is Status.PROVED:  # the core alone suffices after all
             return u
-        note = (f"(the proof above assumes only the core invariants, which are proved: {other} fails "
-                f"in this profile, so the exact counts cannot be assumed)")
+        note = (
+            f"(the proof above assumes only the core invariants, which are proved: {other} fails "
+            f"in this profile, so the exact counts cannot be assumed)"
+        )
         return Verdict(u.status, counterexample=f"{u.counterexample}\n{note}")
     return v
 
@@ -614,18 +900,33 @@ def check_not_vacuous(md: Model, timeout: float) -> Verdict:
 
     def two_files(states: Sequence[St]) -> Term:
         return states[-1]["nfiles"] == 2
+
     return check_reaches(sys, plan, two_files, timeout)
 
 
 def refcount_obligations(p: Profile) -> list[Obligation]:
     md = model_of(p)
-    out = [Obligation("ind_refcount_not_vacuous", "a run creates the device and reaches two open files",
-                      "proofs/refcount.py", lambda timeout: check_not_vacuous(md, timeout))]
+    out = [
+        Obligation(
+            "ind_refcount_not_vacuous",
+            "a run creates the device and reaches two open files",
+            "proofs/refcount.py",
+            lambda timeout: check_not_vacuous(md, timeout),
+        )
+    ]
     for inv in system(md).invariants:
+
         def goal(timeout: float, name: str = inv.name) -> Verdict:
             return check(md, name, timeout)
-        out.append(Obligation(f"ind_{inv.name}", f"inductive for any files/vmas: {inv.doc}",
-                              f"spec/invariants.py {inv.serves}; spec/kobject.py, spec/admin.py", goal))
+
+        out.append(
+            Obligation(
+                f"ind_{inv.name}",
+                f"inductive for any files/vmas: {inv.doc}",
+                f"spec/invariants.py {inv.serves}; spec/kobject.py, spec/admin.py",
+                goal,
+            )
+        )
     return out
 
 
@@ -638,11 +939,32 @@ def serves(p: Profile) -> dict[str, str]:
 # --------------------------------------------------------------------------------------------------
 
 #: spec/admin.py program name -> this model's program
-SPEC_PROGS = {"probe": CREATE, "create_failed": CREATE_FAILED, "remove": REMOVE, "bind": BIND,
-              "unbind": UNBIND}
+SPEC_PROGS = {
+    "probe": CREATE,
+    "create_failed": CREATE_FAILED,
+    "remove": REMOVE,
+    "bind": BIND,
+    "unbind": UNBIND,
+}
 #: the scalar variables an abstraction fixes (the ghosts leaked and cpc, and the numberings, stay free)
-OBS_SCALARS = ("phase", "init_ref", "dev_ref", "cdev_live", "cdev_ref", "registered", "bound", "children",
-               "zombies", "kref", "uaf", "underflow", "prog", "pc", "nfiles", "nvmas")
+OBS_SCALARS = (
+    "phase",
+    "init_ref",
+    "dev_ref",
+    "cdev_live",
+    "cdev_ref",
+    "registered",
+    "bound",
+    "children",
+    "zombies",
+    "kref",
+    "uaf",
+    "underflow",
+    "prog",
+    "pc",
+    "nfiles",
+    "nvmas",
+)
 #: (scalars, open files as (slot, fd, f_count), vmas as (slot, file slot))
 RcObs = tuple[tuple[int, ...], tuple[tuple[int, bool, int], ...], tuple[tuple[int, int], ...]]
 
@@ -661,7 +983,7 @@ def abstract(c: Ctx, s: SpecState) -> RcObs:
     prog, pc = (CREATE, 0) if d.phase == D_NONE and not removed else (DONE if removed else IDLE, 0)
     if a.prog:
         steps = program(c, a.prog, a.dev)
-        done = sum(1 for name, _, _ in steps[:a.pc] if name in keep)
+        done = sum(1 for name, _, _ in steps[: a.pc] if name in keep)
         total = sum(1 for name, _, _ in steps if name in keep)
         code = SPEC_PROGS[a.prog]
         if done < total and (done > 0 or code in (CREATE, CREATE_FAILED)):
@@ -670,9 +992,24 @@ def abstract(c: Ctx, s: SpecState) -> RcObs:
             prog = DONE
     files = tuple((i, fl.fd, fl.f_count) for i, fl in enumerate(s.files) if fl.dev == 0)
     vmas = tuple((i, v.file) for i, v in enumerate(s.vmas) if v.file >= 0)
-    scal = (d.phase, d.init_ref, d.dev_ref, d.cdev_live, d.cdev_ref, d.registered, d.bound, d.children,
-            d.zombies, d.kref, s.oops.startswith("uaf"), s.oops.startswith("refcount underflow"), prog, pc,
-            len(files), len(vmas))
+    scal = (
+        d.phase,
+        d.init_ref,
+        d.dev_ref,
+        d.cdev_live,
+        d.cdev_ref,
+        d.registered,
+        d.bound,
+        d.children,
+        d.zombies,
+        d.kref,
+        s.oops.startswith("uaf"),
+        s.oops.startswith("refcount underflow"),
+        prog,
+        pc,
+        len(files),
+        len(vmas),
+    )
     return tuple(int(x) for x in scal), files, vmas
 
 
@@ -681,8 +1018,10 @@ def pin(s: St, o: RcObs, fs: Sequence[Term], vs: Sequence[Term]) -> Term:
     and vma is unused. The ghosts (the numberings, ``leaked``, ``cpc``) are left free: no guard or
     effect on a kept variable reads them."""
     scal, files, vmas = o
-    parts = [s[n] == (z3.BoolVal(bool(x)) if z3.is_bool(s[n]) else z3.IntVal(x))
-             for n, x in zip(OBS_SCALARS, scal, strict=True)]
+    parts = [
+        s[n] == (z3.BoolVal(bool(x)) if z3.is_bool(s[n]) else z3.IntVal(x))
+        for n, x in zip(OBS_SCALARS, scal, strict=True)
+    ]
     opened, fd, used = z3.K(F, False), z3.K(F, False), z3.K(V, False)
     for i, f, cnt in files:
         opened, fd = z3.Store(opened, fs[i], True), z3.Store(fd, fs[i], f)
@@ -709,10 +1048,13 @@ def check_agreement(c: Ctx, model: Profile | None = None, limit: int = 20_000) -
 
     The converse for all actions does not hold (see tests/proofs/test_refcount.py)."""
     from devdax.spec.system import init, successors
+
     cfg = c.cfg
     if cfg.devices != 1 or cfg.generations != 1 or cfg.cpus != 0 or cfg.fork or cfg.munmap_parts:
-        raise ValueError("config: the refcount model compares one device, one generation, no CPU, "
-                         "whole-vma munmap, no fork")
+        raise ValueError(
+            "config: the refcount model compares one device, one generation, no CPU, "
+            "whole-vma munmap, no fork"
+        )
     md = model_of(model if model is not None else c.prof)
     sys = system(md)
     depth = max(1, *(len(steps) for steps in md.programs.values()))
@@ -722,8 +1064,10 @@ def check_agreement(c: Ctx, model: Profile | None = None, limit: int = 20_000) -
     unroll = [sys.step(states[k], states[k + 1], f"agree{k}") for k in range(depth)]
     fired = [[z3.Bool(f"fired:{name}@{k}") for name, _, _ in acts] for k, acts in enumerate(unroll)]
     distinct = [z3.Distinct(*objs) for objs in (fs, vs) if len(objs) > 1]
-    steps = [z3.And(*(z3.Implies(b, f) for b, (_, f, _) in zip(fired[k], acts, strict=True)),
-                    z3.Or(*fired[k])) for k, acts in enumerate(unroll)]
+    steps = [
+        z3.And(*(z3.Implies(b, f) for b, (_, f, _) in zip(fired[k], acts, strict=True)), z3.Or(*fired[k]))
+        for k, acts in enumerate(unroll)
+    ]
 
     def ask(*parts: Term) -> Term | None:
         """A model of the parts, or None. A fresh quantifier-free solver per question: much faster
@@ -748,7 +1092,7 @@ def check_agreement(c: Ctx, model: Profile | None = None, limit: int = 20_000) -
                     raise ValueError(f"config: more than {limit} reachable states")
                 seen.add(tr.state)
                 todo.append(tr.state)
-        if s.oops:          # the model's crash flags are sticky; what follows a crash is not compared
+        if s.oops:  # the model's crash flags are sticky; what follows a crash is not compared
             continue
         o = abstract(c, s)
         want = frozenset({abstract(c, tr.state) for tr in trs} | {o})
@@ -768,8 +1112,10 @@ def check_agreement(c: Ctx, model: Profile | None = None, limit: int = 20_000) -
                     break
             matches[o, ot] = matched is not None and matched[0] == 1
             if matched is None:
-                bad.append(f"spec step not in the model: {tr.action}{tr.args} -> {tr.outcome}\n"
-                           f"  from {o}\n  to   {ot}")
+                bad.append(
+                    f"spec step not in the model: {tr.action}{tr.args} -> {tr.outcome}\n"
+                    f"  from {o}\n  to   {ot}"
+                )
                 continue
             n, mod = matched
             if n > 1:
@@ -782,10 +1128,13 @@ def check_agreement(c: Ctx, model: Profile | None = None, limit: int = 20_000) -
                 if objs is None:
                     fix.append(p == mod.eval(p, model_completion=True))
                 else:
-                    fix.append(p == next(x for x in objs
-                                         if z3.is_true(mod.eval(p == x, model_completion=True))))
+                    fix.append(
+                        p == next(x for x in objs if z3.is_true(mod.eval(p == x, model_completion=True)))
+                    )
             exact.add((o, ot, want))
             if ask(here, formula, *fix, *(z3.Not(pin(states[1], w, fs, vs)) for w in want)) is not None:
-                bad.append(f"model step {name} has an outcome the spec does not have, from {o}\n"
-                           f"  (the spec's: {tr.action}{tr.args} -> {tr.outcome})")
+                bad.append(
+                    f"model step {name} has an outcome the spec does not have, from {o}\n"
+                    f"  (the spec's: {tr.action}{tr.args} -> {tr.outcome})"
+                )
     return len(seen), visible, bad

@@ -103,8 +103,11 @@ def select(obligations: Sequence[Obligation], only: Iterable[str] = ()) -> list[
     return [o for o in obligations if o.name in wanted]
 
 
-def run(obligations: Iterable[Obligation], timeout: float = DEFAULT_TIMEOUT,
-        on_result: Callable[[Result], None] | None = None) -> list[Result]:
+def run(
+    obligations: Iterable[Obligation],
+    timeout: float = DEFAULT_TIMEOUT,
+    on_result: Callable[[Result], None] | None = None,
+) -> list[Result]:
     """Check each obligation in order; ``on_result`` sees each result as soon as it exists (the CLI
     prints the checklist line by line, so a slow obligation is visible while it runs)."""
     results: list[Result] = []
@@ -149,8 +152,11 @@ def relative_groups(results: Sequence[Result]) -> dict[str, list[str]]:
     out: dict[str, list[str]] = {}
     for group in dict.fromkeys(r.obligation.group for r in results if r.obligation.group):
         members = [r for r in results if r.obligation.group == group]
-        failed = [r.obligation.name for r in members
-                  if r.obligation.assumed and r.verdict.status is not Status.PROVED]
+        failed = [
+            r.obligation.name
+            for r in members
+            if r.obligation.assumed and r.verdict.status is not Status.PROVED
+        ]
         if failed and any(r.verdict.status is Status.PROVED for r in members):
             out[group] = failed
     return out
@@ -166,18 +172,23 @@ def render_total(results: Sequence[Result], stale: Sequence[str] = ()) -> str:
     stale documented finding gets a line of its own before it."""
     total = sum(r.verdict.seconds for r in results)
     counts = count(results)
-    head = "".join(f"documented finding no longer reproduced: {k} (update spec/profiles.py findings)\n"
-                   for k in stale)
-    head += "".join(f"note: the {g} invariants are proved together, each assuming the others; "
-                    f"{', '.join(failed)} failed, so the others' 'ok' holds only relative to "
-                    f"{'it' if len(failed) == 1 else 'them'}\n"
-                    for g, failed in relative_groups(results).items())
+    head = "".join(
+        f"documented finding no longer reproduced: {k} (update spec/profiles.py findings)\n" for k in stale
+    )
+    head += "".join(
+        f"note: the {g} invariants are proved together, each assuming the others; "
+        f"{', '.join(failed)} failed, so the others' 'ok' holds only relative to "
+        f"{'it' if len(failed) == 1 else 'them'}\n"
+        for g, failed in relative_groups(results).items()
+    )
     if counts[Status.PROVED] == len(results):
         return f"{head}all ok! {len(results)} obligations proved in {total:.2f}s"
-    line = (f"{counts[Status.PROVED]} proved, {counts[Status.FINDING]} documented "
-            f"finding{'' if counts[Status.FINDING] == 1 else 's'}, "
-            f"{counts[Status.VIOLATED]} violated, {counts[Status.UNKNOWN]} UNKNOWN "
-            f"of {len(results)} obligations in {total:.2f}s")
+    line = (
+        f"{counts[Status.PROVED]} proved, {counts[Status.FINDING]} documented "
+        f"finding{'' if counts[Status.FINDING] == 1 else 's'}, "
+        f"{counts[Status.VIOLATED]} violated, {counts[Status.UNKNOWN]} UNKNOWN "
+        f"of {len(results)} obligations in {total:.2f}s"
+    )
     if counts[Status.VIOLATED] == counts[Status.UNKNOWN] == 0 and not stale:
         line += ": every violation is a documented finding of the profile"
     return head + line
@@ -190,12 +201,21 @@ def render_checklist(results: Sequence[Result], stale: Sequence[str] = ()) -> st
 def to_json(results: Sequence[Result]) -> str:
     """``--json``: a list of {name, status, seconds, counterexample} (plus statement, source, and the
     documented finding the obligation stands for, "" when none)."""
-    return json.dumps([
-        {"name": r.obligation.name, "status": r.verdict.status.value,
-         "seconds": round(r.verdict.seconds, 4), "counterexample": r.verdict.counterexample,
-         "statement": r.obligation.statement, "source": r.obligation.source,
-         "finding": r.obligation.finding}
-        for r in results], indent=2)
+    return json.dumps(
+        [
+            {
+                "name": r.obligation.name,
+                "status": r.verdict.status.value,
+                "seconds": round(r.verdict.seconds, 4),
+                "counterexample": r.verdict.counterexample,
+                "statement": r.obligation.statement,
+                "source": r.obligation.source,
+                "finding": r.obligation.finding,
+            }
+            for r in results
+        ],
+        indent=2,
+    )
 
 
 def exit_status(results: Sequence[Result], stale: Sequence[str] = ()) -> int:

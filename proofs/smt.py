@@ -87,8 +87,10 @@ def prove(queries: Sequence[Query], timeout: float) -> Verdict:
     for q in queries:
         remaining = deadline - time.monotonic()
         if remaining <= 0:
-            return Verdict(Status.UNKNOWN, counterexample=f"timeout: budget of {timeout:g}s spent before "
-                                                          f"{q.label or 'the next query'}")
+            return Verdict(
+                Status.UNKNOWN,
+                counterexample=f"timeout: budget of {timeout:g}s spent before {q.label or 'the next query'}",
+            )
         solver = z3.Solver()
         solver.set("timeout", max(1, int(remaining * 1000)))
         # The divisibility queries (phys % size == 0 through floor divisions by PAGE_SIZE) time out at
@@ -133,6 +135,5 @@ def evaluate(term: Term, env: Mapping[Term, int | bool]) -> int | bool | str:
     if z3.is_int_value(out):
         return int(out.as_long())
     if z3.is_const(out) and out.decl().kind() == z3.Z3_OP_DT_CONSTRUCTOR:
-        return str(out)                                  # an enum constant such as SIGBUS
+        return str(out)  # an enum constant such as SIGBUS
     raise ValueError(f"term did not reduce to a value: {out}")
-

@@ -157,8 +157,11 @@ def _tidy_model(sys: Sys, solver: z3.Solver, s: St) -> Term | None:
 
 def show(m: Term, term: Term) -> str:
     """A value of the model as a person reads it: ``DEV!val!1`` becomes ``dev1``."""
-    return re.sub(r"(\w+)!val!(\d+)", lambda x: f"{x.group(1).lower()}{x.group(2)}",
-                  str(m.eval(term, model_completion=True)))
+    return re.sub(
+        r"(\w+)!val!(\d+)",
+        lambda x: f"{x.group(1).lower()}{x.group(2)}",
+        str(m.eval(term, model_completion=True)),
+    )
 
 
 def universe(m: Term, sort: Term) -> list[Term]:
@@ -170,8 +173,9 @@ def _params(m: Term, params: dict[str, Term]) -> str:
     return ", ".join(f"{k}={show(m, v)}" for k, v in params.items())
 
 
-def check_inductive(sys: Sys, name: str, timeout: float, depth: int = 6,
-                    assume: Sequence[str] | None = None) -> Verdict:
+def check_inductive(
+    sys: Sys, name: str, timeout: float, depth: int = 6, assume: Sequence[str] | None = None
+) -> Verdict:
     """Init => I and (invariants) /\\ step => I'. A failure is explained by a reachable trace when one
     exists within ``depth`` steps, else by the counterexample to induction. ``assume`` narrows the
     hypotheses (for tests of the counterexample text; a proof always assumes them all)."""
@@ -188,15 +192,20 @@ def check_inductive(sys: Sys, name: str, timeout: float, depth: int = 6,
     if r != z3.unsat:
         if r == z3.sat:
             blocks = sys.render(solver.model(), [S], [])
-            return Verdict(Status.VIOLATED, counterexample="\n".join(
-                [f"{name} does not hold in Init:", *("  " + ln for ln in blocks[0])]))
+            return Verdict(
+                Status.VIOLATED,
+                counterexample="\n".join(
+                    [f"{name} does not hold in Init:", *("  " + ln for ln in blocks[0])]
+                ),
+            )
         return Verdict(Status.UNKNOWN, counterexample=f"Init: solver unknown: {solver.reason_unknown()}")
     hyps = [i.fn(S) for i in sys.invariants if assume is None or i.name in assume]
     for act, formula, params in sys.step(S, T, "step"):
         left = deadline - time.monotonic()
         if left <= 0:
-            return Verdict(Status.UNKNOWN,
-                           counterexample=f"timeout: budget of {timeout:g}s spent before {act}")
+            return Verdict(
+                Status.UNKNOWN, counterexample=f"timeout: budget of {timeout:g}s spent before {act}"
+            )
         # A proof (unsat) is usually quick; a counterexample with quantified hypotheses is where the
         # solver can wander. So the full query gets a third of the budget, then small counterexamples
         # are searched (sys.tidy), then the full query gets what is left.
@@ -229,8 +238,9 @@ def check_inductive(sys: Sys, name: str, timeout: float, depth: int = 6,
     return Verdict(Status.PROVED)
 
 
-def check_reaches(sys: Sys, plan: Sequence[str], goal: Callable[[Sequence[St]], Term],
-                  timeout: float) -> Verdict:
+def check_reaches(
+    sys: Sys, plan: Sequence[str], goal: Callable[[Sequence[St]], Term], timeout: float
+) -> Verdict:
     """Non-vacuity: the planned run of actions from Init is possible and ends in a state satisfying
     ``goal`` (say, two files open). The invariants hold there because they are inductive; what this
     rules out is a proof that holds only because an action's guard can never be true."""
@@ -244,5 +254,7 @@ def check_reaches(sys: Sys, plan: Sequence[str], goal: Callable[[Sequence[St]], 
     r = solver.check()
     if r == z3.sat:
         return Verdict(Status.PROVED)
-    return Verdict(Status.VIOLATED if r == z3.unsat else Status.UNKNOWN,
-                   counterexample=f"the run {' -> '.join(plan)} is impossible: {r}")
+    return Verdict(
+        Status.VIOLATED if r == z3.unsat else Status.UNKNOWN,
+        counterexample=f"the run {' -> '.join(plan)} is impossible: {r}",
+    )

@@ -31,18 +31,18 @@ from devdax.spec.state import (
     ida_alloc,
 )
 
-Step = tuple[str, int, bool]     # (step name, device or region index, completes the kill)
+Step = tuple[str, int, bool]  # (step name, device or region index, completes the kill)
 
 
 @dataclass(frozen=True)
 class Goto:
     """A step that leaves its program: run `prog` for `dev`, then come back after this device."""
 
-    prog: str          # "create_failed" or "skip" (skip the rest of this device's steps)
+    prog: str  # "create_failed" or "skip" (skip the rest of this device's steps)
     state: State
 
 
-StepOutcome = tuple[str, State | Goto | None]   # None: the step does not apply here, skip it
+StepOutcome = tuple[str, State | Goto | None]  # None: the step does not apply here, skip it
 StepFn = Callable[[Ctx, State, int], list[StepOutcome]]
 STEPS: dict[str, StepFn] = {}
 
@@ -83,6 +83,7 @@ def _created(s: State, d: int) -> bool:
 
 # ------------------------------------------------------------------------------------- region ----
 
+
 @step
 def alloc_dax_region(c: Ctx, s: State, r: int) -> list[StepOutcome]:
     """alloc_dax_region(): kref_init (the probe's reference), plus one for the devm action
@@ -110,6 +111,7 @@ def dax_region_unregister(c: Ctx, s: State, r: int) -> list[StepOutcome]:
 
 
 # ------------------------------------------------------------------------------------ creation ----
+
 
 @step
 def ida_alloc_id(c: Ctx, s: State, d: int) -> list[StepOutcome]:
@@ -153,7 +155,7 @@ def kref_init(c: Ctx, s: State, d: int) -> list[StepOutcome]:
 
 @step
 def device_initialize(c: Ctx, s: State, d: int) -> list[StepOutcome]:
-    """"so cdev can reference kobj parent": from here on only put_device() may free (M18)."""
+    """ "so cdev can reference kobj parent": from here on only put_device() may free (M18)."""
     return ok(put_dev(s, d, s.devs[d]._replace(dev_ref=1, init_ref=True)))
 
 
@@ -225,6 +227,7 @@ def kfree(c: Ctx, s: State, d: int) -> list[StepOutcome]:
 
 
 # ------------------------------------------------------------------------------------ teardown ----
+
 
 @step
 def unregister_lock(c: Ctx, s: State, d: int) -> list[StepOutcome]:
@@ -360,12 +363,16 @@ STEPS["dax_dev_put"] = STEPS.pop("dax_dev_put_step")
 
 # ------------------------------------------------------------------------------ the admin itself ----
 
+
 def _after_dev(prog: tuple[Step, ...], pc: int, d: int) -> int:
     """The pc of the first step after the last step of device d, searching from pc."""
     last = pc
     for i in range(pc, len(prog)):
-        if prog[i][1] == d and prog[i][0] not in ("alloc_dax_region", "provider_put",
-                                                   "dax_region_unregister"):
+        if prog[i][1] == d and prog[i][0] not in (
+            "alloc_dax_region",
+            "provider_put",
+            "dax_region_unregister",
+        ):
             last = i
     return last + 1
 
@@ -385,9 +392,14 @@ def admin_starts(c: Ctx, s: State) -> list[tuple[str, int, State]]:
                 if dev.phase != D_LIVE or not dev.registered:
                     continue
                 if dev.bound and a.binds_left[d] > 0:
-                    left = a.binds_left[:d] + (a.binds_left[d] - 1,) + a.binds_left[d + 1:]
-                    out.append(("unbind", d, s._replace(admin=a._replace(prog="unbind", dev=d, pc=0,
-                                                                         binds_left=left))))
+                    left = a.binds_left[:d] + (a.binds_left[d] - 1,) + a.binds_left[d + 1 :]
+                    out.append(
+                        (
+                            "unbind",
+                            d,
+                            s._replace(admin=a._replace(prog="unbind", dev=d, pc=0, binds_left=left)),
+                        )
+                    )
                 elif not dev.bound and not dev.cdev_live:
                     out.append(("bind", d, s._replace(admin=a._replace(prog="bind", dev=d, pc=0))))
         out.append(("remove", r, s._replace(admin=a._replace(prog="remove", dev=r, pc=0))))
@@ -413,8 +425,9 @@ def admin_steps(c: Ctx, s: State) -> list[tuple[str, int, str, State]]:
                 if nxt.prog == "skip":
                     ns = ns._replace(admin=a._replace(pc=after))
                 else:
-                    ns = ns._replace(admin=Admin(nxt.prog, arg, 0, a.generation, a.binds_left,
-                                                 (a.prog, a.dev, after)))
+                    ns = ns._replace(
+                        admin=Admin(nxt.prog, arg, 0, a.generation, a.binds_left, (a.prog, a.dev, after))
+                    )
                 result.append((name, arg, label, _finish(c, ns)))
                 continue
             assert nxt is not None

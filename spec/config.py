@@ -39,17 +39,17 @@ class MmapShape:
     unless marked as bytes, so one menu serves every alignment."""
 
     name: str
-    units: int = 1                  # length = units * align (+ extra_bytes)
+    units: int = 1  # length = units * align (+ extra_bytes)
     extra_bytes: int = 0
-    offset_units: int = 0           # offset = offset_units * align (+ offset_bytes)
+    offset_units: int = 0  # offset = offset_units * align (+ offset_bytes)
     offset_bytes: int = 0
     shared: bool = True
     write: bool = True
     noreserve: bool = False
     fixed_bytes: int | None = None  # MAP_FIXED at FIXED_BASE + this
-    sync: bool = False              # MAP_SHARED_VALIDATE | MAP_SYNC
-    read: bool = True               # PROT_READ (False for PROT_NONE or PROT_WRITE alone: x86 has no
-                                    # write-only pages, so only PROT_NONE really drops it)
+    sync: bool = False  # MAP_SHARED_VALIDATE | MAP_SYNC
+    read: bool = True  # PROT_READ (False for PROT_NONE or PROT_WRITE alone: x86 has no
+    # write-only pages, so only PROT_NONE really drops it)
 
 
 DEFAULT_MMAPS = (
@@ -114,8 +114,9 @@ class Config:
             raise ValueError(f"first_fault: expected pte, pmd or pud, got {self.first_fault!r}")
         if self.device_aligns is not None:
             if len(self.device_aligns) != self.devices:
-                raise ValueError(f"device_aligns: expected {self.devices} entries, "
-                                 f"got {len(self.device_aligns)}")
+                raise ValueError(
+                    f"device_aligns: expected {self.devices} entries, got {len(self.device_aligns)}"
+                )
             for a in self.device_aligns:
                 if parse_align(a) < parse_align(self.align):
                     raise ValueError(f"device_aligns: {a} is smaller than the region align {self.align}")
@@ -135,10 +136,26 @@ class Config:
         return self.devices * self.generations
 
     def describe(self) -> str:
-        keep = ("profile", "variant", "align", "devices", "units", "ranges", "generations", "files",
-                "vmas", "cpus", "faults", "first_fault", "binds")
-        return " ".join(f"{f.name}={getattr(self, f.name)}" for f in fields(self)
-                        if f.name in keep and getattr(self, f.name) is not None)
+        keep = (
+            "profile",
+            "variant",
+            "align",
+            "devices",
+            "units",
+            "ranges",
+            "generations",
+            "files",
+            "vmas",
+            "cpus",
+            "faults",
+            "first_fault",
+            "binds",
+        )
+        return " ".join(
+            f"{f.name}={getattr(self, f.name)}"
+            for f in fields(self)
+            if f.name in keep and getattr(self, f.name) is not None
+        )
 
 
 @dataclass(frozen=True)
@@ -147,8 +164,8 @@ class Layout:
     ranges so that a range boundary is a real discontinuity (daxctl-create.sh test 2/3)."""
 
     align: int
-    ranges: tuple[tuple[Range, ...], ...]   # per device instance
-    aligns: tuple[int, ...] = ()            # per device instance; () = all `align`
+    ranges: tuple[tuple[Range, ...], ...]  # per device instance
+    aligns: tuple[int, ...] = ()  # per device instance; () = all `align`
 
     @staticmethod
     def of(cfg: Config) -> Layout:
@@ -161,13 +178,15 @@ class Layout:
             cursor = REGION_BASE + g * GENERATION_STRIDE
             for d in range(cfg.devices):
                 stride = per_dev[d]
-                per = [cfg.units // cfg.ranges + (1 if i < cfg.units % cfg.ranges else 0)
-                       for i in range(cfg.ranges)]
+                per = [
+                    cfg.units // cfg.ranges + (1 if i < cfg.units % cfg.ranges else 0)
+                    for i in range(cfg.ranges)
+                ]
                 spans = []
                 for n in per:
                     cursor = (cursor + top - 1) // top * top
                     spans.append((cursor, n * stride))
-                    cursor += (n + 1) * stride          # leave a hole after each range
+                    cursor += (n + 1) * stride  # leave a hole after each range
                 out.append(make_ranges(spans))
         return Layout(align, tuple(out), tuple(per_dev) * cfg.generations)
 

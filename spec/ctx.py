@@ -20,6 +20,7 @@ class Ctx:
         """The context of a run: cfg.variant, when set, selects the variant's profile."""
         if prof is None and cfg.variant is not None:
             from devdax.spec.variants import get_variant
+
             prof = get_variant(cfg.variant).profile()
         return Ctx(cfg, prof if prof is not None else get_profile(cfg.profile), Layout.of(cfg))
 

@@ -56,8 +56,11 @@ def fault_targets(c: Ctx, s: State, v: int) -> list[int]:
     vma = s.vmas[v]
     align = c.vma_align(s, v)
     base = round_down(vma.start, align)
-    return [a if a >= vma.start else vma.start
-            for a in range(base, vma.end, align) if not covered(s, v, max(a, vma.start))]
+    return [
+        a if a >= vma.start else vma.start
+        for a in range(base, vma.end, align)
+        if not covered(s, v, max(a, vma.start))
+    ]
 
 
 def _put_cpu(s: State, i: int, cpu: Cpu) -> State:
@@ -70,7 +73,7 @@ def fault_lock(c: Ctx, s: State, i: int, v: int, addr: int, size: int | None = N
     cpu = s.cpus[i]
     if cpu.pc != C_IDLE:
         return None
-    if cpu.result == R_FALLBACK:                 # the mm retries the same address one size down
+    if cpu.result == R_FALLBACK:  # the mm retries the same address one size down
         if (v, addr) != (cpu.vma, cpu.addr):
             return None
         size = cpu.size
@@ -105,10 +108,16 @@ def fault_check(c: Ctx, s: State, i: int) -> Result:
     dec = dax_huge_fault(cpu.size, cpu.addr, vma.start, vma.end, vma.pgoff, align, ranges, ok, rules)
     tag = f"@{SIZE_NAMES[cpu.size]}" + (f":{dec.reason}" if dec.reason else "")
     if dec.result is FaultResult.NOPAGE:
-        return ("NOPAGE" + tag, _put_cpu(s, i, cpu._replace(pc=C_CHECKED, result=R_NOPAGE, addr=dec.addr,
-                                                  phys=dec.phys)))
-    if dec.result is FaultResult.FALLBACK and c.prof.default_case_leaks_lock \
-            and not rules.pud_supported and cpu.size == PUD_SIZE:
+        return (
+            "NOPAGE" + tag,
+            _put_cpu(s, i, cpu._replace(pc=C_CHECKED, result=R_NOPAGE, addr=dec.addr, phys=dec.phys)),
+        )
+    if (
+        dec.result is FaultResult.FALLBACK
+        and c.prof.default_case_leaks_lock
+        and not rules.pud_supported
+        and cpu.size == PUD_SIZE
+    ):
         # M20: "default: return VM_FAULT_FALLBACK;" inside rcu_read_lock(): no unlock
         nxt = next_fault_size(cpu.size) or cpu.size
         return ("FALLBACK" + tag, _put_cpu(s, i, cpu._replace(pc=C_IDLE, result=R_FALLBACK, size=nxt)))
@@ -138,8 +147,16 @@ def fault_unlock(c: Ctx, s: State, i: int) -> Result:
     if cpu.result == R_FALLBACK:
         nxt = next_fault_size(cpu.size)
         if nxt is not None:
-            return (outcome, _put_cpu(s, i, Cpu(C_IDLE, cpu.left, nest, cpu.pre_gp and nest > 0,
-                                                cpu.vma, cpu.addr, nxt, R_FALLBACK, 0)))
+            return (
+                outcome,
+                _put_cpu(
+                    s,
+                    i,
+                    Cpu(
+                        C_IDLE, cpu.left, nest, cpu.pre_gp and nest > 0, cpu.vma, cpu.addr, nxt, R_FALLBACK, 0
+                    ),
+                ),
+            )
         outcome = "SIGBUS"
     return (outcome, _put_cpu(s, i, Cpu(C_IDLE, cpu.left - 1, nest, cpu.pre_gp and nest > 0)))
 

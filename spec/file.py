@@ -55,7 +55,7 @@ def do_open(c: Ctx, s: State, d: int, writable: bool, readable: bool = True) -> 
     if e < 0:
         return ("ENXIO", s)
     s = file_holder_get(c, s, e)
-    null = c.prof.open_private_null_when_dead and not s.devs[e].alive    # M21 candidate
+    null = c.prof.open_private_null_when_dead and not s.devs[e].alive  # M21 candidate
     return ("ok", s._replace(files=set_at(s.files, f, File(e, writable, True, 1, null, readable))))
 
 

@@ -86,6 +86,7 @@ def dax_get_unmapped_area(addr: int, length: int, pgoff: int, align: int, mm_all
 # check_vma
 # --------------------------------------------------------------------------------------------------
 
+
 class PrivateTest(Enum):
     """How check_vma recognises a private mapping; each value is one era of the driver."""
 
@@ -102,22 +103,34 @@ class PrivateTest(Enum):
 class VmaFlags:
     """The vm_flags bits check_vma and the fault handlers read, as mmap(2) derives them."""
 
-    shared: bool      # VM_SHARED: MAP_SHARED and the file is writable (O_RDWR)
-    mayshare: bool    # VM_MAYSHARE: MAP_SHARED, whatever the file mode
-    write: bool       # VM_WRITE: PROT_WRITE
-    noreserve: bool   # VM_NORESERVE: MAP_NORESERVE (private mappings only matter)
-    dontcopy: bool    # VM_DONTCOPY: MADV_DONTFORK
+    shared: bool  # VM_SHARED: MAP_SHARED and the file is writable (O_RDWR)
+    mayshare: bool  # VM_MAYSHARE: MAP_SHARED, whatever the file mode
+    write: bool  # VM_WRITE: PROT_WRITE
+    noreserve: bool  # VM_NORESERVE: MAP_NORESERVE (private mappings only matter)
+    dontcopy: bool  # VM_DONTCOPY: MADV_DONTFORK
 
     @staticmethod
     def from_mmap(map_shared: bool, prot_write: bool, file_writable: bool, noreserve: bool) -> VmaFlags:
         """do_mmap(): MAP_SHARED sets VM_MAYSHARE always and VM_SHARED only for a writable file."""
-        return VmaFlags(shared=map_shared and file_writable, mayshare=map_shared, write=prot_write,
-                        noreserve=noreserve, dontcopy=False)
+        return VmaFlags(
+            shared=map_shared and file_writable,
+            mayshare=map_shared,
+            write=prot_write,
+            noreserve=noreserve,
+            dontcopy=False,
+        )
 
 
-def check_vma(alive: bool, flags: VmaFlags, vm_start: int, vm_end: int, align: int,
-              private_test: PrivateTest = PrivateTest.VM_MAYSHARE, pfn_dev_only: bool = False,
-              s_dax: bool = True) -> int:
+def check_vma(
+    alive: bool,
+    flags: VmaFlags,
+    vm_start: int,
+    vm_end: int,
+    align: int,
+    private_test: PrivateTest = PrivateTest.VM_MAYSHARE,
+    pfn_dev_only: bool = False,
+    s_dax: bool = True,
+) -> int:
     """check_vma() in kernel order; returns 0 or a negative errno.
 
     The order matters to a user only through which errno wins, and to the fault handler not at all
@@ -125,27 +138,28 @@ def check_vma(alive: bool, flags: VmaFlags, vm_start: int, vm_end: int, align: i
     size: an oversized mapping succeeds and faults past the end SIGBUS (pgoff_to_phys).
     """
     if not alive:
-        return -errno.ENXIO                                      # "!dax_alive"
+        return -errno.ENXIO  # "!dax_alive"
     if private_test is PrivateTest.V47_NORESERVE:
         if not flags.shared and (flags.write and not flags.noreserve):
-            return -errno.EINVAL                                 # v4.7: only this shape was refused
+            return -errno.EINVAL  # v4.7: only this shape was refused
     elif private_test is PrivateTest.VM_SHARED:
         if not flags.shared:
-            return -errno.EINVAL                                 # M2
+            return -errno.EINVAL  # M2
     elif not flags.mayshare:
-        return -errno.EINVAL                                     # "attempted private mapping"
+        return -errno.EINVAL  # "attempted private mapping"
     if not is_aligned(vm_start, align) or not is_aligned(vm_end, align):
-        return -errno.EINVAL                                     # "unaligned vma"
+        return -errno.EINVAL  # "unaligned vma"
     if pfn_dev_only and not flags.dontcopy:
-        return -errno.EINVAL                                     # "dax range requires MADV_DONTFORK"
+        return -errno.EINVAL  # "dax range requires MADV_DONTFORK"
     if not s_dax:
-        return -errno.EINVAL                                     # M10: !vma_is_dax()
+        return -errno.EINVAL  # M10: !vma_is_dax()
     return 0
 
 
 # --------------------------------------------------------------------------------------------------
 # pgoff_to_phys
 # --------------------------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True, slots=True)
 class Range:
@@ -194,9 +208,10 @@ def device_size(ranges: Sequence[Range]) -> int:
 # Fault-size negotiation and the fault handler's arithmetic
 # --------------------------------------------------------------------------------------------------
 
+
 class FaultResult(Enum):
-    NOPAGE = "NOPAGE"        # an entry was installed
-    FALLBACK = "FALLBACK"    # try again with the next smaller size
+    NOPAGE = "NOPAGE"  # an entry was installed
+    FALLBACK = "FALLBACK"  # try again with the next smaller size
     SIGBUS = "SIGBUS"
 
 
@@ -204,15 +219,15 @@ class FaultResult(Enum):
 class FaultRules:
     """Which version of the size checks a profile's fault handler has."""
 
-    fallback: bool = True        # M3/M4 fix: fault_size > align -> FALLBACK (else no check at all)
-    vma_bounds: bool = True      # M3/M4 fix: the huge block must lie inside the vma
-    pud_supported: bool = True   # CONFIG_HAVE_ARCH_TRANSPARENT_HUGEPAGE_PUD
+    fallback: bool = True  # M3/M4 fix: fault_size > align -> FALLBACK (else no check at all)
+    vma_bounds: bool = True  # M3/M4 fix: the huge block must lie inside the vma
+    pud_supported: bool = True  # CONFIG_HAVE_ARCH_TRANSPARENT_HUGEPAGE_PUD
 
 
 @dataclass(frozen=True, slots=True)
 class FaultDecision:
     result: FaultResult
-    addr: int = 0      # start of the entry (the faulting address rounded down to the fault size)
+    addr: int = 0  # start of the entry (the faulting address rounded down to the fault size)
     phys: int = 0
     #: why it ended so: "dead" (check_vma), "size" (negotiation), "bounds" (block outside the vma),
     #: "range" (pgoff_to_phys), "" for NOPAGE
@@ -234,8 +249,17 @@ def negotiate(fault_size: int, align: int, rules: FaultRules) -> FaultResult | N
     return None
 
 
-def dax_huge_fault(fault_size: int, addr: int, vm_start: int, vm_end: int, vm_pgoff: int,
-                   align: int, ranges: Sequence[Range], vma_ok: bool, rules: FaultRules) -> FaultDecision:
+def dax_huge_fault(
+    fault_size: int,
+    addr: int,
+    vm_start: int,
+    vm_end: int,
+    vm_pgoff: int,
+    align: int,
+    ranges: Sequence[Range],
+    vma_ok: bool,
+    rules: FaultRules,
+) -> FaultDecision:
     """__dev_dax_{pte,pmd,pud}_fault after the read lock is held; vma_ok is check_vma()'s verdict.
 
     Returns the entry to install (NOPAGE) or the fault's end. The vma-bounds check is what keeps a

@@ -28,7 +28,7 @@ StepCheck = Callable[[Ctx, State, "Transition"], str | None]
 @dataclass(frozen=True)
 class Invariant:
     name: str
-    kind: str            # "state" | "step" | "liveness"
+    kind: str  # "state" | "step" | "liveness"
     source: str
     doc: str
     check: StateCheck | None = None
@@ -42,14 +42,15 @@ def invariant(source: str, kind: str = "state") -> Callable[[StateCheck], StateC
     def deco(fn: StateCheck) -> StateCheck:
         INVARIANTS[fn.__name__] = Invariant(fn.__name__, kind, source, (fn.__doc__ or "").strip(), fn)
         return fn
+
     return deco
 
 
 def step_property(source: str) -> Callable[[StepCheck], StepCheck]:
     def deco(fn: StepCheck) -> StepCheck:
-        INVARIANTS[fn.__name__] = Invariant(fn.__name__, "step", source, (fn.__doc__ or "").strip(),
-                                            step=fn)
+        INVARIANTS[fn.__name__] = Invariant(fn.__name__, "step", source, (fn.__doc__ or "").strip(), step=fn)
         return fn
+
     return deco
 
 
@@ -69,6 +70,7 @@ def _vmas_of_dev(s: State, d: int) -> list[int]:
 
 # -------------------------------------------------------------------------------- lifetime ----
 
+
 @invariant("kernel-semantics 1.1, 1.3, 1.9; seed commit 3 (cdev kobject lifetime)")
 def refcount_exact_all(c: Ctx, s: State) -> str | None:
     """Every count equals the number of holders: region kref (probe, devm action, each device),
@@ -79,8 +81,9 @@ def refcount_exact_all(c: Ctx, s: State) -> str | None:
         if rg.freed or rg.phase == 0:
             continue
         holders = [rg.provider_ref, rg.devm_ref] + [
-            s.devs[d].holds_region and s.devs[d].phase != D_RELEASED for d in c.devs_of(r)]
-        if (err := refcount_exact(f"region{r} kref", rg.kref, holders)):
+            s.devs[d].holds_region and s.devs[d].phase != D_RELEASED for d in c.devs_of(r)
+        ]
+        if err := refcount_exact(f"region{r} kref", rg.kref, holders):
             return err
     for d, dev in enumerate(s.devs):
         if dev.phase in (0, D_RELEASED):
@@ -88,8 +91,7 @@ def refcount_exact_all(c: Ctx, s: State) -> str | None:
         files = _files_of(s, d)
         if c.prof.lifetime is Lifetime.KREF:
             checks: list[tuple[str, int, list[bool]]] = [
-                (f"dax{d} kref", dev.kref,
-                 [dev.init_ref] + [True] * (len(files) + len(_vmas_of_dev(s, d)))),
+                (f"dax{d} kref", dev.kref, [dev.init_ref] + [True] * (len(files) + len(_vmas_of_dev(s, d)))),
                 (f"dax{d} device", dev.dev_ref, [dev.registered] + [True] * len(files)),
             ]
         else:
@@ -99,13 +101,12 @@ def refcount_exact_all(c: Ctx, s: State) -> str | None:
                 (f"dax{d} device kobject", dev.dev_ref, [dev.init_ref, dev.cdev_ref > 0] + [True] * pins),
             ]
         for what, count, pinned_by in checks:
-            if (err := refcount_exact(what, count, pinned_by)):
+            if err := refcount_exact(what, count, pinned_by):
                 return err
     for f, fl in enumerate(s.files):
         if fl.dev < 0:
             continue
-        if (err := refcount_exact(f"file{f} f_count", fl.f_count,
-                                  [fl.fd] + [vma.file == f for vma in s.vmas])):
+        if err := refcount_exact(f"file{f} f_count", fl.f_count, [fl.fd] + [vma.file == f for vma in s.vmas]):
             return err
     return None
 
@@ -159,8 +160,10 @@ def ida_exact(c: Ctx, s: State) -> str | None:
     return None
 
 
-@invariant("kernel-semantics 3: 'since 4.10 a minor cannot be reused while any fd or vma of the old "
-           "instance exists'; M22")
+@invariant(
+    "kernel-semantics 3: 'since 4.10 a minor cannot be reused while any fd or vma of the old "
+    "instance exists'; M22"
+)
 def minor_unique(c: Ctx, s: State) -> str | None:
     """No two unreleased device instances share a minor (a stale fd could reach a new device)."""
     seen: dict[int, int] = {}
@@ -184,14 +187,16 @@ def minors_in_range(c: Ctx, s: State) -> str | None:
 
 # ------------------------------------------------------------------------------ teardown ----
 
+
 def _admin_creating(c: Ctx, s: State, d: int) -> bool:
     a = s.admin
     if a.prog in ("bind", "create_failed"):
         return a.dev == d
     if a.prog == "probe":
         prog = program(c, a.prog, a.dev)
-        return (a.pc < len(prog) and prog[a.pc][1] == d) or (d in c.devs_of(a.dev) and \
-            s.devs[d].phase == D_CREATING)
+        return (a.pc < len(prog) and prog[a.pc][1] == d) or (
+            d in c.devs_of(a.dev) and s.devs[d].phase == D_CREATING
+        )
     return False
 
 
@@ -266,6 +271,7 @@ def lock_balanced(c: Ctx, s: State) -> str | None:
 def no_sleep_in_rcu(c: Ctx, s: State, tr: Transition) -> str | None:
     """No step that may sleep runs inside a non-sleepable (plain RCU) read section."""
     from devdax.spec.fault import sleeps_in_rcu
+
     return "vm_insert may sleep (pte_alloc) inside rcu_read_lock" if sleeps_in_rcu(c, tr.action) else None
 
 
@@ -273,6 +279,7 @@ def no_sleep_in_rcu(c: Ctx, s: State, tr: Transition) -> str | None:
 def fault_size_negotiated(c: Ctx, s: State, tr: Transition) -> str | None:
     """On a live vma, a fault larger than the alignment falls back and a smaller one is SIGBUS."""
     from devdax.spec.geometry import SIZE_NAMES
+
     sizes = {v: k for k, v in SIZE_NAMES.items()}
     if "fault_check" not in tr.action.split("+"):
         return None
@@ -296,6 +303,7 @@ def fault_size_negotiated(c: Ctx, s: State, tr: Transition) -> str | None:
 
 # ---------------------------------------------------------------------------- mappings ----
 
+
 @invariant("seed commit 2: 'no support for private mappings'; check_vma; M1, M2")
 def vmas_shared(c: Ctx, s: State) -> str | None:
     """Every device-dax vma is a shared mapping (no COW, no anonymous pages)."""
@@ -313,9 +321,15 @@ def shared_mmap_allowed(c: Ctx, s: State, tr: Transition) -> str | None:
     f, name = tr.args
     shape = next(m for m in c.cfg.mmaps if m.name == name)
     fl = s.files[int(f)]  # type: ignore[call-overload]
-    valid = (shape.shared and not shape.extra_bytes and not shape.offset_bytes and shape.units > 0
-             and (shape.fixed_bytes is None or is_aligned(shape.fixed_bytes, c.align_of(fl.dev)))
-             and (fl.writable or not shape.write) and not (shape.sync and not c.prof.map_sync))
+    valid = (
+        shape.shared
+        and not shape.extra_bytes
+        and not shape.offset_bytes
+        and shape.units > 0
+        and (shape.fixed_bytes is None or is_aligned(shape.fixed_bytes, c.align_of(fl.dev)))
+        and (fl.writable or not shape.write)
+        and not (shape.sync and not c.prof.map_sync)
+    )
     if valid and s.devs[fl.dev].alive and not fl.private_null:
         return f"mmap {name} of live dax{fl.dev} through a {'rw' if fl.writable else 'ro'} file: {tr.outcome}"
     return None
@@ -333,8 +347,7 @@ def vmas_aligned(c: Ctx, s: State) -> str | None:
     return None
 
 
-@invariant("seed: 'Guarantees fault granularity with respect to a given page size'; M3/M4; "
-           "pgoff_to_phys")
+@invariant("seed: 'Guarantees fault granularity with respect to a given page size'; M3/M4; pgoff_to_phys")
 def entries_exact(c: Ctx, s: State) -> str | None:
     """Every entry is exactly align-sized, lies inside its vma, and maps the device page
     pgoff_to_phys names, inside one range of the device."""
@@ -354,26 +367,35 @@ def entries_exact(c: Ctx, s: State) -> str | None:
     return None
 
 
-@invariant("x86 page tables: a pmd/pud entry maps a naturally aligned block (bits 12-20 of a 2M entry are "
-           "PAT/reserved); vmf_insert_pfn_pmd/_pud do not check; check_vma never looks at vm_pgoff")
+@invariant(
+    "x86 page tables: a pmd/pud entry maps a naturally aligned block (bits 12-20 of a 2M entry are "
+    "PAT/reserved); vmf_insert_pfn_pmd/_pud do not check; check_vma never looks at vm_pgoff"
+)
 def entries_naturally_aligned(c: Ctx, s: State) -> str | None:
     """Every installed entry maps a physical block aligned to its own size."""
     for e in s.entries:
         if e.phys % e.size:
-            return (f"vma{e.vma} maps a {e.size:#x} entry at {e.addr:#x} to phys {e.phys:#x}, "
-                    f"not {e.size:#x}-aligned")
+            return (
+                f"vma{e.vma} maps a {e.size:#x} entry at {e.addr:#x} to phys {e.phys:#x}, "
+                f"not {e.size:#x}-aligned"
+            )
     return None
 
 
 # ---------------------------------------------------------------------------- quiescence ----
 
+
 def quiescent(c: Ctx, s: State) -> bool:
     """Nothing more will happen by itself: every provider probed and removed, no handle left."""
-    return (not s.admin.prog and s.admin.generation == c.cfg.generations
-            and all(rg.phase != RG_LIVE for rg in s.regions)
-            and all(fl.dev < 0 for fl in s.files) and all(v.file < 0 for v in s.vmas)
-            and all(cpu.pc == C_IDLE and not cpu.result for cpu in s.cpus)
-            and all(dev.zombies == 0 for dev in s.devs))
+    return (
+        not s.admin.prog
+        and s.admin.generation == c.cfg.generations
+        and all(rg.phase != RG_LIVE for rg in s.regions)
+        and all(fl.dev < 0 for fl in s.files)
+        and all(v.file < 0 for v in s.vmas)
+        and all(cpu.pc == C_IDLE and not cpu.result for cpu in s.cpus)
+        and all(dev.zombies == 0 for dev in s.devs)
+    )
 
 
 @invariant("kernel-semantics 1.9, 3; M18")
@@ -393,9 +415,11 @@ def no_leak_at_quiescence(c: Ctx, s: State) -> str | None:
 
 
 INVARIANTS["teardown_finishes"] = Invariant(
-    "teardown_finishes", "liveness",
+    "teardown_finishes",
+    "liveness",
     "kernel-semantics 4: with SRCU a leaked read lock makes synchronize_srcu never return (M20)",
-    "From every reachable state the admin can finish the program it is running.")
+    "From every reachable state the admin can finish the program it is running.",
+)
 
 
 def state_invariants() -> list[Invariant]:

@@ -32,7 +32,7 @@ def region_put(c: Ctx, s: State, r: int) -> State:
         return oops(s, f"uaf: dax_region_put on freed region{r}")
     rg = rg._replace(kref=rg.kref - 1)
     if rg.kref == 0:
-        rg = rg._replace(freed=True)     # dax_region_free: kfree
+        rg = rg._replace(freed=True)  # dax_region_free: kfree
     return put_region(s, r, rg)
 
 

@@ -44,19 +44,25 @@ def change(c: Ctx, s: State, v: int, lo: int, hi: int, update: Callable[[Vma], V
         if vma.start < cut < vma.end and not may_split(c, cut, align):
             return ("EINVAL", s)
     middle = None if update is None else update(_piece(vma, lo, hi))
-    parts = [p for p in (_piece(vma, vma.start, lo) if lo > vma.start else None, middle,
-                         _piece(vma, hi, vma.end) if hi < vma.end else None) if p is not None]
+    parts = [
+        p
+        for p in (
+            _piece(vma, vma.start, lo) if lo > vma.start else None,
+            middle,
+            _piece(vma, hi, vma.end) if hi < vma.end else None,
+        )
+        if p is not None
+    ]
     if not parts:
-        s = s._replace(vmas=set_at(s.vmas, v, Vma()),
-                       entries=frozenset(e for e in s.entries if e.vma != v))
+        s = s._replace(vmas=set_at(s.vmas, v, Vma()), entries=frozenset(e for e in s.entries if e.vma != v))
         return ("ok", vma_file_put(c, s, vma.file))
     slots = [v]
     vmas = s.vmas
     for _ in parts[1:]:
         w = free_slot(vmas, Vma())
         if w < 0:
-            return ("ENOMEM", s)                 # the model's bound on vmas, not a kernel limit
-        vmas = set_at(vmas, w, Vma(file=-2))     # reserve
+            return ("ENOMEM", s)  # the model's bound on vmas, not a kernel limit
+        vmas = set_at(vmas, w, Vma(file=-2))  # reserve
         slots.append(w)
     entries = set()
     for e in s.entries:
@@ -103,18 +109,18 @@ def madvise(c: Ctx, s: State, v: int, lo: int, hi: int, advice: str) -> Result:
         return change(c, s, v, lo, hi, lambda p: p._replace(nohuge=advice == "MADV_NOHUGEPAGE"))
     if advice in ("MADV_DONTNEED", "MADV_DONTNEED_LOCKED", "MADV_COLD", "MADV_PAGEOUT"):
         if advice.startswith("MADV_DONTNEED"):
-            return ("ok", zap(s, v, lo, hi))     # zap_page_range_single; the device keeps the data
+            return ("ok", zap(s, v, lo, hi))  # zap_page_range_single; the device keeps the data
         return ("ok", s)
     if advice == "MADV_FREE":
-        return ("EINVAL", s)                     # madvise_free_single_vma: anonymous only
+        return ("EINVAL", s)  # madvise_free_single_vma: anonymous only
     if advice == "MADV_WIPEONFORK":
-        return ("EINVAL", s)                     # "if (vma->vm_file || vma->vm_flags & VM_SHARED)"
+        return ("EINVAL", s)  # "if (vma->vm_file || vma->vm_flags & VM_SHARED)"
     if advice == "MADV_KEEPONFORK":
         return ("ok", s)
     if advice == "MADV_REMOVE":
         if not (vma.mayshare and s.files[vma.file].writable):
-            return ("EACCES", s)                 # "if (!vma_is_shared_maywrite(vma))"
-        return ("ENODEV", s)                     # vfs_fallocate(PUNCH_HOLE) on a char device
+            return ("EACCES", s)  # "if (!vma_is_shared_maywrite(vma))"
+        return ("ENODEV", s)  # vfs_fallocate(PUNCH_HOLE) on a char device
     if advice in ("MADV_NORMAL", "MADV_RANDOM", "MADV_SEQUENTIAL", "MADV_WILLNEED"):
         return ("ok", s)
     return ("EINVAL", s)

@@ -120,8 +120,15 @@ V47 = Profile(
     create=("ida_alloc_id", "ida_alloc_minor", "kref_init", "set_alive", "region_get", "device_create"),
     create_failed=(),
     # unregister_dax_dev: alive = false; synchronize_rcu(); device_unregister; ida frees; put
-    remove=("clear_alive", "synchronize_start", "synchronize_wait!", "device_unregister",
-            "ida_free_id", "ida_free_minor", "dax_dev_put"),
+    remove=(
+        "clear_alive",
+        "synchronize_start",
+        "synchronize_wait!",
+        "device_unregister",
+        "ida_free_id",
+        "ida_free_minor",
+        "dax_dev_put",
+    ),
     findings={
         "no_entry_after_kill": "M22: v4.7 never calls unmap_mapping_range; entries outlive kill",
         "minor_unique": "M22: v4.7 frees the minor at unregister while fds may still be open",
@@ -129,14 +136,14 @@ V47 = Profile(
         "no_sleep_in_rcu": "M5: vm_insert_mixed may allocate a page table inside rcu_read_lock",
         "vmas_aligned": "M8: no ->split before 4.15: munmap at a misaligned address splits the vma there",
         "fault_size_negotiated": "M3/M4: no pmd/pud fault fallback before 4.11 (0134ed4fb9e7, "
-                                 "70b085b06c45): a fault larger than the device align is served at "
-                                 "its own size, a smaller one is not refused",
+        "70b085b06c45): a fault larger than the device align is served at "
+        "its own size, a smaller one is not refused",
         "minors_in_range": "M19: ida_simple_get(&dax_minor_ida, 0, 0, ...) has no upper bound before "
-                           "4.12: a device gets a minor beyond the chrdev range alloc_chrdev_region "
-                           "reserved",
+        "4.12: a device gets a minor beyond the chrdev range alloc_chrdev_region "
+        "reserved",
         "entries_naturally_aligned": "check_vma never looks at vm_pgoff: MAP_FIXED at an aligned address "
-                                     "with a 4K file offset succeeds and the next huge fault inserts a "
-                                     "pmd/pud for a physical block that is not size-aligned",
+        "with a 4K file offset succeeds and the next huge fault inserts a "
+        "pmd/pud for a physical block that is not size-aligned",
     },
 )
 
@@ -144,7 +151,7 @@ V410 = Profile(
     name="v4.10",
     summary="seed commit 3: embedded cdev, pseudo-inode, unmap on kill, minor freed at release",
     source="ba09c01d2fa8 'dax: convert to the cdev api'; V410/V411 drivers/dax/dax.c with the 2017 "
-           "fixes M3-M6 (0134ed4fb9e7, 70b085b06c45, 956a4cd2c957, cdev_device_add) and M8, M19, M20",
+    "fixes M3-M6 (0134ed4fb9e7, 70b085b06c45, 956a4cd2c957, cdev_device_add) and M8, M19, M20",
     read_lock=ReadLock.SRCU,
     open_lookup=OpenLookup.CHRDEV,
     lifetime=Lifetime.CDEV_KOBJECT,
@@ -165,25 +172,46 @@ V410 = Profile(
     add_failure_leaks_cdev=False,
     # devm_create_dax_dev after the cdev-leak fix: ids, inode, device_initialize, cdev_init, alive,
     # region ref, then cdev_device_add (cdev_add, device_add)
-    create=("ida_alloc_id", "ida_alloc_minor", "dax_inode_get", "device_initialize", "set_alive",
-            "region_get", "cdev_add", "device_add"),
+    create=(
+        "ida_alloc_id",
+        "ida_alloc_minor",
+        "dax_inode_get",
+        "device_initialize",
+        "set_alive",
+        "region_get",
+        "cdev_add",
+        "device_add",
+    ),
     findings={
         "entries_naturally_aligned": "check_vma never looks at vm_pgoff: MAP_FIXED at an aligned address "
-                                     "with a 4K file offset succeeds and the next huge fault inserts a "
-                                     "pmd/pud for a physical block that is not size-aligned",
+        "with a 4K file offset succeeds and the next huge fault inserts a "
+        "pmd/pud for a physical block that is not size-aligned",
     },
     # the error path of cdev_device_add: kill_dax_dev(); put_device()  (M6 fix)
-    create_failed=("clear_alive", "synchronize_start", "synchronize_wait", "unmap_mapping_range!",
-                   "cdev_del", "put_device"),
+    create_failed=(
+        "clear_alive",
+        "synchronize_start",
+        "synchronize_wait",
+        "unmap_mapping_range!",
+        "cdev_del",
+        "put_device",
+    ),
     # unregister_dax_dev: kill_dax_dev(); cdev_device_del(); put_device()
-    remove=("clear_alive", "synchronize_start", "synchronize_wait", "unmap_mapping_range!",
-            "cdev_del", "device_del", "put_device"),
+    remove=(
+        "clear_alive",
+        "synchronize_start",
+        "synchronize_wait",
+        "unmap_mapping_range!",
+        "cdev_del",
+        "device_del",
+        "put_device",
+    ),
 )
 
 MODERN = Profile(
     name="modern",
     summary="dax bus (v6.x): srcu, alive only while device_dax is bound, bind/unbind cycles, "
-            "per-device align, multi-range devices, fault fallback",
+    "per-device align, multi-range devices, fault fallback",
     source="drivers/dax/{super,bus,device}.c (V58, V60, V63)",
     read_lock=ReadLock.SRCU,
     open_lookup=OpenLookup.CHRDEV,
@@ -206,30 +234,48 @@ MODERN = Profile(
     # __devm_create_dev_dax: id, device_initialize, alloc_dax (minor + inode), "a device_dax
     # instance is dead while the driver is not attached", region ref, mappingN children, device_add;
     # the bus then probes device_dax: dev_dax_probe ends cdev_add(); run_dax()
-    create=("ida_alloc_id", "device_initialize", "ida_alloc_minor", "dax_inode_get", "region_get",
-            "add_mappings", "device_add", "cdev_add", "run_dax"),
+    create=(
+        "ida_alloc_id",
+        "device_initialize",
+        "ida_alloc_minor",
+        "dax_inode_get",
+        "region_get",
+        "add_mappings",
+        "device_add",
+        "cdev_add",
+        "run_dax",
+    ),
     # device_add failure: kill_dev_dax(); put_device()  (M18 fix: never kfree after initialize)
     create_failed=("put_device",),
     # unregister_dev_dax: kill_dev_dax(); device_del() (unbinds: dev_dax_kill, dev_dax_cdev_del);
     # free_dev_dax_ranges() (unregister mappingN); put_device()
-    remove=("unregister_lock", "clear_alive", "synchronize_start", "synchronize_wait",
-            "unmap_mapping_range!", "cdev_del", "device_del", "unregister_mappings", "put_device"),
+    remove=(
+        "unregister_lock",
+        "clear_alive",
+        "synchronize_start",
+        "synchronize_wait",
+        "unmap_mapping_range!",
+        "cdev_del",
+        "device_del",
+        "unregister_mappings",
+        "put_device",
+    ),
     bind=("cdev_add", "run_dax"),
     # device_dax remove: devm actions in reverse: dev_dax_kill (kill_dax, unmap) then dev_dax_cdev_del
     unbind=("clear_alive", "synchronize_start", "synchronize_wait", "unmap_mapping_range!", "cdev_del"),
     findings={
         "entries_naturally_aligned": "check_vma never looks at vm_pgoff: MAP_FIXED at an aligned address "
-                                     "with a 4K file offset succeeds and the next huge fault inserts a "
-                                     "pmd/pud for a physical block that is not size-aligned",
+        "with a 4K file offset succeeds and the next huge fault inserts a "
+        "pmd/pud for a physical block that is not size-aligned",
         "no_null_deref": "M21 (decided by this checker: reachable): open() between cdev_add and run_dax in "
-                         "dev_dax_probe, or between dev_dax_kill and dev_dax_cdev_del on unbind, stores "
-                         "private_data = dax_get_private() == NULL; mmap then calls check_vma(NULL)",
+        "dev_dax_probe, or between dev_dax_kill and dev_dax_cdev_del on unbind, stores "
+        "private_data = dax_get_private() == NULL; mmap then calls check_vma(NULL)",
         "refcount_exact_all": "re-bind: dev_dax_probe runs cdev_init() on the embedded cdev whose kobject "
-                              "is still held by files opened during the previous binding",
+        "is still held by files opened during the previous binding",
         "no_refcount_underflow": "consequence of the re-bind cdev_init(): the old file's cdev_put and the "
-                                 "next cdev_del both drop the one reference cdev_init() set",
+        "next cdev_del both drop the one reference cdev_init() set",
         "no_leak_at_quiescence": "consequence of the re-bind cdev_init(): the second pin cdev_add() took on "
-                                 "the parent is never dropped, so the dev_dax is never released",
+        "the parent is never dropped, so the dev_dax is never released",
     },
 )
 

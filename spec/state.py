@@ -20,8 +20,13 @@ T = TypeVar("T")
 RG_NONE, RG_LIVE, RG_GONE = 0, 1, 2
 # --- dax_dev.phase
 D_NONE, D_CREATING, D_LIVE, D_FAILED, D_RELEASED = 0, 1, 2, 3, 4
-PHASE_NAMES = {D_NONE: "none", D_CREATING: "creating", D_LIVE: "live", D_FAILED: "failed",
-               D_RELEASED: "released"}
+PHASE_NAMES = {
+    D_NONE: "none",
+    D_CREATING: "creating",
+    D_LIVE: "live",
+    D_FAILED: "failed",
+    D_RELEASED: "released",
+}
 # --- cpu.pc: where a CPU is in dev_dax_huge_fault()
 C_IDLE, C_LOCKED, C_CHECKED, C_DONE = 0, 1, 2, 3
 CPU_PC_NAMES = {C_IDLE: "idle", C_LOCKED: "locked", C_CHECKED: "checked", C_DONE: "done"}
@@ -35,9 +40,9 @@ class Region(NamedTuple):
 
     phase: int = RG_NONE
     kref: int = 0
-    ida: int = 0                 # per-region instance ids in use (bitmask)
-    provider_ref: bool = False   # the probe's own reference, dropped once children own the region
-    devm_ref: bool = False       # the reference of the devm action dax_region_unregister
+    ida: int = 0  # per-region instance ids in use (bitmask)
+    provider_ref: bool = False  # the probe's own reference, dropped once children own the region
+    devm_ref: bool = False  # the reference of the devm action dax_region_unregister
     freed: bool = False
 
 
@@ -45,25 +50,25 @@ class Dev(NamedTuple):
     """struct dax_dev / dev_dax with its embedded struct device and struct cdev (section 1.2)."""
 
     phase: int = D_NONE
-    id: int = -1                 # per-region instance id (the Y of daxX.Y)
+    id: int = -1  # per-region instance id (the Y of daxX.Y)
     minor: int = -1
-    id_held: bool = False        # the id bit in region->ida belongs to this instance
-    minor_held: bool = False     # the minor bit in dax_minor_ida belongs to this instance
-    init_ref: bool = False       # the reference device_initialize()/kref_init() took, not yet put
-    dev_ref: int = 0             # struct device kobject count
-    kref: int = 0                # v4.7: dax_dev->kref
-    cdev_live: bool = False      # cdev_add() done and cdev_del() not yet: the cdev's own reference
-    cdev_ref: int = 0            # cdev kobject count
-    cdev_mapped: bool = False    # in kobj_map: chrdev_open() can find it by devt
-    icdev_cached: bool = False   # some /dev inode caches i_cdev (chrdev_open) until cdev release
-    inode_ref: int = 0           # dax pseudo-fs inode
-    holds_region: bool = False   # kref_get(&dax_region->kref) taken
-    registered: bool = False     # device_add() done, device_del() not yet
-    bound: bool = False          # modern: device_dax driver bound
+    id_held: bool = False  # the id bit in region->ida belongs to this instance
+    minor_held: bool = False  # the minor bit in dax_minor_ida belongs to this instance
+    init_ref: bool = False  # the reference device_initialize()/kref_init() took, not yet put
+    dev_ref: int = 0  # struct device kobject count
+    kref: int = 0  # v4.7: dax_dev->kref
+    cdev_live: bool = False  # cdev_add() done and cdev_del() not yet: the cdev's own reference
+    cdev_ref: int = 0  # cdev kobject count
+    cdev_mapped: bool = False  # in kobj_map: chrdev_open() can find it by devt
+    icdev_cached: bool = False  # some /dev inode caches i_cdev (chrdev_open) until cdev release
+    inode_ref: int = 0  # dax pseudo-fs inode
+    holds_region: bool = False  # kref_get(&dax_region->kref) taken
+    registered: bool = False  # device_add() done, device_del() not yet
+    bound: bool = False  # modern: device_dax driver bound
     alive: bool = False
-    children: int = 0            # modern: mappingN child devices still registered
-    zombies: int = 0             # mappingN children unregistered, release still pending
-    dead: bool = False           # ghost: kill completed (cleared by run_dax on re-bind)
+    children: int = 0  # modern: mappingN child devices still registered
+    zombies: int = 0  # mappingN children unregistered, release still pending
+    dead: bool = False  # ghost: kill completed (cleared by run_dax on re-bind)
 
 
 class File(NamedTuple):
@@ -71,10 +76,10 @@ class File(NamedTuple):
 
     dev: int = -1
     writable: bool = False
-    fd: bool = False             # the descriptor is still installed
-    f_count: int = 0             # the fd plus one per vma
-    private_null: bool = False   # modern dax_open stored dax_get_private() == NULL
-    readable: bool = True        # FMODE_READ (false only for O_WRONLY)
+    fd: bool = False  # the descriptor is still installed
+    f_count: int = 0  # the fd plus one per vma
+    private_null: bool = False  # modern dax_open stored dax_get_private() == NULL
+    readable: bool = True  # FMODE_READ (false only for O_WRONLY)
 
 
 class Vma(NamedTuple):
@@ -84,12 +89,12 @@ class Vma(NamedTuple):
     start: int = 0
     end: int = 0
     pgoff: int = 0
-    shared: bool = False         # VM_SHARED
-    mayshare: bool = False       # VM_MAYSHARE
-    write: bool = False          # VM_WRITE
-    dontcopy: bool = False       # VM_DONTCOPY (MADV_DONTFORK)
-    read: bool = True            # VM_READ (PROT_NONE clears it)
-    nohuge: bool = False         # VM_NOHUGEPAGE (MADV_NOHUGEPAGE): the mm asks for pte faults only
+    shared: bool = False  # VM_SHARED
+    mayshare: bool = False  # VM_MAYSHARE
+    write: bool = False  # VM_WRITE
+    dontcopy: bool = False  # VM_DONTCOPY (MADV_DONTFORK)
+    read: bool = True  # VM_READ (PROT_NONE clears it)
+    nohuge: bool = False  # VM_NOHUGEPAGE (MADV_NOHUGEPAGE): the mm asks for pte faults only
 
 
 class Entry(NamedTuple):
@@ -105,12 +110,12 @@ class Cpu(NamedTuple):
     """A CPU running the fault handler. CPUs are interchangeable: the checker sorts them."""
 
     pc: int = C_IDLE
-    left: int = 0                # faults this CPU will still take
-    nest: int = 0                # read-side nesting (dax_read_lock / rcu_read_lock)
-    pre_gp: bool = False         # its read section began before the grace period in progress
+    left: int = 0  # faults this CPU will still take
+    nest: int = 0  # read-side nesting (dax_read_lock / rcu_read_lock)
+    pre_gp: bool = False  # its read section began before the grace period in progress
     vma: int = -1
     addr: int = 0
-    size: int = 0                # the fault size the mm asked for
+    size: int = 0  # the fault size the mm asked for
     result: int = R_NONE
     phys: int = 0
 
@@ -118,12 +123,12 @@ class Cpu(NamedTuple):
 class Admin(NamedTuple):
     """The one thread that runs probe, bind, unbind and removal programs, step by step."""
 
-    prog: str = ""               # "" when idle
+    prog: str = ""  # "" when idle
     dev: int = -1
     pc: int = 0
-    generation: int = 0          # next provider generation to probe
+    generation: int = 0  # next provider generation to probe
     binds_left: tuple[int, ...] = ()
-    resume: tuple[str, int, int] | None = None   # where probe continues after an error program
+    resume: tuple[str, int, int] | None = None  # where probe continues after an error program
 
 
 class State(NamedTuple):
@@ -133,15 +138,15 @@ class State(NamedTuple):
     vmas: tuple[Vma, ...]
     entries: frozenset[Entry]
     cpus: tuple[Cpu, ...]
-    minors: int                  # dax_minor_ida (bitmask)
-    gp: bool                     # a grace period is in progress
+    minors: int  # dax_minor_ida (bitmask)
+    gp: bool  # a grace period is in progress
     admin: Admin
-    oops: str                    # "" or what the kernel would have crashed on ("uaf: ...")
+    oops: str  # "" or what the kernel would have crashed on ("uaf: ...")
 
 
 def set_at(seq: tuple[T, ...], i: int, value: T) -> tuple[T, ...]:
     """Functional update of one slot of a tuple."""
-    return seq[:i] + (value,) + seq[i + 1:]
+    return seq[:i] + (value,) + seq[i + 1 :]
 
 
 def ida_alloc(mask: int, limit: int | None = None) -> int | None:

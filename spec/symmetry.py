@@ -26,8 +26,16 @@ def canonical(s: State) -> State:
 
     def vma_key(v: int) -> tuple[object, ...]:
         m = vmas[v]
-        return (m.start, m.end, m.pgoff, m.shared, m.mayshare, m.write, m.dontcopy,
-                tuple(sorted((e.addr, e.size, e.phys) for e in by_vma.get(v, ()))))
+        return (
+            m.start,
+            m.end,
+            m.pgoff,
+            m.shared,
+            m.mayshare,
+            m.write,
+            m.dontcopy,
+            tuple(sorted((e.addr, e.size, e.phys) for e in by_vma.get(v, ()))),
+        )
 
     vkeys = [vma_key(v) for v in range(len(vmas))]
 
@@ -45,8 +53,9 @@ def canonical(s: State) -> State:
 
     vorder = sorted(range(len(vmas)), key=vma_sort)
     vmap = {old: new for new, old in enumerate(vorder)}
-    new_vmas = tuple(vmas[i]._replace(file=fmap[vmas[i].file]) if vmas[i].file >= 0 else Vma()
-                     for i in vorder)
+    new_vmas = tuple(
+        vmas[i]._replace(file=fmap[vmas[i].file]) if vmas[i].file >= 0 else Vma() for i in vorder
+    )
     new_entries = frozenset(e._replace(vma=vmap[e.vma]) for e in entries)
     new_cpus = tuple(sorted((c._replace(vma=vmap[c.vma]) if c.vma >= 0 else c) for c in cpus))
     if new_files == files and new_vmas == vmas and new_cpus == cpus and new_entries == entries:

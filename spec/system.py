@@ -31,9 +31,9 @@ from devdax.spec.state import (
 
 
 class Transition(NamedTuple):
-    action: str                       # the spec function: open, mmap, fault_lock, admin, ...
-    args: tuple[object, ...]          # its arguments, for the trace and for replay
-    outcome: str                      # ok, an errno name, SIGBUS, NOPAGE, FALLBACK, ...
+    action: str  # the spec function: open, mmap, fault_lock, admin, ...
+    args: tuple[object, ...]  # its arguments, for the trace and for replay
+    outcome: str  # ok, an errno name, SIGBUS, NOPAGE, FALLBACK, ...
     state: State
 
 
@@ -66,6 +66,7 @@ def race_prefix(c: Ctx, s: State) -> State:
         assert r is not None and r[0] == "ok", r
         s = r[1]
     from devdax.spec.config import MmapShape
+
     whole = MmapShape("whole", units=c.cfg.units)
     for f in range(c.cfg.devices):
         r = vma.do_mmap(c, s, f, whole)
@@ -98,7 +99,7 @@ def user_transitions(c: Ctx, s: State) -> Iterator[Transition]:
             if dev.minor < 0 or (dev.minor in seen_nodes and not dev.icdev_cached):
                 continue
             seen_nodes.add(dev.minor)
-            for writable in ((True, False) if cfg.open_rdonly else (True,)):
+            for writable in (True, False) if cfg.open_rdonly else (True,):
                 r = file.do_open(c, s, d, writable)
                 if r is not None:
                     yield Transition("open", (d, "O_RDWR" if writable else "O_RDONLY"), *r)
@@ -115,12 +116,12 @@ def user_transitions(c: Ctx, s: State) -> Iterator[Transition]:
                 if r is not None:
                     yield Transition("mmap", (f, shape.name), *r)
         if cfg.syscalls:
-            yield Transition("read", (f,), fops.read(fl.readable), s)      # no .read in dax_fops
-            yield Transition("ioctl", (f,), fops.ioctl(), s)               # no .unlocked_ioctl
+            yield Transition("read", (f,), fops.read(fl.readable), s)  # no .read in dax_fops
+            yield Transition("ioctl", (f,), fops.ioctl(), s)  # no .unlocked_ioctl
     for v, m in enumerate(s.vmas):
         if m.file < 0:
             continue
-        for part in (("all", "tail", "misaligned") if cfg.munmap_parts else ("all",)):
+        for part in ("all", "tail", "misaligned") if cfg.munmap_parts else ("all",):
             r = vma.do_munmap(c, s, v, part)
             if r is not None:
                 yield Transition("munmap", (v, part), *r)

@@ -27,8 +27,7 @@ from devdax.spec.state import C_IDLE, State, Vma, set_at
 
 
 def vma_flags(v: Vma) -> VmaFlags:
-    return VmaFlags(shared=v.shared, mayshare=v.mayshare, write=v.write, noreserve=False,
-                    dontcopy=v.dontcopy)
+    return VmaFlags(shared=v.shared, mayshare=v.mayshare, write=v.write, noreserve=False, dontcopy=v.dontcopy)
 
 
 def _mm_alloc(length: int) -> int:
@@ -51,9 +50,9 @@ def do_mmap(c: Ctx, s: State, f: int, shape: MmapShape) -> Result:
         return ("EINVAL", s)
     length = round_up(length, PAGE_SIZE)
     if not fl.readable or (shape.shared and shape.write and not fl.writable):
-        return ("EACCES", s)                     # do_mmap: FMODE_READ always; MAP_SHARED|PROT_WRITE: WRITE
+        return ("EACCES", s)  # do_mmap: FMODE_READ always; MAP_SHARED|PROT_WRITE: WRITE
     if shape.sync and not c.prof.map_sync:
-        return ("EOPNOTSUPP", s)                 # MAP_SHARED_VALIDATE: flag not in mmap_supported_flags
+        return ("EOPNOTSUPP", s)  # MAP_SHARED_VALIDATE: flag not in mmap_supported_flags
     if shape.fixed_bytes is not None:
         addr = FIXED_BASE + shape.fixed_bytes
         if not is_aligned(addr, PAGE_SIZE):
@@ -69,8 +68,17 @@ def do_mmap(c: Ctx, s: State, f: int, shape: MmapShape) -> Result:
     rc = check_vma(dev.alive, flags, start, start + length, align, c.prof.private_test)
     if rc:
         return (errno.errorcode[-rc], s)
-    new = Vma(f, start, start + length, offset >> PAGE_SHIFT, flags.shared, flags.mayshare,
-              flags.write, False, shape.read)
+    new = Vma(
+        f,
+        start,
+        start + length,
+        offset >> PAGE_SHIFT,
+        flags.shared,
+        flags.mayshare,
+        flags.write,
+        False,
+        shape.read,
+    )
     s = vma_file_get(c, s, f)
     return ("ok", s._replace(vmas=set_at(s.vmas, v, new)))
 
@@ -83,8 +91,9 @@ def faulting(s: State, v: int) -> bool:
 def _zap(s: State, v: int, lo: int, hi: int) -> State:
     """Remove entries of v that overlap [lo, hi): a huge entry split by a boundary is zapped whole
     (split_huge_pmd on a devmap pmd just clears it)."""
-    return s._replace(entries=frozenset(e for e in s.entries
-                                        if e.vma != v or e.addr + e.size <= lo or e.addr >= hi))
+    return s._replace(
+        entries=frozenset(e for e in s.entries if e.vma != v or e.addr + e.size <= lo or e.addr >= hi)
+    )
 
 
 def do_munmap(c: Ctx, s: State, v: int, part: str) -> Result:
@@ -109,7 +118,7 @@ def do_munmap(c: Ctx, s: State, v: int, part: str) -> Result:
         if align == PAGE_SIZE or not is_aligned(vma.start, align) or cut >= vma.end:
             return None
     if not is_aligned(cut, align) and c.prof.has_split:
-        return ("EINVAL", s)                     # dev_dax_may_split: "!IS_ALIGNED(addr, align)"
+        return ("EINVAL", s)  # dev_dax_may_split: "!IS_ALIGNED(addr, align)"
     if part == "tail":
         s = _zap(s, v, cut, vma.end)
         return ("ok", s._replace(vmas=set_at(s.vmas, v, vma._replace(end=cut))))

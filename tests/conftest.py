@@ -12,6 +12,8 @@ import pytest
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
-        "markers", "slow: an exhaustive check that takes seconds; deselect with -m 'not slow'")
+        "markers", "slow: an exhaustive check that takes seconds; deselect with -m 'not slow'"
+    )
     config.addinivalue_line(
-        "markers", "lint: ruff and mypy --strict over the tree; deselect with -m 'not lint'")
+        "markers", "lint: ruff and mypy --strict over the tree; deselect with -m 'not lint'"
+    )

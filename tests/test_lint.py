@@ -16,12 +16,19 @@ pytestmark = pytest.mark.lint
 
 
 def run(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", *args], cwd=ROOT, capture_output=True, text=True,
-                          timeout=600, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", *args], cwd=ROOT, capture_output=True, text=True, timeout=600, check=False
+    )
 
 
 def test_ruff_clean() -> None:
     r = run("ruff", "check", ".")
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_ruff_format_clean() -> None:
+    # one layout for the whole tree, so that a diff shows only what changed in meaning (issue 11)
+    r = run("ruff", "format", "--check", ".")
     assert r.returncode == 0, r.stdout + r.stderr
 
 

@@ -154,9 +154,7 @@ def _live_rows(
             continue
         _say(f"{n}: {k.package} ({k.release})")
         try:
-            runs, _ = boot.run(
-                k, [str(f.resolve()) for f in files], kernels.cache_dir() / "runs" / n, _say
-            )
+            runs, _ = boot.run(k, [str(f.resolve()) for f in files], kernels.cache_dir() / "runs" / n, _say)
         except (boot.BootError, OSError) as e:
             _say(f"{n}: SKIPPED, {e}")
             continue

@@ -87,23 +87,23 @@ class Verdict(enum.IntEnum):
 
 @dataclass(frozen=True)
 class Target:
-    label: str                    # what the table shows
-    arg: str                      # what crosshair is given: module.function or a file
+    label: str  # what the table shows
+    arg: str  # what crosshair is given: module.function or a file
     module: ModuleType
     function: Callable[..., Any]  # the contracted function
 
 
 @dataclass
 class Finding:
-    file: str            # relative to the repository root
+    file: str  # relative to the repository root
     line: int
     verdict: Verdict
-    condition: str       # the postcondition's source, whitespace collapsed ("(body)" if the body raised)
-    message: str         # crosshair's message, or why it is UNKNOWN
-    replay: str = ""     # for a counterexample: what calling it concretely did
-    why: str = ""        # for UNKNOWN: a stable cause (what a golden records)
-    paths: int = 0       # paths that met the preconditions and ran to the end without a violation
-    timeouts: int = 0    # paths abandoned: per-path timeout or the solver's "unknown"
+    condition: str  # the postcondition's source, whitespace collapsed ("(body)" if the body raised)
+    message: str  # crosshair's message, or why it is UNKNOWN
+    replay: str = ""  # for a counterexample: what calling it concretely did
+    why: str = ""  # for UNKNOWN: a stable cause (what a golden records)
+    paths: int = 0  # paths that met the preconditions and ran to the end without a violation
+    timeouts: int = 0  # paths abandoned: per-path timeout or the solver's "unknown"
 
     @property
     def cell(self) -> str:
@@ -123,24 +123,37 @@ class Result:
         return max((f.verdict for f in self.findings), default=Verdict.UNKNOWN)
 
     def explain(self) -> str:
-        return "\n".join(f"{f.file}:{f.line}: {f.cell}: {f.condition}\n    {f.message}"
-                         + (f"\n    replay: {f.replay}" if f.replay else "") for f in self.findings)
+        return "\n".join(
+            f"{f.file}:{f.line}: {f.cell}: {f.condition}\n    {f.message}"
+            + (f"\n    replay: {f.replay}" if f.replay else "")
+            for f in self.findings
+        )
 
 
 # --------------------------------------------------------------------------------------------------
 # targets
 # --------------------------------------------------------------------------------------------------
 
-PURE_FUNCTIONS = ("is_aligned", "round_up", "dax_get_unmapped_area", "check_vma", "pgoff_to_phys",
-                  "negotiate", "dax_huge_fault")
+PURE_FUNCTIONS = (
+    "is_aligned",
+    "round_up",
+    "dax_get_unmapped_area",
+    "check_vma",
+    "pgoff_to_phys",
+    "negotiate",
+    "dax_huge_fault",
+)
 #: these are explored exhaustively well inside the budget; NO-CEX for them means the harness or the
 #: code changed so that CrossHair must concretize a value, which is worth a person's look
 EXPECT_PROVED = frozenset({"is_aligned", "check_vma", "negotiate"})
 
 
 def _contracted(module: ModuleType) -> Callable[..., Any]:
-    found = [v for v in vars(module).values()
-             if callable(v) and getattr(v, "__postconditions__", None) and v.__module__ == module.__name__]
+    found = [
+        v
+        for v in vars(module).values()
+        if callable(v) and getattr(v, "__postconditions__", None) and v.__module__ == module.__name__
+    ]
     assert len(found) == 1, f"{module.__file__}: expected one contracted function, found {found}"
     return cast(Callable[..., Any], found[0])
 
@@ -180,7 +193,7 @@ def _postconditions(fn: Callable[..., Any]) -> dict[tuple[str, int], str]:
 def _lambda_source(fn: Callable[..., Any]) -> str:
     """The text of a condition lambda, from ``lambda`` to the paren that closes the decorator call."""
     lines, _ = inspect.findsource(fn)
-    text = "".join(lines[fn.__code__.co_firstlineno - 1:])
+    text = "".join(lines[fn.__code__.co_firstlineno - 1 :])
     start = text.index("lambda")
     depth = 0
     for i, ch in enumerate(text[start:], start):
@@ -227,7 +240,7 @@ ANALYZING = re.compile(r'Analyzing postcondition: " ?(?P<expr>.*)$')
 class PathLog:
     """One postcondition's exploration, from crosshair's --verbose log."""
 
-    expr: str                                    # the first line of the condition's source
+    expr: str  # the first line of the condition's source
     counts: dict[str, int] = field(default_factory=dict)
 
 
@@ -247,22 +260,42 @@ def _path_logs(stderr: str) -> list[PathLog]:
 
 def run_crosshair(target: Target) -> Result:
     posts = _postconditions(target.function)
-    cmd = [sys.executable, "-m", "crosshair", "check", "--analysis_kind=icontract", "--report_all", "-v",
-           f"--per_condition_timeout={PER_CONDITION_S}", f"--per_path_timeout={PER_PATH_S}", target.arg]
+    cmd = [
+        sys.executable,
+        "-m",
+        "crosshair",
+        "check",
+        "--analysis_kind=icontract",
+        "--report_all",
+        "-v",
+        f"--per_condition_timeout={PER_CONDITION_S}",
+        f"--per_path_timeout={PER_PATH_S}",
+        target.arg,
+    ]
     wall = WALL_SLACK * (len(posts) * PER_CONDITION_S + 10)
     t0 = time.monotonic()
     try:
         proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=wall, check=False)
     except subprocess.TimeoutExpired:
         res = Result(target, time.monotonic() - t0)
-        res.findings = [Finding(_rel(path), line, Verdict.UNKNOWN, src, f"killed after {wall:.0f} s",
-                                why="wall-clock guard") for (path, line), src in posts.items()]
+        res.findings = [
+            Finding(
+                _rel(path), line, Verdict.UNKNOWN, src, f"killed after {wall:.0f} s", why="wall-clock guard"
+            )
+            for (path, line), src in posts.items()
+        ]
         return res
     return interpret(target, posts, proc.returncode, proc.stdout, proc.stderr, time.monotonic() - t0)
 
 
-def interpret(target: Target, posts: dict[tuple[str, int], str], returncode: int, stdout: str, stderr: str,
-              seconds: float) -> Result:
+def interpret(
+    target: Target,
+    posts: dict[tuple[str, int], str],
+    returncode: int,
+    stdout: str,
+    stderr: str,
+    seconds: float,
+) -> Result:
     """crosshair's exit code, messages (stdout) and verbose log (stderr) -> one verdict per postcondition."""
     res = Result(target, seconds)
     seen: dict[tuple[str, int], Finding] = {}
@@ -278,8 +311,11 @@ def interpret(target: Target, posts: dict[tuple[str, int], str], returncode: int
         elif key not in posts:
             finding.condition = "(not a postcondition)"
         if verdict is Verdict.UNKNOWN:
-            finding.why = ("unable to meet precondition" if "Unable to meet precondition" in m["msg"]
-                           else "unrecognised message")
+            finding.why = (
+                "unable to meet precondition"
+                if "Unable to meet precondition" in m["msg"]
+                else "unrecognised message"
+            )
         res.findings.append(finding)
         seen[key] = finding
     # crosshair analyses the postconditions in icontract's order (checked against the source text);
@@ -294,18 +330,36 @@ def interpret(target: Target, posts: dict[tuple[str, int], str], returncode: int
     for f in seen.values():
         if f.verdict is Verdict.NO_CEX and f.paths == 0:
             f.verdict, f.why = Verdict.UNKNOWN, "no path completed"
-            f.message = (f"Not confirmed, but no path met the preconditions and ran to the end within the "
-                         f"budget ({f.timeouts} abandoned by timeout/solver; {len(logs)} logs for "
-                         f"{len(posts)} postconditions)")
+            f.message = (
+                f"Not confirmed, but no path met the preconditions and ran to the end within the "
+                f"budget ({f.timeouts} abandoned by timeout/solver; {len(logs)} logs for "
+                f"{len(posts)} postconditions)"
+            )
     for key, src in posts.items():
         if key not in seen:
-            res.findings.append(Finding(_rel(key[0]), key[1], Verdict.UNKNOWN, src,
-                                        f"exit {returncode}, nothing said", why="no verdict reported"))
+            res.findings.append(
+                Finding(
+                    _rel(key[0]),
+                    key[1],
+                    Verdict.UNKNOWN,
+                    src,
+                    f"exit {returncode}, nothing said",
+                    why="no verdict reported",
+                )
+            )
     expected_rc = 1 if res.verdict is Verdict.COUNTEREXAMPLE else 0
     if returncode != expected_rc:
         tail = (stderr.strip().splitlines() or [""])[-1]
-        res.findings.append(Finding(target.arg, 0, Verdict.UNKNOWN, "(crosshair itself)",
-                                    f"exit {returncode}, expected {expected_rc}: {tail}", why="exit code"))
+        res.findings.append(
+            Finding(
+                target.arg,
+                0,
+                Verdict.UNKNOWN,
+                "(crosshair itself)",
+                f"exit {returncode}, expected {expected_rc}: {tail}",
+                why="exit code",
+            )
+        )
     res.findings.sort(key=lambda f: f.line)
     return res
 
@@ -314,11 +368,14 @@ def interpret(target: Target, posts: dict[tuple[str, int], str], returncode: int
 # the run (once per module, in parallel) and its summary
 # --------------------------------------------------------------------------------------------------
 
+
 def _table(results: list[Result]) -> str:
-    lines = [f"CrossHair, {PER_CONDITION_S:g} CPU s per postcondition ({PER_PATH_S:g} per path); "
-             "PROVED = every path explored; NO-CEX(Np/Mt) = no counterexample within the budget, not a "
-             "proof: N paths completed, M abandoned (timeout/solver unknown)",
-             f"{'target':<28} {'verdict':<15} {'time':>6}  per postcondition"]
+    lines = [
+        f"CrossHair, {PER_CONDITION_S:g} CPU s per postcondition ({PER_PATH_S:g} per path); "
+        "PROVED = every path explored; NO-CEX(Np/Mt) = no counterexample within the budget, not a "
+        "proof: N paths completed, M abandoned (timeout/solver unknown)",
+        f"{'target':<28} {'verdict':<15} {'time':>6}  per postcondition",
+    ]
     for r in results:
         per = " ".join(f.cell for f in r.findings)
         lines.append(f"{r.target.label:<28} {r.verdict.word:<15} {r.seconds:5.1f}s  {per}")
@@ -344,6 +401,7 @@ def results(request: pytest.FixtureRequest) -> Iterator[dict[str, Result]]:
 # --------------------------------------------------------------------------------------------------
 # the tests
 # --------------------------------------------------------------------------------------------------
+
 
 def gate(name: str, r: Result) -> None:
     """The policy: a counterexample fails; UNKNOWN fails too, visibly, since it is not a pass; PROVED and
@@ -388,8 +446,9 @@ def test_example_matches_golden(results: dict[str, Result], name: str) -> None:
     if UPDATE:
         golden.write_text(got)
     assert golden.exists(), f"no golden for {name}: run with DEVDAX_UPDATE_GOLDEN=1"
-    assert got == golden.read_text(), (f"{golden.name} differs; rerun with DEVDAX_UPDATE_GOLDEN=1 if "
-                                       f"intended\n--- got\n{got}{r.explain()}")
+    assert got == golden.read_text(), (
+        f"{golden.name} differs; rerun with DEVDAX_UPDATE_GOLDEN=1 if intended\n--- got\n{got}{r.explain()}"
+    )
 
 
 @pytest.mark.parametrize("name", _example_names())
@@ -415,6 +474,7 @@ def test_example_verdict(results: dict[str, Result], name: str) -> None:
 # the harness itself, on crosshair outputs we cannot easily provoke for real (no crosshair runs)
 # --------------------------------------------------------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def control() -> tuple[Target, dict[tuple[str, int], str]]:
     target = next(t for t in _example_targets() if t.label == "check_vma_ok.py")
@@ -424,8 +484,10 @@ def control() -> tuple[Target, dict[tuple[str, int], str]]:
 def _fake(posts: dict[tuple[str, int], str], message: str, counts: str) -> tuple[str, str]:
     (path, line), src = next(iter(posts.items()))
     expr = src.split(":", 1)[1].strip()
-    stderr = (f'1.0|  |analyze() Analyzing postcondition: " {expr} "\n'
-              f"1.1|  |explore_loop() Path tree stats {{{counts}}}\n")
+    stderr = (
+        f'1.0|  |analyze() Analyzing postcondition: " {expr} "\n'
+        f"1.1|  |explore_loop() Path tree stats {{{counts}}}\n"
+    )
     return f"{path}:{line}: info: {message}\n", stderr
 
 
@@ -459,8 +521,9 @@ def test_crash_is_unknown(control: tuple[Target, dict[tuple[str, int], str]]) ->
     assert {f.why for f in r.findings} == {"no verdict reported", "exit code"}, r.explain()
 
 
-def test_wall_clock_guard_is_unknown(control: tuple[Target, dict[tuple[str, int], str]],
-                                     monkeypatch: pytest.MonkeyPatch) -> None:
+def test_wall_clock_guard_is_unknown(
+    control: tuple[Target, dict[tuple[str, int], str]], monkeypatch: pytest.MonkeyPatch
+) -> None:
     target, _ = control
 
     def hang(cmd: list[str], **kw: Any) -> subprocess.CompletedProcess[str]:

@@ -28,7 +28,7 @@ def test_gil_holding_faults_vs_unbind_cycles() -> None:
         v1 = f1.mmap(size, RW, MAP["MAP_SHARED"])
         fd = r.backing.backing.fd
         pattern = bytes(i % 251 for i in range(size // K4))
-        for i, b in enumerate(pattern):                  # write behind the mapping: every page differs
+        for i, b in enumerate(pattern):  # write behind the mapping: every page differs
             os.pwrite(fd, bytes([b]), i * K4)
         view = v0.view()
         got: list[int] = []
@@ -36,8 +36,8 @@ def test_gil_holding_faults_vs_unbind_cycles() -> None:
 
         def reader() -> None:
             try:
-                got.extend(view[i * K4] for i in range(size // K4))   # 2048 faults, GIL held in each
-            except BaseException as e:                               # pragma: no cover
+                got.extend(view[i * K4] for i in range(size // K4))  # 2048 faults, GIL held in each
+            except BaseException as e:  # pragma: no cover
                 errors.append(e)
 
         outcomes: list[str] = []
@@ -49,7 +49,7 @@ def test_gil_holding_faults_vs_unbind_cycles() -> None:
                     outcomes.append(v1.touch(k * K4))
                     bus.enable(d1)
                     outcomes.append(v1.touch(k * K4, True, k))
-            except BaseException as e:                               # pragma: no cover
+            except BaseException as e:  # pragma: no cover
                 errors.append(e)
 
         ts = [threading.Thread(target=reader), threading.Thread(target=admin)]
@@ -66,4 +66,4 @@ def test_gil_holding_faults_vs_unbind_cycles() -> None:
             v.munmap()
         f0.close()
         f1.close()
-        assert v0.touch(0) == "SIGSEGV"                       # unmapped now: no vma, not a fault
+        assert v0.touch(0) == "SIGSEGV"  # unmapped now: no vma, not a fault

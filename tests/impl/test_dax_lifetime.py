@@ -72,11 +72,15 @@ def bus(events: list[Event]) -> Iterator[DaxBus]:
 
 
 def kinds(events: list[Event], obj: str | None = None) -> list[str]:
-    return [f"{e.kind}:{e.detail}" if e.kind in ("step", "release") else e.kind
-            for e in events if obj is None or e.obj == obj]
+    return [
+        f"{e.kind}:{e.detail}" if e.kind in ("step", "release") else e.kind
+        for e in events
+        if obj is None or e.obj == obj
+    ]
 
 
 # ------------------------------------------------------------------------------- kref and ida ----
+
 
 def test_kref_releases_exactly_on_last_put() -> None:
     """lib/kref.c: the release runs once, in the call of the put that reaches zero."""
@@ -116,10 +120,11 @@ def test_ida_lowest_free_and_limit() -> None:
     with pytest.raises(KernelBug):
         ida.free(7)
     unbounded = Ida("u")
-    assert [unbounded.alloc() for _ in range(300)][-1] == 299       # no 256 limit
+    assert [unbounded.alloc() for _ in range(300)][-1] == 299  # no 256 limit
 
 
 # ------------------------------------------------------------------------------------ release ----
+
 
 @pytest.mark.parametrize("profile", ["modern", "v4.10"])
 def test_device_released_on_last_put_not_before(bus: DaxBus, events: list[Event], profile: str) -> None:
@@ -135,15 +140,20 @@ def test_device_released_on_last_put_not_before(bus: DaxBus, events: list[Event]
     f.close()
     bus.remove_region(r)
     assert not d.released and minor in bus.minor_ida and d.cdev.count == 1
-    assert not r.freed and r.kref.count == 1                    # the device still pins its region
+    assert not r.freed and r.kref.count == 1  # the device still pins its region
     assert v.touch(0) == "SIGBUS"
     n = len(events)
     v.munmap()
     assert d.released and minor not in bus.minor_ida and r.freed
     tail = kinds(events[n:])
-    assert tail.index("munmap") < tail.index("release:") < tail.index("release:cdev") \
-        < tail.index("release:device") < tail.index("minor_free")
-    assert (events[-1].kind, events[-1].obj) == ("release", r.name)       # the region, last
+    assert (
+        tail.index("munmap")
+        < tail.index("release:")
+        < tail.index("release:cdev")
+        < tail.index("release:device")
+        < tail.index("minor_free")
+    )
+    assert (events[-1].kind, events[-1].obj) == ("release", r.name)  # the region, last
 
 
 @pytest.mark.parametrize("profile", ["modern", "v4.10"])
@@ -154,12 +164,12 @@ def test_minor_reused_only_after_release(bus: DaxBus, profile: str) -> None:
     f = bus.open(old, os.O_RDONLY)
     bus.remove_region(a)
     b = bus.create_region(2 * M2, M2, profile=profile)
-    assert b.devices[0].minor != old.minor                      # still held by the open file
+    assert b.devices[0].minor != old.minor  # still held by the open file
     f.close()
     assert old.released
     c = bus.create_region(2 * M2, M2, profile=profile)
-    assert c.devices[0].minor == old.minor                      # lowest free again
-    g = bus.open(old, os.O_RDWR)                                # the node names a devt: new instance
+    assert c.devices[0].minor == old.minor  # lowest free again
+    g = bus.open(old, os.O_RDWR)  # the node names a devt: new instance
     assert g.dev is c.devices[0]
     g.close()
 
@@ -191,6 +201,7 @@ def test_region_refcount_exact(bus: DaxBus) -> None:
 
 # ----------------------------------------------------------------------------------- teardown ----
 
+
 def test_unbind_order_in_event_log(bus: DaxBus, events: list[Event]) -> None:
     """kill: clear alive, a real grace period, zap every vma; only then cdev_del (section 4)."""
     r = bus.create_region(4 * M2, M2)
@@ -203,8 +214,13 @@ def test_unbind_order_in_event_log(bus: DaxBus, events: list[Event]) -> None:
     seq = [k for k in kinds(events[n:], d.name) if not k.startswith("step")]
     assert seq[:6] == ["alive_clear", "gp_start", "gp_end", "unmap", "cdev_del", "put"]
     steps = [k for k in kinds(events[n:], d.name) if k.startswith("step")]
-    assert steps == ["step:clear_alive ok", "step:synchronize_start ok", "step:synchronize_wait ok",
-                     "step:unmap_mapping_range ok", "step:cdev_del ok"]
+    assert steps == [
+        "step:clear_alive ok",
+        "step:synchronize_start ok",
+        "step:synchronize_wait ok",
+        "step:unmap_mapping_range ok",
+        "step:cdev_del ok",
+    ]
     assert present_units(v.base, v.base + 4 * M2, M2) == []
 
 
@@ -215,9 +231,18 @@ def test_remove_order_in_event_log(bus: DaxBus, events: list[Event]) -> None:
     n = len(events)
     bus.remove_region(r)
     steps = [e.detail.split()[0] for e in events[n:] if e.kind == "step"]
-    assert steps == ["unregister_lock", "clear_alive", "synchronize_start", "synchronize_wait",
-                     "unmap_mapping_range", "cdev_del", "device_del", "unregister_mappings", "put_device",
-                     "dax_region_unregister"]
+    assert steps == [
+        "unregister_lock",
+        "clear_alive",
+        "synchronize_start",
+        "synchronize_wait",
+        "unmap_mapping_range",
+        "cdev_del",
+        "device_del",
+        "unregister_mappings",
+        "put_device",
+        "dax_region_unregister",
+    ]
     k = kinds(events[n:])
     assert k.index("step:put_device ok") > k.index("release:device")  # released inside put_device
     assert r.freed
@@ -233,8 +258,8 @@ def test_sigbus_after_disable_faulted_and_unfaulted(bus: DaxBus, align: int) -> 
     installs, sig = bus.core.device_counts(d.slot)
     assert installs == 1 and sig == 0
     bus.disable(d)
-    assert v.touch(0) == "SIGBUS"                      # was installed: zapped by the kill
-    assert v.touch(2 * align, True, 1) == "SIGBUS"    # never faulted: the handler says dead
+    assert v.touch(0) == "SIGBUS"  # was installed: zapped by the kill
+    assert v.touch(2 * align, True, 1) == "SIGBUS"  # never faulted: the handler says dead
     assert bus.core.device_counts(d.slot)[1] >= 2
     assert v.fork_touch(align) == "SIGBUS"
     with pytest.raises(OSError) as e:
@@ -291,17 +316,17 @@ def test_m21_open_through_cached_cdev_of_dead_device_oopses_on_mmap(bus: DaxBus)
     d = r.devices[0]
     f = bus.open(d)
     bus.disable(d)
-    g = bus.open(d)                                    # cached i_cdev, cdev held by f
+    g = bus.open(d)  # cached i_cdev, cdev held by f
     assert g.private_data is None
     with pytest.raises(KernelBug, match="null deref"):
         g.mmap(M2, RW, SH)
     with pytest.raises(OSError) as e:
-        f.mmap(M2, RW, SH)                             # f has its private_data: check_vma says dead
+        f.mmap(M2, RW, SH)  # f has its private_data: check_vma says dead
     assert e.value.errno == errno.ENXIO
     f.close()
     g.close()
     with pytest.raises(OSError) as e:
-        bus.open(d)                                    # no holder left: cdev released, not in kobj_map
+        bus.open(d)  # no holder left: cdev released, not in kobj_map
     assert e.value.errno == errno.ENXIO
 
 
@@ -323,6 +348,7 @@ def test_rebind_with_open_file_is_the_spec_finding(bus: DaxBus) -> None:
 
 # --------------------------------------------------------------------------------------- data ----
 
+
 def test_data_persists_across_unmap_close_reopen(bus: DaxBus) -> None:
     r = bus.create_region(8 * M2, M2, [4 * M2, 4 * M2])
     d0, d1 = r.devices
@@ -331,14 +357,14 @@ def test_data_persists_across_unmap_close_reopen(bus: DaxBus) -> None:
     assert v.touch(0, True, 11) == "ok" and v.touch(4 * M2 - 1, True, 12) == "ok"
     v.munmap()
     f.close()
-    assert os.pread(r.backing.backing.fd, 1, 4 * M2) == bytes([11])     # device 1 starts at 4M
+    assert os.pread(r.backing.backing.fd, 1, 4 * M2) == bytes([11])  # device 1 starts at 4M
     g = bus.open(d1, os.O_RDONLY)
     w = g.mmap(4 * M2, PROT["PROT_READ"], SH)
     assert w.check(0, 11) == "ok" and w.check(4 * M2 - 1, 12) == "ok"
     assert w.touch(0, True, 1) == "SIGSEGV"
     h = bus.open(d0)
     x = h.mmap(2 * M2, RW, SH)
-    assert x.check(0, 0) == "ok"                                         # the other device's memory
+    assert x.check(0, 0) == "ok"  # the other device's memory
     for m in (w, x):
         m.munmap()
     g.close()
@@ -407,14 +433,14 @@ def test_provider_memory_goes_with_the_last_region_reference(bus: DaxBus) -> Non
     assert v.touch(0, True, 5) == "ok"
     bus.release_backing(r.backing)
     bus.remove_region(r)
-    assert not r.freed and not r.backing.backing.closed     # the file pins device -> region -> memory
+    assert not r.freed and not r.backing.backing.closed  # the file pins device -> region -> memory
     v.munmap()
-    assert not r.backing.backing.closed                     # the fd still holds the cdev
+    assert not r.backing.backing.closed  # the fd still holds the cdev
     f.close()
     assert d.released and r.freed and r.backing.backing.closed
     with pytest.raises(OSError) as e:
         bus.enable(d)
-    assert e.value.errno == errno.ENODEV                    # no provider left to re-probe
+    assert e.value.errno == errno.ENODEV  # no provider left to re-probe
 
 
 def test_region_ids_are_the_lowest_free(bus: DaxBus) -> None:
@@ -431,7 +457,7 @@ def test_region_ids_are_the_lowest_free(bus: DaxBus) -> None:
     assert r0.freed
     r2 = bus.create_region(2 * M2, M2, profile="modern")
     assert r2.devices[0].name == "dax0.0"
-    bus.disable(r1.devices[0])                              # v4.10: provider removal, nothing held
+    bus.disable(r1.devices[0])  # v4.10: provider removal, nothing held
     assert r1.freed
     assert bus.enable(r1.devices[0]).name == "dax1.0"
 
@@ -456,4 +482,4 @@ def test_v410_reprobe_after_full_release_keeps_the_memory(bus: DaxBus) -> None:
     g.close()
     bus.release_backing(new.region.backing)
     bus.remove_region(new.region)
-    assert new.region.backing.backing.closed                # the last hold on the memory went
+    assert new.region.backing.backing.closed  # the last hold on the memory went

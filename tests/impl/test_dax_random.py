@@ -60,8 +60,25 @@ def scenarios(draw: st.DrawFn) -> dict[str, Any]:
     fds: set[str] = set()
     maps: set[str] = set()
     lengths: dict[str, int] = {}
-    ops = ["open", "open", "close", "mmap", "mmap", "mmap", "munmap", "mprotect", "mremap", "touch",
-           "touch", "touch", "check", "madvise", "msync", "disable", "fd_call"]
+    ops = [
+        "open",
+        "open",
+        "close",
+        "mmap",
+        "mmap",
+        "mmap",
+        "munmap",
+        "mprotect",
+        "mremap",
+        "touch",
+        "touch",
+        "touch",
+        "check",
+        "madvise",
+        "msync",
+        "disable",
+        "fd_call",
+    ]
     if profile == "modern":
         ops += ["enable", "enable"]
     if draw(st.booleans()):
@@ -70,28 +87,65 @@ def scenarios(draw: st.DrawFn) -> dict[str, Any]:
         op = draw(st.sampled_from(ops))
         if op in ("close", "mmap", "fd_call") and not fds:
             op = "open"
-        if op in ("munmap", "mprotect", "mremap", "touch", "check", "madvise", "msync", "fork_touch") \
-                and not maps:
+        if (
+            op in ("munmap", "mprotect", "mremap", "touch", "check", "madvise", "msync", "fork_touch")
+            and not maps
+        ):
             op = "open" if not fds else "mmap"
         if op == "open":
             name = draw(st.sampled_from(FDS))
-            flags = draw(st.sampled_from([["O_RDWR"], ["O_RDWR"], ["O_RDONLY"], ["O_WRONLY"],
-                                          ["O_RDWR", "O_DIRECT"], ["O_RDWR", "O_SYNC"]]))
+            flags = draw(
+                st.sampled_from(
+                    [
+                        ["O_RDWR"],
+                        ["O_RDWR"],
+                        ["O_RDONLY"],
+                        ["O_WRONLY"],
+                        ["O_RDWR", "O_DIRECT"],
+                        ["O_RDWR", "O_SYNC"],
+                    ]
+                )
+            )
             steps.append({"op": "open", "dev": draw(st.integers(0, ndev - 1)), "flags": flags, "as": name})
             fds.add(name)
         elif op == "close":
             steps.append({"op": "close", "fd": draw(st.sampled_from(sorted(fds)))})
         elif op == "mmap":
             name = draw(st.sampled_from(MAPS))
-            prot = draw(st.sampled_from([["PROT_READ", "PROT_WRITE"], ["PROT_READ", "PROT_WRITE"],
-                                         ["PROT_READ"], ["PROT_WRITE"], ["PROT_NONE"]]))
-            flags = draw(st.sampled_from([["MAP_SHARED"], ["MAP_SHARED"], ["MAP_SHARED"], ["MAP_PRIVATE"],
-                                          ["MAP_SHARED_VALIDATE", "MAP_SYNC"], ["MAP_SHARED", "MAP_POPULATE"],
-                                          ["MAP_SHARED", "MAP_FIXED"], ["MAP_SHARED"]]))
-            step: dict[str, Any] = {"op": "mmap", "fd": draw(st.sampled_from(sorted(fds))),
-                                    "length": _size(draw, align, 4), "prot": prot, "flags": flags,
-                                    "offset": draw(st.integers(0, 8)) * align
-                                    + draw(st.sampled_from([0, 0, 0, K4])), "as": name}
+            prot = draw(
+                st.sampled_from(
+                    [
+                        ["PROT_READ", "PROT_WRITE"],
+                        ["PROT_READ", "PROT_WRITE"],
+                        ["PROT_READ"],
+                        ["PROT_WRITE"],
+                        ["PROT_NONE"],
+                    ]
+                )
+            )
+            flags = draw(
+                st.sampled_from(
+                    [
+                        ["MAP_SHARED"],
+                        ["MAP_SHARED"],
+                        ["MAP_SHARED"],
+                        ["MAP_PRIVATE"],
+                        ["MAP_SHARED_VALIDATE", "MAP_SYNC"],
+                        ["MAP_SHARED", "MAP_POPULATE"],
+                        ["MAP_SHARED", "MAP_FIXED"],
+                        ["MAP_SHARED"],
+                    ]
+                )
+            )
+            step: dict[str, Any] = {
+                "op": "mmap",
+                "fd": draw(st.sampled_from(sorted(fds))),
+                "length": _size(draw, align, 4),
+                "prot": prot,
+                "flags": flags,
+                "offset": draw(st.integers(0, 8)) * align + draw(st.sampled_from([0, 0, 0, K4])),
+                "as": name,
+            }
             if "MAP_FIXED" in flags or draw(st.integers(0, 5)) == 0:
                 step["fixed_offset"] = draw(st.sampled_from([0, 0, K4, align]))
             steps.append(step)
@@ -101,16 +155,31 @@ def scenarios(draw: st.DrawFn) -> dict[str, Any]:
             m = draw(st.sampled_from(sorted(maps)))
             step = {"op": op, "map": m, "offset": _size(draw, align, 3), "length": _size(draw, align, 3)}
             if op == "mprotect":
-                step["prot"] = draw(st.sampled_from([["PROT_READ"], ["PROT_READ", "PROT_WRITE"],
-                                                     ["PROT_NONE"]]))
+                step["prot"] = draw(
+                    st.sampled_from([["PROT_READ"], ["PROT_READ", "PROT_WRITE"], ["PROT_NONE"]])
+                )
             elif op == "madvise":
-                step["advice"] = draw(st.sampled_from(
-                    ["MADV_DONTFORK", "MADV_DOFORK", "MADV_DONTNEED", "MADV_NOHUGEPAGE", "MADV_HUGEPAGE",
-                     "MADV_POPULATE_READ", "MADV_POPULATE_WRITE", "MADV_REMOVE", "MADV_FREE", "MADV_COLD",
-                     "MADV_WILLNEED"]))
+                step["advice"] = draw(
+                    st.sampled_from(
+                        [
+                            "MADV_DONTFORK",
+                            "MADV_DOFORK",
+                            "MADV_DONTNEED",
+                            "MADV_NOHUGEPAGE",
+                            "MADV_HUGEPAGE",
+                            "MADV_POPULATE_READ",
+                            "MADV_POPULATE_WRITE",
+                            "MADV_REMOVE",
+                            "MADV_FREE",
+                            "MADV_COLD",
+                            "MADV_WILLNEED",
+                        ]
+                    )
+                )
             elif op == "msync":
-                step["flags"] = draw(st.sampled_from([["MS_SYNC"], ["MS_ASYNC"], ["MS_INVALIDATE"],
-                                                      ["MS_SYNC", "MS_ASYNC"]]))
+                step["flags"] = draw(
+                    st.sampled_from([["MS_SYNC"], ["MS_ASYNC"], ["MS_INVALIDATE"], ["MS_SYNC", "MS_ASYNC"]])
+                )
             steps.append(step)
         elif op == "mremap":
             # old_length = the whole mapping: a shrink of the head of a longer vma leaves a tail vma
@@ -125,8 +194,9 @@ def scenarios(draw: st.DrawFn) -> dict[str, Any]:
             new = _size(draw, align, 4)
             if new > old:
                 new = (new + align - 1) // align * align
-            steps.append({"op": "mremap", "map": m, "offset": 0, "old_length": old, "new_length": new,
-                          "move": True})
+            steps.append(
+                {"op": "mremap", "map": m, "offset": 0, "old_length": old, "new_length": new, "move": True}
+            )
         elif op in ("touch", "check", "fork_touch"):
             m = draw(st.sampled_from(sorted(maps)))
             off = draw(st.integers(0, 5)) * align + draw(st.sampled_from([0, 1, K4 - 1, K4]))
@@ -142,15 +212,30 @@ def scenarios(draw: st.DrawFn) -> dict[str, Any]:
             steps.append({"op": op, "dev": draw(st.integers(0, ndev - 1))})
         else:
             fd = draw(st.sampled_from(sorted(fds)))
-            steps.append(draw(st.sampled_from([
-                {"op": "read", "fd": fd, "length": 4096}, {"op": "write", "fd": fd, "length": 4096},
-                {"op": "fsync", "fd": fd}, {"op": "lseek", "fd": fd, "offset": 0, "whence": "SEEK_SET"},
-                {"op": "ioctl", "fd": fd, "request": "FIONREAD"},
-                {"op": "fallocate", "fd": fd, "mode": 0, "offset": 0, "length": 4096}])))
+            steps.append(
+                draw(
+                    st.sampled_from(
+                        [
+                            {"op": "read", "fd": fd, "length": 4096},
+                            {"op": "write", "fd": fd, "length": 4096},
+                            {"op": "fsync", "fd": fd},
+                            {"op": "lseek", "fd": fd, "offset": 0, "whence": "SEEK_SET"},
+                            {"op": "ioctl", "fd": fd, "request": "FIONREAD"},
+                            {"op": "fallocate", "fd": fd, "mode": 0, "offset": 0, "length": 4096},
+                        ]
+                    )
+                )
+            )
     size = 16 * align
     devices = [{"size": size // ndev}] * ndev
-    return {"format": fmt.FORMAT_ID, "name": "random", "profile": profile,
-            "region": {"size": size, "align": align}, "devices": devices, "steps": steps}
+    return {
+        "format": fmt.FORMAT_ID,
+        "name": "random",
+        "profile": profile,
+        "region": {"size": size, "align": align},
+        "devices": devices,
+        "steps": steps,
+    }
 
 
 def _fds() -> set[str]:
@@ -170,16 +255,20 @@ def _children() -> set[str]:
         return set()
 
 
-@settings(max_examples=200, deadline=None, derandomize=False, print_blob=True,
-          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
-                                 HealthCheck.filter_too_much])
+@settings(
+    max_examples=200,
+    deadline=None,
+    derandomize=False,
+    print_blob=True,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much],
+)
 @given(scenarios())
 def _random_sequences(data: dict[str, Any]) -> None:
     sc = fmt.parse(json.loads(json.dumps(data)), "random.json")
     try:
         want = ModelBackend().run(sc)
     except fmt.ScenarioError:
-        assume(False)             # the model's own slot bounds (32 files/vmas), not a semantic answer
+        assume(False)  # the model's own slot bounds (32 files/vmas), not a semantic answer
         return
     # an oops the spec predicts (M21: mmap through a NULL private_data) is the outcome OOPS, and the
     # emulation must report it at the same step, with every later step skipped
@@ -189,8 +278,10 @@ def _random_sequences(data: dict[str, Any]) -> None:
         print(f"slow example {time.monotonic() - t0:.1f}s:", json.dumps(data))
     fmt.check_outcomes(sc, got)
     if got != want:
-        rows = [f"{i:2} {s.op:10} model={w:8} impl={g}" + ("   <--" if g != w else "")
-                for i, (s, w, g) in enumerate(zip(sc.steps, want, got, strict=True))]
+        rows = [
+            f"{i:2} {s.op:10} model={w:8} impl={g}" + ("   <--" if g != w else "")
+            for i, (s, w, g) in enumerate(zip(sc.steps, want, got, strict=True))
+        ]
         raise AssertionError("impl disagrees with the spec:\n" + json.dumps(data) + "\n" + "\n".join(rows))
 
 

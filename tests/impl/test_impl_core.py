@@ -60,7 +60,7 @@ def core() -> Iterator[MappingCore]:
     assert _our_maps() == maps, "leaked mappings"
     assert _tasks() == tasks, "leaked threads"
     with pytest.raises(ChildProcessError):
-        os.waitpid(pid, os.WNOHANG)          # already reaped: the handler process is gone
+        os.waitpid(pid, os.WNOHANG)  # already reaped: the handler process is gone
 
 
 @pytest.mark.parametrize("align,units", [(K4, 64), (M2, 4)])
@@ -75,7 +75,7 @@ def test_first_touch_faults_once_per_unit(core: MappingCore, align: int, units: 
     c = core.counters()
     name = {K4: "install_pte", M2: "install_pmd"}[align]
     assert c["faults"] == units and c[name] == units and c["sigbus"] == 0
-    assert core.touch_read(m.addr, units * align).outcome == "ok"         # every byte, again
+    assert core.touch_read(m.addr, units * align).outcome == "ok"  # every byte, again
     assert core.counters()["faults"] == units
     assert core.device_counts(d) == (units, 0)
 
@@ -87,7 +87,7 @@ def test_first_touch_1g_unit(core: MappingCore) -> None:
     before = set(_intervals())
     m = core.map_shared(d, G1)
     assert m.addr % G1 == 0
-    assert _touching(m.addr, m.end, before) == [(m.addr, m.end)]   # no piece of the reservation left
+    assert _touching(m.addr, m.end, before) == [(m.addr, m.end)]  # no piece of the reservation left
     assert core.touch_write(m.addr + G1 - 8, b"12345678").outcome == "ok"
     assert core.touch_read(m.addr, 8).outcome == "ok"
     c = core.counters()
@@ -118,7 +118,7 @@ def test_zap_then_touch_faults_again(core: MappingCore) -> None:
     assert core.counters()["faults"] == 2
     core.zap(m)
     assert core.touch_read(m.addr + 100, 1) == core.touch_read(m.addr + 100, 1)
-    assert core.counters()["faults"] == 3                   # one refault, then installed again
+    assert core.counters()["faults"] == 3  # one refault, then installed again
     assert core.touch_read(m.addr + 100, 1).data == b"x"
 
 
@@ -128,7 +128,7 @@ def test_dead_device_touch_gives_sigbus(core: MappingCore) -> None:
     d = core.add_device(b, [(0, 2 * M2)], M2)
     m = core.map_shared(d, 2 * M2)
     assert core.touch_write(m.addr, b"\x2a").outcome == "ok"
-    assert core.touch_in_child(m.addr + 1, write=True, value=7).value == 7   # shared with the child
+    assert core.touch_in_child(m.addr + 1, write=True, value=7).value == 7  # shared with the child
     assert core.touch_read(m.addr + 1, 1).data == b"\x07"
     assert core.touch_in_child(m.addr).value == 42
     core.kill_device(d)
@@ -137,7 +137,7 @@ def test_dead_device_touch_gives_sigbus(core: MappingCore) -> None:
     assert core.touch_in_child(m.addr).outcome == "SIGBUS"
     c = core.counters()
     assert c["sigbus_dead"] >= 2 and c["fork_events"] == c["child_ctx_closed"] == 3
-    core.revive_device(d)                                   # modern rebind: old vmas work again
+    core.revive_device(d)  # modern rebind: old vmas work again
     assert core.touch_read(m.addr, 1).data == b"\x2a"
     assert core.touch_in_child(m.addr).value == 42
 
@@ -163,7 +163,7 @@ def test_multi_range_device_and_oversized_mapping(core: MappingCore) -> None:
     assert core.touch_in_child(m.addr + 4 * M2).outcome == "SIGBUS"
     assert [os.pread(b.fd, 1, off + 5) for off in (6 * M2, 2 * M2, 3 * M2)] == [b"A", b"B", b"C"]
     assert core.counters()["install_pmd"] == 3
-    m2 = core.map_shared(d, M2, pgoff=M2 // K4)           # device offset 2M lands on backing 2M
+    m2 = core.map_shared(d, M2, pgoff=M2 // K4)  # device offset 2M lands on backing 2M
     assert core.touch_read(m2.addr + 5, 1).data == b"B"
 
 
@@ -172,11 +172,11 @@ def test_misaligned_offset_is_einval_and_leaks_nothing(core: MappingCore) -> Non
     d = core.add_device(b, [(0, 2 * M2)], M2)
     maps = _our_maps()
     with pytest.raises(OSError) as e:
-        core.map_shared(d, 2 * M2, pgoff=1)                 # congruent to a misaligned offset
+        core.map_shared(d, 2 * M2, pgoff=1)  # congruent to a misaligned offset
     assert e.value.errno == errno.EINVAL
     assert _our_maps() == maps
     with pytest.raises(OSError):
-        core.map_shared(d, M2 + K4)                        # vm_end misaligned
+        core.map_shared(d, M2 + K4)  # vm_end misaligned
     with pytest.raises(OSError):
         core.add_device(b, [(K4, M2)], M2)
     m = core.map_shared(d, M2)
@@ -200,14 +200,14 @@ def test_data_in_backing_after_unmap_and_in_file_after_close() -> None:
             m1, m2 = c.map_shared(dm, M2), c.map_shared(df, M2)
             assert m2.mode == "uffd"
             view = memoryview((ctypes.c_char * M2).from_address(m1.addr)).cast("B")
-            view[10:15] = b"memfd"                          # a plain store from this interpreter
+            view[10:15] = b"memfd"  # a plain store from this interpreter
             assert c.touch_write(m2.addr + 4096 * 3, b"file!").outcome == "ok"
             c.unmap(m1)
             assert os.pread(mb.fd, 5, 10) == b"memfd"
         with open(path, "rb") as f:
             f.seek(M2 + 4096 * 3)
             assert f.read(5) == b"file!"
-        with MappingCore(workers=1) as c:                   # a new "boot" of the same region
+        with MappingCore(workers=1) as c:  # a new "boot" of the same region
             fb = c.create_backing(2 * M2, path=path)
             df = c.add_device(fb, [(M2, M2)], K4)
             m2 = c.map_shared(df, M2)
@@ -231,7 +231,7 @@ def test_non_shmem_file_uses_reported_prefault_mode() -> None:
         c.revive_device(d)
         assert c.touch_read(m.addr + 1, 1).data == b"p"
         c.set_alive(d, False)
-        m2 = c.map_shared(d, M2)                         # mapped while dead: not readable either
+        m2 = c.map_shared(d, M2)  # mapped while dead: not readable either
         assert m2.mode == "prefault" and c.touch_read(m2.addr + 1, 1).outcome == "SIGBUS"
 
 
@@ -382,20 +382,20 @@ def test_handler_death_fails_safe(core: MappingCore) -> None:
     result: list[str] = []
     t = threading.Thread(target=lambda: result.append(core.touch_read(m.addr + M2, 1).outcome))
     try:
-        os.kill(pid, signal.SIGSTOP)                         # faults now queue up unanswered
+        os.kill(pid, signal.SIGSTOP)  # faults now queue up unanswered
         deadline = time.monotonic() + 10
         while not all(_stopped(pid, tid) for tid in os.listdir(f"/proc/{pid}/task")):
             assert time.monotonic() < deadline
             time.sleep(0.01)
         t.start()
         time.sleep(0.2)
-        assert not result                                    # blocked in the fault
+        assert not result  # blocked in the fault
     finally:
         os.kill(pid, signal.SIGKILL)
     t.join(10)
     assert result == ["SIGBUS"]
     assert core.broken
-    assert core.touch_read(m.addr, 1).outcome == "SIGBUS"   # installed entries went with the revoke
+    assert core.touch_read(m.addr, 1).outcome == "SIGBUS"  # installed entries went with the revoke
     core.kill_device(d, timeout=5)
     with pytest.raises(OSError):
         core.map_shared(d, M2)
@@ -424,7 +424,7 @@ def test_reservation_slack_is_released(core: MappingCore, align: int) -> None:
     d = core.add_device(b, [(0, align)], align)
     before = set(_intervals())
     m = core.map_shared(d, align)
-    assert _touching(m.addr, m.end, before) == [(m.addr, m.end)]   # exactly the vma, no slack pieces
+    assert _touching(m.addr, m.end, before) == [(m.addr, m.end)]  # exactly the vma, no slack pieces
     core.unmap(m)
     assert _touching(m.addr, m.end, before) == []
 
@@ -435,7 +435,7 @@ def test_grace_period_covers_a_fault_between_alive_check_and_insert() -> None:
     the mutant "clear alive -> unmap, no sync" leaves that entry behind (memory readable after kill).
     """
     with MappingCore(workers=2, policy="devdax.impl.handler:slow_policy") as c:
-        c.table.t.hdr.policy_arg = 300_000                   # 300 ms between alive check and insert
+        c.table.t.hdr.policy_arg = 300_000  # 300 ms between alive check and insert
         b = c.create_backing(2 * M2)
         good, mutant = c.add_device(b, [(0, M2)], M2), c.add_device(b, [(M2, M2)], M2)
         mg, mm = c.map_shared(good, M2), c.map_shared(mutant, M2)
@@ -443,21 +443,21 @@ def test_grace_period_covers_a_fault_between_alive_check_and_insert() -> None:
         def in_flight_fault(m: Mapping) -> threading.Thread:
             t = threading.Thread(target=c.touch_read, args=(m.addr, 1))
             t.start()
-            time.sleep(0.1)                                  # the handler has seen alive == 1
+            time.sleep(0.1)  # the handler has seen alive == 1
             return t
 
         t = in_flight_fault(mg)
         t0 = time.monotonic()
-        c.kill_device(good)                                  # alive = 0; synchronize; zap
-        assert time.monotonic() - t0 >= 0.15                 # it waited for the in-flight fault
+        c.kill_device(good)  # alive = 0; synchronize; zap
+        assert time.monotonic() - t0 >= 0.15  # it waited for the in-flight fault
         t.join(5)
         assert c.touch_read(mg.addr, 1).outcome == "SIGBUS"
 
         t = in_flight_fault(mm)
-        c.set_alive(mutant, False)                           # the mutant: no grace period
+        c.set_alive(mutant, False)  # the mutant: no grace period
         c.zap(mm)
         t.join(5)
-        assert c.touch_read(mm.addr, 1).outcome == "ok"      # a stale entry survived the teardown
+        assert c.touch_read(mm.addr, 1).outcome == "ok"  # a stale entry survived the teardown
 
 
 def test_partial_munmap_splits_at_align_boundaries(core: MappingCore) -> None:
@@ -480,7 +480,7 @@ def test_partial_munmap_splits_at_align_boundaries(core: MappingCore) -> None:
     assert core.touch_read(left.addr, 1).data == b"\x01"
     assert core.touch_read(right.addr + M2, 1).data == b"\x04"
     assert core.counters()["faults"] == before + 2
-    assert core.touch_read(m.addr + M2, 1).outcome == "SIGSEGV"     # the hole: no vma
+    assert core.touch_read(m.addr + M2, 1).outcome == "SIGSEGV"  # the hole: no vma
     with pytest.raises(ValueError):
         core.zap(m)
     (tail,) = core.munmap_range(right, 0, M2)
@@ -526,12 +526,12 @@ def test_single_worker_forks_while_faulting() -> None:
                 t0 = time.monotonic()
                 assert c.touch_in_child(m.addr + K4).outcome == "ok"
                 assert time.monotonic() - t0 < 0.9
-            for _ in range(15):                              # raw forks: nobody asks for REAP
+            for _ in range(15):  # raw forks: nobody asks for REAP
                 pid = os.fork()
                 if pid == 0:  # pragma: no cover - child
                     os._exit(0)
                 os.waitpid(pid, 0)
-            deadline = time.monotonic() + 5              # still faulting: reaped while busy
+            deadline = time.monotonic() + 5  # still faulting: reaped while busy
             while c.counters()["child_ctx_closed"] < c.counters()["fork_events"]:
                 assert time.monotonic() < deadline, c.counters()
                 time.sleep(0.05)
@@ -557,7 +557,7 @@ def test_write_only_mapping_is_readable_as_on_x86(core: MappingCore) -> None:
     d = core.add_device(b, [(0, 2 * K4)], K4)
     os.pwrite(b.fd, b"wo", K4 - 1)
     m = core.map_shared(d, 2 * K4, prot=dsys.PROT_WRITE)
-    t = core.touch_read(m.addr + K4 - 1, 2)                  # straddles both pages
+    t = core.touch_read(m.addr + K4 - 1, 2)  # straddles both pages
     assert (t.outcome, t.data) == ("ok", b"wo")
     assert core.counters()["install_pte"] == 2
     assert core.touch_in_child(m.addr + K4).value == ord("o")

@@ -43,22 +43,32 @@ class CoreMachine(RuleBasedStateMachine):
         self.fds, self.maps0 = _fds(), _maps()
         self.core = MappingCore(workers=2, timeout=10)
         self.backing: dict[int, Backing] = {}
-        self.data: dict[tuple[int, int], int] = {}          # (align, backing offset) -> byte written
+        self.data: dict[tuple[int, int], int] = {}  # (align, backing offset) -> byte written
         self.dev_info: dict[int, tuple[int, tuple[geometry.Range, ...]]] = {}
         self.live_maps: set[int] = set()
         for align in (K4, M2):
             self.backing[align] = self.core.create_backing(UNITS * align)
 
-    @rule(target=devices, align=st.sampled_from([K4, M2]),
-          order=st.permutations(list(range(UNITS))), n=st.integers(1, 3), alive=st.booleans())
+    @rule(
+        target=devices,
+        align=st.sampled_from([K4, M2]),
+        order=st.permutations(list(range(UNITS))),
+        n=st.integers(1, 3),
+        alive=st.booleans(),
+    )
     def add_device(self, align: int, order: list[int], n: int, alive: bool) -> int:
         spans = [(u * align, align) for u in order[:n]]
         dev = self.core.add_device(self.backing[align], spans, align, alive=alive)
         self.dev_info[dev] = (align, geometry.make_ranges(spans))
         return dev
 
-    @rule(target=mappings, dev=devices, units=st.integers(1, 4), pgoff_units=st.integers(0, 3),
-          misalign=st.booleans())
+    @rule(
+        target=mappings,
+        dev=devices,
+        units=st.integers(1, 4),
+        pgoff_units=st.integers(0, 3),
+        misalign=st.booleans(),
+    )
     def map_shared(self, dev: int, units: int, pgoff_units: int, misalign: bool) -> Mapping | None:
         if dev not in self.dev_info:
             return None

@@ -90,7 +90,7 @@ def rig() -> Iterator[Rig]:
     dsys.uffd_api(uffd, dsys.UFFD_FEATURE_MINOR_SHMEM | dsys.UFFD_FEATURE_POISON)
     addr = dsys.mmap(0, L, dsys.PROT_READ | dsys.PROT_WRITE, dsys.MAP_SHARED, fd, 0)
     ioctls = dsys.uffd_register(uffd, addr, L, dsys.UFFDIO_REGISTER_MODE_MINOR)
-    assert ioctls & (1 << 0x07) and ioctls & (1 << 0x08)        # CONTINUE and POISON offered
+    assert ioctls & (1 << 0x07) and ioctls & (1 << 0x08)  # CONTINUE and POISON offered
     os.pwrite(fd, b"backing!", 0)
     r = Rig(fd, uffd, addr)
     t = threading.Thread(target=r.serve, daemon=True)
@@ -110,7 +110,7 @@ def test_minor_fault_on_fallocated_memfd_and_continue(rig: Rig) -> None:
     assert len(rig.faults) == 1
     addr, flags = rig.faults[0]
     assert addr == rig.addr and flags & dsys.UFFD_PAGEFAULT_FLAG_MINOR
-    assert pvr(rig.addr + 8) == b"\0" * 8 and len(rig.faults) == 1    # installed: no second fault
+    assert pvr(rig.addr + 8) == b"\0" * 8 and len(rig.faults) == 1  # installed: no second fault
     assert pvw(rig.addr + PG, b"w") == 1 and rig.faults[1][1] & dsys.UFFD_PAGEFAULT_FLAG_WRITE
 
 
@@ -125,7 +125,7 @@ def test_poison_gives_efault_to_process_vm_rw(rig: Rig) -> None:
     rig.decide = lambda addr, flags: "poison"
     assert pvr(rig.addr + 3 * PG) == errno.EFAULT
     assert pvw(rig.addr + 3 * PG, b"x") == -errno.EFAULT
-    assert len(rig.faults) == 1                 # the marker answers later touches itself
+    assert len(rig.faults) == 1  # the marker answers later touches itself
 
 
 def test_madvise_dontneed_zaps_entries_and_poison(rig: Rig) -> None:
@@ -202,9 +202,9 @@ def test_mremap_and_mprotect_bindings() -> None:
     a = dsys.mmap(0, 2 * PG, dsys.PROT_READ | dsys.PROT_WRITE, dsys.MAP_PRIVATE | dsys.MAP_ANONYMOUS)
     dsys.mprotect(a, PG, dsys.PROT_READ)
     with pytest.raises(OSError) as e:
-        dsys.mremap(a, 2 * PG, 4 * PG, dsys.MREMAP_MAYMOVE)     # spans two vmas after the split
+        dsys.mremap(a, 2 * PG, 4 * PG, dsys.MREMAP_MAYMOVE)  # spans two vmas after the split
     assert e.value.errno == errno.EFAULT
-    dsys.mprotect(a, PG, dsys.PROT_READ | dsys.PROT_WRITE)       # merged again
+    dsys.mprotect(a, PG, dsys.PROT_READ | dsys.PROT_WRITE)  # merged again
     b = dsys.mremap(a, 2 * PG, 4 * PG, dsys.MREMAP_MAYMOVE)
     dsys.munmap(b, 4 * PG)
     with pytest.raises(OSError) as e:

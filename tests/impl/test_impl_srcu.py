@@ -50,14 +50,14 @@ def _flags(addr: int) -> ctypes.Array[ctypes.c_uint64]:
 def test_reader_in_section_blocks_synchronize(shm: tuple[int, int]) -> None:
     _, addr = shm
     d = srcu.Srcu(addr, NSLOTS, init=True)
-    d.synchronize(timeout=1)            # no readers: completes
+    d.synchronize(timeout=1)  # no readers: completes
     d.read_lock(0)
-    d.read_lock(0)                       # nested
+    d.read_lock(0)  # nested
     with pytest.raises(TimeoutError):
         d.synchronize(timeout=0.2)
     d.read_unlock(0)
     with pytest.raises(TimeoutError):
-        d.synchronize(timeout=0.1)       # still nested once
+        d.synchronize(timeout=0.1)  # still nested once
     d.read_unlock(0)
     d.synchronize(timeout=1)
     with pytest.raises(RuntimeError):
@@ -68,7 +68,7 @@ def test_reader_entering_after_grace_period_start_does_not_delay_it(shm: tuple[i
     _, addr = shm
     d = srcu.Srcu(addr, NSLOTS, init=True)
     gp0 = srcu.SrcuShared.from_address(addr).gp_ctr
-    d.read_lock(0)                       # an old reader
+    d.read_lock(0)  # an old reader
     done = threading.Event()
 
     def writer() -> None:
@@ -78,11 +78,11 @@ def test_reader_entering_after_grace_period_start_does_not_delay_it(shm: tuple[i
     t = threading.Thread(target=writer)
     t.start()
     deadline = time.monotonic() + 5
-    while srcu.SrcuShared.from_address(addr).gp_ctr == gp0:   # wait for the phase flip
+    while srcu.SrcuShared.from_address(addr).gp_ctr == gp0:  # wait for the phase flip
         assert time.monotonic() < deadline
         time.sleep(0.001)
-    d.read_lock(1)                       # a new reader, enters after the flip and never leaves (yet)
-    assert not done.wait(0.1)            # still waiting for reader 0
+    d.read_lock(1)  # a new reader, enters after the flip and never leaves (yet)
+    assert not done.wait(0.1)  # still waiting for reader 0
     d.read_unlock(0)
     assert done.wait(5), "grace period waited for a reader that started after it"
     t.join()
@@ -101,20 +101,20 @@ def test_synchronize_orders_alive_flag_deterministic(shm: tuple[int, int]) -> No
     def reader() -> None:
         d.read_lock(2)
         if f[0]:
-            f[8] = 1                      # saw alive, entry not yet installed
+            f[8] = 1  # saw alive, entry not yet installed
             saw.set()
             go.wait(5)
-            f[8] = 0                      # "insert"
+            f[8] = 0  # "insert"
         d.read_unlock(2)
 
     t = threading.Thread(target=reader)
     t.start()
     assert saw.wait(5)
     f[0] = 0
-    assert f[8] == 1                      # without a grace period the zap would race this reader
+    assert f[8] == 1  # without a grace period the zap would race this reader
     threading.Timer(0.1, go.set).start()
     d.synchronize(timeout=5)
-    assert f[8] == 0                      # after it, the reader has finished
+    assert f[8] == 0  # after it, the reader has finished
     t.join()
 
 
@@ -170,7 +170,7 @@ def test_property_no_reader_that_saw_alive_survives_synchronize(shm: tuple[int, 
         t.start()
     try:
         deadline = time.monotonic() + 10
-        while f[18] == 0 or f[19] == 0:          # the subprocess readers are running
+        while f[18] == 0 or f[19] == 0:  # the subprocess readers are running
             assert time.monotonic() < deadline and proc.poll() is None
             time.sleep(0.01)
         for _ in range(60):

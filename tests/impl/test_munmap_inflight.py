@@ -41,7 +41,7 @@ K4 = 4096
 M2 = 2 << 20
 RW = PROT["PROT_READ"] | PROT["PROT_WRITE"]
 SH = MAP["MAP_SHARED"]
-BOUND = 20.0          # seconds a thread may take before the test calls it a hang
+BOUND = 20.0  # seconds a thread may take before the test calls it a hang
 
 
 class Gates:
@@ -85,7 +85,7 @@ class Gates:
         """Let the stalled fault through its points up to ``kind``; returns the gate it waits at."""
         order = [tracelog.LOCK, tracelog.CHECK, tracelog.INSERT, tracelog.UNLOCK]
         g = self.waiting(tracelog.LOCK)
-        for k in order[1:order.index(kind) + 1]:
+        for k in order[1 : order.index(kind) + 1]:
             self.open(g)
             g = self.waiting(k)
         return g
@@ -110,8 +110,9 @@ def spawn(fn: Callable[[], Any], out: dict[str, Any], key: str) -> threading.Thr
     def body() -> None:
         try:
             out[key] = fn()
-        except BaseException as e:        # reported by the test, not lost in the thread
+        except BaseException as e:  # reported by the test, not lost in the thread
             out[key + "_error"] = e
+
     t = threading.Thread(target=body)
     t.start()
     return t
@@ -215,12 +216,12 @@ def test_munmap_waits_for_a_fault_in_flight(bus: DaxBus, stage: str, write: bool
     pts = fault_points(g, t.tid)
     assert pts["insert"] < pts["read_unlock"] < seq_of(events, "munmap"), pts
     assert present_units(addr, addr + 2 * M2, K4) == []
-    assert MappingCore._perms(addr) is None                      # the vma is gone: SIGSEGV
+    assert MappingCore._perms(addr) is None  # the vma is gone: SIGSEGV
     assert v.touch(0x40) == "SIGSEGV"
     # another vma at the same address starts empty: nothing of the old fault lands in it
     w = other.mmap(2 * M2, RW, SH | MAP["MAP_FIXED"], 0, addr)
     assert w.addr == addr and present_units(addr, addr + 2 * M2, K4) == []
-    assert os.pread(fd, 1, 0x40) == (b"\x77" if write else b"\x5a")   # the data stays in the backing
+    assert os.pread(fd, 1, 0x40) == (b"\x77" if write else b"\x5a")  # the data stays in the backing
     assert os.pread(fd, 1, 0) == b"\x5a"
     assert bus.core.counters()["errors"] == 0
 
@@ -239,7 +240,7 @@ def test_munmap_before_the_fault_looks_up_its_vma(bus: DaxBus, write: bool) -> N
         gate = g.waiting(tracelog.LOCK)
         out: dict[str, Any] = {}
         m = spawn(v.munmap, out, "munmap")
-        joined(m)                                # while the worker is still held at its gate
+        joined(m)  # while the worker is still held at its gate
         assert g.tr.area.gates[gate].waiting == tracelog.LOCK
         assert MappingCore._perms(addr) is None
         g.release([t.thread])
@@ -288,7 +289,7 @@ def test_mremap_waits_for_a_fault_in_flight(bus: DaxBus, how: str) -> None:
     v, _ = setup(bus)
     old = v.addr
     blocker = old + 2 * M2
-    held = claim(blocker, M2)                       # no room to grow in place: mremap must move
+    held = claim(blocker, M2)  # no room to grow in place: mremap must move
     try:
         target = old if how == "move" else old + M2
         with Gates(bus) as g:
@@ -309,17 +310,18 @@ def test_mremap_waits_for_a_fault_in_flight(bus: DaxBus, how: str) -> None:
         if how == "move":
             assert out["mremap"] != old and v.base == out["mremap"]
             assert present_units(old, old + 2 * M2, K4) == [] and MappingCore._perms(old) is None
-            assert v.check(0, 0x5a) == "ok" and v.check(M2, 0x5a) == "ok"
+            assert v.check(0, 0x5A) == "ok" and v.check(M2, 0x5A) == "ok"
         else:
             assert present_units(old + M2, old + 2 * M2, K4) == []
-            assert v.touch(M2) == "SIGSEGV" and v.check(0, 0x5a) == "ok"
+            assert v.touch(M2) == "SIGSEGV" and v.check(0, 0x5A) == "ok"
     finally:
         if held:
             dsys.munmap(blocker, M2)
 
 
-def test_without_the_wait_a_late_install_lands_in_the_next_vma(bus: DaxBus,
-                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+def test_without_the_wait_a_late_install_lands_in_the_next_vma(
+    bus: DaxBus, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The failure the wait exists for, shown on impl with it taken out (munmap as it was before:
     no wait): the fault decided for the old 2M vma installs its whole unit into the 4K device's vma
     mapped at the same address, where nothing faulted -- the pagemap check above catches it."""
@@ -330,7 +332,7 @@ def test_without_the_wait_a_late_install_lands_in_the_next_vma(bus: DaxBus,
     with Gates(bus) as g:
         t = Toucher(addr, None)
         gate = g.hold_before(tracelog.INSERT)
-        v.munmap()                                             # returns at once
+        v.munmap()  # returns at once
         w = other.mmap(2 * M2, RW, SH | MAP["MAP_FIXED"], 0, addr)
         assert w.addr == addr and present_units(addr, addr + 2 * M2, K4) == []
         g.open(gate)
@@ -340,6 +342,7 @@ def test_without_the_wait_a_late_install_lands_in_the_next_vma(bus: DaxBus,
 
 
 # ------------------------------------------------------------------ untraced: the writer's waits --
+
 
 class PlantAtMunmap(list[Event]):
     """An event log that, when the munmap event is appended (at the munmap's point, after the
@@ -394,7 +397,7 @@ def test_writer_wait_is_bounded() -> None:
         with pytest.raises(OSError) as e:
             v.munmap()
         assert e.value.errno == errno.ETIMEDOUT
-        assert v.areas and v.check(0, 0x5a) == "ok"
+        assert v.areas and v.check(0, 0x5A) == "ok"
         slot.mm_addr = 0
         v.munmap()
         assert v.touch(0) == "SIGSEGV"
@@ -421,7 +424,7 @@ def test_gil_holding_faults_vs_munmap_cycles() -> None:
         def reader() -> None:
             try:
                 got.extend(view[i * K4] for i in range(size // K4))
-            except BaseException as e:                       # pragma: no cover
+            except BaseException as e:  # pragma: no cover
                 errors.append(e)
 
         outcomes: list[str] = []
@@ -433,7 +436,7 @@ def test_gil_holding_faults_vs_munmap_cycles() -> None:
                     outcomes.append(w.touch(0, True, k))
                     w.munmap()
                     outcomes.append(w.touch(0))
-            except BaseException as e:                       # pragma: no cover
+            except BaseException as e:  # pragma: no cover
                 errors.append(e)
 
         ts = [threading.Thread(target=reader), threading.Thread(target=mapper)]

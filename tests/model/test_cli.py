@@ -28,12 +28,13 @@ def run(*argv: str) -> tuple[int, str, str]:
 
 # ------------------------------------------------------------------------------ exit codes ----
 
+
 def test_profile_pass_exits_0() -> None:
     code, out, err = run("check", "--profile", "v4.10", *SMALL)
     assert code == 0, out
     assert "all 20 invariants hold" in out or "invariants hold over" in out
     assert out.splitlines()[-2].startswith("verdict: pass")
-    assert err == ""                                   # no progress line when stderr is not a tty
+    assert err == ""  # no progress line when stderr is not a tty
 
 
 def test_findings_out_of_reach_with_other_bounds_are_a_note_not_a_failure() -> None:
@@ -55,6 +56,7 @@ def test_snippets_of_unreduced_runs_replay_unreduced(name: str) -> None:
     """Without symmetry and reduction the trace names raw slots and single fault steps; its snippet
     must replay it the same way (and still break the invariant)."""
     from devdax.model.render import extract_snippets
+
     code, out, _ = run("check", "--variant", name, "--no-symmetry", "--no-reduction")
     assert code == 1
     snippets = extract_snippets(out)
@@ -71,6 +73,7 @@ def test_replay_from_json_steps() -> None:
     """The JSON's steps (lists where the trace had tuples) replay as they are."""
     from devdax.model.trace import replay
     from devdax.spec.variants import variant_config
+
     _, out, _ = run("check", "--variant", "M22", "--json")
     v = next(x for x in json.loads(out)["violations"] if x["invariant"] == "minor_unique")
     states = replay(variant_config(VARIANTS["M22"]), [tuple(s) for s in v["steps"]])
@@ -99,27 +102,40 @@ def test_documented_finding_not_reproduced_in_default_config_exits_1(monkeypatch
     assert "documented finding no longer reproduced: vmas_shared" in out
 
 
-@pytest.mark.parametrize(("argv", "message"), [
-    (["check", "--cpus", "x"], "devdax: error: --cpus: expected a non-negative integer, got 'x'"),
-    (["check", "--cpus", "-1"], "devdax: error: --cpus: expected a non-negative integer, got '-1'"),
-    (["check", "--align", "3M"], "devdax: error: --align: expected 4K, 2M or 1G, got '3M'"),
-    (["check", "--profile", "nope"],
-     "devdax: error: --profile: expected one of v4.7, v4.10, modern, got 'nope'"),
-    (["check", "--variant", "nope"], "devdax: error: --variant: unknown variant 'nope'; `devdax variants` "
-                                     "lists them"),
-    (["check", "--first-fault", "huge"],
-     "devdax: error: --first-fault: expected pte, pmd or pud, got 'huge'"),
-    (["check", "--ranges", "3"], "devdax: error: --ranges: a device of 2 units cannot have 3 ranges"),
-    (["check", "--devices", "0"], "devdax: error: --devices: expected a positive integer, got 0"),
-    (["check", "--device-aligns", "2M,3M"],
-     "devdax: error: --device-aligns: expected 4K, 2M or 1G, got '3M'"),
-    (["check", "--device-aligns", "2M,2M"], "devdax: error: --device-aligns: expected 1 entries, got 2"),
-    (["check", "--devices", "9"], "devdax: error: --devices * --generations: at most 8 device instances"),
-    (["check", "--variant", "M22", "--profile", "modern"],
-     "devdax: error: --profile: variant M22 applies to v4.10, not modern"),
-    (["check", "--frob"], "devdax: error: unrecognized arguments: --frob"),
-    (["explain", "no_such_thing"], None),
-])
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["check", "--cpus", "x"], "devdax: error: --cpus: expected a non-negative integer, got 'x'"),
+        (["check", "--cpus", "-1"], "devdax: error: --cpus: expected a non-negative integer, got '-1'"),
+        (["check", "--align", "3M"], "devdax: error: --align: expected 4K, 2M or 1G, got '3M'"),
+        (
+            ["check", "--profile", "nope"],
+            "devdax: error: --profile: expected one of v4.7, v4.10, modern, got 'nope'",
+        ),
+        (
+            ["check", "--variant", "nope"],
+            "devdax: error: --variant: unknown variant 'nope'; `devdax variants` lists them",
+        ),
+        (
+            ["check", "--first-fault", "huge"],
+            "devdax: error: --first-fault: expected pte, pmd or pud, got 'huge'",
+        ),
+        (["check", "--ranges", "3"], "devdax: error: --ranges: a device of 2 units cannot have 3 ranges"),
+        (["check", "--devices", "0"], "devdax: error: --devices: expected a positive integer, got 0"),
+        (
+            ["check", "--device-aligns", "2M,3M"],
+            "devdax: error: --device-aligns: expected 4K, 2M or 1G, got '3M'",
+        ),
+        (["check", "--device-aligns", "2M,2M"], "devdax: error: --device-aligns: expected 1 entries, got 2"),
+        (["check", "--devices", "9"], "devdax: error: --devices * --generations: at most 8 device instances"),
+        (
+            ["check", "--variant", "M22", "--profile", "modern"],
+            "devdax: error: --profile: variant M22 applies to v4.10, not modern",
+        ),
+        (["check", "--frob"], "devdax: error: unrecognized arguments: --frob"),
+        (["explain", "no_such_thing"], None),
+    ],
+)
 def test_usage_errors_are_one_line_and_exit_2(argv: list[str], message: str | None) -> None:
     code, out, err = run(*argv)
     assert code == 2
@@ -130,6 +146,7 @@ def test_usage_errors_are_one_line_and_exit_2(argv: list[str], message: str | No
 
 
 # ---------------------------------------------------------------------------------- json ----
+
 
 def test_json_has_verdict_statistics_and_itf_traces() -> None:
     code, out, err = run("check", "--variant", "unmap-before-synchronize", "--json")
@@ -143,13 +160,27 @@ def test_json_has_verdict_statistics_and_itf_traces() -> None:
     assert v["source"].startswith("kernel-semantics 4") and "dax0 is killed" in v["message"]
     itf = v["trace"]
     assert itf["#meta"]["format"] == "ITF"
-    assert itf["vars"] == ["regions", "devs", "files", "vmas", "entries", "cpus", "minors", "gp", "admin",
-                           "oops"]
+    assert itf["vars"] == [
+        "regions",
+        "devs",
+        "files",
+        "vmas",
+        "entries",
+        "cpus",
+        "minors",
+        "gp",
+        "admin",
+        "oops",
+    ]
     states = itf["states"]
     assert [s["#meta"]["index"] for s in states] == list(range(len(states)))
     assert states[0]["#meta"]["action"] == "init"
-    assert states[1]["#meta"] == {"index": 1, "action": "admin", "outcome": "ok",
-                                  "args": ["remove", 0, "unmap_mapping_range", 0]}
+    assert states[1]["#meta"] == {
+        "index": 1,
+        "action": "admin",
+        "outcome": "ok",
+        "args": ["remove", 0, "unmap_mapping_range", 0],
+    }
     assert set(states[-1]) == {"#meta", *itf["vars"]}
     assert isinstance(states[-1]["entries"]["#set"], list) and states[-1]["entries"]["#set"]
     assert isinstance(states[-1]["devs"], list) and states[-1]["devs"][0]["dead"] is True
@@ -157,7 +188,8 @@ def test_json_has_verdict_statistics_and_itf_traces() -> None:
 
 def test_itf_values() -> None:
     from devdax.model.itf import value
-    assert value(2 ** 60) == {"#bigint": str(2 ** 60)}
+
+    assert value(2**60) == {"#bigint": str(2**60)}
     assert value(("probe", 0, 3)) == {"#tup": ["probe", 0, 3]}
     assert value(frozenset({2, 1})) == {"#set": [1, 2]}
     assert value((1, 2)) == [1, 2]
@@ -178,6 +210,7 @@ def test_quiet_and_max_states() -> None:
 
 
 # ------------------------------------------------------------------------ other commands ----
+
 
 def test_explain_invariant_variant_step_and_action() -> None:
     code, out, _ = run("explain", "no_entry_after_kill")
@@ -208,9 +241,11 @@ def test_prove_is_delegated(capsys: pytest.CaptureFixture[str]) -> None:
     assert run("prove", "--profile", "nope")[0] == 2
 
 
-def test_scenario_is_delegated_or_a_one_line_error(monkeypatch: pytest.MonkeyPatch,
-                                                   capsys: pytest.CaptureFixture[str]) -> None:
+def test_scenario_is_delegated_or_a_one_line_error(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     import importlib.util
+
     code, _, _ = run("scenario", "--help") if importlib.util.find_spec("devdax.scenario.cli") else (0, "", "")
     assert code == 0
     monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
@@ -224,8 +259,9 @@ def test_all_jobs_and_table() -> None:
     assert sum(n.startswith("race ") for n in names) == 7 and "fork v4.10" in names
     assert {n.removeprefix("variant ") for n in names if n.startswith("variant ")} == set(VARIANTS)
     assert names[-2:] == ["prove v4.10", "prove modern"]
-    rows = summary.run_jobs([j for j in summary.jobs(prove=False) if j.name in
-                             ("variant M1", "race v4.10, 2 cpus x 2 faults")])
+    rows = summary.run_jobs(
+        [j for j in summary.jobs(prove=False) if j.name in ("variant M1", "race v4.10, 2 cpus x 2 faults")]
+    )
     assert [r.ok for r in rows] == [True, True]
     out = io.StringIO()
     summary.render_table(rows, 0.1, out)
@@ -255,8 +291,12 @@ def test_progress_line() -> None:
 
 
 def test_entry_point_runs_as_a_process() -> None:
-    r = subprocess.run([sys.executable, "-m", "devdax.cli", "check", "--cpus", "x"],
-                       capture_output=True, text=True, check=False)
+    r = subprocess.run(
+        [sys.executable, "-m", "devdax.cli", "check", "--cpus", "x"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert r.returncode == 2 and r.stderr.strip().startswith("devdax: error: --cpus")
 
 
@@ -265,8 +305,11 @@ def test_all_exit_status_and_json(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(summary, "jobs", lambda prove=True: few)
     code, out, _ = run("all", "--json", "--skip-prove")
     doc = json.loads(out)
-    assert code == 0 and doc["result"] == "pass" and [j["job"] for j in doc["jobs"]] == ["variant M1",
-                                                                                          "variant M2"]
+    assert (
+        code == 0
+        and doc["result"] == "pass"
+        and [j["job"] for j in doc["jobs"]] == ["variant M1", "variant M2"]
+    )
     failing = summary.Job("always fails", "pass", lambda progress: ("nope", False, 1))
     monkeypatch.setattr(summary, "jobs", lambda prove=True: [*few, failing])
     code, out, _ = run("all")

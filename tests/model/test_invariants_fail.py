@@ -48,8 +48,9 @@ def reach(c: Ctx, pred: Callable[[State], bool], limit: int = 50_000) -> State:
     raise AssertionError("no reachable state satisfies the predicate")
 
 
-def reach_step(c: Ctx, pred: Callable[[State, Transition], bool],
-               limit: int = 50_000) -> tuple[State, Transition]:
+def reach_step(
+    c: Ctx, pred: Callable[[State, Transition], bool], limit: int = 50_000
+) -> tuple[State, Transition]:
     """The first transition (in breadth-first order) satisfying pred."""
     s0 = init(c)
     seen = {s0}
@@ -67,8 +68,9 @@ def reach_step(c: Ctx, pred: Callable[[State, Transition], bool],
 
 def all_state_hold(c: Ctx, s: State) -> None:
     """The unmutated state is clean: every state invariant holds (so the mutation is what breaks)."""
-    bad = {i.name: msg for i in state_invariants() if i.check is not None
-           and (msg := i.check(c, s)) is not None}
+    bad = {
+        i.name: msg for i in state_invariants() if i.check is not None and (msg := i.check(c, s)) is not None
+    }
     assert not bad, bad
 
 
@@ -83,8 +85,12 @@ def idle_admin(s: State) -> bool:
 
 def mapped_with_entry(s: State) -> bool:
     """A live, probed device with an open file, a vma and one installed entry; admin idle."""
-    return bool(s.entries) and idle_admin(s) and s.devs[0].phase == D_LIVE \
+    return (
+        bool(s.entries)
+        and idle_admin(s)
+        and s.devs[0].phase == D_LIVE
         and all(cpu.pc == C_IDLE and cpu.nest == 0 for cpu in s.cpus)
+    )
 
 
 def opened(s: State) -> bool:
@@ -108,6 +114,7 @@ def state_case(name: str) -> Callable[[StateCase], StateCase]:
     def deco(fn: StateCase) -> StateCase:
         STATE_CASES[name] = fn
         return fn
+
     return deco
 
 
@@ -115,6 +122,7 @@ def step_case(name: str) -> Callable[[StepCase], StepCase]:
     def deco(fn: StepCase) -> StepCase:
         STEP_CASES[name] = fn
         return fn
+
     return deco
 
 
@@ -179,8 +187,7 @@ def _minor_unique() -> tuple[Ctx, State, State]:
     s = reach(TWO_DEVS, both_live)
     m0 = s.devs[0].minor
     # the second instance got the first one's minor (and holds no bit of its own: ida stays exact)
-    bad = s._replace(devs=set_at(s.devs, 1, s.devs[1]._replace(minor=m0, minor_held=False)),
-                     minors=1 << m0)
+    bad = s._replace(devs=set_at(s.devs, 1, s.devs[1]._replace(minor=m0, minor_held=False)), minors=1 << m0)
     return TWO_DEVS, s, bad
 
 
@@ -249,8 +256,7 @@ def _entries_naturally_aligned() -> tuple[Ctx, State, State]:
     (e,) = s.entries
     v = e.vma
     moved = s.vmas[v]._replace(pgoff=s.vmas[v].pgoff + 1)
-    bad = s._replace(vmas=set_at(s.vmas, v, moved),
-                     entries=frozenset({e._replace(phys=e.phys + PAGE_SIZE)}))
+    bad = s._replace(vmas=set_at(s.vmas, v, moved), entries=frozenset({e._replace(phys=e.phys + PAGE_SIZE)}))
     return c, s, bad
 
 
@@ -263,8 +269,10 @@ def _naturally_aligned() -> tuple[Ctx, State, State]:
     v = s.vmas[e.vma]
     # the mapping starts one page into the device (mmap accepts any page-aligned offset): the entry
     # maps the device page pgoff_to_phys names (entries_exact holds) but that block is not 2M-aligned
-    bad = s._replace(vmas=set_at(s.vmas, e.vma, v._replace(pgoff=v.pgoff + 1)),
-                     entries=frozenset({e._replace(phys=e.phys + PAGE_SIZE)}))
+    bad = s._replace(
+        vmas=set_at(s.vmas, e.vma, v._replace(pgoff=v.pgoff + 1)),
+        entries=frozenset({e._replace(phys=e.phys + PAGE_SIZE)}),
+    )
     return V410_2UNITS, s, bad
 
 
@@ -273,9 +281,14 @@ if "entries_naturally_aligned" in INVARIANTS:
 
 
 def quiescent_after_remove(s: State) -> bool:
-    return idle_admin(s) and s.admin.generation == 1 and s.regions[0].phase == RG_GONE \
-        and all(fl.dev < 0 for fl in s.files) and all(m.file < 0 for m in s.vmas) \
+    return (
+        idle_admin(s)
+        and s.admin.generation == 1
+        and s.regions[0].phase == RG_GONE
+        and all(fl.dev < 0 for fl in s.files)
+        and all(m.file < 0 for m in s.vmas)
         and s.devs[0].phase == D_RELEASED
+    )
 
 
 @state_case("no_leak_at_quiescence")
@@ -299,6 +312,7 @@ def test_state_invariant_can_fail(name: str) -> None:
 
 
 # --- step properties ---------------------------------------------------------------------------
+
 
 @step_case("no_map_of_dead_device")
 def _no_map_dead() -> tuple[Ctx, State, Transition, Ctx, State, Transition]:
@@ -357,10 +371,13 @@ def test_teardown_finishes_can_fail() -> None:
 
 # --- meta ------------------------------------------------------------------------------------
 
+
 def test_every_invariant_has_a_failing_case() -> None:
     tested = set(STATE_CASES) | set(STEP_CASES) | LIVENESS
-    assert tested == set(INVARIANTS), {"untested": set(INVARIANTS) - tested,
-                                       "unknown": tested - set(INVARIANTS)}
+    assert tested == set(INVARIANTS), {
+        "untested": set(INVARIANTS) - tested,
+        "unknown": tested - set(INVARIANTS),
+    }
     for name in STATE_CASES:
         assert INVARIANTS[name].kind == "state"
     for name in STEP_CASES:

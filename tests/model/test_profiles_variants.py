@@ -73,9 +73,12 @@ def replay(c: Ctx, trace: list[Step]) -> State:
     before it, with the same arguments, outcome and (canonical) resulting state."""
     s = canonical(init(c))
     for n, step in enumerate(trace, 1):
-        match = [t for t in reduced_successors(c, s)
-                 if (t.action, t.args, t.outcome) == (step.action, step.args, step.outcome)
-                 and canonical(t.state) == canonical(step.state)]
+        match = [
+            t
+            for t in reduced_successors(c, s)
+            if (t.action, t.args, t.outcome) == (step.action, step.args, step.outcome)
+            and canonical(t.state) == canonical(step.state)
+        ]
         assert match, f"step {n} ({step.action} {step.args} -> {step.outcome}) is not enabled"
         s = canonical(match[0].state)
     return s
@@ -99,6 +102,7 @@ def assert_minimal(c: Ctx, res: Result, names: set[str]) -> None:
 
 # --- profiles ------------------------------------------------------------------------------------
 
+
 def profile_params() -> list[object]:
     return [pytest.param(p, marks=pytest.mark.slow) if p in SLOW_PROFILES else p for p in PROFILE_CONFIGS]
 
@@ -110,8 +114,9 @@ def test_profile_default_verdict(profile: str) -> None:
     c = Ctx.of(cfg)
     res = check(c)
     assert res.complete
-    assert set(res.violations) == set(PROFILES[profile].findings) - set(finding_configs(profile)), \
+    assert set(res.violations) == set(PROFILES[profile].findings) - set(finding_configs(profile)), (
         res.violations.keys()
+    )
     if profile not in SLOW_PROFILES:
         assert_minimal(c, res, set(res.violations))
 
@@ -137,6 +142,7 @@ def test_findings_name_real_invariants() -> None:
 
 
 # --- variants ------------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("name", sorted(VARIANTS))
 def test_variant_caught_minimally(name: str) -> None:

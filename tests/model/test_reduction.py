@@ -65,8 +65,16 @@ def fused_away(s: State) -> bool:
 
 
 def race(cpus: int, faults: int, first_fault: str = "pud") -> Config:
-    return Config(profile="v4.10", race=True, cpus=cpus, faults=faults, units=2, files=1, vmas=1,
-                  first_fault=first_fault)
+    return Config(
+        profile="v4.10",
+        race=True,
+        cpus=cpus,
+        faults=faults,
+        units=2,
+        files=1,
+        vmas=1,
+        first_fault=first_fault,
+    )
 
 
 CONFIGS: dict[str, Config] = {
@@ -74,8 +82,10 @@ CONFIGS: dict[str, Config] = {
     "race-3cpu": race(3, 1, "pmd"),
     "v4.10-2files": Config(files=2, vmas=2, cpus=2, generations=1),
     "modern-binds1": Config(profile="modern", binds=1),
-    **{n: variant_config(VARIANTS[n]) for n in
-       ("no-synchronize", "synchronize-before-clear", "unmap-before-synchronize", "M20", "M22")},
+    **{
+        n: variant_config(VARIANTS[n])
+        for n in ("no-synchronize", "synchronize-before-clear", "unmap-before-synchronize", "M20", "M22")
+    },
 }
 SLOW = {"v4.10-2files"}
 
@@ -87,7 +97,7 @@ def params() -> list[object]:
 @pytest.mark.parametrize("name", params())
 def test_reductions_agree(name: str) -> None:
     c = Ctx.of(CONFIGS[name])
-    every = explore(c, successors, raw)                     # R: no reduction at all
+    every = explore(c, successors, raw)  # R: no reduction at all
     sym = explore(c, successors, canonical)
     movers = explore(c, reduced_successors, raw)
     both = explore(c, reduced_successors, canonical)
@@ -118,7 +128,8 @@ def test_in_between_names_every_fused_state() -> None:
     every = explore(c, successors, raw)
     assert any(retry_pending(s) for s in every), "a pud first fault on a 2M device reaches a retry"
     assert all(in_between(s) for s in every if retry_pending(s))
-    assert {s for s in every if not in_between(s)} >= explore(c, reduced_successors, raw), \
+    assert {s for s in every if not in_between(s)} >= explore(c, reduced_successors, raw), (
         "the reduced run stores only real, non-fused states"
+    )
     both = explore(c, reduced_successors, canonical)
     assert both == {canonical(s) for s in every if not in_between(s)}

@@ -56,6 +56,7 @@ def test_golden_is_what_the_cli_prints(name: str) -> None:
     import io
 
     from devdax import cli
+
     out = io.StringIO()
     assert cli.main(["check", "--variant", name], out, io.StringIO()) == 1
     body, _, stats = out.getvalue().rstrip("\n").rpartition("\n")
@@ -93,8 +94,10 @@ def test_replay_reaches_the_checkers_states() -> None:
 
 def test_replay_names_the_step_that_matches_nothing() -> None:
     cfg = variant_config(VARIANTS["M22"])
-    steps: list[StepSpec] = [*steps_of(_result("M22").violations["minor_unique"])[:3],
-                             ("open", (7, "O_RDWR"))]
+    steps: list[StepSpec] = [
+        *steps_of(_result("M22").violations["minor_unique"])[:3],
+        ("open", (7, "O_RDWR")),
+    ]
     with pytest.raises(ValueError, match=r"step 4 open\(7, 'O_RDWR'\) matches no transition"):
         replay(cfg, steps)
 
@@ -108,8 +111,10 @@ def test_replay_refuses_to_guess_between_outcomes() -> None:
 
 def test_step_lines() -> None:
     assert step_call("admin", ("remove", 0, "clear_alive", 0)) == "admin remove(region0): clear_alive(dax0)"
-    assert step_call("fault_lock+fault_check", (0, 0, 0x7F0000200000, 0x200000)) == \
-        "cpu0 fault_lock+fault_check(vma0 @0x7f0000200000, pmd)"
+    assert (
+        step_call("fault_lock+fault_check", (0, 0, 0x7F0000200000, 0x200000))
+        == "cpu0 fault_lock+fault_check(vma0 @0x7f0000200000, pmd)"
+    )
     assert step_call("mmap", (1, "shared-rw")) == "user mmap(file1, shared-rw)"
     assert step_call("open", (0, "O_RDWR")) == "user open(dax0, O_RDWR)"
 
@@ -135,5 +140,6 @@ def test_reference_is_current() -> None:
     got = reference()
     if UPDATE:
         path.write_text(got)
-    assert path.read_text() == got, \
+    assert path.read_text() == got, (
         "docs/reference.md is stale: python -m devdax.model.docgen > docs/reference.md"
+    )

@@ -43,9 +43,10 @@ BASE = 0x7F00_0000_0000 + A * 4
 
 # --- check_vma ---------------------------------------------------------------------------------
 
+
 def test_check_vma_accepts_an_aligned_shared_mapping() -> None:
     assert check_vma(True, SHARED_RW, BASE, BASE + A, A) == 0
-    assert check_vma(True, SHARED_RO_FD, BASE, BASE + 2 * A, A) == 0      # M2: VM_MAYSHARE test
+    assert check_vma(True, SHARED_RO_FD, BASE, BASE + 2 * A, A) == 0  # M2: VM_MAYSHARE test
 
 
 def test_check_vma_alive_is_checked_first() -> None:
@@ -64,16 +65,19 @@ def test_check_vma_misaligned(start: int, end: int) -> None:
     assert check_vma(True, SHARED_RW, start, end, PAGE_SIZE) == 0
 
 
-@pytest.mark.parametrize("test, flags, want", [
-    (PrivateTest.V47_NORESERVE, PRIVATE_RW, -errno.EINVAL),
-    (PrivateTest.V47_NORESERVE, PRIVATE_NORESERVE, 0),       # M1: slips through
-    (PrivateTest.V47_NORESERVE, PRIVATE_RO, 0),              # M1: read-only private always allowed
-    (PrivateTest.VM_SHARED, PRIVATE_NORESERVE, -errno.EINVAL),
-    (PrivateTest.VM_SHARED, SHARED_RO_FD, -errno.EINVAL),    # M2: shared read-only on O_RDONLY refused
-    (PrivateTest.VM_MAYSHARE, SHARED_RO_FD, 0),
-    (PrivateTest.VM_MAYSHARE, PRIVATE_RO, -errno.EINVAL),
-    (PrivateTest.VM_MAYSHARE, PRIVATE_NORESERVE, -errno.EINVAL),
-])
+@pytest.mark.parametrize(
+    "test, flags, want",
+    [
+        (PrivateTest.V47_NORESERVE, PRIVATE_RW, -errno.EINVAL),
+        (PrivateTest.V47_NORESERVE, PRIVATE_NORESERVE, 0),  # M1: slips through
+        (PrivateTest.V47_NORESERVE, PRIVATE_RO, 0),  # M1: read-only private always allowed
+        (PrivateTest.VM_SHARED, PRIVATE_NORESERVE, -errno.EINVAL),
+        (PrivateTest.VM_SHARED, SHARED_RO_FD, -errno.EINVAL),  # M2: shared read-only on O_RDONLY refused
+        (PrivateTest.VM_MAYSHARE, SHARED_RO_FD, 0),
+        (PrivateTest.VM_MAYSHARE, PRIVATE_RO, -errno.EINVAL),
+        (PrivateTest.VM_MAYSHARE, PRIVATE_NORESERVE, -errno.EINVAL),
+    ],
+)
 def test_check_vma_private_test_per_era(test: PrivateTest, flags: VmaFlags, want: int) -> None:
     assert check_vma(True, flags, BASE, BASE + A, A, test) == want
 
@@ -82,7 +86,7 @@ def test_check_vma_later_checks() -> None:
     assert check_vma(True, SHARED_RW, BASE, BASE + A, A, pfn_dev_only=True) == -errno.EINVAL
     dontcopy = VmaFlags(True, True, True, False, True)
     assert check_vma(True, dontcopy, BASE, BASE + A, A, pfn_dev_only=True) == 0
-    assert check_vma(True, SHARED_RW, BASE, BASE + A, A, s_dax=False) == -errno.EINVAL   # M10
+    assert check_vma(True, SHARED_RW, BASE, BASE + A, A, s_dax=False) == -errno.EINVAL  # M10
 
 
 def test_vma_flags_from_mmap() -> None:
@@ -91,6 +95,7 @@ def test_vma_flags_from_mmap() -> None:
 
 
 # --- dax_get_unmapped_area ---------------------------------------------------------------------
+
 
 class Mm:
     """A recording mm->get_unmapped_area that returns a page-aligned but not huge-aligned address."""
@@ -136,19 +141,20 @@ def test_unmapped_area_too_short_to_hold_an_aligned_unit() -> None:
 def test_unmapped_area_overflow_falls_back() -> None:
     """off + len + align wraps around u64: the plain allocator, no alignment promised."""
     mm = Mm()
-    pgoff = ((U64 + 1) - 2 * A) >> PAGE_SHIFT          # off = 2^64 - 2A, len = A: off + len + A wraps
+    pgoff = ((U64 + 1) - 2 * A) >> PAGE_SHIFT  # off = 2^64 - 2A, len = A: off + len + A wraps
     assert dax_get_unmapped_area(0, A, pgoff, A, mm) == mm.at
     assert mm.asked == [A]
 
 
 # --- pgoff_to_phys and the layout ---------------------------------------------------------------
 
+
 def test_layout_multi_range_leaves_holes_and_concatenates_pgoffs() -> None:
     cfg = Config(units=3, ranges=2, devices=2, generations=2)
     lay = Layout.of(cfg)
     assert len(lay.ranges) == 4
     r0, r1 = lay.ranges[0]
-    assert (r0.start, r0.end - r0.start + 1) == (REGION_BASE, 2 * A)     # 3 units over 2 ranges: 2 + 1
+    assert (r0.start, r0.end - r0.start + 1) == (REGION_BASE, 2 * A)  # 3 units over 2 ranges: 2 + 1
     assert r1.start == r0.end + 1 + A, "a one-unit hole after each range"
     assert r1.end - r1.start + 1 == A
     assert (r0.pgoff, r1.pgoff) == (0, (2 * A) >> PAGE_SHIFT), "pgoff space is the concatenation"
@@ -188,6 +194,7 @@ def test_pgoff_to_phys_never_straddles_a_range() -> None:
 
 # --- fault-size negotiation -------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("size", FAULT_SIZES)
 @pytest.mark.parametrize("align", FAULT_SIZES)
 def test_negotiate_table(size: int, align: int) -> None:
@@ -214,6 +221,7 @@ def test_next_fault_size() -> None:
 
 # --- the ida -----------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("mask, want", [(0, 0), (0b1, 1), (0b10, 0), (0b101, 1), (0b111, 3), (0b1011, 2)])
 def test_ida_alloc_lowest_free(mask: int, want: int) -> None:
     assert ida_alloc(mask) == want
@@ -229,24 +237,29 @@ def test_ida_alloc_limit_is_exclusive() -> None:
 
 # --- Config validation --------------------------------------------------------------------------
 
-FAULTS_BINDS = ("spec/config.py Config.__post_init__ reports 'faults/binds: ...' for either field: the "
-                "error should name the one option that is wrong")
+FAULTS_BINDS = (
+    "spec/config.py Config.__post_init__ reports 'faults/binds: ...' for either field: the "
+    "error should name the one option that is wrong"
+)
 
 
-@pytest.mark.parametrize("kwargs, field", [
-    ({"devices": 0}, "devices"),
-    ({"units": 0}, "units"),
-    ({"generations": 0}, "generations"),
-    ({"files": -1}, "files"),
-    ({"vmas": -1}, "vmas"),
-    ({"cpus": -1}, "cpus"),
-    ({"faults": -1}, "faults"),
-    ({"binds": -1}, "binds"),
-    ({"ranges": 3, "units": 2}, "ranges"),
-    ({"first_fault": "huge"}, "first_fault"),
-    ({"align": "3M"}, "align"),
-    ({"devices": 3, "generations": 3}, "devices*generations"),
-])
+@pytest.mark.parametrize(
+    "kwargs, field",
+    [
+        ({"devices": 0}, "devices"),
+        ({"units": 0}, "units"),
+        ({"generations": 0}, "generations"),
+        ({"files": -1}, "files"),
+        ({"vmas": -1}, "vmas"),
+        ({"cpus": -1}, "cpus"),
+        ({"faults": -1}, "faults"),
+        ({"binds": -1}, "binds"),
+        ({"ranges": 3, "units": 2}, "ranges"),
+        ({"first_fault": "huge"}, "first_fault"),
+        ({"align": "3M"}, "align"),
+        ({"devices": 3, "generations": 3}, "devices*generations"),
+    ],
+)
 def test_config_errors_name_the_field(kwargs: dict[str, object], field: str) -> None:
     """The text before the first colon is exactly the offending option (the CLI prints it)."""
     with pytest.raises(ValueError) as err:
@@ -261,15 +274,21 @@ def test_config_zero_populations_are_allowed() -> None:
 
 # --- munmap of a vma's first page on a profile without ->split -----------------------------------
 
+
 def test_munmap_first_page_never_leaves_an_empty_vma() -> None:
     from devdax.spec.ctx import Ctx
     from devdax.spec.system import init, successors
+
     c = Ctx.of(Config(profile="v4.7", munmap_parts=True, files=1, vmas=1, cpus=0, first_fault="pmd"))
     s = init(c)
     while not (s.files[0].fd and s.vmas[0].file >= 0):
         ts = successors(c, s)
-        s = next(t.state for t in ts if (t.action in ("mmap", "open") and t.outcome == "ok")
-                 or (t.action == "admin" and t.args[0] == "probe"))
+        s = next(
+            t.state
+            for t in ts
+            if (t.action in ("mmap", "open") and t.outcome == "ok")
+            or (t.action == "admin" and t.args[0] == "probe")
+        )
     for _ in range(A // PAGE_SIZE + 2):
         t = next((t for t in successors(c, s) if t.action == "munmap" and t.args[1] == "misaligned"), None)
         if t is None:

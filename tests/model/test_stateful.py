@@ -24,8 +24,13 @@ from devdax.model.stateful import (
 from devdax.spec.config import Config
 from devdax.spec.variants import VARIANTS, variant_config
 
-RUNS = settings(max_examples=50, stateful_step_count=60, deadline=None, database=None,
-                suppress_health_check=[HealthCheck.too_slow])
+RUNS = settings(
+    max_examples=50,
+    stateful_step_count=60,
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
 
 #: module-level machine classes, so a printed failure can be pasted below them and run
 V410Machine = machine_for(STATEFUL_CONFIGS["v4.10"], name="V410Machine")
@@ -42,10 +47,13 @@ def test_modern_random_runs_only_documented_findings() -> None:
     run_state_machine_as_test(ModernMachine, settings=RUNS)
 
 
-@pytest.mark.parametrize("variant, config", [
-    ("M5", None),
-    ("no-synchronize", Config(race=True, cpus=3, faults=2, units=2, files=1, vmas=1, first_fault="pmd")),
-])
+@pytest.mark.parametrize(
+    "variant, config",
+    [
+        ("M5", None),
+        ("no-synchronize", Config(race=True, cpus=3, faults=2, units=2, files=1, vmas=1, first_fault="pmd")),
+    ],
+)
 def test_machine_finds_a_variant_bug(variant: str, config: Config | None) -> None:
     v = VARIANTS[variant]
     cfg = variant_config(v) if config is None else replace(config, profile=v.base.name, variant=variant)
@@ -53,10 +61,10 @@ def test_machine_finds_a_variant_bug(variant: str, config: Config | None) -> Non
     # generation only: finding is quick, shrinking these dependent draws takes tens of seconds
     # (the shrunk program for M5 is the 17-line probe, open, mmap, fault run)
     with pytest.raises(PropertyViolated) as err:
-        run_state_machine_as_test(machine, settings=settings(RUNS, max_examples=500,
-                                                             phases=[Phase.generate]))
-    assert any(err.value.args[0].startswith(name + ":") for name in v.breaks + ("no_map_of_dead_device",)), \
+        run_state_machine_as_test(machine, settings=settings(RUNS, max_examples=500, phases=[Phase.generate]))
+    assert any(err.value.args[0].startswith(name + ":") for name in v.breaks + ("no_map_of_dead_device",)), (
         err.value.args[0]
+    )
 
 
 def test_printed_program_replays() -> None:
@@ -68,8 +76,11 @@ def test_printed_program_replays() -> None:
     moves: list[Move] = []
     order = ("fault_insert", "fault_check", "fault_unlock", "fault_lock", "mmap", "open", "admin")
     while True:
-        ts = [t for t in m.enabled if t.state != m.state and t.action in order
-              and (t.action != "admin" or t.args[0] == "probe")]
+        ts = [
+            t
+            for t in m.enabled
+            if t.state != m.state and t.action in order and (t.action != "admin" or t.args[0] == "probe")
+        ]
         t = min(ts, key=lambda t: order.index(t.action))
         mv = Move.of(t)
         moves.append(mv)
@@ -93,10 +104,12 @@ def test_base_machine_needs_a_config() -> None:
         DevdaxMachine()
 
 
-V47_M8 = ("spec/profiles.py: v4.7 has no ->split (has_split=False), so munmap of a vma's first page "
-          "leaves a misaligned vma (M8, 9702cffdbf21 fixed it in 4.15): vmas_aligned is broken by the "
-          "faithful v4.7 profile but is not in V47.findings; the default v4.7 config has no "
-          "munmap_parts, so `devdax check` never sees it")
+V47_M8 = (
+    "spec/profiles.py: v4.7 has no ->split (has_split=False), so munmap of a vma's first page "
+    "leaves a misaligned vma (M8, 9702cffdbf21 fixed it in 4.15): vmas_aligned is broken by the "
+    "faithful v4.7 profile but is not in V47.findings; the default v4.7 config has no "
+    "munmap_parts, so `devdax check` never sees it"
+)
 
 
 def test_v47_bounded_run_only_documented_findings() -> None:
@@ -104,6 +117,7 @@ def test_v47_bounded_run_only_documented_findings() -> None:
     why the space is infinite)."""
     from devdax.model.checker import check
     from devdax.spec.ctx import Ctx
+
     c = Ctx.of(Config(profile="v4.7", munmap_parts=True, files=1, vmas=1, cpus=0, first_fault="pmd"))
     res = check(c, max_states=3000, liveness=False)
     assert set(res.violations) <= set(c.prof.findings), sorted(res.violations)

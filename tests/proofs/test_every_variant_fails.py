@@ -69,7 +69,8 @@ def test_variant_fails_its_proof(name: str) -> None:
     obs = runner.select(obligations_for(v.base.name, name), CATCHES[name])
     results = runner.run(obs, timeout=TIMEOUT)
     caught = [r for r in results if r.verdict.status is Status.VIOLATED and r.verdict.counterexample.strip()]
-    assert caught, "\n".join(f"{r.obligation.name}: {r.verdict.status.value} {r.verdict.counterexample}"
-                             for r in results)
+    assert caught, "\n".join(
+        f"{r.obligation.name}: {r.verdict.status.value} {r.verdict.counterexample}" for r in results
+    )
     text = caught[0].verdict.counterexample
-    assert len(text.splitlines()) >= 2, text   # a state and a step at least, not a bare verdict
+    assert len(text.splitlines()) >= 2, text  # a state and a step at least, not a bare verdict

@@ -30,8 +30,18 @@ def edge_values() -> list[int]:
     below/above every size and every 'x + size overflows' boundary."""
     out = {0, 1, U64, U64 - 1, 1 << 63, (1 << 63) - 1, g.PAGE_SIZE - 1}
     for size in SIZES:
-        out |= {size, size - 1, size + 1, 2 * size, U64 - size, U64 - size + 1, U64 - size + g.PAGE_SIZE,
-                U64 - 2 * size + 1, (U64 & ~(size - 1)), (U64 & ~(size - 1)) - size}
+        out |= {
+            size,
+            size - 1,
+            size + 1,
+            2 * size,
+            U64 - size,
+            U64 - size + 1,
+            U64 - size + g.PAGE_SIZE,
+            U64 - 2 * size + 1,
+            (U64 & ~(size - 1)),
+            (U64 & ~(size - 1)) - size,
+        }
     return sorted(v & U64 for v in out)
 
 
@@ -72,7 +82,7 @@ def test_dax_get_unmapped_area_agrees() -> None:
     addr, length, pgoff, align = bv("addr"), bv("len"), bv("pgoff"), bv("align")
     term = G.dax_get_unmapped_area(addr, length, pgoff, align, alloc_z3)
     for i in range(3000):
-        a = 0 if i % 4 else u64s(rng)           # mostly the NULL-hint paths the lemmas are about
+        a = 0 if i % 4 else u64s(rng)  # mostly the NULL-hint paths the lemmas are about
         ln, pg, al = u64s(rng), u64s(rng), rng.choice(SIZES)
         want = g.dax_get_unmapped_area(a, ln, pg, al, alloc_py)
         got = evaluate(term, {addr: a, length: ln, pgoff: pg, align: al})
@@ -91,6 +101,7 @@ def test_dax_get_unmapped_area_takes_every_path() -> None:
         def get_area(n: int, asked: list[int] = asked) -> int:
             asked.append(n)
             return 0
+
         g.dax_get_unmapped_area(a, ln, pg, al, get_area)
         paths.add("hint" if not asked else "plain" if asked == [ln] else "aligned")
     assert paths == {"hint", "plain", "aligned"}
@@ -128,6 +139,7 @@ def test_round_helpers_agree() -> None:
 # check_vma
 # --------------------------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("private_test", list(g.PrivateTest))
 def test_check_vma_agrees(private_test: g.PrivateTest) -> None:
     rng = random.Random(SEED)
@@ -141,14 +153,25 @@ def test_check_vma_agrees(private_test: g.PrivateTest) -> None:
             sv, ev, av = u64s(rng), u64s(rng), rng.choice(SIZES)
             want = g.check_vma(al, g.VmaFlags(sh, ms, wr, nr, dc), sv, ev, av, private_test, pdo, sd)
             env: dict[Term, int | bool] = {
-                alive: al, flags.shared: sh, flags.mayshare: ms, flags.write: wr, flags.noreserve: nr,
-                flags.dontcopy: dc, pfn_dev_only: pdo, s_dax: sd, start: sv, end: ev, align: av}
+                alive: al,
+                flags.shared: sh,
+                flags.mayshare: ms,
+                flags.write: wr,
+                flags.noreserve: nr,
+                flags.dontcopy: dc,
+                pfn_dev_only: pdo,
+                s_dax: sd,
+                start: sv,
+                end: ev,
+                align: av,
+            }
             assert evaluate(term, env) == want, (bits, sv, ev, av)
 
 
 # --------------------------------------------------------------------------------------------------
 # pgoff_to_phys and make_ranges (exact integers)
 # --------------------------------------------------------------------------------------------------
+
 
 def _range_vars(n: int) -> list[tuple[Term, Term, Term]]:
     return [(z3.Int(f"s{i}"), z3.Int(f"e{i}"), z3.Int(f"p{i}")) for i in range(n)]
@@ -186,15 +209,20 @@ def test_pgoff_to_phys_agrees_on_made_devices(n: int) -> None:
     hits = 0
     for _ in range(400):
         align = rng.choice(SIZES)
-        spans = [(rng.getrandbits(rng.choice((30, 46, 63))) & ~(align - 1), align * rng.randint(1, 4))
-                 for _ in range(n)]
+        spans = [
+            (rng.getrandbits(rng.choice((30, 46, 63))) & ~(align - 1), align * rng.randint(1, 4))
+            for _ in range(n)
+        ]
         ranges = g.make_ranges(spans)
         env: dict[Term, int | bool] = {}
         for (sv, zv), (s, z) in zip(svars, spans, strict=True):
             env |= {sv: s, zv: z}
         for r_made, r in zip(made, ranges, strict=True):
-            assert (evaluate(r_made.start, env), evaluate(r_made.end, env), evaluate(r_made.pgoff, env)) == \
-                   (r.start, r.end, r.pgoff)
+            assert (evaluate(r_made.start, env), evaluate(r_made.end, env), evaluate(r_made.pgoff, env)) == (
+                r.start,
+                r.end,
+                r.pgoff,
+            )
         total = sum(r.pages for r in ranges)
         for pv in (0, total - 1, total, rng.randrange(total + 2), rng.randrange(total + 2)):
             sz = rng.choice(SIZES)
@@ -213,8 +241,11 @@ def test_pgoff_to_phys_agrees_on_made_devices(n: int) -> None:
 
 ALL_RULES = [g.FaultRules(*bits) for bits in itertools.product((False, True), repeat=3)]
 RESULT_NAME: dict[g.FaultResult | None, str] = {
-    g.FaultResult.NOPAGE: "NOPAGE", g.FaultResult.FALLBACK: "FALLBACK", g.FaultResult.SIGBUS: "SIGBUS",
-    None: "PROCEED"}
+    g.FaultResult.NOPAGE: "NOPAGE",
+    g.FaultResult.FALLBACK: "FALLBACK",
+    g.FaultResult.SIGBUS: "SIGBUS",
+    None: "PROCEED",
+}
 
 
 @pytest.mark.parametrize("rules", ALL_RULES)
@@ -232,37 +263,48 @@ def test_next_fault_size_agrees() -> None:
         assert evaluate(term, {fs: f}) == (g.next_fault_size(f) or 0)
 
 
-def _fault_case(n: int, fault_size: int, align: int, rules: g.FaultRules
-                ) -> tuple[G.FaultTerms, list[Term], list[tuple[Term, Term]], Term]:
+def _fault_case(
+    n: int, fault_size: int, align: int, rules: g.FaultRules
+) -> tuple[G.FaultTerms, list[Term], list[tuple[Term, Term]], Term]:
     names = ("addr", "vm_start", "vm_end", "vm_pgoff")
     xs = [z3.Int(x) for x in names]
     svars = [(z3.Int(f"start{i}"), z3.Int(f"size{i}")) for i in range(n)]
     vma_ok = z3.Bool("vma_ok")
-    fault = G.dax_huge_fault(fault_size, xs[0], xs[1], xs[2], xs[3], align, G.make_ranges(svars), vma_ok,
-                             rules)
+    fault = G.dax_huge_fault(
+        fault_size, xs[0], xs[1], xs[2], xs[3], align, G.make_ranges(svars), vma_ok, rules
+    )
     return fault, xs, svars, vma_ok
 
 
-@pytest.mark.parametrize("rules", [g.FaultRules(), g.FaultRules(False, False, True),
-                                   g.FaultRules(True, True, False), g.FaultRules(False, False, False)])
+@pytest.mark.parametrize(
+    "rules",
+    [
+        g.FaultRules(),
+        g.FaultRules(False, False, True),
+        g.FaultRules(True, True, False),
+        g.FaultRules(False, False, False),
+    ],
+)
 def test_dax_huge_fault_agrees(rules: g.FaultRules) -> None:
     r = random.Random(SEED)
     seen: set[str] = set()
     for n, fault_size, align in itertools.product((1, 2, 3), SIZES, SIZES):
         fault, xs, svars, vma_ok = _fault_case(n, fault_size, align, rules)
         for _ in range(25):
-            spans = [(r.getrandbits(r.choice((30, 46, 63))) & ~(align - 1), align * r.randint(1, 3))
-                     for _ in range(n)]
+            spans = [
+                (r.getrandbits(r.choice((30, 46, 63))) & ~(align - 1), align * r.randint(1, 3))
+                for _ in range(n)
+            ]
             ranges = g.make_ranges(spans)
             vm_start = r.choice((0, r.getrandbits(47) & ~(align - 1), r.getrandbits(47), u64s(r)))
             vm_end = r.choice((vm_start + align * r.randint(0, 4), u64s(r)))
             addr = r.choice((vm_start + r.randrange(max(1, vm_end - vm_start + 1)), u64s(r))) & U64
             vm_pgoff = r.choice((0, align // g.PAGE_SIZE * r.randint(0, 4), r.getrandbits(20), u64s(r)))
             ok = r.random() < 0.9
-            want = g.dax_huge_fault(fault_size, addr, vm_start, vm_end & U64, vm_pgoff, align, ranges, ok,
-                                    rules)
-            env: dict[Term, int | bool] = dict(zip(xs, (addr, vm_start, vm_end & U64, vm_pgoff),
-                                                   strict=True))
+            want = g.dax_huge_fault(
+                fault_size, addr, vm_start, vm_end & U64, vm_pgoff, align, ranges, ok, rules
+            )
+            env: dict[Term, int | bool] = dict(zip(xs, (addr, vm_start, vm_end & U64, vm_pgoff), strict=True))
             for (sv, zv), (s, z) in zip(svars, spans, strict=True):
                 env |= {sv: s, zv: z}
             env[vma_ok] = ok
@@ -270,5 +312,8 @@ def test_dax_huge_fault_agrees(rules: g.FaultRules) -> None:
             assert evaluate(fault.addr, env) == want.addr
             assert evaluate(fault.phys, env) == want.phys
             seen.add(want.result.value)
-    assert seen == {"NOPAGE", "SIGBUS", "FALLBACK"} if rules.fallback or not rules.pud_supported \
+    assert (
+        seen == {"NOPAGE", "SIGBUS", "FALLBACK"}
+        if rules.fallback or not rules.pud_supported
         else seen >= {"NOPAGE", "SIGBUS"}
+    )

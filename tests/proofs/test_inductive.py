@@ -28,13 +28,16 @@ def test_invariants_inductive(profile: str) -> None:
     assert check_not_vacuous(prof, ALIGN, 120).status is Status.PROVED
 
 
-@pytest.mark.parametrize(("variant", "broken"), [
-    ("no-synchronize", "dead_quiesced"),
-    ("unmap-before-synchronize", "no_entry_after_kill"),
-    ("synchronize-before-clear", "dead_quiesced"),
-    ("M20", "lock_balanced"),
-    ("M22", "no_entry_after_kill"),
-])
+@pytest.mark.parametrize(
+    ("variant", "broken"),
+    [
+        ("no-synchronize", "dead_quiesced"),
+        ("unmap-before-synchronize", "no_entry_after_kill"),
+        ("synchronize-before-clear", "dead_quiesced"),
+        ("M20", "lock_balanced"),
+        ("M22", "no_entry_after_kill"),
+    ],
+)
 def test_variant_breaks_induction(variant: str, broken: str) -> None:
     cx = context(get_variant(variant).profile(), ALIGN)
     v = check_invariant(cx, broken, 30)
@@ -87,6 +90,7 @@ def test_head_cut_needs_the_pgoff_shift(monkeypatch: pytest.MonkeyPatch) -> None
                 a = Action(a.name, a.params, a.guard, ((cond, new.replace(vpgoff=s.vpgoff)),), a.post)
             out.append(a)
         return out
+
     monkeypatch.setattr(Protocol, "partial_munmap_actions", no_shift)
     monkeypatch.setattr("devdax.proofs.inductive._CONTEXTS", {})
     v = check_invariant(context(get_profile("v4.10"), ALIGN), "entries_exact", 60)

@@ -41,8 +41,12 @@ def test_v410_proves_every_lifetime_invariant() -> None:
 def test_modern_fails_exactly_its_documented_findings() -> None:
     verdicts = _life("modern")
     failed = {n for n, v in verdicts.items() if v.status is not Status.PROVED}
-    assert failed == {"life_no_null_deref", "life_no_refcount_underflow", "life_no_leak_at_quiescence",
-                      "life_cdev_count_exact"}
+    assert failed == {
+        "life_no_null_deref",
+        "life_no_refcount_underflow",
+        "life_no_leak_at_quiescence",
+        "life_cdev_count_exact",
+    }
     for n in failed:
         assert verdicts[n].status is Status.FINDING
         assert "documented finding" in verdicts[n].counterexample
@@ -50,12 +54,15 @@ def test_modern_fails_exactly_its_documented_findings() -> None:
     assert "bind:cdev_add" in verdicts["life_cdev_count_exact"].counterexample
 
 
-@pytest.mark.parametrize(("profile", "variant", "obligation", "step"), [
-    ("v4.10", "M6", "life_alive_implies_registered", "provider_put"),
-    ("v4.10", "cdev_del-before-kill", "life_alive_implies_registered", "remove:cdev_del"),
-    ("modern", "M16", "life_removed_region_dead", "dax_region_unregister"),
-    ("modern", "M15", "life_no_use_after_free", "mapping_release"),
-])
+@pytest.mark.parametrize(
+    ("profile", "variant", "obligation", "step"),
+    [
+        ("v4.10", "M6", "life_alive_implies_registered", "provider_put"),
+        ("v4.10", "cdev_del-before-kill", "life_alive_implies_registered", "remove:cdev_del"),
+        ("modern", "M16", "life_removed_region_dead", "dax_region_unregister"),
+        ("modern", "M15", "life_no_use_after_free", "mapping_release"),
+    ],
+)
 def test_variant_fails_with_a_cti(profile: str, variant: str, obligation: str, step: str) -> None:
     v = _life(profile, variant, (obligation,))[obligation]
     assert v.status is Status.VIOLATED
@@ -69,8 +76,11 @@ def test_variant_fails_with_a_cti(profile: str, variant: str, obligation: str, s
 def test_m5_sleeps_in_rcu() -> None:
     """M5 turns SRCU back into rcu_read_lock: inserting an entry (may allocate a page table) inside
     the read section fails the step property; v4.10 and modern prove it."""
-    for profile, variant, want in (("v4.10", "M5", Status.VIOLATED), ("v4.10", None, Status.PROVED),
-                                   ("modern", None, Status.PROVED)):
+    for profile, variant, want in (
+        ("v4.10", "M5", Status.VIOLATED),
+        ("v4.10", None, Status.PROVED),
+        ("modern", None, Status.PROVED),
+    ):
         obs = runner.select(obligations_for(profile, variant), ["ind_no_sleep_in_rcu"])
         v = runner.run(obs, timeout=TIMEOUT)[0].verdict
         assert v.status is want, (profile, variant, v.counterexample)
@@ -87,10 +97,22 @@ def test_v47_is_out_of_scope() -> None:
 # One source of truth: the model's step relation is spec/system.successors, read through abstract()
 # ------------------------------------------------------------------------------------------------
 
+
 def _small(profile: str, variant: str | None = None, files: int = 1) -> Config:
-    return Config(profile=profile, variant=variant, devices=1, generations=1, cpus=0, files=files, vmas=1,
-                  ranges=2, units=2, binds=1 if profile == "modern" else 0, add_failure=True,
-                  mmaps=(SHARED_RW,))
+    return Config(
+        profile=profile,
+        variant=variant,
+        devices=1,
+        generations=1,
+        cpus=0,
+        files=files,
+        vmas=1,
+        ranges=2,
+        units=2,
+        binds=1 if profile == "modern" else 0,
+        add_failure=True,
+        mmaps=(SHARED_RW,),
+    )
 
 
 AGREEMENT = {
@@ -103,8 +125,10 @@ AGREEMENT = {
 }
 #: 30-60 s each on the shared box: DEVDAX_SLOW=1 pytest tests/proofs/test_lifetime.py
 if os.environ.get("DEVDAX_SLOW"):
-    AGREEMENT |= {"modern, two files": _small("modern", files=2),
-                  "M16, two files": _small("modern", "M16", 2)}
+    AGREEMENT |= {
+        "modern, two files": _small("modern", files=2),
+        "M16, two files": _small("modern", "M16", 2),
+    }
 
 
 @pytest.mark.parametrize("name", list(AGREEMENT))
@@ -127,8 +151,14 @@ def test_abstraction_of_a_probed_device() -> None:
     c = Ctx.of(_small("v4.10"))
     s = run_program(c, init(c), "probe", 0)
     o = abstract(c, s, True)
-    assert (o["prog"], o["alive"], o["registered"], o["cdev_mapped"], o["dev_ref"], o["cdev_ref"]) == \
-        (0, True, True, True, 2, 1)
+    assert (o["prog"], o["alive"], o["registered"], o["cdev_mapped"], o["dev_ref"], o["cdev_ref"]) == (
+        0,
+        True,
+        True,
+        True,
+        2,
+        1,
+    )
     assert o["rg_kref"] == 2 and not o["provider_ref"] and o["devm_ref"] and o["holds_region"]
 
 
@@ -138,6 +168,14 @@ def test_f1_is_reachable_as_docs_findings_says() -> None:
     trace = bmc_trace(get_profile("modern"), "no_null_deref", 12, TIMEOUT)
     assert trace is not None
     assert [t.split(":")[1] for t in trace[:9]] == [
-        "alloc_dax_region", "ida_alloc_id", "device_initialize", "ida_alloc_minor", "dax_inode_get",
-        "region_get", "add_mappings", "device_add", "cdev_add"]
+        "alloc_dax_region",
+        "ida_alloc_id",
+        "device_initialize",
+        "ida_alloc_minor",
+        "dax_inode_get",
+        "region_get",
+        "add_mappings",
+        "device_add",
+        "cdev_add",
+    ]
     assert trace[9:] == ["open", "mmap (NULL private_data)"]

@@ -23,9 +23,12 @@ from devdax.spec.variants import get_variant
 
 
 def _minor_results(profile: str, variant: str | None = None) -> dict[str, runner.Verdict]:
-    obs = [o for o in obligations_for(profile, variant) if o.name.startswith("ind_minor")
-           or o.name in {"ind_ida_exact", "ind_minors_in_range", "ind_held_minors_distinct",
-                         "ind_device_phases"}]
+    obs = [
+        o
+        for o in obligations_for(profile, variant)
+        if o.name.startswith("ind_minor")
+        or o.name in {"ind_ida_exact", "ind_minors_in_range", "ind_held_minors_distinct", "ind_device_phases"}
+    ]
     return {r.obligation.name: r.verdict for r in runner.run(obs, timeout=120)}
 
 
@@ -69,10 +72,12 @@ def test_m19_breaks_minors_in_range() -> None:
 def test_rules_follow_the_profile() -> None:
     """The step effects are read from the profile's programs and switches, not per version."""
     r410, r47 = M.rules_of(get_profile("v4.10")), M.rules_of(get_profile("v4.7"))
-    assert r410 == M.MinorRules(bounded=True, free_at_unregister=False, free_at_release=True,
-                                kfree_path=False)
-    assert r47 == M.MinorRules(bounded=False, free_at_unregister=True, free_at_release=False,
-                               kfree_path=False)
+    assert r410 == M.MinorRules(
+        bounded=True, free_at_unregister=False, free_at_release=True, kfree_path=False
+    )
+    assert r47 == M.MinorRules(
+        bounded=False, free_at_unregister=True, free_at_release=False, kfree_path=False
+    )
     assert M.rules_of(apply_variant(get_profile("modern"), "M18")).kfree_path
     assert not M.rules_of(apply_variant(get_profile("v4.10"), "M22")).free_at_release
 
@@ -84,7 +89,7 @@ def test_alloc_is_the_spec_lowest_free_minor() -> None:
     s: State = init(c)
     s = s._replace(minors=0b101)
     s = s._replace(devs=set_at(s.devs, 1, s.devs[1]._replace(phase=D_CREATING)))
-    (_, nxt), = STEPS["ida_alloc_minor"](c, s, 1)
+    ((_, nxt),) = STEPS["ida_alloc_minor"](c, s, 1)
     assert isinstance(nxt, State)
     spec_minor = nxt.devs[1].minor
     sys = M.system(M.rules_of(c.prof))
@@ -92,8 +97,13 @@ def test_alloc_is_the_spec_lowest_free_minor() -> None:
     d = z3.Const("d@x", M.DEV)
     alloc = {n: f for n, f, _ in sys.step(pre, post, "x")}["ida_alloc_minor"]
     solver = z3.Solver()
-    solver.add(alloc, pre["live"][d], pre["minor"][d] == -1, pre["nr"] == 4,
-               *(pre["ida"][k] == bool(s.minors >> k & 1) for k in range(4)))
+    solver.add(
+        alloc,
+        pre["live"][d],
+        pre["minor"][d] == -1,
+        pre["nr"] == 4,
+        *(pre["ida"][k] == bool(s.minors >> k & 1) for k in range(4)),
+    )
     allowed = []
     for m in range(-1, 6):
         solver.push()
@@ -109,15 +119,29 @@ def test_planted_alloc_forgetting_the_ida_is_caught() -> None:
     a counterexample to induction (two states and the step; depth 0: no search for a trace)."""
     sys = M.system(M.rules_of(get_profile("v4.10")))
 
-    def forgetful(s: dict[str, z3.ExprRef], t: dict[str, z3.ExprRef], tag: str
-                  ) -> tuple[z3.ExprRef, dict[str, z3.ExprRef]]:
+    def forgetful(
+        s: dict[str, z3.ExprRef], t: dict[str, z3.ExprRef], tag: str
+    ) -> tuple[z3.ExprRef, dict[str, z3.ExprRef]]:
         d, m = z3.Const(f"d@{tag}", M.DEV), z3.Int(f"m@{tag}")
-        return z3.And(s["live"][d], s["minor"][d] == -1, m >= 0, m < s["nr"], z3.Not(s["ida"][m]),
-                      t["minor"] == z3.Store(s["minor"], d, m), t["held"] == z3.Store(s["held"], d, True),
-                      unchanged(s, t, "minor", "held")), {"d": d, "m": m}
+        return z3.And(
+            s["live"][d],
+            s["minor"][d] == -1,
+            m >= 0,
+            m < s["nr"],
+            z3.Not(s["ida"][m]),
+            t["minor"] == z3.Store(s["minor"], d, m),
+            t["held"] == z3.Store(s["held"], d, True),
+            unchanged(s, t, "minor", "held"),
+        ), {"d": d, "m": m}
 
-    bad = Sys(sys.vars, sys.init, {**sys.actions, "ida_alloc_minor": forgetful}, sys.invariants, sys.render,
-              sys.frozen)
+    bad = Sys(
+        sys.vars,
+        sys.init,
+        {**sys.actions, "ida_alloc_minor": forgetful},
+        sys.invariants,
+        sys.render,
+        sys.frozen,
+    )
     v = check_inductive(bad, "ida_exact", 60, depth=0)
     assert v.status is Status.VIOLATED
     text = v.counterexample
@@ -130,11 +154,22 @@ def test_planted_alloc_forgetting_the_ida_is_caught() -> None:
 # One source of truth: the minor step relation against spec/system.successors, read through abstract()
 # ------------------------------------------------------------------------------------------------
 
+
 def _cfg(profile: str, variant: str | None = None, devices: int = 2, generations: int = 1) -> Config:
     """Two instances and one reserved minor (the second ida_alloc_minor finds the ida full, or under
     M19 goes beyond the range), one file holding a device across its teardown."""
-    return Config(profile=profile, variant=variant, devices=devices, generations=generations, files=1,
-                  vmas=1, cpus=0, mmaps=(SHARED_RW,), add_failure=True, nr_minors=1)
+    return Config(
+        profile=profile,
+        variant=variant,
+        devices=devices,
+        generations=generations,
+        files=1,
+        vmas=1,
+        cpus=0,
+        mmaps=(SHARED_RW,),
+        add_failure=True,
+        nr_minors=1,
+    )
 
 
 MINOR_AGREEMENT = {

@@ -113,19 +113,30 @@ def test_abstraction_of_the_race_start() -> None:
 # Partial munmap (Protocol.partial_munmap_actions) against spec/vma.py do_munmap and spec/mm.py change
 # --------------------------------------------------------------------------------------------------
 
+
 #: one file, two vma slots, one CPU with two faults, a 2-unit device and a 2-unit mapping: a vma can
 #: hold two huge entries, so a cut can cross one and spare the other, and a punch finds a free slot
 def _munmap_config(profile: str) -> Config:
-    return Config(profile=profile, first_fault="pmd", files=1, vmas=2, cpus=1, faults=2, units=2,
-                  munmap_parts=True, mmaps=(MmapShape("two-units", units=2),))
+    return Config(
+        profile=profile,
+        first_fault="pmd",
+        files=1,
+        vmas=2,
+        cpus=1,
+        faults=2,
+        units=2,
+        munmap_parts=True,
+        mmaps=(MmapShape("two-units", units=2),),
+    )
 
 
 def _by_content(o: Obs) -> tuple[object, ...]:
     """o up to the names of its vma slots: each used vma with the entries it holds. The kernel keeps
     the lower part of a punched vma in the old struct (spec mm.change: the old slot), the protocol the
     upper one; which part keeps a name is naming only."""
-    vmas = frozenset((x, frozenset(e[1:] for e in o.entries if e[0] == i))
-                     for i, x in enumerate(o.vmas) if x[0])
+    vmas = frozenset(
+        (x, frozenset(e[1:] for e in o.entries if e[0] == i)) for i, x in enumerate(o.vmas) if x[0]
+    )
     return (o.prog, o.p, o.alive, o.dead, o.gp, o.cpus, vmas)
 
 
@@ -137,8 +148,16 @@ class _Munmaps:
         self.c = c
         u = universe_for(c)
         spans = tuple((r.start, r.end - r.start + 1) for r in c.layout.ranges[0])
-        self.pr = Protocol(c.prof, u, c.align, c.cfg.first_fault_bytes, n_ranges=len(spans),
-                           programs=programs_for(c.prof, race=False, binds=False), spans=spans, users=True)
+        self.pr = Protocol(
+            c.prof,
+            u,
+            c.align,
+            c.cfg.first_fault_bytes,
+            n_ranges=len(spans),
+            programs=programs_for(c.prof, race=False, binds=False),
+            spans=spans,
+            users=True,
+        )
         self.S, self.T = self.pr.state("s"), self.pr.state("t")
         self.acts = [a for a in self.pr.user_actions(self.S, self.T, "m") if a.name.startswith("munmap_")]
         assert {a.name for a in self.acts} == {"munmap_head", "munmap_tail", "munmap_punch"}
@@ -153,8 +172,13 @@ class _Munmaps:
         assert u.vmas is not None
         mine = [a.formula for a in self.acts if z3.eq(dict(a.params)["vma"], u.vmas[v])]
         solver = z3.Solver()
-        solver.add(*self.pr.rigid, *layout(self.pr, self.c), pin(self.pr, self.S, abstract(self.c, s)),
-                   z3.Or(*mine), *extra)
+        solver.add(
+            *self.pr.rigid,
+            *layout(self.pr, self.c),
+            pin(self.pr, self.S, abstract(self.c, s)),
+            z3.Or(*mine),
+            *extra,
+        )
         return solver
 
     def successors(self, s: SpecState, v: int, lo: int, hi: int) -> set[tuple[object, ...]]:
@@ -211,9 +235,13 @@ def test_partial_munmap_agrees_with_spec(profile: str) -> None:
         for v, vma in enumerate(s.vmas):
             if vma.file < 0 or faulting(s, v):
                 continue
-            for lo, hi in ((vma.start, vma.start + g.PAGE_SIZE), (vma.start, vma.start + c.align),
-                           (vma.end - c.align, vma.end), (vma.end - g.PAGE_SIZE, vma.end),
-                           (vma.start + g.PAGE_SIZE, vma.start + 2 * g.PAGE_SIZE)):
+            for lo, hi in (
+                (vma.start, vma.start + g.PAGE_SIZE),
+                (vma.start, vma.start + c.align),
+                (vma.end - c.align, vma.end),
+                (vma.end - g.PAGE_SIZE, vma.end),
+                (vma.start + g.PAGE_SIZE, vma.start + 2 * g.PAGE_SIZE),
+            ):
                 if not vma.start <= lo < hi <= vma.end or (lo, hi) == (vma.start, vma.end):
                     continue
                 outcome, after = mm.change(c, s, v, lo, hi, None)

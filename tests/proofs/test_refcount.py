@@ -20,11 +20,13 @@ from devdax.spec.profiles import get_profile
 from devdax.spec.variants import get_variant
 
 
-def _results(profile: str, variant: str | None = None, only: set[str] | None = None
-             ) -> dict[str, runner.Verdict]:
+def _results(
+    profile: str, variant: str | None = None, only: set[str] | None = None
+) -> dict[str, runner.Verdict]:
     names = set(R.serves(apply_variant(get_profile(profile), variant))) | {"ind_refcount_not_vacuous"}
-    obs = [o for o in obligations_for(profile, variant)
-           if o.name in names and (only is None or o.name in only)]
+    obs = [
+        o for o in obligations_for(profile, variant) if o.name in names and (only is None or o.name in only)
+    ]
     return {r.obligation.name: r.verdict for r in runner.run(obs, timeout=120)}
 
 
@@ -48,10 +50,17 @@ def test_modern_f2_breaks_the_exact_counts_but_not_use_after_free() -> None:
     under = results["ind_no_refcount_underflow"].counterexample
     assert "underflow=True" in under and "refcount_exact_cdev fails in this profile" in under
     proved = {n for n, v in results.items() if v.status is Status.PROVED}
-    assert {"ind_no_use_after_free", "ind_device_accounted", "ind_cdev_accounted",
-            "ind_refcount_exact_file"} <= proved
-    assert proved | {"ind_refcount_exact_cdev", "ind_refcount_exact_device",
-                     "ind_no_refcount_underflow"} == set(results)
+    assert {
+        "ind_no_use_after_free",
+        "ind_device_accounted",
+        "ind_cdev_accounted",
+        "ind_refcount_exact_file",
+    } <= proved
+    assert proved | {
+        "ind_refcount_exact_cdev",
+        "ind_refcount_exact_device",
+        "ind_no_refcount_underflow",
+    } == set(results)
 
 
 def test_m18_kfree_releases_a_counted_device() -> None:
@@ -77,18 +86,32 @@ def test_open_without_cdev_get_is_caught() -> None:
     md = R.model_of(get_profile("v4.10"))
     sys = R.system(md)
 
-    def forgetful(s: dict[str, z3.ExprRef], t: dict[str, z3.ExprRef], tag: str
-                  ) -> tuple[z3.ExprRef, dict[str, z3.ExprRef]]:
+    def forgetful(
+        s: dict[str, z3.ExprRef], t: dict[str, z3.ExprRef], tag: str
+    ) -> tuple[z3.ExprRef, dict[str, z3.ExprRef]]:
         f = z3.Const(f"f@{tag}", R.F)
-        new = {**s, "opened": z3.Store(s["opened"], f, True), "fd": z3.Store(s["fd"], f, True),
-               "count": z3.Store(s["count"], f, 1), "idx": z3.Store(s["idx"], f, s["nfiles"]),
-               "slot": z3.Store(s["slot"], s["nfiles"], f), "nfiles": s["nfiles"] + 1,
-               "nv": z3.Store(s["nv"], f, 0)}
+        new = {
+            **s,
+            "opened": z3.Store(s["opened"], f, True),
+            "fd": z3.Store(s["fd"], f, True),
+            "count": z3.Store(s["count"], f, 1),
+            "idx": z3.Store(s["idx"], f, s["nfiles"]),
+            "slot": z3.Store(s["slot"], s["nfiles"], f),
+            "nfiles": s["nfiles"] + 1,
+            "nv": z3.Store(s["nv"], f, 0),
+        }
         formula = z3.And(z3.Not(s["opened"][f]), s["cdev_ref"] > 0, *(t[k] == v for k, v in new.items()))
         return formula, {"f": f}
 
-    bad = Sys(sys.vars, sys.init, {**sys.actions, "open": forgetful}, sys.invariants, sys.render, sys.frozen,
-              sys.tidy)
+    bad = Sys(
+        sys.vars,
+        sys.init,
+        {**sys.actions, "open": forgetful},
+        sys.invariants,
+        sys.render,
+        sys.frozen,
+        sys.tidy,
+    )
     v = check_inductive(bad, "cdev_accounted", 60, depth=0, assume=R.core_names(md))
     assert v.status is Status.VIOLATED
     text = v.counterexample
@@ -100,10 +123,22 @@ def test_open_without_cdev_get_is_caught() -> None:
 # One source of truth: the refcount step relation against spec/system.successors, through abstract()
 # ------------------------------------------------------------------------------------------------
 
-def _cfg(profile: str, variant: str | None = None, files: int = 1, vmas: int = 1,
-         add_failure: bool = True) -> Config:
-    return Config(profile=profile, variant=variant, devices=1, generations=1, files=files, vmas=vmas, cpus=0,
-                  mmaps=(SHARED_RW,), add_failure=add_failure, binds=1 if profile == "modern" else 0)
+
+def _cfg(
+    profile: str, variant: str | None = None, files: int = 1, vmas: int = 1, add_failure: bool = True
+) -> Config:
+    return Config(
+        profile=profile,
+        variant=variant,
+        devices=1,
+        generations=1,
+        files=files,
+        vmas=vmas,
+        cpus=0,
+        mmaps=(SHARED_RW,),
+        add_failure=add_failure,
+        binds=1 if profile == "modern" else 0,
+    )
 
 
 REFCOUNT_AGREEMENT = {
@@ -144,5 +179,6 @@ def test_agreement_sees_a_wrong_model() -> None:
     assert bad and all(b.startswith("spec step not in the model") for b in bad)
     assert any("'create_failed', 0, 'put_device'" in b for b in bad)
     _, _, bad = R.check_agreement(Ctx.of(_cfg("v4.10", add_failure=False)))
-    assert bad and all(b.startswith("model step create:device_add has an outcome the spec does not have")
-                       for b in bad)
+    assert bad and all(
+        b.startswith("model step create:device_add has an outcome the spec does not have") for b in bad
+    )

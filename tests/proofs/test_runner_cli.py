@@ -17,13 +17,19 @@ from devdax.spec.profiles import get_profile
 
 
 def fixed(status: Status, text: str = "") -> Obligation:
-    return Obligation(f"ob_{status.value}", f"always {status.value}", "test",
-                      lambda t: Verdict(status, 0, text))
+    return Obligation(
+        f"ob_{status.value}", f"always {status.value}", "test", lambda t: Verdict(status, 0, text)
+    )
 
 
 def test_render_words_and_total() -> None:
-    res = runner.run([fixed(Status.PROVED), fixed(Status.VIOLATED, "x = 0x1\ny = 0x2"),
-                      fixed(Status.UNKNOWN, "solver unknown: timeout")])
+    res = runner.run(
+        [
+            fixed(Status.PROVED),
+            fixed(Status.VIOLATED, "x = 0x1\ny = 0x2"),
+            fixed(Status.UNKNOWN, "solver unknown: timeout"),
+        ]
+    )
     text = runner.render_checklist(res)
     lines = text.splitlines()
     assert lines[0].startswith("  ok ") and "ob_proved" in lines[0]
@@ -52,28 +58,47 @@ def test_exit_status() -> None:
 def test_stale_finding() -> None:
     """A documented finding every one of whose obligations is proved is no longer reproduced: the
     drift rule of ``devdax check``, which must make the documentation say so."""
+
     def keyed(status: Status, key: str) -> Obligation:
         return Obligation(f"ob_{key}_{status.value}", "s", "test", lambda t: Verdict(status), finding=key)
-    res = runner.run([keyed(Status.PROVED, "a"), keyed(Status.FINDING, "a"), keyed(Status.PROVED, "b"),
-                      keyed(Status.PROVED, "b"), fixed(Status.PROVED)])
+
+    res = runner.run(
+        [
+            keyed(Status.PROVED, "a"),
+            keyed(Status.FINDING, "a"),
+            keyed(Status.PROVED, "b"),
+            keyed(Status.PROVED, "b"),
+            fixed(Status.PROVED),
+        ]
+    )
     assert runner.stale_findings(res) == ["b"]
-    assert runner.render_total(res, ["b"]).splitlines()[0] == \
-        "documented finding no longer reproduced: b (update spec/profiles.py findings)"
+    assert (
+        runner.render_total(res, ["b"]).splitlines()[0]
+        == "documented finding no longer reproduced: b (update spec/profiles.py findings)"
+    )
 
 
 def test_relative_proofs_are_flagged() -> None:
     """Invariants proved together assume each other: when an assumed one fails, the others' ok is
     only relative to it, and the total says so. A failing member the group does not assume (a
     documented finding the lifetime layer leaves out) flags nothing."""
+
     def member(name: str, status: Status, assumed: bool = True) -> Obligation:
         return Obligation(name, "s", "test", lambda t: Verdict(status), group="g", assumed=assumed)
+
     res = runner.run([member("a", Status.PROVED), member("b", Status.VIOLATED), fixed(Status.PROVED)])
     assert runner.relative_groups(res) == {"g": ["b"]}
-    assert runner.render_total(res).splitlines()[0] == ("note: the g invariants are proved together, each "
-                                                       "assuming the others; b failed, so the others' 'ok' "
-                                                       "holds only relative to it")
-    assert runner.relative_groups(runner.run([member("a", Status.PROVED),
-                                              member("b", Status.FINDING, assumed=False)])) == {}
+    assert runner.render_total(res).splitlines()[0] == (
+        "note: the g invariants are proved together, each "
+        "assuming the others; b failed, so the others' 'ok' "
+        "holds only relative to it"
+    )
+    assert (
+        runner.relative_groups(
+            runner.run([member("a", Status.PROVED), member("b", Status.FINDING, assumed=False)])
+        )
+        == {}
+    )
     # v4.10's and modern's groups stand on their own: their failures are unassumed findings
     obs = {o.name: o for o in obligations_for("modern")}
     assert obs["life_no_null_deref"].group == "lifetime" and not obs["life_no_null_deref"].assumed
@@ -95,6 +120,7 @@ def test_findings_per_profile_and_variant() -> None:
 def test_crash_is_unknown_not_proved() -> None:
     def boom(t: float) -> Verdict:
         raise RuntimeError("encoding bug")
+
     v = Obligation("boom", "s", "src", boom).check()
     assert v.status is Status.UNKNOWN and "encoding bug" in v.counterexample
 
@@ -123,13 +149,18 @@ def test_lemmas_proved(profile: str) -> None:
     # generous solver time for a loaded CI machine: an UNKNOWN still fails the test
     lemmas = [o for o in obligations_for(profile) if o.name in {n for n, _, _, _ in LEMMAS}]
     results = {r.obligation.name: r.verdict for r in runner.run(lemmas, timeout=120)}
-    bad = [(n, v.counterexample) for n, v in results.items()
-           if v.status is not Status.PROVED and n != "fault_phys_aligned"]
+    bad = [
+        (n, v.counterexample)
+        for n, v in results.items()
+        if v.status is not Status.PROVED and n != "fault_phys_aligned"
+    ]
     assert not bad
     f3 = results["fault_phys_aligned"]
     assert f3.status is Status.FINDING
-    assert "vm_pgoff" in f3.counterexample and "documented finding: check_vma never looks at vm_pgoff" \
-        in f3.counterexample
+    assert (
+        "vm_pgoff" in f3.counterexample
+        and "documented finding: check_vma never looks at vm_pgoff" in f3.counterexample
+    )
     assert results["fault_phys_aligned_given_offset"].status is Status.PROVED
 
 
@@ -139,8 +170,11 @@ def test_f3_counterexample_is_an_unaligned_offset() -> None:
     cfg = lemma_config(get_profile("v4.10"))
     v = runner.run([o for o in lemma_obligations(cfg) if o.name == "fault_phys_aligned"], timeout=120)[0]
     assert v.verdict.status is Status.VIOLATED
-    values = {ln.split(" = ")[0].strip(): ln.split(" = ")[1] for ln in v.verdict.counterexample.splitlines()
-              if " = " in ln}
+    values = {
+        ln.split(" = ")[0].strip(): ln.split(" = ")[1]
+        for ln in v.verdict.counterexample.splitlines()
+        if " = " in ln
+    }
     align = {"pmd": 0x200000, "pud": 0x40000000}[v.verdict.counterexample.split()[1]]
     assert (int(values["vm_pgoff"], 16) * 4096) % align != 0
     assert int(values["entry.phys"], 16) % align != 0
@@ -151,9 +185,16 @@ def test_v47_fails_where_its_findings_say() -> None:
     lemmas = [o for o in obligations_for("v4.7") if not o.name.startswith("ind_")]
     results = {r.obligation.name: r.verdict for r in runner.run(lemmas, timeout=120)}
     failed = {n for n, v in results.items() if v.status in (Status.VIOLATED, Status.FINDING)}
-    assert failed == {"check_vma_exact", "mmap_aligned_accepted", "negotiate_table",
-                      "negotiate_fallback_chain", "fault_entry_in_vma", "fault_entry_is_align",
-                      "fault_phys_aligned", "fault_phys_aligned_given_offset"}
+    assert failed == {
+        "check_vma_exact",
+        "mmap_aligned_accepted",
+        "negotiate_table",
+        "negotiate_fallback_chain",
+        "fault_entry_in_vma",
+        "fault_entry_is_align",
+        "fault_phys_aligned",
+        "fault_phys_aligned_given_offset",
+    }
     assert "documented finding: M1" in results["check_vma_exact"].counterexample
     assert results["check_vma_exact"].status is Status.FINDING
     # v4.7 lacks the fault fallback too (M3/M4), yet fault_phys_aligned shows F3: a same-size fault
@@ -189,12 +230,25 @@ def test_cli_usage_errors(capsys: pytest.CaptureFixture[str]) -> None:
 
 def test_variant_m3_fails_its_lemmas(capsys: pytest.CaptureFixture[str]) -> None:
     """M3 turns the fault-size fallback and the vma-bounds check off: the lemmas they carry fail."""
-    rc = cli.main(["--profile", "v4.10", "--variant", "M3", "--only", "negotiate_table",
-                   "fault_entry_in_vma", "gua_congruent"])
+    rc = cli.main(
+        [
+            "--profile",
+            "v4.10",
+            "--variant",
+            "M3",
+            "--only",
+            "negotiate_table",
+            "fault_entry_in_vma",
+            "gua_congruent",
+        ]
+    )
     lines = capsys.readouterr().out.splitlines()
     assert rc == 1
-    assert [ln.split()[0] for ln in lines if ln.startswith("  ") and not ln.startswith("    ")] == \
-        ["ok", "FAIL", "FAIL"]
+    assert [ln.split()[0] for ln in lines if ln.startswith("  ") and not ln.startswith("    ")] == [
+        "ok",
+        "FAIL",
+        "FAIL",
+    ]
 
 
 def test_cli_bmc_variant(capsys: pytest.CaptureFixture[str]) -> None:

@@ -27,20 +27,34 @@ def _frame(s: St, t: St, new: St) -> z3.ExprRef:
 def _open_no_slot(s: St, t: St, tag: str) -> tuple[z3.ExprRef, dict[str, z3.ExprRef]]:
     """open() that takes its references but forgets to number the file (ghost slot)."""
     f = z3.Const(f"f@{tag}", R.F)
-    new = {**s, "opened": z3.Store(s["opened"], f, True), "fd": z3.Store(s["fd"], f, True),
-           "count": z3.Store(s["count"], f, 1), "idx": z3.Store(s["idx"], f, s["nfiles"]),
-           "nfiles": s["nfiles"] + 1, "nv": z3.Store(s["nv"], f, 0), "cdev_ref": s["cdev_ref"] + 1}
+    new = {
+        **s,
+        "opened": z3.Store(s["opened"], f, True),
+        "fd": z3.Store(s["fd"], f, True),
+        "count": z3.Store(s["count"], f, 1),
+        "idx": z3.Store(s["idx"], f, s["nfiles"]),
+        "nfiles": s["nfiles"] + 1,
+        "nv": z3.Store(s["nv"], f, 0),
+        "cdev_ref": s["cdev_ref"] + 1,
+    }
     return z3.And(z3.Not(s["opened"][f]), s["cdev_ref"] > 0, _frame(s, t, new)), {"f": f}
 
 
 def _mmap(count: bool, vslot: bool, gslot: bool, kref: bool) -> Action:
     """mmap() with some of its updates left out."""
+
     def act(s: St, t: St, tag: str) -> tuple[z3.ExprRef, dict[str, z3.ExprRef]]:
         f, v = z3.Const(f"f@{tag}", R.F), z3.Const(f"v@{tag}", R.V)
         n = s["nv"][f]
-        new = {**s, "used": z3.Store(s["used"], v, True), "vfile": z3.Store(s["vfile"], v, f),
-               "vidx": z3.Store(s["vidx"], v, n), "nv": z3.Store(s["nv"], f, n + 1),
-               "gidx": z3.Store(s["gidx"], v, s["nvmas"]), "nvmas": s["nvmas"] + 1}
+        new = {
+            **s,
+            "used": z3.Store(s["used"], v, True),
+            "vfile": z3.Store(s["vfile"], v, f),
+            "vidx": z3.Store(s["vidx"], v, n),
+            "nv": z3.Store(s["nv"], f, n + 1),
+            "gidx": z3.Store(s["gidx"], v, s["nvmas"]),
+            "nvmas": s["nvmas"] + 1,
+        }
         if count:
             new["count"] = z3.Store(s["count"], f, s["count"][f] + 1)
         if vslot:
@@ -50,6 +64,7 @@ def _mmap(count: bool, vslot: bool, gslot: bool, kref: bool) -> Action:
         if kref:
             new["kref"] = s["kref"] + 1
         return z3.And(s["fd"][f], z3.Not(s["used"][v]), _frame(s, t, new)), {"f": f, "v": v}
+
     return act
 
 
@@ -64,19 +79,47 @@ PLANTED: dict[str, tuple[str, dict[str, object]]] = {
     "ghost_all_vmas_numbered": ("v4.7", {"action": ("mmap", _mmap(True, True, False, True))}),
     "refcount_exact_file": ("v4.10", {"action": ("mmap", _mmap(False, True, True, False))}),
     "refcount_exact_kref": ("v4.7", {"action": ("mmap", _mmap(True, True, True, False))}),
-    "refcount_exact_device": ("v4.7", _effect("device_create", lambda md, s, n: {
-        **s, "phase": z3.IntVal(2), "registered": z3.BoolVal(True), "dev_ref": z3.IntVal(2)})),
-    "counts_nonnegative": ("v4.10", _effect("cdev_add", lambda md, s, n: {
-        **s, "cdev_ref": z3.IntVal(-1), "cdev_live": z3.BoolVal(True)})),
-    "creation_order": ("v4.10", _effect("device_initialize", lambda md, s, n: {
-        **s, "dev_ref": z3.IntVal(1)})),
+    "refcount_exact_device": (
+        "v4.7",
+        _effect(
+            "device_create",
+            lambda md, s, n: {
+                **s,
+                "phase": z3.IntVal(2),
+                "registered": z3.BoolVal(True),
+                "dev_ref": z3.IntVal(2),
+            },
+        ),
+    ),
+    "counts_nonnegative": (
+        "v4.10",
+        _effect("cdev_add", lambda md, s, n: {**s, "cdev_ref": z3.IntVal(-1), "cdev_live": z3.BoolVal(True)}),
+    ),
+    "creation_order": (
+        "v4.10",
+        _effect("device_initialize", lambda md, s, n: {**s, "dev_ref": z3.IntVal(1)}),
+    ),
     "program_position": ("v4.10", _effect("device_del", lambda md, s, n: s)),
-    "device_accounted": ("v4.10", _effect("cdev_add", lambda md, s, n: {
-        **s, "cdev_ref": z3.IntVal(1), "cdev_live": z3.BoolVal(True)})),
-    "cdev_accounted": ("v4.10", _effect("cdev_add", lambda md, s, n: {
-        **s, "cdev_ref": z3.IntVal(2), "cdev_live": z3.BoolVal(True), "dev_ref": s["dev_ref"] + 1})),
-    "no_use_after_free": ("v4.10", _effect("cdev_del", lambda md, s, n: {
-        **s, "cdev_live": z3.BoolVal(False), "phase": z3.IntVal(4)})),
+    "device_accounted": (
+        "v4.10",
+        _effect("cdev_add", lambda md, s, n: {**s, "cdev_ref": z3.IntVal(1), "cdev_live": z3.BoolVal(True)}),
+    ),
+    "cdev_accounted": (
+        "v4.10",
+        _effect(
+            "cdev_add",
+            lambda md, s, n: {
+                **s,
+                "cdev_ref": z3.IntVal(2),
+                "cdev_live": z3.BoolVal(True),
+                "dev_ref": s["dev_ref"] + 1,
+            },
+        ),
+    ),
+    "no_use_after_free": (
+        "v4.10",
+        _effect("cdev_del", lambda md, s, n: {**s, "cdev_live": z3.BoolVal(False), "phase": z3.IntVal(4)}),
+    ),
 }
 
 
@@ -90,13 +133,19 @@ def test_refcount_obligation_can_fail(name: str, monkeypatch: pytest.MonkeyPatch
     sys = R.system(md)
     if "action" in change:
         act, fn = cast(tuple[str, Any], change["action"])
-        sys = Sys(sys.vars, sys.init, {**sys.actions, act: fn}, sys.invariants, sys.render, sys.frozen,
-                  sys.tidy)
+        sys = Sys(
+            sys.vars, sys.init, {**sys.actions, act: fn}, sys.invariants, sys.render, sys.frozen, sys.tidy
+        )
     v = check_inductive(sys, name, 120, depth=0)
     assert v.status is Status.VIOLATED, (name, v.counterexample)
     text = v.counterexample
-    assert text.startswith((f"counterexample to induction of {name}", f"{name} does not hold in Init",
-                            f"reachable violation of {name}"))
+    assert text.startswith(
+        (
+            f"counterexample to induction of {name}",
+            f"{name} does not hold in Init",
+            f"reachable violation of {name}",
+        )
+    )
 
 
 def test_every_refcount_obligation_has_a_planted_failure_or_a_real_one() -> None:
@@ -123,8 +172,13 @@ def test_minor_strengthenings_can_fail() -> None:
 
     def greedy(s: St, t: St, tag: str) -> tuple[z3.ExprRef, dict[str, z3.ExprRef]]:
         d, m = z3.Const(f"d@{tag}", M.DEV), z3.Int(f"m@{tag}")
-        new = {**s, "minor": z3.Store(s["minor"], d, m), "held": z3.Store(s["held"], d, True),
-               "ida": z3.Store(s["ida"], m, True), "owner": z3.Store(s["owner"], m, d)}
+        new = {
+            **s,
+            "minor": z3.Store(s["minor"], d, m),
+            "held": z3.Store(s["held"], d, True),
+            "ida": z3.Store(s["ida"], m, True),
+            "owner": z3.Store(s["owner"], m, d),
+        }
         formula = z3.And(s["live"][d], s["minor"][d] == -1, m >= 0, m < s["nr"], _frame(s, t, new))
         return formula, {"d": d, "m": m}
 
@@ -133,10 +187,19 @@ def test_minor_strengthenings_can_fail() -> None:
         new = {**s, "live": z3.Store(s["live"], d, True)}
         return z3.And(z3.Not(s["live"][d]), _frame(s, t, new)), {"d": d}
 
-    for name, act, fn in (("held_minors_distinct", "ida_alloc_minor", greedy),
-                          ("device_phases", "ida_alloc_id", revive)):
-        sys = Sys(base.vars, base.init, {**base.actions, act: fn}, base.invariants, base.render, base.frozen,
-                  base.tidy)
+    for name, act, fn in (
+        ("held_minors_distinct", "ida_alloc_minor", greedy),
+        ("device_phases", "ida_alloc_id", revive),
+    ):
+        sys = Sys(
+            base.vars,
+            base.init,
+            {**base.actions, act: fn},
+            base.invariants,
+            base.render,
+            base.frozen,
+            base.tidy,
+        )
         # assuming only the invariant itself: the planted step breaks it on its own
         v = check_inductive(sys, name, 120, depth=0, assume=[name])
         assert v.status is Status.VIOLATED, name

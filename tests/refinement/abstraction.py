@@ -58,8 +58,8 @@ from devdax.spec.symmetry import canonical
 class Refinement:
     """The mapping of impl handles to spec slots, kept by whoever drives both sides."""
 
-    regions: list[DaxRegion] = field(default_factory=list)      # generation -> impl region
-    files: dict[int, tuple[DaxFile, int]] = field(default_factory=dict)   # id(file) -> (file, slot)
+    regions: list[DaxRegion] = field(default_factory=list)  # generation -> impl region
+    files: dict[int, tuple[DaxFile, int]] = field(default_factory=dict)  # id(file) -> (file, slot)
     vmas: dict[int, tuple[VmArea, int, int]] = field(default_factory=dict)  # id(area) -> (area, slot, delta)
     oops: str = ""
 
@@ -92,19 +92,39 @@ def _region(r: DaxRegion) -> Region:
     for i in r.ida.used:
         mask |= 1 << i
     phase = RG_GONE if r.gone else RG_LIVE
-    return Region(phase=phase, kref=r.kref.count, ida=mask, provider_ref=r.provider_ref,
-                  devm_ref=r.devm_ref, freed=r.freed)
+    return Region(
+        phase=phase,
+        kref=r.kref.count,
+        ida=mask,
+        provider_ref=r.provider_ref,
+        devm_ref=r.devm_ref,
+        freed=r.freed,
+    )
 
 
 def _dev(d: DevDax, minor_base: int) -> Dev:
     return Dev(
-        phase=d.phase, id=d.id, minor=d.minor - minor_base if d.minor >= 0 else -1,
-        id_held=d.id_held, minor_held=d.minor_held,
-        init_ref=d.init_ref, dev_ref=d.dev_kobj.count, kref=0, cdev_live=d.cdev_live,
-        cdev_ref=d.cdev.count, cdev_mapped=d.cdev_mapped, icdev_cached=d.icdev_cached,
-        inode_ref=int(d.inode is not None and not d.inode.released), holds_region=d.holds_region,
-        registered=d.registered, bound=d.bound, alive=d.alive, children=d.children,
-        zombies=d.zombies, dead=d.dead)
+        phase=d.phase,
+        id=d.id,
+        minor=d.minor - minor_base if d.minor >= 0 else -1,
+        id_held=d.id_held,
+        minor_held=d.minor_held,
+        init_ref=d.init_ref,
+        dev_ref=d.dev_kobj.count,
+        kref=0,
+        cdev_live=d.cdev_live,
+        cdev_ref=d.cdev.count,
+        cdev_mapped=d.cdev_mapped,
+        icdev_cached=d.icdev_cached,
+        inode_ref=int(d.inode is not None and not d.inode.released),
+        holds_region=d.holds_region,
+        registered=d.registered,
+        bound=d.bound,
+        alive=d.alive,
+        children=d.children,
+        zombies=d.zombies,
+        dead=d.dead,
+    )
 
 
 def entries_of(c: Ctx, s_vma: Vma, dev: int, a: VmArea, slot: int, delta: int) -> set[Entry]:
@@ -133,9 +153,14 @@ def abstraction(c: Ctx, bus: DaxBus, ref: Refinement, minor_base: int = 0) -> St
         if f.f_count.released:
             continue
         assert files[slot] == File(), f"two live impl files in spec slot {slot}"
-        files[slot] = File(dev=ref.dev_index(c, f.dev), writable=f.writable, fd=f.fd_open,
-                           f_count=f.f_count.count, private_null=f.private_data is None,
-                           readable=f.readable)
+        files[slot] = File(
+            dev=ref.dev_index(c, f.dev),
+            writable=f.writable,
+            fd=f.fd_open,
+            f_count=f.f_count.count,
+            private_null=f.private_data is None,
+            readable=f.readable,
+        )
     vmas = [Vma()] * cfg.vmas
     entries: set[Entry] = set()
     live = {id(a) for a in bus._areas}
@@ -143,9 +168,18 @@ def abstraction(c: Ctx, bus: DaxBus, ref: Refinement, minor_base: int = 0) -> St
         if id(a) not in live:
             continue
         assert vmas[slot] == Vma(), f"two live impl vmas in spec slot {slot}"
-        v = Vma(file=ref.file_slot(a.file), start=a.start + delta, end=a.end + delta, pgoff=a.pgoff,
-                shared=a.shared, mayshare=a.mayshare, write=a.write, dontcopy=a.dontcopy,
-                read=a.read, nohuge=a.nohuge)
+        v = Vma(
+            file=ref.file_slot(a.file),
+            start=a.start + delta,
+            end=a.end + delta,
+            pgoff=a.pgoff,
+            shared=a.shared,
+            mayshare=a.mayshare,
+            write=a.write,
+            dontcopy=a.dontcopy,
+            read=a.read,
+            nohuge=a.nohuge,
+        )
         vmas[slot] = v
         entries |= entries_of(c, v, ref.dev_index(c, a.file.dev), a, slot, delta)
     minors = 0
@@ -159,22 +193,31 @@ def abstraction(c: Ctx, bus: DaxBus, ref: Refinement, minor_base: int = 0) -> St
         if cfg.cpus:
             nest[min(i, cfg.cpus - 1)] += n
     return State(
-        regions=tuple(regions), devs=tuple(devs), files=tuple(files), vmas=tuple(vmas),
-        entries=frozenset(entries), cpus=tuple(Cpu(nest=n) for n in nest), minors=minors, gp=gp,
-        admin=Admin(generation=len(ref.regions)), oops=ref.oops)
+        regions=tuple(regions),
+        devs=tuple(devs),
+        files=tuple(files),
+        vmas=tuple(vmas),
+        entries=frozenset(entries),
+        cpus=tuple(Cpu(nest=n) for n in nest),
+        minors=minors,
+        gp=gp,
+        admin=Admin(generation=len(ref.regions)),
+        oops=ref.oops,
+    )
 
 
 def oops_kind(oops: str) -> str:
-    """"uaf: ...", "null deref: ...", "refcount underflow: ..." -> the kind before the colon."""
+    """ "uaf: ...", "null deref: ...", "refcount underflow: ..." -> the kind before the colon."""
     return oops.split(":", 1)[0].strip() if oops else ""
 
 
 def project(s: State) -> State:
     """What refinement compares: kernel state only, files and vmas up to renaming."""
-    s = s._replace(cpus=tuple(Cpu(pc=x.pc, nest=x.nest) for x in s.cpus),
-                   admin=Admin(prog=s.admin.prog, dev=s.admin.dev, pc=s.admin.pc,
-                               generation=s.admin.generation),
-                   oops=oops_kind(s.oops))
+    s = s._replace(
+        cpus=tuple(Cpu(pc=x.pc, nest=x.nest) for x in s.cpus),
+        admin=Admin(prog=s.admin.prog, dev=s.admin.dev, pc=s.admin.pc, generation=s.admin.generation),
+        oops=oops_kind(s.oops),
+    )
     return canonical(s)
 
 
@@ -189,8 +232,11 @@ def diff(a: State, b: State) -> list[str]:
             for i, (p, q) in enumerate(zip(x, y, strict=True)):
                 if p != q:
                     if hasattr(p, "_fields"):
-                        fs = [f"{f}: impl {getattr(p, f)!r} spec {getattr(q, f)!r}"
-                              for f in p._fields if getattr(p, f) != getattr(q, f)]
+                        fs = [
+                            f"{f}: impl {getattr(p, f)!r} spec {getattr(q, f)!r}"
+                            for f in p._fields
+                            if getattr(p, f) != getattr(q, f)
+                        ]
                         out.append(f"{name}[{i}]: " + "; ".join(fs))
                     else:
                         out.append(f"{name}[{i}]: impl {p!r} spec {q!r}")

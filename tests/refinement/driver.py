@@ -104,10 +104,24 @@ class OffsetIda:
 
 def spec_config(profile: str, devices: int = 1, generations: int = 3, cpus: int = 1) -> Config:
     modern = profile == "modern"
-    return Config(profile=profile, align="2M", devices=devices, units=2, ranges=2 if modern else 1,
-                  generations=1 if modern else generations, files=6, vmas=8, cpus=cpus, faults=1 << 30,
-                  binds=1 << 30, first_fault="pud", open_rdonly=True, fork=True, munmap_parts=True,
-                  mmaps=SHAPES)
+    return Config(
+        profile=profile,
+        align="2M",
+        devices=devices,
+        units=2,
+        ranges=2 if modern else 1,
+        generations=1 if modern else generations,
+        files=6,
+        vmas=8,
+        cpus=cpus,
+        faults=1 << 30,
+        binds=1 << 30,
+        first_fault="pud",
+        open_rdonly=True,
+        fork=True,
+        munmap_parts=True,
+        mmaps=SHAPES,
+    )
 
 
 @dataclass
@@ -120,8 +134,15 @@ class Op:
 class Driver:
     """impl (built with ``impl_profile``) and spec (``spec_profile``, the reference) side by side."""
 
-    def __init__(self, cfg: Config, impl_profile: Profile | None = None, spec_profile: Profile | None = None,
-                 workers: int = 2, bus: DaxBus | None = None, minor_base: int = MINOR_BASE) -> None:
+    def __init__(
+        self,
+        cfg: Config,
+        impl_profile: Profile | None = None,
+        spec_profile: Profile | None = None,
+        workers: int = 2,
+        bus: DaxBus | None = None,
+        minor_base: int = MINOR_BASE,
+    ) -> None:
         """``bus``: run on this bus (kept open by close(), which then undoes what this driver made)
         instead of a new one; its minor ida and event log are replaced by this driver's."""
         base = get_profile(cfg.profile)
@@ -132,13 +153,17 @@ class Driver:
         self.minor_base = minor_base
         self.minors = OffsetIda(minor_base, cfg.nr_minors or 1 << 16)
         self.events: list[Event] = HookedLog(self._on_event)
-        self._shadow: State | None = None       # the spec's admin while impl runs a program
+        self._shadow: State | None = None  # the spec's admin while impl runs a program
         self._prog = ""
         self.own_bus = bus is None
         if bus is None:
             # the emulated mm asks the spec's first fault size first (Config.first_fault), as the spec's
-            bus = DaxBus(workers=workers, minor_ida=self.minors, events=self.events,  # type: ignore[arg-type]
-                         mm_first_fault=cfg.first_fault_bytes)
+            bus = DaxBus(
+                workers=workers,
+                minor_ida=self.minors,  # type: ignore[arg-type]
+                events=self.events,
+                mm_first_fault=cfg.first_fault_bytes,
+            )
         else:
             bus.minor_ida = self.minors  # type: ignore[assignment]
             bus.events = self.events
@@ -157,8 +182,10 @@ class Driver:
     # --- plumbing ------------------------------------------------------------------------------------
     def _layout(self) -> tuple[int, list[list[tuple[int, int]]]]:
         c = self.c
-        spans = [[(r.start - REGION_BASE, r.end - r.start + 1) for r in c.layout.ranges[d]]
-                 for d in range(c.cfg.devices)]
+        spans = [
+            [(r.start - REGION_BASE, r.end - r.start + 1) for r in c.layout.ranges[d]]
+            for d in range(c.cfg.devices)
+        ]
         top = max(s + n for sp in spans for s, n in sp)
         size = (top + c.align - 1) // c.align * c.align + c.align
         return size, spans
@@ -229,17 +256,19 @@ class Driver:
         return out if isinstance(out, str) else "ok"
 
     def _scan_dmesg(self) -> None:
-        new, self._dmesg = self.bus.dmesg[self._dmesg:], len(self.bus.dmesg)
+        new, self._dmesg = self.bus.dmesg[self._dmesg :], len(self.bus.dmesg)
         for msg in new:
             if "underflow" in msg:
                 self.ref.note_oops(f"refcount underflow: {msg}")
-            elif msg.startswith("BUG: sleeping function") and \
-                    "no_sleep_in_rcu" not in self.spec_prof.findings:
+            elif (
+                msg.startswith("BUG: sleeping function") and "no_sleep_in_rcu" not in self.spec_prof.findings
+            ):
                 # the handler's CONFIG_DEBUG_ATOMIC_SLEEP report: an insert inside plain RCU (M5)
                 self.fail(f"step property no_sleep_in_rcu broken by impl: dmesg says {msg!r}")
 
-    def record(self, text: str, impl: str, spec: str, tr: Transition | None = None,
-               before: State | None = None) -> None:
+    def record(
+        self, text: str, impl: str, spec: str, tr: Transition | None = None, before: State | None = None
+    ) -> None:
         self.history.append(Op(text, impl, spec))
         self._scan_dmesg()
         if impl != spec:
@@ -253,8 +282,10 @@ class Driver:
         self.check(text)
 
     def fail(self, what: str) -> None:
-        lines = [f"REFINEMENT FAILURE ({self.impl_prof.name} impl vs {self.spec_prof.name} spec): {what}",
-                 "operations so far (impl outcome / spec outcome):"]
+        lines = [
+            f"REFINEMENT FAILURE ({self.impl_prof.name} impl vs {self.spec_prof.name} spec): {what}",
+            "operations so far (impl outcome / spec outcome):",
+        ]
         lines += [f"  {i:2}. {op.text}: {op.impl} / {op.spec}" for i, op in enumerate(self.history)]
         steps = [f"{e.obj} {e.detail}" for e in self.events if e.kind == "step"]
         if steps:
@@ -272,8 +303,10 @@ class Driver:
             sh = self._shadow
             if out == "ok" and sh.admin.prog:
                 nxt = ", ".join(f"{n} {lab}" for n, _, lab, _ in admin.admin_steps(self.c, sh))
-                self.fail(f"impl finished {self._prog}, but the spec's program still has steps: "
-                          f"next {nxt or 'nothing (blocked)'}")
+                self.fail(
+                    f"impl finished {self._prog}, but the spec's program still has steps: "
+                    f"next {nxt or 'nothing (blocked)'}"
+                )
             self.s = sh
         finally:
             self._shadow = None
@@ -307,9 +340,9 @@ class Driver:
         nxt[0] = t
         self._shadow = nxt[0]
         if self._prog.startswith("probe") and len(self.ref.regions) < nxt[0].admin.generation:
-            self.ref.regions.append(self.bus.regions[-1])    # create_region adds it before probing
+            self.ref.regions.append(self.bus.regions[-1])  # create_region adds it before probing
         self.history.append(Op(f"  step {name} of {ev.obj}", out, out))
-        self._scan_dmesg()              # a WARN inside the step (refcount underflow) is its oops
+        self._scan_dmesg()  # a WARN inside the step (refcount underflow) is its oops
         _, arg, kill_end = admin.program(self.c, sh.admin.prog, sh.admin.dev)[sh.admin.pc]
         # impl sets the ghost `dead` of a kill-completing step right after logging it
         self._compare(nxt[0], f"{name} of {ev.obj} in {self._prog}", arg if kill_end else -1)
@@ -321,18 +354,20 @@ class Driver:
         a = abstraction(self.c, self.bus, self.ref, minor_base=self.minor_base)
         a = a._replace(admin=a.admin._replace(prog=spec.admin.prog, dev=spec.admin.dev, pc=spec.admin.pc))
         if dead_of >= 0:
-            a = a._replace(devs=tuple(x._replace(dead=True) if k == dead_of else x
-                                      for k, x in enumerate(a.devs)))
+            a = a._replace(
+                devs=tuple(x._replace(dead=True) if k == dead_of else x for k, x in enumerate(a.devs))
+            )
         pa, ps = project(a), project(spec)
         if pa != ps:
-            self.fail(f"abstraction(impl) != spec state after {text}:\n    "
-                      + "\n    ".join(diff(pa, ps)))
+            self.fail(f"abstraction(impl) != spec state after {text}:\n    " + "\n    ".join(diff(pa, ps)))
         # resources below the spec: a released device gives its core slot back (else the core runs
         # out of device slots after 64 devices)
         slots = {d.slot for r in self.bus.regions for d in r.devices if d.slot >= 0}
         if set(self.bus.core._devices) != slots:
-            self.fail(f"core device slots {sorted(self.bus.core._devices)} != slots of unreleased "
-                      f"devices {sorted(slots)} after {text}")
+            self.fail(
+                f"core device slots {sorted(self.bus.core._devices)} != slots of unreleased "
+                f"devices {sorted(slots)} after {text}"
+            )
         for inv in state_invariants():
             if inv.name in self.spec_prof.findings or inv.check is None:
                 continue
@@ -463,7 +498,7 @@ class Driver:
             "write": (lambda: f.write(b"x"), fops.write(fl.writable)),
             "fsync": (f.fsync, fops.fsync()),
             "lseek": (lambda: f.lseek(0), fops.lseek()),
-            "ioctl": (lambda: f.ioctl(0x541B), fops.ioctl()),           # FIONREAD
+            "ioctl": (lambda: f.ioctl(0x541B), fops.ioctl()),  # FIONREAD
             "fallocate": (lambda: f.fallocate(0, 0, 4096), fops.fallocate(fl.writable)),
         }
         run, spec = impl_call[call]
@@ -489,8 +524,11 @@ class Driver:
                 return
             before = self.s
             self.s = res[1]
-            (w,) = [i for i, (p, q) in enumerate(zip(before.vmas, self.s.vmas, strict=True))
-                    if p.file < 0 <= q.file]
+            (w,) = [
+                i
+                for i, (p, q) in enumerate(zip(before.vmas, self.s.vmas, strict=True))
+                if p.file < 0 <= q.file
+            ]
             spec = self._spec_access(w, vma.start + offset, write)
             r = do_munmap(self.c, self.s, w, "all")
             assert r is not None
@@ -574,7 +612,7 @@ class Driver:
         if c.prof.bind_cycles:
             d = self.spec_dev(node)
             if self.s.devs[d].bound or not self.s.devs[d].registered:
-                spec = "EBUSY" if self.s.devs[d].bound else "ENODEV"    # bind needs a device
+                spec = "EBUSY" if self.s.devs[d].bound else "ENODEV"  # bind needs a device
                 impl = self._impl(lambda: self.bus.enable(dev))
             else:
                 spec = "ok"

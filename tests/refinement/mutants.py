@@ -37,17 +37,47 @@ from dataclasses import dataclass
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SOURCE = os.path.join(ROOT, "impl", "dax.py")
 CLASSES = {"DaxRegion", "DevDax", "DaxFile", "DaxBus"}
-SKIP = {"__init__", "name", "alive", "released", "_log", "_warn", "_log_fault", "read", "write",
-        "fsync", "lseek", "fallocate", "ioctl", "create_region", "_spans", "_program", "close",
-        "__enter__", "__exit__", "_check_no_entries", "unreleased_devices", "_next_file", "_check_open",
-        "_need_fd", "mmap", "_mmap", "remove_region", "disable", "enable", "_run"}
+SKIP = {
+    "__init__",
+    "name",
+    "alive",
+    "released",
+    "_log",
+    "_warn",
+    "_log_fault",
+    "read",
+    "write",
+    "fsync",
+    "lseek",
+    "fallocate",
+    "ioctl",
+    "create_region",
+    "_spans",
+    "_program",
+    "close",
+    "__enter__",
+    "__exit__",
+    "_check_no_entries",
+    "unreleased_devices",
+    "_next_file",
+    "_check_open",
+    "_need_fd",
+    "mmap",
+    "_mmap",
+    "remove_region",
+    "disable",
+    "enable",
+    "_run",
+}
 KEEP_BUS = {"open", "_chrdev_lookup"}
 #: fastest first: the judge stops at the first failure (-x), so a killed mutant costs little
-TESTS = ["tests/refinement/test_variants.py",
-         "tests/impl/test_dax_lifetime.py",
-         "tests/impl/test_dax_robust.py",
-         "tests/refinement/test_lockstep.py",
-         "tests/refinement/test_trace_validation.py"]
+TESTS = [
+    "tests/refinement/test_variants.py",
+    "tests/impl/test_dax_lifetime.py",
+    "tests/impl/test_dax_robust.py",
+    "tests/refinement/test_lockstep.py",
+    "tests/refinement/test_trace_validation.py",
+]
 
 
 @dataclass(frozen=True)
@@ -73,7 +103,7 @@ def _is_call(st: ast.stmt) -> bool:
 
 def _simple(st: ast.stmt) -> bool:
     """A statement swap may move: an assignment or a call, not a docstring or a log call."""
-    return (isinstance(st, ast.Assign | ast.AugAssign | ast.AnnAssign) or _is_call(st))
+    return isinstance(st, ast.Assign | ast.AugAssign | ast.AnnAssign) or _is_call(st)
 
 
 def _swaps(fn: ast.FunctionDef) -> list[ast.stmt]:
@@ -107,10 +137,13 @@ def _targets(tree: ast.Module) -> list[tuple[str, ast.AST, str]]:
                 if isinstance(node, ast.Expr) and isinstance(node.value, ast.Call):
                     f = node.value.func
                     if isinstance(f, ast.Attribute) and f.attr in ("_log", "_warn"):
-                        continue        # the event log / dmesg only: equivalent for lifetime
+                        continue  # the event log / dmesg only: equivalent for lifetime
                     out.append(("del-call", node, where))
-                elif (isinstance(node, ast.Assign) and isinstance(node.value, ast.Constant)
-                      and isinstance(node.value.value, bool)):
+                elif (
+                    isinstance(node, ast.Assign)
+                    and isinstance(node.value, ast.Constant)
+                    and isinstance(node.value.value, bool)
+                ):
                     out.append(("flip-bool", node, where))
             out += [("swap", st, where) for st in _swaps(fn)]
     return out
@@ -184,12 +217,18 @@ sys.exit(pytest.main(["-x", "-q", "-p", "no:cacheprovider", *{tests!r}]))
 
 
 def run_one(index: int, timeout: float) -> str:
-    env = dict(os.environ, DEVDAX_LOCKSTEP_EXAMPLES="8", DEVDAX_LOCKSTEP_STEPS="20",
-               DEVDAX_TRACE_RUNS="20", DEVDAX_TRACE_SECONDS="40")
+    env = dict(
+        os.environ,
+        DEVDAX_LOCKSTEP_EXAMPLES="8",
+        DEVDAX_LOCKSTEP_STEPS="20",
+        DEVDAX_TRACE_RUNS="20",
+        DEVDAX_TRACE_SECONDS="40",
+    )
     code = BOOT.format(root=ROOT, index=index, tests=TESTS)
     try:
-        p = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True,
-                           text=True, timeout=timeout)
+        p = subprocess.run(
+            [sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout
+        )
     except subprocess.TimeoutExpired:
         return "killed (timeout)"
     if p.returncode == 0:
@@ -213,7 +252,7 @@ def main(argv: list[str]) -> int:
             print(f"{m.index:3} {m.op:9} line {m.line:4} {m.where}: {m.text}")
         return 0
     limit = int(argv[argv.index("--limit") + 1]) if "--limit" in argv else len(ms)
-    if "--index" in argv:               # a selection: "3,7,12" (a rerun, or a run on a busy machine)
+    if "--index" in argv:  # a selection: "3,7,12" (a rerun, or a run on a busy machine)
         pick = {int(x) for x in argv[argv.index("--index") + 1].split(",")}
         ms = [m for m in ms if m.index in pick]
     budget = float(argv[argv.index("--seconds") + 1]) if "--seconds" in argv else 1e9

@@ -25,7 +25,7 @@ from .driver import SHAPES, Driver, spec_config
 EXAMPLES = int(os.environ.get("DEVDAX_LOCKSTEP_EXAMPLES", "30"))
 STEPS = int(os.environ.get("DEVDAX_LOCKSTEP_STEPS", "25"))
 idx = st.integers(0, 7)
-unit = st.integers(0, 3)                 # 2 units per device, 3 for the oversized shape: beyond ends
+unit = st.integers(0, 3)  # 2 units per device, 3 for the oversized shape: beyond ends
 
 
 class Lockstep(RuleBasedStateMachine):
@@ -88,13 +88,21 @@ class Lockstep(RuleBasedStateMachine):
         pass
 
 
-SETTINGS = settings(max_examples=EXAMPLES, stateful_step_count=STEPS, deadline=None,
-                    suppress_health_check=list(HealthCheck), derandomize=False)
+SETTINGS = settings(
+    max_examples=EXAMPLES,
+    stateful_step_count=STEPS,
+    deadline=None,
+    suppress_health_check=list(HealthCheck),
+    derandomize=False,
+)
 
 
 def _machine(profile: str, devices: int) -> type[Lockstep]:
-    return type(f"Lockstep_{profile.replace('.', '')}_{devices}", (Lockstep,),
-                {"profile": profile, "devices": devices})
+    return type(
+        f"Lockstep_{profile.replace('.', '')}_{devices}",
+        (Lockstep,),
+        {"profile": profile, "devices": devices},
+    )
 
 
 @pytest.mark.timeout(150 * max(1, EXAMPLES // 30))

@@ -41,10 +41,10 @@ from .trace import Chooser, Run, RunState, TouchRec, TraceRejected, check_trace,
 pytestmark = pytest.mark.timeout(240)
 
 TOUCHERS = 2
-UT = TOUCHERS                           # the user toucher's index
-USER = f"main{TOUCHERS + 2}"            # the user thread's gate label
+UT = TOUCHERS  # the user toucher's index
+USER = f"main{TOUCHERS + 2}"  # the user thread's gate label
 ADMIN = f"main{TOUCHERS}"
-WORKER = f"worker(toucher{UT})"         # a handler worker serving the user toucher's fault
+WORKER = f"worker(toucher{UT})"  # a handler worker serving the user toucher's fault
 
 
 def spec_ctx(profile: str) -> Ctx:
@@ -57,7 +57,7 @@ def scripted(order: str, stage: str) -> Callable[[RunState], Chooser]:
     fault is held before."""
 
     def make(st: RunState) -> Chooser:
-        tries = [0]                    # the user's passes through its gate since its munmap began
+        tries = [0]  # the user's passes through its gate since its munmap began
 
         def held(label: str) -> bool:
             who, _, what = label.partition(":")
@@ -88,15 +88,25 @@ def scripted(order: str, stage: str) -> Callable[[RunState], Chooser]:
             if labels[k].startswith(USER + ":") and st.phase == "munmap":
                 tries[0] += 1
             return k
+
         return choose
+
     return make
 
 
 def run_forced(bus: DaxBus, profile: str, order: str, stage: str, seed: int) -> Run:
     test = os.environ.get("PYTEST_CURRENT_TEST", "").rpartition(" ")[0] or __file__
-    return race_run(bus, profile, seed, minor_base=MINOR_BASE + (seed % 4096) * 64, scheduled=True,
-                    chooser=scripted(order, stage), force_user=True, touchers=TOUCHERS,
-                    script=f"tests/refinement/{test.rpartition('tests/refinement/')[2]}")
+    return race_run(
+        bus,
+        profile,
+        seed,
+        minor_base=MINOR_BASE + (seed % 4096) * 64,
+        scheduled=True,
+        chooser=scripted(order, stage),
+        force_user=True,
+        touchers=TOUCHERS,
+        script=f"tests/refinement/{test.rpartition('tests/refinement/')[2]}",
+    )
 
 
 def mapped(run: Run) -> bool:
@@ -118,7 +128,7 @@ def test_munmap_with_a_fault_in_flight_is_a_spec_path(profile: str, stage: str) 
             run = run_forced(bus, profile, "in-flight", stage, seed)
             check_trace(c, run)
             if not mapped(run):
-                continue                         # the user's mmap failed: nothing to race
+                continue  # the user's mmap failed: nothing to race
             met += 1
             assert munmap_met_fault(run), f"seed {seed}: the munmap did not meet the fault\n{run.choices}"
             first = user_touches(run)[0]

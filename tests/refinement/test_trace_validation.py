@@ -62,8 +62,9 @@ def test_trace_validation(profile: str) -> None:
                 close_bus(bus)
                 bus = DaxBus(workers=2)
                 enable_tracing(bus)
-            run = race_run(bus, profile, seed, impl_profile=impl_profile,
-                           minor_base=MINOR_BASE + (k % 4096) * 64)
+            run = race_run(
+                bus, profile, seed, impl_profile=impl_profile, minor_base=MINOR_BASE + (k % 4096) * 64
+            )
             try:
                 check_trace(c, run)
             except TraceRejected as e:
@@ -82,11 +83,13 @@ def test_trace_validation(profile: str) -> None:
             segv += munmap_met_pending_touch(run)
     finally:
         close_bus(bus)
-    print(f"\n{profile}: {runs} runs accepted, {racy} with a touch overlapping the admin program, {inside} "
-          f"with a fault step logged inside it, {users} with a user file operation overlapping it, "
-          f"{inflight} with the user's munmap begun while a fault on its mapping was in flight (munmap "
-          f"waits), {segv} with a touch of that mapping under way at the munmap and ending SIGSEGV (the "
-          "fault found no vma)")
+    print(
+        f"\n{profile}: {runs} runs accepted, {racy} with a touch overlapping the admin program, {inside} "
+        f"with a fault step logged inside it, {users} with a user file operation overlapping it, "
+        f"{inflight} with the user's munmap begun while a fault on its mapping was in flight (munmap "
+        f"waits), {segv} with a touch of that mapping under way at the munmap and ending SIGSEGV (the "
+        "fault found no vma)"
+    )
     assert runs >= (30 if SEED is not None else min(RUNS, 200))
     assert SEED is not None or racy > runs // 10, "the runs hardly race: the test would prove little"
 
@@ -113,8 +116,11 @@ def munmap_met_pending_touch(run: Run) -> bool:
     """A touch of the user's mapping began before the user's munmap ended and ended in SIGSEGV:
     its fault was raised while the vma existed and found none (or the access came after)."""
     ends = [u.k1 for u in run.user_ops if u.kind == "munmap" and u.outcome == "ok"]
-    return bool(ends) and any(isinstance(r, TouchRec) and r.ukey is not None and r.outcome == "SIGSEGV"
-                              and r.k0 < ends[0] for recs in run.touches for r in recs)
+    return bool(ends) and any(
+        isinstance(r, TouchRec) and r.ukey is not None and r.outcome == "SIGSEGV" and r.k0 < ends[0]
+        for recs in run.touches
+        for r in recs
+    )
 
 
 def _target(profile: str) -> tuple[Profile | None, Ctx]:
@@ -129,8 +135,9 @@ def _target(profile: str) -> tuple[Profile | None, Ctx]:
 
 
 def _scheduled(bus: DaxBus, profile: str, seed: int, k: int, impl_profile: Profile | None = None) -> Run:
-    return race_run(bus, profile, seed, impl_profile=impl_profile, minor_base=MINOR_BASE + (k % 4096) * 64,
-                    scheduled=True)
+    return race_run(
+        bus, profile, seed, impl_profile=impl_profile, minor_base=MINOR_BASE + (k % 4096) * 64, scheduled=True
+    )
 
 
 @pytest.mark.timeout(240)
@@ -170,7 +177,7 @@ def test_same_seed_same_log(profile: str) -> None:
             b = _scheduled(bus, profile, seed, 2 * seed + 1)
             assert a.choices and a.choices == b.choices, f"seed {seed}: the scheduler chose differently"
             assert a.canonical() == b.canonical(), f"seed {seed}: two scheduled runs logged differently"
-            assert any(e.kind == "read_lock" for e in a.events[a.k_start:]), "no fault was scheduled"
+            assert any(e.kind == "read_lock" for e in a.events[a.k_start :]), "no fault was scheduled"
     finally:
         close_bus(bus)
 

@@ -35,8 +35,13 @@ from .driver import MINOR_BASE, SHAPES, Driver, RefinementError, spec_config
 from .test_trace_validation import spec_ctx
 from .trace import TraceRejected, check_trace, close_bus, race_run
 
-TEARDOWN = ("no-synchronize", "synchronize-before-clear", "unmap-before-synchronize",
-            "cdev_del-before-kill", "M22")
+TEARDOWN = (
+    "no-synchronize",
+    "synchronize-before-clear",
+    "unmap-before-synchronize",
+    "cdev_del-before-kill",
+    "M22",
+)
 #: variants of the admin programs' other steps, each with its own short program (ADMIN_SETUP)
 ADMIN = ("M15", "M16", "M18", "M19")
 #: variants the common program below reaches
@@ -51,10 +56,10 @@ OWN_SPEC = ("M1", "M2", "M22", "cdev_del-before-kill")
 ADMIN_OWN_SPEC = ("M16", "M18", "M19")
 NOT_IN_IMPL = {
     "M21": "the modern profile itself (a finding of the reference spec, not a switch); impl "
-           "reproduces it (test_impl_reproduces_profile_finding)",
+    "reproduces it (test_impl_reproduces_profile_finding)",
     "rebind-cdev-init": "the modern profile itself (a finding of the reference spec); impl reproduces it",
     "fixed-unaligned-offset": "every profile itself (finding entries_naturally_aligned; the lockstep "
-                              "menu has the shape, so impl is compared on it)",
+    "menu has the shape, so impl is compared on it)",
 }
 SHAPE = {m.name: m for m in SHAPES}
 
@@ -117,7 +122,8 @@ def test_own_spec_invariants_catch_variant(name: str) -> None:
     print(f"\n[{name}] own-spec report:\n{msg}")
     # impl's own contracts (tests run with DEVDAX_CONTRACTS on) may refuse the step first
     assert "impl's own contract" in msg or any(
-        f"{kind} {b}" in msg for b in v.breaks for kind in ("invariant", "step property")), msg
+        f"{kind} {b}" in msg for b in v.breaks for kind in ("invariant", "step property")
+    ), msg
 
 
 @pytest.mark.timeout(120)
@@ -152,12 +158,13 @@ def test_trace_validation_catches_the_race_of_variant(name: str) -> None:
     cfg = spec_config(v.base.name, cpus=2, generations=2)
     c = Ctx(cfg, v.profile(), Layout.of(cfg))
     bus = DaxBus(workers=2)
-    deadline = time.monotonic() + 80          # caught in a few runs on a quiet machine
+    deadline = time.monotonic() + 80  # caught in a few runs on a quiet machine
     runs, caught = 0, ""
     try:
         while runs < 1500 and time.monotonic() < deadline and not caught:
-            run = race_run(bus, v.base.name, runs, impl_profile=v.profile(),
-                           minor_base=MINOR_BASE + (runs % 4096) * 64)
+            run = race_run(
+                bus, v.base.name, runs, impl_profile=v.profile(), minor_base=MINOR_BASE + (runs % 4096) * 64
+            )
             runs += 1
             try:
                 check_trace(c, run)
@@ -186,6 +193,7 @@ def test_minor_exhaustion_at_probe(profile: str) -> None:
 
 
 # ------------------------------------------------------------------------------ admin variants ----
+
 
 @dataclass(frozen=True)
 class AdminSetup:
@@ -265,7 +273,8 @@ def test_own_spec_invariants_catch_admin_variant(name: str) -> None:
     # re-bind cdev_init), so the driver skips them; impl's own contract (the same refcount rule)
     # then refuses M18's leaked region reference
     assert any(f"invariant {b}" in msg for b in v.breaks) or (
-        "impl's own contract" in msg and "refcount_exact_all" in msg), msg
+        "impl's own contract" in msg and "refcount_exact_all" in msg
+    ), msg
 
 
 # ------------------------------------------------------------------------------ fault variants ----
@@ -293,7 +302,7 @@ def run_fault(name: str, impl_prof: Profile, spec_prof: Profile | None) -> None:
         d = Driver(cfg, impl_profile=impl_prof, spec_profile=spec_prof, bus=bus)
         try:
             d.open(0, True)
-            d.mmap(0, SHAPE["shared-2"])        # two units (M3's 4K device: the 0x1234 offset fits)
+            d.mmap(0, SHAPE["shared-2"])  # two units (M3's 4K device: the 0x1234 offset fits)
             d.touch(0, 0, True)
             d.touch(0, 1, False)
         finally:
@@ -333,6 +342,7 @@ def test_own_spec_catches_fault_variant(name: str) -> None:
 
 
 # ------------------------------------------------------- findings of the profiles themselves ----
+
 
 def _m21(d: Driver) -> None:
     """Open through the cached i_cdev after unbind (dax_get_private() == NULL), then mmap."""

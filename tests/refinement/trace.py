@@ -96,11 +96,11 @@ _NAMES = re.compile(r"\b(dax\d+\.\d+|region\d+|file\d+|cpu\d+)\b")
 
 @dataclass(frozen=True)
 class TouchRec:
-    cpu: int              # the toucher (not a spec CPU: faults run on the handler's workers)
-    vma: int              # spec vma slot
-    addr: int             # spec address
+    cpu: int  # the toucher (not a spec CPU: faults run on the handler's workers)
+    vma: int  # spec vma slot
+    addr: int  # spec address
     write: bool
-    k0: int               # window [k0, k1) as log indices (race_run converts from sequence numbers)
+    k0: int  # window [k0, k1) as log indices (race_run converts from sequence numbers)
     k1: int
     outcome: str
     #: a touch of the user's mapping: (file, impl start) as its mmap event names it; ``vma`` is then
@@ -110,7 +110,7 @@ class TouchRec:
 
 @dataclass(frozen=True)
 class AdminRec:
-    kind: str             # disable | enable
+    kind: str  # disable | enable
     node: int
     k0: int
     k1: int
@@ -123,28 +123,28 @@ class UserRec:
     one that succeeded is also an event of the log (applied there); one that failed is checked like
     a touch: the spec's call must fail with the same errno at some point of its window."""
 
-    kind: str             # open | mmap | munmap | close
-    file: str             # impl file name ("" before the open succeeded)
+    kind: str  # open | mmap | munmap | close
+    file: str  # impl file name ("" before the open succeeded)
     k0: int
     k1: int
-    outcome: str          # ok | errno name
+    outcome: str  # ok | errno name
 
 
 @dataclass(frozen=True)
 class HRec:
     """One handler point of the merged log (impl/tracelog.py record, translated to spec terms)."""
 
-    kind: str             # read_lock | check | insert | poison | read_unlock | gp_flip | gp_done
-    cpu: int              # the handler worker = the spec CPU (its SRCU slot is the reader)
-    toucher: int          # the thread whose fault it is (-1: not a toucher of this run)
-    vma: int              # spec vma slot (-1: no vma of the run)
-    addr: int             # spec address of the fault
-    alive: int = 0        # check: alive as the handler read it
+    kind: str  # read_lock | check | insert | poison | read_unlock | gp_flip | gp_done
+    cpu: int  # the handler worker = the spec CPU (its SRCU slot is the reader)
+    toucher: int  # the thread whose fault it is (-1: not a toucher of this run)
+    vma: int  # spec vma slot (-1: no vma of the run)
+    addr: int  # spec address of the fault
+    alive: int = 0  # check: alive as the handler read it
     install: bool = False  # check: the decision
-    size: int = 0         # check: the install size; insert/poison: the unit
-    reason: str = ""      # check: Decision.reason
-    changed: int = 0      # insert/poison: bytes the ioctl changed (0: all present, -1: failed)
-    ukey: tuple[str, str] | None = None   # a fault on the user's mapping (as TouchRec.ukey)
+    size: int = 0  # check: the install size; insert/poison: the unit
+    reason: str = ""  # check: Decision.reason
+    changed: int = 0  # insert/poison: bytes the ioctl changed (0: all present, -1: failed)
+    ukey: tuple[str, str] | None = None  # a fault on the user's mapping (as TouchRec.ukey)
 
 
 @dataclass
@@ -153,21 +153,20 @@ class Run:
     profile: str
     events: list[Event]
     k_start: int
-    touches: list[list[TouchRec | UserRec]]     # per run thread: touches; last, the user thread's
+    touches: list[list[TouchRec | UserRec]]  # per run thread: touches; last, the user thread's
     admin_ops: list[AdminRec]
-    files: dict[str, int]                 # impl file name -> spec slot
-    devs: dict[str, int]                  # impl device name -> spec device index
+    files: dict[str, int]  # impl file name -> spec slot
+    devs: dict[str, int]  # impl device name -> spec device index
     s0: State
-    final: State                          # abstraction(impl) after the threads joined
-    hrecs: dict[int, HRec] = field(default_factory=dict)   # log index -> handler point
+    final: State  # abstraction(impl) after the threads joined
+    hrecs: dict[int, HRec] = field(default_factory=dict)  # log index -> handler point
     notes: list[str] = field(default_factory=list)
-    scheduled: bool = False               # the interleaving was the seeded scheduler's
-    impl: str = ""                        # the impl profile's name (a variant: "base+name")
-    choices: list[str] = field(default_factory=list)      # the scheduler's decisions, in order
-    node: int = 0                         # spec device the user thread opens
+    scheduled: bool = False  # the interleaving was the seeded scheduler's
+    impl: str = ""  # the impl profile's name (a variant: "base+name")
+    choices: list[str] = field(default_factory=list)  # the scheduler's decisions, in order
+    node: int = 0  # spec device the user thread opens
     user_ops: list[UserRec] = field(default_factory=list)  # all of them, failed or not
-    script: str = ""                      # a scripted run (chooser): the test that makes it
-
+    script: str = ""  # a scripted run (chooser): the test that makes it
 
     def rerun(self) -> str:
         """The one-line command that replays this run (exactly, when it was scheduled)."""
@@ -189,8 +188,9 @@ class Run:
 
         def name(m: re.Match[str]) -> str:
             return names.setdefault(m.group(0), f"o{len(names)}")
+
         out = []
-        for e in self.events[self.k_start:]:
+        for e in self.events[self.k_start :]:
             obj = names.setdefault(e.obj, f"o{len(names)}")
             detail = _NAMES.sub(name, e.detail)
             detail = " ".join("#" if w.isdigit() and int(w) > 4096 else w for w in detail.split())
@@ -209,12 +209,13 @@ class RunState:
 
     def __init__(self) -> None:
         self.mapping: tuple[str, int] | None = None
-        self.mapped = threading.Event()      # set when mapping is known, or known never to come
+        self.mapped = threading.Event()  # set when mapping is known, or known never to come
         self.phase = ""
-        self.reused = False                  # the kernel reused the unmapped range (see race_run)
+        self.reused = False  # the kernel reused the unmapped range (see race_run)
 
 
 # ---------------------------------------------------------------------------------------- runs ----
+
 
 def enable_tracing(bus: DaxBus) -> TraceLog:
     """Switch the shared trace log on for ``bus`` (before any run: the handler must be idle)."""
@@ -243,7 +244,7 @@ def quiesce(bus: DaxBus, seed: int) -> None:
         time.sleep(2e-4)
 
 
-ACTION = 100          # the gate kind of a run thread's own action (touch, admin call, close)
+ACTION = 100  # the gate kind of a run thread's own action (touch, admin call, close)
 
 #: a scripted scheduler's choice: given the waiting gates' labels ("who:what", Scheduler._label) in
 #: canonical order and the run's random generator, the index of the one to let through
@@ -275,16 +276,24 @@ class Scheduler:
     nor at a gate for that long (none known) would make a run differ; the reproduction test
     compares whole logs, so such a difference shows."""
 
-    def __init__(self, tr: TraceLog, seed: int, handler_pid: int, tids: dict[int, int],
-                 settle: int = 4, poll: float = 2.5e-4, chooser: Chooser | None = None) -> None:
+    def __init__(
+        self,
+        tr: TraceLog,
+        seed: int,
+        handler_pid: int,
+        tids: dict[int, int],
+        settle: int = 4,
+        poll: float = 2.5e-4,
+        chooser: Chooser | None = None,
+    ) -> None:
         self.tr = tr
         self.rng = random.Random(seed * 7919 + 17)
         self.hpid = handler_pid
-        self.tids = tids                     # toucher native id -> toucher index (filled by touchers)
+        self.tids = tids  # toucher native id -> toucher index (filled by touchers)
         self.settle = settle
         self.poll = poll
         self.choices: list[str] = []
-        self.chooser = chooser             # None: the seeded random choice
+        self.chooser = chooser  # None: the seeded random choice
         self.error: str | None = None
         self.main_tids: list[int] = []
 
@@ -295,12 +304,15 @@ class Scheduler:
         return (1, self.tids.get(int(gate.ptid), 99), int(gate.waiting), g)
 
     def _label(self, g: int) -> str:
-        """"who:what" of a waiting gate: main<k> (the run's threads by role) or worker(toucher<j>)
+        """ "who:what" of a waiting gate: main<k> (the run's threads by role) or worker(toucher<j>)
         (a handler worker by the toucher whose fault it serves), and the point it waits before."""
         gate = self.tr.area.gates[g]
         kind = int(gate.waiting)
-        who = f"main{g - tracelog.MAIN_GATE0}" if g >= tracelog.MAIN_GATE0 else \
-            f"worker(toucher{self.tids.get(int(gate.ptid), -1)})"
+        who = (
+            f"main{g - tracelog.MAIN_GATE0}"
+            if g >= tracelog.MAIN_GATE0
+            else f"worker(toucher{self.tids.get(int(gate.ptid), -1)})"
+        )
         what = tracelog.KIND_NAMES.get(kind, "action" if kind == ACTION else str(kind))
         return f"{who}:{what}"
 
@@ -358,10 +370,20 @@ class Scheduler:
             stuck_since = time.monotonic()
 
 
-def race_run(bus: DaxBus, profile: str, seed: int, impl_profile: object = None, touchers: int = 2,
-             touches: int = 3, minor_base: int = 1 << 19, scheduled: bool = False, users: bool = True,
-             chooser: Callable[[RunState], Chooser] | None = None, force_user: bool = False,
-             script: str = "") -> Run:
+def race_run(
+    bus: DaxBus,
+    profile: str,
+    seed: int,
+    impl_profile: object = None,
+    touchers: int = 2,
+    touches: int = 3,
+    minor_base: int = 1 << 19,
+    scheduled: bool = False,
+    users: bool = True,
+    chooser: Callable[[RunState], Chooser] | None = None,
+    force_user: bool = False,
+    script: str = "",
+) -> Run:
     """One concurrent run on ``bus`` (tracing switched on if it is not); its plan (units, accesses,
     sleeps, admin actions) is a function of ``seed``. Free-running (the default), the interleaving
     is the OS's; ``scheduled``, a Scheduler seeded by ``seed`` chooses it at every logged point and
@@ -391,26 +413,34 @@ def race_run(bus: DaxBus, profile: str, seed: int, impl_profile: object = None, 
         k_start = len(events)
         s0 = drv.s
         align = drv.c.align
-        plan_t = [[(rng.randrange(len(vmas)), rng.randrange(2), rng.random() < 0.4, rng.random() * 3e-4)
-                   for _ in range(touches)] for _ in range(touchers)]
+        plan_t = [
+            [
+                (rng.randrange(len(vmas)), rng.randrange(2), rng.random() < 0.4, rng.random() * 3e-4)
+                for _ in range(touches)
+            ]
+            for _ in range(touchers)
+        ]
         admin_plan = [("disable", rng.random() * 6e-4)]
         if profile == "modern" and rng.random() < 0.7:
             admin_plan.append(("enable", rng.random() * 3e-4))
         close_at = rng.random() * 8e-4 if rng.random() < 0.5 else None
         close_target = rng.choice(sorted(files))
-        user_plan = [rng.random() * 4e-4 for _ in range(4)] if users and (rng.random() < 0.7 or force_user) \
-            else None
+        user_plan = (
+            [rng.random() * 4e-4 for _ in range(4)] if users and (rng.random() < 0.7 or force_user) else None
+        )
         # the user toucher: (unit, write, pause) per touch of the user's mapping; its first touch
         # comes soon after the mmap, so that the munmap after the user's pause often meets its fault
-        uplan = [(rng.randrange(2), rng.random() < 0.4, rng.random() * (1e-4 if k == 0 else 4e-4))
-                 for k in range(2)]
+        uplan = [
+            (rng.randrange(2), rng.random() < 0.4, rng.random() * (1e-4 if k == 0 else 4e-4))
+            for k in range(2)
+        ]
         # in half the runs with a user, its open and mmap come before the race (so that its mapping
         # mostly exists when the admin acts) and only its munmap and close race
         user_early = rng.random() < 0.5
-        close_first = rng.random() < 0.3         # the user's munmap is its file's last reference
-        ut = touchers                        # its toucher index (tids, records)
+        close_first = rng.random() < 0.3  # the user's munmap is its file's last reference
+        ut = touchers  # its toucher index (tids, records)
         ustate = RunState()
-        ureserved: list[tuple[int, int]] = []   # the unmapped user range, held PROT_NONE until the end
+        ureserved: list[tuple[int, int]] = []  # the unmapped user range, held PROT_NONE until the end
         trecs: list[list[TouchRec]] = [[] for _ in range(touchers)]
         urecs_t: list[TouchRec] = []
         arecs: list[AdminRec] = []
@@ -421,8 +451,17 @@ def race_run(bus: DaxBus, profile: str, seed: int, impl_profile: object = None, 
         dev = drv.ref.regions[-1].devices[0]
         quiesce(bus, seed)
         seq0 = tr.now()
-        sched = Scheduler(tr, seed, int(bus.core.table.t.hdr.handler_pid), tids,
-                          chooser=chooser(ustate) if chooser is not None else None) if scheduled else None
+        sched = (
+            Scheduler(
+                tr,
+                seed,
+                int(bus.core.table.t.hdr.handler_pid),
+                tids,
+                chooser=chooser(ustate) if chooser is not None else None,
+            )
+            if scheduled
+            else None
+        )
 
         def enter(g: int) -> None:
             if sched is not None:
@@ -500,11 +539,12 @@ def race_run(bus: DaxBus, profile: str, seed: int, impl_profile: object = None, 
                         res = "ok"
                     except OSError as e:
                         out, res = None, errno.errorcode.get(e.errno or 0, "EIO")
-                    except KernelBug as e:       # modern M21: mmap of a file opened while dead
+                    except KernelBug as e:  # modern M21: mmap of a file opened while dead
                         out, res = None, "OOPS"
                         drv.ref.note_oops(str(e))
                     urecs.append(UserRec(kind, name, k0, tr.now(), res))
                     return out
+
                 def open_map(first: float, second: float) -> tuple[object, object]:
                     pause(first)
                     f = op("open", "", lambda: bus.open(dev, os.O_RDWR))
@@ -513,6 +553,7 @@ def race_run(bus: DaxBus, profile: str, seed: int, impl_profile: object = None, 
                     pause(second)
                     rw = PROT["PROT_READ"] | PROT["PROT_WRITE"]
                     return f, op("mmap", f.name, lambda: f.mmap(2 * align, rw, MAP["MAP_SHARED"], 0, None))
+
                 f, h = open_map(0.0, 0.0) if user_early else (None, None)
                 barrier.wait()
                 if not user_early:
@@ -574,8 +615,9 @@ def race_run(bus: DaxBus, profile: str, seed: int, impl_profile: object = None, 
                     # touch that returned in between met no vma before that number was given out,
                     # so the window ends after the event in progress (number now()), not before
                     k1 = tr.now() + 1
-                    urecs_t.append(TouchRec(ut, -1, off, write, k0, k1, t.outcome,
-                                            ukey=(name, f"{start:#x}")))
+                    urecs_t.append(
+                        TouchRec(ut, -1, off, write, k0, k1, t.outcome, ukey=(name, f"{start:#x}"))
+                    )
             except BaseException as e:
                 errors.append(e)
 
@@ -603,7 +645,7 @@ def race_run(bus: DaxBus, profile: str, seed: int, impl_profile: object = None, 
             if sthread is not None:
                 sthread.join(30)
         finally:
-            tr.area.sched = 0            # a thread still at a gate goes on
+            tr.area.sched = 0  # a thread still at a gate goes on
             for a, n in ureserved:
                 dsys.munmap(a, n)
         if sched is not None and sched.error:
@@ -619,35 +661,62 @@ def race_run(bus: DaxBus, profile: str, seed: int, impl_profile: object = None, 
         log, hrecs = _merge(list(events), k_start, tr.records(seq0, seq1), vmas, tids, umap)
         seqs = [e.seq for e in log]
 
-        def at(k: int) -> int:           # a sequence number -> the index of the first event >= it
+        def at(k: int) -> int:  # a sequence number -> the index of the first event >= it
             return bisect.bisect_left(seqs, k, lo=k_start)
+
         trecs2: list[list[TouchRec | UserRec]] = [
             [TouchRec(r.cpu, r.vma, r.addr, r.write, at(r.k0), at(r.k1), r.outcome) for r in recs]
-            for recs in trecs]
+            for recs in trecs
+        ]
         urecs2 = [UserRec(u.kind, u.file, at(u.k0), at(u.k1), u.outcome) for u in urecs]
-        ut2 = [TouchRec(r.cpu, r.vma, r.addr, r.write, at(r.k0), at(r.k1), r.outcome, r.ukey)
-               for r in urecs_t]
+        ut2 = [
+            TouchRec(r.cpu, r.vma, r.addr, r.write, at(r.k0), at(r.k1), r.outcome, r.ukey) for r in urecs_t
+        ]
         if ustate.reused:
             # the kernel gave the unmapped range to someone else before the reservation: a touch
             # that may have run after the munmap began may have read foreign memory; not judged
             began = min((u.k0 for u in urecs2 if u.kind == "munmap"), default=len(log))
-            notes.append(f"the user's range was reused after its munmap: {sum(r.k1 >= began for r in ut2)} "
-                         "user touch(es) after it not judged")
+            notes.append(
+                f"the user's range was reused after its munmap: {sum(r.k1 >= began for r in ut2)} "
+                "user touch(es) after it not judged"
+            )
             ut2 = [r for r in ut2 if r.k1 < began]
         trecs2.append(list(ut2))
         trecs2.append([u for u in urecs2 if u.outcome != "ok"])
         arecs2 = [AdminRec(a.kind, a.node, at(a.k0), at(a.k1), a.outcome) for a in arecs]
         name = getattr(impl_profile, "name", profile)
-        return Run(seed, profile, log, k_start, trecs2, arecs2, files, devs, s0, final, hrecs, notes,
-                   scheduled=scheduled, impl=str(name), choices=sched.choices if sched else [],
-                   node=drv.ref.dev_index(drv.c, dev), user_ops=urecs2, script=script)
+        return Run(
+            seed,
+            profile,
+            log,
+            k_start,
+            trecs2,
+            arecs2,
+            files,
+            devs,
+            s0,
+            final,
+            hrecs,
+            notes,
+            scheduled=scheduled,
+            impl=str(name),
+            choices=sched.choices if sched else [],
+            node=drv.ref.dev_index(drv.c, dev),
+            user_ops=urecs2,
+            script=script,
+        )
     finally:
         drv.close()
 
 
-def _merge(events: list[Event], k_start: int, recs: list[TraceRec], vmas: list[tuple[VmArea, int, int]],
-           tids: dict[int, int], umap: tuple[str, int, int] | None = None
-           ) -> tuple[list[Event], dict[int, HRec]]:
+def _merge(
+    events: list[Event],
+    k_start: int,
+    recs: list[TraceRec],
+    vmas: list[tuple[VmArea, int, int]],
+    tids: dict[int, int],
+    umap: tuple[str, int, int] | None = None,
+) -> tuple[list[Event], dict[int, HRec]]:
     """impl's main-process events since the race began and the handler's records, in the order of
     their sequence numbers, the handler's translated to spec terms (vma slot, spec address; for the
     user's mapping ``umap`` = (file, start, length): its key and the offset, see TouchRec.ukey)."""
@@ -673,12 +742,21 @@ def _merge(events: list[Event], k_start: int, recs: list[TraceRec], vmas: list[t
         slot, addr = locate(int(r.addr))
         ukey = user_key(int(r.addr)) if slot < 0 else None
         if ukey is not None and umap is not None:
-            addr = int(r.addr) - umap[1]                    # the offset in the user's mapping
+            addr = int(r.addr) - umap[1]  # the offset in the user's mapping
         who = tids.get(int(r.ptid), -1)
         if r.kind == tracelog.CHECK:
             code = int(r.b)
-            h = HRec(kind, int(r.wid), who, slot, addr, alive=int(r.a), install=bool(code & 1),
-                     size=code >> 8, reason=dict(enumerate(tracelog.REASONS)).get((code >> 1) & 0x7F, "?"))
+            h = HRec(
+                kind,
+                int(r.wid),
+                who,
+                slot,
+                addr,
+                alive=int(r.a),
+                install=bool(code & 1),
+                size=code >> 8,
+                reason=dict(enumerate(tracelog.REASONS)).get((code >> 1) & 0x7F, "?"),
+            )
             dec = f"install {SIZE_NAMES.get(h.size, hex(h.size))}" if h.install else "SIGBUS"
             detail = f"alive={h.alive} -> {dec} ({h.reason})"
         elif r.kind in (tracelog.INSERT, tracelog.POISON):
@@ -702,6 +780,7 @@ def _merge(events: list[Event], k_start: int, recs: list[TraceRec], vmas: list[t
 
 
 # ------------------------------------------------------------------------------------- checker ----
+
 
 def _start_program(c: Ctx, s: State, rec: AdminRec) -> State:
     """The spec program an admin action stands for, started (first inapplicable steps skipped)."""
@@ -790,8 +869,10 @@ def _srcu_check(run: Run) -> str | None:
         elif h.kind == "gp_flip":
             waited = set(open_)
         elif h.kind == "gp_done" and waited:
-            return f"log event {k}: grace period ended while cpu{sorted(waited)} were still in sections " \
-                   "begun before its flip"
+            return (
+                f"log event {k}: grace period ended while cpu{sorted(waited)} were still in sections "
+                "begun before its flip"
+            )
     return None
 
 
@@ -818,12 +899,18 @@ def check_trace(c: Ctx, run: Run, findings: dict[str, str] | None = None, budget
     ops = [op for op in run.admin_ops if op.outcome == "ok"]
     steps_at = [k for k, e in enumerate(events) if e.kind == "step"]
     # a step logged at k whose linearization point is an earlier event: apply it there
-    step_at: dict[int, int] = {}            # log index of the point -> log index of the step event
+    step_at: dict[int, int] = {}  # log index of the point -> log index of the step event
     for k in steps_at:
         name, _, out = events[k].detail.rpartition(" ")
         if k >= run.k_start and name in _LIN_EVENT and out == "ok":
-            inner = next((x for x in range(k - 1, run.k_start - 1, -1)
-                          if events[x].kind == _LIN_EVENT[name] and events[x].obj == events[k].obj), None)
+            inner = next(
+                (
+                    x
+                    for x in range(k - 1, run.k_start - 1, -1)
+                    if events[x].kind == _LIN_EVENT[name] and events[x].obj == events[k].obj
+                ),
+                None,
+            )
             if inner is not None:
                 step_at[inner] = k
     moved = set(step_at.values())
@@ -840,8 +927,8 @@ def check_trace(c: Ctx, run: Run, findings: dict[str, str] | None = None, budget
     # i_mmap): while that step runs, a touch may find one vma zapped and another not yet. The
     # search may therefore zap single vmas of the device early, between the previous step event
     # and the unmap step event; the step itself then zaps the rest.
-    unmap_at: dict[int, int] = {}           # log index inside an unmap step -> spec device
-    stale: set[int] = set()                 # log indices where a poison marker may answer SIGBUS
+    unmap_at: dict[int, int] = {}  # log index inside an unmap step -> spec device
+    stale: set[int] = set()  # log indices where a poison marker may answer SIGBUS
     prev = run.k_start - 1
     for k in steps_at:
         if k < run.k_start:
@@ -869,7 +956,7 @@ def check_trace(c: Ctx, run: Run, findings: dict[str, str] | None = None, budget
         prev = k
     target = project(run.final)
     best: tuple[int, list[str]] = (-1, [])
-    pruned: list[str] = []                  # invariant violations that cut a path
+    pruned: list[str] = []  # invariant violations that cut a path
 
     def note(depth: int, why: str) -> None:
         nonlocal best
@@ -902,8 +989,11 @@ def check_trace(c: Ctx, run: Run, findings: dict[str, str] | None = None, budget
         if not ok:
             offered = ", ".join(f"{nm} {lab}" for nm, _, lab, _ in steps) or "nothing (blocked)"
             where = f"log event {i}" + (f" (the point of step event {k})" if i != k else "")
-            note(depth, f"{where}: impl step {ev.obj} '{name} {outcome}'; the spec's {s1.admin.prog} "
-                 f"program offers: {offered}")
+            note(
+                depth,
+                f"{where}: impl step {ev.obj} '{name} {outcome}'; the spec's {s1.admin.prog} "
+                f"program offers: {offered}",
+            )
         return [(t, a1) for t in ok]
 
     def cpu_step(i: int, h: HRec, s: State, depth: int) -> State | None:
@@ -936,8 +1026,11 @@ def check_trace(c: Ctx, run: Run, findings: dict[str, str] | None = None, budget
             got = r[1].cpus[j]
             if h.install != (got.pc == C_CHECKED) or (h.install and got.size != h.size):
                 spec = f"install {SIZE_NAMES.get(got.size)}" if got.pc == C_CHECKED else "SIGBUS"
-                note(depth, f"{who}: impl decided {'install' if h.install else 'SIGBUS'} "
-                     f"{SIZE_NAMES.get(h.size, '')} ({h.reason}), the spec's check {r[0]} -> {spec}")
+                note(
+                    depth,
+                    f"{who}: impl decided {'install' if h.install else 'SIGBUS'} "
+                    f"{SIZE_NAMES.get(h.size, '')} ({h.reason}), the spec's check {r[0]} -> {spec}",
+                )
                 return None
             return _keep_left(r[1], j, cpu.left)
         if h.kind == "insert":
@@ -966,11 +1059,11 @@ def check_trace(c: Ctx, run: Run, findings: dict[str, str] | None = None, budget
                 note(depth, f"{who}: the spec CPU is not in a fault (pc {cpu.pc})")
                 return None
             return _keep_left(r[1], j, cpu.left)
-        return s                              # gp_flip / gp_done: checked by _srcu_check
+        return s  # gp_flip / gp_done: checked by _srcu_check
 
-    fslot = dict(run.files)                 # impl file name -> spec slot (the user's file added)
+    fslot = dict(run.files)  # impl file name -> spec slot (the user's file added)
     vslot: dict[tuple[str, str], int] = {}  # (file, impl start) -> spec vma slot of the user's mapping
-    ustart: dict[int, int] = {}             # that slot -> the spec vma's start
+    ustart: dict[int, int] = {}  # that slot -> the spec vma's start
 
     def user_vma(key: tuple[str, str], off: int, what: str, depth: int) -> tuple[int, int] | None:
         """(spec slot, spec address) of an offset in the user's mapping; the slot is the one its
@@ -989,8 +1082,9 @@ def check_trace(c: Ctx, run: Run, findings: dict[str, str] | None = None, budget
         if ev.kind == "open":
             r = do_open(c, s, run.node, True)
             if r is not None and r[0] == "ok":
-                fslot[ev.obj] = next(k for k, (x, y) in enumerate(zip(s.files, r[1].files, strict=True))
-                                     if x != y)
+                fslot[ev.obj] = next(
+                    k for k, (x, y) in enumerate(zip(s.files, r[1].files, strict=True)) if x != y
+                )
         elif ev.obj not in fslot:
             note(depth, f"log event {i}: {ev.kind} of {ev.obj}, a file the spec never opened")
             return None
@@ -1006,8 +1100,11 @@ def check_trace(c: Ctx, run: Run, findings: dict[str, str] | None = None, budget
             v = vslot.get((ev.obj, ev.detail.split("+")[0]))
             r = do_munmap(c, s, v, "all") if v is not None else None
         if r is None or r[0] != "ok":
-            note(depth, f"log event {i}: impl's {ev.kind} of {ev.obj} succeeded, the spec's "
-                 f"{'cannot run here' if r is None else 'ends ' + r[0]}")
+            note(
+                depth,
+                f"log event {i}: impl's {ev.kind} of {ev.obj} succeeded, the spec's "
+                f"{'cannot run here' if r is None else 'ends ' + r[0]}",
+            )
             return None
         return r[1]
 
@@ -1021,8 +1118,11 @@ def check_trace(c: Ctx, run: Run, findings: dict[str, str] | None = None, budget
             r = do_mmap(c, s, fslot[rec.file], SHAPE_2)
         if r is not None and r[0] == rec.outcome:
             return r[1]
-        note(depth, f"log event {i}: the user's {rec.kind} failed {rec.outcome} (window [{rec.k0}, "
-             f"{rec.k1}]); the spec's {'cannot run' if r is None else 'ends ' + r[0]} here")
+        note(
+            depth,
+            f"log event {i}: the user's {rec.kind} failed {rec.outcome} (window [{rec.k0}, "
+            f"{rec.k1}]); the spec's {'cannot run' if r is None else 'ends ' + r[0]} here",
+        )
         return None
 
     def touch_done(i: int, s: State, rec: TouchRec | UserRec, depth: int) -> State | None:
@@ -1039,8 +1139,11 @@ def check_trace(c: Ctx, run: Run, findings: dict[str, str] | None = None, budget
             if rec.outcome == "SIGSEGV":
                 if s.vmas[rec.vma].file < 0:
                     return s
-                note(depth, f"log event {i}: toucher{rec.cpu}'s touch of the user's mapping ended SIGSEGV "
-                     f"(window [{rec.k0}, {rec.k1}]) while the spec's is mapped")
+                note(
+                    depth,
+                    f"log event {i}: toucher{rec.cpu}'s touch of the user's mapping ended SIGSEGV "
+                    f"(window [{rec.k0}, {rec.k1}]) while the spec's is mapped",
+                )
                 return None
         if rec.outcome == "ok":
             ok = covered(s, rec.vma, rec.addr)
@@ -1051,8 +1154,11 @@ def check_trace(c: Ctx, run: Run, findings: dict[str, str] | None = None, budget
         if ok or rec.outcome in ("ok", "SIGBUS"):
             if not ok:
                 act = "write" if rec.write else "read"
-                note(depth, f"log event {i}: toucher{rec.cpu}'s {act} of vma{rec.vma} {rec.addr:#x} "
-                     f"(window [{rec.k0}, {rec.k1}]) ended {rec.outcome}; the spec disagrees here")
+                note(
+                    depth,
+                    f"log event {i}: toucher{rec.cpu}'s {act} of vma{rec.vma} {rec.addr:#x} "
+                    f"(window [{rec.k0}, {rec.k1}]) ended {rec.outcome}; the spec disagrees here",
+                )
             return s if ok else None
         note(depth, f"cpu{rec.cpu} touch {rec.addr:#x}: outcome {rec.outcome}, which no spec fault gives")
         return None
@@ -1073,8 +1179,11 @@ def check_trace(c: Ctx, run: Run, findings: dict[str, str] | None = None, budget
         if i == n and done and not s.admin.prog:
             if project(s._replace(admin=Admin(generation=s.admin.generation))) == target:
                 return
-            note(depth + 1, "end of log, but abstraction(impl) != spec state:\n      "
-                 + "\n      ".join(diff(target, project(s))))
+            note(
+                depth + 1,
+                "end of log, but abstraction(impl) != spec state:\n      "
+                + "\n      ".join(diff(target, project(s))),
+            )
         # the next log event, unless a touch that returned before it is still unfinished
         blocked = any(tidx[j] < len(T[j]) and ends[j][tidx[j]] <= i for j in range(len(T)))
         if i < n and not blocked:
@@ -1099,8 +1208,9 @@ def check_trace(c: Ctx, run: Run, findings: dict[str, str] | None = None, budget
             d = unmap_at[i]
             for v in {e.vma for e in s.entries}:
                 if s.files[s.vmas[v].file].dev == d:
-                    succ.append((i, s._replace(entries=frozenset(e for e in s.entries if e.vma != v)),
-                                 tidx, aidx))
+                    succ.append(
+                        (i, s._replace(entries=frozenset(e for e in s.entries if e.vma != v)), tidx, aidx)
+                    )
         # a toucher's access takes effect (the touches of one thread in order, each in its window)
         for j in range(len(T)):
             if tidx[j] == len(T[j]):
@@ -1129,10 +1239,12 @@ def check_trace(c: Ctx, run: Run, findings: dict[str, str] | None = None, budget
 
 
 def _report(run: Run, c: Ctx, head: str, best: tuple[int, list[str]]) -> str:
-    lines = [f"TRACE REJECTED (profile {c.prof.name}, seed {run.seed}): {head}",
-             f"  rerun{' (exactly: scheduled)' if run.scheduled else ' (same plan; the OS interleaves)'}: "
-             f"{run.rerun()}",
-             "  furthest the spec got explains:"]
+    lines = [
+        f"TRACE REJECTED (profile {c.prof.name}, seed {run.seed}): {head}",
+        f"  rerun{' (exactly: scheduled)' if run.scheduled else ' (same plan; the OS interleaves)'}: "
+        f"{run.rerun()}",
+        "  furthest the spec got explains:",
+    ]
     lines += [f"    - {w}" for w in best[1]]
     lines += [f"  {x}" for x in run.notes]
     lines.append("  log since the race began (index kind obj detail):")
@@ -1143,8 +1255,9 @@ def _report(run: Run, c: Ctx, head: str, best: tuple[int, list[str]]) -> str:
         for r in recs:
             if isinstance(r, TouchRec):
                 act = "write" if r.write else "read"
-                lines.append(f"  toucher{j}: {act} vma{r.vma} {r.addr:#x} in window [{r.k0}, {r.k1}] "
-                             f"-> {r.outcome}")
+                lines.append(
+                    f"  toucher{j}: {act} vma{r.vma} {r.addr:#x} in window [{r.k0}, {r.k1}] -> {r.outcome}"
+                )
     for u in run.user_ops:
         lines.append(f"  user: {u.kind} {u.file} in window [{u.k0}, {u.k1}] -> {u.outcome}")
     for a in run.admin_ops:
@@ -1152,8 +1265,8 @@ def _report(run: Run, c: Ctx, head: str, best: tuple[int, list[str]]) -> str:
     return "\n".join(lines)
 
 
-
 # ------------------------------------------------------------------------------------ the bus ----
+
 
 class _SinkIda:
     """What a shared bus's minor ida becomes before it closes: the devices a modern re-bind leaked
@@ -1172,5 +1285,5 @@ def leaked(bus: DaxBus) -> int:
 
 def close_bus(bus: DaxBus) -> None:
     bus.minor_ida = _SinkIda()  # type: ignore[assignment]
-    with contextlib.suppress(Exception):     # a variant's defect may strike again in cleanup
+    with contextlib.suppress(Exception):  # a variant's defect may strike again in cleanup
         bus.close()

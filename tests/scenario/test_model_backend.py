@@ -20,6 +20,7 @@ SCENARIOS = [s for s in load_all(Path(__file__).parent.parent / "scenarios") if 
 @pytest.mark.parametrize("sc", SCENARIOS, ids=[Path(s.file).stem for s in SCENARIOS])
 def test_model_matches_expectations(sc: object) -> None:
     from devdax.scenario.format import Scenario
+
     assert isinstance(sc, Scenario) and sc.expect is not None
     assert ModelBackend().run(sc) == list(sc.expect)
 
