@@ -78,7 +78,7 @@ def is_layout(spans: tuple[Span, ...], align: int) -> bool:
     for s, n in spans:
         ok = ok & (s >= 0) & (n > 0) & (s + n <= TWO64) & (s % align == 0) & (n % align == 0)
     for i, a in enumerate(spans):
-        for b in spans[i + 1 :]:
+        for b in spans[i + 1:]:
             ok = ok & ((a[0] + a[1] <= b[0]) | (b[0] + b[1] <= a[0]))
     return ok
 
@@ -103,7 +103,6 @@ def spans_holding(spans: tuple[Span, ...], phys: int, size: int) -> int:
 # alignment
 # --------------------------------------------------------------------------------------------------
 
-
 @icontract.require(lambda x, align: _u64(x) and align in ALIGNS)
 @icontract.ensure(lambda x, align, result: result == (x % align == 0))
 def is_aligned(x: int, align: int) -> bool:
@@ -124,7 +123,6 @@ def round_up(x: int, align: int) -> int:
 # dax_get_unmapped_area
 # --------------------------------------------------------------------------------------------------
 
-
 def _aligned_case(length: int, pgoff: int, align: int) -> bool:
     """The file range holds one whole aligned unit and off + len + align does not overflow."""
     off = pgoff * PAGE_SIZE % TWO64
@@ -133,31 +131,18 @@ def _aligned_case(length: int, pgoff: int, align: int) -> bool:
 
 @icontract.require(lambda addr, length, pgoff, base: _u64(addr, length, pgoff, base))
 @icontract.require(lambda align: align in ALIGNS)
-@icontract.require(
-    lambda length, align, base: (
-        (length > 0)
-        & (length <= TASK_SIZE_MAX)
-        & (length % PAGE_SIZE == 0)
-        & (base % PAGE_SIZE == 0)
-        & (base + length + align <= TWO64)
-    )
-)
+@icontract.require(lambda length, align, base:
+                   (length > 0) & (length <= TASK_SIZE_MAX) & (length % PAGE_SIZE == 0)
+                   & (base % PAGE_SIZE == 0) & (base + length + align <= TWO64))
 @icontract.ensure(lambda addr, result: addr == 0 or result == addr)
-@icontract.ensure(
-    lambda addr, length, pgoff, align, base, result: (
-        addr != 0 or _aligned_case(length, pgoff, align) or result == base
-    )
-)
-@icontract.ensure(
-    lambda addr, length, pgoff, align, result: (
-        addr != 0 or not _aligned_case(length, pgoff, align) or result % align == pgoff * PAGE_SIZE % align
-    )
-)
-@icontract.ensure(
-    lambda addr, length, pgoff, align, base, result: (
-        addr != 0 or not _aligned_case(length, pgoff, align) or base <= result <= base + align
-    )
-)
+@icontract.ensure(lambda addr, length, pgoff, align, base, result:
+                  addr != 0 or _aligned_case(length, pgoff, align) or result == base)
+@icontract.ensure(lambda addr, length, pgoff, align, result:
+                  addr != 0 or not _aligned_case(length, pgoff, align)
+                  or result % align == pgoff * PAGE_SIZE % align)
+@icontract.ensure(lambda addr, length, pgoff, align, base, result:
+                  addr != 0 or not _aligned_case(length, pgoff, align)
+                  or base <= result <= base + align)
 def dax_get_unmapped_area(addr: int, length: int, pgoff: int, align: int, base: int) -> int:
     """dax_get_unmapped_area() with an mm allocator that places any request at page-aligned `base`.
 
@@ -172,14 +157,11 @@ def dax_get_unmapped_area(addr: int, length: int, pgoff: int, align: int, base: 
 # check_vma
 # --------------------------------------------------------------------------------------------------
 
-
 @icontract.require(lambda vm_start, vm_end: _u64(vm_start, vm_end) and vm_start < vm_end)
 @icontract.require(lambda align: align in ALIGNS)
-@icontract.ensure(
-    lambda alive, flags, vm_start, vm_end, align, result: (
-        (result == 0) == (alive and flags.mayshare and vm_start % align == 0 and vm_end % align == 0)
-    )
-)
+@icontract.ensure(lambda alive, flags, vm_start, vm_end, align, result:
+                  (result == 0) == (alive and flags.mayshare
+                                    and vm_start % align == 0 and vm_end % align == 0))
 @icontract.ensure(lambda alive, result: (result == -errno.ENXIO) == (not alive))
 @icontract.ensure(lambda result: result in (0, -errno.ENXIO, -errno.EINVAL))
 def check_vma(alive: bool, flags: VmaFlags, vm_start: int, vm_end: int, align: int) -> int:
@@ -191,23 +173,15 @@ def check_vma(alive: bool, flags: VmaFlags, vm_start: int, vm_end: int, align: i
 # pgoff_to_phys
 # --------------------------------------------------------------------------------------------------
 
-
 @icontract.require(lambda spans, align: align in ALIGNS and is_layout(spans, align))
 @icontract.require(lambda pgoff, size: size in FAULT_SIZES and _u64(pgoff))
 @icontract.ensure(lambda spans, size, result: result is None or spans_holding(spans, result, size) == 1)
-@icontract.ensure(
-    lambda spans, pgoff, result: (
-        result is None
-        or ((h := holder(spans, pgoff)) is not None and result == h[0] + (pgoff - h[2]) * PAGE_SIZE)
-    )
-)
-@icontract.ensure(
-    lambda spans, pgoff, size, result: (
-        result is not None
-        or (h := holder(spans, pgoff)) is None
-        or h[0] + (pgoff - h[2]) * PAGE_SIZE + size > h[0] + h[1]
-    )
-)
+@icontract.ensure(lambda spans, pgoff, result:
+                  result is None or ((h := holder(spans, pgoff)) is not None
+                                     and result == h[0] + (pgoff - h[2]) * PAGE_SIZE))
+@icontract.ensure(lambda spans, pgoff, size, result:
+                  result is not None or (h := holder(spans, pgoff)) is None
+                  or h[0] + (pgoff - h[2]) * PAGE_SIZE + size > h[0] + h[1])
 def pgoff_to_phys(spans: tuple[Span, ...], align: int, pgoff: int, size: int) -> int | None:
     """dax_pgoff_to_phys() over the device make_ranges lays out from spans: page pgoff's physical
     address, or None (the kernel's -1).
@@ -222,95 +196,46 @@ def pgoff_to_phys(spans: tuple[Span, ...], align: int, pgoff: int, size: int) ->
 # fault-size negotiation and the fault handler
 # --------------------------------------------------------------------------------------------------
 
-
 def _pud_off(fault_size: int, rules: FaultRules) -> bool:
     """Without CONFIG_HAVE_ARCH_TRANSPARENT_HUGEPAGE_PUD a pud fault always falls back."""
     return fault_size == geometry.PUD_SIZE and not rules.pud_supported
 
 
 @icontract.require(lambda fault_size, align: fault_size in FAULT_SIZES and align in ALIGNS)
-@icontract.ensure(
-    lambda fault_size, rules, result: not _pud_off(fault_size, rules) or result is FaultResult.FALLBACK
-)
-@icontract.ensure(
-    lambda fault_size, align, rules, result: (
-        _pud_off(fault_size, rules)
-        or fault_size <= align
-        or result is (FaultResult.FALLBACK if rules.fallback else None)
-    )
-)
-@icontract.ensure(
-    lambda fault_size, align, rules, result: (
-        _pud_off(fault_size, rules) or fault_size >= align or result is FaultResult.SIGBUS
-    )
-)
-@icontract.ensure(
-    lambda fault_size, align, rules, result: (
-        _pud_off(fault_size, rules) or fault_size != align or result is None
-    )
-)
+@icontract.ensure(lambda fault_size, rules, result: not _pud_off(fault_size, rules)
+                  or result is FaultResult.FALLBACK)
+@icontract.ensure(lambda fault_size, align, rules, result: _pud_off(fault_size, rules) or fault_size <= align
+                  or result is (FaultResult.FALLBACK if rules.fallback else None))
+@icontract.ensure(lambda fault_size, align, rules, result: _pud_off(fault_size, rules) or fault_size >= align
+                  or result is FaultResult.SIGBUS)
+@icontract.ensure(lambda fault_size, align, rules, result: _pud_off(fault_size, rules) or fault_size != align
+                  or result is None)
 def negotiate(fault_size: int, align: int, rules: FaultRules) -> FaultResult | None:
     """The fault-size rule; None means proceed with an entry of fault_size bytes."""
     return geometry.negotiate(_pick(fault_size, FAULT_SIZES), _pick(align, ALIGNS), rules)
 
 
 @icontract.require(lambda fault_size, align: fault_size in FAULT_SIZES and align in ALIGNS)
-@icontract.require(
-    lambda addr, vm_start, vm_end, vm_pgoff: (
-        _u64(addr, vm_start, vm_end, vm_pgoff)
-        & (vm_start <= addr)
-        & (addr < vm_end)
-        & (vm_start % PAGE_SIZE == 0)
-        & (vm_end % PAGE_SIZE == 0)
-        & (vm_pgoff + (vm_end - vm_start) // PAGE_SIZE <= U64)
-    )
-)
+@icontract.require(lambda addr, vm_start, vm_end, vm_pgoff:
+                   _u64(addr, vm_start, vm_end, vm_pgoff) & (vm_start <= addr) & (addr < vm_end)
+                   & (vm_start % PAGE_SIZE == 0) & (vm_end % PAGE_SIZE == 0)
+                   & (vm_pgoff + (vm_end - vm_start) // PAGE_SIZE <= U64))
 @icontract.require(lambda spans, align: align in ALIGNS and is_layout(spans, align))
 @icontract.ensure(lambda vma_ok, result: vma_ok or result.result is FaultResult.SIGBUS)
-@icontract.ensure(
-    lambda fault_size, addr, result: (
-        result.result is not FaultResult.NOPAGE
-        or (result.addr % fault_size == 0 and result.addr <= addr < result.addr + fault_size)
-    )
-)
-@icontract.ensure(
-    lambda fault_size, align, rules, result: (
-        result.result is not FaultResult.NOPAGE or not rules.fallback or fault_size == align
-    )
-)
-@icontract.ensure(
-    lambda fault_size, vm_start, vm_end, rules, result: (
-        result.result is not FaultResult.NOPAGE
-        or not rules.vma_bounds
-        or (vm_start <= result.addr and result.addr + fault_size <= vm_end)
-    )
-)
-@icontract.ensure(
-    lambda fault_size, spans, result: (
-        result.result is not FaultResult.NOPAGE or spans_holding(spans, result.phys, fault_size) == 1
-    )
-)
-def dax_huge_fault(
-    fault_size: int,
-    addr: int,
-    vm_start: int,
-    vm_end: int,
-    vm_pgoff: int,
-    align: int,
-    spans: tuple[Span, ...],
-    vma_ok: bool,
-    rules: FaultRules,
-) -> FaultDecision:
+@icontract.ensure(lambda fault_size, addr, result:
+                  result.result is not FaultResult.NOPAGE
+                  or (result.addr % fault_size == 0 and result.addr <= addr < result.addr + fault_size))
+@icontract.ensure(lambda fault_size, align, rules, result:
+                  result.result is not FaultResult.NOPAGE or not rules.fallback or fault_size == align)
+@icontract.ensure(lambda fault_size, vm_start, vm_end, rules, result:
+                  result.result is not FaultResult.NOPAGE or not rules.vma_bounds
+                  or (vm_start <= result.addr and result.addr + fault_size <= vm_end))
+@icontract.ensure(lambda fault_size, spans, result:
+                  result.result is not FaultResult.NOPAGE
+                  or spans_holding(spans, result.phys, fault_size) == 1)
+def dax_huge_fault(fault_size: int, addr: int, vm_start: int, vm_end: int, vm_pgoff: int, align: int,
+                   spans: tuple[Span, ...], vma_ok: bool, rules: FaultRules) -> FaultDecision:
     """__dev_dax_{pte,pmd,pud}_fault: with the fixed rules a NOPAGE entry is align-sized, covers the
     faulting address, lies inside the vma and inside exactly one span of the device (make_ranges)."""
-    return geometry.dax_huge_fault(
-        _pick(fault_size, FAULT_SIZES),
-        addr,
-        vm_start,
-        vm_end,
-        vm_pgoff,
-        _pick(align, ALIGNS),
-        geometry.make_ranges(spans),
-        vma_ok,
-        rules,
-    )
+    return geometry.dax_huge_fault(_pick(fault_size, FAULT_SIZES), addr, vm_start, vm_end, vm_pgoff,
+                                   _pick(align, ALIGNS), geometry.make_ranges(spans), vma_ok, rules)

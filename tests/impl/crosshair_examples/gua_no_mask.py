@@ -16,11 +16,8 @@ from devdax.spec.geometry import PAGE_SHIFT, PAGE_SIZE, U64, round_up
 @icontract.require(lambda align: align in ALIGNS)
 @icontract.require(lambda length: 0 < length <= TASK_SIZE_MAX and length % PAGE_SIZE == 0)
 @icontract.require(lambda length, align, base: base % PAGE_SIZE == 0 and base + length + align <= TWO64)
-@icontract.ensure(
-    lambda addr, length, pgoff, align, base, result: (
-        addr != 0 or not _aligned_case(length, pgoff, align) or base <= result <= base + align
-    )
-)
+@icontract.ensure(lambda addr, length, pgoff, align, base, result:
+                  addr != 0 or not _aligned_case(length, pgoff, align) or base <= result <= base + align)
 def dax_get_unmapped_area(addr: int, length: int, pgoff: int, align: int, base: int) -> int:
     if addr:
         return addr
@@ -33,4 +30,4 @@ def dax_get_unmapped_area(addr: int, length: int, pgoff: int, align: int, base: 
     if ((off + len_align) & U64) < off:
         return base
     addr_align = base
-    return (addr_align + (off - addr_align)) & U64  # the bug: no "& (align - 1)"
+    return (addr_align + (off - addr_align)) & U64            # the bug: no "& (align - 1)"

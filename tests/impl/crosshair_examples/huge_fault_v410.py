@@ -19,32 +19,14 @@ DEVICE = geometry.make_ranges([(0, 1 << 40)])
 
 
 @icontract.require(lambda fault_size, align: fault_size in FAULT_SIZES and align in ALIGNS)
-@icontract.require(
-    lambda addr, vm_start, vm_end: (
-        (vm_start >= 0)
-        & (vm_start <= addr)
-        & (addr < vm_end)
-        & (vm_end <= 1 << 40)
-        & (vm_start % PAGE_SIZE == 0)
-        & (vm_end % PAGE_SIZE == 0)
-    )
-)
-@icontract.ensure(
-    lambda fault_size, align, vm_start, vm_end, result: (
-        result.result is not FaultResult.NOPAGE
-        or (fault_size == align and vm_start <= result.addr and result.addr + fault_size <= vm_end)
-    )
-)
+@icontract.require(lambda addr, vm_start, vm_end:
+                   (vm_start >= 0) & (vm_start <= addr) & (addr < vm_end) & (vm_end <= 1 << 40)
+                   & (vm_start % PAGE_SIZE == 0) & (vm_end % PAGE_SIZE == 0))
+@icontract.ensure(lambda fault_size, align, vm_start, vm_end, result:
+                  result.result is not FaultResult.NOPAGE
+                  or (fault_size == align and vm_start <= result.addr
+                      and result.addr + fault_size <= vm_end))
 def dax_huge_fault(fault_size: int, addr: int, vm_start: int, vm_end: int, align: int) -> FaultDecision:
-    vm_pgoff = vm_start // PAGE_SIZE  # the vma maps the device at its own address
-    return geometry.dax_huge_fault(
-        _pick(fault_size, FAULT_SIZES),
-        addr,
-        vm_start,
-        vm_end,
-        vm_pgoff,
-        _pick(align, ALIGNS),
-        DEVICE,
-        True,
-        V410_RULES,
-    )
+    vm_pgoff = vm_start // PAGE_SIZE          # the vma maps the device at its own address
+    return geometry.dax_huge_fault(_pick(fault_size, FAULT_SIZES), addr, vm_start, vm_end, vm_pgoff,
+                                   _pick(align, ALIGNS), DEVICE, True, V410_RULES)

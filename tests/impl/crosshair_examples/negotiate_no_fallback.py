@@ -17,4 +17,4 @@ from devdax.spec.geometry import FAULT_SIZES, FaultResult
 def negotiate(fault_size: int, align: int) -> FaultResult | None:
     if fault_size < align:
         return FaultResult.SIGBUS
-    return None  # the bug: > align proceeds too
+    return None                                                 # the bug: > align proceeds too

@@ -20,7 +20,7 @@ def pgoff_to_phys(spans: tuple[Span, ...], align: int, pgoff: int, size: int) ->
         if pgoff < r.pgoff or pgoff > r.pgoff + r.pages - 1:
             continue
         phys = ((pgoff - r.pgoff) << PAGE_SHIFT) + r.start
-        if phys <= r.end:  # the bug: the entry's end unchecked
+        if phys <= r.end:                                       # the bug: the entry's end unchecked
             return phys
         return None
     return None
