@@ -488,7 +488,7 @@ def run_variants(a: argparse.Namespace, out: IO[str]) -> int:
 def run_explain(a: argparse.Namespace, out: IO[str]) -> int:
     import difflib
 
-    from devdax.model.docgen import catalog, explain
+    from devdax.docgen import catalog, explain
 
     text = explain(a.name)
     if text is None:

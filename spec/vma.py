@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import errno
 
+from devdax.spec import mm
 from devdax.spec.config import FIXED_BASE, MM_WINDOW, MmapShape
 from devdax.spec.ctx import Ctx, oops
-from devdax.spec.file import Result, free_slot, vma_file_get, vma_file_put
+from devdax.spec.file import Result, free_slot, vma_file_get
 from devdax.spec.geometry import (
     PAGE_SHIFT,
     PAGE_SIZE,
@@ -88,45 +89,27 @@ def faulting(s: State, v: int) -> bool:
     return any(cpu.vma == v and (cpu.pc != C_IDLE or cpu.result) for cpu in s.cpus)
 
 
-def _zap(s: State, v: int, lo: int, hi: int) -> State:
-    """Remove entries of v that overlap [lo, hi): a huge entry split by a boundary is zapped whole
-    (split_huge_pmd on a devmap pmd just clears it)."""
-    return s._replace(
-        entries=frozenset(e for e in s.entries if e.vma != v or e.addr + e.size <= lo or e.addr >= hi)
-    )
-
-
 def do_munmap(c: Ctx, s: State, v: int, part: str) -> Result:
     """munmap(2) of the whole vma, of its last unit (an aligned split), or of its first page (a
-    misaligned split, refused by ->may_split since M8)."""
+    misaligned split, refused by ->may_split since M8): the checker's three shapes of a range, all
+    unmapped by mm.change, the one munmap scenarios and impl use too. Guard: mmap_lock for write
+    waits for every fault on the vma."""
     vma = s.vmas[v]
     if vma.file < 0 or faulting(s, v):
         return None
     if part == "all":
-        s = _zap(s, v, vma.start, vma.end)
-        s = s._replace(vmas=set_at(s.vmas, v, Vma()))
-        return ("ok", vma_file_put(c, s, vma.file))
+        return mm.change(c, s, v, vma.start, vma.end, None)
     align = c.vma_align(s, v)
     if part == "tail":
-        cut = vma.end - align
-        if cut <= vma.start:
+        if vma.end - align <= vma.start:
             return None
-    else:
-        # one misaligned cut per vma: after it the vma is no longer aligned and a second cut would
-        # only walk vm_start towards vm_end (and make the state space infinite)
-        cut = vma.start + PAGE_SIZE
-        if align == PAGE_SIZE or not is_aligned(vma.start, align) or cut >= vma.end:
-            return None
-    if not is_aligned(cut, align) and c.prof.has_split:
-        return ("EINVAL", s)  # dev_dax_may_split: "!IS_ALIGNED(addr, align)"
-    if part == "tail":
-        s = _zap(s, v, cut, vma.end)
-        return ("ok", s._replace(vmas=set_at(s.vmas, v, vma._replace(end=cut))))
-    # split_vma at the cut: __split_huge_pmd clears only the huge entry the cut crosses (_zap takes
-    # every entry overlapping [start, cut)); the units after it keep theirs, as in the kernel
-    s = _zap(s, v, vma.start, cut)
-    new = vma._replace(start=cut, pgoff=vma.pgoff + (PAGE_SIZE >> PAGE_SHIFT))
-    return ("ok", s._replace(vmas=set_at(s.vmas, v, new)))
+        return mm.change(c, s, v, vma.end - align, vma.end, None)
+    # one misaligned cut per vma: after it the vma is no longer aligned and a second cut would only
+    # walk vm_start towards vm_end (and make the state space infinite)
+    cut = vma.start + PAGE_SIZE
+    if align == PAGE_SIZE or not is_aligned(vma.start, align) or cut >= vma.end:
+        return None
+    return mm.change(c, s, v, vma.start, cut, None)
 
 
 def do_fork(c: Ctx, s: State, v: int) -> Result:

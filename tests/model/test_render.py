@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from devdax.docgen import reference
 from devdax.model.checker import Result, check
-from devdax.model.docgen import reference
 from devdax.model.render import diff, extract_snippets, py, step_call, summary_line, variant_report
 from devdax.model.trace import StepSpec, replay, steps_of
 from devdax.spec.ctx import Ctx
@@ -140,6 +140,4 @@ def test_reference_is_current() -> None:
     got = reference()
     if UPDATE:
         path.write_text(got)
-    assert path.read_text() == got, (
-        "docs/reference.md is stale: python -m devdax.model.docgen > docs/reference.md"
-    )
+    assert path.read_text() == got, "docs/reference.md is stale: python -m devdax.docgen > docs/reference.md"

@@ -7,7 +7,7 @@ admin step (spec.admin.STEPS), every invariant and every variant. Nothing is res
 docstring changed in spec/ changes the page, and tests/model/test_render.py fails until the
 committed page is regenerated:
 
-    python -m devdax.model.docgen > docs/reference.md
+    python -m devdax.docgen > docs/reference.md
 """
 
 from __future__ import annotations
@@ -261,7 +261,7 @@ def reference() -> str:
     L: list[str] = [
         "# devdax reference",
         "",
-        "Generated from spec/ by `python -m devdax.model.docgen > docs/reference.md`; do not edit by hand "
+        "Generated from spec/ by `python -m devdax.docgen > docs/reference.md`; do not edit by hand "
         "(tests/model/test_render.py checks that this file is current). `devdax explain NAME` prints any "
         "entry below.",
         "",
