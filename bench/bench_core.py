@@ -30,15 +30,6 @@ K4, M2 = 4096, 2 << 20
 MiB = 1 << 20
 
 
-def median_time(fn: Callable[[], None], reps: int) -> float:
-    out = []
-    for _ in range(reps):
-        t0 = time.perf_counter()
-        fn()
-        out.append(time.perf_counter() - t0)
-    return statistics.median(out)
-
-
 def touch_pages(addr: int, length: int) -> None:
     """One load per 4K page from Python: every fault is taken with this interpreter's GIL held."""
     view = memoryview((ctypes.c_char * length).from_address(addr)).cast("B")

@@ -374,7 +374,7 @@ def check_invariant(cx: Context, name: str, timeout: float, label: str = "") -> 
 # Counterexamples to induction, for people
 # --------------------------------------------------------------------------------------------------
 
-PC_NAMES = {C_IDLE: "idle", C_LOCKED: "locked", C_CHECKED: "checked", C_DONE: "done"}
+PC_NAMES: dict[int, str] = {C_IDLE: "idle", C_LOCKED: "locked", C_CHECKED: "checked", C_DONE: "done"}
 RES_NAMES = {R_NONE: "-", R_NOPAGE: "NOPAGE", R_FALLBACK: "FALLBACK", R_SIGBUS: "SIGBUS"}
 
 

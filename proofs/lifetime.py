@@ -65,8 +65,14 @@ CODE = {name: i for i, name in enumerate(PROGS)}
 #: spec/ctx.oops records the first crash; the invariants read its kind
 OOPS_NONE, OOPS_NULL, OOPS_UAF, OOPS_REFCOUNT = 0, 1, 2, 3
 OOPS_NAMES = {OOPS_NONE: "-", OOPS_NULL: "null deref", OOPS_UAF: "use after free", OOPS_REFCOUNT: "underflow"}
-PHASES = {D_NONE: "none", D_CREATING: "creating", D_LIVE: "live", D_FAILED: "failed", D_RELEASED: "released"}
-RG_PHASES = {RG_NONE: "none", RG_LIVE: "live", RG_GONE: "gone"}
+PHASES: dict[int, str] = {
+    D_NONE: "none",
+    D_CREATING: "creating",
+    D_LIVE: "live",
+    D_FAILED: "failed",
+    D_RELEASED: "released",
+}
+RG_PHASES: dict[int, str] = {RG_NONE: "none", RG_LIVE: "live", RG_GONE: "gone"}
 #: the one mmap shape users try: a whole aligned MAP_SHARED|PROT_WRITE mapping (spec/variants SHARED_RW)
 SHARED_RW = MmapShape("shared-rw")
 

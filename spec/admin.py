@@ -2,8 +2,10 @@
 
 Creation and teardown are programs (lists of step names in spec/profiles.py) so that a variant can
 reorder or drop a step and the checker sees every interleaving of each step with faults, opens and
-mmaps. A step is a guarded function like any action: it returns the possible outcomes, or nothing
-while it is blocked (synchronize_wait waits for pre-existing readers).
+mmaps. A step is a guarded function like any action: it returns the possible outcomes, or None while
+it is blocked (synchronize_wait waits for pre-existing readers), the convention of every action in
+spec/ (state.Outcome). A step that does not apply to this device (the kernel function returns early,
+or the object was never created) returns SKIP, and its program moves past it at once.
 
 Teardown protocol (kernel-semantics.md section 4): alive = false; synchronize_(s)rcu();
 unmap_mapping_range(); only then cdev_del / device_unregister / put. Creation order: section 1.2.
@@ -42,8 +44,8 @@ class Goto:
     state: State
 
 
-StepOutcome = tuple[str, State | Goto | None]  # None: the step does not apply here, skip it
-StepFn = Callable[[Ctx, State, int], list[StepOutcome]]
+StepOutcome = tuple[str, State | Goto | None]  # SKIP's None: the step does not apply here
+StepFn = Callable[[Ctx, State, int], list[StepOutcome] | None]
 STEPS: dict[str, StepFn] = {}
 
 
@@ -260,13 +262,13 @@ def synchronize_start(c: Ctx, s: State, d: int) -> list[StepOutcome]:
 
 
 @step
-def synchronize_wait(c: Ctx, s: State, d: int) -> list[StepOutcome]:
+def synchronize_wait(c: Ctx, s: State, d: int) -> list[StepOutcome] | None:
     """The grace period ends once no pre-existing reader is left (blocked until then). "rcu is
     ensuring that any fault handlers that might have seen dax_dev->alive == true, have completed"."""
     if not s.gp:
         return SKIP
     if any(cpu.pre_gp for cpu in s.cpus):
-        return []
+        return None
     return ok(s._replace(gp=False))
 
 
@@ -414,6 +416,8 @@ def admin_steps(c: Ctx, s: State) -> list[tuple[str, int, str, State]]:
     while pc < len(prog):
         name, arg, kill_end = prog[pc]
         outs = STEPS[name](c, s, arg)
+        if outs is None:
+            return []  # blocked: the program waits here
         if outs == SKIP:
             pc += 1
             continue

@@ -10,7 +10,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields
 
 from devdax.spec.geometry import (
-    ALIGN_NAMES,
     FAULT_SIZES,
     PAGE_SIZE,
     Range,
@@ -195,7 +194,3 @@ class Layout:
 
     def size(self, dev: int) -> int:
         return sum(r.end - r.start + 1 for r in self.ranges[dev])
-
-
-def align_name(align: int) -> str:
-    return ALIGN_NAMES[align]

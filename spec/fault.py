@@ -37,12 +37,11 @@ from devdax.spec.state import (
     R_SIGBUS,
     Cpu,
     Entry,
+    Outcome,
     State,
     set_at,
 )
 from devdax.spec.vma import vma_flags
-
-Result = tuple[str, State] | None
 
 
 def covered(s: State, v: int, addr: int) -> bool:
@@ -67,7 +66,7 @@ def _put_cpu(s: State, i: int, cpu: Cpu) -> State:
     return s._replace(cpus=set_at(s.cpus, i, cpu))
 
 
-def fault_lock(c: Ctx, s: State, i: int, v: int, addr: int, size: int | None = None) -> Result:
+def fault_lock(c: Ctx, s: State, i: int, v: int, addr: int, size: int | None = None) -> Outcome | None:
     """The mm calls ->huge_fault (first at the largest size); it takes dax_read_lock()/
     rcu_read_lock(). A reader that enters now is not one the current grace period waits for."""
     cpu = s.cpus[i]
@@ -91,7 +90,7 @@ def first_size(c: Ctx, nohuge: bool) -> int:
     return PAGE_SIZE if nohuge else c.cfg.first_fault_bytes
 
 
-def fault_check(c: Ctx, s: State, i: int) -> Result:
+def fault_check(c: Ctx, s: State, i: int) -> Outcome | None:
     """check_vma (alive first), fault-size negotiation, pgoff_to_phys."""
     cpu = s.cpus[i]
     if cpu.pc != C_LOCKED:
@@ -125,7 +124,7 @@ def fault_check(c: Ctx, s: State, i: int) -> Result:
     return (dec.result.value + tag, _put_cpu(s, i, cpu._replace(pc=C_DONE, result=res)))
 
 
-def fault_insert(c: Ctx, s: State, i: int) -> Result:
+def fault_insert(c: Ctx, s: State, i: int) -> Outcome | None:
     """vmf_insert_mixed / vmf_insert_pfn_pmd / _pud: install exactly one entry of the fault size.
     Another CPU may have installed it first (-EBUSY counts as success). May sleep (pte_alloc)."""
     cpu = s.cpus[i]
@@ -137,7 +136,7 @@ def fault_insert(c: Ctx, s: State, i: int) -> Result:
     return ("ok", s._replace(entries=s.entries | {Entry(cpu.vma, cpu.addr, cpu.size, cpu.phys)}))
 
 
-def fault_unlock(c: Ctx, s: State, i: int) -> Result:
+def fault_unlock(c: Ctx, s: State, i: int) -> Outcome | None:
     """dax_read_unlock(); the handler returns NOPAGE, SIGBUS or FALLBACK to the mm."""
     cpu = s.cpus[i]
     if cpu.pc != C_DONE:

@@ -10,9 +10,7 @@ from __future__ import annotations
 from devdax.spec.ctx import Ctx
 from devdax.spec.kobject import dax_dev_put, file_holder_get, file_holder_put
 from devdax.spec.profiles import OpenLookup
-from devdax.spec.state import D_LIVE, File, State, set_at
-
-Result = tuple[str, State] | None
+from devdax.spec.state import D_LIVE, File, Outcome, State, set_at
 
 
 def free_slot(slots: tuple[File, ...] | tuple[object, ...], empty: object) -> int:
@@ -45,7 +43,7 @@ def chrdev_lookup(c: Ctx, s: State, d: int) -> int:
     return -1
 
 
-def do_open(c: Ctx, s: State, d: int, writable: bool, readable: bool = True) -> Result:
+def do_open(c: Ctx, s: State, d: int, writable: bool, readable: bool = True) -> Outcome | None:
     """open(node of device d, O_RDWR or O_RDONLY) -> ok | ENXIO. Guard: a free file slot and a node
     (the device got a minor once)."""
     f = free_slot(s.files, File())
@@ -69,7 +67,7 @@ def file_put(c: Ctx, s: State, f: int) -> State:
     return file_holder_put(c, s, fl.dev)
 
 
-def do_close(c: Ctx, s: State, f: int) -> Result:
+def do_close(c: Ctx, s: State, f: int) -> Outcome | None:
     """close(fd). Mappings made through it keep the file, so nothing may be released yet."""
     fl = s.files[f]
     if not fl.fd:

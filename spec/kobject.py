@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from devdax.spec.ctx import Ctx, oops
 from devdax.spec.profiles import Lifetime
-from devdax.spec.state import D_RELEASED, RG_NONE, Dev, Region, State, set_at
+from devdax.spec.state import D_RELEASED, Dev, Region, State, set_at
 
 
 def put_dev(s: State, d: int, dev: Dev) -> State:
@@ -116,7 +116,3 @@ def file_holder_put(c: Ctx, s: State, d: int) -> State:
         s = dax_dev_put(c, s, d)
         return device_put(c, s, d)
     return cdev_put(c, s, d)
-
-
-def region_exists(s: State, r: int) -> bool:
-    return s.regions[r].phase != RG_NONE and not s.regions[r].freed

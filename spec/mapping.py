@@ -9,12 +9,10 @@ from __future__ import annotations
 
 from devdax.spec.ctx import Ctx, oops
 from devdax.spec.kobject import device_put, put_dev
-from devdax.spec.state import D_RELEASED, State
-
-Result = tuple[str, State] | None
+from devdax.spec.state import D_RELEASED, Outcome, State
 
 
-def mapping_release(c: Ctx, s: State, d: int) -> Result:
+def mapping_release(c: Ctx, s: State, d: int) -> Outcome | None:
     """dax_mapping_release(): runs whenever the last holder of an unregistered child lets go (a
     sysfs reader, a delayed kobject release), independent of the parent's teardown."""
     dev = s.devs[d]

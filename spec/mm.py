@@ -16,9 +16,7 @@ from collections.abc import Callable
 from devdax.spec.ctx import Ctx
 from devdax.spec.file import free_slot, vma_file_get, vma_file_put
 from devdax.spec.geometry import PAGE_SHIFT, PAGE_SIZE, is_aligned, round_up
-from devdax.spec.state import Entry, State, Vma, set_at
-
-Result = tuple[str, State]
+from devdax.spec.state import Entry, Outcome, State, Vma, set_at
 
 
 def may_split(c: Ctx, addr: int, align: int | None = None) -> bool:
@@ -31,7 +29,7 @@ def _piece(v: Vma, lo: int, hi: int) -> Vma:
     return v._replace(start=lo, end=hi, pgoff=v.pgoff + ((lo - v.start) >> PAGE_SHIFT))
 
 
-def change(c: Ctx, s: State, v: int, lo: int, hi: int, update: Callable[[Vma], Vma] | None) -> Result:
+def change(c: Ctx, s: State, v: int, lo: int, hi: int, update: Callable[[Vma], Vma] | None) -> Outcome:
     """Apply `update` to [lo, hi) of vma v (None unmaps it), splitting at lo and hi when they fall
     inside: __split_vma asks may_split for each cut. The parts keep their entries; a huge entry that
     a cut crosses is zapped whole (split_huge_pmd on a devmap pmd just clears it)."""
@@ -91,7 +89,7 @@ def check_range(addr: int, length: int) -> str | None:
     return None
 
 
-def mprotect(c: Ctx, s: State, v: int, lo: int, hi: int, read: bool, write: bool) -> Result:
+def mprotect(c: Ctx, s: State, v: int, lo: int, hi: int, read: bool, write: bool) -> Outcome:
     """mprotect_fixup(): PROT_WRITE on a shared mapping of a file opened read-only has no
     VM_MAYWRITE -> EACCES (checked before any split); then the split rule."""
     vma = s.vmas[v]
@@ -100,7 +98,7 @@ def mprotect(c: Ctx, s: State, v: int, lo: int, hi: int, read: bool, write: bool
     return change(c, s, v, lo, hi, lambda p: p._replace(read=read, write=write))
 
 
-def madvise(c: Ctx, s: State, v: int, lo: int, hi: int, advice: str) -> Result:
+def madvise(c: Ctx, s: State, v: int, lo: int, hi: int, advice: str) -> Outcome:
     """madvise(2) on a device-dax vma, by advice (mm/madvise.c)."""
     vma = s.vmas[v]
     if advice in ("MADV_DONTFORK", "MADV_DOFORK"):
@@ -132,12 +130,7 @@ def zap(s: State, v: int, lo: int, hi: int) -> State:
     return s._replace(entries=keep)
 
 
-def mremap_shrink(c: Ctx, s: State, v: int, new_end: int) -> Result:
-    """mremap() to a smaller size unmaps the tail: a cut like munmap's, so may_split decides."""
-    return change(c, s, v, new_end, s.vmas[v].end, None)
-
-
-def mremap_grow(c: Ctx, s: State, v: int, new_end: int) -> Result:
+def mremap_grow(c: Ctx, s: State, v: int, new_end: int) -> Outcome:
     """mremap() to a larger size: no driver hook is asked (no ->mremap, no split), so the vma simply
     ends at new_end, aligned or not; every later fault runs check_vma, which refuses a misaligned
     vma with SIGBUS (devdax-tests.md 17). The model always finds room (in place or moved)."""

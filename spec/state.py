@@ -12,25 +12,50 @@ invariants.refcount_exact.
 
 from __future__ import annotations
 
+from enum import IntEnum
 from typing import NamedTuple, TypeVar
 
 T = TypeVar("T")
 
-# --- dax_region.phase
-RG_NONE, RG_LIVE, RG_GONE = 0, 1, 2
-# --- dax_dev.phase
-D_NONE, D_CREATING, D_LIVE, D_FAILED, D_RELEASED = 0, 1, 2, 3, 4
-PHASE_NAMES = {
-    D_NONE: "none",
-    D_CREATING: "creating",
-    D_LIVE: "live",
-    D_FAILED: "failed",
-    D_RELEASED: "released",
-}
-# --- cpu.pc: where a CPU is in dev_dax_huge_fault()
-C_IDLE, C_LOCKED, C_CHECKED, C_DONE = 0, 1, 2, 3
-CPU_PC_NAMES = {C_IDLE: "idle", C_LOCKED: "locked", C_CHECKED: "checked", C_DONE: "done"}
-# --- fault results carried from check to unlock
+
+class RegionPhase(IntEnum):
+    """dax_region lifetime: alloc_dax_region() makes it LIVE, dax_region_unregister() GONE."""
+
+    NONE = 0
+    LIVE = 1
+    GONE = 2
+
+
+class DevPhase(IntEnum):
+    """dev_dax lifetime: devm_create_dev_dax() runs while CREATING; a failed create ends FAILED; the
+    last put_device() of a LIVE or FAILED device makes it RELEASED."""
+
+    NONE = 0
+    CREATING = 1
+    LIVE = 2
+    FAILED = 3
+    RELEASED = 4
+
+
+class CpuPc(IntEnum):
+    """Where a CPU is in dev_dax_huge_fault(): before the read lock, holding it, past the checks
+    (dax_dev_check_vma, pgoff_to_phys), done inserting."""
+
+    IDLE = 0
+    LOCKED = 1
+    CHECKED = 2
+    DONE = 3
+
+
+# The module-level spellings every action and encoding uses. IntEnum members are ints (same hash, same
+# equality, same z3 coercion), so states built before and after are the same states.
+RG_NONE, RG_LIVE, RG_GONE = RegionPhase
+D_NONE, D_CREATING, D_LIVE, D_FAILED, D_RELEASED = DevPhase
+C_IDLE, C_LOCKED, C_CHECKED, C_DONE = CpuPc
+PHASE_NAMES: dict[int, str] = {p: p.name.lower() for p in DevPhase}
+CPU_PC_NAMES: dict[int, str] = {p: p.name.lower() for p in CpuPc}
+# Cpu.result: a geometry.FaultResult carried from the check to the unlock, as a small int (the state is
+# hashed millions of times); R_NONE while no check has run
 R_NONE, R_NOPAGE, R_FALLBACK, R_SIGBUS = 0, 1, 2, 3
 RESULT_NAMES = {R_NONE: "-", R_NOPAGE: "NOPAGE", R_FALLBACK: "FALLBACK", R_SIGBUS: "SIGBUS"}
 
@@ -38,7 +63,7 @@ RESULT_NAMES = {R_NONE: "-", R_NOPAGE: "NOPAGE", R_FALLBACK: "FALLBACK", R_SIGBU
 class Region(NamedTuple):
     """struct dax_region (section 1.1)."""
 
-    phase: int = RG_NONE
+    phase: RegionPhase = RG_NONE
     kref: int = 0
     ida: int = 0  # per-region instance ids in use (bitmask)
     provider_ref: bool = False  # the probe's own reference, dropped once children own the region
@@ -49,7 +74,7 @@ class Region(NamedTuple):
 class Dev(NamedTuple):
     """struct dax_dev / dev_dax with its embedded struct device and struct cdev (section 1.2)."""
 
-    phase: int = D_NONE
+    phase: DevPhase = D_NONE
     id: int = -1  # per-region instance id (the Y of daxX.Y)
     minor: int = -1
     id_held: bool = False  # the id bit in region->ida belongs to this instance
@@ -109,7 +134,7 @@ class Entry(NamedTuple):
 class Cpu(NamedTuple):
     """A CPU running the fault handler. CPUs are interchangeable: the checker sorts them."""
 
-    pc: int = C_IDLE
+    pc: CpuPc = C_IDLE
     left: int = 0  # faults this CPU will still take
     nest: int = 0  # read-side nesting (dax_read_lock / rcu_read_lock)
     pre_gp: bool = False  # its read section began before the grace period in progress
@@ -156,5 +181,8 @@ def ida_alloc(mask: int, limit: int | None = None) -> int | None:
     return None if limit is not None and i >= limit else i
 
 
-def generation_of(dev: int, devices_per_region: int) -> int:
-    return dev // devices_per_region
+#: What an action did: "ok", an errno name ("EINVAL"), a fault result ("SIGBUS") or "OOPS", with the
+#: state after it. Every action in spec/ returns ``Outcome | None``: None when its guard is false, so
+#: that the action is not enabled in this state (a user call blocks, an admin program waits). The
+#: range operations of mm.py are always enabled once called and return a plain Outcome.
+Outcome = tuple[str, State]

@@ -11,7 +11,7 @@ the ties that matter in practice (identical files with identical vmas).
 
 from __future__ import annotations
 
-from devdax.spec.state import Cpu, Entry, File, State, Vma
+from devdax.spec.state import Entry, State, Vma
 
 
 def canonical(s: State) -> State:
@@ -61,11 +61,3 @@ def canonical(s: State) -> State:
     if new_files == files and new_vmas == vmas and new_cpus == cpus and new_entries == entries:
         return s
     return s._replace(files=new_files, vmas=new_vmas, cpus=new_cpus, entries=new_entries)
-
-
-def is_empty_file(f: File) -> bool:
-    return f.dev < 0
-
-
-def cpu_sort_key(c: Cpu) -> tuple[int, ...]:
-    return tuple(int(x) for x in c)

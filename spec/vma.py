@@ -13,18 +13,17 @@ import errno
 from devdax.spec import mm
 from devdax.spec.config import FIXED_BASE, MM_WINDOW, MmapShape
 from devdax.spec.ctx import Ctx, oops
-from devdax.spec.file import Result, free_slot, vma_file_get
+from devdax.spec.file import free_slot, vma_file_get
 from devdax.spec.geometry import (
     PAGE_SHIFT,
     PAGE_SIZE,
-    PrivateTest,
     VmaFlags,
     check_vma,
     dax_get_unmapped_area,
     is_aligned,
     round_up,
 )
-from devdax.spec.state import C_IDLE, State, Vma, set_at
+from devdax.spec.state import C_IDLE, Outcome, State, Vma, set_at
 
 
 def vma_flags(v: Vma) -> VmaFlags:
@@ -37,7 +36,7 @@ def _mm_alloc(length: int) -> int:
     return MM_WINDOW
 
 
-def do_mmap(c: Ctx, s: State, f: int, shape: MmapShape) -> Result:
+def do_mmap(c: Ctx, s: State, f: int, shape: MmapShape) -> Outcome | None:
     """mmap(NULL or fixed, len, prot, flags, fd, off): do_mmap's generic checks, then
     dax_get_unmapped_area, then dax_mmap -> check_vma. Guard: an open fd and a free vma slot."""
     fl = s.files[f]
@@ -89,7 +88,7 @@ def faulting(s: State, v: int) -> bool:
     return any(cpu.vma == v and (cpu.pc != C_IDLE or cpu.result) for cpu in s.cpus)
 
 
-def do_munmap(c: Ctx, s: State, v: int, part: str) -> Result:
+def do_munmap(c: Ctx, s: State, v: int, part: str) -> Outcome | None:
     """munmap(2) of the whole vma, of its last unit (an aligned split), or of its first page (a
     misaligned split, refused by ->may_split since M8): the checker's three shapes of a range, all
     unmapped by mm.change, the one munmap scenarios and impl use too. Guard: mmap_lock for write
@@ -112,7 +111,7 @@ def do_munmap(c: Ctx, s: State, v: int, part: str) -> Result:
     return mm.change(c, s, v, vma.start, cut, None)
 
 
-def do_fork(c: Ctx, s: State, v: int) -> Result:
+def do_fork(c: Ctx, s: State, v: int) -> Outcome | None:
     """fork(): the child gets a copy of the vma unless VM_DONTCOPY; 4.x copies the entries
     (VM_MIXEDMAP), modern children refault. The copy stands for the child's mapping; the child's
     exit is a munmap of it."""
@@ -129,12 +128,8 @@ def do_fork(c: Ctx, s: State, v: int) -> Result:
     return ("ok", s)
 
 
-def do_madvise_dontfork(c: Ctx, s: State, v: int) -> Result:
+def do_madvise_dontfork(c: Ctx, s: State, v: int) -> Outcome | None:
     vma = s.vmas[v]
     if vma.file < 0 or vma.dontcopy or faulting(s, v):
         return None
     return ("ok", s._replace(vmas=set_at(s.vmas, v, vma._replace(dontcopy=True))))
-
-
-def private_test_name(t: PrivateTest) -> str:
-    return t.value

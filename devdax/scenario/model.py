@@ -19,7 +19,7 @@ from devdax.spec.ctx import Ctx
 from devdax.spec.file import do_close, do_open
 from devdax.spec.geometry import PAGE_SIZE, make_ranges, round_up
 from devdax.spec.profiles import get_profile
-from devdax.spec.state import C_IDLE, R_FALLBACK, State, Vma
+from devdax.spec.state import C_IDLE, R_FALLBACK, Outcome, State, Vma
 from devdax.spec.system import init
 from devdax.spec.vma import do_fork, do_mmap, do_munmap
 
@@ -298,7 +298,7 @@ def _covered(r: _Run, lo: int, hi: int, vmas: list[int]) -> bool:
     return at >= hi
 
 
-RangeFn = Callable[[Ctx, State, int, int, int], mm.Result]
+RangeFn = Callable[[Ctx, State, int, int, int], Outcome]
 
 
 def _apply(r: _Run, m: _Map, lo: int, hi: int, vmas: list[int], fn: RangeFn) -> str:

@@ -89,7 +89,9 @@ def test_alloc_is_the_spec_lowest_free_minor() -> None:
     s: State = init(c)
     s = s._replace(minors=0b101)
     s = s._replace(devs=set_at(s.devs, 1, s.devs[1]._replace(phase=D_CREATING)))
-    ((_, nxt),) = STEPS["ida_alloc_minor"](c, s, 1)
+    outs = STEPS["ida_alloc_minor"](c, s, 1)
+    assert outs is not None
+    ((_, nxt),) = outs
     assert isinstance(nxt, State)
     spec_minor = nxt.devs[1].minor
     sys = M.system(M.rules_of(c.prof))

@@ -45,6 +45,7 @@ from devdax.spec.state import (
     Admin,
     Cpu,
     Dev,
+    DevPhase,
     Entry,
     File,
     Region,
@@ -104,7 +105,7 @@ def _region(r: DaxRegion) -> Region:
 
 def _dev(d: DevDax, minor_base: int) -> Dev:
     return Dev(
-        phase=d.phase,
+        phase=DevPhase(d.phase),
         id=d.id,
         minor=d.minor - minor_base if d.minor >= 0 else -1,
         id_held=d.id_held,
