@@ -280,7 +280,11 @@ MODERN = Profile(
 )
 
 PROFILES: dict[str, Profile] = {p.name: p for p in (V47, V410, MODERN)}
+#: The profile `devdax check` and `devdax prove` take when none is named.
 DEFAULT_PROFILE = "v4.10"
+#: The profile of the kernels `devdax conformance` boots (6.1, 6.12, 7.2): what scenario files and the
+#: emulation assume when they name none.
+CURRENT_PROFILE = "modern"
 
 
 def get_profile(name: str) -> Profile:

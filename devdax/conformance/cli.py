@@ -1,6 +1,6 @@
 """`devdax conformance [--kernel 6.1|6.12|7.2|all] [FILES...] [--json] [--record] [--update-known]`.
 
-Runs the scenario files on real Debian kernels under QEMU and compares the spec (model) and the
+Runs the scenario files on real Debian kernels under QEMU and compares the spec and the
 emulation (impl) with what each kernel did. Prints a progress line per boot and a table per kernel;
 with ``--json`` one object per step instead. ``--record`` writes tests/kernel-results/<release>/,
 ``--update-known`` rewrites the list of known disagreements from this run (keeping notes).
@@ -53,11 +53,11 @@ def _tools_present() -> bool:
 
 
 def predictions(scenarios: Sequence[fmt.Scenario]) -> dict[tuple[str, str], list[str]]:
-    """model and impl outcome lists per scenario file; a backend that raises is a visible error."""
+    """spec and impl outcome lists per scenario file; a backend that raises is a visible error."""
     from devdax.scenario.cli import backend
 
     out: dict[tuple[str, str], list[str]] = {}
-    for name in ("model", "impl"):
+    for name in ("spec", "impl"):
         b = backend(name)
         for sc in scenarios:
             out[(name, Path(sc.file).name)] = b.run(sc)
@@ -124,12 +124,12 @@ def main(argv: Sequence[str]) -> int:
                 "linux": r.linux,
                 "kernel": r.kernel,
                 "detail": r.detail,
-                "model": preds[("model", r.file)][r.step],
+                "spec": preds[("spec", r.file)][r.step],
                 "impl": preds[("impl", r.file)][r.step],
             }
             if sc.expect is not None:
                 obj["expect"] = sc.expect[r.step]
-            obj["agree"] = not any((r.linux, r.file, r.step, b) in by_step for b in ("model", "impl"))
+            obj["agree"] = not any((r.linux, r.file, r.step, b) in by_step for b in ("spec", "impl"))
             print(json.dumps(obj))
     else:
         _table(booted, rows, found, new)
@@ -186,7 +186,7 @@ def _live_rows(
 
 
 def _recorded_rows(names: Sequence[str], files: Sequence[Path]) -> tuple[list[record.Recorded], list[str]]:
-    """``--recorded``: the recordings stand in for a run (no boot), e.g. to re-check model and impl."""
+    """``--recorded``: the recordings stand in for a run (no boot), e.g. to re-check spec and impl."""
     wanted = {f.name for f in files}
     rows = [r for r in record.load() if r.linux in names and r.file in wanted]
     booted = sorted({r.linux for r in rows}, key=list(names).index)
@@ -240,13 +240,13 @@ def _table(
     found: Sequence[record.Disagreement],
     new: Sequence[record.Disagreement],
 ) -> None:
-    head = ("kernel", "scenarios", "steps", "OOPS", "model agrees", "impl agrees", "new")
+    head = ("kernel", "scenarios", "steps", "OOPS", "spec agrees", "impl agrees", "new")
     print(f"{head[0]:8} {head[1]:>9} {head[2]:>6} {head[3]:>5} {head[4]:>14} {head[5]:>14} {head[6]:>4}")
     for n in booted:
         mine = [r for r in rows if r.linux == n and not record.not_run(r)]
         steps = sum(r.step >= 0 for r in mine)  # teardown rows (step -1) count only as oopses
         cells = []
-        for b in ("model", "impl"):
+        for b in ("spec", "impl"):
             bad = sum(1 for d in found if d.linux == n and d.backend == b)
             cells.append(f"{steps - bad}/{steps}")
         print(

@@ -6,7 +6,7 @@ line, ``uname -r``, Debian package and version, accelerator, the date of the las
 outcome and detail). The file hash
 makes a recording of an edited scenario stale rather than silently wrong.
 
-``disagreements.json`` beside the recordings lists every step where model or impl does not predict
+``disagreements.json`` beside the recordings lists every step where spec or impl does not predict
 what a kernel did, each with a status: ``open`` (a devdax bug to fix, issue 12) or ``deliberate``
 (a difference kept on purpose, with its reason). Anything not listed is a new disagreement and fails
 `devdax conformance` and the test suite; a listed one that no longer occurs is stale and fails too,

@@ -1,6 +1,6 @@
 """`devdax scenario run|diff`: run scenario files on one backend, or compare backends step by step.
 
-Backends: `model` (the spec's prediction, devdax.scenario.model) and `impl` (the emulation,
+Backends: `spec` (the spec's prediction, devdax.scenario.spec_backend) and `impl` (the emulation,
 devdax.scenario.impl_backend, which imports devdax.impl: only the CLI and tests may). Output is one
 JSON object per step and a summary line (docs/scenario-format.md, Output); with `expect` present the exit
 status is 1 if any outcome differs. Usage errors exit 2 with one line.
@@ -17,7 +17,7 @@ from pathlib import Path
 
 from devdax.scenario import format as fmt
 
-BACKENDS = ("model", "impl", "kernel")
+BACKENDS = ("spec", "impl", "kernel")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -27,10 +27,10 @@ class _Parser(argparse.ArgumentParser):
 
 
 def backend(name: str) -> fmt.Backend:
-    if name == "model":
-        from devdax.scenario.model import ModelBackend
+    if name == "spec":
+        from devdax.scenario.spec_backend import SpecBackend
 
-        return ModelBackend()
+        return SpecBackend()
     if name == "impl":
         mod = importlib.import_module("devdax.scenario.impl_backend")
         b: fmt.Backend = mod.ImplBackend()
@@ -64,10 +64,10 @@ def main(argv: Sequence[str]) -> int:
     ap = _Parser(prog="devdax scenario", description=__doc__)
     sub = ap.add_subparsers(dest="cmd", required=True)
     run = sub.add_parser("run", help="run scenarios on one backend")
-    run.add_argument("--backend", default="model", choices=BACKENDS)
+    run.add_argument("--backend", default="spec", choices=BACKENDS)
     run.add_argument("files", nargs="+", help="scenario files or folders")
     diff = sub.add_parser("diff", help="run on several backends and show where they disagree")
-    diff.add_argument("--backends", default="model,impl")
+    diff.add_argument("--backends", default="spec,impl")
     diff.add_argument("files", nargs="+")
     args = ap.parse_args(list(argv))
     try:

@@ -38,10 +38,10 @@ from devdax.scenario.schema import (
     ALIGNS as ALIGNS,
 )
 from devdax.scenario.schema import (
-    DEFAULT_ALIGN as DEFAULT_ALIGN,
+    CURRENT_PROFILE as CURRENT_PROFILE,
 )
 from devdax.scenario.schema import (
-    DEFAULT_PROFILE as DEFAULT_PROFILE,
+    DEFAULT_ALIGN as DEFAULT_ALIGN,
 )
 from devdax.scenario.schema import (
     DEFAULT_REGION_SIZE as DEFAULT_REGION_SIZE,

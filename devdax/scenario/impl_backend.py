@@ -4,7 +4,7 @@ Every step becomes the matching call on real objects: open() on the device node,
 memory, touches that really fault through the handler process (a signal is reported, not taken:
 process_vm_readv/writev turn SIGBUS into EFAULT, and fork_touch runs the access in a forked child),
 disable/enable run the profile's unbind/bind programs (modern) or provider removal and a new probe
-(older profiles). The skip rule is the model backend's: a step that uses a handle whose creating step
+(older profiles). The skip rule is the spec backend's: a step that uses a handle whose creating step
 failed is "skipped".
 
 Each scenario gets its own DaxBus (its own handler process), closed afterwards, so scenarios cannot

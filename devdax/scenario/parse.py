@@ -19,8 +19,8 @@ from typing import TypeVar
 
 from devdax.scenario.schema import (
     ALIGNS,
+    CURRENT_PROFILE,
     DEFAULT_ALIGN,
-    DEFAULT_PROFILE,
     DEFAULT_REGION_SIZE,
     FALLOC_PUNCH_HOLE,
     FORMAT_ID,
@@ -449,7 +449,7 @@ def parse(data: object, file: str = "<memory>") -> Scenario:
         raise top.error("format", f"expected {FORMAT_ID!r}, got {data.get('format')!r}")
     name = top.wrap("name", _as_str, data.get("name"))
     source = top.wrap("source", _as_str, data["source"]) if "source" in data else ""
-    profile = data.get("profile", DEFAULT_PROFILE)
+    profile = data.get("profile", CURRENT_PROFILE)
     if profile not in PROFILES:
         raise top.error("profile", f"expected one of {', '.join(PROFILES)}, got {profile!r}")
     setup = _parse_setup(top, data)

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from typing import ClassVar, Literal, Protocol, TypeAlias, runtime_checkable
 
 from devdax.spec import abi
+from devdax.spec.profiles import CURRENT_PROFILE as CURRENT_PROFILE
+from devdax.spec.profiles import PROFILES as SPEC_PROFILES
 
 FORMAT_ID = "devdax-scenario/1"
 
@@ -24,10 +26,10 @@ G = 1024 * M
 #: Device alignments the kernel supports for device-dax (PAGE_SIZE, PMD_SIZE, PUD_SIZE on x86-64).
 ALIGNS: frozenset[int] = frozenset({4 * K, 2 * M, 1 * G})
 
-#: Kernel behaviour profiles. ``modern`` is the default target; the older ones exist because
-#: device-dax changed user-visible behaviour (private mappings in 4.7, teardown in 4.10).
-PROFILES: tuple[str, ...] = ("v4.7", "v4.10", "modern")
-DEFAULT_PROFILE = "modern"
+#: Kernel behaviour profiles, spec/profiles.py's. A file that names none runs under CURRENT_PROFILE; the
+#: older ones exist because device-dax changed user-visible behaviour (private mappings in 4.7,
+#: teardown in 4.10).
+PROFILES: tuple[str, ...] = tuple(SPEC_PROFILES)
 
 DEFAULT_REGION_SIZE = 64 * M
 DEFAULT_ALIGN = 2 * M

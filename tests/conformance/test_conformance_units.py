@@ -88,8 +88,8 @@ def test_compare_and_known_list(tmp_path: Path) -> None:
         record.Recorded("6.1", "a.json", "x", 1, "mmap", "EINVAL", None),
         record.Recorded("6.1", "a.json", "x", -1, "teardown", "OOPS", "list_del"),
     ]
-    found = record.compare(rec, {("model", "a.json"): ["ok", "ok"], ("impl", "a.json"): ["ok", "EINVAL"]})
-    assert [(d.backend, d.step, d.kernel, d.predicted) for d in found] == [("model", 1, "EINVAL", "ok")]
+    found = record.compare(rec, {("spec", "a.json"): ["ok", "ok"], ("impl", "a.json"): ["ok", "EINVAL"]})
+    assert [(d.backend, d.step, d.kernel, d.predicted) for d in found] == [("spec", 1, "EINVAL", "ok")]
     path = tmp_path / "known.json"
     record.write_known(found, path)
     entry = json.loads(path.read_text())[0]
@@ -159,7 +159,7 @@ def test_recording_a_subset_replaces_only_those_files(tmp_path: Path) -> None:
 def test_a_scenario_not_set_up_is_not_compared() -> None:
     r = record.Recorded("6.1", "a.json", "1", 0, "open", "skipped", record.SETUP + "no pmem region")
     assert record.not_run(r)
-    assert record.compare([r], {("model", "a.json"): ["ok"]}) == []
+    assert record.compare([r], {("spec", "a.json"): ["ok"]}) == []
 
 
 class _FakeMachine:

@@ -4,7 +4,7 @@ is the spec's (the model backend's) prediction for the same sequence.
 Hypothesis draws scenario files (the devdax-scenario/1 format, validated by its loader) of up to 30
 steps over one or two devices: opens with every access mode, mmaps of every shape, range calls that
 cut vmas at aligned and misaligned addresses, touches and checks, forks, unbind/bind cycles, and the
-calls dax_fops lacks. Each one runs on the spec (ModelBackend) and on the emulation (ImplBackend on
+calls dax_fops lacks. Each one runs on the spec (SpecBackend) and on the emulation (ImplBackend on
 one shared DaxBus, everything the scenario made undone after it). After the run no fd, no mapping of
 ours, no thread and no process is left over.
 
@@ -26,7 +26,7 @@ from hypothesis import strategies as st
 from devdax.impl.dax import DaxBus
 from devdax.scenario import format as fmt
 from devdax.scenario.impl_backend import ImplBackend
-from devdax.scenario.model import ModelBackend
+from devdax.scenario.spec_backend import SpecBackend
 
 K4, M2 = 4096, 2 << 20
 FDS = ("f0", "f1", "f2")
@@ -183,7 +183,7 @@ def scenarios(draw: st.DrawFn) -> dict[str, Any]:
             steps.append(step)
         elif op == "mremap":
             # old_length = the whole mapping: a shrink of the head of a longer vma leaves a tail vma
-            # that the model backend's mremap forgets (devdax/scenario/model.py _mremap keeps only
+            # that the model backend's mremap forgets (devdax/scenario/spec_backend.py _mremap keeps only
             # the slots it had), so the emulation (which keeps it, as the kernel does) would differ
             # A growth is whole align units: impl's MREMAP_MAYMOVE maps the vma anew without its
             # installed entries (impl/README-dax.md), and whether it must move depends on what lies
@@ -266,7 +266,7 @@ def _children() -> set[str]:
 def _random_sequences(data: dict[str, Any]) -> None:
     sc = fmt.parse(json.loads(json.dumps(data)), "random.json")
     try:
-        want = ModelBackend().run(sc)
+        want = SpecBackend().run(sc)
     except fmt.ScenarioError:
         assume(False)  # the model's own slot bounds (32 files/vmas), not a semantic answer
         return

@@ -1,6 +1,6 @@
 """One user program run on the impl and on the spec together, compared after every operation.
 
-The spec side is a single-threaded interpreter like devdax/scenario/model.py: every operation is the
+The spec side is a single-threaded interpreter like devdax/scenario/spec_backend.py: every operation is the
 spec action it stands for (do_open, do_mmap, ...), a touch is one fault on CPU 0 through
 fault_lock/check/insert/unlock, disable/enable run the admin programs to completion. The impl side is
 the same call on real objects. After each operation ``Driver.check`` demands: equal outcomes,
@@ -548,7 +548,7 @@ class Driver:
         return self._spec_fault(v, addr)
 
     def _spec_fault(self, v: int, addr: int) -> str:
-        """One fault on CPU 0 through the spec's steps (as devdax/scenario/model.py)."""
+        """One fault on CPU 0 through the spec's steps (as devdax/scenario/spec_backend.py)."""
         c = self.c
         res = fault.fault_lock(c, self.s, 0, v, addr)
         assert res is not None

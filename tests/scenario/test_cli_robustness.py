@@ -36,7 +36,7 @@ def test_deeply_nested_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
     assert rc == 2 and "deep.json" in line and "nested too deeply" in line
 
 
-def test_more_files_than_the_model_holds_names_the_step(
+def test_more_files_than_the_spec_holds_names_the_step(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     steps: list[dict[str, object]] = [
@@ -45,7 +45,7 @@ def test_more_files_than_the_model_holds_names_the_step(
     f = _scenario(tmp_path, "many", steps)
     for argv in (["scenario", "run", f], ["scenario", "diff", f]):
         rc, line = _one_line(argv, capsys)
-        assert rc == 2 and "many.json step 32" in line and "model's bound" in line
+        assert rc == 2 and "many.json step 32" in line and "spec state's bound" in line
 
 
 def test_nothing_to_run_is_a_usage_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -19,7 +19,7 @@ import pytest
 from devdax.impl import sys as dsys
 from devdax.scenario import load_all
 from devdax.scenario.format import Scenario
-from devdax.scenario.model import ModelBackend
+from devdax.scenario.spec_backend import SpecBackend
 
 if TYPE_CHECKING:
     from devdax.impl.dax import DaxBus
@@ -40,21 +40,21 @@ _REASON = dsys.uffd_unavailable()
 pytestmark = [pytest.mark.skipif(_REASON is not None, reason=_REASON or ""), pytest.mark.timeout(180)]
 
 
-#: Refinement gaps the conformance scenarios exposed (impl and model disagree); issue 12 closes them.
+#: Refinement gaps the conformance scenarios exposed (impl and spec disagree); issue 12 closes them.
 #: Strict: a fixed gap fails here until its entry is removed.
 GAPS_MODERN = {"k34_mremap_shrink_grow_move_2m"}
 GAPS_V410 = {"k34_mremap_shrink_grow_move_2m", "k44_disable_then_remove_one_of_two_4k"}
 
 
 def _params(scs: list[Scenario], gaps: set[str]) -> list[object]:
-    mark = pytest.mark.xfail(strict=True, reason="impl/model refinement gap found by conformance (issue 12)")
+    mark = pytest.mark.xfail(strict=True, reason="impl/spec refinement gap found by conformance (issue 12)")
     return [
         pytest.param(s, id=Path(s.file).stem, marks=[mark] if Path(s.file).stem in gaps else []) for s in scs
     ]
 
 
 @pytest.mark.parametrize("sc", _params(SCENARIOS, GAPS_MODERN))
-def test_impl_matches_expectations_and_model(sc: Scenario) -> None:
+def test_impl_matches_expectations_and_spec(sc: Scenario) -> None:
     from devdax.scenario.impl_backend import ImplBackend
 
     reason = _memory_for(sc)
@@ -63,7 +63,7 @@ def test_impl_matches_expectations_and_model(sc: Scenario) -> None:
     got = ImplBackend().run(sc)
     if sc.expect is not None:  # files without expect are judged against the kernel recordings
         assert got == list(sc.expect)
-    assert got == ModelBackend().run(sc)
+    assert got == SpecBackend().run(sc)
 
 
 def test_cli_run_impl(capsys: pytest.CaptureFixture[str]) -> None:
@@ -106,10 +106,10 @@ def shared_bus() -> Iterator[DaxBus]:
 
 
 @pytest.mark.parametrize("sc", _params(V410, GAPS_V410))
-def test_impl_matches_model_under_v410(sc: Scenario, shared_bus: DaxBus) -> None:
+def test_impl_matches_spec_under_v410(sc: Scenario, shared_bus: DaxBus) -> None:
     """The same user programs against the v4.10 driver (no bind cycles: disable is the provider's
     removal, enable a new probe; alive from creation): the emulation says what the spec says."""
     from devdax.scenario.impl_backend import ImplBackend
 
     old = dataclasses.replace(sc, profile="v4.10")
-    assert ImplBackend(bus=shared_bus).run(old) == ModelBackend().run(old)
+    assert ImplBackend(bus=shared_bus).run(old) == SpecBackend().run(old)

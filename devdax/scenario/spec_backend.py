@@ -26,8 +26,8 @@ from devdax.spec.vma import do_fork, do_mmap, do_munmap
 SLOTS = 32
 
 
-class ModelBound(ValueError):
-    """The scenario needs more files or vmas at once than the model's state has slots for."""
+class SpecBound(ValueError):
+    """The scenario needs more files or vmas at once than the spec's state has slots for."""
 
 
 @dataclass
@@ -83,10 +83,10 @@ def context(sc: fmt.Scenario) -> Ctx:
     return Ctx(cfg, prof, Layout(sc.setup.align, ranges))
 
 
-class ModelBackend:
-    """`devdax scenario run --backend model`."""
+class SpecBackend:
+    """`devdax scenario run --backend spec`."""
 
-    name = "model"
+    name = "spec"
 
     def run(self, scenario: fmt.Scenario) -> list[str]:
         c = context(scenario)
@@ -95,7 +95,7 @@ class ModelBackend:
         def step(i: int, st: fmt.Step) -> str:
             try:
                 return _step(r, st)
-            except ModelBound as e:
+            except SpecBound as e:
                 raise fmt.ScenarioError(scenario.file, i, st.op, str(e)) from None
 
         return fmt.run_steps(scenario, step)
@@ -122,7 +122,7 @@ def _open(r: _Run, st: fmt.Step) -> str:
     readable = "O_WRONLY" not in st.flags
     res = do_open(r.c, r.s, _instance(r, st.dev), writable, readable)
     if res is None:
-        raise ModelBound(f"more than {SLOTS} files open at once (the model's bound)")
+        raise SpecBound(f"more than {SLOTS} files open at once (the spec state's bound)")
     outcome, s = res
     if outcome == "ok":
         f = next(i for i, (a, b) in enumerate(zip(r.s.files, s.files, strict=True)) if a != b)
@@ -175,7 +175,7 @@ def _mmap(r: _Run, st: fmt.Step) -> str:
     )
     res = do_mmap(r.c, r.s, f, shape)
     if res is None:
-        raise ModelBound(f"more than {SLOTS} vmas at once (the model's bound)")
+        raise SpecBound(f"more than {SLOTS} vmas at once (the spec state's bound)")
     outcome, s = res
     if outcome == "ok":
         slots = _new_slots(r.s, s)
