@@ -33,7 +33,7 @@ from collections.abc import Sequence
 from dataclasses import fields, replace
 from typing import IO, Any, NoReturn
 
-from devdax.model.checker import Result, check
+from devdax.model.checker import CheckResult, check
 from devdax.model.render import (
     config_brief,
     config_source,
@@ -239,7 +239,7 @@ class ProgressLine:
             self.stream.flush()
 
 
-def stats_line(res: Result) -> str:
+def stats_line(res: CheckResult) -> str:
     return (
         f"{res.states:,} states, {res.transitions:,} transitions, depth {res.depth}, "
         f"{res.seconds:.2f} s ({res.states_per_second:,.0f} states/s)"
@@ -308,7 +308,7 @@ def run_check(a: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
     )
 
 
-def _variant_verdict(a: argparse.Namespace, cfg: Config, res: Result, out: IO[str]) -> int:
+def _variant_verdict(a: argparse.Namespace, cfg: Config, res: CheckResult, out: IO[str]) -> int:
     from devdax.model.itf import result_json
 
     v = VARIANTS[a.variant]
@@ -349,7 +349,7 @@ def _variant_verdict(a: argparse.Namespace, cfg: Config, res: Result, out: IO[st
 def _profile_verdict(
     cfg: Config,
     own: bool,
-    res: Result,
+    res: CheckResult,
     out: IO[str],
     *,
     json_out: bool,

@@ -44,7 +44,9 @@ class Violation:
 
 
 @dataclass
-class Result:
+class CheckResult:
+    """What one exploration found: its size, whether it finished, and a shortest trace per property."""
+
     states: int = 0
     transitions: int = 0
     seconds: float = 0.0
@@ -61,6 +63,37 @@ class Result:
 Progress = Callable[[int, int, int, float], None]  # states, frontier, depth, seconds
 
 
+class _Graph:
+    """The explored graph: states by discovery order (breadth-first, so a parent chain is a shortest
+    trace), how each was first reached, and, for liveness, the reverse edges as two flat int arrays
+    and which states have an idle admin."""
+
+    def __init__(self, s0: State) -> None:
+        self.index: dict[State, int] = {s0: 0}
+        self.states: list[State] = [s0]
+        self.parent = array("i", [-1])
+        self.via: list[Transition | None] = [None]
+        self.depth = array("i", [0])
+        self.rev_src, self.rev_dst = array("i"), array("i")
+        self.idle = bytearray()
+
+    def add(self, ns: State, i: int, t: Transition) -> tuple[int, bool]:
+        """The number of ns, and whether it is new (reached from state i by t)."""
+        j = self.index.get(ns)
+        if j is not None:
+            return j, False
+        j = len(self.states)
+        self.index[ns] = j
+        self.states.append(ns)
+        self.parent.append(i)
+        self.via.append(t)
+        self.depth.append(self.depth[i] + 1)
+        return j, True
+
+    def trace(self, at: int, last: Transition | None = None) -> list[Step]:
+        return _trace(self.states, self.parent, self.via, at, last)
+
+
 def check(
     c: Ctx,
     *,
@@ -71,92 +104,96 @@ def check(
     stop_on_violation: bool = False,
     only: set[str] | None = None,
     progress: Progress | None = None,
-) -> Result:
+) -> CheckResult:
+    """Explore every state of c's configuration breadth-first, evaluating each property selected by
+    ``only`` (all by default) until the first violation of each."""
     t0 = time.perf_counter()
-    canon = canonical if symmetry else (lambda s: s)
-    next_states = reduced_successors if reduce else successors
-    invs = [i for i in state_invariants() if only is None or i.name in only]
-    steps = [i for i in step_properties() if only is None or i.name in only]
-    do_live = liveness and (only is None or "teardown_finishes" in only)
-    res = Result(checked=[i.name for i in invs + steps] + (["teardown_finishes"] if do_live else []))
+    x = _Explorer(c, symmetry, reduce, liveness, only)
+    x.explore(max_states, stop_on_violation, progress, t0)
+    if x.do_live and x.res.complete:
+        x.liveness()
+    x.res.seconds = time.perf_counter() - t0
+    return x.res
 
-    s0 = canon(init(c))
-    index: dict[State, int] = {s0: 0}
-    states: list[State] = [s0]
-    parent = array("i", [-1])
-    via: list[Transition | None] = [None]
-    depth = array("i", [0])
-    rev_src, rev_dst = array("i"), array("i")
-    idle = bytearray()
 
-    def record(inv: Invariant, msg: str, at: int, last: Transition | None = None) -> None:
-        if inv.name in res.violations:
-            return
-        res.violations[inv.name] = Violation(inv, msg, _trace(states, parent, via, at, last))
+class _Explorer:
+    """One run of check(): the properties it evaluates, the graph so far and what it found."""
 
-    def check_state(i: int, s: State) -> None:
-        for inv in invs:
-            if inv.name in res.violations:
-                continue
-            assert inv.check is not None
-            msg = inv.check(c, s)
-            if msg is not None:
-                record(inv, msg, i)
+    def __init__(self, c: Ctx, symmetry: bool, reduce: bool, liveness: bool, only: set[str] | None) -> None:
+        self.c = c
+        self.canon: Callable[[State], State] = canonical if symmetry else (lambda s: s)
+        self.next_states = reduced_successors if reduce else successors
+        self.invs = [i for i in state_invariants() if only is None or i.name in only]
+        self.steps = [i for i in step_properties() if only is None or i.name in only]
+        self.do_live = liveness and (only is None or "teardown_finishes" in only)
+        names = [i.name for i in self.invs + self.steps] + (["teardown_finishes"] if self.do_live else [])
+        self.res = CheckResult(checked=names)
+        self.g = _Graph(self.canon(init(c)))
+        self.check_state(0, self.g.states[0])
 
-    check_state(0, s0)
-    head = 0
-    last_report = t0
-    while head < len(states):
-        if max_states is not None and len(states) >= max_states:
-            res.complete = False
-            break
-        s = states[head]
-        i = head
-        head += 1
-        if do_live:
-            idle.append(1 if not s.admin.prog else 0)
-        for t in next_states(c, s):
-            res.transitions += 1
-            for prop in steps:
-                if prop.name in res.violations:
-                    continue
-                assert prop.step is not None
-                msg = prop.step(c, s, t)
+    def record(self, inv: Invariant, msg: str, at: int, last: Transition | None = None) -> None:
+        if inv.name not in self.res.violations:
+            self.res.violations[inv.name] = Violation(inv, msg, self.g.trace(at, last))
+
+    def check_state(self, i: int, s: State) -> None:
+        for inv in self.invs:
+            if inv.name not in self.res.violations:
+                assert inv.check is not None
+                msg = inv.check(self.c, s)
                 if msg is not None:
-                    record(prop, msg, i, t)
-            ns = canon(t.state)
-            j = index.get(ns)
-            if j is None:
-                j = len(states)
-                index[ns] = j
-                states.append(ns)
-                parent.append(i)
-                via.append(t)
-                depth.append(depth[i] + 1)
-                check_state(j, ns)
-            if do_live and j != i:
-                rev_src.append(i)
-                rev_dst.append(j)
-        if stop_on_violation and res.violations:
-            res.complete = False
-            break
-        if progress is not None and time.perf_counter() - last_report > 0.5:
-            last_report = time.perf_counter()
-            progress(len(states), len(states) - head, depth[i], last_report - t0)
+                    self.record(inv, msg, i)
 
-    res.states = len(states)
-    res.depth = max(depth) if len(depth) else 0
-    if do_live and res.complete:
-        stuck = _cannot_reach_idle(len(states), idle, rev_src, rev_dst)
+    def check_step(self, i: int, s: State, t: Transition) -> None:
+        for prop in self.steps:
+            if prop.name not in self.res.violations:
+                assert prop.step is not None
+                msg = prop.step(self.c, s, t)
+                if msg is not None:
+                    self.record(prop, msg, i, t)
+
+    def explore(self, max_states: int | None, stop: bool, progress: Progress | None, t0: float) -> None:
+        c, g, res, canon, do_live = self.c, self.g, self.res, self.canon, self.do_live
+        head = 0
+        last_report = t0
+        while head < len(g.states):
+            if max_states is not None and len(g.states) >= max_states:
+                res.complete = False
+                break
+            i, s = head, g.states[head]
+            head += 1
+            if do_live:
+                g.idle.append(1 if not s.admin.prog else 0)
+            for t in self.next_states(c, s):
+                res.transitions += 1
+                if self.steps:
+                    self.check_step(i, s, t)
+                j, new = g.add(canon(t.state), i, t)
+                if new:
+                    self.check_state(j, g.states[j])
+                if do_live and j != i:
+                    g.rev_src.append(i)
+                    g.rev_dst.append(j)
+            if stop and res.violations:
+                res.complete = False
+                break
+            if progress is not None and time.perf_counter() - last_report > 0.5:
+                last_report = time.perf_counter()
+                progress(len(g.states), len(g.states) - head, g.depth[i], last_report - t0)
+        res.states = len(g.states)
+        res.depth = max(g.depth) if len(g.depth) else 0
+
+    def liveness(self) -> None:
+        """teardown_finishes, decided on the whole graph: some state from which no path leads to an
+        idle admin."""
+        g = self.g
+        stuck = _cannot_reach_idle(len(g.states), g.idle, g.rev_src, g.rev_dst)
         if stuck is not None:
-            record(
+            self.record(
                 INVARIANTS["teardown_finishes"],
-                f"from here the admin can never finish '{states[stuck].admin.prog}' "
+                f"from here the admin can never finish '{g.states[stuck].admin.prog}' "
                 f"(a grace period that never ends, or a step that can never run)",
                 stuck,
             )
-    res.seconds = time.perf_counter() - t0
-    return res
 
 
 def _trace(

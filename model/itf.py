@@ -15,7 +15,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from devdax.model.checker import Result, Violation
+from devdax.model.checker import CheckResult, Violation
 from devdax.model.trace import steps_of
 from devdax.spec.config import Config
 from devdax.spec.ctx import Ctx
@@ -93,7 +93,7 @@ def result_json(
     *,
     verdict: str,
     cfg: Config,
-    res: Result,
+    res: CheckResult,
     profile: str,
     variant: str | None,
     documented: dict[str, str],

@@ -22,7 +22,7 @@ from collections.abc import Iterable
 from dataclasses import MISSING, fields, replace
 from typing import Any, NamedTuple
 
-from devdax.model.checker import Result, Step, Violation
+from devdax.model.checker import CheckResult, Step, Violation
 from devdax.model.trace import steps_of
 from devdax.spec.config import Config
 from devdax.spec.ctx import Ctx
@@ -417,7 +417,7 @@ def change_text(v: Variant) -> str:
 
 
 def variant_report(
-    v: Variant, cfg: Config, res: Result, *, symmetry: bool = True, reduce: bool = True
+    v: Variant, cfg: Config, res: CheckResult, *, symmetry: bool = True, reduce: bool = True
 ) -> str:
     """What `devdax check --variant V` prints before its statistics line: the variant, then the
     counterexample of each of its `breaks` properties that was violated, then any other violated

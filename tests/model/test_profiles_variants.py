@@ -14,7 +14,7 @@ from dataclasses import replace
 
 import pytest
 
-from devdax.model.checker import Result, Step, check
+from devdax.model.checker import CheckResult, Step, check
 from devdax.model.reduction import reduced_successors
 from devdax.spec.config import Config
 from devdax.spec.ctx import Ctx
@@ -84,7 +84,7 @@ def replay(c: Ctx, trace: list[Step]) -> State:
     return s
 
 
-def assert_minimal(c: Ctx, res: Result, names: set[str]) -> None:
+def assert_minimal(c: Ctx, res: CheckResult, names: set[str]) -> None:
     """Each named violation replays through the spec and is as short as any run that breaks it."""
     for name in names:
         v = res.violations[name]

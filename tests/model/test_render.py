@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from devdax.docgen import reference
-from devdax.model.checker import Result, check
+from devdax.model.checker import CheckResult, check
 from devdax.model.render import diff, extract_snippets, py, step_call, summary_line, variant_report
 from devdax.model.trace import StepSpec, replay, steps_of
 from devdax.spec.ctx import Ctx
@@ -30,7 +30,7 @@ UPDATE = os.environ.get("DEVDAX_UPDATE_GOLDEN") == "1"
 
 
 @cache
-def _result(name: str) -> Result:
+def _result(name: str) -> CheckResult:
     return check(Ctx.of(variant_config(VARIANTS[name])))
 
 
