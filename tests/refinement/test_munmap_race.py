@@ -34,9 +34,10 @@ from devdax.spec.config import Layout
 from devdax.spec.ctx import Ctx
 from devdax.spec.profiles import get_profile
 
+from .checker import TraceRejected, check_trace
 from .driver import MINOR_BASE, spec_config
 from .test_trace_validation import munmap_met_fault, munmap_met_pending_touch
-from .trace import Chooser, Run, RunState, TouchRec, TraceRejected, check_trace, close_bus, race_run
+from .trace import Chooser, Run, RunState, TouchRec, close_bus, race_run
 
 pytestmark = pytest.mark.timeout(240)
 
