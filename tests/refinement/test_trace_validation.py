@@ -31,7 +31,8 @@ from devdax.spec.variants import VARIANTS
 
 from .checker import TraceRejected, check_trace
 from .driver import MINOR_BASE, spec_config
-from .trace import Run, TouchRec, close_bus, enable_tracing, leaked, race_run
+from .runner import close_bus, enable_tracing, leaked, race_run
+from .trace import Run, TouchRec
 
 RUNS = int(os.environ.get("DEVDAX_TRACE_RUNS", "1000"))
 SECONDS = float(os.environ.get("DEVDAX_TRACE_SECONDS", "55"))
