@@ -390,10 +390,10 @@ class Runner:
         notes = [f"setup: {op.text} -> {op.impl}" for op in drv.history]
         devs = {d.name: drv.ref.dev_index(drv.c, d) for r in drv.ref.regions for d in r.devices}
         umap = None if ustate.mapping is None else (*ustate.mapping, 2 * self.align)
-        recs = tr.records(self.seq0, self.seq1)
-        log, hrecs = _merge(list(self.events), self.k_start, recs, self.vmas, self.tids, umap)
+        points = tr.records(self.seq0, self.seq1)
+        log, hrecs = _merge(list(self.events), self.k_start, points, self.vmas, self.tids, umap)
         at = _log_positions(log, self.k_start)
-        touches: list[list[TouchRec | UserRec]] = [[at(r) for r in recs] for recs in self.trecs]
+        touches: list[list[TouchRec | UserRec]] = [[at(r) for r in rs] for rs in self.trecs]
         user_ops = [at(u) for u in self.urecs]
         utouches = [at(r) for r in self.urecs_t]
         if ustate.reused:
