@@ -1,5 +1,5 @@
 """munmap against a fault in flight, forced by a scripted scheduler, each run's log checked against
-the spec (tests/refinement/trace.py check_trace).
+the spec (tests/refinement/checker.py).
 
 The spec (spec/vma.py do_munmap) cannot unmap a vma while a CPU is in a fault on it (the fault holds
 mmap_lock for read, munmap takes it for write), so a log in which impl's munmap falls between a
@@ -34,9 +34,12 @@ from devdax.spec.config import Layout
 from devdax.spec.ctx import Ctx
 from devdax.spec.profiles import get_profile
 
+from .checker import TraceRejected, check_trace
 from .driver import MINOR_BASE, spec_config
+from .runner import RunState, close_bus, race_run
+from .scheduler import Chooser
 from .test_trace_validation import munmap_met_fault, munmap_met_pending_touch
-from .trace import Chooser, Run, RunState, TouchRec, TraceRejected, check_trace, close_bus, race_run
+from .trace import Run, TouchRec
 
 pytestmark = pytest.mark.timeout(240)
 

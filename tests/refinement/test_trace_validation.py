@@ -29,8 +29,10 @@ from devdax.spec.ctx import Ctx
 from devdax.spec.profiles import Profile, get_profile
 from devdax.spec.variants import VARIANTS
 
+from .checker import TraceRejected, check_trace
 from .driver import MINOR_BASE, spec_config
-from .trace import Run, TouchRec, TraceRejected, check_trace, close_bus, enable_tracing, leaked, race_run
+from .runner import close_bus, enable_tracing, leaked, race_run
+from .trace import Run, TouchRec
 
 RUNS = int(os.environ.get("DEVDAX_TRACE_RUNS", "1000"))
 SECONDS = float(os.environ.get("DEVDAX_TRACE_SECONDS", "55"))

@@ -31,9 +31,10 @@ from devdax.spec.config import Config
 from devdax.spec.profiles import Profile
 from devdax.spec.variants import VARIANTS
 
+from .checker import TraceRejected, check_trace
 from .driver import MINOR_BASE, SHAPES, Driver, RefinementError, spec_config
+from .runner import close_bus, race_run
 from .test_trace_validation import spec_ctx
-from .trace import TraceRejected, check_trace, close_bus, race_run
 
 TEARDOWN = (
     "no-synchronize",
