@@ -30,7 +30,7 @@ import re
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import fields, replace
+from dataclasses import dataclass, fields, replace
 from typing import IO, Any, NoReturn
 
 from devdax.model.checker import CheckResult, check
@@ -346,6 +346,60 @@ def _variant_verdict(a: argparse.Namespace, cfg: Config, res: CheckResult, out: 
     return code
 
 
+@dataclass(frozen=True)
+class _Judged:
+    """A profile's check judged against its documented findings (spec/profiles.py): a violation the
+    profile does not document fails, and so does a documented one that a complete run of the
+    profile's own bounds no longer reproduces (the drift rule)."""
+
+    findings: dict[str, str]
+    violated: set[str]
+    undocumented: list[str]
+    elsewhere: dict[str, Config]  # documented findings reproduced in a configuration of their own
+    missing: list[str]
+    missing_fails: bool
+
+    @staticmethod
+    def of(prof_name: str, findings: dict[str, str], own: bool, res: CheckResult) -> _Judged:
+        violated = set(res.violations)
+        elsewhere = finding_configs(prof_name) if own else {}
+        return _Judged(
+            findings=findings,
+            violated=violated,
+            undocumented=sorted(violated - set(findings)),
+            elsewhere=elsewhere,
+            missing=sorted(set(findings) - violated - set(elsewhere)),
+            missing_fails=own and res.complete,
+        )
+
+    @property
+    def failed(self) -> bool:
+        return bool(self.undocumented) or (bool(self.missing) and self.missing_fails)
+
+    def verdict(self, res: CheckResult) -> str:
+        return "violation" if self.failed else ("pass" if res.complete else "incomplete")
+
+    def verdict_line(self, res: CheckResult) -> str:
+        reproduced = [n for n in self.findings if n in self.violated]
+        if not self.findings:
+            passed = "pass"
+        elif not self.missing:
+            passed = "pass (exactly the documented findings)"
+        else:
+            passed = (
+                f"pass ({len(reproduced)} of {len(self.findings)} documented findings reached, "
+                "none undocumented)"
+            )
+        not_reproduced = f", {len(self.missing)} documented finding(s) not reproduced)"
+        what = {
+            "pass": passed,
+            "violation": f"violation ({len(self.undocumented)} undocumented"
+            + (not_reproduced if self.missing_fails and self.missing else ")"),
+            "incomplete": "incomplete (no undocumented violation found)",
+        }[self.verdict(res)]
+        return f"verdict: {what}"
+
+
 def _profile_verdict(
     cfg: Config,
     own: bool,
@@ -357,90 +411,83 @@ def _profile_verdict(
     symmetry: bool = True,
     reduce: bool = True,
 ) -> int:
+    prof = Ctx.of(cfg).prof
+    j = _Judged.of(prof.name, prof.findings, own, res)
+    code = EXIT_VIOLATION if j.failed else EXIT_PASS
+    if json_out:
+        _emit(json.dumps(_profile_json(cfg, prof.name, res, j), indent=1), out)
+        return code
+    lines = [] if quiet else _profile_header(cfg, own, prof.name, prof.summary)
+    lines += _profile_findings(cfg, prof.name, res, j, quiet, symmetry=symmetry, reduce=reduce)
+    lines.append(j.verdict_line(res))
+    if not quiet:
+        lines.append(stats_line(res))
+    _emit("\n".join(lines), out)
+    return code
+
+
+def _profile_json(cfg: Config, profile: str, res: CheckResult, j: _Judged) -> Any:
     from devdax.model.itf import result_json
 
-    prof = Ctx.of(cfg).prof
-    findings = prof.findings
-    violated = set(res.violations)
-    undocumented = sorted(violated - set(findings))
-    elsewhere = finding_configs(prof.name) if own else {}  # reproduced in their own configuration
-    missing = sorted(set(findings) - violated - set(elsewhere))
-    missing_fails = own and res.complete
-    failed = bool(undocumented) or (bool(missing) and missing_fails)
-    verdict = "violation" if failed else ("pass" if res.complete else "incomplete")
-    code = EXIT_VIOLATION if failed else EXIT_PASS
-    if json_out:
-        doc = result_json(
-            verdict=verdict,
-            cfg=cfg,
-            res=res,
-            profile=prof.name,
-            variant=None,
-            documented=findings,
-            source=f"devdax check --profile {prof.name}",
-            extra={
-                "documented_findings": {
-                    k: {"reason": r, "reproduced": k in violated} for k, r in findings.items()
-                },
-                "undocumented": undocumented,
-                "not_reproduced": missing,
+    return result_json(
+        verdict=j.verdict(res),
+        cfg=cfg,
+        res=res,
+        profile=profile,
+        variant=None,
+        documented=j.findings,
+        source=f"devdax check --profile {profile}",
+        extra={
+            "documented_findings": {
+                k: {"reason": r, "reproduced": k in j.violated} for k, r in j.findings.items()
             },
-        )
-        _emit(json.dumps(doc, indent=1), out)
-        return code
+            "undocumented": j.undocumented,
+            "not_reproduced": j.missing,
+        },
+    )
+
+
+def _profile_header(cfg: Config, own: bool, profile: str, summary: str) -> list[str]:
+    lines = [f"devdax check: profile {profile}: {summary}", f"  config: {cfg.describe()}"]
+    if not own:
+        source = f"  bounds differ from the profile's default; as Python: {config_source(cfg)}"
+        lines += pack(source, "", "    ", " ")
+    return lines
+
+
+def _profile_findings(
+    cfg: Config, profile: str, res: CheckResult, j: _Judged, quiet: bool, *, symmetry: bool, reduce: bool
+) -> list[str]:
+    """Each documented finding (reproduced, reproduced elsewhere, or missing), each undocumented
+    violation with its shortest trace, and how many invariants hold."""
     lines: list[str] = []
-    if not quiet:
-        lines += [f"devdax check: profile {prof.name}: {prof.summary}", f"  config: {cfg.describe()}"]
-        if not own:
-            lines += pack(
-                f"  bounds differ from the profile's default; as Python: {config_source(cfg)}",
-                "",
-                "    ",
-                " ",
-            )
-    reproduced = [n for n in findings if n in violated]
+    reproduced = [n for n in j.findings if n in j.violated]
     if reproduced and not quiet:
         lines.append(f"documented findings ({len(reproduced)}), reproduced as expected:")
         for n in reproduced:
-            lines += [f"  {n}: {findings[n]}", f"    shortest trace: {summary_line(res.violations[n])}"]
-    for n, where in elsewhere.items():
-        if n not in violated and not quiet:
+            lines += [f"  {n}: {j.findings[n]}", f"    shortest trace: {summary_line(res.violations[n])}"]
+    for n, where in j.elsewhere.items():
+        if n not in j.violated and not quiet:
             lines.append(
                 f"documented finding {n}: out of reach of the default bounds; reproduced with "
                 f"{where.describe()} (devdax all checks it)"
             )
-    for n in missing:
-        word = "no longer reproduced" if missing_fails else "not reached with these bounds"
-        lines.append(f"documented finding {word}: {n} ({findings[n]})")
-    for n in undocumented:
-        text = render_violation(cfg, res.violations[n], prof.name, symmetry=symmetry, reduce=reduce)
+    for n in j.missing:
+        word = "no longer reproduced" if j.missing_fails else "not reached with these bounds"
+        lines.append(f"documented finding {word}: {n} ({j.findings[n]})")
+    for n in j.undocumented:
+        text = render_violation(cfg, res.violations[n], profile, symmetry=symmetry, reduce=reduce)
         lines += ["", text.rstrip("\n"), ""]
-    holding = len([n for n in res.checked if n not in violated])
+    holding = len([n for n in res.checked if n not in j.violated])
     if res.complete:
-        others = "other " if violated else ""
+        others = "other " if j.violated else ""
         lines.append(f"all {holding} {others}invariants hold over {res.states:,} states")
     else:
         lines.append(
             f"no violation of the {holding} other invariants in the first {res.states:,} states "
             "(--max-states: not exhaustive)"
         )
-    if not findings:
-        passed = "pass"
-    elif not missing:
-        passed = "pass (exactly the documented findings)"
-    else:
-        passed = f"pass ({len(reproduced)} of {len(findings)} documented findings reached, none undocumented)"
-    what = {
-        "pass": passed,
-        "violation": f"violation ({len(undocumented)} undocumented"
-        + (f", {len(missing)} documented finding(s) not reproduced)" if missing_fails and missing else ")"),
-        "incomplete": "incomplete (no undocumented violation found)",
-    }[verdict]
-    lines.append(f"verdict: {what}")
-    if not quiet:
-        lines.append(stats_line(res))
-    _emit("\n".join(lines), out)
-    return code
+    return lines
 
 
 # ----------------------------------------------------------------------------- variants ----
