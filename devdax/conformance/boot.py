@@ -204,6 +204,39 @@ def run(
         return _run_locked(kernel, files, work, progress, python, pythonpath)
 
 
+class _Watch:
+    """What one boot's guest has said on its second serial port, as it says it: every step result
+    lands in ``runs`` at once, so an oops loses nothing reported before it."""
+
+    def __init__(self, runs: list[ScenarioRun], boot_no: int) -> None:
+        self.runs, self.boot_no = runs, boot_no
+        self.ready = self.end = False
+        self.linux: object = None
+        self.current: int | None = None  # the scenario running now
+        self.begun: tuple[int, int] | None = None  # (scenario, step) last begun
+
+    def __call__(self, ev: dict[str, object]) -> None:
+        kind = ev.get("event")
+        if kind == "ready":
+            self.ready, self.linux = True, ev.get("linux")
+        elif kind == "scenario":
+            self.current = int(str(ev["index"]))
+            self.runs[self.current].boot = self.boot_no
+        elif kind in ("begin", "teardown"):
+            self.begun = (int(str(ev["index"])), int(str(ev["step"])))
+        elif kind == "step":
+            k, i = int(str(ev["index"])), int(str(ev["step"]))
+            detail = None if ev.get("detail") is None else str(ev["detail"])
+            self.runs[k].steps[i] = StepResult(k, i, str(ev["op"]), str(ev["outcome"]), detail)
+        elif kind == "done":
+            k = int(str(ev["index"]))
+            self.runs[k].skip = None if ev.get("skip") is None else str(ev["skip"])
+            self.runs[k].seconds = float(str(ev.get("seconds", 0)))
+            self.current = None
+        elif kind == "end":
+            self.end = True
+
+
 def _run_locked(
     kernel: Kernel,
     files: list[str],
@@ -212,86 +245,58 @@ def _run_locked(
     python: str,
     pythonpath: str,
 ) -> tuple[list[ScenarioRun], int]:
+    """Boot until every file has run: a boot that dies before its guest is ready is retried; an oops
+    ends its scenario (recorded as OOPS at the step that began) and the next boot goes on after it;
+    a guest that stops without an oops reruns its scenario. BOOT_RETRIES failures end the run."""
     machine = Machine(kernel, work, python, pythonpath)
     runs = [ScenarioRun(f) for f in files]
     start, boots, failures = 0, 0, 0
     while start < len(files):
         plan = work / "plan.json"
         plan.write_text(json.dumps({"files": files, "start": start}))
-        state: dict[str, object] = {"ready": False, "end": False, "current": None, "begun": None}
-
-        def on_event(
-            ev: dict[str, object], state: dict[str, object] = state, boot_no: int = boots + 1
-        ) -> None:
-            kind = ev.get("event")
-            if kind == "ready":
-                state["ready"] = True
-                state["linux"] = ev.get("linux")
-            elif kind == "scenario":
-                state["current"] = int(str(ev["index"]))
-                runs[int(str(ev["index"]))].boot = boot_no
-            elif kind in ("begin", "teardown"):
-                state["begun"] = (int(str(ev["index"])), int(str(ev["step"])))
-            elif kind == "step":
-                k = int(str(ev["index"]))
-                runs[k].steps[int(str(ev["step"]))] = StepResult(
-                    k,
-                    int(str(ev["step"])),
-                    str(ev["op"]),
-                    str(ev["outcome"]),
-                    None if ev.get("detail") is None else str(ev["detail"]),
-                )
-            elif kind == "done":
-                k = int(str(ev["index"]))
-                runs[k].skip = None if ev.get("skip") is None else str(ev["skip"])
-                runs[k].seconds = float(str(ev.get("seconds", 0)))
-                state["current"] = None
-            elif kind == "end":
-                state["end"] = True
-
         boots += 1
+        watch = _Watch(runs, boots)
         t0 = time.monotonic()
-        console, rc = machine.boot(plan, timeout=120 + 60 * (len(files) - start), on_event=on_event)
-        (work / f"console-{boots}.log").write_text(console)
-        if not state["ready"]:
+        console, rc = machine.boot(plan, timeout=120 + 60 * (len(files) - start), on_event=watch)
+        log = work / f"console-{boots}.log"
+        log.write_text(console)
+        if not watch.ready:
             failures += 1
             progress(f"  boot {boots}: died before the guest was ready (exit {rc}); retrying")
             if failures >= BOOT_RETRIES:
-                raise BootError(
-                    f"{kernel.name}: {failures} boots died before the guest was ready; "
-                    f"see {work}/console-{boots}.log"
-                )
+                raise BootError(f"{kernel.name}: {failures} boots died before the guest was ready; see {log}")
             continue
         done = sum(1 for r in runs[start:] if r.seconds is not None)
-        cur = state["current"]
         oops = oops_of(console)
-        stopped = (
-            f", then {Path(files[int(str(cur))]).name} stopped it: {oops}" if oops and cur is not None else ""
-        )
+        cur = watch.current
+        stopped = f", then {Path(files[cur]).name} stopped it: {oops}" if oops and cur is not None else ""
         progress(f"  boot {boots}: {done} scenarios in {time.monotonic() - t0:.0f} s{stopped}")
-        if state["end"] or cur is None:
-            start = len(files) if state["end"] else start + max(done, 1)
+        if watch.end or cur is None:
+            start = len(files) if watch.end else start + max(done, 1)
             continue
-        k = int(str(cur))
-        begun = state["begun"]
-        step = begun[1] if isinstance(begun, tuple) and begun[0] == k else None
+        step = watch.begun[1] if watch.begun is not None and watch.begun[0] == cur else None
         if oops is not None and step is not None:
-            if step == TEARDOWN:
-                runs[k].steps[TEARDOWN] = StepResult(k, TEARDOWN, "teardown", OOPS, oops)
-                runs[k].seconds = 0.0
-            else:
-                _record_oops(runs[k], files[k], step, oops)
-            start = k + 1
-        else:
-            failures += 1
-            if failures >= BOOT_RETRIES:
-                raise BootError(
-                    f"{kernel.name}: scenario {files[k]} stopped the guest without an oops "
-                    f"(exit {rc}); see {work}/console-{boots}.log"
-                )
-            runs[k].steps.clear()
-            start = k
+            _record_stop(runs[cur], cur, files[cur], step, oops)
+            start = cur + 1
+            continue
+        failures += 1
+        if failures >= BOOT_RETRIES:
+            raise BootError(
+                f"{kernel.name}: scenario {files[cur]} stopped the guest without an oops "
+                f"(exit {rc}); see {log}"
+            )
+        runs[cur].steps.clear()
+        start = cur
     return runs, boots
+
+
+def _record_stop(run: ScenarioRun, k: int, file: str, step: int, oops: str) -> None:
+    """The oops that stopped a scenario: at a step, or in its teardown (a row of its own)."""
+    if step == TEARDOWN:
+        run.steps[TEARDOWN] = StepResult(k, TEARDOWN, "teardown", OOPS, oops)
+        run.seconds = 0.0
+    else:
+        _record_oops(run, file, step, oops)
 
 
 def _record_oops(run: ScenarioRun, file: str, step: int, oops: str) -> None:

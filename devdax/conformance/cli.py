@@ -64,7 +64,7 @@ def predictions(scenarios: Sequence[fmt.Scenario]) -> dict[tuple[str, str], list
     return out
 
 
-def main(argv: Sequence[str]) -> int:
+def _parser() -> argparse.ArgumentParser:
     ap = _Parser(
         prog="devdax conformance", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -82,7 +82,11 @@ def main(argv: Sequence[str]) -> int:
     )
     ap.add_argument("--align", default="2M", help="with --exec: the device's alignment (4K, 2M, 1G)")
     ap.add_argument("--size", default="64M", help="with --exec: the device's size")
-    args = ap.parse_args(list(argv))
+    return ap
+
+
+def main(argv: Sequence[str]) -> int:
+    args = _parser().parse_args(list(argv))
     if args.exec is not None:
         return _exec(args)
     try:
@@ -113,27 +117,38 @@ def main(argv: Sequence[str]) -> int:
     listed = record.known()
     new = [d for d in found if d.key not in listed]
     if args.json:
-        by_step = {(d.linux, d.file, d.step, d.backend) for d in found}
-        for r in rows:
-            sc = scenarios[[f.name for f in files].index(r.file)]
-            obj: dict[str, object] = {
-                "scenario": sc.name,
-                "file": r.file,
-                "step": r.step,
-                "op": r.op,
-                "linux": r.linux,
-                "kernel": r.kernel,
-                "detail": r.detail,
-                "spec": preds[("spec", r.file)][r.step],
-                "impl": preds[("impl", r.file)][r.step],
-            }
-            if sc.expect is not None:
-                obj["expect"] = sc.expect[r.step]
-            obj["agree"] = not any((r.linux, r.file, r.step, b) in by_step for b in ("spec", "impl"))
-            print(json.dumps(obj))
+        _print_json(rows, scenarios, [f.name for f in files], preds, found)
     else:
         _table(booted, rows, found, new)
     return 1 if new else 0
+
+
+def _print_json(
+    rows: Sequence[record.Recorded],
+    scenarios: Sequence[fmt.Scenario],
+    names: list[str],
+    preds: dict[tuple[str, str], list[str]],
+    found: Sequence[record.Disagreement],
+) -> None:
+    """--json: one object per recorded step, with both predictions and whether they agree."""
+    by_step = {(d.linux, d.file, d.step, d.backend) for d in found}
+    for r in rows:
+        sc = scenarios[names.index(r.file)]
+        obj: dict[str, object] = {
+            "scenario": sc.name,
+            "file": r.file,
+            "step": r.step,
+            "op": r.op,
+            "linux": r.linux,
+            "kernel": r.kernel,
+            "detail": r.detail,
+            "spec": preds[("spec", r.file)][r.step],
+            "impl": preds[("impl", r.file)][r.step],
+        }
+        if sc.expect is not None:
+            obj["expect"] = sc.expect[r.step]
+        obj["agree"] = not any((r.linux, r.file, r.step, b) in by_step for b in ("spec", "impl"))
+        print(json.dumps(obj))
 
 
 def _live_rows(
