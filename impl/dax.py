@@ -36,7 +36,6 @@ import os
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from types import SimpleNamespace
 from typing import Final, cast
 
@@ -45,15 +44,29 @@ import icontract
 from devdax.spec import fops, geometry, mm
 from devdax.spec.abi import LEGACY_MAP_MASK, MADV, MADV_NAMES, MAP, MAP_TYPE, MS, O_FLAGS, PROT, flags_of
 from devdax.spec.ctx import Ctx
-from devdax.spec.profiles import Profile, ReadLock, get_profile
+from devdax.spec.profiles import Profile, get_profile
 
 from . import contracts
 from . import sys as dsys
-from .core import Backing, Mapping, MappingCore
+from .core import Mapping
+from .device import (
+    D_NONE,
+    D_RELEASED,
+    DAX_MINOR_IDA,
+    DaxRegion,
+    DevDax,
+    SharedBacking,
+    dev_refs_exact,
+    kobj_lookup,
+    kobj_unmap_bus,
+    region_refs_exact,
+)
+from .errors import KernelBug, StepFailed, check_int, os_error
+from .event import Event
 from .fault_policy import VMA_NOHUGE
 from .ida import Ida
-from .kobject import KernelBug, Kobject, Kref
-from .table import DEV_DEFAULT_LEAKS, DEV_NO_FALLBACK, DEV_NO_PUD, DEV_NO_VMA_BOUNDS, DEV_RCU, C
+from .kobject import Kref
+from .table import C
 from .tracelog import TraceLog
 from .vmcore import VmCore, claim
 
@@ -65,22 +78,11 @@ G1: Final = geometry.PUD_SIZE
 ALIGNS: Final = (K4, M2, G1)
 IMPL_PROFILES: Final = ("v4.10", "modern")
 DEFAULT_PROFILE: Final = "modern"
-#: MINORMASK + 1: modern alloc_chrdev_region(&dax_devt, 0, MINORMASK+1) (kernel-semantics 3); no 256
-MINOR_LIMIT: Final = 1 << 20
 
 # ------------------------------------------------------------------------------ flag vocabularies --
 
 # The uapi tables (PROT, MAP, MADV, MS, O_FLAGS) live in spec/abi.py, shared with the scenario
 # backends; impl re-exports them under the names its callers already use.
-
-
-def _int(field: str, v: object, lo: int = 0, hi: int | None = None) -> int:
-    """A non-bool int within [lo, hi]; anything else is the caller's mistake: ValueError naming it."""
-    if isinstance(v, bool) or not isinstance(v, int):
-        raise ValueError(f"{field}: expected an int, got {type(v).__name__}")
-    if v < lo or (hi is not None and v > hi):
-        raise ValueError(f"{field}: {v} outside [{lo}, {hi if hi is not None else 'inf'}]")
-    return v
 
 
 def real_prot(prot: int) -> int:
@@ -89,24 +91,6 @@ def real_prot(prot: int) -> int:
     (a vma is readable unless PROT_NONE). GUP (process_vm_readv) checks VM_READ instead, so the
     real vma gets PROT_READ whenever the user asked for any access."""
     return prot | dsys.PROT_READ if prot & (dsys.PROT_WRITE | dsys.PROT_EXEC) else prot
-
-
-def _err(code: int, what: str) -> OSError:
-    return OSError(code, f"{os.strerror(code)}: {what}")
-
-
-def fault_rule_bits(p: Profile) -> int:
-    """The profile's version of dev_dax_huge_fault as the table's DEV_* bits, which the handler
-    process reads per fault: fault_rules (M3/M4 fallback and vma bounds, PUD support), the read
-    lock (M5: plain RCU) and the dispatcher's default case (M20)."""
-    r = p.fault_rules
-    return (
-        (0 if r.fallback else DEV_NO_FALLBACK)
-        | (0 if r.vma_bounds else DEV_NO_VMA_BOUNDS)
-        | (0 if r.pud_supported else DEV_NO_PUD)
-        | (DEV_RCU if p.read_lock is ReadLock.RCU else 0)
-        | (DEV_DEFAULT_LEAKS if p.default_case_leaks_lock else 0)
-    )
 
 
 #: what the handler's counters of kernel reports become in dmesg (DaxBus.scan_handler)
@@ -121,517 +105,6 @@ HANDLER_REPORTS: Final = (
         "WARNING: lock held when returning to user space! (dax_srcu, taken in dax_dev_huge_fault)",
     ),
 )
-
-
-# --------------------------------------------------------------------------------------- events --
-
-
-@dataclass(frozen=True, slots=True)
-class Event:
-    """One linearization point: ``kind`` (step, alive_clear, gp_start, gp_end, unmap, get, put,
-    release, open, close, mmap, munmap, fault_lock, alive_check, insert, unlock), the object it
-    happened to (``dax0.0``, ``region0``, ``file3``...) and a detail (step outcome, refcount...)."""
-
-    kind: str
-    obj: str
-    detail: str = ""
-    seq: int = -1  # the number in the global order shared with the handler (tracing on; tracelog.py)
-
-
-# ------------------------------------------------------------------------------------- registry --
-
-#: dax_minor_ida: one per module, as in drivers/dax/super.c (shared by every DaxBus of the process)
-DAX_MINOR_IDA = Ida("dax_minor_ida", MINOR_LIMIT)
-#: kobj_map of the dax chrdev region: minor -> the instance whose cdev is added (cdev_add..cdev_del)
-_KOBJ_MAP: dict[int, DevDax] = {}
-_KOBJ_LOCK = threading.RLock()
-
-D_NONE, D_CREATING, D_LIVE, D_FAILED, D_RELEASED = range(5)
-PHASES: Final = ("none", "creating", "live", "failed", "released")
-
-
-class _StepFailed(Exception):
-    """A step left its program (spec/admin.py Goto): run ``prog`` for the device, or skip it."""
-
-    def __init__(self, code: int, prog: str) -> None:
-        super().__init__(os.strerror(code))
-        self.code = code
-        self.prog = prog
-
-
-class SharedBacking:
-    """The physical range a provider hands out (one memfd or file). Refcounted because a v4.10
-    re-probe makes a new region over the same memory while the old region may still be pinned."""
-
-    def __init__(self, core: MappingCore, size: int, path: str | None) -> None:
-        self.core = core
-        self.backing: Backing = core.create_backing(size, path)
-        self.size = size
-        self.path = path
-        self.kref = Kref(f"backing:{path or 'memfd'}", self._release)
-
-    def _release(self) -> None:
-        if not self.core.closed and not self.backing.closed:
-            try:
-                self.core.close_backing(self.backing)
-            except OSError as e:
-                if e.errno != errno.EBUSY:
-                    raise
-                # a device leaked by the modern re-bind finding still sits on it: core.close frees it
-
-
-# --------------------------------------------------------------------------------------- region --
-
-
-def _region_refs_exact(self: DaxRegion) -> bool:
-    r = self
-    if r.kref.released:
-        return True
-    holders = (
-        int(r.provider_ref)
-        + int(r.devm_ref)
-        + sum(1 for d in r.devices if d.holds_region and d.phase != D_RELEASED)
-    )
-    return r.kref.count == holders
-
-
-class DaxRegion:
-    """struct dax_region: a resource of one backing, an align, a per-region id ida and a kref with
-    the provider's and the devm action's references (alloc_dax_region; kernel-semantics 1.1)."""
-
-    def __init__(
-        self,
-        bus: DaxBus,
-        rid: int,
-        backing: SharedBacking,
-        align: int,
-        profile: Profile,
-        spans: Sequence[Sequence[tuple[int, int]]],
-    ) -> None:
-        self.bus = bus
-        self.id = rid
-        self.backing = backing
-        self.align = align
-        self.profile = profile
-        self.ida = Ida(f"region{rid}.ida")
-        self.kref = Kref(f"region{rid}", self._free, count=0)
-        self.provider_ref = False
-        self.devm_ref = False
-        self.gone = False
-        self.freed = False
-        self.devices: list[DevDax] = [DevDax(self, i, tuple(s)) for i, s in enumerate(spans)]
-        backing.kref.get()
-
-    @property
-    def name(self) -> str:
-        return f"region{self.id}"
-
-    def _free(self) -> None:
-        """dax_region_free(): kfree; the region's hold on the backing goes with it."""
-        self.freed = True
-        self.bus._log("release", self.name)
-        if self in self.bus.regions and all(d.released for d in self.devices):
-            self.bus.regions.remove(self)
-        self.bus._region_ids.free(self.id)
-        self.backing.kref.put()
-
-    # steps (spec/admin.py): the region's part of probe and remove
-    def alloc_dax_region(self) -> str:
-        """kref_init (the probe's reference) plus one for the devm action dax_region_unregister."""
-        self.kref.reinit()
-        self.kref.get()
-        self.provider_ref = self.devm_ref = True
-        return "ok"
-
-    def provider_put(self) -> str:
-        """dax_pmem: "child dax_dev instances now own the lifetime of the dax_region"."""
-        self.provider_ref = False
-        self._put()
-        return "ok"
-
-    def dax_region_unregister(self) -> str:
-        """The region's devm action, last on provider removal."""
-        self.gone = True
-        if self.devm_ref:
-            self.devm_ref = False
-            self._put()
-        return "ok"
-
-    def _put(self) -> None:
-        self.bus._log("put", self.name, f"kref {self.kref.count - 1}")
-        self.kref.put()
-
-
-# --------------------------------------------------------------------------------------- device --
-
-
-def _dev_refs_exact(self: DevDax) -> bool:
-    d = self
-    """refcount_exact_all for one device (spec/invariants.py): cdev = own ref + files; device =
-    initialize ref + the cdev's pin + the mappingN children's pins."""
-    if d.phase in (D_NONE, D_RELEASED) or d.bus.closing:
-        return True
-    files = len(d.files)
-    if d.cdev.count != int(d.cdev_live) + files and not d.rebound_with_files:
-        return False
-    pins = d.children + d.zombies if d.region.profile.mapping_pins_parent else 0
-    return d.rebound_with_files or d.dev_kobj.count == int(d.init_ref) + int(d.cdev.count > 0) + pins
-
-
-class DevDax:
-    """struct dev_dax with its embedded struct device and struct cdev, one or several ranges."""
-
-    def __init__(self, region: DaxRegion, index: int, spans: tuple[tuple[int, int], ...]) -> None:
-        self.region = region
-        self.bus = region.bus
-        self.index = index
-        self.spans = spans
-        self.align = region.align
-        self.ranges = geometry.make_ranges(spans)
-        self.size = geometry.device_size(self.ranges)
-        self.phase = D_NONE
-        self.id = -1
-        self.id_held = False
-        self.minor = -1
-        self.minor_held = False
-        self.init_ref = False
-        # both kobjects start unborn (count 0): device_initialize / cdev_init make them count 1
-        self.dev_kobj = Kobject(f"dax{region.id}.{index}:device", self._release, count=0)
-        self.cdev = Kobject(f"dax{region.id}.{index}:cdev", self._cdev_release, parent=self.dev_kobj, count=0)
-        self.inode: Kref | None = None
-        self.cdev_live = False
-        self.cdev_mapped = False
-        self.icdev_cached = False
-        self.holds_region = False
-        self.registered = False
-        self.bound = False
-        self.dead = False
-        self.children = 0
-        self.zombies = 0
-        self.gp = False
-        self.slot = -1  # the core's device slot (alive flag and ranges for the handler)
-        self.files: set[DaxFile] = set()
-        self.rebound_with_files = False  # modern re-bind cdev_init with files still open (a finding)
-        self.child_kobjs: list[Kobject] = []
-        self.create_error = 0  # errno of a failed creation step (0: none)
-
-    @property
-    def name(self) -> str:
-        return f"dax{self.region.id}.{self.id if self.id >= 0 else '?'}"
-
-    @property
-    def alive(self) -> bool:
-        return self.slot >= 0 and not self.bus.core.closed and self.bus.core.alive(self.slot)
-
-    @property
-    def released(self) -> bool:
-        return self.phase == D_RELEASED
-
-    def _created(self) -> bool:
-        return self.phase in (D_CREATING, D_LIVE)
-
-    def _log(self, kind: str, detail: str = "") -> None:
-        self.bus._log(kind, self.name, detail)
-
-    def areas(self) -> list[VmArea]:
-        return [a for f in self.files for a in f.areas]
-
-    # --- creation steps ----------------------------------------------------------------------------
-    def ida_alloc_id(self) -> str:
-        """ida_alloc(&dax_region->ida): the per-region instance id (the Y of daxX.Y)."""
-        self.id = self.region.ida.alloc()
-        self.id_held = True
-        self.phase = D_CREATING
-        return "ok"
-
-    @icontract.require(lambda self: self.id_held and not self.minor_held, enabled=ON)
-    def ida_alloc_minor(self) -> str:
-        """The global minor (alloc_dax / ida_simple_get). On exhaustion: before device_initialize the
-        half-made device is kfree'd (the id simply returned); after it only put_device may unwind."""
-        try:
-            # M19: V410/V411 ida_simple_get(&dax_minor_ida, 0, 0, ...) ignored the nr_dax minors
-            # alloc_chrdev_region reserved; bounded since 4.12 (profile.minor_ida_bounded)
-            self.minor = self.bus.minor_ida.alloc(bounded=self.region.profile.minor_ida_bounded)
-        except OSError:
-            if self.init_ref:
-                raise _StepFailed(errno.ENOMEM, "create_failed") from None
-            self.region.ida.free(self.id)
-            self.id_held = False
-            self.phase = D_RELEASED
-            raise _StepFailed(errno.ENOMEM, "skip") from None
-        self.minor_held = True
-        return "ok"
-
-    def dax_inode_get(self) -> str:
-        """iget5_locked on the dax pseudo-fs; its free path returns the minor (modern, V412+)."""
-        self.inode = Kref(f"{self.name}:inode", self._inode_free)
-        return "ok"
-
-    def device_initialize(self) -> str:
-        """ "so cdev can reference kobj parent": from here on only put_device() may free (M18). The
-        core's device slot (ranges, alive flag) is created here, dead."""
-        self.dev_kobj.reinit()
-        self.init_ref = True
-        core = self.bus.core
-        self.slot = core.add_device(
-            self.region.backing.backing,
-            self.spans,
-            self.align,
-            alive=False,
-            rules=fault_rule_bits(self.region.profile),
-        )
-        return "ok"
-
-    @icontract.require(lambda self: self.slot >= 0, "the device exists in the core", enabled=ON)
-    @icontract.ensure(lambda self: self.alive, enabled=ON)
-    def set_alive(self) -> str:
-        """v4.10: "from here on we're committed to teardown via dax_dev_release()"."""
-        with self.bus._linearize():
-            self.bus.core.set_alive(self.slot, True)
-            self._log("alive_set")
-        return "ok"
-
-    @icontract.require(lambda self: not self.holds_region, enabled=ON)
-    def region_get(self) -> str:
-        """kref_get(&dax_region->kref): the device pins its region until its release."""
-        if self.region.freed:
-            raise KernelBug(f"uaf: kref_get on freed {self.region.name}")
-        self.holds_region = True
-        self.region.kref.get()
-        self.bus._log("get", self.region.name, f"kref {self.region.kref.count}")
-        return "ok"
-
-    @icontract.require(
-        lambda self: self.minor_held and self.dev_kobj.count > 0 and not self.cdev_live,
-        "cdev_add needs a minor, an initialized parent and no live cdev",
-        enabled=ON,
-    )
-    @icontract.ensure(lambda self: self.cdev_mapped and self.cdev.parent_pinned, enabled=ON)
-    def cdev_add(self) -> str:
-        """cdev_init() + cdev_add(): into kobj_map, the node opens from now on; the cdev kobject pins
-        its parent. cdev_init re-initialises the kobject even while files of an earlier binding
-        still hold it (modern dev_dax_probe on every bind: the spec's refcount_exact_all finding)."""
-        if self.files:
-            self.rebound_with_files = True
-            self.bus._warn(
-                f"kobject ({self.cdev.name}): tried to init an initialized object, something is "
-                "seriously wrong (cdev_init on re-bind while files hold the cdev)"
-            )
-        self.cdev.reinit()
-        self.cdev.pin_parent()
-        self.cdev_live = self.cdev_mapped = True
-        with _KOBJ_LOCK:
-            _KOBJ_MAP[self.minor] = self
-        self._log("cdev_add", f"minor {self.minor}")
-        return "ok"
-
-    @icontract.require(lambda self: self.init_ref, "device_add after device_initialize", enabled=ON)
-    def device_add(self) -> str:
-        """device_add(): registered (sysfs, uevent); failure injection runs create_failed."""
-        if self.bus.fail_device_add:
-            raise _StepFailed(errno.EEXIST, "create_failed")
-        self.phase = D_LIVE
-        self.registered = True
-        return "ok"
-
-    def add_mappings(self) -> str:
-        """Modern alloc_dev_dax_range -> devm_register_dax_mapping: one mappingN child per range.
-        Since 6d24b170a9db (M15) each child pins its parent until the child's release
-        (profile.mapping_pins_parent); before it the child's release (ida_free on the parent's ida)
-        relied on the parent still being there."""
-        for k in range(len(self.ranges)):
-            child = Kobject(f"{self.name}:mapping{k}", None, parent=self.dev_kobj)
-            if self.region.profile.mapping_pins_parent:
-                child.pin_parent()
-            self.child_kobjs.append(child)
-        self.children = len(self.ranges)
-        return "ok"
-
-    @icontract.require(lambda self: self.cdev_live, "run_dax after cdev_add (dev_dax_probe)", enabled=ON)
-    @icontract.ensure(lambda self: self.alive and self.bound and not self.dead, enabled=ON)
-    def run_dax(self) -> str:
-        """dev_dax_probe ends with run_dax(): alive. Old vmas of an earlier binding fault through the
-        same dev_dax again, so their poison markers are zapped (MappingCore.revive_device). The store
-        of alive is the step's linearization point (logged with it, before the grace period and zap
-        revive_device then does)."""
-        with self.bus._linearize():
-            self.bus.core.set_alive(self.slot, True)
-            self._log("alive_set", "run_dax")
-        self.bus.core.revive_device(self.slot)
-        self.bound = True
-        self.dead = False
-        return "ok"
-
-    # --- teardown steps ----------------------------------------------------------------------------
-    def unregister_lock(self) -> str:
-        """unregister_dev_dax takes dax_region_rwsem for write. Before the v6.9 locking fix (M16) it
-        was down_write_killable(): with a fatal signal pending (``bus.fatal_signal_pending``) it
-        failed with -EINTR and unregister_dev_dax returned, skipping this device's whole teardown.
-        The fixed profile takes the lock unconditionally and ignores the signal."""
-        if not self._created():
-            return "skipped"
-        if self.region.profile.unregister_can_be_interrupted and self.bus.fatal_signal_pending:
-            raise _StepFailed(errno.EINTR, "skip")
-        return "ok"
-
-    @icontract.ensure(lambda self, result: result == "skipped" or not self.alive, enabled=ON)
-    def clear_alive(self) -> str:
-        """kill_dax(): alive = false; new faults see it and SIGBUS."""
-        if not self._created() or (self.region.profile.bind_cycles and not self.bound and not self.alive):
-            return "skipped"
-        with self.bus._linearize():  # the store and its event are one point of the log
-            self.bus.core.set_alive(self.slot, False)
-            self._log("alive_clear")
-        self.bound = False
-        return "ok"
-
-    def synchronize_start(self) -> str:
-        if not self._created() or (self.region.profile.bind_cycles and self.dead):
-            return "skipped"
-        self.gp = True
-        self._log("gp_start")
-        return "ok"
-
-    @icontract.ensure(lambda self: not self.gp, "the grace period has ended", enabled=ON)
-    def synchronize_wait(self) -> str:
-        """synchronize_srcu(): one real grace period of the handler's read side."""
-        if not self.gp:
-            return "skipped"
-        self.bus.core.synchronize()
-        self.gp = False
-        self._log("gp_end")
-        return "ok"
-
-    @icontract.require(
-        lambda self: not self.alive or not self._created(),
-        "unmap only after alive is cleared (kernel-semantics 4)",
-        enabled=ON,
-    )
-    def unmap_mapping_range(self) -> str:
-        """unmap_mapping_range(dax inode mapping): every vma of the device, through whichever file."""
-        if not self._created() or (self.region.profile.bind_cycles and self.dead):
-            return "skipped"
-        for a in self.areas():
-            self.bus.core.zap(a.m)
-        self._log("unmap", f"{len(self.areas())} vmas")
-        return "ok"
-
-    @icontract.ensure(lambda self: not self.cdev_mapped, enabled=ON)
-    def cdev_del(self) -> str:
-        """cdev_del(): out of kobj_map, drop the cdev's own reference."""
-        if not self.cdev_live:
-            return "skipped"
-        self.cdev_live = self.cdev_mapped = False
-        with _KOBJ_LOCK:
-            if _KOBJ_MAP.get(self.minor) is self:
-                del _KOBJ_MAP[self.minor]
-        self._log("cdev_del")
-        self._cdev_put()
-        return "ok"
-
-    def device_del(self) -> str:
-        if not self._created():
-            return "skipped"
-        self.registered = False
-        self.bound = False
-        return "ok"
-
-    def unregister_mappings(self) -> str:
-        """free_dev_dax_ranges: each mappingN is unregistered; nothing else holds it here, so its
-        release runs now and drops its pin on the parent."""
-        if not self._created() or self.children == 0:
-            return "skipped"
-        self.zombies += self.children
-        self.children = 0
-        kids, self.child_kobjs = self.child_kobjs, []
-        for k in kids:
-            self.zombies -= 1
-            self._log("put", f"{k.name}")
-            k.put()
-        return "ok"
-
-    @icontract.ensure(lambda self: not self.init_ref, enabled=ON)
-    def put_device(self) -> str:
-        """The reference device_initialize() took; release runs here if nothing else holds it."""
-        if not self.init_ref:
-            return "skipped"
-        self.init_ref = False
-        if self.phase != D_LIVE:
-            self.phase = D_FAILED
-        self._dev_put()
-        return "ok"
-
-    def kfree(self) -> str:
-        """M18 (the error path of __devm_create_dev_dax after device_initialize() used kfree(), not
-        put_device()): the memory goes, no release callback runs, so the id, the minor, the inode,
-        the region reference and the core slot it would have returned all stay taken."""
-        if self.slot >= 0 and not self.bus.core.closed:
-            self.bus.core.set_alive(self.slot, False)
-        self.phase = D_RELEASED
-        return "ok"
-
-    # --- puts and releases -------------------------------------------------------------------------
-    def _dev_put(self) -> None:
-        self._log("put", f"device {self.dev_kobj.count - 1}")
-        self.dev_kobj.put()
-
-    def _cdev_put(self) -> None:
-        if self.cdev.count <= 0:
-            # reachable only after a modern re-bind re-initialised a held cdev (spec finding
-            # no_refcount_underflow): the kernel WARNs and saturates; the put does nothing
-            self.bus._warn(f"refcount_t: underflow; use-after-free ({self.cdev.name})")
-            return
-        self._log("put", f"cdev {self.cdev.count - 1}")
-        self.cdev.put()
-
-    def _cdev_release(self) -> None:
-        """cdev_default_release: cdev_purge() (every /dev inode forgets i_cdev), then (Kobject) the
-        parent pin cdev_add took is dropped."""
-        self.icdev_cached = False
-        self._log("release", "cdev")
-
-    def _release(self) -> None:
-        """dax_dev_release (v4.10) / dev_dax_release (modern): the last device reference is gone.
-        v4.10 frees the minor here; modern frees it when the inode is freed (iput below). Then the
-        id and the region reference. The core slot goes too: no vma can exist any more."""
-        self._log("release", "device")
-        if self.minor_held and self.region.profile.name == "v4.10":
-            self._free_minor()
-        if self.id_held:
-            if self.region.freed:
-                raise KernelBug(f"uaf: ida_free on freed {self.region.name}")
-            self.region.ida.free(self.id)
-            self.id_held = False
-        self.phase = D_RELEASED
-        if self.slot >= 0 and not self.bus.core.closed:
-            self.bus.core.remove_device(self.slot)
-        self.slot = -1
-        inode, self.inode = self.inode, None
-        if inode is not None:
-            inode.put()
-        elif self.minor_held:
-            self._free_minor()
-        if self.holds_region:
-            self.holds_region = False
-            self.region._put()
-
-    def _inode_free(self) -> None:
-        """dax_free_inode: the minor returns to dax_minor_ida (modern); v4.10 did it in release."""
-        if self.minor_held:
-            self._free_minor()
-
-    def ida_free_minor(self) -> str:
-        """v4.7 unregister (and variant M22): the minor goes back to the ida at unregister, while
-        fds may still be open; only programs of such a profile name this step."""
-        if not self.minor_held:
-            return "skipped"
-        self._free_minor()
-        return "ok"
-
-    def _free_minor(self) -> None:
-        self.bus.minor_ida.free(self.minor)
-        self.minor_held = False
-        self._log("minor_free", str(self.minor))
 
 
 # ----------------------------------------------------------------------------------------- file --
@@ -681,7 +154,7 @@ class DaxFile:
 
     def _need_fd(self) -> None:
         if not self.fd_open:
-            raise _err(errno.EBADF, f"{self.name} is closed")
+            raise os_error(errno.EBADF, f"{self.name} is closed")
 
     # --- fops ----------------------------------------------------------------------------------------
     @icontract.ensure(lambda self: not self.fd_open, enabled=ON)
@@ -695,10 +168,10 @@ class DaxFile:
 
     def read(self, length: int) -> bytes:
         """read(2): dax_fops has no ->read (spec/fops.py)."""
-        _int("length", length)
+        check_int("length", length)
         with self.bus._lock:
             self._need_fd()
-            raise _err(getattr(errno, fops.read(self.readable)), f"read on {self.name}")
+            raise os_error(getattr(errno, fops.read(self.readable)), f"read on {self.name}")
 
     def write(self, data: bytes | int) -> int:
         """write(2): dax_fops has no ->write."""
@@ -706,35 +179,35 @@ class DaxFile:
             raise ValueError(f"data: expected bytes or a length, got {type(data).__name__}")
         with self.bus._lock:
             self._need_fd()
-            raise _err(getattr(errno, fops.write(self.writable)), f"write on {self.name}")
+            raise os_error(getattr(errno, fops.write(self.writable)), f"write on {self.name}")
 
     def fsync(self) -> None:
         with self.bus._lock:
             self._need_fd()
-            raise _err(getattr(errno, fops.fsync()), f"fsync on {self.name}")
+            raise os_error(getattr(errno, fops.fsync()), f"fsync on {self.name}")
 
     def lseek(self, offset: int, whence: int = os.SEEK_SET) -> int:
         """noop_llseek: returns the current position and never fails."""
-        _int("offset", offset, lo=-(1 << 63), hi=(1 << 63) - 1)
-        _int("whence", whence, 0, 4)
+        check_int("offset", offset, lo=-(1 << 63), hi=(1 << 63) - 1)
+        check_int("whence", whence, 0, 4)
         with self.bus._lock:
             self._need_fd()
             assert fops.lseek() == "ok"
             return self.pos
 
     def fallocate(self, mode: int, offset: int, length: int) -> None:
-        _int("mode", mode)
-        _int("offset", offset)
-        _int("length", length)
+        check_int("mode", mode)
+        check_int("offset", offset)
+        check_int("length", length)
         with self.bus._lock:
             self._need_fd()
-            raise _err(getattr(errno, fops.fallocate(self.writable)), f"fallocate on {self.name}")
+            raise os_error(getattr(errno, fops.fallocate(self.writable)), f"fallocate on {self.name}")
 
     def ioctl(self, request: int) -> int:
-        _int("request", request)
+        check_int("request", request)
         with self.bus._lock:
             self._need_fd()
-            raise _err(getattr(errno, fops.ioctl()), f"ioctl on {self.name}")
+            raise os_error(getattr(errno, fops.ioctl()), f"ioctl on {self.name}")
 
     # --- mmap ----------------------------------------------------------------------------------------
     @icontract.ensure(lambda result: all(a.mayshare for a in result.areas), "vmas are shared", enabled=ON)
@@ -748,12 +221,12 @@ class DaxFile:
     def mmap(self, length: int, prot: int, flags: int, offset: int = 0, fixed_addr: int | None = None) -> Vma:
         """mmap(2) in the spec's order (spec/vma.py do_mmap): map type; length/offset; EACCES;
         MAP_SHARED_VALIDATE flags; fixed address; dax_get_unmapped_area; dax_mmap -> check_vma."""
-        _int("length", length, 0, 1 << 47)
-        _int("prot", prot, 0, 0xF)
-        _int("flags", flags, 0, (1 << 32) - 1)
-        _int("offset", offset, 0, 1 << 62)
+        check_int("length", length, 0, 1 << 47)
+        check_int("prot", prot, 0, 0xF)
+        check_int("flags", flags, 0, (1 << 32) - 1)
+        check_int("offset", offset, 0, 1 << 62)
         if fixed_addr is not None:
-            _int("fixed_addr", fixed_addr, 0, (1 << 47) - 1)
+            check_int("fixed_addr", fixed_addr, 0, (1 << 47) - 1)
         with self.bus._lock:
             self._need_fd()
             return self._mmap(length, prot, flags, offset, fixed_addr)
@@ -763,26 +236,26 @@ class DaxFile:
         prof = self.dev.region.profile
         mtype = flags & MAP_TYPE
         if mtype == 0 or flags & MAP["MAP_HUGETLB"]:
-            raise _err(errno.EINVAL, "one of MAP_SHARED/MAP_PRIVATE/MAP_SHARED_VALIDATE; no MAP_HUGETLB")
+            raise os_error(errno.EINVAL, "one of MAP_SHARED/MAP_PRIVATE/MAP_SHARED_VALIDATE; no MAP_HUGETLB")
         if length == 0 or offset % PAGE:
-            raise _err(errno.EINVAL, f"length {length:#x} / offset {offset:#x}")
+            raise os_error(errno.EINVAL, f"length {length:#x} / offset {offset:#x}")
         length = geometry.round_up(length, PAGE)
         shared = mtype != MAP["MAP_PRIVATE"]
         write = bool(prot & PROT["PROT_WRITE"])
         if not self.readable or (shared and write and not self.writable):
-            raise _err(errno.EACCES, "do_mmap: FMODE_READ, or PROT_WRITE|MAP_SHARED needs FMODE_WRITE")
+            raise os_error(errno.EACCES, "do_mmap: FMODE_READ, or PROT_WRITE|MAP_SHARED needs FMODE_WRITE")
         if mtype == MAP["MAP_SHARED_VALIDATE"]:
             supported = LEGACY_MAP_MASK | (MAP["MAP_SYNC"] if prof.map_sync else 0)
             if flags & MAP["MAP_SYNC"] and not prof.map_sync:
-                raise _err(errno.EOPNOTSUPP, "MAP_SYNC not in mmap_supported_flags")
+                raise os_error(errno.EOPNOTSUPP, "MAP_SYNC not in mmap_supported_flags")
             if flags & ~supported & ~MAP["MAP_FIXED_NOREPLACE"]:
-                raise _err(errno.EOPNOTSUPP, f"flags {flags & ~supported:#x} not supported")
+                raise os_error(errno.EOPNOTSUPP, f"flags {flags & ~supported:#x} not supported")
         fixed = bool(flags & (MAP["MAP_FIXED"] | MAP["MAP_FIXED_NOREPLACE"]))
         hint = fixed_addr or 0
         if fixed and fixed_addr is None:
             raise ValueError("fixed_addr: MAP_FIXED needs an address")
         if hint % PAGE:
-            raise _err(errno.EINVAL, f"address {hint:#x} not page aligned")
+            raise os_error(errno.EINVAL, f"address {hint:#x} not page aligned")
         dev = self.private_data
         align = self.dev.align
         place = _Placement(
@@ -796,7 +269,7 @@ class DaxFile:
             vflags = geometry.VmaFlags.from_mmap(shared, write, self.writable, noreserve)
             rc = geometry.check_vma(dev.alive, vflags, start, start + length, align, prof.private_test)
             if rc:
-                raise _err(-rc, f"check_vma on {dev.name} at {start:#x}+{length:#x}")
+                raise os_error(-rc, f"check_vma on {dev.name} at {start:#x}+{length:#x}")
             place.commit()
             m = bus.core.map_at(dev.slot, start, length, offset // PAGE, real_prot(prot & 7), self.writable)
         except BaseException:
@@ -852,11 +325,13 @@ class _Placement:
                 self.res.append((self.hint, self.length))
                 return self.addr
             if self.noreplace:
-                raise _err(errno.EEXIST, f"MAP_FIXED_NOREPLACE: {self.hint:#x} is in use")
+                raise os_error(errno.EEXIST, f"MAP_FIXED_NOREPLACE: {self.hint:#x} is in use")
             mine = [a for a in self.bus._areas if a.start < self.hint + self.length and self.hint < a.end]
             covered = sum(min(a.end, self.hint + self.length) - max(a.start, self.hint) for a in mine)
             if covered != self.length:
-                raise _err(errno.EEXIST, f"MAP_FIXED over memory this emulation does not own: {self.hint:#x}")
+                raise os_error(
+                    errno.EEXIST, f"MAP_FIXED over memory this emulation does not own: {self.hint:#x}"
+                )
             self.evict = mine
             return self.addr
         if self.hint and claim(self.hint, self.length):
@@ -1004,8 +479,8 @@ class Vma:
         return True
 
     def _range(self, offset: int, length: int) -> tuple[int, int]:
-        _int("offset", offset, -(1 << 47), 1 << 47)
-        _int("length", length, 0, 1 << 47)
+        check_int("offset", offset, -(1 << 47), 1 << 47)
+        check_int("length", length, 0, 1 << 47)
         lo = self.base + offset
         return lo, lo + geometry.round_up(length, PAGE)
 
@@ -1049,7 +524,7 @@ class Vma:
     def _unmap_range(self, lo: int, hi: int, check: bool = True) -> None:
         areas = self._hit(lo, hi)
         if check and not self._may_split_all(lo, hi, areas):
-            raise _err(errno.EINVAL, "dev_dax_may_split: misaligned cut")
+            raise os_error(errno.EINVAL, "dev_dax_may_split: misaligned cut")
         for a in areas:
             self._drop(self._carve(a, lo, hi))
 
@@ -1069,24 +544,26 @@ class Vma:
             length = self.length if length is None else length
             lo, hi = self._range(offset, length)
             if length == 0 or mm.check_range(lo, length):
-                raise _err(errno.EINVAL, f"munmap({lo:#x}, {length:#x})")
+                raise os_error(errno.EINVAL, f"munmap({lo:#x}, {length:#x})")
             self._unmap_range(lo, hi)
 
     def mprotect(self, offset: int, length: int, prot: int) -> None:
-        _int("prot", prot, 0, 7)
+        check_int("prot", prot, 0, 7)
         with self.bus._lock:
             lo, hi = self._range(offset, length)
             if mm.check_range(lo, length):
-                raise _err(errno.EINVAL, f"mprotect({lo:#x})")
+                raise os_error(errno.EINVAL, f"mprotect({lo:#x})")
             areas = self._hit(lo, hi)
             if not self._covered(lo, hi, areas):
-                raise _err(errno.ENOMEM, "mprotect: range not fully mapped")
+                raise os_error(errno.ENOMEM, "mprotect: range not fully mapped")
             write = bool(prot & 2)
             for a in areas:
                 if write and a.mayshare and not a.file.writable:
-                    raise _err(errno.EACCES, "mprotect: PROT_WRITE on a shared mapping of an O_RDONLY file")
+                    raise os_error(
+                        errno.EACCES, "mprotect: PROT_WRITE on a shared mapping of an O_RDONLY file"
+                    )
             if not self._may_split_all(lo, hi, areas):
-                raise _err(errno.EINVAL, "dev_dax_may_split: misaligned cut")
+                raise os_error(errno.EINVAL, "dev_dax_may_split: misaligned cut")
             for a in areas if hi > lo else []:  # a zero length changes nothing (mm.change)
                 mid = self._carve(a, lo, hi)
                 self.bus.core.set_prot(mid.m, real_prot(prot))
@@ -1094,23 +571,23 @@ class Vma:
 
     def madvise(self, offset: int, length: int, advice: int) -> None:
         """madvise(2) by advice, as spec/mm.py madvise and the model backend decide."""
-        _int("advice", advice, 0, 1 << 16)
+        check_int("advice", advice, 0, 1 << 16)
         name = MADV_NAMES.get(advice, "")
         with self.bus._lock:
             lo, hi = self._range(offset, length)
             if mm.check_range(lo, length):
-                raise _err(errno.EINVAL, f"madvise({lo:#x})")
+                raise os_error(errno.EINVAL, f"madvise({lo:#x})")
             areas = self._hit(lo, hi)
             if name in ("MADV_POPULATE_READ", "MADV_POPULATE_WRITE"):
                 if not self._covered(lo, hi, areas):
-                    raise _err(errno.ENOMEM, "madvise populate: range not fully mapped")
+                    raise os_error(errno.ENOMEM, "madvise populate: range not fully mapped")
                 self._populate(lo, hi, write=name.endswith("WRITE"), strict=True)
                 return
             if not areas:
-                raise _err(errno.ENOMEM, "madvise: no vma in range")
+                raise os_error(errno.ENOMEM, "madvise: no vma in range")
             if name in ("MADV_DONTFORK", "MADV_DOFORK", "MADV_HUGEPAGE", "MADV_NOHUGEPAGE"):
                 if not self._may_split_all(lo, hi, areas):
-                    raise _err(errno.EINVAL, "dev_dax_may_split: misaligned cut")
+                    raise os_error(errno.EINVAL, "dev_dax_may_split: misaligned cut")
                 for a in areas if hi > lo else []:
                     mid = self._carve(a, lo, hi)
                     self._apply_flag(mid, name)
@@ -1118,7 +595,7 @@ class Vma:
                 for a in areas:
                     self._advise(a, max(lo, a.start), min(hi, a.end), name)
             if not self._covered(lo, hi, self._hit(lo, hi)):
-                raise _err(errno.ENOMEM, "madvise: part of the range is not mapped")
+                raise os_error(errno.ENOMEM, "madvise: part of the range is not mapped")
 
     def _apply_flag(self, a: VmArea, name: str) -> None:
         core = self.bus.core
@@ -1150,10 +627,12 @@ class Vma:
             pass
         elif name == "MADV_REMOVE":
             if not (a.mayshare and a.file.writable):
-                raise _err(errno.EACCES, "MADV_REMOVE needs a shared writable mapping")
-            raise _err(getattr(errno, fops.fallocate(True)), "MADV_REMOVE -> vfs_fallocate on a char device")
+                raise os_error(errno.EACCES, "MADV_REMOVE needs a shared writable mapping")
+            raise os_error(
+                getattr(errno, fops.fallocate(True)), "MADV_REMOVE -> vfs_fallocate on a char device"
+            )
         else:
-            raise _err(errno.EINVAL, f"madvise advice {name or '?'} not valid for a device-dax vma")
+            raise os_error(errno.EINVAL, f"madvise advice {name or '?'} not valid for a device-dax vma")
 
     def _populate(self, lo: int, hi: int, write: bool, strict: bool) -> None:
         """Fault every unit of [lo, hi) in through the handler (MAP_POPULATE ignores failures;
@@ -1174,47 +653,47 @@ class Vma:
                 bad = not a.read or (write and not a.write)  # the access would SIGSEGV
                 if (bad or core.touch_read(at, 1).outcome != "ok") and strict:
                     self.bus.scan_handler()
-                    raise _err(errno.EFAULT, f"populate: fault failed at {at:#x}")
+                    raise os_error(errno.EFAULT, f"populate: fault failed at {at:#x}")
                 at = (at // unit + 1) * unit
         self.bus.scan_handler()
 
     def msync(self, offset: int, length: int, flags: int) -> None:
-        _int("flags", flags, 0, 0xFFFF)
+        check_int("flags", flags, 0, 0xFFFF)
         with self.bus._lock:
             names = frozenset(n for n, v in MS.items() if flags & v)
             bad = fops.msync_flags(names) or ("EINVAL" if flags & ~7 else None)
             lo, hi = self._range(offset, length)
             if bad or mm.check_range(lo, length):
-                raise _err(errno.EINVAL, f"msync flags {flags:#x} at {lo:#x}")
+                raise os_error(errno.EINVAL, f"msync flags {flags:#x} at {lo:#x}")
             areas = self._hit(lo, hi)
             for a in areas:
                 out = fops.msync_vma(names, a.shared)
                 if out != "ok":
-                    raise _err(getattr(errno, out), "msync(MS_SYNC) -> vfs_fsync_range -> no ->fsync")
+                    raise os_error(getattr(errno, out), "msync(MS_SYNC) -> vfs_fsync_range -> no ->fsync")
             if not self._covered(lo, hi, areas):
-                raise _err(errno.ENOMEM, "msync: part of the range is not mapped")
+                raise os_error(errno.ENOMEM, "msync: part of the range is not mapped")
 
     def mremap(self, offset: int, old_length: int, new_length: int, may_move: bool = False) -> int:
         """mremap(2): shrinking is a cut (may_split); growing asks no driver hook, so an unaligned
         new end is accepted and every later fault SIGBUSes (check_vma). Returns the new address."""
-        _int("new_length", new_length, 0, 1 << 47)
+        check_int("new_length", new_length, 0, 1 << 47)
         with self.bus._lock:
             lo, old_end = self._range(offset, old_length)
             if mm.check_range(lo, old_length) or new_length == 0:
-                raise _err(errno.EINVAL, "mremap: bad address or zero length")
+                raise os_error(errno.EINVAL, "mremap: bad address or zero length")
             new_end = lo + geometry.round_up(new_length, PAGE)
             a = self._area_at(lo)
             if a is None or old_end > a.end:
-                raise _err(errno.EFAULT, "mremap: the old range is not inside one vma")
+                raise os_error(errno.EFAULT, "mremap: the old range is not inside one vma")
             if new_end < old_end:
                 self._unmap_range(new_end, old_end)
             elif new_end > old_end:
                 if old_end != a.end:
                     code = errno.EFAULT if may_move else errno.ENOMEM
-                    raise _err(code, "mremap: cannot grow in the middle of a vma")
+                    raise os_error(code, "mremap: cannot grow in the middle of a vma")
                 if not self.bus.core.grow(a.m, a.m.length + (new_end - old_end)):
                     if not may_move:
-                        raise _err(errno.ENOMEM, "mremap: no room to grow in place")
+                        raise os_error(errno.ENOMEM, "mremap: no room to grow in place")
                     self._move(a, lo, new_end - lo)
             self.length = max((x.end for x in self.areas), default=self.base) - self.base
             return self.base
@@ -1224,7 +703,7 @@ class Vma:
         entries are not carried over (they refault through the handler: same data, same outcome)."""
         if lo != a.start:
             if not mm.may_split(self._ctx(a.file.dev.align), lo):
-                raise _err(errno.EINVAL, "dev_dax_may_split: misaligned cut")
+                raise os_error(errno.EINVAL, "dev_dax_may_split: misaligned cut")
             a = self._split_at(a, lo)
         core = self.bus.core
         from .vmcore import reserve
@@ -1250,7 +729,7 @@ class Vma:
 
     # --- accesses ----------------------------------------------------------------------------------
     def _access_check(self, offset: int, write: bool) -> tuple[int, str | None]:
-        _int("offset", offset, -(1 << 47), 1 << 47)
+        check_int("offset", offset, -(1 << 47), 1 << 47)
         addr = self.base + offset
         a = self._area_at(addr)
         if a is None:
@@ -1263,7 +742,7 @@ class Vma:
         """One byte at base+offset: "ok", "SIGBUS" or "SIGSEGV". The access really happens (through
         the handler's fault path when the unit is not installed); a signal is reported, not taken."""
         if value is not None:
-            _int("value", value, 0, 255)
+            check_int("value", value, 0, 255)
         with self.bus._lock:
             addr, bad = self._access_check(offset, write)
             if bad:
@@ -1297,7 +776,7 @@ class Vma:
 
     def check(self, offset: int, value: int) -> str:
         """Load the byte at base+offset: "ok" if it equals value, "mismatch", or the signal."""
-        _int("value", value, 0, 255)
+        check_int("value", value, 0, 255)
         outcome, got = self.read_byte(offset)
         if outcome != "ok":
             return outcome
@@ -1324,7 +803,7 @@ class Vma:
                 return "ok"
             if r.outcome in ("SIGBUS", "SIGSEGV"):
                 return r.outcome
-            raise _err(errno.EIO, f"fork_touch: child ended {r.outcome}")
+            raise os_error(errno.EIO, f"fork_touch: child ended {r.outcome}")
 
     def view(self, offset: int = 0, length: int | None = None) -> memoryview:
         """A memoryview over live mapped memory (plain Python access; faults go to the handler).
@@ -1335,7 +814,7 @@ class Vma:
             length = (self.length - offset) if length is None else length
             lo = self.base + offset
             if not self._covered(lo, lo + length, self._hit(lo, lo + length)):
-                raise _err(errno.EFAULT, "view: range not fully mapped")
+                raise os_error(errno.EFAULT, "view: range not fully mapped")
             return memoryview((ctypes.c_char * length).from_address(lo)).cast("B")
 
 
@@ -1364,10 +843,10 @@ def _bus_problem(self: DaxBus) -> str:
         return ""
     minors: set[int] = set()
     for r in self.regions:
-        if not _region_refs_exact(r):
+        if not region_refs_exact(r):
             return f"refcount_exact_all: {r.name} kref {r.kref.count} is not its number of holders"
         for d in r.devices:
-            if not _dev_refs_exact(d):
+            if not dev_refs_exact(d):
                 return (
                     f"refcount_exact_all: {d.name} device kobject {d.dev_kobj.count} / cdev "
                     f"{d.cdev.count} are not their numbers of holders"
@@ -1415,7 +894,7 @@ class DaxBus:
             raise ValueError(f"mm_first_fault: expected 4K, 2M or 1G, got {mm_first_fault!r}")
         # every argument is checked before the handler process, the userfaultfd and the memfd exist:
         # a bad one must not leave them behind (issue 14, class 5)
-        _int("workers", workers, 1, 64)
+        check_int("workers", workers, 1, 64)
         if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not 0 < timeout < 1e6:
             raise ValueError(f"timeout: expected seconds in (0, 1e6), got {timeout!r}")
         if events is not None and not callable(getattr(events, "append", None)):
@@ -1547,8 +1026,8 @@ class DaxBus:
         ``devices``: sizes carved back to back (default: one device spanning the region), or per
         device a list of (start, size) spans of the region (several ranges: modern multi-range).
         """
-        _int("size", size, PAGE, 1 << 46)
-        _int("align", align)
+        check_int("size", size, PAGE, 1 << 46)
+        check_int("align", align)
         if align not in ALIGNS:
             raise ValueError(f"align: expected 4K, 2M or 1G, got {align!r}")
         if size % align:
@@ -1606,7 +1085,7 @@ class DaxBus:
                 sp = [(at, d)]
                 at += d
             elif isinstance(d, Sequence) and d and all(isinstance(x, Sequence) and len(x) == 2 for x in d):
-                sp = [(_int(f"devices[{i}].start", s), _int(f"devices[{i}].size", n)) for s, n in d]
+                sp = [(check_int(f"devices[{i}].start", s), check_int(f"devices[{i}].size", n)) for s, n in d]
             else:
                 raise ValueError(f"devices[{i}]: expected a size or a list of (start, size)")
             for s, n in sp:
@@ -1650,7 +1129,7 @@ class DaxBus:
                 raise NotImplementedError(f"step {name} is not implemented by {type(target).__name__}")
             try:
                 out = fn()
-            except _StepFailed as e:
+            except StepFailed as e:
                 assert isinstance(target, DevDax)
                 self._log("step", target.name, f"{name} {errno.errorcode[e.code]}")
                 target.create_error = e.code
@@ -1684,7 +1163,7 @@ class DaxBus:
         with self._lock:
             self._check_open()
             if region.gone:
-                raise _err(errno.ENODEV, f"{region.name} is already removed")
+                raise os_error(errno.ENODEV, f"{region.name} is already removed")
             self._run(region, self._program(region, "remove"))
 
     @OK_BUS
@@ -1696,7 +1175,7 @@ class DaxBus:
             self._check_open()
             if dev.region.profile.bind_cycles:
                 if not dev.bound:
-                    raise _err(errno.ENODEV, f"{dev.name} is not bound")
+                    raise os_error(errno.ENODEV, f"{dev.name} is not bound")
                 self._run(dev.region, self._program(dev.region, "unbind", dev))
             elif not dev.region.gone:
                 self.remove_region(dev.region)
@@ -1714,17 +1193,17 @@ class DaxBus:
             r = dev.region
             if r.profile.bind_cycles:
                 if dev.bound:
-                    raise _err(errno.EBUSY, f"{dev.name} is bound")
+                    raise os_error(errno.EBUSY, f"{dev.name} is bound")
                 if not dev.registered:
-                    raise _err(errno.ENODEV, f"{dev.name} is unregistered")
+                    raise os_error(errno.ENODEV, f"{dev.name} is unregistered")
                 self._run(r, self._program(r, "bind", dev))
                 return dev
             if not r.gone:
-                raise _err(errno.EBUSY, f"{r.name} is still probed")
+                raise os_error(errno.EBUSY, f"{r.name} is still probed")
             if r.backing.kref.released:
                 # the provider let go of its memory (release_backing: the namespace is destroyed)
                 # and the last region over it was freed: nothing is left to probe
-                raise _err(errno.ENODEV, f"the provider of {r.name} is gone")
+                raise os_error(errno.ENODEV, f"the provider of {r.name} is gone")
             new = self.create_region(
                 r.backing.size,
                 r.align,
@@ -1741,20 +1220,20 @@ class DaxBus:
         while that kobject still has a reference, else through kobj_map by devt (spec/file.py
         chrdev_lookup); ENXIO if neither. O_DIRECT is EINVAL (spec/fops.py open_flags)."""
         _owned(self, dev, "dev")
-        _int("flags", flags, 0, (1 << 32) - 1)
+        check_int("flags", flags, 0, (1 << 32) - 1)
         with self._lock:
             self._check_open()
             names = frozenset(n for n, v in O_FLAGS.items() if v and flags & v == v)
             if fops.open_flags(names) != "ok":
-                raise _err(getattr(errno, fops.open_flags(names)), "open: O_DIRECT")
+                raise os_error(getattr(errno, fops.open_flags(names)), "open: O_DIRECT")
             acc = flags & os.O_ACCMODE
             if acc == os.O_ACCMODE:
-                raise _err(errno.EINVAL, "open: access mode 3")
+                raise os_error(errno.EINVAL, "open: access mode 3")
             if dev.minor < 0:
-                raise _err(errno.ENXIO, f"{dev.name} never got a minor")
+                raise os_error(errno.ENXIO, f"{dev.name} never got a minor")
             target = self._chrdev_lookup(dev)
             if target is None:
-                raise _err(errno.ENXIO, f"no cdev for minor {dev.minor}")
+                raise os_error(errno.ENXIO, f"no cdev for minor {dev.minor}")
             f = DaxFile(self, target, readable=acc != os.O_WRONLY, writable=acc != os.O_RDONLY, flags=flags)
             target.files.add(f)
             target.icdev_cached = True
@@ -1768,8 +1247,7 @@ class DaxBus:
         if dev.icdev_cached and dev.cdev.get_unless_zero():
             self._log("get", dev.name, f"cdev {dev.cdev.count}")
             return dev
-        with _KOBJ_LOCK:
-            other = _KOBJ_MAP.get(dev.minor)
+        other = kobj_lookup(dev.minor)
         if other is not None and other.cdev_mapped and other.cdev.get_unless_zero():
             self._log("get", other.name, f"cdev {other.cdev.count}")
             return other
@@ -1800,10 +1278,7 @@ class DaxBus:
                 for bk in self._backings:  # the core closed every fd; drop the holds
                     bk.kref.put()
                 self._backings.clear()
-                with _KOBJ_LOCK:
-                    for k, v in list(_KOBJ_MAP.items()):
-                        if v.bus is self:
-                            del _KOBJ_MAP[k]
+                kobj_unmap_bus(self)
                 for r in self.regions:
                     for d in r.devices:
                         if d.minor_held:
