@@ -34,7 +34,9 @@ from .kobject import KernelBug, Kobject, Kref
 from .table import DEV_DEFAULT_LEAKS, DEV_NO_FALLBACK, DEV_NO_PUD, DEV_NO_VMA_BOUNDS, DEV_RCU
 
 if TYPE_CHECKING:
-    from .dax import DaxBus, DaxFile, VmArea
+    from .bus import DaxBus
+    from .file import DaxFile
+    from .vma import VmArea
 
 ON: Final = contracts.ENABLED
 #: MINORMASK + 1: modern alloc_chrdev_region(&dax_devt, 0, MINORMASK+1) (kernel-semantics 3); no 256

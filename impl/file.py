@@ -23,7 +23,7 @@ from .kobject import Kref
 from .vma import Placement, Vma, VmArea, real_prot
 
 if TYPE_CHECKING:
-    from .dax import DaxBus
+    from .bus import DaxBus
     from .device import DevDax
 
 ON: Final = contracts.ENABLED

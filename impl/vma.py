@@ -29,7 +29,7 @@ from .fault_policy import VMA_NOHUGE
 from .vmcore import claim, reserve
 
 if TYPE_CHECKING:
-    from .dax import DaxBus
+    from .bus import DaxBus
     from .file import DaxFile
 
 ON: Final = contracts.ENABLED
