@@ -12,7 +12,7 @@ This module is the API's one import point; the code lives in one module per kern
 * bus.py: DaxBus, its lock, the admin programs, open, the bus-wide invariants;
 * device.py: DaxRegion, DevDax and their lifecycle steps, the minor ida, kobj_map;
 * file.py: DaxFile, its fops and mmap;
-* vma.py: VmArea (the kernel vma), its placement, and Vma, the handle mmap returns;
+* vma.py: VmArea (the kernel vma), its placement, and UserMapping, the handle mmap returns;
 * errors.py, event.py: the argument checks and errno helper; the event log's record.
 
 Objects and who pins whom (kernel-semantics.md 1.3): an open DaxFile pins the cdev kobject
@@ -35,7 +35,7 @@ from .device import DAX_MINOR_IDA, DaxRegion, DevDax, SharedBacking
 from .errors import KernelBug
 from .event import Event
 from .file import DaxFile
-from .vma import Vma, VmArea, present_units
+from .vma import UserMapping, VmArea, present_units
 
 __all__ = [
     "ALIGNS",
@@ -54,8 +54,8 @@ __all__ = [
     "Event",
     "KernelBug",
     "SharedBacking",
+    "UserMapping",
     "VmArea",
-    "Vma",
     "flags_of",
     "present_units",
 ]

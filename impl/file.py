@@ -20,7 +20,7 @@ from devdax.spec.abi import LEGACY_MAP_MASK, MAP, MAP_TYPE, PROT
 from . import contracts
 from .errors import KernelBug, check_int, os_error
 from .kobject import Kref
-from .vma import Placement, Vma, VmArea, real_prot
+from .vma import Placement, UserMapping, VmArea, real_prot
 
 if TYPE_CHECKING:
     from .bus import DaxBus
@@ -138,7 +138,9 @@ class DaxFile:
         "vmas are aligned on creation",
         enabled=ON,
     )
-    def mmap(self, length: int, prot: int, flags: int, offset: int = 0, fixed_addr: int | None = None) -> Vma:
+    def mmap(
+        self, length: int, prot: int, flags: int, offset: int = 0, fixed_addr: int | None = None
+    ) -> UserMapping:
         """mmap(2) in the spec's order (spec/vma.py do_mmap): map type; length/offset; EACCES;
         MAP_SHARED_VALIDATE flags; fixed address; dax_get_unmapped_area; dax_mmap -> check_vma."""
         check_int("length", length, 0, 1 << 47)
@@ -151,7 +153,7 @@ class DaxFile:
             self._need_fd()
             return self._mmap(length, prot, flags, offset, fixed_addr)
 
-    def _mmap(self, length: int, prot: int, flags: int, offset: int, fixed_addr: int | None) -> Vma:
+    def _mmap(self, length: int, prot: int, flags: int, offset: int, fixed_addr: int | None) -> UserMapping:
         bus = self.bus
         prof = self.dev.region.profile
         mtype = flags & MAP_TYPE
@@ -206,7 +208,7 @@ class DaxFile:
         )
         self._get()  # get_file(): the vma pins the file
         self.areas.append(area)
-        v = Vma(self, start, [area])
+        v = UserMapping(self, start, [area])
         bus._areas.add(area)
         bus._log("mmap", self.name, f"{start:#x}+{length:#x} pgoff {offset // PAGE}")
         if flags & MAP["MAP_POPULATE"]:

@@ -2,7 +2,7 @@
 
 A VmArea is one kernel vma: exactly one core Mapping, so that the vma descriptor the handler
 process reads is the kernel vma (start, end, pgoff, flags) and check_vma sees the real bounds. It
-pins its file (vma->vm_file) from mmap to munmap. What mmap(2) returns to the caller is a Vma
+pins its file (vma->vm_file) from mmap to munmap. What mmap(2) returns to the caller is a UserMapping
 handle: the range at an address and the kernel vmas it consists of now, which munmap, mprotect,
 madvise and mremap cut (__split_vma) or move. The mm's rules are the spec's: mm.may_split,
 mm.check_range, geometry.dax_get_unmapped_area, fops.msync_vma.
@@ -135,7 +135,7 @@ class VmArea:
         self.read, self.write, self.exec_ = read, write, exec_
         self.shared, self.mayshare = shared, mayshare
         self.dontcopy, self.nohuge = dontcopy, nohuge
-        self.handle: Vma = cast("Vma", None)
+        self.handle: UserMapping = cast("UserMapping", None)
 
     @property
     def start(self) -> int:
@@ -171,13 +171,13 @@ class VmArea:
         return f"VmArea({self.start:#x}-{self.end:#x} pgoff {self.pgoff} {self.file.name})"
 
 
-def _handle_ok(self: Vma) -> bool:
+def _handle_ok(self: UserMapping) -> bool:
     v = self
     return all(a.handle is v and a.file.f_count.count > 0 for a in v.areas)
 
 
 @icontract.invariant(_handle_ok, "every vma of a handle pins a live file", enabled=ON)
-class Vma:
+class UserMapping:
     """What mmap(2) returned: the range at ``base`` and the kernel vmas it consists of now (one,
     until munmap/mprotect/madvise/mremap cut it). Range calls take offsets relative to ``base``."""
 
@@ -580,4 +580,4 @@ def present_units(start: int, end: int, unit: int, limit: int = 4096) -> list[in
     return out
 
 
-__all__ = ["Placement", "VmArea", "Vma", "present_units", "real_prot"]
+__all__ = ["Placement", "UserMapping", "VmArea", "present_units", "real_prot"]

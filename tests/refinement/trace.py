@@ -74,7 +74,7 @@ import icontract
 from devdax.impl import sys as dsys
 from devdax.impl import tracelog
 from devdax.impl.core import MappingCore
-from devdax.impl.dax import MAP, PROT, DaxBus, DaxFile, Event, KernelBug, Vma, VmArea
+from devdax.impl.dax import MAP, PROT, DaxBus, DaxFile, Event, KernelBug, UserMapping, VmArea
 from devdax.impl.tracelog import TraceLog, TraceRec
 from devdax.impl.vmcore import claim
 from devdax.spec import admin
@@ -561,7 +561,7 @@ def race_run(
                 if not isinstance(f, DaxFile):
                     return
                 closed = False
-                if isinstance(h, Vma):
+                if isinstance(h, UserMapping):
                     start = h.addr
                     ustate.mapping = (f.name, start)
                     ustate.mapped.set()
