@@ -22,12 +22,14 @@ import os
 import threading
 import time
 from collections.abc import Callable, Sequence
-from typing import Final
+from dataclasses import dataclass
+from typing import Final, cast
 
 import icontract
 
-from devdax.spec import fops, geometry
+from devdax.spec import admin, fops, geometry
 from devdax.spec.abi import O_FLAGS
+from devdax.spec.ctx import Ctx
 from devdax.spec.profiles import Profile, get_profile
 
 from . import contracts
@@ -60,6 +62,27 @@ G1: Final = geometry.PUD_SIZE
 ALIGNS: Final = (K4, M2, G1)
 IMPL_PROFILES: Final = ("v4.10", "modern")
 DEFAULT_PROFILE: Final = "modern"
+
+#: the steps of an admin program that act on the region, not on one of its devices (spec/admin.py)
+REGION_STEPS: Final = frozenset({"alloc_dax_region", "provider_put", "dax_region_unregister"})
+
+#: one step of a program: its name, what it acts on, and whether it completes the device's kill
+Step = tuple[str, DaxRegion | DevDax, bool]
+
+
+@dataclass(frozen=True)
+class _RegionCtx:
+    """The part of a spec Ctx that spec/admin.py program() reads: the profile, and the devices a
+    region has. The spec numbers devices across regions (Ctx.devs_of); a program here is always
+    about one region, whose devices are numbered from 0 as DevDax.index does. Frozen, so that
+    program()'s cache can key on it (Profile hashes by identity)."""
+
+    prof: Profile
+    ndevs: int
+
+    def devs_of(self, region: int) -> range:
+        return range(self.ndevs)
+
 
 #: what the handler's counters of kernel reports become in dmesg (DaxBus.scan_handler)
 HANDLER_REPORTS: Final = (
@@ -355,26 +378,22 @@ class DaxBus:
             reach, owner = e, i
         return out
 
-    def _program(
-        self, region: DaxRegion, name: str, dev: DevDax | None = None
-    ) -> list[tuple[str, DaxRegion | DevDax, bool]]:
-        """spec/admin.py program(): the step list of one admin program with its targets."""
-        p = region.profile
-        Target = DaxRegion | DevDax
+    def _program(self, region: DaxRegion, name: str, dev: DevDax | None = None) -> list[Step]:
+        """spec/admin.py program(), the spec's own step list, with its targets: the region for the
+        region's steps, else the device the step names by its index in the region."""
+        c = cast(Ctx, _RegionCtx(region.profile, len(region.devices)))
+        steps = admin.program(c, name, 0 if dev is None else dev.index)
+        return [
+            (step, region if step in REGION_STEPS else region.devices[i], kill) for step, i, kill in steps
+        ]
 
-        def parse(entries: Sequence[str], d: Target) -> list[tuple[str, Target, bool]]:
-            return [(e.rstrip("!"), d, e.endswith("!")) for e in entries]
-
-        if name == "probe":
-            body = [s for d in region.devices for s in parse(p.create, d)]
-            return [("alloc_dax_region", region, False), *body, ("provider_put", region, False)]
-        if name == "remove":
-            body = [s for d in reversed(region.devices) for s in parse(p.remove, d)]
-            return [*body, ("dax_region_unregister", region, False)]
-        assert dev is not None
-        return parse({"bind": p.bind, "unbind": p.unbind, "create_failed": p.create_failed}[name], dev)
-
-    def _run(self, region: DaxRegion, prog: list[tuple[str, DaxRegion | DevDax, bool]]) -> None:
+    def _run(self, region: DaxRegion, prog: list[Step]) -> None:
+        """Walk one program in order. spec/admin.py's own walker (admin_steps, run_program) cannot
+        be reused: it runs each step as a pure function of a spec State and follows every outcome
+        the step allows, while here a step is a method with real effects whose one outcome is its
+        return value or StepFailed. So the program is the spec's and this walker keeps its rules:
+        a step that leaves (Goto) skips the rest of its device's steps, after running
+        create_failed for it if asked; the step marked ``!`` completes the device's kill."""
         i = 0
         while i < len(prog):
             name, target, kill_end = prog[i]
