@@ -111,6 +111,18 @@ def _owned(bus: DaxBus, obj: object, field: str) -> None:
         raise ValueError(f"{field}: {getattr(obj, 'name', obj)!s} belongs to another DaxBus")
 
 
+def _impl_profile(profile: str | Profile) -> Profile:
+    """The driver create_region builds: a profile impl emulates, by name or as a spec Profile
+    derived from one (a variant's, whose name is the base name plus "+variant")."""
+    if isinstance(profile, Profile):
+        if profile.name.split("+")[0] not in IMPL_PROFILES:
+            raise ValueError(f"profile: {profile.name!r} is not derived from {', '.join(IMPL_PROFILES)}")
+        return profile
+    if profile not in IMPL_PROFILES:
+        raise ValueError(f"profile: expected one of {', '.join(IMPL_PROFILES)}, got {profile!r}")
+    return get_profile(profile)
+
+
 def _bus_problem(self: DaxBus) -> str:
     """The spec's lifetime invariants over everything the bus holds (checked after each admin and
     file operation, not inside one: a step is atomic, its insides are not): refcount_exact_all for
@@ -309,14 +321,7 @@ class DaxBus:
             raise ValueError(f"align: expected 4K, 2M or 1G, got {align!r}")
         if size % align:
             raise ValueError(f"size: {size:#x} is not a multiple of align {align:#x}")
-        if isinstance(profile, Profile):
-            if profile.name.split("+")[0] not in IMPL_PROFILES:
-                raise ValueError(f"profile: {profile.name!r} is not derived from {', '.join(IMPL_PROFILES)}")
-            prof = profile
-        else:
-            if profile not in IMPL_PROFILES:
-                raise ValueError(f"profile: expected one of {', '.join(IMPL_PROFILES)}, got {profile!r}")
-            prof = get_profile(profile)
+        prof = _impl_profile(profile)
         spans = self._spans(size, align, devices)
         with self._lock:
             self._check_open()

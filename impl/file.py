@@ -153,15 +153,16 @@ class DaxFile:
             self._need_fd()
             return self._mmap(length, prot, flags, offset, fixed_addr)
 
-    def _mmap(self, length: int, prot: int, flags: int, offset: int, fixed_addr: int | None) -> UserMapping:
-        bus = self.bus
+    def _do_mmap_checks(self, length: int, prot: int, flags: int, offset: int) -> int:
+        """do_mmap's refusals before any address is chosen, in its order (spec/vma.py do_mmap):
+        the map type, length and offset, the file's mode, MAP_SHARED_VALIDATE's flags. Returns the
+        length rounded up to pages."""
         prof = self.dev.region.profile
         mtype = flags & MAP_TYPE
         if mtype == 0 or flags & MAP["MAP_HUGETLB"]:
             raise os_error(errno.EINVAL, "one of MAP_SHARED/MAP_PRIVATE/MAP_SHARED_VALIDATE; no MAP_HUGETLB")
         if length == 0 or offset % PAGE:
             raise os_error(errno.EINVAL, f"length {length:#x} / offset {offset:#x}")
-        length = geometry.round_up(length, PAGE)
         shared = mtype != MAP["MAP_PRIVATE"]
         write = bool(prot & PROT["PROT_WRITE"])
         if not self.readable or (shared and write and not self.writable):
@@ -172,6 +173,13 @@ class DaxFile:
                 raise os_error(errno.EOPNOTSUPP, "MAP_SYNC not in mmap_supported_flags")
             if flags & ~supported & ~MAP["MAP_FIXED_NOREPLACE"]:
                 raise os_error(errno.EOPNOTSUPP, f"flags {flags & ~supported:#x} not supported")
+        return geometry.round_up(length, PAGE)
+
+    def _mmap(self, length: int, prot: int, flags: int, offset: int, fixed_addr: int | None) -> UserMapping:
+        bus = self.bus
+        length = self._do_mmap_checks(length, prot, flags, offset)
+        shared = flags & MAP_TYPE != MAP["MAP_PRIVATE"]
+        write = bool(prot & PROT["PROT_WRITE"])
         fixed = bool(flags & (MAP["MAP_FIXED"] | MAP["MAP_FIXED_NOREPLACE"]))
         hint = fixed_addr or 0
         if fixed and fixed_addr is None:
@@ -189,7 +197,8 @@ class DaxFile:
                 raise KernelBug(f"null deref: dax_mmap -> check_vma(NULL) on {self.name} of {self.dev.name}")
             noreserve = bool(flags & MAP["MAP_NORESERVE"])
             vflags = geometry.VmaFlags.from_mmap(shared, write, self.writable, noreserve)
-            rc = geometry.check_vma(dev.alive, vflags, start, start + length, align, prof.private_test)
+            private_test = self.dev.region.profile.private_test
+            rc = geometry.check_vma(dev.alive, vflags, start, start + length, align, private_test)
             if rc:
                 raise os_error(-rc, f"check_vma on {dev.name} at {start:#x}+{length:#x}")
             place.commit()
