@@ -1,4 +1,4 @@
-"""Lifetime of the device-dax emulation (impl/dax.py): references, releases, minors, teardown order.
+"""Lifetime of the device-dax emulation (impl/device.py, bus.py): references, releases, minors, teardown.
 
 Each test states the kernel rule it checks (kernel-semantics.md section in the docstring). Every bus
 is closed by the fixture, which also checks that no fd, mapping of ours, thread or handler process
