@@ -7,7 +7,8 @@ spec's (spec/admin.py program() over the profile's step lists), walked step by s
 by name to a method of the same name; the pure rules (check_vma, get_unmapped_area, may_split, the
 fops outcomes) are the spec's functions.
 
-This module is the API's one import point; the code lives in one module per kernel concept:
+This module re-exports the API, so callers written against it keep working; the code lives in one
+module per kernel concept:
 
 * bus.py: DaxBus, its lock, the admin programs, open, the bus-wide invariants;
 * device.py: DaxRegion, DevDax and their lifecycle steps, the minor ida, kobj_map;

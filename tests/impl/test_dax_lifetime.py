@@ -15,15 +15,12 @@ from collections.abc import Iterator
 
 import pytest
 
-from devdax.impl.dax import (
-    MAP,
-    PROT,
-    DaxBus,
-    Event,
-    present_units,
-)
+from devdax.impl.bus import DaxBus
+from devdax.impl.event import Event
 from devdax.impl.ida import Ida
 from devdax.impl.kobject import KernelBug, Kobject, Kref
+from devdax.impl.vma import present_units
+from devdax.spec.abi import MAP, PROT
 
 pytestmark = pytest.mark.timeout(60)
 

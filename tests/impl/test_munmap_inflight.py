@@ -30,10 +30,13 @@ import pytest
 
 from devdax.impl import sys as dsys
 from devdax.impl import tracelog
+from devdax.impl.bus import DaxBus
 from devdax.impl.core import MappingCore
-from devdax.impl.dax import MAP, PROT, DaxBus, Event, UserMapping, present_units
+from devdax.impl.event import Event
 from devdax.impl.table import MAX_WORKERS
+from devdax.impl.vma import UserMapping, present_units
 from devdax.impl.vmcore import claim
+from devdax.spec.abi import MAP, PROT
 
 pytestmark = pytest.mark.timeout(120)
 
