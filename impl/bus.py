@@ -66,8 +66,9 @@ DEFAULT_PROFILE: Final = "modern"
 #: the steps of an admin program that act on the region, not on one of its devices (spec/admin.py)
 REGION_STEPS: Final = frozenset({"alloc_dax_region", "provider_put", "dax_region_unregister"})
 
-#: one step of a program: its name, what it acts on, and whether it completes the device's kill
-Step = tuple[str, DaxRegion | DevDax, bool]
+#: one step of a program bound to its target: its name, the region or device it acts on, and
+#: whether it completes the device's kill (spec/admin.py Step names the device by index)
+BoundStep = tuple[str, DaxRegion | DevDax, bool]
 
 
 @dataclass(frozen=True)
@@ -383,7 +384,7 @@ class DaxBus:
             reach, owner = e, i
         return out
 
-    def _program(self, region: DaxRegion, name: str, dev: DevDax | None = None) -> list[Step]:
+    def _program(self, region: DaxRegion, name: str, dev: DevDax | None = None) -> list[BoundStep]:
         """spec/admin.py program(), the spec's own step list, with its targets: the region for the
         region's steps, else the device the step names by its index in the region."""
         c = cast(Ctx, _RegionCtx(region.profile, len(region.devices)))
@@ -392,7 +393,7 @@ class DaxBus:
             (step, region if step in REGION_STEPS else region.devices[i], kill) for step, i, kill in steps
         ]
 
-    def _run(self, region: DaxRegion, prog: list[Step]) -> None:
+    def _run(self, region: DaxRegion, prog: list[BoundStep]) -> None:
         """Walk one program in order. spec/admin.py's own walker (admin_steps, run_program) cannot
         be reused: it runs each step as a pure function of a spec State and follows every outcome
         the step allows, while here a step is a method with real effects whose one outcome is its
