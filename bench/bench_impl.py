@@ -1,4 +1,4 @@
-"""Benchmarks of the device-dax emulation (devdax.impl.dax): a DevDax mapping against the same memory
+"""Benchmarks of the device-dax emulation (devdax.impl.bus): a DevDax mapping against the same memory
 mapped raw, in one process, repetitions interleaved so that drift hits both sides alike.
 
 What and why (DESIGN.md section 6, issue 4 "Measure"):
@@ -11,10 +11,10 @@ What and why (DESIGN.md section 6, issue 4 "Measure"):
   lock. The touch is MADV_POPULATE_READ (the kernel touches every page, each new unit faults into
   the handler) and, for comparison, one Python load per page through DaxFile.mmap(...).view();
 * median fault latency: a toucher's round trip for the first touch of a 4K unit vs an installed one
-  (Vma.touch, the device layer's own path), and the handler's decision time.
+  (UserMapping.touch, the device layer's own path), and the handler's decision time.
 
-Contracts are switched off (DEVDAX_CONTRACTS=0, read when devdax.impl.dax is imported): they check
-the spec's invariants on every call, which is for tests, not for a measurement.
+Contracts are switched off (DEVDAX_CONTRACTS=0, read when the device layer is imported): they
+check the spec's invariants on every call, which is for tests, not for a measurement.
 
 Run: ``.venv/bin/python bench/bench_impl.py [--size-mib 1024] [--reps 7] [--with-4k]``.
 Results are collated in bench/RESULTS.md (section "impl: the device layer").
@@ -33,7 +33,8 @@ import time
 from collections.abc import Callable
 
 from devdax.impl import sys as dsys
-from devdax.impl.dax import MAP, PROT, DaxBus
+from devdax.impl.bus import DaxBus
+from devdax.spec.abi import MAP, PROT
 
 K4, M2 = 4096, 2 << 20
 MiB = 1 << 20
@@ -92,11 +93,11 @@ def latency(bus: DaxBus, n: int) -> None:
     a, b = statistics.median(first), statistics.median(again)
     print(f"fault latency: {n} 4K units, medians")
     print(
-        f"  Vma.touch first touch   {a / 1e3:7.1f} us   installed unit {b / 1e3:.1f} us   "
+        f"  UserMapping.touch first touch {a / 1e3:7.1f} us   installed unit {b / 1e3:.1f} us   "
         f"fault service (difference) {(a - b) / 1e3:.1f} us"
     )
     print(
-        f"  handler decision        {statistics.median(dec) / 1e3:7.1f} us (message read -> decided, "
+        f"  handler decision              {statistics.median(dec) / 1e3:7.1f} us (message read -> decided, "
         "inside the read section)"
     )
     v.munmap()

@@ -4,7 +4,7 @@ handler.dax_policy asks the driver first at the largest size the vma allows (thp
 A vma with VM_NOHUGEPAGE (MADV_NOHUGEPAGE) is not THP-eligible, so the mm calls ->fault at PTE size
 only (mm/memory.c __handle_mm_fault -> thp_vma_allowable_order says no), and on a 2M/1G device that is
 SIGBUS (__dev_dax_pte_fault: "fault_size != align" -> VM_FAULT_SIGBUS; kernel-semantics 1.7). The
-device layer (impl/dax.py) marks such vmas with VMA_NOHUGE in the shared vma descriptor; every other
+device layer (impl/vma.py) marks such vmas with VMA_NOHUGE in the shared vma descriptor; every other
 decision is handler.dax_policy's, unchanged.
 
 Loaded by the handler with ``--policy devdax.impl.fault_policy:dax_vm_policy``.

@@ -10,7 +10,7 @@ of ``alive`` and the decision, the UFFDIO_CONTINUE, the SRCU slot store, the pha
 the next number of one global sequence counter. The order of the numbers is then the order in which
 the operations took effect.
 
-The main process keeps its events as Python objects (impl/dax.py ``Event``, with the number); the
+The main process keeps its events as Python objects (impl/event.py ``Event``, with the number); the
 handler writes fixed-size records into a ring in shared memory (slot ``seq % RING``), which the test
 drains after a run. Off (``on == 0``, the default) nothing takes the mutex and nothing is recorded.
 

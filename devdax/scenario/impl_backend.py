@@ -1,4 +1,4 @@
-"""`devdax scenario run --backend impl`: a scenario executed by the emulation (devdax.impl.dax).
+"""`devdax scenario run --backend impl`: a scenario executed by the emulation (devdax.impl.bus).
 
 Every step becomes the matching call on real objects: open() on the device node, mmap() placing real
 memory, touches that really fault through the handler process (a signal is reported, not taken:
@@ -16,8 +16,11 @@ from __future__ import annotations
 import errno
 
 from devdax.impl import sys as dsys
-from devdax.impl.dax import DaxBus, DaxFile, DevDax, Vma
+from devdax.impl.bus import DaxBus
+from devdax.impl.device import DevDax
+from devdax.impl.file import DaxFile
 from devdax.impl.kobject import KernelBug
+from devdax.impl.vma import UserMapping
 from devdax.impl.vmcore import reserve
 from devdax.scenario import format as fmt
 from devdax.spec.abi import FALLOC, IOCTL, MADV, MAP, MS, O_FLAGS, PROT, SEEK, flags_of
@@ -28,8 +31,8 @@ class _Run:
         self.bus = bus
         self.devs = devs
         self.fds: dict[str, DaxFile | None] = {}
-        self.maps: dict[str, Vma] = {}
-        self.made: list[DaxFile | Vma] = []  # everything created, also under re-bound names
+        self.maps: dict[str, UserMapping] = {}
+        self.made: list[DaxFile | UserMapping] = []  # everything created, also under re-bound names
 
 
 class ImplBackend:
@@ -79,7 +82,7 @@ def _undo(r: _Run) -> None:
     """What process exit and provider removal do: unmap every vma, close every fd, remove regions."""
     with r.bus._lock:
         for v in r.made:
-            if isinstance(v, Vma):
+            if isinstance(v, UserMapping):
                 for a in list(v.areas):
                     v._drop(a)
         for f in r.made:

@@ -10,7 +10,8 @@ import threading
 
 import pytest
 
-from devdax.impl.dax import MAP, PROT, DaxBus
+from devdax.impl.bus import DaxBus
+from devdax.spec.abi import MAP, PROT
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -1,4 +1,4 @@
-"""Lifetime of the device-dax emulation (impl/dax.py): references, releases, minors, teardown order.
+"""Lifetime of the device-dax emulation (impl/device.py, bus.py): references, releases, minors, teardown.
 
 Each test states the kernel rule it checks (kernel-semantics.md section in the docstring). Every bus
 is closed by the fixture, which also checks that no fd, mapping of ours, thread or handler process
@@ -15,15 +15,12 @@ from collections.abc import Iterator
 
 import pytest
 
-from devdax.impl.dax import (
-    MAP,
-    PROT,
-    DaxBus,
-    Event,
-    present_units,
-)
+from devdax.impl.bus import DaxBus
+from devdax.impl.event import Event
 from devdax.impl.ida import Ida
 from devdax.impl.kobject import KernelBug, Kobject, Kref
+from devdax.impl.vma import present_units
+from devdax.spec.abi import MAP, PROT
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -23,7 +23,7 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from devdax.impl.dax import DaxBus
+from devdax.impl.bus import DaxBus
 from devdax.scenario import format as fmt
 from devdax.scenario.impl_backend import ImplBackend
 from devdax.scenario.spec_backend import SpecBackend

@@ -9,7 +9,10 @@ from collections.abc import Iterator
 
 import pytest
 
-from devdax.impl.dax import MADV, MAP, MS, PROT, DaxBus, DaxFile, DevDax
+from devdax.impl.bus import DaxBus
+from devdax.impl.device import DevDax
+from devdax.impl.file import DaxFile
+from devdax.spec.abi import MADV, MAP, MS, PROT
 
 pytestmark = pytest.mark.timeout(60)
 

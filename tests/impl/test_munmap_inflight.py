@@ -30,10 +30,13 @@ import pytest
 
 from devdax.impl import sys as dsys
 from devdax.impl import tracelog
+from devdax.impl.bus import DaxBus
 from devdax.impl.core import MappingCore
-from devdax.impl.dax import MAP, PROT, DaxBus, Event, Vma, present_units
+from devdax.impl.event import Event
 from devdax.impl.table import MAX_WORKERS
+from devdax.impl.vma import UserMapping, present_units
 from devdax.impl.vmcore import claim
+from devdax.spec.abi import MAP, PROT
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -159,7 +162,7 @@ def bus() -> Iterator[DaxBus]:
         b.close()
 
 
-def setup(bus: DaxBus, units: int = 2, align: int = M2) -> tuple[Vma, int]:
+def setup(bus: DaxBus, units: int = 2, align: int = M2) -> tuple[UserMapping, int]:
     """A device whose backing holds 0x5a in the first 128 bytes of every unit; a shared mapping."""
     r = bus.create_region(8 * align, align)
     fd = r.backing.backing.fd

@@ -35,7 +35,7 @@ import icontract
 from devdax.impl import sys as dsys
 from devdax.impl import tracelog
 from devdax.impl.core import MappingCore
-from devdax.impl.dax import MAP, PROT, DaxBus, DaxFile, Event, KernelBug, Vma, VmArea
+from devdax.impl.dax import MAP, PROT, DaxBus, DaxFile, Event, KernelBug, UserMapping, VmArea
 from devdax.impl.tracelog import TraceLog, TraceRec
 from devdax.impl.vmcore import claim
 from devdax.spec.config import Config
@@ -293,7 +293,7 @@ class Runner:
                 f, h = self.open_map(plan.user[0], plan.user[1])
             if not isinstance(f, DaxFile):
                 return
-            closed = isinstance(h, Vma) and self.unmap_user(f, h)
+            closed = isinstance(h, UserMapping) and self.unmap_user(f, h)
             self.ustate.mapped.set()
             if not closed:
                 self.pause(plan.user[3])
@@ -327,7 +327,7 @@ class Runner:
         rw = PROT["PROT_READ"] | PROT["PROT_WRITE"]
         return f, self.user_op("mmap", f.name, lambda: f.mmap(2 * self.align, rw, MAP["MAP_SHARED"], 0, None))
 
-    def unmap_user(self, f: DaxFile, h: Vma) -> bool:
+    def unmap_user(self, f: DaxFile, h: UserMapping) -> bool:
         """Publish the user's mapping to the user toucher, then unmap it (closing the fd first if
         the plan says so); whether the fd was closed."""
         plan, st, length = self.plan, self.ustate, 2 * self.align

@@ -22,7 +22,7 @@ from devdax.scenario.format import Scenario
 from devdax.scenario.spec_backend import SpecBackend
 
 if TYPE_CHECKING:
-    from devdax.impl.dax import DaxBus
+    from devdax.impl.bus import DaxBus
 
 SCENARIOS = load_all(Path(__file__).parent.parent / "scenarios")
 
@@ -96,7 +96,7 @@ V410 = [s for s in SCENARIOS if s.setup.region_size <= (64 << 20)]
 
 @pytest.fixture(scope="module")
 def shared_bus() -> Iterator[DaxBus]:
-    from devdax.impl.dax import DaxBus
+    from devdax.impl.bus import DaxBus
 
     b = DaxBus()
     try:
