@@ -591,9 +591,9 @@ class MappingCore:
         Waits for handler faults in flight on the vma (_mm_write: the kernel's mmap_lock).
         ``point``: called at the munmap's linearization point (the caller's event log), inside the
         trace log's lock when tracing, right after the munmap itself (a toucher may see the vma gone
-        before the point's number is taken: tests/refinement/trace.py ends such a toucher's window
-        after the event in progress). ``m.closed`` says whether the munmap happened, also when the
-        wait after it timed out (OSError ETIMEDOUT)."""
+        before the point's number is taken: Runner.utoucher in tests/refinement/runner.py ends such
+        a toucher's window after the event in progress). ``m.closed`` says whether the munmap
+        happened, also when the wait after it timed out (OSError ETIMEDOUT)."""
         with self._lock:
             self._live(m)
 

@@ -16,7 +16,7 @@ drains after a run. Off (``on == 0``, the default) nothing takes the mutex and n
 
 An optional *scheduler* (``sched``) makes runs reproducible: before each traced section a thread
 announces itself in its gate and waits until the scheduler (a thread of the test) opens that gate;
-see tests/refinement/trace.py ``Scheduler``. Gates live here, in shared memory, because handler
+see tests/refinement/scheduler.py ``Scheduler``. Gates live here, in shared memory, because handler
 workers wait at them too.
 """
 
@@ -146,7 +146,7 @@ class TraceLog:
 
     @property
     def scheduled(self) -> bool:
-        """A scheduler drives the gates (tests/refinement/trace.py Scheduler)."""
+        """A scheduler drives the gates (tests/refinement/scheduler.py)."""
         return bool(self.area.sched)
 
     def now(self) -> int:

@@ -1,4 +1,5 @@
-"""A small mutation run over impl/dax.py's lifetime code, judged by the refinement tests.
+"""A small mutation run over impl's lifetime code (device.py, file.py, bus.py), judged by the
+refinement tests.
 
 mutmut (3.8) runs on a copy of the tree whose devdax/ symlinks are replaced by the files (see
 bench/RESULTS.md), but it does not mutate decorated functions, and most lifetime steps carry
@@ -12,10 +13,10 @@ open/close):
 * ``swap``: two adjacent simple statements of which one is such a call trade places (the class of
   the wrong teardown orders: a put before the store it should follow, a free before the unmap).
 
-Each mutant is loaded as devdax.impl.dax in a fresh interpreter and judged by a fast subset of
-tests/refinement (lockstep with few examples, the variant and reference programs, a short trace
-run) plus the lifetime and robustness tests of tests/impl. Killed = a test fails; survived = all
-pass. Usage::
+Each mutant is loaded as its module (devdax.impl.device, .file or .bus) in a fresh interpreter and
+judged by a fast subset of tests/refinement (lockstep with few examples, the variant and reference
+programs, a short trace run) plus the lifetime and robustness tests of tests/impl. Killed = a test
+fails; survived = all pass. Usage::
 
     .venv/bin/python -m tests.refinement.mutants list
     .venv/bin/python -m tests.refinement.mutants run [--limit N] [--seconds S] [--index I,J,...]
@@ -35,8 +36,9 @@ import time
 from dataclasses import dataclass
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-SOURCE = os.path.join(ROOT, "impl", "dax.py")
-CLASSES = {"DaxRegion", "DevDax", "DaxFile", "DaxBus"}
+IMPL = os.path.join(ROOT, "impl")
+#: the module of each class whose lifetime methods are mutated, in mutant-numbering order
+MODULES: dict[str, set[str]] = {"device": {"DaxRegion", "DevDax"}, "file": {"DaxFile"}, "bus": {"DaxBus"}}
 SKIP = {
     "__init__",
     "name",
@@ -83,6 +85,7 @@ TESTS = [
 @dataclass(frozen=True)
 class Mutant:
     index: int
+    module: str
     line: int
     where: str
     op: str
@@ -120,10 +123,10 @@ def _swaps(fn: ast.FunctionDef) -> list[ast.stmt]:
     return out
 
 
-def _targets(tree: ast.Module) -> list[tuple[str, ast.AST, str]]:
+def _targets(tree: ast.Module, classes: set[str]) -> list[tuple[str, ast.AST, str]]:
     out: list[tuple[str, ast.AST, str]] = []
     for cls in tree.body:
-        if not isinstance(cls, ast.ClassDef) or cls.name not in CLASSES:
+        if not isinstance(cls, ast.ClassDef) or cls.name not in classes:
             continue
         for fn in cls.body:
             if not isinstance(fn, ast.FunctionDef):
@@ -149,30 +152,38 @@ def _targets(tree: ast.Module) -> list[tuple[str, ast.AST, str]]:
     return out
 
 
-def _text() -> str:
-    """The source mutated: a snapshot (DEVDAX_MUTANT_SOURCE) so that edits during a run cannot
-    shift the mutant numbering."""
-    with open(os.environ.get("DEVDAX_MUTANT_SOURCE", SOURCE)) as f:
+def _text(module: str) -> str:
+    """The source mutated: a snapshot of impl/ (DEVDAX_MUTANT_SOURCE, a folder) so that edits during
+    a run cannot shift the mutant numbering."""
+    with open(os.path.join(os.environ.get("DEVDAX_MUTANT_SOURCE", IMPL), module + ".py")) as f:
         return f.read()
 
 
-def mutants() -> list[Mutant]:
-    tree = ast.parse(_text())
+def _all_targets() -> list[tuple[str, ast.Module, str, ast.AST, str]]:
+    """(module, its tree, op, node, where) for every mutant, numbered module by module."""
     out = []
-    for i, (op, n, where) in enumerate(_targets(tree)):
-        text = ast.unparse(n)
-        if op == "swap":
-            text += " <-> next statement"
-        out.append(Mutant(i, n.lineno, where, op, text))  # type: ignore[attr-defined]
+    for module, classes in MODULES.items():
+        tree = ast.parse(_text(module))
+        out += [(module, tree, op, n, where) for op, n, where in _targets(tree, classes)]
     return out
 
 
-def mutated_source(index: int) -> str:
-    """The source with mutant ``index`` applied; -1: unmutated (the judge's baseline run)."""
-    tree = ast.parse(_text())
+def mutants() -> list[Mutant]:
+    out = []
+    for i, (module, _, op, n, where) in enumerate(_all_targets()):
+        text = ast.unparse(n)
+        if op == "swap":
+            text += " <-> next statement"
+        out.append(Mutant(i, module, n.lineno, where, op, text))  # type: ignore[attr-defined]
+    return out
+
+
+def mutated_source(index: int, module: str = "device") -> str:
+    """The source of the module of mutant ``index`` with it applied; -1: ``module`` unmutated (the
+    judge's baseline run)."""
     if index < 0:
-        return ast.unparse(tree)
-    op, node, _ = _targets(tree)[index]
+        return ast.unparse(ast.parse(_text(module)))
+    _, tree, op, node, _ = _all_targets()[index]
 
     if op == "swap":
         for parent in ast.walk(tree):
@@ -197,19 +208,23 @@ def mutated_source(index: int) -> str:
     return ast.unparse(ast.fix_missing_locations(T().visit(tree)))
 
 
+def module_of(index: int) -> str:
+    return _all_targets()[index][0] if index >= 0 else "device"
+
+
 # The mutant is written to a file of its own and loaded from there: icontract reads a violated
 # condition's source text by line number, which must be the mutant's (ast.unparse renumbers lines).
 BOOT = """
 import importlib.util, os, sys, tempfile
 sys.path.insert(0, {root!r})
 from tests.refinement.mutants import mutated_source
-path = os.path.join(tempfile.mkdtemp(prefix="devdax_mutant_"), "dax.py")
+path = os.path.join(tempfile.mkdtemp(prefix="devdax_mutant_"), "{module}.py")
 with open(path, "w") as f:
-    f.write(mutated_source({index}))
+    f.write(mutated_source({index}, {module!r}))
 import devdax.impl
-spec = importlib.util.spec_from_file_location("devdax.impl.dax", path)
+spec = importlib.util.spec_from_file_location("devdax.impl.{module}", path)
 mod = importlib.util.module_from_spec(spec)
-sys.modules["devdax.impl.dax"] = mod
+sys.modules["devdax.impl.{module}"] = mod
 spec.loader.exec_module(mod)
 import pytest
 sys.exit(pytest.main(["-x", "-q", "-p", "no:cacheprovider", *{tests!r}]))
@@ -224,7 +239,7 @@ def run_one(index: int, timeout: float) -> str:
         DEVDAX_TRACE_RUNS="20",
         DEVDAX_TRACE_SECONDS="40",
     )
-    code = BOOT.format(root=ROOT, index=index, tests=TESTS)
+    code = BOOT.format(root=ROOT, index=index, module=module_of(index), tests=TESTS)
     try:
         p = subprocess.run(
             [sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout
@@ -242,9 +257,13 @@ def run_one(index: int, timeout: float) -> str:
 
 def main(argv: list[str]) -> int:
     if "DEVDAX_MUTANT_SOURCE" not in os.environ:
-        snap = f"/tmp/devdax_mutants_{os.getpid()}_dax.py"
-        with open(SOURCE) as f, open(snap, "w") as g:
-            g.write(f.read())
+        snap = tempfile.mkdtemp(prefix="devdax_mutants_")
+        for module in MODULES:
+            with (
+                open(os.path.join(IMPL, module + ".py")) as f,
+                open(os.path.join(snap, module + ".py"), "w") as g,
+            ):
+                g.write(f.read())
         os.environ["DEVDAX_MUTANT_SOURCE"] = snap
     ms = mutants()
     if argv[:1] == ["list"]:
