@@ -30,7 +30,7 @@ import icontract
 from devdax.spec import admin, fops, geometry
 from devdax.spec.abi import O_FLAGS
 from devdax.spec.ctx import Ctx
-from devdax.spec.profiles import Profile, get_profile
+from devdax.spec.profiles import CURRENT_PROFILE, Profile, get_profile
 
 from . import contracts
 from .device import (
@@ -61,7 +61,6 @@ M2: Final = geometry.PMD_SIZE
 G1: Final = geometry.PUD_SIZE
 ALIGNS: Final = (K4, M2, G1)
 IMPL_PROFILES: Final = ("v4.10", "modern")
-DEFAULT_PROFILE: Final = "modern"
 
 #: the steps of an admin program that act on the region, not on one of its devices (spec/admin.py)
 REGION_STEPS: Final = frozenset({"alloc_dax_region", "provider_put", "dax_region_unregister"})
@@ -304,7 +303,7 @@ class DaxBus:
         devices: Sequence[int | Sequence[tuple[int, int]]] | None = None,
         *,
         path: str | None = None,
-        profile: str | Profile = DEFAULT_PROFILE,
+        profile: str | Profile = CURRENT_PROFILE,
         backing: SharedBacking | None = None,
     ) -> DaxRegion:
         """Provider probe: alloc_dax_region, the profile's create program per device, provider_put.
@@ -571,4 +570,4 @@ class DaxBus:
         self.close()
 
 
-__all__ = ["ALIGNS", "DEFAULT_PROFILE", "HANDLER_REPORTS", "IMPL_PROFILES", "DaxBus"]
+__all__ = ["ALIGNS", "HANDLER_REPORTS", "IMPL_PROFILES", "DaxBus"]

@@ -31,7 +31,7 @@ from __future__ import annotations
 
 from devdax.spec.abi import MADV, MAP, MS, O_FLAGS, PROT, flags_of
 
-from .bus import ALIGNS, DEFAULT_PROFILE, IMPL_PROFILES, DaxBus
+from .bus import ALIGNS, IMPL_PROFILES, DaxBus
 from .device import DAX_MINOR_IDA, DaxRegion, DevDax, SharedBacking
 from .errors import KernelBug
 from .event import Event
@@ -41,7 +41,6 @@ from .vma import UserMapping, VmArea, present_units
 __all__ = [
     "ALIGNS",
     "DAX_MINOR_IDA",
-    "DEFAULT_PROFILE",
     "IMPL_PROFILES",
     "MADV",
     "MAP",
