@@ -199,6 +199,7 @@ def revision() -> str:
 
 
 def render(profiles: list[Row], races: list[Row], base: list[Row], meta: str, cross: list[str]) -> str:
+    # Over 50 lines on purpose: the RESULTS.md section as one template, in the order it is read.
     out = [
         SECTION,
         "",

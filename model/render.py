@@ -146,26 +146,7 @@ def diff(a: State, b: State, devices_per_region: int = 0) -> list[str]:
                     for c in ch
                 ]
             out.append(f"dax{d}: " + ", ".join(ch))
-    for f, (x, y) in enumerate(zip(a.files, b.files, strict=False)):
-        if x == y:
-            continue
-        if x.dev < 0:
-            rest = _changes("file", type(y)(), y, skip=("dev", "writable", "readable", "fd"))
-            out.append(f"file{f}: opened (dax{y.dev}, {_mode(y)})" + (", " + ", ".join(rest) if rest else ""))
-        elif y.dev < 0:
-            out.append(f"file{f}: released (last fput of dax{x.dev})")
-        else:
-            ch = ["fd closed" if c == "fd true -> false" else c for c in _changes("file", x, y)]
-            out.append(f"file{f}: " + ", ".join(ch))
-    for v, (vx, vy) in enumerate(zip(a.vmas, b.vmas, strict=False)):
-        if vx == vy:
-            continue
-        if vx.file < 0:
-            out.append(f"vma{v}: {_vma_text(vy)}")
-        elif vy.file < 0:
-            out.append(f"vma{v}: unmapped")
-        else:
-            out.append(f"vma{v}: " + ", ".join(_changes("vma", vx, vy)))
+    out += _file_lines(a, b) + _vma_lines(a, b)
     added = sorted(b.entries - a.entries)
     gone = sorted(a.entries - b.entries)
     out += [f"entries: + {_entry_text(e)}" for e in added]
@@ -181,6 +162,36 @@ def diff(a: State, b: State, devices_per_region: int = 0) -> list[str]:
         out.append("admin: idle")
     if a.oops != b.oops:
         out.append(f"oops: {b.oops}")
+    return out
+
+
+def _file_lines(a: State, b: State) -> list[str]:
+    out: list[str] = []
+    for f, (x, y) in enumerate(zip(a.files, b.files, strict=False)):
+        if x == y:
+            continue
+        if x.dev < 0:
+            rest = _changes("file", type(y)(), y, skip=("dev", "writable", "readable", "fd"))
+            out.append(f"file{f}: opened (dax{y.dev}, {_mode(y)})" + (", " + ", ".join(rest) if rest else ""))
+        elif y.dev < 0:
+            out.append(f"file{f}: released (last fput of dax{x.dev})")
+        else:
+            ch = ["fd closed" if c == "fd true -> false" else c for c in _changes("file", x, y)]
+            out.append(f"file{f}: " + ", ".join(ch))
+    return out
+
+
+def _vma_lines(a: State, b: State) -> list[str]:
+    out: list[str] = []
+    for v, (vx, vy) in enumerate(zip(a.vmas, b.vmas, strict=False)):
+        if vx == vy:
+            continue
+        if vx.file < 0:
+            out.append(f"vma{v}: {_vma_text(vy)}")
+        elif vy.file < 0:
+            out.append(f"vma{v}: unmapped")
+        else:
+            out.append(f"vma{v}: " + ", ".join(_changes("vma", vx, vy)))
     return out
 
 
