@@ -112,21 +112,10 @@ class Machine:
             ]
         return args
 
-    def boot(
-        self, plan: Path, timeout: float, on_event: Callable[[dict[str, object]], None]
-    ) -> tuple[str, int]:
-        """Run one boot; returns (console text, QEMU's exit status; -9 when it was stopped)."""
-        initrd = initramfs.build(
-            self.kernel.modules,
-            self.work / "initrd.gz",
-            python=self.python,
-            pythonpath=self.pythonpath,
-            plan=str(plan),
-        )
-        console, results = self.work / "console.log", self.work / "results.jsonl"
-        for f in (console, results):
-            f.write_bytes(b"")
-        cmd = [
+    def _qemu(self, initrd: Path, console: Path, results: Path) -> list[str]:
+        """The machine: 2 CPUs, the NVDIMMs, the host's root read-only over 9p; the console on the
+        first serial port, the guest's step reports on the second; oops=panic ends a boot."""
+        return [
             "qemu-system-x86_64",
             "-machine",
             f"pc,nvdimm=on,accel={self.accel}",
@@ -155,6 +144,22 @@ class Machine:
             "local,path=/,mount_tag=host,security_model=none,readonly=on",
             *self._nvdimms(),
         ]
+
+    def boot(
+        self, plan: Path, timeout: float, on_event: Callable[[dict[str, object]], None]
+    ) -> tuple[str, int]:
+        """Run one boot; returns (console text, QEMU's exit status; -9 when it was stopped)."""
+        initrd = initramfs.build(
+            self.kernel.modules,
+            self.work / "initrd.gz",
+            python=self.python,
+            pythonpath=self.pythonpath,
+            plan=str(plan),
+        )
+        console, results = self.work / "console.log", self.work / "results.jsonl"
+        for f in (console, results):
+            f.write_bytes(b"")
+        cmd = self._qemu(initrd, console, results)
         proc = subprocess.Popen(
             cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
         )
@@ -245,9 +250,8 @@ def _run_locked(
     python: str,
     pythonpath: str,
 ) -> tuple[list[ScenarioRun], int]:
-    """Boot until every file has run: a boot that dies before its guest is ready is retried; an oops
-    ends its scenario (recorded as OOPS at the step that began) and the next boot goes on after it;
-    a guest that stops without an oops reruns its scenario. BOOT_RETRIES failures end the run."""
+    """Boot until every file has run: an early death is retried; an oops is OOPS at the step that
+    began, and the next boot goes on after it; a stop without an oops reruns the scenario."""
     machine = Machine(kernel, work, python, pythonpath)
     runs = [ScenarioRun(f) for f in files]
     start, boots, failures = 0, 0, 0
