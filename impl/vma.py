@@ -20,6 +20,7 @@ import icontract
 from devdax.spec import fops, geometry, mm
 from devdax.spec.abi import MADV_NAMES, MS
 from devdax.spec.ctx import Ctx
+from devdax.spec.state import Vma as SpecVma
 
 from . import contracts
 from . import sys as dsys
@@ -135,6 +136,8 @@ class VmArea:
         self.read, self.write, self.exec_ = read, write, exec_
         self.shared, self.mayshare = shared, mayshare
         self.dontcopy, self.nohuge = dontcopy, nohuge
+        # VM_SEQ_READ, VM_RAND_READ, VM_DONTDUMP: flags only madvise reads and writes (spec Vma)
+        self.seq_read = self.rand_read = self.dontdump = False
         self.handle: UserMapping = cast("UserMapping", None)
 
     @property
@@ -161,8 +164,19 @@ class VmArea:
             dontcopy=self.dontcopy,
             nohuge=self.nohuge,
         )
+        a.seq_read, a.rand_read, a.dontdump = self.seq_read, self.rand_read, self.dontdump
         a.handle = self.handle
         return a
+
+    def advice_flags(self) -> SpecVma:
+        """The flags madvise may change, as the spec's vma, so that spec/mm.py FLAG_ADVICE decides."""
+        return SpecVma(
+            dontcopy=self.dontcopy,
+            nohuge=self.nohuge,
+            seq_read=self.seq_read,
+            rand_read=self.rand_read,
+            dontdump=self.dontdump,
+        )
 
     def prot(self) -> int:
         return (1 if self.read else 0) | (2 if self.write else 0) | (4 if self.exec_ else 0)
@@ -310,12 +324,15 @@ class UserMapping:
                     raise os_error(
                         errno.EACCES, "mprotect: PROT_WRITE on a shared mapping of an O_RDONLY file"
                     )
-            if not self._may_split_all(lo, hi, areas):
+            flags = (prot != 0, write, bool(prot & 4))
+            # mprotect_fixup: "if (newflags == oldflags)" the vma is left alone, unsplit (mm.change)
+            changed = [a for a in areas if (a.read, a.write, a.exec_) != flags]
+            if not self._may_split_all(lo, hi, changed):
                 raise os_error(errno.EINVAL, "dev_dax_may_split: misaligned cut")
-            for a in areas if hi > lo else []:  # a zero length changes nothing (mm.change)
+            for a in changed if hi > lo else []:  # a zero length changes nothing (mm.change)
                 mid = self._carve(a, lo, hi)
                 self.bus.core.set_prot(mid.m, real_prot(prot))
-                mid.read, mid.write, mid.exec_ = prot != 0, write, bool(prot & 4)
+                mid.read, mid.write, mid.exec_ = flags
 
     def madvise(self, offset: int, length: int, advice: int) -> None:
         """madvise(2) by advice, as spec/mm.py madvise and the model backend decide."""
@@ -333,45 +350,43 @@ class UserMapping:
                 return
             if not areas:
                 raise os_error(errno.ENOMEM, "madvise: no vma in range")
-            if name in ("MADV_DONTFORK", "MADV_DOFORK", "MADV_HUGEPAGE", "MADV_NOHUGEPAGE"):
-                if not self._may_split_all(lo, hi, areas):
-                    raise os_error(errno.EINVAL, "dev_dax_may_split: misaligned cut")
-                for a in areas if hi > lo else []:
-                    mid = self._carve(a, lo, hi)
-                    self._apply_flag(mid, name)
+            if name in mm.FLAG_ADVICE:
+                self._flag_advice(lo, hi, areas, name)
             else:
                 for a in areas:
                     self._advise(a, max(lo, a.start), min(hi, a.end), name)
             if not self._covered(lo, hi, self._hit(lo, hi)):
                 raise os_error(errno.ENOMEM, "madvise: part of the range is not mapped")
 
-    def _apply_flag(self, a: VmArea, name: str) -> None:
+    def _flag_advice(self, lo: int, hi: int, areas: list[VmArea], name: str) -> None:
+        """An advice that only changes vm_flags (spec/mm.py FLAG_ADVICE): a vma whose flags it
+        leaves as they are is not split and asks no may_split (madvise_update_vma)."""
+        if name == "MADV_DODUMP" and any(a.file.dev.region.profile.vm_mixedmap for a in areas):
+            raise os_error(errno.EINVAL, "MADV_DODUMP on a VM_MIXEDMAP (VM_SPECIAL) vma")
+        new = mm.FLAG_ADVICE[name]
+        changed = [a for a in areas if new(a.advice_flags()) != a.advice_flags()]
+        if not self._may_split_all(lo, hi, changed):
+            raise os_error(errno.EINVAL, "dev_dax_may_split: misaligned cut")
+        for a in changed if hi > lo else []:
+            mid = self._carve(a, lo, hi)
+            self._apply_flags(mid, new(mid.advice_flags()))
+
+    def _apply_flags(self, a: VmArea, f: SpecVma) -> None:
         core = self.bus.core
-        if name == "MADV_DONTFORK":
-            dsys.madvise(a.start, a.end - a.start, dsys.MADV_DONTFORK)
-            a.dontcopy = True
-        elif name == "MADV_DOFORK":
-            dsys.madvise(a.start, a.end - a.start, dsys.MADV_DOFORK)
-            a.dontcopy = False
-        elif name == "MADV_NOHUGEPAGE":
-            core.set_flags(a.m, set_bits=VMA_NOHUGE)
-            a.nohuge = True
-        else:
-            core.set_flags(a.m, clear_bits=VMA_NOHUGE)
-            a.nohuge = False
+        if f.dontcopy != a.dontcopy:  # the real vma must not be copied into a forked child either
+            dsys.madvise(a.start, a.end - a.start, dsys.MADV_DONTFORK if f.dontcopy else dsys.MADV_DOFORK)
+        if f.nohuge != a.nohuge:  # the fault handler reads it from the shared table
+            if f.nohuge:
+                core.set_flags(a.m, set_bits=VMA_NOHUGE)
+            else:
+                core.set_flags(a.m, clear_bits=VMA_NOHUGE)
+        a.dontcopy, a.nohuge = f.dontcopy, f.nohuge
+        a.seq_read, a.rand_read, a.dontdump = f.seq_read, f.rand_read, f.dontdump
 
     def _advise(self, a: VmArea, lo: int, hi: int, name: str) -> None:
         if name in ("MADV_DONTNEED", "MADV_DONTNEED_LOCKED"):
             dsys.madvise(lo, hi - lo, dsys.MADV_DONTNEED)  # zap_page_range_single; data stays
-        elif name in (
-            "MADV_COLD",
-            "MADV_PAGEOUT",
-            "MADV_KEEPONFORK",
-            "MADV_NORMAL",
-            "MADV_RANDOM",
-            "MADV_SEQUENTIAL",
-            "MADV_WILLNEED",
-        ):
+        elif name in ("MADV_COLD", "MADV_PAGEOUT", "MADV_WILLNEED"):
             pass
         elif name == "MADV_REMOVE":
             if not (a.mayshare and a.file.writable):

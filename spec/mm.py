@@ -32,16 +32,22 @@ def _piece(v: Vma, lo: int, hi: int) -> Vma:
 def change(c: Ctx, s: State, v: int, lo: int, hi: int, update: Callable[[Vma], Vma] | None) -> Outcome:
     """Apply `update` to [lo, hi) of vma v (None unmaps it), splitting at lo and hi when they fall
     inside: __split_vma asks may_split for each cut. The parts keep their entries; a huge entry that
-    a cut crosses is zapped whole (split_huge_pmd on a devmap pmd just clears it)."""
+    a cut crosses is zapped whole (split_huge_pmd on a devmap pmd just clears it).
+
+    An update that leaves the flags as they are splits nothing and so asks nothing: mprotect_fixup()
+    and madvise_update_vma() both return 0 at once when "newflags == vma->vm_flags" (recorded: k27,
+    k29 repeat an advice over a misaligned sub-range of a vma it already covers, and Linux says ok)."""
     vma = s.vmas[v]
     lo, hi = max(lo, vma.start), min(hi, vma.end)
     if lo >= hi:
+        return ("ok", s)
+    middle = None if update is None else update(_piece(vma, lo, hi))
+    if middle == _piece(vma, lo, hi):
         return ("ok", s)
     align = c.vma_align(s, v)
     for cut in (lo, hi):
         if vma.start < cut < vma.end and not may_split(c, cut, align):
             return ("EINVAL", s)
-    middle = None if update is None else update(_piece(vma, lo, hi))
     parts = [
         p
         for p in (
@@ -98,29 +104,49 @@ def mprotect(c: Ctx, s: State, v: int, lo: int, hi: int, read: bool, write: bool
     return change(c, s, v, lo, hi, lambda p: p._replace(read=read, write=write))
 
 
+def _same(p: Vma) -> Vma:
+    return p
+
+
+#: madvise_vma_behavior(): the advices that only compute new vm_flags for madvise_update_vma()
+FLAG_ADVICE: dict[str, Callable[[Vma], Vma]] = {
+    "MADV_NORMAL": lambda p: p._replace(seq_read=False, rand_read=False),
+    "MADV_SEQUENTIAL": lambda p: p._replace(seq_read=True, rand_read=False),
+    "MADV_RANDOM": lambda p: p._replace(seq_read=False, rand_read=True),
+    "MADV_DONTFORK": lambda p: p._replace(dontcopy=True),
+    "MADV_DOFORK": lambda p: p._replace(dontcopy=False),  # "if (vma->vm_flags & VM_IO)": never here
+    "MADV_KEEPONFORK": _same,  # clears VM_WIPEONFORK, which a file vma never has
+    "MADV_DONTDUMP": lambda p: p._replace(dontdump=True),
+    "MADV_DODUMP": lambda p: p._replace(dontdump=False),
+    # hugepage_madvise(); dax_mmap() sets VM_HUGEPAGE, so MADV_HUGEPAGE only clears VM_NOHUGEPAGE
+    "MADV_HUGEPAGE": lambda p: p._replace(nohuge=False),
+    "MADV_NOHUGEPAGE": lambda p: p._replace(nohuge=True),
+    # ksm_madvise(): "just ignore the advice" on VM_SHARED, VM_MAYSHARE or VM_MIXEDMAP; a dax vma
+    # is one of those in every profile, so nothing is ever merged or unmerged
+    "MADV_MERGEABLE": _same,
+    "MADV_UNMERGEABLE": _same,
+}
+
+
 def madvise(c: Ctx, s: State, v: int, lo: int, hi: int, advice: str) -> Outcome:
-    """madvise(2) on a device-dax vma, by advice (mm/madvise.c)."""
+    """madvise(2) on a device-dax vma, by advice (mm/madvise.c madvise_vma_behavior)."""
     vma = s.vmas[v]
-    if advice in ("MADV_DONTFORK", "MADV_DOFORK"):
-        return change(c, s, v, lo, hi, lambda p: p._replace(dontcopy=advice == "MADV_DONTFORK"))
-    if advice in ("MADV_HUGEPAGE", "MADV_NOHUGEPAGE"):
-        return change(c, s, v, lo, hi, lambda p: p._replace(nohuge=advice == "MADV_NOHUGEPAGE"))
-    if advice in ("MADV_DONTNEED", "MADV_DONTNEED_LOCKED", "MADV_COLD", "MADV_PAGEOUT"):
-        if advice.startswith("MADV_DONTNEED"):
-            return ("ok", zap(s, v, lo, hi))  # zap_page_range_single; the device keeps the data
-        return ("ok", s)
+    if advice == "MADV_DODUMP" and c.prof.vm_mixedmap:
+        return ("EINVAL", s)  # "if (!is_vm_hugetlb_page(vma) && new_flags & VM_SPECIAL)"
+    if advice in FLAG_ADVICE:
+        return change(c, s, v, lo, hi, FLAG_ADVICE[advice])
+    if advice in ("MADV_DONTNEED", "MADV_DONTNEED_LOCKED"):
+        return ("ok", zap(s, v, lo, hi))  # zap_page_range_single; the device keeps the data
+    if advice in ("MADV_COLD", "MADV_PAGEOUT", "MADV_WILLNEED"):
+        return ("ok", s)  # no pages on the LRU to age; madvise_willneed ignores a DAX file
     if advice == "MADV_FREE":
         return ("EINVAL", s)  # madvise_free_single_vma: anonymous only
     if advice == "MADV_WIPEONFORK":
         return ("EINVAL", s)  # "if (vma->vm_file || vma->vm_flags & VM_SHARED)"
-    if advice == "MADV_KEEPONFORK":
-        return ("ok", s)
     if advice == "MADV_REMOVE":
         if not (vma.mayshare and s.files[vma.file].writable):
             return ("EACCES", s)  # "if (!vma_is_shared_maywrite(vma))"
         return ("ENODEV", s)  # vfs_fallocate(PUNCH_HOLE) on a char device
-    if advice in ("MADV_NORMAL", "MADV_RANDOM", "MADV_SEQUENTIAL", "MADV_WILLNEED"):
-        return ("ok", s)
     return ("EINVAL", s)
 
 

@@ -59,8 +59,9 @@ class Profile:
     bind_cycles: bool
     #: vm_ops->split / ->may_split refuses a misaligned split (M8, 9702cffdbf21, 4.15)
     has_split: bool
-    #: VM_MIXEDMAP: fork copies the parent's entries (4.x); modern children refault
-    fork_copies_entries: bool
+    #: dax_mmap() sets VM_MIXEDMAP (4.x; gone in modern): fork copies the parent's entries (modern
+    #: children refault), and VM_MIXEDMAP is in VM_SPECIAL, which madvise(MADV_DODUMP) refuses
+    vm_mixedmap: bool
     #: mmap_supported_flags = MAP_SYNC
     map_sync: bool
     private_test: PrivateTest
@@ -106,7 +107,7 @@ V47 = Profile(
     open_private_null_when_dead=False,
     bind_cycles=False,
     has_split=False,
-    fork_copies_entries=True,
+    vm_mixedmap=True,
     map_sync=False,
     private_test=PrivateTest.V47_NORESERVE,
     fault_rules=FaultRules(fallback=False, vma_bounds=False),
@@ -159,7 +160,7 @@ V410 = Profile(
     open_private_null_when_dead=False,
     bind_cycles=False,
     has_split=True,
-    fork_copies_entries=True,
+    vm_mixedmap=True,
     map_sync=False,
     private_test=PrivateTest.VM_MAYSHARE,
     fault_rules=FaultRules(),
@@ -220,7 +221,7 @@ MODERN = Profile(
     open_private_null_when_dead=True,
     bind_cycles=True,
     has_split=True,
-    fork_copies_entries=False,
+    vm_mixedmap=False,
     map_sync=True,
     private_test=PrivateTest.VM_MAYSHARE,
     fault_rules=FaultRules(),

@@ -120,6 +120,9 @@ class Vma(NamedTuple):
     dontcopy: bool = False  # VM_DONTCOPY (MADV_DONTFORK)
     read: bool = True  # VM_READ (PROT_NONE clears it)
     nohuge: bool = False  # VM_NOHUGEPAGE (MADV_NOHUGEPAGE): the mm asks for pte faults only
+    seq_read: bool = False  # VM_SEQ_READ (MADV_SEQUENTIAL)
+    rand_read: bool = False  # VM_RAND_READ (MADV_RANDOM)
+    dontdump: bool = False  # VM_DONTDUMP (MADV_DONTDUMP)
 
 
 class Entry(NamedTuple):

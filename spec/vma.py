@@ -123,7 +123,7 @@ def do_fork(c: Ctx, s: State, v: int) -> Outcome | None:
         return ("ok", s)
     s = vma_file_get(c, s, vma.file)
     s = s._replace(vmas=set_at(s.vmas, w, vma))
-    if c.prof.fork_copies_entries:
+    if c.prof.vm_mixedmap:
         s = s._replace(entries=s.entries | {e._replace(vma=w) for e in s.entries if e.vma == v})
     return ("ok", s)
 

@@ -302,12 +302,13 @@ RangeFn = Callable[[Ctx, State, int, int, int], Outcome]
 
 
 def _apply(r: _Run, m: _Map, lo: int, hi: int, vmas: list[int], fn: RangeFn) -> str:
-    """Apply a per-vma change; every cut is checked before anything changes (all or nothing)."""
+    """Apply a per-vma change; each vma's change is tried on the state before anything changes, so
+    a refused cut (may_split) changes nothing (all or nothing). A vma the change leaves as it is
+    asks no may_split at all (mm.change)."""
     for v in vmas:
-        vma = r.s.vmas[v]
-        for cut in (lo, hi):
-            if vma.start < cut < vma.end and not mm.may_split(r.c, cut):
-                return "EINVAL"
+        outcome, _ = fn(r.c, r.s, v, lo, hi)
+        if outcome != "ok":
+            return outcome
     for v in vmas:
         before = r.s
         outcome, r.s = fn(r.c, r.s, v, lo, hi)
@@ -358,7 +359,7 @@ def _madvise(r: _Run, st: fmt.Step) -> str:
         return "ok"
     if not vmas:
         return "ENOMEM"
-    if st.advice in ("MADV_DONTFORK", "MADV_DOFORK", "MADV_HUGEPAGE", "MADV_NOHUGEPAGE"):
+    if st.advice in mm.FLAG_ADVICE:
         outcome = _apply(r, m, lo, hi, vmas, lambda c, s, v, a, b: mm.madvise(c, s, v, a, b, st.advice))
     else:
         outcome = "ok"
