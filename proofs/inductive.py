@@ -561,7 +561,7 @@ def inductive_obligations(profile: Profile, aligns: Sequence[int] = ALIGNS) -> l
 
     out = [
         Obligation(
-            "ind_not_vacuous",
+            "proto_not_vacuous",
             "the invariants hold in a reachable initial state and after a step",
             "proofs/inductive.py",
             consistent,
@@ -573,7 +573,7 @@ def inductive_obligations(profile: Profile, aligns: Sequence[int] = ALIGNS) -> l
 
     out.append(
         Obligation(
-            "ind_no_sleep_in_rcu",
+            "proto_no_sleep_in_rcu",
             "step property: no step that may sleep (vmf_insert_* -> "
             "pte_alloc) runs inside a read section that cannot sleep (rcu_read_lock)",
             "spec/invariants.py no_sleep_in_rcu; M5 956a4cd2c957",
@@ -595,7 +595,7 @@ def inductive_obligations(profile: Profile, aligns: Sequence[int] = ALIGNS) -> l
         kind = "invariant" if inv.kind == "spec" else "strengthening"
         out.append(
             Obligation(
-                f"ind_{inv.name}",
+                f"proto_{inv.name}",
                 f"{kind}, inductive for any CPUs/vmas: {inv.doc}",
                 "spec/invariants.py" if inv.kind == "spec" else "proofs/inductive.py",
                 goal,

@@ -46,6 +46,7 @@ from functools import cache
 
 import z3
 
+from devdax.proofs.ghost import appended, numbered, removed
 from devdax.proofs.runner import Obligation, Status, Verdict
 from devdax.proofs.smt import ARITH_SOLVER, Term
 from devdax.spec import admin
@@ -302,14 +303,14 @@ class Model:
         """spec/file.file_put after the fd or a vma let go: the last reference frees the file slot
         and drops what open took (file_holder_put -> cdev_put). Ghost: the last number moves into
         the freed one."""
-        j, last = s.idx[f], s.slot[s.nfiles - 1]
+        idx, slot, nfiles = removed(s.idx, s.slot, s.nfiles, f)
         freed = s.replace(
             opened=z3.Store(s.opened, f, False),
             fd=z3.Store(s.fd, f, False),
             pnull=z3.Store(s.pnull, f, False),
-            idx=z3.Store(s.idx, last, j),
-            slot=z3.Store(s.slot, j, last),
-            nfiles=s.nfiles - 1,
+            idx=idx,
+            slot=slot,
+            nfiles=nfiles,
         )
         return ite(z3.And(z3.Not(s.fd[f]), s.nv[f] == 0), self.cdev_put(freed), s)
 
@@ -484,6 +485,7 @@ class Model:
         # file.do_open + chrdev_lookup: the cached i_cdev or kobj_map, while the cdev count is not 0
         found = z3.And(s.cdev_ref > 0, z3.Or(s.icdev_cached, s.cdev_mapped))
         null = z3.And(z3.BoolVal(self.profile.open_private_null_when_dead), z3.Not(s.alive))
+        idx, slot, nfiles = appended(s.idx, s.slot, s.nfiles, f)
         opened = s.replace(
             cdev_ref=s.cdev_ref + 1,
             icdev_cached=T,
@@ -491,9 +493,9 @@ class Model:
             fd=z3.Store(s.fd, f, True),
             pnull=z3.Store(s.pnull, f, null),
             nv=z3.Store(s.nv, f, 0),
-            idx=z3.Store(s.idx, f, s.nfiles),
-            slot=z3.Store(s.slot, s.nfiles, f),
-            nfiles=s.nfiles + 1,
+            idx=idx,
+            slot=slot,
+            nfiles=nfiles,
         )
         out.append(("open", z3.And(z3.Not(s.opened[f]), s.has_minor, found, t.equals(opened)), f))
         # file.do_close
@@ -731,19 +733,7 @@ INVARIANTS: list[Inv] = [
         "aux",
         "",
         "ghost: the open files are numbered 0..nfiles-1 without gaps or repeats",
-        lambda m, s: z3.And(
-            s.nfiles >= 0,
-            _all(
-                m,
-                lambda f: z3.Implies(
-                    s.opened[f], z3.And(s.idx[f] >= 0, s.idx[f] < s.nfiles, s.slot[s.idx[f]] == f)
-                ),
-            ),
-            z3.ForAll(
-                [i := z3.Int("i")],
-                z3.Implies(z3.And(i >= 0, i < s.nfiles), z3.And(s.opened[s.slot[i]], s.idx[s.slot[i]] == i)),
-            ),
-        ),
+        lambda m, s: numbered(m.fsort, lambda f: s.opened[f], s.idx, s.slot, s.nfiles),
     ),
     Inv(
         "cdev_count_bounded",

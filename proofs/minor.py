@@ -29,7 +29,7 @@ Strengthening invariants, each needed by the induction:
   minors only);
 * ``ida_owner``: a ghost ``owner`` names, for each allocated minor, the device holding it: the
   existential half of ``ida_exact`` made first-order (the same trick as the ghost numbering of
-  proofs/refcount.py);
+  proofs/ghost.py);
 * ``device_phases``: fresh devices have no minor, no device is both live and gone, held minors are
   non-negative.
 """
@@ -313,7 +313,8 @@ def render(m: Term, states: Sequence[St], params: Sequence[dict[str, Term]]) -> 
 
 
 def minor_obligations(p: Profile) -> list[Obligation]:
-    """The minor invariants of profile ``p`` as obligations ``ind_<name>``, preceded by non-vacuity."""
+    """The minor invariants of profile ``p`` as obligations (``obligation_name``), preceded by
+    non-vacuity."""
     sys = system(rules_of(p))
 
     def vacuity(timeout: float) -> Verdict:
@@ -329,7 +330,7 @@ def minor_obligations(p: Profile) -> list[Obligation]:
 
     out = [
         Obligation(
-            "ind_minor_not_vacuous", "a run reaches two devices holding minors", "proofs/minor.py", vacuity
+            "minor_not_vacuous", "a run reaches two devices holding minors", "proofs/minor.py", vacuity
         )
     ]
     for inv in sys.invariants:
@@ -339,7 +340,7 @@ def minor_obligations(p: Profile) -> list[Obligation]:
 
         out.append(
             Obligation(
-                f"ind_{inv.name}",
+                obligation_name(inv.name),
                 f"inductive for any devices: {inv.doc}",
                 f"spec/invariants.py {inv.serves}; spec/admin.py ida_alloc_minor",
                 goal,
@@ -348,9 +349,15 @@ def minor_obligations(p: Profile) -> list[Obligation]:
     return out
 
 
+def obligation_name(inv: str) -> str:
+    """The ``minor_`` prefix names this model; an invariant already named after minors
+    (minor_unique, minors_in_range) keeps its name."""
+    return inv if inv.startswith("minor") else f"minor_{inv}"
+
+
 #: obligation name -> the spec invariant it serves (for the profile's documented findings)
 def serves(p: Profile) -> dict[str, str]:
-    return {f"ind_{inv.name}": inv.serves for inv in system(rules_of(p)).invariants}
+    return {obligation_name(inv.name): inv.serves for inv in system(rules_of(p)).invariants}
 
 
 # --------------------------------------------------------------------------------------------------

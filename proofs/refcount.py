@@ -48,6 +48,7 @@ from dataclasses import dataclass
 
 import z3
 
+from devdax.proofs.ghost import Owner, appended, numbered, removed
 from devdax.proofs.runner import Obligation, Status, Verdict
 from devdax.proofs.smt import Term
 from devdax.proofs.unbounded import (
@@ -67,6 +68,8 @@ from devdax.spec.state import D_CREATING, D_FAILED, D_LIVE, D_NONE, D_RELEASED, 
 from devdax.spec.state import State as SpecState
 
 F = z3.DeclareSort("FILE")
+#: the ghost numberings (proofs/ghost.py) of the open files and, for the v4.7 kref, of all vmas
+FILE_NUMBERING, VMA_NUMBERING = ("idx", "slot", "nfiles"), ("gidx", "gslot", "nvmas")
 V = z3.DeclareSort("VMAR")
 B, N = z3.BoolSort(), z3.IntSort()
 
@@ -339,14 +342,11 @@ def system(md: Model) -> Sys:
         freed number."""
         cnt = s["count"][f] - 1
         kept = {**s, "count": z3.Store(s["count"], f, cnt)}
-        j, last = s["idx"][f], s["slot"][s["nfiles"] - 1]
         freed = {
             **kept,
             "opened": z3.Store(s["opened"], f, False),
             "fd": z3.Store(s["fd"], f, False),
-            "idx": z3.Store(s["idx"], last, j),
-            "slot": z3.Store(s["slot"], j, last),
-            "nfiles": s["nfiles"] - 1,
+            **dict(zip(FILE_NUMBERING, removed(s["idx"], s["slot"], s["nfiles"], f), strict=True)),
         }
         return ite(cnt == 0, holder_put(md, freed), kept)
 
@@ -367,9 +367,7 @@ def system(md: Model) -> Sys:
                 "opened": z3.Store(s["opened"], f, True),
                 "fd": z3.Store(s["fd"], f, True),
                 "count": z3.Store(s["count"], f, 1),
-                "idx": z3.Store(s["idx"], f, s["nfiles"]),
-                "slot": z3.Store(s["slot"], s["nfiles"], f),
-                "nfiles": s["nfiles"] + 1,
+                **dict(zip(FILE_NUMBERING, appended(s["idx"], s["slot"], s["nfiles"], f), strict=True)),
                 "nv": z3.Store(s["nv"], f, 0),
             },
         )
@@ -383,18 +381,16 @@ def system(md: Model) -> Sys:
     def mmap(s: St, t: St, tag: str) -> tuple[Term, dict[str, Term]]:
         """A new vma takes a file reference (and v4.7's dax_dev kref)."""
         f, v = z3.Const(f"f@{tag}", F), z3.Const(f"v@{tag}", V)
-        n = s["nv"][f]
+        vidx, vslot, nv = appended(s["vidx"], s["vslot"][f], s["nv"][f], v)
         new = {
             **s,
             "used": z3.Store(s["used"], v, True),
             "vfile": z3.Store(s["vfile"], v, f),
             "count": z3.Store(s["count"], f, s["count"][f] + 1),
-            "vidx": z3.Store(s["vidx"], v, n),
-            "vslot": z3.Store(s["vslot"], f, z3.Store(s["vslot"][f], n, v)),
-            "nv": z3.Store(s["nv"], f, n + 1),
-            "gidx": z3.Store(s["gidx"], v, s["nvmas"]),
-            "gslot": z3.Store(s["gslot"], s["nvmas"], v),
-            "nvmas": s["nvmas"] + 1,
+            "vidx": vidx,
+            "vslot": z3.Store(s["vslot"], f, vslot),
+            "nv": z3.Store(s["nv"], f, nv),
+            **dict(zip(VMA_NUMBERING, appended(s["gidx"], s["gslot"], s["nvmas"], v), strict=True)),
         }
         if md.kref:
             new["kref"] = s["kref"] + 1
@@ -404,17 +400,14 @@ def system(md: Model) -> Sys:
         """vm_ops->close (v4.7 dax_dev_put), then fput of vm_file."""
         v = z3.Const(f"v@{tag}", V)
         g = s["vfile"][v]
-        j, last = s["vidx"][v], s["vslot"][g][s["nv"][g] - 1]
-        gj, glast = s["gidx"][v], s["gslot"][s["nvmas"] - 1]
+        vidx, vslot, nv = removed(s["vidx"], s["vslot"][g], s["nv"][g], v)
         new = {
             **s,
             "used": z3.Store(s["used"], v, False),
-            "vidx": z3.Store(s["vidx"], last, j),
-            "vslot": z3.Store(s["vslot"], g, z3.Store(s["vslot"][g], j, last)),
-            "nv": z3.Store(s["nv"], g, s["nv"][g] - 1),
-            "gidx": z3.Store(s["gidx"], glast, gj),
-            "gslot": z3.Store(s["gslot"], gj, glast),
-            "nvmas": s["nvmas"] - 1,
+            "vidx": vidx,
+            "vslot": z3.Store(s["vslot"], g, vslot),
+            "nv": z3.Store(s["nv"], g, nv),
+            **dict(zip(VMA_NUMBERING, removed(s["gidx"], s["gslot"], s["nvmas"], v), strict=True)),
         }
         if md.kref:
             new = dax_dev_put(md, new)
@@ -535,23 +528,7 @@ def invariants(md: Model, create: Sequence[str]) -> list[Inv]:
         "open files are numbered 0..nfiles-1 without gaps or repeats",
         "refcount_exact_all",
         lambda s: z3.And(
-            s["nfiles"] >= 0,
-            _q(
-                F,
-                lambda f: z3.Implies(
-                    s["opened"][f],
-                    z3.And(s["idx"][f] >= 0, s["idx"][f] < s["nfiles"], s["slot"][s["idx"][f]] == f),
-                ),
-                "f",
-            ),
-            _q(
-                N,
-                lambda i: z3.Implies(
-                    z3.And(i >= 0, i < s["nfiles"]),
-                    z3.And(s["opened"][s["slot"][i]], s["idx"][s["slot"][i]] == i),
-                ),
-                "i",
-            ),
+            numbered(F, lambda f: s["opened"][f], s["idx"], s["slot"], s["nfiles"]),
             _q(F, lambda f: z3.Implies(s["fd"][f], s["opened"][f]), "f"),
         ),
     )
@@ -559,36 +536,13 @@ def invariants(md: Model, create: Sequence[str]) -> list[Inv]:
         "ghost_vmas_numbered",
         "each open file's vmas are numbered 0..nv(f)-1 without gaps or repeats",
         "refcount_exact_all",
-        lambda s: z3.And(
-            _q(F, lambda f: z3.Implies(s["opened"][f], s["nv"][f] >= 0), "f"),
-            _q(
-                V,
-                lambda v: z3.Implies(
-                    s["used"][v],
-                    z3.And(
-                        s["vidx"][v] >= 0,
-                        s["vidx"][v] < s["nv"][s["vfile"][v]],
-                        s["vslot"][s["vfile"][v]][s["vidx"][v]] == v,
-                    ),
-                ),
-                "v",
-            ),
-            _q(
-                F,
-                lambda f: _q(
-                    N,
-                    lambda i: z3.Implies(
-                        z3.And(s["opened"][f], i >= 0, i < s["nv"][f]),
-                        z3.And(
-                            s["used"][s["vslot"][f][i]],
-                            s["vfile"][s["vslot"][f][i]] == f,
-                            s["vidx"][s["vslot"][f][i]] == i,
-                        ),
-                    ),
-                    "i",
-                ),
-                "f",
-            ),
+        lambda s: numbered(
+            V,
+            lambda v: s["used"][v],
+            s["vidx"],
+            s["vslot"],
+            s["nv"],
+            Owner(F, lambda f: s["opened"][f], lambda v: s["vfile"][v]),
         ),
     )
     if md.kref:
@@ -596,25 +550,7 @@ def invariants(md: Model, create: Sequence[str]) -> list[Inv]:
             "ghost_all_vmas_numbered",
             "all vmas are numbered 0..nvmas-1 without gaps or repeats",
             "refcount_exact_all",
-            lambda s: z3.And(
-                s["nvmas"] >= 0,
-                _q(
-                    V,
-                    lambda v: z3.Implies(
-                        s["used"][v],
-                        z3.And(s["gidx"][v] >= 0, s["gidx"][v] < s["nvmas"], s["gslot"][s["gidx"][v]] == v),
-                    ),
-                    "v",
-                ),
-                _q(
-                    N,
-                    lambda i: z3.Implies(
-                        z3.And(i >= 0, i < s["nvmas"]),
-                        z3.And(s["used"][s["gslot"][i]], s["gidx"][s["gslot"][i]] == i),
-                    ),
-                    "i",
-                ),
-            ),
+            lambda s: numbered(V, lambda v: s["used"][v], s["gidx"], s["gslot"], s["nvmas"]),
         )
     add(
         "refcount_exact_file",
@@ -908,7 +844,7 @@ def refcount_obligations(p: Profile) -> list[Obligation]:
     md = model_of(p)
     out = [
         Obligation(
-            "ind_refcount_not_vacuous",
+            "rc_not_vacuous",
             "a run creates the device and reaches two open files",
             "proofs/refcount.py",
             lambda timeout: check_not_vacuous(md, timeout),
@@ -921,7 +857,7 @@ def refcount_obligations(p: Profile) -> list[Obligation]:
 
         out.append(
             Obligation(
-                f"ind_{inv.name}",
+                f"rc_{inv.name}",
                 f"inductive for any files/vmas: {inv.doc}",
                 f"spec/invariants.py {inv.serves}; spec/kobject.py, spec/admin.py",
                 goal,
@@ -931,7 +867,7 @@ def refcount_obligations(p: Profile) -> list[Obligation]:
 
 
 def serves(p: Profile) -> dict[str, str]:
-    return {f"ind_{inv.name}": inv.serves for inv in system(model_of(p)).invariants}
+    return {f"rc_{inv.name}": inv.serves for inv in system(model_of(p)).invariants}
 
 
 # --------------------------------------------------------------------------------------------------

@@ -81,7 +81,7 @@ def test_m5_sleeps_in_rcu() -> None:
         ("v4.10", None, Status.PROVED),
         ("modern", None, Status.PROVED),
     ):
-        obs = runner.select(obligations_for(profile, variant), ["ind_no_sleep_in_rcu"])
+        obs = runner.select(obligations_for(profile, variant), ["proto_no_sleep_in_rcu"])
         v = runner.run(obs, timeout=TIMEOUT)[0].verdict
         assert v.status is want, (profile, variant, v.counterexample)
         if want is Status.VIOLATED:
