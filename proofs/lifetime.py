@@ -15,7 +15,7 @@ that this step relation equals spec/system.py's ``successors`` on every reachabl
 configurations (the one source of truth stays spec/).
 
 Users are an uninterpreted sort of files (``LFILE``) with per-file flags and a count of their vmas;
-the number of open files is carried by a ghost numbering (idx/slot, as proofs/refcount.py does), so
+the number of open files is carried by a ghost numbering (idx/slot, proofs/ghost.py), so
 "the cdev count equals the open files plus cdev_add's own reference" is first-order.
 
 Strengthenings (each named in ``INVARIANTS``):
@@ -42,13 +42,14 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields, replace
-from functools import cache
+from functools import cache, partial
 
 import z3
 
+from devdax.proofs import engine
 from devdax.proofs.ghost import appended, numbered, removed
 from devdax.proofs.runner import Obligation, Status, Verdict
-from devdax.proofs.smt import ARITH_SOLVER, Term
+from devdax.proofs.smt import Term
 from devdax.spec import admin
 from devdax.spec.config import Config, MmapShape
 from devdax.spec.ctx import Ctx
@@ -651,6 +652,9 @@ TABLE_FIELDS = (
 )
 
 
+TABLE_DOC = "the admin-controlled flags take one of the rows learned from the spec"
+
+
 def table_formula(m: Model, s: LState, rows: frozenset[tuple[int, ...]]) -> Term:
     """One disjunct per row; binds_left is compared only as 0 / more than 0 (its value is any)."""
 
@@ -955,47 +959,61 @@ def learn_table(profile: Profile) -> frozenset[tuple[int, ...]]:
 # --------------------------------------------------------------------------------------------------
 
 
-@dataclass
-class Context:
-    model: Model
-    S: LState
-    T: LState
-    actions: list[tuple[str, Term, Term | None]]
-    pre: dict[str, Term]
-    post: dict[str, Term]
-    assumed: list[str]
-
-
-_CONTEXTS: dict[tuple[int, int], Context] = {}
 #: the finite universe a counterexample is looked for in when the unbounded question is slow
 FINITE_FILES = 3
 #: seconds the unbounded question gets before the finite search is tried
 QUICK = 5.0
 
 
-def context(profile: Profile, files: int = 0) -> Context:
-    """The checking context: files == 0 for any number of files (the proofs), else a finite file
-    sort of that many slots (where counterexamples are quick to find and just as real)."""
-    if (id(profile), files) not in _CONTEXTS:
-        if files:
-            sort, elems = _file_slots(files)
-            m = Model(profile, fsort=sort, files=tuple(elems))
-        else:
-            m = Model(profile)
-        S, T = LState.fresh(f"pre{files}", m.fsort), LState.fresh(f"post{files}", m.fsort)
-        rows = learn_table(profile)
+@cache
+def lifetime_system(profile: Profile, files: int = 0) -> engine.System[LState]:
+    """The engine's system (proofs/engine.py): files == 0 for any number of files (the proofs), else a
+    finite file sort of that many slots (where counterexamples are quick to find and just as real)."""
+    if files:
+        sort, elems = _file_slots(files)
+        m = Model(profile, fsort=sort, files=tuple(elems))
+    else:
+        m = Model(profile)
+    rows = learn_table(profile)
+    invs = [engine.Inv(i.name, i.doc, partial(i.formula, m), i.finding) for i in invariants_for(profile)]
+    invs.append(engine.Inv("admin_table", TABLE_DOC, lambda s: table_formula(m, s, rows), ""))
 
-        def table(s: LState) -> Term:
-            return table_formula(m, s, rows)
+    def step(s: LState, t: LState, tag: str) -> list[engine.Act]:
+        return [(name, f, {} if p is None else {"f": p}) for name, f, p in m.actions(s, t, tag)]
 
-        invs = invariants_for(profile)
-        pre = {i.name: i.formula(m, S) for i in invs} | {"admin_table": table(S)}
-        post = {i.name: i.formula(m, T) for i in invs} | {"admin_table": table(T)}
-        assumed = [n for n in pre if finding_of(n) not in profile.findings]
-        _CONTEXTS[(id(profile), files)] = Context(
-            m, S, T, m.actions(S, T, f"step{files}"), pre, post, assumed
+    def render(mod: Term, states: Sequence[LState], params: Sequence[dict[str, Term]]) -> list[list[str]]:
+        # a counterexample to induction marks the file of its one step
+        param = params[0].get("f") if len(params) == 1 else None
+        return [render_state(m, mod, s, param) for s in states]
+
+    def small(s: LState, k: int) -> Term:
+        """Small numbers: the solver's first model often has thousands of vmas; a person wants one or
+        two."""
+        return z3.And(
+            _all(m, lambda f: s.nv[f] <= 2),
+            s.nfiles <= 3,
+            s.lost <= 2,
+            s.dev_ref <= 8,
+            s.cdev_ref <= 4,
+            s.binds_left <= 1,
         )
-    return _CONTEXTS[(id(profile), files)]
+
+    return engine.System(
+        lambda tag: LState.fresh(f"{tag}{files}", m.fsort),
+        m.init,
+        step,
+        invs,
+        render,
+        tidy=small,
+        finite=None if files else lifetime_system(profile, FINITE_FILES),
+        quick=QUICK,
+        value=lambda mod, v: file_name(m, mod, v),
+    )
+
+
+def assumed(profile: Profile) -> list[str]:
+    """A documented finding of the profile is checked but never assumed as a hypothesis."""
+    return [i.name for i in lifetime_system(profile).invariants if finding_of(i.name) not in profile.findings]
 
 
 def invariants_for(profile: Profile) -> list[Inv]:
@@ -1011,75 +1029,9 @@ def lifetime_finding(obligation: str) -> str:
     return finding_of(obligation.removeprefix("life_"))
 
 
-def _solver(timeout: float) -> Term:
-    s = z3.Solver()
-    s.set("timeout", max(1, int(timeout * 1000)))
-    s.set("arith.solver", ARITH_SOLVER)
-    return s
-
-
 def check(profile: Profile, name: str, timeout: float) -> Verdict:
-    """Init => inv, then for every action: (the assumed invariants) /\\ action => inv'."""
-    deadline = time.monotonic() + timeout
-    cx = context(profile)
-    m, S = cx.model, cx.S
-    solver = _solver(timeout)
-    solver.add(m.init(S), z3.Not(cx.pre[name]))
-    r = solver.check()
-    if r == z3.sat:
-        return Verdict(
-            Status.VIOLATED,
-            counterexample="Init does not imply it:\n" + "\n".join(render_state(m, solver.model(), S)),
-        )
-    if r == z3.unknown:
-        return Verdict(Status.UNKNOWN, counterexample=f"Init: solver unknown: {solver.reason_unknown()}")
-    for i, (act, _, _) in enumerate(cx.actions):
-        left = deadline - time.monotonic()
-        if left <= 0:
-            return Verdict(Status.UNKNOWN, counterexample=f"timeout before {act}")
-        v = _step_query(cx, name, i, min(left, QUICK), deadline)
-        if v is None:  # slow: look among FINITE_FILES files, then ask again
-            fx = context(profile, FINITE_FILES)
-            v = _step_query(fx, name, i, min(max(0.001, deadline - time.monotonic()), QUICK), deadline)
-            if v is None or v.status is Status.PROVED:
-                v = _step_query(cx, name, i, max(0.001, deadline - time.monotonic()), deadline)
-        if v is None:
-            return Verdict(Status.UNKNOWN, counterexample=f"{act}: solver unknown (timeout)")
-        if v.status is Status.VIOLATED:
-            return v
-    return Verdict(Status.PROVED)
-
-
-def _step_query(cx: Context, name: str, i: int, timeout: float, deadline: float) -> Verdict | None:
-    """(the assumed invariants and ``name``) and action i => name': PROVED, VIOLATED with its
-    counterexample, or None when the solver gave up."""
-    act, formula, param = cx.actions[i]
-    m, S, T = cx.model, cx.S, cx.T
-    hyps = [cx.pre[n] for n in cx.assumed if n != name] + [cx.pre[name]]
-    solver = _solver(timeout)
-    solver.add(*hyps, formula, z3.Not(cx.post[name]))
-    r = solver.check()
-    if r == z3.unsat:
-        return Verdict(Status.PROVED)
-    if r == z3.unknown:
-        return None
-    mod = smaller(solver, m, S, min(2.0, max(0.1, deadline - time.monotonic()))) or solver.model()
-    return Verdict(Status.VIOLATED, counterexample=render_cti(m, mod, S, T, act, param))
-
-
-def smaller(solver: Term, m: Model, s: LState, timeout: float) -> Term | None:
-    """A counterexample with small numbers, if one is found quickly: the solver's first model often
-    has thousands of vmas; a person wants one or two."""
-    solver.set("timeout", max(1, int(timeout * 1000)))
-    solver.add(
-        _all(m, lambda f: s.nv[f] <= 2),
-        s.nfiles <= 3,
-        s.lost <= 2,
-        s.dev_ref <= 8,
-        s.cdev_ref <= 4,
-        s.binds_left <= 1,
-    )
-    return solver.model() if solver.check() == z3.sat else None
+    """Init => inv, then for every action: (the assumed invariants) /\\ inv /\\ action => inv'."""
+    return engine.check_inductive(lifetime_system(profile), name, timeout, depth=0, assume=assumed(profile))
 
 
 def check_not_vacuous(profile: Profile, timeout: float) -> Verdict:
@@ -1113,19 +1065,19 @@ def check_not_vacuous(profile: Profile, timeout: float) -> Verdict:
     pins = d.children + d.zombies if profile.mapping_pins_parent else 0
     lost = d.dev_ref - int(d.init_ref) - int(d.cdev_ref > 0) - pins  # the ghost, read off the counts
     state = z3.And(pin(m, S, o, witness[1]), S.lost == lost)
-    assumed = set(context(profile).assumed)
-    named = [(i.name, i.formula(m, S)) for i in invariants_for(profile) if i.name in assumed]
+    hyps = set(assumed(profile))
+    named = [(i.name, i.formula(m, S)) for i in invariants_for(profile) if i.name in hyps]
     named.append(("admin_table", table_formula(m, S, learn_table(profile))))
     deadline = time.monotonic() + timeout
     for name, formula in named:  # every variable is fixed by the pin: one question per invariant
-        solver = _solver(max(0.001, deadline - time.monotonic()))
+        solver = engine.solver_for(max(0.001, deadline - time.monotonic()))
         solver.add(state, formula)
         r = solver.check()
         if r == z3.unknown:
             # the question is ground and normally answers in milliseconds, so unknown can only be its
             # timeout; seen once in six CI trials (the whole obligation usually takes 1 s), so it is
             # asked once more with a fresh budget. A second unknown stays UNKNOWN.
-            solver = _solver(timeout)
+            solver = engine.solver_for(timeout)
             solver.add(state, formula)
             r = solver.check()
         if r != z3.sat:
@@ -1197,24 +1149,11 @@ def render_state(m: Model, mod: Term, s: LState, param: Term | None = None) -> l
     return lines
 
 
-def render_cti(m: Model, mod: Term, s: LState, t: LState, act: str, param: Term | None) -> str:
-    before, after = render_state(m, mod, s, param), render_state(m, mod, t, param)
+def file_name(m: Model, mod: Term, term: Term) -> str:
+    """file0, file1 ... for the file elements of the model (the lines of ``render_state``)."""
+    val = mod.eval(term, model_completion=True)
     elems = list(m.files) or mod.get_universe(m.fsort) or []
-    who = ""
-    if param is not None:
-        val = mod.eval(param, model_completion=True)
-        who = next((f"(file{i})" for i, x in enumerate(elems) if z3.eq(x, val)), "(a file)")
-    changed = [ln for ln in after if ln not in before] or ["(nothing changed)"]
-    return "\n".join(
-        [
-            "counterexample to induction",
-            "state before (the assumed invariants hold):",
-            *("  " + ln for ln in before),
-            f"step: {act}{who}",
-            "state after (what changed):",
-            *("  " + ln for ln in changed),
-        ]
-    )
+    return next((f"file{i}" for i, x in enumerate(elems) if z3.eq(x, val)), "a file")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -1239,9 +1178,7 @@ def lifetime_obligations(profile: Profile) -> list[Obligation]:
             vacuous,
         )
     ]
-    docs = [(i.name, i.kind, i.doc) for i in invariants_for(profile)] + [
-        ("admin_table", "aux", "the admin-controlled flags take one of the rows learned from the spec")
-    ]
+    docs = [(i.name, i.kind, i.doc) for i in invariants_for(profile)] + [("admin_table", "aux", TABLE_DOC)]
     for name, kind, doc in docs:
 
         def goal(timeout: float, name: str = name) -> Verdict:
@@ -1416,40 +1353,11 @@ def observe_model(m: Model, mod: Term, s: LState) -> Obs:
     return tuple(val(getattr(s, n)) for n in OBS_FIELDS), files
 
 
-# --------------------------------------------------------------------------------------------------
-# Reachability: a bounded trace from Init
-# --------------------------------------------------------------------------------------------------
-
-
 def bmc_trace(profile: Profile, invariant: str, depth: int, timeout: float) -> list[str] | None:
-    """The shortest run from Init (at most ``depth`` steps) that ends in a state violating one of
-    this module's invariants, as the step names; None if there is none that short (or the budget
-    ran out). A counterexample to induction may start in an unreachable state; this says the
-    violation is reachable."""
-    deadline = time.monotonic() + timeout
-    m = Model(profile)
-    inv = {i.name: i.formula for i in invariants_for(profile)}[invariant]
-    states = [LState.fresh("bmc0")]
-    solver = _solver(timeout)
-    solver.add(m.init(states[0]))
-    names: list[list[str]] = []
-    for i in range(depth):
-        states.append(LState.fresh(f"bmc{i + 1}"))
-        acts = m.actions(states[i], states[i + 1], f"bmc{i}")
-        which = z3.Int(f"which@{i}")
-        solver.add(z3.Or(*(z3.And(which == j, f) for j, (_, f, _) in enumerate(acts))))
-        names.append([a for a, _, _ in acts])
-        left = deadline - time.monotonic()
-        if left <= 0:
-            return None
-        solver.set("timeout", max(1, int(left * 1000)))
-        solver.push()
-        solver.add(z3.Not(inv(m, states[i + 1])))
-        r = solver.check()
-        if r == z3.sat:
-            mod = solver.model()
-            return [names[j][mod.eval(z3.Int(f"which@{j}")).as_long()] for j in range(i + 1)]
-        solver.pop()
-        if r == z3.unknown:
-            return None
-    return None
+    """The step names of the shortest run from Init (at most ``depth`` steps) that violates one of this
+    module's invariants: a counterexample to induction may start in an unreachable state; this says
+    the violation is reachable. None if there is none that short (or the budget ran out)."""
+    sys = lifetime_system(profile)
+    inv = sys.invariant(invariant)
+    run = engine.shortest_run(sys, lambda s: z3.Not(inv.fn(s)), depth, time.monotonic() + timeout)
+    return None if run is None else run.names

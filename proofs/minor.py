@@ -41,9 +41,7 @@ from dataclasses import dataclass
 
 import z3
 
-from devdax.proofs.runner import Obligation, Verdict
-from devdax.proofs.smt import Term
-from devdax.proofs.unbounded import (
+from devdax.proofs.engine import (
     ActionFn,
     Inv,
     St,
@@ -54,6 +52,8 @@ from devdax.proofs.unbounded import (
     unchanged,
     universe,
 )
+from devdax.proofs.runner import Obligation, Verdict
+from devdax.proofs.smt import Term
 from devdax.spec.ctx import Ctx
 from devdax.spec.profiles import Lifetime, Profile
 from devdax.spec.state import D_CREATING, D_FAILED, D_LIVE, D_RELEASED
@@ -177,7 +177,7 @@ def system(rules: MinorRules) -> Sys:
             ),
         )
 
-    invariants = [
+    invariants: list[Inv[St]] = [
         Inv(
             "minor_unique",
             "no two unreleased devices share a minor",

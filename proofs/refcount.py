@@ -32,7 +32,7 @@ Invariants, split in two layers so that a profile where a claim fails still gets
   holder lost), ``refcount_exact_device`` (no pin leaked), ``no_refcount_underflow``.
 
 A claim proved only relative to another claim that fails is not reported as proved: the obligation
-then searches for a reachable violation (proofs/unbounded.py find_trace) and reports it, or UNKNOWN.
+then searches for a reachable violation (proofs/engine.py find_trace) and reports it, or UNKNOWN.
 Modern's F2 (docs/findings.md) is exactly that case: a re-bind's cdev_init() loses the count of files
 opened under the previous binding (refcount_exact_cdev fails at the bind step), the second cdev_add pin
 leaks (refcount_exact_device), and the next put of the lost count underflows. Use after free does *not*
@@ -48,19 +48,10 @@ from dataclasses import dataclass
 
 import z3
 
+from devdax.proofs.engine import ActionFn, Inv, St, Sys, check_inductive, check_reaches, show, universe
 from devdax.proofs.ghost import Owner, appended, numbered, removed
 from devdax.proofs.runner import Obligation, Status, Verdict
 from devdax.proofs.smt import Term
-from devdax.proofs.unbounded import (
-    ActionFn,
-    Inv,
-    St,
-    Sys,
-    check_inductive,
-    check_reaches,
-    show,
-    universe,
-)
 from devdax.spec.admin import program
 from devdax.spec.ctx import Ctx
 from devdax.spec.profiles import Lifetime, Profile
@@ -517,8 +508,8 @@ def system(md: Model) -> Sys:
     )
 
 
-def invariants(md: Model, create: Sequence[str]) -> list[Inv]:
-    core: list[Inv] = []
+def invariants(md: Model, create: Sequence[str]) -> list[Inv[St]]:
+    core: list[Inv[St]] = []
 
     def add(name: str, doc: str, serves: str, fn: Callable[[St], Term]) -> None:
         core.append(Inv(name, doc, fn, serves))
@@ -659,7 +650,7 @@ def invariants(md: Model, create: Sequence[str]) -> list[Inv]:
             ),
         ),
     )
-    claims: list[Inv] = []
+    claims: list[Inv[St]] = []
     if md.kref:
         add(
             "refcount_exact_kref",
@@ -725,7 +716,7 @@ def invariants(md: Model, create: Sequence[str]) -> list[Inv]:
                 "refcount_exact_all",
             )
         )
-    uaf = Inv(
+    uaf: Inv[St] = Inv(
         "no_use_after_free",
         "no open file points at a released device, no vma at a freed file, no put on freed memory",
         lambda s: z3.And(
@@ -735,7 +726,7 @@ def invariants(md: Model, create: Sequence[str]) -> list[Inv]:
         ),
         "no_use_after_free",
     )
-    underflow = Inv(
+    underflow: Inv[St] = Inv(
         "no_refcount_underflow",
         "no reference is dropped that was not taken",
         lambda s: z3.Not(s["underflow"]),

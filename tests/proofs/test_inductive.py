@@ -43,7 +43,7 @@ def test_variant_breaks_induction(variant: str, broken: str) -> None:
     v = check_invariant(cx, broken, 30)
     assert v.status is Status.VIOLATED
     text = v.counterexample
-    assert "state before (all invariants hold):" in text and "step: " in text
+    assert "state before (every invariant holds):" in text and "step: " in text
     assert "state after (what changed):" in text
 
 

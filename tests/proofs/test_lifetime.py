@@ -67,7 +67,7 @@ def test_variant_fails_with_a_cti(profile: str, variant: str, obligation: str, s
     v = _life(profile, variant, (obligation,))[obligation]
     assert v.status is Status.VIOLATED
     lines = v.counterexample.splitlines()
-    assert lines[0] == "counterexample to induction"
+    assert lines[0].startswith("counterexample to induction of ")
     assert "state before (the assumed invariants hold):" in lines
     assert any(ln.startswith("step: ") and step in ln for ln in lines)
     assert "documented finding" not in v.counterexample

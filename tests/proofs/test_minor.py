@@ -9,10 +9,10 @@ import z3
 
 from devdax.proofs import minor as M
 from devdax.proofs import runner
+from devdax.proofs.engine import Sys, check_inductive, unchanged
 from devdax.proofs.lifetime import SHARED_RW
 from devdax.proofs.obligations import apply_variant, obligations_for
 from devdax.proofs.runner import Status
-from devdax.proofs.unbounded import Sys, check_inductive, unchanged
 from devdax.spec.admin import STEPS
 from devdax.spec.config import Config
 from devdax.spec.ctx import Ctx
@@ -142,7 +142,7 @@ def test_planted_alloc_forgetting_the_ida_is_caught() -> None:
     text = v.counterexample
     assert text.startswith("counterexample to induction of ida_exact")
     assert "state before (every invariant holds):" in text and "step: ida_alloc_minor(d=" in text
-    assert "state after:" in text
+    assert "state after (what changed):" in text
 
 
 # ------------------------------------------------------------------------------------------------

@@ -10,10 +10,10 @@ import z3
 
 from devdax.proofs import refcount as R
 from devdax.proofs import runner
+from devdax.proofs.engine import Sys, check_inductive
 from devdax.proofs.lifetime import SHARED_RW
 from devdax.proofs.obligations import apply_variant, obligations_for
 from devdax.proofs.runner import Status
-from devdax.proofs.unbounded import Sys, check_inductive
 from devdax.spec.config import Config
 from devdax.spec.ctx import Ctx
 from devdax.spec.profiles import get_profile
@@ -116,7 +116,7 @@ def test_open_without_cdev_get_is_caught() -> None:
     assert v.status is Status.VIOLATED
     text = v.counterexample
     assert text.startswith("counterexample to induction of cdev_accounted")
-    assert "step: open(f=" in text and "state before" in text and "state after:" in text
+    assert "step: open(f=" in text and "state before" in text and "state after (what changed):" in text
 
 
 # ------------------------------------------------------------------------------------------------
