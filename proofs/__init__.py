@@ -13,8 +13,9 @@ Modules, each with one job (mypyvy's layering: statements -> translation -> solv
                    huge fault), parameterised by a profile's check_vma era and fault rules.
 * ``protocol``     the fault-vs-teardown protocol of one device as a transition system over sorts of
                    CPUs, vmas and entries; admin programs read from the profile (variants included).
-* ``agreement``    the abstraction spec State -> protocol state, and the check that the protocol's step
-                   models equal the spec's explicit successors on every reachable state of a config.
+* ``agreement``    the one agreement check (``agree``): a model's step relation against the spec's
+                   explicit successors through its abstraction function, used by protocol,
+                   lifetime, refcount and minor; and the protocol's abstraction.
 * ``engine``       the one transition-system engine: inductive check, counterexample to induction
                    (two states + step), bounded search for a reachable trace, non-vacuity; each
                    encoding gives it a System (fresh state, Init, actions, invariants, a renderer).

@@ -60,6 +60,15 @@ def show(m: Term, term: Term) -> str:
     )
 
 
+def b2i(b: Term) -> Term:
+    return z3.If(b, 1, 0)
+
+
+def forall(sort: Term, body: Callable[[Term], Term], name: str) -> Term:
+    x = z3.Const(name, sort)
+    return z3.ForAll([x], body(x))
+
+
 def universe(m: Term, sort: Term) -> list[Term]:
     """The elements of an uninterpreted sort in the model (the objects the counterexample needs)."""
     return list(m.get_universe(sort) or [])
@@ -144,9 +153,6 @@ class Sys:
             else:
                 out[name] = z3.Const(f"{name}@{tag}", sort)
         return out
-
-    def invariant(self, name: str) -> Inv[St]:
-        return self.system.invariant(name)
 
     def step(self, s: St, t: St, tag: str) -> list[Act]:
         out = []

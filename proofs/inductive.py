@@ -278,24 +278,11 @@ def admin_position(pr: Protocol, s: State) -> Term:
 # --------------------------------------------------------------------------------------------------
 
 
-@dataclass
-class Setting:
-    """One proof instance: the profile, one alignment, a device of n ranges, every first fault size."""
-
-    profile: Profile
-    align: int
-    n_ranges: int = 2
-
-    def protocol(self) -> Protocol:
-        return Protocol(
-            self.profile,
-            Universe.unbounded(),
-            self.align,
-            None,
-            n_ranges=self.n_ranges,
-            programs=programs_for(self.profile, race=False, binds=True),
-            users=True,
-        )
+def protocol_of(profile: Profile, align: int, u: Universe) -> Protocol:
+    """One proof instance: the profile, one alignment, a device of two ranges, every first fault
+    size, users that mmap and munmap, bind cycles where the profile has them."""
+    programs = programs_for(profile, race=False, binds=True)
+    return Protocol(profile, u, align, None, n_ranges=2, programs=programs, users=True)
 
 
 @dataclass
@@ -333,7 +320,7 @@ def system_of(pr: Protocol) -> System[State]:
 def context(profile: Profile, align: int) -> Context:
     key = (id(profile), align)
     if key not in _CONTEXTS:
-        pr = Setting(profile, align).protocol()
+        pr = protocol_of(profile, align, Universe.unbounded())
         _CONTEXTS[key] = Context(pr, system_of(pr))
     return _CONTEXTS[key]
 
@@ -435,15 +422,7 @@ def check_not_vacuous(profile: Profile, align: int, timeout: float) -> Verdict:
     """The invariants hold in an initial state that takes a step to a state where they hold again:
     were they contradictory, every induction check would pass for nothing. Asked in a small finite
     universe (2 CPUs, 2 vmas, 3 entries), where satisfiability is decidable and quick."""
-    pr = Protocol(
-        profile,
-        Universe.bounded(2, 2, 3),
-        align,
-        None,
-        n_ranges=2,
-        programs=programs_for(profile, race=False, binds=True),
-        users=True,
-    )
+    pr = protocol_of(profile, align, Universe.bounded(2, 2, 3))
     S, T = State.fresh(pr.u, "pre"), State.fresh(pr.u, "post")
     solver = solver_for(timeout)
     solver.add(

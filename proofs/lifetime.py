@@ -40,13 +40,16 @@ class_find_device lookup are not modelled: no obligation for v4.7).
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, fields, replace
 from functools import cache, partial
+from itertools import permutations
 
 import z3
 
 from devdax.proofs import engine
+from devdax.proofs.agreement import Mismatch, Side, agree, explore
+from devdax.proofs.engine import b2i
 from devdax.proofs.ghost import appended, numbered, removed
 from devdax.proofs.runner import Obligation, Status, Verdict
 from devdax.proofs.smt import Term
@@ -178,10 +181,6 @@ def ite(cond: Term, a: LState, b: LState) -> LState:
         return x if x is y or z3.eq(x, y) else z3.If(cond, x, y)
 
     return LState(**{f.name: pick(getattr(a, f.name), getattr(b, f.name)) for f in fields(LState)})
-
-
-def b2i(x: Term) -> Term:
-    return z3.If(x, 1, 0)
 
 
 def crash(s: LState, kind: int) -> LState:
@@ -558,7 +557,7 @@ class Model:
             binds = s.binds_left >= 0 if self.profile.bind_cycles else s.binds_left == 0
         zero = {
             name: z3.IntVal(0)
-            for name in (
+            for name in [
                 "prog",
                 "pc",
                 "rg_kref",
@@ -568,7 +567,7 @@ class Model:
                 "zombies",
                 "nfiles",
                 "lost",
-            )
+            ]
         }
         flat = [getattr(s, n) == v for n, v in zero.items()]
         flags = [
@@ -864,21 +863,9 @@ def learn_configs(profile: Profile) -> list[Config]:
 def reachable(c: Ctx, limit: int = 200_000) -> list[tuple[SpecState, bool]]:
     """Every state of the spec reachable in configuration c, with the ghost ``added`` (a cdev_add
     step of device 0 on the way there)."""
-    from devdax.spec.system import init, successors
+    from devdax.spec.system import init
 
-    start = (init(c), False)
-    seen = {start}
-    todo = [start]
-    while todo:
-        s, added = todo.pop()
-        for tr in successors(c, s):
-            nxt = (tr.state, added or is_cdev_add(tr.action, tr.args))
-            if nxt not in seen:
-                if len(seen) >= limit:
-                    raise ValueError(f"config: more than {limit} reachable states")
-                seen.add(nxt)
-                todo.append(nxt)
-    return list(seen)
+    return [x for x, _ in explore((init(c), False), moves(c), limit)]
 
 
 def is_cdev_add(action: str, args: tuple[object, ...]) -> bool:
@@ -1064,7 +1051,7 @@ def check_not_vacuous(profile: Profile, timeout: float) -> Verdict:
     d = witness[0].devs[0]
     pins = d.children + d.zombies if profile.mapping_pins_parent else 0
     lost = d.dev_ref - int(d.init_ref) - int(d.cdev_ref > 0) - pins  # the ghost, read off the counts
-    state = z3.And(pin(m, S, o, witness[1]), S.lost == lost)
+    state = z3.And(pin(m, S, observation(o)), S.lost == lost)
     hyps = set(assumed(profile))
     named = [(i.name, i.formula(m, S)) for i in invariants_for(profile) if i.name in hyps]
     named.append(("admin_table", table_formula(m, S, learn_table(profile))))
@@ -1113,22 +1100,8 @@ def render_state(m: Model, mod: Term, s: LState, param: Term | None = None) -> l
     def flag(t: Term) -> bool:
         return bool(z3.is_true(ev(t)))
 
-    flags = " ".join(
-        n
-        for n in (
-            "alive",
-            "registered",
-            "cdev_live",
-            "cdev_mapped",
-            "bound",
-            "init_ref",
-            "holds_region",
-            "icdev_cached",
-            "dead",
-            "gp",
-        )
-        if flag(getattr(s, n))
-    )
+    shown = "alive registered cdev_live cdev_mapped bound init_ref holds_region icdev_cached dead gp"
+    flags = " ".join(n for n in shown.split() if flag(getattr(s, n)))
     lines = [
         f"admin: {position(m, num(s.prog), num(s.pc))}; binds left {num(s.binds_left)}",
         f"region: {RG_PHASES.get(num(s.rg_phase), '?')} kref={num(s.rg_kref)}"
@@ -1207,22 +1180,21 @@ __all__ = ["INVARIANTS", "LState", "Model", "abstract", "lifetime_obligations", 
 OBS_FIELDS = tuple(
     f.name for f in fields(LState) if f.name not in GHOSTS and f.name not in ("opened", "fd", "pnull", "nv")
 )
-Obs = tuple[tuple[int, ...], tuple[tuple[int, ...], ...]]
+#: (the non-ghost scalars, each file slot as (opened, fd, private_null, vmas), the ghost ``added``)
+LObs = tuple[tuple[int, ...], tuple[tuple[int, ...], ...], bool]
 
 
-def observe_spec(o: dict[str, object]) -> Obs:
-    """A spec state's abstraction as a comparable value: the scalars, and the open files as a
-    multiset (the spec opens the lowest free slot, the model any free file: names do not matter)."""
+def observation(o: dict[str, object]) -> LObs:
+    """``abstract``'s dict as a value the agreement check can compare and pin."""
     recs: tuple[tuple[bool, bool, bool, int], ...] = o["files"]  # type: ignore[assignment]
-    files = tuple(sorted(tuple(int(x) for x in rec) for rec in recs if rec[0]))
-    return tuple(int(o[n]) for n in OBS_FIELDS), files  # type: ignore[call-overload]
+    scalars = tuple(int(o[n]) for n in OBS_FIELDS)  # type: ignore[call-overload]
+    return scalars, tuple(tuple(int(x) for x in rec) for rec in recs), bool(o["added"])
 
 
-@dataclass(frozen=True)
-class Mismatch:
-    kind: str  # "spec step not in the model" | "model step not in the spec"
-    state: str  # the spec state before
-    detail: str
+def same(o: LObs) -> Hashable:
+    """What the agreement compares: the scalars, and the open files as a multiset (the spec opens
+    the lowest free slot, the model any free file: names do not matter); not the ghost."""
+    return o[0], tuple(sorted(rec for rec in o[1] if rec[0]))
 
 
 def agreement_model(c: Ctx) -> Model:
@@ -1261,96 +1233,78 @@ def _file_slots(n: int) -> tuple[Term, list[Term]]:
     return sort, list(elems)
 
 
-def check_agreement(c: Ctx, model: Profile | None = None, limit: int = 200) -> tuple[int, list[Mismatch]]:
+def check_agreement(c: Ctx, model: Profile | None = None) -> tuple[int, list[Mismatch]]:
     """For every reachable spec state: each spec transition is a model step (or changes nothing the
-    model keeps), and each model step is a spec transition. Returns (states, mismatches). ``model``
-    builds the step relation from another profile (a test plants a wrong one)."""
-    from devdax.spec.system import successors
-
+    model keeps), and each model step is a spec transition (proofs/agreement.py). Returns (states,
+    mismatches). ``model`` builds the step relation from another profile (a test plants a wrong one)."""
     m = agreement_model(c)
     if model is not None:
         m = replace(m, profile=model)
     S, T = LState.fresh("pre", m.fsort), LState.fresh("post", m.fsort)
-    step = z3.Or(*(formula for _, formula, _ in m.actions(S, T)))
-    bad: list[Mismatch] = []
-    states = reachable(c)
-    solver = z3.Solver()
-    solver.add(step)
-    for s, added in states:
-        o = abstract(c, s, added)
-        before = observe_spec(o)
-        want = {
-            observe_spec(abstract(c, tr.state, added or is_cdev_add(tr.action, tr.args))): tr
+    side: Side[LObs] = Side(
+        [S, T],
+        [(name, f, {}) for name, f, _ in m.actions(S, T)],
+        lambda st, o: pin(m, st, o),
+        complete=True,
+        pin_target=lambda st, o: z3.Or(*(pin(m, st, o, perm) for perm in permutations(range(len(m.files))))),
+        observe=lambda mod, st: observe_model(m, mod, st),
+        key=same,
+        incremental=True,
+    )
+    from devdax.spec.system import init
+
+    start = (init(c), False)
+    n, _, bad = agree(explore(start, moves(c), 200_000), lambda x: observation(abstract(c, *x)), side)
+    return n, bad
+
+
+def moves(c: Ctx) -> Callable[[tuple[SpecState, bool]], list[tuple[str, tuple[SpecState, bool]]]]:
+    """The spec's transitions, carrying the ghost ``added`` (a cdev_add step of device 0 so far)."""
+    from devdax.spec.system import successors
+
+    def out(x: tuple[SpecState, bool]) -> list[tuple[str, tuple[SpecState, bool]]]:
+        s, added = x
+        return [
+            (f"{tr.action}{tr.args} -> {tr.outcome}", (tr.state, added or is_cdev_add(tr.action, tr.args)))
             for tr in successors(c, s)
-        }
-        solver.push()
-        solver.add(pin(m, S, o, added))
-        got: set[Obs] = set()
-        while solver.check() == z3.sat and len(got) < limit:
-            mod = solver.model()
-            obs = observe_model(m, mod, T)
-            got.add(obs)
-            solver.add(
-                z3.Not(
-                    z3.And(
-                        *(
-                            getattr(T, n) == mod.eval(getattr(T, n), model_completion=True)
-                            for n in OBS_FIELDS
-                        ),
-                        *(
-                            z3.And(
-                                T.opened[x] == mod.eval(T.opened[x], model_completion=True),
-                                T.fd[x] == mod.eval(T.fd[x], model_completion=True),
-                                T.pnull[x] == mod.eval(T.pnull[x], model_completion=True),
-                                T.nv[x] == mod.eval(T.nv[x], model_completion=True),
-                            )
-                            for x in m.files
-                        ),
-                    )
-                )
-            )
-        solver.pop()
-        for obs, tr in want.items():
-            if obs not in got and obs != before:
-                bad.append(
-                    Mismatch("spec step not in the model", repr(s), f"{tr.action}{tr.args} -> {tr.outcome}")
-                )
-        for obs in got:
-            if obs not in want and obs != before:
-                bad.append(Mismatch("model step not in the spec", repr(s), repr(obs)))
-    return len(states), bad
+        ]
+
+    return out
 
 
-def pin(m: Model, s: LState, o: dict[str, object], added: bool) -> Term:
-    """Constrain a symbolic state to the abstraction of one spec state (file slot i is element i;
-    the ghost numbering follows the slots)."""
+def pin(m: Model, s: LState, o: LObs, perm: Sequence[int] | None = None) -> Term:
+    """Constrain a symbolic state to an observation (file slot i is element i; the ghost numbering
+    follows the slots). With ``perm`` (a successor), slot i is element perm[i] and the ghosts are
+    left free: the model may open any free file and number it as it likes."""
+    scalars, recs, added = o
     parts = [
-        getattr(s, n) == (bool(o[n]) if z3.is_bool(getattr(s, n)) else int(o[n]))  # type: ignore[call-overload]
-        for n in OBS_FIELDS
+        getattr(s, n) == (bool(v) if z3.is_bool(getattr(s, n)) else v)
+        for n, v in zip(OBS_FIELDS, scalars, strict=True)
     ]
     j = 0
-    for x, (opened, fd, pnull, nv) in zip(m.files, o["files"], strict=True):  # type: ignore[call-overload]
-        parts += [s.opened[x] == opened, s.fd[x] == fd, s.pnull[x] == pnull, s.nv[x] == nv]
-        if opened:
+    for i, (opened, fd, pnull, nv) in enumerate(recs):
+        x = m.files[i if perm is None else perm[i]]
+        parts += [s.opened[x] == bool(opened), s.fd[x] == bool(fd), s.pnull[x] == bool(pnull), s.nv[x] == nv]
+        if opened and perm is None:
             parts += [s.idx[x] == j, s.slot[j] == x]
             j += 1
-    parts += [s.nfiles == j, s.added == added]
+    if perm is None:
+        parts += [s.nfiles == j, s.added == added]
     return z3.And(*parts)
 
 
-def observe_model(m: Model, mod: Term, s: LState) -> Obs:
+def observe_model(m: Model, mod: Term, s: LState) -> LObs:
     def val(t: Term) -> int:
         v = mod.eval(t, model_completion=True)
         return int(z3.is_true(v)) if z3.is_bool(v) else int(v.as_long())
 
-    files = tuple(
-        sorted(
-            (val(s.opened[x]), val(s.fd[x]), val(s.pnull[x]), val(s.nv[x]))
-            for x in m.files
-            if val(s.opened[x])
-        )
-    )
-    return tuple(val(getattr(s, n)) for n in OBS_FIELDS), files
+    files = tuple((val(s.opened[x]), val(s.fd[x]), val(s.pnull[x]), val(s.nv[x])) for x in m.files)
+    return tuple(val(getattr(s, n)) for n in OBS_FIELDS), files, bool(val(s.added))
+
+
+# --------------------------------------------------------------------------------------------------
+# Reachability: a bounded trace from Init
+# --------------------------------------------------------------------------------------------------
 
 
 def bmc_trace(profile: Profile, invariant: str, depth: int, timeout: float) -> list[str] | None:

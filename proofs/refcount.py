@@ -48,7 +48,19 @@ from dataclasses import dataclass
 
 import z3
 
-from devdax.proofs.engine import ActionFn, Inv, St, Sys, check_inductive, check_reaches, show, universe
+from devdax.proofs.agreement import Mismatch, Side, agree, explore
+from devdax.proofs.engine import (
+    ActionFn,
+    Inv,
+    St,
+    Sys,
+    b2i,
+    check_inductive,
+    check_reaches,
+    forall,
+    show,
+    universe,
+)
 from devdax.proofs.ghost import Owner, appended, numbered, removed
 from devdax.proofs.runner import Obligation, Status, Verdict
 from devdax.proofs.smt import Term
@@ -75,15 +87,6 @@ PROG_NAMES = {
     UNBIND: "unbind",
     DONE: "done",
 }
-
-
-def b2i(b: Term) -> Term:
-    return z3.If(b, 1, 0)
-
-
-def _q(sort: Term, body: Callable[[Term], Term], name: str) -> Term:
-    x = z3.Const(name, sort)
-    return z3.ForAll([x], body(x))
 
 
 def ite(c: Term, a: St, b: St) -> St:
@@ -520,7 +523,7 @@ def invariants(md: Model, create: Sequence[str]) -> list[Inv[St]]:
         "refcount_exact_all",
         lambda s: z3.And(
             numbered(F, lambda f: s["opened"][f], s["idx"], s["slot"], s["nfiles"]),
-            _q(F, lambda f: z3.Implies(s["fd"][f], s["opened"][f]), "f"),
+            forall(F, lambda f: z3.Implies(s["fd"][f], s["opened"][f]), "f"),
         ),
     )
     add(
@@ -547,7 +550,7 @@ def invariants(md: Model, create: Sequence[str]) -> list[Inv[St]]:
         "refcount_exact_file",
         "each file's f_count == its fd + number of its vmas",
         "refcount_exact_all",
-        lambda s: _q(
+        lambda s: forall(
             F, lambda f: z3.Implies(s["opened"][f], s["count"][f] == b2i(s["fd"][f]) + s["nv"][f]), "f"
         ),
     )
@@ -721,8 +724,8 @@ def invariants(md: Model, create: Sequence[str]) -> list[Inv[St]]:
         "no open file points at a released device, no vma at a freed file, no put on freed memory",
         lambda s: z3.And(
             z3.Not(s["uaf"]),
-            _q(F, lambda f: z3.Implies(s["opened"][f], z3.Not(released(s))), "f"),
-            _q(V, lambda v: z3.Implies(s["used"][v], s["opened"][s["vfile"][v]]), "v"),
+            forall(F, lambda f: z3.Implies(s["opened"][f], z3.Not(released(s))), "f"),
+            forall(V, lambda v: z3.Implies(s["used"][v], s["opened"][s["vfile"][v]]), "v"),
         ),
         "no_use_after_free",
     )
@@ -783,8 +786,8 @@ def tidy(s: St, k: int) -> Term:
     return z3.And(
         s["nfiles"] <= k,
         s["nvmas"] <= k,
-        _q(F, lambda f: z3.Or(z3.Not(s["opened"][f]), *(f == c for c in fs)), "f"),
-        _q(V, lambda v: z3.Or(z3.Not(s["used"][v]), *(v == c for c in vs)), "v"),
+        forall(F, lambda f: z3.Or(z3.Not(s["opened"][f]), *(f == c for c in fs)), "f"),
+        forall(V, lambda v: z3.Or(z3.Not(s["used"][v]), *(v == c for c in vs)), "v"),
         *(s[x] <= k + 2 for x in ("dev_ref", "cdev_ref", "kref", "children", "zombies", "leaked")),
     )
 
@@ -959,19 +962,18 @@ def pin(s: St, o: RcObs, fs: Sequence[Term], vs: Sequence[Term]) -> Term:
     return z3.And(*parts, s["opened"] == opened, s["fd"] == fd, s["used"] == used)
 
 
-def check_agreement(c: Ctx, model: Profile | None = None, limit: int = 20_000) -> tuple[int, int, list[str]]:
+def check_agreement(
+    c: Ctx, model: Profile | None = None, limit: int = 20_000
+) -> tuple[int, int, list[Mismatch]]:
     """Every transition of every reachable, not yet crashed spec state of ``c`` (one device, one
     generation) against the step relation of ``model`` (default: c's own profile; a test plants
-    another). Returns (states, visible transitions, mismatches). For each spec transition s -> t:
-
-    * abstract(t) == abstract(s): a step the model does not see, a stutter;
-    * otherwise a run of model steps (at most as many as the longest program has) leads from
-      abstract(s) to abstract(t): one step, or for an admin transition its step followed by the kept
-      steps the spec skipped (the model runs them as no-ops: put_device without init_ref, cdev_del
-      without a live cdev);
-    * a one-step match is also checked the other way: every outcome of that model action, on the
-      file or vma the spec touched, is the abstraction of a spec successor of s (so device_add's
-      failure is allowed exactly when the configuration lets it fail).
+    another), by proofs/agreement.py: (states, visible transitions, mismatches). A spec transition
+    that changes the abstraction is a run of model steps (at most as many as the longest program
+    has): one step, or for an admin transition its step followed by the kept steps the spec skipped
+    (the model runs them as no-ops: put_device without init_ref, cdev_del without a live cdev). A
+    one-step match is also checked the other way: every outcome of that model action, on the file or
+    vma the spec touched, is the abstraction of a spec successor (so device_add's failure is allowed
+    exactly when the configuration lets it fail).
 
     The converse for all actions does not hold (see tests/proofs/test_refcount.py)."""
     from devdax.spec.system import init, successors
@@ -990,78 +992,24 @@ def check_agreement(c: Ctx, model: Profile | None = None, limit: int = 20_000) -
     states = [sys.fresh(f"agree{k}") for k in range(depth + 1)]
     unroll = [sys.step(states[k], states[k + 1], f"agree{k}") for k in range(depth)]
     fired = [[z3.Bool(f"fired:{name}@{k}") for name, _, _ in acts] for k, acts in enumerate(unroll)]
-    distinct = [z3.Distinct(*objs) for objs in (fs, vs) if len(objs) > 1]
     steps = [
         z3.And(*(z3.Implies(b, f) for b, (_, f, _) in zip(fired[k], acts, strict=True)), z3.Or(*fired[k]))
         for k, acts in enumerate(unroll)
     ]
+    side: Side[RcObs] = Side(
+        states,
+        unroll[0],
+        lambda st, o: pin(st, o, fs, vs),
+        longer=[z3.And(*steps[:n]) for n in range(2, depth + 1)],
+        objects=[*fs, *vs],
+        base=[z3.Distinct(*objs) for objs in (fs, vs) if len(objs) > 1],
+        # much faster here than one incremental solver holding the whole unrolling
+        solver=lambda: z3.SolverFor("QF_AUFLIA"),
+    )
 
-    def ask(*parts: Term) -> Term | None:
-        """A model of the parts, or None. A fresh quantifier-free solver per question: much faster
-        here than one incremental solver holding the whole unrolling."""
-        solver = z3.SolverFor("QF_AUFLIA")
-        solver.add(*distinct, *parts)
-        return solver.model() if solver.check() == z3.sat else None
+    def moves(s: SpecState) -> list[tuple[str, SpecState]]:
+        return [(f"{tr.action}{tr.args} -> {tr.outcome}", tr.state) for tr in successors(c, s)]
 
-    start = init(c)
-    seen, todo = {start}, [start]
-    bad: list[str] = []
-    visible = 0
-    #: answers per abstract question (many spec states differ only in what the model does not keep)
-    matches: dict[tuple[RcObs, RcObs], bool] = {}
-    exact: set[tuple[RcObs, RcObs, frozenset[RcObs]]] = set()
-    while todo:
-        s = todo.pop()
-        trs = successors(c, s)
-        for tr in trs:
-            if tr.state not in seen:
-                if len(seen) >= limit:
-                    raise ValueError(f"config: more than {limit} reachable states")
-                seen.add(tr.state)
-                todo.append(tr.state)
-        if s.oops:  # the model's crash flags are sticky; what follows a crash is not compared
-            continue
-        o = abstract(c, s)
-        want = frozenset({abstract(c, tr.state) for tr in trs} | {o})
-        here = pin(states[0], o, fs, vs)
-        for tr in trs:
-            ot = abstract(c, tr.state)
-            if ot == o:
-                continue
-            visible += 1
-            if (o, ot) in matches and (not matches[o, ot] or (o, ot, want) in exact):
-                continue
-            matched = None
-            for n in range(1, depth + 1):
-                mod = ask(here, pin(states[n], ot, fs, vs), *steps[:n])
-                if mod is not None:
-                    matched = (n, mod)
-                    break
-            matches[o, ot] = matched is not None and matched[0] == 1
-            if matched is None:
-                bad.append(
-                    f"spec step not in the model: {tr.action}{tr.args} -> {tr.outcome}\n"
-                    f"  from {o}\n  to   {ot}"
-                )
-                continue
-            n, mod = matched
-            if n > 1:
-                continue
-            i = next(i for i, b in enumerate(fired[0]) if z3.is_true(mod.eval(b, model_completion=True)))
-            name, formula, params = unroll[0][i]
-            fix = []
-            for p in params.values():
-                objs = fs if p.sort() == F else vs if p.sort() == V else None
-                if objs is None:
-                    fix.append(p == mod.eval(p, model_completion=True))
-                else:
-                    fix.append(
-                        p == next(x for x in objs if z3.is_true(mod.eval(p == x, model_completion=True)))
-                    )
-            exact.add((o, ot, want))
-            if ask(here, formula, *fix, *(z3.Not(pin(states[1], w, fs, vs)) for w in want)) is not None:
-                bad.append(
-                    f"model step {name} has an outcome the spec does not have, from {o}\n"
-                    f"  (the spec's: {tr.action}{tr.args} -> {tr.outcome})"
-                )
-    return len(seen), visible, bad
+    # the model's crash flags are sticky; what follows a crash is not compared
+    graph = ((s, out) for s, out in explore(init(c), moves, limit) if not s.oops)
+    return agree(graph, lambda s: abstract(c, s), side)
