@@ -13,10 +13,19 @@ Modules, each with one job (mypyvy's layering: statements -> translation -> solv
                    huge fault), parameterised by a profile's check_vma era and fault rules.
 * ``protocol``     the fault-vs-teardown protocol of one device as a transition system over sorts of
                    CPUs, vmas and entries; admin programs read from the profile (variants included).
-* ``agreement``    the abstraction spec State -> protocol state, and the check that the protocol's step
-                   models equal the spec's explicit successors on every reachable state of a config.
-* ``inductive``    unbounded proofs: spec invariants + named strengthening, Init => Inv and
-                   Inv /\\ Step => Inv' for any number of CPUs/vmas/entries; CTIs as two states + step.
+* ``agreement``    the one agreement check (``agree``): a model's step relation against the spec's
+                   explicit successors through its abstraction function, used by protocol,
+                   lifetime, refcount and minor; and the protocol's abstraction.
+* ``engine``       the one transition-system engine: inductive check, counterexample to induction
+                   (two states + step), bounded search for a reachable trace, non-vacuity; each
+                   encoding gives it a System (fresh state, Init, actions, invariants, a renderer).
+* ``ghost``        the ghost numbering (a count equals the number of its holders), reused by every
+                   counter proof.
+* ``inductive``    the protocol's spec invariants + named strengthening for any number of
+                   CPUs/vmas/entries (obligations ``proto_*``).
+* ``lifetime``     one device's admin lifetime for any number of files (``life_*``).
+* ``refcount``     reference counts and use after free for every lifetime, v4.7's kref too (``rc_*``).
+* ``minor``        minor uniqueness and an exact minor ida for any number of devices (``minor*``).
 * ``bmc``          bounded model checking of race configurations to depth K; traces replayed in the
                    spec and rendered as ``devdax check`` renders them.
 * ``obligations``  the list ``devdax prove`` runs for a profile/variant.

@@ -1,24 +1,22 @@
-"""The abstraction from spec states to protocol states, and the check that the two step relations agree.
+"""One agreement check for every model (``agree``): its step relation against the spec's explicit
+successors, read through the model's abstraction function, on every reachable state of a small
+configuration. Soundness: every spec transition is a run of model steps, or a stutter when it changes
+nothing the model keeps. Completeness (``Side.complete``): no model step has an outcome that is not a
+spec successor; where a model is a deliberate superset (things may happen at any time), exactness:
+the model step that matched a spec transition, on the objects the spec touched, has no other outcome.
 
-``abstract(c, s)`` reads a spec State (spec/state.py) as the observable part of a protocol state
-(``Obs``: everything but the ghost variables); ``pin`` constrains a symbolic protocol state to an
-``Obs``; ``observe`` reads one back from a Z3 model. ``check_state`` compares, for one reachable spec
-state, the spec's explicit successors with the models of the protocol's step relation:
-
-* soundness: every spec transition is a protocol step (or a stutter, when it changes nothing the
-  protocol keeps: cdev_del, puts, mapping_release);
-* completeness: every model of a protocol step, except the admin's ``end`` (the one place where the
-  abstraction forgets detail: when the program's non-protocol tail finishes), is a spec successor.
-
-Entries are compared as sets, CPUs as multisets (the spec moves only the first of identical CPUs and
-sorts them), so the entry and CPU names Z3 picks do not matter.
+The rest is the protocol's abstraction: ``abstract(c, s)`` reads a spec State as the observable part
+of a protocol state (``Obs``: all but the ghosts), ``pin`` constrains a symbolic state to it,
+``observe`` reads one back from a model. Entries are compared as sets, CPUs as multisets (the spec
+moves only the first of identical CPUs and sorts them), so the names Z3 picks do not matter.
 """
 
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Generic, TypeVar
 
 import z3
 
@@ -43,6 +41,194 @@ from devdax.spec.state import C_IDLE, R_NONE, RG_GONE
 from devdax.spec.state import State as SpecState
 from devdax.spec.symmetry import canonical
 from devdax.spec.system import init, successors
+
+X = TypeVar("X")  # a spec state, with the ghosts a model needs
+Ob = TypeVar("Ob")  # what a model sees of it
+
+#: how a person reads a mismatch kind
+KINDS = {
+    "unsound": "spec step not in the model",
+    "incomplete": "model step not in the spec",
+    "unknown": "solver unknown",
+}
+
+
+@dataclass(frozen=True)
+class Mismatch:
+    kind: str  # a key of KINDS
+    state: str  # the abstraction of the spec state before
+    detail: str
+
+    def __str__(self) -> str:
+        return f"{KINDS[self.kind]}: {self.detail}\n  from {self.state}"
+
+
+Instance = tuple[str, Term, dict[str, Term]]
+
+
+@dataclass
+class Side(Generic[Ob]):
+    """A model's step relation as ``agree`` asks it. ``states[0]`` is pinned to the abstraction of a
+    spec state; ``instances`` are the one-step action instances (name, formula, parameters) from it to
+    ``states[1]``; ``longer[k]`` relates it to ``states[k + 2]`` by k + 2 steps (a spec transition may
+    be several model steps: those the spec skips as inapplicable)."""
+
+    states: Sequence[Term]
+    instances: Sequence[Instance]
+    pin: Callable[[Term, Ob], Term]
+    #: every outcome of every step must be a spec successor (else: of the step that matched)
+    complete: bool = False
+    longer: Sequence[Term] = ()
+    #: pin on a successor state up to the renamings the model is free to pick (default: ``pin``)
+    pin_target: Callable[[Term, Ob], Term] | None = None
+    #: an outcome of a model step, for the mismatch (completeness)
+    observe: Callable[[Term, Term], Ob] | None = None
+    #: what two observations must share to be the same
+    key: Callable[[Ob], Hashable] = lambda o: o
+    #: the named objects a step's parameter is matched to (exactness fixes the parameters)
+    objects: Sequence[Term] = ()
+    base: Sequence[Term] = ()
+    solver: Callable[[], Term] = z3.Solver
+    #: one solver for every question, each pushed and popped (else a fresh solver per question)
+    incremental: bool = False
+    #: steps whose outcomes completeness does not ask about (the protocol's admin ``end``)
+    skip: Callable[[str], bool] = lambda name: False
+    _solver: Term = None
+    _matched: dict[tuple[Hashable, Hashable], tuple[int, list[Term]] | None] = field(default_factory=dict)
+    _exact: set[Hashable] = field(default_factory=set)
+
+    def ask(self, *parts: Term) -> tuple[Term, Term, str]:
+        """(answer, model or None, reason when unknown)."""
+        if not self.incremental:
+            solver = self.solver()
+            solver.add(*self.base, *parts)
+        else:
+            if self._solver is None:
+                self._solver = self.solver()
+                self._solver.add(*self.base)
+            solver = self._solver
+            solver.push()
+            solver.add(*parts)
+        answer = solver.check()
+        out = answer, solver.model() if answer == z3.sat else None, solver.reason_unknown()
+        if self.incremental:
+            solver.pop()
+        return out
+
+    def target(self, state: Term, o: Ob) -> Term:
+        return (self.pin_target or self.pin)(state, o)
+
+    def match(self, here: Term, o: Ob, ot: Ob) -> tuple[int, list[Term]] | None:
+        """The one-step instance that takes ``o`` to ``ot`` with its parameters fixed (-1: a run of
+        several steps), None when no run of at most ``len(longer) + 1`` steps does."""
+        k = (self.key(o), self.key(ot))
+        if k not in self._matched:
+            fired = [z3.Bool(f"agree:fired{i}") for i in range(len(self.instances))]
+            picks = [z3.Implies(b, f) for b, (_, f, _) in zip(fired, self.instances, strict=True)]
+            _, m, _ = self.ask(here, *picks, z3.Or(*fired), self.target(self.states[1], ot))
+            found = None
+            if m is not None:
+                i = next(i for i, b in enumerate(fired) if z3.is_true(m.eval(b, model_completion=True)))
+                found = (i, [self._fix(m, p) for p in self.instances[i][2].values()])
+            for n, run in enumerate(self.longer, 2):
+                if found is None and self.ask(here, run, self.target(self.states[n], ot))[0] == z3.sat:
+                    found = (-1, [])
+            self._matched[k] = found
+        return self._matched[k]
+
+    def _fix(self, m: Term, p: Term) -> Term:
+        """A parameter as the named object the model gave it (a model's own element means nothing to
+        the next question), or its value."""
+        named = [x for x in self.objects if x.sort() == p.sort()]
+        if named:
+            return p == next(x for x in named if z3.is_true(m.eval(p == x, model_completion=True)))
+        return p == m.eval(p, model_completion=True)
+
+
+def explore(
+    start: X, moves: Callable[[X], list[tuple[str, X]]], limit: int
+) -> Iterator[tuple[X, list[tuple[str, X]]]]:
+    """Each state reachable from ``start`` (at most ``limit``) with its labelled moves."""
+    seen, todo = {start}, [start]
+    while todo:
+        x = todo.pop()
+        out = moves(x)
+        yield x, out
+        for _, nxt in out:
+            if nxt not in seen:
+                if len(seen) >= limit:
+                    raise ValueError(f"config: more than {limit} reachable states")
+                seen.add(nxt)
+                todo.append(nxt)
+
+
+def agree(
+    graph: Iterable[tuple[X, list[tuple[str, X]]]], abstract: Callable[[X], Ob], side: Side[Ob]
+) -> tuple[int, int, list[Mismatch]]:
+    """(states, visible transitions, mismatches) of the model ``side`` against the spec ``graph``."""
+    n = visible = 0
+    bad: list[Mismatch] = []
+    for x, moves in graph:
+        n += 1
+        o = abstract(x)
+        want = {side.key(w): w for w in [o, *(abstract(t) for _, t in moves)]}
+        here = side.pin(side.states[0], o)
+        wanted = frozenset(want)
+        for label, t in moves:
+            ot = abstract(t)
+            if side.key(ot) == side.key(o):
+                continue
+            visible += 1
+            found = side.match(here, o, ot)
+            if found is None:
+                bad.append(Mismatch("unsound", repr(o), f"{label} -> {ot!r}"))
+            elif not side.complete and found[0] >= 0 and _question(side, o, found, wanted):
+                # many spec states share an abstraction: each question is asked once
+                name, formula, _ = side.instances[found[0]]
+                bad += _outside(side, here, name, formula, found[1], want.values(), o, label)
+        if side.complete:
+            steps = [f for name, f, _ in side.instances if not side.skip(name)]
+            bad += _outside(side, here, "", z3.Or(*steps), [], want.values(), o, "")
+    return n, visible, bad
+
+
+def _question(side: Side[Ob], o: Ob, found: tuple[int, list[Term]], wanted: frozenset[Hashable]) -> bool:
+    """Whether exactness still has to be asked of this step instance from this abstraction."""
+    q = (side.key(o), found[0], tuple(str(f) for f in found[1]), wanted)
+    new = q not in side._exact
+    side._exact.add(q)
+    return new
+
+
+def _outside(
+    side: Side[Ob],
+    here: Term,
+    name: str,
+    step: Term,
+    fixed: list[Term],
+    want: Iterable[Ob],
+    o: Ob,
+    label: str,
+    limit: int = 200,
+) -> list[Mismatch]:
+    """The outcomes of ``step`` from ``here`` that are no spec successor (each once)."""
+    out: list[Mismatch] = []
+    block = [z3.Not(side.target(side.states[1], w)) for w in want]
+    for _ in range(limit):
+        answer, m, reason = side.ask(here, step, *fixed, *block)
+        if answer == z3.unknown:
+            out.append(Mismatch("unknown", repr(o), reason))
+        if m is None:
+            break
+        got = side.observe(m, side.states[1]) if side.observe is not None else None
+        what = f"{name} has an outcome the spec does not have" if name else "an outcome"
+        spec = f" (the spec's: {label})" if label else ""
+        out.append(Mismatch("incomplete", repr(o), f"{what}: {got!r}{spec}"))
+        if got is None:
+            break
+        block.append(z3.Not(side.target(side.states[1], got)))
+    return out
+
 
 CpuObs = tuple[int, int, bool, int, int, int, int, int, int]  # pc nest pre left vma addr size res phys
 VmaObs = tuple[bool, int, int, int, bool, bool, bool, bool]  # used start end pgoff shared may write dc
@@ -257,79 +443,39 @@ def reachable(c: Ctx, limit: int = 5000, fused: bool = False) -> Iterator[SpecSt
                 queue.append(ns)
 
 
-@dataclass
-class Mismatch:
-    kind: str  # "unsound": a spec step the protocol lacks; "incomplete": the converse
-    state: Obs
-    detail: str
+def protocol_side(c: Ctx, pr: Protocol, fused: bool = False) -> Side[Obs]:
+    """The protocol as ``agree`` asks it: every step's outcome must be a spec successor but the
+    admin's ``end`` (where the abstraction forgets the program's non-protocol tail); CPUs are pinned
+    in sorted order on both sides, and the CPU that moved may sort elsewhere in the successor, so a
+    successor is pinned up to any permutation (a configuration has few CPUs)."""
+    S, T = pr.state("s"), pr.state("t")
 
-
-class Agreement:
-    """The two solvers of the comparison, built once per configuration: every step (soundness) and
-    every step but the admin's ``end`` (completeness); each spec state is pushed and popped."""
-
-    def __init__(self, c: Ctx, pr: Protocol, timeout_ms: int = 10_000, fused: bool = False) -> None:
-        self.c, self.pr, self.timeout_ms, self.fused = c, pr, timeout_ms, fused
-        self.S, self.T = pr.state("s"), pr.state("t")
-        actions = pr.actions(self.S, self.T, "a", fused=fused)
-        self.base = [*pr.rigid, *layout(pr, c)]
-        self.every = z3.Or(*(a.formula for a in actions))
-        self.no_end = z3.Or(*(a.formula for a in actions if not a.name.endswith(":end")))
-
-    def _solver(self) -> Term:
+    def solver() -> Term:
         # a fresh solver per question: Z3's incremental mode is much slower on these array queries
-        solver = z3.Solver()
-        solver.set("timeout", self.timeout_ms)
-        solver.add(*self.base)
-        return solver
-
-    def check_state(self, s: SpecState) -> list[Mismatch]:
-        """Compare the spec's successors of s with the protocol's step models from abstract(s)."""
-        c, pr, S, T = self.c, self.pr, self.S, self.T
-        o = abstract(c, s)
-        nxt = reduced_successors if self.fused else successors
-        moved = {x for x in (abstract(c, tr.state) for tr in nxt(c, s)) if x != o}
-        out: list[Mismatch] = []
-        here = pin(pr, S, o)
-        for x in moved:
-            # CPUs are pinned in sorted order on both sides; the CPU that moved may sort elsewhere in
-            # the successor, so any permutation will do (a configuration has few CPUs)
-            solver = self._solver()
-            solver.add(here, self.every, z3.Or(*(pin(pr, T, x, perm) for perm in _permutations(len(x.cpus)))))
-            answer = solver.check()
-            if answer != z3.sat:
-                out.append(
-                    Mismatch(
-                        "unsound" if answer == z3.unsat else "unknown",
-                        o,
-                        f"spec successor not a protocol step: {x}",
-                    )
-                )
-        solver = self._solver()
-        solver.add(here, self.no_end, z3.Not(pin(pr, T, o)))
-        for _ in range(200):
-            answer = solver.check()
-            if answer == z3.unknown:
-                out.append(Mismatch("unknown", o, solver.reason_unknown()))
-                break
-            if answer == z3.unsat:
-                break
-            got = observe(pr, solver.model(), T)
-            if got not in moved:
-                out.append(Mismatch("incomplete", o, f"protocol step not a spec successor: {got}"))
-            solver.add(*(z3.Not(pin(pr, T, got, perm)) for perm in _permutations(len(got.cpus))))
+        out = z3.Solver()
+        out.set("timeout", 10_000)
         return out
+
+    return Side(
+        [S, T],
+        [(a.name, a.formula, dict(a.params)) for a in pr.actions(S, T, "a", fused=fused)],
+        lambda st, o: pin(pr, st, o),
+        complete=True,
+        pin_target=lambda st, o: z3.Or(*(pin(pr, st, o, perm) for perm in _permutations(len(o.cpus)))),
+        observe=lambda m, st: observe(pr, m, st),
+        base=[*pr.rigid, *layout(pr, c)],
+        solver=solver,
+        skip=lambda name: name.endswith(":end"),
+    )
 
 
 def check_config(c: Ctx, limit: int = 5000, fused: bool = False) -> tuple[int, list[Mismatch]]:
     """Every reachable state of the configuration (up to ``limit``): (states checked, mismatches).
     ``fused``: the protocol's fused CPU steps against the spec's reduced successors."""
-    pr = protocol_for(c, universe_for(c))
-    ag = Agreement(c, pr, fused=fused)
-    n, bad = 0, []
-    for s in reachable(c, limit, fused):
-        n += 1
-        bad += ag.check_state(s)
+    nxt = reduced_successors if fused else successors
+    graph = ((s, [(f"{t.action}{t.args}", t.state) for t in nxt(c, s)]) for s in reachable(c, limit, fused))
+    side = protocol_side(c, protocol_for(c, universe_for(c)), fused)
+    n, _, bad = agree(graph, lambda s: abstract(c, s), side)
     return n, bad
 
 

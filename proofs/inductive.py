@@ -26,22 +26,23 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 
 import z3
 
+from devdax.proofs.engine import Act, Inv, System, check_inductive, render_cti, solver_for
 from devdax.proofs.protocol import (
     P_GONE,
     P_IDLE,
     PROG_CODES,
     PROG_NAMES,
-    Action,
     Protocol,
     State,
     Universe,
     programs_for,
 )
 from devdax.proofs.runner import Obligation, Status, Verdict
-from devdax.proofs.smt import ARITH_SOLVER, Term
+from devdax.proofs.smt import Term
 from devdax.spec import geometry as g
 from devdax.spec.profiles import Profile
 from devdax.spec.state import C_CHECKED, C_DONE, C_IDLE, C_LOCKED, R_FALLBACK, R_NONE, R_NOPAGE, R_SIGBUS
@@ -277,101 +278,60 @@ def admin_position(pr: Protocol, s: State) -> Term:
 # --------------------------------------------------------------------------------------------------
 
 
-@dataclass
-class Setting:
-    """One proof instance: the profile, one alignment, a device of n ranges, every first fault size."""
-
-    profile: Profile
-    align: int
-    n_ranges: int = 2
-
-    def protocol(self) -> Protocol:
-        return Protocol(
-            self.profile,
-            Universe.unbounded(),
-            self.align,
-            None,
-            n_ranges=self.n_ranges,
-            programs=programs_for(self.profile, race=False, binds=True),
-            users=True,
-        )
-
-
-def _solver(timeout_ms: int) -> Term:
-    s = z3.Solver()
-    s.set("timeout", max(1, timeout_ms))
-    s.set("arith.solver", ARITH_SOLVER)
-    return s
+def protocol_of(profile: Profile, align: int, u: Universe) -> Protocol:
+    """One proof instance: the profile, one alignment, a device of two ranges, every first fault
+    size, users that mmap and munmap, bind cycles where the profile has them."""
+    programs = programs_for(profile, race=False, binds=True)
+    return Protocol(profile, u, align, None, n_ranges=2, programs=programs, users=True)
 
 
 @dataclass
 class Context:
-    """Everything one (profile, align) needs, built once: the protocol, a pre and a post state, the
-    actions between them, and every invariant on both states."""
+    """One (profile, align): the protocol and the engine's system over it (proofs/engine.py)."""
 
     pr: Protocol
-    S: State
-    T: State
-    actions: list[Action]
-    pre: dict[str, Term]
-    post: dict[str, Term]
+    system: System[State]
 
 
 _CONTEXTS: dict[tuple[int, int], Context] = {}
 
 
+def system_of(pr: Protocol) -> System[State]:
+    """The protocol as the engine's transition system: its invariants, its ranges as rigid facts."""
+
+    def step(s: State, t: State, tag: str) -> list[Act]:
+        return [(a.name, a.formula, dict(a.params)) for a in pr.actions(s, t, tag)]
+
+    def render(m: Term, states: Sequence[State], params: Sequence[dict[str, Term]]) -> list[list[str]]:
+        acting = frozenset(name_of(pr, m, v) for p in params for k, v in p.items() if k == "cpu")
+        return [render_state(pr, m, s, acting) for s in states]
+
+    return System(
+        lambda tag: State.fresh(pr.u, tag),
+        pr.init,
+        step,
+        [Inv(i.name, i.doc, partial(i.formula, pr), i.kind) for i in INVARIANTS],
+        render,
+        rigid=pr.rigid,
+        value=lambda m, v: name_of(pr, m, v),
+    )
+
+
 def context(profile: Profile, align: int) -> Context:
     key = (id(profile), align)
     if key not in _CONTEXTS:
-        pr = Setting(profile, align).protocol()
-        S, T = State.fresh(pr.u, "pre"), State.fresh(pr.u, "post")
-        _CONTEXTS[key] = Context(
-            pr,
-            S,
-            T,
-            pr.actions(S, T, "step"),
-            {i.name: i.formula(pr, S) for i in INVARIANTS},
-            {i.name: i.formula(pr, T) for i in INVARIANTS},
-        )
+        pr = protocol_of(profile, align, Universe.unbounded())
+        _CONTEXTS[key] = Context(pr, system_of(pr))
     return _CONTEXTS[key]
 
 
 def check_invariant(cx: Context, name: str, timeout: float, label: str = "") -> Verdict:
     """Init => inv, then for every action: (all invariants) /\\ action => inv'."""
-    deadline = time.monotonic() + timeout
-    pr, S, T = cx.pr, cx.S, cx.T
-    solver = _solver(int(timeout * 1000))
-    solver.add(*pr.rigid, pr.init(S), z3.Not(cx.pre[name]))
-    answer = solver.check()
-    if answer == z3.sat:
-        return Verdict(
-            Status.VIOLATED,
-            counterexample=f"{label}Init does not imply it:\n"
-            + "\n".join(render_state(pr, solver.model(), S)),
-        )
-    if answer == z3.unknown:
-        return Verdict(
-            Status.UNKNOWN, counterexample=f"{label}Init: solver unknown: {solver.reason_unknown()}"
-        )
-    hyps = [*pr.rigid, *cx.pre.values()]
-    for act in cx.actions:
-        left = deadline - time.monotonic()
-        if left <= 0:
-            return Verdict(Status.UNKNOWN, counterexample=f"{label}timeout before {act.name}")
-        solver = _solver(int(left * 1000))
-        solver.add(*hyps, act.formula, z3.Not(cx.post[name]))
-        answer = solver.check()
-        if answer == z3.sat:
-            return Verdict(Status.VIOLATED, counterexample=label + render_cti(pr, solver.model(), S, T, act))
-        if answer == z3.unknown:
-            return Verdict(
-                Status.UNKNOWN, counterexample=f"{label}{act.name}: solver unknown: {solver.reason_unknown()}"
-            )
-    return Verdict(Status.PROVED)
+    return check_inductive(cx.system, name, timeout, depth=0, label=label)
 
 
 # --------------------------------------------------------------------------------------------------
-# Counterexamples to induction, for people
+# States, for people
 # --------------------------------------------------------------------------------------------------
 
 PC_NAMES: dict[int, str] = {C_IDLE: "idle", C_LOCKED: "locked", C_CHECKED: "checked", C_DONE: "done"}
@@ -383,9 +343,19 @@ def _elements(m: Term, sort: Term, prefix: str) -> list[tuple[str, Term]]:
     return [(f"{prefix}{i}", x) for i, x in enumerate(elems)]
 
 
+def name_of(pr: Protocol, m: Term, term: Term) -> str:
+    """cpu0, vma1, entry0 for the elements of the model's sorts; numbers in hex."""
+    val = m.eval(term, model_completion=True)
+    for sort, prefix in ((pr.u.cpu, "cpu"), (pr.u.vma, "vma"), (pr.u.ent, "entry")):
+        for n, x in _elements(m, sort, prefix):
+            if z3.eq(x, val):
+                return n
+    return f"{val.as_long():#x}" if z3.is_int_value(val) else str(val)
+
+
 def render_state(pr: Protocol, m: Term, s: State, keep: frozenset[str] = frozenset()) -> list[str]:
-    """One line for the device and admin, one per CPU that is doing something (or named in ``keep``),
-    one per used vma and per live entry."""
+    """The device's ranges, one line for the device and admin, one per CPU that is doing something (or
+    named in ``keep``), one per used vma and per live entry."""
 
     def ev(t: Term) -> Term:
         return m.eval(t, model_completion=True)
@@ -403,10 +373,12 @@ def render_state(pr: Protocol, m: Term, s: State, keep: frozenset[str] = frozens
         return next((n for n, x in vmas if z3.eq(x, val)), str(val))
 
     size_name = {**g.SIZE_NAMES, 0: "-"}
+    ranges = ", ".join(f"[{ev(a)}, +{ev(b)})" for a, b in pr.range_vars)
     lines = [
+        f"device ranges: {ranges}; align {g.ALIGN_NAMES[pr.align]}",
         f"device: alive={flag(s.alive)} dead={flag(s.dead)} gp={flag(s.gp)} "
         f"(ghost gp_clean={flag(s.gp_clean)} quiesced={flag(s.quiesced)}); "
-        f"admin: {PROG_NAMES.get(num(s.prog), num(s.prog))} after {num(s.p)} protocol step(s)"
+        f"admin: {PROG_NAMES.get(num(s.prog), num(s.prog))} after {num(s.p)} protocol step(s)",
     ]
     quiet = 0
     for name, x in _elements(m, pr.u.cpu, "cpu"):
@@ -439,42 +411,6 @@ def render_state(pr: Protocol, m: Term, s: State, keep: frozenset[str] = frozens
     return lines
 
 
-def render_cti(pr: Protocol, m: Term, s: State, t: State, act: Action) -> str:
-    cpus, vmas, ents = (
-        _elements(m, pr.u.cpu, "cpu"),
-        _elements(m, pr.u.vma, "vma"),
-        _elements(m, pr.u.ent, "entry"),
-    )
-    acting = frozenset(
-        n for n, x in cpus for k, v in act.params if k == "cpu" and z3.eq(m.eval(v, model_completion=True), x)
-    )
-    before, after = render_state(pr, m, s, acting), render_state(pr, m, t, acting)
-
-    def pname(val: Term) -> str:
-        for group in (cpus, vmas, ents):
-            for n, x in group:
-                if z3.eq(x, val):
-                    return n
-        return f"{val.as_long():#x}" if z3.is_int_value(val) else str(val)
-
-    params = ", ".join(f"{k}={pname(m.eval(v, model_completion=True))}" for k, v in act.params)
-    changed = [ln for ln in after if ln not in before] or ["(nothing changed)"]
-    ranges = ", ".join(
-        f"[{m.eval(a, model_completion=True)}, +{m.eval(b, model_completion=True)})" for a, b in pr.range_vars
-    )
-    return "\n".join(
-        [
-            "counterexample to induction",
-            "state before (all invariants hold):",
-            *("  " + ln for ln in before),
-            f"step: {act.name}({params})",
-            "state after (what changed):",
-            *("  " + ln for ln in changed),
-            f"device ranges: {ranges}; align {g.ALIGN_NAMES[pr.align]}",
-        ]
-    )
-
-
 # --------------------------------------------------------------------------------------------------
 # Obligations
 # --------------------------------------------------------------------------------------------------
@@ -486,17 +422,9 @@ def check_not_vacuous(profile: Profile, align: int, timeout: float) -> Verdict:
     """The invariants hold in an initial state that takes a step to a state where they hold again:
     were they contradictory, every induction check would pass for nothing. Asked in a small finite
     universe (2 CPUs, 2 vmas, 3 entries), where satisfiability is decidable and quick."""
-    pr = Protocol(
-        profile,
-        Universe.bounded(2, 2, 3),
-        align,
-        None,
-        n_ranges=2,
-        programs=programs_for(profile, race=False, binds=True),
-        users=True,
-    )
+    pr = protocol_of(profile, align, Universe.bounded(2, 2, 3))
     S, T = State.fresh(pr.u, "pre"), State.fresh(pr.u, "post")
-    solver = _solver(int(timeout * 1000))
+    solver = solver_for(timeout)
     solver.add(
         *pr.rigid,
         pr.init(S),
@@ -529,26 +457,25 @@ def check_no_sleep_in_rcu(profile: Profile, align: int, timeout: float) -> Verdi
 
     cx = context(profile, align)
     spec_ctx = Ctx.of(Config(profile=profile.name.split("+")[0]), profile)
-    pr, S = cx.pr, cx.S
-    inserts = [a for a in cx.actions if a.name == "fault_insert"]
+    sys, fr = cx.system, cx.system.frame
+    inserts = [a for a in fr.actions if a[0] == "fault_insert"]
     if not inserts:
         return Verdict(Status.UNKNOWN, counterexample="the protocol has no fault_insert step to check")
     deadline = time.monotonic() + timeout
     for act in inserts:
-        if not sleeps_in_rcu(spec_ctx, act.name):
+        name, formula, params = act
+        if not sleeps_in_rcu(spec_ctx, name):
             continue
-        cpu = dict(act.params)["cpu"]
-        solver = _solver(int(max(0.001, deadline - time.monotonic()) * 1000))
-        solver.add(*pr.rigid, *cx.pre.values(), act.formula, S.nest[cpu] >= 1)
+        solver = solver_for(max(0.001, deadline - time.monotonic()))
+        solver.add(*sys.rigid, *fr.before.values(), formula, fr.pre.nest[params["cpu"]] >= 1)
         answer = solver.check()
         if answer == z3.sat:
-            cti = render_cti(pr, solver.model(), S, cx.T, act).replace(
-                "counterexample to induction", "a step that may sleep runs inside rcu_read_lock (nest >= 1)"
-            )
+            title = "a step that may sleep runs inside rcu_read_lock (nest >= 1)"
+            cti = render_cti(sys, solver.model(), act, title, "every invariant holds")
             return Verdict(Status.VIOLATED, counterexample=cti)
         if answer == z3.unknown:
             return Verdict(
-                Status.UNKNOWN, counterexample=f"{act.name}: solver unknown: {solver.reason_unknown()}"
+                Status.UNKNOWN, counterexample=f"{name}: solver unknown: {solver.reason_unknown()}"
             )
     return Verdict(Status.PROVED)
 
@@ -561,7 +488,7 @@ def inductive_obligations(profile: Profile, aligns: Sequence[int] = ALIGNS) -> l
 
     out = [
         Obligation(
-            "ind_not_vacuous",
+            "proto_not_vacuous",
             "the invariants hold in a reachable initial state and after a step",
             "proofs/inductive.py",
             consistent,
@@ -573,7 +500,7 @@ def inductive_obligations(profile: Profile, aligns: Sequence[int] = ALIGNS) -> l
 
     out.append(
         Obligation(
-            "ind_no_sleep_in_rcu",
+            "proto_no_sleep_in_rcu",
             "step property: no step that may sleep (vmf_insert_* -> "
             "pte_alloc) runs inside a read section that cannot sleep (rcu_read_lock)",
             "spec/invariants.py no_sleep_in_rcu; M5 956a4cd2c957",
@@ -595,7 +522,7 @@ def inductive_obligations(profile: Profile, aligns: Sequence[int] = ALIGNS) -> l
         kind = "invariant" if inv.kind == "spec" else "strengthening"
         out.append(
             Obligation(
-                f"ind_{inv.name}",
+                f"proto_{inv.name}",
                 f"{kind}, inductive for any CPUs/vmas: {inv.doc}",
                 "spec/invariants.py" if inv.kind == "spec" else "proofs/inductive.py",
                 goal,

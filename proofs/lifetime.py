@@ -15,7 +15,7 @@ that this step relation equals spec/system.py's ``successors`` on every reachabl
 configurations (the one source of truth stays spec/).
 
 Users are an uninterpreted sort of files (``LFILE``) with per-file flags and a count of their vmas;
-the number of open files is carried by a ghost numbering (idx/slot, as proofs/refcount.py does), so
+the number of open files is carried by a ghost numbering (idx/slot, proofs/ghost.py), so
 "the cdev count equals the open files plus cdev_add's own reference" is first-order.
 
 Strengthenings (each named in ``INVARIANTS``):
@@ -40,14 +40,19 @@ class_find_device lookup are not modelled: no obligation for v4.7).
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, fields, replace
-from functools import cache
+from functools import cache, partial
+from itertools import permutations
 
 import z3
 
+from devdax.proofs import engine
+from devdax.proofs.agreement import Mismatch, Side, agree, explore
+from devdax.proofs.engine import b2i
+from devdax.proofs.ghost import appended, numbered, removed
 from devdax.proofs.runner import Obligation, Status, Verdict
-from devdax.proofs.smt import ARITH_SOLVER, Term
+from devdax.proofs.smt import Term
 from devdax.spec import admin
 from devdax.spec.config import Config, MmapShape
 from devdax.spec.ctx import Ctx
@@ -184,10 +189,6 @@ def ite(cond: Term, a: LState, b: LState) -> LState:
     return LState(**{f.name: pick(getattr(a, f.name), getattr(b, f.name)) for f in fields(LState)})
 
 
-def b2i(x: Term) -> Term:
-    return z3.If(x, 1, 0)
-
-
 def crash(s: LState, kind: int) -> LState:
     """spec/ctx.oops: only the first crash is recorded; the state is otherwise unchanged."""
     return s.replace(oops=z3.If(s.oops == OOPS_NONE, kind, s.oops))
@@ -308,14 +309,14 @@ class Model:
         """spec/file.file_put after the fd or a vma let go: the last reference frees the file slot
         and drops what open took (file_holder_put -> cdev_put). Ghost: the last number moves into
         the freed one."""
-        j, last = s.idx[f], s.slot[s.nfiles - 1]
+        idx, slot, nfiles = removed(s.idx, s.slot, s.nfiles, f)
         freed = s.replace(
             opened=z3.Store(s.opened, f, False),
             fd=z3.Store(s.fd, f, False),
             pnull=z3.Store(s.pnull, f, False),
-            idx=z3.Store(s.idx, last, j),
-            slot=z3.Store(s.slot, j, last),
-            nfiles=s.nfiles - 1,
+            idx=idx,
+            slot=slot,
+            nfiles=nfiles,
         )
         return ite(z3.And(z3.Not(s.fd[f]), s.nv[f] == 0), self.cdev_put(freed), s)
 
@@ -490,6 +491,7 @@ class Model:
         # file.do_open + chrdev_lookup: the cached i_cdev or kobj_map, while the cdev count is not 0
         found = z3.And(s.cdev_ref > 0, z3.Or(s.icdev_cached, s.cdev_mapped))
         null = z3.And(z3.BoolVal(self.profile.open_private_null_when_dead), z3.Not(s.alive))
+        idx, slot, nfiles = appended(s.idx, s.slot, s.nfiles, f)
         opened = s.replace(
             cdev_ref=s.cdev_ref + 1,
             icdev_cached=T,
@@ -497,9 +499,9 @@ class Model:
             fd=z3.Store(s.fd, f, True),
             pnull=z3.Store(s.pnull, f, null),
             nv=z3.Store(s.nv, f, 0),
-            idx=z3.Store(s.idx, f, s.nfiles),
-            slot=z3.Store(s.slot, s.nfiles, f),
-            nfiles=s.nfiles + 1,
+            idx=idx,
+            slot=slot,
+            nfiles=nfiles,
         )
         out.append(("open", z3.And(z3.Not(s.opened[f]), s.has_minor, found, t.equals(opened)), f))
         # file.do_close
@@ -561,7 +563,7 @@ class Model:
             binds = s.binds_left >= 0 if self.profile.bind_cycles else s.binds_left == 0
         zero = {
             name: z3.IntVal(0)
-            for name in (
+            for name in [
                 "prog",
                 "pc",
                 "rg_kref",
@@ -571,7 +573,7 @@ class Model:
                 "zombies",
                 "nfiles",
                 "lost",
-            )
+            ]
         }
         flat = [getattr(s, n) == v for n, v in zero.items()]
         flags = [
@@ -653,6 +655,9 @@ TABLE_FIELDS = (
     "icdev_cached",
     "added",
 )
+
+
+TABLE_DOC = "the admin-controlled flags take one of the rows learned from the spec"
 
 
 def table_formula(m: Model, s: LState, rows: frozenset[tuple[int, ...]]) -> Term:
@@ -737,19 +742,7 @@ INVARIANTS: list[Inv] = [
         "aux",
         "",
         "ghost: the open files are numbered 0..nfiles-1 without gaps or repeats",
-        lambda m, s: z3.And(
-            s.nfiles >= 0,
-            _all(
-                m,
-                lambda f: z3.Implies(
-                    s.opened[f], z3.And(s.idx[f] >= 0, s.idx[f] < s.nfiles, s.slot[s.idx[f]] == f)
-                ),
-            ),
-            z3.ForAll(
-                [i := z3.Int("i")],
-                z3.Implies(z3.And(i >= 0, i < s.nfiles), z3.And(s.opened[s.slot[i]], s.idx[s.slot[i]] == i)),
-            ),
-        ),
+        lambda m, s: numbered(m.fsort, lambda f: s.opened[f], s.idx, s.slot, s.nfiles),
     ),
     Inv(
         "cdev_count_bounded",
@@ -876,21 +869,9 @@ def learn_configs(profile: Profile) -> list[Config]:
 def reachable(c: Ctx, limit: int = 200_000) -> list[tuple[SpecState, bool]]:
     """Every state of the spec reachable in configuration c, with the ghost ``added`` (a cdev_add
     step of device 0 on the way there)."""
-    from devdax.spec.system import init, successors
+    from devdax.spec.system import init
 
-    start = (init(c), False)
-    seen = {start}
-    todo = [start]
-    while todo:
-        s, added = todo.pop()
-        for tr in successors(c, s):
-            nxt = (tr.state, added or is_cdev_add(tr.action, tr.args))
-            if nxt not in seen:
-                if len(seen) >= limit:
-                    raise ValueError(f"config: more than {limit} reachable states")
-                seen.add(nxt)
-                todo.append(nxt)
-    return list(seen)
+    return [x for x, _ in explore((init(c), False), moves(c), limit)]
 
 
 def is_cdev_add(action: str, args: tuple[object, ...]) -> bool:
@@ -971,47 +952,61 @@ def learn_table(profile: Profile) -> frozenset[tuple[int, ...]]:
 # --------------------------------------------------------------------------------------------------
 
 
-@dataclass
-class Context:
-    model: Model
-    S: LState
-    T: LState
-    actions: list[tuple[str, Term, Term | None]]
-    pre: dict[str, Term]
-    post: dict[str, Term]
-    assumed: list[str]
-
-
-_CONTEXTS: dict[tuple[int, int], Context] = {}
 #: the finite universe a counterexample is looked for in when the unbounded question is slow
 FINITE_FILES = 3
 #: seconds the unbounded question gets before the finite search is tried
 QUICK = 5.0
 
 
-def context(profile: Profile, files: int = 0) -> Context:
-    """The checking context: files == 0 for any number of files (the proofs), else a finite file
-    sort of that many slots (where counterexamples are quick to find and just as real)."""
-    if (id(profile), files) not in _CONTEXTS:
-        if files:
-            sort, elems = _file_slots(files)
-            m = Model(profile, fsort=sort, files=tuple(elems))
-        else:
-            m = Model(profile)
-        S, T = LState.fresh(f"pre{files}", m.fsort), LState.fresh(f"post{files}", m.fsort)
-        rows = learn_table(profile)
+@cache
+def lifetime_system(profile: Profile, files: int = 0) -> engine.System[LState]:
+    """The engine's system (proofs/engine.py): files == 0 for any number of files (the proofs), else a
+    finite file sort of that many slots (where counterexamples are quick to find and just as real)."""
+    if files:
+        sort, elems = _file_slots(files)
+        m = Model(profile, fsort=sort, files=tuple(elems))
+    else:
+        m = Model(profile)
+    rows = learn_table(profile)
+    invs = [engine.Inv(i.name, i.doc, partial(i.formula, m), i.finding) for i in invariants_for(profile)]
+    invs.append(engine.Inv("admin_table", TABLE_DOC, lambda s: table_formula(m, s, rows), ""))
 
-        def table(s: LState) -> Term:
-            return table_formula(m, s, rows)
+    def step(s: LState, t: LState, tag: str) -> list[engine.Act]:
+        return [(name, f, {} if p is None else {"f": p}) for name, f, p in m.actions(s, t, tag)]
 
-        invs = invariants_for(profile)
-        pre = {i.name: i.formula(m, S) for i in invs} | {"admin_table": table(S)}
-        post = {i.name: i.formula(m, T) for i in invs} | {"admin_table": table(T)}
-        assumed = [n for n in pre if finding_of(n) not in profile.findings]
-        _CONTEXTS[(id(profile), files)] = Context(
-            m, S, T, m.actions(S, T, f"step{files}"), pre, post, assumed
+    def render(mod: Term, states: Sequence[LState], params: Sequence[dict[str, Term]]) -> list[list[str]]:
+        # a counterexample to induction marks the file of its one step
+        param = params[0].get("f") if len(params) == 1 else None
+        return [render_state(m, mod, s, param) for s in states]
+
+    def small(s: LState, k: int) -> Term:
+        """Small numbers: the solver's first model often has thousands of vmas; a person wants one or
+        two."""
+        return z3.And(
+            _all(m, lambda f: s.nv[f] <= 2),
+            s.nfiles <= 3,
+            s.lost <= 2,
+            s.dev_ref <= 8,
+            s.cdev_ref <= 4,
+            s.binds_left <= 1,
         )
-    return _CONTEXTS[(id(profile), files)]
+
+    return engine.System(
+        lambda tag: LState.fresh(f"{tag}{files}", m.fsort),
+        m.init,
+        step,
+        invs,
+        render,
+        tidy=small,
+        finite=None if files else lifetime_system(profile, FINITE_FILES),
+        quick=QUICK,
+        value=lambda mod, v: file_name(m, mod, v),
+    )
+
+
+def assumed(profile: Profile) -> list[str]:
+    """A documented finding of the profile is checked but never assumed as a hypothesis."""
+    return [i.name for i in lifetime_system(profile).invariants if finding_of(i.name) not in profile.findings]
 
 
 def invariants_for(profile: Profile) -> list[Inv]:
@@ -1027,75 +1022,9 @@ def lifetime_finding(obligation: str) -> str:
     return finding_of(obligation.removeprefix("life_"))
 
 
-def _solver(timeout: float) -> Term:
-    s = z3.Solver()
-    s.set("timeout", max(1, int(timeout * 1000)))
-    s.set("arith.solver", ARITH_SOLVER)
-    return s
-
-
 def check(profile: Profile, name: str, timeout: float) -> Verdict:
-    """Init => inv, then for every action: (the assumed invariants) /\\ action => inv'."""
-    deadline = time.monotonic() + timeout
-    cx = context(profile)
-    m, S = cx.model, cx.S
-    solver = _solver(timeout)
-    solver.add(m.init(S), z3.Not(cx.pre[name]))
-    r = solver.check()
-    if r == z3.sat:
-        return Verdict(
-            Status.VIOLATED,
-            counterexample="Init does not imply it:\n" + "\n".join(render_state(m, solver.model(), S)),
-        )
-    if r == z3.unknown:
-        return Verdict(Status.UNKNOWN, counterexample=f"Init: solver unknown: {solver.reason_unknown()}")
-    for i, (act, _, _) in enumerate(cx.actions):
-        left = deadline - time.monotonic()
-        if left <= 0:
-            return Verdict(Status.UNKNOWN, counterexample=f"timeout before {act}")
-        v = _step_query(cx, name, i, min(left, QUICK), deadline)
-        if v is None:  # slow: look among FINITE_FILES files, then ask again
-            fx = context(profile, FINITE_FILES)
-            v = _step_query(fx, name, i, min(max(0.001, deadline - time.monotonic()), QUICK), deadline)
-            if v is None or v.status is Status.PROVED:
-                v = _step_query(cx, name, i, max(0.001, deadline - time.monotonic()), deadline)
-        if v is None:
-            return Verdict(Status.UNKNOWN, counterexample=f"{act}: solver unknown (timeout)")
-        if v.status is Status.VIOLATED:
-            return v
-    return Verdict(Status.PROVED)
-
-
-def _step_query(cx: Context, name: str, i: int, timeout: float, deadline: float) -> Verdict | None:
-    """(the assumed invariants and ``name``) and action i => name': PROVED, VIOLATED with its
-    counterexample, or None when the solver gave up."""
-    act, formula, param = cx.actions[i]
-    m, S, T = cx.model, cx.S, cx.T
-    hyps = [cx.pre[n] for n in cx.assumed if n != name] + [cx.pre[name]]
-    solver = _solver(timeout)
-    solver.add(*hyps, formula, z3.Not(cx.post[name]))
-    r = solver.check()
-    if r == z3.unsat:
-        return Verdict(Status.PROVED)
-    if r == z3.unknown:
-        return None
-    mod = smaller(solver, m, S, min(2.0, max(0.1, deadline - time.monotonic()))) or solver.model()
-    return Verdict(Status.VIOLATED, counterexample=render_cti(m, mod, S, T, act, param))
-
-
-def smaller(solver: Term, m: Model, s: LState, timeout: float) -> Term | None:
-    """A counterexample with small numbers, if one is found quickly: the solver's first model often
-    has thousands of vmas; a person wants one or two."""
-    solver.set("timeout", max(1, int(timeout * 1000)))
-    solver.add(
-        _all(m, lambda f: s.nv[f] <= 2),
-        s.nfiles <= 3,
-        s.lost <= 2,
-        s.dev_ref <= 8,
-        s.cdev_ref <= 4,
-        s.binds_left <= 1,
-    )
-    return solver.model() if solver.check() == z3.sat else None
+    """Init => inv, then for every action: (the assumed invariants) /\\ inv /\\ action => inv'."""
+    return engine.check_inductive(lifetime_system(profile), name, timeout, depth=0, assume=assumed(profile))
 
 
 def check_not_vacuous(profile: Profile, timeout: float) -> Verdict:
@@ -1128,20 +1057,20 @@ def check_not_vacuous(profile: Profile, timeout: float) -> Verdict:
     d = witness[0].devs[0]
     pins = d.children + d.zombies if profile.mapping_pins_parent else 0
     lost = d.dev_ref - int(d.init_ref) - int(d.cdev_ref > 0) - pins  # the ghost, read off the counts
-    state = z3.And(pin(m, S, o, witness[1]), S.lost == lost)
-    assumed = set(context(profile).assumed)
-    named = [(i.name, i.formula(m, S)) for i in invariants_for(profile) if i.name in assumed]
+    state = z3.And(pin(m, S, observation(o)), S.lost == lost)
+    hyps = set(assumed(profile))
+    named = [(i.name, i.formula(m, S)) for i in invariants_for(profile) if i.name in hyps]
     named.append(("admin_table", table_formula(m, S, learn_table(profile))))
     deadline = time.monotonic() + timeout
     for name, formula in named:  # every variable is fixed by the pin: one question per invariant
-        solver = _solver(max(0.001, deadline - time.monotonic()))
+        solver = engine.solver_for(max(0.001, deadline - time.monotonic()))
         solver.add(state, formula)
         r = solver.check()
         if r == z3.unknown:
             # the question is ground and normally answers in milliseconds, so unknown can only be its
             # timeout; seen once in six CI trials (the whole obligation usually takes 1 s), so it is
             # asked once more with a fresh budget. A second unknown stays UNKNOWN.
-            solver = _solver(timeout)
+            solver = engine.solver_for(timeout)
             solver.add(state, formula)
             r = solver.check()
         if r != z3.sat:
@@ -1177,22 +1106,8 @@ def render_state(m: Model, mod: Term, s: LState, param: Term | None = None) -> l
     def flag(t: Term) -> bool:
         return bool(z3.is_true(ev(t)))
 
-    flags = " ".join(
-        n
-        for n in (
-            "alive",
-            "registered",
-            "cdev_live",
-            "cdev_mapped",
-            "bound",
-            "init_ref",
-            "holds_region",
-            "icdev_cached",
-            "dead",
-            "gp",
-        )
-        if flag(getattr(s, n))
-    )
+    shown = "alive registered cdev_live cdev_mapped bound init_ref holds_region icdev_cached dead gp"
+    flags = " ".join(n for n in shown.split() if flag(getattr(s, n)))
     lines = [
         f"admin: {position(m, num(s.prog), num(s.pc))}; binds left {num(s.binds_left)}",
         f"region: {RG_PHASES.get(num(s.rg_phase), '?')} kref={num(s.rg_kref)}"
@@ -1213,24 +1128,11 @@ def render_state(m: Model, mod: Term, s: LState, param: Term | None = None) -> l
     return lines
 
 
-def render_cti(m: Model, mod: Term, s: LState, t: LState, act: str, param: Term | None) -> str:
-    before, after = render_state(m, mod, s, param), render_state(m, mod, t, param)
+def file_name(m: Model, mod: Term, term: Term) -> str:
+    """file0, file1 ... for the file elements of the model (the lines of ``render_state``)."""
+    val = mod.eval(term, model_completion=True)
     elems = list(m.files) or mod.get_universe(m.fsort) or []
-    who = ""
-    if param is not None:
-        val = mod.eval(param, model_completion=True)
-        who = next((f"(file{i})" for i, x in enumerate(elems) if z3.eq(x, val)), "(a file)")
-    changed = [ln for ln in after if ln not in before] or ["(nothing changed)"]
-    return "\n".join(
-        [
-            "counterexample to induction",
-            "state before (the assumed invariants hold):",
-            *("  " + ln for ln in before),
-            f"step: {act}{who}",
-            "state after (what changed):",
-            *("  " + ln for ln in changed),
-        ]
-    )
+    return next((f"file{i}" for i, x in enumerate(elems) if z3.eq(x, val)), "a file")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -1255,9 +1157,7 @@ def lifetime_obligations(profile: Profile) -> list[Obligation]:
             vacuous,
         )
     ]
-    docs = [(i.name, i.kind, i.doc) for i in invariants_for(profile)] + [
-        ("admin_table", "aux", "the admin-controlled flags take one of the rows learned from the spec")
-    ]
+    docs = [(i.name, i.kind, i.doc) for i in invariants_for(profile)] + [("admin_table", "aux", TABLE_DOC)]
     for name, kind, doc in docs:
 
         def goal(timeout: float, name: str = name) -> Verdict:
@@ -1286,22 +1186,21 @@ __all__ = ["INVARIANTS", "LState", "Model", "abstract", "lifetime_obligations", 
 OBS_FIELDS = tuple(
     f.name for f in fields(LState) if f.name not in GHOSTS and f.name not in ("opened", "fd", "pnull", "nv")
 )
-Obs = tuple[tuple[int, ...], tuple[tuple[int, ...], ...]]
+#: (the non-ghost scalars, each file slot as (opened, fd, private_null, vmas), the ghost ``added``)
+LObs = tuple[tuple[int, ...], tuple[tuple[int, ...], ...], bool]
 
 
-def observe_spec(o: dict[str, object]) -> Obs:
-    """A spec state's abstraction as a comparable value: the scalars, and the open files as a
-    multiset (the spec opens the lowest free slot, the model any free file: names do not matter)."""
+def observation(o: dict[str, object]) -> LObs:
+    """``abstract``'s dict as a value the agreement check can compare and pin."""
     recs: tuple[tuple[bool, bool, bool, int], ...] = o["files"]  # type: ignore[assignment]
-    files = tuple(sorted(tuple(int(x) for x in rec) for rec in recs if rec[0]))
-    return tuple(int(o[n]) for n in OBS_FIELDS), files  # type: ignore[call-overload]
+    scalars = tuple(int(o[n]) for n in OBS_FIELDS)  # type: ignore[call-overload]
+    return scalars, tuple(tuple(int(x) for x in rec) for rec in recs), bool(o["added"])
 
 
-@dataclass(frozen=True)
-class Mismatch:
-    kind: str  # "spec step not in the model" | "model step not in the spec"
-    state: str  # the spec state before
-    detail: str
+def same(o: LObs) -> Hashable:
+    """What the agreement compares: the scalars, and the open files as a multiset (the spec opens
+    the lowest free slot, the model any free file: names do not matter); not the ghost."""
+    return o[0], tuple(sorted(rec for rec in o[1] if rec[0]))
 
 
 def agreement_model(c: Ctx) -> Model:
@@ -1340,96 +1239,73 @@ def _file_slots(n: int) -> tuple[Term, list[Term]]:
     return sort, list(elems)
 
 
-def check_agreement(c: Ctx, model: Profile | None = None, limit: int = 200) -> tuple[int, list[Mismatch]]:
+def check_agreement(c: Ctx, model: Profile | None = None) -> tuple[int, list[Mismatch]]:
     """For every reachable spec state: each spec transition is a model step (or changes nothing the
-    model keeps), and each model step is a spec transition. Returns (states, mismatches). ``model``
-    builds the step relation from another profile (a test plants a wrong one)."""
-    from devdax.spec.system import successors
-
+    model keeps), and each model step is a spec transition (proofs/agreement.py). Returns (states,
+    mismatches). ``model`` builds the step relation from another profile (a test plants a wrong one)."""
     m = agreement_model(c)
     if model is not None:
         m = replace(m, profile=model)
     S, T = LState.fresh("pre", m.fsort), LState.fresh("post", m.fsort)
-    step = z3.Or(*(formula for _, formula, _ in m.actions(S, T)))
-    bad: list[Mismatch] = []
-    states = reachable(c)
-    solver = z3.Solver()
-    solver.add(step)
-    for s, added in states:
-        o = abstract(c, s, added)
-        before = observe_spec(o)
-        want = {
-            observe_spec(abstract(c, tr.state, added or is_cdev_add(tr.action, tr.args))): tr
+    side: Side[LObs] = Side(
+        [S, T],
+        [(name, f, {}) for name, f, _ in m.actions(S, T)],
+        lambda st, o: pin(m, st, o),
+        complete=True,
+        pin_target=lambda st, o: z3.Or(*(pin(m, st, o, perm) for perm in permutations(range(len(m.files))))),
+        observe=lambda mod, st: observe_model(m, mod, st),
+        key=same,
+        incremental=True,
+    )
+    from devdax.spec.system import init
+
+    start = (init(c), False)
+    n, _, bad = agree(explore(start, moves(c), 200_000), lambda x: observation(abstract(c, *x)), side)
+    return n, bad
+
+
+def moves(c: Ctx) -> Callable[[tuple[SpecState, bool]], list[tuple[str, tuple[SpecState, bool]]]]:
+    """The spec's transitions, carrying the ghost ``added`` (a cdev_add step of device 0 so far)."""
+    from devdax.spec.system import successors
+
+    def out(x: tuple[SpecState, bool]) -> list[tuple[str, tuple[SpecState, bool]]]:
+        s, added = x
+        return [
+            (f"{tr.action}{tr.args} -> {tr.outcome}", (tr.state, added or is_cdev_add(tr.action, tr.args)))
             for tr in successors(c, s)
-        }
-        solver.push()
-        solver.add(pin(m, S, o, added))
-        got: set[Obs] = set()
-        while solver.check() == z3.sat and len(got) < limit:
-            mod = solver.model()
-            obs = observe_model(m, mod, T)
-            got.add(obs)
-            solver.add(
-                z3.Not(
-                    z3.And(
-                        *(
-                            getattr(T, n) == mod.eval(getattr(T, n), model_completion=True)
-                            for n in OBS_FIELDS
-                        ),
-                        *(
-                            z3.And(
-                                T.opened[x] == mod.eval(T.opened[x], model_completion=True),
-                                T.fd[x] == mod.eval(T.fd[x], model_completion=True),
-                                T.pnull[x] == mod.eval(T.pnull[x], model_completion=True),
-                                T.nv[x] == mod.eval(T.nv[x], model_completion=True),
-                            )
-                            for x in m.files
-                        ),
-                    )
-                )
-            )
-        solver.pop()
-        for obs, tr in want.items():
-            if obs not in got and obs != before:
-                bad.append(
-                    Mismatch("spec step not in the model", repr(s), f"{tr.action}{tr.args} -> {tr.outcome}")
-                )
-        for obs in got:
-            if obs not in want and obs != before:
-                bad.append(Mismatch("model step not in the spec", repr(s), repr(obs)))
-    return len(states), bad
+        ]
+
+    return out
 
 
-def pin(m: Model, s: LState, o: dict[str, object], added: bool) -> Term:
-    """Constrain a symbolic state to the abstraction of one spec state (file slot i is element i;
-    the ghost numbering follows the slots)."""
+def pin(m: Model, s: LState, o: LObs, perm: Sequence[int] | None = None) -> Term:
+    """Constrain a symbolic state to an observation (file slot i is element i; the ghost numbering
+    follows the slots). With ``perm`` (a successor), slot i is element perm[i] and the ghosts are
+    left free: the model may open any free file and number it as it likes."""
+    scalars, recs, added = o
     parts = [
-        getattr(s, n) == (bool(o[n]) if z3.is_bool(getattr(s, n)) else int(o[n]))  # type: ignore[call-overload]
-        for n in OBS_FIELDS
+        getattr(s, n) == (bool(v) if z3.is_bool(getattr(s, n)) else v)
+        for n, v in zip(OBS_FIELDS, scalars, strict=True)
     ]
     j = 0
-    for x, (opened, fd, pnull, nv) in zip(m.files, o["files"], strict=True):  # type: ignore[call-overload]
-        parts += [s.opened[x] == opened, s.fd[x] == fd, s.pnull[x] == pnull, s.nv[x] == nv]
-        if opened:
+    for i, (opened, fd, pnull, nv) in enumerate(recs):
+        x = m.files[i if perm is None else perm[i]]
+        parts += [s.opened[x] == bool(opened), s.fd[x] == bool(fd), s.pnull[x] == bool(pnull), s.nv[x] == nv]
+        if opened and perm is None:
             parts += [s.idx[x] == j, s.slot[j] == x]
             j += 1
-    parts += [s.nfiles == j, s.added == added]
+    if perm is None:
+        parts += [s.nfiles == j, s.added == added]
     return z3.And(*parts)
 
 
-def observe_model(m: Model, mod: Term, s: LState) -> Obs:
+def observe_model(m: Model, mod: Term, s: LState) -> LObs:
     def val(t: Term) -> int:
         v = mod.eval(t, model_completion=True)
         return int(z3.is_true(v)) if z3.is_bool(v) else int(v.as_long())
 
-    files = tuple(
-        sorted(
-            (val(s.opened[x]), val(s.fd[x]), val(s.pnull[x]), val(s.nv[x]))
-            for x in m.files
-            if val(s.opened[x])
-        )
-    )
-    return tuple(val(getattr(s, n)) for n in OBS_FIELDS), files
+    files = tuple((val(s.opened[x]), val(s.fd[x]), val(s.pnull[x]), val(s.nv[x])) for x in m.files)
+    return tuple(val(getattr(s, n)) for n in OBS_FIELDS), files, bool(val(s.added))
 
 
 # --------------------------------------------------------------------------------------------------
@@ -1438,34 +1314,10 @@ def observe_model(m: Model, mod: Term, s: LState) -> Obs:
 
 
 def bmc_trace(profile: Profile, invariant: str, depth: int, timeout: float) -> list[str] | None:
-    """The shortest run from Init (at most ``depth`` steps) that ends in a state violating one of
-    this module's invariants, as the step names; None if there is none that short (or the budget
-    ran out). A counterexample to induction may start in an unreachable state; this says the
-    violation is reachable."""
-    deadline = time.monotonic() + timeout
-    m = Model(profile)
-    inv = {i.name: i.formula for i in invariants_for(profile)}[invariant]
-    states = [LState.fresh("bmc0")]
-    solver = _solver(timeout)
-    solver.add(m.init(states[0]))
-    names: list[list[str]] = []
-    for i in range(depth):
-        states.append(LState.fresh(f"bmc{i + 1}"))
-        acts = m.actions(states[i], states[i + 1], f"bmc{i}")
-        which = z3.Int(f"which@{i}")
-        solver.add(z3.Or(*(z3.And(which == j, f) for j, (_, f, _) in enumerate(acts))))
-        names.append([a for a, _, _ in acts])
-        left = deadline - time.monotonic()
-        if left <= 0:
-            return None
-        solver.set("timeout", max(1, int(left * 1000)))
-        solver.push()
-        solver.add(z3.Not(inv(m, states[i + 1])))
-        r = solver.check()
-        if r == z3.sat:
-            mod = solver.model()
-            return [names[j][mod.eval(z3.Int(f"which@{j}")).as_long()] for j in range(i + 1)]
-        solver.pop()
-        if r == z3.unknown:
-            return None
-    return None
+    """The step names of the shortest run from Init (at most ``depth`` steps) that violates one of this
+    module's invariants: a counterexample to induction may start in an unreachable state; this says
+    the violation is reachable. None if there is none that short (or the budget ran out)."""
+    sys = lifetime_system(profile)
+    inv = sys.invariant(invariant)
+    run = engine.shortest_run(sys, lambda s: z3.Not(inv.fn(s)), depth, time.monotonic() + timeout)
+    return None if run is None else run.names

@@ -29,7 +29,7 @@ Strengthening invariants, each needed by the induction:
   minors only);
 * ``ida_owner``: a ghost ``owner`` names, for each allocated minor, the device holding it: the
   existential half of ``ida_exact`` made first-order (the same trick as the ghost numbering of
-  proofs/refcount.py);
+  proofs/ghost.py);
 * ``device_phases``: fresh devices have no minor, no device is both live and gone, held minors are
   non-negative.
 """
@@ -41,19 +41,21 @@ from dataclasses import dataclass
 
 import z3
 
-from devdax.proofs.runner import Obligation, Verdict
-from devdax.proofs.smt import Term
-from devdax.proofs.unbounded import (
+from devdax.proofs.agreement import Mismatch, Side, agree, explore
+from devdax.proofs.engine import (
     ActionFn,
     Inv,
     St,
     Sys,
     check_inductive,
     check_reaches,
+    forall,
     show,
     unchanged,
     universe,
 )
+from devdax.proofs.runner import Obligation, Verdict
+from devdax.proofs.smt import Term
 from devdax.spec.ctx import Ctx
 from devdax.spec.profiles import Lifetime, Profile
 from devdax.spec.state import D_CREATING, D_FAILED, D_LIVE, D_RELEASED
@@ -81,11 +83,6 @@ def rules_of(p: Profile) -> MinorRules:
         free_at_release=p.lifetime is Lifetime.CDEV_KOBJECT and p.minor_freed_at == "release",
         kfree_path="kfree" in steps,
     )
-
-
-def _q(sort: Term, body: Term, name: str) -> Term:
-    x = z3.Const(name, sort)
-    return z3.ForAll([x], body(x))
 
 
 def _q2(body: Term) -> Term:
@@ -167,8 +164,8 @@ def system(rules: MinorRules) -> Sys:
         """No device exists yet; the ida is empty; the reserved range is not empty."""
         return z3.And(
             s["nr"] > 0,
-            _q(N, lambda m: z3.Not(s["ida"][m]), "m"),
-            _q(
+            forall(N, lambda m: z3.Not(s["ida"][m]), "m"),
+            forall(
                 DEV,
                 lambda d: z3.And(
                     z3.Not(s["live"][d]), z3.Not(s["gone"][d]), s["minor"][d] == -1, z3.Not(s["held"][d])
@@ -177,7 +174,7 @@ def system(rules: MinorRules) -> Sys:
             ),
         )
 
-    invariants = [
+    invariants: list[Inv[St]] = [
         Inv(
             "minor_unique",
             "no two unreleased devices share a minor",
@@ -194,8 +191,8 @@ def system(rules: MinorRules) -> Sys:
             "ida_exact",
             "dax_minor_ida holds exactly the minors devices hold",
             lambda s: z3.And(
-                _q(DEV, lambda d: z3.Implies(s["held"][d], s["ida"][s["minor"][d]]), "d"),
-                _q(
+                forall(DEV, lambda d: z3.Implies(s["held"][d], s["ida"][s["minor"][d]]), "d"),
+                forall(
                     N,
                     lambda m: z3.Implies(
                         s["ida"][m], z3.And(s["held"][s["owner"][m]], s["minor"][s["owner"][m]] == m)
@@ -209,14 +206,14 @@ def system(rules: MinorRules) -> Sys:
         Inv(
             "minors_in_range",
             "every held minor lies inside the reserved chrdev range",
-            lambda s: _q(DEV, lambda d: z3.Implies(s["held"][d], s["minor"][d] < s["nr"]), "d"),
+            lambda s: forall(DEV, lambda d: z3.Implies(s["held"][d], s["minor"][d] < s["nr"]), "d"),
             "minors_in_range",
             bmc_first=True,
         ),
         Inv(
             "minor_held_while_live",
             "a live device that got a minor still holds it",
-            lambda s: _q(
+            lambda s: forall(
                 DEV, lambda d: z3.Implies(z3.And(s["live"][d], s["minor"][d] >= 0), s["held"][d]), "d"
             ),
             "minor_unique",
@@ -234,7 +231,7 @@ def system(rules: MinorRules) -> Sys:
         Inv(
             "device_phases",
             "fresh devices hold nothing; live and gone exclude; held minors are >= 0",
-            lambda s: _q(
+            lambda s: forall(
                 DEV,
                 lambda d: z3.And(
                     z3.Implies(
@@ -256,7 +253,7 @@ def system(rules: MinorRules) -> Sys:
         cs = [z3.Const(f"tidy{i}", DEV) for i in range(k)]
         return z3.And(
             s["nr"] <= k + 1,
-            _q(
+            forall(
                 DEV,
                 lambda d: z3.And(
                     s["minor"][d] <= k + 1,
@@ -313,7 +310,8 @@ def render(m: Term, states: Sequence[St], params: Sequence[dict[str, Term]]) -> 
 
 
 def minor_obligations(p: Profile) -> list[Obligation]:
-    """The minor invariants of profile ``p`` as obligations ``ind_<name>``, preceded by non-vacuity."""
+    """The minor invariants of profile ``p`` as obligations (``obligation_name``), preceded by
+    non-vacuity."""
     sys = system(rules_of(p))
 
     def vacuity(timeout: float) -> Verdict:
@@ -329,7 +327,7 @@ def minor_obligations(p: Profile) -> list[Obligation]:
 
     out = [
         Obligation(
-            "ind_minor_not_vacuous", "a run reaches two devices holding minors", "proofs/minor.py", vacuity
+            "minor_not_vacuous", "a run reaches two devices holding minors", "proofs/minor.py", vacuity
         )
     ]
     for inv in sys.invariants:
@@ -339,7 +337,7 @@ def minor_obligations(p: Profile) -> list[Obligation]:
 
         out.append(
             Obligation(
-                f"ind_{inv.name}",
+                obligation_name(inv.name),
                 f"inductive for any devices: {inv.doc}",
                 f"spec/invariants.py {inv.serves}; spec/admin.py ida_alloc_minor",
                 goal,
@@ -348,9 +346,15 @@ def minor_obligations(p: Profile) -> list[Obligation]:
     return out
 
 
+def obligation_name(inv: str) -> str:
+    """The ``minor_`` prefix names this model; an invariant already named after minors
+    (minor_unique, minors_in_range) keeps its name."""
+    return inv if inv.startswith("minor") else f"minor_{inv}"
+
+
 #: obligation name -> the spec invariant it serves (for the profile's documented findings)
 def serves(p: Profile) -> dict[str, str]:
-    return {f"ind_{inv.name}": inv.serves for inv in system(rules_of(p)).invariants}
+    return {obligation_name(inv.name): inv.serves for inv in system(rules_of(p)).invariants}
 
 
 # --------------------------------------------------------------------------------------------------
@@ -397,16 +401,13 @@ def pin(s: St, o: MinorObs, elems: Sequence[Term]) -> Term:
 
 def check_agreement(
     c: Ctx, rules: MinorRules | None = None, limit: int = 20_000
-) -> tuple[int, int, list[str]]:
+) -> tuple[int, int, list[Mismatch]]:
     """Every transition of every reachable spec state of ``c`` (at most ``limit`` states) against the
-    step relation of ``rules`` (default: read from c's profile; a test plants another one). Returns
-    (states, visible transitions, mismatches). For each spec transition s -> t:
-
-    * abstract(t) == abstract(s): a step the model does not see (an open, a put that releases
-      nothing, ...), a stutter;
-    * otherwise some model action leads from abstract(s) to abstract(t), and that action, on the
-      device the solver matched, has no other outcome from abstract(s): the model's effect is the
-      spec's, not merely compatible with it (the minor alloc_minor picks is the lowest free one).
+    step relation of ``rules`` (default: read from c's profile; a test plants another one), by
+    proofs/agreement.py: (states, visible transitions, mismatches). A spec transition that changes
+    the abstraction is a model action, and that action, on the device the solver matched, has no
+    outcome that is not a spec successor: the model's effect is the spec's, not merely compatible
+    with it (the minor alloc_minor picks is the lowest free one).
 
     The converse (every model step is a spec step) is not checked: the model lets any device be
     created, given a minor, released or (v4.7) have its minor freed at any moment, where the spec's
@@ -416,52 +417,16 @@ def check_agreement(
     sys = system(rules if rules is not None else rules_of(c.prof))
     elems = [z3.Const(f"dev{i}", DEV) for i in range(c.cfg.instances)]
     S, T = sys.fresh("pre"), sys.fresh("post")
-    acts = sys.step(S, T, "agree")
-    fired = [z3.Bool(f"fired:{name}") for name, _, _ in acts]
-    solver = z3.Solver()
-    if len(elems) > 1:
-        solver.add(z3.Distinct(*elems))
-    solver.add(*(z3.Implies(b, f) for b, (_, f, _) in zip(fired, acts, strict=True)))
-    start = init(c)
-    seen, todo = {start}, [start]
-    bad: list[str] = []
-    visible = 0
-    while todo:
-        s = todo.pop()
-        o = abstract(c, s)
-        solver.push()
-        solver.add(pin(S, o, elems))
-        for tr in successors(c, s):
-            if tr.state not in seen:
-                if len(seen) >= limit:
-                    raise ValueError(f"config: more than {limit} reachable states")
-                seen.add(tr.state)
-                todo.append(tr.state)
-            ot = abstract(c, tr.state)
-            if ot == o:
-                continue
-            visible += 1
-            solver.push()
-            solver.add(pin(T, ot, elems), z3.Or(*fired))
-            if solver.check() != z3.sat:
-                bad.append(
-                    f"spec step not in the model: {tr.action}{tr.args} -> {tr.outcome}\n"
-                    f"  from {o}\n  to   {ot}"
-                )
-                solver.pop()
-                continue
-            mod = solver.model()
-            solver.pop()
-            i = next(i for i, b in enumerate(fired) if z3.is_true(mod.eval(b, model_completion=True)))
-            name, formula, params = acts[i]
-            # the device as one of the named elements (a model's own values mean nothing to the next check)
-            d = next(x for x in elems if z3.is_true(mod.eval(params["d"] == x, model_completion=True)))
-            solver.push()
-            solver.add(formula, params["d"] == d, z3.Not(pin(T, ot, elems)))
-            if solver.check() != z3.unsat:
-                bad.append(
-                    f"model step {name} has another outcome than the spec's {tr.action}{tr.args}: from {o}"
-                )
-            solver.pop()
-        solver.pop()
-    return len(seen), visible, bad
+    side: Side[MinorObs] = Side(
+        [S, T],
+        sys.step(S, T, "agree"),
+        lambda st, o: pin(st, o, elems),
+        objects=elems,
+        base=[z3.Distinct(*elems)] if len(elems) > 1 else [],
+        incremental=True,
+    )
+
+    def moves(s: SpecState) -> list[tuple[str, SpecState]]:
+        return [(f"{tr.action}{tr.args} -> {tr.outcome}", tr.state) for tr in successors(c, s)]
+
+    return agree(explore(init(c), moves, limit), lambda s: abstract(c, s), side)

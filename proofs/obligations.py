@@ -127,10 +127,10 @@ def obligations_for(
     # another one fails, so its verdicts stand alone
     # (a step property such as no_sleep_in_rcu relies on the invariants but is not one of them)
     for ob in inductive_obligations(profile):
-        inv = ob.name.removeprefix("ind_")
+        inv = ob.name.removeprefix("proto_")
         out.append(
             _documented(
-                _grouped(ob, "protocol", ob.name != "ind_no_sleep_in_rcu"),
+                _grouped(ob, "protocol", ob.name != "proto_no_sleep_in_rcu"),
                 findings,
                 *STRENGTHENING_INVARIANT.get(inv, (inv,)),
             )

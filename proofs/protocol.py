@@ -366,10 +366,6 @@ class State:
         return [x for f in fields(self) for x in terms(getattr(self, f.name))]
 
 
-def field_names() -> list[str]:
-    return [f.name for f in fields(State)]
-
-
 # --------------------------------------------------------------------------------------------------
 # The protocol
 # --------------------------------------------------------------------------------------------------

@@ -32,7 +32,7 @@ Invariants, split in two layers so that a profile where a claim fails still gets
   holder lost), ``refcount_exact_device`` (no pin leaked), ``no_refcount_underflow``.
 
 A claim proved only relative to another claim that fails is not reported as proved: the obligation
-then searches for a reachable violation (proofs/unbounded.py find_trace) and reports it, or UNKNOWN.
+then searches for a reachable violation (proofs/engine.py find_trace) and reports it, or UNKNOWN.
 Modern's F2 (docs/findings.md) is exactly that case: a re-bind's cdev_init() loses the count of files
 opened under the previous binding (refcount_exact_cdev fails at the bind step), the second cdev_add pin
 leaks (refcount_exact_device), and the next put of the lost count underflows. Use after free does *not*
@@ -48,18 +48,22 @@ from dataclasses import dataclass
 
 import z3
 
-from devdax.proofs.runner import Obligation, Status, Verdict
-from devdax.proofs.smt import Term
-from devdax.proofs.unbounded import (
+from devdax.proofs.agreement import Mismatch, Side, agree, explore
+from devdax.proofs.engine import (
     ActionFn,
     Inv,
     St,
     Sys,
+    b2i,
     check_inductive,
     check_reaches,
+    forall,
     show,
     universe,
 )
+from devdax.proofs.ghost import Owner, appended, numbered, removed
+from devdax.proofs.runner import Obligation, Status, Verdict
+from devdax.proofs.smt import Term
 from devdax.spec.admin import program
 from devdax.spec.ctx import Ctx
 from devdax.spec.profiles import Lifetime, Profile
@@ -67,6 +71,8 @@ from devdax.spec.state import D_CREATING, D_FAILED, D_LIVE, D_NONE, D_RELEASED, 
 from devdax.spec.state import State as SpecState
 
 F = z3.DeclareSort("FILE")
+#: the ghost numberings (proofs/ghost.py) of the open files and, for the v4.7 kref, of all vmas
+FILE_NUMBERING, VMA_NUMBERING = ("idx", "slot", "nfiles"), ("gidx", "gslot", "nvmas")
 V = z3.DeclareSort("VMAR")
 B, N = z3.BoolSort(), z3.IntSort()
 
@@ -81,15 +87,6 @@ PROG_NAMES = {
     UNBIND: "unbind",
     DONE: "done",
 }
-
-
-def b2i(b: Term) -> Term:
-    return z3.If(b, 1, 0)
-
-
-def _q(sort: Term, body: Callable[[Term], Term], name: str) -> Term:
-    x = z3.Const(name, sort)
-    return z3.ForAll([x], body(x))
 
 
 def ite(c: Term, a: St, b: St) -> St:
@@ -339,14 +336,11 @@ def system(md: Model) -> Sys:
         freed number."""
         cnt = s["count"][f] - 1
         kept = {**s, "count": z3.Store(s["count"], f, cnt)}
-        j, last = s["idx"][f], s["slot"][s["nfiles"] - 1]
         freed = {
             **kept,
             "opened": z3.Store(s["opened"], f, False),
             "fd": z3.Store(s["fd"], f, False),
-            "idx": z3.Store(s["idx"], last, j),
-            "slot": z3.Store(s["slot"], j, last),
-            "nfiles": s["nfiles"] - 1,
+            **dict(zip(FILE_NUMBERING, removed(s["idx"], s["slot"], s["nfiles"], f), strict=True)),
         }
         return ite(cnt == 0, holder_put(md, freed), kept)
 
@@ -367,9 +361,7 @@ def system(md: Model) -> Sys:
                 "opened": z3.Store(s["opened"], f, True),
                 "fd": z3.Store(s["fd"], f, True),
                 "count": z3.Store(s["count"], f, 1),
-                "idx": z3.Store(s["idx"], f, s["nfiles"]),
-                "slot": z3.Store(s["slot"], s["nfiles"], f),
-                "nfiles": s["nfiles"] + 1,
+                **dict(zip(FILE_NUMBERING, appended(s["idx"], s["slot"], s["nfiles"], f), strict=True)),
                 "nv": z3.Store(s["nv"], f, 0),
             },
         )
@@ -383,18 +375,16 @@ def system(md: Model) -> Sys:
     def mmap(s: St, t: St, tag: str) -> tuple[Term, dict[str, Term]]:
         """A new vma takes a file reference (and v4.7's dax_dev kref)."""
         f, v = z3.Const(f"f@{tag}", F), z3.Const(f"v@{tag}", V)
-        n = s["nv"][f]
+        vidx, vslot, nv = appended(s["vidx"], s["vslot"][f], s["nv"][f], v)
         new = {
             **s,
             "used": z3.Store(s["used"], v, True),
             "vfile": z3.Store(s["vfile"], v, f),
             "count": z3.Store(s["count"], f, s["count"][f] + 1),
-            "vidx": z3.Store(s["vidx"], v, n),
-            "vslot": z3.Store(s["vslot"], f, z3.Store(s["vslot"][f], n, v)),
-            "nv": z3.Store(s["nv"], f, n + 1),
-            "gidx": z3.Store(s["gidx"], v, s["nvmas"]),
-            "gslot": z3.Store(s["gslot"], s["nvmas"], v),
-            "nvmas": s["nvmas"] + 1,
+            "vidx": vidx,
+            "vslot": z3.Store(s["vslot"], f, vslot),
+            "nv": z3.Store(s["nv"], f, nv),
+            **dict(zip(VMA_NUMBERING, appended(s["gidx"], s["gslot"], s["nvmas"], v), strict=True)),
         }
         if md.kref:
             new["kref"] = s["kref"] + 1
@@ -404,17 +394,14 @@ def system(md: Model) -> Sys:
         """vm_ops->close (v4.7 dax_dev_put), then fput of vm_file."""
         v = z3.Const(f"v@{tag}", V)
         g = s["vfile"][v]
-        j, last = s["vidx"][v], s["vslot"][g][s["nv"][g] - 1]
-        gj, glast = s["gidx"][v], s["gslot"][s["nvmas"] - 1]
+        vidx, vslot, nv = removed(s["vidx"], s["vslot"][g], s["nv"][g], v)
         new = {
             **s,
             "used": z3.Store(s["used"], v, False),
-            "vidx": z3.Store(s["vidx"], last, j),
-            "vslot": z3.Store(s["vslot"], g, z3.Store(s["vslot"][g], j, last)),
-            "nv": z3.Store(s["nv"], g, s["nv"][g] - 1),
-            "gidx": z3.Store(s["gidx"], glast, gj),
-            "gslot": z3.Store(s["gslot"], gj, glast),
-            "nvmas": s["nvmas"] - 1,
+            "vidx": vidx,
+            "vslot": z3.Store(s["vslot"], g, vslot),
+            "nv": z3.Store(s["nv"], g, nv),
+            **dict(zip(VMA_NUMBERING, removed(s["gidx"], s["gslot"], s["nvmas"], v), strict=True)),
         }
         if md.kref:
             new = dax_dev_put(md, new)
@@ -524,8 +511,8 @@ def system(md: Model) -> Sys:
     )
 
 
-def invariants(md: Model, create: Sequence[str]) -> list[Inv]:
-    core: list[Inv] = []
+def invariants(md: Model, create: Sequence[str]) -> list[Inv[St]]:
+    core: list[Inv[St]] = []
 
     def add(name: str, doc: str, serves: str, fn: Callable[[St], Term]) -> None:
         core.append(Inv(name, doc, fn, serves))
@@ -535,60 +522,21 @@ def invariants(md: Model, create: Sequence[str]) -> list[Inv]:
         "open files are numbered 0..nfiles-1 without gaps or repeats",
         "refcount_exact_all",
         lambda s: z3.And(
-            s["nfiles"] >= 0,
-            _q(
-                F,
-                lambda f: z3.Implies(
-                    s["opened"][f],
-                    z3.And(s["idx"][f] >= 0, s["idx"][f] < s["nfiles"], s["slot"][s["idx"][f]] == f),
-                ),
-                "f",
-            ),
-            _q(
-                N,
-                lambda i: z3.Implies(
-                    z3.And(i >= 0, i < s["nfiles"]),
-                    z3.And(s["opened"][s["slot"][i]], s["idx"][s["slot"][i]] == i),
-                ),
-                "i",
-            ),
-            _q(F, lambda f: z3.Implies(s["fd"][f], s["opened"][f]), "f"),
+            numbered(F, lambda f: s["opened"][f], s["idx"], s["slot"], s["nfiles"]),
+            forall(F, lambda f: z3.Implies(s["fd"][f], s["opened"][f]), "f"),
         ),
     )
     add(
         "ghost_vmas_numbered",
         "each open file's vmas are numbered 0..nv(f)-1 without gaps or repeats",
         "refcount_exact_all",
-        lambda s: z3.And(
-            _q(F, lambda f: z3.Implies(s["opened"][f], s["nv"][f] >= 0), "f"),
-            _q(
-                V,
-                lambda v: z3.Implies(
-                    s["used"][v],
-                    z3.And(
-                        s["vidx"][v] >= 0,
-                        s["vidx"][v] < s["nv"][s["vfile"][v]],
-                        s["vslot"][s["vfile"][v]][s["vidx"][v]] == v,
-                    ),
-                ),
-                "v",
-            ),
-            _q(
-                F,
-                lambda f: _q(
-                    N,
-                    lambda i: z3.Implies(
-                        z3.And(s["opened"][f], i >= 0, i < s["nv"][f]),
-                        z3.And(
-                            s["used"][s["vslot"][f][i]],
-                            s["vfile"][s["vslot"][f][i]] == f,
-                            s["vidx"][s["vslot"][f][i]] == i,
-                        ),
-                    ),
-                    "i",
-                ),
-                "f",
-            ),
+        lambda s: numbered(
+            V,
+            lambda v: s["used"][v],
+            s["vidx"],
+            s["vslot"],
+            s["nv"],
+            Owner(F, lambda f: s["opened"][f], lambda v: s["vfile"][v]),
         ),
     )
     if md.kref:
@@ -596,31 +544,13 @@ def invariants(md: Model, create: Sequence[str]) -> list[Inv]:
             "ghost_all_vmas_numbered",
             "all vmas are numbered 0..nvmas-1 without gaps or repeats",
             "refcount_exact_all",
-            lambda s: z3.And(
-                s["nvmas"] >= 0,
-                _q(
-                    V,
-                    lambda v: z3.Implies(
-                        s["used"][v],
-                        z3.And(s["gidx"][v] >= 0, s["gidx"][v] < s["nvmas"], s["gslot"][s["gidx"][v]] == v),
-                    ),
-                    "v",
-                ),
-                _q(
-                    N,
-                    lambda i: z3.Implies(
-                        z3.And(i >= 0, i < s["nvmas"]),
-                        z3.And(s["used"][s["gslot"][i]], s["gidx"][s["gslot"][i]] == i),
-                    ),
-                    "i",
-                ),
-            ),
+            lambda s: numbered(V, lambda v: s["used"][v], s["gidx"], s["gslot"], s["nvmas"]),
         )
     add(
         "refcount_exact_file",
         "each file's f_count == its fd + number of its vmas",
         "refcount_exact_all",
-        lambda s: _q(
+        lambda s: forall(
             F, lambda f: z3.Implies(s["opened"][f], s["count"][f] == b2i(s["fd"][f]) + s["nv"][f]), "f"
         ),
     )
@@ -723,7 +653,7 @@ def invariants(md: Model, create: Sequence[str]) -> list[Inv]:
             ),
         ),
     )
-    claims: list[Inv] = []
+    claims: list[Inv[St]] = []
     if md.kref:
         add(
             "refcount_exact_kref",
@@ -789,17 +719,17 @@ def invariants(md: Model, create: Sequence[str]) -> list[Inv]:
                 "refcount_exact_all",
             )
         )
-    uaf = Inv(
+    uaf: Inv[St] = Inv(
         "no_use_after_free",
         "no open file points at a released device, no vma at a freed file, no put on freed memory",
         lambda s: z3.And(
             z3.Not(s["uaf"]),
-            _q(F, lambda f: z3.Implies(s["opened"][f], z3.Not(released(s))), "f"),
-            _q(V, lambda v: z3.Implies(s["used"][v], s["opened"][s["vfile"][v]]), "v"),
+            forall(F, lambda f: z3.Implies(s["opened"][f], z3.Not(released(s))), "f"),
+            forall(V, lambda v: z3.Implies(s["used"][v], s["opened"][s["vfile"][v]]), "v"),
         ),
         "no_use_after_free",
     )
-    underflow = Inv(
+    underflow: Inv[St] = Inv(
         "no_refcount_underflow",
         "no reference is dropped that was not taken",
         lambda s: z3.Not(s["underflow"]),
@@ -856,8 +786,8 @@ def tidy(s: St, k: int) -> Term:
     return z3.And(
         s["nfiles"] <= k,
         s["nvmas"] <= k,
-        _q(F, lambda f: z3.Or(z3.Not(s["opened"][f]), *(f == c for c in fs)), "f"),
-        _q(V, lambda v: z3.Or(z3.Not(s["used"][v]), *(v == c for c in vs)), "v"),
+        forall(F, lambda f: z3.Or(z3.Not(s["opened"][f]), *(f == c for c in fs)), "f"),
+        forall(V, lambda v: z3.Or(z3.Not(s["used"][v]), *(v == c for c in vs)), "v"),
         *(s[x] <= k + 2 for x in ("dev_ref", "cdev_ref", "kref", "children", "zombies", "leaked")),
     )
 
@@ -908,7 +838,7 @@ def refcount_obligations(p: Profile) -> list[Obligation]:
     md = model_of(p)
     out = [
         Obligation(
-            "ind_refcount_not_vacuous",
+            "rc_not_vacuous",
             "a run creates the device and reaches two open files",
             "proofs/refcount.py",
             lambda timeout: check_not_vacuous(md, timeout),
@@ -921,7 +851,7 @@ def refcount_obligations(p: Profile) -> list[Obligation]:
 
         out.append(
             Obligation(
-                f"ind_{inv.name}",
+                f"rc_{inv.name}",
                 f"inductive for any files/vmas: {inv.doc}",
                 f"spec/invariants.py {inv.serves}; spec/kobject.py, spec/admin.py",
                 goal,
@@ -931,7 +861,7 @@ def refcount_obligations(p: Profile) -> list[Obligation]:
 
 
 def serves(p: Profile) -> dict[str, str]:
-    return {f"ind_{inv.name}": inv.serves for inv in system(model_of(p)).invariants}
+    return {f"rc_{inv.name}": inv.serves for inv in system(model_of(p)).invariants}
 
 
 # --------------------------------------------------------------------------------------------------
@@ -1032,19 +962,18 @@ def pin(s: St, o: RcObs, fs: Sequence[Term], vs: Sequence[Term]) -> Term:
     return z3.And(*parts, s["opened"] == opened, s["fd"] == fd, s["used"] == used)
 
 
-def check_agreement(c: Ctx, model: Profile | None = None, limit: int = 20_000) -> tuple[int, int, list[str]]:
+def check_agreement(
+    c: Ctx, model: Profile | None = None, limit: int = 20_000
+) -> tuple[int, int, list[Mismatch]]:
     """Every transition of every reachable, not yet crashed spec state of ``c`` (one device, one
     generation) against the step relation of ``model`` (default: c's own profile; a test plants
-    another). Returns (states, visible transitions, mismatches). For each spec transition s -> t:
-
-    * abstract(t) == abstract(s): a step the model does not see, a stutter;
-    * otherwise a run of model steps (at most as many as the longest program has) leads from
-      abstract(s) to abstract(t): one step, or for an admin transition its step followed by the kept
-      steps the spec skipped (the model runs them as no-ops: put_device without init_ref, cdev_del
-      without a live cdev);
-    * a one-step match is also checked the other way: every outcome of that model action, on the
-      file or vma the spec touched, is the abstraction of a spec successor of s (so device_add's
-      failure is allowed exactly when the configuration lets it fail).
+    another), by proofs/agreement.py: (states, visible transitions, mismatches). A spec transition
+    that changes the abstraction is a run of model steps (at most as many as the longest program
+    has): one step, or for an admin transition its step followed by the kept steps the spec skipped
+    (the model runs them as no-ops: put_device without init_ref, cdev_del without a live cdev). A
+    one-step match is also checked the other way: every outcome of that model action, on the file or
+    vma the spec touched, is the abstraction of a spec successor (so device_add's failure is allowed
+    exactly when the configuration lets it fail).
 
     The converse for all actions does not hold (see tests/proofs/test_refcount.py)."""
     from devdax.spec.system import init, successors
@@ -1063,78 +992,24 @@ def check_agreement(c: Ctx, model: Profile | None = None, limit: int = 20_000) -
     states = [sys.fresh(f"agree{k}") for k in range(depth + 1)]
     unroll = [sys.step(states[k], states[k + 1], f"agree{k}") for k in range(depth)]
     fired = [[z3.Bool(f"fired:{name}@{k}") for name, _, _ in acts] for k, acts in enumerate(unroll)]
-    distinct = [z3.Distinct(*objs) for objs in (fs, vs) if len(objs) > 1]
     steps = [
         z3.And(*(z3.Implies(b, f) for b, (_, f, _) in zip(fired[k], acts, strict=True)), z3.Or(*fired[k]))
         for k, acts in enumerate(unroll)
     ]
+    side: Side[RcObs] = Side(
+        states,
+        unroll[0],
+        lambda st, o: pin(st, o, fs, vs),
+        longer=[z3.And(*steps[:n]) for n in range(2, depth + 1)],
+        objects=[*fs, *vs],
+        base=[z3.Distinct(*objs) for objs in (fs, vs) if len(objs) > 1],
+        # much faster here than one incremental solver holding the whole unrolling
+        solver=lambda: z3.SolverFor("QF_AUFLIA"),
+    )
 
-    def ask(*parts: Term) -> Term | None:
-        """A model of the parts, or None. A fresh quantifier-free solver per question: much faster
-        here than one incremental solver holding the whole unrolling."""
-        solver = z3.SolverFor("QF_AUFLIA")
-        solver.add(*distinct, *parts)
-        return solver.model() if solver.check() == z3.sat else None
+    def moves(s: SpecState) -> list[tuple[str, SpecState]]:
+        return [(f"{tr.action}{tr.args} -> {tr.outcome}", tr.state) for tr in successors(c, s)]
 
-    start = init(c)
-    seen, todo = {start}, [start]
-    bad: list[str] = []
-    visible = 0
-    #: answers per abstract question (many spec states differ only in what the model does not keep)
-    matches: dict[tuple[RcObs, RcObs], bool] = {}
-    exact: set[tuple[RcObs, RcObs, frozenset[RcObs]]] = set()
-    while todo:
-        s = todo.pop()
-        trs = successors(c, s)
-        for tr in trs:
-            if tr.state not in seen:
-                if len(seen) >= limit:
-                    raise ValueError(f"config: more than {limit} reachable states")
-                seen.add(tr.state)
-                todo.append(tr.state)
-        if s.oops:  # the model's crash flags are sticky; what follows a crash is not compared
-            continue
-        o = abstract(c, s)
-        want = frozenset({abstract(c, tr.state) for tr in trs} | {o})
-        here = pin(states[0], o, fs, vs)
-        for tr in trs:
-            ot = abstract(c, tr.state)
-            if ot == o:
-                continue
-            visible += 1
-            if (o, ot) in matches and (not matches[o, ot] or (o, ot, want) in exact):
-                continue
-            matched = None
-            for n in range(1, depth + 1):
-                mod = ask(here, pin(states[n], ot, fs, vs), *steps[:n])
-                if mod is not None:
-                    matched = (n, mod)
-                    break
-            matches[o, ot] = matched is not None and matched[0] == 1
-            if matched is None:
-                bad.append(
-                    f"spec step not in the model: {tr.action}{tr.args} -> {tr.outcome}\n"
-                    f"  from {o}\n  to   {ot}"
-                )
-                continue
-            n, mod = matched
-            if n > 1:
-                continue
-            i = next(i for i, b in enumerate(fired[0]) if z3.is_true(mod.eval(b, model_completion=True)))
-            name, formula, params = unroll[0][i]
-            fix = []
-            for p in params.values():
-                objs = fs if p.sort() == F else vs if p.sort() == V else None
-                if objs is None:
-                    fix.append(p == mod.eval(p, model_completion=True))
-                else:
-                    fix.append(
-                        p == next(x for x in objs if z3.is_true(mod.eval(p == x, model_completion=True)))
-                    )
-            exact.add((o, ot, want))
-            if ask(here, formula, *fix, *(z3.Not(pin(states[1], w, fs, vs)) for w in want)) is not None:
-                bad.append(
-                    f"model step {name} has an outcome the spec does not have, from {o}\n"
-                    f"  (the spec's: {tr.action}{tr.args} -> {tr.outcome})"
-                )
-    return len(seen), visible, bad
+    # the model's crash flags are sticky; what follows a crash is not compared
+    graph = ((s, out) for s, out in explore(init(c), moves, limit) if not s.oops)
+    return agree(graph, lambda s: abstract(c, s), side)

@@ -43,7 +43,7 @@ def test_variant_breaks_induction(variant: str, broken: str) -> None:
     v = check_invariant(cx, broken, 30)
     assert v.status is Status.VIOLATED
     text = v.counterexample
-    assert "state before (all invariants hold):" in text and "step: " in text
+    assert "state before (every invariant holds):" in text and "step: " in text
     assert "state after (what changed):" in text
 
 
@@ -72,7 +72,7 @@ def test_v47_partial_munmap_breaks_vmas_aligned() -> None:
     assert step.startswith(("step: munmap_head(", "step: munmap_tail(", "step: munmap_punch(")), step
     cut = int(step.split("hi=" if "munmap_head" in step else "lo=")[1].split(",")[0].rstrip(")"), 16)
     assert cut % g.PAGE_SIZE == 0 and cut % ALIGN != 0
-    (ob,) = [o for o in obligations_for("v4.7") if o.name == "ind_vmas_aligned"]
+    (ob,) = [o for o in obligations_for("v4.7") if o.name == "proto_vmas_aligned"]
     r = runner.run([ob], 60)[0]
     assert r.verdict.status is Status.FINDING and "M8" in r.verdict.counterexample
 

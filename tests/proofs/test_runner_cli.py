@@ -102,8 +102,8 @@ def test_relative_proofs_are_flagged() -> None:
     # v4.10's and modern's groups stand on their own: their failures are unassumed findings
     obs = {o.name: o for o in obligations_for("modern")}
     assert obs["life_no_null_deref"].group == "lifetime" and not obs["life_no_null_deref"].assumed
-    assert obs["life_files_well_formed"].assumed and obs["ind_lock_balanced"].group == "protocol"
-    assert obs["ind_no_sleep_in_rcu"].group == "protocol" and not obs["ind_no_sleep_in_rcu"].assumed
+    assert obs["life_files_well_formed"].assumed and obs["proto_lock_balanced"].group == "protocol"
+    assert obs["proto_no_sleep_in_rcu"].group == "protocol" and not obs["proto_no_sleep_in_rcu"].assumed
 
 
 def test_findings_per_profile_and_variant() -> None:
@@ -182,7 +182,8 @@ def test_f3_counterexample_is_an_unaligned_offset() -> None:
 
 def test_v47_fails_where_its_findings_say() -> None:
     """v4.7 as merged: M1 (private mappings slip through) and M3/M4 (no fallback, no vma bounds)."""
-    lemmas = [o for o in obligations_for("v4.7") if not o.name.startswith("ind_")]
+    models = ("proto_", "rc_", "minor", "life_")
+    lemmas = [o for o in obligations_for("v4.7") if not o.name.startswith(models)]
     results = {r.obligation.name: r.verdict for r in runner.run(lemmas, timeout=120)}
     failed = {n for n, v in results.items() if v.status in (Status.VIOLATED, Status.FINDING)}
     assert failed == {

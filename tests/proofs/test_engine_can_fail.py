@@ -13,8 +13,8 @@ import z3
 
 from devdax.proofs import minor as M
 from devdax.proofs import refcount as R
+from devdax.proofs.engine import St, Sys, check_inductive, check_reaches
 from devdax.proofs.runner import Status
-from devdax.proofs.unbounded import St, Sys, check_inductive, check_reaches
 from devdax.spec.profiles import get_profile
 
 Action = Callable[[St, St, str], tuple[z3.ExprRef, dict[str, z3.ExprRef]]]

@@ -1,0 +1,410 @@
+"""The one transition-system engine every unbounded encoding uses (protocol, lifetime, refcount, minor).
+
+An encoding describes a :class:`System`: how to make a fresh state, Init, the step as a list of named
+actions (a formula over the state before, the state after and the step's parameters), the invariants,
+and how to render a state for a person. This module does the rest, the same way for every encoding:
+
+* ``check_inductive``: Init => I, then (the assumed invariants) /\\ I /\\ step => I' for each action;
+  a failure is the counterexample to induction (the state before, the step, what changed after);
+* ``find_trace``: a bounded search from Init for a *reachable* violation, printed as a trace: the
+  strongest evidence. It runs before the induction for the spec's own safety invariants
+  (``Inv.bmc_first``: a strengthening that does not hold could otherwise make a false invariant look
+  proved relative to it), and after a counterexample to induction when ``depth`` allows, so that an
+  unreachable counterexample says the strengthening is too weak, not that the kernel is wrong;
+* ``check_reaches``: non-vacuity, a planned run from Init is possible.
+
+Where a step query with quantified hypotheses is slow, a counterexample is looked for among few
+objects first (``System.finite``, the same system over finite sorts, or ``System.tidy``, a bound on
+the objects that matter); a finite model is a real counterexample. Verdicts are those of
+proofs/runner.py; UNKNOWN is never proved.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any, Generic, TypeVar
+
+import z3
+
+from devdax.proofs.runner import Status, Verdict
+from devdax.proofs.smt import ARITH_SOLVER, Term
+
+S = TypeVar("S")
+#: one action instance between two states: (name, formula, parameters to print as name -> term)
+Act = tuple[str, Term, dict[str, Term]]
+#: (model, states, the parameters of each step between them) -> one block of lines per state
+Renderer = Callable[[Term, Sequence[S], Sequence[dict[str, Term]]], list[list[str]]]
+
+
+@dataclass(frozen=True)
+class Inv(Generic[S]):
+    name: str
+    doc: str
+    fn: Callable[[S], Term]
+    #: the spec invariant (spec/invariants.py) this proves or serves as a strengthening of
+    serves: str
+    #: search for a reachable violation before the induction (the spec's own invariants)
+    bmc_first: bool = False
+
+
+def show(m: Term, term: Term) -> str:
+    """A value of the model as a person reads it: ``DEV!val!1`` becomes ``dev1``."""
+    return re.sub(
+        r"(\w+)!val!(\d+)",
+        lambda x: f"{x.group(1).lower()}{x.group(2)}",
+        str(m.eval(term, model_completion=True)),
+    )
+
+
+def b2i(b: Term) -> Term:
+    return z3.If(b, 1, 0)
+
+
+def forall(sort: Term, body: Callable[[Term], Term], name: str) -> Term:
+    x = z3.Const(name, sort)
+    return z3.ForAll([x], body(x))
+
+
+def universe(m: Term, sort: Term) -> list[Term]:
+    """The elements of an uninterpreted sort in the model (the objects the counterexample needs)."""
+    return list(m.get_universe(sort) or [])
+
+
+@dataclass(frozen=True, eq=False)
+class System(Generic[S]):
+    fresh: Callable[[str], S]
+    init: Callable[[S], Term]
+    step: Callable[[S, S, str], list[Act]]
+    invariants: Sequence[Inv[S]]
+    render: Renderer[S]
+    #: hypotheses true in every state (a device's ranges), assumed by every query
+    rigid: Sequence[Term] = ()
+    #: ``tidy(s, k)``: s has at most k objects that matter and its numbers are small; a counterexample
+    #: is searched under it for k = 1, 2, 3 first, so that it shows only what the violation needs
+    tidy: Callable[[S, int], Term] | None = None
+    #: the same system over finite sorts: where a slow step query looks for a counterexample first
+    finite: System[S] | None = None
+    #: seconds a step query gets before the small-model search (None: a third of what is left)
+    quick: float | None = None
+    #: how a step parameter's value is printed
+    value: Callable[[Term, Term], str] = show
+
+    def invariant(self, name: str) -> Inv[S]:
+        for inv in self.invariants:
+            if inv.name == name:
+                return inv
+        raise ValueError(f"invariant: unknown {name!r}")
+
+    @cached_property
+    def frame(self) -> Frame[S]:
+        """A pre and a post state, the actions between them and every invariant on both, built once
+        (building the protocol's actions is the expensive part of a proof)."""
+        pre, post = self.fresh("pre"), self.fresh("post")
+        return Frame(
+            pre,
+            post,
+            self.step(pre, post, "step"),
+            {i.name: i.fn(pre) for i in self.invariants},
+            {i.name: i.fn(post) for i in self.invariants},
+        )
+
+
+@dataclass(frozen=True)
+class Frame(Generic[S]):
+    pre: S
+    post: S
+    actions: list[Act]
+    before: dict[str, Term]
+    after: dict[str, Term]
+
+
+# --------------------------------------------------------------------------------------------------
+# Systems whose state is a dict of named terms (minor, refcount)
+# --------------------------------------------------------------------------------------------------
+
+St = dict[str, Term]
+#: an action: (before, after, tag) -> (formula, parameters to print as name -> term)
+ActionFn = Callable[[St, St, str], tuple[Term, dict[str, Term]]]
+
+
+@dataclass(frozen=True)
+class Sys:
+    """A system described by its variables and named actions; ``system`` is what the engine checks."""
+
+    #: state variable name -> sort builder: a Z3 sort, or (domain, range) for an array
+    vars: dict[str, Term | tuple[Term, Term]]
+    init: Callable[[St], Term]
+    actions: dict[str, ActionFn]
+    invariants: list[Inv[St]]
+    render: Renderer[St]
+    #: variables that never change (a configuration constant such as the reserved minor count)
+    frozen: tuple[str, ...] = field(default=())
+    tidy: Callable[[St, int], Term] | None = None
+
+    def fresh(self, tag: str) -> St:
+        out: St = {}
+        for name, sort in self.vars.items():
+            if isinstance(sort, tuple):
+                out[name] = z3.Array(f"{name}@{tag}", sort[0], sort[1])
+            else:
+                out[name] = z3.Const(f"{name}@{tag}", sort)
+        return out
+
+    def step(self, s: St, t: St, tag: str) -> list[Act]:
+        out = []
+        for name, fn in self.actions.items():
+            formula, params = fn(s, t, tag)
+            keep = [s[v] == t[v] for v in self.frozen]
+            out.append((name, z3.And(formula, *keep), params))
+        return out
+
+    @cached_property
+    def system(self) -> System[St]:
+        return System(self.fresh, self.init, self.step, self.invariants, self.render, tidy=self.tidy)
+
+
+def unchanged(s: St, t: St, *but: str) -> Term:
+    """Every variable keeps its value except those named (the frame condition of an action)."""
+    return z3.And(*(t[k] == v for k, v in s.items() if k not in but))
+
+
+def _compiled(sys: System[Any] | Sys) -> System[Any]:
+    return sys.system if isinstance(sys, Sys) else sys
+
+
+# --------------------------------------------------------------------------------------------------
+# Queries
+# --------------------------------------------------------------------------------------------------
+
+
+def solver_for(timeout: float) -> Term:
+    """A fresh solver with the budget and the arithmetic solver every proof here uses (proofs/smt.py)."""
+    solver = z3.Solver()
+    solver.set("timeout", max(1, int(timeout * 1000)))
+    solver.set("arith.solver", ARITH_SOLVER)
+    return solver
+
+
+def _params(sys: System[Any], m: Term, params: dict[str, Term]) -> str:
+    return ", ".join(f"{k}={sys.value(m, v)}" for k, v in params.items())
+
+
+def render_cti(
+    sys: System[Any], m: Term, act: Act, title: str, held: str, states: tuple[Any, Any] | None = None
+) -> str:
+    """Two states and the step: the state before in full, after it only the lines that changed."""
+    name, _, params = act
+    pre, post = states or (sys.frame.pre, sys.frame.post)
+    before, after = sys.render(m, [pre, post], [params])
+    changed = [ln for ln in after if ln not in before] or ["(nothing changed)"]
+    return "\n".join(
+        [
+            title,
+            f"state before ({held}):",
+            *("  " + ln for ln in before),
+            f"step: {name}({_params(sys, m, params)})",
+            "state after (what changed):",
+            *("  " + ln for ln in changed),
+        ]
+    )
+
+
+@dataclass(frozen=True)
+class Run:
+    """A run from Init found by ``shortest_run``: the model, the states, and each step's action."""
+
+    model: Term
+    states: list[Any]
+    steps: list[Act]
+
+    @property
+    def names(self) -> list[str]:
+        return [name for name, _, _ in self.steps]
+
+
+def shortest_run(
+    sys: System[Any] | Sys, bad: Callable[[Any], Term], depth: int, deadline: float
+) -> Run | None:
+    """The shortest run of at most ``depth`` steps from Init to a state where ``bad`` holds; None when
+    there is none within the depth (or the budget ran out before one was found)."""
+    sys = _compiled(sys)
+    states = [sys.fresh("t0")]
+    solver = solver_for(deadline - time.monotonic())
+    solver.add(*sys.rigid, sys.init(states[0]))
+    steps: list[list[tuple[Term, Act]]] = []
+    for k in range(depth + 1):
+        if k > 0:
+            states.append(sys.fresh(f"t{k}"))
+            acts = sys.step(states[k - 1], states[k], f"s{k}")
+            # one selector per action says which fired (a formula with a quantifier does not always
+            # evaluate to a truth value in the model)
+            picks = [(z3.Bool(f"fired:{i}:{a[0]}@s{k}"), a) for i, a in enumerate(acts)]
+            solver.add(*(z3.Implies(b, a[1]) for b, a in picks))
+            solver.add(z3.Or(*(b for b, _ in picks)))
+            steps.append(picks)
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return None
+        solver.set("timeout", max(1, int(left * 1000)))
+        solver.push()
+        solver.add(bad(states[k]))
+        r = solver.check()
+        if r == z3.sat:
+            m = _tidy_model(sys, solver, states[0]) or solver.model()
+            fired = [next(a for b, a in p if z3.is_true(m.eval(b, model_completion=True))) for p in steps]
+            return Run(m, states, fired)
+        solver.pop()
+        if r == z3.unknown:
+            return None
+    return None
+
+
+def find_trace(sys: System[Any] | Sys, inv: Inv[Any], depth: int, deadline: float) -> Verdict | None:
+    """The shortest reachable violation of ``inv`` within ``depth`` steps, rendered as a trace."""
+    sys = _compiled(sys)
+    run = shortest_run(sys, lambda s: z3.Not(inv.fn(s)), depth, deadline)
+    if run is None:
+        return None
+    m = run.model
+    blocks = sys.render(m, run.states, [p for _, _, p in run.steps])
+    lines = [f"reachable violation of {inv.name} in {len(run.steps)} step(s) from Init:", "state 0 (Init):"]
+    lines += ["  " + ln for ln in blocks[0]]
+    for i, (name, _, params) in enumerate(run.steps):
+        lines.append(f"step {i + 1}: {name}({_params(sys, m, params)})")
+        lines.append(f"state {i + 1}:")
+        lines += ["  " + ln for ln in blocks[i + 1]]
+    return Verdict(Status.VIOLATED, counterexample="\n".join(lines))
+
+
+def _tidy_model(sys: System[Any], solver: Term, s: Any) -> Term | None:
+    """The smallest model under ``sys.tidy`` (k = 1, 2, 3), or None: the solver's own model stands."""
+    if sys.tidy is None:
+        return None
+    for k in (1, 2, 3):
+        solver.push()
+        solver.add(sys.tidy(s, k))
+        r = solver.check()
+        model = solver.model() if r == z3.sat else None
+        solver.pop()
+        if model is not None:
+            return model
+    return None
+
+
+def _step_query(
+    sys: System[Any], name: str, i: int, hyps: Sequence[str], timeout: float
+) -> tuple[Term, Term]:
+    """(answer, solver) of (hyps) /\\ action i /\\ not name'."""
+    fr = sys.frame
+    solver = solver_for(timeout)
+    solver.add(*sys.rigid, *(fr.before[h] for h in hyps), fr.actions[i][1], z3.Not(fr.after[name]))
+    return solver.check(), solver
+
+
+def check_inductive(
+    sys: System[Any] | Sys,
+    name: str,
+    timeout: float,
+    depth: int = 6,
+    assume: Sequence[str] | None = None,
+    label: str = "",
+) -> Verdict:
+    """Init => I and (the assumed invariants, all by default) /\\ I /\\ step => I'. A failure is explained
+    by a reachable trace when one exists within ``depth`` steps, else by the counterexample to
+    induction; ``label`` starts the text (which instance failed, e.g. the alignment)."""
+    sys = _compiled(sys)
+    deadline = time.monotonic() + timeout
+    inv = sys.invariant(name)
+    if inv.bmc_first and depth > 0:
+        early = find_trace(sys, inv, depth, min(deadline, time.monotonic() + timeout / 2))
+        if early is not None:
+            return early
+    fr = sys.frame
+    solver = solver_for(timeout)
+    solver.add(*sys.rigid, sys.init(fr.pre), z3.Not(fr.before[name]))
+    r = solver.check()
+    if r == z3.sat:
+        (block,) = sys.render(solver.model(), [fr.pre], [])
+        text = "\n".join([f"{name} does not hold in Init:", *("  " + ln for ln in block)])
+        return Verdict(Status.VIOLATED, counterexample=label + text)
+    if r == z3.unknown:
+        reason = solver.reason_unknown()
+        return Verdict(Status.UNKNOWN, counterexample=f"{label}Init: solver unknown: {reason}")
+    hyps = [i.name for i in sys.invariants if assume is None or i.name in assume or i.name == name]
+    small = sys.finite is not None or sys.tidy is not None
+    for i, (act, _, _) in enumerate(fr.actions):
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return Verdict(
+                Status.UNKNOWN, counterexample=f"{label}timeout: budget of {timeout:g}s spent before {act}"
+            )
+        # A proof (unsat) is usually quick; a counterexample with quantified hypotheses is where the
+        # solver can wander. So the query first gets a part of the budget, then small counterexamples
+        # are searched, then the query gets what is left.
+        first = left if not small else min(left, sys.quick) if sys.quick else max(1.0, left / 3)
+        r, solver = _step_query(sys, name, i, hyps, first)
+        found: tuple[System[Any], Term] | None = None
+        if r == z3.unknown and small:
+            found = _small_counterexample(sys, solver, name, i, hyps, deadline)
+            if found is None:
+                r, solver = _step_query(sys, name, i, hyps, max(0.001, deadline - time.monotonic()))
+        if found is None and r == z3.unknown:
+            reason = solver.reason_unknown()
+            return Verdict(Status.UNKNOWN, counterexample=f"{label}{act}: solver unknown: {reason}")
+        if found is None and r == z3.sat:
+            solver.set("timeout", max(1, int((deadline - time.monotonic()) * 1000)))
+            found = (sys, _tidy_model(sys, solver, fr.pre) or solver.model())
+        if found is not None:
+            if depth > 0 and not inv.bmc_first:
+                trace = find_trace(sys, inv, depth, deadline)
+                if trace is not None:
+                    return trace
+            where, m = found
+            held = "every invariant holds" if assume is None else "the assumed invariants hold"
+            cti = render_cti(where, m, where.frame.actions[i], f"counterexample to induction of {name}", held)
+            return Verdict(Status.VIOLATED, counterexample=label + cti)
+    return Verdict(Status.PROVED)
+
+
+def _small_counterexample(
+    sys: System[Any], solver: Term, name: str, i: int, hyps: Sequence[str], deadline: float
+) -> tuple[System[Any], Term] | None:
+    """A counterexample among few objects, in the finite system or under ``tidy``; None if none is
+    found within its share of the budget (a proof there proves nothing about the unbounded system)."""
+    left = max(0.001, deadline - time.monotonic())
+    if sys.finite is not None:
+        r, fsolver = _step_query(sys.finite, name, i, hyps, min(left, sys.quick or left / 2))
+        if r != z3.sat:
+            return None
+        fsolver.set("timeout", max(1, int(min(2.0, left) * 1000)))
+        return sys.finite, _tidy_model(sys.finite, fsolver, sys.finite.frame.pre) or fsolver.model()
+    solver.set("timeout", max(1, int(left * 500)))
+    m = _tidy_model(sys, solver, sys.frame.pre)
+    return None if m is None else (sys, m)
+
+
+def check_reaches(
+    sys: System[Any] | Sys, plan: Sequence[str], goal: Callable[[Sequence[Any]], Term], timeout: float
+) -> Verdict:
+    """Non-vacuity: the planned run of actions from Init is possible and ends in a state satisfying
+    ``goal`` (say, two files open). The invariants hold there because they are inductive; what this
+    rules out is a proof that holds only because an action's guard can never be true."""
+    sys = _compiled(sys)
+    states = [sys.fresh(f"run{i}") for i in range(len(plan) + 1)]
+    solver = solver_for(timeout)
+    solver.add(*sys.rigid, sys.init(states[0]))
+    for i, name in enumerate(plan):
+        acts = {n: f for n, f, _ in sys.step(states[i], states[i + 1], f"run{i}")}
+        solver.add(acts[name])
+    solver.add(goal(states))
+    r = solver.check()
+    if r == z3.sat:
+        return Verdict(Status.PROVED)
+    return Verdict(
+        Status.VIOLATED if r == z3.unsat else Status.UNKNOWN,
+        counterexample=f"the run {' -> '.join(plan)} is impossible: {r}",
+    )
