@@ -47,7 +47,7 @@ from .device import (
 )
 from .errors import KernelBug, StepFailed, check_int, os_error
 from .event import Event
-from .file import DaxFile
+from .file import DaxFile, PathFile
 from .ida import Ida
 from .table import C
 from .tracelog import TraceLog
@@ -502,6 +502,8 @@ class DaxBus:
         with self._lock:
             self._check_open()
             names = frozenset(n for n, v in O_FLAGS.items() if v and flags & v == v)
+            if fops.path_only(names):
+                raise ValueError("flags: an O_PATH open is DaxBus.open_path(), it opens no device")
             if fops.open_flags(names) != "ok":
                 raise os_error(getattr(errno, fops.open_flags(names)), "open: O_DIRECT")
             acc = flags & os.O_ACCMODE
@@ -519,6 +521,16 @@ class DaxBus:
                 f.private_data = None  # M21: dax_get_private() of a dead device
             self._log("open", f.name, target.name)
             return f
+
+    def open_path(self, dev: DevDax) -> PathFile:
+        """open("/dev/daxX.Y", O_PATH): the path lookup alone, so ENOENT once device_del() took the
+        node out of devtmpfs; the driver is not asked (spec/fops.py path_only)."""
+        _owned(self, dev, "dev")
+        with self._lock:
+            self._check_open()
+            if not dev.registered:
+                raise os_error(errno.ENOENT, f"/dev/{dev.name} is gone")
+            return PathFile(self, dev)
 
     def _chrdev_lookup(self, dev: DevDax) -> DevDax | None:
         """The cdev reference is taken here (cdev_get: kobject_get_unless_zero)."""

@@ -35,7 +35,7 @@ from .bus import ALIGNS, IMPL_PROFILES, DaxBus
 from .device import DAX_MINOR_IDA, DaxRegion, DevDax, SharedBacking
 from .errors import KernelBug
 from .event import Event
-from .file import DaxFile
+from .file import DaxFile, PathFile
 from .vma import UserMapping, VmArea, present_units
 
 __all__ = [
@@ -53,6 +53,7 @@ __all__ = [
     "DevDax",
     "Event",
     "KernelBug",
+    "PathFile",
     "SharedBacking",
     "UserMapping",
     "VmArea",

@@ -226,3 +226,24 @@ class DaxFile:
 
 
 __all__ = ["DaxFile"]
+
+
+class PathFile:
+    """An O_PATH file of /dev/daxX.Y: a path, not an open device (spec/fops.py path_only). No ->open
+    ran, so it holds no cdev reference and no private_data; fdget() refuses it for every call but
+    close (EBADF), and its close releases nothing of the device."""
+
+    def __init__(self, bus: DaxBus, dev: DevDax) -> None:
+        self.bus = bus
+        self.dev = dev
+        self.closed = False
+
+    def fdget(self) -> None:
+        """Any call but close: "if (file->f_mode & FMODE_PATH)" fdget() finds no file."""
+        raise os_error(getattr(errno, fops.PATH_FD), f"O_PATH file of {self.dev.name}")
+
+    def close(self) -> None:
+        with self.bus._lock:
+            if self.closed:
+                raise os_error(errno.EBADF, "closed")
+            self.closed = True

@@ -15,6 +15,17 @@ def open_flags(flags: frozenset[str]) -> str:
     return "EINVAL" if "O_DIRECT" in flags else "ok"
 
 
+def path_only(flags: frozenset[str]) -> bool:
+    """An O_PATH open is a path lookup only: do_dentry_open() gives the file f_op = &empty_fops and
+    FMODE_PATH, and never calls ->open (no chrdev_open, no cdev reference, no private_data). fdget()
+    refuses an FMODE_PATH file, so every later call on it but close is EBADF (read, write, lseek,
+    ioctl, fsync, fallocate, mmap: recorded in k02, k03, k04, k05 on 6.1, 6.12 and 7.2)."""
+    return "O_PATH" in flags
+
+
+PATH_FD = "EBADF"
+
+
 def read(readable: bool) -> str:
     """vfs_read(): FMODE_READ missing -> EBADF; no ->read/->read_iter (FMODE_CAN_READ unset) -> EINVAL."""
     return "EINVAL" if readable else "EBADF"

@@ -18,11 +18,12 @@ import errno
 from devdax.impl import sys as dsys
 from devdax.impl.bus import DaxBus
 from devdax.impl.device import DevDax
-from devdax.impl.file import DaxFile
+from devdax.impl.file import DaxFile, PathFile
 from devdax.impl.kobject import KernelBug
 from devdax.impl.vma import UserMapping
 from devdax.impl.vmcore import reserve
 from devdax.scenario import format as fmt
+from devdax.spec import fops
 from devdax.spec.abi import FALLOC, IOCTL, MADV, MAP, MS, O_FLAGS, PROT, SEEK, flags_of
 
 
@@ -31,6 +32,7 @@ class _Run:
         self.bus = bus
         self.devs = devs
         self.fds: dict[str, DaxFile | None] = {}
+        self.paths: dict[str, PathFile] = {}  # O_PATH handles (a name is in one of the two)
         self.maps: dict[str, UserMapping] = {}
         self.made: list[DaxFile | UserMapping] = []  # everything created, also under re-bound names
 
@@ -101,6 +103,9 @@ def _fd(r: _Run, name: str) -> DaxFile | None:
 
 
 def _need_fd(r: _Run, name: str) -> DaxFile:
+    path = r.paths.get(name)
+    if path is not None and not path.closed:
+        path.fdget()  # an O_PATH file: EBADF for every call but close
     f = _fd(r, name)
     if f is None:
         raise OSError(errno.EBADF, "closed")
@@ -109,15 +114,26 @@ def _need_fd(r: _Run, name: str) -> DaxFile:
 
 def _open(r: _Run, st: fmt.Step) -> str:
     assert isinstance(st, fmt.Open)
+    if fops.path_only(st.flags):
+        p = r.bus.open_path(r.devs[st.dev])
+        if st.as_:
+            r.paths[st.as_] = p
+            r.fds.pop(st.as_, None)
+        return fmt.OK
     f = r.bus.open(r.devs[st.dev], flags_of(st.flags, O_FLAGS, "flags"))
     r.made.append(f)
     if st.as_:
         r.fds[st.as_] = f
+        r.paths.pop(st.as_, None)
     return fmt.OK
 
 
 def _close(r: _Run, st: fmt.Step) -> str:
     assert isinstance(st, fmt.Close)
+    path = r.paths.get(st.fd)
+    if path is not None and not path.closed:
+        path.close()
+        return fmt.OK
     _need_fd(r, st.fd).close()
     return fmt.OK
 

@@ -42,6 +42,7 @@ class _Run:
     s: State
     generation: int = 0
     fds: dict[str, int] = field(default_factory=dict)  # handle -> file slot (-1 once closed)
+    paths: set[str] = field(default_factory=set)  # O_PATH handles still open: no file slot at all
     maps: dict[str, _Map] = field(default_factory=dict)
     memory: dict[int, int] = field(default_factory=dict)  # physical byte -> value
 
@@ -118,6 +119,14 @@ def _open(r: _Run, st: fmt.Step) -> str:
     assert isinstance(st, fmt.Open)
     if fops.open_flags(st.flags) != "ok":
         return fops.open_flags(st.flags)
+    if fops.path_only(st.flags):
+        # the node's path lookup alone: devtmpfs has it from device_add() to device_del()
+        if not r.s.devs[_instance(r, st.dev)].registered:
+            return "ENOENT"
+        if st.as_:
+            r.paths.add(st.as_)
+            r.fds.pop(st.as_, None)
+        return "ok"
     writable = bool({"O_RDWR", "O_WRONLY"} & st.flags)
     readable = "O_WRONLY" not in st.flags
     res = do_open(r.c, r.s, _instance(r, st.dev), writable, readable)
@@ -128,6 +137,7 @@ def _open(r: _Run, st: fmt.Step) -> str:
         f = next(i for i, (a, b) in enumerate(zip(r.s.files, s.files, strict=True)) if a != b)
         if st.as_:
             r.fds[st.as_] = f
+            r.paths.discard(st.as_)
     r.s = s
     return outcome
 
@@ -139,6 +149,9 @@ def _fd(r: _Run, name: str) -> int:
 
 def _close(r: _Run, st: fmt.Step) -> str:
     assert isinstance(st, fmt.Close)
+    if st.fd in r.paths:
+        r.paths.discard(st.fd)
+        return "ok"
     f = _fd(r, st.fd)
     if f < 0:
         return "EBADF"
@@ -151,6 +164,8 @@ def _close(r: _Run, st: fmt.Step) -> str:
 
 def _mmap(r: _Run, st: fmt.Step) -> str:
     assert isinstance(st, fmt.Mmap)
+    if st.fd in r.paths:
+        return fops.PATH_FD
     f = _fd(r, st.fd)
     if f < 0:
         return "EBADF"
@@ -413,6 +428,8 @@ def _mremap(r: _Run, st: fmt.Step) -> str:
 
 def _fd_call(r: _Run, st: fmt.Step) -> str:
     assert isinstance(st, fmt.Read | fmt.Write | fmt.Fsync | fmt.Lseek | fmt.Fallocate | fmt.Ioctl)
+    if st.fd in r.paths:
+        return fops.PATH_FD
     f = _fd(r, st.fd)
     if f < 0:
         return "EBADF"
