@@ -50,6 +50,7 @@ class Tally:
     examples: list[str] = field(default_factory=list)
     calls: int = 0
     by_op: Counter[str] = field(default_factory=Counter)
+    op_outcomes: Counter[str] = field(default_factory=Counter)
 
     def fail(self, column: str, message: str) -> None:
         self.failures[column] += 1
@@ -137,7 +138,8 @@ def call(what: str, fn: Callable[..., object], *args: object, **kwargs: object) 
     outcome ("ok", "SIGBUS", "SIGSEGV", "mismatch") is that string, of any other result "ok"."""
     t = TALLY
     t.calls += 1
-    t.by_op[what.split("(")[0].split(".")[-1]] += 1
+    op = what.split("(")[0].split(".")[-1]
+    t.by_op[op] += 1
     signal.setitimer(signal.ITIMER_REAL, CALL_TIMEOUT)
     try:
         result = fn(*args, **kwargs)
@@ -147,12 +149,14 @@ def call(what: str, fn: Callable[..., object], *args: object, **kwargs: object) 
         signal.setitimer(signal.ITIMER_REAL, 0)
         label, column = classify(fn, exc)
         t.outcomes[label] += 1
+        t.op_outcomes[f"{op} {label}"] += 1
         if column is not None:
             t.fail(column, f"{what} raised {type(exc).__name__}: {exc}")
         return label, exc
     signal.setitimer(signal.ITIMER_REAL, 0)
     label = result if isinstance(result, str) and result in ("ok", "SIGBUS", "SIGSEGV", "mismatch") else "ok"
     t.outcomes[label] += 1
+    t.op_outcomes[f"{op} {label}"] += 1
     return label, result
 
 
