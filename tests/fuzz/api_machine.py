@@ -266,11 +266,18 @@ class ApiMachine(RuleBasedStateMachine):
         if label == "ok":
             self.keep.append(r)
 
-    @rule(target=devices, op=st.sampled_from(("disable", "enable", "remove_region")), dev=devices)
+    @rule(
+        target=devices,
+        op=st.sampled_from(("disable", "enable", "remove_region", "release_backing")),
+        dev=devices,
+    )
     def admin(self, op: str, dev: DevDax) -> object:
-        """Unbind, bind and provider removal: one rule, so that admin steps are a few of all steps
-        and most examples keep a live device long enough to reach its mappings."""
-        if op == "remove_region":
+        """Unbind, bind, provider removal and the provider letting go of its memory: one rule, so
+        that admin steps are a few of all steps and most examples keep a live device long enough to
+        reach its mappings."""
+        if op == "release_backing":
+            call(f"release_backing({dev.region.name})", self.bus.release_backing, dev.region.backing)
+        elif op == "remove_region":
             label, _ = call(f"remove_region({dev.region.name})", self.bus.remove_region, dev.region)
             if label == "ok":
                 self.removed.add(id(dev.region))
@@ -317,6 +324,18 @@ class ApiMachine(RuleBasedStateMachine):
         label, _ = call(f"{op}({_name(arg)})", getattr(bus, op), arg)
         if label == "ok":
             self.tally.fail("foreign", f"{op} accepted {_name(arg)}, not a {op} argument of that bus")
+
+    @rule(which=st.sampled_from(("workers", "timeout", "events", "minor_ida", "mm_first_fault")), bad=HOSTILE)
+    def bus_hostile(self, which: str, bad: object) -> None:
+        """A bad constructor argument is refused before the handler process, its userfaultfd and its
+        memfd exist (issue 14 class 5): the leak check at the end of the example sees any of them."""
+        if which == "mm_first_fault" and isinstance(bad, float):
+            # 4096.0 == 4096 passes the check and fails after the handler exists, leaking it
+            # (new_bus_float_first_fault in test_known_defects.py): steered away until fixed
+            bad = -1
+        _, b = call(f"DaxBus({which}={bad!r})", DaxBus, **{which: bad})
+        if isinstance(b, DaxBus):
+            call("DaxBus.close()", b.close)
 
     @precondition(lambda self: self.bus2 is not None and not self.bus2.closed)
     @rule()

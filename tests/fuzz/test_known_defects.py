@@ -168,6 +168,23 @@ REPROS: dict[str, str] = {
         b.close()
         print("RESULT", "ok" if got in ("ENXIO", "this bus") else got)
     """,
+    # new (found by the fuzz, issue 14 classes 4 and 5): mm_first_fault=4096.0 passes the check
+    # (4096.0 == 4096), and the ctypes store after the handler process started raises TypeError:
+    # the handler process, its userfaultfd, the table and the watcher thread are left behind
+    "new_bus_float_first_fault": """
+        import threading
+        kids = lambda: open(f"/proc/self/task/{os.getpid()}/children").read().split()
+        before = (len(os.listdir("/proc/self/fd")), threading.active_count(), kids())
+        try:
+            DaxBus(mm_first_fault=4096.0).close()
+            got = "accepted"
+        except ValueError as e:
+            got = "ValueError" if "mm_first_fault" in str(e) else "ValueError unnamed"
+        except Exception as e:
+            got = type(e).__name__
+        after = (len(os.listdir("/proc/self/fd")), threading.active_count(), kids())
+        print("RESULT", got, "leaks" if after != before else "no leak")
+    """,
     # new (found by the fuzz): DaxBus.close() removes every region by iterating over bus.regions,
     # from which a region's release removes it: every second region is skipped, never removed, and
     # its devices never released
@@ -189,6 +206,7 @@ EXPECT: dict[str, str] = {
     "new_view_types": "RESULT [True, True, True]",
     "new_prove_usage_lines": "RESULT 2 1",
     "new_open_crosses_buses": "RESULT ok",
+    "new_bus_float_first_fault": "RESULT ValueError no leak",
     "new_close_skips_regions": "RESULT [True, True, True, True] 0",
 }
 
