@@ -54,16 +54,24 @@ class Teardown:
 
     epoch: int = 0
     dead: bool = False
+    #: the region's removal has begun: the device that is never unbound goes too
+    removing: bool = False
     lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def set(self, dead: bool) -> None:
+    def set(self, dead: bool, removing: bool = False) -> None:
         with self.lock:
             self.epoch += 1
             self.dead = dead
+            self.removing = removing
 
     def get(self) -> tuple[int, bool]:
         with self.lock:
             return self.epoch, self.dead
+
+    def bound(self) -> tuple[int, bool]:
+        """(epoch, whether the second device is certainly bound in it)."""
+        with self.lock:
+            return self.epoch, not self.removing
 
 
 @dataclass
@@ -105,10 +113,10 @@ def _toucher(k: int, n: int, base: int, ctl: int, state: Teardown, stop: threadi
         if t.outcome == "ok" and dead0 and e0 == e1:
             c.fail("stale", f"touch at {off:#x} succeeded inside teardown epoch {e0}")
         if ctl and rng.random() < 0.05:
-            e0, dead0 = state.get()
+            e0, bound = state.bound()
             tc = MappingCore.touch_read(ctl + off, 1)
             local[f"control {tc.outcome}"] += 1
-            if tc.outcome != "ok" and not dead0 and state.get()[0] == e0:
+            if tc.outcome != "ok" and bound and state.get()[0] == e0:
                 c.fail("control", f"touch of the bound device at {off:#x}: {tc.outcome}")
     with c.lock:
         c.touches.update(local)
@@ -146,8 +154,9 @@ def _round(bus: DaxBus, i: int, cycles: int, touchers: int, c: Counts) -> None:
         _admin("enable", bus.enable, dev)
         time.sleep(rng.random() / 1000)
         c.cycles += 1
+    state.set(dead=False, removing=True)  # the removal kills both devices, the first one last
     _admin("remove_region", bus.remove_region, r)
-    state.set(dead=True)
+    state.set(dead=True, removing=True)
     c.removes += 1
     time.sleep(0.05)  # touchers keep trying the removed device for a while
     stop.set()
