@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup check test lint bench clean conformance-setup conformance
+.PHONY: setup check test lint bench clean conformance-setup conformance fuzz
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -39,6 +39,12 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m bench
+
+# The long fuzz run (issue 14): 10^5 API calls and 2,000 command lines, counts by outcome; then the
+# stress benchmark of touches racing disable/enable/remove. tests/fuzz has the short run of the fuzz.
+fuzz: $(STAMP)
+	$(BIN)/python -m bench.bench_fuzz
+	$(BIN)/python -m bench.bench_stress
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis
