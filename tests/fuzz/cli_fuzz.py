@@ -292,9 +292,9 @@ def argv(draw: st.DrawFn, pool: list[str], generated: str) -> list[str]:
     if cmd == "scenario":
         sub = draw(st.sampled_from(("run", "diff", "bogus", "")))
         if sub == "run":
-            extra = ["--backend", draw(st.sampled_from(("model", "impl", "impl", "bogus", "")))]
+            extra = ["--backend", draw(st.sampled_from(("spec", "impl", "impl", "bogus", "")))]
         elif sub == "diff":
-            names = ("model,impl", "model,impl,kernel", "kernel", ",", "model,,impl", "impl,bogus", "")
+            names = ("spec,impl", "spec,impl,kernel", "kernel", ",", "spec,,impl", "impl,bogus", "")
             extra = ["--backends", draw(st.sampled_from(names))]
         else:
             extra = []

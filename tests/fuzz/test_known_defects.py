@@ -72,10 +72,10 @@ REPROS: dict[str, str] = {
             print("RESULT", errno.errorcode[e.errno or 0])
         b.close()
     """,
-    # issue 14 class 2 in the model backend: MAP_POPULATE of 64G walks every unit
-    "class2_model_populate": """
+    # issue 14 class 2 in the spec backend: MAP_POPULATE of 64G walks every unit
+    "class2_spec_populate": """
         from devdax.scenario import load
-        from devdax.scenario.model import ModelBackend
+        from devdax.scenario.spec_backend import SpecBackend
         import json, tempfile
         sc = {"format": "devdax-scenario/1", "name": "populate 64G", "source": "issue 14",
               "profile": "modern", "region": {"size": "4M", "align": "4K"}, "steps": [
@@ -84,7 +84,7 @@ REPROS: dict[str, str] = {
                "flags": ["MAP_SHARED", "MAP_POPULATE"], "offset": 0, "as": "m"}]}
         with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as t:
             json.dump(sc, t)
-        print("RESULT", ModelBackend().run(load(t.name)))
+        print("RESULT", SpecBackend().run(load(t.name)))
         os.unlink(t.name)
     """,
     # issue 14 class 3: a create that fails (ENOSPC: every device slot of the core is used) leaves
@@ -200,7 +200,7 @@ EXPECT: dict[str, str] = {
     "class1_fixed_cut": "RESULT ",  # any outcome: what matters is that it returns
     "class2_mmap_length": "RESULT ",
     "class2_mremap_length": "RESULT ",
-    "class2_model_populate": "RESULT ",
+    "class2_spec_populate": "RESULT ",
     "class3_failed_create": "RESULT ENOSPC listed 0",
     "new_path_type": "RESULT ValueError True",
     "new_view_types": "RESULT [True, True, True]",
@@ -265,7 +265,7 @@ REASONS: dict[str, tuple[str, type[AssertionError]]] = {
     "class1_fixed_cut": ("issue 14 class 1", Hang),
     "class2_mmap_length": ("issue 14 class 2", Hang),
     "class2_mremap_length": ("issue 14 class 2", Hang),
-    "class2_model_populate": ("issue 14 class 2", Hang),
+    "class2_spec_populate": ("issue 14 class 2", Hang),
     "class3_failed_create": ("issue 14 class 3", WrongAnswer),
     "new_path_type": ("issue 14 class 4: path is not checked (found by the fuzz)", WrongAnswer),
     "new_view_types": ("issue 14 class 4: view() is not checked (found by the fuzz)", WrongAnswer),
