@@ -179,7 +179,11 @@ class DaxBus:
         """``mm_first_fault``: None, the emulated mm asks the largest fault size whose block lies
         inside the vma (handler.mm_fault_size); a size (4K, 2M, 1G): it asks that size first for every
         fault, as the spec's Config.first_fault and the 4.x mm (tests that compare with the spec)."""
-        if mm_first_fault is not None and mm_first_fault not in ALIGNS:
+        if mm_first_fault is not None and (
+            isinstance(mm_first_fault, bool)
+            or not isinstance(mm_first_fault, int)
+            or mm_first_fault not in ALIGNS
+        ):
             raise ValueError(f"mm_first_fault: expected 4K, 2M or 1G, got {mm_first_fault!r}")
         # every argument is checked before the handler process, the userfaultfd and the memfd exist:
         # a bad one must not leave them behind (issue 14, class 5)
@@ -321,6 +325,8 @@ class DaxBus:
             raise ValueError(f"align: expected 4K, 2M or 1G, got {align!r}")
         if size % align:
             raise ValueError(f"size: {size:#x} is not a multiple of align {align:#x}")
+        if path is not None and not isinstance(path, str):
+            raise ValueError(f"path: expected a file name, got {type(path).__name__}")
         prof = _impl_profile(profile)
         spans = self._spans(size, align, devices)
         with self._lock:
@@ -559,7 +565,7 @@ class DaxBus:
                 for f in files:
                     if f.fd_open:
                         f.close()
-                for r in self.regions:
+                for r in list(self.regions):  # a removal takes its region out of the list
                     if not r.gone:
                         self._run(r, self._program(r, "remove"))
             finally:

@@ -569,6 +569,9 @@ class UserMapping:
     def view(self, offset: int = 0, length: int | None = None) -> memoryview:
         """A memoryview over live mapped memory (plain Python access; faults go to the handler).
         A touch of a dead device through it raises SIGBUS in this process: use touch() to probe."""
+        check_int("offset", offset, 0, self.length)
+        if length is not None:
+            check_int("length", length, 0, self.length)
         with self.bus._lock:
             length = (self.length - offset) if length is None else length
             lo = self.base + offset

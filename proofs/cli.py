@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 from devdax.proofs import runner
 from devdax.proofs.obligations import VariantError, obligations_for
@@ -26,8 +27,16 @@ from devdax.spec.profiles import DEFAULT_PROFILE, PROFILES
 MAX_BMC_DEPTH = 64
 
 
+class _Parser(argparse.ArgumentParser):
+    """A usage error is one line, as everywhere in the CLI, not the usage block above it."""
+
+    def error(self, message: str) -> NoReturn:
+        print(f"{self.prog}: error: {message}", file=sys.stderr)
+        raise SystemExit(2)
+
+
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="devdax prove", description=__doc__.split("\n\n")[0])
+    p = _Parser(prog="devdax prove", description=__doc__.split("\n\n")[0])
     p.add_argument(
         "--profile",
         default=DEFAULT_PROFILE,
