@@ -539,12 +539,17 @@ class DaxBus:
             return PathFile(self, dev)
 
     def _chrdev_lookup(self, dev: DevDax) -> DevDax | None:
-        """The cdev reference is taken here (cdev_get: kobject_get_unless_zero)."""
+        """The cdev reference is taken here (cdev_get: kobject_get_unless_zero).
+
+        The devt map is module-wide, as the kernel's cdev_map (minors come from the module's ida),
+        but a bus serves only its own devices, each on its own core: a minor that a device of
+        another bus took over is, to this bus, a node with no cdev (ENXIO). Handing out the other
+        bus's device would map this core's slot of that number: another device's memory."""
         if dev.icdev_cached and dev.cdev.get_unless_zero():
             self._log("get", dev.name, f"cdev {dev.cdev.count}")
             return dev
         other = kobj_lookup(dev.minor)
-        if other is not None and other.cdev_mapped and other.cdev.get_unless_zero():
+        if other is not None and other.bus is self and other.cdev_mapped and other.cdev.get_unless_zero():
             self._log("get", other.name, f"cdev {other.cdev.count}")
             return other
         return None

@@ -25,6 +25,7 @@ import icontract
 
 from devdax.spec import geometry
 from devdax.spec.profiles import Profile, ReadLock
+from devdax.spec.state import DevPhase
 
 from . import contracts
 from .core import Backing, MappingCore
@@ -93,8 +94,8 @@ def kobj_unmap_bus(bus: DaxBus) -> None:
                 del _KOBJ_MAP[k]
 
 
-D_NONE, D_CREATING, D_LIVE, D_FAILED, D_RELEASED = range(5)
-PHASES: Final = ("none", "creating", "live", "failed", "released")
+# dev_dax phases: the spec's DevPhase, so impl's DevDax.phase is the spec's value, not a copy of it
+D_NONE, D_CREATING, D_LIVE, D_FAILED, D_RELEASED = DevPhase
 
 
 class SharedBacking:
@@ -577,7 +578,6 @@ __all__ = [
     "D_LIVE",
     "D_NONE",
     "D_RELEASED",
-    "PHASES",
     "DaxRegion",
     "DevDax",
     "SharedBacking",

@@ -200,12 +200,6 @@ class ApiMachine(RuleBasedStateMachine):
     def _max_align(self) -> int:
         return max((d.align for r in self.bus.regions for d in r.devices), default=PAGE)
 
-    def _crosses(self, dev: DevDax) -> bool:
-        """An open that would find another bus's device: a removed device's minor goes back to the
-        module-wide ida and a device of the second bus may take it, and open() then returns a file
-        on that device (new_open_crosses_buses in test_known_defects.py): steered away."""
-        return self.bus2 is not None and id(dev.region) in self.removed
-
     def _foreign_dev(self) -> DevDax:
         """A device of a second bus, made on first use."""
         if self.bus2 is None:
@@ -351,8 +345,6 @@ class ApiMachine(RuleBasedStateMachine):
     # --- files ------------------------------------------------------------------------------------
     @rule(target=files, dev=devices, acc=st.sampled_from(OPEN_ACC), extra=st.sampled_from(OPEN_EXTRA))
     def open(self, dev: DevDax, acc: int, extra: int) -> object:
-        if self._crosses(dev):
-            return multiple()
         label, f = call(f"open({dev.name}, {acc | extra:#o})", self.bus.open, dev, acc | extra)
         if label != "ok":
             return multiple()
@@ -362,8 +354,6 @@ class ApiMachine(RuleBasedStateMachine):
 
     @rule(target=files, dev=devices, flags=HOSTILE)
     def open_hostile(self, dev: DevDax, flags: object) -> object:
-        if self._crosses(dev):
-            return multiple()
         label, f = call(f"open({dev.name}, {flags!r})", self.bus.open, dev, flags)
         if label != "ok":
             return multiple()

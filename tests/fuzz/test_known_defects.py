@@ -267,10 +267,6 @@ REASONS: dict[str, tuple[str, type[AssertionError]]] = {
     "class2_mremap_length": ("issue 14 class 2", Hang),
     "class2_spec_populate": ("issue 14 class 2", Hang),
     "class3_failed_create": ("issue 14 class 3", WrongAnswer),
-    "new_open_crosses_buses": (
-        "issue 14 class 6: a minor leads to another bus (found by the fuzz)",
-        WrongAnswer,
-    ),
 }
 #: reproductions of defects the fuzz found and that are fixed: plain regression tests now
 FIXED: dict[str, str] = {
@@ -279,6 +275,7 @@ FIXED: dict[str, str] = {
     "new_bus_float_first_fault": "issue 14 class 5: DaxBus(mm_first_fault=4096.0) refused before any start",
     "new_close_skips_regions": "DaxBus.close removes every region (it removed from the list it walked)",
     "new_prove_usage_lines": "devdax prove: a usage error is one line",
+    "new_open_crosses_buses": "issue 14 class 6: a minor another bus took over is ENXIO to this bus",
 }
 assert REASONS.keys() | FIXED.keys() == REPROS.keys() == EXPECT.keys()
 assert not REASONS.keys() & FIXED.keys()
