@@ -346,8 +346,25 @@ class DaxBus:
                     self.release_backing(backing)
                 raise
             self.regions.append(region)
-            self._run(region, self._program(region, "probe"))
+            try:
+                self._run(region, self._program(region, "probe"))
+            except BaseException:
+                self._unwind_probe(region, backing if created else None)
+                raise
             return region
+
+    def _unwind_probe(self, region: DaxRegion, backing: SharedBacking | None) -> None:
+        """A probe that failed part way (ENOSPC: no device slot left in the core) leaves nothing: as
+        the kernel's devm actions undo a failed probe, the removal program takes down whatever it
+        created, and the region leaves the bus (issue 14 class 3: creation is all or nothing)."""
+        try:
+            if not region.gone:
+                self._run(region, self._program(region, "remove"))
+        finally:
+            if region in self.regions:
+                self.regions.remove(region)
+            if backing is not None:
+                self.release_backing(backing)
 
     def release_backing(self, backing: SharedBacking) -> None:
         """Drop the provider's hold on memory this bus created: the memory of a removed region then
