@@ -58,6 +58,7 @@ from .table import (
     VMA_SHARED,
     VMA_WRITE,
     SharedTable,
+    VmaDesc,
 )
 
 PAGE = dsys.PAGE_SIZE
@@ -438,58 +439,88 @@ class MappingCore:
             align = d.align
             if length <= 0 or length % PAGE or pgoff < 0:
                 raise _einval(f"length {length:#x} / pgoff {pgoff} invalid")
-            free = [i for i in range(MAX_VMAS) if not self.table.t.vmas[i].used]
-            if not free:
-                raise OSError(errno.ENOMEM, "no free vma slot")
-            res_len = length + align
-            res = dsys.mmap(
-                0, res_len, dsys.PROT_NONE, dsys.MAP_PRIVATE | dsys.MAP_ANONYMOUS | dsys.MAP_NORESERVE
-            )
-            try:
-                addr = geometry.dax_get_unmapped_area(0, length, pgoff, align, lambda _n: res)
-                if addr % align or (addr + length) % align:
-                    raise _einval("unaligned vma (check_vma): file offset not a multiple of align")
-                pieces = self.pieces(d.ranges, pgoff, length, align)
-                for p in pieces:
-                    fd = d.backing.fd if p.phys is not None else self._hole_fd
-                    dsys.mmap(
-                        addr + p.offset, p.length, prot, dsys.MAP_SHARED | dsys.MAP_FIXED, fd, p.phys or 0
-                    )
-            except BaseException:
-                dsys.munmap(res, res_len)
-                raise
-            if addr > res:  # release the slack
-                dsys.munmap(res, addr - res)
-            if res + res_len > addr + length:
-                dsys.munmap(addr + length, res + res_len - addr - length)
-            idx = free[0]
-            v = self.table.t.vmas[idx]
-            v.start, v.end, v.pgoff, v.dev, v.align = addr, addr + length, pgoff, dev, align
-            v.flags = (
+            idx = self._free_vma_slot()
+            addr, pieces = self._place(d, length, pgoff, prot)
+            flags = (
                 VMA_MAYSHARE
                 | (VMA_SHARED if file_writable else 0)
                 | (VMA_WRITE if prot & dsys.PROT_WRITE else 0)
             )
-            v.used = 1
+            v = self._record_vma(idx, addr, length, pgoff, dev, align, flags)
             m = Mapping(addr, length, pgoff, dev, align, prot, idx, pieces, "uffd")
-            try:
-                self._request(b"ADD")
-                try:
-                    dsys.uffd_register(self._uffd, addr, length, dsys.UFFDIO_REGISTER_MODE_MINOR)
-                except OSError as e:
-                    if e.errno != errno.EINVAL:
-                        raise
-                    m.mode = "prefault"  # not shmem: no minor faults on this backing
-                    self._zap(m)  # populate if alive, else the empty memfd (SIGBUS)
-            except BaseException:
-                v.used = 0
-                dsys.munmap(addr, length)
-                if self._ctl is not None:
-                    self._request(b"DEL")
-                raise
+            self._register_vma(m, v)
             d.maps.append(m)
             self._maps.add(m)
             return m
+
+    def _free_vma_slot(self) -> int:
+        """The caller holds self._lock, so the slot stays free until it writes the descriptor."""
+        idx = next((i for i in range(MAX_VMAS) if not self.table.t.vmas[i].used), None)
+        if idx is None:
+            raise OSError(errno.ENOMEM, "no free vma slot")
+        return idx
+
+    def _place(self, d: _Device, length: int, pgoff: int, prot: int) -> tuple[int, tuple[Piece, ...]]:
+        """dax_get_unmapped_area: a PROT_NONE reservation of length + align always holds an address
+        congruent to the offset, the pieces go MAP_FIXED over it and the slack is given back. On a
+        failure the whole reservation goes, so nothing is left mapped."""
+        align = d.align
+        res_len = length + align
+        res = dsys.mmap(
+            0, res_len, dsys.PROT_NONE, dsys.MAP_PRIVATE | dsys.MAP_ANONYMOUS | dsys.MAP_NORESERVE
+        )
+        try:
+            addr = geometry.dax_get_unmapped_area(0, length, pgoff, align, lambda _n: res)
+            if addr % align or (addr + length) % align:
+                raise _einval("unaligned vma (check_vma): file offset not a multiple of align")
+            pieces = self.pieces(d.ranges, pgoff, length, align)
+            self._map_pieces(d, addr, pieces, prot)
+        except BaseException:
+            dsys.munmap(res, res_len)
+            raise
+        if addr > res:  # release the slack
+            dsys.munmap(res, addr - res)
+        if res + res_len > addr + length:
+            dsys.munmap(addr + length, res + res_len - addr - length)
+        return addr, pieces
+
+    def _map_pieces(self, d: _Device, addr: int, pieces: Sequence[Piece], prot: int) -> None:
+        """Holes past the device end map the empty memfd, so touching them SIGBUSes (module doc).
+        The caller owns [addr, addr + length) and unmaps it if this fails part way."""
+        for p in pieces:
+            fd = d.backing.fd if p.phys is not None else self._hole_fd
+            dsys.mmap(addr + p.offset, p.length, prot, dsys.MAP_SHARED | dsys.MAP_FIXED, fd, p.phys or 0)
+
+    def _record_vma(
+        self, idx: int, addr: int, length: int, pgoff: int, dev: int, align: int, flags: int
+    ) -> VmaDesc:
+        """The descriptor the handler's find_vma reads; ``used`` is stored last, so a fault never
+        sees a used slot with half-written bounds."""
+        v: VmaDesc = self.table.t.vmas[idx]
+        v.start, v.end, v.pgoff, v.dev, v.align = addr, addr + length, pgoff, dev, align
+        v.flags = flags
+        v.used = 1
+        return v
+
+    def _register_vma(self, m: Mapping, v: VmaDesc) -> None:
+        """The handler indexes the descriptor before the first minor fault can reach it. On any
+        failure the vma is taken down again (slot, memory, then the handler's index), so the caller
+        is left with nothing to undo."""
+        try:
+            self._request(b"ADD")
+            try:
+                dsys.uffd_register(self._uffd, m.addr, m.length, dsys.UFFDIO_REGISTER_MODE_MINOR)
+            except OSError as e:
+                if e.errno != errno.EINVAL:
+                    raise
+                m.mode = "prefault"  # not shmem: no minor faults on this backing
+                self._zap(m)  # populate if alive, else the empty memfd (SIGBUS)
+        except BaseException:
+            v.used = 0
+            dsys.munmap(m.addr, m.length)
+            if self._ctl is not None:
+                self._request(b"DEL")
+            raise
 
     def _populate(self, m: Mapping) -> None:
         adv = dsys.MADV_POPULATE_WRITE if m.prot & dsys.PROT_WRITE else dsys.MADV_POPULATE_READ
