@@ -136,6 +136,26 @@ class ChildTouch:
     value: int | None
 
 
+class _MunmapWait:
+    """The backoff of MappingCore._mm_write: one exponential schedule and one deadline shared by both
+    of its waits, so that together they stay within the core's timeout."""
+
+    def __init__(self, lo: int, hi: int, timeout: float, cap: float) -> None:
+        self.lo, self.hi = lo, hi
+        self.deadline = time.monotonic() + timeout
+        self.delay = 1e-6
+        self.cap = cap
+
+    def pause(self, busy: list[int], which: str) -> None:
+        if time.monotonic() > self.deadline:
+            raise OSError(
+                errno.ETIMEDOUT,
+                f"munmap: faults of workers {busy} {which} [{self.lo:#x}, {self.hi:#x}) did not finish",
+            )
+        time.sleep(self.delay)
+        self.delay = min(self.delay * 2, self.cap)
+
+
 class MappingCore:
     """Backings, device slots and vmas over one userfaultfd serviced by one handler process.
 
@@ -586,35 +606,21 @@ class MappingCore:
         changed) or the second (op done). A dead handler holds nothing (its slots are cleared).
         """
         tr = self.table.trace if self.table.trace.on else None
-        deadline = time.monotonic() + self.timeout
-        delay = 1e-6
-        cap = 5e-5 if tr is not None and tr.scheduled else 1e-3
-
-        def pause(busy: list[int], which: str) -> None:
-            """Exponential backoff (one schedule across both waits), bounded by the deadline."""
-            nonlocal delay
-            if time.monotonic() > deadline:
-                raise OSError(
-                    errno.ETIMEDOUT,
-                    f"munmap: faults of workers {busy} {which} [{lo:#x}, {hi:#x}) did not finish",
-                )
-            time.sleep(delay)
-            delay = min(delay * 2, cap)
-
+        wait = _MunmapWait(lo, hi, self.timeout, 5e-5 if tr is not None and tr.scheduled else 1e-3)
         while True:
             with tr.section() if tr is not None else contextlib.nullcontext():
                 busy = [] if self.broken else self.table.mm_busy(lo, hi)
                 if not busy:
                     op()
                     break
-            pause(busy, "on")
+            wait.pause(busy, "on")
         if self.broken:
             return
         srcu.memory_barrier()
         while busy := self.table.mm_busy(lo, hi):
             if self.broken:
                 return
-            pause(busy, "that looked up")
+            wait.pause(busy, "that looked up")
 
     def unmap(self, m: Mapping, point: Callable[[], None] | None = None) -> None:
         """munmap: the entries go with the vma, then the descriptor is retired in the handler.
