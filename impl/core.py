@@ -660,24 +660,12 @@ class MappingCore:
         """
         with self._lock:
             self._live(m)
-            if (
-                length <= 0
-                or offset < 0
-                or offset + length > m.length
-                or offset % m.align
-                or length % m.align
-            ):
-                raise _einval(f"split at ({offset:#x}, {length:#x}) not aligned to {m.align:#x} (may_split)")
+            self._may_split(m, offset, length)
             if length == m.length:
                 self.unmap(m)
                 return ()
             cut_end = offset + length
-            right_idx = None
-            if cut_end < m.length:
-                free = [i for i in range(MAX_VMAS) if not self.table.t.vmas[i].used]
-                if not free:
-                    raise OSError(errno.ENOMEM, "no free vma slot")
-                right_idx = free[0]
+            right_idx = self._free_vma_slot() if cut_end < m.length else None
             d = self._devices[m.dev]
             out: list[Mapping] = []
 
@@ -703,6 +691,14 @@ class MappingCore:
                 if m.closed and not self.broken:
                     self._request(b"ADD")
             return tuple(out)
+
+    @staticmethod
+    def _may_split(m: Mapping, offset: int, length: int) -> None:
+        """dev_dax_may_split: a cut inside a unit would split a huge entry (before 4.15 the kernel
+        did, and hit VM_BUG_ON; M8), so the modern driver refuses it with EINVAL, as it does a
+        range outside the vma."""
+        if length <= 0 or offset < 0 or offset + length > m.length or offset % m.align or length % m.align:
+            raise _einval(f"split at ({offset:#x}, {length:#x}) not aligned to {m.align:#x} (may_split)")
 
     def _derive(self, m: Mapping, off: int, length: int, idx: int) -> Mapping:
         """A Mapping for [m.addr+off, +length) with its own descriptor in slot ``idx``."""
