@@ -44,6 +44,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import NoReturn
 
 from devdax.spec import geometry
 
@@ -845,28 +846,12 @@ class MappingCore:
         try:
             pid = os.fork()
             if pid == 0:  # pragma: no cover - child
-                try:
-                    faulthandler.disable()
-                    signal.signal(signal.SIGBUS, signal.SIG_DFL)
-                    cell = ctypes.c_uint8.from_address(addr)
-                    if write:
-                        cell.value = value & 0xFF
-                    v = cell.value
-                    os.write(w, bytes([v]))
-                finally:
-                    os._exit(0)
+                self._child_access(addr, write, value, w)
             os.close(w)
             w = -1
-            deadline = time.monotonic() + (self.timeout if timeout is None else timeout)
-            while True:
-                wpid, status = os.waitpid(pid, os.WNOHANG)
-                if wpid:
-                    break
-                if time.monotonic() > deadline:
-                    os.kill(pid, signal.SIGKILL)
-                    os.waitpid(pid, 0)
-                    return ChildTouch("timeout", None)
-                select.select([r], [], [], 0.002)
+            status = self._wait_child(pid, r, self.timeout if timeout is None else timeout)
+            if status is None:
+                return ChildTouch("timeout", None)
             data = os.read(r, 1)
         finally:
             os.close(r)
@@ -877,6 +862,38 @@ class MappingCore:
         if os.WIFSIGNALED(status):
             return ChildTouch(signal.Signals(os.WTERMSIG(status)).name, None)
         return ChildTouch("ok" if data else f"exit {os.WEXITSTATUS(status)}", data[0] if data else None)
+
+    @staticmethod
+    def _child_access(addr: int, write: bool, value: int, w: int) -> NoReturn:  # pragma: no cover - child
+        """The forked child's access. Signal handlers inherited from the parent (faulthandler's) are
+        dropped, so that a SIGBUS kills the child by its default action and the wait status names
+        it; and the child never returns into the parent's code: it always leaves by _exit, having
+        written the value read to ``w`` if the access succeeded."""
+        try:
+            faulthandler.disable()
+            signal.signal(signal.SIGBUS, signal.SIG_DFL)
+            cell = ctypes.c_uint8.from_address(addr)
+            if write:
+                cell.value = value & 0xFF
+            v = cell.value
+            os.write(w, bytes([v]))
+        finally:
+            os._exit(0)
+
+    @staticmethod
+    def _wait_child(pid: int, r: int, timeout: float) -> int | None:
+        """The child's wait status, or None if it was still blocked at the deadline (a fault nobody
+        resolves): it is killed and reaped then, so no child outlives the call."""
+        deadline = time.monotonic() + timeout
+        while True:
+            wpid, status = os.waitpid(pid, os.WNOHANG)
+            if wpid:
+                return status
+            if time.monotonic() > deadline:
+                os.kill(pid, signal.SIGKILL)
+                os.waitpid(pid, 0)
+                return None
+            select.select([r], [], [], 0.002)
 
     # --- shutdown ---------------------------------------------------------------------------------
     def close(self) -> None:
