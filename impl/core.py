@@ -44,6 +44,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import NoReturn
 
 from devdax.spec import geometry
 
@@ -58,6 +59,7 @@ from .table import (
     VMA_SHARED,
     VMA_WRITE,
     SharedTable,
+    VmaDesc,
 )
 
 PAGE = dsys.PAGE_SIZE
@@ -133,6 +135,26 @@ class ChildTouch:
 
     outcome: str
     value: int | None
+
+
+class _MunmapWait:
+    """The backoff of MappingCore._mm_write: one exponential schedule and one deadline shared by both
+    of its waits, so that together they stay within the core's timeout."""
+
+    def __init__(self, lo: int, hi: int, timeout: float, cap: float) -> None:
+        self.lo, self.hi = lo, hi
+        self.deadline = time.monotonic() + timeout
+        self.delay = 1e-6
+        self.cap = cap
+
+    def pause(self, busy: list[int], which: str) -> None:
+        if time.monotonic() > self.deadline:
+            raise OSError(
+                errno.ETIMEDOUT,
+                f"munmap: faults of workers {busy} {which} [{self.lo:#x}, {self.hi:#x}) did not finish",
+            )
+        time.sleep(self.delay)
+        self.delay = min(self.delay * 2, self.cap)
 
 
 class MappingCore:
@@ -438,58 +460,88 @@ class MappingCore:
             align = d.align
             if length <= 0 or length % PAGE or pgoff < 0:
                 raise _einval(f"length {length:#x} / pgoff {pgoff} invalid")
-            free = [i for i in range(MAX_VMAS) if not self.table.t.vmas[i].used]
-            if not free:
-                raise OSError(errno.ENOMEM, "no free vma slot")
-            res_len = length + align
-            res = dsys.mmap(
-                0, res_len, dsys.PROT_NONE, dsys.MAP_PRIVATE | dsys.MAP_ANONYMOUS | dsys.MAP_NORESERVE
-            )
-            try:
-                addr = geometry.dax_get_unmapped_area(0, length, pgoff, align, lambda _n: res)
-                if addr % align or (addr + length) % align:
-                    raise _einval("unaligned vma (check_vma): file offset not a multiple of align")
-                pieces = self.pieces(d.ranges, pgoff, length, align)
-                for p in pieces:
-                    fd = d.backing.fd if p.phys is not None else self._hole_fd
-                    dsys.mmap(
-                        addr + p.offset, p.length, prot, dsys.MAP_SHARED | dsys.MAP_FIXED, fd, p.phys or 0
-                    )
-            except BaseException:
-                dsys.munmap(res, res_len)
-                raise
-            if addr > res:  # release the slack
-                dsys.munmap(res, addr - res)
-            if res + res_len > addr + length:
-                dsys.munmap(addr + length, res + res_len - addr - length)
-            idx = free[0]
-            v = self.table.t.vmas[idx]
-            v.start, v.end, v.pgoff, v.dev, v.align = addr, addr + length, pgoff, dev, align
-            v.flags = (
+            idx = self._free_vma_slot()
+            addr, pieces = self._place(d, length, pgoff, prot)
+            flags = (
                 VMA_MAYSHARE
                 | (VMA_SHARED if file_writable else 0)
                 | (VMA_WRITE if prot & dsys.PROT_WRITE else 0)
             )
-            v.used = 1
+            v = self._record_vma(idx, addr, length, pgoff, dev, align, flags)
             m = Mapping(addr, length, pgoff, dev, align, prot, idx, pieces, "uffd")
-            try:
-                self._request(b"ADD")
-                try:
-                    dsys.uffd_register(self._uffd, addr, length, dsys.UFFDIO_REGISTER_MODE_MINOR)
-                except OSError as e:
-                    if e.errno != errno.EINVAL:
-                        raise
-                    m.mode = "prefault"  # not shmem: no minor faults on this backing
-                    self._zap(m)  # populate if alive, else the empty memfd (SIGBUS)
-            except BaseException:
-                v.used = 0
-                dsys.munmap(addr, length)
-                if self._ctl is not None:
-                    self._request(b"DEL")
-                raise
+            self._register_vma(m, v)
             d.maps.append(m)
             self._maps.add(m)
             return m
+
+    def _free_vma_slot(self) -> int:
+        """The caller holds self._lock, so the slot stays free until it writes the descriptor."""
+        idx = next((i for i in range(MAX_VMAS) if not self.table.t.vmas[i].used), None)
+        if idx is None:
+            raise OSError(errno.ENOMEM, "no free vma slot")
+        return idx
+
+    def _place(self, d: _Device, length: int, pgoff: int, prot: int) -> tuple[int, tuple[Piece, ...]]:
+        """dax_get_unmapped_area: a PROT_NONE reservation of length + align always holds an address
+        congruent to the offset, the pieces go MAP_FIXED over it and the slack is given back. On a
+        failure the whole reservation goes, so nothing is left mapped."""
+        align = d.align
+        res_len = length + align
+        res = dsys.mmap(
+            0, res_len, dsys.PROT_NONE, dsys.MAP_PRIVATE | dsys.MAP_ANONYMOUS | dsys.MAP_NORESERVE
+        )
+        try:
+            addr = geometry.dax_get_unmapped_area(0, length, pgoff, align, lambda _n: res)
+            if addr % align or (addr + length) % align:
+                raise _einval("unaligned vma (check_vma): file offset not a multiple of align")
+            pieces = self.pieces(d.ranges, pgoff, length, align)
+            self._map_pieces(d, addr, pieces, prot)
+        except BaseException:
+            dsys.munmap(res, res_len)
+            raise
+        if addr > res:  # release the slack
+            dsys.munmap(res, addr - res)
+        if res + res_len > addr + length:
+            dsys.munmap(addr + length, res + res_len - addr - length)
+        return addr, pieces
+
+    def _map_pieces(self, d: _Device, addr: int, pieces: Sequence[Piece], prot: int) -> None:
+        """Holes past the device end map the empty memfd, so touching them SIGBUSes (module doc).
+        The caller owns [addr, addr + length) and unmaps it if this fails part way."""
+        for p in pieces:
+            fd = d.backing.fd if p.phys is not None else self._hole_fd
+            dsys.mmap(addr + p.offset, p.length, prot, dsys.MAP_SHARED | dsys.MAP_FIXED, fd, p.phys or 0)
+
+    def _record_vma(
+        self, idx: int, addr: int, length: int, pgoff: int, dev: int, align: int, flags: int
+    ) -> VmaDesc:
+        """The descriptor the handler's find_vma reads; ``used`` is stored last, so a fault never
+        sees a used slot with half-written bounds."""
+        v: VmaDesc = self.table.t.vmas[idx]
+        v.start, v.end, v.pgoff, v.dev, v.align = addr, addr + length, pgoff, dev, align
+        v.flags = flags
+        v.used = 1
+        return v
+
+    def _register_vma(self, m: Mapping, v: VmaDesc) -> None:
+        """The handler indexes the descriptor before the first minor fault can reach it. On any
+        failure the vma is taken down again (slot, memory, then the handler's index), so the caller
+        is left with nothing to undo."""
+        try:
+            self._request(b"ADD")
+            try:
+                dsys.uffd_register(self._uffd, m.addr, m.length, dsys.UFFDIO_REGISTER_MODE_MINOR)
+            except OSError as e:
+                if e.errno != errno.EINVAL:
+                    raise
+                m.mode = "prefault"  # not shmem: no minor faults on this backing
+                self._zap(m)  # populate if alive, else the empty memfd (SIGBUS)
+        except BaseException:
+            v.used = 0
+            dsys.munmap(m.addr, m.length)
+            if self._ctl is not None:
+                self._request(b"DEL")
+            raise
 
     def _populate(self, m: Mapping) -> None:
         adv = dsys.MADV_POPULATE_WRITE if m.prot & dsys.PROT_WRITE else dsys.MADV_POPULATE_READ
@@ -555,35 +607,21 @@ class MappingCore:
         changed) or the second (op done). A dead handler holds nothing (its slots are cleared).
         """
         tr = self.table.trace if self.table.trace.on else None
-        deadline = time.monotonic() + self.timeout
-        delay = 1e-6
-        cap = 5e-5 if tr is not None and tr.scheduled else 1e-3
-
-        def pause(busy: list[int], which: str) -> None:
-            """Exponential backoff (one schedule across both waits), bounded by the deadline."""
-            nonlocal delay
-            if time.monotonic() > deadline:
-                raise OSError(
-                    errno.ETIMEDOUT,
-                    f"munmap: faults of workers {busy} {which} [{lo:#x}, {hi:#x}) did not finish",
-                )
-            time.sleep(delay)
-            delay = min(delay * 2, cap)
-
+        wait = _MunmapWait(lo, hi, self.timeout, 5e-5 if tr is not None and tr.scheduled else 1e-3)
         while True:
             with tr.section() if tr is not None else contextlib.nullcontext():
                 busy = [] if self.broken else self.table.mm_busy(lo, hi)
                 if not busy:
                     op()
                     break
-            pause(busy, "on")
+            wait.pause(busy, "on")
         if self.broken:
             return
         srcu.memory_barrier()
         while busy := self.table.mm_busy(lo, hi):
             if self.broken:
                 return
-            pause(busy, "that looked up")
+            wait.pause(busy, "that looked up")
 
     def unmap(self, m: Mapping, point: Callable[[], None] | None = None) -> None:
         """munmap: the entries go with the vma, then the descriptor is retired in the handler.
@@ -623,24 +661,12 @@ class MappingCore:
         """
         with self._lock:
             self._live(m)
-            if (
-                length <= 0
-                or offset < 0
-                or offset + length > m.length
-                or offset % m.align
-                or length % m.align
-            ):
-                raise _einval(f"split at ({offset:#x}, {length:#x}) not aligned to {m.align:#x} (may_split)")
+            self._may_split(m, offset, length)
             if length == m.length:
                 self.unmap(m)
                 return ()
             cut_end = offset + length
-            right_idx = None
-            if cut_end < m.length:
-                free = [i for i in range(MAX_VMAS) if not self.table.t.vmas[i].used]
-                if not free:
-                    raise OSError(errno.ENOMEM, "no free vma slot")
-                right_idx = free[0]
+            right_idx = self._free_vma_slot() if cut_end < m.length else None
             d = self._devices[m.dev]
             out: list[Mapping] = []
 
@@ -666,6 +692,14 @@ class MappingCore:
                 if m.closed and not self.broken:
                     self._request(b"ADD")
             return tuple(out)
+
+    @staticmethod
+    def _may_split(m: Mapping, offset: int, length: int) -> None:
+        """dev_dax_may_split: a cut inside a unit would split a huge entry (before 4.15 the kernel
+        did, and hit VM_BUG_ON; M8), so the modern driver refuses it with EINVAL, as it does a
+        range outside the vma."""
+        if length <= 0 or offset < 0 or offset + length > m.length or offset % m.align or length % m.align:
+            raise _einval(f"split at ({offset:#x}, {length:#x}) not aligned to {m.align:#x} (may_split)")
 
     def _derive(self, m: Mapping, off: int, length: int, idx: int) -> Mapping:
         """A Mapping for [m.addr+off, +length) with its own descriptor in slot ``idx``."""
@@ -812,28 +846,12 @@ class MappingCore:
         try:
             pid = os.fork()
             if pid == 0:  # pragma: no cover - child
-                try:
-                    faulthandler.disable()
-                    signal.signal(signal.SIGBUS, signal.SIG_DFL)
-                    cell = ctypes.c_uint8.from_address(addr)
-                    if write:
-                        cell.value = value & 0xFF
-                    v = cell.value
-                    os.write(w, bytes([v]))
-                finally:
-                    os._exit(0)
+                self._child_access(addr, write, value, w)
             os.close(w)
             w = -1
-            deadline = time.monotonic() + (self.timeout if timeout is None else timeout)
-            while True:
-                wpid, status = os.waitpid(pid, os.WNOHANG)
-                if wpid:
-                    break
-                if time.monotonic() > deadline:
-                    os.kill(pid, signal.SIGKILL)
-                    os.waitpid(pid, 0)
-                    return ChildTouch("timeout", None)
-                select.select([r], [], [], 0.002)
+            status = self._wait_child(pid, r, self.timeout if timeout is None else timeout)
+            if status is None:
+                return ChildTouch("timeout", None)
             data = os.read(r, 1)
         finally:
             os.close(r)
@@ -844,6 +862,38 @@ class MappingCore:
         if os.WIFSIGNALED(status):
             return ChildTouch(signal.Signals(os.WTERMSIG(status)).name, None)
         return ChildTouch("ok" if data else f"exit {os.WEXITSTATUS(status)}", data[0] if data else None)
+
+    @staticmethod
+    def _child_access(addr: int, write: bool, value: int, w: int) -> NoReturn:  # pragma: no cover - child
+        """The forked child's access. Signal handlers inherited from the parent (faulthandler's) are
+        dropped, so that a SIGBUS kills the child by its default action and the wait status names
+        it; and the child never returns into the parent's code: it always leaves by _exit, having
+        written the value read to ``w`` if the access succeeded."""
+        try:
+            faulthandler.disable()
+            signal.signal(signal.SIGBUS, signal.SIG_DFL)
+            cell = ctypes.c_uint8.from_address(addr)
+            if write:
+                cell.value = value & 0xFF
+            v = cell.value
+            os.write(w, bytes([v]))
+        finally:
+            os._exit(0)
+
+    @staticmethod
+    def _wait_child(pid: int, r: int, timeout: float) -> int | None:
+        """The child's wait status, or None if it was still blocked at the deadline (a fault nobody
+        resolves): it is killed and reaped then, so no child outlives the call."""
+        deadline = time.monotonic() + timeout
+        while True:
+            wpid, status = os.waitpid(pid, os.WNOHANG)
+            if wpid:
+                return status
+            if time.monotonic() > deadline:
+                os.kill(pid, signal.SIGKILL)
+                os.waitpid(pid, 0)
+                return None
+            select.select([r], [], [], 0.002)
 
     # --- shutdown ---------------------------------------------------------------------------------
     def close(self) -> None:

@@ -463,16 +463,7 @@ class Handler:
                 alive = int(self.table.t.devices[int(self.table.t.vmas[idx].dev)].alive)
                 # M5: a plain rcu_read_lock() section may not sleep (CONFIG_DEBUG_ATOMIC_SLEEP)
                 atomic = bool(int(self.table.t.devices[int(self.table.t.vmas[idx].dev)].rules) & DEV_RCU)
-                try:
-                    d = self.policy(self.table, idx, addr)
-                except Exception:
-                    # a broken (pluggable) policy must not leave the toucher blocked forever: the
-                    # fault ends in SIGBUS and the error is counted
-                    st.counters[C.ERRORS] += 1
-                    d = Decision(False, addr & ~(PAGE - 1), PAGE, "fault")
-                st.counters[C.FALLBACK] += d.fallbacks
-                for _ in range(d.leaked):
-                    sr.read_lock(wid)  # taken by a ->huge_fault call that never unlocked
+                d = self._decide(addr, idx, wid, sr)
                 dev = int(self.table.t.vmas[idx].dev)
                 if tr is not None:
                     code = (d.size << 8) | (tracelog.reason_code(d.reason) << 1) | int(d.install)
@@ -498,6 +489,23 @@ class Handler:
             # lockdep_sys_exit: "WARNING: lock held when returning to user space!" (dax_srcu, M20)
             st.counters[C.LOCK_HELD_RETURN] += 1
         return t1
+
+    def _decide(self, addr: int, idx: int, wid: int, sr: srcu.Srcu) -> Decision:
+        """The policy's decision with what it costs the worker: fallbacks counted, and the read-side
+        sections of ->huge_fault calls that never unlocked left held. Runs inside the CHECK point,
+        so a traced fault logs the decision it acted on."""
+        st = self.table.t.workers[wid]
+        try:
+            d = self.policy(self.table, idx, addr)
+        except Exception:
+            # a broken (pluggable) policy must not leave the toucher blocked forever: the
+            # fault ends in SIGBUS and the error is counted
+            st.counters[C.ERRORS] += 1
+            d = Decision(False, addr & ~(PAGE - 1), PAGE, "fault")
+        st.counters[C.FALLBACK] += d.fallbacks
+        for _ in range(d.leaked):
+            sr.read_lock(wid)  # taken by a ->huge_fault call that never unlocked
+        return d
 
     def _adopt_child(self, fd: int, wid: int) -> None:
         with self.ctx_lock:

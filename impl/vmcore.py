@@ -8,9 +8,10 @@ reads is always exactly the kernel vma (start, end, pgoff, flags): check_vma and
 negotiation see the real vm_start/vm_end, e.g. an mremap that leaves vm_end unaligned makes every
 later fault SIGBUS as in the kernel (devdax-tests.md 17).
 
-This module uses MappingCore internals (_lock, _dev, _maps, _request, _uffd, _hole_fd, _populate): a
-wrapper, not an edit, as the ownership rules ask. The public equivalents it would need in core.py are
-listed in impl/README-dax.md ("requests to the core owner").
+This module uses MappingCore internals (_lock, _dev, _maps, _request, _uffd, _hole_fd, _populate,
+_free_vma_slot, _map_pieces, _record_vma): a wrapper, not an edit, as the ownership rules ask. The
+public equivalents it would need in core.py are listed in impl/README-dax.md ("requests to the core
+owner").
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import errno
 from . import sys as dsys
 from .core import PAGE, Mapping, MappingCore, Piece
 from .fault_policy import VMA_NOHUGE
-from .table import MAX_VMAS, VMA_MAYSHARE, VMA_SHARED, VMA_WRITE
+from .table import MAX_VMAS, VMA_MAYSHARE, VMA_SHARED, VMA_WRITE, VmaDesc
 
 POLICY = "devdax.impl.fault_policy:dax_vm_policy"
 
@@ -87,48 +88,45 @@ class VmCore(MappingCore):
                 raise OSError(errno.EIO, "the fault handler process died; no new mappings")
             if length <= 0 or length % PAGE or addr % PAGE or pgoff < 0:
                 raise OSError(errno.EINVAL, f"map_at: addr {addr:#x} length {length:#x} pgoff {pgoff}")
-            free = [i for i in range(MAX_VMAS) if not self.table.t.vmas[i].used]
-            if not free:
-                raise OSError(errno.ENOMEM, "no free vma slot")
+            idx = self._free_vma_slot()
             pieces = clip_pieces(self.pieces(d.ranges, pgoff, length, d.align), length)
             try:
-                for p in pieces:
-                    fd = d.backing.fd if p.phys is not None else self._hole_fd
-                    dsys.mmap(
-                        addr + p.offset, p.length, prot, dsys.MAP_SHARED | dsys.MAP_FIXED, fd, p.phys or 0
-                    )
+                self._map_pieces(d, addr, pieces, prot)
             except BaseException:
                 dsys.munmap(addr, length)
                 raise
-            idx = free[0]
-            v = self.table.t.vmas[idx]
-            v.start, v.end, v.pgoff, v.dev, v.align = addr, addr + length, pgoff, dev, d.align
-            v.flags = (
+            flags = (
                 VMA_MAYSHARE
                 | (VMA_SHARED if file_writable else 0)
                 | (VMA_WRITE if prot & dsys.PROT_WRITE else 0)
                 | vflags
             )
-            v.used = 1
+            v = self._record_vma(idx, addr, length, pgoff, dev, d.align, flags)
             m = Mapping(addr, length, pgoff, dev, d.align, prot, idx, pieces, "uffd")
-            try:
-                self._request(b"ADD")
-                try:
-                    dsys.uffd_register(self._uffd, addr, length, dsys.UFFDIO_REGISTER_MODE_MINOR)
-                except OSError as e:
-                    if e.errno != errno.EINVAL:
-                        raise
-                    m.mode = "prefault"
-                    self._populate(m)
-            except BaseException:
-                v.used = 0
-                dsys.munmap(addr, length)
-                if self._ctl is not None and not self.broken:
-                    self._request(b"DEL")
-                raise
+            self._register_fixed(m, v)
             d.maps.append(m)
             self._maps.add(m)
             return m
+
+    def _register_fixed(self, m: Mapping, v: VmaDesc) -> None:
+        """map_shared's registration (MappingCore._register_vma), except that a prefault vma is
+        populated unconditionally and a dead handler is not asked to forget the descriptor, so
+        the error that stopped the mapping is the one raised."""
+        try:
+            self._request(b"ADD")
+            try:
+                dsys.uffd_register(self._uffd, m.addr, m.length, dsys.UFFDIO_REGISTER_MODE_MINOR)
+            except OSError as e:
+                if e.errno != errno.EINVAL:
+                    raise
+                m.mode = "prefault"
+                self._populate(m)
+        except BaseException:
+            v.used = 0
+            dsys.munmap(m.addr, m.length)
+            if self._ctl is not None and not self.broken:
+                self._request(b"DEL")
+            raise
 
     # --- surgery -----------------------------------------------------------------------------------
     def split(self, m: Mapping, cut: int) -> Mapping:
