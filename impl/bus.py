@@ -49,7 +49,7 @@ from .errors import KernelBug, StepFailed, check_int, os_error
 from .event import Event
 from .file import DaxFile, PathFile
 from .ida import Ida
-from .table import C
+from .table import MAX_DEVICES, C
 from .tracelog import TraceLog
 from .vma import VmArea, present_units
 from .vmcore import VmCore
@@ -331,6 +331,10 @@ class DaxBus:
         spans = self._spans(size, align, devices)
         with self._lock:
             self._check_open()
+            if len(self.core._devices) + len(spans) > MAX_DEVICES:
+                # the core's device table is the emulation's limit, not the kernel's: refused before
+                # anything is created, so a create is all or nothing (issue 14 class 3)
+                raise os_error(errno.ENOSPC, f"{len(spans)} devices: the core has {MAX_DEVICES} slots")
             if backing is None:
                 backing = SharedBacking(self.core, size, path)
                 self._backings.append(backing)
@@ -348,8 +352,11 @@ class DaxBus:
             self.regions.append(region)
             try:
                 self._run(region, self._program(region, "probe"))
-            except BaseException:
-                self._unwind_probe(region, backing if created else None)
+            except BaseException as e:
+                try:
+                    self._unwind_probe(region, backing if created else None)
+                except Exception as u:  # the probe's own error is the one to report
+                    e.add_note(f"unwinding the failed probe failed too: {u!r}")
                 raise
             return region
 

@@ -84,6 +84,11 @@ class Placement:
                 raise os_error(
                     errno.EEXIST, f"MAP_FIXED over memory this emulation does not own: {self.hint:#x}"
                 )
+            # mmap_region() unmaps what MAP_FIXED replaces before ->mmap, through the same split as
+            # munmap: a cut inside a device vma asks that vma's dev_dax_may_split (issue 14 class 1)
+            lo, hi = self.hint, self.hint + self.length
+            if not all(a.handle._may_split_all(lo, hi, [a]) for a in mine):
+                raise os_error(errno.EINVAL, f"MAP_FIXED at {lo:#x}: dev_dax_may_split refuses the cut")
             self.evict = mine
             return self.addr
         if self.hint and claim(self.hint, self.length):

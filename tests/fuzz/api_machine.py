@@ -423,12 +423,12 @@ class ApiMachine(RuleBasedStateMachine):
         fixed: int | None = None
         live = [i for i in self.info if not i.handle.unmapped]
         if place in ("fixed-own", "noreplace-own") and live:
-            # issue 14 class 1: MAP_FIXED over part of a device vma must cut it where its device's
-            # may_split allows. Cuts at multiples of the largest align in the bus are allowed for
-            # every device, so only those are made here; test_known_defects has the misaligned cut.
+            # MAP_FIXED over part of a device vma cuts it where its device's may_split allows, else
+            # EINVAL (issue 14 class 1, fixed): the cut is at a multiple of the largest align in the
+            # bus or, for odd examples, anywhere a page boundary falls
             over = live[where % len(live)].handle
             big = max(self._max_align(), align)
-            fixed = over.addr + (where % max(1, over.length // big)) * big
+            fixed = over.addr + (where % max(1, over.length // big)) * big + (PAGE * where if odd else 0)
             length = big * min(units, 2)
             flags |= MAP["MAP_FIXED"] if place == "fixed-own" else MAP["MAP_FIXED_NOREPLACE"]
         elif place == "fixed-free":

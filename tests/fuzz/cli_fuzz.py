@@ -153,7 +153,7 @@ def scenario_step(draw: st.DrawFn) -> dict[str, object]:
         )
         step.update(dev=draw(st.sampled_from((0, 1, 7, -1))), flags=flags, **{"as": fd})
     elif op == "mmap":
-        # no fixed_offset: MAP_FIXED over part of a mapping hangs a touch (issue 14 class 1)
+        # no fixed_offset yet: MAP_FIXED over part of a mapping hung a touch (issue 14 class 1, fixed)
         flags = draw(
             st.sampled_from((["MAP_SHARED"], ["MAP_PRIVATE"], ["MAP_SHARED", "MAP_POPULATE"], ["MAP_X"]))
         )

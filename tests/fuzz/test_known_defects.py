@@ -197,7 +197,7 @@ REPROS: dict[str, str] = {
 }
 
 EXPECT: dict[str, str] = {
-    "class1_fixed_cut": "RESULT ",  # any outcome: what matters is that it returns
+    "class1_fixed_cut": "RESULT EINVAL",  # the 4K cut inside a 2M vma
     "class2_mmap_length": "RESULT ",
     "class2_mremap_length": "RESULT ",
     "class2_spec_populate": "RESULT ",
@@ -262,7 +262,6 @@ def _result(procs: dict[str, subprocess.Popen[str]], name: str) -> str:
 
 #: why each reproduction fails today, and how: a hang, or an answer the fixed code does not give
 REASONS: dict[str, tuple[str, type[AssertionError]]] = {
-    "class1_fixed_cut": ("issue 14 class 1", Hang),
     "class2_mmap_length": ("issue 14 class 2", Hang),
     "class2_mremap_length": ("issue 14 class 2", Hang),
     "class2_spec_populate": ("issue 14 class 2", Hang),
@@ -276,6 +275,7 @@ FIXED: dict[str, str] = {
     "new_prove_usage_lines": "devdax prove: a usage error is one line",
     "new_open_crosses_buses": "issue 14 class 6: a minor another bus took over is ENXIO to this bus",
     "class3_failed_create": "issue 14 class 3: a failed probe is unwound, the region leaves the bus",
+    "class1_fixed_cut": "issue 14 class 1: MAP_FIXED asks may_split of the vma it cuts (EINVAL)",
 }
 assert REASONS.keys() | FIXED.keys() == REPROS.keys() == EXPECT.keys()
 assert not REASONS.keys() & FIXED.keys()
