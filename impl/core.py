@@ -426,18 +426,40 @@ class MappingCore:
     # --- mappings ---------------------------------------------------------------------------------
     @staticmethod
     def pieces(ranges: Sequence[geometry.Range], pgoff: int, length: int, align: int) -> tuple[Piece, ...]:
-        """Split a vma into runs of units that pgoff_to_phys maps contiguously (None: past the end)."""
-        out: list[Piece] = []
+        """Split a vma into runs of units that pgoff_to_phys maps contiguously (None: past the end).
+
+        A unit maps iff it lies whole inside one range (pgoff_to_phys), so each range gives one run
+        and the rest are holes: the work is per range, not per unit, and a length far past the
+        device costs no more than one that ends with it (issue 14 class 2)."""
         unit = max(align, PAGE)
-        for off in range(0, length, unit):
-            phys = geometry.pgoff_to_phys(ranges, pgoff + off // PAGE, unit)
-            if out:
-                last = out[-1]
-                nxt = None if last.phys is None else last.phys + last.length
-                if (phys is None and last.phys is None) or (phys is not None and phys == nxt):
-                    out[-1] = Piece(last.offset, last.length + unit, last.phys)
-                    continue
-            out.append(Piece(off, unit, phys))
+        upp = unit // PAGE  # pages per unit
+        units = -(-length // unit)
+        runs: list[Piece] = []
+        for r in ranges:
+            first = max(0, -(-(r.pgoff - pgoff) // upp))  # the first unit starting inside r
+            end = min(units, (r.pgoff + r.pages - upp - pgoff) // upp + 1)  # past the last ending in r
+            if end > first:
+                phys = ((pgoff + first * upp - r.pgoff) << geometry.PAGE_SHIFT) + r.start
+                runs.append(Piece(first * unit, (end - first) * unit, phys))
+        out: list[Piece] = []
+        at = 0
+        for p in sorted(runs, key=lambda p: p.offset):
+            if p.offset > at:
+                out.append(Piece(at, p.offset - at, None))
+            last = out[-1] if out else None
+            if (
+                last is not None
+                and last.phys is not None
+                and last.offset + last.length == p.offset
+                and last.phys + last.length == p.phys  # physically contiguous ranges: one run
+            ):
+                out[-1] = Piece(last.offset, last.length + p.length, last.phys)
+                at = p.offset + p.length
+                continue
+            out.append(p)
+            at = p.offset + p.length
+        if at < units * unit:
+            out.append(Piece(at, units * unit - at, None))
         return tuple(out)
 
     def map_shared(

@@ -419,6 +419,14 @@ class UserMapping:
             at = max(lo, a.start)
             while at < min(hi, a.end):
                 bad = not a.read or (write and not a.write)  # the access would SIGSEGV
+                if a.pgoff * PAGE + (at - a.start) >= a.file.dev.size:
+                    # every unit from here on is past the device end and SIGBUSes: MAP_POPULATE
+                    # ignores them, MADV_POPULATE_* fails at the first; the work stays bounded by
+                    # the device, not by the length asked for (issue 14 class 2)
+                    if strict:
+                        self.bus.scan_handler()
+                        raise os_error(errno.EFAULT, f"populate: {at:#x} is past the device end")
+                    break
                 if (bad or core.touch_read(at, 1).outcome != "ok") and strict:
                     self.bus.scan_handler()
                     raise os_error(errno.EFAULT, f"populate: fault failed at {at:#x}")

@@ -17,7 +17,7 @@ from devdax.spec import admin, fault, fops, mm
 from devdax.spec.config import REGION_BASE, Config, Layout, MmapShape
 from devdax.spec.ctx import Ctx
 from devdax.spec.file import do_close, do_open
-from devdax.spec.geometry import PAGE_SIZE, make_ranges, round_up
+from devdax.spec.geometry import PAGE_SIZE, device_size, make_ranges, round_up
 from devdax.spec.profiles import get_profile
 from devdax.spec.state import C_IDLE, R_FALLBACK, Outcome, State, Vma
 from devdax.spec.system import init
@@ -200,8 +200,12 @@ def _mmap(r: _Run, st: fmt.Step) -> str:
             r.maps[st.as_] = m
         if "MAP_POPULATE" in st.flags:
             vma = r.s.vmas[slots[0]]
-            for a in range(vma.start, vma.end, max(align, PAGE_SIZE)):
-                _access(r, m, a - m.base, write=False, value=None)  # populate ignores failures
+            # a unit past the device end SIGBUSes and changes nothing, and populate ignores
+            # failures: only the units the device has are faulted (issue 14 class 2)
+            size = device_size(r.c.layout.ranges[r.s.files[f].dev])
+            end = min(vma.end, vma.start + max(0, size - vma.pgoff * PAGE_SIZE))
+            for a in range(vma.start, end, max(align, PAGE_SIZE)):
+                _access(r, m, a - m.base, write=False, value=None)
         return "ok"
     r.s = s
     return outcome

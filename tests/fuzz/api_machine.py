@@ -31,8 +31,9 @@ PAGE = 4096
 M2 = 2 << 20
 G1 = 1 << 30
 
-#: issue 14 class 2 (work grows with the requested length): mapping and remapping lengths stay at
-#: this many bytes or fewer; the hostile lengths below are all outside what the API accepts
+#: mapping and remapping lengths stay at this many bytes or fewer, so that touches and populates of
+#: a long run stay within the box's memory (the cost of the length itself no longer grows with it:
+#: issue 14 class 2 is fixed, its reproductions are regression tests)
 MAX_LENGTH = 64 << 20
 #: the core has 64 device slots per bus: past them a create fails with ENOSPC and must leave nothing
 #: (issue 14 class 3, fixed), so an example may ask for more

@@ -261,11 +261,7 @@ def _result(procs: dict[str, subprocess.Popen[str]], name: str) -> str:
 
 
 #: why each reproduction fails today, and how: a hang, or an answer the fixed code does not give
-REASONS: dict[str, tuple[str, type[AssertionError]]] = {
-    "class2_mmap_length": ("issue 14 class 2", Hang),
-    "class2_mremap_length": ("issue 14 class 2", Hang),
-    "class2_spec_populate": ("issue 14 class 2", Hang),
-}
+REASONS: dict[str, tuple[str, type[AssertionError]]] = {}
 #: reproductions of defects the fuzz found and that are fixed: plain regression tests now
 FIXED: dict[str, str] = {
     "new_path_type": "issue 14 class 4: create_region(path=4096.0) is a ValueError naming path",
@@ -276,6 +272,9 @@ FIXED: dict[str, str] = {
     "new_open_crosses_buses": "issue 14 class 6: a minor another bus took over is ENXIO to this bus",
     "class3_failed_create": "issue 14 class 3: a failed probe is unwound, the region leaves the bus",
     "class1_fixed_cut": "issue 14 class 1: MAP_FIXED asks may_split of the vma it cuts (EINVAL)",
+    "class2_mmap_length": "issue 14 class 2: a vma's pieces are computed per range, not per unit",
+    "class2_mremap_length": "issue 14 class 2: a growing mremap reuses the per-range pieces",
+    "class2_spec_populate": "issue 14 class 2: MAP_POPULATE faults only the units the device has",
 }
 assert REASONS.keys() | FIXED.keys() == REPROS.keys() == EXPECT.keys()
 assert not REASONS.keys() & FIXED.keys()
