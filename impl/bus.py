@@ -163,6 +163,18 @@ OK_BUS = icontract.ensure(
 )
 
 
+def _check_region_args(size: int, align: int, path: str | None) -> None:
+    """create_region's arguments, checked before anything exists (issue 14 classes 4 and 5)."""
+    check_int("size", size, PAGE, 1 << 46)
+    check_int("align", align)
+    if align not in ALIGNS:
+        raise ValueError(f"align: expected 4K, 2M or 1G, got {align!r}")
+    if size % align:
+        raise ValueError(f"size: {size:#x} is not a multiple of align {align:#x}")
+    if path is not None and not isinstance(path, str):
+        raise ValueError(f"path: expected a file name, got {type(path).__name__}")
+
+
 class DaxBus:
     """The driver instance of one process: the mmap core (handler process), regions, the minor ida,
     the open files and vmas, and the optional event log. Every admin call runs a spec program."""
@@ -319,21 +331,12 @@ class DaxBus:
         ``devices``: sizes carved back to back (default: one device spanning the region), or per
         device a list of (start, size) spans of the region (several ranges: modern multi-range).
         """
-        check_int("size", size, PAGE, 1 << 46)
-        check_int("align", align)
-        if align not in ALIGNS:
-            raise ValueError(f"align: expected 4K, 2M or 1G, got {align!r}")
-        if size % align:
-            raise ValueError(f"size: {size:#x} is not a multiple of align {align:#x}")
-        if path is not None and not isinstance(path, str):
-            raise ValueError(f"path: expected a file name, got {type(path).__name__}")
+        _check_region_args(size, align, path)
         prof = _impl_profile(profile)
         spans = self._spans(size, align, devices)
         with self._lock:
             self._check_open()
-            if len(self.core._devices) + len(spans) > MAX_DEVICES:
-                # the core's device table is the emulation's limit, not the kernel's: refused before
-                # anything is created, so a create is all or nothing (issue 14 class 3)
+            if len(self.core._devices) + len(spans) > MAX_DEVICES:  # the core's limit: all or nothing
                 raise os_error(errno.ENOSPC, f"{len(spans)} devices: the core has {MAX_DEVICES} slots")
             if backing is None:
                 backing = SharedBacking(self.core, size, path)

@@ -60,6 +60,14 @@ def change(c: Ctx, s: State, v: int, lo: int, hi: int, update: Callable[[Vma], V
     if not parts:
         s = s._replace(vmas=set_at(s.vmas, v, Vma()), entries=frozenset(e for e in s.entries if e.vma != v))
         return ("ok", vma_file_put(c, s, vma.file))
+    return _split(c, s, v, parts)
+
+
+def _split(c: Ctx, s: State, v: int, parts: list[Vma]) -> Outcome:
+    """__split_vma: the first part stays in slot v, each other takes a free slot and a file
+    reference (vma->vm_file); an entry moves with the part that holds it whole, and an entry of an
+    unmapped range (in no part) or one a cut crosses is dropped."""
+    vma = s.vmas[v]
     slots = [v]
     vmas = s.vmas
     for _ in parts[1:]:
@@ -74,7 +82,7 @@ def change(c: Ctx, s: State, v: int, lo: int, hi: int, update: Callable[[Vma], V
             entries.add(e)
             continue
         for slot, p in zip(slots, parts, strict=True):
-            if p.start <= e.addr and e.addr + e.size <= p.end and not (update is None and p is middle):
+            if p.start <= e.addr and e.addr + e.size <= p.end:
                 entries.add(e._replace(vma=slot))
                 break
     for slot, p in zip(slots, parts, strict=True):
