@@ -491,7 +491,7 @@ class MappingCore:
             )
             v = self._record_vma(idx, addr, length, pgoff, dev, align, flags)
             m = Mapping(addr, length, pgoff, dev, align, prot, idx, pieces, "uffd")
-            self._register_vma(m, v)
+            self._register_vma(m, v, self._zap)  # zap: populate if alive, else the empty memfd
             d.maps.append(m)
             self._maps.add(m)
             return m
@@ -545,10 +545,14 @@ class MappingCore:
         v.used = 1
         return v
 
-    def _register_vma(self, m: Mapping, v: VmaDesc) -> None:
-        """The handler indexes the descriptor before the first minor fault can reach it. On any
-        failure the vma is taken down again (slot, memory, then the handler's index), so the caller
-        is left with nothing to undo."""
+    def _register_vma(
+        self, m: Mapping, v: VmaDesc, prefault: Callable[[Mapping], None], forget_when_broken: bool = True
+    ) -> None:
+        """The handler indexes the descriptor before the first minor fault can reach it; a backing
+        without minor faults (not shmem) is ``prefault``ed instead. On any failure the vma is taken
+        down again (slot, memory, then the handler's index), so the caller is left with nothing to
+        undo. map_at does not ask a dead handler to forget (``forget_when_broken``), so that the
+        error that stopped the mapping is the one raised."""
         try:
             self._request(b"ADD")
             try:
@@ -557,11 +561,11 @@ class MappingCore:
                 if e.errno != errno.EINVAL:
                     raise
                 m.mode = "prefault"  # not shmem: no minor faults on this backing
-                self._zap(m)  # populate if alive, else the empty memfd (SIGBUS)
+                prefault(m)
         except BaseException:
             v.used = 0
             dsys.munmap(m.addr, m.length)
-            if self._ctl is not None:
+            if self._ctl is not None and (forget_when_broken or not self.broken):
                 self._request(b"DEL")
             raise
 

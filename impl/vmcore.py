@@ -21,7 +21,7 @@ import errno
 from . import sys as dsys
 from .core import PAGE, Mapping, MappingCore, Piece
 from .fault_policy import VMA_NOHUGE
-from .table import MAX_VMAS, VMA_MAYSHARE, VMA_SHARED, VMA_WRITE, VmaDesc
+from .table import MAX_VMAS, VMA_MAYSHARE, VMA_SHARED, VMA_WRITE
 
 POLICY = "devdax.impl.fault_policy:dax_vm_policy"
 
@@ -103,30 +103,10 @@ class VmCore(MappingCore):
             )
             v = self._record_vma(idx, addr, length, pgoff, dev, d.align, flags)
             m = Mapping(addr, length, pgoff, dev, d.align, prot, idx, pieces, "uffd")
-            self._register_fixed(m, v)
+            self._register_vma(m, v, self._populate, forget_when_broken=False)
             d.maps.append(m)
             self._maps.add(m)
             return m
-
-    def _register_fixed(self, m: Mapping, v: VmaDesc) -> None:
-        """map_shared's registration (MappingCore._register_vma), except that a prefault vma is
-        populated unconditionally and a dead handler is not asked to forget the descriptor, so
-        the error that stopped the mapping is the one raised."""
-        try:
-            self._request(b"ADD")
-            try:
-                dsys.uffd_register(self._uffd, m.addr, m.length, dsys.UFFDIO_REGISTER_MODE_MINOR)
-            except OSError as e:
-                if e.errno != errno.EINVAL:
-                    raise
-                m.mode = "prefault"
-                self._populate(m)
-        except BaseException:
-            v.used = 0
-            dsys.munmap(m.addr, m.length)
-            if self._ctl is not None and not self.broken:
-                self._request(b"DEL")
-            raise
 
     # --- surgery -----------------------------------------------------------------------------------
     def split(self, m: Mapping, cut: int) -> Mapping:

@@ -8,10 +8,12 @@ membarrier. A CI runner without them cannot say anything about the emulation; a 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 
 import pytest
 
 from devdax.impl import sys as dsys
+from devdax.impl.bus import DaxBus
 
 _REASON = dsys.uffd_unavailable()
 
@@ -25,3 +27,14 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         # only the core's own tests (test_impl_*); other modules here decide for themselves
         if path.startswith(here) and os.path.basename(path).startswith("test_impl_"):
             item.add_marker(pytest.mark.skip(reason=_REASON))
+
+
+@pytest.fixture(scope="module")
+def bus() -> Iterator[DaxBus]:
+    """One plain bus per test module; a module that needs workers, events or a scheduler defines
+    its own."""
+    b = DaxBus()
+    try:
+        yield b
+    finally:
+        b.close()

@@ -21,15 +21,6 @@ RW = PROT["PROT_READ"] | PROT["PROT_WRITE"]
 SH = MAP["MAP_SHARED"]
 
 
-@pytest.fixture(scope="module")
-def bus() -> Iterator[DaxBus]:
-    b = DaxBus()
-    try:
-        yield b
-    finally:
-        b.close()
-
-
 @pytest.fixture
 def dev(bus: DaxBus) -> Iterator[DevDax]:
     r = bus.create_region(8 * M2, M2)

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import errno
 import os
-from collections.abc import Iterator
 
 import pytest
 
@@ -16,15 +15,6 @@ from devdax.spec import fops
 pytestmark = pytest.mark.timeout(60)
 
 M2 = 2 << 20
-
-
-@pytest.fixture(scope="module")
-def bus() -> Iterator[DaxBus]:
-    b = DaxBus()
-    try:
-        yield b
-    finally:
-        b.close()
 
 
 def test_the_spec_rule() -> None:

@@ -169,7 +169,8 @@ def abstraction(c: Ctx, bus: DaxBus, ref: Refinement, minor_base: int = 0) -> St
         if id(a) not in live:
             continue
         assert vmas[slot] == Vma(), f"two live impl vmas in spec slot {slot}"
-        v = Vma(
+        # the flags madvise changes come from impl's own spec view of them (VmArea.advice_flags)
+        v = a.advice_flags()._replace(
             file=ref.file_slot(a.file),
             start=a.start + delta,
             end=a.end + delta,
@@ -177,9 +178,7 @@ def abstraction(c: Ctx, bus: DaxBus, ref: Refinement, minor_base: int = 0) -> St
             shared=a.shared,
             mayshare=a.mayshare,
             write=a.write,
-            dontcopy=a.dontcopy,
             read=a.read,
-            nohuge=a.nohuge,
         )
         vmas[slot] = v
         entries |= entries_of(c, v, ref.dev_index(c, a.file.dev), a, slot, delta)
