@@ -217,6 +217,8 @@ class DaxBus:
         self.regions: list[DaxRegion] = []
         self._backings: list[SharedBacking] = []
         self._areas: set[VmArea] = set()
+        #: the top of this mm's window for mm->get_unmapped_area, fixed by the first plain mapping
+        self.mm_top: int | None = None
         self._files = 0
         self.fail_device_add = False
         #: the admin task has a fatal signal pending: a killable lock in a step fails (M16 only)

@@ -181,11 +181,11 @@ class DaxFile:
         shared = flags & MAP_TYPE != MAP["MAP_PRIVATE"]
         write = bool(prot & PROT["PROT_WRITE"])
         fixed = bool(flags & (MAP["MAP_FIXED"] | MAP["MAP_FIXED_NOREPLACE"]))
-        hint = fixed_addr or 0
         if fixed and fixed_addr is None:
             raise ValueError("fixed_addr: MAP_FIXED needs an address")
-        if hint % PAGE:
-            raise os_error(errno.EINVAL, f"address {hint:#x} not page aligned")
+        hint = geometry.mmap_addr(fixed_addr or 0, fixed)
+        if hint is None:
+            raise os_error(errno.EINVAL, f"MAP_FIXED address {fixed_addr:#x} not page aligned")
         dev = self.private_data
         align = self.dev.align
         place = Placement(

@@ -46,6 +46,10 @@ def real_prot(prot: int) -> int:
     return prot | dsys.PROT_READ if prot & (dsys.PROT_WRITE | dsys.PROT_EXEC) else prot
 
 
+#: how often the top-down search may find the host's own memory in its way before it gives up
+_MM_TRIES: Final = 8
+
+
 class Placement:
     """get_unmapped_area for one mmap: a hint is used if free, MAP_FIXED takes its address (after
     unmapping our own vmas there; memory this emulation does not own is refused with EEXIST, since
@@ -61,14 +65,27 @@ class Placement:
         self.evict: list[VmArea] = []
 
     def _mm_alloc(self, n: int) -> int:
-        """mm->get_unmapped_area: a page-aligned address with no further alignment promised. The
-        spec's allocator answers one page past a 1G boundary (spec/config.py MM_WINDOW), so that a
-        result is never aligned by luck; this one does the same, deterministically (a plain mmap
-        would often be 2M-aligned: anonymous THP alignment), in a PROT_NONE reservation."""
+        """mm->get_unmapped_area: the kernel's top-down search (geometry.unmapped_area_topdown)
+        over this bus's vmas, below a window top fixed by the first plain mapping one page past a
+        1G boundary, as the spec's MM_WINDOW: never aligned by luck until an earlier mapping makes
+        it so, as on the kernel (k12, k14, k20). The range is reserved PROT_NONE; where the host
+        process already uses it, the search goes on below, and after a few misses a fresh window
+        is opened, which only costs the luck."""
+        bus = self.bus
+        if bus.mm_top is not None:
+            busy = [(a.start, a.end) for a in bus._areas] + [(a, a + k) for a, k in self.res if k]
+            for _ in range(_MM_TRIES):
+                addr = geometry.unmapped_area_topdown(busy, n, bus.mm_top)
+                if addr > 0 and claim(addr, n):
+                    self.res.append((addr, n))
+                    return addr
+                busy.append((addr, addr + n))
         span = n + G1 + PAGE
         a = dsys.mmap(0, span, dsys.PROT_NONE, dsys.MAP_PRIVATE | dsys.MAP_ANONYMOUS | dsys.MAP_NORESERVE)
         self.res.append((a, span))
-        return ((a + G1 - 1) & ~(G1 - 1)) + PAGE
+        addr = ((a + G1 - 1) & ~(G1 - 1)) + PAGE
+        bus.mm_top = addr + n
+        return addr
 
     def start(self) -> int:
         if self.fixed:

@@ -13,7 +13,7 @@ the dax_region ... If userspace attempts to force a misaligned mapping, the driv
 from __future__ import annotations
 
 import errno
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from enum import Enum
 
@@ -57,6 +57,34 @@ def round_down(x: int, align: int) -> int:
 
 MmAllocator = Callable[[int], int]
 """current->mm->get_unmapped_area(filp, 0, len, pgoff, flags): any page-aligned address for len bytes."""
+
+
+def mmap_addr(addr: int, fixed: bool) -> int | None:
+    """The address get_unmapped_area starts from; None is EINVAL.
+
+    MAP_FIXED (and MAP_FIXED_NOREPLACE, which do_mmap turns into MAP_FIXED) takes addr as it is, and
+    __get_unmapped_area refuses one inside a page (offset_in_page). A hint is only a hint: x86
+    arch_get_unmapped_area(_topdown) masks it (addr &= PAGE_MASK) and uses it when the range is free.
+    Recorded: k16 and k17, a hint one byte past an aligned base maps at the base.
+    """
+    if fixed:
+        return addr if is_aligned(addr, PAGE_SIZE) else None
+    return round_down(addr, PAGE_SIZE)
+
+
+def unmapped_area_topdown(busy: Iterable[tuple[int, int]], length: int, top: int) -> int:
+    """vm_unmapped_area() with VM_UNMAPPED_AREA_TOPDOWN, as x86 arch_get_unmapped_area_topdown asks
+    for a file that is not hugetlbfs (no align mask): the highest gap below top that holds length
+    bytes, used from its upper end. busy lists [start, end) of the mappings below top; the space
+    under the lowest is taken as free. This is why an unaligned request can still land aligned:
+    right under an earlier dax mapping that dax_get_unmapped_area aligned (recorded: k12, k14, k20).
+    """
+    hi = top
+    for start, end in sorted(busy, reverse=True):
+        if hi - end >= length:
+            break
+        hi = min(hi, start)
+    return hi - length
 
 
 def dax_get_unmapped_area(addr: int, length: int, pgoff: int, align: int, mm_alloc: MmAllocator) -> int:
@@ -198,6 +226,17 @@ def pgoff_to_phys(ranges: Sequence[Range], pgoff: int, size: int) -> int | None:
             return phys
         return None
     return None
+
+
+def pfn_huge(phys: int, size: int) -> int:
+    """The physical block an entry of ``size`` bytes really maps when the driver hands it ``phys``.
+
+    x86 pfn_pmd()/pfn_pud() keep only the bits above the entry size (PHYSICAL_PMD_PAGE_MASK,
+    PHYSICAL_PUD_PAGE_MASK), and 7.2's vmf_insert_folio_pmd/_pud insert the head of the compound
+    folio, which is the same block: an unaligned phys (F3, an unchecked vm_pgoff) maps the bytes of
+    the aligned block below it. Recorded: tests/kernel-results/*/results.jsonl, k20 and k21 checks.
+    """
+    return round_down(phys, size) if size > PAGE_SIZE else phys
 
 
 def device_size(ranges: Sequence[Range]) -> int:

@@ -126,7 +126,8 @@ class Vma(NamedTuple):
 
 
 class Entry(NamedTuple):
-    """An installed page-table entry (pte/pmd/pud) of a vma."""
+    """An installed page-table entry (pte/pmd/pud) of a vma. phys is the address the driver passed
+    to vmf_insert_*; the block the hardware maps is geometry.pfn_huge(phys, size)."""
 
     vma: int
     addr: int

@@ -17,10 +17,12 @@ from devdax.spec.file import free_slot, vma_file_get
 from devdax.spec.geometry import (
     PAGE_SHIFT,
     PAGE_SIZE,
+    MmAllocator,
     VmaFlags,
     check_vma,
     dax_get_unmapped_area,
     is_aligned,
+    mmap_addr,
     round_up,
 )
 from devdax.spec.state import C_IDLE, Outcome, State, Vma, set_at
@@ -36,9 +38,11 @@ def _mm_alloc(length: int) -> int:
     return MM_WINDOW
 
 
-def do_mmap(c: Ctx, s: State, f: int, shape: MmapShape) -> Outcome | None:
+def do_mmap(c: Ctx, s: State, f: int, shape: MmapShape, mm_alloc: MmAllocator = _mm_alloc) -> Outcome | None:
     """mmap(NULL or fixed, len, prot, flags, fd, off): do_mmap's generic checks, then
-    dax_get_unmapped_area, then dax_mmap -> check_vma. Guard: an open fd and a free vma slot."""
+    dax_get_unmapped_area, then dax_mmap -> check_vma. Guard: an open fd and a free vma slot.
+    mm_alloc is mm->get_unmapped_area: the checker's never aligns by luck; scenarios pass the
+    kernel's top-down search over their own mappings (geometry.unmapped_area_topdown)."""
     fl = s.files[f]
     v = free_slot(s.vmas, Vma())
     if not fl.fd or v < 0:
@@ -53,13 +57,13 @@ def do_mmap(c: Ctx, s: State, f: int, shape: MmapShape) -> Outcome | None:
         return ("EACCES", s)  # do_mmap: FMODE_READ always; MAP_SHARED|PROT_WRITE: WRITE
     if shape.sync and not c.prof.map_sync:
         return ("EOPNOTSUPP", s)  # MAP_SHARED_VALIDATE: flag not in mmap_supported_flags
+    addr = 0
     if shape.fixed_bytes is not None:
-        addr = FIXED_BASE + shape.fixed_bytes
-        if not is_aligned(addr, PAGE_SIZE):
+        hinted = mmap_addr(FIXED_BASE + shape.fixed_bytes, fixed=not shape.hint)
+        if hinted is None:
             return ("EINVAL", s)
-    else:
-        addr = 0
-    start = dax_get_unmapped_area(addr, length, offset >> PAGE_SHIFT, align, _mm_alloc)
+        addr = hinted
+    start = dax_get_unmapped_area(addr, length, offset >> PAGE_SHIFT, align, mm_alloc)
     flags = VmaFlags.from_mmap(shape.shared, shape.write, fl.writable, shape.noreserve)
     if fl.private_null:
         # modern dax_mmap: check_vma(filp->private_data == NULL, ...) dereferences dev_dax (M21)

@@ -11,15 +11,23 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 
 from devdax.scenario import format as fmt
 from devdax.spec import admin, fault, fops, mm
-from devdax.spec.config import REGION_BASE, Config, Layout, MmapShape
+from devdax.spec.config import MM_WINDOW, REGION_BASE, Config, Layout, MmapShape
 from devdax.spec.ctx import Ctx
 from devdax.spec.file import do_close, do_open
-from devdax.spec.geometry import PAGE_SIZE, device_size, make_ranges, round_up
+from devdax.spec.geometry import (
+    PAGE_SIZE,
+    device_size,
+    make_ranges,
+    pfn_huge,
+    round_up,
+    unmapped_area_topdown,
+)
 from devdax.spec.profiles import get_profile
-from devdax.spec.state import C_IDLE, R_FALLBACK, Outcome, State, Vma
+from devdax.spec.state import C_IDLE, R_FALLBACK, Entry, Outcome, State, Vma
 from devdax.spec.system import init
 from devdax.spec.vma import do_fork, do_mmap, do_munmap
 
@@ -55,6 +63,12 @@ GENERATION = 1 << 36
 
 def _cell(phys: int) -> int:
     return phys % GENERATION
+
+
+def _byte(e: Entry, addr: int) -> int:
+    """The memory cell a load or store at addr reaches through entry e: the block the page table
+    really maps (geometry.pfn_huge), not the address the driver computed."""
+    return _cell(pfn_huge(e.phys, e.size) + (addr - e.addr))
 
 
 def context(sc: fmt.Scenario) -> Ctx:
@@ -185,10 +199,11 @@ def _mmap(r: _Run, st: fmt.Step) -> str:
         write="PROT_WRITE" in st.prot,
         noreserve="MAP_NORESERVE" in st.flags,
         fixed_bytes=fixed,
+        hint=not {"MAP_FIXED", "MAP_FIXED_NOREPLACE"} & st.flags,
         sync=validate and "MAP_SYNC" in st.flags,
         read=bool(st.prot),
     )
-    res = do_mmap(r.c, r.s, f, shape)
+    res = do_mmap(r.c, r.s, f, shape, partial(_topdown, r))
     if res is None:
         raise SpecBound(f"more than {SLOTS} vmas at once (the spec state's bound)")
     outcome, s = res
@@ -209,6 +224,14 @@ def _mmap(r: _Run, st: fmt.Step) -> str:
         return "ok"
     r.s = s
     return outcome
+
+
+def _topdown(r: _Run, length: int) -> int:
+    """The scenario's mm->get_unmapped_area: the kernel's top-down search over the mappings this
+    scenario holds, from the spec's window (one page past a 1G boundary, so never aligned by luck
+    until an earlier mapping makes it so)."""
+    busy = [(v.start, v.end) for v in r.s.vmas if v.file >= 0]
+    return unmapped_area_topdown(busy, length, MM_WINDOW)
 
 
 def _vma_at(r: _Run, m: _Map, addr: int) -> int:
@@ -259,7 +282,7 @@ def _access(r: _Run, m: _Map, offset: int, write: bool, value: int | None) -> st
         e = mm.entry_at(r.s, v, addr)
         assert e is not None
     if write and value is not None:
-        r.memory[_cell(e.phys + (addr - e.addr))] = value
+        r.memory[_byte(e, addr)] = value
     return "ok"
 
 
@@ -277,7 +300,7 @@ def _check(r: _Run, st: fmt.Step) -> str:
     addr = m.base + st.offset
     e = mm.entry_at(r.s, _vma_at(r, m, addr), addr)
     assert e is not None
-    return "ok" if r.memory.get(_cell(e.phys + (addr - e.addr)), 0) == st.value else "mismatch"
+    return "ok" if r.memory.get(_byte(e, addr), 0) == st.value else "mismatch"
 
 
 def _fork_touch(r: _Run, st: fmt.Step) -> str:
