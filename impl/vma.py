@@ -27,7 +27,7 @@ from . import sys as dsys
 from .core import Mapping
 from .errors import check_int, os_error
 from .fault_policy import VMA_NOHUGE
-from .vmcore import claim, reserve
+from .vmcore import claim
 
 if TYPE_CHECKING:
     from .bus import DaxBus
@@ -467,45 +467,57 @@ class UserMapping:
                 raise os_error(errno.ENOMEM, "msync: part of the range is not mapped")
 
     def mremap(self, offset: int, old_length: int, new_length: int, may_move: bool = False) -> int:
-        """mremap(2): shrinking is a cut (may_split); growing asks no driver hook, so an unaligned
-        new end is accepted and every later fault SIGBUSes (check_vma). Returns the new address."""
+        """mremap(2) by spec/mm.py mremap_path: shrinking is a cut (may_split); growing in place
+        asks no driver hook, so an unaligned new end is accepted and every later fault SIGBUSes
+        (check_vma); a move places the range as mmap does. Returns the range's new address; the
+        handle then names the remapped range (base + offset is its start), as on the kernel runner."""
         check_int("new_length", new_length, 0, 1 << 47)
         with self.bus._lock:
             lo, old_end = self._range(offset, old_length)
-            if mm.check_range(lo, old_length) or new_length == 0:
-                raise os_error(errno.EINVAL, "mremap: bad address or zero length")
-            new_end = lo + geometry.round_up(new_length, PAGE)
+            old_len, new_len = old_end - lo, geometry.round_up(new_length, PAGE)
             a = self._area_at(lo)
-            if a is None or old_end > a.end:
-                raise os_error(errno.EFAULT, "mremap: the old range is not inside one vma")
-            if new_end < old_end:
-                self._unmap_range(new_end, old_end)
-            elif new_end > old_end:
-                if old_end != a.end:
-                    code = errno.EFAULT if may_move else errno.ENOMEM
-                    raise os_error(code, "mremap: cannot grow in the middle of a vma")
-                if not self.bus.core.grow(a.m, a.m.length + (new_end - old_end)):
-                    if not may_move:
-                        raise os_error(errno.ENOMEM, "mremap: no room to grow in place")
-                    self._move(a, lo, new_end - lo)
-            self.length = max((x.end for x in self.areas), default=self.base) - self.base
-            return self.base
+            vma = (a.end, a.mayshare) if a is not None else None
+            path = mm.mremap_path(lo, old_len, new_len, may_move, vma, expandable=True)
+            if path == "expand":
+                assert a is not None
+                if self.bus.core.grow(a.m, a.m.length + (new_len - old_len)):
+                    self._relength()
+                    return lo
+                path = mm.mremap_path(lo, old_len, new_len, may_move, vma, expandable=False)
+            if path == "shrink":
+                self._unmap_range(lo + new_len, lo + old_len)
+            elif path == "move":
+                assert a is not None
+                lo = self._move(a, lo, old_len, new_len)
+                self.base = lo - offset
+            elif path != "same":
+                raise os_error(getattr(errno, path), f"mremap {lo:#x} {old_len:#x} -> {new_len:#x}")
+            self._relength()
+            return lo
 
-    def _move(self, a: VmArea, lo: int, new_len: int) -> None:
-        """MREMAP_MAYMOVE: the vma [lo, end) moves to a new address with its new length. Installed
-        entries are not carried over (they refault through the handler: same data, same outcome)."""
-        if lo != a.start:
-            if not mm.may_split(self._ctx(a.file.dev.align), lo):
-                raise os_error(errno.EINVAL, "dev_dax_may_split: misaligned cut")
-            a = self._split_at(a, lo)
+    def _relength(self) -> None:
+        self.length = max(0, max((x.end for x in self.areas), default=self.base) - self.base)
+
+    def _move(self, a: VmArea, lo: int, old_len: int, new_len: int) -> int:
+        """move_vma (spec mm.mremap_move): may_split at the ends of the old range that are not the
+        vma's own, a new vma where dax_get_unmapped_area puts it with its own file reference, then
+        the old range unmapped (old_len 0 keeps it: a duplicate). Installed entries are not carried
+        over; they refault through the handler: same data, same outcome."""
+        align = a.file.dev.align
+        cuts = [x for x, own in ((lo, a.start), (lo + old_len, a.end)) if x != own]
+        if not all(mm.may_split(self._ctx(align), x) for x in cuts):
+            raise os_error(errno.EINVAL, "dev_dax_may_split: misaligned cut")
+        pgoff = a.pgoff + (lo - a.start) // PAGE
         core = self.bus.core
-        addr = reserve(new_len, a.file.dev.align)
+        place = Placement(self.bus, new_len, pgoff, align, 0, False, False)
         try:
+            addr = place.start()
+            place.commit()
             m = core.map_at(
-                a.m.dev, addr, new_len, a.pgoff, a.m.prot, a.file.writable, core.flags(a.m) & VMA_NOHUGE
+                a.m.dev, addr, new_len, pgoff, a.m.prot, a.file.writable, core.flags(a.m) & VMA_NOHUGE
             )
         except BaseException:
-            dsys.munmap(addr, new_len)
+            place.abort()
             raise
         b = a.copy(m)
         if b.dontcopy:
@@ -514,9 +526,9 @@ class UserMapping:
         a.file.areas.append(b)
         self.areas.append(b)
         self.bus._areas.add(b)
-        self._drop(a)
-        if lo == self.base:
-            self.base = addr
+        if old_len:
+            self._unmap_range(lo, lo + old_len, check=False)
+        return addr
 
     # --- accesses ----------------------------------------------------------------------------------
     def _access_check(self, offset: int, write: bool) -> tuple[int, str | None]:

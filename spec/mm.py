@@ -165,11 +165,70 @@ def zap(s: State, v: int, lo: int, hi: int) -> State:
 
 
 def mremap_grow(c: Ctx, s: State, v: int, new_end: int) -> Outcome:
-    """mremap() to a larger size: no driver hook is asked (no ->mremap, no split), so the vma simply
-    ends at new_end, aligned or not; every later fault runs check_vma, which refuses a misaligned
-    vma with SIGBUS (devdax-tests.md 17). The model always finds room (in place or moved)."""
+    """mremap() growing in place (mremap_path "expand"): no driver hook is asked (no ->mremap, no
+    split), so the vma simply ends at new_end, aligned or not; every later fault runs check_vma,
+    which refuses a misaligned vma with SIGBUS (recorded: k34 step 14)."""
     vma = s.vmas[v]
     return ("ok", s._replace(vmas=set_at(s.vmas, v, vma._replace(end=new_end))))
+
+
+def mremap_path(
+    addr: int, old_len: int, new_len: int, may_move: bool, vma: tuple[int, bool] | None, expandable: bool
+) -> str:
+    """What mremap(2) without MREMAP_FIXED does, in 6.1's order (mm/mremap.c SYSCALL mremap,
+    vma_to_resize): an errno, or "shrink" (munmap of the tail), "same" (nothing: old_len ==
+    new_len, even with MREMAP_MAYMOVE and even when that munmap of nothing fails), "expand" (in
+    place) or "move" (get_unmapped_area, then move_vma). vma is (vm_end, VM_MAYSHARE) of the one at
+    addr (vma_lookup), and expandable is vma_expandable(): nothing mapped in [vm_end, vm_end + delta).
+    No driver hook is
+    asked on this path; move_vma asks may_split (mremap_move). Recorded: k34, k35, k42."""
+    if not is_aligned(addr, PAGE_SIZE):
+        return "EINVAL"
+    old_len, new_len = round_up(old_len, PAGE_SIZE), round_up(new_len, PAGE_SIZE)
+    if new_len == 0:
+        return "EINVAL"
+    if vma is None:
+        return "EFAULT"
+    if old_len >= new_len:
+        return "same" if old_len == new_len else "shrink"
+    end, mayshare = vma
+    if old_len == 0 and not mayshare:
+        return "EINVAL"  # vma_to_resize: duplicating a private mapping makes no sense
+    if old_len > end - addr:
+        return "EFAULT"  # "We can't remap across vm area boundaries"
+    if old_len == end - addr and expandable:
+        return "expand"
+    return "move" if may_move else "ENOMEM"
+
+
+def mremap_move(c: Ctx, s: State, v: int, addr: int, old_len: int, new_addr: int, new_len: int) -> Outcome:
+    """move_vma(): may_split at each end of the old range that is not the vma's own, then copy_vma
+    at new_addr (a new vma, its own file reference, the pgoff of addr), move_page_tables, and
+    do_munmap of the old range. A huge entry moves whole when the distance keeps it aligned
+    (move_huge_pmd); otherwise split_huge_pmd clears it and the new vma refaults. old_len 0
+    duplicates the mapping: the munmap of nothing fails and is ignored."""
+    vma = s.vmas[v]
+    align = c.vma_align(s, v)
+    cuts = [x for x, own in ((addr, vma.start), (addr + old_len, vma.end)) if x != own]
+    if not all(may_split(c, x, align) for x in cuts):
+        return ("EINVAL", s)
+    w = free_slot(s.vmas, Vma())
+    if w < 0:
+        return ("ENOMEM", s)  # the model's bound on vmas, not a kernel limit
+    new = vma._replace(
+        start=new_addr, end=new_addr + new_len, pgoff=vma.pgoff + ((addr - vma.start) >> PAGE_SHIFT)
+    )
+    shift = new_addr - addr
+    moved = frozenset(
+        e._replace(vma=w, addr=e.addr + shift)
+        for e in s.entries
+        if e.vma == v and addr <= e.addr and e.addr + e.size <= addr + old_len and is_aligned(shift, e.size)
+    )
+    s = vma_file_get(c, s, vma.file)
+    s = s._replace(vmas=set_at(s.vmas, w, new), entries=s.entries | moved)
+    if old_len == 0:
+        return ("ok", s)
+    return change(c, s, v, addr, addr + old_len, None)
 
 
 def entry_at(s: State, v: int, addr: int) -> Entry | None:

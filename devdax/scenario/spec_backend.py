@@ -19,7 +19,9 @@ from devdax.spec.config import MM_WINDOW, REGION_BASE, Config, Layout, MmapShape
 from devdax.spec.ctx import Ctx
 from devdax.spec.file import do_close, do_open
 from devdax.spec.geometry import (
+    PAGE_SHIFT,
     PAGE_SIZE,
+    dax_get_unmapped_area,
     device_size,
     make_ranges,
     pfn_huge,
@@ -429,28 +431,42 @@ def _msync(r: _Run, st: fmt.Step) -> str:
 
 
 def _mremap(r: _Run, st: fmt.Step) -> str:
+    """mm.mremap_path decides; a move places the new vma as mmap does and the handle then names
+    the remapped range (base + offset is its start), as on the kernel runner."""
     assert isinstance(st, fmt.Mremap)
     m = r.maps[st.map]
     addr = m.base + st.offset
-    if mm.check_range(addr, st.old_length) or st.new_length == 0:
-        return "EINVAL"
     v = _vma_at(r, m, addr)
-    old_end = addr + round_up(st.old_length, PAGE_SIZE)
-    new_end = addr + round_up(st.new_length, PAGE_SIZE)
-    if v < 0 or old_end > r.s.vmas[v].end:
-        return "EFAULT"  # the old range must lie inside one vma
-    if new_end < old_end:
-        before = r.s
-        outcome, r.s = mm.change(r.c, r.s, v, new_end, old_end, None)
-        m.slots.extend(_new_slots(before, r.s))  # a cut inside a longer vma leaves a tail vma
-    elif new_end > old_end:
-        if old_end != r.s.vmas[v].end:
-            return "ENOMEM" if not st.move else "EFAULT"
-        outcome, r.s = mm.mremap_grow(r.c, r.s, v, new_end)
+    vma = r.s.vmas[v] if v >= 0 else None
+    old_len, new_len = round_up(st.old_length, PAGE_SIZE), round_up(st.new_length, PAGE_SIZE)
+    room = vma is not None and _free(r, vma.end, vma.end + new_len - old_len)
+    path = mm.mremap_path(addr, old_len, new_len, st.move, vma and (vma.end, vma.mayshare), room)
+    before = r.s
+    if path == "same":
+        return "ok"
+    if path == "shrink":
+        outcome, r.s = mm.change(r.c, r.s, v, addr + new_len, addr + old_len, None)
+    elif path == "expand":
+        outcome, r.s = mm.mremap_grow(r.c, r.s, v, addr + new_len)
+    elif path == "move":
+        assert vma is not None
+        pgoff = vma.pgoff + ((addr - vma.start) >> PAGE_SHIFT)
+        align = r.c.vma_align(r.s, v)
+        new_addr = dax_get_unmapped_area(0, new_len, pgoff, align, partial(_topdown, r))
+        outcome, r.s = mm.mremap_move(r.c, r.s, v, addr, old_len, new_addr, new_len)
+        if outcome == "ok":
+            m.base = new_addr - st.offset
     else:
-        outcome = "ok"
+        return path
+    m.slots.extend(_new_slots(before, r.s))  # a cut leaves a tail vma; a move, the new one
     m.slots[:] = [w for w in m.slots if r.s.vmas[w].file >= 0]
     return outcome
+
+
+def _free(r: _Run, lo: int, hi: int) -> bool:
+    """vma_expandable(): nothing mapped in [lo, hi), and under the window's top, above which the
+    runner's own mappings sit."""
+    return hi <= MM_WINDOW and not any(v.file >= 0 and v.start < hi and lo < v.end for v in r.s.vmas)
 
 
 def _fd_call(r: _Run, st: fmt.Step) -> str:
