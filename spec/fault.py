@@ -16,6 +16,7 @@ from __future__ import annotations
 from devdax.spec.ctx import Ctx, oops
 from devdax.spec.geometry import (
     PAGE_SIZE,
+    PMD_SIZE,
     PUD_SIZE,
     SIZE_NAMES,
     FaultResult,
@@ -84,10 +85,27 @@ def fault_lock(c: Ctx, s: State, i: int, v: int, addr: int, size: int | None = N
     return ("ok", _put_cpu(s, i, cpu))
 
 
-def first_size(c: Ctx, nohuge: bool) -> int:
+def first_size(c: Ctx, nohuge: bool, pmd_table: bool = False) -> int:
     """The mm's first attempt: the largest size it may use (cfg.first_fault), or a pte fault when
-    the vma has VM_NOHUGEPAGE (thp_vma_allowable_order says no)."""
-    return PAGE_SIZE if nohuge else c.cfg.first_fault_bytes
+    the vma has VM_NOHUGEPAGE (thp_vma_allowable_order says no). pmd_table: a page table already
+    fills the PUD slot, so __handle_mm_fault, which tries create_huge_pud only "if
+    (pud_none(*vmf.pud) ...)", starts at PMD size (see leaves_pmd_table)."""
+    if nohuge:
+        return PAGE_SIZE
+    size = c.cfg.first_fault_bytes
+    return min(size, PMD_SIZE) if pmd_table else size
+
+
+def leaves_pmd_table(last_size: int) -> bool:
+    """Whether a fault whose last attempt was at last_size left a pmd table in its PUD slot:
+    __handle_mm_fault calls pmd_alloc() before any attempt below PUD size, and the table stays
+    whatever the attempt ends in. MADV_DONTNEED (zap_page_range) keeps page tables; only munmap's
+    free_pgtables frees them, with the last vma of the slot. So on a 1G device one pte-sized fault
+    (after MADV_NOHUGEPAGE) makes every later fault of that 1G slot start at PMD size and SIGBUS
+    (__dev_dax_pmd_fault: align > PMD_SIZE), MADV_HUGEPAGE or not (recorded: k37 on 6.1, 6.12,
+    7.2). A pte table is installed only by a successful pte fault (finish_fault), so a 2M device
+    has no such memory."""
+    return last_size < PUD_SIZE
 
 
 def fault_check(c: Ctx, s: State, i: int) -> Outcome | None:

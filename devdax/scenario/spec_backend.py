@@ -21,6 +21,7 @@ from devdax.spec.file import do_close, do_open
 from devdax.spec.geometry import (
     PAGE_SHIFT,
     PAGE_SIZE,
+    PUD_SIZE,
     dax_get_unmapped_area,
     device_size,
     make_ranges,
@@ -55,6 +56,7 @@ class _Run:
     paths: set[str] = field(default_factory=set)  # O_PATH handles still open: no file slot at all
     maps: dict[str, _Map] = field(default_factory=dict)
     memory: dict[int, int] = field(default_factory=dict)  # physical byte -> value
+    pmd_tables: set[int] = field(default_factory=set)  # PUD slots a pmd table fills (leaves_pmd_table)
 
 
 #: Each probe generation's ranges sit GENERATION apart in the spec's physical space (so entries of
@@ -128,7 +130,14 @@ def _new_slots(before: State, after: State) -> list[int]:
 
 def _step(r: _Run, st: fmt.Step) -> str:
     handler = _HANDLERS[type(st)]
-    return handler(r, st)
+    outcome = handler(r, st)
+    # free_pgtables: a PUD slot that no vma touches any more has lost its pmd table
+    r.pmd_tables = {p for p in r.pmd_tables if any(_in_slot(v, p) for v in r.s.vmas if v.file >= 0)}
+    return outcome
+
+
+def _in_slot(v: Vma, slot: int) -> bool:
+    return v.start < (slot + 1) * PUD_SIZE and slot * PUD_SIZE < v.end
 
 
 def _open(r: _Run, st: fmt.Step) -> str:
@@ -245,8 +254,11 @@ def _vma_at(r: _Run, m: _Map, addr: int) -> int:
 
 
 def _fault(r: _Run, v: int, addr: int) -> str:
-    """One fault on CPU 0 through the spec's steps; FALLBACK makes the mm retry one size down."""
-    res = fault.fault_lock(r.c, r.s, 0, v, addr)
+    """One fault on CPU 0 through the spec's steps; FALLBACK makes the mm retry one size down. A
+    fault that went below PUD size leaves a pmd table in its PUD slot (fault.leaves_pmd_table)."""
+    slot = addr // PUD_SIZE
+    size = fault.first_size(r.c, r.s.vmas[v].nohuge, slot in r.pmd_tables)
+    res = fault.fault_lock(r.c, r.s, 0, v, addr, size)
     assert res is not None
     r.s = res[1]
     outcome = "SIGBUS"
@@ -254,7 +266,10 @@ def _fault(r: _Run, v: int, addr: int) -> str:
         cpu = r.s.cpus[0]
         if cpu.pc == C_IDLE:
             if cpu.result != R_FALLBACK:
+                if fault.leaves_pmd_table(size):
+                    r.pmd_tables.add(slot)
                 return outcome
+            size = cpu.size
             res = fault.fault_lock(r.c, r.s, 0, cpu.vma, cpu.addr)
         elif cpu.pc == 1:
             res = fault.fault_check(r.c, r.s, 0)
