@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ctypes
 import errno
+from collections.abc import Iterator
 from types import SimpleNamespace
 from typing import TYPE_CHECKING, Final, cast
 
@@ -337,24 +338,31 @@ class UserMapping:
             lo, hi = self._range(offset, length)
             if mm.check_range(lo, length):
                 raise os_error(errno.EINVAL, f"mprotect({lo:#x})")
-            areas = self._hit(lo, hi)
-            if not self._covered(lo, hi, areas):
-                raise os_error(errno.ENOMEM, "mprotect: range not fully mapped")
             write = bool(prot & 2)
-            for a in areas:
+            flags = (prot != 0, write, bool(prot & 4))
+            for a in self._walk(lo, hi, past_gaps=False):
                 if write and a.mayshare and not a.file.writable:
                     raise os_error(
                         errno.EACCES, "mprotect: PROT_WRITE on a shared mapping of an O_RDONLY file"
                     )
-            flags = (prot != 0, write, bool(prot & 4))
-            # mprotect_fixup: "if (newflags == oldflags)" the vma is left alone, unsplit (mm.change)
-            changed = [a for a in areas if (a.read, a.write, a.exec_) != flags]
-            if not self._may_split_all(lo, hi, changed):
-                raise os_error(errno.EINVAL, "dev_dax_may_split: misaligned cut")
-            for a in changed if hi > lo else []:  # a zero length changes nothing (mm.change)
+                # mprotect_fixup: "if (newflags == oldflags)" the vma is left alone, unsplit (mm.change)
+                if (a.read, a.write, a.exec_) == flags or hi == lo:
+                    continue
+                if not self._may_split_all(lo, hi, [a]):
+                    raise os_error(errno.EINVAL, "dev_dax_may_split: misaligned cut")
                 mid = self._carve(a, lo, hi)
                 self.bus.core.set_prot(mid.m, real_prot(prot))
                 mid.read, mid.write, mid.exec_ = flags
+
+    def _walk(self, lo: int, hi: int, past_gaps: bool) -> Iterator[VmArea]:
+        """The vmas a range operation visits, in address order (spec/mm.py walk): a refusal on the
+        way stops it with the earlier ones changed; a hole raises ENOMEM, at once for mprotect
+        (past_gaps False), after the last vma for madvise."""
+        areas = self._hit(lo, hi)
+        visit, gap = mm.walk([(a.start, a.end) for a in areas], lo, hi, past_gaps)
+        yield from (areas[i] for i in visit)
+        if gap:
+            raise os_error(errno.ENOMEM, f"part of [{lo:#x}, {hi:#x}) is not mapped")
 
     def madvise(self, offset: int, length: int, advice: int) -> None:
         """madvise(2) by advice, as spec/mm.py madvise and the model backend decide."""
@@ -366,32 +374,33 @@ class UserMapping:
                 raise os_error(errno.EINVAL, f"madvise({lo:#x})")
             areas = self._hit(lo, hi)
             if name in ("MADV_POPULATE_READ", "MADV_POPULATE_WRITE"):
-                if not self._covered(lo, hi, areas):
-                    raise os_error(errno.ENOMEM, "madvise populate: range not fully mapped")
-                self._populate(lo, hi, write=name.endswith("WRITE"), strict=True)
+                write = name.endswith("WRITE")
+                for a in self._walk(lo, hi, past_gaps=False):
+                    refused = mm.populate_vma(a.advice_flags()._replace(read=a.read, write=a.write), write)
+                    if refused:
+                        raise os_error(getattr(errno, refused), f"{name}: check_vma_flags")
+                    self._populate(max(lo, a.start), min(hi, a.end), write=write, strict=True)
                 return
             if not areas:
                 raise os_error(errno.ENOMEM, "madvise: no vma in range")
-            if name in mm.FLAG_ADVICE:
-                self._flag_advice(lo, hi, areas, name)
-            else:
-                for a in areas:
+            for a in self._walk(lo, hi, past_gaps=True):
+                if name in mm.FLAG_ADVICE:
+                    self._flag_advice(a, lo, hi, name)
+                else:
                     self._advise(a, max(lo, a.start), min(hi, a.end), name)
-            if not self._covered(lo, hi, self._hit(lo, hi)):
-                raise os_error(errno.ENOMEM, "madvise: part of the range is not mapped")
 
-    def _flag_advice(self, lo: int, hi: int, areas: list[VmArea], name: str) -> None:
+    def _flag_advice(self, a: VmArea, lo: int, hi: int, name: str) -> None:
         """An advice that only changes vm_flags (spec/mm.py FLAG_ADVICE): a vma whose flags it
         leaves as they are is not split and asks no may_split (madvise_update_vma)."""
-        if name == "MADV_DODUMP" and any(a.file.dev.region.profile.vm_mixedmap for a in areas):
+        if name == "MADV_DODUMP" and a.file.dev.region.profile.vm_mixedmap:
             raise os_error(errno.EINVAL, "MADV_DODUMP on a VM_MIXEDMAP (VM_SPECIAL) vma")
         new = mm.FLAG_ADVICE[name]
-        changed = [a for a in areas if new(a.advice_flags()) != a.advice_flags()]
-        if not self._may_split_all(lo, hi, changed):
+        if new(a.advice_flags()) == a.advice_flags() or hi == lo:
+            return
+        if not self._may_split_all(lo, hi, [a]):
             raise os_error(errno.EINVAL, "dev_dax_may_split: misaligned cut")
-        for a in changed if hi > lo else []:
-            mid = self._carve(a, lo, hi)
-            self._apply_flags(mid, new(mid.advice_flags()))
+        mid = self._carve(a, lo, hi)
+        self._apply_flags(mid, new(mid.advice_flags()))
 
     def _apply_flags(self, a: VmArea, f: SpecVma) -> None:
         core = self.bus.core
@@ -585,9 +594,11 @@ class UserMapping:
             return outcome
         return "ok" if got == value else "mismatch"
 
-    def fork_touch(self, offset: int, write: bool = False) -> str:
-        """fork(); the child does one plain load (or a store of the byte it finds) and exits: its
-        outcome. A VM_DONTCOPY vma is not in the child at all (SIGSEGV)."""
+    def fork_touch(self, offset: int, write: bool = False, value: int | None = None) -> str:
+        """fork(); the child does one plain load (or a store of value, by default the byte it
+        finds) and exits: its outcome. A VM_DONTCOPY vma is not in the child at all (SIGSEGV)."""
+        if value is not None:
+            check_int("value", value, 0, 255)
         with self.bus._lock:
             addr, bad = self._access_check(offset, write)
             a = self._area_at(addr)
@@ -596,11 +607,10 @@ class UserMapping:
             if bad:
                 return bad
             core = self.bus.core
-            value = 0
-            if write:
+            if write and value is None:
                 t = core.touch_read(addr, 1)
                 value = t.data[0] if t.outcome == "ok" else 0
-            r = core.touch_in_child(addr, write=write, value=value)
+            r = core.touch_in_child(addr, write=write, value=value or 0)
             self.bus.scan_handler()
             if r.outcome == "ok":
                 return "ok"

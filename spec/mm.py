@@ -93,6 +93,37 @@ def _split(c: Ctx, s: State, v: int, parts: list[Vma]) -> Outcome:
     return ("ok", s)
 
 
+def walk(spans: list[tuple[int, int]], lo: int, hi: int, past_gaps: bool) -> tuple[list[int], bool]:
+    """The vmas a range operation visits, as indices into spans in address order, and whether the
+    range has a hole. mprotect stops at the first hole (do_mprotect_pkey: "if (!vma ||
+    vma->vm_start != nstart) error = -ENOMEM; break"), after changing the vmas before it;
+    madvise goes on past holes and reports ENOMEM at the end (madvise_walk_vmas: unmapped_error).
+    Neither is all or nothing: a vma refused on the way (EACCES, may_split) stops the walk with
+    the earlier ones changed. Recorded: k22, k23 (a partial mprotect over a hole)."""
+    order = sorted((i for i, (a, b) in enumerate(spans) if a < hi and lo < b), key=lambda i: spans[i][0])
+    at, gap = lo, False
+    visit: list[int] = []
+    for i in order:
+        start, end = spans[i]
+        if start > at:
+            gap = True
+            if not past_gaps:
+                return visit, True
+        visit.append(i)
+        at = max(at, end)
+    return visit, gap or at < hi
+
+
+def populate_vma(vma: Vma, write: bool) -> str | None:
+    """MADV_POPULATE_(READ|WRITE) on one vma: faultin_vma_page_range() runs check_vma_flags()
+    first and reports a write to a vma without VM_WRITE, or a read of one without access, as
+    EINVAL ("We want to report -EINVAL instead of -EFAULT for any permission problems"); only a
+    fault that ends in SIGBUS is EFAULT. Recorded: k30 steps 25, 27, 28."""
+    if (write and not vma.write) or not vma.read:
+        return "EINVAL"
+    return None
+
+
 def check_range(addr: int, length: int) -> str | None:
     """The common entry checks of munmap/mprotect/madvise/msync: a page-aligned start and a range
     that does not wrap. A zero length is fine for madvise/mprotect/msync and EINVAL for munmap."""

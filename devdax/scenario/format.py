@@ -53,6 +53,9 @@ from devdax.scenario.schema import (
     FALLOC_PUNCH_HOLE as FALLOC_PUNCH_HOLE,
 )
 from devdax.scenario.schema import (
+    FORK_STORE as FORK_STORE,
+)
+from devdax.scenario.schema import (
     FORMAT_ID as FORMAT_ID,
 )
 from devdax.scenario.schema import (

@@ -187,7 +187,8 @@ def _check(r: _Run, st: fmt.Step) -> str:
 
 def _fork_touch(r: _Run, st: fmt.Step) -> str:
     assert isinstance(st, fmt.ForkTouch)
-    return r.maps[st.map].fork_touch(st.offset, st.access == "write")
+    write = st.access == "write"
+    return r.maps[st.map].fork_touch(st.offset, write, fmt.FORK_STORE if write else None)
 
 
 def _fd_call(r: _Run, st: fmt.Step) -> str:

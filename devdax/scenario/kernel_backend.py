@@ -221,7 +221,7 @@ def _fork_touch(r: _Run, st: fmt.Step) -> str:
     pid = os.fork()
     if pid == 0:  # the child: one access, its result through the pipe, and no Python clean-up
         try:
-            word = tc.access(base + st.offset, st.access == "write", 0x5A)
+            word = tc.access(base + st.offset, st.access == "write", fmt.FORK_STORE)
             os.write(wfd, struct.pack("<Q", word))
         finally:
             os._exit(0)

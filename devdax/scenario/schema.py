@@ -64,6 +64,8 @@ MISMATCH = "mismatch"
 #: The kernel oopsed or hit a BUG during the step (a real kernel stops there; the spec and the
 #: emulation predict it, e.g. F1's NULL ``private_data`` in check_vma). Steps after it are skipped.
 OOPS = "OOPS"
+#: The byte a fork_touch store writes: the child's store reaches the device through a shared vma.
+FORK_STORE = 0x5A
 
 #: Non-errno outcome words. ``skipped`` is what a backend reports for a step whose handle's creating
 #: step failed, so it is also a legitimate *expected* outcome.

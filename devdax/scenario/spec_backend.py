@@ -333,7 +333,8 @@ def _fork_touch(r: _Run, st: fmt.Step) -> str:
     assert res is not None
     r.s = res[1]
     (w,) = _new_slots(before, r.s)
-    outcome = _access(r, _Map(m.base, [w]), st.offset, st.access == "write", None)
+    write = st.access == "write"
+    outcome = _access(r, _Map(m.base, [w]), st.offset, write, fmt.FORK_STORE if write else None)
     res = do_munmap(r.c, r.s, w, "all")
     assert res is not None
     r.s = res[1]
@@ -361,9 +362,8 @@ RangeFn = Callable[[Ctx, State, int, int, int], Outcome]
 
 
 def _apply(r: _Run, m: _Map, lo: int, hi: int, vmas: list[int], fn: RangeFn) -> str:
-    """Apply a per-vma change; each vma's change is tried on the state before anything changes, so
-    a refused cut (may_split) changes nothing (all or nothing). A vma the change leaves as it is
-    asks no may_split at all (mm.change)."""
+    """munmap: all or nothing, as do_vmi_munmap splits at both ends (may_split) before it removes
+    anything; each vma's change is tried on the state before anything changes."""
     for v in vmas:
         outcome, _ = fn(r.c, r.s, v, lo, hi)
         if outcome != "ok":
@@ -387,20 +387,29 @@ def _munmap(r: _Run, st: fmt.Step) -> str:
     return _apply(r, m, lo, hi, vmas, lambda c, s, v, a, b: mm.change(c, s, v, a, b, None))
 
 
+def _walk(r: _Run, m: _Map, st: fmt.Mprotect | fmt.Madvise, fn: RangeFn, past_gaps: bool) -> str:
+    """A range operation vma by vma in address order (mm.walk): not all or nothing, a refusal
+    stops it with the vmas before changed; a hole is ENOMEM, at once for mprotect, at the end for
+    madvise."""
+    lo, hi, vmas = _range(r, m, st.offset, st.length)
+    visit, gap = mm.walk([(r.s.vmas[v].start, r.s.vmas[v].end) for v in vmas], lo, hi, past_gaps)
+    for i in visit:
+        before = r.s
+        outcome, r.s = fn(r.c, r.s, vmas[i], lo, hi)
+        m.slots.extend(_new_slots(before, r.s))
+        if outcome != "ok":
+            return outcome
+    m.slots[:] = [v for v in m.slots if r.s.vmas[v].file >= 0]
+    return "ENOMEM" if gap else "ok"
+
+
 def _mprotect(r: _Run, st: fmt.Step) -> str:
     assert isinstance(st, fmt.Mprotect)
     m = r.maps[st.map]
     if mm.check_range(m.base + st.offset, st.length):
         return "EINVAL"
-    lo, hi, vmas = _range(r, m, st.offset, st.length)
-    if not _covered(r, lo, hi, vmas):
-        return "ENOMEM"
     read, write = bool(st.prot), "PROT_WRITE" in st.prot
-    for v in vmas:
-        vma = r.s.vmas[v]
-        if write and vma.mayshare and not r.s.files[vma.file].writable:
-            return "EACCES"
-    return _apply(r, m, lo, hi, vmas, lambda c, s, v, a, b: mm.mprotect(c, s, v, a, b, read, write))
+    return _walk(r, m, st, lambda c, s, v, a, b: mm.mprotect(c, s, v, a, b, read, write), past_gaps=False)
 
 
 def _madvise(r: _Run, st: fmt.Step) -> str:
@@ -410,25 +419,25 @@ def _madvise(r: _Run, st: fmt.Step) -> str:
         return "EINVAL"
     lo, hi, vmas = _range(r, m, st.offset, st.length)
     if st.advice in ("MADV_POPULATE_READ", "MADV_POPULATE_WRITE"):
-        if not _covered(r, lo, hi, vmas):
-            return "ENOMEM"
-        for a in range(lo, hi, PAGE_SIZE):
-            if _access(r, m, a - m.base, st.advice.endswith("WRITE"), None) != "ok":
-                return "EFAULT"  # faultin_page_range: VM_FAULT_SIGBUS -> -EFAULT
-        return "ok"
+        return _populate(r, m, lo, hi, vmas, st.advice.endswith("WRITE"))
     if not vmas:
         return "ENOMEM"
-    if st.advice in mm.FLAG_ADVICE:
-        outcome = _apply(r, m, lo, hi, vmas, lambda c, s, v, a, b: mm.madvise(c, s, v, a, b, st.advice))
-    else:
-        outcome = "ok"
-        for v in vmas:
-            outcome, r.s = mm.madvise(r.c, r.s, v, lo, hi, st.advice)
-            if outcome != "ok":
-                break
-    if outcome == "ok" and not _covered(r, lo, hi, _range(r, m, st.offset, st.length)[2]):
-        return "ENOMEM"  # advice applied to the mapped parts, gap reported
-    return outcome
+    return _walk(r, m, st, lambda c, s, v, a, b: mm.madvise(c, s, v, a, b, st.advice), past_gaps=True)
+
+
+def _populate(r: _Run, m: _Map, lo: int, hi: int, vmas: list[int], write: bool) -> str:
+    """madvise_populate: vma by vma up to the first hole (ENOMEM there); mm.populate_vma refuses
+    a vma first (EINVAL), then each unit faults in, and a SIGBUS is EFAULT."""
+    visit, gap = mm.walk([(r.s.vmas[v].start, r.s.vmas[v].end) for v in vmas], lo, hi, past_gaps=False)
+    for i in visit:
+        vma = r.s.vmas[vmas[i]]
+        refused = mm.populate_vma(vma, write)
+        if refused:
+            return refused
+        for a in range(max(lo, vma.start), min(hi, vma.end), PAGE_SIZE):
+            if _access(r, m, a - m.base, write, None) != "ok":
+                return "EFAULT"  # faultin_page_range: VM_FAULT_SIGBUS -> -EFAULT
+    return "ENOMEM" if gap else "ok"
 
 
 def _msync(r: _Run, st: fmt.Step) -> str:
