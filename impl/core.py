@@ -409,7 +409,8 @@ class MappingCore:
                 return
             causes.append(cause)
         b.why = "; ".join(causes)
-        _report(align, "4K", f"a {_name(align)} device uses 4K pages: {b.why} (make hugepages reserves them)")
+        hint = " (make hugepages reserves them)" if "free" in b.why else ""
+        _report(align, "4K", f"a {_name(align)} device uses 4K pages: {b.why}{hint}")
 
     def _hugetlb(self, size: int, page: int) -> tuple[int, str]:
         """A fully allocated hugetlbfs memfd of ``size`` bytes in ``page`` pages, or (-1, why not)."""

@@ -200,3 +200,29 @@ def test_reading_the_fd_first_keeps_4k_pages() -> None:
         os.pwrite(b.fd, b"x", 0)
         c.add_device(b, [(0, 2 * M2)], M2)
         assert b.page == K4 and os.pread(b.fd, 1, 0) == b"x"
+
+
+def test_1g_device_takes_2m_pages_when_no_1g_page_is_free(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The next size down: a 1G device whose 1G pool is short gets 2M pages (entries of 2M, smaps
+    2048 kB: not the kernel's 1G, so it is reported). The pools are faked: 512 free 2M pages are
+    more than make hugepages reserves."""
+    from devdax.impl import core as core_mod
+
+    def fake(self: MappingCore, size: int, page: int) -> tuple[int, str]:
+        if page == G1:
+            return -1, "1 free 1G hugepages needed, 0 free"
+        fd = dsys.memfd_create("fake-2m")
+        dsys.ftruncate(fd, size)
+        return fd, ""
+
+    monkeypatch.setattr(MappingCore, "_hugetlb", fake)
+    core_mod._REPORTED.discard((G1, "2M"))
+    with MappingCore() as c, caplog.at_level(logging.WARNING, "devdax.impl"):
+        b = c.create_backing(G1)
+        c.add_device(b, [(0, G1)], G1)
+        assert b.page == M2 and b.why.startswith("1 free 1G hugepages needed")
+        assert any("a 1G device uses 2M pages" in r.getMessage() for r in caplog.records)
+        with pytest.raises(OSError):  # a 4K device cannot live on 2M pages
+            c.add_device(b, [(0, G1)], K4)
