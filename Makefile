@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup check test lint bench clean conformance-setup conformance fuzz
+.PHONY: setup check test lint bench clean conformance-setup conformance fuzz hugepages
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -21,6 +21,20 @@ check: $(STAMP)
 # Tests: unit, invariant, variant, refinement, lint and types.
 test: $(STAMP)
 	$(BIN)/pytest
+
+# Huge pages for impl's 2M and 1G devices (impl/core.py: hugetlbfs memory, real PMD/PUD entries).
+# Raises each pool to the count asked (never lowers one, so it is harmless when already reserved);
+# without root, or where the kernel cannot find the memory, it says so and impl uses 4K pages.
+HUGEPAGES_2M ?= 64
+HUGEPAGES_1G ?= 1
+hugepages:
+	@for want in 2048kB:$(HUGEPAGES_2M) 1048576kB:$(HUGEPAGES_1G); do \
+	  size=$${want%%:*}; n=$${want##*:}; d=/sys/kernel/mm/hugepages/hugepages-$$size; \
+	  if [ ! -d $$d ]; then echo "hugepages: this kernel has no $$size pages"; continue; fi; \
+	  [ "$$(cat $$d/nr_hugepages)" -ge "$$n" ] || { echo "$$n" > $$d/nr_hugepages; } 2>/dev/null || true; \
+	  have=$$(cat $$d/nr_hugepages); short=""; [ "$$have" -ge "$$n" ] || short=": not root, or no memory"; \
+	  echo "hugepages: $$size: $$have reserved, $$(cat $$d/free_hugepages) free ($$n asked$$short)"; \
+	done
 
 # What `devdax conformance` boots with: QEMU, busybox for the guest's init, ndctl to carve devices.
 conformance-setup:

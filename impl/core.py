@@ -18,6 +18,16 @@ How a fault happens (see README.md for what was verified on the running kernel):
 * ``kill_device`` is the spec's teardown order: clear alive, SRCU grace period, zap (MADV_DONTNEED) every
   vma of the device; the next touch faults into the handler, which sees alive == 0 and poisons.
 
+Huge pages: a memfd backing whose first device has a 2M or 1G align becomes a hugetlbfs memfd of
+the largest huge page size the align allows and the pool can hold (``_settle``; ``make hugepages``
+reserves them). Its units are then real PMD/PUD entries (one UFFDIO_CONTINUE maps one huge page, and
+smaps says KernelPageSize 2048 kB as for a device-dax vma, whose ->pagesize is the device align).
+Where the pool cannot hold it the backing stays shmem with 4K PTEs, ``Backing.why`` says why, and
+one warning line per cause goes to the ``devdax.impl`` logger. Either way a vma's pieces map each
+unit at ``round_down(phys, align)``: the kernel's huge entry masks the pfn (x86 ``pfn_pmd`` /
+``pfn_pud``), so a vma whose file offset is not a multiple of the align (F3) shows the bytes of the
+aligned block, and hugetlbfs could not map anything else.
+
 Backings that userfaultfd minor mode does not support (anything but shmem/hugetlbfs) get the
 *prefault* mode, reported in ``Mapping.mode``: the pieces are populated at mmap time, no fault ever
 reaches the handler, a zap of a live device repopulates, and a zap of a dead device replaces the
@@ -34,6 +44,7 @@ import contextlib
 import ctypes
 import errno
 import faulthandler
+import logging
 import os
 import select
 import signal
@@ -65,6 +76,22 @@ from .table import (
 PAGE = dsys.PAGE_SIZE
 ALIGNS = (geometry.PAGE_SIZE, geometry.PMD_SIZE, geometry.PUD_SIZE)
 UFFD_FEATURES = dsys.UFFD_FEATURE_MINOR_SHMEM | dsys.UFFD_FEATURE_POISON | dsys.UFFD_FEATURE_THREAD_ID
+HUGE_PAGES = (geometry.PUD_SIZE, geometry.PMD_SIZE)  # hugetlb sizes a backing may take, largest first
+
+log = logging.getLogger("devdax.impl")
+_REPORTED: set[tuple[int, str]] = set()  # (align, cause) already warned about in this process
+
+
+def _report(align: int, cause: str, msg: str) -> None:
+    """One warning line per cause and align per process: a suite of scenarios on a machine without
+    huge pages says so once, not once a region."""
+    if (align, cause) not in _REPORTED:
+        _REPORTED.add((align, cause))
+        log.warning("devdax impl: %s", msg)
+
+
+def _name(size: int) -> str:
+    return f"{size >> 20}M" if size < geometry.PUD_SIZE else f"{size >> 30}G"
 
 
 def _einval(msg: str) -> OSError:
@@ -73,12 +100,26 @@ def _einval(msg: str) -> OSError:
 
 @dataclass(eq=False)
 class Backing:
-    """The memory of a region: an fd whose offsets are the emulated physical addresses."""
+    """The memory of a region: an fd whose offsets are the emulated physical addresses.
 
-    fd: int
+    ``page`` is the page size of that memory: 4K (shmem, tmpfs) or a hugetlb size, chosen when the
+    first device is added (module doc, MappingCore._settle); ``why`` says why a device's align got
+    smaller pages ("" when it did not). ``raw_fd`` is the core's own handle; reading ``fd`` from
+    outside settles the pages as they are, since the reader may write through it (hugetlbfs has no
+    write(2): use MappingCore.write_backing)."""
+
+    raw_fd: int
     size: int
     path: str | None  # None: anonymous memfd (dies with the last fd); else a persistent file
     closed: bool = False
+    page: int = PAGE
+    why: str = ""
+    settled: bool = False
+
+    @property
+    def fd(self) -> int:
+        self.settled = True
+        return self.raw_fd
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,8 +206,16 @@ class MappingCore:
     """
 
     def __init__(
-        self, workers: int = 2, policy: str | None = None, *, event_fork: bool = True, timeout: float = 10.0
+        self,
+        workers: int = 2,
+        policy: str | None = None,
+        *,
+        event_fork: bool = True,
+        timeout: float = 10.0,
+        huge: bool = True,
     ) -> None:
+        """``huge``: 2M and 1G devices may get hugetlbfs memory (module doc); False keeps every
+        backing at 4K pages, as on a machine without huge pages."""
         self._lock = threading.RLock()
         self._ctl_lock = threading.Lock()
         self.timeout = timeout
@@ -194,6 +243,9 @@ class MappingCore:
             self._uffd = dsys.userfaultfd(dsys.O_CLOEXEC | dsys.O_NONBLOCK)
             # the features we asked for (UFFDIO_API reports every feature the kernel supports)
             self.features = UFFD_FEATURES | (dsys.UFFD_FEATURE_EVENT_FORK if event_fork else 0)
+            if huge and dsys.uffd_features() & dsys.UFFD_FEATURE_MINOR_HUGETLBFS:
+                self.features |= dsys.UFFD_FEATURE_MINOR_HUGETLBFS
+            self.huge = huge
             dsys.uffd_api(self._uffd, self.features)
             self._start_handler(workers, policy)
         except BaseException:
@@ -326,8 +378,80 @@ class MappingCore:
             if any(d.backing is b for d in self._devices.values()):
                 raise OSError(errno.EBUSY, "backing still has devices")
             b.closed = True
-            os.close(b.fd)
+            os.close(b.raw_fd)
             self._backings.remove(b)
+
+    def _settle(self, b: Backing, align: int) -> None:
+        """The first device of a memfd backing chooses its pages: the largest hugetlb size not above
+        its align whose pool can hold the whole backing, else 4K (shmem), reported once.
+
+        The backing was allocated as shmem at creation (so that errors stay where they were); no
+        device has mapped it and nobody has read its fd, so it holds zeros and can be replaced."""
+        if b.settled:
+            return
+        b.settled = True
+        if align < geometry.PMD_SIZE:
+            return
+        if b.path is not None:
+            b.why = "a file backing has 4K pages (tmpfs)"
+            return
+        causes: list[str] = []
+        for page in HUGE_PAGES:
+            if page > align:
+                continue
+            fd, cause = self._hugetlb(b.size, page)
+            if fd >= 0:
+                os.close(b.raw_fd)
+                b.raw_fd, b.page = fd, page
+                if page < align:  # a 1G device on 2M pages: its entries are 2M, not 1G
+                    b.why = f"{'; '.join(causes)}; 2M pages used"
+                    _report(align, "2M", f"a 1G device uses 2M pages: {b.why} (make hugepages)")
+                return
+            causes.append(cause)
+        b.why = "; ".join(causes)
+        hint = " (make hugepages reserves them)" if "free" in b.why else ""
+        _report(align, "4K", f"a {_name(align)} device uses 4K pages: {b.why}{hint}")
+
+    def _hugetlb(self, size: int, page: int) -> tuple[int, str]:
+        """A fully allocated hugetlbfs memfd of ``size`` bytes in ``page`` pages, or (-1, why not)."""
+        name = _name(page)
+        if not self.huge:
+            return -1, "huge pages not asked for (MappingCore(huge=False))"
+        if not self.features & dsys.UFFD_FEATURE_MINOR_HUGETLBFS:
+            return -1, "userfaultfd has no minor faults on hugetlbfs here"
+        need = -(-size // page)
+        free = dsys.hugepages_free(page)
+        if size % page or free < need:
+            return -1, f"{need} free {name} hugepages needed, {free} free"
+        try:
+            fd = dsys.memfd_hugetlb("devdax-region", page)
+        except OSError as e:
+            return -1, f"memfd_create(MFD_HUGETLB {name}): {e.strerror}"
+        try:
+            dsys.ftruncate(fd, size)
+            dsys.fallocate(fd, 0, 0, size)  # the pages must be in the page cache (minor faults)
+        except OSError as e:
+            os.close(fd)
+            return -1, f"{name} hugepages taken meanwhile ({e.strerror})"
+        return fd, ""
+
+    def write_backing(self, b: Backing, offset: int, data: bytes) -> None:
+        """pwrite into a backing, also a hugetlbfs one (which has no write(2)): through a mapping of
+        the pages that hold the range, never registered with the handler."""
+        if b.closed:
+            raise ValueError("backing is closed")
+        if offset < 0 or offset + len(data) > b.size:
+            raise _einval(f"write of {len(data)} bytes at {offset:#x} outside the backing")
+        if b.page == PAGE:
+            os.pwrite(b.raw_fd, data, offset)
+            return
+        lo = offset - offset % b.page
+        n = -(-(offset + len(data) - lo) // b.page) * b.page
+        addr = dsys.mmap(0, n, dsys.PROT_READ | dsys.PROT_WRITE, dsys.MAP_SHARED, b.raw_fd, lo)
+        try:
+            ctypes.memmove(addr + offset - lo, data, len(data))
+        finally:
+            dsys.munmap(addr, n)
 
     # --- devices ----------------------------------------------------------------------------------
     def add_device(
@@ -355,8 +479,12 @@ class MappingCore:
             free = [i for i in range(MAX_DEVICES) if i not in self._devices]
             if not free:
                 raise OSError(errno.ENOSPC, "no free device slot")
+            self._settle(backing, align)
+            if align < backing.page:
+                raise _einval(f"align {align:#x} is smaller than the backing's {backing.page:#x} pages")
             i = free[0]
             d = self.table.t.devices[i]
+            d.page = backing.page
             d.align = align
             d.nranges = len(ranges)
             for k, r in enumerate(ranges):
@@ -430,7 +558,10 @@ class MappingCore:
 
         A unit maps iff it lies whole inside one range (pgoff_to_phys), so each range gives one run
         and the rest are holes: the work is per range, not per unit, and a length far past the
-        device costs no more than one that ends with it (issue 14 class 2)."""
+        device costs no more than one that ends with it (issue 14 class 2). A run maps from the
+        start of the unit-sized block that holds its exact start: a huge entry maps
+        round_down(phys, size) (x86 pfn_pmd/pfn_pud mask the pfn; vmf_insert_pfn_pmd in
+        mm/huge_memory.c), which is F3's wrong bytes when pgoff is not a multiple of the align."""
         unit = max(align, PAGE)
         upp = unit // PAGE  # pages per unit
         units = -(-length // unit)
@@ -440,6 +571,7 @@ class MappingCore:
             end = min(units, (r.pgoff + r.pages - upp - pgoff) // upp + 1)  # past the last ending in r
             if end > first:
                 phys = ((pgoff + first * upp - r.pgoff) << geometry.PAGE_SHIFT) + r.start
+                phys -= phys % unit  # the entry maps round_down(phys, size): pfn_pmd/pfn_pud mask (F3)
                 runs.append(Piece(first * unit, (end - first) * unit, phys))
         out: list[Piece] = []
         at = 0
@@ -531,7 +663,7 @@ class MappingCore:
         """Holes past the device end map the empty memfd, so touching them SIGBUSes (module doc).
         The caller owns [addr, addr + length) and unmaps it if this fails part way."""
         for p in pieces:
-            fd = d.backing.fd if p.phys is not None else self._hole_fd
+            fd = d.backing.raw_fd if p.phys is not None else self._hole_fd
             dsys.mmap(addr + p.offset, p.length, prot, dsys.MAP_SHARED | dsys.MAP_FIXED, fd, p.phys or 0)
 
     def _record_vma(
@@ -581,7 +713,7 @@ class MappingCore:
             return
         if self.table.t.devices[m.dev].alive:
             if m.revoked:  # rebind: the real pieces come back
-                fd = self._devices[m.dev].backing.fd
+                fd = self._devices[m.dev].backing.raw_fd
                 for p in m.pieces:
                     dsys.mmap(
                         m.addr + p.offset,
@@ -604,6 +736,26 @@ class MappingCore:
         with self._lock:
             self._live(m)
             self._zap(m)
+
+    def zap_range(self, m: Mapping, lo: int, hi: int) -> None:
+        """MADV_DONTNEED over [lo, hi) of one vma (zap_page_range_single): an entry the range
+        touches goes whole -- zap_pmd_range/zap_pud_range clear a huge entry of a file vma that the
+        range covers in part (__split_huge_pmd on a non-anonymous vma only clears it) -- so the
+        range widens to the vma's units. hugetlbfs refuses an unaligned start (EINVAL) anyway."""
+        with self._lock:
+            self._live(m)
+            unit = max(m.align, PAGE)
+            lo, hi = max(m.addr, lo - lo % unit), min(m.end, -(-hi // unit) * unit)
+            if lo < hi:
+                dsys.madvise(lo, hi - lo, dsys.MADV_DONTNEED)
+
+    def page_size(self, m: Mapping) -> int | None:
+        """What smaps says KernelPageSize is for the vma (None: not mapped): the device align when
+        its memory is hugetlbfs pages of that size, as the kernel's dev_dax_pagesize answers for a
+        device-dax vma (vma_kernel_pagesize -> vm_ops->pagesize), 4K where the backing fell back."""
+        with self._lock:
+            self._live(m)
+            return dsys.kernel_page_size(m.addr)
 
     def _mm_write(self, lo: int, hi: int, op: Callable[[], None]) -> None:
         """Run ``op`` (the munmap of [lo, hi)) as the writer of the emulated mmap_lock: no handler
@@ -962,7 +1114,7 @@ class MappingCore:
         for b in self._backings:
             if not b.closed:
                 b.closed = True
-                os.close(b.fd)
+                os.close(b.raw_fd)
         self._backings.clear()
         self._devices.clear()
         for fd in (self._uffd, self._hole_fd):

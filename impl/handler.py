@@ -274,14 +274,16 @@ class Handler:
             elif m.event == dsys.UFFD_EVENT_PAGEFAULT:
                 self.backlog[wid].append((fd, m))
 
-    def _fill(self, fd: int, d: Decision, wid: int = 0) -> int:
+    def _fill(self, fd: int, d: Decision, wid: int = 0, page: int = PAGE) -> int:
         """Install (or poison) every missing page of the unit; returns the bytes this call changed.
 
-        A unit is 1 << (21 or 30 - 12) PTEs here, not one PMD/PUD entry, so a zap racing with an
-        install can leave it half populated. A single CONTINUE over the unit would then fail with
+        On shmem (4K pages) a unit is 1 << (21 or 30 - 12) PTEs, not one PMD/PUD entry, so a zap racing
+        with an install can leave it half populated. A single CONTINUE over the unit would then fail with
         EEXIST forever and the toucher would refault forever (seen in the GIL test), so this walks the
         unit: a partial ioctl (EAGAIN with a byte count) resumes after the bytes done, EEXIST skips the
-        page that is present, EAGAIN with nothing done (mm changing under fork) retries.
+        page that is present, EAGAIN with nothing done (mm changing under fork) retries. ``page``:
+        the page size of the device's memory; on hugetlbfs one CONTINUE maps whole huge pages (one
+        PMD or PUD entry each), and nothing smaller may be skipped.
         """
         op = dsys.uffd_continue if d.install else dsys.uffd_poison
         pos, end, changed, spins = d.addr, d.addr + d.size, 0, 0
@@ -295,7 +297,7 @@ class Handler:
                     changed += done
                     pos += done
                 elif e.errno == errno.EEXIST:
-                    pos += PAGE
+                    pos += page
                 elif e.errno == errno.EAGAIN and spins < 10000:
                     spins += 1
                     with contextlib.suppress(OSError):
@@ -326,9 +328,10 @@ class Handler:
         is counted as EEXIST instead. Returns the bytes changed (0: all present, -1: the ioctl failed).
         """
         st = self.table.t.workers[wid]
+        page = int(self.table.t.devices[dev].page) or PAGE if dev is not None else PAGE
         self._count(d, dev, wid, 1)
         try:
-            changed = self._fill(fd, d, wid)
+            changed = self._fill(fd, d, wid, page)
         except OSError as e:
             self._count(d, dev, wid, -1)
             if e.errno == errno.ENOENT:
@@ -437,12 +440,29 @@ class Handler:
         st = self.table.t.workers[wid]
         t1 = time.perf_counter_ns()
         if fd != self.uffd:
-            self._resolve(fd, Decision(False, addr & ~(PAGE - 1), PAGE, "no_vma"), None, wid)
+            self._poison_orphan(fd, addr, wid)
             return t1
         st.counters[C.ENOENT] += 1
         with contextlib.suppress(OSError):
             dsys.uffd_wake(fd, addr & ~(PAGE - 1), PAGE)
         return t1
+
+    def _poison_orphan(self, fd: int, addr: int, wid: int) -> None:
+        """SIGBUS for a forked child's copy of a vma its parent unmapped. Its descriptor is gone, and
+        with it the page size of its memory; hugetlbfs refuses a poison smaller than its page
+        (EINVAL), so the sizes are tried from 4K up."""
+        for size in (PAGE, geometry.PMD_SIZE, geometry.PUD_SIZE):
+            d = Decision(False, addr & ~(size - 1), size, "no_vma")
+            self._count(d, None, wid, 1)
+            try:
+                self._fill(fd, d, wid, size)
+                return
+            except OSError as e:
+                self._count(d, None, wid, -1)
+                if e.errno != errno.EINVAL:
+                    break
+        with contextlib.suppress(OSError):
+            dsys.uffd_wake(fd, addr & ~(PAGE - 1), PAGE)
 
     def _driver_fault(
         self,

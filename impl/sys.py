@@ -63,6 +63,11 @@ MFD_CLOEXEC: Final = 0x0001
 MFD_ALLOW_SEALING: Final = 0x0002
 MFD_HUGETLB: Final = 0x0004
 MFD_NOEXEC_SEAL: Final = 0x0008
+# include/uapi/linux/memfd.h: with MFD_HUGETLB, log2 of the huge page size in bits 26..31
+MFD_HUGE_SHIFT: Final = 26
+MFD_HUGE_2MB: Final = 21 << MFD_HUGE_SHIFT
+MFD_HUGE_1GB: Final = 30 << MFD_HUGE_SHIFT
+HUGEPAGES_SYSFS: Final = "/sys/kernel/mm/hugepages"
 
 FALLOC_FL_KEEP_SIZE: Final = 0x01
 FALLOC_FL_PUNCH_HOLE: Final = 0x02
@@ -242,6 +247,41 @@ def memfd_create(name: str, flags: int = MFD_CLOEXEC) -> int:
     return _check(_libc.memfd_create(name.encode(), flags), "memfd_create")
 
 
+def memfd_hugetlb(name: str, page: int) -> int:
+    """A memfd on the kernel's internal hugetlbfs mount with pages of ``page`` bytes (2M or 1G): what
+    a 2M or 1G device's memory is where the pool has pages (core.MappingCore picks it)."""
+    log2 = page.bit_length() - 1
+    if page not in (PMD_SIZE, PUD_SIZE):
+        raise ValueError(f"page: expected 2M or 1G, got {page:#x}")
+    return memfd_create(name, MFD_CLOEXEC | MFD_HUGETLB | (log2 << MFD_HUGE_SHIFT))
+
+
+def hugepages_free(page: int, root: str = HUGEPAGES_SYSFS) -> int:
+    """Free pages of ``page`` bytes in the hugetlb pool (0 when the size or the sysfs file is absent).
+    Only a hint: another process may take them before a fallocate does."""
+    try:
+        with open(f"{root}/hugepages-{page >> 10}kB/free_hugepages") as f:
+            return int(f.read())
+    except (OSError, ValueError):
+        return 0
+
+
+def kernel_page_size(addr: int, smaps: str = "/proc/self/smaps") -> int | None:
+    """KernelPageSize of the vma holding ``addr`` in bytes, as /proc/self/smaps reports it (None: no
+    vma). For a hugetlb vma it is the huge page size (hugetlb_vm_op_pagesize), for shmem 4K."""
+    found = False
+    with open(smaps) as f:
+        for ln in f:
+            if not found:
+                head = ln.split(maxsplit=1)[0]
+                if "-" in head and ":" not in head:
+                    lo, hi = (int(x, 16) for x in head.split("-"))
+                    found = lo <= addr < hi
+            elif ln.startswith("KernelPageSize:"):
+                return int(ln.split()[1]) << 10
+    return None
+
+
 def ftruncate(fd: int, length: int) -> None:
     _check(_libc.ftruncate(fd, length), "ftruncate")
 
@@ -348,6 +388,23 @@ def uffd_api(fd: int, features: int) -> int:
     if a.features & features != features:
         raise OSError(_errno.EINVAL, f"UFFDIO_API: missing features {features & ~a.features:#x}")
     return int(a.features)
+
+
+def uffd_features() -> int:
+    """The feature bits this kernel's userfaultfd offers (UFFDIO_API with none asked, on a throwaway
+    context: a context takes one handshake only); 0 when userfaultfd is unavailable."""
+    try:
+        fd = userfaultfd()
+    except OSError:
+        return 0
+    try:
+        a = uffdio_api(UFFD_API, 0, 0)
+        ioctl(fd, UFFDIO_API, a)
+        return int(a.features)
+    except OSError:
+        return 0
+    finally:
+        os.close(fd)
 
 
 def uffd_register(fd: int, start: int, length: int, mode: int) -> int:

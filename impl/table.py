@@ -84,6 +84,8 @@ class DeviceDesc(ctypes.Structure):
         ("gen", U64),
         ("rules", U64),  # DEV_* bits
         ("ranges", RangeDesc * MAX_RANGES),
+        ("page", U64),  # the page size of the device's memory (4K, or its hugetlb size): the
+        # smallest range one CONTINUE or POISON may cover on its vmas (handler._fill)
     )
 
 

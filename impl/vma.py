@@ -416,7 +416,7 @@ class UserMapping:
 
     def _advise(self, a: VmArea, lo: int, hi: int, name: str) -> None:
         if name in ("MADV_DONTNEED", "MADV_DONTNEED_LOCKED"):
-            dsys.madvise(lo, hi - lo, dsys.MADV_DONTNEED)  # zap_page_range_single; data stays
+            self.bus.core.zap_range(a.m, lo, hi)  # zap_page_range_single; data stays
         elif name in ("MADV_COLD", "MADV_PAGEOUT", "MADV_WILLNEED"):
             pass
         elif name == "MADV_REMOVE":

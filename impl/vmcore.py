@@ -26,14 +26,23 @@ from .table import MAX_VMAS, VMA_MAYSHARE, VMA_SHARED, VMA_WRITE
 POLICY = "devdax.impl.fault_policy:dax_vm_policy"
 
 
-def clip_pieces(pieces: tuple[Piece, ...], length: int) -> tuple[Piece, ...]:
+def clip_pieces(pieces: tuple[Piece, ...], length: int, page: int = PAGE, addr: int = 0) -> tuple[Piece, ...]:
     """MappingCore.pieces rounds the length up to whole units; a kernel vma may end inside a unit
-    (after an unaligned mremap): cut the pieces at ``length``."""
+    (after an unaligned mremap): cut the pieces at ``length``. Memory of ``page``-sized pages
+    (hugetlbfs) can only be mapped in whole pages at page-aligned addresses (the pieces start at
+    ``addr``), so what cannot be is left to the empty memfd: every fault of such a vma SIGBUSes
+    anyway (check_vma: its vm_end is not aligned)."""
     out: list[Piece] = []
     for p in pieces:
         if p.offset >= length:
             break
-        out.append(Piece(p.offset, min(p.length, length - p.offset), p.phys))
+        n = min(p.length, length - p.offset)
+        # of a backed piece, its whole pages; none if it does not start on a page
+        whole = n if p.phys is None else 0 if (addr + p.offset) % page else n - n % page
+        if whole:
+            out.append(Piece(p.offset, whole, p.phys))
+        if whole < n:
+            out.append(Piece(p.offset + whole, n - whole, None))
     return tuple(out)
 
 
@@ -89,7 +98,7 @@ class VmCore(MappingCore):
             if length <= 0 or length % PAGE or addr % PAGE or pgoff < 0:
                 raise OSError(errno.EINVAL, f"map_at: addr {addr:#x} length {length:#x} pgoff {pgoff}")
             idx = self._free_vma_slot()
-            pieces = clip_pieces(self.pieces(d.ranges, pgoff, length, d.align), length)
+            pieces = clip_pieces(self.pieces(d.ranges, pgoff, length, d.align), length, d.backing.page, addr)
             try:
                 self._map_pieces(d, addr, pieces, prot)
             except BaseException:
@@ -194,10 +203,10 @@ class VmCore(MappingCore):
                 return False
             d = self._dev(m.dev)
             pgoff = m.pgoff + m.length // PAGE
-            add = clip_pieces(self.pieces(d.ranges, pgoff, extra, d.align), extra)
+            add = clip_pieces(self.pieces(d.ranges, pgoff, extra, d.align), extra, d.backing.page, m.end)
             try:
                 for p in add:
-                    fd = d.backing.fd if p.phys is not None else self._hole_fd
+                    fd = d.backing.raw_fd if p.phys is not None else self._hole_fd
                     dsys.mmap(
                         m.end + p.offset, p.length, m.prot, dsys.MAP_SHARED | dsys.MAP_FIXED, fd, p.phys or 0
                     )

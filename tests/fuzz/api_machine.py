@@ -158,13 +158,19 @@ class ApiMachine(RuleBasedStateMachine):
         return id(dev) in self.disabled or id(dev.region) in self.removed
 
     def _key(self, info: Info, offset: int) -> tuple[int, int] | None:
-        """The physical byte behind handle offset ``offset`` (backing, offset in it), if known."""
+        """The physical byte behind handle offset ``offset`` (backing, offset in it), if known. The
+        entry of the unit holding it maps round_down(phys, align) (x86 pfn_pmd/pfn_pud mask the pfn):
+        with a file offset that is not a multiple of the align, the aligned block's bytes (F3)."""
         if info.moved or offset < 0:
             return None
-        x = info.pgoff * PAGE + offset
+        align = max(info.dev.align, PAGE)
+        within = offset % align  # a mapped vma starts aligned (check_vma)
+        x = info.pgoff * PAGE + offset - within
         for start, size in info.dev.spans:
+            if x + align <= size:
+                return id(info.dev.region.backing), start + x - x % align + within
             if x < size:
-                return id(info.dev.region.backing), start + x
+                return None  # the unit is not whole in this range: a SIGBUS, nothing stored
             x -= size
         return None  # past the device's end: a SIGBUS, nothing stored
 

@@ -41,17 +41,12 @@ pytestmark = [pytest.mark.skipif(_REASON is not None, reason=_REASON or ""), pyt
 
 
 #: Refinement gaps the conformance scenarios exposed (impl and spec disagree); issue 12 closes them.
-#: Strict: a fixed gap fails here until its entry is removed. F3's bytes (f3, k20, k21): the spec
-#: maps the aligned block below an unaligned phys (geometry.pfn_huge), as the kernels do; impl
-#: installs 4K PTEs until its 2M and 1G devices have huge entries (issue 12 item 4).
-F3_BYTES = {"f3_fixed_unaligned_offset_2m", "k20_fixed_unaligned_offset_2m", "k21_fixed_unaligned_offset_1g"}
+#: Strict: a fixed gap fails here until its entry is removed.
 #: A pmd table left in a 1G device's PUD slot (spec/fault.py leaves_pmd_table): the spec's scenario
 #: backend keeps it, impl's fault policy does not yet.
 PMD_TABLE = {"k24_mprotect_munmap_madvise_partial_1g", "k37_thp_toggle_fault_size_1g"}
-GAPS_MODERN = {"k34_mremap_shrink_grow_move_2m"} | F3_BYTES | PMD_TABLE
-GAPS_V410 = {"k34_mremap_shrink_grow_move_2m", "k44_disable_then_remove_one_of_two_4k"} | F3_BYTES - {
-    "k21_fixed_unaligned_offset_1g"
-}
+GAPS_MODERN = {"k34_mremap_shrink_grow_move_2m"} | PMD_TABLE
+GAPS_V410 = {"k34_mremap_shrink_grow_move_2m", "k44_disable_then_remove_one_of_two_4k"}
 
 
 def _params(scs: list[Scenario], gaps: set[str]) -> list[object]:
