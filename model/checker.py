@@ -22,10 +22,13 @@ compared with it state by state in tests/model/test_fast_paths.py:
 
 from __future__ import annotations
 
+import resource
+import sys
 import time
 from array import array
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from itertools import pairwise
 
 from devdax.model.reduction import reduced_successors
 from devdax.spec.ctx import Ctx
@@ -81,6 +84,7 @@ class CheckResult:
     complete: bool = True
     violations: dict[str, Violation] = field(default_factory=dict)
     checked: list[str] = field(default_factory=list)
+    peak_rss: int = 0  # bytes: the process's peak resident set when the run ended
 
     @property
     def states_per_second(self) -> float:
@@ -88,6 +92,38 @@ class CheckResult:
 
 
 Progress = Callable[[int, int, int, float], None]  # states, frontier, depth, seconds
+
+
+def peak_rss() -> int:
+    """The process's peak resident set in bytes (ru_maxrss is in KiB on Linux, bytes on macOS)."""
+    r = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return r if sys.platform == "darwin" else r * 1024
+
+
+class Eta:
+    """Seconds left of a run, from its breadth-first depth profile as progress reports show it.
+
+    The states known when expansion first reaches depth d are about the levels up to d + 1, so
+    successive samples give the mean level size per depth between them. While the levels grow (or
+    have shrunk only once) nothing bounds the rest: no estimate (None). Once they have shrunk twice
+    in a row, later levels are taken to keep shrinking at the mean ratio per depth r of those two
+    steps: a geometric tail of L * r / (1 - r) states beyond the frontier, expanded at the rate so
+    far. A model whose profile grows again later (a second generation) makes it an underestimate."""
+
+    def __init__(self) -> None:
+        self.first: dict[int, int] = {}  # depth -> states known when expansion first reached it
+
+    def __call__(self, states: int, frontier: int, depth: int, seconds: float) -> float | None:
+        self.first.setdefault(depth, states)
+        ds = sorted(self.first)[-4:]
+        done = states - frontier
+        if len(ds) < 4 or done <= 0 or seconds <= 0:
+            return None
+        sizes = [(self.first[b] - self.first[a]) / (b - a) for a, b in pairwise(ds)]
+        if not sizes[0] > sizes[1] > sizes[2] > 0:
+            return None
+        r = (sizes[2] / sizes[0]) ** (1 / (ds[3] - ds[1]))
+        return (frontier + sizes[2] * r / (1 - r)) * seconds / done
 
 
 class _Graph:
@@ -163,6 +199,7 @@ def check(
     if x.do_live and x.res.complete:
         x.liveness()
     x.res.seconds = time.perf_counter() - t0
+    x.res.peak_rss = peak_rss()
     return x.res
 
 
