@@ -122,7 +122,7 @@ class Eta:
         sizes = [(self.first[b] - self.first[a]) / (b - a) for a, b in pairwise(ds)]
         if not sizes[0] > sizes[1] > sizes[2] > 0:
             return None
-        r = (sizes[2] / sizes[0]) ** (1 / (ds[3] - ds[1]))
+        r: float = (sizes[2] / sizes[0]) ** (1 / (ds[3] - ds[1]))
         return (frontier + sizes[2] * r / (1 - r)) * seconds / done
 
 
