@@ -13,22 +13,38 @@ once: the point of those rows is the order of magnitude). The machine is shared;
 nproc and the load average when the run started.
 
     .venv/bin/python bench/bench_check.py [--repeat 3] [--max-cpus 8] [--baseline-cpus 4] [--no-write]
+
+With --speed it writes "## Checker speed (issue 15)" instead: the current checker against a frozen
+copy of the checker at BASE_COMMIT (spec/ and model/ taken from git into a temporary package,
+load_baseline), run alternately in this one process on the same workloads, with the ratio of their
+medians; each pair must agree on states, transitions, depth and verdicts.
+
+    .venv/bin/python bench/bench_check.py --speed [--repeat 3] [--race-cpus 4,8,12,16] [--no-write]
 """
 
 from __future__ import annotations
 
 import argparse
+import atexit
 import datetime
+import importlib
+import io
 import os
 import platform
 import re
+import shutil
 import statistics
 import subprocess
 import sys
+import tarfile
+import tempfile
 import time
+import tracemalloc
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
+from types import ModuleType
+from typing import Any
 
 from devdax.model.checker import check
 from devdax.model.reduction import in_between, reduced_successors
@@ -285,12 +301,235 @@ def targets(profiles: list[Row], races: list[Row]) -> list[str]:
     return lines
 
 
-def write_section(text: str) -> None:
+def write_section(text: str, section: str = SECTION) -> None:
     """Replace this section of RESULTS.md (up to the next "## " heading), keeping the others."""
     old = RESULTS.read_text() if RESULTS.exists() else "# Benchmarks\n\n"
-    pattern = re.compile(rf"^{re.escape(SECTION)}\n.*?(?=^## |\Z)", re.S | re.M)
+    pattern = re.compile(rf"^{re.escape(section)}\n.*?(?=^## |\Z)", re.S | re.M)
     new = pattern.sub(lambda _: text, old) if pattern.search(old) else old.rstrip("\n") + "\n\n" + text
     RESULTS.write_text(new)
+
+
+# --------------------------------------------------------------- issue 15: checker speed ----
+
+BASE_COMMIT = "a395383"
+SPEED_SECTION = "## Checker speed (issue 15)"
+
+
+def load_baseline(commit: str = BASE_COMMIT) -> ModuleType:
+    """The checker as it was at commit, importable beside today's: spec/ and model/ from
+    `git archive`, with their `devdax.spec` / `devdax.model` imports renamed to a private package.
+    Nothing else is imported from the past tree, so both checkers share only the standard library."""
+    name = f"devdax_base_{commit}"
+    if name in sys.modules:
+        return sys.modules[name]
+    blob = subprocess.run(
+        ["git", "archive", "--format=tar", commit, "spec", "model"],
+        cwd=RESULTS.parent.parent,
+        capture_output=True,
+        check=True,
+    ).stdout
+    root = Path(tempfile.mkdtemp(prefix="devdax-base-"))
+    pkg = root / name
+    with tarfile.open(fileobj=io.BytesIO(blob)) as tar:
+        tar.extractall(pkg, filter="data")
+    (pkg / "__init__.py").write_text('"""devdax spec and model at a past commit (bench only)."""\n')
+    for f in pkg.rglob("*.py"):
+        text = f.read_text()
+        f.write_text(text.replace("devdax.spec", f"{name}.spec").replace("devdax.model", f"{name}.model"))
+    atexit.register(shutil.rmtree, root, ignore_errors=True)
+    sys.path.insert(0, str(root))
+    return importlib.import_module(name)
+
+
+@dataclass
+class Side:
+    """One checker (today's or the baseline's): its check() and a factory of its own configs."""
+
+    label: str
+    check: Callable[..., Any]
+    ctx: Callable[[str], Any]
+
+
+def sides(base: ModuleType) -> tuple[Side, Side]:
+    bmods = {m: importlib.import_module(f"{base.__name__}.{m}") for m in ("model.checker", "spec.ctx")}
+    bvar = importlib.import_module(f"{base.__name__}.spec.variants")
+    bcfg = importlib.import_module(f"{base.__name__}.spec.config")
+
+    def make(cfg_mod: Any, variants: Any, ctx_cls: Any) -> Callable[[str], Any]:
+        def ctx(workload: str) -> Any:
+            kind, _, arg = workload.partition(":")
+            if kind == "race":
+                cfg = cfg_mod.Config(
+                    profile="v4.10", race=True, cpus=int(arg), faults=2, units=2, files=1, vmas=1
+                )
+            else:
+                cfg = replace(variants.PROFILE_CONFIGS["v4.10"], devices=int(arg or 1))
+            return ctx_cls.of(cfg)
+
+        return ctx
+
+    import devdax.spec.config as ncfg
+    import devdax.spec.variants as nvar
+
+    new = Side("now", check, make(ncfg, nvar, Ctx))
+    old = Side(BASE_COMMIT, bmods["model.checker"].check, make(bcfg, bvar, bmods["spec.ctx"].Ctx))
+    return old, new
+
+
+@dataclass
+class Pair:
+    workload: str
+    states: int
+    transitions: int
+    complete: bool
+    verdict: str
+    wall: tuple[float, float]  # medians: baseline, now
+    cpu: tuple[float, float]
+
+    def ratio(self, which: tuple[float, float]) -> float:
+        return which[0] / which[1] if which[1] > 0 else 0.0
+
+
+def summary(res: Any) -> tuple[int, int, int, bool, str]:
+    return res.states, res.transitions, res.depth, res.complete, ", ".join(sorted(res.violations)) or "pass"
+
+
+def race_pair(old: Side, new: Side, workload: str, repeat: int, cap: int | None, once_above: float) -> Pair:
+    """Both checkers on one workload, alternately (old, new, old, new...) so that a change in the
+    machine's load falls on both; the medians of each."""
+    walls: dict[str, list[float]] = {old.label: [], new.label: []}
+    cpus: dict[str, list[float]] = {old.label: [], new.label: []}
+    seen: dict[str, tuple[int, int, int, bool, str]] = {}
+    for _ in range(repeat):
+        for side in (old, new):
+            c = side.ctx(workload)
+            t0, p0 = time.perf_counter(), time.process_time()
+            res = side.check(c, max_states=cap)
+            walls[side.label].append(time.perf_counter() - t0)
+            cpus[side.label].append(time.process_time() - p0)
+            seen[side.label] = summary(res)
+        if seen[old.label] != seen[new.label]:
+            raise SystemExit(f"{workload}: baseline {seen[old.label]} != now {seen[new.label]}")
+        if walls[old.label][-1] > once_above:
+            break
+    st, tr, _, complete, verdict = seen[new.label]
+    pair = Pair(
+        workload,
+        st,
+        tr,
+        complete,
+        verdict,
+        (statistics.median(walls[old.label]), statistics.median(walls[new.label])),
+        (statistics.median(cpus[old.label]), statistics.median(cpus[new.label])),
+    )
+    print(
+        f"{workload:14} {st:>9,} states  wall {pair.wall[0]:7.2f} -> {pair.wall[1]:7.2f} s "
+        f"({pair.ratio(pair.wall):.2f}x)  CPU {pair.cpu[0]:7.2f} -> {pair.cpu[1]:7.2f} s "
+        f"({pair.ratio(pair.cpu):.2f}x)  {verdict}",
+        file=sys.stderr,
+        flush=True,
+    )
+    return pair
+
+
+def memory_per_state(side: Side, workload: str, cap: int | None) -> tuple[int, float]:
+    """Peak traced bytes of one run divided by its states (tracemalloc: slow, so a run of its own)."""
+    c = side.ctx(workload)
+    tracemalloc.start()
+    before = tracemalloc.get_traced_memory()[0]
+    res = side.check(c, max_states=cap)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    return res.states, (peak - before) / max(res.states, 1)
+
+
+def speed_workloads(a: argparse.Namespace) -> list[tuple[str, int | None]]:
+    out: list[tuple[str, int | None]] = [("default:1", None), ("default:2", a.devices2_cap)]
+    out += [(f"race:{n}", None) for n in (int(x) for x in a.race_cpus.split(","))]
+    return out
+
+
+def render_speed(pairs: list[Pair], mem: list[tuple[str, int, float, float]], meta: str) -> str:
+    out = [
+        SPEED_SECTION,
+        "",
+        meta,
+        "",
+        f"Baseline: the checker at {BASE_COMMIT} (before issue 15), its spec/ and model/ taken with "
+        "`git archive` into a temporary package whose `devdax.spec`/`devdax.model` imports are "
+        "renamed (load_baseline), so that both run in this one process on the same machine load. "
+        "A kept reference implementation would drift from the code it measures; the frozen copy "
+        "is the code users ran. Ratio = baseline median / current median; the two are run "
+        "alternately; each pair agreed on states, transitions, depth and verdicts. CPU seconds "
+        "(process time) are the better measure on this shared machine.",
+        "",
+        "What changed (model/checker.py, spec/symmetry.py, spec/ctx.py; check(fast=False) keeps "
+        "the plain forms and tests/model/test_fast_paths.py compares them state by state): a "
+        "successor equal to a stored state is a duplicate without canonicalisation; renamings "
+        "memoised per (files, vmas, entries) and skipped when a successor shares them with its "
+        "parent; step properties only on the actions they judge; Ctx caches its hash; parent "
+        "link = (action, args, outcome), not the Transition with its un-canonical state; stored "
+        "records and tuples interned. The race has one file and one vma, so canonicalisation was "
+        "already cheap there and its gain is smaller: its time is in the spec's successor "
+        "generation and invariants, which this slice does not touch.",
+        "",
+        "| workload | states | transitions | wall s base | wall s now | wall ratio | CPU s base "
+        "| CPU s now | CPU ratio | states/s now (CPU) | verdict |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    names = {"default:1": "v4.10 default", "default:2": "v4.10 --devices 2"}
+    for p in pairs:
+        name = names.get(p.workload, p.workload.replace("race:", "race, CPUs = "))
+        st = f"{p.states:,}" + ("" if p.complete else " (capped)")
+        rate = p.states / p.cpu[1] if p.cpu[1] > 0 else 0.0
+        out.append(
+            f"| {name} | {st} | {p.transitions:,} | {p.wall[0]:.2f} | {p.wall[1]:.2f} "
+            f"| {p.ratio(p.wall):.2f}x | {p.cpu[0]:.2f} | {p.cpu[1]:.2f} | {p.ratio(p.cpu):.2f}x "
+            f"| {rate:,.0f} | {p.verdict} |"
+        )
+    out += [
+        "",
+        "Memory: peak bytes traced by tracemalloc during one run, per stored state.",
+        "",
+        "| workload | states | bytes/state base | bytes/state now | ratio |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for w, n, b, c in mem:
+        out.append(f"| {names.get(w, w)} | {n:,} | {b:,.0f} | {c:,.0f} | {b / c:.2f}x |")
+    out += ["", "Issue 15 targets, from the rows above:", ""] + speed_targets(pairs, mem) + [""]
+    return "\n".join(out)
+
+
+def speed_targets(pairs: list[Pair], mem: list[tuple[str, int, float, float]]) -> list[str]:
+    def met(ok: bool) -> str:
+        return "met" if ok else "NOT met"
+
+    out = []
+    default = next((p for p in pairs if p.workload == "default:1"), None)
+    if default is not None:
+        r = default.ratio(default.cpu)
+        out.append(f"- 10x states/s on the v4.10 default: {met(r >= 10)} ({r:.2f}x in CPU time)")
+    race16 = next((p for p in pairs if p.workload == "race:16"), None)
+    if race16 is not None:
+        out.append(
+            f"- the race at 16 CPUs in under 5 s: {met(race16.wall[1] < 5)} ({race16.wall[1]:.1f} s wall, "
+            f"{race16.cpu[1]:.1f} s CPU)"
+        )
+    worst = min((b / c for _, _, b, c in mem), default=0.0)
+    out.append(f"- at least 2x less memory per state: {met(worst >= 2)} (worst ratio {worst:.2f}x)")
+    return out
+
+
+def run_speed(a: argparse.Namespace, meta: str) -> str:
+    old, new = sides(load_baseline())
+    pairs = [race_pair(old, new, w, a.repeat, cap, a.once_above) for w, cap in speed_workloads(a)]
+    mem = []
+    for w, cap in (("default:1", a.mem_cap), ("race:8", None)):
+        n, b = memory_per_state(old, w, cap)
+        _, c = memory_per_state(new, w, cap)
+        mem.append((w, n, b, c))
+        print(f"memory {w}: {b:,.0f} -> {c:,.0f} bytes/state", file=sys.stderr, flush=True)
+    return render_speed(pairs, mem, meta)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -302,6 +541,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--once-above", type=float, default=20.0, help="run once if a run takes longer")
     ap.add_argument("--no-write", action="store_true")
     ap.add_argument("--no-crosscheck", action="store_true", help="skip the reduction cross-check table")
+    ap.add_argument("--speed", action="store_true", help="issue 15: today's checker against BASE_COMMIT")
+    ap.add_argument("--race-cpus", default="4,8,12,16", help="--speed: race sizes, comma-separated")
+    ap.add_argument("--devices2-cap", type=int, default=40_000, help="--speed: state cap of --devices 2")
+    ap.add_argument("--mem-cap", type=int, default=20_000, help="--speed: state cap of the memory run")
     a = ap.parse_args(argv)
 
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
@@ -313,6 +556,12 @@ def main(argv: list[str] | None = None) -> int:
         f"(single run above {a.once_above:.0f} s). `.venv/bin/python bench/bench_check.py` regenerates "
         "this section."
     )
+    if a.speed:
+        text = run_speed(a, meta.replace("bench_check.py`", "bench_check.py --speed`"))
+        print(text)
+        if not a.no_write:
+            write_section(text, SPEED_SECTION)
+        return 0
     profiles = [measure(p, cfg, True, True, a.repeat, a.once_above) for p, cfg in PROFILE_CONFIGS.items()]
     races = [
         measure(f"{n}/{ff}", race(n, ff), True, True, a.repeat, a.once_above)

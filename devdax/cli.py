@@ -33,7 +33,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, fields, replace
 from typing import IO, Any, NoReturn
 
-from devdax.model.checker import CheckResult, check
+from devdax.model.checker import CheckResult, Eta, check, peak_rss
 from devdax.model.render import (
     config_brief,
     config_source,
@@ -223,14 +223,17 @@ class ProgressLine:
         self.enabled = tty if force is None else force
         self.drawn = False
         self.label = f"  {label}:" if label else ""
+        self.eta = Eta()
 
     def __call__(self, states: int, frontier: int, depth: int, seconds: float) -> None:
         if not self.enabled:
             return
         rate = states / seconds if seconds > 0 else 0.0
+        eta = self.eta(states, frontier, depth, seconds)
         self.stream.write(
             f"\r\x1b[2K{self.label}  {states:>10,} states  {rate:>9,.0f} states/s  "
-            f"frontier {frontier:>9,}  depth {depth:>3}  {seconds:6.1f} s"
+            f"frontier {frontier:>9,}  depth {depth:>3}  {seconds:6.1f} s  {peak_rss() / 2**20:,.0f} MB"
+            + (f"  ETA {eta:,.0f} s" if eta is not None else "")
         )
         self.stream.flush()
         self.drawn = True
@@ -244,7 +247,8 @@ class ProgressLine:
 def stats_line(res: CheckResult) -> str:
     return (
         f"{res.states:,} states, {res.transitions:,} transitions, depth {res.depth}, "
-        f"{res.seconds:.2f} s ({res.states_per_second:,.0f} states/s)"
+        f"{res.seconds:.2f} s ({res.states_per_second:,.0f} states/s), "
+        f"peak RSS {res.peak_rss / 2**20:,.0f} MB"
         + ("" if res.complete else "; INCOMPLETE: --max-states reached")
     )
 

@@ -9,21 +9,51 @@ property, each with its own shortest trace.
 Liveness ("teardown can always finish") is decided on the explored graph: a state violates it when
 no path from it leads to a state where the admin is idle. The reverse edges needed for that are kept
 as two flat int arrays.
+
+Speed and memory (issue 15), each with the plain form kept beside it (check(fast=False)) and
+compared with it state by state in tests/model/test_fast_paths.py:
+* a successor equal to a stored state is a duplicate without canonicalisation (stored states are
+  canonical and canonical() is idempotent): 70% of the successors of the v4.10 default;
+* the rest go through spec.symmetry.Canonicaliser (renamings memoised per files/vmas/entries);
+* a step property runs only on the actions it can judge (STEP_ACTIONS);
+* a state keeps how it was reached as (action, args, outcome), not the whole Transition with the
+  un-canonical post-state, and the records and tuples of stored states are interned.
 """
 
 from __future__ import annotations
 
+import resource
+import sys
 import time
 from array import array
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from itertools import pairwise
 
 from devdax.model.reduction import reduced_successors
 from devdax.spec.ctx import Ctx
 from devdax.spec.invariants import INVARIANTS, Invariant, state_invariants, step_properties
 from devdax.spec.state import State
-from devdax.spec.symmetry import canonical
+from devdax.spec.symmetry import Canonicaliser, canonical
 from devdax.spec.system import Transition, init, successors
+
+#: How a state was first reached: the transition's action, args and outcome, without its state.
+Via = tuple[str, tuple[object, ...], str]
+
+
+def _parts(action: str) -> list[str]:
+    return action.split("+")
+
+
+#: The actions on which a step property can fail, read off its code in spec/invariants.py; a
+#: property not named here runs on every transition. tests/model/test_fast_paths.py checks, on
+#: every transition of small configurations and of every variant, that a skipped property holds.
+STEP_ACTIONS: dict[str, Callable[[str], bool]] = {
+    "no_map_of_dead_device": lambda a: a == "mmap" or "fault_insert" in _parts(a),
+    "no_sleep_in_rcu": lambda a: "fault_insert" in _parts(a),
+    "fault_size_negotiated": lambda a: "fault_check" in _parts(a),
+    "shared_mmap_allowed": lambda a: a == "mmap",
+}
 
 
 @dataclass(frozen=True)
@@ -54,6 +84,7 @@ class CheckResult:
     complete: bool = True
     violations: dict[str, Violation] = field(default_factory=dict)
     checked: list[str] = field(default_factory=list)
+    peak_rss: int = 0  # bytes: the process's peak resident set when the run ended
 
     @property
     def states_per_second(self) -> float:
@@ -63,32 +94,85 @@ class CheckResult:
 Progress = Callable[[int, int, int, float], None]  # states, frontier, depth, seconds
 
 
+def peak_rss() -> int:
+    """The process's peak resident set in bytes (ru_maxrss is in KiB on Linux, bytes on macOS)."""
+    r = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return r if sys.platform == "darwin" else r * 1024
+
+
+class Eta:
+    """Seconds left of a run, from its breadth-first depth profile as progress reports show it.
+
+    The states known when expansion first reaches depth d are about the levels up to d + 1, so
+    successive samples give the mean level size per depth between them. While the levels grow (or
+    have shrunk only once) nothing bounds the rest: no estimate (None). Once they have shrunk twice
+    in a row, later levels are taken to keep shrinking at the mean ratio per depth r of those two
+    steps: a geometric tail of L * r / (1 - r) states beyond the frontier, expanded at the rate so
+    far. A model whose profile grows again later (a second generation) makes it an underestimate."""
+
+    def __init__(self) -> None:
+        self.first: dict[int, int] = {}  # depth -> states known when expansion first reached it
+
+    def __call__(self, states: int, frontier: int, depth: int, seconds: float) -> float | None:
+        self.first.setdefault(depth, states)
+        ds = sorted(self.first)[-4:]
+        done = states - frontier
+        if len(ds) < 4 or done <= 0 or seconds <= 0:
+            return None
+        sizes = [(self.first[b] - self.first[a]) / (b - a) for a, b in pairwise(ds)]
+        if not sizes[0] > sizes[1] > sizes[2] > 0:
+            return None
+        r: float = (sizes[2] / sizes[0]) ** (1 / (ds[3] - ds[1]))
+        return (frontier + sizes[2] * r / (1 - r)) * seconds / done
+
+
 class _Graph:
     """The explored graph: states by discovery order (breadth-first, so a parent chain is a shortest
     trace), how each was first reached, and, for liveness, the reverse edges as two flat int arrays
     and which states have an idle admin."""
 
-    def __init__(self, s0: State) -> None:
+    def __init__(self, s0: State, intern: bool) -> None:
         self.index: dict[State, int] = {s0: 0}
         self.states: list[State] = [s0]
         self.parent = array("i", [-1])
-        self.via: list[Transition | None] = [None]
+        self.via: list[Via | None] = [None]
         self.depth = array("i", [0])
         self.rev_src, self.rev_dst = array("i"), array("i")
         self.idle = bytearray()
+        self.vias: dict[Via, Via] = {}
+        # one memo per State field, so that records of different types that compare equal as
+        # tuples (a Region and a File of zeros) are never taken for one another
+        self.memo: list[dict[object, object]] | None = [{} for _ in State._fields] if intern else None
 
     def add(self, ns: State, i: int, t: Transition) -> tuple[int, bool]:
         """The number of ns, and whether it is new (reached from state i by t)."""
         j = self.index.get(ns)
         if j is not None:
             return j, False
+        if self.memo is not None:
+            ns = self.intern(ns)
         j = len(self.states)
         self.index[ns] = j
         self.states.append(ns)
         self.parent.append(i)
-        self.via.append(t)
+        v = (t.action, t.args, t.outcome)
+        self.via.append(self.vias.setdefault(v, v))
         self.depth.append(self.depth[i] + 1)
         return j, True
+
+    def intern(self, s: State) -> State:
+        """s built from the records and tuples already stored, where equal ones exist: states
+        stored apart share most of their parts, but canonicalisation and set_at build new ones."""
+        assert self.memo is not None
+        out: list[object] = []
+        for memo, x in zip(self.memo, s, strict=True):
+            y = memo.get(x)
+            if y is None:
+                if type(x) is tuple:
+                    x = tuple(memo.setdefault(r, r) for r in x)
+                memo[x] = y = x
+            out.append(y)
+        return State._make(out)
 
     def trace(self, at: int, last: Transition | None = None) -> list[Step]:
         return _trace(self.states, self.parent, self.via, at, last)
@@ -104,32 +188,48 @@ def check(
     stop_on_violation: bool = False,
     only: set[str] | None = None,
     progress: Progress | None = None,
+    fast: bool = True,
 ) -> CheckResult:
     """Explore every state of c's configuration breadth-first, evaluating each property selected by
-    ``only`` (all by default) until the first violation of each."""
+    ``only`` (all by default) until the first violation of each. ``fast=False`` runs the plain
+    forms the fast paths are tested against (same states, order, traces and verdicts)."""
     t0 = time.perf_counter()
-    x = _Explorer(c, symmetry, reduce, liveness, only)
+    x = _Explorer(c, symmetry, reduce, liveness, only, fast)
     x.explore(max_states, stop_on_violation, progress, t0)
     if x.do_live and x.res.complete:
         x.liveness()
     x.res.seconds = time.perf_counter() - t0
+    x.res.peak_rss = peak_rss()
     return x.res
 
 
 class _Explorer:
     """One run of check(): the properties it evaluates, the graph so far and what it found."""
 
-    def __init__(self, c: Ctx, symmetry: bool, reduce: bool, liveness: bool, only: set[str] | None) -> None:
-        self.c = c
-        self.canon: Callable[[State], State] = canonical if symmetry else (lambda s: s)
+    def __init__(
+        self, c: Ctx, symmetry: bool, reduce: bool, liveness: bool, only: set[str] | None, fast: bool
+    ) -> None:
+        self.c, self.fast = c, fast
+        self.canon: Callable[[State, State], State] = _canon(symmetry, fast)
         self.next_states = reduced_successors if reduce else successors
         self.invs = [i for i in state_invariants() if only is None or i.name in only]
         self.steps = [i for i in step_properties() if only is None or i.name in only]
+        self.step_plan: dict[str, list[Invariant]] = {}
         self.do_live = liveness and (only is None or "teardown_finishes" in only)
         names = [i.name for i in self.invs + self.steps] + (["teardown_finishes"] if self.do_live else [])
         self.res = CheckResult(checked=names)
-        self.g = _Graph(self.canon(init(c)))
+        s0 = init(c)
+        self.g = _Graph(canonical(s0) if symmetry else s0, intern=fast)
         self.check_state(0, self.g.states[0])
+
+    def steps_for(self, action: str) -> list[Invariant]:
+        """The step properties to run on a transition of this action (all of them unless fast)."""
+        plan = self.step_plan.get(action)
+        if plan is None:
+            plan = self.step_plan[action] = [
+                p for p in self.steps if not self.fast or STEP_ACTIONS.get(p.name, _always)(action)
+            ]
+        return plan
 
     def record(self, inv: Invariant, msg: str, at: int, last: Transition | None = None) -> None:
         if inv.name not in self.res.violations:
@@ -144,7 +244,7 @@ class _Explorer:
                     self.record(inv, msg, i)
 
     def check_step(self, i: int, s: State, t: Transition) -> None:
-        for prop in self.steps:
+        for prop in self.steps_for(t.action):
             if prop.name not in self.res.violations:
                 assert prop.step is not None
                 msg = prop.step(self.c, s, t)
@@ -167,9 +267,11 @@ class _Explorer:
                 res.transitions += 1
                 if self.steps:
                     self.check_step(i, s, t)
-                j, new = g.add(canon(t.state), i, t)
-                if new:
-                    self.check_state(j, g.states[j])
+                j = g.index.get(t.state) if self.fast else None
+                if j is None:
+                    j, new = g.add(canon(t.state, s), i, t)
+                    if new:
+                        self.check_state(j, g.states[j])
                 if do_live and j != i:
                     g.rev_src.append(i)
                     g.rev_dst.append(j)
@@ -196,15 +298,28 @@ class _Explorer:
             )
 
 
+def _always(action: str) -> bool:
+    return True
+
+
+def _canon(symmetry: bool, fast: bool) -> Callable[[State, State], State]:
+    """The canonicalisation of a successor of a stored (so canonical) parent."""
+    if not symmetry:
+        return lambda s, parent: s
+    if not fast:
+        return lambda s, parent: canonical(s)
+    return Canonicaliser()
+
+
 def _trace(
-    states: list[State], parent: array[int], via: list[Transition | None], at: int, last: Transition | None
+    states: list[State], parent: array[int], via: list[Via | None], at: int, last: Transition | None
 ) -> list[Step]:
     path: list[Step] = []
     i = at
     while parent[i] >= 0:
         t = via[i]
         assert t is not None
-        path.append(Step(t.action, t.args, t.outcome, states[i]))
+        path.append(Step(t[0], t[1], t[2], states[i]))
         i = parent[i]
     path.reverse()
     if last is not None:

@@ -15,6 +15,15 @@ class Ctx:
     prof: Profile
     layout: Layout
 
+    def __hash__(self) -> int:
+        """Computed once: spec.admin.program() is cached on the Ctx and called on most steps, and the
+        generated hash would walk the whole Config and Profile each time (issue 15)."""
+        h: int | None = self.__dict__.get("_hash")
+        if h is None:
+            h = hash((self.cfg, self.prof, self.layout))
+            object.__setattr__(self, "_hash", h)
+        return h
+
     @staticmethod
     def of(cfg: Config, prof: Profile | None = None) -> Ctx:
         """The context of a run: cfg.variant, when set, selects the variant's profile."""

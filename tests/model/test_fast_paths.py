@@ -1,0 +1,99 @@
+"""The checker's fast paths (issue 15) against the plain forms they replace, on every reachable
+state and every transition of small configurations and of every variant.
+
+* spec.symmetry.Canonicaliser (renamings memoised per files/vmas/entries, and the CPUs only when a
+  successor shares those with its canonical parent) equals canonical(); canonical() is idempotent,
+  which is what lets the checker take a successor equal to a stored state as a duplicate without
+  canonicalising it;
+* a step property that model.checker.STEP_ACTIONS skips for an action holds on that transition;
+* check(fast=True) stores the same states (same records, same reprs), in the same order, with the
+  same parents and actions, and reports the same violations with the same traces as fast=False.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+
+import pytest
+
+from devdax.model.checker import STEP_ACTIONS, _Explorer
+from devdax.model.reduction import reduced_successors
+from devdax.spec.config import Config
+from devdax.spec.ctx import Ctx
+from devdax.spec.invariants import step_properties
+from devdax.spec.state import State
+from devdax.spec.symmetry import Canonicaliser, canonical
+from devdax.spec.system import Transition, init, successors
+from devdax.spec.variants import VARIANTS, variant_config
+
+CONFIGS: dict[str, Config] = {
+    "race-2cpu": Config(profile="v4.10", race=True, cpus=2, faults=2, units=2, files=1, vmas=1),
+    "v4.10-2files-1cpu": Config(files=2, vmas=2, cpus=1, generations=1),
+    "modern-binds1": Config(profile="modern", binds=1),
+    **{n: variant_config(v) for n, v in VARIANTS.items()},
+}
+
+
+def every_transition(c: Ctx) -> list[tuple[State, Transition]]:
+    """Every transition from every raw reachable state, unreduced and fused (the fused ones carry
+    the action names like fault_lock+fault_check that the step filter must also judge)."""
+    s0 = init(c)
+    seen = {s0}
+    todo = deque([s0])
+    out = []
+    while todo:
+        s = todo.popleft()
+        for t in successors(c, s):
+            out.append((s, t))
+            if t.state not in seen:
+                seen.add(t.state)
+                todo.append(t.state)
+        out.extend((s, t) for t in reduced_successors(c, s))
+    return out
+
+
+SLOW = {"v4.10-2files-1cpu"}
+
+
+@pytest.mark.parametrize(
+    "name", [pytest.param(n, marks=pytest.mark.slow) if n in SLOW else n for n in CONFIGS]
+)
+def test_canonicaliser_and_step_filter(name: str) -> None:
+    c = Ctx.of(CONFIGS[name])
+    fast = Canonicaliser()
+    steps = [p for p in step_properties() if p.name in STEP_ACTIONS]
+    for s, t in every_transition(c):
+        cs = canonical(s)
+        assert fast(s) == cs
+        assert canonical(cs) == cs
+        ct = canonical(t.state)
+        assert fast(t.state) == ct
+        if cs == s:  # a stored parent: the shortcut on shared files/vmas/entries
+            assert fast(t.state, s) == ct
+        for p in steps:
+            assert p.step is not None
+            if not STEP_ACTIONS[p.name](t.action):
+                assert p.step(c, s, t) is None, (p.name, t.action)
+
+
+@pytest.mark.parametrize("name", list(CONFIGS))
+def test_fast_checker_equals_plain(name: str) -> None:
+    c = Ctx.of(CONFIGS[name])
+    runs = []
+    for fast in (False, True):
+        x = _Explorer(c, True, True, True, None, fast)
+        x.explore(None, False, None, 0.0)
+        x.liveness()
+        runs.append(x)
+    plain, fast_run = runs
+    assert fast_run.g.states == plain.g.states
+    assert [repr(s) for s in fast_run.g.states] == [repr(s) for s in plain.g.states]
+    assert fast_run.g.parent == plain.g.parent
+    assert fast_run.g.via == plain.g.via
+    assert fast_run.g.rev_src == plain.g.rev_src and fast_run.g.rev_dst == plain.g.rev_dst
+    assert fast_run.res.transitions == plain.res.transitions
+    assert fast_run.res.violations.keys() == plain.res.violations.keys()
+    for k, v in plain.res.violations.items():
+        w = fast_run.res.violations[k]
+        assert (w.message, w.trace) == (v.message, v.trace)
+        assert [repr(step.state) for step in w.trace] == [repr(step.state) for step in v.trace]
