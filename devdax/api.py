@@ -113,18 +113,16 @@ def _argv(bounds: dict[str, object]) -> list[str]:
     return out
 
 
-def check(
-    profile: Profile | None = None,
-    *,
-    variant: str | None = None,
-    max_states: int | None = None,
-    **bounds: object,
-) -> CheckReport:
-    """`devdax check` in-process. Bounds are check's options as keywords (files=1, race=True,
-    device_aligns=("2M", "1G")). A bad argument raises ValueError with the CLI's one-line message."""
+def check(profile: Profile | None = None, /, **options: object) -> CheckReport:
+    """`devdax check` in-process. Options are check's as keywords (variant="M21", files=1,
+    race=True, device_aligns=("2M", "1G"), max_states=10_000, no_symmetry=True). A bad argument
+    raises ValueError with the CLI's one-line message."""
+    variant = options.pop("variant", None)
+    if variant is not None and not isinstance(variant, str):
+        raise ValueError(f"variant: expected a variant name, got {variant!r}")
     name = _name(profile)
     argv = ["check"] + (["--profile", name] if name else []) + (["--variant", variant] if variant else [])
-    argv += _argv(bounds) + (["--max-states", str(max_states)] if max_states is not None else [])
+    argv += _argv(options)
     try:
         a = cli.parser().parse_args(argv)
         out, err = io.StringIO(), io.StringIO()
