@@ -105,6 +105,9 @@ def test_a_new_step_runs_as_the_step_it_guards(tmp_path: Path) -> None:
     pf = parse(str(f), f.read_text())
     assert pf.profile.bind == ("cdev_add", "run_dax")
     assert pf.new_steps["dax_open_check"].relation == "guards"
+    code, out, _ = run("check", "--profile", str(f), "--max-states", "50")
+    assert code == 0, out
+    assert "  step dax_open_check: not in spec/admin.py; runs as cdev_add, which it guards" in out
 
 
 @pytest.mark.parametrize(
