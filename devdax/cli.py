@@ -765,9 +765,10 @@ def variant_base(variant: str) -> str:
 
 
 def run_prove(argv: Sequence[str], out: IO[str] | None = None) -> int:
-    """`devdax prove`: proofs/cli.py runs named profiles; a profile file is run here, through the
-    same obligations and checklist, because only this layer may read files. `--variant V` without
-    `--profile` proves on the variant's own profile, as `check` does."""
+    """`devdax prove`: proofs/cli.py parses (and, for --list or a bad value, answers); the run itself
+    is prove_profile here, so that a profile file (only this layer reads files) and Ctrl-C are
+    handled as `check` handles them. `--variant V` without `--profile` proves on the variant's own
+    profile, as `check` does."""
     from devdax.proofs import cli as prove_cli
 
     argv = list(argv)
@@ -779,24 +780,37 @@ def run_prove(argv: Sequence[str], out: IO[str] | None = None) -> int:
     prof, var = _option(argv, "--profile"), _option(argv, "--variant")
     if prof is None and var is not None:
         argv = ["--profile", variant_base(var), *argv]
-    if prof is None or not is_profile_file(prof):
-        return int(prove_cli.main(argv))
-    if var is not None:
+    if prof is not None and not is_profile_file(prof) and prof not in PROFILES:
+        raise UsageError(
+            f"--profile: expected one of {', '.join(PROFILES)} or a profile file (.toml), got {prof!r}"
+        )
+    pf = _load(prof) if prof is not None and is_profile_file(prof) else None
+    if pf is not None and var is not None:
         raise UsageError("--variant: variants apply to the named profiles, not to a profile file")
-    pf = _load(prof)
     try:
-        a = prove_cli.parser().parse_args(_replace_option(argv, "--profile", pf.base.name))
+        a = prove_cli.parser().parse_args(_replace_option(argv, "--profile", pf.base.name) if pf else argv)
     except SystemExit as exc:
         return exc.code if isinstance(exc.code, int) else EXIT_USAGE
-    if a.bmc is not None and not 0 <= a.bmc <= prove_cli.MAX_BMC_DEPTH:
-        raise UsageError(f"--bmc: expected 0 to {prove_cli.MAX_BMC_DEPTH}, got {a.bmc}")
+    bad = (
+        a.timeout <= 0
+        or (a.bmc is not None and not 0 <= a.bmc <= prove_cli.MAX_BMC_DEPTH)
+        or min(a.cpus, a.faults, a.units) < 1
+    )
+    if pf is None and (bad or a.list):
+        return int(prove_cli.main(argv))  # its own listing and its one-line messages
+    if bad:
+        raise UsageError(
+            f"--timeout must be positive, --bmc at most {prove_cli.MAX_BMC_DEPTH}, --cpus, --faults and "
+            "--units at least 1"
+        )
     code, _ = prove_profile(
-        prof,
-        None,
+        pf.path if pf is not None else a.profile,
+        a.variant,
         a.timeout,
         a.only,
         out or sys.stdout,
         json_out=a.json,
+        listing=a.list,
         bmc=(a.bmc, a.cpus, a.faults, a.units),
     )
     return code
@@ -817,6 +831,7 @@ def prove_profile(
     out: IO[str],
     *,
     json_out: bool = False,
+    listing: bool = False,
     bmc: tuple[int | None, int, int, int] = (None, 1, 1, 1),
 ) -> tuple[int, dict[str, str]]:
     """Prove a profile (a loaded file too) and print the checklist, with a file's counterexamples
@@ -830,17 +845,36 @@ def prove_profile(
     except (ValueError, VariantError) as exc:
         raise UsageError(str(exc)) from None
     pf = loaded(name)
+    if listing:
+        _emit("\n".join(f"{ob.name}  {ob.statement}  [{ob.source}]" for ob in obs), out)
+        return EXIT_PASS, {}
+    done: list[runner.Result] = []
 
     def show(r: runner.Result) -> None:
-        line = runner.render_line(r)
-        _emit(replayable(line, pf.path) if pf is not None else line, out)
-        out.flush()
+        # z3 catches the first SIGINT itself and answers "unknown": that is the user's Ctrl-C
+        if (
+            r.verdict.status is runner.Status.UNKNOWN
+            and "interrupted from keyboard" in r.verdict.counterexample
+        ):
+            raise KeyboardInterrupt
+        done.append(r)
+        if not json_out:
+            line = runner.render_line(r)
+            _emit(replayable(line, pf.path) if pf is not None else line, out)
+            out.flush()
 
     if not json_out:
         _emit(f"devdax prove: profile {name}" + (f", variant {variant}" if variant else ""), out)
-    results = runner.run(obs, timeout or runner.DEFAULT_TIMEOUT, on_result=None if json_out else show)
+    try:
+        results = runner.run(obs, timeout or runner.DEFAULT_TIMEOUT, on_result=show)
+    except KeyboardInterrupt:
+        counts = ", ".join(f"{n} {st.value}" for st, n in runner.count(done).items() if n)
+        _emit(f"interrupted after {len(done)} of {len(obs)} obligations ({counts or 'none checked'})", out)
+        return EXIT_INTERRUPTED, {r.obligation.name: r.verdict.status.value for r in done}
     stale = [] if only else runner.stale_findings(results)
     _emit(runner.to_json(results) if json_out else runner.render_total(results, stale), out)
+    if json_out and stale:
+        sys.stderr.write(f"devdax prove: documented finding no longer reproduced: {', '.join(stale)}\n")
     if pf is not None and not json_out:
         new = [r.obligation.name for r in results if r.verdict.status is runner.Status.VIOLATED]
         new += [

@@ -116,3 +116,36 @@ def test_scenario_run_names_the_mismatching_step_and_its_expected_value(tmp_path
     )
     assert done.returncode == 1
     assert "devdax scenario: wrong.json step 3 (mmap): got EINVAL, expected EACCES" in done.stderr
+
+
+def test_ctrl_c_in_prove_of_a_file_counts_the_obligations_checked() -> None:
+    p = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "devdax.cli",
+            "prove",
+            "--profile",
+            "docs/examples/unbind-no-grace-fixed.toml",
+        ],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+    time.sleep(6)
+    p.send_signal(signal.SIGINT)
+    out, err = p.communicate(timeout=60)
+    assert p.returncode == 130, out + err
+    last = out.splitlines()[-1]
+    assert last.startswith("interrupted after ") and " of 70 obligations (" in last and "proved" in last
+
+
+def test_prove_unknown_profile_mentions_files() -> None:
+    code, _, err = run("prove", "--profile", "nope")
+    assert code == 2
+    assert err == (
+        "devdax: error: --profile: expected one of v4.7, v4.10, modern or a profile file (.toml), "
+        "got 'nope'\n"
+    )
