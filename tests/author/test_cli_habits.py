@@ -66,8 +66,8 @@ def test_prove_unknown_variant_is_one_line() -> None:
     assert code == 2 and err.count("\n") == 1 and "M99" in err
 
 
-def test_ctrl_c_prints_what_was_verified_and_exits_130() -> None:
-    argv = ["check", "--profile", "v4.10", "--files", "3", "--vmas", "3", "--cpus", "2"]
+def interrupted(argv: list[str], after: float) -> tuple[int, str, str]:
+    """Run `devdax ARGV` in a process of its own and press Ctrl-C after `after` seconds."""
     p = subprocess.Popen(
         [sys.executable, "-m", "devdax.cli", *argv],
         cwd=ROOT,
@@ -76,10 +76,17 @@ def test_ctrl_c_prints_what_was_verified_and_exits_130() -> None:
         text=True,
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
-    time.sleep(3)
+    time.sleep(after)
     p.send_signal(signal.SIGINT)
     out, err = p.communicate(timeout=60)
-    assert p.returncode == 130, err
+    return p.returncode, out, err
+
+
+def test_ctrl_c_prints_what_was_verified_and_exits_130() -> None:
+    code, out, err = interrupted(
+        ["check", "--profile", "v4.10", "--files", "3", "--vmas", "3", "--cpus", "2"], 3
+    )
+    assert code == 130, err
     assert "devdax: interrupted: " in err and " states explored to depth " in err
     assert "violations found so far: " in err
     assert "Traceback" not in err and out == ""
@@ -119,25 +126,8 @@ def test_scenario_run_names_the_mismatching_step_and_its_expected_value(tmp_path
 
 
 def test_ctrl_c_in_prove_of_a_file_counts_the_obligations_checked() -> None:
-    p = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "devdax.cli",
-            "prove",
-            "--profile",
-            "docs/examples/unbind-no-grace-fixed.toml",
-        ],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
-    )
-    time.sleep(6)
-    p.send_signal(signal.SIGINT)
-    out, err = p.communicate(timeout=60)
-    assert p.returncode == 130, out + err
+    code, out, err = interrupted(["prove", "--profile", "docs/examples/unbind-no-grace-fixed.toml"], 6)
+    assert code == 130, out + err
     last = out.splitlines()[-1]
     assert last.startswith("interrupted after ") and " of 70 obligations (" in last and "proved" in last
 
