@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import json
 import re
+import textwrap
 import tomllib
 from dataclasses import dataclass, fields, replace
 from enum import Enum
@@ -262,19 +263,23 @@ def loaded(name: str) -> ProfileFile | None:
 
 
 def replayable(text: str, path: str) -> str:
-    """Each pasteable snippet of a rendered report, made to load the profile file it ran on first:
-    its Config names the file's path, which only a loaded file resolves."""
+    """Each pasteable snippet of a rendered report (indented too, as `prove` prints them under their
+    obligation) made to load the profile file it ran on first: its Config names the file's path,
+    which only a loaded file resolves."""
     from devdax.model.render import SNIPPET_BEGIN, SNIPPET_END
 
     def fix(m: re.Match[str]) -> str:
-        code = m.group(1)
-        if "load_profile(" in code:
-            return m.group(0)
-        code = re.sub(r"\n\n\n", "\nfrom devdax.api import load_profile\n\n\n", code, count=1)
-        code = re.sub(r"(\ndef test_\w+\(\) -> None:\n)", rf"\1    load_profile({json.dumps(path)})\n", code)
-        return f"{SNIPPET_BEGIN}\n{code}\n{SNIPPET_END}"
+        pad, code = m.group(1), textwrap.dedent(m.group(2))
+        if "load_profile(" not in code:
+            code = code.replace("\n\n\n", "\nfrom devdax.api import load_profile\n\n\n", 1)
+            code = re.sub(
+                r"(\ndef test_\w+\(\) -> None:\n)", rf"\1    load_profile({json.dumps(path)})\n", code
+            )
+        body = textwrap.indent(code, pad, lambda line: bool(line.strip()))
+        return f"{pad}{SNIPPET_BEGIN}\n{body}\n{pad}{SNIPPET_END}"
 
-    return re.sub(re.escape(SNIPPET_BEGIN) + r"\n(.*?)\n" + re.escape(SNIPPET_END), fix, text, flags=re.S)
+    pattern = r"^([ \t]*)" + re.escape(SNIPPET_BEGIN) + r"\n(.*?)\n\1" + re.escape(SNIPPET_END)
+    return re.sub(pattern, fix, text, flags=re.S | re.M)
 
 
 __all__ = [

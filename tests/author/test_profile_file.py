@@ -198,3 +198,28 @@ def test_scenario_run_takes_a_file_on_the_spec_backend_only() -> None:
         done.stderr
         == "devdax scenario: error: --profile: a profile file runs on the spec backend only, not impl\n"
     )
+
+
+def test_a_prove_counterexample_of_a_file_replays(tmp_path: Path) -> None:
+    """`prove --bmc` prints its counterexamples indented under the obligation: their snippets load
+    the file too."""
+    f = tmp_path / "nosync.toml"
+    f.write_text(
+        'base = "v4.10"\n[programs]\n'
+        'remove = ["clear_alive", "unmap_mapping_range!", "cdev_del", "device_del", "put_device"]\n'
+    )
+    code, out, _ = run("prove", "--profile", str(f), "--bmc", "10", "--only", "bmc_depth10")
+    assert code == 1
+    assert "against base v4.10: 1 new violation (bmc_depth10)" in out
+    (snippet,) = extract_snippets("\n".join(ln.removeprefix(" " * 8) for ln in out.splitlines()))
+    assert f'load_profile("{f}")' in snippet
+    test = tmp_path / "test_pasted.py"
+    test.write_text(snippet)
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(test)],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
