@@ -31,6 +31,19 @@ def _in_root(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(ROOT)
 
 
+def assert_replays(snippet: str, test: Path, cwd: Path) -> None:
+    """A pasted snippet passes as a test file of its own, in a fresh pytest."""
+    test.write_text(snippet)
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(test)],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
 def test_the_worked_example_is_caught_as_new_violations_against_its_base() -> None:
     code, out, _ = run("check", "--profile", BAD)
     assert code == 1
@@ -55,16 +68,7 @@ def test_every_snippet_names_the_file_and_replays_in_a_fresh_process(tmp_path: P
     assert len(snippets) == 2
     for i, code in enumerate(snippets):
         assert f'load_profile("{BAD}")' in code
-        test = tmp_path / f"test_pasted_{i}.py"
-        test.write_text(code)
-        done = subprocess.run(
-            [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(test)],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-        assert done.returncode == 0, done.stdout + done.stderr
+        assert_replays(code, tmp_path / f"test_pasted_{i}.py", ROOT)
 
 
 def test_declared_findings_and_fixes_change_the_verdict(tmp_path: Path) -> None:
@@ -213,13 +217,4 @@ def test_a_prove_counterexample_of_a_file_replays(tmp_path: Path) -> None:
     assert "against base v4.10: 1 new violation (bmc_depth10)" in out
     (snippet,) = extract_snippets("\n".join(ln.removeprefix(" " * 8) for ln in out.splitlines()))
     assert f'load_profile("{f}")' in snippet
-    test = tmp_path / "test_pasted.py"
-    test.write_text(snippet)
-    done = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(test)],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert done.returncode == 0, done.stdout + done.stderr
+    assert_replays(snippet, tmp_path / "test_pasted.py", tmp_path)
