@@ -578,13 +578,8 @@ def _plural(n: int, word: str) -> str:
 
 def _against_base_line(pf: ProfileFile, j: _Judged, res: CheckResult) -> str:
     d = _against_base(pf, j, res)
-    new, fixed = d["new_violations"], d["findings_fixed"]
-    text = f"against base {pf.base.name}: {_plural(len(new), 'new violation')}"
-    if new:
-        text += (
-            " (" + ", ".join(n + (" [documented by the file]" if n in pf.added else "") for n in new) + ")"
-        )
-    text += f", {_plural(len(fixed), 'finding')} fixed" + (f" ({', '.join(fixed)})" if fixed else "")
+    new = [n + (" [documented by the file]" if n in pf.added else "") for n in d["new_violations"]]
+    text = _against_text(pf.base.name, new, d["findings_fixed"])
     still = sorted(set(pf.fixed) & j.violated)
     if still:
         text += f"; declared fixed but still violated: {', '.join(still)}"
@@ -876,21 +871,32 @@ def prove_profile(
     if json_out and stale:
         sys.stderr.write(f"devdax prove: documented finding no longer reproduced: {', '.join(stale)}\n")
     if pf is not None and not json_out:
-        new = [r.obligation.name for r in results if r.verdict.status is runner.Status.VIOLATED]
-        new += [
-            r.obligation.name
-            for r in results
-            if r.verdict.status is runner.Status.FINDING and r.obligation.finding in pf.added
-        ]
-        fixed = sorted(set(stale) & set(pf.base.findings))
-        _emit(
-            f"against base {pf.base.name}: {_plural(len(new), 'new violation')}"
-            + (f" ({', '.join(new)})" if new else "")
-            + f", {_plural(len(fixed), 'finding')} fixed"
-            + (f" ({', '.join(fixed)})" if fixed else ""),
-            out,
-        )
+        _emit(_prove_against_base(pf, results, stale), out)
     return runner.exit_status(results, stale), {r.obligation.name: r.verdict.status.value for r in results}
+
+
+def _prove_against_base(pf: ProfileFile, results: Sequence[Any], stale: Sequence[str]) -> str:
+    """The obligations the change breaks (undocumented, or documented by the file itself) and the
+    base findings no obligation reproduces any more."""
+    from devdax.proofs.runner import Status
+
+    new = [r.obligation.name for r in results if r.verdict.status is Status.VIOLATED]
+    new += [
+        r.obligation.name
+        for r in results
+        if r.verdict.status is Status.FINDING and r.obligation.finding in pf.added
+    ]
+    return _against_text(pf.base.name, new, sorted(set(stale) & set(pf.base.findings)))
+
+
+def _against_text(base: str, new: Sequence[str], fixed: Sequence[str]) -> str:
+    """`against base modern: 2 new violations (a, b), 1 finding fixed (c)`."""
+    return (
+        f"against base {base}: {_plural(len(new), 'new violation')}"
+        + (f" ({', '.join(new)})" if new else "")
+        + f", {_plural(len(fixed), 'finding')} fixed"
+        + (f" ({', '.join(fixed)})" if fixed else "")
+    )
 
 
 def run_scenario(argv: Sequence[str]) -> int:
