@@ -26,12 +26,13 @@ claim that an invariant holds.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import re
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, fields, replace
 from typing import IO, Any, NoReturn
 
@@ -839,29 +840,16 @@ def prove_profile(
         obs = runner.select(obligations_for(name, variant, *bmc), only)
     except (ValueError, VariantError) as exc:
         raise UsageError(str(exc)) from None
-    pf = loaded(name)
+    pf, done = loaded(name), list[runner.Result]()
     if listing:
         _emit("\n".join(f"{ob.name}  {ob.statement}  [{ob.source}]" for ob in obs), out)
         return EXIT_PASS, {}
-    done: list[runner.Result] = []
-
-    def show(r: runner.Result) -> None:
-        # z3 catches the first SIGINT itself and answers "unknown": that is the user's Ctrl-C
-        if (
-            r.verdict.status is runner.Status.UNKNOWN
-            and "interrupted from keyboard" in r.verdict.counterexample
-        ):
-            raise KeyboardInterrupt
-        done.append(r)
-        if not json_out:
-            line = runner.render_line(r)
-            _emit(replayable(line, pf.path) if pf is not None else line, out)
-            out.flush()
-
     if not json_out:
         _emit(f"devdax prove: profile {name}" + (f", variant {variant}" if variant else ""), out)
     try:
-        results = runner.run(obs, timeout or runner.DEFAULT_TIMEOUT, on_result=show)
+        with _ctrl_c():
+            show = _prove_line(out, pf, done, quiet=json_out)
+            results = runner.run(obs, timeout or runner.DEFAULT_TIMEOUT, on_result=show)
     except KeyboardInterrupt:
         counts = ", ".join(f"{n} {st.value}" for st, n in runner.count(done).items() if n)
         _emit(f"interrupted after {len(done)} of {len(obs)} obligations ({counts or 'none checked'})", out)
@@ -873,6 +861,68 @@ def prove_profile(
     if pf is not None and not json_out:
         _emit(_prove_against_base(pf, results, stale), out)
     return runner.exit_status(results, stale), {r.obligation.name: r.verdict.status.value for r in results}
+
+
+#: how an obligation reads when the interrupt reached z3 (its reason unknown) or a callback of it
+#: (the runner's "internal error: KeyboardInterrupt") instead of Python
+INTERRUPT_WORDS = ("interrupted from keyboard", "canceled", "KeyboardInterrupt")
+
+
+class _CtrlC:
+    """Whether Ctrl-C was pressed during a proof run, even if its KeyboardInterrupt was lost."""
+
+    seen = False
+
+
+@contextlib.contextmanager
+def _ctrl_c() -> Iterator[None]:
+    """A Ctrl-C that reaches the proofs, whatever it lands in. z3 catches SIGINT during a check,
+    cancels that one query and answers "unknown", which the proofs retry or report as UNKNOWN
+    (the interrupt was lost, or ended as exit 3): z3's handler is turned off. A KeyboardInterrupt
+    raised in a z3 object's __del__ is printed and dropped by Python: the handler also sets a flag
+    that the next obligation's line reads (_prove_line)."""
+    import signal
+
+    import z3
+
+    def on_sigint(signum: int, frame: object) -> None:
+        _CtrlC.seen = True
+        raise KeyboardInterrupt
+
+    z3.set_param("ctrl_c", False)
+    _CtrlC.seen = False
+    try:
+        old = signal.signal(signal.SIGINT, on_sigint)
+    except ValueError:  # not the main thread: no handler of ours, the flag stays False
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, old)
+
+
+def _prove_line(
+    out: IO[str], pf: ProfileFile | None, done: list[Any], *, quiet: bool
+) -> Callable[[Any], None]:
+    """The callback that prints each obligation's line as it is decided (a file's snippets load the
+    file) and keeps the results for an interrupted run's counts."""
+    from devdax.proofs import runner
+
+    def show(r: runner.Result) -> None:
+        # a Ctrl-C that reached z3 or a callback of it instead of Python is still the user's
+        said = r.verdict.counterexample
+        if _CtrlC.seen or (
+            r.verdict.status is runner.Status.UNKNOWN and any(w in said for w in INTERRUPT_WORDS)
+        ):
+            raise KeyboardInterrupt
+        done.append(r)
+        if not quiet:
+            line = runner.render_line(r)
+            _emit(replayable(line, pf.path) if pf is not None else line, out)
+            out.flush()
+
+    return show
 
 
 def _prove_against_base(pf: ProfileFile, results: Sequence[Any], stale: Sequence[str]) -> str:
