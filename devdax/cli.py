@@ -981,6 +981,8 @@ def run_all(a: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
         return ProgressLine(err, force=live, label=name)
 
     def done(k: int, n: int, row: Row) -> None:
+        if _CtrlC.seen:  # pressed during a prove job, where z3 or a __del__ may have eaten it
+            raise KeyboardInterrupt
         if a.json or a.quiet:
             return
         if live:
@@ -993,7 +995,8 @@ def run_all(a: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
         err.flush()
 
     try:
-        rows = run_jobs(jobs(prove=not a.skip_prove), on_start=started, progress=progress, on_done=done)
+        with _ctrl_c():
+            rows = run_jobs(jobs(prove=not a.skip_prove), on_start=started, progress=progress, on_done=done)
     except KeyboardInterrupt:
         err.write(f"\ndevdax: interrupted after {time.perf_counter() - t0:.0f} s; the rows above are final\n")
         return EXIT_INTERRUPTED
