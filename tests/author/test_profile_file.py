@@ -5,6 +5,7 @@ is one usage line naming the key, and every snippet printed for a file replays i
 from __future__ import annotations
 
 import io
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -60,6 +61,16 @@ def test_its_fix_passes_with_exactly_the_base_findings() -> None:
     assert code == 0, out
     assert "against base modern: 0 new violations, 0 findings fixed" in out
     assert "verdict: pass (exactly the documented findings)" in out
+    code, out, _ = run("check", "--profile", FIXED, "--json")
+    doc = json.loads(out)
+    assert code == 0 and doc["result"] == "pass" and doc["profile"] == FIXED
+    assert doc["against_base"] == {
+        "base": "modern",
+        "new_violations": [],
+        "documented_by_file": [],
+        "findings_fixed": [],
+        "declared_fixed": [],
+    }
 
 
 def test_every_snippet_names_the_file_and_replays_in_a_fresh_process(tmp_path: Path) -> None:
