@@ -7,9 +7,11 @@
     devdax scenario ...       (devdax.scenario.cli)
     devdax all [--json] [--skip-prove]
 
-Exit status, for every subcommand: 0 pass, 1 violation (or an expectation not met), 2 usage error.
-A usage error is one line, compiler style: `devdax: error: --cpus: expected a non-negative integer,
-got 'x'`.
+Exit status, for every subcommand: 0 pass, 1 violation (or an expectation not met), 2 usage error,
+3 unknown (a solver timeout), 130 interrupted by Ctrl-C after printing what was verified so far
+(`devdax --help` lists them). `--profile` takes a profile file too (docs/profile-files.md): a path
+ending in .toml or containing '/'. A usage error is one line, compiler style:
+`devdax: error: --cpus: expected a non-negative integer, got 'x'`.
 
 `check` verdicts. A profile passes when the invariants it violates are exactly its documented
 findings (spec/profiles.py): an undocumented violation prints its full counterexample and exits 1; a
@@ -24,12 +26,13 @@ claim that an invariant holds.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import re
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, fields, replace
 from typing import IO, Any, NoReturn
 
@@ -42,13 +45,23 @@ from devdax.model.render import (
     summary_line,
     variant_report,
 )
+from devdax.profile_file import (
+    ProfileFile,
+    ProfileFileError,
+    is_profile_file,
+    load_profile,
+    loaded,
+    replayable,
+)
 from devdax.spec.config import Config
 from devdax.spec.ctx import Ctx
 from devdax.spec.geometry import ALIGN_NAMES
 from devdax.spec.profiles import DEFAULT_PROFILE, PROFILES
 from devdax.spec.variants import VARIANTS, default_config, finding_configs, variant_config
 
-EXIT_PASS, EXIT_VIOLATION, EXIT_USAGE = 0, 1, 2
+EXIT_PASS, EXIT_VIOLATION, EXIT_USAGE, EXIT_UNKNOWN = 0, 1, 2, 3
+#: Ctrl-C: 128 + SIGINT, as shells report it
+EXIT_INTERRUPTED = 130
 
 
 class UsageError(Exception):
@@ -93,8 +106,18 @@ def _fault_size(text: str) -> str:
 
 
 def _profile(text: str) -> str:
+    """A profile name, or a profile file (a name ending in .toml or containing '/'), loaded here so
+    that a bad file is one usage line naming its key."""
+    if is_profile_file(text):
+        try:
+            load_profile(text)
+        except ProfileFileError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+        return text
     if text not in PROFILES:
-        raise argparse.ArgumentTypeError(f"expected one of {', '.join(PROFILES)}, got {text!r}")
+        raise argparse.ArgumentTypeError(
+            f"expected one of {', '.join(PROFILES)} or a profile file (.toml), got {text!r}"
+        )
     return text
 
 
@@ -127,7 +150,27 @@ BOUND_HELP = {
     "generations": "provider probe -> remove rounds (minor reuse)",
     "binds": "modern: unbind/bind cycles per device",
 }
-EPILOG = "exit status: 0 pass, 1 violation (or an expectation not met), 2 usage error"
+EPILOG = """exit status (every subcommand):
+  0    pass: exactly the documented findings, every obligation proved, every expectation met
+  1    a violation (an undocumented one, or a documented finding no longer reproduced), or an
+       expectation not met (a scenario's `expect`, a job of `devdax all`)
+  2    usage error: one line `devdax: error: ...` naming the option, file or key
+  3    unknown: a solver timeout in `prove`, no kernel could boot in `conformance`
+  130  interrupted (Ctrl-C): what was verified so far is printed first"""
+CHECK_EXAMPLES = """examples:
+  devdax check                                  the default profile (v4.10) in its own bounds
+  devdax check --profile modern --binds 2       another profile, other bounds
+  devdax check --variant no-synchronize         a historical bug brought back: caught, exit 1
+  devdax check --profile ./my-change.toml       your change as a profile file (docs/profile-files.md)
+  devdax check --race --cpus 2 --faults 2       the fault-vs-teardown race alone
+
+"""
+ALL_EXAMPLES = """examples:
+  devdax all                 every check, variant and proof; a line per job as it finishes
+  devdax all --skip-prove    without the Z3 proofs
+  devdax all --json > all.json
+
+exit status: 0 iff every job met its expectation, 1 otherwise, 130 interrupted"""
 
 
 def _option_of(field: str) -> str:
@@ -141,22 +184,29 @@ def _option_of(field: str) -> str:
 def parser() -> Parser:
     # Over 50 lines on purpose: one declarative table of every subcommand and option, read top to
     # bottom like --help; split into pieces it would be harder to check against the docs.
+    raw = argparse.RawDescriptionHelpFormatter
     p = Parser(
         prog="devdax",
         description="Executable reference semantics of Linux device-DAX lifetime.",
-        epilog=EPILOG,
+        epilog="examples:\n  devdax check --profile ./my-change.toml\n  devdax prove --variant M21\n"
+        "  devdax scenario run tests/scenarios/\n  devdax explain no_entry_after_kill\n\n" + EPILOG,
+        formatter_class=raw,
     )
     sub = p.add_subparsers(dest="cmd", metavar="COMMAND", parser_class=Parser)
 
     c = sub.add_parser(
         "check",
         help="explore every interleaving of a bounded configuration",
-        epilog=EPILOG,
+        epilog=CHECK_EXAMPLES + EPILOG,
+        formatter_class=raw,
         description="Breadth-first exploration of every interleaving; prints the shortest "
         "counterexample of each violated invariant.",
     )
     c.add_argument(
-        "--profile", type=_profile, help=f"kernel profile (default {DEFAULT_PROFILE}): " + ", ".join(PROFILES)
+        "--profile",
+        type=_profile,
+        help=f"kernel profile (default {DEFAULT_PROFILE}): {', '.join(PROFILES)}, or a profile file "
+        "(a path ending in .toml or containing '/')",
     )
     c.add_argument("--variant", type=_variant, help="a named bug variant (see `devdax variants`)")
     g = c.add_argument_group("bounds (override the profile's or the variant's configuration)")
@@ -189,10 +239,21 @@ def parser() -> Parser:
     c.add_argument("--json", action="store_true", help="one JSON object, traces in ITF")
     c.add_argument("--quiet", action="store_true", help="verdict only, no progress")
 
-    v = sub.add_parser("variants", help="list the bug variants")
-    v.add_argument("--json", action="store_true")
+    v = sub.add_parser(
+        "variants",
+        help="list the bug variants",
+        epilog="examples:\n  devdax variants\n  devdax variants --json | jq '.[].name'\n\nexit status: 0",
+        formatter_class=raw,
+    )
+    v.add_argument("--json", action="store_true", help="a JSON list instead of the table")
 
-    e = sub.add_parser("explain", help="what an invariant, variant, profile, action or step is")
+    e = sub.add_parser(
+        "explain",
+        help="what an invariant, variant, profile, action or step is",
+        epilog="examples:\n  devdax explain no_entry_after_kill\n  devdax explain M21\n"
+        "  devdax explain synchronize_wait\n\nexit status: 0 known, 2 unknown name (with suggestions)",
+        formatter_class=raw,
+    )
     e.add_argument("name", metavar="NAME")
 
     sub.add_parser("prove", help="Z3 proofs (devdax prove --help)", add_help=False)
@@ -201,11 +262,12 @@ def parser() -> Parser:
     a = sub.add_parser(
         "all",
         help="every model check, variant and proof, with a summary table",
-        epilog="exit status: 0 iff every job met its expectation, 1 otherwise",
+        epilog=ALL_EXAMPLES,
+        formatter_class=raw,
     )
-    a.add_argument("--json", action="store_true")
-    a.add_argument("--skip-prove", action="store_true")
-    a.add_argument("--quiet", action="store_true", help="no progress lines")
+    a.add_argument("--json", action="store_true", help="one JSON object instead of the table")
+    a.add_argument("--skip-prove", action="store_true", help="leave out the Z3 proof jobs")
+    a.add_argument("--quiet", action="store_true", help="no line per job, only the table")
     return p
 
 
@@ -268,7 +330,8 @@ def build_config(a: argparse.Namespace) -> tuple[Config, bool]:
             raise UsageError(f"--profile: variant {v.name} applies to {v.base.name}, not {a.profile}")
         base = variant_config(v)
     else:
-        base = default_config(a.profile or DEFAULT_PROFILE)
+        pf = loaded(a.profile) if a.profile else None
+        base = pf.config if pf is not None else default_config(a.profile or DEFAULT_PROFILE)
     changes: dict[str, Any] = {b: getattr(a, b) for b in BOUNDS if getattr(a, b) is not None}
     changes.update({f: True for opt, f in FLAGS.items() if getattr(a, opt)})
     if a.align is not None:
@@ -290,16 +353,75 @@ def build_config(a: argparse.Namespace) -> tuple[Config, bool]:
     return cfg, cfg == base
 
 
-def run_check(a: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
-    cfg, own = build_config(a)
-    ctx = Ctx.of(cfg)
-    show = not (a.json or a.quiet)
-    progress = ProgressLine(err) if show else None
-    res = check(
-        ctx, symmetry=not a.no_symmetry, reduce=not a.no_reduction, max_states=a.max_states, progress=progress
+@dataclass
+class _Seen:
+    """The last progress report of a run, for the summary of an interrupted one."""
+
+    states: int = 0
+    depth: int = 0
+    seconds: float = 0.0
+
+
+def _interrupted(exc: KeyboardInterrupt, seen: _Seen, err: IO[str]) -> int:
+    """What an interrupted check had verified: model/ has no stop hook, so the run's own graph and
+    result are read from the interrupted frame (the checker's `_Run`, fields `g` and `res`), and the
+    last progress report stands in when that frame is not there."""
+    tb, run = exc.__traceback__, None
+    while tb is not None:
+        cand = tb.tb_frame.f_locals.get("self")
+        if isinstance(getattr(cand, "res", None), CheckResult) and hasattr(cand, "g"):
+            run = cand
+        tb = tb.tb_next
+    states, depth, found = seen.states, seen.depth, []
+    if run is not None:
+        states, depth = len(run.g.states), max(run.g.depth, default=0)
+        found = sorted(run.res.violations)
+    err.write(
+        f"\ndevdax: interrupted: {states:,} states explored to depth {depth} (incomplete: no invariant "
+        f"is claimed to hold); violations found so far: {', '.join(found) or 'none'} "
+        f"(exit {EXIT_INTERRUPTED})\n"
     )
-    if progress is not None:
-        progress.done()
+    return EXIT_INTERRUPTED
+
+
+def explore(a: argparse.Namespace, err: IO[str]) -> tuple[Config, bool, CheckResult]:
+    """Run the check the namespace asks for: its configuration, whether that is the profile's own,
+    and the result. KeyboardInterrupt propagates (with the run's frame, for _interrupted)."""
+    cfg, own = build_config(a)
+    show = not (a.json or a.quiet)
+    line = ProgressLine(err) if show else None
+    seen = a.seen if isinstance(getattr(a, "seen", None), _Seen) else _Seen()
+
+    def progress(states: int, frontier: int, depth: int, seconds: float) -> None:
+        seen.states, seen.depth, seen.seconds = states, depth, seconds
+        if line is not None:
+            line(states, frontier, depth, seconds)
+
+    try:
+        res = check(
+            Ctx.of(cfg),
+            symmetry=not a.no_symmetry,
+            reduce=not a.no_reduction,
+            max_states=a.max_states,
+            progress=progress,
+        )
+    finally:
+        if line is not None:
+            line.done()
+    return cfg, own, res
+
+
+def run_check(a: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
+    a.seen = _Seen()
+    try:
+        cfg, own, res = explore(a, err)
+    except KeyboardInterrupt as exc:
+        return _interrupted(exc, a.seen, err)
+    return verdict(a, cfg, own, res, out)
+
+
+def verdict(a: argparse.Namespace, cfg: Config, own: bool, res: CheckResult, out: IO[str]) -> int:
+    """Print the verdict of a finished check and return its exit status."""
     if a.variant is not None:
         return _variant_verdict(a, cfg, res, out)
     return _profile_verdict(
@@ -418,18 +540,57 @@ def _profile_verdict(
     reduce: bool = True,
 ) -> int:
     prof = Ctx.of(cfg).prof
-    j = _Judged.of(prof.name, prof.findings, own, res)
+    pf = loaded(prof.name)
+    # a profile file's base decides which findings have configurations of their own
+    j = _Judged.of(pf.base.name if pf else prof.name, prof.findings, own, res)
     code = EXIT_VIOLATION if j.failed else EXIT_PASS
     if json_out:
-        _emit(json.dumps(_profile_json(cfg, prof.name, res, j), indent=1), out)
+        doc = _profile_json(cfg, prof.name, res, j)
+        if pf is not None:
+            doc["against_base"] = _against_base(pf, j, res)
+        _emit(json.dumps(doc, indent=1), out)
         return code
     lines = [] if quiet else _profile_header(cfg, own, prof.name, prof.summary)
     lines += _profile_findings(cfg, prof.name, res, j, quiet, symmetry=symmetry, reduce=reduce)
+    if pf is not None:
+        lines.append(_against_base_line(pf, j, res))
     lines.append(j.verdict_line(res))
     if not quiet:
         lines.append(stats_line(res))
-    _emit("\n".join(lines), out)
+    text = "\n".join(lines)
+    _emit(replayable(text, pf.path) if pf is not None else text, out)
     return code
+
+
+def _against_base(pf: ProfileFile, j: _Judged, res: CheckResult) -> dict[str, Any]:
+    """What the change does to the base profile's verdict: violations the base does not document,
+    and base findings no longer reproduced (only a complete run of the file's own bounds says so)."""
+    base = set(pf.base.findings) - set(j.elsewhere)
+    new = sorted(j.violated - set(pf.base.findings))
+    fixed = sorted(base - j.violated) if j.missing_fails else []
+    return {
+        "base": pf.base.name,
+        "new_violations": new,
+        "documented_by_file": sorted(set(new) & set(pf.added)),
+        "findings_fixed": fixed,
+        "declared_fixed": list(pf.fixed),
+    }
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}" + ("" if n == 1 else "s")
+
+
+def _against_base_line(pf: ProfileFile, j: _Judged, res: CheckResult) -> str:
+    d = _against_base(pf, j, res)
+    new = [n + (" [documented by the file]" if n in pf.added else "") for n in d["new_violations"]]
+    text = _against_text(pf.base.name, new, d["findings_fixed"])
+    still = sorted(set(pf.fixed) & j.violated)
+    if still:
+        text += f"; declared fixed but still violated: {', '.join(still)}"
+    if not j.missing_fails:
+        text += " (fixes are judged only on the file's own bounds, run to the end)"
+    return text
 
 
 def _profile_json(cfg: Config, profile: str, res: CheckResult, j: _Judged) -> Any:
@@ -455,6 +616,13 @@ def _profile_json(cfg: Config, profile: str, res: CheckResult, j: _Judged) -> An
 
 def _profile_header(cfg: Config, own: bool, profile: str, summary: str) -> list[str]:
     lines = [f"devdax check: profile {profile}: {summary}", f"  config: {cfg.describe()}"]
+    pf = loaded(profile)
+    if pf is not None:
+        lines.append(f"  file:   {pf.path}, base {pf.base.name}; replay: devdax check --profile {pf.path}")
+        lines += [
+            f"  step {s.name}: not in spec/admin.py; runs as {s.existing}, which it {s.relation}"
+            for s in pf.new_steps.values()
+        ]
     if not own:
         source = f"  bounds differ from the profile's default; as Python: {config_source(cfg)}"
         lines += pack(source, "", "    ", " ")
@@ -559,10 +727,230 @@ def run_explain(a: argparse.Namespace, out: IO[str]) -> int:
 # ------------------------------------------------------------------------------ delegates ----
 
 
-def run_prove(argv: Sequence[str]) -> int:
-    from devdax.proofs.cli import main as prove_main
+PROVE_EXAMPLES = """examples:
+  devdax prove                                  every obligation of the default profile (v4.10)
+  devdax prove --profile modern --only proto_no_entry_after_kill
+  devdax prove --variant M21                    the variant's base profile (modern) is inferred
+  devdax prove --profile ./my-change.toml       a profile file (docs/profile-files.md)
 
-    return int(prove_main(list(argv)))
+exit status: 0 proved (or a documented finding), 1 a violation or a stale finding, 2 usage error,
+3 UNKNOWN (solver timeout), 130 interrupted (Ctrl-C)"""
+
+
+def _option(argv: Sequence[str], name: str) -> str | None:
+    """The value of `--name V` or `--name=V` in a command line another parser owns."""
+    for i, arg in enumerate(argv):
+        if arg == name and i + 1 < len(argv):
+            return argv[i + 1]
+        if arg.startswith(name + "="):
+            return arg.partition("=")[2]
+    return None
+
+
+def _replace_option(argv: Sequence[str], name: str, value: str) -> list[str]:
+    out = list(argv)
+    for i, arg in enumerate(out):
+        if arg == name and i + 1 < len(out):
+            out[i + 1] = value
+        elif arg.startswith(name + "="):
+            out[i] = f"{name}={value}"
+    return out
+
+
+def variant_base(variant: str) -> str:
+    """The profile a variant applies to, as `check --variant` infers it."""
+    if variant not in VARIANTS:
+        raise UsageError(f"--variant: unknown variant {variant!r}; `devdax variants` lists them")
+    return VARIANTS[variant].base.name
+
+
+def run_prove(argv: Sequence[str], out: IO[str] | None = None) -> int:
+    """`devdax prove`: proofs/cli.py parses (and, for --list or a bad value, answers); the run itself
+    is prove_profile here, so that a profile file (only this layer reads files) and Ctrl-C are
+    handled as `check` handles them. `--variant V` without `--profile` proves on the variant's own
+    profile, as `check` does."""
+    from devdax.proofs import cli as prove_cli
+
+    argv = list(argv)
+    if "-h" in argv or "--help" in argv:
+        p = prove_cli.parser()
+        p.epilog, p.formatter_class = PROVE_EXAMPLES, argparse.RawDescriptionHelpFormatter
+        p.print_help(out or sys.stdout)
+        return EXIT_PASS
+    prof, var = _option(argv, "--profile"), _option(argv, "--variant")
+    if prof is None and var is not None:
+        argv = ["--profile", variant_base(var), *argv]
+    if prof is not None and not is_profile_file(prof) and prof not in PROFILES:
+        raise UsageError(
+            f"--profile: expected one of {', '.join(PROFILES)} or a profile file (.toml), got {prof!r}"
+        )
+    pf = _load(prof) if prof is not None and is_profile_file(prof) else None
+    if pf is not None and var is not None:
+        raise UsageError("--variant: variants apply to the named profiles, not to a profile file")
+    try:
+        a = prove_cli.parser().parse_args(_replace_option(argv, "--profile", pf.base.name) if pf else argv)
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else EXIT_USAGE
+    bad = (
+        a.timeout <= 0
+        or (a.bmc is not None and not 0 <= a.bmc <= prove_cli.MAX_BMC_DEPTH)
+        or min(a.cpus, a.faults, a.units) < 1
+    )
+    if pf is None and (bad or a.list):
+        return int(prove_cli.main(argv))  # its own listing and its one-line messages
+    if bad:
+        raise UsageError(
+            f"--timeout must be positive, --bmc at most {prove_cli.MAX_BMC_DEPTH}, --cpus, --faults and "
+            "--units at least 1"
+        )
+    code, _ = prove_profile(
+        pf.path if pf is not None else a.profile,
+        a.variant,
+        a.timeout,
+        a.only,
+        out or sys.stdout,
+        json_out=a.json,
+        listing=a.list,
+        bmc=(a.bmc, a.cpus, a.faults, a.units),
+    )
+    return code
+
+
+def _load(path: str) -> ProfileFile:
+    try:
+        return load_profile(path)
+    except ProfileFileError as exc:
+        raise UsageError(f"--profile: {exc}") from None
+
+
+def prove_profile(
+    name: str,
+    variant: str | None,
+    timeout: float | None,
+    only: list[str],
+    out: IO[str],
+    *,
+    json_out: bool = False,
+    listing: bool = False,
+    bmc: tuple[int | None, int, int, int] = (None, 1, 1, 1),
+) -> tuple[int, dict[str, str]]:
+    """Prove a profile (a loaded file too) and print the checklist, with a file's counterexamples
+    naming the file and a line comparing the verdict with the file's base. Returns the exit status
+    and each obligation's status."""
+    from devdax.proofs import runner
+    from devdax.proofs.obligations import VariantError, obligations_for
+
+    try:
+        obs = runner.select(obligations_for(name, variant, *bmc), only)
+    except (ValueError, VariantError) as exc:
+        raise UsageError(str(exc)) from None
+    pf, done = loaded(name), list[runner.Result]()
+    if listing:
+        _emit("\n".join(f"{ob.name}  {ob.statement}  [{ob.source}]" for ob in obs), out)
+        return EXIT_PASS, {}
+    if not json_out:
+        _emit(f"devdax prove: profile {name}" + (f", variant {variant}" if variant else ""), out)
+    try:
+        with _ctrl_c():
+            show = _prove_line(out, pf, done, quiet=json_out)
+            results = runner.run(obs, timeout or runner.DEFAULT_TIMEOUT, on_result=show)
+    except KeyboardInterrupt:
+        counts = ", ".join(f"{n} {st.value}" for st, n in runner.count(done).items() if n)
+        _emit(f"interrupted after {len(done)} of {len(obs)} obligations ({counts or 'none checked'})", out)
+        return EXIT_INTERRUPTED, {r.obligation.name: r.verdict.status.value for r in done}
+    stale = [] if only else runner.stale_findings(results)
+    _emit(runner.to_json(results) if json_out else runner.render_total(results, stale), out)
+    if json_out and stale:
+        sys.stderr.write(f"devdax prove: documented finding no longer reproduced: {', '.join(stale)}\n")
+    if pf is not None and not json_out:
+        _emit(_prove_against_base(pf, results, stale), out)
+    return runner.exit_status(results, stale), {r.obligation.name: r.verdict.status.value for r in results}
+
+
+#: how an obligation reads when the interrupt reached z3 (its reason unknown) or a callback of it
+#: (the runner's "internal error: KeyboardInterrupt") instead of Python
+INTERRUPT_WORDS = ("interrupted from keyboard", "canceled", "KeyboardInterrupt")
+
+
+class _CtrlC:
+    """Whether Ctrl-C was pressed during a proof run, even if its KeyboardInterrupt was lost."""
+
+    seen = False
+
+
+@contextlib.contextmanager
+def _ctrl_c() -> Iterator[None]:
+    """A Ctrl-C that reaches the proofs, whatever it lands in. z3 catches SIGINT during a check,
+    cancels that one query and answers "unknown", which the proofs retry or report as UNKNOWN
+    (the interrupt was lost, or ended as exit 3): z3's handler is turned off. A KeyboardInterrupt
+    raised in a z3 object's __del__ is printed and dropped by Python: the handler also sets a flag
+    that the next obligation's line reads (_prove_line)."""
+    import signal
+
+    import z3
+
+    def on_sigint(signum: int, frame: object) -> None:
+        _CtrlC.seen = True
+        raise KeyboardInterrupt
+
+    z3.set_param("ctrl_c", False)
+    _CtrlC.seen = False
+    try:
+        old = signal.signal(signal.SIGINT, on_sigint)
+    except ValueError:  # not the main thread: no handler of ours, the flag stays False
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, old)
+
+
+def _prove_line(
+    out: IO[str], pf: ProfileFile | None, done: list[Any], *, quiet: bool
+) -> Callable[[Any], None]:
+    """The callback that prints each obligation's line as it is decided (a file's snippets load the
+    file) and keeps the results for an interrupted run's counts."""
+    from devdax.proofs import runner
+
+    def show(r: runner.Result) -> None:
+        # a Ctrl-C that reached z3 or a callback of it instead of Python is still the user's
+        said = r.verdict.counterexample
+        if _CtrlC.seen or (
+            r.verdict.status is runner.Status.UNKNOWN and any(w in said for w in INTERRUPT_WORDS)
+        ):
+            raise KeyboardInterrupt
+        done.append(r)
+        if not quiet:
+            line = runner.render_line(r)
+            _emit(replayable(line, pf.path) if pf is not None else line, out)
+            out.flush()
+
+    return show
+
+
+def _prove_against_base(pf: ProfileFile, results: Sequence[Any], stale: Sequence[str]) -> str:
+    """The obligations the change breaks (undocumented, or documented by the file itself) and the
+    base findings no obligation reproduces any more."""
+    from devdax.proofs.runner import Status
+
+    new = [r.obligation.name for r in results if r.verdict.status is Status.VIOLATED]
+    new += [
+        r.obligation.name
+        for r in results
+        if r.verdict.status is Status.FINDING and r.obligation.finding in pf.added
+    ]
+    return _against_text(pf.base.name, new, sorted(set(stale) & set(pf.base.findings)))
+
+
+def _against_text(base: str, new: Sequence[str], fixed: Sequence[str]) -> str:
+    """`against base modern: 2 new violations (a, b), 1 finding fixed (c)`."""
+    return (
+        f"against base {base}: {_plural(len(new), 'new violation')}"
+        + (f" ({', '.join(new)})" if new else "")
+        + f", {_plural(len(fixed), 'finding')} fixed"
+        + (f" ({', '.join(fixed)})" if fixed else "")
+    )
 
 
 def run_scenario(argv: Sequence[str]) -> int:
@@ -583,7 +971,7 @@ def run_scenario(argv: Sequence[str]) -> int:
 
 
 def run_all(a: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
-    from devdax.summary import jobs, render_table, run_jobs, to_json
+    from devdax.summary import Row, jobs, render_table, run_jobs, to_json
 
     live = not (a.json or a.quiet) and hasattr(err, "isatty") and err.isatty()
     t0 = time.perf_counter()
@@ -596,7 +984,26 @@ def run_all(a: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
     def progress(name: str) -> ProgressLine:
         return ProgressLine(err, force=live, label=name)
 
-    rows = run_jobs(jobs(prove=not a.skip_prove), on_start=started, progress=progress)
+    def done(k: int, n: int, row: Row) -> None:
+        if _CtrlC.seen:  # pressed during a prove job, where z3 or a __del__ may have eaten it
+            raise KeyboardInterrupt
+        if a.json or a.quiet:
+            return
+        if live:
+            err.write("\r\x1b[2K")
+        states = f"{row.states:,} states, " if row.states is not None else ""
+        err.write(
+            f"[{k:>{len(str(n))}}/{n}] {'ok  ' if row.ok else 'FAIL'} {row.job}: {row.result} "
+            f"({states}{row.seconds:.1f} s; {time.perf_counter() - t0:.0f} s elapsed)\n"
+        )
+        err.flush()
+
+    try:
+        with _ctrl_c():
+            rows = run_jobs(jobs(prove=not a.skip_prove), on_start=started, progress=progress, on_done=done)
+    except KeyboardInterrupt:
+        err.write(f"\ndevdax: interrupted after {time.perf_counter() - t0:.0f} s; the rows above are final\n")
+        return EXIT_INTERRUPTED
     if live:
         err.write("\r\x1b[2K")
     ok = all(r.ok for r in rows)
@@ -622,7 +1029,7 @@ def _main(argv: Sequence[str] | None = None, out: IO[str] | None = None, err: IO
                     from devdax.conformance.cli import main as conformance_main
 
                     return int(conformance_main(args[1:]))
-                return run_prove(args[1:]) if args[0] == "prove" else run_scenario(args[1:])
+                return run_prove(args[1:], out) if args[0] == "prove" else run_scenario(args[1:])
             except SystemExit as exc:  # their argparse exits on --help
                 return exc.code if isinstance(exc.code, int) else EXIT_USAGE
         a = parser().parse_args(args)
@@ -641,6 +1048,9 @@ def _main(argv: Sequence[str] | None = None, out: IO[str] | None = None, err: IO
     except UsageError as exc:
         err.write(f"devdax: error: {exc}\n")
         return EXIT_USAGE
+    except KeyboardInterrupt:  # a subcommand with nothing of its own to report (prove: lines so far)
+        err.write(f"\ndevdax: interrupted (exit {EXIT_INTERRUPTED})\n")
+        return EXIT_INTERRUPTED
     except BrokenPipeError:
         return EXIT_PASS
 

@@ -164,10 +164,12 @@ def run_jobs(
     todo: list[Job],
     on_start: Callable[[str], None] | None = None,
     progress: Callable[[str], Progress] | None = None,
+    on_done: Callable[[int, int, Row], None] | None = None,
 ) -> list[Row]:
-    """Run every job; on_start(name) before each, and progress(name) gives the callback the
-    checker reports states/frontier/depth to while that job explores."""
-    rows = []
+    """Run every job; on_start(name) before each, progress(name) gives the callback the checker
+    reports states/frontier/depth to while that job explores, and on_done(k, n, row) sees each row
+    as soon as its job finishes (`devdax all` streams them)."""
+    rows: list[Row] = []
     for j in todo:
         if on_start is not None:
             on_start(j.name)
@@ -177,6 +179,8 @@ def run_jobs(
         except Exception as exc:  # a crashing job is a failed job, not a crashed table
             text, ok, states = f"error: {type(exc).__name__}: {exc}", False, None
         rows.append(Row(j.name, j.expectation, text, ok, states, time.perf_counter() - t0))
+        if on_done is not None:
+            on_done(len(rows), len(todo), rows[-1])
     return rows
 
 

@@ -288,8 +288,14 @@ DEFAULT_PROFILE = "v4.10"
 CURRENT_PROFILE = "modern"
 
 
+#: Profiles defined outside spec/, by the name Config.profile carries: a driver author's profile file
+#: under its path (devdax/profile_file.py registers it; docs/profile-files.md). Nothing in spec/ adds
+#: to it, and PROFILES (what the docs, `devdax all` and the tables list) never sees these.
+EXTRA_PROFILES: dict[str, Profile] = {}
+
+
 def get_profile(name: str) -> Profile:
     try:
-        return PROFILES[name]
+        return PROFILES[name] if name in PROFILES else EXTRA_PROFILES[name]
     except KeyError:
         raise ValueError(f"profile: expected one of {', '.join(PROFILES)}, got {name!r}") from None

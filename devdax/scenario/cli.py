@@ -9,6 +9,7 @@ status is 1 if any outcome differs. Usage errors exit 2 with one line.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import importlib
 import json
 import sys
@@ -60,13 +61,61 @@ def _files(paths: Sequence[str]) -> list[fmt.Scenario]:
     return out
 
 
+RUN_EXAMPLES = """examples:
+  devdax scenario run tests/scenarios/                 every scenario, on the spec
+  devdax scenario run --backend impl FILE.json         on the emulation
+  devdax scenario run --profile ./my-change.toml FILE  the spec of a profile file (docs/profile-files.md)
+
+A step whose outcome differs from `expect` is named on stderr with the expected value.
+exit status: 0 as expected (or no expect), 1 a mismatch, 2 usage or a bad file (named with its step),
+3 the kernel backend could set up none of the scenarios"""
+
+
+def with_profile(sc: fmt.Scenario, name: str, backend_name: str) -> fmt.Scenario:
+    """The scenario run on another profile (--profile): a name, or a loaded profile file, which only
+    the spec backend knows."""
+    from devdax.profile_file import is_profile_file, load_profile
+
+    if is_profile_file(name):
+        if backend_name != "spec":
+            raise ValueError(f"--profile: a profile file runs on the spec backend only, not {backend_name}")
+        load_profile(name)
+    elif name not in fmt.PROFILES:
+        raise ValueError(
+            f"--profile: expected one of {', '.join(fmt.PROFILES)} or a .toml file, got {name!r}"
+        )
+    return dataclasses.replace(sc, profile=name)
+
+
+def mismatch_line(sc: fmt.Scenario, i: int, got: str) -> str:
+    """`FILE step 3 (mmap): got ENXIO, expected OK`, or "" when step i is as expected."""
+    if sc.expect is None or sc.expect[i] == got:
+        return ""
+    return f"{sc.file} step {i} ({sc.steps[i].op}): got {got}, expected {sc.expect[i]}"
+
+
 def main(argv: Sequence[str]) -> int:
-    ap = _Parser(prog="devdax scenario", description=__doc__)
+    ap = _Parser(
+        prog="devdax scenario", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     sub = ap.add_subparsers(dest="cmd", required=True)
-    run = sub.add_parser("run", help="run scenarios on one backend")
+    run = sub.add_parser(
+        "run",
+        help="run scenarios on one backend",
+        epilog=RUN_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     run.add_argument("--backend", default="spec", choices=BACKENDS)
+    run.add_argument(
+        "--profile", help="run on this profile (a name or a .toml profile file) instead of the file's"
+    )
     run.add_argument("files", nargs="+", help="scenario files or folders")
-    diff = sub.add_parser("diff", help="run on several backends and show where they disagree")
+    diff = sub.add_parser(
+        "diff",
+        help="run on several backends and show where they disagree",
+        epilog="example:\n  devdax scenario diff --backends spec,impl,kernel tests/scenarios/",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     diff.add_argument("--backends", default="spec,impl")
     diff.add_argument("files", nargs="+")
     args = ap.parse_args(list(argv))
@@ -75,6 +124,8 @@ def main(argv: Sequence[str]) -> int:
         if not scenarios:
             raise ValueError(f"no scenario files in {', '.join(args.files)}")
         if args.cmd == "run":
+            if args.profile is not None:
+                scenarios = [with_profile(sc, args.profile, args.backend) for sc in scenarios]
             return _run(backend(args.backend), scenarios)
         return _diff(args.backends, scenarios)
     except (OSError, ValueError) as e:
@@ -106,6 +157,8 @@ def _run(b: fmt.Backend, scenarios: Sequence[fmt.Scenario]) -> int:
             print(f"devdax scenario: {sc.file}: not run: {reason}", file=sys.stderr)
         for i, (st, o) in enumerate(zip(sc.steps, outs, strict=True)):
             print(json.dumps(fmt.step_record(sc, i, st.op, o)))
+            if line := mismatch_line(sc, i, o):
+                print(f"devdax scenario: {line}", file=sys.stderr)
         results.append((sc, outs))
     print(fmt.summary_line(results))
     return 3 if not_run == len(scenarios) else fmt.exit_status(results)
