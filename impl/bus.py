@@ -539,6 +539,9 @@ class DaxBus:
             names = frozenset(n for n, v in O_FLAGS.items() if v and flags & v == v)
             if fops.path_only(names):
                 raise ValueError("flags: an O_PATH open is DaxBus.open_path(), it opens no device")
+            refused = fops.path_lookup(self._node_exists(dev), names)
+            if refused:
+                raise os_error(getattr(errno, refused), f"open /dev/{dev.name}: path lookup")
             if fops.open_flags(names) != "ok":
                 raise os_error(getattr(errno, fops.open_flags(names)), "open: O_DIRECT")
             acc = flags & os.O_ACCMODE
@@ -563,9 +566,17 @@ class DaxBus:
         _owned(self, dev, "dev")
         with self._lock:
             self._check_open()
-            if not dev.registered:
-                raise os_error(errno.ENOENT, f"/dev/{dev.name} is gone")
+            refused = fops.path_lookup(self._node_exists(dev), frozenset({"O_PATH"}))
+            if refused:
+                raise os_error(getattr(errno, refused), f"/dev/{dev.name} is gone")
             return PathFile(self, dev)
+
+    def _node_exists(self, dev: DevDax) -> bool:
+        """devtmpfs has /dev/<name> from device_add() to device_del() of whichever device has that
+        name now: a handle of a removed device still names the node a new instance re-created."""
+        return dev.registered or any(
+            d.registered and d.name == dev.name for r in self.regions for d in r.devices
+        )
 
     def _chrdev_lookup(self, dev: DevDax) -> DevDax | None:
         """The cdev reference is taken here (cdev_get: kobject_get_unless_zero).

@@ -121,7 +121,8 @@ class DaxFile:
         check_int("length", length)
         with self.bus._lock:
             self._need_fd()
-            raise os_error(getattr(errno, fops.fallocate(self.writable)), f"fallocate on {self.name}")
+            out = fops.fallocate(self.writable, offset, length)
+            raise os_error(getattr(errno, out), f"fallocate on {self.name}")
 
     def ioctl(self, request: int) -> int:
         check_int("request", request)
@@ -173,6 +174,8 @@ class DaxFile:
                 raise os_error(errno.EOPNOTSUPP, "MAP_SYNC not in mmap_supported_flags")
             if flags & ~supported & ~MAP["MAP_FIXED_NOREPLACE"]:
                 raise os_error(errno.EOPNOTSUPP, f"flags {flags & ~supported:#x} not supported")
+        if flags & MAP["MAP_GROWSDOWN"]:
+            raise os_error(errno.EINVAL, "do_mmap: VM_GROWSDOWN on a file mapping (spec/vma.py do_mmap)")
         return geometry.round_up(length, PAGE)
 
     def _mmap(self, length: int, prot: int, flags: int, offset: int, fixed_addr: int | None) -> UserMapping:

@@ -15,6 +15,18 @@ def open_flags(flags: frozenset[str]) -> str:
     return "EINVAL" if "O_DIRECT" in flags else "ok"
 
 
+def path_lookup(node: bool, flags: frozenset[str]) -> str | None:
+    """path_openat() before any ->open. devtmpfs has the node from device_add() to device_del(), so
+    an open after the device went is ENOENT, not chrdev_open's ENXIO (recorded: k43, k44);
+    O_CREAT|O_EXCL on an existing node is EEXIST (open_last_lookups; recorded: k01), while O_CREAT
+    alone opens it. O_PATH drops O_CREAT and O_EXCL (build_open_flags)."""
+    if not node:
+        return "ENOENT"
+    if {"O_CREAT", "O_EXCL"} <= flags and "O_PATH" not in flags:
+        return "EEXIST"
+    return None
+
+
 def path_only(flags: frozenset[str]) -> bool:
     """An O_PATH open is a path lookup only: do_dentry_open() gives the file f_op = &empty_fops and
     FMODE_PATH, and never calls ->open (no chrdev_open, no cdev reference, no private_data). fdget()
@@ -51,9 +63,12 @@ def ioctl() -> str:
     return "ENOTTY"
 
 
-def fallocate(writable: bool) -> str:
-    """vfs_fallocate(): FMODE_WRITE missing -> EBADF; a char device is neither S_ISREG nor S_ISBLK
-    -> ENODEV. MADV_REMOVE ends here as well (PUNCH_HOLE)."""
+def fallocate(writable: bool, offset: int = 0, length: int = 1) -> str:
+    """vfs_fallocate(): "if (offset < 0 || len <= 0) return -EINVAL" first (recorded: k05);
+    FMODE_WRITE missing -> EBADF; a char device is neither S_ISREG nor S_ISBLK -> ENODEV.
+    MADV_REMOVE ends here as well (PUNCH_HOLE)."""
+    if offset < 0 or length <= 0:
+        return "EINVAL"
     return "ENODEV" if writable else "EBADF"
 
 

@@ -57,6 +57,10 @@ def do_mmap(c: Ctx, s: State, f: int, shape: MmapShape, mm_alloc: MmAllocator = 
         return ("EACCES", s)  # do_mmap: FMODE_READ always; MAP_SHARED|PROT_WRITE: WRITE
     if shape.sync and not c.prof.map_sync:
         return ("EOPNOTSUPP", s)  # MAP_SHARED_VALIDATE: flag not in mmap_supported_flags
+    if shape.growsdown:
+        # do_mmap, a file mapping: "if (vm_flags & (VM_GROWSDOWN|VM_GROWSUP)) return -EINVAL";
+        # MAP_GROWSDOWN is in LEGACY_MAP_MASK, so MAP_SHARED keeps it too (recorded: k09)
+        return ("EINVAL", s)
     addr = 0
     if shape.fixed_bytes is not None:
         hinted = mmap_addr(FIXED_BASE + shape.fixed_bytes, fixed=not shape.hint)

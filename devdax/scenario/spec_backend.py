@@ -142,12 +142,12 @@ def _in_slot(v: Vma, slot: int) -> bool:
 
 def _open(r: _Run, st: fmt.Step) -> str:
     assert isinstance(st, fmt.Open)
+    refused = fops.path_lookup(r.s.devs[_instance(r, st.dev)].registered, st.flags)
+    if refused:
+        return refused
     if fops.open_flags(st.flags) != "ok":
         return fops.open_flags(st.flags)
     if fops.path_only(st.flags):
-        # the node's path lookup alone: devtmpfs has it from device_add() to device_del()
-        if not r.s.devs[_instance(r, st.dev)].registered:
-            return "ENOENT"
         if st.as_:
             r.paths.add(st.as_)
             r.fds.pop(st.as_, None)
@@ -212,6 +212,7 @@ def _mmap(r: _Run, st: fmt.Step) -> str:
         fixed_bytes=fixed,
         hint=not {"MAP_FIXED", "MAP_FIXED_NOREPLACE"} & st.flags,
         sync=validate and "MAP_SYNC" in st.flags,
+        growsdown="MAP_GROWSDOWN" in st.flags,
         read=bool(st.prot),
     )
     res = do_mmap(r.c, r.s, f, shape, partial(_topdown, r))
@@ -510,7 +511,7 @@ def _fd_call(r: _Run, st: fmt.Step) -> str:
     if isinstance(st, fmt.Lseek):
         return fops.lseek()
     if isinstance(st, fmt.Fallocate):
-        return fops.fallocate(fl.writable)
+        return fops.fallocate(fl.writable, st.offset, st.length)
     return fops.ioctl()
 
 
