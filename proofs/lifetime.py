@@ -129,7 +129,8 @@ class LState:
     opened: Term  # LFILE -> Bool: File.dev == 0
     fd: Term  # LFILE -> Bool: File.fd
     pnull: Term  # LFILE -> Bool: File.private_null
-    nv: Term  # LFILE -> Int: vmas mapping the file (File.f_count == fd + nv)
+    nv: Term  # LFILE -> Int: vmas mapping the file
+    count: Term  # LFILE -> Int: File.f_count (file_count_exact: fd + nv)
     nfiles: Term  # ghost: number of open files
     idx: Term  # ghost LFILE -> Int
     slot: Term  # ghost Int -> LFILE
@@ -158,6 +159,7 @@ class LState:
             "fd": (fsort, B),
             "pnull": (fsort, B),
             "nv": (fsort, N),
+            "count": (fsort, N),
             "idx": (fsort, N),
             "slot": (N, fsort),
         }
@@ -310,6 +312,8 @@ class Model:
         and drops what open took (file_holder_put -> cdev_put). Ghost: the last number moves into
         the freed one."""
         idx, slot, nfiles = removed(s.idx, s.slot, s.nfiles, f)
+        cnt = s.count[f] - 1
+        s = s.replace(count=z3.Store(s.count, f, cnt))
         freed = s.replace(
             opened=z3.Store(s.opened, f, False),
             fd=z3.Store(s.fd, f, False),
@@ -318,7 +322,7 @@ class Model:
             slot=slot,
             nfiles=nfiles,
         )
-        return ite(z3.And(z3.Not(s.fd[f]), s.nv[f] == 0), self.cdev_put(freed), s)
+        return ite(cnt == 0, self.cdev_put(freed), s)
 
     # ------------------------------------------------------------------------------ admin steps ----
 
@@ -499,6 +503,7 @@ class Model:
             fd=z3.Store(s.fd, f, True),
             pnull=z3.Store(s.pnull, f, null),
             nv=z3.Store(s.nv, f, 0),
+            count=z3.Store(s.count, f, 1),
             idx=idx,
             slot=slot,
             nfiles=nfiles,
@@ -528,7 +533,11 @@ class Model:
                     slot_free,
                     z3.Not(s.pnull[f]),
                     s.alive,
-                    t.equals(s.replace(nv=z3.Store(s.nv, f, s.nv[f] + 1))),
+                    t.equals(
+                        s.replace(
+                            nv=z3.Store(s.nv, f, s.nv[f] + 1), count=z3.Store(s.count, f, s.count[f] + 1)
+                        )
+                    ),
                 ),
                 f,
             )
@@ -592,6 +601,7 @@ class Model:
             s.fd == z3.K(self.fsort, F),
             s.pnull == z3.K(self.fsort, F),
             s.nv == z3.K(self.fsort, z3.IntVal(0)),
+            s.count == z3.K(self.fsort, z3.IntVal(0)),
         )
 
 
@@ -735,6 +745,16 @@ INVARIANTS: list[Inv] = [
                 z3.Implies(s.opened[f], z3.Or(s.fd[f], s.nv[f] > 0)),
                 z3.Implies(z3.Not(s.opened[f]), z3.And(s.nv[f] == 0, z3.Not(s.pnull[f]))),
             ),
+        ),
+    ),
+    Inv(
+        "file_count_exact",
+        "spec",
+        "",
+        "each open file's f_count is its fd and its vmas; a closed one has none",
+        lambda m, s: _all(
+            m,
+            lambda f: z3.If(s.opened[f], s.count[f] == b2i(s.fd[f]) + s.nv[f], s.count[f] == 0),
         ),
     ),
     Inv(
@@ -884,7 +904,7 @@ def abstract(c: Ctx, s: SpecState, added: bool = False) -> dict[str, object]:
     File records are listed per slot (opened, fd, private_null, number of vmas)."""
     a, d, rg = s.admin, s.devs[0], s.regions[0]
     files = tuple(
-        (fl.dev == 0, fl.fd, fl.private_null, sum(1 for v in s.vmas if v.file == i))
+        (fl.dev == 0, fl.fd, fl.private_null, sum(1 for v in s.vmas if v.file == i), fl.f_count)
         for i, fl in enumerate(s.files)
     )
     return {
@@ -1121,7 +1141,7 @@ def render_state(m: Model, mod: Term, s: LState, param: Term | None = None) -> l
     for i, x in enumerate(elems):
         if flag(s.opened[x]):
             lines.append(
-                f"file{i}: fd={flag(s.fd[x])} vmas={num(s.nv[x])} private_data="
+                f"file{i}: fd={flag(s.fd[x])} vmas={num(s.nv[x])} f_count={num(s.count[x])} private_data="
                 f"{'NULL' if flag(s.pnull[x]) else 'dev_dax'}"
                 f"{'  <- the step' if param is not None and z3.eq(ev(param), x) else ''}"
             )
@@ -1184,15 +1204,18 @@ __all__ = ["INVARIANTS", "LState", "Model", "abstract", "lifetime_obligations", 
 
 #: the non-ghost scalar fields, compared one by one
 OBS_FIELDS = tuple(
-    f.name for f in fields(LState) if f.name not in GHOSTS and f.name not in ("opened", "fd", "pnull", "nv")
+    f.name
+    for f in fields(LState)
+    if f.name not in GHOSTS and f.name not in ("opened", "fd", "pnull", "nv", "count")
 )
-#: (the non-ghost scalars, each file slot as (opened, fd, private_null, vmas), the ghost ``added``)
+#: (the non-ghost scalars, each file slot as (opened, fd, private_null, vmas, f_count), the ghost
+#: ``added``)
 LObs = tuple[tuple[int, ...], tuple[tuple[int, ...], ...], bool]
 
 
 def observation(o: dict[str, object]) -> LObs:
     """``abstract``'s dict as a value the agreement check can compare and pin."""
-    recs: tuple[tuple[bool, bool, bool, int], ...] = o["files"]  # type: ignore[assignment]
+    recs: tuple[tuple[bool, bool, bool, int, int], ...] = o["files"]  # type: ignore[assignment]
     scalars = tuple(int(o[n]) for n in OBS_FIELDS)  # type: ignore[call-overload]
     return scalars, tuple(tuple(int(x) for x in rec) for rec in recs), bool(o["added"])
 
@@ -1288,9 +1311,10 @@ def pin(m: Model, s: LState, o: LObs, perm: Sequence[int] | None = None) -> Term
         for n, v in zip(OBS_FIELDS, scalars, strict=True)
     ]
     j = 0
-    for i, (opened, fd, pnull, nv) in enumerate(recs):
+    for i, (opened, fd, pnull, nv, cnt) in enumerate(recs):
         x = m.files[i if perm is None else perm[i]]
-        parts += [s.opened[x] == bool(opened), s.fd[x] == bool(fd), s.pnull[x] == bool(pnull), s.nv[x] == nv]
+        parts += [s.opened[x] == bool(opened), s.fd[x] == bool(fd), s.pnull[x] == bool(pnull)]
+        parts += [s.nv[x] == nv, s.count[x] == cnt]
         if opened and perm is None:
             parts += [s.idx[x] == j, s.slot[j] == x]
             j += 1
@@ -1304,7 +1328,9 @@ def observe_model(m: Model, mod: Term, s: LState) -> LObs:
         v = mod.eval(t, model_completion=True)
         return int(z3.is_true(v)) if z3.is_bool(v) else int(v.as_long())
 
-    files = tuple((val(s.opened[x]), val(s.fd[x]), val(s.pnull[x]), val(s.nv[x])) for x in m.files)
+    files = tuple(
+        (val(s.opened[x]), val(s.fd[x]), val(s.pnull[x]), val(s.nv[x]), val(s.count[x])) for x in m.files
+    )
     return tuple(val(getattr(s, n)) for n in OBS_FIELDS), files, bool(val(s.added))
 
 

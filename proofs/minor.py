@@ -17,7 +17,7 @@ profile (``rules_of``), never restated per kernel version:
 * ``ida_free_minor`` when a program of the profile runs it (v4.7 unregister; M22);
 * the release of the device (spec/kobject.py dev_release), which frees the minor when the lifetime is
   the cdev kobject's and ``minor_freed_at`` is "release". When the release runs is decided by the
-  reference counts (proofs/refcount.py proves those); here it may run at any moment, again a superset;
+  reference counts (proofs/lifetime.py proves those); here it may run at any moment, again a superset;
 * ``kfree`` when a program runs it (M18): the device is gone without its release callback.
 
 Strengthening invariants, each needed by the induction:

@@ -112,9 +112,10 @@ def obligations_for(
     faults: int = 1,
     units: int = 1,
 ) -> list[Obligation]:
-    """The lemmas, the inductive invariants of the protocol (proofs/inductive.py), the reference counts
-    (proofs/refcount.py) and the minors (proofs/minor.py) for any number of objects, and with a depth
-    the bounded model check of a race configuration (proofs/bmc.py)."""
+    """The lemmas, the inductive invariants of the protocol (proofs/inductive.py), v4.7's kref counts
+    (proofs/refcount.py), the minors (proofs/minor.py) and the cdev profiles' admin lifetime and
+    counts (proofs/lifetime.py) for any number of objects, and with a depth the bounded model check
+    of a race configuration (proofs/bmc.py)."""
     profile = apply_variant(get_profile(profile_name), variant)
     findings = documented_findings(profile, variant)
     out = [
@@ -123,8 +124,7 @@ def obligations_for(
     ]
     # the protocol's and the minors' invariants each assume all the others of their module
     # (proofs/inductive.py, proofs/minor.py); the lifetime layer assumes those that are not documented
-    # findings (proofs/lifetime.py context); proofs/refcount.py re-checks a claim on its own core when
-    # another one fails, so its verdicts stand alone
+    # findings (proofs/lifetime.py context); proofs/refcount.py (v4.7 only) proves all of its together
     # (a step property such as no_sleep_in_rcu relies on the invariants but is not one of them)
     for ob in inductive_obligations(profile):
         inv = ob.name.removeprefix("proto_")
