@@ -104,6 +104,17 @@ def _documented(ob: Obligation, findings: dict[str, str], *keys: str) -> Obligat
     return _with_finding(ob, key, findings[key]) if key else ob
 
 
+def _protocol_obligations(profile: Profile, findings: dict[str, str]) -> list[Obligation]:
+    """proofs/inductive.py's, grouped (a step property such as no_sleep_in_rcu relies on the
+    invariants but is not one of them)."""
+    out = []
+    for ob in inductive_obligations(profile):
+        inv = ob.name.removeprefix("proto_")
+        grouped = _grouped(ob, "protocol", ob.name != "proto_no_sleep_in_rcu")
+        out.append(_documented(grouped, findings, *STRENGTHENING_INVARIANT.get(inv, (inv,))))
+    return out
+
+
 def obligations_for(
     profile_name: str,
     variant: str | None = None,
@@ -125,16 +136,7 @@ def obligations_for(
     # the protocol's and the minors' invariants each assume all the others of their module
     # (proofs/inductive.py, proofs/minor.py); the lifetime layer assumes those that are not documented
     # findings (proofs/lifetime.py context); proofs/refcount.py (v4.7 only) proves all of its together
-    # (a step property such as no_sleep_in_rcu relies on the invariants but is not one of them)
-    for ob in inductive_obligations(profile):
-        inv = ob.name.removeprefix("proto_")
-        out.append(
-            _documented(
-                _grouped(ob, "protocol", ob.name != "proto_no_sleep_in_rcu"),
-                findings,
-                *STRENGTHENING_INVARIANT.get(inv, (inv,)),
-            )
-        )
+    out += _protocol_obligations(profile, findings)
     out += [
         _documented(ob, findings, refcount_serves(profile).get(ob.name, ""))
         for ob in refcount_obligations(profile)
