@@ -944,6 +944,7 @@ class Protocol:
         u = self.u
         out: list[Action] = []
         for v in u.params(u.vma, f"vma@{tag}"):
+            out.append(self._mmap_action(s, t, tag, v))
 
             def kept(e: Term, v: Term = v) -> Term:
                 return z3.And(s.live[e], s.evma[e] != v)
@@ -952,7 +953,6 @@ class Protocol:
                 used=store(s.used, v, z3.BoolVal(False)), live=tabulate(u, u.ent, kept, "e!munmap")
             )
             munmap = z3.And(s.used[v], z3.Not(self.faulting(s, v)))
-            out.append(self._mmap_action(s, t, tag, v))
             out.append(Action("munmap", (("vma", v),), munmap, ((z3.BoolVal(True), gone),), t))
             out += self.partial_munmap_actions(s, t, tag, v)
         return out
@@ -1053,7 +1053,7 @@ class Protocol:
         ]
         for w in u.params(u.vma, f"vma2@{tag}"):
             if not z3.eq(w, v):
-                out.append(self._punch_action(s, t, v, w, lo, hi, head, z3.And(base, vs < lo, hi < ve)))
+                out.append(self._punch_action(s, t, v, w, lo, hi, head, base))
         return out
 
     def _punch_action(
@@ -1065,9 +1065,10 @@ class Protocol:
         def owner(e: Term) -> Term:
             return z3.If(z3.And(s.evma[e] == v, s.eaddr[e] < lo), w, s.evma[e])
 
+        vs, ve = s.vstart[v], s.vend[v]
         two = head.replace(
             used=store(s.used, w, z3.BoolVal(True)),
-            vstart=store(head.vstart, w, s.vstart[v]),
+            vstart=store(head.vstart, w, vs),
             vend=store(s.vend, w, lo),
             vpgoff=store(head.vpgoff, w, s.vpgoff[v]),
             vshared=store(s.vshared, w, s.vshared[v]),
@@ -1076,7 +1077,9 @@ class Protocol:
             vdontcopy=store(s.vdontcopy, w, s.vdontcopy[v]),
             evma=tabulate(self.u, self.u.ent, owner, "e!punch"),
         )
-        punch = z3.And(base, z3.Not(s.used[w]), w != v, self.may_split(lo), self.may_split(hi))
+        punch = z3.And(
+            base, vs < lo, hi < ve, z3.Not(s.used[w]), w != v, self.may_split(lo), self.may_split(hi)
+        )
         params = (("vma", v), ("lo", lo), ("hi", hi), ("lower", w))
         return Action("munmap_punch", params, punch, ((z3.BoolVal(True), two),), t)
 
