@@ -23,8 +23,10 @@ Modules, each with one job (mypyvy's layering: statements -> translation -> solv
                    counter proof.
 * ``inductive``    the protocol's spec invariants + named strengthening for any number of
                    CPUs/vmas/entries (obligations ``proto_*``).
-* ``lifetime``     one device's admin lifetime for any number of files (``life_*``).
-* ``refcount``     reference counts and use after free for every lifetime, v4.7's kref too (``rc_*``).
+* ``lifetime``     the cdev profiles (v4.10, modern): one device's admin lifetime and its counts for any
+                   number of files (``life_*``).
+* ``refcount``     v4.7's kref lifetime: its counts and use after free for any number of files and
+                   vmas (``rc_*``). Each claim has one owner: a profile gets one of the two.
 * ``minor``        minor uniqueness and an exact minor ida for any number of devices (``minor*``).
 * ``bmc``          bounded model checking of race configurations to depth K; traces replayed in the
                    spec and rendered as ``devdax check`` renders them.

@@ -23,6 +23,7 @@ import z3
 # What this module takes from model/: the movers reduction of the spec's successor relation (the Z3
 # step relation is compared with the same fused steps the checker explores).
 from devdax.model.reduction import reduced_successors
+from devdax.proofs.engine import reader
 from devdax.proofs.protocol import (
     P_GONE,
     P_IDLE,
@@ -372,14 +373,7 @@ def observe(pr: Protocol, m: Term, st: State) -> Obs:
     u = pr.u
     assert u.cpus is not None and u.vmas is not None and u.ents is not None
 
-    def ev(t: Term) -> Term:
-        return m.eval(t, model_completion=True)
-
-    def num(t: Term) -> int:
-        return int(ev(t).as_long())
-
-    def flag(t: Term) -> bool:
-        return bool(z3.is_true(ev(t)))
+    ev, num, flag = reader(m)
 
     vma_elems = u.vmas
 

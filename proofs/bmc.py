@@ -30,6 +30,7 @@ Only race configurations are supported (the protocol leaves open/mmap to the unb
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 import z3
@@ -53,7 +54,7 @@ __all__ = [
     "render_trace",
 ]
 from devdax.proofs.inductive import INVARIANTS, Invariant
-from devdax.proofs.protocol import Action, State
+from devdax.proofs.protocol import Action, Protocol, State
 from devdax.proofs.runner import Obligation, Status, Verdict
 from devdax.proofs.smt import ARITH_SOLVER, Term
 from devdax.spec.config import Config
@@ -147,11 +148,8 @@ def bmc(
     fused: bool | None = None,
 ) -> tuple[Status, AbstractTrace | None, str]:
     """(PROVED up to depth | VIOLATED with the shortest abstract trace | UNKNOWN, trace, note).
-
-    "scalar": per-element variables, explanatory frames, one incremental solver whose depth-d query
-    (some invariant fails in state d) is pushed and popped. "array": Z3 arrays, whole-state frames,
-    one query per invariant; measured against each other in bench/RESULTS.md ("BMC").
-
+    "scalar": per-element variables, explanatory frames, the depth-d query pushed and popped;
+    "array": Z3 arrays, whole-state frames, one query per invariant (bench/RESULTS.md, "BMC").
     ``fused`` (default: with the scalar encoding) unrolls the CPU steps of the movers reduction, as
     `devdax check` explores them: a depth is one of its BFS levels, a fault two or three steps."""
     if encoding not in ENCODINGS:
@@ -165,54 +163,73 @@ def bmc(
     solver = z3.Solver()
     solver.set("arith.solver", ARITH_SOLVER)
     solver.add(*pr.rigid, *layout(pr, c), pr.init(states[0]), pin(pr, states[0], abstract(c, init(c))))
-    steps: list[list[Action]] = []
-    unrolled: list[Unrolling] = []
+    firings: list[Callable[[Term], str]] = []  # per depth: which action fired, in a model
     template: tuple[Unrolling, tuple[State, State]] | None = None
     if scalar and pr.fixed_vmas and depth > 0:
         tpl = (pr.state("S"), pr.state("T"))
         template = (Unrolling.build(pr.actions(*tpl, "T", fused=fused), *tpl, "T"), tpl)
 
     def found(m: Term, d: int, inv: str) -> tuple[Status, AbstractTrace | None, str]:
-        names = [u.fired(m) for u in unrolled] if scalar else [_fired(m, steps[i]) for i in range(d)]
-        trace = [(names[i], observe(pr, m, states[i + 1])) for i in range(d)]
+        trace = [(firings[i](m), observe(pr, m, states[i + 1])) for i in range(d)]
         return Status.VIOLATED, AbstractTrace(trace, observe(pr, m, states[0]), inv, fused), ""
 
     for d in range(depth + 1):
         if d > 0:
             states.append(pr.state(str(d)))
-            if template is not None:
-                unrolled.append(template[0].instance(states[d - 1], states[d], template[1], f"t{d}"))
-                solver.add(*unrolled[-1].formulas)
-            elif scalar:
-                acts = pr.actions(states[d - 1], states[d], f"t{d}", fused=fused)
-                unrolled.append(Unrolling.build(acts, states[d - 1], states[d], f"t{d}"))
-                solver.add(*unrolled[-1].formulas)
-            else:
-                acts = pr.actions(states[d - 1], states[d], f"t{d}", fused=fused)
-                steps.append(acts)
-                solver.add(z3.Or(*(a.formula for a in acts)))
+            formulas, fired = _unroll(pr, template, states[d - 1], states[d], f"t{d}", scalar, fused)
+            solver.add(*formulas)
+            firings.append(fired)
         bad = [(inv.name, z3.Not(inv.formula(pr, states[d]))) for inv in invs]
-        queries = [bad] if scalar else [[x] for x in bad]
-        for query in queries:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                return Status.UNKNOWN, None, f"timeout at depth {d}"
-            solver.set("timeout", max(1, int(left * 1000)))
-            if scalar:
-                solver.push()
-                solver.add(z3.Or(*(f for _, f in query)))
-                answer = solver.check()
-            else:  # as first written: the negated invariant as assumption
-                answer = solver.check(query[0][1])
+        for query in [bad] if scalar else [[x] for x in bad]:
+            answer, name = _ask(solver, query, scalar, deadline)
             if answer == z3.sat:
-                m = solver.model()
-                name = next(n for n, f in query if z3.is_true(m.eval(f, model_completion=True)))
-                return found(m, d, name)
-            if scalar:
-                solver.pop()
+                return found(solver.model(), d, name)
             if answer == z3.unknown:
-                return Status.UNKNOWN, None, f"depth {d}: {solver.reason_unknown()}"
+                why = "timeout" if time.monotonic() >= deadline else solver.reason_unknown()
+                return Status.UNKNOWN, None, f"depth {d}: {why}"
     return Status.PROVED, None, ""
+
+
+def _unroll(
+    pr: Protocol,
+    template: tuple[Unrolling, tuple[State, State]] | None,
+    s: State,
+    t: State,
+    tag: str,
+    scalar: bool,
+    fused: bool,
+) -> tuple[list[Term], Callable[[Term], str]]:
+    """One more step s -> t: its formulas, and how to read which action fired from a model. The
+    scalar encoding renames the template (or builds an Unrolling); the array encoding adds the
+    disjunction of the actions."""
+    if template is not None:
+        u = template[0].instance(s, t, template[1], tag)
+        return u.formulas, u.fired
+    acts = pr.actions(s, t, tag, fused=fused)
+    if scalar:
+        u = Unrolling.build(acts, s, t, tag)
+        return u.formulas, u.fired
+    return [z3.Or(*(a.formula for a in acts))], lambda m: _fired(m, acts)
+
+
+def _ask(solver: Term, query: list[tuple[str, Term]], scalar: bool, deadline: float) -> tuple[Term, str]:
+    """(answer, the invariant that fails when sat) of: can some invariant of ``query`` fail now? The
+    scalar encoding pushes the disjunction and pops it; the array encoding, as first written, asks
+    with the negated invariant as an assumption."""
+    left = deadline - time.monotonic()
+    if left <= 0:
+        return z3.unknown, ""
+    solver.set("timeout", max(1, int(left * 1000)))
+    if scalar:
+        solver.push()
+        solver.add(z3.Or(*(f for _, f in query)))
+    answer = solver.check() if scalar else solver.check(query[0][1])
+    if answer == z3.sat:
+        m = solver.model()
+        return answer, next(n for n, f in query if z3.is_true(m.eval(f, model_completion=True)))
+    if scalar:
+        solver.pop()
+    return answer, ""
 
 
 def concretize(c: Ctx, trace: AbstractTrace, stutters: int = 6) -> list[Transition] | None:

@@ -60,6 +60,16 @@ def show(m: Term, term: Term) -> str:
     )
 
 
+def reader(m: Term) -> tuple[Callable[[Term], Term], Callable[[Term], int], Callable[[Term], bool]]:
+    """(ev, num, flag): a term's value in model m, as a Z3 value, an int, a bool (what renderers and
+    observations read)."""
+
+    def ev(t: Term) -> Term:
+        return m.eval(t, model_completion=True)
+
+    return ev, lambda t: int(ev(t).as_long()), lambda t: bool(z3.is_true(ev(t)))
+
+
 def b2i(b: Term) -> Term:
     return z3.If(b, 1, 0)
 
@@ -324,40 +334,18 @@ def check_inductive(
         if early is not None:
             return early
     fr = sys.frame
-    solver = solver_for(timeout)
-    solver.add(*sys.rigid, sys.init(fr.pre), z3.Not(fr.before[name]))
-    r = solver.check()
-    if r == z3.sat:
-        (block,) = sys.render(solver.model(), [fr.pre], [])
-        text = "\n".join([f"{name} does not hold in Init:", *("  " + ln for ln in block)])
-        return Verdict(Status.VIOLATED, counterexample=label + text)
-    if r == z3.unknown:
-        reason = solver.reason_unknown()
-        return Verdict(Status.UNKNOWN, counterexample=f"{label}Init: solver unknown: {reason}")
+    initial = _init_verdict(sys, name, timeout, label)
+    if initial is not None:
+        return initial
     hyps = [i.name for i in sys.invariants if assume is None or i.name in assume or i.name == name]
-    small = sys.finite is not None or sys.tidy is not None
     for i, (act, _, _) in enumerate(fr.actions):
-        left = deadline - time.monotonic()
-        if left <= 0:
+        if deadline - time.monotonic() <= 0:
             return Verdict(
                 Status.UNKNOWN, counterexample=f"{label}timeout: budget of {timeout:g}s spent before {act}"
             )
-        # A proof (unsat) is usually quick; a counterexample with quantified hypotheses is where the
-        # solver can wander. So the query first gets a part of the budget, then small counterexamples
-        # are searched, then the query gets what is left.
-        first = left if not small else min(left, sys.quick) if sys.quick else max(1.0, left / 3)
-        r, solver = _step_query(sys, name, i, hyps, first)
-        found: tuple[System[Any], Term] | None = None
-        if r == z3.unknown and small:
-            found = _small_counterexample(sys, solver, name, i, hyps, deadline)
-            if found is None:
-                r, solver = _step_query(sys, name, i, hyps, max(0.001, deadline - time.monotonic()))
-        if found is None and r == z3.unknown:
-            reason = solver.reason_unknown()
-            return Verdict(Status.UNKNOWN, counterexample=f"{label}{act}: solver unknown: {reason}")
-        if found is None and r == z3.sat:
-            solver.set("timeout", max(1, int((deadline - time.monotonic()) * 1000)))
-            found = (sys, _tidy_model(sys, solver, fr.pre) or solver.model())
+        found, unknown = _action_counterexample(sys, name, i, hyps, deadline)
+        if unknown is not None:
+            return Verdict(Status.UNKNOWN, counterexample=f"{label}{act}: solver unknown: {unknown}")
         if found is not None:
             if depth > 0 and not inv.bmc_first:
                 trace = find_trace(sys, inv, depth, deadline)
@@ -368,6 +356,47 @@ def check_inductive(
             cti = render_cti(where, m, where.frame.actions[i], f"counterexample to induction of {name}", held)
             return Verdict(Status.VIOLATED, counterexample=label + cti)
     return Verdict(Status.PROVED)
+
+
+def _action_counterexample(
+    sys: System[Any], name: str, i: int, hyps: Sequence[str], deadline: float
+) -> tuple[tuple[System[Any], Term] | None, str | None]:
+    """(where and the model of a counterexample to the induction of ``name`` through action i, or
+    None; the solver's reason when it could not tell, or None)."""
+    left = deadline - time.monotonic()
+    small = sys.finite is not None or sys.tidy is not None
+    # A proof (unsat) is usually quick; a counterexample with quantified hypotheses is where the
+    # solver can wander. So the query first gets a part of the budget, then small counterexamples
+    # are searched, then the query gets what is left.
+    first = left if not small else min(left, sys.quick) if sys.quick else max(1.0, left / 3)
+    r, solver = _step_query(sys, name, i, hyps, first)
+    if r == z3.unknown and small:
+        found = _small_counterexample(sys, solver, name, i, hyps, deadline)
+        if found is not None:
+            return found, None
+        r, solver = _step_query(sys, name, i, hyps, max(0.001, deadline - time.monotonic()))
+    if r == z3.unknown:
+        return None, solver.reason_unknown()
+    if r == z3.sat:
+        solver.set("timeout", max(1, int((deadline - time.monotonic()) * 1000)))
+        return (sys, _tidy_model(sys, solver, sys.frame.pre) or solver.model()), None
+    return None, None
+
+
+def _init_verdict(sys: System[Any], name: str, timeout: float, label: str) -> Verdict | None:
+    """Init => I: None when it holds, else the state of Init where it fails (or UNKNOWN)."""
+    fr = sys.frame
+    solver = solver_for(timeout)
+    solver.add(*sys.rigid, sys.init(fr.pre), z3.Not(fr.before[name]))
+    r = solver.check()
+    if r == z3.sat:
+        (block,) = sys.render(solver.model(), [fr.pre], [])
+        text = "\n".join([f"{name} does not hold in Init:", *("  " + ln for ln in block)])
+        return Verdict(Status.VIOLATED, counterexample=label + text)
+    if r == z3.unknown:
+        reason = solver.reason_unknown()
+        return Verdict(Status.UNKNOWN, counterexample=f"{label}Init: solver unknown: {reason}")
+    return None
 
 
 def _small_counterexample(

@@ -5,8 +5,8 @@ the live objects of a sort and 0..n-1 (Hyperkernel's refcount lemma, Ivy's count
 ``numbered`` an invariant, ``cdev_ref == cdev_live + nfiles`` *is* "the cdev count equals the open
 files plus cdev_add's own reference", for any number of files. Creating an object appends it
 (``appended``); freeing one moves the last number into the hole (``removed``), so the numbers stay
-0..n-1 without gaps. proofs/refcount.py numbers files, each file's vmas and (v4.7) all vmas this way;
-proofs/lifetime.py numbers files.
+0..n-1 without gaps. proofs/refcount.py (v4.7) numbers files, each file's vmas and all vmas this
+way; proofs/lifetime.py (v4.10, modern) numbers files.
 """
 
 from __future__ import annotations

@@ -30,7 +30,7 @@ from functools import partial
 
 import z3
 
-from devdax.proofs.engine import Act, Inv, System, check_inductive, render_cti, solver_for
+from devdax.proofs.engine import Act, Inv, System, check_inductive, reader, render_cti, solver_for
 from devdax.proofs.protocol import (
     P_GONE,
     P_IDLE,
@@ -357,14 +357,7 @@ def render_state(pr: Protocol, m: Term, s: State, keep: frozenset[str] = frozens
     """The device's ranges, one line for the device and admin, one per CPU that is doing something (or
     named in ``keep``), one per used vma and per live entry."""
 
-    def ev(t: Term) -> Term:
-        return m.eval(t, model_completion=True)
-
-    def num(t: Term) -> int:
-        return int(ev(t).as_long())
-
-    def flag(t: Term) -> bool:
-        return bool(z3.is_true(ev(t)))
+    ev, num, flag = reader(m)
 
     vmas = _elements(m, pr.u.vma, "vma")
 

@@ -49,7 +49,7 @@ import z3
 
 from devdax.proofs import engine
 from devdax.proofs.agreement import Mismatch, Side, agree, explore
-from devdax.proofs.engine import b2i
+from devdax.proofs.engine import b2i, reader
 from devdax.proofs.ghost import appended, numbered, removed
 from devdax.proofs.runner import Obligation, Status, Verdict
 from devdax.proofs.smt import Term
@@ -129,7 +129,8 @@ class LState:
     opened: Term  # LFILE -> Bool: File.dev == 0
     fd: Term  # LFILE -> Bool: File.fd
     pnull: Term  # LFILE -> Bool: File.private_null
-    nv: Term  # LFILE -> Int: vmas mapping the file (File.f_count == fd + nv)
+    nv: Term  # LFILE -> Int: vmas mapping the file
+    count: Term  # LFILE -> Int: File.f_count (file_count_exact: fd + nv)
     nfiles: Term  # ghost: number of open files
     idx: Term  # ghost LFILE -> Int
     slot: Term  # ghost Int -> LFILE
@@ -138,26 +139,29 @@ class LState:
 
     @staticmethod
     def fresh(tag: str, fsort: Term = LFILE) -> LState:
-        ints = {
-            "prog",
-            "pc",
-            "binds_left",
-            "rg_phase",
-            "rg_kref",
-            "phase",
-            "dev_ref",
-            "cdev_ref",
-            "children",
-            "zombies",
-            "oops",
-            "nfiles",
-            "lost",
-        }
+        ints = set(
+            [
+                "prog",
+                "pc",
+                "binds_left",
+                "rg_phase",
+                "rg_kref",
+                "phase",
+                "dev_ref",
+                "cdev_ref",
+                "children",
+                "zombies",
+                "oops",
+                "nfiles",
+                "lost",
+            ]
+        )
         arrays = {
             "opened": (fsort, B),
             "fd": (fsort, B),
             "pnull": (fsort, B),
             "nv": (fsort, N),
+            "count": (fsort, N),
             "idx": (fsort, N),
             "slot": (N, fsort),
         }
@@ -310,6 +314,8 @@ class Model:
         and drops what open took (file_holder_put -> cdev_put). Ghost: the last number moves into
         the freed one."""
         idx, slot, nfiles = removed(s.idx, s.slot, s.nfiles, f)
+        cnt = s.count[f] - 1
+        s = s.replace(count=z3.Store(s.count, f, cnt))
         freed = s.replace(
             opened=z3.Store(s.opened, f, False),
             fd=z3.Store(s.fd, f, False),
@@ -318,7 +324,7 @@ class Model:
             slot=slot,
             nfiles=nfiles,
         )
-        return ite(z3.And(z3.Not(s.fd[f]), s.nv[f] == 0), self.cdev_put(freed), s)
+        return ite(cnt == 0, self.cdev_put(freed), s)
 
     # ------------------------------------------------------------------------------ admin steps ----
 
@@ -330,100 +336,81 @@ class Model:
         """(skipped, outcomes) of one spec/admin step on device 0: ``skipped`` is when the step returns
         SKIP; each outcome is (label, kind, state) with kind "ok", "create_failed" or "skip" (the
         Goto of spec/admin)."""
-        p = self.profile
-        F, T = z3.BoolVal(False), z3.BoolVal(True)
-        never = z3.BoolVal(False)
+        made = self._creation(name, s)
+        if made is not None:
+            return z3.BoolVal(False), [("ok", "ok", made)]
+        if name == "device_add":  # admin.device_add: may fail (Config.add_failure)
+            outs = [("ok", "ok", s.replace(phase=z3.IntVal(D_LIVE), registered=z3.BoolVal(True)))]
+            return z3.BoolVal(False), outs + ([("EEXIST", "create_failed", s)] if self.add_failure else [])
+        if name == "unregister_lock":  # admin.unregister_lock: M16's interruptible lock
+            outs = [("ok", "ok", s)] + (
+                [("EINTR", "skip", s)] if self.profile.unregister_can_be_interrupted else []
+            )
+            return z3.Not(self.created(s)), outs
+        skip, after = self._teardown(name, s)
+        return skip, [("ok", "ok", after)]
+
+    def _creation(self, name: str, s: LState) -> LState | None:
+        """The steps that always apply and cannot fail (None: not one of them)."""
+        T, F = z3.BoolVal(True), z3.BoolVal(False)
         if name == "alloc_dax_region":  # admin.alloc_dax_region: kref_init + the devm action's ref
-            return never, [
-                (
-                    "ok",
-                    "ok",
-                    s.replace(rg_phase=z3.IntVal(RG_LIVE), rg_kref=z3.IntVal(2), provider_ref=T, devm_ref=T),
-                )
-            ]
+            return s.replace(rg_phase=z3.IntVal(RG_LIVE), rg_kref=z3.IntVal(2), provider_ref=T, devm_ref=T)
         if name == "provider_put":  # admin.provider_put: the probe's reference
-            return never, [("ok", "ok", self.region_put(s.replace(provider_ref=F)))]
+            return self.region_put(s.replace(provider_ref=F))
         if name == "dax_region_unregister":  # admin.dax_region_unregister: gone; the devm reference
             gone = s.replace(rg_phase=z3.IntVal(RG_GONE))
-            return never, [("ok", "ok", ite(s.devm_ref, self.region_put(gone.replace(devm_ref=F)), gone))]
-        if name == "ida_alloc_id":  # admin.ida_alloc_id
-            return never, [("ok", "ok", s.replace(phase=z3.IntVal(D_CREATING), id_held=T))]
-        if name == "ida_alloc_minor":  # admin.ida_alloc_minor: one device, its minor is always free
-            return never, [("ok", "ok", s.replace(minor_held=T, has_minor=T))]
-        if name == "dax_inode_get":  # admin.dax_inode_get: the inode is not modelled here
-            return never, [("ok", "ok", s)]
-        if name == "device_initialize":  # admin.device_initialize: count 1, only put_device frees
-            return never, [("ok", "ok", s.replace(dev_ref=z3.IntVal(1), init_ref=T))]
-        if name == "set_alive":  # admin.set_alive
-            return never, [("ok", "ok", s.replace(alive=T))]
+            return ite(s.devm_ref, self.region_put(gone.replace(devm_ref=F)), gone)
         if name == "region_get":  # admin.region_get: kref_get, a use after free if freed
-            return never, [
-                (
-                    "ok",
-                    "ok",
-                    ite(s.rg_freed, crash(s, OOPS_UAF), s.replace(rg_kref=s.rg_kref + 1, holds_region=T)),
-                )
-            ]
+            return ite(s.rg_freed, crash(s, OOPS_UAF), s.replace(rg_kref=s.rg_kref + 1, holds_region=T))
         if name == "cdev_add":  # admin.cdev_add: cdev_init (count 1) + cdev_add (pins parent)
-            return never, [
-                (
-                    "ok",
-                    "ok",
-                    s.replace(
-                        cdev_ref=z3.IntVal(1),
-                        cdev_live=T,
-                        cdev_mapped=T,
-                        dev_ref=s.dev_ref + 1,
-                        added=T,
-                        lost=s.lost + b2i(s.cdev_ref > 0),
-                    ),
-                )
-            ]
-        if name == "device_add":  # admin.device_add: may fail (Config.add_failure)
-            outs = [("ok", "ok", s.replace(phase=z3.IntVal(D_LIVE), registered=T))]
-            if self.add_failure:
-                outs.append(("EEXIST", "create_failed", s))
-            return never, outs
+            lost = s.lost + b2i(s.cdev_ref > 0)
+            return s.replace(
+                cdev_ref=z3.IntVal(1), cdev_live=T, cdev_mapped=T, dev_ref=s.dev_ref + 1, added=T, lost=lost
+            )
         if name == "add_mappings":  # admin.add_mappings: mappingN children, pinned since M15's fix
-            pin = self.ranges if p.mapping_pins_parent else 0
-            return never, [("ok", "ok", s.replace(children=z3.IntVal(self.ranges), dev_ref=s.dev_ref + pin))]
-        if name == "run_dax":  # admin.run_dax
-            return never, [("ok", "ok", s.replace(alive=T, bound=T, dead=F))]
-        if name == "kfree":  # admin.kfree (M18)
-            return never, [("ok", "ok", s.replace(phase=z3.IntVal(D_RELEASED), alive=F))]
-        if name == "unregister_lock":  # admin.unregister_lock: M16's interruptible lock
-            outs = [("ok", "ok", s)]
-            if p.unregister_can_be_interrupted:
-                outs.append(("EINTR", "skip", s))
-            return z3.Not(self.created(s)), outs
+            pin = self.ranges if self.profile.mapping_pins_parent else 0
+            return s.replace(children=z3.IntVal(self.ranges), dev_ref=s.dev_ref + pin)
+        simple: dict[str, dict[str, Term]] = {
+            "ida_alloc_id": {"phase": z3.IntVal(D_CREATING), "id_held": T},
+            "ida_alloc_minor": {"minor_held": T, "has_minor": T},  # one device: its minor is free
+            "dax_inode_get": {},  # the inode is not modelled here
+            "device_initialize": {"dev_ref": z3.IntVal(1), "init_ref": T},  # only put_device frees
+            "set_alive": {"alive": T},
+            "run_dax": {"alive": T, "bound": T, "dead": F},
+            "kfree": {"phase": z3.IntVal(D_RELEASED), "alive": F},  # M18
+        }
+        return s.replace(**simple[name]) if name in simple else None
+
+    def _teardown(self, name: str, s: LState) -> tuple[Term, LState]:
+        """(skipped, state after) of the steps that may not apply (spec/admin returns SKIP)."""
+        T, F = z3.BoolVal(True), z3.BoolVal(False)
+        gone = z3.Not(self.created(s))
         if name == "clear_alive":  # admin.clear_alive: kill_dax
-            skip = z3.Not(self.created(s))
-            if p.bind_cycles:
-                skip = z3.Or(skip, z3.And(z3.Not(s.bound), z3.Not(s.alive)))
-            return skip, [("ok", "ok", s.replace(alive=F, bound=F))]
+            skip = z3.Or(gone, z3.And(z3.Not(s.bound), z3.Not(s.alive))) if self.profile.bind_cycles else gone
+            return skip, s.replace(alive=F, bound=F)
         if name in ("synchronize_start", "unmap_mapping_range"):  # admin: no CPUs and entries here
-            skip = z3.Not(self.created(s))
-            if p.bind_cycles:
-                skip = z3.Or(skip, s.dead)
-            return skip, [("ok", "ok", s.replace(gp=T) if name == "synchronize_start" else s)]
+            skip = z3.Or(gone, s.dead) if self.profile.bind_cycles else gone
+            return skip, s.replace(gp=T) if name == "synchronize_start" else s
         if name == "synchronize_wait":  # admin.synchronize_wait: no reader to wait for
-            return z3.Not(s.gp), [("ok", "ok", s.replace(gp=F))]
+            return z3.Not(s.gp), s.replace(gp=F)
         if name == "cdev_del":  # admin.cdev_del: out of kobj_map, drop the cdev's own ref
-            return z3.Not(s.cdev_live), [("ok", "ok", self.cdev_put(s.replace(cdev_live=F, cdev_mapped=F)))]
+            return z3.Not(s.cdev_live), self.cdev_put(s.replace(cdev_live=F, cdev_mapped=F))
         if name == "device_del":  # admin.device_del: out of sysfs, unbinds the driver
-            return z3.Not(self.created(s)), [("ok", "ok", s.replace(registered=F, bound=F))]
+            return gone, s.replace(registered=F, bound=F)
         if name == "unregister_mappings":  # admin.unregister_mappings: children become zombies
-            return z3.Or(z3.Not(self.created(s)), s.children == 0), [
-                ("ok", "ok", s.replace(children=z3.IntVal(0), zombies=s.zombies + s.children))
-            ]
+            return z3.Or(gone, s.children == 0), s.replace(
+                children=z3.IntVal(0), zombies=s.zombies + s.children
+            )
         if name == "put_device":  # admin.put_device: device_initialize's reference
             phase = z3.If(s.phase == D_LIVE, D_LIVE, D_FAILED)
-            return z3.Not(s.init_ref), [("ok", "ok", self.device_put(s.replace(init_ref=F, phase=phase)))]
+            return z3.Not(s.init_ref), self.device_put(s.replace(init_ref=F, phase=phase))
         if name == "ida_free_id":  # admin.ida_free_id
-            return z3.Not(s.id_held), [("ok", "ok", s.replace(id_held=F))]
+            return z3.Not(s.id_held), s.replace(id_held=F)
         if name == "ida_free_minor":  # admin.ida_free_minor (M22)
-            return z3.Not(s.minor_held), [("ok", "ok", s.replace(minor_held=F))]
-        raise ValueError(f"profile: step {name!r} of {p.name} is not modelled by proofs/lifetime.py")
+            return z3.Not(s.minor_held), s.replace(minor_held=F)
+        raise ValueError(
+            f"profile: step {name!r} of {self.profile.name} is not modelled by proofs/lifetime.py"
+        )
 
     def finish(self, name: str, i: int, t: LState) -> LState:
         """spec/admin._finish: skip the steps that do not apply, then idle or resume the probe."""
@@ -487,6 +474,16 @@ class Model:
             for label, guard, nxt in self.run_from(name, started, None):
                 out.append((f"admin start {label}", z3.And(s.prog == IDLE, can, guard, t.equals(nxt)), None))
         f = z3.Const(f"f@{tag}", self.fsort)
+        out += self.file_actions(s, t, f)
+        # mapping.mapping_release: a mappingN child's release frees its id from the parent's ida
+        rel = s.replace(zombies=s.zombies - 1)
+        done = self.device_put(rel) if self.profile.mapping_pins_parent else rel
+        after = ite(s.phase == D_RELEASED, crash(rel, OOPS_UAF), done)
+        out.append(("mapping_release", z3.And(s.zombies > 0, t.equals(after)), None))
+        return out
+
+    def file_actions(self, s: LState, t: LState, f: Term) -> list[tuple[str, Term, Term | None]]:
+        """A user's open, close, mmap and munmap of file f."""
         T = z3.BoolVal(True)
         # file.do_open + chrdev_lookup: the cached i_cdev or kobj_map, while the cdev count is not 0
         found = z3.And(s.cdev_ref > 0, z3.Or(s.icdev_cached, s.cdev_mapped))
@@ -499,59 +496,31 @@ class Model:
             fd=z3.Store(s.fd, f, True),
             pnull=z3.Store(s.pnull, f, null),
             nv=z3.Store(s.nv, f, 0),
+            count=z3.Store(s.count, f, 1),
             idx=idx,
             slot=slot,
             nfiles=nfiles,
         )
-        out.append(("open", z3.And(z3.Not(s.opened[f]), s.has_minor, found, t.equals(opened)), f))
-        # file.do_close
-        out.append(
-            ("close", z3.And(s.fd[f], t.equals(self.file_put(s.replace(fd=z3.Store(s.fd, f, False)), f))), f)
-        )
+        closed = self.file_put(s.replace(fd=z3.Store(s.fd, f, False)), f)  # file.do_close
         # vma.do_mmap of SHARED_RW: modern dax_mmap dereferences a NULL private_data (M21), else
         # check_vma: alive (an aligned shared mapping passes every other test)
         slot_free = z3.BoolVal(True)
         if self.vma_slots is not None:
             slot_free = z3.Sum(*(s.nv[x] for x in self.files)) < self.vma_slots
-        out.append(
+        mapped = s.replace(nv=z3.Store(s.nv, f, s.nv[f] + 1), count=z3.Store(s.count, f, s.count[f] + 1))
+        # vma.do_munmap(all) -> vma_file_put -> file_put
+        unmapped = self.file_put(s.replace(nv=z3.Store(s.nv, f, s.nv[f] - 1)), f)
+        return [
+            ("open", z3.And(z3.Not(s.opened[f]), s.has_minor, found, t.equals(opened)), f),
+            ("close", z3.And(s.fd[f], t.equals(closed)), f),
             (
                 "mmap (NULL private_data)",
                 z3.And(s.fd[f], slot_free, s.pnull[f], t.equals(crash(s, OOPS_NULL))),
                 f,
-            )
-        )
-        out.append(
-            (
-                "mmap",
-                z3.And(
-                    s.fd[f],
-                    slot_free,
-                    z3.Not(s.pnull[f]),
-                    s.alive,
-                    t.equals(s.replace(nv=z3.Store(s.nv, f, s.nv[f] + 1))),
-                ),
-                f,
-            )
-        )
-        # vma.do_munmap(all) -> vma_file_put -> file_put
-        out.append(
-            (
-                "munmap",
-                z3.And(s.nv[f] > 0, t.equals(self.file_put(s.replace(nv=z3.Store(s.nv, f, s.nv[f] - 1)), f))),
-                f,
-            )
-        )
-        # mapping.mapping_release: a mappingN child's release frees its id from the parent's ida
-        rel = s.replace(zombies=s.zombies - 1)
-        done = self.device_put(rel) if self.profile.mapping_pins_parent else rel
-        out.append(
-            (
-                "mapping_release",
-                z3.And(s.zombies > 0, t.equals(ite(s.phase == D_RELEASED, crash(rel, OOPS_UAF), done))),
-                None,
-            )
-        )
-        return out
+            ),
+            ("mmap", z3.And(s.fd[f], slot_free, z3.Not(s.pnull[f]), s.alive, t.equals(mapped)), f),
+            ("munmap", z3.And(s.nv[f] > 0, t.equals(unmapped)), f),
+        ]
 
     def init(self, s: LState) -> Term:
         """spec/system.init: nothing exists; the admin may run ``binds`` unbind/bind cycles (any
@@ -561,21 +530,8 @@ class Model:
             binds = s.binds_left == self.binds
         else:
             binds = s.binds_left >= 0 if self.profile.bind_cycles else s.binds_left == 0
-        zero = {
-            name: z3.IntVal(0)
-            for name in [
-                "prog",
-                "pc",
-                "rg_kref",
-                "dev_ref",
-                "cdev_ref",
-                "children",
-                "zombies",
-                "nfiles",
-                "lost",
-            ]
-        }
-        flat = [getattr(s, n) == v for n, v in zero.items()]
+        zero = ["prog", "pc", "rg_kref", "dev_ref", "cdev_ref", "children", "zombies", "nfiles", "lost"]
+        flat = [getattr(s, n) == 0 for n in zero]
         flags = [
             z3.Not(getattr(s, f.name))
             for f in fields(LState)
@@ -592,6 +548,7 @@ class Model:
             s.fd == z3.K(self.fsort, F),
             s.pnull == z3.K(self.fsort, F),
             s.nv == z3.K(self.fsort, z3.IntVal(0)),
+            s.count == z3.K(self.fsort, z3.IntVal(0)),
         )
 
 
@@ -628,32 +585,10 @@ class Inv:
 
 
 #: the admin-controlled fields, finite-valued: the rows of the learned table
-TABLE_FIELDS = (
-    "prog",
-    "pc",
-    "binds_left",
-    "rg_phase",
-    "rg_kref",
-    "provider_ref",
-    "devm_ref",
-    "rg_freed",
-    "phase",
-    "id_held",
-    "minor_held",
-    "has_minor",
-    "init_ref",
-    "cdev_live",
-    "cdev_mapped",
-    "holds_region",
-    "registered",
-    "bound",
-    "alive",
-    "children",
-    "zombies",
-    "dead",
-    "gp",
-    "icdev_cached",
-    "added",
+TABLE_FIELDS = tuple(
+    f.name
+    for f in fields(LState)
+    if f.name not in ("dev_ref", "cdev_ref", "oops", "opened", "fd", "pnull", "nv", "count", *GHOSTS[:-1])
 )
 
 
@@ -735,6 +670,16 @@ INVARIANTS: list[Inv] = [
                 z3.Implies(s.opened[f], z3.Or(s.fd[f], s.nv[f] > 0)),
                 z3.Implies(z3.Not(s.opened[f]), z3.And(s.nv[f] == 0, z3.Not(s.pnull[f]))),
             ),
+        ),
+    ),
+    Inv(
+        "file_count_exact",
+        "spec",
+        "",
+        "each open file's f_count is its fd and its vmas; a closed one has none",
+        lambda m, s: _all(
+            m,
+            lambda f: z3.If(s.opened[f], s.count[f] == b2i(s.fd[f]) + s.nv[f], s.count[f] == 0),
         ),
     ),
     Inv(
@@ -884,7 +829,7 @@ def abstract(c: Ctx, s: SpecState, added: bool = False) -> dict[str, object]:
     File records are listed per slot (opened, fd, private_null, number of vmas)."""
     a, d, rg = s.admin, s.devs[0], s.regions[0]
     files = tuple(
-        (fl.dev == 0, fl.fd, fl.private_null, sum(1 for v in s.vmas if v.file == i))
+        (fl.dev == 0, fl.fd, fl.private_null, sum(1 for v in s.vmas if v.file == i), fl.f_count)
         for i, fl in enumerate(s.files)
     )
     return {
@@ -1027,24 +972,20 @@ def check(profile: Profile, name: str, timeout: float) -> Verdict:
     return engine.check_inductive(lifetime_system(profile), name, timeout, depth=0, assume=assumed(profile))
 
 
+def _busy(s: SpecState) -> bool:
+    """A live device with every file slot open and one of them mapped."""
+    d = s.devs[0]
+    files = all(fl.dev == 0 for fl in s.files) and any(v.file >= 0 for v in s.vmas)
+    return d.phase == D_LIVE and d.alive and not s.oops and files
+
+
 def check_not_vacuous(profile: Profile, timeout: float) -> Verdict:
     """The assumed invariants hold in a reachable state of the spec with a live device and two open
     files, one of them mapped: were they contradictory (or did they exclude users), every proof would
     pass for nothing. The state is the abstraction of a real spec state, so the question is ground
     (a finite file sort of two slots) and quick."""
     c, states = explored(profile)[-1]
-    witness = next(
-        (
-            (s, added)
-            for s, added in states
-            if s.devs[0].phase == D_LIVE
-            and s.devs[0].alive
-            and not s.oops
-            and all(fl.dev == 0 for fl in s.files)
-            and any(v.file >= 0 for v in s.vmas)
-        ),
-        None,
-    )
+    witness = next((x for x in states if _busy(x[0])), None)
     if witness is None:
         return Verdict(
             Status.VIOLATED,
@@ -1097,14 +1038,7 @@ def position(m: Model, prog: int, pc: int) -> str:
 
 
 def render_state(m: Model, mod: Term, s: LState, param: Term | None = None) -> list[str]:
-    def ev(t: Term) -> Term:
-        return mod.eval(t, model_completion=True)
-
-    def num(t: Term) -> int:
-        return int(ev(t).as_long())
-
-    def flag(t: Term) -> bool:
-        return bool(z3.is_true(ev(t)))
+    ev, num, flag = reader(mod)
 
     shown = "alive registered cdev_live cdev_mapped bound init_ref holds_region icdev_cached dead gp"
     flags = " ".join(n for n in shown.split() if flag(getattr(s, n)))
@@ -1121,7 +1055,7 @@ def render_state(m: Model, mod: Term, s: LState, param: Term | None = None) -> l
     for i, x in enumerate(elems):
         if flag(s.opened[x]):
             lines.append(
-                f"file{i}: fd={flag(s.fd[x])} vmas={num(s.nv[x])} private_data="
+                f"file{i}: fd={flag(s.fd[x])} vmas={num(s.nv[x])} f_count={num(s.count[x])} private_data="
                 f"{'NULL' if flag(s.pnull[x]) else 'dev_dax'}"
                 f"{'  <- the step' if param is not None and z3.eq(ev(param), x) else ''}"
             )
@@ -1184,15 +1118,18 @@ __all__ = ["INVARIANTS", "LState", "Model", "abstract", "lifetime_obligations", 
 
 #: the non-ghost scalar fields, compared one by one
 OBS_FIELDS = tuple(
-    f.name for f in fields(LState) if f.name not in GHOSTS and f.name not in ("opened", "fd", "pnull", "nv")
+    f.name
+    for f in fields(LState)
+    if f.name not in GHOSTS and f.name not in ("opened", "fd", "pnull", "nv", "count")
 )
-#: (the non-ghost scalars, each file slot as (opened, fd, private_null, vmas), the ghost ``added``)
+#: (the non-ghost scalars, each file slot as (opened, fd, private_null, vmas, f_count), the ghost
+#: ``added``)
 LObs = tuple[tuple[int, ...], tuple[tuple[int, ...], ...], bool]
 
 
 def observation(o: dict[str, object]) -> LObs:
     """``abstract``'s dict as a value the agreement check can compare and pin."""
-    recs: tuple[tuple[bool, bool, bool, int], ...] = o["files"]  # type: ignore[assignment]
+    recs: tuple[tuple[bool, bool, bool, int, int], ...] = o["files"]  # type: ignore[assignment]
     scalars = tuple(int(o[n]) for n in OBS_FIELDS)  # type: ignore[call-overload]
     return scalars, tuple(tuple(int(x) for x in rec) for rec in recs), bool(o["added"])
 
@@ -1288,9 +1225,10 @@ def pin(m: Model, s: LState, o: LObs, perm: Sequence[int] | None = None) -> Term
         for n, v in zip(OBS_FIELDS, scalars, strict=True)
     ]
     j = 0
-    for i, (opened, fd, pnull, nv) in enumerate(recs):
+    for i, (opened, fd, pnull, nv, cnt) in enumerate(recs):
         x = m.files[i if perm is None else perm[i]]
-        parts += [s.opened[x] == bool(opened), s.fd[x] == bool(fd), s.pnull[x] == bool(pnull), s.nv[x] == nv]
+        parts += [s.opened[x] == bool(opened), s.fd[x] == bool(fd), s.pnull[x] == bool(pnull)]
+        parts += [s.nv[x] == nv, s.count[x] == cnt]
         if opened and perm is None:
             parts += [s.idx[x] == j, s.slot[j] == x]
             j += 1
@@ -1304,7 +1242,9 @@ def observe_model(m: Model, mod: Term, s: LState) -> LObs:
         v = mod.eval(t, model_completion=True)
         return int(z3.is_true(v)) if z3.is_bool(v) else int(v.as_long())
 
-    files = tuple((val(s.opened[x]), val(s.fd[x]), val(s.pnull[x]), val(s.nv[x])) for x in m.files)
+    files = tuple(
+        (val(s.opened[x]), val(s.fd[x]), val(s.pnull[x]), val(s.nv[x]), val(s.count[x])) for x in m.files
+    )
     return tuple(val(getattr(s, n)) for n in OBS_FIELDS), files, bool(val(s.added))
 
 

@@ -17,7 +17,7 @@ profile (``rules_of``), never restated per kernel version:
 * ``ida_free_minor`` when a program of the profile runs it (v4.7 unregister; M22);
 * the release of the device (spec/kobject.py dev_release), which frees the minor when the lifetime is
   the cdev kobject's and ``minor_freed_at`` is "release". When the release runs is decided by the
-  reference counts (proofs/refcount.py proves those); here it may run at any moment, again a superset;
+  reference counts (proofs/lifetime.py proves those); here it may run at any moment, again a superset;
 * ``kfree`` when a program runs it (M18): the device is gone without its release callback.
 
 Strengthening invariants, each needed by the induction:
@@ -38,6 +38,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import partial
 
 import z3
 
@@ -95,174 +96,185 @@ def _free(s: St, d: Term) -> dict[str, Term]:
     return {"held": z3.Store(s["held"], d, False), "ida": z3.Store(s["ida"], s["minor"][d], False)}
 
 
-def system(rules: MinorRules) -> Sys:
-    def create(s: St, t: St, tag: str) -> tuple[Term, dict[str, Term]]:
-        """ida_alloc_id: a fresh device instance starts being created (any region, any generation)."""
-        d = z3.Const(f"d@{tag}", DEV)
-        return z3.And(
-            z3.Not(s["live"][d]),
-            z3.Not(s["gone"][d]),
-            t["live"] == z3.Store(s["live"], d, True),
-            unchanged(s, t, "live"),
-        ), {"d": d}
+def _create(s: St, t: St, tag: str) -> tuple[Term, dict[str, Term]]:
+    """ida_alloc_id: a fresh device instance starts being created (any region, any generation)."""
+    d = z3.Const(f"d@{tag}", DEV)
+    return z3.And(
+        z3.Not(s["live"][d]),
+        z3.Not(s["gone"][d]),
+        t["live"] == z3.Store(s["live"], d, True),
+        unchanged(s, t, "live"),
+    ), {"d": d}
 
-    def alloc(s: St, t: St, tag: str) -> tuple[Term, dict[str, Term]]:
-        """ida_alloc_minor: the lowest free minor (spec/state.py ida_alloc), below the bound if any."""
-        d, m = z3.Const(f"d@{tag}", DEV), z3.Int(f"m@{tag}")
-        bound = m < s["nr"] if rules.bounded else z3.BoolVal(True)
-        k = z3.Int(f"k@{tag}")
-        lowest = z3.ForAll([k], z3.Implies(z3.And(k >= 0, k < m), s["ida"][k]))
-        return z3.And(
-            s["live"][d],
-            s["minor"][d] == -1,
-            m >= 0,
-            bound,
-            z3.Not(s["ida"][m]),
-            lowest,
-            t["minor"] == z3.Store(s["minor"], d, m),
-            t["held"] == z3.Store(s["held"], d, True),
-            t["ida"] == z3.Store(s["ida"], m, True),
-            t["owner"] == z3.Store(s["owner"], m, d),
-            unchanged(s, t, "minor", "held", "ida", "owner"),
-        ), {"d": d, "m": m}
 
-    def free_minor(s: St, t: St, tag: str) -> tuple[Term, dict[str, Term]]:
-        """ida_free_minor at unregister: the device may stay live (open files hold it)."""
-        d = z3.Const(f"d@{tag}", DEV)
-        upd = _free(s, d)
-        return z3.And(s["held"][d], *(t[k] == v for k, v in upd.items()), unchanged(s, t, *upd)), {"d": d}
+def _alloc(rules: MinorRules, s: St, t: St, tag: str) -> tuple[Term, dict[str, Term]]:
+    """ida_alloc_minor: the lowest free minor (spec/state.py ida_alloc), below the bound if any."""
+    d, m = z3.Const(f"d@{tag}", DEV), z3.Int(f"m@{tag}")
+    bound = m < s["nr"] if rules.bounded else z3.BoolVal(True)
+    k = z3.Int(f"k@{tag}")
+    lowest = z3.ForAll([k], z3.Implies(z3.And(k >= 0, k < m), s["ida"][k]))
+    return z3.And(
+        s["live"][d],
+        s["minor"][d] == -1,
+        m >= 0,
+        bound,
+        z3.Not(s["ida"][m]),
+        lowest,
+        t["minor"] == z3.Store(s["minor"], d, m),
+        t["held"] == z3.Store(s["held"], d, True),
+        t["ida"] == z3.Store(s["ida"], m, True),
+        t["owner"] == z3.Store(s["owner"], m, d),
+        unchanged(s, t, "minor", "held", "ida", "owner"),
+    ), {"d": d, "m": m}
 
-    def release(s: St, t: St, tag: str) -> tuple[Term, dict[str, Term]]:
-        """The device's last reference is gone (dev_release / dax_dev_free)."""
-        d = z3.Const(f"d@{tag}", DEV)
-        gone = {"live": z3.Store(s["live"], d, False), "gone": z3.Store(s["gone"], d, True)}
-        upd = {**gone, **_free(s, d)} if rules.free_at_release else gone
-        effect = z3.And(*(t[k] == v for k, v in upd.items()), unchanged(s, t, *upd))
-        if rules.free_at_release:  # dev_release frees only a minor the device still holds
-            effect = z3.If(
-                s["held"][d], effect, z3.And(*(t[k] == v for k, v in gone.items()), unchanged(s, t, *gone))
+
+def _free_minor(s: St, t: St, tag: str) -> tuple[Term, dict[str, Term]]:
+    """ida_free_minor at unregister: the device may stay live (open files hold it)."""
+    d = z3.Const(f"d@{tag}", DEV)
+    upd = _free(s, d)
+    return z3.And(s["held"][d], *(t[k] == v for k, v in upd.items()), unchanged(s, t, *upd)), {"d": d}
+
+
+def _release(rules: MinorRules, s: St, t: St, tag: str) -> tuple[Term, dict[str, Term]]:
+    """The device's last reference is gone (dev_release / dax_dev_free)."""
+    d = z3.Const(f"d@{tag}", DEV)
+    gone = {"live": z3.Store(s["live"], d, False), "gone": z3.Store(s["gone"], d, True)}
+    upd = {**gone, **_free(s, d)} if rules.free_at_release else gone
+    effect = z3.And(*(t[k] == v for k, v in upd.items()), unchanged(s, t, *upd))
+    if rules.free_at_release:  # dev_release frees only a minor the device still holds
+        effect = z3.If(
+            s["held"][d], effect, z3.And(*(t[k] == v for k, v in gone.items()), unchanged(s, t, *gone))
+        )
+    return z3.And(s["live"][d], effect), {"d": d}
+
+
+def _kfree(s: St, t: St, tag: str) -> tuple[Term, dict[str, Term]]:
+    """M18: kfree after device_initialize: gone, and no release callback returns the minor."""
+    d = z3.Const(f"d@{tag}", DEV)
+    return z3.And(
+        s["live"][d],
+        t["live"] == z3.Store(s["live"], d, False),
+        t["gone"] == z3.Store(s["gone"], d, True),
+        unchanged(s, t, "live", "gone"),
+    ), {"d": d}
+
+
+def _init(s: St) -> Term:
+    """No device exists yet; the ida is empty; the reserved range is not empty."""
+    return z3.And(
+        s["nr"] > 0,
+        forall(N, lambda m: z3.Not(s["ida"][m]), "m"),
+        forall(
+            DEV,
+            lambda d: z3.And(
+                z3.Not(s["live"][d]), z3.Not(s["gone"][d]), s["minor"][d] == -1, z3.Not(s["held"][d])
+            ),
+            "d",
+        ),
+    )
+
+
+def _tidy(s: St, k: int) -> Term:
+    """At most k devices are not fresh, and minors and the reserved count are at most k + 1."""
+    cs = [z3.Const(f"tidy{i}", DEV) for i in range(k)]
+    return z3.And(
+        s["nr"] <= k + 1,
+        forall(
+            DEV,
+            lambda d: z3.And(
+                s["minor"][d] <= k + 1,
+                z3.Or(*(d == c for c in cs), z3.And(z3.Not(s["live"][d]), z3.Not(s["gone"][d]))),
+            ),
+            "d",
+        ),
+    )
+
+
+INVARIANTS: list[Inv[St]] = [
+    Inv(
+        "minor_unique",
+        "no two unreleased devices share a minor",
+        lambda s: _q2(
+            lambda d, e: z3.Implies(
+                z3.And(d != e, s["live"][d], s["live"][e], s["minor"][d] >= 0),
+                s["minor"][d] != s["minor"][e],
             )
-        return z3.And(s["live"][d], effect), {"d": d}
+        ),
+        "minor_unique",
+        bmc_first=True,
+    ),
+    Inv(
+        "ida_exact",
+        "dax_minor_ida holds exactly the minors devices hold",
+        lambda s: z3.And(
+            forall(DEV, lambda d: z3.Implies(s["held"][d], s["ida"][s["minor"][d]]), "d"),
+            forall(
+                N,
+                lambda m: z3.Implies(
+                    s["ida"][m], z3.And(s["held"][s["owner"][m]], s["minor"][s["owner"][m]] == m)
+                ),
+                "m",
+            ),
+        ),
+        "ida_exact",
+        bmc_first=True,
+    ),
+    Inv(
+        "minors_in_range",
+        "every held minor lies inside the reserved chrdev range",
+        lambda s: forall(DEV, lambda d: z3.Implies(s["held"][d], s["minor"][d] < s["nr"]), "d"),
+        "minors_in_range",
+        bmc_first=True,
+    ),
+    Inv(
+        "minor_held_while_live",
+        "a live device that got a minor still holds it",
+        lambda s: forall(
+            DEV, lambda d: z3.Implies(z3.And(s["live"][d], s["minor"][d] >= 0), s["held"][d]), "d"
+        ),
+        "minor_unique",
+    ),
+    Inv(
+        "held_minors_distinct",
+        "two devices holding a minor hold different minors",
+        lambda s: _q2(
+            lambda d, e: z3.Implies(
+                z3.And(s["held"][d], s["held"][e], s["minor"][d] == s["minor"][e]), d == e
+            )
+        ),
+        "minor_unique",
+    ),
+    Inv(
+        "device_phases",
+        "fresh devices hold nothing; live and gone exclude; held minors are >= 0",
+        lambda s: forall(
+            DEV,
+            lambda d: z3.And(
+                z3.Implies(
+                    z3.And(z3.Not(s["live"][d]), z3.Not(s["gone"][d])),
+                    z3.And(s["minor"][d] == -1, z3.Not(s["held"][d])),
+                ),
+                z3.Not(z3.And(s["live"][d], s["gone"][d])),
+                s["minor"][d] >= -1,
+                z3.Implies(s["held"][d], s["minor"][d] >= 0),
+            ),
+            "d",
+        ),
+        "minor_unique",
+    ),
+]
 
-    def kfree(s: St, t: St, tag: str) -> tuple[Term, dict[str, Term]]:
-        """M18: kfree after device_initialize: gone, and no release callback returns the minor."""
-        d = z3.Const(f"d@{tag}", DEV)
-        return z3.And(
-            s["live"][d],
-            t["live"] == z3.Store(s["live"], d, False),
-            t["gone"] == z3.Store(s["gone"], d, True),
-            unchanged(s, t, "live", "gone"),
-        ), {"d": d}
 
-    actions: dict[str, ActionFn] = {"ida_alloc_id": create, "ida_alloc_minor": alloc, "release": release}
+def system(rules: MinorRules) -> Sys:
+    actions: dict[str, ActionFn] = {
+        "ida_alloc_id": _create,
+        "ida_alloc_minor": partial(_alloc, rules),
+        "release": partial(_release, rules),
+    }
     if rules.free_at_unregister:
-        actions["ida_free_minor"] = free_minor
+        actions["ida_free_minor"] = _free_minor
     if rules.kfree_path:
-        actions["kfree"] = kfree
-
-    def init(s: St) -> Term:
-        """No device exists yet; the ida is empty; the reserved range is not empty."""
-        return z3.And(
-            s["nr"] > 0,
-            forall(N, lambda m: z3.Not(s["ida"][m]), "m"),
-            forall(
-                DEV,
-                lambda d: z3.And(
-                    z3.Not(s["live"][d]), z3.Not(s["gone"][d]), s["minor"][d] == -1, z3.Not(s["held"][d])
-                ),
-                "d",
-            ),
-        )
-
-    invariants: list[Inv[St]] = [
-        Inv(
-            "minor_unique",
-            "no two unreleased devices share a minor",
-            lambda s: _q2(
-                lambda d, e: z3.Implies(
-                    z3.And(d != e, s["live"][d], s["live"][e], s["minor"][d] >= 0),
-                    s["minor"][d] != s["minor"][e],
-                )
-            ),
-            "minor_unique",
-            bmc_first=True,
-        ),
-        Inv(
-            "ida_exact",
-            "dax_minor_ida holds exactly the minors devices hold",
-            lambda s: z3.And(
-                forall(DEV, lambda d: z3.Implies(s["held"][d], s["ida"][s["minor"][d]]), "d"),
-                forall(
-                    N,
-                    lambda m: z3.Implies(
-                        s["ida"][m], z3.And(s["held"][s["owner"][m]], s["minor"][s["owner"][m]] == m)
-                    ),
-                    "m",
-                ),
-            ),
-            "ida_exact",
-            bmc_first=True,
-        ),
-        Inv(
-            "minors_in_range",
-            "every held minor lies inside the reserved chrdev range",
-            lambda s: forall(DEV, lambda d: z3.Implies(s["held"][d], s["minor"][d] < s["nr"]), "d"),
-            "minors_in_range",
-            bmc_first=True,
-        ),
-        Inv(
-            "minor_held_while_live",
-            "a live device that got a minor still holds it",
-            lambda s: forall(
-                DEV, lambda d: z3.Implies(z3.And(s["live"][d], s["minor"][d] >= 0), s["held"][d]), "d"
-            ),
-            "minor_unique",
-        ),
-        Inv(
-            "held_minors_distinct",
-            "two devices holding a minor hold different minors",
-            lambda s: _q2(
-                lambda d, e: z3.Implies(
-                    z3.And(s["held"][d], s["held"][e], s["minor"][d] == s["minor"][e]), d == e
-                )
-            ),
-            "minor_unique",
-        ),
-        Inv(
-            "device_phases",
-            "fresh devices hold nothing; live and gone exclude; held minors are >= 0",
-            lambda s: forall(
-                DEV,
-                lambda d: z3.And(
-                    z3.Implies(
-                        z3.And(z3.Not(s["live"][d]), z3.Not(s["gone"][d])),
-                        z3.And(s["minor"][d] == -1, z3.Not(s["held"][d])),
-                    ),
-                    z3.Not(z3.And(s["live"][d], s["gone"][d])),
-                    s["minor"][d] >= -1,
-                    z3.Implies(s["held"][d], s["minor"][d] >= 0),
-                ),
-                "d",
-            ),
-            "minor_unique",
-        ),
-    ]
-
-    def tidy(s: St, k: int) -> Term:
-        """At most k devices are not fresh, and minors and the reserved count are at most k + 1."""
-        cs = [z3.Const(f"tidy{i}", DEV) for i in range(k)]
-        return z3.And(
-            s["nr"] <= k + 1,
-            forall(
-                DEV,
-                lambda d: z3.And(
-                    s["minor"][d] <= k + 1,
-                    z3.Or(*(d == c for c in cs), z3.And(z3.Not(s["live"][d]), z3.Not(s["gone"][d]))),
-                ),
-                "d",
-            ),
-        )
-
+        actions["kfree"] = _kfree
     return Sys(
         vars={
             "live": (DEV, B),
@@ -273,12 +285,12 @@ def system(rules: MinorRules) -> Sys:
             "owner": (N, DEV),
             "nr": N,
         },
-        init=init,
+        init=_init,
         actions=actions,
-        invariants=invariants,
+        invariants=INVARIANTS,
         render=render,
         frozen=("nr",),
-        tidy=tidy,
+        tidy=_tidy,
     )
 
 

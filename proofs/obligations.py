@@ -104,6 +104,17 @@ def _documented(ob: Obligation, findings: dict[str, str], *keys: str) -> Obligat
     return _with_finding(ob, key, findings[key]) if key else ob
 
 
+def _protocol_obligations(profile: Profile, findings: dict[str, str]) -> list[Obligation]:
+    """proofs/inductive.py's, grouped (a step property such as no_sleep_in_rcu relies on the
+    invariants but is not one of them)."""
+    out = []
+    for ob in inductive_obligations(profile):
+        inv = ob.name.removeprefix("proto_")
+        grouped = _grouped(ob, "protocol", ob.name != "proto_no_sleep_in_rcu")
+        out.append(_documented(grouped, findings, *STRENGTHENING_INVARIANT.get(inv, (inv,))))
+    return out
+
+
 def obligations_for(
     profile_name: str,
     variant: str | None = None,
@@ -112,9 +123,10 @@ def obligations_for(
     faults: int = 1,
     units: int = 1,
 ) -> list[Obligation]:
-    """The lemmas, the inductive invariants of the protocol (proofs/inductive.py), the reference counts
-    (proofs/refcount.py) and the minors (proofs/minor.py) for any number of objects, and with a depth
-    the bounded model check of a race configuration (proofs/bmc.py)."""
+    """The lemmas, the inductive invariants of the protocol (proofs/inductive.py), v4.7's kref counts
+    (proofs/refcount.py), the minors (proofs/minor.py) and the cdev profiles' admin lifetime and
+    counts (proofs/lifetime.py) for any number of objects, and with a depth the bounded model check
+    of a race configuration (proofs/bmc.py)."""
     profile = apply_variant(get_profile(profile_name), variant)
     findings = documented_findings(profile, variant)
     out = [
@@ -123,18 +135,8 @@ def obligations_for(
     ]
     # the protocol's and the minors' invariants each assume all the others of their module
     # (proofs/inductive.py, proofs/minor.py); the lifetime layer assumes those that are not documented
-    # findings (proofs/lifetime.py context); proofs/refcount.py re-checks a claim on its own core when
-    # another one fails, so its verdicts stand alone
-    # (a step property such as no_sleep_in_rcu relies on the invariants but is not one of them)
-    for ob in inductive_obligations(profile):
-        inv = ob.name.removeprefix("proto_")
-        out.append(
-            _documented(
-                _grouped(ob, "protocol", ob.name != "proto_no_sleep_in_rcu"),
-                findings,
-                *STRENGTHENING_INVARIANT.get(inv, (inv,)),
-            )
-        )
+    # findings (proofs/lifetime.py context); proofs/refcount.py (v4.7 only) proves all of its together
+    out += _protocol_obligations(profile, findings)
     out += [
         _documented(ob, findings, refcount_serves(profile).get(ob.name, ""))
         for ob in refcount_obligations(profile)

@@ -148,7 +148,7 @@ def relative_groups(results: Sequence[Result]) -> dict[str, list[str]]:
     """Groups with an assumed member that was not proved, and some other member that was: those
     proofs assumed a claim that fails, so they are not proofs of an invariant of the profile. Only a
     failing run (a variant, v4.7) has them; a documented finding the proof does not assume (the
-    lifetime and refcount layers leave those out) does not count."""
+    lifetime layer leaves those out) does not count."""
     out: dict[str, list[str]] = {}
     for group in dict.fromkeys(r.obligation.group for r in results if r.obligation.group):
         members = [r for r in results if r.obligation.group == group]

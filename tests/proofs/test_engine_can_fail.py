@@ -1,7 +1,7 @@
 """Every obligation of proofs/refcount.py and proofs/minor.py can fail: for each, a planted bad step (a
 wrong effect of one kernel step or user action) makes its induction fail with a counterexample to
 induction, two states and the step. The variants and profile findings that fail them for real are
-tested in test_refcount.py and test_minor.py; this covers the strengthening invariants too."""
+tested in test_lifetime.py and test_minor.py; this covers the strengthening invariants too."""
 
 from __future__ import annotations
 
@@ -35,9 +35,10 @@ def _open_no_slot(s: St, t: St, tag: str) -> tuple[z3.ExprRef, dict[str, z3.Expr
         "idx": z3.Store(s["idx"], f, s["nfiles"]),
         "nfiles": s["nfiles"] + 1,
         "nv": z3.Store(s["nv"], f, 0),
-        "cdev_ref": s["cdev_ref"] + 1,
+        "dev_ref": s["dev_ref"] + 1,
+        "kref": s["kref"] + 1,
     }
-    return z3.And(z3.Not(s["opened"][f]), s["cdev_ref"] > 0, _frame(s, t, new)), {"f": f}
+    return z3.And(z3.Not(s["opened"][f]), s["registered"], _frame(s, t, new)), {"f": f}
 
 
 def _mmap(count: bool, vslot: bool, gslot: bool, kref: bool) -> Action:
@@ -68,68 +69,42 @@ def _mmap(count: bool, vslot: bool, gslot: bool, kref: bool) -> Action:
     return act
 
 
-def _effect(name: str, fn: Callable[[R.Model, St, z3.ExprRef], St]) -> dict[str, object]:
+def _effect(name: str, fn: Callable[[St], St]) -> dict[str, object]:
     return {"effect": (name, fn)}
 
 
-#: obligation -> (profile, planted change): an EFFECTS entry or a replaced user action
-PLANTED: dict[str, tuple[str, dict[str, object]]] = {
-    "ghost_files_numbered": ("v4.10", {"action": ("open", _open_no_slot)}),
-    "ghost_vmas_numbered": ("v4.10", {"action": ("mmap", _mmap(True, False, True, False))}),
-    "ghost_all_vmas_numbered": ("v4.7", {"action": ("mmap", _mmap(True, True, False, True))}),
-    "refcount_exact_file": ("v4.10", {"action": ("mmap", _mmap(False, True, True, False))}),
-    "refcount_exact_kref": ("v4.7", {"action": ("mmap", _mmap(True, True, True, False))}),
-    "refcount_exact_device": (
-        "v4.7",
-        _effect(
-            "device_create",
-            lambda md, s, n: {
-                **s,
-                "phase": z3.IntVal(2),
-                "registered": z3.BoolVal(True),
-                "dev_ref": z3.IntVal(2),
-            },
-        ),
+#: obligation of v4.7's kref model -> planted change: an EFFECTS entry or a replaced user action
+PLANTED: dict[str, dict[str, object]] = {
+    "ghost_files_numbered": {"action": ("open", _open_no_slot)},
+    "ghost_vmas_numbered": {"action": ("mmap", _mmap(True, False, True, True))},
+    "ghost_all_vmas_numbered": {"action": ("mmap", _mmap(True, True, False, True))},
+    "refcount_exact_file": {"action": ("mmap", _mmap(False, True, True, True))},
+    "refcount_exact_kref": {"action": ("mmap", _mmap(True, True, True, False))},
+    "refcount_exact_device": _effect(
+        "device_create",
+        lambda s: {**s, "phase": z3.IntVal(2), "registered": z3.BoolVal(True), "dev_ref": z3.IntVal(2)},
     ),
-    "counts_nonnegative": (
-        "v4.10",
-        _effect("cdev_add", lambda md, s, n: {**s, "cdev_ref": z3.IntVal(-1), "cdev_live": z3.BoolVal(True)}),
+    "counts_nonnegative": _effect(
+        "kref_init", lambda s: {**s, "kref": z3.IntVal(-1), "init_ref": z3.BoolVal(True)}
     ),
-    "creation_order": (
-        "v4.10",
-        _effect("device_initialize", lambda md, s, n: {**s, "dev_ref": z3.IntVal(1)}),
+    "creation_order": _effect("kref_init", lambda s: {**s, "kref": z3.IntVal(1)}),
+    "program_position": _effect("device_unregister", lambda s: s),
+    "no_use_after_free": _effect(
+        "dax_dev_put", lambda s: {**s, "init_ref": z3.BoolVal(False), "phase": z3.IntVal(4)}
     ),
-    "program_position": ("v4.10", _effect("device_del", lambda md, s, n: s)),
-    "device_accounted": (
-        "v4.10",
-        _effect("cdev_add", lambda md, s, n: {**s, "cdev_ref": z3.IntVal(1), "cdev_live": z3.BoolVal(True)}),
-    ),
-    "cdev_accounted": (
-        "v4.10",
-        _effect(
-            "cdev_add",
-            lambda md, s, n: {
-                **s,
-                "cdev_ref": z3.IntVal(2),
-                "cdev_live": z3.BoolVal(True),
-                "dev_ref": s["dev_ref"] + 1,
-            },
-        ),
-    ),
-    "no_use_after_free": (
-        "v4.10",
-        _effect("cdev_del", lambda md, s, n: {**s, "cdev_live": z3.BoolVal(False), "phase": z3.IntVal(4)}),
+    "no_refcount_underflow": _effect(
+        "device_unregister", lambda s: R.device_put(R.device_put({**s, "registered": z3.BoolVal(False)}))
     ),
 }
 
 
 @pytest.mark.parametrize("name", sorted(PLANTED))
 def test_refcount_obligation_can_fail(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    profile, change = PLANTED[name]
+    change = PLANTED[name]
     if "effect" in change:
         step, fn = cast(tuple[str, Any], change["effect"])
         monkeypatch.setitem(R.EFFECTS, step, fn)
-    md = R.model_of(get_profile(profile))
+    md = R.model_of(get_profile("v4.7"))
     sys = R.system(md)
     if "action" in change:
         act, fn = cast(tuple[str, Any], change["action"])
@@ -148,16 +123,13 @@ def test_refcount_obligation_can_fail(name: str, monkeypatch: pytest.MonkeyPatch
     )
 
 
-def test_every_refcount_obligation_has_a_planted_failure_or_a_real_one() -> None:
-    """The claims (exact cdev/device counts, underflow) fail for real in modern (test_refcount.py)."""
-    names = {i.name for p in ("v4.10", "v4.7") for i in R.system(R.model_of(get_profile(p))).invariants}
-    real = {"refcount_exact_cdev", "no_refcount_underflow"}
-    assert names - real <= set(PLANTED)
+def test_every_refcount_obligation_has_a_planted_failure() -> None:
+    assert {i.name for i in R.system(R.model_of(get_profile("v4.7"))).invariants} == set(PLANTED)
 
 
 def test_not_vacuous_can_fail() -> None:
     """A run that is impossible (closing a file before any open) is reported as such."""
-    sys = R.system(R.model_of(get_profile("v4.10")))
+    sys = R.system(R.model_of(get_profile("v4.7")))
     v = check_reaches(sys, ["close"], lambda states: z3.BoolVal(True), 30)
     assert v.status is Status.VIOLATED and "is impossible" in v.counterexample
     msys = M.system(M.rules_of(get_profile("v4.10")))

@@ -33,7 +33,7 @@ CATCHES: dict[str, tuple[str, ...]] = {
     "M6": ("life_alive_implies_registered",),
     "M15": ("life_no_use_after_free",),
     "M16": ("life_removed_region_dead",),
-    "M18": ("rc_device_accounted", "life_released_at_zero"),
+    "M18": ("life_released_at_zero",),
     "M19": ("minors_in_range",),
     "M20": ("proto_lock_balanced",),
     "M22": ("proto_no_entry_after_kill", "minor_unique"),

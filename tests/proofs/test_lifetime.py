@@ -89,7 +89,8 @@ def test_m5_sleeps_in_rcu() -> None:
 
 
 def test_v47_is_out_of_scope() -> None:
-    """v4.7's dax_dev kref and class_find_device lookup are not modelled: no lifetime obligation."""
+    """v4.7's dax_dev kref and class_find_device lookup are proofs/refcount.py's: no lifetime
+    obligation, so each claim has one owner."""
     assert lifetime_obligations(get_profile("v4.7")) == []
 
 
