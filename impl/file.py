@@ -212,7 +212,7 @@ class DaxFile:
         area = VmArea(
             self,
             m,
-            read=prot != 0,
+            read=geometry.prot_readable(prot),
             write=write,
             exec_=bool(prot & PROT["PROT_EXEC"]),
             shared=vflags.shared,

@@ -339,7 +339,7 @@ class UserMapping:
             if mm.check_range(lo, length):
                 raise os_error(errno.EINVAL, f"mprotect({lo:#x})")
             write = bool(prot & 2)
-            flags = (prot != 0, write, bool(prot & 4))
+            flags = (geometry.prot_readable(prot), write, bool(prot & 4))
             for a in self._walk(lo, hi, past_gaps=False):
                 if write and a.mayshare and not a.file.writable:
                     raise os_error(

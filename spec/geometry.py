@@ -59,6 +59,24 @@ MmAllocator = Callable[[int], int]
 """current->mm->get_unmapped_area(filp, 0, len, pgoff, flags): any page-aligned address for len bytes."""
 
 
+#: The CPU has protection keys (X86_FEATURE_OSPKE), as QEMU's x86 CPU the recordings ran on has
+#: and as x86 servers have had since Skylake-SP and Zen 3.
+X86_PKEYS = True
+
+
+def prot_readable(prot: int, pkeys: bool = X86_PKEYS) -> bool:
+    """Whether a load through a vma of this protection works on x86 (PROT_READ 1, WRITE 2, EXEC 4).
+
+    Page tables cannot express write-only, so PROT_WRITE alone reads too. PROT_EXEC alone reads too
+    unless the CPU has protection keys: then mmap and mprotect give the vma the execute-only pkey
+    (arch_override_mprotect_pkey -> execute_only_pkey) and a load faults with SIGSEGV, SEGV_PKUERR
+    (recorded: k07, k08, k23 on 6.1, 6.12 and 7.2).
+    """
+    if prot & 3:
+        return True
+    return bool(prot & 4) and not pkeys
+
+
 def mmap_addr(addr: int, fixed: bool) -> int | None:
     """The address get_unmapped_area starts from; None is EINVAL.
 

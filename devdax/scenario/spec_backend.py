@@ -15,6 +15,7 @@ from functools import partial
 
 from devdax.scenario import format as fmt
 from devdax.spec import admin, fault, fops, mm
+from devdax.spec.abi import PROT, flags_of
 from devdax.spec.config import MM_WINDOW, REGION_BASE, Config, Layout, MmapShape
 from devdax.spec.ctx import Ctx
 from devdax.spec.file import do_close, do_open
@@ -26,6 +27,7 @@ from devdax.spec.geometry import (
     device_size,
     make_ranges,
     pfn_huge,
+    prot_readable,
     round_up,
     unmapped_area_topdown,
 )
@@ -213,7 +215,7 @@ def _mmap(r: _Run, st: fmt.Step) -> str:
         hint=not {"MAP_FIXED", "MAP_FIXED_NOREPLACE"} & st.flags,
         sync=validate and "MAP_SYNC" in st.flags,
         growsdown="MAP_GROWSDOWN" in st.flags,
-        read=bool(st.prot),
+        read=prot_readable(flags_of(st.prot, PROT, "prot")),
     )
     res = do_mmap(r.c, r.s, f, shape, partial(_topdown, r))
     if res is None:
@@ -409,7 +411,7 @@ def _mprotect(r: _Run, st: fmt.Step) -> str:
     m = r.maps[st.map]
     if mm.check_range(m.base + st.offset, st.length):
         return "EINVAL"
-    read, write = bool(st.prot), "PROT_WRITE" in st.prot
+    read, write = prot_readable(flags_of(st.prot, PROT, "prot")), "PROT_WRITE" in st.prot
     return _walk(r, m, st, lambda c, s, v, a, b: mm.mprotect(c, s, v, a, b, read, write), past_gaps=False)
 
 
