@@ -148,7 +148,9 @@ def rows_of(cfg: Config, trace: Sequence[Step]) -> tuple[list[Row], list[State]]
         empty = init(Ctx.of(replace(cfg, race=False)))
         states = [empty]
         changes = [x for d in diff(empty, prev, cfg.devices) for x in pack(d, "", "    ")]
-        rows.append(Row(0, "", "initial state (--race: probed, opened and mapped)", changes))
+        rows.append(
+            Row(0, "", "initial state (--race: probed, opened and mapped by the spec's own steps)", changes)
+        )
         states.append(prev)
     for n, st in enumerate(trace, start=1):
         changes = [x for d in diff(prev, st.state, cfg.devices) for x in pack(d, "", "    ")]
@@ -160,7 +162,7 @@ def rows_of(cfg: Config, trace: Sequence[Step]) -> tuple[list[Row], list[State]]
 
 def title_lines(v: Violation, label: str) -> list[str]:
     inv = v.invariant
-    return [f"{label}: {inv.name}", f"source: {inv.source}"]
+    return [f"{label}: {inv.name}", *pack(f"source: {inv.source}", "", "    ", " ")]
 
 
 def breaking_lines(v: Violation) -> list[str]:
