@@ -49,16 +49,21 @@ def _w(text: str, size: int) -> float:
     return len(text) * size * CHAR
 
 
+def _attrs(attrs: dict[str, str]) -> str:
+    """Keyword arguments as SVG attributes: font_weight -> font-weight, class_ -> class."""
+    return "".join(f' {k.rstrip("_").replace("_", "-")}="{v}"' for k, v in attrs.items())
+
+
 def _text(x: float, y: float, s: str, size: int = BIG, **attrs: str) -> str:
     """SVG collapses leading blanks: an indented continuation line is shifted instead."""
     body = s.lstrip(" ")
     x += _w(s[: len(s) - len(body)], size)
-    extra = "".join(f' {k.rstrip("_").replace("_", "-")}="{v}"' for k, v in attrs.items())
+    extra = _attrs(attrs)
     return f'<text x="{x:.1f}" y="{y:.1f}" font-size="{size}"{extra}>{escape(body)}</text>'
 
 
 def _rect(x: float, y: float, w: float, h: float, **attrs: str) -> str:
-    extra = "".join(f' {k.rstrip("_").replace("_", "-")}="{v}"' for k, v in attrs.items())
+    extra = _attrs(attrs)
     return f'<rect x="{x:.1f}" y="{y:.1f}" width="{w:.1f}" height="{h:.1f}"{extra}/>'
 
 
