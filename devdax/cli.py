@@ -238,6 +238,8 @@ def parser() -> Parser:
     c.add_argument("--max-states", type=_count, metavar="N", help="stop after N states (incomplete)")
     c.add_argument("--json", action="store_true", help="one JSON object, traces in ITF")
     c.add_argument("--quiet", action="store_true", help="verdict only, no progress")
+    c.add_argument("--svg", metavar="FILE", help="draw the counterexample as a sequence diagram (SVG)")
+    c.add_argument("--mermaid", metavar="FILE", help="the same diagram as Mermaid text")
 
     v = sub.add_parser(
         "variants",
@@ -255,6 +257,22 @@ def parser() -> Parser:
         formatter_class=raw,
     )
     e.add_argument("name", metavar="NAME")
+
+    from devdax.picture import GRAPH_LIMIT  # `devdax graph`: docs/pictures.md
+
+    gr = sub.add_parser(
+        "graph",
+        help="draw every reachable state of a small configuration (DOT, SVG)",
+        epilog=f"refuses above {GRAPH_LIMIT} states (exit 2). "
+        "example: devdax graph --variant no-synchronize --svg graph.svg",
+    )
+    gr.add_argument("--profile", type=_profile, help="kernel profile")
+    gr.add_argument("--variant", type=_variant, help="a named bug variant")
+    for b in BOUNDS:
+        gr.add_argument(f"--{b}", type=_count, metavar="N", help=BOUND_HELP[b])
+    gr.add_argument("--dot", metavar="FILE", help="write DOT here (no file named: DOT on stdout)")
+    gr.add_argument("--svg", metavar="FILE", help="write the drawing here")
+    gr.set_defaults(align=None, first_fault=None, device_aligns=None, **dict.fromkeys(FLAGS))
 
     sub.add_parser("prove", help="Z3 proofs (devdax prove --help)", add_help=False)
     sub.add_parser("scenario", help="conformance scenarios (devdax scenario --help)", add_help=False)
@@ -423,17 +441,24 @@ def run_check(a: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
 def verdict(a: argparse.Namespace, cfg: Config, own: bool, res: CheckResult, out: IO[str]) -> int:
     """Print the verdict of a finished check and return its exit status."""
     if a.variant is not None:
-        return _variant_verdict(a, cfg, res, out)
-    return _profile_verdict(
-        cfg,
-        own,
-        res,
-        out,
-        json_out=a.json,
-        quiet=a.quiet,
-        symmetry=not a.no_symmetry,
-        reduce=not a.no_reduction,
-    )
+        code = _variant_verdict(a, cfg, res, out)
+    else:
+        code = _profile_verdict(
+            cfg,
+            own,
+            res,
+            out,
+            json_out=a.json,
+            quiet=a.quiet,
+            symmetry=not a.no_symmetry,
+            reduce=not a.no_reduction,
+        )
+    from devdax.picture import write_check_pictures
+
+    problem = write_check_pictures(cfg, res, a.variant, a.svg, a.mermaid)
+    if problem is not None:
+        raise UsageError(problem)
+    return code
 
 
 def _variant_verdict(a: argparse.Namespace, cfg: Config, res: CheckResult, out: IO[str]) -> int:
@@ -1044,6 +1069,14 @@ def _main(argv: Sequence[str] | None = None, out: IO[str] | None = None, err: IO
             return run_explain(a, out)
         if a.cmd == "all":
             return run_all(a, out, err)
+        if a.cmd == "graph":
+            from devdax.picture import run_graph
+
+            try:
+                _emit(run_graph(build_config(a)[0], a.dot, a.svg), out)
+            except ValueError as exc:
+                raise UsageError(str(exc)) from None
+            return EXIT_PASS
         raise UsageError(f"unknown command {a.cmd!r}")
     except UsageError as exc:
         err.write(f"devdax: error: {exc}\n")
