@@ -155,8 +155,9 @@ def jobs(*, prove: bool = True) -> list[Job]:
     out.append(_pass_job("fork v4.10", fork_config()))
     out += [_variant_job(v) for v in VARIANTS]
     if prove:
-        # issue 3: every obligation proved for the default profile and for modern
-        out.extend(_prove_job(p) for p in (DEFAULT_PROFILE, "modern"))
+        # issue 3: every obligation proved for the default profile and for modern; issue 12: and for
+        # each kernel profile
+        out.extend(_prove_job(p) for p in (DEFAULT_PROFILE, "modern", "linux-6.1", "linux-6.12", "linux-7.2"))
     return out
 
 

@@ -60,7 +60,7 @@ K4: Final = geometry.PAGE_SIZE
 M2: Final = geometry.PMD_SIZE
 G1: Final = geometry.PUD_SIZE
 ALIGNS: Final = (K4, M2, G1)
-IMPL_PROFILES: Final = ("v4.10", "modern")
+IMPL_PROFILES: Final = ("v4.10", "modern", "linux-6.1", "linux-6.12", "linux-7.2")
 
 #: the steps of an admin program that act on the region, not on one of its devices (spec/admin.py)
 REGION_STEPS: Final = frozenset({"alloc_dax_region", "provider_put", "dax_region_unregister"})

@@ -19,6 +19,7 @@ from devdax.spec.abi import LEGACY_MAP_MASK, MAP, MAP_TYPE, PROT
 
 from . import contracts
 from .errors import KernelBug, check_int, os_error
+from .fault_policy import VMA_NOHUGE
 from .kobject import Kref
 from .vma import Placement, UserMapping, VmArea, real_prot
 
@@ -205,7 +206,11 @@ class DaxFile:
             if rc:
                 raise os_error(-rc, f"check_vma on {dev.name} at {start:#x}+{length:#x}")
             place.commit()
-            m = bus.core.map_at(dev.slot, start, length, offset // PAGE, real_prot(prot & 7), self.writable)
+            stack_nohuge = bool(flags & MAP["MAP_STACK"]) and self.dev.region.profile.map_stack_nohuge
+            nohuge = VMA_NOHUGE if stack_nohuge else 0
+            m = bus.core.map_at(
+                dev.slot, start, length, offset // PAGE, real_prot(prot & 7), self.writable, nohuge
+            )
         except BaseException:
             place.abort()
             raise
@@ -217,6 +222,7 @@ class DaxFile:
             exec_=bool(prot & PROT["PROT_EXEC"]),
             shared=vflags.shared,
             mayshare=vflags.mayshare,
+            nohuge=bool(nohuge),
         )
         self._get()  # get_file(): the vma pins the file
         self.areas.append(area)

@@ -48,6 +48,7 @@ class MmapShape:
     fixed_bytes: int | None = None  # MAP_FIXED at FIXED_BASE + this
     hint: bool = False  # fixed_bytes is a hint (no MAP_FIXED): geometry.mmap_addr page-masks it
     growsdown: bool = False  # MAP_GROWSDOWN (VM_GROWSDOWN)
+    stack: bool = False  # MAP_STACK (VM_NOHUGEPAGE where the profile's map_stack_nohuge says so)
     sync: bool = False  # MAP_SHARED_VALIDATE | MAP_SYNC
     read: bool = True  # PROT_READ (False for PROT_NONE or PROT_WRITE alone: x86 has no
     # write-only pages, so only PROT_NONE really drops it)

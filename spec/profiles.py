@@ -87,6 +87,10 @@ class Profile:
     unbind: Program = ()
     #: invariants this profile does not promise, with the reason (documented findings)
     findings: dict[str, str] = field(default_factory=dict)
+    #: mmap(MAP_STACK) sets VM_NOHUGEPAGE: include/linux/mman.h calc_vm_flag_bits has
+    #: "_calc_vm_trans(flags, MAP_STACK, VM_NOHUGEPAGE)" in 6.12 and 7.2, not in 6.1 (recorded: k09
+    #: steps 41-42, a PTE-sized first fault that SIGBUSes on a 2M device)
+    map_stack_nohuge: bool = False
 
     def with_(self, **changes: object) -> Profile:
         return replace(self, **changes)  # type: ignore[arg-type]
@@ -280,7 +284,18 @@ MODERN = Profile(
     },
 )
 
-PROFILES: dict[str, Profile] = {p.name: p for p in (V47, V410, MODERN)}
+#: What a named Debian kernel does, each tied to its recordings in tests/kernel-results/; the
+#: differences between them are switches with a source. `modern` is the newest of them.
+LINUX_6_1 = MODERN.with_(name="linux-6.1", summary="Linux 6.1 (Debian 12): " + MODERN.summary)
+LINUX_6_12 = MODERN.with_(
+    name="linux-6.12", summary="Linux 6.12 (Debian 12 backports): " + MODERN.summary, map_stack_nohuge=True
+)
+LINUX_7_2 = MODERN.with_(
+    name="linux-7.2", summary="Linux 7.2 (Debian 14): " + MODERN.summary, map_stack_nohuge=True
+)
+MODERN = MODERN.with_(map_stack_nohuge=True)
+
+PROFILES: dict[str, Profile] = {p.name: p for p in (V47, V410, MODERN, LINUX_6_1, LINUX_6_12, LINUX_7_2)}
 #: The profile `devdax check` and `devdax prove` take when none is named.
 DEFAULT_PROFILE = "v4.10"
 #: The profile of the kernels `devdax conformance` boots (6.1, 6.12, 7.2): what scenario files and the
@@ -292,6 +307,13 @@ CURRENT_PROFILE = "modern"
 #: under its path (devdax/profile_file.py registers it; docs/profile-files.md). Nothing in spec/ adds
 #: to it, and PROFILES (what the docs, `devdax all` and the tables list) never sees these.
 EXTRA_PROFILES: dict[str, Profile] = {}
+
+
+def kernel_profile(linux: str) -> str:
+    """The profile of a kernel line `devdax conformance` runs ("6.1", "6.12", "7.2"): what a
+    scenario that names the current profile is compared against on that kernel."""
+    name = f"linux-{linux}"
+    return name if name in PROFILES else CURRENT_PROFILE
 
 
 def get_profile(name: str) -> Profile:

@@ -86,6 +86,7 @@ def do_mmap(c: Ctx, s: State, f: int, shape: MmapShape, mm_alloc: MmAllocator = 
         flags.write,
         False,
         shape.read,
+        shape.stack and c.prof.map_stack_nohuge,
     )
     s = vma_file_get(c, s, f)
     return ("ok", s._replace(vmas=set_at(s.vmas, v, new)))

@@ -12,6 +12,7 @@ tests/kernel-results/disagreements.json; 2 usage; 3 no kernel could be fetched a
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime
 import json
 import shutil
@@ -21,6 +22,7 @@ from pathlib import Path
 
 from devdax.conformance import boot, kernels, record
 from devdax.scenario import format as fmt
+from devdax.spec.profiles import CURRENT_PROFILE, kernel_profile
 
 SCENARIOS = record.RESULTS.parent / "scenarios"
 NEEDS = ("qemu-system-x86_64", "busybox", "ndctl")
@@ -52,16 +54,31 @@ def _tools_present() -> bool:
     return not missing
 
 
-def predictions(scenarios: Sequence[fmt.Scenario]) -> dict[tuple[str, str], list[str]]:
-    """spec and impl outcome lists per scenario file; a backend that raises is a visible error."""
+def predictions(
+    scenarios: Sequence[fmt.Scenario], linux: str | None = None
+) -> dict[tuple[str, str], list[str]]:
+    """spec and impl outcome lists per scenario file; a backend that raises is a visible error. For
+    a kernel line, a scenario that names the current profile runs under that kernel's profile
+    (spec/profiles.py kernel_profile: linux-6.1, linux-6.12, linux-7.2)."""
     from devdax.scenario.cli import backend
 
     out: dict[tuple[str, str], list[str]] = {}
     for name in ("spec", "impl"):
         b = backend(name)
         for sc in scenarios:
+            if linux is not None and sc.profile == CURRENT_PROFILE:
+                sc = dataclasses.replace(sc, profile=kernel_profile(linux))
             out[(name, Path(sc.file).name)] = b.run(sc)
     return out
+
+
+def compare_kernels(
+    rows: Sequence[record.Recorded], scenarios: Sequence[fmt.Scenario], kernels: Sequence[str]
+) -> tuple[list[record.Disagreement], dict[str, dict[tuple[str, str], list[str]]]]:
+    """Each kernel's recordings against the predictions under its own profile."""
+    preds = {n: predictions(scenarios, n) for n in kernels}
+    found = [d for n in kernels for d in record.compare([r for r in rows if r.linux == n], preds[n])]
+    return found, preds
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -110,8 +127,7 @@ def main(argv: Sequence[str]) -> int:
     if not booted:
         _say("devdax conformance: no kernel could be fetched and booted")
         return 3
-    preds = predictions(scenarios)
-    found = record.compare(rows, preds)
+    found, preds = compare_kernels(rows, scenarios, booted)
     if args.update_known:  # entries of kernels and files this run did not cover are kept
         record.write_known(found, covered={(r.linux, r.file) for r in rows})
     listed = record.known()
@@ -127,7 +143,7 @@ def _print_json(
     rows: Sequence[record.Recorded],
     scenarios: Sequence[fmt.Scenario],
     names: list[str],
-    preds: dict[tuple[str, str], list[str]],
+    preds: dict[str, dict[tuple[str, str], list[str]]],
     found: Sequence[record.Disagreement],
 ) -> None:
     """--json: one object per recorded step, with both predictions and whether they agree."""
@@ -142,8 +158,8 @@ def _print_json(
             "linux": r.linux,
             "kernel": r.kernel,
             "detail": r.detail,
-            "spec": preds[("spec", r.file)][r.step],
-            "impl": preds[("impl", r.file)][r.step],
+            "spec": preds[r.linux][("spec", r.file)][r.step],
+            "impl": preds[r.linux][("impl", r.file)][r.step],
         }
         if sc.expect is not None:
             obj["expect"] = sc.expect[r.step]

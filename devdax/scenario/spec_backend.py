@@ -215,6 +215,7 @@ def _mmap(r: _Run, st: fmt.Step) -> str:
         hint=not {"MAP_FIXED", "MAP_FIXED_NOREPLACE"} & st.flags,
         sync=validate and "MAP_SYNC" in st.flags,
         growsdown="MAP_GROWSDOWN" in st.flags,
+        stack="MAP_STACK" in st.flags,
         read=prot_readable(flags_of(st.prot, PROT, "prot")),
     )
     res = do_mmap(r.c, r.s, f, shape, partial(_topdown, r))

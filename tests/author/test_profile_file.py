@@ -128,7 +128,10 @@ def test_a_new_step_runs_as_the_step_it_guards(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        ('base = "v5"', "base: expected one of v4.7, v4.10, modern, got 'v5'"),
+        (
+            'base = "v5"',
+            "base: expected one of v4.7, v4.10, modern, linux-6.1, linux-6.12, linux-7.2, got 'v5'",
+        ),
         ('base = "modern"\nbsae = 1', "bsae: unknown key; expected one of base, summary, fixed"),
         (
             'base = "modern"\n[switches]\nread_lock = "mutex"',

@@ -110,7 +110,7 @@ def test_documented_finding_not_reproduced_in_default_config_exits_1(monkeypatch
         (["check", "--align", "3M"], "devdax: error: --align: expected 4K, 2M or 1G, got '3M'"),
         (
             ["check", "--profile", "nope"],
-            "devdax: error: --profile: expected one of v4.7, v4.10, modern or a profile file (.toml), "
+            "devdax: error: --profile: expected one of v4.7, v4.10, modern, linux-6.1, linux-6.12, linux-7.2 or a profile file (.toml), "
             "got 'nope'",
         ),
         (
@@ -256,10 +256,11 @@ def test_scenario_is_delegated_or_a_one_line_error(
 
 def test_all_jobs_and_table() -> None:
     names = [j.name for j in summary.jobs()]
-    assert names[:3] == [f"check {p}" for p in PROFILES]
+    assert names[: len(PROFILES)] == [f"check {p}" for p in PROFILES]
     assert sum(n.startswith("race ") for n in names) == 7 and "fork v4.10" in names
     assert {n.removeprefix("variant ") for n in names if n.startswith("variant ")} == set(VARIANTS)
-    assert names[-2:] == ["prove v4.10", "prove modern"]
+    provers = ["v4.10", "modern", "linux-6.1", "linux-6.12", "linux-7.2"]
+    assert names[-len(provers) :] == [f"prove {p}" for p in provers]
     rows = summary.run_jobs(
         [j for j in summary.jobs(prove=False) if j.name in ("variant M1", "race v4.10, 2 cpus x 2 faults")]
     )
