@@ -137,6 +137,7 @@ def test_prove_unknown_profile_mentions_files() -> None:
     code, _, err = run("prove", "--profile", "nope")
     assert code == 2
     assert err == (
-        "devdax: error: --profile: expected one of v4.7, v4.10, modern, linux-6.1, linux-6.12, linux-7.2 or a profile file (.toml), "
+        "devdax: error: --profile: expected one of v4.7, v4.10, modern, linux-6.1, linux-6.12, linux-7.2 "
+        "or a profile file (.toml), "
         "got 'nope'\n"
     )

@@ -110,7 +110,8 @@ def test_documented_finding_not_reproduced_in_default_config_exits_1(monkeypatch
         (["check", "--align", "3M"], "devdax: error: --align: expected 4K, 2M or 1G, got '3M'"),
         (
             ["check", "--profile", "nope"],
-            "devdax: error: --profile: expected one of v4.7, v4.10, modern, linux-6.1, linux-6.12, linux-7.2 or a profile file (.toml), "
+            "devdax: error: --profile: expected one of v4.7, v4.10, modern, linux-6.1, linux-6.12, linux-7.2 "
+            "or a profile file (.toml), "
             "got 'nope'",
         ),
         (
