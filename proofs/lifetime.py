@@ -139,30 +139,11 @@ class LState:
 
     @staticmethod
     def fresh(tag: str, fsort: Term = LFILE) -> LState:
-        ints = set(
-            [
-                "prog",
-                "pc",
-                "binds_left",
-                "rg_phase",
-                "rg_kref",
-                "phase",
-                "dev_ref",
-                "cdev_ref",
-                "children",
-                "zombies",
-                "oops",
-                "nfiles",
-                "lost",
-            ]
-        )
+        ints = {"prog", "pc", "binds_left", "rg_phase", "rg_kref", "phase", "dev_ref", "cdev_ref"}
+        ints |= {"children", "zombies", "oops", "nfiles", "lost"}
         arrays = {
-            "opened": (fsort, B),
-            "fd": (fsort, B),
-            "pnull": (fsort, B),
-            "nv": (fsort, N),
-            "count": (fsort, N),
-            "idx": (fsort, N),
+            **dict.fromkeys(("opened", "fd", "pnull"), (fsort, B)),
+            **dict.fromkeys(("nv", "count", "idx"), (fsort, N)),
             "slot": (N, fsort),
         }
         vals: dict[str, Term] = {}
@@ -1246,18 +1227,3 @@ def observe_model(m: Model, mod: Term, s: LState) -> LObs:
         (val(s.opened[x]), val(s.fd[x]), val(s.pnull[x]), val(s.nv[x]), val(s.count[x])) for x in m.files
     )
     return tuple(val(getattr(s, n)) for n in OBS_FIELDS), files, bool(val(s.added))
-
-
-# --------------------------------------------------------------------------------------------------
-# Reachability: a bounded trace from Init
-# --------------------------------------------------------------------------------------------------
-
-
-def bmc_trace(profile: Profile, invariant: str, depth: int, timeout: float) -> list[str] | None:
-    """The step names of the shortest run from Init (at most ``depth`` steps) that violates one of this
-    module's invariants: a counterexample to induction may start in an unreachable state; this says
-    the violation is reachable. None if there is none that short (or the budget ran out)."""
-    sys = lifetime_system(profile)
-    inv = sys.invariant(invariant)
-    run = engine.shortest_run(sys, lambda s: z3.Not(inv.fn(s)), depth, time.monotonic() + timeout)
-    return None if run is None else run.names
