@@ -496,6 +496,11 @@ class Protocol:
             == 0
         )
 
+    @staticmethod
+    def vma_bounds(s: State, v: Term) -> list[Term]:
+        """A vma is a non-empty range of the 64-bit address space at a non-negative file offset."""
+        return [s.vstart[v] >= 0, s.vstart[v] < s.vend[v], s.vend[v] <= g.U64, s.vpgoff[v] >= 0]
+
     def entry_exact(self, s: State, v: Term, addr: Term, size: Term, phys: Term) -> Term:
         """spec invariants.entries_exact for one entry: align-sized, inside its vma, and mapping the
         device page pgoff_to_phys names (which lies inside one range)."""
@@ -1103,13 +1108,7 @@ class Protocol:
                 u.vma,
                 lambda v: z3.Implies(
                     s.used[v],
-                    z3.And(
-                        self.vma_ok(s, v),
-                        s.vstart[v] >= 0,
-                        s.vstart[v] < s.vend[v],
-                        s.vend[v] <= g.U64,
-                        s.vpgoff[v] >= 0,
-                    ),
+                    z3.And(self.vma_ok(s, v), *self.vma_bounds(s, v)),
                 ),
                 "v",
             ),
