@@ -123,24 +123,18 @@ def check_vma(
     s_dax: bool | Term = True,
 ) -> Term:
     """geometry.check_vma as an Int term: 0 or a negative errno, the checks in kernel order."""
-    einval = z3.IntVal(-errno.EINVAL)
-    return z3.If(
-        z3.Not(alive),
-        z3.IntVal(-errno.ENXIO),
-        z3.If(
-            private_rejected(flags, private_test),
-            einval,
-            z3.If(
-                z3.Or(z3.Not(is_aligned(vm_start, align)), z3.Not(is_aligned(vm_end, align))),
-                einval,
-                z3.If(
-                    z3.And(as_bool(pfn_dev_only), z3.Not(flags.dontcopy)),
-                    einval,
-                    z3.If(z3.Not(as_bool(s_dax)), einval, z3.IntVal(0)),
-                ),
-            ),
-        ),
-    )
+    misaligned = z3.Or(z3.Not(is_aligned(vm_start, align)), z3.Not(is_aligned(vm_end, align)))
+    pfn = z3.And(as_bool(pfn_dev_only), z3.Not(flags.dontcopy))
+    return _first_error(alive, flags, private_test, misaligned, pfn, z3.Not(as_bool(s_dax)))
+
+
+def _first_error(alive: Term, flags: VmaFlagsTerms, private_test: g.PrivateTest, *einval: Term) -> Term:
+    """-ENXIO for a dead device, else -EINVAL for the private test or the first of ``einval`` that
+    holds, else 0: the nested If both check_vma encodings build (the same term as written out)."""
+    out = z3.IntVal(0)
+    for cond in reversed((private_rejected(flags, private_test), *einval)):
+        out = z3.If(cond, z3.IntVal(-errno.EINVAL), out)
+    return z3.If(z3.Not(alive), z3.IntVal(-errno.ENXIO), out)
 
 
 def check_vma_int(
@@ -153,16 +147,8 @@ def check_vma_int(
 ) -> Term:
     """check_vma with Int addresses and a concrete align, as the transition system uses it (its vmas
     live in the Int domain with dax_huge_fault). Same checks, same order, same errnos."""
-    einval = z3.IntVal(-errno.EINVAL)
-    return z3.If(
-        z3.Not(alive),
-        z3.IntVal(-errno.ENXIO),
-        z3.If(
-            private_rejected(flags, private_test),
-            einval,
-            z3.If(z3.Or(vm_start % align != 0, vm_end % align != 0), einval, z3.IntVal(0)),
-        ),
-    )
+    misaligned = z3.Or(vm_start % align != 0, vm_end % align != 0)
+    return _first_error(alive, flags, private_test, misaligned)
 
 
 # --------------------------------------------------------------------------------------------------

@@ -138,14 +138,7 @@ INVARIANTS: list[Invariant] = [
             pr.u.vma,
             lambda v: z3.Implies(
                 s.used[v],
-                z3.And(
-                    s.vstart[v] % pr.align == 0,
-                    s.vend[v] % pr.align == 0,
-                    s.vstart[v] >= 0,
-                    s.vstart[v] < s.vend[v],
-                    s.vend[v] <= g.U64,
-                    s.vpgoff[v] >= 0,
-                ),
+                z3.And(s.vstart[v] % pr.align == 0, s.vend[v] % pr.align == 0, *pr.vma_bounds(s, v)),
             ),
             "v",
         ),

@@ -49,7 +49,7 @@ import z3
 
 from devdax.proofs import engine
 from devdax.proofs.agreement import Mismatch, Side, agree, explore
-from devdax.proofs.engine import b2i, reader
+from devdax.proofs.engine import b2i, forall, reader
 from devdax.proofs.ghost import appended, numbered, removed
 from devdax.proofs.runner import Obligation, Status, Verdict
 from devdax.proofs.smt import Term
@@ -139,30 +139,11 @@ class LState:
 
     @staticmethod
     def fresh(tag: str, fsort: Term = LFILE) -> LState:
-        ints = set(
-            [
-                "prog",
-                "pc",
-                "binds_left",
-                "rg_phase",
-                "rg_kref",
-                "phase",
-                "dev_ref",
-                "cdev_ref",
-                "children",
-                "zombies",
-                "oops",
-                "nfiles",
-                "lost",
-            ]
-        )
+        ints = {"prog", "pc", "binds_left", "rg_phase", "rg_kref", "phase", "dev_ref", "cdev_ref"}
+        ints |= {"children", "zombies", "oops", "nfiles", "lost"}
         arrays = {
-            "opened": (fsort, B),
-            "fd": (fsort, B),
-            "pnull": (fsort, B),
-            "nv": (fsort, N),
-            "count": (fsort, N),
-            "idx": (fsort, N),
+            **dict.fromkeys(("opened", "fd", "pnull"), (fsort, B)),
+            **dict.fromkeys(("nv", "count", "idx"), (fsort, N)),
             "slot": (N, fsort),
         }
         vals: dict[str, Term] = {}
@@ -563,11 +544,6 @@ def _ctx(profile: Profile, ranges: int) -> Ctx:
 # --------------------------------------------------------------------------------------------------
 
 
-def _all(m: Model, body: Callable[[Term], Term]) -> Term:
-    x = z3.Const("f", m.fsort)
-    return z3.ForAll([x], body(x))
-
-
 def quiescent(m: Model, s: LState) -> Term:
     """spec/invariants.quiescent for one generation: idle, the provider removed, no file, no zombie."""
     return z3.And(s.prog == IDLE, s.rg_phase == RG_GONE, s.nfiles == 0, s.zombies == 0)
@@ -637,7 +613,7 @@ INVARIANTS: list[Inv] = [
         "device holding its region sees it unfreed",
         lambda m, s: z3.And(
             s.oops != OOPS_UAF,
-            _all(m, lambda f: z3.Implies(s.opened[f], s.phase != D_RELEASED)),
+            forall(m.fsort, lambda f: z3.Implies(s.opened[f], s.phase != D_RELEASED), "f"),
             z3.Implies(z3.And(s.holds_region, s.phase != D_RELEASED), z3.Not(s.rg_freed)),
         ),
     ),
@@ -662,14 +638,15 @@ INVARIANTS: list[Inv] = [
         "aux",
         "",
         "a file with an fd or a vma is open; a file without either is freed; counts are not negative",
-        lambda m, s: _all(
-            m,
+        lambda m, s: forall(
+            m.fsort,
             lambda f: z3.And(
                 z3.Implies(s.fd[f], s.opened[f]),
                 s.nv[f] >= 0,
                 z3.Implies(s.opened[f], z3.Or(s.fd[f], s.nv[f] > 0)),
                 z3.Implies(z3.Not(s.opened[f]), z3.And(s.nv[f] == 0, z3.Not(s.pnull[f]))),
             ),
+            "f",
         ),
     ),
     Inv(
@@ -677,9 +654,8 @@ INVARIANTS: list[Inv] = [
         "spec",
         "",
         "each open file's f_count is its fd and its vmas; a closed one has none",
-        lambda m, s: _all(
-            m,
-            lambda f: z3.If(s.opened[f], s.count[f] == b2i(s.fd[f]) + s.nv[f], s.count[f] == 0),
+        lambda m, s: forall(
+            m.fsort, lambda f: z3.If(s.opened[f], s.count[f] == b2i(s.fd[f]) + s.nv[f], s.count[f] == 0), "f"
         ),
     ),
     Inv(
@@ -768,7 +744,7 @@ INVARIANTS: list[Inv] = [
         "aux",
         "no_null_deref",
         "no open file stored a NULL private_data (stated where dax_open never stores one)",
-        lambda m, s: _all(m, lambda f: z3.Not(s.pnull[f])),
+        lambda m, s: forall(m.fsort, lambda f: z3.Not(s.pnull[f]), "f"),
         lambda p: not p.open_private_null_when_dead,
     ),
     Inv(
@@ -928,7 +904,7 @@ def lifetime_system(profile: Profile, files: int = 0) -> engine.System[LState]:
         """Small numbers: the solver's first model often has thousands of vmas; a person wants one or
         two."""
         return z3.And(
-            _all(m, lambda f: s.nv[f] <= 2),
+            forall(m.fsort, lambda f: s.nv[f] <= 2, "f"),
             s.nfiles <= 3,
             s.lost <= 2,
             s.dev_ref <= 8,
@@ -1246,18 +1222,3 @@ def observe_model(m: Model, mod: Term, s: LState) -> LObs:
         (val(s.opened[x]), val(s.fd[x]), val(s.pnull[x]), val(s.nv[x]), val(s.count[x])) for x in m.files
     )
     return tuple(val(getattr(s, n)) for n in OBS_FIELDS), files, bool(val(s.added))
-
-
-# --------------------------------------------------------------------------------------------------
-# Reachability: a bounded trace from Init
-# --------------------------------------------------------------------------------------------------
-
-
-def bmc_trace(profile: Profile, invariant: str, depth: int, timeout: float) -> list[str] | None:
-    """The step names of the shortest run from Init (at most ``depth`` steps) that violates one of this
-    module's invariants: a counterexample to induction may start in an unreachable state; this says
-    the violation is reachable. None if there is none that short (or the budget ran out)."""
-    sys = lifetime_system(profile)
-    inv = sys.invariant(invariant)
-    run = engine.shortest_run(sys, lambda s: z3.Not(inv.fn(s)), depth, time.monotonic() + timeout)
-    return None if run is None else run.names

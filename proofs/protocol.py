@@ -311,38 +311,20 @@ class State:
     def fresh(u: Universe, tag: str) -> State:
         B, N = z3.BoolSort(), z3.IntSort()
         kinds: dict[str, tuple[Term, Term] | Term] = {
-            "alive": B,
-            "dead": B,
-            "gp": B,
-            "gp_clean": B,
-            "quiesced": B,
-            "prog": N,
-            "p": N,
-            "pc": (u.cpu, N),
-            "nest": (u.cpu, N),
+            **dict.fromkeys(("alive", "dead", "gp", "gp_clean", "quiesced"), B),
+            **dict.fromkeys(("prog", "p"), N),
+            **dict.fromkeys(("pc", "nest", "left", "caddr", "csize", "cres", "cphys"), (u.cpu, N)),
             "pre": (u.cpu, B),
-            "left": (u.cpu, N),
             "cvma": (u.cpu, u.vma),
-            "caddr": (u.cpu, N),
-            "csize": (u.cpu, N),
-            "cres": (u.cpu, N),
-            "cphys": (u.cpu, N),
-            "used": (u.vma, B),
-            "vstart": (u.vma, N),
-            "vend": (u.vma, N),
-            "vpgoff": (u.vma, N),
-            "vshared": (u.vma, B),
-            "vmayshare": (u.vma, B),
-            "vwrite": (u.vma, B),
-            "vdontcopy": (u.vma, B),
+            **dict.fromkeys(("used", "vshared", "vmayshare", "vwrite", "vdontcopy"), (u.vma, B)),
+            **dict.fromkeys(("vstart", "vend", "vpgoff"), (u.vma, N)),
             "live": (u.ent, B),
             "evma": (u.ent, u.vma),
-            "eaddr": (u.ent, N),
-            "esize": (u.ent, N),
-            "ephys": (u.ent, N),
+            **dict.fromkeys(("eaddr", "esize", "ephys"), (u.ent, N)),
         }
         made: dict[str, Term] = {}
-        for name, kind in kinds.items():
+        for name in (f.name for f in fields(State)):  # in field order: Z3 numbers terms as they are made
+            kind = kinds[name]
             if not isinstance(kind, tuple):
                 made[name] = z3.Const(f"{name}@{tag}", kind)
                 continue
@@ -513,6 +495,11 @@ class Protocol:
             )
             == 0
         )
+
+    @staticmethod
+    def vma_bounds(s: State, v: Term) -> list[Term]:
+        """A vma is a non-empty range of the 64-bit address space at a non-negative file offset."""
+        return [s.vstart[v] >= 0, s.vstart[v] < s.vend[v], s.vend[v] <= g.U64, s.vpgoff[v] >= 0]
 
     def entry_exact(self, s: State, v: Term, addr: Term, size: Term, phys: Term) -> Term:
         """spec invariants.entries_exact for one entry: align-sized, inside its vma, and mapping the
@@ -1121,13 +1108,7 @@ class Protocol:
                 u.vma,
                 lambda v: z3.Implies(
                     s.used[v],
-                    z3.And(
-                        self.vma_ok(s, v),
-                        s.vstart[v] >= 0,
-                        s.vstart[v] < s.vend[v],
-                        s.vend[v] <= g.U64,
-                        s.vpgoff[v] >= 0,
-                    ),
+                    z3.And(self.vma_ok(s, v), *self.vma_bounds(s, v)),
                 ),
                 "v",
             ),

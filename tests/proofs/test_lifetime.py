@@ -9,11 +9,13 @@ invariant it breaks.
 from __future__ import annotations
 
 import os
+import time
 
 import pytest
+import z3
 
-from devdax.proofs import runner
-from devdax.proofs.lifetime import SHARED_RW, abstract, bmc_trace, check_agreement, lifetime_obligations
+from devdax.proofs import engine, runner
+from devdax.proofs.lifetime import SHARED_RW, abstract, check_agreement, lifetime_obligations, lifetime_system
 from devdax.proofs.obligations import obligations_for
 from devdax.proofs.runner import Status
 from devdax.spec.admin import run_program
@@ -166,8 +168,11 @@ def test_abstraction_of_a_probed_device() -> None:
 def test_f1_is_reachable_as_docs_findings_says() -> None:
     """docs/findings.md F1: probe up to cdev_add, open, mmap -> oops. The bounded search finds exactly
     that run as the shortest one, from Init: the counterexample to induction is reachable."""
-    trace = bmc_trace(get_profile("modern"), "no_null_deref", 12, TIMEOUT)
-    assert trace is not None
+    sys = lifetime_system(get_profile("modern"))
+    inv = sys.invariant("no_null_deref")
+    run = engine.shortest_run(sys, lambda s: z3.Not(inv.fn(s)), 12, time.monotonic() + TIMEOUT)
+    assert run is not None
+    trace = run.names
     assert [t.split(":")[1] for t in trace[:9]] == [
         "alloc_dax_region",
         "ida_alloc_id",
