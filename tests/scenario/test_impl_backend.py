@@ -42,9 +42,8 @@ pytestmark = [pytest.mark.skipif(_REASON is not None, reason=_REASON or ""), pyt
 
 #: Refinement gaps the conformance scenarios exposed (impl and spec disagree); issue 12 closes them.
 #: Strict: a fixed gap fails here until its entry is removed.
-#: impl's in-place mremap growth drops the vma's entries; the kernel's vma_merge keeps them.
-GAPS_MODERN = {"k34_mremap_shrink_grow_move_2m"}
-GAPS_V410 = {"k34_mremap_shrink_grow_move_2m", "k44_disable_then_remove_one_of_two_4k"}
+GAPS_MODERN: set[str] = set()
+GAPS_V410 = {"k44_disable_then_remove_one_of_two_4k"}
 
 
 def _params(scs: list[Scenario], gaps: set[str]) -> list[object]:
