@@ -825,6 +825,8 @@ class MappingCore:
             try:
                 self._mm_write(m.addr, m.end, op)
             finally:
+                if m.closed:
+                    self.table.free_pgtables(m.addr, m.end)  # no fault of the range is in flight
                 if m.closed and not self.broken:
                     self._request(b"DEL")
 
@@ -867,6 +869,8 @@ class MappingCore:
             try:
                 self._mm_write(m.addr + offset, m.addr + cut_end, op)
             finally:
+                if m.closed:
+                    self.table.free_pgtables(m.addr + offset, m.addr + cut_end)
                 if m.closed and not self.broken:
                     self._request(b"ADD")
             return tuple(out)

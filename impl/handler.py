@@ -29,6 +29,7 @@ import argparse
 import bisect
 import contextlib
 import errno
+import functools
 import importlib
 import os
 import select
@@ -39,7 +40,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from devdax.spec import geometry
+from devdax.spec import fault, geometry
+from devdax.spec.config import Config
+from devdax.spec.ctx import Ctx
 
 from . import srcu, tracelog
 from . import sys as dsys
@@ -53,6 +56,7 @@ from .table import (
     MAX_WORKERS,
     TABLE_SIZE,
     VMA_MAYSHARE,
+    VMA_NOHUGE,
     VMA_SHARED,
     VMA_WRITE,
     C,
@@ -133,8 +137,35 @@ def _ranges(table: SharedTable, dev_idx: int) -> tuple[geometry.Range, ...]:
     return ranges
 
 
+@functools.cache
+def _mm_ctx(first: int) -> Ctx:
+    """A spec context whose mm asks ``first`` first (Config.first_fault): what spec/fault.py
+    first_size reads, so that the emulated mm takes its first size by the spec's rule."""
+    return Ctx.of(Config(first_fault=geometry.SIZE_NAMES[first]))
+
+
+def first_fault_size(table: SharedTable, vma_idx: int, addr: int) -> int:
+    """The size the mm asks the driver for first (spec/fault.py first_size): the largest the vma
+    allows (mm_fault_size), PTE on a VM_NOHUGEPAGE vma, at most PMD where a pmd table fills the
+    PUD entry of the address's 1G slot (an earlier fault there went below PUD size)."""
+    vma = table.t.vmas[vma_idx]
+    first = mm_fault_size(addr, int(vma.start), int(vma.end), int(table.t.hdr.mm_first))
+    return fault.first_size(_mm_ctx(first), bool(int(vma.flags) & VMA_NOHUGE), table.pmd_table(addr))
+
+
 def dax_policy(table: SharedTable, vma_idx: int, addr: int) -> Decision:
-    """dev_dax_huge_fault with fallback, over the shared descriptors (the default policy)."""
+    """The mm's fault (first size, fallback) through dev_dax_huge_fault, over the shared descriptors
+    (the default policy). A fault whose last attempt was below PUD size leaves a pmd table in its 1G
+    slot, whatever it ends in (spec/fault.py leaves_pmd_table): later faults there start at PMD."""
+    d, last = _huge_fault(table, vma_idx, addr, first_fault_size(table, vma_idx, addr))
+    if fault.leaves_pmd_table(last):
+        table.leave_pmd_table(addr)
+    return d
+
+
+def _huge_fault(table: SharedTable, vma_idx: int, addr: int, size: int) -> tuple[Decision, int]:
+    """dev_dax_huge_fault from ``size`` down while it answers FALLBACK; the decision and the size
+    of the last attempt."""
     vma = table.t.vmas[vma_idx]
     dev_idx = int(vma.dev)
     dev = table.t.devices[dev_idx]
@@ -153,19 +184,18 @@ def dax_policy(table: SharedTable, vma_idx: int, addr: int) -> Decision:
     poison_at = max(start, addr & ~(unit - 1))
     poison_len = max(PAGE, min(unit, end - poison_at))
     if not vma_ok:
-        return Decision(False, poison_at, poison_len, "check_vma" if alive else "dead")
+        return Decision(False, poison_at, poison_len, "check_vma" if alive else "dead"), size
     ranges = _ranges(table, dev_idx)
     bits = int(dev.rules)
     rules = device_rules(bits)
-    size: int | None = mm_fault_size(addr, start, end, int(table.t.hdr.mm_first))
     fallbacks = leaked = 0
-    while size is not None:
+    while True:
         d = geometry.dax_huge_fault(size, addr, start, end, int(vma.pgoff), align, ranges, vma_ok, rules)
         if d.result is geometry.FaultResult.NOPAGE:
             # without the vma bounds check (M3/M4) a huge entry can reach past vm_end; the part
             # outside the vma cannot be mapped here (no registered range), the part inside is
             lo, hi = max(d.addr, start), min(d.addr + size, end)
-            return Decision(True, lo, hi - lo, "ok", fallbacks, leaked, size)
+            return Decision(True, lo, hi - lo, "ok", fallbacks, leaked, size), size
         if d.result is geometry.FaultResult.SIGBUS:
             break
         if bits & DEV_DEFAULT_LEAKS and size == geometry.PUD_SIZE and not rules.pud_supported:
@@ -173,8 +203,11 @@ def dax_policy(table: SharedTable, vma_idx: int, addr: int) -> Decision:
             # srcu_read_lock and srcu_read_unlock (M20): this call's read lock is never dropped
             leaked += 1
         fallbacks += 1
-        size = geometry.next_fault_size(size)
-    return Decision(False, poison_at, poison_len, "fault", fallbacks, leaked)
+        nxt = geometry.next_fault_size(size)
+        if nxt is None:
+            break
+        size = nxt
+    return Decision(False, poison_at, poison_len, "fault", fallbacks, leaked), size
 
 
 def sigbus_policy(table: SharedTable, vma_idx: int, addr: int) -> Decision:

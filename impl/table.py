@@ -9,6 +9,7 @@ each handler worker owns a private row (no atomics needed: one writer per row), 
 Layout (all u64, fixed capacity so both sides agree without negotiation)::
 
     Header | DeviceDesc[MAX_DEVICES] | VmaDesc[MAX_VMAS] | WorkerStats[MAX_WORKERS] | SRCU area | trace area
+    | pmd_tables[PUD_SLOTS]
 """
 
 from __future__ import annotations
@@ -26,6 +27,10 @@ MAX_RANGES: Final = 16
 MAX_VMAS: Final = 1024
 MAX_WORKERS: Final = 8
 LAT_RING: Final = 4096
+#: 1G slots of the 47-bit user address space (x86_64 4-level paging: 128 TiB / 1 GiB), one PUD
+#: entry each: the mm whose page tables pmd_tables mirrors has no address above it
+PUD_SLOTS: Final = 1 << 17
+PUD_SHIFT: Final = 30
 
 U64 = ctypes.c_uint64
 
@@ -33,6 +38,8 @@ U64 = ctypes.c_uint64
 VMA_MAYSHARE: Final = 1 << 0
 VMA_SHARED: Final = 1 << 1
 VMA_WRITE: Final = 1 << 2
+#: the vma has VM_NOHUGEPAGE (MADV_NOHUGEPAGE): the mm faults it at PTE size only
+VMA_NOHUGE: Final = 1 << 8
 
 # DeviceDesc.rules bits: which version of dev_dax_huge_fault the device's driver has (the profile's
 # fault_rules, read_lock and default_case_leaks_lock; 0 = the fixed driver, spec FaultRules())
@@ -142,6 +149,9 @@ class Layout(ctypes.Structure):
         ("workers", WorkerStats * MAX_WORKERS),
         ("srcu", ctypes.c_uint8 * SRCU_SIZE),
         ("trace", TraceArea),  # tracelog.py: the global order of linearization points (tests)
+        # per 1G slot of the mm, 1 while a pmd table fills its PUD entry (spec/fault.py
+        # leaves_pmd_table): a byte each, so that workers set them with plain stores
+        ("pmd_tables", ctypes.c_uint8 * PUD_SLOTS),
     )
 
 
@@ -171,6 +181,30 @@ class SharedTable:
             if a and lo <= a & ~1 < hi:
                 out.append(w)
         return out
+
+    def pmd_table(self, addr: int) -> bool:
+        """Whether a pmd table fills the PUD entry of addr's 1G slot (the mm's page tables, not one
+        vma's: every vma in the slot shares it)."""
+        slot = addr >> PUD_SHIFT
+        return slot < PUD_SLOTS and bool(self.t.pmd_tables[slot])
+
+    def leave_pmd_table(self, addr: int) -> None:
+        """pmd_alloc() of a fault below PUD size (handler side): the table stays until munmap."""
+        slot = addr >> PUD_SHIFT
+        if slot < PUD_SLOTS:
+            self.t.pmd_tables[slot] = 1
+
+    def free_pgtables(self, lo: int, hi: int) -> None:
+        """munmap of [lo, hi) (main side, the vma already retired): free_pgtables frees the pmd table
+        of a 1G slot only when no vma is left in it (its floor and ceiling are the neighbouring vmas)."""
+        first, last = lo >> PUD_SHIFT, min((hi - 1) >> PUD_SHIFT, PUD_SLOTS - 1)
+        if hi <= lo or first > last or not any(self.t.pmd_tables[first : last + 1]):
+            return
+        vmas = [(int(v.start), int(v.end)) for v in self.t.vmas if v.used]
+        for slot in range(first, last + 1):
+            base = slot << PUD_SHIFT
+            if not any(s < base + (1 << PUD_SHIFT) and base < e for s, e in vmas):
+                self.t.pmd_tables[slot] = 0
 
     def counters(self) -> dict[str, int]:
         """Counter name -> sum over workers."""

@@ -46,6 +46,27 @@ def clip_pieces(pieces: tuple[Piece, ...], length: int, page: int = PAGE, addr: 
     return tuple(out)
 
 
+def absent_runs(start: int, end: int, unit: int) -> list[tuple[int, int]]:
+    """The runs of [start, end) made of units (``unit``-aligned blocks, clipped to the range) whose
+    first page has no entry in our page tables (/proc/self/pagemap bit 63 clear): where a poison
+    marker may be, and no installed entry is."""
+    pages = (end - start + PAGE - 1) // PAGE
+    with open("/proc/self/pagemap", "rb") as f:
+        f.seek(start // PAGE * 8)
+        entries = memoryview(f.read(pages * 8)).cast("Q")
+    runs: list[tuple[int, int]] = []
+    at = start
+    while at < end:
+        nxt = min(end, (at // unit + 1) * unit)
+        if not entries[(at - start) // PAGE] >> 63:
+            if runs and runs[-1][1] == at:
+                runs[-1] = (runs[-1][0], nxt)
+            else:
+                runs.append((at, nxt))
+        at = nxt
+    return runs
+
+
 def reserve(length: int, align: int, hint: int = 0) -> int:
     """An address with ``length`` free bytes congruent to 0 mod ``align``, as a PROT_NONE reservation
     the caller must map over or munmap (the get_unmapped_area emulation of core.map_shared)."""
@@ -193,7 +214,8 @@ class VmCore(MappingCore):
 
     def grow(self, m: Mapping, new_length: int) -> bool:
         """mremap growing m in place: False if the address range after it is not free. The new end
-        may be misaligned; the descriptor says so and every later fault of the vma SIGBUSes."""
+        may be misaligned; the descriptor says so and every later fault of the vma SIGBUSes, while
+        the entries installed before stay (vma_merge keeps the page tables: k34 step 15)."""
         with self._lock:
             self._live(m)
             extra = new_length - m.length
@@ -215,13 +237,22 @@ class VmCore(MappingCore):
             except BaseException:
                 dsys.munmap(m.end, extra)
                 raise
-            old_len = m.length
-            m.pieces = m.pieces + tuple(Piece(p.offset + old_len, p.length, p.phys) for p in add)
+            old_end = m.end
+            m.pieces = m.pieces + tuple(Piece(p.offset + m.length, p.length, p.phys) for p in add)
             m.length = new_length
-            self.table.t.vmas[m.vma_idx].end = m.addr + new_length
+
+            def op() -> None:
+                # vma_merge keeps the entries the vma has; SIGBUS decisions may change with
+                # vm_end (check_vma), so poison markers, which only cache them, must go
+                self.table.t.vmas[m.vma_idx].end = m.addr + new_length
+                if m.mode == "uffd":
+                    for lo, hi in absent_runs(m.addr, old_end, max(m.align, PAGE)):
+                        dsys.madvise(lo, hi - lo, dsys.MADV_DONTNEED)
+
+            self._mm_write(m.addr, m.end, op)  # mremap holds mmap_lock for write
             self._request(b"ADD")
-            self._zap(m)  # decisions may change (vm_end): markers must not outlive them
             if m.mode == "prefault":
+                self._zap(m)
                 self._populate(m)
             return True
 

@@ -42,11 +42,8 @@ pytestmark = [pytest.mark.skipif(_REASON is not None, reason=_REASON or ""), pyt
 
 #: Refinement gaps the conformance scenarios exposed (impl and spec disagree); issue 12 closes them.
 #: Strict: a fixed gap fails here until its entry is removed.
-#: A pmd table left in a 1G device's PUD slot (spec/fault.py leaves_pmd_table): the spec's scenario
-#: backend keeps it, impl's fault policy does not yet.
-PMD_TABLE = {"k24_mprotect_munmap_madvise_partial_1g", "k37_thp_toggle_fault_size_1g"}
-GAPS_MODERN = {"k34_mremap_shrink_grow_move_2m"} | PMD_TABLE
-GAPS_V410 = {"k34_mremap_shrink_grow_move_2m", "k44_disable_then_remove_one_of_two_4k"}
+GAPS_MODERN: set[str] = set()
+GAPS_V410 = {"k44_disable_then_remove_one_of_two_4k"}
 
 
 def _params(scs: list[Scenario], gaps: set[str]) -> list[object]:
