@@ -472,8 +472,9 @@ def _mremap(r: _Run, st: fmt.Step) -> str:
     before = r.s
     if path == "same":
         return "ok"
-    if path == "shrink":
-        outcome, r.s = mm.change(r.c, r.s, v, addr + new_len, addr + old_len, None)
+    if path == "shrink":  # do_vmi_munmap of the tail, across every vma it covers (all or nothing)
+        lo, hi, vmas = _range(r, m, st.offset + new_len, old_len - new_len)
+        return _apply(r, m, lo, hi, vmas, lambda c, s, w, a, b: mm.change(c, s, w, a, b, None))
     elif path == "expand":
         outcome, r.s = mm.mremap_grow(r.c, r.s, v, addr + new_len)
     elif path == "move":

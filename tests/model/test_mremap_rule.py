@@ -79,3 +79,35 @@ def test_old_len_zero_duplicates_a_shared_mapping(align: str) -> None:
     assert out == "ok"
     assert after.vmas[v] == vma  # the original stays
     assert sum(1 for x in after.vmas if x.file == vma.file) == 2
+
+
+def _backend(steps: list[dict[str, object]]) -> list[str]:
+    from devdax.scenario.parse import parse
+    from devdax.scenario.spec_backend import SpecBackend
+
+    rw = ["PROT_READ", "PROT_WRITE"]
+    head: list[dict[str, object]] = [
+        {"op": "open", "dev": 0, "flags": ["O_RDWR"], "as": "f"},
+        {
+            "op": "mmap",
+            "fd": "f",
+            "length": "4M",
+            "prot": rw,
+            "flags": ["MAP_SHARED"],
+            "offset": 0,
+            "as": "m",
+        },
+        {"op": "madvise", "map": "m", "offset": "2M", "length": "2M", "advice": "MADV_DONTFORK"},
+    ]
+    doc = {"format": "devdax-scenario/1", "name": "shrink", "profile": "modern", "steps": head + steps}
+    return SpecBackend().run(parse(doc))[3:]
+
+
+def test_a_shrink_unmaps_the_tail_across_vmas_all_or_nothing() -> None:
+    """do_vmi_munmap of [addr + new_len, addr + old_len) over both vmas: a cut inside the second
+    at a misaligned address is refused (may_split) and nothing changes (found by test_dax_random)."""
+    shrink = {"op": "mremap", "map": "m", "offset": 0, "old_length": "4M", "new_length": 2 * 2**20 + 4096}
+    touch = {"op": "touch", "map": "m", "offset": "3M", "access": "read"}
+    assert _backend([shrink, touch]) == ["EINVAL", "ok"]
+    aligned = {**shrink, "new_length": "2M"}
+    assert _backend([aligned, touch]) == ["ok", "SIGSEGV"]
