@@ -73,7 +73,7 @@ class Placement:
         process already uses it, the search goes on below, and after a few misses a fresh window
         is opened, which only costs the luck."""
         bus = self.bus
-        if bus.mm_top is not None:
+        if bus.mm_topdown and bus.mm_top is not None:
             busy = [(a.start, a.end) for a in bus._areas] + [(a, a + k) for a, k in self.res if k]
             for _ in range(_MM_TRIES):
                 addr = geometry.unmapped_area_topdown(busy, n, bus.mm_top)

@@ -56,6 +56,7 @@ class ImplBackend:
             return self._run(bus, scenario)
 
     def _run(self, bus: DaxBus, scenario: fmt.Scenario) -> list[str]:
+        bus.mm_topdown = True  # placed as on the kernels the scenarios are compared with
         su = scenario.setup
         region = bus.create_region(
             su.region_size, su.align, [[(d.start, d.size)] for d in su.devices], profile=scenario.profile
@@ -114,6 +115,9 @@ def _need_fd(r: _Run, name: str) -> DaxFile:
 
 def _open(r: _Run, st: fmt.Step) -> str:
     assert isinstance(st, fmt.Open)
+    refused = fops.path_lookup(r.bus.node_exists(r.devs[st.dev]), st.flags)
+    if refused:
+        return refused  # the scenario opens by path: devtmpfs first
     if fops.path_only(st.flags):
         p = r.bus.open_path(r.devs[st.dev])
         if st.as_:

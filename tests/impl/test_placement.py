@@ -46,11 +46,17 @@ def test_an_unaligned_offset_lands_aligned_under_an_aligned_mapping(bus: DaxBus)
     r = bus.create_region(8 * M2, M2)
     f = bus.open(r.devices[0], os.O_RDWR)
     try:
+        bus.mm_topdown = True  # the kernel's search, as the scenario backend asks for
         whole = f.mmap(4 * M2, RW, SH, 0)  # dax_get_unmapped_area aligns this one
         assert whole.addr % M2 == 0
         # offset 2M-4K: no aligned unit fits, the plain top-down search places it, under `whole`
         m = f.mmap(M2, RW, SH, M2 - 4096)
         assert m.addr == whole.addr - M2
+        bus.mm_topdown = False  # the checker's allocator: never aligned by luck
+        with pytest.raises(OSError) as e:
+            f.mmap(M2, RW, SH, M2 - 4096)
+        assert e.value.errno == errno.EINVAL
     finally:
+        bus.mm_topdown = False
         f.close()
         bus.remove_region(r)

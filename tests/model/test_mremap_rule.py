@@ -106,8 +106,14 @@ def _backend(steps: list[dict[str, object]]) -> list[str]:
 def test_a_shrink_unmaps_the_tail_across_vmas_all_or_nothing() -> None:
     """do_vmi_munmap of [addr + new_len, addr + old_len) over both vmas: a cut inside the second
     at a misaligned address is refused (may_split) and nothing changes (found by test_dax_random)."""
-    shrink = {"op": "mremap", "map": "m", "offset": 0, "old_length": "4M", "new_length": 2 * 2**20 + 4096}
-    touch = {"op": "touch", "map": "m", "offset": "3M", "access": "read"}
+    shrink: dict[str, object] = {
+        "op": "mremap",
+        "map": "m",
+        "offset": 0,
+        "old_length": "4M",
+        "new_length": 2 * 2**20 + 4096,
+    }
+    touch: dict[str, object] = {"op": "touch", "map": "m", "offset": "3M", "access": "read"}
     assert _backend([shrink, touch]) == ["EINVAL", "ok"]
-    aligned = {**shrink, "new_length": "2M"}
+    aligned: dict[str, object] = {**shrink, "new_length": "2M"}
     assert _backend([aligned, touch]) == ["ok", "SIGSEGV"]
