@@ -22,7 +22,7 @@ profile whose driver has a bug (no fault fallback, M3/M4) fails the lemma the bu
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import z3
@@ -54,6 +54,21 @@ class LemmaConfig:
 
 
 MODERN = LemmaConfig()
+
+LemmaFn = Callable[[LemmaConfig], list[Query]]
+#: (name, statement, source, queries) in the order the checklist prints them (the order below)
+LEMMAS: list[tuple[str, str, str, LemmaFn]] = []
+
+
+def lemma(statement: str, source: str) -> Callable[[LemmaFn], LemmaFn]:
+    """Lists the lemma below under its function's name, with its one-line statement and the kernel
+    rule it comes from, next to its queries."""
+
+    def add(fn: LemmaFn) -> LemmaFn:
+        LEMMAS.append((fn.__name__, statement, source, fn))
+        return fn
+
+    return add
 
 
 def exact(x: Term) -> Term:
@@ -116,6 +131,10 @@ def gua_setup() -> GuaSetup:
     return GuaSetup(length, pgoff, align, off, addr_align, result, hyps, aligned_path, shown)
 
 
+@lemma(
+    "get_unmapped_area(NULL) result is congruent to the file offset mod align",
+    "kernel-semantics.md 1.6 dax_get_unmapped_area",
+)
 def gua_congruent(cfg: LemmaConfig) -> list[Query]:
     """The reason dax_get_unmapped_area exists: ``addr_align + ((off - addr_align) & (align - 1))`` is
     congruent to the file offset, so a pgoff-aligned huge page is also virtually aligned."""
@@ -124,6 +143,10 @@ def gua_congruent(cfg: LemmaConfig) -> list[Query]:
     return [Query([*s.hyps, s.aligned_path], s.result & mask == s.off & mask, s.shown)]
 
 
+@lemma(
+    "get_unmapped_area result + len stays inside the len + align reservation",
+    "kernel-semantics.md 1.6 dax_get_unmapped_area",
+)
 def gua_in_reservation(cfg: LemmaConfig) -> list[Query]:
     """The adjustment is less than align, so the mapping stays inside the len + align bytes the
     allocator reserved and ``result + len`` does not wrap."""
@@ -144,6 +167,7 @@ def check_vma_of(
     return G.check_vma(alive, flags, start, end, align, cfg.private_test, cfg.pfn_dev_only, cfg.s_dax)
 
 
+@lemma("check_vma accepts exactly the alive, VM_MAYSHARE, aligned vmas", "kernel-semantics.md 1.5 check_vma")
 def check_vma_exact(cfg: LemmaConfig) -> list[Query]:
     """check_vma returns 0 iff the device is alive, the vma is VM_MAYSHARE (MAP_SHARED, whatever the
     file mode) and both ends are aligned: nothing else (not pgoff, not the device size) is looked at."""
@@ -179,6 +203,10 @@ def _mmap(cfg: LemmaConfig) -> tuple[GuaSetup, Term, list[Term], tuple[tuple[str
     return s, verdict, mmap_flags, shown
 
 
+@lemma(
+    "NULL-hint mmap with align-multiple offset and length passes check_vma",
+    "kernel-semantics.md 1.5-1.6; seed commit 2",
+)
 def mmap_aligned_accepted(cfg: LemmaConfig) -> list[Query]:
     """With an align-multiple offset and length (at least one unit) the aligned path is always taken
     and the vma it yields passes check_vma: a NULL-hint MAP_SHARED mmap of a live device succeeds."""
@@ -194,6 +222,10 @@ def mmap_aligned_accepted(cfg: LemmaConfig) -> list[Query]:
     return [Query(hyps, verdict == 0, shown)]
 
 
+@lemma(
+    "NULL-hint mmap with a misaligned offset fails check_vma (aligned path)",
+    "kernel-semantics.md 1.6 [INF]; seed commit 2",
+)
 def mmap_misaligned_rejected(cfg: LemmaConfig) -> list[Query]:
     """Seed commit 2: 'If userspace attempts to force a misaligned mapping, the driver will fail the
     mmap'. A misaligned offset makes vm_start misaligned by congruence, and check_vma says -EINVAL.
@@ -272,6 +304,10 @@ def _p2p(n: int, align: int) -> tuple[Device, Term, Term, Term, list[Term], tupl
     return dev, pgoff, found, phys, [pgoff_ok, *dev.hyps], shown
 
 
+@lemma(
+    "pgoff_to_phys entry lies inside exactly one range, never straddles its end",
+    "kernel-semantics.md 1.7 dax_pgoff_to_phys",
+)
 def p2p_inside_one_range(cfg: LemmaConfig) -> list[Query]:
     """A translated entry [phys, phys + size) lies inside exactly one range: the walk stops at the
     range holding pgoff and refuses (-1) an entry that would run past ``range.end``."""
@@ -289,6 +325,10 @@ def p2p_inside_one_range(cfg: LemmaConfig) -> list[Query]:
     return _cases(build)
 
 
+@lemma(
+    "pgoff_to_phys maps a size-aligned pgoff block to a size-aligned phys",
+    "kernel-semantics.md 1.7 dax_pgoff_to_phys",
+)
 def p2p_size_aligned(cfg: LemmaConfig) -> list[Query]:
     """Each range starts at an align-multiple pgoff and an align-aligned address, so an entry whose
     block is size-aligned in pgoff space is size-aligned physically: a huge page maps a huge page."""
@@ -301,6 +341,10 @@ def p2p_size_aligned(cfg: LemmaConfig) -> list[Query]:
     return _cases(build)
 
 
+@lemma(
+    "pgoff_to_phys past the device's last page is None (-1, SIGBUS)",
+    "kernel-semantics.md 1.7 dax_pgoff_to_phys",
+)
 def p2p_beyond_device(cfg: LemmaConfig) -> list[Query]:
     """A pgoff at or past the device's last page has no translation (the kernel's -1, then SIGBUS)."""
 
@@ -316,6 +360,10 @@ def p2p_beyond_device(cfg: LemmaConfig) -> list[Query]:
 # --------------------------------------------------------------------------------------------------
 
 
+@lemma(
+    "fault size > align FALLBACK, < align SIGBUS, == align proceeds (total)",
+    "kernel-semantics.md 1.7 PMD/PUD tables",
+)
 def negotiate_table(cfg: LemmaConfig) -> list[Query]:
     """For every fault size and align in {4K, 2M, 1G}: bigger than align -> FALLBACK, smaller ->
     SIGBUS, equal -> proceed. Total (an enum term is always one of its values) and deterministic (the
@@ -336,6 +384,10 @@ def negotiate_table(cfg: LemmaConfig) -> list[Query]:
     ]
 
 
+@lemma(
+    "fallback from any size ends at == align or SIGBUS in <= 2 steps",
+    "kernel-semantics.md 1.7 [INF] mm-side negotiation",
+)
 def negotiate_fallback_chain(cfg: LemmaConfig) -> list[Query]:
     """The mm retries a FALLBACK with the next smaller size (pud -> pmd -> pte). From any size, PUD
     included, at most two fallbacks lead to a fault that proceeds at exactly align or SIGBUSes, and
@@ -429,6 +481,10 @@ def _fault_queries(cfg: LemmaConfig, goal: Callable[[FaultSetup], tuple[list[Ter
     return out
 
 
+@lemma(
+    "a NOPAGE entry [addr, addr+size) lies inside [vm_start, vm_end)",
+    "kernel-semantics.md 1.7 pmd/pud vma-bounds check (M3/M4)",
+)
 def fault_entry_in_vma(cfg: LemmaConfig) -> list[Query]:
     """The vma-bounds check (the M3/M4 fix): an installed entry [addr, addr + size) never reaches
     outside its vma, so a huge entry cannot cover a neighbour's addresses."""
@@ -439,12 +495,17 @@ def fault_entry_in_vma(cfg: LemmaConfig) -> list[Query]:
     return _fault_queries(cfg, goal)
 
 
+@lemma("a NOPAGE entry's size equals the device align", "kernel-semantics.md 1.7 fault_size vs align (M3/M4)")
 def fault_entry_is_align(cfg: LemmaConfig) -> list[Query]:
     """Only a fault of exactly the device's align installs an entry (bigger falls back, smaller is
     SIGBUS): every mapping of the device is made of align-sized entries."""
     return _fault_queries(cfg, lambda f: ([], z3.BoolVal(f.fault_size == f.align)))
 
 
+@lemma(
+    "a NOPAGE entry's [phys, phys+size) lies inside one device range",
+    "kernel-semantics.md 1.7 dax_pgoff_to_phys",
+)
 def fault_phys_in_device(cfg: LemmaConfig) -> list[Query]:
     """The entry's physical block [phys, phys + size) lies inside one range of the device: a fault
     never maps memory the device does not own."""
@@ -456,6 +517,10 @@ def fault_phys_in_device(cfg: LemmaConfig) -> list[Query]:
     return _fault_queries(cfg, goal)
 
 
+@lemma(
+    "a NOPAGE entry's phys is size-aligned (check_vma's checks only: F3)",
+    "kernel-semantics.md 1.6-1.7; check_vma ignores vm_pgoff (docs/findings.md F3)",
+)
 def fault_phys_aligned(cfg: LemmaConfig) -> list[Query]:
     """What the kernel promises about a huge entry's physical block, with only the hypotheses the kernel
     checks: check_vma aligns vm_start and vm_end, nothing aligns vm_pgoff. This is *violated*: MAP_FIXED
@@ -473,6 +538,10 @@ def fault_phys_aligned(cfg: LemmaConfig) -> list[Query]:
     return sorted(queries, key=lambda q: not q.label.startswith(tuple(same)))
 
 
+@lemma(
+    "with an align-multiple vm_pgoff (the F3 fix) phys is size-aligned",
+    "kernel-semantics.md 1.6-1.7 dax_get_unmapped_area; docs/findings.md F3",
+)
 def fault_phys_aligned_given_offset(cfg: LemmaConfig) -> list[Query]:
     """The fix of F3: with an align-multiple file offset (what dax_get_unmapped_area's aligned path
     yields, and what a check ``IS_ALIGNED(vma->vm_pgoff << PAGE_SHIFT, dev_dax->align)`` in check_vma
@@ -482,107 +551,6 @@ def fault_phys_aligned_given_offset(cfg: LemmaConfig) -> list[Query]:
         return [(f.vm_pgoff * g.PAGE_SIZE) % f.align == 0], f.fault.phys % f.fault_size == 0
 
     return _fault_queries(cfg, goal)
-
-
-# --------------------------------------------------------------------------------------------------
-# The list
-# --------------------------------------------------------------------------------------------------
-
-LemmaFn = Callable[[LemmaConfig], list[Query]]
-
-#: (name, statement, source, queries) in the order the checklist prints them
-LEMMAS: Sequence[tuple[str, str, str, LemmaFn]] = (
-    (
-        "gua_congruent",
-        "get_unmapped_area(NULL) result is congruent to the file offset mod align",
-        "kernel-semantics.md 1.6 dax_get_unmapped_area",
-        gua_congruent,
-    ),
-    (
-        "gua_in_reservation",
-        "get_unmapped_area result + len stays inside the len + align reservation",
-        "kernel-semantics.md 1.6 dax_get_unmapped_area",
-        gua_in_reservation,
-    ),
-    (
-        "check_vma_exact",
-        "check_vma accepts exactly the alive, VM_MAYSHARE, aligned vmas",
-        "kernel-semantics.md 1.5 check_vma",
-        check_vma_exact,
-    ),
-    (
-        "mmap_aligned_accepted",
-        "NULL-hint mmap with align-multiple offset and length passes check_vma",
-        "kernel-semantics.md 1.5-1.6; seed commit 2",
-        mmap_aligned_accepted,
-    ),
-    (
-        "mmap_misaligned_rejected",
-        "NULL-hint mmap with a misaligned offset fails check_vma (aligned path)",
-        "kernel-semantics.md 1.6 [INF]; seed commit 2",
-        mmap_misaligned_rejected,
-    ),
-    (
-        "p2p_inside_one_range",
-        "pgoff_to_phys entry lies inside exactly one range, never straddles its end",
-        "kernel-semantics.md 1.7 dax_pgoff_to_phys",
-        p2p_inside_one_range,
-    ),
-    (
-        "p2p_size_aligned",
-        "pgoff_to_phys maps a size-aligned pgoff block to a size-aligned phys",
-        "kernel-semantics.md 1.7 dax_pgoff_to_phys",
-        p2p_size_aligned,
-    ),
-    (
-        "p2p_beyond_device",
-        "pgoff_to_phys past the device's last page is None (-1, SIGBUS)",
-        "kernel-semantics.md 1.7 dax_pgoff_to_phys",
-        p2p_beyond_device,
-    ),
-    (
-        "negotiate_table",
-        "fault size > align FALLBACK, < align SIGBUS, == align proceeds (total)",
-        "kernel-semantics.md 1.7 PMD/PUD tables",
-        negotiate_table,
-    ),
-    (
-        "negotiate_fallback_chain",
-        "fallback from any size ends at == align or SIGBUS in <= 2 steps",
-        "kernel-semantics.md 1.7 [INF] mm-side negotiation",
-        negotiate_fallback_chain,
-    ),
-    (
-        "fault_entry_in_vma",
-        "a NOPAGE entry [addr, addr+size) lies inside [vm_start, vm_end)",
-        "kernel-semantics.md 1.7 pmd/pud vma-bounds check (M3/M4)",
-        fault_entry_in_vma,
-    ),
-    (
-        "fault_entry_is_align",
-        "a NOPAGE entry's size equals the device align",
-        "kernel-semantics.md 1.7 fault_size vs align (M3/M4)",
-        fault_entry_is_align,
-    ),
-    (
-        "fault_phys_in_device",
-        "a NOPAGE entry's [phys, phys+size) lies inside one device range",
-        "kernel-semantics.md 1.7 dax_pgoff_to_phys",
-        fault_phys_in_device,
-    ),
-    (
-        "fault_phys_aligned",
-        "a NOPAGE entry's phys is size-aligned (check_vma's checks only: F3)",
-        "kernel-semantics.md 1.6-1.7; check_vma ignores vm_pgoff (docs/findings.md F3)",
-        fault_phys_aligned,
-    ),
-    (
-        "fault_phys_aligned_given_offset",
-        "with an align-multiple vm_pgoff (the F3 fix) phys is size-aligned",
-        "kernel-semantics.md 1.6-1.7 dax_get_unmapped_area; docs/findings.md F3",
-        fault_phys_aligned_given_offset,
-    ),
-)
 
 
 def _goal(fn: LemmaFn, cfg: LemmaConfig) -> Callable[[float], Verdict]:
