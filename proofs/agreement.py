@@ -16,19 +16,20 @@ from __future__ import annotations
 import itertools
 from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 import z3
 
 # What this module takes from model/: the movers reduction of the spec's successor relation (the Z3
 # step relation is compared with the same fused steps the checker explores).
 from devdax.model.reduction import reduced_successors
-from devdax.proofs.engine import reader
+from devdax.proofs.engine import one_of, reader, which
 from devdax.proofs.protocol import (
     P_GONE,
     P_IDLE,
     PROG_CODES,
     PROTOCOL_STEPS,
+    VMA_FIELDS,
     Protocol,
     State,
     Universe,
@@ -124,12 +125,11 @@ class Side(Generic[Ob]):
         several steps), None when no run of at most ``len(longer) + 1`` steps does."""
         k = (self.key(o), self.key(ot))
         if k not in self._matched:
-            fired = [z3.Bool(f"agree:fired{i}") for i in range(len(self.instances))]
-            picks = [z3.Implies(b, f) for b, (_, f, _) in zip(fired, self.instances, strict=True)]
-            _, m, _ = self.ask(here, *picks, z3.Or(*fired), self.target(self.states[1], ot))
+            formulas, fired = one_of(self.instances, "agree")
+            _, m, _ = self.ask(here, *formulas, self.target(self.states[1], ot))
             found = None
             if m is not None:
-                i = next(i for i, b in enumerate(fired) if z3.is_true(m.eval(b, model_completion=True)))
+                i = which(m, fired)
                 found = (i, [self._fix(m, p) for p in self.instances[i][2].values()])
             for n, run in enumerate(self.longer, 2):
                 if found is None and self.ask(here, run, self.target(self.states[n], ot))[0] == z3.sat:
@@ -320,51 +320,37 @@ def layout(pr: Protocol, c: Ctx, dev: int = 0) -> list[Term]:
     return out
 
 
+#: the State fields an Obs lists, in its order: a CPU's record and an entry's (a vma's: VMA_FIELDS)
+CPU_OBS = ("pc", "nest", "pre", "left", "cvma", "caddr", "csize", "cres", "cphys")
+ENT_OBS = ("evma", "eaddr", "esize", "ephys")
+
+
 def pin(pr: Protocol, st: State, o: Obs, cpu_order: tuple[int, ...] | None = None) -> Term:
     """st shows exactly o (CPU i of the universe is o.cpus[cpu_order[i]]; identity when None)."""
     u = pr.u
     assert u.cpus is not None and u.vmas is not None and u.ents is not None
+    vmas = u.vmas
+
+    def fields(names: Sequence[str], x: Term, rec: Sequence[Any]) -> list[Term]:
+        """field[x] == value for each name (a vma field's value is a vma's index)."""
+        return [
+            getattr(st, n)[x] == (vmas[v] if n in ("cvma", "evma") else v)
+            for n, v in zip(names, rec, strict=True)
+        ]
+
     out = [st.prog == o.prog, st.p == o.p, st.alive == o.alive, st.dead == o.dead, st.gp == o.gp]
     order = cpu_order if cpu_order is not None else tuple(range(len(o.cpus)))
     for i, k in enumerate(order):
-        x, (pc, nest, pre, left, vma, addr, size, res, phys) = u.cpus[i], o.cpus[k]
-        out += [st.pc[x] == pc, st.nest[x] == nest, st.pre[x] == pre, st.left[x] == left]
-        if not (pc == C_IDLE and res == R_NONE):
-            out += [
-                st.cvma[x] == u.vmas[vma],
-                st.caddr[x] == addr,
-                st.csize[x] == size,
-                st.cres[x] == res,
-                st.cphys[x] == phys,
-            ]
-        else:
-            out.append(st.cres[x] == R_NONE)
-    for j, (used, start, end, pgoff, shared, may, write, dc) in enumerate(o.vmas):
-        x = u.vmas[j]
-        out.append(st.used[x] == used)
-        if used:
-            out += [
-                st.vstart[x] == start,
-                st.vend[x] == end,
-                st.vpgoff[x] == pgoff,
-                st.vshared[x] == shared,
-                st.vmayshare[x] == may,
-                st.vwrite[x] == write,
-                st.vdontcopy[x] == dc,
-            ]
-
-    vma_elems = u.vmas
-
-    def is_entry(e: Term, ent: EntObs) -> Term:
-        vma, addr, size, phys = ent
-        return z3.And(
-            st.evma[e] == vma_elems[vma], st.eaddr[e] == addr, st.esize[e] == size, st.ephys[e] == phys
-        )
-
+        rec, x = o.cpus[k], u.cpus[i]
+        idle = rec[0] == C_IDLE and rec[7] == R_NONE  # an idle CPU's fault fields are not kept
+        out += fields(CPU_OBS[:4], x, rec[:4])
+        out += fields(("cres",), x, (R_NONE,)) if idle else fields(CPU_OBS[4:], x, rec[4:])
+    for j, vma in enumerate(o.vmas):
+        out += fields(VMA_FIELDS if vma[0] else VMA_FIELDS[:1], vmas[j], vma if vma[0] else vma[:1])
     for e in u.ents:
-        out.append(z3.Implies(st.live[e], z3.Or(*(is_entry(e, x) for x in o.entries))))
+        out.append(z3.Implies(st.live[e], z3.Or(*(z3.And(*fields(ENT_OBS, e, x)) for x in o.entries))))
     for ent in o.entries:
-        out.append(z3.Or(*(z3.And(st.live[e], is_entry(e, ent)) for e in u.ents)))
+        out.append(z3.Or(*(z3.And(st.live[e], *fields(ENT_OBS, e, ent)) for e in u.ents)))
     return z3.And(*out)
 
 
@@ -372,52 +358,25 @@ def observe(pr: Protocol, m: Term, st: State) -> Obs:
     """The Obs a model gives a state."""
     u = pr.u
     assert u.cpus is not None and u.vmas is not None and u.ents is not None
-
     ev, num, flag = reader(m)
+    vmas = u.vmas
 
-    vma_elems = u.vmas
-
-    def vma_index(t: Term) -> int:
-        val = ev(t)
-        return next(i for i, x in enumerate(vma_elems) if z3.eq(x, val))
-
-    cpus = tuple(
-        sorted(
-            _cpu(
-                num(st.pc[x]),
-                num(st.nest[x]),
-                flag(st.pre[x]),
-                num(st.left[x]),
-                vma_index(st.cvma[x]),
-                num(st.caddr[x]),
-                num(st.csize[x]),
-                num(st.cres[x]),
-                num(st.cphys[x]),
-            )
-            for x in u.cpus
+    def rec(names: Sequence[str], x: Term) -> tuple[Any, ...]:
+        """The values of x's fields: Bools, ints, a vma as its index."""
+        vals = [ev(getattr(st, n)[x]) for n in names]
+        return tuple(
+            z3.is_true(v)
+            if z3.is_bool(v)
+            else v.as_long()
+            if z3.is_int_value(v)
+            else next(i for i, y in enumerate(vmas) if z3.eq(y, v))
+            for v in vals
         )
-    )
-    vmas = tuple(
-        (
-            True,
-            num(st.vstart[x]),
-            num(st.vend[x]),
-            num(st.vpgoff[x]),
-            flag(st.vshared[x]),
-            flag(st.vmayshare[x]),
-            flag(st.vwrite[x]),
-            flag(st.vdontcopy[x]),
-        )
-        if flag(st.used[x])
-        else UNUSED_VMA
-        for x in u.vmas
-    )
-    entries = frozenset(
-        (vma_index(st.evma[e]), num(st.eaddr[e]), num(st.esize[e]), num(st.ephys[e]))
-        for e in u.ents
-        if flag(st.live[e])
-    )
-    return Obs(num(st.prog), num(st.p), flag(st.alive), flag(st.dead), flag(st.gp), cpus, vmas, entries)
+
+    cpus = tuple(sorted(_cpu(*rec(CPU_OBS, x)) for x in u.cpus))
+    vma_obs = tuple(rec(VMA_FIELDS, x) if flag(st.used[x]) else UNUSED_VMA for x in vmas)
+    entries = frozenset(rec(ENT_OBS, e) for e in u.ents if flag(st.live[e]))
+    return Obs(num(st.prog), num(st.p), flag(st.alive), flag(st.dead), flag(st.gp), cpus, vma_obs, entries)
 
 
 def reachable(c: Ctx, limit: int = 5000, fused: bool = False) -> Iterator[SpecState]:
@@ -463,11 +422,18 @@ def protocol_side(c: Ctx, pr: Protocol, fused: bool = False) -> Side[Obs]:
     )
 
 
+def spec_moves(c: Ctx, fused: bool = False) -> Callable[[SpecState], list[tuple[str, SpecState]]]:
+    """The spec's transitions from a state, labelled as a mismatch prints them; ``fused``: the movers
+    reduction's (model/reduction.py)."""
+    nxt = reduced_successors if fused else successors
+    return lambda s: [(f"{tr.action}{tr.args} -> {tr.outcome}", tr.state) for tr in nxt(c, s)]
+
+
 def check_config(c: Ctx, limit: int = 5000, fused: bool = False) -> tuple[int, list[Mismatch]]:
     """Every reachable state of the configuration (up to ``limit``): (states checked, mismatches).
     ``fused``: the protocol's fused CPU steps against the spec's reduced successors."""
-    nxt = reduced_successors if fused else successors
-    graph = ((s, [(f"{t.action}{t.args}", t.state) for t in nxt(c, s)]) for s in reachable(c, limit, fused))
+    moves = spec_moves(c, fused)
+    graph = ((s, moves(s)) for s in reachable(c, limit, fused))
     side = protocol_side(c, protocol_for(c, universe_for(c)), fused)
     n, _, bad = agree(graph, lambda s: abstract(c, s), side)
     return n, bad

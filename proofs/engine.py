@@ -137,6 +137,8 @@ class Frame(Generic[S]):
 # --------------------------------------------------------------------------------------------------
 
 St = dict[str, Term]
+#: state variable name -> its sort: a Z3 sort, or (domain, range) for an array
+Sorts = dict[str, Term | tuple[Term, Term]]
 #: an action: (before, after, tag) -> (formula, parameters to print as name -> term)
 ActionFn = Callable[[St, St, str], tuple[Term, dict[str, Term]]]
 
@@ -145,8 +147,7 @@ ActionFn = Callable[[St, St, str], tuple[Term, dict[str, Term]]]
 class Sys:
     """A system described by its variables and named actions; ``system`` is what the engine checks."""
 
-    #: state variable name -> sort builder: a Z3 sort, or (domain, range) for an array
-    vars: dict[str, Term | tuple[Term, Term]]
+    vars: Sorts
     init: Callable[[St], Term]
     actions: dict[str, ActionFn]
     invariants: list[Inv[St]]
@@ -156,13 +157,7 @@ class Sys:
     tidy: Callable[[St, int], Term] | None = None
 
     def fresh(self, tag: str) -> St:
-        out: St = {}
-        for name, sort in self.vars.items():
-            if isinstance(sort, tuple):
-                out[name] = z3.Array(f"{name}@{tag}", sort[0], sort[1])
-            else:
-                out[name] = z3.Const(f"{name}@{tag}", sort)
-        return out
+        return declare(self.vars, tag)
 
     def step(self, s: St, t: St, tag: str) -> list[Act]:
         out = []
@@ -177,9 +172,23 @@ class Sys:
         return System(self.fresh, self.init, self.step, self.invariants, self.render, tidy=self.tidy)
 
 
+def declare(sorts: Sorts, tag: str) -> St:
+    """One fresh variable per name, ``name@tag``: a constant of the sort, or an array for a
+    (domain, range) pair; in the order given (Z3 numbers terms as they are made)."""
+    return {
+        name: z3.Array(f"{name}@{tag}", *sort) if isinstance(sort, tuple) else z3.Const(f"{name}@{tag}", sort)
+        for name, sort in sorts.items()
+    }
+
+
 def unchanged(s: St, t: St, *but: str) -> Term:
     """Every variable keeps its value except those named (the frame condition of an action)."""
     return z3.And(*(t[k] == v for k, v in s.items() if k not in but))
+
+
+def becomes(s: St, t: St, **new: Term) -> Term:
+    """t is s with the named variables set to new values: an action's effect and its frame."""
+    return z3.And(*(t[k] == v for k, v in new.items()), unchanged(s, t, *new))
 
 
 def _compiled(sys: System[Any] | Sys) -> System[Any]:
@@ -223,6 +232,19 @@ def render_cti(
     )
 
 
+def one_of(acts: Sequence[Act], tag: str) -> tuple[list[Term], list[Term]]:
+    """Some action of ``acts`` fires: (the formulas that say so, one selector per action). The
+    selector says which one fired: a formula with a quantifier does not always evaluate to a truth
+    value in the model."""
+    fired = [z3.Bool(f"fired:{i}:{a[0]}@{tag}") for i, a in enumerate(acts)]
+    return [*(z3.Implies(b, a[1]) for b, a in zip(fired, acts, strict=True)), z3.Or(*fired)], fired
+
+
+def which(m: Term, fired: Sequence[Term]) -> int:
+    """The action whose selector (``one_of``) is true in model m."""
+    return next(i for i, b in enumerate(fired) if z3.is_true(m.eval(b, model_completion=True)))
+
+
 @dataclass(frozen=True)
 class Run:
     """A run from Init found by ``shortest_run``: the model, the states, and each step's action."""
@@ -245,17 +267,14 @@ def shortest_run(
     states = [sys.fresh("t0")]
     solver = solver_for(deadline - time.monotonic())
     solver.add(*sys.rigid, sys.init(states[0]))
-    steps: list[list[tuple[Term, Act]]] = []
+    steps: list[tuple[list[Act], list[Term]]] = []
     for k in range(depth + 1):
         if k > 0:
             states.append(sys.fresh(f"t{k}"))
             acts = sys.step(states[k - 1], states[k], f"s{k}")
-            # one selector per action says which fired (a formula with a quantifier does not always
-            # evaluate to a truth value in the model)
-            picks = [(z3.Bool(f"fired:{i}:{a[0]}@s{k}"), a) for i, a in enumerate(acts)]
-            solver.add(*(z3.Implies(b, a[1]) for b, a in picks))
-            solver.add(z3.Or(*(b for b, _ in picks)))
-            steps.append(picks)
+            formulas, fired = one_of(acts, f"s{k}")
+            solver.add(*formulas)
+            steps.append((acts, fired))
         left = deadline - time.monotonic()
         if left <= 0:
             return None
@@ -265,8 +284,7 @@ def shortest_run(
         r = solver.check()
         if r == z3.sat:
             m = _tidy_model(sys, solver, states[0]) or solver.model()
-            fired = [next(a for b, a in p if z3.is_true(m.eval(b, model_completion=True))) for p in steps]
-            return Run(m, states, fired)
+            return Run(m, states, [acts[which(m, fired)] for acts, fired in steps])
         solver.pop()
         if r == z3.unknown:
             return None

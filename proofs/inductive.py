@@ -41,7 +41,7 @@ from devdax.proofs.protocol import (
     Universe,
     programs_for,
 )
-from devdax.proofs.runner import Obligation, Status, Verdict
+from devdax.proofs.runner import Obligation, Status, Verdict, invariant_obligations
 from devdax.proofs.smt import Term
 from devdax.spec import geometry as g
 from devdax.spec.profiles import Profile
@@ -466,52 +466,34 @@ def check_no_sleep_in_rcu(profile: Profile, align: int, timeout: float) -> Verdi
     return Verdict(Status.PROVED)
 
 
+def check_aligned(profile: Profile, aligns: Sequence[int], name: str, timeout: float) -> Verdict:
+    """The invariant ``name`` for each alignment in turn, sharing the budget; the first failure."""
+    deadline = time.monotonic() + timeout
+    for align in aligns:
+        left = max(0.001, deadline - time.monotonic())
+        v = check_invariant(context(profile, align), name, left, f"align {g.ALIGN_NAMES[align]}: ")
+        if v.status is not Status.PROVED:
+            return v
+    return Verdict(Status.PROVED)
+
+
 def inductive_obligations(profile: Profile, aligns: Sequence[int] = ALIGNS) -> list[Obligation]:
     """One obligation per invariant, each checked for every alignment, and the non-vacuity check."""
-
-    def consistent(timeout: float) -> Verdict:
-        return check_not_vacuous(profile, aligns[0], timeout)
-
     out = [
         Obligation(
             "proto_not_vacuous",
             "the invariants hold in a reachable initial state and after a step",
             "proofs/inductive.py",
-            consistent,
-        )
-    ]
-
-    def no_sleep(timeout: float) -> Verdict:
-        return check_no_sleep_in_rcu(profile, aligns[0], timeout)
-
-    out.append(
+            partial(check_not_vacuous, profile, aligns[0]),
+        ),
         Obligation(
             "proto_no_sleep_in_rcu",
             "step property: no step that may sleep (vmf_insert_* -> "
             "pte_alloc) runs inside a read section that cannot sleep (rcu_read_lock)",
             "spec/invariants.py no_sleep_in_rcu; M5 956a4cd2c957",
-            no_sleep,
-        )
-    )
-    for inv in INVARIANTS:
-
-        def goal(timeout: float, inv: Invariant = inv) -> Verdict:
-            deadline = time.monotonic() + timeout
-            for align in aligns:
-                left = max(0.001, deadline - time.monotonic())
-                label = f"align {g.ALIGN_NAMES[align]}: "
-                v = check_invariant(context(profile, align), inv.name, left, label)
-                if v.status is not Status.PROVED:
-                    return v
-            return Verdict(Status.PROVED)
-
-        kind = "invariant" if inv.kind == "spec" else "strengthening"
-        out.append(
-            Obligation(
-                f"proto_{inv.name}",
-                f"{kind}, inductive for any CPUs/vmas: {inv.doc}",
-                "spec/invariants.py" if inv.kind == "spec" else "proofs/inductive.py",
-                goal,
-            )
-        )
-    return out
+            partial(check_no_sleep_in_rcu, profile, aligns[0]),
+        ),
+    ]
+    invariants = [(i.name, i.kind, i.doc) for i in INVARIANTS]
+    check = partial(check_aligned, profile, aligns)
+    return out + invariant_obligations("proto_", "CPUs/vmas", "proofs/inductive.py", invariants, check)

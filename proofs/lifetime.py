@@ -51,7 +51,7 @@ from devdax.proofs import engine
 from devdax.proofs.agreement import Mismatch, Side, agree, explore
 from devdax.proofs.engine import b2i, forall, reader
 from devdax.proofs.ghost import appended, numbered, removed
-from devdax.proofs.runner import Obligation, Status, Verdict
+from devdax.proofs.runner import Obligation, Status, Verdict, invariant_obligations
 from devdax.proofs.smt import Term
 from devdax.spec import admin
 from devdax.spec.config import Config, MmapShape
@@ -141,19 +141,12 @@ class LState:
     def fresh(tag: str, fsort: Term = LFILE) -> LState:
         ints = {"prog", "pc", "binds_left", "rg_phase", "rg_kref", "phase", "dev_ref", "cdev_ref"}
         ints |= {"children", "zombies", "oops", "nfiles", "lost"}
-        arrays = {
-            **dict.fromkeys(("opened", "fd", "pnull"), (fsort, B)),
-            **dict.fromkeys(("nv", "count", "idx"), (fsort, N)),
-            "slot": (N, fsort),
+        sorts: dict[str, Term | tuple[Term, Term]] = {
+            f.name: N if f.name in ints else B for f in fields(LState)
         }
-        vals: dict[str, Term] = {}
-        for f in fields(LState):
-            name = f"{f.name}@{tag}"
-            if f.name in arrays:
-                vals[f.name] = z3.Array(name, *arrays[f.name])
-            else:
-                vals[f.name] = z3.Int(name) if f.name in ints else z3.Bool(name)
-        return LState(**vals)
+        sorts |= {**dict.fromkeys(("opened", "fd", "pnull"), (fsort, B)), "slot": (N, fsort)}
+        sorts |= dict.fromkeys(("nv", "count", "idx"), (fsort, N))
+        return LState(**engine.declare(sorts, tag))
 
     def replace(self, **changes: Term) -> LState:
         return replace(self, **changes)
@@ -808,37 +801,25 @@ def abstract(c: Ctx, s: SpecState, added: bool = False) -> dict[str, object]:
         (fl.dev == 0, fl.fd, fl.private_null, sum(1 for v in s.vmas if v.file == i), fl.f_count)
         for i, fl in enumerate(s.files)
     )
-    return {
+    own = {
         "prog": CODE[a.prog],
         "pc": a.pc if a.prog else 0,
         "binds_left": a.binds_left[0],
-        "rg_phase": rg.phase,
-        "rg_kref": rg.kref,
-        "provider_ref": rg.provider_ref,
-        "devm_ref": rg.devm_ref,
-        "rg_freed": rg.freed,
-        "phase": d.phase,
-        "id_held": d.id_held,
-        "minor_held": d.minor_held,
         "has_minor": d.minor >= 0,
-        "init_ref": d.init_ref,
-        "dev_ref": d.dev_ref,
-        "cdev_live": d.cdev_live,
-        "cdev_ref": d.cdev_ref,
-        "cdev_mapped": d.cdev_mapped,
-        "icdev_cached": d.icdev_cached,
-        "holds_region": d.holds_region,
-        "registered": d.registered,
-        "bound": d.bound,
-        "alive": d.alive,
-        "children": d.children,
-        "zombies": d.zombies,
-        "dead": d.dead,
         "gp": s.gp,
         "oops": oops_code(s.oops),
-        "files": files,
-        "added": added,
     }
+    # every other field is the region's (REGION_FIELDS) or the device's under its own name
+    scalars = {
+        n: own[n] if n in own else getattr(rg, REGION_FIELDS[n]) if n in REGION_FIELDS else getattr(d, n)
+        for n in OBS_FIELDS
+    }
+    return {**scalars, "files": files, "added": added}
+
+
+#: LState's fields of spec/state.Region, by their name there
+REGION_FIELDS = {"rg_phase": "phase", "rg_kref": "kref", "rg_freed": "freed"}
+REGION_FIELDS |= {"provider_ref": "provider_ref", "devm_ref": "devm_ref"}
 
 
 @cache
@@ -1055,34 +1036,18 @@ def lifetime_obligations(profile: Profile) -> list[Obligation]:
     non-vacuity check; none for v4.7 (``supported``)."""
     if not supported(profile):
         return []
-
-    def vacuous(timeout: float) -> Verdict:
-        return check_not_vacuous(profile, timeout)
-
-    out = [
-        Obligation(
-            "life_not_vacuous",
-            "the lifetime invariants admit a live device with open files",
-            "proofs/lifetime.py",
-            vacuous,
-        )
-    ]
+    vacuous = Obligation(
+        "life_not_vacuous",
+        "the lifetime invariants admit a live device with open files",
+        "proofs/lifetime.py",
+        partial(check_not_vacuous, profile),
+    )
     docs = [(i.name, i.kind, i.doc) for i in invariants_for(profile)] + [("admin_table", "aux", TABLE_DOC)]
-    for name, kind, doc in docs:
-
-        def goal(timeout: float, name: str = name) -> Verdict:
-            return check(profile, name, timeout)
-
-        what = "invariant" if kind == "spec" else "strengthening"
-        out.append(
-            Obligation(
-                f"life_{name}",
-                f"{what}, inductive for any files/vmas/binds: {doc}",
-                "spec/invariants.py" if kind == "spec" else "proofs/lifetime.py",
-                goal,
-            )
-        )
-    return out
+    scope = "files/vmas/binds"
+    return [
+        vacuous,
+        *invariant_obligations("life_", scope, "proofs/lifetime.py", docs, partial(check, profile)),
+    ]
 
 
 __all__ = ["INVARIANTS", "LState", "Model", "abstract", "lifetime_obligations", "reachable"]

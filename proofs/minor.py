@@ -42,17 +42,17 @@ from functools import partial
 
 import z3
 
-from devdax.proofs.agreement import Mismatch, Side, agree, explore
+from devdax.proofs.agreement import Mismatch, Side, agree, explore, spec_moves
 from devdax.proofs.engine import (
     ActionFn,
     Inv,
     St,
     Sys,
+    becomes,
     check_inductive,
     check_reaches,
     forall,
     show,
-    unchanged,
     universe,
 )
 from devdax.proofs.runner import Obligation, Verdict
@@ -100,10 +100,7 @@ def _create(s: St, t: St, tag: str) -> tuple[Term, dict[str, Term]]:
     """ida_alloc_id: a fresh device instance starts being created (any region, any generation)."""
     d = z3.Const(f"d@{tag}", DEV)
     return z3.And(
-        z3.Not(s["live"][d]),
-        z3.Not(s["gone"][d]),
-        t["live"] == z3.Store(s["live"], d, True),
-        unchanged(s, t, "live"),
+        z3.Not(s["live"][d]), z3.Not(s["gone"][d]), becomes(s, t, live=z3.Store(s["live"], d, True))
     ), {"d": d}
 
 
@@ -113,26 +110,17 @@ def _alloc(rules: MinorRules, s: St, t: St, tag: str) -> tuple[Term, dict[str, T
     bound = m < s["nr"] if rules.bounded else z3.BoolVal(True)
     k = z3.Int(f"k@{tag}")
     lowest = z3.ForAll([k], z3.Implies(z3.And(k >= 0, k < m), s["ida"][k]))
-    return z3.And(
-        s["live"][d],
-        s["minor"][d] == -1,
-        m >= 0,
-        bound,
-        z3.Not(s["ida"][m]),
-        lowest,
-        t["minor"] == z3.Store(s["minor"], d, m),
-        t["held"] == z3.Store(s["held"], d, True),
-        t["ida"] == z3.Store(s["ida"], m, True),
-        t["owner"] == z3.Store(s["owner"], m, d),
-        unchanged(s, t, "minor", "held", "ida", "owner"),
-    ), {"d": d, "m": m}
+    minor, held = z3.Store(s["minor"], d, m), z3.Store(s["held"], d, True)
+    ida, owner = z3.Store(s["ida"], m, True), z3.Store(s["owner"], m, d)
+    effect = becomes(s, t, minor=minor, held=held, ida=ida, owner=owner)
+    guard = [s["live"][d], s["minor"][d] == -1, m >= 0, bound, z3.Not(s["ida"][m]), lowest]
+    return z3.And(*guard, effect), {"d": d, "m": m}
 
 
 def _free_minor(s: St, t: St, tag: str) -> tuple[Term, dict[str, Term]]:
     """ida_free_minor at unregister: the device may stay live (open files hold it)."""
     d = z3.Const(f"d@{tag}", DEV)
-    upd = _free(s, d)
-    return z3.And(s["held"][d], *(t[k] == v for k, v in upd.items()), unchanged(s, t, *upd)), {"d": d}
+    return z3.And(s["held"][d], becomes(s, t, **_free(s, d))), {"d": d}
 
 
 def _release(rules: MinorRules, s: St, t: St, tag: str) -> tuple[Term, dict[str, Term]]:
@@ -140,23 +128,17 @@ def _release(rules: MinorRules, s: St, t: St, tag: str) -> tuple[Term, dict[str,
     d = z3.Const(f"d@{tag}", DEV)
     gone = {"live": z3.Store(s["live"], d, False), "gone": z3.Store(s["gone"], d, True)}
     upd = {**gone, **_free(s, d)} if rules.free_at_release else gone
-    effect = z3.And(*(t[k] == v for k, v in upd.items()), unchanged(s, t, *upd))
+    effect = becomes(s, t, **upd)
     if rules.free_at_release:  # dev_release frees only a minor the device still holds
-        effect = z3.If(
-            s["held"][d], effect, z3.And(*(t[k] == v for k, v in gone.items()), unchanged(s, t, *gone))
-        )
+        effect = z3.If(s["held"][d], effect, becomes(s, t, **gone))
     return z3.And(s["live"][d], effect), {"d": d}
 
 
 def _kfree(s: St, t: St, tag: str) -> tuple[Term, dict[str, Term]]:
     """M18: kfree after device_initialize: gone, and no release callback returns the minor."""
     d = z3.Const(f"d@{tag}", DEV)
-    return z3.And(
-        s["live"][d],
-        t["live"] == z3.Store(s["live"], d, False),
-        t["gone"] == z3.Store(s["gone"], d, True),
-        unchanged(s, t, "live", "gone"),
-    ), {"d": d}
+    gone = becomes(s, t, live=z3.Store(s["live"], d, False), gone=z3.Store(s["gone"], d, True))
+    return z3.And(s["live"][d], gone), {"d": d}
 
 
 def _init(s: St) -> Term:
@@ -424,7 +406,7 @@ def check_agreement(
     The converse (every model step is a spec step) is not checked: the model lets any device be
     created, given a minor, released or (v4.7) have its minor freed at any moment, where the spec's
     admin programs and reference counts decide when; see tests/proofs/test_minor.py."""
-    from devdax.spec.system import init, successors
+    from devdax.spec.system import init
 
     sys = system(rules if rules is not None else rules_of(c.prof))
     elems = [z3.Const(f"dev{i}", DEV) for i in range(c.cfg.instances)]
@@ -437,8 +419,4 @@ def check_agreement(
         base=[z3.Distinct(*elems)] if len(elems) > 1 else [],
         incremental=True,
     )
-
-    def moves(s: SpecState) -> list[tuple[str, SpecState]]:
-        return [(f"{tr.action}{tr.args} -> {tr.outcome}", tr.state) for tr in successors(c, s)]
-
-    return agree(explore(init(c), moves, limit), lambda s: abstract(c, s), side)
+    return agree(explore(init(c), spec_moves(c), limit), lambda s: abstract(c, s), side)

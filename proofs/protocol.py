@@ -107,19 +107,16 @@ class Universe:
     def finite(self) -> bool:
         return self.cpus is not None
 
-    def forall(self, sort: Term, body: Callable[[Term], Term], name: str = "x") -> Term:
+    def forall(self, sort: Term, body: Callable[[Term], Term], name: str = "x", some: bool = False) -> Term:
+        """body holds for every element (``some``: for one), a conjunction over a finite sort."""
         elems = self._elems(sort)
         if elems is not None:
-            return z3.And(*(body(x) for x in elems))
+            return (z3.Or if some else z3.And)(*(body(x) for x in elems))
         x = z3.Const(f"{name}!{next(_counter)}", sort)
-        return z3.ForAll([x], body(x))
+        return (z3.Exists if some else z3.ForAll)([x], body(x))
 
     def exists(self, sort: Term, body: Callable[[Term], Term], name: str = "x") -> Term:
-        elems = self._elems(sort)
-        if elems is not None:
-            return z3.Or(*(body(x) for x in elems))
-        x = z3.Const(f"{name}!{next(_counter)}", sort)
-        return z3.Exists([x], body(x))
+        return self.forall(sort, body, name, some=True)
 
     def params(self, sort: Term, name: str) -> tuple[Term, ...]:
         """What an action parameter of this sort ranges over: every element, one action instance each,

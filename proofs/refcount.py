@@ -34,7 +34,8 @@ from dataclasses import dataclass
 
 import z3
 
-from devdax.proofs.agreement import Mismatch, Side, agree, explore
+from devdax.proofs import engine
+from devdax.proofs.agreement import Mismatch, Side, agree, explore, spec_moves
 from devdax.proofs.engine import ActionFn, Inv, St, Sys, b2i, check_inductive, check_reaches, forall, show
 from devdax.proofs.engine import universe as elements
 from devdax.proofs.ghost import Owner, appended, numbered, removed
@@ -580,7 +581,6 @@ def check_agreement(c: Ctx, limit: int = 20_000) -> tuple[int, int, list[Mismatc
     way: every outcome of that model action, on the file or vma the spec touched, is the abstraction
     of a spec successor. The converse for all actions does not hold (mmap's looser guard)."""
     from devdax.spec.system import init as spec_init
-    from devdax.spec.system import successors
 
     cfg = c.cfg
     if cfg.devices != 1 or cfg.generations != 1 or cfg.cpus != 0 or cfg.fork or cfg.munmap_parts:
@@ -594,11 +594,7 @@ def check_agreement(c: Ctx, limit: int = 20_000) -> tuple[int, int, list[Mismatc
     vs = [z3.Const(f"vma{i}", V) for i in range(cfg.vmas)]
     states = [sys.fresh(f"agree{k}") for k in range(depth + 1)]
     unroll = [sys.step(states[k], states[k + 1], f"agree{k}") for k in range(depth)]
-    fired = [[z3.Bool(f"fired:{name}@{k}") for name, _, _ in acts] for k, acts in enumerate(unroll)]
-    steps = [
-        z3.And(*(z3.Implies(b, f) for b, (_, f, _) in zip(fired[k], acts, strict=True)), z3.Or(*fired[k]))
-        for k, acts in enumerate(unroll)
-    ]
+    steps = [z3.And(*engine.one_of(acts, f"agree{k}")[0]) for k, acts in enumerate(unroll)]
     side: Side[RcObs] = Side(
         states,
         unroll[0],
@@ -609,10 +605,6 @@ def check_agreement(c: Ctx, limit: int = 20_000) -> tuple[int, int, list[Mismatc
         # much faster here than one incremental solver holding the whole unrolling
         solver=lambda: z3.SolverFor("QF_AUFLIA"),
     )
-
-    def moves(s: SpecState) -> list[tuple[str, SpecState]]:
-        return [(f"{tr.action}{tr.args} -> {tr.outcome}", tr.state) for tr in successors(c, s)]
-
     # the model's crash flags are sticky; what follows a crash is not compared
-    graph = ((s, out) for s, out in explore(spec_init(c), moves, limit) if not s.oops)
+    graph = ((s, out) for s, out in explore(spec_init(c), spec_moves(c), limit) if not s.oops)
     return agree(graph, lambda s: abstract(c, s), side)
