@@ -494,6 +494,6 @@ def inductive_obligations(profile: Profile, aligns: Sequence[int] = ALIGNS) -> l
             partial(check_no_sleep_in_rcu, profile, aligns[0]),
         ),
     ]
-    invariants = [(i.name, i.kind, i.doc) for i in INVARIANTS]
+    invariants = [(i.name, i.kind, i.doc, i.name) for i in INVARIANTS]
     check = partial(check_aligned, profile, aligns)
     return out + invariant_obligations("proto_", "CPUs/vmas", "proofs/inductive.py", invariants, check)

@@ -919,11 +919,6 @@ def finding_of(name: str) -> str:
     return next((i.finding for i in INVARIANTS if i.name == name), "")
 
 
-def lifetime_finding(obligation: str) -> str:
-    """The spec invariant under which a profile would document a failure of this obligation."""
-    return finding_of(obligation.removeprefix("life_"))
-
-
 def check(profile: Profile, name: str, timeout: float) -> Verdict:
     """Init => inv, then for every action: (the assumed invariants) /\\ inv /\\ action => inv'."""
     return engine.check_inductive(lifetime_system(profile), name, timeout, depth=0, assume=assumed(profile))
@@ -1042,7 +1037,8 @@ def lifetime_obligations(profile: Profile) -> list[Obligation]:
         "proofs/lifetime.py",
         partial(check_not_vacuous, profile),
     )
-    docs = [(i.name, i.kind, i.doc) for i in invariants_for(profile)] + [("admin_table", "aux", TABLE_DOC)]
+    docs = [(i.name, i.kind, i.doc, i.finding) for i in invariants_for(profile)]
+    docs.append(("admin_table", "aux", TABLE_DOC, ""))
     scope = "files/vmas/binds"
     return [
         vacuous,

@@ -324,31 +324,22 @@ def minor_obligations(p: Profile) -> list[Obligation]:
             "minor_not_vacuous", "a run reaches two devices holding minors", "proofs/minor.py", vacuity
         )
     ]
-    for inv in sys.invariants:
-
-        def goal(timeout: float, name: str = inv.name) -> Verdict:
-            return check_inductive(sys, name, timeout)
-
-        out.append(
-            Obligation(
-                obligation_name(inv.name),
-                f"inductive for any devices: {inv.doc}",
-                f"spec/invariants.py {inv.serves}; spec/admin.py ida_alloc_minor",
-                goal,
-            )
+    return out + [
+        Obligation(
+            obligation_name(inv.name),
+            f"inductive for any devices: {inv.doc}",
+            f"spec/invariants.py {inv.serves}; spec/admin.py ida_alloc_minor",
+            partial(check_inductive, sys, inv.name),
+            serves=inv.serves,
         )
-    return out
+        for inv in sys.invariants
+    ]
 
 
 def obligation_name(inv: str) -> str:
     """The ``minor_`` prefix names this model; an invariant already named after minors
     (minor_unique, minors_in_range) keeps its name."""
     return inv if inv.startswith("minor") else f"minor_{inv}"
-
-
-#: obligation name -> the spec invariant it serves (for the profile's documented findings)
-def serves(p: Profile) -> dict[str, str]:
-    return {obligation_name(inv.name): inv.serves for inv in system(rules_of(p)).invariants}
 
 
 # --------------------------------------------------------------------------------------------------

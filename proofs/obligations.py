@@ -12,11 +12,9 @@ from dataclasses import replace
 from devdax.proofs.bmc import bmc_config, bmc_obligation
 from devdax.proofs.inductive import inductive_obligations
 from devdax.proofs.lemmas import LemmaConfig, lemma_obligations
-from devdax.proofs.lifetime import lifetime_finding, lifetime_obligations
+from devdax.proofs.lifetime import lifetime_obligations
 from devdax.proofs.minor import minor_obligations
-from devdax.proofs.minor import serves as minor_serves
 from devdax.proofs.refcount import refcount_obligations
-from devdax.proofs.refcount import serves as refcount_serves
 from devdax.proofs.runner import Obligation, Status, Verdict
 from devdax.spec.profiles import Profile, get_profile
 from devdax.spec.variants import get_variant
@@ -137,21 +135,11 @@ def obligations_for(
     # (proofs/inductive.py, proofs/minor.py); the lifetime layer assumes those that are not documented
     # findings (proofs/lifetime.py context); proofs/refcount.py (v4.7 only) proves all of its together
     out += _protocol_obligations(profile, findings)
-    out += [
-        _documented(ob, findings, refcount_serves(profile).get(ob.name, ""))
-        for ob in refcount_obligations(profile)
-    ]
-    out += [
-        _documented(_grouped(ob, "minor"), findings, minor_serves(profile).get(ob.name, ""))
-        for ob in minor_obligations(profile)
-    ]
+    out += [_documented(ob, findings, ob.serves) for ob in refcount_obligations(profile)]
+    out += [_documented(_grouped(ob, "minor"), findings, ob.serves) for ob in minor_obligations(profile)]
     # the admin lifetime: M6, M15, M16, M21, F2
     out += [
-        _documented(
-            _grouped(ob, "lifetime", lifetime_finding(ob.name) not in profile.findings),
-            findings,
-            lifetime_finding(ob.name),
-        )
+        _documented(_grouped(ob, "lifetime", ob.serves not in profile.findings), findings, ob.serves)
         for ob in lifetime_obligations(profile)
     ]
     if bmc_depth is not None:

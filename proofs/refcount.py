@@ -31,6 +31,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 
 import z3
 
@@ -494,20 +495,17 @@ def refcount_obligations(p: Profile) -> list[Obligation]:
             lambda timeout: check_not_vacuous(md, timeout),
         )
     ]
-    for inv in system(md).invariants:
-
-        def goal(timeout: float, name: str = inv.name) -> Verdict:
-            return check_inductive(system(md), name, timeout, depth=12)
-
-        out.append(
-            Obligation(
-                f"rc_{inv.name}",
-                f"inductive for any files/vmas: {inv.doc}",
-                f"spec/invariants.py {inv.serves}; spec/kobject.py, spec/admin.py",
-                goal,
-            )
+    sys = system(md)
+    return out + [
+        Obligation(
+            f"rc_{inv.name}",
+            f"inductive for any files/vmas: {inv.doc}",
+            f"spec/invariants.py {inv.serves}; spec/kobject.py, spec/admin.py",
+            partial(check_inductive, sys, inv.name, depth=12),
+            serves=inv.serves,
         )
-    return out
+        for inv in sys.invariants
+    ]
 
 
 def serves(p: Profile) -> dict[str, str]:

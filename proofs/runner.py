@@ -75,6 +75,9 @@ class Obligation:
     #: relative to it, and the checklist says so (``relative_groups``)
     group: str = ""
     assumed: bool = False
+    #: the spec invariant a profile would document a violation under ("" when none): obligations.py
+    #: makes it ``finding`` when the profile does
+    serves: str = ""
 
     def check(self, timeout: float = DEFAULT_TIMEOUT) -> Verdict:
         start = time.perf_counter()
@@ -89,10 +92,11 @@ def invariant_obligations(
     prefix: str,
     scope: str,
     source: str,
-    invariants: Iterable[tuple[str, str, str]],
+    invariants: Iterable[tuple[str, str, str, str]],
     check: Callable[[str, float], Verdict],
 ) -> list[Obligation]:
-    """One obligation per invariant (name, kind, doc) of a transition system, ``check(name, timeout)``:
+    """One obligation per invariant (name, kind, doc, serves) of a transition system, ``check(name,
+    timeout)``:
     a spec invariant (kind "spec", from spec/invariants.py) or a strengthening the encoding in
     ``source`` states, each inductive for any number of the ``scope``'s objects."""
     return [
@@ -101,8 +105,9 @@ def invariant_obligations(
             f"{'invariant' if kind == 'spec' else 'strengthening'}, inductive for any {scope}: {doc}",
             "spec/invariants.py" if kind == "spec" else source,
             partial(check, name),
+            serves=serves,
         )
-        for name, kind, doc in invariants
+        for name, kind, doc, serves in invariants
     ]
 
 
