@@ -54,9 +54,9 @@ PATCHED_KO ?= build/device_dax-$(KERNEL)-fixes.ko
 FINDINGS_SCENARIOS := $(wildcard tests/scenarios/f[123]_*.json) tests/scenarios/s31c_touch_after_disable_4k.json \
 	tests/scenarios/s33a_reenable_old_mapping.json
 patched-module: $(STAMP)
-	@command -v make >/dev/null && command -v gcc >/dev/null && command -v patch >/dev/null \
+	@command -v gcc >/dev/null && command -v patch >/dev/null \
 	  || { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
-	       gcc make patch libelf-dev; }
+	       gcc patch; }
 	$(BIN)/python -m devdax.conformance.module --kernel $(KERNEL) --out $(PATCHED_KO) docs/findings/*.patch
 
 conformance-patched: patched-module conformance-setup

@@ -27,6 +27,11 @@ SOURCES = ("drivers/dax/device.c", "drivers/dax/bus.h", "drivers/dax/dax-private
 KBUILD = "obj-m := device_dax.o\ndevice_dax-y := device.o\n"
 
 
+class BuildError(Exception):
+    """A patch does not apply or the module does not compile: a failure, unlike a FetchError (the
+    archive unreachable), which CI reports as a skip."""
+
+
 def vermagic(ko: Path) -> str:
     """The module's vermagic string (its .modinfo), e.g. '6.1.0-50-amd64 SMP preempt mod_unload ...'."""
     m = re.search(rb"(?:^|\x00)vermagic=([^\x00]*)", ko.read_bytes())
@@ -102,12 +107,12 @@ def build(line: str, patches: Sequence[Path], out: Path, root: Path | None = Non
             ["patch", "-p1", "--forward", "-i", str(p.resolve())], cwd=src, capture_output=True, text=True
         )
         if r.returncode != 0:
-            raise FetchError(f"{p.name} does not apply to {kernel.package}: {r.stdout.strip()[-300:]}")
+            raise BuildError(f"{p.name} does not apply to {kernel.package}: {r.stdout.strip()[-300:]}")
     (dax / "Kbuild").write_text(KBUILD)
     headers = headers_tree(kernel, root)
     r = subprocess.run(["make", "-C", str(headers), f"M={dax}", "modules"], capture_output=True, text=True)
     if r.returncode != 0:
-        raise FetchError(f"building device_dax.ko failed: {(r.stderr or r.stdout).strip()[-600:]}")
+        raise BuildError(f"building device_dax.ko failed: {(r.stderr or r.stdout).strip()[-600:]}")
     warnings = [line for line in r.stderr.splitlines() if "warning:" in line]
     for w in warnings:
         print(f"patched-module: {w}", file=sys.stderr)
@@ -124,9 +129,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     a = ap.parse_args(argv)
     try:
         ko = build(a.kernel, a.patches, a.out)
-    except (FetchError, OSError, subprocess.SubprocessError, StopIteration, ValueError) as e:
-        print(f"patched-module: error: {e}", file=sys.stderr)
+    except (FetchError, StopIteration) as e:
+        print(f"patched-module: could not fetch the kernel's packages: {e}", file=sys.stderr)
         return 3
+    except (BuildError, OSError, subprocess.SubprocessError, ValueError) as e:
+        print(f"patched-module: error: {e}", file=sys.stderr)
+        return 1
     print(f"{ko}: vermagic {vermagic(ko)}")
     return 0
 
