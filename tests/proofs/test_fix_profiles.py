@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from devdax.proofs.lifetime import SHARED_RW, check_agreement
 from devdax.profile_file import load_profile
+from devdax.proofs.lifetime import SHARED_RW, check_agreement
 from devdax.spec.config import Config
 from devdax.spec.ctx import Ctx
 
