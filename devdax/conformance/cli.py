@@ -126,6 +126,8 @@ def _patched(args: argparse.Namespace, names: Sequence[str]) -> tuple[Path, str]
             raise ValueError("--profile: only with --module (a patched kernel's predictions)")
         return None
     ko = Path(args.module)
+    if args.recorded:
+        raise ValueError("--module: not with --recorded (it boots the scenarios with the module)")
     if len(names) != 1 or not ko.is_file() or args.profile is None:
         raise ValueError("--module: one --kernel, an existing .ko file and a --profile file are needed")
     from devdax.conformance.module import vermagic
@@ -144,6 +146,9 @@ def _patched(args: argparse.Namespace, names: Sequence[str]) -> tuple[Path, str]
 def main(argv: Sequence[str]) -> int:
     args = _parser().parse_args(list(argv))
     if args.exec is not None:
+        if args.module is not None:
+            print("devdax conformance: error: --module: not with --exec", file=sys.stderr)
+            return 2
         return _exec(args)
     try:
         names = _kernel_names(args.kernel)

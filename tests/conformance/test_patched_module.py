@@ -44,6 +44,8 @@ def test_the_initramfs_carries_the_given_device_dax(tmp_path: Path) -> None:
         (["--profile", FIXES], "--profile: only with --module"),
         (["--module", "{ko}"], "a --profile file are needed"),
         (["--kernel", "6.12", "--module", "{ko}", "--profile", FIXES], "not a 6.12 kernel"),
+        (["--recorded", "--module", "{ko}", "--profile", FIXES], "not with --recorded"),
+        (["--exec", "true", "--module", "{ko}"], "not with --exec"),
     ],
 )
 def test_module_usage_errors_exit_2(
