@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup check test lint bench clean conformance-setup conformance fuzz hugepages
+.PHONY: setup check test lint bench clean conformance-setup conformance fuzz hugepages patched-module conformance-patched
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -46,6 +46,22 @@ conformance-setup:
 KERNEL ?= 6.1
 conformance: $(STAMP) conformance-setup
 	$(BIN)/devdax conformance --kernel $(KERNEL)
+
+# The fixes of docs/findings.md as a module: device_dax.ko of KERNEL with docs/findings/*.patch,
+# built out of tree against Debian's headers of that kernel (devdax/conformance/module.py), then the
+# findings' scenarios on that kernel with it (recorded under tests/kernel-results/patched/).
+PATCHED_KO ?= build/device_dax-$(KERNEL)-fixes.ko
+FINDINGS_SCENARIOS := $(wildcard tests/scenarios/f[123]_*.json) tests/scenarios/s31c_touch_after_disable_4k.json \
+	tests/scenarios/s33a_reenable_old_mapping.json
+patched-module: $(STAMP)
+	@command -v gcc >/dev/null && command -v patch >/dev/null \
+	  || { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
+	       gcc patch; }
+	$(BIN)/python -m devdax.conformance.module --kernel $(KERNEL) --out $(PATCHED_KO) docs/findings/*.patch
+
+conformance-patched: patched-module conformance-setup
+	$(BIN)/devdax conformance --kernel $(KERNEL) --module $(PATCHED_KO) \
+	  --profile docs/findings/fix-all-$(KERNEL).toml $(FINDINGS_SCENARIOS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -965,7 +965,24 @@ def _prove_against_base(pf: ProfileFile, results: Sequence[Any], stale: Sequence
         for r in results
         if r.verdict.status is Status.FINDING and r.obligation.finding in pf.added
     ]
-    return _against_text(pf.base.name, new, sorted(set(stale) & set(pf.base.findings)))
+    return _against_text(
+        pf.base.name, new, sorted((set(stale) & set(pf.base.findings)) | _proved_fixes(pf, results))
+    )
+
+
+def _proved_fixes(pf: ProfileFile, results: Sequence[Any]) -> set[str]:
+    """The file's `fixed` findings whose obligations, those that report the finding for the base, were
+    all run and proved here: the file no longer documents them, so their obligations carry no finding
+    key of their own and runner.stale_findings cannot see them."""
+    from devdax.proofs.obligations import obligations_for
+    from devdax.proofs.runner import Status
+
+    serves = {ob.name: ob.finding for ob in obligations_for(pf.base.name, None) if ob.finding}
+    status: dict[str, list[Status]] = {}
+    for r in results:
+        if serves.get(r.obligation.name) in pf.fixed:
+            status.setdefault(serves[r.obligation.name], []).append(r.verdict.status)
+    return {k for k, seen in status.items() if all(s is Status.PROVED for s in seen)}
 
 
 def _against_text(base: str, new: Sequence[str], fixed: Sequence[str]) -> str:

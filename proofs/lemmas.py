@@ -51,6 +51,8 @@ class LemmaConfig:
     pfn_dev_only: bool = False
     s_dax: bool = True
     fault_rules: g.FaultRules = field(default_factory=g.FaultRules)
+    #: F3's fix (profiles.Profile.check_vma_pgoff): check_vma also aligns vm_pgoff
+    check_vma_pgoff: bool = False
 
 
 MODERN = LemmaConfig()
@@ -452,6 +454,7 @@ def fault_setup(cfg: LemmaConfig, n: int, fault_size: int, align: int) -> FaultS
         fault.result == G.NOPAGE,
         vm_start % align == 0,
         vm_end % align == 0,  # what check_vma's "vma_ok" implies
+        *([(vm_pgoff * g.PAGE_SIZE) % align == 0] if cfg.check_vma_pgoff else []),  # F3 fix
         vm_start < vm_end,  # a vma is never empty
         vm_start <= addr,
         addr < vm_end,

@@ -336,6 +336,11 @@ class Model:
             return ite(s.devm_ref, self.region_put(gone.replace(devm_ref=F)), gone)
         if name == "region_get":  # admin.region_get: kref_get, a use after free if freed
             return ite(s.rg_freed, crash(s, OOPS_UAF), s.replace(rg_kref=s.rg_kref + 1, holds_region=T))
+        if name == "cdev_add" and self.profile.cdev_per_binding:  # F2 fix: a new cdev per binding
+            pin = b2i(s.cdev_ref == 0)
+            return s.replace(
+                cdev_ref=s.cdev_ref + 1, cdev_live=T, cdev_mapped=T, dev_ref=s.dev_ref + pin, added=T
+            )
         if name == "cdev_add":  # admin.cdev_add: cdev_init (count 1) + cdev_add (pins parent)
             lost = s.lost + b2i(s.cdev_ref > 0)
             return s.replace(
@@ -484,8 +489,14 @@ class Model:
         mapped = s.replace(nv=z3.Store(s.nv, f, s.nv[f] + 1), count=z3.Store(s.count, f, s.count[f] + 1))
         # vma.do_munmap(all) -> vma_file_put -> file_put
         unmapped = self.file_put(s.replace(nv=z3.Store(s.nv, f, s.nv[f] - 1)), f)
+        refuses = z3.And(z3.BoolVal(self.profile.open_refuses_dead), z3.Not(s.alive))  # F1 fix
         return [
-            ("open", z3.And(z3.Not(s.opened[f]), s.has_minor, found, t.equals(opened)), f),
+            ("open", z3.And(z3.Not(s.opened[f]), s.has_minor, found, z3.Not(refuses), t.equals(opened)), f),
+            (
+                "open (ENXIO)",
+                z3.And(z3.Not(s.opened[f]), s.has_minor, found, refuses, t.equals(s.replace(icdev_cached=T))),
+                f,
+            ),
             ("close", z3.And(s.fd[f], t.equals(closed)), f),
             (
                 "mmap (NULL private_data)",

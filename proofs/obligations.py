@@ -72,7 +72,12 @@ def documented_findings(profile: Profile, variant: str | None) -> dict[str, str]
 
 
 def lemma_config(profile: Profile) -> LemmaConfig:
-    return LemmaConfig(name=profile.name, private_test=profile.private_test, fault_rules=profile.fault_rules)
+    return LemmaConfig(
+        name=profile.name,
+        private_test=profile.private_test,
+        fault_rules=profile.fault_rules,
+        check_vma_pgoff=profile.check_vma_pgoff,
+    )
 
 
 def _with_finding(ob: Obligation, key: str, finding: str) -> Obligation:

@@ -181,8 +181,18 @@ def region_get(c: Ctx, s: State, d: int) -> list[StepOutcome]:
 def cdev_add(c: Ctx, s: State, d: int) -> list[StepOutcome]:
     """cdev_init() + cdev_add(): the node can be opened from here on. cdev_init re-initialises the
     kobject (count 1) even if files of an earlier binding still hold it (modern dev_dax_probe does
-    this on every bind); cdev_add pins the parent device."""
+    this on every bind); cdev_add pins the parent device.
+
+    With the F2 fix (profile switch cdev_per_binding) the binding's cdev is a new cdev_alloc() object:
+    the count the files of an earlier binding hold stays theirs, and the parent gains a pin only if no
+    cdev of the device held one (the summed count of profiles.Profile.cdev_per_binding)."""
     dev = s.devs[d]
+    if c.prof.cdev_per_binding:
+        pin = int(dev.cdev_ref == 0)
+        dev = dev._replace(
+            cdev_ref=dev.cdev_ref + 1, cdev_live=True, cdev_mapped=True, dev_ref=dev.dev_ref + pin
+        )
+        return ok(put_dev(s, d, dev))
     dev = dev._replace(cdev_ref=1, cdev_live=True, cdev_mapped=True, dev_ref=dev.dev_ref + 1)
     return ok(put_dev(s, d, dev))
 

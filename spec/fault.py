@@ -121,7 +121,11 @@ def fault_check(c: Ctx, s: State, i: int) -> Outcome | None:
     rules = c.prof.fault_rules
     ranges = c.layout.ranges[d]
     align = c.align_of(d)
-    ok = check_vma(dev.alive, vma_flags(vma), vma.start, vma.end, align, c.prof.private_test) == 0
+    pgoff = vma.pgoff if c.prof.check_vma_pgoff else None
+    ok = (
+        check_vma(dev.alive, vma_flags(vma), vma.start, vma.end, align, c.prof.private_test, vm_pgoff=pgoff)
+        == 0
+    )
     dec = dax_huge_fault(cpu.size, cpu.addr, vma.start, vma.end, vma.pgoff, align, ranges, ok, rules)
     tag = f"@{SIZE_NAMES[cpu.size]}" + (f":{dec.reason}" if dec.reason else "")
     if dec.result is FaultResult.NOPAGE:

@@ -8,7 +8,7 @@ alive (v4.10 dax_open has no alive check), only that the char device can be foun
 from __future__ import annotations
 
 from devdax.spec.ctx import Ctx
-from devdax.spec.kobject import dax_dev_put, file_holder_get, file_holder_put
+from devdax.spec.kobject import cdev_put, dax_dev_put, file_holder_get, file_holder_put
 from devdax.spec.profiles import OpenLookup
 from devdax.spec.state import D_LIVE, File, Outcome, State, set_at
 
@@ -53,6 +53,9 @@ def do_open(c: Ctx, s: State, d: int, writable: bool, readable: bool = True) -> 
     if e < 0:
         return ("ENXIO", s)
     s = file_holder_get(c, s, e)
+    if c.prof.open_refuses_dead and not s.devs[e].alive:
+        # F1 fix: dax_open fails; chrdev_open keeps the cached i_cdev and puts what it took
+        return ("ENXIO", cdev_put(c, s, e))
     null = c.prof.open_private_null_when_dead and not s.devs[e].alive  # M21 candidate
     return ("ok", s._replace(files=set_at(s.files, f, File(e, writable, True, 1, null, readable))))
 

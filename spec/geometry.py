@@ -176,8 +176,10 @@ def check_vma(
     private_test: PrivateTest = PrivateTest.VM_MAYSHARE,
     pfn_dev_only: bool = False,
     s_dax: bool = True,
+    vm_pgoff: int | None = None,
 ) -> int:
-    """check_vma() in kernel order; returns 0 or a negative errno.
+    """check_vma() in kernel order; returns 0 or a negative errno. vm_pgoff is given only where the
+    driver checks it (F3's fix, profile switch check_vma_pgoff): refused unless align-aligned.
 
     The order matters to a user only through which errno wins, and to the fault handler not at all
     (any failure is SIGBUS). It does not look at the file offset or the length against the device
@@ -195,6 +197,8 @@ def check_vma(
         return -errno.EINVAL  # "attempted private mapping"
     if not is_aligned(vm_start, align) or not is_aligned(vm_end, align):
         return -errno.EINVAL  # "unaligned vma"
+    if vm_pgoff is not None and not is_aligned(vm_pgoff << PAGE_SHIFT, align):
+        return -errno.EINVAL  # F3 fix: "unaligned vma" also for vm_pgoff & (align >> PAGE_SHIFT) - 1
     if pfn_dev_only and not flags.dontcopy:
         return -errno.EINVAL  # "dax range requires MADV_DONTFORK"
     if not s_dax:

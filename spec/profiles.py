@@ -91,6 +91,19 @@ class Profile:
     #: "_calc_vm_trans(flags, MAP_STACK, VM_NOHUGEPAGE)" in 6.12 and 7.2, not in 6.1 (recorded: k09
     #: steps 41-42, a PTE-sized first fault that SIGBUSes on a 2M device)
     map_stack_nohuge: bool = False
+    #: F1's fix (docs/findings/0001-device-dax-refuse-open-of-a-device-that-is-not-alive.patch):
+    #: dax_open returns -ENXIO when dax_get_private() is NULL instead of storing it; chrdev_open has
+    #: cached i_cdev by then and drops the cdev reference it took (fs/char_dev.c out_cdev_put)
+    open_refuses_dead: bool = False
+    #: F2's fix (docs/findings/0002-device-dax-allocate-the-cdev-per-binding.patch): dev_dax_probe
+    #: takes a new cdev_alloc() cdev per binding instead of cdev_init() on the one embedded in the
+    #: dax inode, so files of an earlier binding keep their own kobject. The model counts a device's
+    #: cdevs as one kobject (their summed count) whose parent pin is held while any of them is: the
+    #: device is released at the same moment, when the last of them goes (spec/admin.py cdev_add)
+    cdev_per_binding: bool = False
+    #: F3's fix (docs/findings/0003-device-dax-refuse-a-vma-whose-file-offset-is-not-aligned.patch):
+    #: check_vma also refuses a vm_pgoff that is not a multiple of the device's align
+    check_vma_pgoff: bool = False
 
     def with_(self, **changes: object) -> Profile:
         return replace(self, **changes)  # type: ignore[arg-type]

@@ -73,7 +73,8 @@ def do_mmap(c: Ctx, s: State, f: int, shape: MmapShape, mm_alloc: MmAllocator = 
         # modern dax_mmap: check_vma(filp->private_data == NULL, ...) dereferences dev_dax (M21)
         return ("OOPS", oops(s, f"null deref: dax_mmap -> check_vma(NULL) on file{f} of dax{fl.dev}"))
     dev = s.devs[fl.dev]
-    rc = check_vma(dev.alive, flags, start, start + length, align, c.prof.private_test)
+    pgoff = offset >> PAGE_SHIFT if c.prof.check_vma_pgoff else None
+    rc = check_vma(dev.alive, flags, start, start + length, align, c.prof.private_test, vm_pgoff=pgoff)
     if rc:
         return (errno.errorcode[-rc], s)
     new = Vma(

@@ -155,6 +155,7 @@ class Machine:
             python=self.python,
             pythonpath=self.pythonpath,
             plan=str(plan),
+            device_dax=self.kernel.module,
         )
         console, results = self.work / "console.log", self.work / "results.jsonl"
         for f in (console, results):

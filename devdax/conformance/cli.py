@@ -4,6 +4,9 @@ Runs the scenario files on real Debian kernels under QEMU and compares the spec 
 emulation (impl) with what each kernel did. Prints a progress line per boot and a table per kernel;
 with ``--json`` one object per step instead. ``--record`` writes tests/kernel-results/<release>/,
 ``--update-known`` rewrites the list of known disagreements from this run (keeping notes).
+``--module device_dax.ko --profile FILE.toml`` boots one kernel with a patched device_dax (make
+patched-module) and compares it with the spec under the profile file that states the patch; such a
+run is labelled <line>+<tag> and recorded under tests/kernel-results/patched/.
 
 Exit status: 0 ran and every disagreement is a known one; 1 a disagreement not in
 tests/kernel-results/disagreements.json; 2 usage; 3 no kernel could be fetched and booted.
@@ -55,28 +58,33 @@ def _tools_present() -> bool:
 
 
 def predictions(
-    scenarios: Sequence[fmt.Scenario], linux: str | None = None
+    scenarios: Sequence[fmt.Scenario], linux: str | None = None, profile: str | None = None
 ) -> dict[tuple[str, str], list[str]]:
     """spec and impl outcome lists per scenario file; a backend that raises is a visible error. For
     a kernel line, a scenario that names the current profile runs under that kernel's profile
-    (spec/profiles.py kernel_profile: linux-6.1, linux-6.12, linux-7.2)."""
+    (spec/profiles.py kernel_profile: linux-6.1, linux-6.12, linux-7.2). A loaded profile file
+    (``profile``, a patched kernel's) replaces it, on the spec alone: impl implements only the
+    named profiles."""
     from devdax.scenario.cli import backend
 
     out: dict[tuple[str, str], list[str]] = {}
-    for name in ("spec", "impl"):
+    for name in ("spec",) if profile else ("spec", "impl"):
         b = backend(name)
         for sc in scenarios:
             if linux is not None and sc.profile == CURRENT_PROFILE:
-                sc = dataclasses.replace(sc, profile=kernel_profile(linux))
+                sc = dataclasses.replace(sc, profile=profile or kernel_profile(linux))
             out[(name, Path(sc.file).name)] = b.run(sc)
     return out
 
 
 def compare_kernels(
-    rows: Sequence[record.Recorded], scenarios: Sequence[fmt.Scenario], kernels: Sequence[str]
+    rows: Sequence[record.Recorded],
+    scenarios: Sequence[fmt.Scenario],
+    kernels: Sequence[str],
+    profile: str | None = None,
 ) -> tuple[list[record.Disagreement], dict[str, dict[tuple[str, str], list[str]]]]:
-    """Each kernel's recordings against the predictions under its own profile."""
-    preds = {n: predictions(scenarios, n) for n in kernels}
+    """Each kernel's recordings against the predictions under its own profile (or ``profile``)."""
+    preds = {n: predictions(scenarios, n.split("+")[0], profile) for n in kernels}
     found = [d for n in kernels for d in record.compare([r for r in rows if r.linux == n], preds[n])]
     return found, preds
 
@@ -99,12 +107,48 @@ def _parser() -> argparse.ArgumentParser:
     )
     ap.add_argument("--align", default="2M", help="with --exec: the device's alignment (4K, 2M, 1G)")
     ap.add_argument("--size", default="64M", help="with --exec: the device's size")
+    ap.add_argument(
+        "--module", metavar="KO", help="boot one kernel with this device_dax.ko (make patched-module)"
+    )
+    ap.add_argument(
+        "--profile", metavar="FILE", help="with --module: the profile file the spec predicts with"
+    )
+    ap.add_argument(
+        "--tag", default="fixes", help="with --module: the run's label, <line>+TAG (default fixes)"
+    )
     return ap
+
+
+def _patched(args: argparse.Namespace, names: Sequence[str]) -> tuple[Path, str] | None:
+    """--module and --profile, checked: (the module, the loaded profile's name), or None."""
+    if args.module is None:
+        if args.profile is not None:
+            raise ValueError("--profile: only with --module (a patched kernel's predictions)")
+        return None
+    ko = Path(args.module)
+    if args.recorded:
+        raise ValueError("--module: not with --recorded (it boots the scenarios with the module)")
+    if len(names) != 1 or not ko.is_file() or args.profile is None:
+        raise ValueError("--module: one --kernel, an existing .ko file and a --profile file are needed")
+    from devdax.conformance.module import vermagic
+    from devdax.profile_file import ProfileFileError, load_profile
+
+    release = vermagic(ko).split()[0]
+    if not release.startswith(names[0] + "."):
+        raise ValueError(f"--module: {ko} is built for {release}, not a {names[0]} kernel")
+    try:
+        pf = load_profile(args.profile)
+    except (ProfileFileError, OSError) as e:
+        raise ValueError(f"--profile: {e}") from None
+    return ko, pf.profile.name
 
 
 def main(argv: Sequence[str]) -> int:
     args = _parser().parse_args(list(argv))
     if args.exec is not None:
+        if args.module is not None:
+            print("devdax conformance: error: --module: not with --exec", file=sys.stderr)
+            return 2
         return _exec(args)
     try:
         names = _kernel_names(args.kernel)
@@ -115,6 +159,7 @@ def main(argv: Sequence[str]) -> int:
         scenarios = [fmt.load(f) for f in files]
         if not scenarios:
             raise ValueError(f"no scenario files in {', '.join(map(str, paths))}")
+        patched = _patched(args, names)
     except (OSError, ValueError) as e:
         print(f"devdax conformance: error: {e}", file=sys.stderr)
         return 2
@@ -123,11 +168,12 @@ def main(argv: Sequence[str]) -> int:
     else:
         if not _tools_present():
             return 3
-        rows, booted = _live_rows(names, files, len(scenarios), record_them=args.record)
+        module = (patched[0], args.tag) if patched else None
+        rows, booted = _live_rows(names, files, len(scenarios), record_them=args.record, module=module)
     if not booted:
         _say("devdax conformance: no kernel could be fetched and booted")
         return 3
-    found, preds = compare_kernels(rows, scenarios, booted)
+    found, preds = compare_kernels(rows, scenarios, booted, patched[1] if patched else None)
     if args.update_known:  # entries of kernels and files this run did not cover are kept
         record.write_known(found, covered={(r.linux, r.file) for r in rows})
     listed = record.known()
@@ -168,9 +214,15 @@ def _print_json(
 
 
 def _live_rows(
-    names: Sequence[str], files: Sequence[Path], count: int, record_them: bool
+    names: Sequence[str],
+    files: Sequence[Path],
+    count: int,
+    record_them: bool,
+    module: tuple[Path, str] | None = None,
 ) -> tuple[list[record.Recorded], list[str]]:
-    """Boot each kernel and run the files; returns the rows and the kernels that booted."""
+    """Boot each kernel and run the files; returns the rows and the kernels that booted. With
+    ``module`` (a device_dax.ko and a tag) the kernel loads that module and its rows are labelled
+    <line>+<tag>, recorded under tests/kernel-results/patched/<release>+<tag>/."""
     _say(
         f"devdax conformance: {count} scenarios, kernels {', '.join(names)}, "
         f"QEMU accelerator {boot.accelerator().upper()}"
@@ -183,16 +235,21 @@ def _live_rows(
         except (kernels.FetchError, OSError) as e:
             _say(f"{n}: SKIPPED, could not fetch the kernel: {e}")
             continue
-        _say(f"{n}: {k.package} ({k.release})")
+        label = f"{n}+{module[1]}" if module else n
+        if module:
+            k = dataclasses.replace(k, module=module[0].resolve())
+            _say(f"{label}: device_dax from {module[0]} ({record.file_hash(module[0])})")
+        _say(f"{label}: {k.package} ({k.release})")
         try:
-            runs, _ = boot.run(k, [str(f.resolve()) for f in files], kernels.cache_dir() / "runs" / n, _say)
+            work = kernels.cache_dir() / "runs" / label
+            runs, _ = boot.run(k, [str(f.resolve()) for f in files], work, _say)
         except (boot.BootError, OSError) as e:
             _say(f"{n}: SKIPPED, {e}")
             continue
-        booted.append(n)
+        booted.append(label)
         mine = [
             record.Recorded(
-                n,
+                label,
                 f.name,
                 record.file_hash(f),
                 i,
@@ -205,15 +262,26 @@ def _live_rows(
         ]
         rows += mine
         if record_them:
-            meta = {
-                "kernel": n,
-                "release": k.release,
-                "package": k.package,
-                "recorded": datetime.date.today().isoformat(),
-                "accelerator": boot.accelerator(),
-            }
-            _say(f"{n}: recorded in {record.write(k.release, meta, mine)}")
+            _record(label, k, mine, module)
     return rows, booted
+
+
+def _record(
+    label: str, k: kernels.Kernel, rows: Sequence[record.Recorded], module: tuple[Path, str] | None
+) -> None:
+    """Write one kernel's rows: tests/kernel-results/<release>/, or patched/<release>+<tag>/."""
+    meta: dict[str, object] = {
+        "kernel": label,
+        "release": k.release,
+        "package": k.package,
+        "recorded": datetime.date.today().isoformat(),
+        "accelerator": boot.accelerator(),
+    }
+    release, where = k.release, record.RESULTS
+    if module:
+        meta["module"] = f"device_dax.ko {record.file_hash(module[0])} ({module[0].name})"
+        release, where = f"{k.release}+{module[1]}", record.PATCHED
+    _say(f"{label}: recorded in {record.write(release, meta, rows, where)}")
 
 
 def _recorded_rows(names: Sequence[str], files: Sequence[Path]) -> tuple[list[record.Recorded], list[str]]:
@@ -279,7 +347,7 @@ def _table(
         cells = []
         for b in ("spec", "impl"):
             bad = sum(1 for d in found if d.linux == n and d.backend == b)
-            cells.append(f"{steps - bad}/{steps}")
+            cells.append(f"{steps - bad}/{steps}" if b == "spec" or "+" not in n else "-")
         print(
             f"{n:8} {len({r.file for r in mine}):>9} {steps:>6} {sum(r.kernel == 'OOPS' for r in mine):>5} "
             f"{cells[0]:>14} {cells[1]:>14} {sum(1 for d in new if d.linux == n):>4}"

@@ -85,12 +85,17 @@ def _cpio_entry(name: str, mode: int, data: bytes = b"") -> bytes:
     return head + data + b"\0" * (-len(data) % 4)
 
 
-def build(modules_dir: Path, out: Path, *, python: str, pythonpath: str, plan: str) -> Path:
-    """Write the gzip-compressed initramfs to ``out`` and return it."""
+def build(
+    modules_dir: Path, out: Path, *, python: str, pythonpath: str, plan: str, device_dax: Path | None = None
+) -> Path:
+    """Write the gzip-compressed initramfs to ``out`` and return it. ``device_dax`` is a module built
+    out of tree (devdax/conformance/module.py) that replaces the kernel's own device_dax.ko."""
     busybox = shutil.which("busybox")
     if busybox is None:
         raise FileNotFoundError("busybox (Debian's busybox-static) is needed for the guest's init")
     mods = resolve(modules_dir)
+    if device_dax is not None:
+        mods = [(n, _read_module(device_dax) if n == "device_dax" else d) for n, d in mods]
     missing = [m for m in ("9p", "9pnet_virtio", "device_dax", "nfit") if m not in {n for n, _ in mods}]
     if missing:
         raise FileNotFoundError(f"{modules_dir}: no module {', '.join(missing)}")

@@ -52,6 +52,8 @@ class Kernel:
     package: str  # the Debian package and version, e.g. linux-image-6.1.0-50-amd64 6.1.176-1
     vmlinuz: Path
     modules: Path
+    #: a device_dax.ko the guest loads instead of the kernel's own (`devdax conformance --module`)
+    module: Path | None = None
 
 
 def cache_dir() -> Path:

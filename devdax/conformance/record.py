@@ -24,6 +24,9 @@ from typing import Final
 
 RESULTS: Final = Path(__file__).resolve().parents[2] / "tests" / "kernel-results"
 KNOWN: Final = RESULTS / "disagreements.json"
+#: runs of a kernel with a patched module (`devdax conformance --module`): apart, since they are not
+#: what the kernel line does and cover only the scenarios the patch is about
+PATCHED: Final = RESULTS / "patched"
 
 
 def file_hash(path: str | Path) -> str:
