@@ -70,7 +70,7 @@ def exact_sum(*xs: Term) -> Term:
 
 
 # --------------------------------------------------------------------------------------------------
-# 1. dax_get_unmapped_area with addr == 0 (kernel-semantics.md 1.6)
+# 1. dax_get_unmapped_area with addr == 0 (docs/semantics.md#dax_get_unmapped_area)
 # --------------------------------------------------------------------------------------------------
 
 
@@ -134,7 +134,7 @@ def gua_in_reservation(cfg: LemmaConfig) -> list[Query]:
 
 
 # --------------------------------------------------------------------------------------------------
-# 2. check_vma (kernel-semantics.md 1.5) and mmap = get_unmapped_area + check_vma
+# 2. check_vma (docs/semantics.md#check_vma) and mmap = get_unmapped_area + check_vma
 # --------------------------------------------------------------------------------------------------
 
 
@@ -205,7 +205,7 @@ def mmap_misaligned_rejected(cfg: LemmaConfig) -> list[Query]:
 
 
 # --------------------------------------------------------------------------------------------------
-# 3. pgoff_to_phys on a multi-range device (kernel-semantics.md 1.7, dax_pgoff_to_phys)
+# 3. pgoff_to_phys on a multi-range device (docs/semantics.md#faults, dax_pgoff_to_phys)
 # --------------------------------------------------------------------------------------------------
 
 
@@ -312,7 +312,7 @@ def p2p_beyond_device(cfg: LemmaConfig) -> list[Query]:
 
 
 # --------------------------------------------------------------------------------------------------
-# 4. Fault-size negotiation (kernel-semantics.md 1.7: PMD/PUD tables, mm-side fallback)
+# 4. Fault-size negotiation (docs/semantics.md#faults: PMD/PUD tables, mm-side fallback)
 # --------------------------------------------------------------------------------------------------
 
 
@@ -365,7 +365,7 @@ def negotiate_fallback_chain(cfg: LemmaConfig) -> list[Query]:
 
 
 # --------------------------------------------------------------------------------------------------
-# 5. dax_huge_fault (kernel-semantics.md 1.7, __dev_dax_{pte,pmd,pud}_fault)
+# 5. dax_huge_fault (docs/semantics.md#faults, __dev_dax_{pte,pmd,pud}_fault)
 # --------------------------------------------------------------------------------------------------
 
 
@@ -495,91 +495,91 @@ LEMMAS: Sequence[tuple[str, str, str, LemmaFn]] = (
     (
         "gua_congruent",
         "get_unmapped_area(NULL) result is congruent to the file offset mod align",
-        "kernel-semantics.md 1.6 dax_get_unmapped_area",
+        "docs/semantics.md#dax_get_unmapped_area dax_get_unmapped_area",
         gua_congruent,
     ),
     (
         "gua_in_reservation",
         "get_unmapped_area result + len stays inside the len + align reservation",
-        "kernel-semantics.md 1.6 dax_get_unmapped_area",
+        "docs/semantics.md#dax_get_unmapped_area dax_get_unmapped_area",
         gua_in_reservation,
     ),
     (
         "check_vma_exact",
         "check_vma accepts exactly the alive, VM_MAYSHARE, aligned vmas",
-        "kernel-semantics.md 1.5 check_vma",
+        "docs/semantics.md#check_vma check_vma",
         check_vma_exact,
     ),
     (
         "mmap_aligned_accepted",
         "NULL-hint mmap with align-multiple offset and length passes check_vma",
-        "kernel-semantics.md 1.5-1.6; seed commit 2",
+        "docs/semantics.md#check_vma, #dax_get_unmapped_area; seed commit 2",
         mmap_aligned_accepted,
     ),
     (
         "mmap_misaligned_rejected",
         "NULL-hint mmap with a misaligned offset fails check_vma (aligned path)",
-        "kernel-semantics.md 1.6 [INF]; seed commit 2",
+        "docs/semantics.md#dax_get_unmapped_area [INF]; seed commit 2",
         mmap_misaligned_rejected,
     ),
     (
         "p2p_inside_one_range",
         "pgoff_to_phys entry lies inside exactly one range, never straddles its end",
-        "kernel-semantics.md 1.7 dax_pgoff_to_phys",
+        "docs/semantics.md#faults dax_pgoff_to_phys",
         p2p_inside_one_range,
     ),
     (
         "p2p_size_aligned",
         "pgoff_to_phys maps a size-aligned pgoff block to a size-aligned phys",
-        "kernel-semantics.md 1.7 dax_pgoff_to_phys",
+        "docs/semantics.md#faults dax_pgoff_to_phys",
         p2p_size_aligned,
     ),
     (
         "p2p_beyond_device",
         "pgoff_to_phys past the device's last page is None (-1, SIGBUS)",
-        "kernel-semantics.md 1.7 dax_pgoff_to_phys",
+        "docs/semantics.md#faults dax_pgoff_to_phys",
         p2p_beyond_device,
     ),
     (
         "negotiate_table",
         "fault size > align FALLBACK, < align SIGBUS, == align proceeds (total)",
-        "kernel-semantics.md 1.7 PMD/PUD tables",
+        "docs/semantics.md#faults PMD/PUD tables",
         negotiate_table,
     ),
     (
         "negotiate_fallback_chain",
         "fallback from any size ends at == align or SIGBUS in <= 2 steps",
-        "kernel-semantics.md 1.7 [INF] mm-side negotiation",
+        "docs/semantics.md#faults [INF] mm-side negotiation",
         negotiate_fallback_chain,
     ),
     (
         "fault_entry_in_vma",
         "a NOPAGE entry [addr, addr+size) lies inside [vm_start, vm_end)",
-        "kernel-semantics.md 1.7 pmd/pud vma-bounds check (M3/M4)",
+        "docs/semantics.md#faults pmd/pud vma-bounds check (M3/M4)",
         fault_entry_in_vma,
     ),
     (
         "fault_entry_is_align",
         "a NOPAGE entry's size equals the device align",
-        "kernel-semantics.md 1.7 fault_size vs align (M3/M4)",
+        "docs/semantics.md#faults fault_size vs align (M3/M4)",
         fault_entry_is_align,
     ),
     (
         "fault_phys_in_device",
         "a NOPAGE entry's [phys, phys+size) lies inside one device range",
-        "kernel-semantics.md 1.7 dax_pgoff_to_phys",
+        "docs/semantics.md#faults dax_pgoff_to_phys",
         fault_phys_in_device,
     ),
     (
         "fault_phys_aligned",
         "a NOPAGE entry's phys is size-aligned (check_vma's checks only: F3)",
-        "kernel-semantics.md 1.6-1.7; check_vma ignores vm_pgoff (docs/findings.md F3)",
+        "docs/semantics.md#dax_get_unmapped_area, #faults; check_vma ignores vm_pgoff (docs/findings.md F3)",
         fault_phys_aligned,
     ),
     (
         "fault_phys_aligned_given_offset",
         "with an align-multiple vm_pgoff (the F3 fix) phys is size-aligned",
-        "kernel-semantics.md 1.6-1.7 dax_get_unmapped_area; docs/findings.md F3",
+        "docs/semantics.md#dax_get_unmapped_area, #faults dax_get_unmapped_area; docs/findings.md F3",
         fault_phys_aligned_given_offset,
     ),
 )
