@@ -27,6 +27,7 @@ from devdax.spec import admin, fault, file, geometry, kobject, mapping, system, 
 from devdax.spec.admin import STEPS
 from devdax.spec.config import Config
 from devdax.spec.invariants import INVARIANTS, Invariant
+from devdax.spec.outcomes import CALLS, TITLES
 from devdax.spec.profiles import DEFAULT_PROFILE, PROFILES, Profile
 from devdax.spec.variants import PROFILE_CONFIGS, VARIANTS, Variant, variant_config
 
@@ -203,6 +204,22 @@ def explain_func(kind: str, name: str, fn: object) -> str:
     return "\n".join(lines)
 
 
+def explain_outcomes(call: str) -> str:
+    """Every outcome of a user call in check order, as `devdax explain mmap` prints it."""
+    title = TITLES.get(call, f"{call}()")
+    anchor = re.sub(r"[^\w\- ]", "", title.lower()).replace(" ", "-")
+    lines = [f"outcomes of {title}, first matching row decides (docs/reference.md#{anchor}):"]
+    for i, row in enumerate(CALLS[call], 1):
+        when = (f"({row.profile}) " if row.profile != "modern" else "") + row.condition
+        lines += textwrap.wrap(
+            f"{i:2}. {row.outcome:<10} {when} [{row.source}]",
+            100,
+            initial_indent="  ",
+            subsequent_indent=" " * 17,
+        )
+    return "\n".join(lines)
+
+
 def catalog() -> dict[str, list[Entry]]:
     """Every name `devdax explain` knows, with what it prints (a name may be two things)."""
     out: dict[str, list[Entry]] = {}
@@ -224,6 +241,8 @@ def catalog() -> dict[str, list[Entry]]:
             add("action", a, f"action {a}\n  {INLINE_ACTIONS[a]}")
     for s, fn in STEPS.items():
         add("admin step", s, explain_func("admin step", s, fn))
+    for call in CALLS:
+        add("outcomes", call, explain_outcomes(call))
     known = set(out)
     for mod in (admin, *_MODULES, geometry, kobject):
         for attr, fn in vars(mod).items():

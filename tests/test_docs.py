@@ -115,3 +115,17 @@ def test_semantics_anchors_cited_exist() -> None:
                 if anchor not in headings:
                     bad.append(f"{f}: #{anchor}")
     assert not bad, f"anchors docs/semantics.md does not have: {sorted(set(bad))[:10]}"
+
+
+def test_explain_prints_a_calls_outcomes_in_order() -> None:
+    """`devdax explain mmap`, the newcomer's first question, answers with the whole table."""
+    import io
+
+    from devdax import cli
+
+    out = io.StringIO()
+    assert cli.main(["explain", "mmap"], out, io.StringIO()) == 0
+    text = out.getvalue()
+    assert "outcomes of mmap(), first matching row decides (docs/reference.md#mmap):" in text
+    got = re.findall(r"^\s+\d+\. (\S+)", text.split("outcomes of mmap()")[1], re.M)
+    assert got == [row.outcome for row in CALLS["mmap"]]
