@@ -233,6 +233,8 @@ def catalog() -> dict[str, list[Entry]]:
         add("variant", v.name, explain_variant(v))
     for p in PROFILES.values():
         add("profile", p.name, explain_profile(p))
+    for call in CALLS:  # before the action of the same name: what a user asks first
+        add("outcomes", call, explain_outcomes(call))
     for a in action_names():
         fn = action_func(a)
         if fn is not None:
@@ -241,8 +243,6 @@ def catalog() -> dict[str, list[Entry]]:
             add("action", a, f"action {a}\n  {INLINE_ACTIONS[a]}")
     for s, fn in STEPS.items():
         add("admin step", s, explain_func("admin step", s, fn))
-    for call in CALLS:
-        add("outcomes", call, explain_outcomes(call))
     known = set(out)
     for mod in (admin, *_MODULES, geometry, kobject):
         for attr, fn in vars(mod).items():
