@@ -80,7 +80,11 @@ def outcome_section() -> list[str]:
         ]
         for i, row in enumerate(rows, 1):
             when = (f"({row.profile}) " if row.profile != "modern" else "") + row.condition
-            kernels = _kernels(seen.get((call, row.outcome), ()))
+            kernels = (
+                _kernels(seen.get((call, row.outcome), ()))
+                if row.profile == "modern"
+                else f"- ({row.profile} only; the recordings are of 6.x and 7.x)"
+            )
             L.append(f"| {i} | `{row.outcome}` | {_md(when)} | `{_md(row.source)}` | {kernels} |")
         extra = sorted(o for (op, o) in seen if op == call and o not in {r.outcome for r in rows} | SKIPS)
         if extra:
