@@ -1,6 +1,6 @@
 """Micro-benchmarks of the impl/ mmap core (devdax.impl.core.MappingCore) against raw memfd mappings.
 
-What and why (DESIGN.md section 6 targets):
+What and why (targets in bench/RESULTS.md):
 
 * sequential read / write bandwidth through a core mapping vs the same memfd mapped raw (target
   >= 0.9x): once a unit is installed the core adds nothing to an access, and this checks it;

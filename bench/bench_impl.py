@@ -1,7 +1,7 @@
 """Benchmarks of the device-dax emulation (devdax.impl.bus): a DevDax mapping against the same memory
 mapped raw, in one process, repetitions interleaved so that drift hits both sides alike.
 
-What and why (DESIGN.md section 6, issue 4 "Measure"):
+What and why (issue 4 "Measure"; targets in bench/RESULTS.md):
 
 * sequential read / write bandwidth (memmove of the whole mapping) through an mmap of /dev/daxX.Y
   vs the region's memfd mapped raw (target >= 0.9x): once a unit is installed the emulation adds

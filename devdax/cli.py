@@ -162,6 +162,10 @@ CHECK_EXAMPLES = """examples:
   devdax check --profile modern --binds 2       another profile, other bounds
   devdax check --variant no-synchronize         a historical bug brought back: caught, exit 1
   devdax check --profile ./my-change.toml       your change as a profile file (docs/profile-files.md)
+  devdax check --profile ./my-change.toml --generations 2
+                                                wider bounds: a pass holds only for the bounds run
+  devdax check --profile ./my-change.toml --svg trace.svg
+                                                and draw the counterexample (docs/pictures.md)
   devdax check --race --cpus 2 --faults 2       the fault-vs-teardown race alone
 
 """
@@ -171,6 +175,19 @@ ALL_EXAMPLES = """examples:
   devdax all --json > all.json
 
 exit status: 0 iff every job met its expectation, 1 otherwise, 130 interrupted"""
+
+
+def bound_options(cfg: Config, base: Config) -> list[str]:
+    """The command-line options that turn `base` into `cfg`, so that a printed replay command runs
+    the bounds that were checked, not the profile's default ones."""
+    out: list[str] = []
+    for f in (*BOUNDS, "align", "first_fault"):
+        if getattr(cfg, f) != getattr(base, f):
+            out += [_option_of(f), str(getattr(cfg, f))]
+    out += [_option_of(f) for f in FLAGS.values() if getattr(cfg, f) and not getattr(base, f)]
+    if cfg.device_aligns != base.device_aligns and cfg.device_aligns is not None:
+        out += ["--device-aligns", ",".join(cfg.device_aligns)]
+    return out
 
 
 def _option_of(field: str) -> str:
@@ -189,7 +206,10 @@ def parser() -> Parser:
         prog="devdax",
         description="Executable reference semantics of Linux device-DAX lifetime.",
         epilog="examples:\n  devdax check --profile ./my-change.toml\n  devdax prove --variant M21\n"
-        "  devdax scenario run tests/scenarios/\n  devdax explain no_entry_after_kill\n\n" + EPILOG,
+        "  devdax scenario run tests/scenarios/\n  devdax explain no_entry_after_kill\n"
+        "  devdax explain mmap                      every outcome of mmap(), in the kernel's order\n\n"
+        "docs: docs/profile-files.md (your change), docs/reference.md (outcomes, references,\n"
+        "teardown), docs/pictures.md (--svg), docs/semantics.md (why)\n\n" + EPILOG,
         formatter_class=raw,
     )
     sub = p.add_subparsers(dest="cmd", metavar="COMMAND", parser_class=Parser)
@@ -251,9 +271,11 @@ def parser() -> Parser:
 
     e = sub.add_parser(
         "explain",
-        help="what an invariant, variant, profile, action or step is",
-        epilog="examples:\n  devdax explain no_entry_after_kill\n  devdax explain M21\n"
-        "  devdax explain synchronize_wait\n\nexit status: 0 known, 2 unknown name (with suggestions)",
+        help="what an invariant, variant, profile, action or step is; every outcome of a call",
+        epilog="examples:\n  devdax explain mmap              every errno/signal of mmap(), in check order\n"
+        "  devdax explain no_entry_after_kill\n  devdax explain M21\n"
+        "  devdax explain synchronize_wait\n\nthe same, as tables: docs/reference.md\n"
+        "exit status: 0 known, 2 unknown name (with suggestions)",
         formatter_class=raw,
     )
     e.add_argument("name", metavar="NAME")
@@ -643,7 +665,8 @@ def _profile_header(cfg: Config, own: bool, profile: str, summary: str) -> list[
     lines = [f"devdax check: profile {profile}: {summary}", f"  config: {cfg.describe()}"]
     pf = loaded(profile)
     if pf is not None:
-        lines.append(f"  file:   {pf.path}, base {pf.base.name}; replay: devdax check --profile {pf.path}")
+        again = " ".join(["devdax check --profile", pf.path, *bound_options(cfg, pf.config)])
+        lines.append(f"  file:   {pf.path}, base {pf.base.name}; replay: {again}")
         lines += [
             f"  step {s.name}: not in spec/admin.py; runs as {s.existing}, which it {s.relation}"
             for s in pf.new_steps.values()

@@ -5,9 +5,9 @@ come from in the kernel?"), so both read this one catalog, which reads the spec 
 their switches, admin programs, every action (the names spec/system.py gives transitions), every
 admin step (spec.admin.STEPS), every invariant and every variant. Nothing is restated by hand; a
 docstring changed in spec/ changes the page, and tests/model/test_render.py fails until the
-committed page is regenerated:
+committed page is regenerated (tests/test_docs.py checks every generated doc):
 
-    python -m devdax.docgen > docs/reference.md
+    python -m devdax.docgen --write
 """
 
 from __future__ import annotations
@@ -22,10 +22,12 @@ from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
 
+from devdax import reftables
 from devdax.spec import admin, fault, file, geometry, kobject, mapping, system, vma
 from devdax.spec.admin import STEPS
 from devdax.spec.config import Config
 from devdax.spec.invariants import INVARIANTS, Invariant
+from devdax.spec.outcomes import CALLS, TITLES
 from devdax.spec.profiles import DEFAULT_PROFILE, PROFILES, Profile
 from devdax.spec.variants import PROFILE_CONFIGS, VARIANTS, Variant, variant_config
 
@@ -202,6 +204,22 @@ def explain_func(kind: str, name: str, fn: object) -> str:
     return "\n".join(lines)
 
 
+def explain_outcomes(call: str) -> str:
+    """Every outcome of a user call in check order, as `devdax explain mmap` prints it."""
+    title = TITLES.get(call, f"{call}()")
+    anchor = re.sub(r"[^\w\- ]", "", title.lower()).replace(" ", "-")
+    lines = [f"outcomes of {title}, first matching row decides (docs/reference.md#{anchor}):"]
+    for i, row in enumerate(CALLS[call], 1):
+        when = (f"({row.profile}) " if row.profile != "modern" else "") + row.condition
+        lines += textwrap.wrap(
+            f"{i:2}. {row.outcome:<10} {when} [{row.source}]",
+            100,
+            initial_indent="  ",
+            subsequent_indent=" " * 17,
+        )
+    return "\n".join(lines)
+
+
 def catalog() -> dict[str, list[Entry]]:
     """Every name `devdax explain` knows, with what it prints (a name may be two things)."""
     out: dict[str, list[Entry]] = {}
@@ -215,6 +233,8 @@ def catalog() -> dict[str, list[Entry]]:
         add("variant", v.name, explain_variant(v))
     for p in PROFILES.values():
         add("profile", p.name, explain_profile(p))
+    for call in CALLS:  # before the action of the same name: what a user asks first
+        add("outcomes", call, explain_outcomes(call))
     for a in action_names():
         fn = action_func(a)
         if fn is not None:
@@ -263,9 +283,15 @@ def reference() -> str:
     L: list[str] = [
         "# devdax reference",
         "",
-        "Generated from spec/ by `python -m devdax.docgen > docs/reference.md`; do not edit by hand "
-        "(tests/model/test_render.py checks that this file is current). `devdax explain NAME` prints any "
-        "entry below.",
+        "Generated from spec/ by `python -m devdax.docgen --write`; do not edit by hand "
+        "(tests/test_docs.py checks that this file is current). `devdax explain NAME` prints any "
+        "entry below. Contents: [profiles](#profiles), [actions](#actions), "
+        "[outcomes of each call](#outcomes-of-each-call) (what errno `mmap` gives, and why), "
+        "[objects and their references](#objects-and-their-references), "
+        "[teardown programs](#teardown-programs), [admin steps](#admin-steps), "
+        "[invariants](#invariants), [reading a counterexample](#reading-a-counterexample), "
+        "[variants](#variants); each variant's and each profile finding's shortest trace is in "
+        "[counterexamples.md](counterexamples.md), the reasoning in [semantics.md](semantics.md).",
         "",
         "## Profiles",
         "",
@@ -309,7 +335,8 @@ def reference() -> str:
         text = doc_of(fn) if fn is not None else INLINE_ACTIONS.get(a, "")
         loc = f" ({where(fn, False)})" if fn is not None and where(fn) else ""
         L.append(f"- **`{a}`**{loc}: {_md(text)}")
-    L += ["", "## Admin steps", "", "The steps the admin programs above are made of (spec/admin.py).", ""]
+    L += ["", *reftables.outcome_section(), *reftables.objects_section(), *reftables.teardown_section()]
+    L += ["## Admin steps", "", "The steps the admin programs above are made of (spec/admin.py).", ""]
     for s, fn in STEPS.items():
         L.append(f"- **`{s}`** ({where(fn, False)}): {_md(doc_of(fn))}")
     L += ["", "## Invariants", "", "| name | kind | source | statement |", "|---|---|---|---|"]
@@ -336,6 +363,8 @@ def reference() -> str:
             f"- profile: `{v.base.name}` with {_md(change_text(v))}",
             f"- configuration: `{config_text(variant_config(v))}`",
             f"- must break one of: {', '.join(f'`{b}`' for b in v.breaks)}",
+            f"- shortest counterexample and its picture: "
+            f"[counterexamples.md](counterexamples.md#{v.name.lower()})",
         ]
         if v.notes:
             L.append(f"- notes: {_md(' '.join(v.notes.split()))}")
@@ -375,7 +404,20 @@ def _reading_section() -> list[str]:
     ]
 
 
+#: every generated doc, by its path in the repository, and the function that writes it
+GENERATED: dict[str, Callable[[], str]] = {
+    "docs/reference.md": reference,
+    "docs/counterexamples.md": reftables.counterexamples,
+}
+
+
 def main(argv: list[str] | None = None) -> int:
+    """`python -m devdax.docgen` prints docs/reference.md; `--write` rewrites every generated doc."""
+    if argv and argv[0] == "--write":
+        root = Path(__file__).resolve().parents[1]
+        for name, make in GENERATED.items():
+            (root / name).write_text(make())
+        return 0
     sys.stdout.write(reference())
     return 0
 

@@ -562,6 +562,27 @@ def docs_pictures() -> dict[str, str]:
     cfg = variant_config(VARIANTS[DOCS_GRAPH_VARIANT])
     g = explore(cfg)
     out[f"graph-{DOCS_GRAPH_VARIANT}.svg"] = graph_svg(g, graph_title(cfg, g))
+    out.update(example_pictures())
+    return out
+
+
+def example_pictures() -> dict[str, str]:
+    """example-NAME.svg for each profile file in docs/examples/ that check finds wrong: what
+    `devdax check --profile docs/examples/NAME.toml --svg` draws, run from the repository root so
+    the picture names the file as the docs do."""
+    import contextlib
+    from pathlib import Path
+
+    from devdax import api
+
+    root = Path(__file__).resolve().parents[1]
+    out: dict[str, str] = {}
+    with contextlib.chdir(root):
+        for path in sorted(Path("docs/examples").glob("*.toml")):
+            report = api.check(str(path))
+            v = chosen(report.result, None, Ctx.of(report.config).prof.findings)
+            if v is not None and not report.passed:
+                out[f"example-{path.stem}.svg"] = sequence_svg(report.config, v, f"profile {path}")
     return out
 
 

@@ -6,9 +6,9 @@ optional event log; one re-entrant lock serialises every admin, file and vma cal
 (spec/profiles.py create/remove/bind/unbind/create_failed) one step at a time, dispatched by name to
 the method of the same name on the region or device (device.py). The teardown is: clear alive, a
 real SRCU grace period (MappingCore.synchronize), unmap_mapping_range (zap every vma of the
-device), then cdev_del, unregister, and release on the last put (spec/admin.py; kernel-semantics
-4). After each call the spec's lifetime invariants over everything the bus holds are checked
-(OK_BUS).
+device), then cdev_del, unregister, and release on the last put (spec/admin.py;
+docs/semantics.md#teardown). After each call the spec's lifetime invariants over everything the bus
+holds are checked (OK_BUS).
 
 Profiles: ``modern`` (default; bind/unbind cycles, alive only while device_dax is bound) and
 ``v4.10`` (alive from creation until provider removal). v4.7 is spec-only (its defects are findings).

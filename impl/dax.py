@@ -16,7 +16,7 @@ module per kernel concept:
 * vma.py: VmArea (the kernel vma), its placement, and UserMapping, the handle mmap returns;
 * errors.py, event.py: the argument checks and errno helper; the event log's record.
 
-Objects and who pins whom (kernel-semantics.md 1.3): an open DaxFile pins the cdev kobject
+Objects and who pins whom (docs/semantics.md#objects-and-references): an open DaxFile pins the cdev kobject
 (chrdev_open -> cdev_get); each VmArea pins its file (vma->vm_file); the cdev kobject pins its parent
 device; the device pins its region and its pseudo-inode; the minor goes back to the global ida only
 in release, so a minor can never be reused while a file or vma of the old instance exists.

@@ -4,7 +4,7 @@ Each method named after a kernel step is one step of an admin program (spec/admi
 each does; bus.py walks the profile's programs and dispatches to these by name). A step returns its
 outcome ("ok" / "skipped") or raises StepFailed to leave its program, as spec/admin.py's Goto.
 
-Who pins whom (kernel-semantics.md 1.3): the cdev kobject pins its parent device kobject from
+Who pins whom (docs/semantics.md#objects-and-references): the cdev kobject pins its parent device kobject from
 cdev_add (2f0157f "char_dev: pin parent kobject"); the device pins its region (kref_get in
 devm_create_dax_dev) and its pseudo-inode (dax_inode_get / alloc_dax); the minor goes back to the
 global ida only in release (v4.10 dax_dev_release; modern: the inode free path). So a minor can
@@ -40,7 +40,8 @@ if TYPE_CHECKING:
     from .vma import VmArea
 
 ON: Final = contracts.ENABLED
-#: MINORMASK + 1: modern alloc_chrdev_region(&dax_devt, 0, MINORMASK+1) (kernel-semantics 3); no 256
+#: MINORMASK + 1: modern alloc_chrdev_region(&dax_devt, 0, MINORMASK+1)
+#: (docs/semantics.md#minors-and-names); no 256
 MINOR_LIMIT: Final = 1 << 20
 
 
@@ -137,7 +138,8 @@ def region_refs_exact(self: DaxRegion) -> bool:
 
 class DaxRegion:
     """struct dax_region: a resource of one backing, an align, a per-region id ida and a kref with
-    the provider's and the devm action's references (alloc_dax_region; kernel-semantics 1.1)."""
+    the provider's and the devm action's references (alloc_dax_region;
+    docs/semantics.md#objects-and-references)."""
 
     def __init__(
         self,
@@ -443,7 +445,7 @@ class DevDax:
 
     @icontract.require(
         lambda self: not self.alive or not self._created(),
-        "unmap only after alive is cleared (kernel-semantics 4)",
+        "unmap only after alive is cleared (docs/semantics.md#teardown)",
         enabled=ON,
     )
     def unmap_mapping_range(self) -> str:

@@ -3,7 +3,7 @@
 The mm's part is spec/fault.py's: first_size asks the driver first at the largest size the vma
 allows (thp_vma_suitable_order), at PTE size only on a vma with VM_NOHUGEPAGE (MADV_NOHUGEPAGE: not
 THP-eligible, __handle_mm_fault -> thp_vma_allowable_order says no; on a 2M/1G device that is
-SIGBUS, __dev_dax_pte_fault: "fault_size != align", kernel-semantics 1.7), and at most at PMD size
+SIGBUS, __dev_dax_pte_fault: "fault_size != align", docs/semantics.md#faults), and at most at PMD size
 where a pmd table fills the PUD entry of the 1G slot (leaves_pmd_table: a fault there went below PUD
 size; free_pgtables at munmap of the slot's last vma frees it). The device layer (impl/vma.py) marks
 VM_NOHUGEPAGE vmas with VMA_NOHUGE in the shared vma descriptor; the pmd tables are the mm's, one per

@@ -1,6 +1,6 @@
 """The fault-handler process: owns the reading end of the userfaultfd and services every fault.
 
-Why a separate process (DESIGN.md section 5, "watch the GIL"): a Python thread that touches a mapping
+Why a separate process ("watch the GIL"): a Python thread that touches a mapping
 through a memoryview or ctypes holds its interpreter's GIL for the whole page fault. If the code that
 resolves the fault needed that same GIL, the fault could never be resolved. This process has its own
 interpreter, so a blocked toucher in the main process cannot stall it; it needs nothing from the main

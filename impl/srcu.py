@@ -3,7 +3,7 @@
 Why not a mutex or a rwlock: the kernel's fault path runs under ``dax_read_lock()`` (SRCU; RCU before
 4.12), whose readers never block the writer's *progress* except by being in a section, and whose
 writer (``kill_dax`` -> ``synchronize_srcu``) waits only for sections that began before it. The
-teardown argument in kernel-semantics.md section 4 depends on exactly that, so the emulation needs the
+teardown argument in docs/semantics.md#teardown depends on exactly that, so the emulation needs the
 same primitive, not something stronger.
 
 Model: liburcu's "memb" flavour. Each reader (one per fault-handler thread, i.e. one per emulated CPU)

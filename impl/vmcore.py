@@ -6,7 +6,7 @@ The kernel's mm can also place a vma at a given address (MAP_FIXED, a hint), cut
 kernel vma of the device layer is one core Mapping here, so that the shared vma descriptor the handler
 reads is always exactly the kernel vma (start, end, pgoff, flags): check_vma and the fault-size
 negotiation see the real vm_start/vm_end, e.g. an mremap that leaves vm_end unaligned makes every
-later fault SIGBUS as in the kernel (devdax-tests.md 17).
+later fault SIGBUS as in the kernel (tests/scenarios/s17_mremap_grow_unaligned.json).
 
 This module uses MappingCore internals (_lock, _dev, _maps, _request, _uffd, _hole_fd, _populate,
 _free_vma_slot, _map_pieces, _record_vma): a wrapper, not an edit, as the ownership rules ask. The

@@ -4,7 +4,8 @@ entries (Init => Inv, Inv /\\ Step => Inv'), with each strengthening invariant n
 The spec's invariants (spec/invariants.py) proved here, read on the protocol's state:
 
 * ``lock_balanced``: a CPU outside the fault handler holds no read lock (M20);
-* ``no_entry_after_kill``: once the kill completed, the device has no entry (section 4, point 4);
+* ``no_entry_after_kill``: once the kill completed, the device has no entry
+  (docs/semantics.md#teardown, point 4);
 * ``entries_exact``: every entry is align-sized, inside its vma, and maps the page pgoff_to_phys names;
 * ``vmas_aligned``, ``vmas_shared``: what check_vma promises of every vma (M1, M8);
 * ``no_map_of_dead_device`` (a step property): no entry is installed into a killed device.

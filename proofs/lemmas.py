@@ -87,7 +87,7 @@ def exact_sum(*xs: Term) -> Term:
 
 
 # --------------------------------------------------------------------------------------------------
-# 1. dax_get_unmapped_area with addr == 0 (kernel-semantics.md 1.6)
+# 1. dax_get_unmapped_area with addr == 0 (docs/semantics.md#dax_get_unmapped_area)
 # --------------------------------------------------------------------------------------------------
 
 
@@ -135,7 +135,7 @@ def gua_setup() -> GuaSetup:
 
 @lemma(
     "get_unmapped_area(NULL) result is congruent to the file offset mod align",
-    "kernel-semantics.md 1.6 dax_get_unmapped_area",
+    "docs/semantics.md#dax_get_unmapped_area dax_get_unmapped_area",
 )
 def gua_congruent(cfg: LemmaConfig) -> list[Query]:
     """The reason dax_get_unmapped_area exists: ``addr_align + ((off - addr_align) & (align - 1))`` is
@@ -147,7 +147,7 @@ def gua_congruent(cfg: LemmaConfig) -> list[Query]:
 
 @lemma(
     "get_unmapped_area result + len stays inside the len + align reservation",
-    "kernel-semantics.md 1.6 dax_get_unmapped_area",
+    "docs/semantics.md#dax_get_unmapped_area dax_get_unmapped_area",
 )
 def gua_in_reservation(cfg: LemmaConfig) -> list[Query]:
     """The adjustment is less than align, so the mapping stays inside the len + align bytes the
@@ -159,7 +159,7 @@ def gua_in_reservation(cfg: LemmaConfig) -> list[Query]:
 
 
 # --------------------------------------------------------------------------------------------------
-# 2. check_vma (kernel-semantics.md 1.5) and mmap = get_unmapped_area + check_vma
+# 2. check_vma (docs/semantics.md#check_vma) and mmap = get_unmapped_area + check_vma
 # --------------------------------------------------------------------------------------------------
 
 
@@ -169,7 +169,7 @@ def check_vma_of(
     return G.check_vma(alive, flags, start, end, align, cfg.private_test, cfg.pfn_dev_only, cfg.s_dax)
 
 
-@lemma("check_vma accepts exactly the alive, VM_MAYSHARE, aligned vmas", "kernel-semantics.md 1.5 check_vma")
+@lemma("check_vma accepts exactly the alive, VM_MAYSHARE, aligned vmas", "docs/semantics.md#check_vma check_vma")
 def check_vma_exact(cfg: LemmaConfig) -> list[Query]:
     """check_vma returns 0 iff the device is alive, the vma is VM_MAYSHARE (MAP_SHARED, whatever the
     file mode) and both ends are aligned: nothing else (not pgoff, not the device size) is looked at."""
@@ -207,7 +207,7 @@ def _mmap(cfg: LemmaConfig) -> tuple[GuaSetup, Term, list[Term], tuple[tuple[str
 
 @lemma(
     "NULL-hint mmap with align-multiple offset and length passes check_vma",
-    "kernel-semantics.md 1.5-1.6; seed commit 2",
+    "docs/semantics.md#check_vma, #dax_get_unmapped_area; seed commit 2",
 )
 def mmap_aligned_accepted(cfg: LemmaConfig) -> list[Query]:
     """With an align-multiple offset and length (at least one unit) the aligned path is always taken
@@ -226,7 +226,7 @@ def mmap_aligned_accepted(cfg: LemmaConfig) -> list[Query]:
 
 @lemma(
     "NULL-hint mmap with a misaligned offset fails check_vma (aligned path)",
-    "kernel-semantics.md 1.6 [INF]; seed commit 2",
+    "docs/semantics.md#dax_get_unmapped_area [INF]; seed commit 2",
 )
 def mmap_misaligned_rejected(cfg: LemmaConfig) -> list[Query]:
     """Seed commit 2: 'If userspace attempts to force a misaligned mapping, the driver will fail the
@@ -239,7 +239,7 @@ def mmap_misaligned_rejected(cfg: LemmaConfig) -> list[Query]:
 
 
 # --------------------------------------------------------------------------------------------------
-# 3. pgoff_to_phys on a multi-range device (kernel-semantics.md 1.7, dax_pgoff_to_phys)
+# 3. pgoff_to_phys on a multi-range device (docs/semantics.md#faults, dax_pgoff_to_phys)
 # --------------------------------------------------------------------------------------------------
 
 
@@ -308,7 +308,7 @@ def _p2p(n: int, align: int) -> tuple[Device, Term, Term, Term, list[Term], tupl
 
 @lemma(
     "pgoff_to_phys entry lies inside exactly one range, never straddles its end",
-    "kernel-semantics.md 1.7 dax_pgoff_to_phys",
+    "docs/semantics.md#faults dax_pgoff_to_phys",
 )
 def p2p_inside_one_range(cfg: LemmaConfig) -> list[Query]:
     """A translated entry [phys, phys + size) lies inside exactly one range: the walk stops at the
@@ -329,7 +329,7 @@ def p2p_inside_one_range(cfg: LemmaConfig) -> list[Query]:
 
 @lemma(
     "pgoff_to_phys maps a size-aligned pgoff block to a size-aligned phys",
-    "kernel-semantics.md 1.7 dax_pgoff_to_phys",
+    "docs/semantics.md#faults dax_pgoff_to_phys",
 )
 def p2p_size_aligned(cfg: LemmaConfig) -> list[Query]:
     """Each range starts at an align-multiple pgoff and an align-aligned address, so an entry whose
@@ -345,7 +345,7 @@ def p2p_size_aligned(cfg: LemmaConfig) -> list[Query]:
 
 @lemma(
     "pgoff_to_phys past the device's last page is None (-1, SIGBUS)",
-    "kernel-semantics.md 1.7 dax_pgoff_to_phys",
+    "docs/semantics.md#faults dax_pgoff_to_phys",
 )
 def p2p_beyond_device(cfg: LemmaConfig) -> list[Query]:
     """A pgoff at or past the device's last page has no translation (the kernel's -1, then SIGBUS)."""
@@ -358,13 +358,13 @@ def p2p_beyond_device(cfg: LemmaConfig) -> list[Query]:
 
 
 # --------------------------------------------------------------------------------------------------
-# 4. Fault-size negotiation (kernel-semantics.md 1.7: PMD/PUD tables, mm-side fallback)
+# 4. Fault-size negotiation (docs/semantics.md#faults: PMD/PUD tables, mm-side fallback)
 # --------------------------------------------------------------------------------------------------
 
 
 @lemma(
     "fault size > align FALLBACK, < align SIGBUS, == align proceeds (total)",
-    "kernel-semantics.md 1.7 PMD/PUD tables",
+    "docs/semantics.md#faults PMD/PUD tables",
 )
 def negotiate_table(cfg: LemmaConfig) -> list[Query]:
     """For every fault size and align in {4K, 2M, 1G}: bigger than align -> FALLBACK, smaller ->
@@ -388,7 +388,7 @@ def negotiate_table(cfg: LemmaConfig) -> list[Query]:
 
 @lemma(
     "fallback from any size ends at == align or SIGBUS in <= 2 steps",
-    "kernel-semantics.md 1.7 [INF] mm-side negotiation",
+    "docs/semantics.md#faults [INF] mm-side negotiation",
 )
 def negotiate_fallback_chain(cfg: LemmaConfig) -> list[Query]:
     """The mm retries a FALLBACK with the next smaller size (pud -> pmd -> pte). From any size, PUD
@@ -419,7 +419,7 @@ def negotiate_fallback_chain(cfg: LemmaConfig) -> list[Query]:
 
 
 # --------------------------------------------------------------------------------------------------
-# 5. dax_huge_fault (kernel-semantics.md 1.7, __dev_dax_{pte,pmd,pud}_fault)
+# 5. dax_huge_fault (docs/semantics.md#faults, __dev_dax_{pte,pmd,pud}_fault)
 # --------------------------------------------------------------------------------------------------
 
 
@@ -486,7 +486,7 @@ def _fault_queries(cfg: LemmaConfig, goal: Callable[[FaultSetup], tuple[list[Ter
 
 @lemma(
     "a NOPAGE entry [addr, addr+size) lies inside [vm_start, vm_end)",
-    "kernel-semantics.md 1.7 pmd/pud vma-bounds check (M3/M4)",
+    "docs/semantics.md#faults pmd/pud vma-bounds check (M3/M4)",
 )
 def fault_entry_in_vma(cfg: LemmaConfig) -> list[Query]:
     """The vma-bounds check (the M3/M4 fix): an installed entry [addr, addr + size) never reaches
@@ -498,7 +498,7 @@ def fault_entry_in_vma(cfg: LemmaConfig) -> list[Query]:
     return _fault_queries(cfg, goal)
 
 
-@lemma("a NOPAGE entry's size equals the device align", "kernel-semantics.md 1.7 fault_size vs align (M3/M4)")
+@lemma("a NOPAGE entry's size equals the device align", "docs/semantics.md#faults fault_size vs align (M3/M4)")
 def fault_entry_is_align(cfg: LemmaConfig) -> list[Query]:
     """Only a fault of exactly the device's align installs an entry (bigger falls back, smaller is
     SIGBUS): every mapping of the device is made of align-sized entries."""
@@ -507,7 +507,7 @@ def fault_entry_is_align(cfg: LemmaConfig) -> list[Query]:
 
 @lemma(
     "a NOPAGE entry's [phys, phys+size) lies inside one device range",
-    "kernel-semantics.md 1.7 dax_pgoff_to_phys",
+    "docs/semantics.md#faults dax_pgoff_to_phys",
 )
 def fault_phys_in_device(cfg: LemmaConfig) -> list[Query]:
     """The entry's physical block [phys, phys + size) lies inside one range of the device: a fault
@@ -522,7 +522,7 @@ def fault_phys_in_device(cfg: LemmaConfig) -> list[Query]:
 
 @lemma(
     "a NOPAGE entry's phys is size-aligned (check_vma's checks only: F3)",
-    "kernel-semantics.md 1.6-1.7; check_vma ignores vm_pgoff (docs/findings.md F3)",
+    "docs/semantics.md#dax_get_unmapped_area, #faults; check_vma ignores vm_pgoff (docs/findings.md F3)",
 )
 def fault_phys_aligned(cfg: LemmaConfig) -> list[Query]:
     """What the kernel promises about a huge entry's physical block, with only the hypotheses the kernel
@@ -543,7 +543,7 @@ def fault_phys_aligned(cfg: LemmaConfig) -> list[Query]:
 
 @lemma(
     "with an align-multiple vm_pgoff (the F3 fix) phys is size-aligned",
-    "kernel-semantics.md 1.6-1.7 dax_get_unmapped_area; docs/findings.md F3",
+    "docs/semantics.md#dax_get_unmapped_area, #faults dax_get_unmapped_area; docs/findings.md F3",
 )
 def fault_phys_aligned_given_offset(cfg: LemmaConfig) -> list[Query]:
     """The fix of F3: with an align-multiple file offset (what dax_get_unmapped_area's aligned path

@@ -3,8 +3,9 @@
 The spec's invariants (spec/invariants.py) proved here:
 
 * ``minor_unique``: no two unreleased device instances share a minor, so a stale fd can never reach a
-  new device through a reused devt (kernel-semantics section 3; M22);
-* ``ida_exact``: dax_minor_ida holds exactly the minors devices still hold (section 3, 1.9);
+  new device through a reused devt (docs/semantics.md#minors-and-names; M22);
+* ``ida_exact``: dax_minor_ida holds exactly the minors devices still hold
+  (docs/semantics.md#minors-and-names, #release-callbacks);
 * ``minors_in_range``: every held minor is below the count alloc_chrdev_region reserved (M19).
 
 Devices are an uninterpreted sort, so "any number" is literal: every device of every region and

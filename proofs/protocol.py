@@ -2,7 +2,7 @@
 vmas and entries.
 
 What it is an abstraction of: the spec's state machine (spec/system.py) seen from one device, keeping
-exactly what the safety invariants about mappings read (kernel-semantics.md section 4): the alive flag,
+exactly what the safety invariants about mappings read (docs/semantics.md#teardown): the alive flag,
 the grace period and which readers it waits for, the CPUs in the fault handler (spec/fault.py, step by
 step), the vmas and the installed entries. Reference counts, minors and sysfs are left out (they never
 guard a fault step). The abstraction function is :func:`proofs.agreement.abstract`; the agreement test

@@ -7,8 +7,9 @@ it is blocked (synchronize_wait waits for pre-existing readers), the convention 
 spec/ (state.Outcome). A step that does not apply to this device (the kernel function returns early,
 or the object was never created) returns SKIP, and its program moves past it at once.
 
-Teardown protocol (kernel-semantics.md section 4): alive = false; synchronize_(s)rcu();
-unmap_mapping_range(); only then cdev_del / device_unregister / put. Creation order: section 1.2.
+Teardown protocol (docs/semantics.md#teardown): alive = false; synchronize_(s)rcu();
+unmap_mapping_range(); only then cdev_del / device_unregister / put. Creation order:
+docs/semantics.md#creation.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 Seed commit 2: "Faults are handled under rcu_read_lock to synchronize with the enabled state of the
 device." dev_dax_huge_fault(): read-lock; check_vma (alive); size negotiation; pgoff_to_phys; insert
-one entry; read-unlock (kernel-semantics.md 1.7). The fault holds mmap_lock for read, so the vma does
+one entry; read-unlock (docs/semantics.md#faults). The fault holds mmap_lock for read, so the vma does
 not change under it.
 
 Check, negotiation and translation read only the vma (stable under mmap_lock), the immutable layout

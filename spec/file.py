@@ -27,7 +27,8 @@ def chrdev_lookup(c: Ctx, s: State, d: int) -> int:
     device. v4.10+: chrdev_open() first uses the i_cdev this /dev inode cached on an earlier open,
     which works while that cdev kobject still has a reference (cdev_get ->
     kobject_get_unless_zero), even after cdev_del; otherwise it looks the devt up in kobj_map
-    (cdev_add .. cdev_del). A reused minor therefore reaches the new instance (section 3).
+    (cdev_add .. cdev_del). A reused minor therefore reaches the new instance
+    (docs/semantics.md#minors-and-names).
     """
     dev = s.devs[d]
     if c.prof.open_lookup is OpenLookup.CLASS_FIND_DEVICE:

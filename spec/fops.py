@@ -1,9 +1,10 @@
 """What the VFS answers for the calls dax_fops does not implement.
 
 dax_fops has open, release, mmap, get_unmapped_area, llseek = noop_llseek and (modern)
-mmap_supported_flags = MAP_SYNC; nothing else (kernel-semantics.md 2; devdax-tests.md 38-40). Every
-other call is decided by generic code before or instead of the driver. These outcomes never change
-device state, so they are plain functions of the open mode and flags.
+mmap_supported_flags = MAP_SYNC; nothing else (docs/semantics.md#calls-dax_fops-lacks;
+tests/scenarios/s38-s40). Every other call is decided by generic code before or instead of the
+driver. These outcomes never change device state, so they are plain functions of the open mode and
+flags. docs/reference.md#outcomes-of-each-call lists them (spec/outcomes.py).
 """
 
 from __future__ import annotations

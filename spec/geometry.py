@@ -5,8 +5,8 @@ machine calls it, the emulation (impl/) calls it from its fault handler, the Z3 
 checked against it and CrossHair explores it. Sizes are real bytes (4K, 2M, 1G), never scaled, so a
 driver author can compare any line with drivers/dax/device.c.
 
-Sources: kernel-semantics.md sections 1.5 (check_vma), 1.6 (dax_get_unmapped_area), 1.7 (fault
-handlers and pgoff_to_phys); seed commit 2 ("Mappings are always guaranteed to match the alignment of
+Sources: docs/semantics.md#check_vma, #dax_get_unmapped_area and #faults (fault handlers and
+pgoff_to_phys); seed commit 2 ("Mappings are always guaranteed to match the alignment of
 the dax_region ... If userspace attempts to force a misaligned mapping, the driver will fail the mmap").
 """
 

@@ -71,7 +71,9 @@ def _vmas_of_dev(s: State, d: int) -> list[int]:
 # -------------------------------------------------------------------------------- lifetime ----
 
 
-@invariant("kernel-semantics 1.1, 1.3, 1.9; seed commit 3 (cdev kobject lifetime)")
+@invariant(
+    "docs/semantics.md#objects-and-references, #release-callbacks; seed commit 3 (cdev kobject lifetime)"
+)
 def refcount_exact_all(c: Ctx, s: State) -> str | None:
     """Every count equals the number of holders: region kref (probe, devm action, each device),
     cdev kobject (cdev_add's own reference, each open file), struct device (device_initialize, the
@@ -111,7 +113,7 @@ def refcount_exact_all(c: Ctx, s: State) -> str | None:
     return None
 
 
-@invariant("kernel-semantics 1.3; M15, M18")
+@invariant("docs/semantics.md#objects-and-references; M15, M18")
 def no_use_after_free(c: Ctx, s: State) -> str | None:
     """Nothing points at freed memory and nothing touched freed memory: files at a released device,
     vmas at a free file, a device at a freed region, and no recorded use-after-free."""
@@ -141,7 +143,7 @@ def no_null_deref(c: Ctx, s: State) -> str | None:
     return s.oops if s.oops.startswith("null") else None
 
 
-@invariant("kernel-semantics 3 (ida), 1.9 (release callbacks)")
+@invariant("docs/semantics.md#minors-and-names (ida), #release-callbacks")
 def ida_exact(c: Ctx, s: State) -> str | None:
     """dax_minor_ida and each region's ida hold exactly the ids their owners still hold."""
     want = 0
@@ -161,7 +163,7 @@ def ida_exact(c: Ctx, s: State) -> str | None:
 
 
 @invariant(
-    "kernel-semantics 3: 'since 4.10 a minor cannot be reused while any fd or vma of the old "
+    "docs/semantics.md#minors-and-names: 'since 4.10 a minor cannot be reused while any fd or vma of the old "
     "instance exists'; M22"
 )
 def minor_unique(c: Ctx, s: State) -> str | None:
@@ -200,7 +202,7 @@ def _admin_creating(c: Ctx, s: State, d: int) -> bool:
     return False
 
 
-@invariant("kernel-semantics 4: 'Only after that [kill]: cdev_del / device_unregister / put'; M6")
+@invariant("docs/semantics.md#teardown: 'Only after that [kill]: cdev_del / device_unregister / put'; M6")
 def alive_implies_registered(c: Ctx, s: State) -> str | None:
     """A device is alive only while it can be reached the regular way: registered, with its cdev in
     kobj_map (modern: and bound), or while the admin is still creating it."""
@@ -215,7 +217,9 @@ def alive_implies_registered(c: Ctx, s: State) -> str | None:
     return None
 
 
-@invariant("kernel-semantics 4, points 1-4: 'no live PTE and no successful mmap after kill completes'")
+@invariant(
+    "docs/semantics.md#teardown, points 1-4: 'no live PTE and no successful mmap after kill completes'"
+)
 def no_entry_after_kill(c: Ctx, s: State) -> str | None:
     """Once kill (clear alive, grace period, unmap) has completed, the device has no installed
     entry, and none is installed later (until a modern re-bind makes it alive again)."""
@@ -228,7 +232,7 @@ def no_entry_after_kill(c: Ctx, s: State) -> str | None:
     return None
 
 
-@invariant("M16: 'unregister always kills'; kernel-semantics 1.8")
+@invariant("M16: 'unregister always kills'; docs/semantics.md#teardown")
 def removed_region_dead(c: Ctx, s: State) -> str | None:
     """After provider removal no device of the region is alive or mapped."""
     for r, rg in enumerate(s.regions):
@@ -258,7 +262,7 @@ def no_map_of_dead_device(c: Ctx, s: State, tr: Transition) -> str | None:
     return None
 
 
-@invariant("kernel-semantics 4 (M20: V410/V411 'default:' returns inside rcu_read_lock)")
+@invariant("docs/semantics.md#teardown (M20: V410/V411 'default:' returns inside rcu_read_lock)")
 def lock_balanced(c: Ctx, s: State) -> str | None:
     """A CPU that is not inside the fault handler holds no read lock."""
     for i, cpu in enumerate(s.cpus):
@@ -398,7 +402,7 @@ def quiescent(c: Ctx, s: State) -> bool:
     )
 
 
-@invariant("kernel-semantics 1.9, 3; M18")
+@invariant("docs/semantics.md#release-callbacks, #minors-and-names; M18")
 def no_leak_at_quiescence(c: Ctx, s: State) -> str | None:
     """At quiescence every device and region is released and every minor is back in the ida."""
     if not quiescent(c, s):
@@ -417,7 +421,7 @@ def no_leak_at_quiescence(c: Ctx, s: State) -> str | None:
 INVARIANTS["teardown_finishes"] = Invariant(
     "teardown_finishes",
     "liveness",
-    "kernel-semantics 4: with SRCU a leaked read lock makes synchronize_srcu never return (M20)",
+    "docs/semantics.md#teardown: with SRCU a leaked read lock makes synchronize_srcu never return (M20)",
     "From every reachable state the admin can finish the program it is running.",
 )
 

@@ -5,7 +5,7 @@ A put that reaches zero runs its release synchronously, as kobject_put() does, s
 object already freed, or a count that would go negative, is recorded as an oops: that is what
 refcount_t reports as "underflow; use-after-free".
 
-Sources: kernel-semantics.md 1.3 (reference graph), 1.9 (release callbacks); fs/char_dev.c
+Sources: docs/semantics.md#objects-and-references (reference graph), #release-callbacks; fs/char_dev.c
 (cdev_put, cdev_default_release -> cdev_purge, kobject_put(parent)); seed commit 3 ("reference
 counting which can switch to the cdev kobject lifetime").
 """
@@ -41,7 +41,7 @@ def dev_release(c: Ctx, s: State, d: int) -> State:
 
     v4.10 frees the region id and the minor here, then puts the region and the inode; modern puts the
     inode (whose free returns the minor), the id, and the region. Either way the minor can be reused
-    only now: no fd or vma of this instance can exist any more (section 3).
+    only now: no fd or vma of this instance can exist any more (docs/semantics.md#minors-and-names).
     """
     dev = s.devs[d]
     minors = s.minors

@@ -1,7 +1,7 @@
 """Kernel profiles: which driver the state machine is, as a set of named switches.
 
-A profile is one design era of drivers/dax, faithful to the code of that era (kernel-semantics.md
-section 0 names the copies read). Historical bugs that were fixed *within* an era are not baked into
+A profile is one design era of drivers/dax, faithful to the code of that era (docs/semantics.md#versions
+names the code each follows). Historical bugs that were fixed *within* an era are not baked into
 its profile; each is a variant (spec/variants.py) that turns one switch back. v4.7 is the exception
 the design asks for: it is the driver as merged, with its known defects, and reports them as its
 documented findings.
@@ -110,7 +110,7 @@ class Profile:
 
 
 # Steps that end with "!" complete the kill: after them the protocol promises no entry of the device
-# exists and none can be installed (kernel-semantics section 4, point 4). The marker is what the
+# exists and none can be installed (docs/semantics.md#teardown, point 4). The marker is what the
 # invariant no_entry_after_kill reads; it is not a kernel action.
 
 V47 = Profile(

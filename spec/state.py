@@ -1,12 +1,12 @@
 """The state of the system: every kernel object device-dax touches, and who points at whom.
 
 Records are NamedTuples: immutable, hashable and cheap to copy with ``_replace``, so the explicit
-checker can store millions of them. Field names follow the kernel (kernel-semantics.md section 1):
+checker can store millions of them. Field names follow the kernel (docs/semantics.md#objects-and-references):
 ``dev_ref`` is the struct device kobject count, ``cdev_ref`` the embedded cdev's kobject count,
 ``kref`` the v4.7 dax_dev kref. Sets of small integers (an ida) are bitmasks.
 
-Reference graph (section 1.3): open file -> cdev kobject -> device kobject -> {region kref,
-pseudo-inode -> minor}; vma -> file. Every count is checked against its holders by
+Reference graph (docs/semantics.md#objects-and-references): open file -> cdev kobject -> device
+kobject -> {region kref, pseudo-inode -> minor}; vma -> file. Every count is checked against its holders by
 invariants.refcount_exact.
 """
 
@@ -61,7 +61,7 @@ RESULT_NAMES = {R_NONE: "-", R_NOPAGE: "NOPAGE", R_FALLBACK: "FALLBACK", R_SIGBU
 
 
 class Region(NamedTuple):
-    """struct dax_region (section 1.1)."""
+    """struct dax_region (docs/semantics.md#objects-and-references)."""
 
     phase: RegionPhase = RG_NONE
     kref: int = 0
@@ -72,7 +72,8 @@ class Region(NamedTuple):
 
 
 class Dev(NamedTuple):
-    """struct dax_dev / dev_dax with its embedded struct device and struct cdev (section 1.2)."""
+    """struct dax_dev / dev_dax with its embedded struct device and struct cdev
+    (docs/semantics.md#creation)."""
 
     phase: DevPhase = D_NONE
     id: int = -1  # per-region instance id (the Y of daxX.Y)

@@ -1,5 +1,6 @@
-"""Variants: named deviations that bring back a historical bug (kernel-semantics.md section 5) or a
-tempting wrong teardown order (section 4), each with the smallest configuration where it can happen.
+"""Variants: named deviations that bring back a historical bug (docs/semantics.md#history) or a
+tempting wrong teardown order (docs/semantics.md#teardown), each with the smallest configuration
+where it can happen.
 
 A variant is the profile it applies to, the switches it turns, the configuration to check it in and
 the properties it must break. `devdax check --variant NAME` runs exactly that, and the test suite
@@ -274,7 +275,7 @@ _add(
     Variant(
         "M22",
         "v4.7 teardown on the v4.10 design: no unmap on kill, minor freed at unregister",
-        "V47 unregister_dax_dev vs V410 (kernel-semantics section 1.8)",
+        "V47 unregister_dax_dev vs V410 (docs/semantics.md#teardown)",
         V410,
         {
             "remove": (
@@ -296,7 +297,7 @@ _add(
     Variant(
         "unmap-before-synchronize",
         "unmap_mapping_range, then clear alive, then synchronize",
-        "kernel-semantics section 4, first wrong order",
+        "docs/semantics.md#teardown, first wrong order",
         V410,
         {
             "remove": (
@@ -317,7 +318,7 @@ _add(
     Variant(
         "no-synchronize",
         "clear alive, then unmap, with no grace period",
-        "kernel-semantics section 4, second wrong order",
+        "docs/semantics.md#teardown, second wrong order",
         V410,
         {"remove": ("clear_alive", "unmap_mapping_range!", "cdev_del", "device_del", "put_device")},
         _race(),
@@ -328,7 +329,7 @@ _add(
     Variant(
         "synchronize-before-clear",
         "synchronize, then clear alive, then unmap",
-        "kernel-semantics section 4, third wrong order",
+        "docs/semantics.md#teardown, third wrong order",
         V410,
         {
             "remove": (
@@ -349,7 +350,7 @@ _add(
     Variant(
         "cdev_del-before-kill",
         "cdev_del and device_del before the kill",
-        "kernel-semantics section 4, fifth wrong order",
+        "docs/semantics.md#teardown, fifth wrong order",
         V410,
         {
             "remove": (
@@ -370,8 +371,8 @@ _add(
     Variant(
         "M21",
         "modern dax_open stores a NULL private_data outside the alive window; mmap dereferences it",
-        "candidate from kernel-semantics M21: dev_dax_probe does cdev_add() before run_dax(); unbind runs "
-        "dev_dax_kill before dev_dax_cdev_del",
+        "candidate from docs/semantics.md#open-and-release: dev_dax_probe does cdev_add() before "
+        "run_dax(); unbind runs dev_dax_kill before dev_dax_cdev_del",
         MODERN,
         {},
         Config(profile="modern", files=1, vmas=1, cpus=0, mmaps=(SHARED_RW,)),

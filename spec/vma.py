@@ -3,7 +3,7 @@
 Seed commit 2: "there is no support for private mappings ... Mappings are always guaranteed to match
 the alignment of the dax_region ... If userspace attempts to force a misaligned mapping, the driver
 will fail the mmap attempt. See dax_dev_check_vma()". mmap does not check the offset or length
-against the device size (kernel-semantics.md 1.5): faults past the end SIGBUS instead.
+against the device size (docs/semantics.md#check_vma): faults past the end SIGBUS instead.
 """
 
 from __future__ import annotations

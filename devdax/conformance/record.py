@@ -2,9 +2,9 @@
 
 A recording is what one Debian kernel did with each step of each scenario file: ``meta.json`` (kernel
 line, ``uname -r``, Debian package and version, accelerator, the date of the last run recorded) and
-``results.jsonl`` (one object per step: file, its sha256 when recorded, step, op, the kernel's
-outcome and detail). The file hash
-makes a recording of an edited scenario stale rather than silently wrong.
+``results.jsonl`` (one object per step: file, its hash when recorded, step, op, the kernel's
+outcome and detail). The file hash (of everything but the documentation fields `source` and
+`notes`) makes a recording of an edited scenario stale rather than silently wrong.
 
 ``disagreements.json`` beside the recordings lists every step where spec or impl does not predict
 what a kernel did, each with a status: ``open`` (a devdax bug to fix, issue 12) or ``deliberate``
@@ -29,8 +29,23 @@ KNOWN: Final = RESULTS / "disagreements.json"
 PATCHED: Final = RESULTS / "patched"
 
 
+#: the fields of a scenario file that document it and never change what a kernel runs
+DOC_FIELDS: Final = ("source", "notes")
+
+
 def file_hash(path: str | Path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
+    """What a kernel ran of a scenario file: its JSON without the documentation fields, in a
+    canonical form. Any change to the setup, the steps or the expectations makes a recording stale;
+    rewording a citation or a note does not."""
+    raw = Path(path).read_bytes()
+    try:
+        data = json.loads(raw)
+    except ValueError:
+        return hashlib.sha256(raw).hexdigest()[:16]
+    if isinstance(data, dict):
+        data = {k: v for k, v in data.items() if k not in DOC_FIELDS}
+    canon = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(canon.encode()).hexdigest()[:16]
 
 
 @dataclass(frozen=True)

@@ -96,7 +96,9 @@ def test_mermaid_has_a_participant_per_lane_and_a_red_last_step() -> None:
 
 def test_docs_pictures_are_current() -> None:
     want = docs_pictures()
-    assert set(want) == {f"{n}.svg" for n in VARIANTS} | {f"graph-{DOCS_GRAPH_VARIANT}.svg"}
+    examples = {f"example-{p.stem}.svg" for p in (PICTURES.parent / "examples").glob("*.toml")}
+    assert set(want) - examples == {f"{n}.svg" for n in VARIANTS} | {f"graph-{DOCS_GRAPH_VARIANT}.svg"}
+    assert "example-unbind-no-grace.svg" in want and "example-unbind-no-grace-fixed.svg" not in want
     have = {p.name for p in PICTURES.glob("*.svg")}
     assert have == set(want), f"docs/pictures differs in files: {sorted(have ^ set(want))}"
     for fname, text in want.items():

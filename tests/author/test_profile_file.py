@@ -232,3 +232,11 @@ def test_a_prove_counterexample_of_a_file_replays(tmp_path: Path) -> None:
     (snippet,) = extract_snippets("\n".join(ln.removeprefix(" " * 8) for ln in out.splitlines()))
     assert f'load_profile("{f}")' in snippet
     assert_replays(snippet, tmp_path / "test_pasted.py", tmp_path)
+
+
+def test_the_replay_command_carries_the_bounds_that_were_checked() -> None:
+    """A newcomer who widened the bounds to reach a bug must get a replay line that reaches it."""
+    _, out, _ = run("check", "--profile", BAD, "--files", "1", "--cpus", "2", "--race")
+    assert f"replay: devdax check --profile {BAD} --files 1 --cpus 2 --race\n" in out
+    _, out, _ = run("check", "--profile", FIXED)
+    assert f"replay: devdax check --profile {FIXED}\n" in out

@@ -1,7 +1,7 @@
 """Plain-Python touches of device memory (memoryview: every fault taken with the GIL held) running
 while another thread drives the admin side (unbind/bind cycles with real grace periods) of another
 device: nothing may deadlock, every byte read is the byte written, and the device that stays bound
-never SIGBUSes (DESIGN.md section 5, "watch the GIL")."""
+never SIGBUSes ("watch the GIL": impl/handler.py)."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """Lifetime of the device-dax emulation (impl/device.py, bus.py): references, releases, minors, teardown.
 
-Each test states the kernel rule it checks (kernel-semantics.md section in the docstring). Every bus
+Each test states the kernel rule it checks (a docs/semantics.md section in the docstring). Every bus
 is closed by the fixture, which also checks that no fd, mapping of ours, thread or handler process
 outlives it.
 """
@@ -125,9 +125,9 @@ def test_ida_lowest_free_and_limit() -> None:
 
 @pytest.mark.parametrize("profile", ["modern", "v4.10"])
 def test_device_released_on_last_put_not_before(bus: DaxBus, events: list[Event], profile: str) -> None:
-    """kernel-semantics 1.3: file -> cdev -> device -> {region, inode -> minor}. After removal an
-    open vma keeps everything; the release (and the minor's return) happens at the munmap that
-    drops the last reference, and not one step earlier."""
+    """docs/semantics.md#objects-and-references: file -> cdev -> device -> {region, inode ->
+    minor}. After removal an open vma keeps everything; the release (and the minor's return)
+    happens at the munmap that drops the last reference, and not one step earlier."""
     r = bus.create_region(8 * M2, M2, profile=profile)
     d = r.devices[0]
     minor = d.minor
@@ -155,7 +155,8 @@ def test_device_released_on_last_put_not_before(bus: DaxBus, events: list[Event]
 
 @pytest.mark.parametrize("profile", ["modern", "v4.10"])
 def test_minor_reused_only_after_release(bus: DaxBus, profile: str) -> None:
-    """Since 4.10 a minor is not reused while any fd of the old instance exists (section 3)."""
+    """Since 4.10 a minor is not reused while any fd of the old instance exists
+    (docs/semantics.md#minors-and-names)."""
     a = bus.create_region(2 * M2, M2, profile=profile)
     old = a.devices[0]
     f = bus.open(old, os.O_RDONLY)
@@ -200,7 +201,8 @@ def test_region_refcount_exact(bus: DaxBus) -> None:
 
 
 def test_unbind_order_in_event_log(bus: DaxBus, events: list[Event]) -> None:
-    """kill: clear alive, a real grace period, zap every vma; only then cdev_del (section 4)."""
+    """kill: clear alive, a real grace period, zap every vma; only then cdev_del
+    (docs/semantics.md#teardown)."""
     r = bus.create_region(4 * M2, M2)
     d = r.devices[0]
     f = bus.open(d)
@@ -287,7 +289,7 @@ def test_modern_rebind_old_mapping_faults_again(bus: DaxBus) -> None:
 
 def test_v410_disable_is_provider_removal_and_enable_a_new_probe(bus: DaxBus) -> None:
     """v4.10 has no bind cycles: the old instance stays dead, a new probe gives a new instance
-    over the same memory (kernel-semantics 6.2)."""
+    over the same memory (docs/semantics.md#modern-versus-2016)."""
     r = bus.create_region(4 * M2, M2, profile="v4.10")
     d = r.devices[0]
     f = bus.open(d)
@@ -420,9 +422,10 @@ def test_two_opens_share_one_device(bus: DaxBus) -> None:
 
 def test_provider_memory_goes_with_the_last_region_reference(bus: DaxBus) -> None:
     """The region pins the provider's memory (alloc_dax_region takes the resource; dax_region_free
-    drops it, kernel-semantics 1.1): once the provider has let go (release_backing: the namespace is
-    destroyed), the memory is freed exactly when the last reference on the region goes, which a
-    file of a removed device can hold long after provider removal, and well before bus.close."""
+    drops it, docs/semantics.md#objects-and-references): once the provider has let go
+    (release_backing: the namespace is destroyed), the memory is freed exactly when the last
+    reference on the region goes, which a file of a removed device can hold long after provider
+    removal, and well before bus.close."""
     r = bus.create_region(2 * M2, M2, profile="v4.10")
     d = r.devices[0]
     f = bus.open(d)
@@ -441,7 +444,7 @@ def test_provider_memory_goes_with_the_last_region_reference(bus: DaxBus) -> Non
 
 
 def test_region_ids_are_the_lowest_free(bus: DaxBus) -> None:
-    """The X of daxX.Y is the region's id (dev_set_name "dax%d.%d", kernel-semantics 3). The
+    """The X of daxX.Y is the region's id (dev_set_name "dax%d.%d", docs/semantics.md#minors-and-names). The
     provider gives it: nd_region->id (4.10 dax_pmem), the namespace's region number (later), so two
     live regions never share one and a provider probed after another's region is gone gets that id
     again; the emulation hands out the lowest id no live region holds (an ida freed in

@@ -430,7 +430,7 @@ def test_reservation_slack_is_released(core: MappingCore, align: int) -> None:
 
 
 def test_grace_period_covers_a_fault_between_alive_check_and_insert() -> None:
-    """kernel-semantics.md section 4 on real faults: a fault that saw alive == true before kill must
+    """docs/semantics.md#teardown on real faults: a fault that saw alive == true before kill must
     finish before the zap. With the grace period the entry it installs is zapped (SIGBUS after kill);
     the mutant "clear alive -> unmap, no sync" leaves that entry behind (memory readable after kill).
     """

@@ -1,6 +1,6 @@
 """The shared-memory SRCU: grace periods wait for old readers only, across processes.
 
-Why these tests: the teardown argument (kernel-semantics.md section 4) needs exactly "synchronize
+Why these tests: the teardown argument (docs/semantics.md#teardown) needs exactly "synchronize
 returns only after every section that began before it ended" and nothing stronger; a lock that also
 waited for new readers could starve teardown, one that waited for less would let a fault install an
 entry after the zap.

@@ -46,7 +46,7 @@ def test_findings_out_of_reach_with_other_bounds_are_a_note_not_a_failure() -> N
 def test_variant_violation_exits_1_with_counterexample() -> None:
     code, out, _ = run("check", "--variant", "no-synchronize")
     assert code == 1
-    assert "violation: no_entry_after_kill  (kernel-semantics 4" in out
+    assert "violation: no_entry_after_kill  (docs/semantics.md#teardown" in out
     assert "   1. cpu0 fault_lock+fault_check(vma0 @0x7f0000200000, pmd)  -> ok/NOPAGE@pmd" in out
     assert "def test_no_synchronize_no_entry_after_kill() -> None:" in out
 
@@ -159,7 +159,7 @@ def test_json_has_verdict_statistics_and_itf_traces() -> None:
     for key in ("states", "transitions", "seconds", "states_per_second"):
         assert isinstance(doc[key], int | float)
     (v,) = [x for x in doc["violations"] if x["invariant"] == "no_entry_after_kill"]
-    assert v["source"].startswith("kernel-semantics 4") and "dax0 is killed" in v["message"]
+    assert v["source"].startswith("docs/semantics.md#teardown") and "dax0 is killed" in v["message"]
     itf = v["trace"]
     assert itf["#meta"]["format"] == "ITF"
     assert itf["vars"] == [
@@ -217,7 +217,7 @@ def test_quiet_and_max_states() -> None:
 def test_explain_invariant_variant_step_and_action() -> None:
     code, out, _ = run("explain", "no_entry_after_kill")
     assert code == 0 and out.startswith("invariant no_entry_after_kill  (state)")
-    assert "source: kernel-semantics 4" in out and "M22" in out
+    assert "source: docs/semantics.md#teardown" in out and "M22" in out
     code, out, _ = run("explain", "M22")
     assert code == 0 and out.startswith("variant M22:") and "devdax check --variant M22" in out
     code, out, _ = run("explain", "clear_alive")

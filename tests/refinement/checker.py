@@ -141,7 +141,7 @@ def would_sigbus(c: Ctx, s: State, v: int, addr: int) -> bool:
 def _srcu_check(run: Run) -> str | None:
     """impl's own grace period against its readers, from the log alone: every read section that
     was open at a gp_flip must be closed before the next gp_done (the SRCU guarantee the teardown
-    relies on, kernel-semantics 4). Returns the violation, if any."""
+    relies on, docs/semantics.md#teardown). Returns the violation, if any."""
     open_: set[int] = set()
     waited: set[int] = set()
     for k in range(run.k_start, len(run.events)):
