@@ -14,6 +14,7 @@ influence each other except through the process-wide minor ida, as in a kernel.
 from __future__ import annotations
 
 import errno
+from functools import partial
 
 from devdax.impl import sys as dsys
 from devdax.impl.bus import DaxBus
@@ -95,11 +96,11 @@ def _undo(r: _Run) -> None:
                     v._drop(a)
         for f in r.made:
             if isinstance(f, DaxFile) and not f.closed:
-                f.close()
+                r.bus._survive(f.close)
         regions = {id(d.region): d.region for d in r.devs}
         for reg in regions.values():
             if not reg.gone:
-                r.bus.remove_region(reg)
+                r.bus._survive(partial(r.bus.remove_region, reg))
             r.bus.release_backing(reg.backing)
 
 

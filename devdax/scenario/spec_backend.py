@@ -17,7 +17,7 @@ from devdax.scenario import format as fmt
 from devdax.spec import admin, fault, fops, mm
 from devdax.spec.abi import PROT, flags_of
 from devdax.spec.config import MM_WINDOW, REGION_BASE, Config, Layout, MmapShape
-from devdax.spec.ctx import Ctx
+from devdax.spec.ctx import Ctx, bugged
 from devdax.spec.file import do_close, do_open
 from devdax.spec.geometry import (
     PAGE_SHIFT,
@@ -159,7 +159,10 @@ def _new_slots(before: State, after: State) -> list[int]:
 
 def _step(r: _Run, st: fmt.Step) -> str:
     handler = _HANDLERS[type(st)]
+    before = r.s
     outcome = handler(r, st)
+    if bugged(before, r.s):
+        outcome = "OOPS"
     # free_pgtables: a PUD slot that no vma touches any more has lost its pmd table
     r.pmd_tables = {p for p in r.pmd_tables if any(_in_slot(v, p) for v in r.s.vmas if v.file >= 0)}
     return outcome
