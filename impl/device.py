@@ -244,6 +244,7 @@ class DevDax:
         self.cdev_live = False
         self.cdev_mapped = False
         self.icdev_cached = False
+        self.icdev_stale = False  # the cached /dev inode's link is into a re-initialised list (F2)
         self.holds_region = False
         self.registered = False
         self.bound = False
@@ -359,6 +360,8 @@ class DevDax:
                 f"kobject ({self.cdev.name}): tried to init an initialized object, something is "
                 "seriously wrong (cdev_init on re-bind while files hold the cdev)"
             )
+        # cdev_init's memset empties cdev->list under a /dev inode still linked there (cd_forget)
+        self.icdev_stale = self.icdev_stale or self.icdev_cached
         self.cdev.reinit()
         self.cdev.pin_parent()
         self.cdev_live = self.cdev_mapped = True
@@ -473,7 +476,16 @@ class DevDax:
             return "skipped"
         self.registered = False
         self.bound = False
+        self.cd_forget()
         return "ok"
+
+    def cd_forget(self) -> None:
+        """evict() of the /dev inode once device_del unlinked the node and no file holds it:
+        list_del_init(&inode->i_devices) BUGs on a link F2's re-bind left stale (spec/kobject.py
+        cd_forget; recorded: f2 step 6 on 6.1, 6.12 and 7.2)."""
+        if self.icdev_stale and not self.files and not self.registered:
+            self.icdev_stale = False
+            raise KernelBug(f"list_del corruption: cd_forget of {self.name}'s /dev inode")
 
     def unregister_mappings(self) -> str:
         """free_dev_dax_ranges: each mappingN is unregistered; nothing else holds it here, so its

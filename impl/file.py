@@ -66,6 +66,7 @@ class DaxFile:
         self.bus._log("release", self.name)
         self.dev.files.discard(self)
         self.dev._cdev_put()
+        self.dev.cd_forget()  # the file's /dev inode goes with its last file once its node is gone
 
     def _get(self) -> None:
         self.f_count.get()

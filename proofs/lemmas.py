@@ -169,7 +169,9 @@ def check_vma_of(
     return G.check_vma(alive, flags, start, end, align, cfg.private_test, cfg.pfn_dev_only, cfg.s_dax)
 
 
-@lemma("check_vma accepts exactly the alive, VM_MAYSHARE, aligned vmas", "docs/semantics.md#check_vma check_vma")
+@lemma(
+    "check_vma accepts exactly the alive, VM_MAYSHARE, aligned vmas", "docs/semantics.md#check_vma check_vma"
+)
 def check_vma_exact(cfg: LemmaConfig) -> list[Query]:
     """check_vma returns 0 iff the device is alive, the vma is VM_MAYSHARE (MAP_SHARED, whatever the
     file mode) and both ends are aligned: nothing else (not pgoff, not the device size) is looked at."""
@@ -498,7 +500,9 @@ def fault_entry_in_vma(cfg: LemmaConfig) -> list[Query]:
     return _fault_queries(cfg, goal)
 
 
-@lemma("a NOPAGE entry's size equals the device align", "docs/semantics.md#faults fault_size vs align (M3/M4)")
+@lemma(
+    "a NOPAGE entry's size equals the device align", "docs/semantics.md#faults fault_size vs align (M3/M4)"
+)
 def fault_entry_is_align(cfg: LemmaConfig) -> list[Query]:
     """Only a fault of exactly the device's align installs an entry (bigger falls back, smaller is
     SIGBUS): every mapping of the device is made of align-sized entries."""

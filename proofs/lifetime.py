@@ -68,8 +68,14 @@ PROGS = ("", "probe", "remove", "bind", "unbind", "create_failed")
 IDLE = 0
 CODE = {name: i for i, name in enumerate(PROGS)}
 #: spec/ctx.oops records the first crash; the invariants read its kind
-OOPS_NONE, OOPS_NULL, OOPS_UAF, OOPS_REFCOUNT = 0, 1, 2, 3
-OOPS_NAMES = {OOPS_NONE: "-", OOPS_NULL: "null deref", OOPS_UAF: "use after free", OOPS_REFCOUNT: "underflow"}
+OOPS_NONE, OOPS_NULL, OOPS_UAF, OOPS_REFCOUNT, OOPS_LIST = 0, 1, 2, 3, 4
+OOPS_NAMES = {
+    OOPS_NONE: "-",
+    OOPS_NULL: "null deref",
+    OOPS_UAF: "use after free",
+    OOPS_REFCOUNT: "underflow",
+    OOPS_LIST: "list_del corruption",
+}
 PHASES: dict[int, str] = {
     D_NONE: "none",
     D_CREATING: "creating",
@@ -86,7 +92,8 @@ def oops_code(text: str) -> int:
     """spec/ctx.oops: the invariants tell the kinds apart by the message's first word."""
     if not text:
         return OOPS_NONE
-    return {"null": OOPS_NULL, "uaf": OOPS_UAF, "refcount": OOPS_REFCOUNT}[text.split()[0].rstrip(":")]
+    kinds = {"null": OOPS_NULL, "uaf": OOPS_UAF, "refcount": OOPS_REFCOUNT, "list_del": OOPS_LIST}
+    return kinds[text.split()[0].rstrip(":")]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -117,6 +124,7 @@ class LState:
     cdev_ref: Term  # Dev.cdev_ref
     cdev_mapped: Term  # Dev.cdev_mapped (kobj_map)
     icdev_cached: Term  # Dev.icdev_cached
+    icdev_stale: Term  # Dev.icdev_stale
     holds_region: Term  # Dev.holds_region
     registered: Term  # Dev.registered
     bound: Term  # Dev.bound
@@ -170,6 +178,11 @@ def ite(cond: Term, a: LState, b: LState) -> LState:
 def crash(s: LState, kind: int) -> LState:
     """spec/ctx.oops: only the first crash is recorded; the state is otherwise unchanged."""
     return s.replace(oops=z3.If(s.oops == OOPS_NONE, kind, s.oops))
+
+
+def bug(s: LState, kind: int) -> LState:
+    """spec/ctx.bug: a BUG() replaces an earlier refcount WARN, never an earlier crash."""
+    return s.replace(oops=z3.If(z3.Or(s.oops == OOPS_NONE, s.oops == OOPS_REFCOUNT), kind, s.oops))
 
 
 # --------------------------------------------------------------------------------------------------
@@ -298,7 +311,14 @@ class Model:
             slot=slot,
             nfiles=nfiles,
         )
-        return ite(cnt == 0, self.cdev_put(freed), s)
+        put = self.cdev_put(freed)
+        return ite(cnt == 0, ite(put.registered, put, self.cd_forget(put)), s)
+
+    def cd_forget(self, s: LState) -> LState:
+        """spec/kobject.cd_forget: the /dev inode is evicted once no file holds it; a stale link BUGs."""
+        return ite(
+            z3.And(s.icdev_stale, s.nfiles == 0), bug(s.replace(icdev_stale=z3.BoolVal(False)), OOPS_LIST), s
+        )
 
     # ------------------------------------------------------------------------------ admin steps ----
 
@@ -343,8 +363,15 @@ class Model:
             )
         if name == "cdev_add":  # admin.cdev_add: cdev_init (count 1) + cdev_add (pins parent)
             lost = s.lost + b2i(s.cdev_ref > 0)
+            stale = z3.Or(s.icdev_stale, s.icdev_cached)
             return s.replace(
-                cdev_ref=z3.IntVal(1), cdev_live=T, cdev_mapped=T, dev_ref=s.dev_ref + 1, added=T, lost=lost
+                cdev_ref=z3.IntVal(1),
+                cdev_live=T,
+                cdev_mapped=T,
+                dev_ref=s.dev_ref + 1,
+                added=T,
+                lost=lost,
+                icdev_stale=stale,
             )
         if name == "add_mappings":  # admin.add_mappings: mappingN children, pinned since M15's fix
             pin = self.ranges if self.profile.mapping_pins_parent else 0
@@ -374,8 +401,8 @@ class Model:
             return z3.Not(s.gp), s.replace(gp=F)
         if name == "cdev_del":  # admin.cdev_del: out of kobj_map, drop the cdev's own ref
             return z3.Not(s.cdev_live), self.cdev_put(s.replace(cdev_live=F, cdev_mapped=F))
-        if name == "device_del":  # admin.device_del: out of sysfs, unbinds the driver
-            return gone, s.replace(registered=F, bound=F)
+        if name == "device_del":  # admin.device_del: out of sysfs and devtmpfs, unbinds the driver
+            return gone, self.cd_forget(s.replace(registered=F, bound=F))
         if name == "unregister_mappings":  # admin.unregister_mappings: children become zombies
             return z3.Or(gone, s.children == 0), s.replace(
                 children=z3.IntVal(0), zombies=s.zombies + s.children
@@ -568,7 +595,19 @@ class Inv:
 TABLE_FIELDS = tuple(
     f.name
     for f in fields(LState)
-    if f.name not in ("dev_ref", "cdev_ref", "oops", "opened", "fd", "pnull", "nv", "count", *GHOSTS[:-1])
+    if f.name
+    not in (
+        "dev_ref",
+        "cdev_ref",
+        "oops",
+        "icdev_stale",
+        "opened",
+        "fd",
+        "pnull",
+        "nv",
+        "count",
+        *GHOSTS[:-1],
+    )
 )
 
 
@@ -627,6 +666,13 @@ INVARIANTS: list[Inv] = [
         "no_refcount_underflow",
         "no reference is dropped that was not taken",
         lambda m, s: s.oops != OOPS_REFCOUNT,
+    ),
+    Inv(
+        "no_list_corruption",
+        "spec",
+        "no_list_corruption",
+        "no /dev inode is evicted through a link into a re-initialised cdev list",
+        lambda m, s: s.oops != OOPS_LIST,
     ),
     Inv(
         "no_leak_at_quiescence",
@@ -755,10 +801,12 @@ INVARIANTS: list[Inv] = [
         "oops_kinds",
         "aux",
         "",
-        "a recorded crash is one of the kinds spec/ctx.oops records; an "
-        "underflow only follows a holder the cdev count forgot (F2)",
+        "a recorded crash is one of the kinds spec/ctx.oops records; an underflow, a stale /dev "
+        "inode link and its list corruption only follow a holder the cdev count forgot (F2)",
         lambda m, s: z3.And(
-            s.oops >= OOPS_NONE, s.oops <= OOPS_REFCOUNT, z3.Implies(s.oops == OOPS_REFCOUNT, s.lost >= 1)
+            s.oops >= OOPS_NONE,
+            s.oops <= OOPS_LIST,
+            z3.Implies(z3.Or(s.oops == OOPS_REFCOUNT, s.oops == OOPS_LIST, s.icdev_stale), s.lost >= 1),
         ),
     ),
 ]

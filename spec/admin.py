@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from functools import cache
 
 from devdax.spec.ctx import Ctx, oops
-from devdax.spec.kobject import cdev_put, dax_dev_put, device_put, put_dev, put_region, region_put
+from devdax.spec.kobject import cd_forget, cdev_put, dax_dev_put, device_put, put_dev, put_region, region_put
 from devdax.spec.state import (
     C_IDLE,
     D_CREATING,
@@ -194,7 +194,12 @@ def cdev_add(c: Ctx, s: State, d: int) -> list[StepOutcome]:
             cdev_ref=dev.cdev_ref + 1, cdev_live=True, cdev_mapped=True, dev_ref=dev.dev_ref + pin
         )
         return ok(put_dev(s, d, dev))
-    dev = dev._replace(cdev_ref=1, cdev_live=True, cdev_mapped=True, dev_ref=dev.dev_ref + 1)
+    # cdev_init's memset also empties cdev->list: a /dev inode still linked on it keeps i_cdev and a
+    # stale i_devices link, which cd_forget trips over when the inode is evicted (kobject.cd_forget)
+    stale = dev.icdev_stale or dev.icdev_cached
+    dev = dev._replace(
+        cdev_ref=1, cdev_live=True, cdev_mapped=True, dev_ref=dev.dev_ref + 1, icdev_stale=stale
+    )
     return ok(put_dev(s, d, dev))
 
 
@@ -306,10 +311,12 @@ def cdev_del(c: Ctx, s: State, d: int) -> list[StepOutcome]:
 
 @step
 def device_del(c: Ctx, s: State, d: int) -> list[StepOutcome]:
-    """device_del(): gone from sysfs; on the dax bus this also unbinds the driver."""
+    """device_del(): gone from sysfs and devtmpfs (whose /dev inode is evicted now if no file holds
+    it: cd_forget); on the dax bus this also unbinds the driver."""
     if not _created(s, d):
         return SKIP
-    return ok(put_dev(s, d, s.devs[d]._replace(registered=False, bound=False)))
+    s = put_dev(s, d, s.devs[d]._replace(registered=False, bound=False))
+    return ok(cd_forget(s, d))
 
 
 @step

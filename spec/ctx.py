@@ -65,5 +65,18 @@ class Ctx:
 def oops(s: State, what: str) -> State:
     """Record the first thing the real kernel would have crashed or warned on; the state goes on so
     that the trace shows what happens next, but the invariants no_use_after_free / no_null_deref /
-    no_refcount_underflow fail here."""
+    no_refcount_underflow / no_list_corruption fail here."""
     return s if s.oops else s._replace(oops=what)
+
+
+def bug(s: State, what: str) -> State:
+    """Record a BUG(): it replaces an earlier refcount WARN (the kernel went on past the WARN and
+    dies here; the checker judged the WARN's own state already), never an earlier crash."""
+    return s._replace(oops=what) if not s.oops or s.oops.startswith("refcount") else s
+
+
+def bugged(before: State, after: State) -> bool:
+    """The step ran into a BUG() whatever the call was: list debugging (__list_del_entry_valid) kills
+    the task in the middle of an unrelated close or removal. A NULL dereference or use after free is
+    the faulting action's own "OOPS" outcome; a refcount_t underflow only WARNs and saturates."""
+    return after.oops != before.oops and after.oops.startswith("list_del")

@@ -143,6 +143,13 @@ def no_null_deref(c: Ctx, s: State) -> str | None:
     return s.oops if s.oops.startswith("null") else None
 
 
+@invariant("fs/char_dev.c cd_forget; lib/list_debug.c __list_del_entry_valid")
+def no_list_corruption(c: Ctx, s: State) -> str | None:
+    """No list the kernel debugs (CONFIG_LIST_HARDENED) is unlinked through a stale entry: evicting a
+    /dev inode must find it still on its cdev's list."""
+    return s.oops if s.oops.startswith("list_del") else None
+
+
 @invariant("docs/semantics.md#minors-and-names (ida), #release-callbacks")
 def ida_exact(c: Ctx, s: State) -> str | None:
     """dax_minor_ida and each region's ida hold exactly the ids their owners still hold."""

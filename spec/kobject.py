@@ -12,7 +12,7 @@ counting which can switch to the cdev kobject lifetime").
 
 from __future__ import annotations
 
-from devdax.spec.ctx import Ctx, oops
+from devdax.spec.ctx import Ctx, bug, oops
 from devdax.spec.profiles import Lifetime
 from devdax.spec.state import D_RELEASED, Dev, Region, State, set_at
 
@@ -111,8 +111,24 @@ def file_holder_get(c: Ctx, s: State, d: int) -> State:
 
 
 def file_holder_put(c: Ctx, s: State, d: int) -> State:
-    """__fput() of the last reference: dax_release() does nothing; the VFS drops what open took."""
+    """__fput() of the last reference: dax_release() does nothing; the VFS drops what open took, and
+    the file's /dev inode, once devtmpfs has unlinked it, goes with its last file (cd_forget)."""
     if c.prof.lifetime is Lifetime.KREF:
         s = dax_dev_put(c, s, d)
         return device_put(c, s, d)
-    return cdev_put(c, s, d)
+    s = cdev_put(c, s, d)
+    return s if s.devs[d].registered else cd_forget(s, d)
+
+
+def cd_forget(s: State, d: int) -> State:
+    """evict() of dax{d}'s /dev inode once device_del unlinked the node and no file holds it:
+    cd_forget() runs list_del_init(&inode->i_devices). After F2's re-bind that link points into a
+    cdev list cdev_init() re-initialised, and list debugging BUGs ("list_del corruption",
+    __list_del_entry_valid; recorded on 6.1, 6.12 and 7.2: f2 step 6)."""
+    dev = s.devs[d]
+    if not dev.icdev_stale or any(fl.dev == d for fl in s.files):
+        return s
+    s = put_dev(s, d, dev._replace(icdev_stale=False))
+    return bug(
+        s, f"list_del corruption: cd_forget of dax{d}'s /dev inode, linked on a re-initialised cdev list"
+    )

@@ -273,8 +273,8 @@ MODERN = Profile(
         "synchronize_start",
         "synchronize_wait",
         "unmap_mapping_range!",
-        "cdev_del",
         "device_del",
+        "cdev_del",
         "unregister_mappings",
         "put_device",
     ),
@@ -294,6 +294,9 @@ MODERN = Profile(
         "next cdev_del both drop the one reference cdev_init() set",
         "no_leak_at_quiescence": "consequence of the re-bind cdev_init(): the second pin cdev_add() took on "
         "the parent is never dropped, so the dev_dax is never released",
+        "no_list_corruption": "consequence of the re-bind cdev_init(): it emptied cdev->list under the /dev "
+        "inode a held file linked there, and cd_forget() at that inode's eviction BUGs (f2 step 6 on 6.1, "
+        "6.12, 7.2)",
     },
 )
 

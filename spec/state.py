@@ -87,6 +87,7 @@ class Dev(NamedTuple):
     cdev_ref: int = 0  # cdev kobject count
     cdev_mapped: bool = False  # in kobj_map: chrdev_open() can find it by devt
     icdev_cached: bool = False  # some /dev inode caches i_cdev (chrdev_open) until cdev release
+    icdev_stale: bool = False  # that inode's i_devices link is into a list cdev_init re-initialised (F2)
     inode_ref: int = 0  # dax pseudo-fs inode
     holds_region: bool = False  # kref_get(&dax_region->kref) taken
     registered: bool = False  # device_add() done, device_del() not yet

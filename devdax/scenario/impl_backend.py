@@ -14,6 +14,7 @@ influence each other except through the process-wide minor ida, as in a kernel.
 from __future__ import annotations
 
 import errno
+from functools import partial
 
 from devdax.impl import sys as dsys
 from devdax.impl.bus import DaxBus
@@ -58,10 +59,15 @@ class ImplBackend:
     def _run(self, bus: DaxBus, scenario: fmt.Scenario) -> list[str]:
         bus.mm_topdown = True  # placed as on the kernels the scenarios are compared with
         su = scenario.setup
-        region = bus.create_region(
-            su.region_size, su.align, [[(d.start, d.size)] for d in su.devices], profile=scenario.profile
-        )
-        r = _Run(bus, list(region.devices))
+        # each scenario device is a namespace, and so a region, of its own (spec_backend.probes)
+        devs: list[DevDax] = []
+        for d in su.devices:
+            backing = devs[0].region.backing if devs else None
+            region = bus.create_region(
+                su.region_size, su.align, [[(d.start, d.size)]], profile=scenario.profile, backing=backing
+            )
+            devs.extend(region.devices)
+        r = _Run(bus, devs)
         try:
             return self._steps(r, scenario)
         finally:
@@ -90,11 +96,11 @@ def _undo(r: _Run) -> None:
                     v._drop(a)
         for f in r.made:
             if isinstance(f, DaxFile) and not f.closed:
-                f.close()
+                r.bus._survive(f.close)
         regions = {id(d.region): d.region for d in r.devs}
         for reg in regions.values():
             if not reg.gone:
-                r.bus.remove_region(reg)
+                r.bus._survive(partial(r.bus.remove_region, reg))
             r.bus.release_backing(reg.backing)
 
 
@@ -235,14 +241,12 @@ def _disable(r: _Run, st: fmt.Step) -> str:
 def _enable(r: _Run, st: fmt.Step) -> str:
     assert isinstance(st, fmt.Enable)
     dev = r.devs[st.dev]
-    new = r.bus.enable(dev)
-    if new is not dev:  # older profiles: a new probe made new instances of every device
-        r.devs = list(new.region.devices)
+    r.devs[st.dev] = r.bus.enable(dev)  # older profiles: a new probe of the namespace's region
     return fmt.OK
 
 
 def _remove(r: _Run, st: fmt.Step) -> str:
-    """The provider goes away: the region and every device in it are removed."""
+    """The device's namespace goes away: its region (with its one device) is removed."""
     assert isinstance(st, fmt.Remove)
     region = r.devs[st.dev].region
     if region.gone:
@@ -268,7 +272,7 @@ def _enable_namespace(r: _Run, st: fmt.Step) -> str:
         return fmt.OK
     spans = [list(d.spans) for d in old.devices]
     new = r.bus.create_region(old.backing.size, old.align, spans, profile=old.profile, backing=old.backing)
-    r.devs = list(new.devices)
+    r.devs[st.dev] = new.devices[0]
     return fmt.OK
 
 

@@ -17,7 +17,7 @@ from devdax.scenario import format as fmt
 from devdax.spec import admin, fault, fops, mm
 from devdax.spec.abi import PROT, flags_of
 from devdax.spec.config import MM_WINDOW, REGION_BASE, Config, Layout, MmapShape
-from devdax.spec.ctx import Ctx
+from devdax.spec.ctx import Ctx, bugged
 from devdax.spec.file import do_close, do_open
 from devdax.spec.geometry import (
     PAGE_SHIFT,
@@ -53,7 +53,8 @@ class _Map:
 class _Run:
     c: Ctx
     s: State
-    generation: int = 0
+    region: list[int] = field(default_factory=list)  # scenario device -> its namespace's region now
+    order: list[int] = field(default_factory=list)  # region -> its scenario device (probes())
     fds: dict[str, int] = field(default_factory=dict)  # handle -> file slot (-1 once closed)
     paths: set[str] = field(default_factory=set)  # O_PATH handles still open: no file slot at all
     maps: dict[str, _Map] = field(default_factory=dict)
@@ -61,9 +62,9 @@ class _Run:
     pmd_tables: set[int] = field(default_factory=set)  # PUD slots a pmd table fills (leaves_pmd_table)
 
 
-#: Each probe generation's ranges sit GENERATION apart in the spec's physical space (so entries of
-#: two generations are never confused), but a re-probe is over the same memory: bytes are kept per
-#: offset within a generation.
+#: Each region instance's ranges sit GENERATION apart in the spec's physical space (so entries of
+#: two probes are never confused), but a re-probe is over the same memory: bytes are kept per offset
+#: within a generation, and each device keeps its offset in the scenario's region.
 GENERATION = 1 << 36
 
 
@@ -77,18 +78,32 @@ def _byte(e: Entry, addr: int) -> int:
     return _cell(pfn_huge(e.phys, e.size) + (addr - e.addr))
 
 
+def probes(sc: fmt.Scenario) -> list[int]:
+    """The scenario device of every region the scenario can probe, in order: first one per device,
+    then one per later probe of a namespace (enable-namespace; enable in profiles without binding).
+
+    Each scenario device is a namespace of its own, and dax_pmem's probe (dax_pmem_probe ->
+    devm_create_dev_dax with a static id from the namespace) gives each namespace its own dax region
+    with one device: so removing one device's namespace leaves the others alone, as the kernels did
+    in k44 (6.1, 6.12, 7.2)."""
+    rebind = get_profile(sc.profile).bind_cycles
+    out = list(range(len(sc.setup.devices)))
+    for st in sc.steps:
+        if isinstance(st, fmt.EnableNamespace) or (isinstance(st, fmt.Enable) and not rebind):
+            out.append(st.dev)
+    return out
+
+
 def context(sc: fmt.Scenario) -> Ctx:
-    """The spec context of a scenario: its profile, one region laid out as the setup says."""
+    """The spec context of a scenario: its profile, one single-device region per namespace probe."""
     prof = get_profile(sc.profile)
-    reprobes = sum(isinstance(st, fmt.EnableNamespace) for st in sc.steps)
-    enables = 0 if prof.bind_cycles else sum(isinstance(st, fmt.Enable) for st in sc.steps)
-    generations = 1 + reprobes + enables
     devs = sc.setup.devices
+    order = probes(sc)
     cfg = Config(
         profile=sc.profile,
         align={4096: "4K", 2 << 20: "2M", 1 << 30: "1G"}[sc.setup.align],
-        devices=len(devs),
-        generations=generations,
+        devices=1,
+        generations=len(order),
         files=SLOTS,
         vmas=SLOTS,
         cpus=1,
@@ -97,9 +112,8 @@ def context(sc: fmt.Scenario) -> Ctx:
         first_fault="pud",
     )
     ranges = tuple(
-        make_ranges([(REGION_BASE + g * GENERATION + d.start, d.size)])
-        for g in range(generations)
-        for d in devs
+        make_ranges([(REGION_BASE + g * GENERATION + devs[d].start, devs[d].size)])
+        for g, d in enumerate(order)
     )
     return Ctx(cfg, prof, Layout(sc.setup.align, ranges))
 
@@ -111,7 +125,11 @@ class SpecBackend:
 
     def run(self, scenario: fmt.Scenario) -> list[str]:
         c = context(scenario)
-        r = _Run(c, admin.run_program(c, init(c), "probe", 0))
+        order = probes(scenario)
+        ndev = len(scenario.setup.devices)
+        r = _Run(c, init(c), region=list(range(ndev)), order=order)
+        for g in range(ndev):
+            r.s = admin.run_program(c, r.s, "probe", g)
 
         def step(i: int, st: fmt.Step) -> str:
             try:
@@ -123,7 +141,16 @@ class SpecBackend:
 
 
 def _instance(r: _Run, dev: int) -> int:
-    return r.generation * r.c.cfg.devices + dev
+    """The spec's device instance of a scenario device: the one device of its current region."""
+    return r.region[dev]
+
+
+def _reprobe(r: _Run, dev: int) -> None:
+    """A new probe of dev's namespace, over the same memory: the first region probes() set aside for
+    it that is still unprobed."""
+    g = next(g for g in range(r.region[dev] + 1, len(r.order)) if r.order[g] == dev)
+    r.region[dev] = g
+    r.s = admin.run_program(r.c, r.s, "probe", g)
 
 
 def _new_slots(before: State, after: State) -> list[int]:
@@ -132,7 +159,10 @@ def _new_slots(before: State, after: State) -> list[int]:
 
 def _step(r: _Run, st: fmt.Step) -> str:
     handler = _HANDLERS[type(st)]
+    before = r.s
     outcome = handler(r, st)
+    if bugged(before, r.s):
+        outcome = "OOPS"
     # free_pgtables: a PUD slot that no vma touches any more has lost its pmd table
     r.pmd_tables = {p for p in r.pmd_tables if any(_in_slot(v, p) for v in r.s.vmas if v.file >= 0)}
     return outcome
@@ -521,15 +551,15 @@ def _fd_call(r: _Run, st: fmt.Step) -> str:
 
 def _disable(r: _Run, st: fmt.Step) -> str:
     """Modern: unbind device_dax (dev_dax_kill, dev_dax_cdev_del). Older profiles have no driver
-    binding: disabling is the provider's removal of the whole region."""
+    binding: disabling is the removal of the device's provider, and so of its region."""
     assert isinstance(st, fmt.Disable)
+    d = _instance(r, st.dev)
     if r.c.prof.bind_cycles:
-        d = _instance(r, st.dev)
         if not r.s.devs[d].bound:
             return "ENODEV"
         r.s = admin.run_program(r.c, r.s, "unbind", d)
     else:
-        r.s = admin.run_program(r.c, r.s, "remove", r.generation)
+        r.s = admin.run_program(r.c, r.s, "remove", d)
     return "ok"
 
 
@@ -541,15 +571,15 @@ def _enable(r: _Run, st: fmt.Step) -> str:
             return "EBUSY"
         r.s = admin.run_program(r.c, r.s, "bind", d)
     else:
-        r.generation += 1
-        r.s = admin.run_program(r.c, r.s, "probe", r.generation)
+        _reprobe(r, st.dev)
     return "ok"
 
 
 def _remove(r: _Run, st: fmt.Step) -> str:
-    """The provider goes away (unregister_dev_dax for every device of the region)."""
+    """The device's namespace goes away: its provider's removal (unregister_dev_dax of its one
+    device, then the region's devm action). The other namespaces' devices stay."""
     assert isinstance(st, fmt.Remove)
-    r.s = admin.run_program(r.c, r.s, "remove", r.generation)
+    r.s = admin.run_program(r.c, r.s, "remove", _instance(r, st.dev))
     return "ok"
 
 
@@ -557,20 +587,20 @@ def _disable_namespace(r: _Run, st: fmt.Step) -> str:
     """The provider is unbound (ndctl disable-namespace): its remove program. Like ndctl, disabling a
     disabled namespace does nothing and succeeds (recorded: k46 step 7 on 6.1, 6.12 and 7.2)."""
     assert isinstance(st, fmt.DisableNamespace)
-    if not r.s.devs[_instance(r, st.dev)].registered:
+    d = _instance(r, st.dev)
+    if not r.s.devs[d].registered:
         return "ok"
-    r.s = admin.run_program(r.c, r.s, "remove", r.generation)
+    r.s = admin.run_program(r.c, r.s, "remove", d)
     return "ok"
 
 
 def _enable_namespace(r: _Run, st: fmt.Step) -> str:
-    """The provider probes again over the same memory: the next generation's probe program; an
-    enabled namespace is left as it is (ndctl enable-namespace succeeds; recorded: k46 step 11)."""
+    """The provider probes again over the same memory: a new region's probe program; an enabled
+    namespace is left as it is (ndctl enable-namespace succeeds; recorded: k46 step 11)."""
     assert isinstance(st, fmt.EnableNamespace)
     if r.s.devs[_instance(r, st.dev)].registered:
         return "ok"
-    r.generation += 1
-    r.s = admin.run_program(r.c, r.s, "probe", r.generation)
+    _reprobe(r, st.dev)
     return "ok"
 
 

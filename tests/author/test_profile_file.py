@@ -53,7 +53,7 @@ def test_the_worked_example_is_caught_as_new_violations_against_its_base() -> No
         in out
     )
     assert f"replay: devdax check --profile {BAD}" in out
-    assert "documented findings (5), reproduced as expected" in out
+    assert "documented findings (6), reproduced as expected" in out
 
 
 def test_its_fix_passes_with_exactly_the_base_findings() -> None:

@@ -224,7 +224,8 @@ def test_unbind_order_in_event_log(bus: DaxBus, events: list[Event]) -> None:
 
 
 def test_remove_order_in_event_log(bus: DaxBus, events: list[Event]) -> None:
-    """Modern unregister_dev_dax: kill, cdev_del, device_del, unregister mappings, put_device; with
+    """Modern unregister_dev_dax: kill, device_del (node gone, then the unbind's cdev_del), unregister
+    mappings, put_device; with
     nothing else holding the device its release follows at once, then the region's devm put."""
     r = bus.create_region(2 * M2, M2)
     n = len(events)
@@ -236,8 +237,8 @@ def test_remove_order_in_event_log(bus: DaxBus, events: list[Event]) -> None:
         "synchronize_start",
         "synchronize_wait",
         "unmap_mapping_range",
-        "cdev_del",
         "device_del",
+        "cdev_del",
         "unregister_mappings",
         "put_device",
         "dax_region_unregister",
@@ -330,19 +331,34 @@ def test_m21_open_through_cached_cdev_of_dead_device_oopses_on_mmap(bus: DaxBus)
 
 
 def test_rebind_with_open_file_is_the_spec_finding(bus: DaxBus) -> None:
-    """Modern re-bind with a file still open: cdev_init re-initialises a held kobject (WARN), the
-    old file's put and the next cdev_del drop the same reference (underflow WARN) and the device is
-    never released (spec findings refcount_exact_all, no_refcount_underflow, no_leak)."""
+    """Modern re-bind with a file still open: cdev_init re-initialises a held kobject (WARN); the
+    removal's device_del evicts the /dev inode whose link cdev_init left stale and BUGs in cd_forget
+    (spec findings refcount_exact_all, no_list_corruption; recorded: f2 step 6), so the device is
+    never released."""
     r = bus.create_region(2 * M2, M2)
     d = r.devices[0]
     f = bus.open(d)
     bus.disable(d)
     bus.enable(d)
     f.close()
-    bus.remove_region(r)
+    with pytest.raises(KernelBug, match="list_del corruption"):
+        bus.remove_region(r)
     assert any("initialized object" in m for m in bus.dmesg)
-    assert any("underflow" in m for m in bus.dmesg)
     assert not d.released
+
+
+def test_underflow_when_the_held_file_outlives_the_removal(bus: DaxBus) -> None:
+    """The same re-bind with the file closed only after the removal: cdev_del dropped the one count
+    cdev_init set, so the file's put underflows (WARN), and its close evicts the inode: the BUG."""
+    r = bus.create_region(2 * M2, M2)
+    d = r.devices[0]
+    f = bus.open(d)
+    bus.disable(d)
+    bus.enable(d)
+    bus.remove_region(r)
+    with pytest.raises(KernelBug, match="list_del corruption"):
+        f.close()
+    assert any("underflow" in m for m in bus.dmesg)
 
 
 # --------------------------------------------------------------------------------------- data ----

@@ -168,6 +168,17 @@ def _null() -> tuple[Ctx, State, State]:
     return V410, s, s._replace(oops="null deref: dax_mmap -> check_vma(NULL) on file0 of dax0")
 
 
+REBIND = Ctx.of(Config(profile="modern", files=1, vmas=0, cpus=0, mmaps=(), binds=1))
+
+
+@state_case("no_list_corruption")
+def _list_del() -> tuple[Ctx, State, State]:
+    # a file open through the node (its /dev inode linked on the cdev list); the rule itself, F2's
+    # re-bind and then the eviction, is tests/model/test_cd_forget.py
+    s = reach(REBIND, lambda t: t.files[0].dev >= 0 and t.devs[0].icdev_cached)
+    return REBIND, s, s._replace(oops="list_del corruption: cd_forget of dax0's /dev inode")
+
+
 @state_case("ida_exact")
 def _ida() -> tuple[Ctx, State, State]:
     s = reach(V410, opened)

@@ -46,6 +46,7 @@ def test_modern_fails_exactly_its_documented_findings() -> None:
     assert failed == {
         "life_no_null_deref",
         "life_no_refcount_underflow",
+        "life_no_list_corruption",
         "life_no_leak_at_quiescence",
         "life_cdev_count_exact",
     }
@@ -54,6 +55,7 @@ def test_modern_fails_exactly_its_documented_findings() -> None:
         assert "documented finding" in verdicts[n].counterexample
     assert "mmap (NULL private_data)" in verdicts["life_no_null_deref"].counterexample
     assert "bind:cdev_add" in verdicts["life_cdev_count_exact"].counterexample
+    assert "device_del" in verdicts["life_no_list_corruption"].counterexample
 
 
 @pytest.mark.parametrize(

@@ -117,6 +117,7 @@ def _dev(d: DevDax, minor_base: int) -> Dev:
         cdev_ref=d.cdev.count,
         cdev_mapped=d.cdev_mapped,
         icdev_cached=d.icdev_cached,
+        icdev_stale=d.icdev_stale,
         inode_ref=int(d.inode is not None and not d.inode.released),
         holds_region=d.holds_region,
         registered=d.registered,
