@@ -274,10 +274,11 @@ MODERN = Profile(
     # kill_dev_dax(); device_del(); free_dev_dax_ranges() (__release_region only); put_device().
     # device_del() deletes the devtmpfs node before bus_remove_device() unbinds device_dax, whose
     # devm actions run dev_dax_kill (a second kill: nothing left to clear or unmap) and then
-    # dev_dax_cdev_del (drivers/base/core.c device_del)
+    # dev_dax_cdev_del (drivers/base/core.c device_del). 6.1 takes no lock in unregister_dev_dax,
+    # 6.12 and 7.2 a down_write(&dax_region_rwsem) that cannot fail: no step (M16's killable lock is
+    # one, in its variant)
     remove=(
         "unregister_mappings",
-        "unregister_lock",
         "clear_alive",
         "synchronize_start",
         "synchronize_wait",

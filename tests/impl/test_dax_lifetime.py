@@ -234,7 +234,6 @@ def test_remove_order_in_event_log(bus: DaxBus, events: list[Event]) -> None:
     steps = [e.detail.split()[0] for e in events[n:] if e.kind == "step"]
     assert steps == [
         "unregister_mappings",
-        "unregister_lock",
         "clear_alive",
         "synchronize_start",
         "synchronize_wait",
