@@ -179,14 +179,19 @@ class DaxRegion:
 
     # steps (spec/admin.py): the region's part of probe and remove
     def alloc_dax_region(self) -> str:
-        """kref_init (the probe's reference) plus one for the devm action dax_region_unregister."""
+        """kref_init (the probe's reference) plus one for the devm action dax_region_unregister; since
+        6.5 kref_init's reference is the devm action's (spec Profile.provider_region_ref)."""
         self.kref.reinit()
-        self.kref.get()
-        self.provider_ref = self.devm_ref = True
+        self.devm_ref = True
+        self.provider_ref = self.profile.provider_region_ref
+        if self.provider_ref:
+            self.kref.get()
         return "ok"
 
     def provider_put(self) -> str:
-        """dax_pmem: "child dax_dev instances now own the lifetime of the dax_region"."""
+        """dax_pmem: "child dax_dev instances now own the lifetime of the dax_region" (to 6.4)."""
+        if not self.provider_ref:
+            return "skipped"
         self.provider_ref = False
         self._put()
         return "ok"
@@ -290,17 +295,27 @@ class DevDax:
     @icontract.require(lambda self: self.id_held and not self.minor_held, enabled=ON)
     def ida_alloc_minor(self) -> str:
         """The global minor (alloc_dax / ida_simple_get). On exhaustion: before device_initialize the
-        half-made device is kfree'd (the id simply returned); after it only put_device may unwind."""
+        half-made device is kfree'd (the id simply returned); after it put_device unwinds, unless the
+        profile's error_path_kfree says the kernel kfree()s it there too (spec/admin.py)."""
         try:
             # M19: V410/V411 ida_simple_get(&dax_minor_ida, 0, 0, ...) ignored the nr_dax minors
             # alloc_chrdev_region reserved; bounded since 4.12 (profile.minor_ida_bounded)
             self.minor = self.bus.minor_ida.alloc(bounded=self.region.profile.minor_ida_bounded)
         except OSError:
-            if self.init_ref:
+            if self.init_ref and not self.region.profile.error_path_kfree:
                 raise StepFailed(errno.ENOMEM, "create_failed") from None
+            # kfree(dev_dax), after err_alloc_dax's free_dev_dax_id() in 6.1-7.2 (the spec's
+            # error_path_kfree): the id and the region reference by hand, no release callback
             self.region.ida.free(self.id)
             self.id_held = False
+            self.init_ref = False
             self.phase = D_RELEASED
+            if self.slot >= 0 and not self.bus.core.closed:
+                self.bus.core.remove_device(self.slot)
+            self.slot = -1
+            if self.holds_region:
+                self.holds_region = False
+                self.region._put()
             raise StepFailed(errno.ENOMEM, "skip") from None
         self.minor_held = True
         return "ok"

@@ -333,6 +333,10 @@ class Model:
         made = self._creation(name, s)
         if made is not None:
             return z3.BoolVal(False), [("ok", "ok", made)]
+        if name == "provider_put":  # admin.provider_put: the probe's reference, where it holds one
+            return z3.Not(s.provider_ref), [
+                ("ok", "ok", self.region_put(s.replace(provider_ref=z3.BoolVal(False))))
+            ]
         if name == "device_add":  # admin.device_add: may fail (Config.add_failure)
             outs = [("ok", "ok", s.replace(phase=z3.IntVal(D_LIVE), registered=z3.BoolVal(True)))]
             return z3.BoolVal(False), outs + ([("EEXIST", "create_failed", s)] if self.add_failure else [])
@@ -348,9 +352,13 @@ class Model:
         """The steps that always apply and cannot fail (None: not one of them)."""
         T, F = z3.BoolVal(True), z3.BoolVal(False)
         if name == "alloc_dax_region":  # admin.alloc_dax_region: kref_init + the devm action's ref
-            return s.replace(rg_phase=z3.IntVal(RG_LIVE), rg_kref=z3.IntVal(2), provider_ref=T, devm_ref=T)
-        if name == "provider_put":  # admin.provider_put: the probe's reference
-            return self.region_put(s.replace(provider_ref=F))
+            prov = self.profile.provider_region_ref  # 6.1's probe holds one more until provider_put
+            return s.replace(
+                rg_phase=z3.IntVal(RG_LIVE),
+                rg_kref=z3.IntVal(1 + prov),
+                provider_ref=z3.BoolVal(prov),
+                devm_ref=T,
+            )
         if name == "dax_region_unregister":  # admin.dax_region_unregister: gone; the devm reference
             gone = s.replace(rg_phase=z3.IntVal(RG_GONE))
             return ite(s.devm_ref, self.region_put(gone.replace(devm_ref=F)), gone)

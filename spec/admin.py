@@ -90,15 +90,19 @@ def _created(s: State, d: int) -> bool:
 @step
 def alloc_dax_region(c: Ctx, s: State, r: int) -> list[StepOutcome]:
     """alloc_dax_region(): kref_init (the probe's reference), plus one for the devm action
-    dax_region_unregister (v4.10+; v4.7 had no devm action)."""
+    dax_region_unregister (v4.10+; v4.7 had no devm action). Since 6.5 the kref_init reference is
+    the devm action's and the probe holds none (Profile.provider_region_ref)."""
     devm = c.prof.name != "v4.7"
-    rg = s.regions[r]._replace(phase=RG_LIVE, kref=1 + devm, provider_ref=True, devm_ref=devm)
+    prov = c.prof.provider_region_ref or not devm
+    rg = s.regions[r]._replace(phase=RG_LIVE, kref=prov + devm, provider_ref=prov, devm_ref=devm)
     return ok(put_region(s, r, rg))
 
 
 @step
 def provider_put(c: Ctx, s: State, r: int) -> list[StepOutcome]:
-    """dax_pmem probe: "child dax_dev instances now own the lifetime of the dax_region"."""
+    """dax_pmem probe: "child dax_dev instances now own the lifetime of the dax_region" (to 6.4)."""
+    if not s.regions[r].provider_ref:
+        return SKIP
     s = put_region(s, r, s.regions[r]._replace(provider_ref=False))
     return ok(region_put(c, s, r))
 
@@ -130,16 +134,24 @@ def ida_alloc_id(c: Ctx, s: State, d: int) -> list[StepOutcome]:
 @step
 def ida_alloc_minor(c: Ctx, s: State, d: int) -> list[StepOutcome]:
     """The global minor: unbounded in v4.10 (M19), bounded since 4.12. On exhaustion creation fails:
-    before device_initialize the id is simply returned; after it only put_device may unwind (M18)."""
+    before device_initialize the id is simply returned; after it put_device should unwind (M18's
+    fix), but __devm_create_dev_dax's err_alloc_dax path (6.1, 6.12, 7.2) frees by hand
+    (free_dev_dax_id: ida_free and dax_region_put) and kfree()s the dev_dax (error_path_kfree)."""
     m = ida_alloc(s.minors, c.minor_limit())
     dev = s.devs[d]
     if m is None:
-        if dev.init_ref:
+        if dev.init_ref and not c.prof.error_path_kfree:
             return [("ENOMEM", Goto("create_failed", s))]
         r = c.region_of(d)
         s = put_region(s, r, s.regions[r]._replace(ida=s.regions[r].ida & ~(1 << dev.id)))
-        # before device_initialize() the half-made dax_dev is simply kfree'd: nothing else holds it
-        return [("ENOMEM", Goto("skip", put_dev(s, d, dev._replace(phase=D_RELEASED, id_held=False))))]
+        # kfree(dev_dax): nothing else holds it. After device_initialize() the kobject is abandoned
+        # with the reference it holds and the name dev_set_name() allocated: a leak of the name,
+        # which the state does not carry (kmemleak would report it); no count of the spec is left
+        gone = dev._replace(phase=D_RELEASED, id_held=False, init_ref=False, holds_region=False)
+        s = put_dev(s, d, gone)
+        if dev.holds_region:  # free_dev_dax_id(): dax_region_put()
+            s = region_put(c, s, r)
+        return [("ENOMEM", Goto("skip", s))]
     s = s._replace(minors=s.minors | (1 << m))
     return ok(put_dev(s, d, dev._replace(minor=m, minor_held=True)))
 
@@ -311,8 +323,9 @@ def cdev_del(c: Ctx, s: State, d: int) -> list[StepOutcome]:
 
 @step
 def device_del(c: Ctx, s: State, d: int) -> list[StepOutcome]:
-    """device_del(): gone from sysfs and devtmpfs (whose /dev inode is evicted now if no file holds
-    it: cd_forget); on the dax bus this also unbinds the driver."""
+    """device_del(): devtmpfs_delete_node() first (an open from now on is ENOENT; the /dev inode is
+    evicted now if no file holds it: cd_forget), then bus_remove_device() unbinds the driver
+    (drivers/base/core.c device_del, 6.1 to 7.2)."""
     if not _created(s, d):
         return SKIP
     s = put_dev(s, d, s.devs[d]._replace(registered=False, bound=False))
@@ -330,8 +343,10 @@ def device_unregister(c: Ctx, s: State, d: int) -> list[StepOutcome]:
 
 @step
 def unregister_mappings(c: Ctx, s: State, d: int) -> list[StepOutcome]:
-    """free_dev_dax_ranges -> unregister_dax_mapping: each mappingN is unregistered; its release
-    may run later (whoever holds the child kobject decides), see mapping_release in spec/mapping.py."""
+    """unregister_dax_mapping, the devm action devm_register_dax_mapping() adds to the region's
+    parent after unregister_dev_dax's, so it runs first at provider removal (free_dev_dax_ranges()
+    only releases the ranges); its release may run later (whoever holds the child kobject
+    decides), see mapping_release in spec/mapping.py."""
     dev = s.devs[d]
     if not _created(s, d) or dev.children == 0:
         return SKIP

@@ -75,7 +75,11 @@ class Profile:
     default_case_leaks_lock: bool
     #: M16: unregister_dev_dax may return early (down_write_killable interrupted) and skip teardown
     unregister_can_be_interrupted: bool
-    #: M18: creation error after device_initialize() frees with kfree instead of put_device()
+    #: M18: a creation error after device_initialize() other than device_add's frees by hand and
+    #: kfree()s the dev_dax instead of put_device(). __devm_create_dev_dax in 6.1, 6.12 and 7.2 (bus.c)
+    #: still does: err_alloc_dax: kfree(pgmap); err_pgmap: free_dev_dax_ranges(); err_range:
+    #: free_dev_dax_id() (ida_free, dax_region_put); err_id: kfree(dev_dax). Reached in the spec when
+    #: alloc_dax() finds no minor (admin.ida_alloc_minor)
     error_path_kfree: bool
     #: M6: on device_add failure only put_device() runs: no kill, no cdev_del
     add_failure_leaks_cdev: bool
@@ -104,6 +108,13 @@ class Profile:
     #: F3's fix (docs/findings/0003-device-dax-refuse-a-vma-whose-file-offset-is-not-aligned.patch):
     #: check_vma also refuses a vm_pgoff that is not a multiple of the device's align
     check_vma_pgoff: bool = False
+    #: the provider holds a region reference of its own while it creates the devices: 6.1
+    #: alloc_dax_region() has kref_init() plus "kref_get(&dax_region->kref)" for the devm action
+    #: dax_region_unregister, and dax_pmem/dax_hmem drop theirs after devm_create_dev_dax() ("child
+    #: dev_dax instances now own the lifetime of the dax_region"). 6.12 and 7.2 (since 6.5) have no
+    #: kref_get there and no dax_region_put in the providers: kref_init() is the devm action's.
+    #: Either way a dynamic id (alloc_dev_dax_id) holds one until free_dev_dax_id()
+    provider_region_ref: bool = True
 
     def with_(self, **changes: object) -> Profile:
         return replace(self, **changes)  # type: ignore[arg-type]
@@ -247,39 +258,52 @@ MODERN = Profile(
     mapping_pins_parent=True,
     default_case_leaks_lock=False,
     unregister_can_be_interrupted=False,
-    error_path_kfree=False,
+    error_path_kfree=True,
     add_failure_leaks_cdev=False,
-    # __devm_create_dev_dax: id, device_initialize, alloc_dax (minor + inode), "a device_dax
-    # instance is dead while the driver is not attached", region ref, mappingN children, device_add;
-    # the bus then probes device_dax: dev_dax_probe ends cdev_add(); run_dax()
+    # __devm_create_dev_dax (bus.c, 6.1, 6.12 and 7.2 alike): alloc_dev_dax_id() (the region ida and
+    # kref_get of the region, one function), device_initialize, alloc_dax (minor + inode), "a
+    # device_dax instance is dead while the driver is not attached", device_add, then
+    # devm_add_action_or_reset(unregister_dev_dax) and devm_register_dax_mapping(mapping0): the
+    # mappingN child comes after device_add. The bus probes device_dax inside device_add, or later
+    # when the driver loads; dev_dax_probe ends cdev_add(); run_dax(). The spec takes the second
+    # order (the child before the probe); the children pin only the device, which nothing can
+    # release while it is being created.
     create=(
         "ida_alloc_id",
+        "region_get",
         "device_initialize",
         "ida_alloc_minor",
         "dax_inode_get",
-        "region_get",
-        "add_mappings",
         "device_add",
+        "add_mappings",
         "cdev_add",
         "run_dax",
     ),
-    # device_add failure: kill_dev_dax(); put_device()  (M18 fix: never kfree after initialize)
+    # device_add failure: "kill_dev_dax(dev_dax); put_device(dev);" (right in every version read);
+    # alloc_dax failure takes err_alloc_dax instead (error_path_kfree)
     create_failed=("put_device",),
-    # unregister_dev_dax: kill_dev_dax(); device_del() (unbinds: dev_dax_kill, dev_dax_cdev_del);
-    # free_dev_dax_ranges() (unregister mappingN); put_device()
+    # provider removal runs the devm actions of the region's parent in reverse: mapping0's
+    # unregister_dax_mapping (registered after unregister_dev_dax) first, then unregister_dev_dax:
+    # kill_dev_dax(); device_del(); free_dev_dax_ranges() (__release_region only); put_device().
+    # device_del() deletes the devtmpfs node before bus_remove_device() unbinds device_dax, whose
+    # devm actions run dev_dax_kill (a second kill: nothing left to clear or unmap) and then
+    # dev_dax_cdev_del (drivers/base/core.c device_del). 6.1 takes no lock in unregister_dev_dax,
+    # 6.12 and 7.2 a down_write(&dax_region_rwsem) that cannot fail: no step (M16's killable lock is
+    # one, in its variant)
     remove=(
-        "unregister_lock",
+        "unregister_mappings",
         "clear_alive",
         "synchronize_start",
         "synchronize_wait",
         "unmap_mapping_range!",
         "device_del",
         "cdev_del",
-        "unregister_mappings",
         "put_device",
     ),
     bind=("cdev_add", "run_dax"),
-    # device_dax remove: devm actions in reverse: dev_dax_kill (kill_dax, unmap) then dev_dax_cdev_del
+    # device_dax remove: devm actions in reverse: dev_dax_kill (kill_dax, unmap) then dev_dax_cdev_del,
+    # then devm_memremap_pages' memunmap_pages() (percpu_ref_kill, wait for the pgmap's references:
+    # none are left once every entry is unmapped, as the spec has no get_user_pages pins)
     unbind=("clear_alive", "synchronize_start", "synchronize_wait", "unmap_mapping_range!", "cdev_del"),
     findings={
         "entries_naturally_aligned": "check_vma never looks at vm_pgoff: MAP_FIXED at an aligned address "
@@ -304,12 +328,18 @@ MODERN = Profile(
 #: differences between them are switches with a source. `modern` is the newest of them.
 LINUX_6_1 = MODERN.with_(name="linux-6.1", summary="Linux 6.1 (Debian 12): " + MODERN.summary)
 LINUX_6_12 = MODERN.with_(
-    name="linux-6.12", summary="Linux 6.12 (Debian 12 backports): " + MODERN.summary, map_stack_nohuge=True
+    name="linux-6.12",
+    summary="Linux 6.12 (Debian 12 backports): " + MODERN.summary,
+    map_stack_nohuge=True,
+    provider_region_ref=False,
 )
 LINUX_7_2 = MODERN.with_(
-    name="linux-7.2", summary="Linux 7.2 (Debian 14): " + MODERN.summary, map_stack_nohuge=True
+    name="linux-7.2",
+    summary="Linux 7.2 (Debian 14): " + MODERN.summary,
+    map_stack_nohuge=True,
+    provider_region_ref=False,
 )
-MODERN = MODERN.with_(map_stack_nohuge=True)
+MODERN = MODERN.with_(map_stack_nohuge=True, provider_region_ref=False)
 
 PROFILES: dict[str, Profile] = {p.name: p for p in (V47, V410, MODERN, LINUX_6_1, LINUX_6_12, LINUX_7_2)}
 #: The profile `devdax check` and `devdax prove` take when none is named.

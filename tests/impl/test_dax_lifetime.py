@@ -173,14 +173,17 @@ def test_minor_reused_only_after_release(bus: DaxBus, profile: str) -> None:
 
 
 def test_minor_exhaustion_fails_creation_cleanly(events: list[Event]) -> None:
-    """alloc_dax fails with ENOMEM; modern unwinds through put_device (M18 fix), so the release
-    returns the region id and nothing leaks."""
+    """alloc_dax fails with ENOMEM; modern, like 6.1-7.2's err_alloc_dax, returns the region id and
+    the region reference by hand and kfree()s the device (M18 unfixed, Profile.error_path_kfree):
+    no put_device, no release callback, and nothing the model counts leaks."""
     with DaxBus(events=events, minor_ida=Ida("one", 1)) as b:
         ok = b.create_region(2 * M2, M2)
         bad = b.create_region(2 * M2, M2)
         d = bad.devices[0]
         assert d.create_error == errno.ENOMEM and d.released and not d.id_held
-        assert "step:put_device ok" in kinds(events, d.name)
+        assert "step:put_device ok" not in kinds(events, d.name)
+        assert "release" not in kinds(events, d.name)
+        assert not d.holds_region and bad.kref.count == 1  # only the devm action's reference
         with pytest.raises(OSError) as e:
             b.open(d)
         assert e.value.errno == errno.ENXIO
@@ -224,22 +227,21 @@ def test_unbind_order_in_event_log(bus: DaxBus, events: list[Event]) -> None:
 
 
 def test_remove_order_in_event_log(bus: DaxBus, events: list[Event]) -> None:
-    """Modern unregister_dev_dax: kill, device_del (node gone, then the unbind's cdev_del), unregister
-    mappings, put_device; with
-    nothing else holding the device its release follows at once, then the region's devm put."""
+    """Provider removal (bus.c, 6.1-7.2): mapping0's devm action first, then unregister_dev_dax:
+    kill, device_del (the node, then the unbind's cdev_del), put_device; with nothing else holding
+    the device its release follows at once, then the region's devm put."""
     r = bus.create_region(2 * M2, M2)
     n = len(events)
     bus.remove_region(r)
     steps = [e.detail.split()[0] for e in events[n:] if e.kind == "step"]
     assert steps == [
-        "unregister_lock",
+        "unregister_mappings",
         "clear_alive",
         "synchronize_start",
         "synchronize_wait",
         "unmap_mapping_range",
         "device_del",
         "cdev_del",
-        "unregister_mappings",
         "put_device",
         "dax_region_unregister",
     ]

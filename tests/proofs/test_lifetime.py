@@ -178,12 +178,12 @@ def test_f1_is_reachable_as_docs_findings_says() -> None:
     assert [t.split(":")[1] for t in trace[:9]] == [
         "alloc_dax_region",
         "ida_alloc_id",
+        "region_get",
         "device_initialize",
         "ida_alloc_minor",
         "dax_inode_get",
-        "region_get",
-        "add_mappings",
         "device_add",
+        "add_mappings",
         "cdev_add",
     ]
     assert trace[9:] == ["open", "mmap (NULL private_data)"]
