@@ -33,12 +33,18 @@ def _ctx(align: str) -> Ctx:
     return Ctx.of(Config(profile="linux-6.1", align=align, files=2, vmas=0, cpus=0, mmaps=(), binds=1))
 
 
-@pytest.mark.parametrize("align", ["4K", "2M", "1G"])
-def test_rebind_with_a_held_file_corrupts_the_list_at_eviction(align: str) -> None:
+def _rebound_with_a_held_file(align: str) -> tuple[Ctx, State, int]:
+    """probe, open, unbind, bind: F2's re-bind, the file still open (its inode's link now stale)."""
     c = _ctx(align)
     s = admin.run_program(c, init(c), "probe", 0)
     f, s = _open(c, s)
     s = admin.run_program(c, admin.run_program(c, s, "unbind", 0), "bind", 0)
+    return c, s, f
+
+
+@pytest.mark.parametrize("align", ["4K", "2M", "1G"])
+def test_rebind_with_a_held_file_corrupts_the_list_at_eviction(align: str) -> None:
+    c, s, f = _rebound_with_a_held_file(align)
     assert s.devs[0].icdev_stale and not s.oops  # stale, but nothing walks the link yet
     s = _close(c, s, f)
     assert not s.oops.startswith("list_del")  # the node is still there: no eviction
@@ -48,10 +54,7 @@ def test_rebind_with_a_held_file_corrupts_the_list_at_eviction(align: str) -> No
 
 @pytest.mark.parametrize("align", ["4K", "2M", "1G"])
 def test_eviction_waits_for_the_last_file(align: str) -> None:
-    c = _ctx(align)
-    s = admin.run_program(c, init(c), "probe", 0)
-    f, s = _open(c, s)
-    s = admin.run_program(c, admin.run_program(c, s, "unbind", 0), "bind", 0)
+    c, s, f = _rebound_with_a_held_file(align)
     s = admin.run_program(c, s, "remove", 0)  # unlinked, but the held file keeps the inode
     assert not s.oops.startswith("list_del")
     s = _close(c, s, f)
