@@ -37,7 +37,6 @@ from typing import Any
 
 from devdax.impl.core import MappingCore
 from devdax.impl.dax import MAP, DaxBus, DevDax
-from devdax.impl.kobject import KernelBug
 from tests.fuzz import harness
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -172,12 +171,8 @@ def _round(bus: DaxBus, i: int, cycles: int, touchers: int, c: Counts) -> None:
     for a in addrs:
         if MappingCore.touch_read(a, 1).outcome == "ok":
             c.fail("stale", f"round {i}: {a:#x} readable after munmap")
+    f0.close()  # held across d0's re-binds: F2's eviction BUG goes to dmesg (docs/findings.md)
     f1.close()
-    try:
-        f0.close()
-    except KernelBug as e:  # f0 was held across d0's re-binds: F2's eviction BUG (docs/findings.md)
-        if "list_del corruption" not in str(e):
-            raise
     bus.release_backing(r.backing)
 
 

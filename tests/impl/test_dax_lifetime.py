@@ -343,8 +343,8 @@ def test_rebind_with_open_file_is_the_spec_finding(bus: DaxBus) -> None:
     bus.disable(d)
     bus.enable(d)
     f.close()
-    with pytest.raises(KernelBug, match="list_del corruption"):
-        bus.remove_region(r)
+    bus.remove_region(r)
+    assert any(m.startswith("BUG: list_del corruption") for m in bus.dmesg)
     assert any("initialized object" in m for m in bus.dmesg)
     assert not d.released
 
@@ -358,8 +358,9 @@ def test_underflow_when_the_held_file_outlives_the_removal(bus: DaxBus) -> None:
     bus.disable(d)
     bus.enable(d)
     bus.remove_region(r)
-    with pytest.raises(KernelBug, match="list_del corruption"):
-        f.close()
+    assert not any(m.startswith("BUG") for m in bus.dmesg)  # the file still holds the inode
+    f.close()
+    assert any(m.startswith("BUG: list_del corruption") for m in bus.dmesg)
     assert any("underflow" in m for m in bus.dmesg)
 
 

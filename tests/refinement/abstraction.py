@@ -84,7 +84,8 @@ class Refinement:
         raise KeyError(f"{d.name}: its region is not one the driver probed")
 
     def note_oops(self, what: str) -> None:
-        if not self.oops:
+        """The first crash or WARN, except that a BUG replaces a refcount WARN (spec/ctx.py bug)."""
+        if not self.oops or (what.startswith("list_del") and self.oops.startswith("refcount")):
             self.oops = what
 
 

@@ -260,6 +260,8 @@ class Driver:
         for msg in new:
             if "underflow" in msg:
                 self.ref.note_oops(f"refcount underflow: {msg}")
+            elif msg.startswith("BUG: list_del"):
+                self.ref.note_oops(msg.removeprefix("BUG: "))
             elif (
                 msg.startswith("BUG: sleeping function") and "no_sleep_in_rcu" not in self.spec_prof.findings
             ):

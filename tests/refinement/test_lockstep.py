@@ -112,3 +112,25 @@ def test_lockstep(profile: str, devices: int) -> None:
     machine = _machine(profile, devices)
     machine.TestCase.settings = SETTINGS
     machine.TestCase().runTest()
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("close_first", [False, True])
+def test_f2_eviction_bug_is_one_outcome_in_both(close_first: bool) -> None:
+    """F2's eviction BUG, found by this machine on linux-6.12: the file held across the re-bind is
+    closed after the removal (the BUG at its close) or before it (the BUG in device_del); both sides
+    report the call's own outcome and record the same oops (spec/ctx.py bug, impl's dmesg)."""
+    state = _machine("linux-6.12", 1)()
+    try:
+        state.open(node=0, writable=False)
+        state.disable(node=0)
+        state.enable(node=0)
+        if close_first:
+            state.close(k=0)
+        state.remove_provider()
+        if not close_first:
+            state.close(k=0)
+        assert state.d.s.oops.startswith("list_del corruption")
+        assert state.d.ref.oops.startswith("list_del corruption")
+    finally:
+        state.teardown()
