@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup check test lint bench clean conformance-setup conformance fuzz hugepages patched-module conformance-patched
+.PHONY: setup check test lint bench clean compiled conformance-setup conformance fuzz hugepages patched-module conformance-patched
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -17,6 +17,11 @@ setup: $(STAMP)
 # Main job: every model check and proof, with a summary table.
 check: $(STAMP)
 	$(BIN)/devdax all
+
+# The spec and explorer compiled by mypyc into build/compiled (devdax/compiled.py), for
+# `devdax check --compiled`; tests/model/test_compiled.py compares it with the interpreted spec.
+compiled: $(STAMP)
+	$(BIN)/python -m devdax.compiled build
 
 # Tests: unit, invariant, variant, refinement, lint and types.
 test: $(STAMP)

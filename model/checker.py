@@ -193,6 +193,21 @@ def check(
     """Explore every state of c's configuration breadth-first, evaluating each property selected by
     ``only`` (all by default) until the first violation of each. ``fast=False`` runs the plain
     forms the fast paths are tested against (same states, order, traces and verdicts)."""
+    return explored(c, symmetry, reduce, liveness, max_states, stop_on_violation, only, progress, fast)[0]
+
+
+def explored(
+    c: Ctx,
+    symmetry: bool = True,
+    reduce: bool = True,
+    liveness: bool = True,
+    max_states: int | None = None,
+    stop_on_violation: bool = False,
+    only: set[str] | None = None,
+    progress: Progress | None = None,
+    fast: bool = True,
+) -> tuple[CheckResult, list[State]]:
+    """check(), and the stored states in discovery order: what a differential test compares."""
     t0 = time.perf_counter()
     x = _Explorer(c, symmetry, reduce, liveness, only, fast)
     x.explore(max_states, stop_on_violation, progress, t0)
@@ -200,7 +215,7 @@ def check(
         x.liveness()
     x.res.seconds = time.perf_counter() - t0
     x.res.peak_rss = peak_rss()
-    return x.res
+    return x.res, x.g.states
 
 
 class _Explorer:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from devdax.spec.config import Config, Layout
 from devdax.spec.profiles import Profile, get_profile
@@ -14,15 +14,20 @@ class Ctx:
     cfg: Config
     prof: Profile
     layout: Layout
+    _hash: int = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        # computed once: spec.admin.program() is cached on the Ctx and called on most steps, and the
+        # generated hash would walk the whole Config and Profile each time (issue 15); a declared
+        # field rather than an entry in __dict__, which compiled classes do not have
+        object.__setattr__(self, "_hash", hash((self.cfg, self.prof, self.layout)))
 
     def __hash__(self) -> int:
-        """Computed once: spec.admin.program() is cached on the Ctx and called on most steps, and the
-        generated hash would walk the whole Config and Profile each time (issue 15)."""
-        h: int | None = self.__dict__.get("_hash")
-        if h is None:
-            h = hash((self.cfg, self.prof, self.layout))
-            object.__setattr__(self, "_hash", h)
-        return h
+        return self._hash
+
+    def __reduce__(self) -> tuple[type[Ctx], tuple[Config, Profile, Layout]]:
+        """Pickled without the cached hash: str hashes differ from one process to the next."""
+        return (Ctx, (self.cfg, self.prof, self.layout))
 
     @staticmethod
     def of(cfg: Config, prof: Profile | None = None) -> Ctx:

@@ -1,0 +1,114 @@
+"""The mypyc-compiled spec and explorer (devdax.compiled) against the interpreted ones: the same
+states in the same order, the same counts, and the same violations with the same traces, on small
+configurations, each profile's own default and every variant.
+
+mypyc checks type annotations at run time, so a spec function whose annotation is narrower than
+what it is given runs interpreted and fails compiled: this is where that shows. CI builds the
+compiled form first (`make compiled` in .ci/run) and fails here without it; elsewhere the tests
+skip with the command that builds it.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from pathlib import Path
+
+import pytest
+
+from devdax import compiled
+from devdax.model.checker import CheckResult, explored
+from devdax.spec.config import Config
+from devdax.spec.ctx import Ctx
+from devdax.spec.variants import PROFILE_CONFIGS, VARIANTS, variant_config
+
+CONFIGS: dict[str, Config] = {
+    "race-2cpu-pud": Config(profile="v4.10", race=True, cpus=2, faults=2, units=2, files=1, vmas=1),
+    "race-3cpu-pmd": Config(
+        profile="v4.10", race=True, cpus=3, faults=1, units=2, files=1, vmas=1, first_fault="pmd"
+    ),
+    "v4.10-2files-2cpus": Config(files=2, vmas=2, cpus=2, generations=1),
+    "modern-binds1-fork": Config(profile="modern", binds=1, fork=True, munmap_parts=True),
+    **{f"default-{p}": cfg for p, cfg in PROFILE_CONFIGS.items() if p != "v4.10"},
+    **{f"variant-{n}": variant_config(v) for n, v in VARIANTS.items()},
+}
+
+
+@pytest.fixture
+def built() -> None:
+    why = compiled.stale()
+    if why is None:
+        return
+    if os.environ.get("CI"):
+        pytest.fail(f"CI must build the compiled form first: {why}")
+    pytest.skip(why)
+
+
+def traces(res: CheckResult) -> dict[str, tuple[str, list[tuple[object, ...]]]]:
+    return {
+        n: (v.message, [(s.action, s.args, s.outcome, s.state) for s in v.trace])
+        for n, v in res.violations.items()
+    }
+
+
+@pytest.mark.parametrize("name", list(CONFIGS))
+def test_compiled_explores_what_the_spec_explores(name: str, built: None) -> None:
+    c = Ctx.of(CONFIGS[name])
+    want, states = explored(c)
+    got = compiled.run(c, want_states=True)
+    assert got.states == states  # same states, same discovery order
+    r = got.result
+    assert (r.states, r.transitions, r.depth, r.complete, r.checked) == (
+        want.states,
+        want.transitions,
+        want.depth,
+        want.complete,
+        want.checked,
+    )
+    assert traces(r) == traces(want)
+
+
+def test_the_v4_10_default_agrees_without_the_state_list(built: None) -> None:
+    c = Ctx.of(PROFILE_CONFIGS["v4.10"])
+    want = explored(c)[0]
+    r = compiled.check(c)
+    assert (r.states, r.transitions, r.depth) == (want.states, want.transitions, want.depth)
+    assert traces(r) == traces(want)
+
+
+def test_a_stale_or_missing_build_is_refused(tmp_path: Path) -> None:
+    assert "no compiled build" in (compiled.stale(tmp_path) or "")
+    (tmp_path / "SOURCES").write_text("0" * 64 + "\n")
+    assert "stale" in (compiled.stale(tmp_path) or "")
+    with pytest.raises(compiled.CompiledError, match="stale"):
+        compiled.run(Ctx.of(CONFIGS["race-2cpu-pud"]), build_dir=tmp_path)
+
+
+def test_progress_reaches_the_caller(built: None) -> None:
+    seen: list[int] = []
+    compiled.run(
+        Ctx.of(PROFILE_CONFIGS["v4.10"]), max_states=20_000, progress=lambda s, f, d, t: seen.append(s)
+    )
+    assert seen and seen == sorted(seen) and seen[-1] <= 20_000
+
+
+def test_the_cli_refuses_a_missing_build_in_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from devdax import cli
+
+    monkeypatch.setattr(compiled, "BUILD", tmp_path)
+    out, err = io.StringIO(), io.StringIO()
+    code = cli.main(["check", "--race", "--cpus", "2", "--compiled"], out, err)
+    assert code == 2
+    assert err.getvalue().count("\n") == 1 and "make compiled" in err.getvalue(), err.getvalue()
+
+
+def test_the_cli_runs_compiled_with_the_same_report(built: None) -> None:
+    from devdax import cli
+
+    argv = ["check", "--race", "--cpus", "2", "--quiet"]
+    reports = []
+    for extra in ([], ["--compiled"]):
+        out, err = io.StringIO(), io.StringIO()
+        code = cli.main(argv + extra, out, err)
+        reports.append((code, out.getvalue()))
+    assert reports[0] == reports[1]
