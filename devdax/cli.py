@@ -449,7 +449,13 @@ def explore(a: argparse.Namespace, err: IO[str]) -> tuple[Config, bool, CheckRes
         why = compiled.stale()
         if why is not None:
             raise UsageError(f"--compiled: {why}")
-        runner = compiled.check
+
+        def runner(c: Ctx, **kw: Any) -> CheckResult:
+            try:
+                return compiled.check(c, **kw)
+            except compiled.CompiledError as exc:
+                raise UsageError(f"--compiled: {exc}") from None
+
     try:
         res = runner(
             Ctx.of(cfg),

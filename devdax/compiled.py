@@ -173,7 +173,8 @@ def run(
         raise
     reader.join()
     if code != 0:
-        raise CompiledError(f"the compiled checker failed (exit {code}): {''.join(errors)[-2000:]}")
+        last = next((e.strip() for e in reversed(errors) if e.strip()), "no message")
+        raise CompiledError(f"the compiled checker failed (exit {code}): {last}")
     return _result(pickle.loads(blob))
 
 

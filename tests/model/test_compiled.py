@@ -112,3 +112,14 @@ def test_the_cli_runs_compiled_with_the_same_report(built: None) -> None:
         code = cli.main(argv + extra, out, err)
         reports.append((code, out.getvalue()))
     assert reports[0] == reports[1]
+
+
+def test_a_failing_child_is_one_line(built: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    from devdax import cli
+
+    monkeypatch.setattr(
+        compiled, "_CHILD", "import sys\nsys.stderr.write('Traceback\\nboom\\n')\nsys.exit(3)"
+    )
+    out, err = io.StringIO(), io.StringIO()
+    assert cli.main(["check", "--race", "--cpus", "2", "--compiled"], out, err) == 2
+    assert err.getvalue() == "devdax: error: --compiled: the compiled checker failed (exit 3): boom\n"
