@@ -53,7 +53,8 @@ __all__ = [
     "concretize",
     "render_trace",
 ]
-from devdax.proofs.inductive import INVARIANTS, Invariant
+from devdax.proofs.engine import Inv
+from devdax.proofs.inductive import INVARIANTS
 from devdax.proofs.protocol import Action, State
 from devdax.proofs.runner import Obligation, Status, Verdict
 from devdax.proofs.smt import ARITH_SOLVER, Term
@@ -128,7 +129,7 @@ class Unrolling:
 
 
 def bmc(
-    c: Ctx, depth: int, timeout: float, invariants: list[Invariant] | None = None, fused: bool = True
+    c: Ctx, depth: int, timeout: float, invariants: list[Inv[State]] | None = None, fused: bool = True
 ) -> tuple[Status, AbstractTrace | None, str]:
     """(PROVED up to depth | VIOLATED with the shortest abstract trace | UNKNOWN, trace, note), the
     depth-d query (some invariant fails) pushed and popped on one solver. ``fused`` (the default)
@@ -156,7 +157,7 @@ def bmc(
                 u = Unrolling.build(acts, states[d - 1], states[d], f"t{d}")
             solver.add(*u.formulas)
             firings.append(u.fired)
-        bad = [(inv.name, z3.Not(inv.formula(pr, states[d]))) for inv in invs]
+        bad = [(inv.name, z3.Not(inv.fn(pr, states[d]))) for inv in invs]
         answer, name = _ask(solver, bad, deadline)
         if answer == z3.sat:
             m = solver.model()

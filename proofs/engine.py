@@ -24,13 +24,13 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from functools import cached_property
+from dataclasses import dataclass, field, replace
+from functools import cached_property, partial
 from typing import Any, Generic, TypeVar
 
 import z3
 
-from devdax.proofs.runner import Status, Verdict
+from devdax.proofs.runner import Obligation, Status, Verdict
 from devdax.proofs.smt import ARITH_SOLVER, Term
 
 S = TypeVar("S")
@@ -42,13 +42,21 @@ Renderer = Callable[[Term, Sequence[S], Sequence[dict[str, Term]]], list[list[st
 
 @dataclass(frozen=True)
 class Inv(Generic[S]):
+    """An invariant of a system: ``fn(state)``; in a list shared by the instances of one encoding,
+    ``fn(model, state)``, and ``bind(model)`` makes the system's invariant."""
+
     name: str
     doc: str
-    fn: Callable[[S], Term]
+    fn: Callable[..., Term]
     #: the spec invariant (spec/invariants.py) this proves or serves as a strengthening of
-    serves: str
+    serves: str = ""
+    #: "spec": an invariant of spec/invariants.py read on this state; "aux": a strengthening
+    kind: str = "aux"
     #: search for a reachable violation before the induction (the spec's own invariants)
     bmc_first: bool = False
+
+    def bind(self, *model: Any) -> Inv[S]:
+        return replace(self, fn=partial(self.fn, *model))
 
 
 def show(m: Term, term: Term) -> str:
@@ -455,3 +463,21 @@ def check_reaches(
         Status.VIOLATED if r == z3.unsat else Status.UNKNOWN,
         counterexample=f"the run {' -> '.join(plan)} is impossible: {r}",
     )
+
+
+def invariant_obligations(
+    prefix: str, scope: str, source: str, invs: Sequence[Inv[Any]], check: Callable[[str, float], Verdict]
+) -> list[Obligation]:
+    """One obligation per invariant, ``check(name, timeout)``: a spec invariant (kind "spec") or a
+    strengthening the encoding in ``source`` states, each inductive for any number of the ``scope``'s
+    objects. The prefix names the encoding; a name that starts with it already keeps it (minor_unique)."""
+    return [
+        Obligation(
+            i.name if i.name.startswith(prefix.rstrip("_")) else prefix + i.name,
+            f"{'invariant' if i.kind == 'spec' else 'strengthening'}, inductive for any {scope}: {i.doc}",
+            "spec/invariants.py" if i.kind == "spec" else source,
+            partial(check, i.name),
+            serves=i.serves,
+        )
+        for i in invs
+    ]

@@ -26,12 +26,21 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 
 import z3
 
-from devdax.proofs.engine import Act, Inv, System, check_inductive, reader, render_cti, solver_for
+from devdax.proofs.engine import (
+    Act,
+    Inv,
+    System,
+    check_inductive,
+    invariant_obligations,
+    reader,
+    render_cti,
+    solver_for,
+)
 from devdax.proofs.protocol import (
     P_GONE,
     P_IDLE,
@@ -42,7 +51,7 @@ from devdax.proofs.protocol import (
     Universe,
     programs_for,
 )
-from devdax.proofs.runner import Obligation, Status, Verdict, invariant_obligations
+from devdax.proofs.runner import Obligation, Status, Verdict
 from devdax.proofs.smt import Term
 from devdax.spec import geometry as g
 from devdax.spec.profiles import Profile
@@ -96,44 +105,36 @@ def fact_formula(s: State, fact: str) -> Term:
     }[fact]
 
 
-@dataclass(frozen=True)
-class Invariant:
-    name: str
-    kind: str  # "spec" (from spec/invariants.py) or "aux" (strengthening)
-    doc: str
-    formula: Callable[[Protocol, State], Term]
-
-
 def _all_cpus(pr: Protocol, body: Callable[[Term], Term]) -> Term:
     return pr.u.forall(pr.u.cpu, body, "c")
 
 
-INVARIANTS: list[Invariant] = [
-    Invariant(
+#: each ``fn(protocol, state)``; kind "spec": from spec/invariants.py, else a strengthening
+INVARIANTS: list[Inv[State]] = [
+    Inv(
         "lock_balanced",
-        "spec",
         "a CPU that is not inside the fault handler holds no read lock",
         lambda pr, s: _all_cpus(pr, lambda c: z3.Implies(s.pc[c] == C_IDLE, s.nest[c] == 0)),
+        kind="spec",
     ),
-    Invariant(
+    Inv(
         "no_entry_after_kill",
-        "spec",
         "once the kill completed, no entry of the device exists",
         lambda pr, s: z3.Implies(s.dead, pr.u.forall(pr.u.ent, lambda e: z3.Not(s.live[e]), "e")),
+        kind="spec",
     ),
-    Invariant(
+    Inv(
         "entries_exact",
-        "spec",
         "every entry is align-sized, inside its vma, and maps the page pgoff_to_phys names",
         lambda pr, s: pr.u.forall(
             pr.u.ent,
             lambda e: z3.Implies(s.live[e], pr.entry_exact(s, s.evma[e], s.eaddr[e], s.esize[e], s.ephys[e])),
             "e",
         ),
+        kind="spec",
     ),
-    Invariant(
+    Inv(
         "vmas_aligned",
-        "spec",
         "every vma is non-empty, inside the address space, and starts and ends on a multiple of align",
         lambda pr, s: pr.u.forall(
             pr.u.vma,
@@ -143,22 +144,21 @@ INVARIANTS: list[Invariant] = [
             ),
             "v",
         ),
+        kind="spec",
     ),
-    Invariant(
+    Inv(
         "vmas_shared",
-        "spec",
         "every vma is a shared mapping (VM_MAYSHARE)",
         lambda pr, s: pr.u.forall(pr.u.vma, lambda v: z3.Implies(s.used[v], s.vmayshare[v]), "v"),
+        kind="spec",
     ),
-    Invariant(
+    Inv(
         "handler_holds_lock",
-        "aux",
         "a CPU inside the handler holds exactly its one read lock (so unlock returns it to zero)",
         lambda pr, s: _all_cpus(pr, lambda c: z3.Implies(s.pc[c] != C_IDLE, s.nest[c] == 1)),
     ),
-    Invariant(
+    Inv(
         "cpu_well_formed",
-        "aux",
         "each handler step has the result it can have; a CPU in or retrying a fault has a real "
         "size and a mapped vma (munmap waits for it: mmap_lock)",
         lambda pr, s: _all_cpus(
@@ -185,51 +185,44 @@ INVARIANTS: list[Invariant] = [
             ),
         ),
     ),
-    Invariant(
+    Inv(
         "pre_gp_readers",
-        "aux",
         "a CPU the grace period waits for is inside a read section of the current grace period",
         lambda pr, s: _all_cpus(pr, lambda c: z3.Implies(s.pre[c], z3.And(s.gp, s.nest[c] >= 1))),
     ),
-    Invariant(
+    Inv(
         "checked_waited_for",
-        "aux",
         "a CPU about to insert saw alive == true, so a grace period started after alive = false "
         "waits for it (synchronize_start marked every CPU inside a section)",
         lambda pr, s: _all_cpus(
             pr, lambda c: z3.Implies(z3.And(s.pc[c] == C_CHECKED, s.gp, s.gp_clean), s.pre[c])
         ),
     ),
-    Invariant(
+    Inv(
         "clean_gp_not_alive",
-        "aux",
         "a clean grace period means the device is not alive (only "
         "run_dax makes it alive, and it forgets the grace period)",
         lambda pr, s: z3.Implies(s.gp_clean, z3.Not(s.alive)),
     ),
-    Invariant(
+    Inv(
         "waited_gp_quiesced",
-        "aux",
         "a clean grace period that has ended quiesced the device",
         lambda pr, s: z3.Implies(z3.And(s.gp_clean, z3.Not(s.gp)), s.quiesced),
     ),
-    Invariant(
+    Inv(
         "quiesced_no_inserter",
-        "aux",
         "after a clean grace period no CPU is about to insert, and none can get there (not alive)",
         lambda pr, s: z3.Implies(
             s.quiesced, z3.And(z3.Not(s.alive), _all_cpus(pr, lambda c: s.pc[c] != C_CHECKED))
         ),
     ),
-    Invariant(
+    Inv(
         "dead_quiesced",
-        "aux",
         "the kill completes only after the device was quiesced",
         lambda pr, s: z3.Implies(s.dead, s.quiesced),
     ),
-    Invariant(
+    Inv(
         "checked_exact",
-        "aux",
         "the entry a CPU is about to insert is already exact",
         lambda pr, s: _all_cpus(
             pr,
@@ -238,9 +231,8 @@ INVARIANTS: list[Invariant] = [
             ),
         ),
     ),
-    Invariant(
+    Inv(
         "admin_position",
-        "aux",
         "where the admin is in its program says which teardown facts hold (position_facts)",
         lambda pr, s: admin_position(pr, s),
     ),
@@ -304,7 +296,7 @@ def system_of(pr: Protocol) -> System[State]:
         lambda tag: State.fresh(pr.u, tag),
         pr.init,
         step,
-        [Inv(i.name, i.doc, partial(i.formula, pr), i.kind) for i in INVARIANTS],
+        [i.bind(pr) for i in INVARIANTS],
         render,
         rigid=pr.rigid,
         value=lambda m, v: name_of(pr, m, v),
@@ -415,9 +407,9 @@ def check_not_vacuous(profile: Profile, align: int, timeout: float) -> Verdict:
     solver.add(
         *pr.rigid,
         pr.init(S),
-        *(i.formula(pr, S) for i in INVARIANTS),
+        *(i.fn(pr, S) for i in INVARIANTS),
         pr.step(S, T, "step"),
-        *(i.formula(pr, T) for i in INVARIANTS),
+        *(i.fn(pr, T) for i in INVARIANTS),
         z3.Not(S.equals(T)),
     )
     answer = solver.check()
@@ -495,6 +487,6 @@ def inductive_obligations(profile: Profile, aligns: Sequence[int] = ALIGNS) -> l
             partial(check_no_sleep_in_rcu, profile, aligns[0]),
         ),
     ]
-    invariants = [(i.name, i.kind, i.doc, i.name) for i in INVARIANTS]
+    invariants = [replace(i, serves=i.name) for i in INVARIANTS]
     check = partial(check_aligned, profile, aligns)
     return out + invariant_obligations("proto_", "CPUs/vmas", "proofs/inductive.py", invariants, check)
