@@ -9,8 +9,9 @@ explorer cannot enumerate (more CPUs, more faults, more units) are checked to de
 What makes that scale (bench/RESULTS.md, "BMC"): the scalar encoding of protocol.py (one variable per
 CPU/vma/entry field, one action instance per concrete CPU, the race's vmas and ranges as constants,
 fault decisions as tables, first-of-kind CPU symmetry); explanatory frames (``Unrolling``: a variable
-changes only if an action that writes it fires), built once and renamed per depth; one incremental
-solver, the depth-d query (some invariant fails) pushed and popped; and, by default, the fused CPU
+changes only if an action that writes it fires), built once and renamed per depth; the engine's one
+incremental solver (proofs/engine.py shortest_run), the depth-d query (some invariant fails) pushed
+and popped; and, by default, the fused CPU
 steps of the movers reduction (model/reduction.py), so that a depth is one BFS level of
 ``devdax check`` and a variant is found at the depth of the explorer's shortest counterexample.
 BMC is still exponential in the depth: it answers "no violation within k steps", which on a large
@@ -53,11 +54,11 @@ __all__ = [
     "concretize",
     "render_trace",
 ]
-from devdax.proofs.engine import Inv
-from devdax.proofs.inductive import INVARIANTS
+from devdax.proofs.engine import Act, Inv, shortest_run
+from devdax.proofs.inductive import INVARIANTS, system_of
 from devdax.proofs.protocol import Action, State
 from devdax.proofs.runner import Obligation, Status, Verdict
-from devdax.proofs.smt import ARITH_SOLVER, Term
+from devdax.proofs.smt import Term
 from devdax.spec.config import Config
 from devdax.spec.ctx import Ctx
 from devdax.spec.state import State as SpecState
@@ -131,59 +132,42 @@ class Unrolling:
 def bmc(
     c: Ctx, depth: int, timeout: float, invariants: list[Inv[State]] | None = None, fused: bool = True
 ) -> tuple[Status, AbstractTrace | None, str]:
-    """(PROVED up to depth | VIOLATED with the shortest abstract trace | UNKNOWN, trace, note), the
-    depth-d query (some invariant fails) pushed and popped on one solver. ``fused`` (the default)
-    unrolls the CPU steps of the movers reduction, as `devdax check` explores them: a depth is one of
-    its BFS levels, a fault two or three steps."""
-    deadline = time.monotonic() + timeout
+    """(PROVED up to depth | VIOLATED with the shortest abstract trace | UNKNOWN, trace, note): the
+    engine's shortest run (proofs/engine.py) of the protocol's system (proofs/inductive.py) over the
+    configuration's bounded universe, from the abstraction of its initial state, some invariant
+    failing at the end. ``fused`` (the default) unrolls the CPU steps of the movers reduction, as
+    `devdax check` explores them: a depth is one of its BFS levels, a fault two or three steps."""
     invs = SPEC_INVARIANTS if invariants is None else invariants
     pr = protocol_for(c, universe_for(c))
-    states = [pr.state("0")]
-    solver = z3.Solver()
-    solver.set("arith.solver", ARITH_SOLVER)
-    solver.add(*pr.rigid, *layout(pr, c), pr.init(states[0]), pin(pr, states[0], abstract(c, init(c))))
-    firings: list[Callable[[Term], str]] = []  # per depth: which action fired, in a model
+    start = abstract(c, init(c))
     template: tuple[Unrolling, tuple[State, State]] | None = None
     if pr.fixed_vmas and depth > 0:
         tpl = (pr.state("S"), pr.state("T"))
         template = (Unrolling.build(pr.actions(*tpl, "T", fused=fused), *tpl, "T"), tpl)
-    for d in range(depth + 1):
-        if d > 0:
-            states.append(pr.state(str(d)))
-            if template is not None:
-                u = template[0].instance(states[d - 1], states[d], template[1], f"t{d}")
-            else:
-                acts = pr.actions(states[d - 1], states[d], f"t{d}", fused=fused)
-                u = Unrolling.build(acts, states[d - 1], states[d], f"t{d}")
-            solver.add(*u.formulas)
-            firings.append(u.fired)
-        bad = [(inv.name, z3.Not(inv.fn(pr, states[d]))) for inv in invs]
-        answer, name = _ask(solver, bad, deadline)
-        if answer == z3.sat:
-            m = solver.model()
-            trace = [(firings[i](m), observe(pr, m, states[i + 1])) for i in range(d)]
-            return Status.VIOLATED, AbstractTrace(trace, observe(pr, m, states[0]), name, fused), ""
-        if answer == z3.unknown:
-            why = "timeout" if time.monotonic() >= deadline else solver.reason_unknown()
-            return Status.UNKNOWN, None, f"depth {d}: {why}"
-    return Status.PROVED, None, ""
 
+    def unroll(s: State, t: State, tag: str) -> tuple[list[Term], Callable[[Term], Act]]:
+        if template is not None:
+            u = template[0].instance(s, t, template[1], tag)
+        else:
+            u = Unrolling.build(pr.actions(s, t, tag, fused=fused), s, t, tag)
+        return u.formulas, lambda m: (u.fired(m), z3.BoolVal(True), {})
 
-def _ask(solver: Term, query: list[tuple[str, Term]], deadline: float) -> tuple[Term, str]:
-    """(answer, the invariant that fails when sat) of: can some invariant of ``query`` fail now? The
-    disjunction is pushed, and popped unless it is sat."""
-    left = deadline - time.monotonic()
-    if left <= 0:
-        return z3.unknown, ""
-    solver.set("timeout", max(1, int(left * 1000)))
-    solver.push()
-    solver.add(z3.Or(*(f for _, f in query)))
-    answer = solver.check()
-    if answer == z3.sat:
-        m = solver.model()
-        return answer, next(n for n, f in query if z3.is_true(m.eval(f, model_completion=True)))
-    solver.pop()
-    return answer, ""
+    sys = replace(
+        system_of(pr),
+        init=lambda s: z3.And(pr.init(s), pin(pr, s, start)),
+        rigid=[*pr.rigid, *layout(pr, c)],
+        unroll=unroll,
+    )
+    bad = [inv.bind(pr) for inv in invs]
+    status, run, note = shortest_run(
+        sys, lambda s: z3.Or(*(z3.Not(i.fn(s)) for i in bad)), depth, time.monotonic() + timeout
+    )
+    if run is None:
+        return status, None, note
+    m, last = run.model, run.states[-1]
+    name = next(i.name for i in bad if z3.is_false(m.eval(i.fn(last), model_completion=True)))
+    trace = [(step, observe(pr, m, st)) for step, st in zip(run.names, run.states[1:], strict=True)]
+    return status, AbstractTrace(trace, observe(pr, m, run.states[0]), name, fused), ""
 
 
 def concretize(c: Ctx, trace: AbstractTrace, stutters: int = 6) -> list[Transition] | None:

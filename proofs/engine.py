@@ -110,6 +110,9 @@ class System(Generic[S]):
     quick: float | None = None
     #: how a step parameter's value is printed
     value: Callable[[Term, Term], str] = show
+    #: ``unroll(s, t, tag)``: the step as (formulas, the action that fired in a model) for long
+    #: unrollings (BMC's explanatory frames); None: some action of ``step`` fires (``one_of``)
+    unroll: Callable[[S, S, str], tuple[list[Term], Callable[[Term], Act]]] | None = None
 
     def invariant(self, name: str) -> Inv[S]:
         for inv in self.invariants:
@@ -266,43 +269,54 @@ class Run:
         return [name for name, _, _ in self.steps]
 
 
+def unrolled(sys: System[Any], s: Any, t: Any, tag: str) -> tuple[list[Term], Callable[[Term], Act]]:
+    """One step of an unrolling: ``sys.unroll``, or some action of ``sys.step`` (``one_of``)."""
+    if sys.unroll is not None:
+        return sys.unroll(s, t, tag)
+    acts = sys.step(s, t, tag)
+    formulas, fired = one_of(acts, tag)
+    return formulas, lambda m: acts[which(m, fired)]
+
+
 def shortest_run(
     sys: System[Any] | Sys, bad: Callable[[Any], Term], depth: int, deadline: float
-) -> Run | None:
-    """The shortest run of at most ``depth`` steps from Init to a state where ``bad`` holds; None when
-    there is none within the depth (or the budget ran out before one was found)."""
+) -> tuple[Status, Run | None, str]:
+    """The shortest run of at most ``depth`` steps from Init to a state where ``bad`` holds, one
+    incremental solver, the depth-k question pushed and popped: (VIOLATED, the run, ""), (PROVED,
+    None, "") when there is none within the depth, or (UNKNOWN, None, why) when the budget ran out or
+    the solver could not tell."""
     sys = _compiled(sys)
     states = [sys.fresh("t0")]
     solver = solver_for(deadline - time.monotonic())
     solver.add(*sys.rigid, sys.init(states[0]))
-    steps: list[tuple[list[Act], list[Term]]] = []
+    firings: list[Callable[[Term], Act]] = []
     for k in range(depth + 1):
         if k > 0:
             states.append(sys.fresh(f"t{k}"))
-            acts = sys.step(states[k - 1], states[k], f"s{k}")
-            formulas, fired = one_of(acts, f"s{k}")
+            formulas, fired = unrolled(sys, states[k - 1], states[k], f"s{k}")
             solver.add(*formulas)
-            steps.append((acts, fired))
+            firings.append(fired)
         left = deadline - time.monotonic()
         if left <= 0:
-            return None
+            return Status.UNKNOWN, None, f"depth {k}: timeout"
         solver.set("timeout", max(1, int(left * 1000)))
         solver.push()
         solver.add(bad(states[k]))
         r = solver.check()
         if r == z3.sat:
             m = _tidy_model(sys, solver, states[0]) or solver.model()
-            return Run(m, states, [acts[which(m, fired)] for acts, fired in steps])
+            return Status.VIOLATED, Run(m, states, [f(m) for f in firings]), ""
         solver.pop()
         if r == z3.unknown:
-            return None
-    return None
+            why = "timeout" if time.monotonic() >= deadline else solver.reason_unknown()
+            return Status.UNKNOWN, None, f"depth {k}: {why}"
+    return Status.PROVED, None, ""
 
 
 def find_trace(sys: System[Any] | Sys, inv: Inv[Any], depth: int, deadline: float) -> Verdict | None:
     """The shortest reachable violation of ``inv`` within ``depth`` steps, rendered as a trace."""
     sys = _compiled(sys)
-    run = shortest_run(sys, lambda s: z3.Not(inv.fn(s)), depth, deadline)
+    _, run, _ = shortest_run(sys, lambda s: z3.Not(inv.fn(s)), depth, deadline)
     if run is None:
         return None
     m = run.model

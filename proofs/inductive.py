@@ -293,7 +293,7 @@ def system_of(pr: Protocol) -> System[State]:
         return [render_state(pr, m, s, acting) for s in states]
 
     return System(
-        lambda tag: State.fresh(pr.u, tag),
+        pr.state,
         pr.init,
         step,
         [i.bind(pr) for i in INVARIANTS],
