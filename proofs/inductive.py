@@ -55,6 +55,7 @@ from devdax.proofs.protocol import (
 from devdax.proofs.runner import Obligation, Status, Verdict
 from devdax.proofs.smt import Term
 from devdax.spec import geometry as g
+from devdax.spec import state as ST
 from devdax.spec.profiles import Profile
 from devdax.spec.state import C_CHECKED, C_DONE, C_IDLE, C_LOCKED, R_FALLBACK, R_NONE, R_NOPAGE, R_SIGBUS
 
@@ -321,9 +322,6 @@ def check_invariant(cx: Context, name: str, timeout: float, label: str = "") -> 
 # States, for people
 # --------------------------------------------------------------------------------------------------
 
-PC_NAMES: dict[int, str] = {C_IDLE: "idle", C_LOCKED: "locked", C_CHECKED: "checked", C_DONE: "done"}
-RES_NAMES = {R_NONE: "-", R_NOPAGE: "NOPAGE", R_FALLBACK: "FALLBACK", R_SIGBUS: "SIGBUS"}
-
 
 def _elements(m: Term, sort: Term, prefix: str) -> list[tuple[str, Term]]:
     elems = m.get_universe(sort) or []
@@ -366,12 +364,12 @@ def render_state(pr: Protocol, m: Term, s: State, keep: frozenset[str] = frozens
         if (pc, res, nest, pre) == (C_IDLE, R_NONE, 0, False) and name not in keep:
             quiet += 1
             continue
-        line = f"{name}: {PC_NAMES.get(pc, pc)} nest={nest} pre_gp={pre}"
+        line = f"{name}: {ST.CPU_PC_NAMES.get(pc, pc)} nest={nest} pre_gp={pre}"
         if pc != C_IDLE or res != R_NONE:
             size = size_name.get(num(s.csize[x]), "?")
             line += (
                 f" {vname(s.cvma[x])} addr={num(s.caddr[x]):#x} size={size}"
-                f" result={RES_NAMES.get(res, res)} phys={num(s.cphys[x]):#x}"
+                f" result={ST.RESULT_NAMES.get(res, res)} phys={num(s.cphys[x]):#x}"
             )
         lines.append(line)
     if quiet:

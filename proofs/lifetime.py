@@ -54,6 +54,7 @@ from devdax.proofs.ghost import appended, numbered, removed
 from devdax.proofs.runner import Obligation, Status, Verdict
 from devdax.proofs.smt import Term
 from devdax.spec import admin
+from devdax.spec import state as ST
 from devdax.spec.config import Config, MmapShape
 from devdax.spec.ctx import Ctx
 from devdax.spec.profiles import Lifetime, Profile
@@ -75,13 +76,6 @@ OOPS_NAMES = {
     OOPS_UAF: "use after free",
     OOPS_REFCOUNT: "underflow",
     OOPS_LIST: "list_del corruption",
-}
-PHASES: dict[int, str] = {
-    D_NONE: "none",
-    D_CREATING: "creating",
-    D_LIVE: "live",
-    D_FAILED: "failed",
-    D_RELEASED: "released",
 }
 RG_PHASES: dict[int, str] = {RG_NONE: "none", RG_LIVE: "live", RG_GONE: "gone"}
 #: the one mmap shape users try: a whole aligned MAP_SHARED|PROT_WRITE mapping (spec/variants SHARED_RW)
@@ -1035,8 +1029,8 @@ def render_state(m: Model, mod: Term, s: LState, param: Term | None = None) -> l
         f"admin: {position(m, num(s.prog), num(s.pc))}; binds left {num(s.binds_left)}",
         f"region: {RG_PHASES.get(num(s.rg_phase), '?')} kref={num(s.rg_kref)}"
         f"{' freed' if flag(s.rg_freed) else ''}",
-        f"device: {PHASES.get(num(s.phase), '?')} dev_ref={num(s.dev_ref)} cdev_ref={num(s.cdev_ref)} "
-        f"children={num(s.children)} zombies={num(s.zombies)} [{flags}]",
+        f"device: {ST.PHASE_NAMES.get(num(s.phase), '?')} dev_ref={num(s.dev_ref)} "
+        f"cdev_ref={num(s.cdev_ref)} children={num(s.children)} zombies={num(s.zombies)} [{flags}]",
         f"open files: {num(s.nfiles)} (ghost lost pins {num(s.lost)}); oops: "
         f"{OOPS_NAMES.get(num(s.oops), num(s.oops))}",
     ]
