@@ -401,13 +401,7 @@ class Protocol:
                 start, size = z3.IntVal(self.spans[i][0]), z3.IntVal(self.spans[i][1])
             else:
                 start, size = z3.Int(f"range{i}.start"), z3.Int(f"range{i}.size")
-            hyps += [
-                start >= 0,
-                size > 0,
-                start % self.align == 0,
-                size % self.align == 0,
-                start + size - 1 <= g.U64,
-            ]
+            hyps += [start >= 0, *G.range_ok(start, size, self.align)]
             spans.append((start, size))
         self.range_vars = spans
         self.ranges = G.make_ranges(spans)
