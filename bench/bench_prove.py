@@ -2,14 +2,14 @@
 ``--bmc``, the bounded model checker's scaling instead.
 
     .venv/bin/python bench/bench_prove.py [--profile P ...] [--timeout S] [--markdown]
-    .venv/bin/python bench/bench_prove.py --bmc [--depths 6 8 10] [--repeat 3] [--old-cap S]
-                                          [--new-cap S] [--explicit-cap S] [--variant-depth K]
+    .venv/bin/python bench/bench_prove.py --bmc [--depths 6 8 10] [--repeat 3] [--new-cap S]
+                                          [--explicit-cap S] [--variant-depth K]
 
 The design target: every obligation of a profile under 60 s in total on 2 cores. Results are recorded
 by hand in bench/RESULTS.md; this script only measures.
 
-``--bmc`` measures, on v4.10 races of growing size, BMC (proofs/bmc.py) to each depth with the scalar
-encoding (median of --repeat runs) and with the array encoding it replaced (one run, capped), in this
+``--bmc`` measures, on v4.10 races of growing size, BMC (proofs/bmc.py, the per-element encoding) to
+each depth with the unfused step relation (median of --repeat runs) and with the fused one, in this
 process; beside them the explicit checker on the same configuration in a child process stopped after
 --explicit-cap seconds; then each race variant on the largest configuration.
 """
@@ -42,13 +42,12 @@ def main(argv: list[str]) -> int:
     p.add_argument("--bmc", action="store_true", help="the BMC scaling tables instead")
     p.add_argument("--depths", type=int, nargs="+", default=[6, 8, 10])
     p.add_argument("--repeat", type=int, default=3)
-    p.add_argument("--old-cap", type=float, default=120.0)
     p.add_argument("--new-cap", type=float, default=300.0)
     p.add_argument("--explicit-cap", type=float, default=600.0)
     p.add_argument("--variant-depth", type=int, default=12)
     args = p.parse_args(argv)
     if args.bmc:
-        bmc_table(args.depths, args.repeat, args.old_cap, args.new_cap, args.explicit_cap)
+        bmc_table(args.depths, args.repeat, args.new_cap, args.explicit_cap)
         cpus, faults, units = BMC_CONFIGS[-1]
         variant_table(cpus, faults, units, args.variant_depth, args.new_cap, args.explicit_cap)
         return 0
@@ -98,7 +97,7 @@ def main(argv: list[str]) -> int:
 
 
 # --------------------------------------------------------------------------------------------------
-# BMC scaling (--bmc): the scalar encoding against the array encoding, and the explicit checker
+# BMC scaling (--bmc): the unfused and the fused step relation, and the explicit checker
 # --------------------------------------------------------------------------------------------------
 
 #: (CPUs, faults per CPU, units) of the v4.10 race configurations the BMC table measures
@@ -157,13 +156,11 @@ def explicit(cpus: int, faults: int, units: int, cap: float, variant: str | None
     )
 
 
-def timed_bmc(
-    cfg: Config, depth: int, encoding: str, cap: float, fused: bool = False
-) -> tuple[str, float | None]:
+def timed_bmc(cfg: Config, depth: int, cap: float, fused: bool = False) -> tuple[str, float | None]:
     """(verdict word, seconds or None when the cap ran out) of bmc() from depth 0 to ``depth``."""
     c = Ctx.of(cfg)
     t0 = time.perf_counter()
-    status, trace, _ = bmc(c, depth, cap, encoding=encoding, fused=fused)
+    status, trace, _ = bmc(c, depth, cap, fused=fused)
     dt = time.perf_counter() - t0
     if status is runner.Status.UNKNOWN:
         return f"timeout {cap:g} s", None
@@ -178,38 +175,30 @@ def full_depth(cfg: Config) -> int:
     return len(pr.protocol_steps("remove")) + 1 + 4 * cfg.cpus * cfg.faults
 
 
-def bmc_table(depths: list[int], repeat: int, old_cap: float, new_cap: float, explicit_cap: float) -> None:
+def bmc_table(depths: list[int], repeat: int, new_cap: float, explicit_cap: float) -> None:
     print(
         f"# BMC of the v4.10 race (first fault pmd): {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} "
         f"UTC, python {platform.python_version()}, nproc {os.cpu_count()}, load {os.getloadavg()[0]:.1f}"
     )
     print(
-        "| CPUs x faults x units | explicit `devdax check` | full run steps | depth | scalar s | "
-        "array s | array / scalar | fused scalar s |"
+        "| CPUs x faults x units | explicit `devdax check` | full run steps | depth | unfused s | fused s |"
     )
-    print("|---|---|---:|---:|---:|---:|---:|---:|")
+    print("|---|---|---:|---:|---:|---:|")
     for cpus, faults, units in BMC_CONFIGS:
         cfg = bmc_config("v4.10", None, cpus, faults, units)
         ex = explicit(cpus, faults, units, explicit_cap)
         for d in depths:
             runs = []
             for _ in range(repeat):
-                _word, dt = timed_bmc(cfg, d, "scalar", new_cap)  # unfused: the array encoding's relation
+                _word, dt = timed_bmc(cfg, d, new_cap)
                 runs.append(dt)
                 if dt is None or dt > 20:
                     break
             new = None if None in runs else statistics.median([r for r in runs if r is not None])
-            word_old, old = timed_bmc(cfg, d, "array", old_cap) if new is not None else ("-", None)
-            ratio = (
-                f"{old / new:.1f}x"
-                if old is not None and new
-                else (f"> {old_cap / new:.1f}x" if new else "-")
-            )
-            _word, fused = timed_bmc(cfg, d, "scalar", new_cap, fused=True)
+            _word, fused = timed_bmc(cfg, d, new_cap, fused=True)
             print(
                 f"| {cpus} x {faults} x {units} | {ex} | {full_depth(cfg)} | {d} | "
                 f"{f'{new:.2f}' if new is not None else f'> {new_cap:g}'} | "
-                f"{f'{old:.2f}' if old is not None else word_old} | {ratio} | "
                 f"{f'{fused:.2f}' if fused is not None else f'> {new_cap:g}'} |",
                 flush=True,
             )

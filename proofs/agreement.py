@@ -283,16 +283,15 @@ def abstract(c: Ctx, s: SpecState, dev: int = 0) -> Obs:
     return Obs(prog, p, d.alive, d.dead, s.gp, cpus, vmas, entries)
 
 
-def universe_for(c: Ctx, scalar: bool = True) -> Universe:
+def universe_for(c: Ctx) -> Universe:
     """CPUs and vmas as many as the configuration has; entries one more than can ever be installed
-    (one per align unit of each vma), so an insertion always finds a free name. ``scalar``: one
-    variable per element (the default), or Z3 arrays (the encoding BMC had first; for comparison)."""
+    (one per align unit of each vma), so an insertion always finds a free name."""
     units = max(c.cfg.units * 2, 1)
     ents = units * max(c.cfg.vmas, 1) + 1
-    if scalar and c.cfg.race:  # one slot per entry the fixed layout can get (entry_keys)
+    if c.cfg.race:  # one slot per entry the fixed layout can get (entry_keys)
         spans = tuple((r.start, r.end - r.start + 1) for r in c.layout.ranges[0])
         ents = max(1, len(entry_keys(c.prof, c.align, spans, abstract(c, init(c)).vmas)))
-    return Universe.bounded(c.cfg.cpus, c.cfg.vmas, ents, scalar=scalar)
+    return Universe.bounded(c.cfg.cpus, c.cfg.vmas, ents)
 
 
 def protocol_for(c: Ctx, u: Universe) -> Protocol:

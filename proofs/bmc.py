@@ -9,8 +9,9 @@ explorer cannot enumerate (more CPUs, more faults, more units) are checked to de
 What makes that scale (bench/RESULTS.md, "BMC"): the scalar encoding of protocol.py (one variable per
 CPU/vma/entry field, one action instance per concrete CPU, the race's vmas and ranges as constants,
 fault decisions as tables, first-of-kind CPU symmetry); explanatory frames (``Unrolling``: a variable
-changes only if an action that writes it fires), built once and renamed per depth; one incremental
-solver, the depth-d query (some invariant fails) pushed and popped; and, by default, the fused CPU
+changes only if an action that writes it fires), built once and renamed per depth; the engine's one
+incremental solver (proofs/engine.py shortest_run), the depth-d query (some invariant fails) pushed
+and popped; and, by default, the fused CPU
 steps of the movers reduction (model/reduction.py), so that a depth is one BFS level of
 ``devdax check`` and a variant is found at the depth of the explorer's shortest counterexample.
 BMC is still exponential in the depth: it answers "no violation within k steps", which on a large
@@ -53,10 +54,11 @@ __all__ = [
     "concretize",
     "render_trace",
 ]
-from devdax.proofs.inductive import INVARIANTS, Invariant
-from devdax.proofs.protocol import Action, Protocol, State
+from devdax.proofs.engine import Act, Inv, shortest_run
+from devdax.proofs.inductive import INVARIANTS, system_of
+from devdax.proofs.protocol import Action, State
 from devdax.proofs.runner import Obligation, Status, Verdict
-from devdax.proofs.smt import ARITH_SOLVER, Term
+from devdax.proofs.smt import Term
 from devdax.spec.config import Config
 from devdax.spec.ctx import Ctx
 from devdax.spec.state import State as SpecState
@@ -72,18 +74,6 @@ class AbstractTrace:
     start: Obs
     invariant: str
     fused: bool = False  # steps are the movers reduction's (model/reduction.py)
-
-
-def _fired(m: Term, actions: list[Action]) -> str:
-    for a in actions:
-        if z3.is_true(m.eval(a.formula, model_completion=True)):
-            return a.name
-    return "?"
-
-
-#: the two encodings ``bmc`` can unroll: "scalar" (the default) and "array", the first one, kept so
-#: that bench/bench_prove.py can measure the difference in one process
-ENCODINGS = ("scalar", "array")
 
 
 @dataclass
@@ -123,7 +113,7 @@ class Unrolling:
     def instance(self, s: State, t: State, template: tuple[State, State], tag: str) -> Unrolling:
         """The same relation between other states: the template's variables renamed (one C++
         substitution instead of rebuilding every action in Python at every depth). Only for a
-        protocol whose actions have no parameter variables (scalar encoding, fixed layout)."""
+        protocol whose actions have no parameter variables (bounded, fixed layout)."""
         pairs = [
             (x, y)
             for S, D in zip(template, (s, t), strict=True)
@@ -140,96 +130,44 @@ class Unrolling:
 
 
 def bmc(
-    c: Ctx,
-    depth: int,
-    timeout: float,
-    invariants: list[Invariant] | None = None,
-    encoding: str = "scalar",
-    fused: bool | None = None,
+    c: Ctx, depth: int, timeout: float, invariants: list[Inv[State]] | None = None, fused: bool = True
 ) -> tuple[Status, AbstractTrace | None, str]:
-    """(PROVED up to depth | VIOLATED with the shortest abstract trace | UNKNOWN, trace, note).
-    "scalar": per-element variables, explanatory frames, the depth-d query pushed and popped;
-    "array": Z3 arrays, whole-state frames, one query per invariant (bench/RESULTS.md, "BMC").
-    ``fused`` (default: with the scalar encoding) unrolls the CPU steps of the movers reduction, as
+    """(PROVED up to depth | VIOLATED with the shortest abstract trace | UNKNOWN, trace, note): the
+    engine's shortest run (proofs/engine.py) of the protocol's system (proofs/inductive.py) over the
+    configuration's bounded universe, from the abstraction of its initial state, some invariant
+    failing at the end. ``fused`` (the default) unrolls the CPU steps of the movers reduction, as
     `devdax check` explores them: a depth is one of its BFS levels, a fault two or three steps."""
-    if encoding not in ENCODINGS:
-        raise ValueError(f"encoding: expected one of {ENCODINGS}, got {encoding!r}")
-    fused = encoding == "scalar" if fused is None else fused
-    deadline = time.monotonic() + timeout
     invs = SPEC_INVARIANTS if invariants is None else invariants
-    scalar = encoding == "scalar"
-    pr = protocol_for(c, universe_for(c, scalar=scalar))
-    states = [pr.state("0")]
-    solver = z3.Solver()
-    solver.set("arith.solver", ARITH_SOLVER)
-    solver.add(*pr.rigid, *layout(pr, c), pr.init(states[0]), pin(pr, states[0], abstract(c, init(c))))
-    firings: list[Callable[[Term], str]] = []  # per depth: which action fired, in a model
+    pr = protocol_for(c, universe_for(c))
+    start = abstract(c, init(c))
     template: tuple[Unrolling, tuple[State, State]] | None = None
-    if scalar and pr.fixed_vmas and depth > 0:
+    if pr.fixed_vmas and depth > 0:
         tpl = (pr.state("S"), pr.state("T"))
         template = (Unrolling.build(pr.actions(*tpl, "T", fused=fused), *tpl, "T"), tpl)
 
-    def found(m: Term, d: int, inv: str) -> tuple[Status, AbstractTrace | None, str]:
-        trace = [(firings[i](m), observe(pr, m, states[i + 1])) for i in range(d)]
-        return Status.VIOLATED, AbstractTrace(trace, observe(pr, m, states[0]), inv, fused), ""
+    def unroll(s: State, t: State, tag: str) -> tuple[list[Term], Callable[[Term], Act]]:
+        if template is not None:
+            u = template[0].instance(s, t, template[1], tag)
+        else:
+            u = Unrolling.build(pr.actions(s, t, tag, fused=fused), s, t, tag)
+        return u.formulas, lambda m: (u.fired(m), z3.BoolVal(True), {})
 
-    for d in range(depth + 1):
-        if d > 0:
-            states.append(pr.state(str(d)))
-            formulas, fired = _unroll(pr, template, states[d - 1], states[d], f"t{d}", scalar, fused)
-            solver.add(*formulas)
-            firings.append(fired)
-        bad = [(inv.name, z3.Not(inv.formula(pr, states[d]))) for inv in invs]
-        for query in [bad] if scalar else [[x] for x in bad]:
-            answer, name = _ask(solver, query, scalar, deadline)
-            if answer == z3.sat:
-                return found(solver.model(), d, name)
-            if answer == z3.unknown:
-                why = "timeout" if time.monotonic() >= deadline else solver.reason_unknown()
-                return Status.UNKNOWN, None, f"depth {d}: {why}"
-    return Status.PROVED, None, ""
-
-
-def _unroll(
-    pr: Protocol,
-    template: tuple[Unrolling, tuple[State, State]] | None,
-    s: State,
-    t: State,
-    tag: str,
-    scalar: bool,
-    fused: bool,
-) -> tuple[list[Term], Callable[[Term], str]]:
-    """One more step s -> t: its formulas, and how to read which action fired from a model. The
-    scalar encoding renames the template (or builds an Unrolling); the array encoding adds the
-    disjunction of the actions."""
-    if template is not None:
-        u = template[0].instance(s, t, template[1], tag)
-        return u.formulas, u.fired
-    acts = pr.actions(s, t, tag, fused=fused)
-    if scalar:
-        u = Unrolling.build(acts, s, t, tag)
-        return u.formulas, u.fired
-    return [z3.Or(*(a.formula for a in acts))], lambda m: _fired(m, acts)
-
-
-def _ask(solver: Term, query: list[tuple[str, Term]], scalar: bool, deadline: float) -> tuple[Term, str]:
-    """(answer, the invariant that fails when sat) of: can some invariant of ``query`` fail now? The
-    scalar encoding pushes the disjunction and pops it; the array encoding, as first written, asks
-    with the negated invariant as an assumption."""
-    left = deadline - time.monotonic()
-    if left <= 0:
-        return z3.unknown, ""
-    solver.set("timeout", max(1, int(left * 1000)))
-    if scalar:
-        solver.push()
-        solver.add(z3.Or(*(f for _, f in query)))
-    answer = solver.check() if scalar else solver.check(query[0][1])
-    if answer == z3.sat:
-        m = solver.model()
-        return answer, next(n for n, f in query if z3.is_true(m.eval(f, model_completion=True)))
-    if scalar:
-        solver.pop()
-    return answer, ""
+    sys = replace(
+        system_of(pr),
+        init=lambda s: z3.And(pr.init(s), pin(pr, s, start)),
+        rigid=[*pr.rigid, *layout(pr, c)],
+        unroll=unroll,
+    )
+    bad = [inv.bind(pr) for inv in invs]
+    status, run, note = shortest_run(
+        sys, lambda s: z3.Or(*(z3.Not(i.fn(s)) for i in bad)), depth, time.monotonic() + timeout
+    )
+    if run is None:
+        return status, None, note
+    m, last = run.model, run.states[-1]
+    name = next(i.name for i in bad if z3.is_false(m.eval(i.fn(last), model_completion=True)))
+    trace = [(step, observe(pr, m, st)) for step, st in zip(run.names, run.states[1:], strict=True)]
+    return status, AbstractTrace(trace, observe(pr, m, run.states[0]), name, fused), ""
 
 
 def concretize(c: Ctx, trace: AbstractTrace, stutters: int = 6) -> list[Transition] | None:

@@ -24,13 +24,13 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from functools import cached_property
+from dataclasses import dataclass, field, replace
+from functools import cached_property, partial
 from typing import Any, Generic, TypeVar
 
 import z3
 
-from devdax.proofs.runner import Status, Verdict
+from devdax.proofs.runner import Obligation, Status, Verdict
 from devdax.proofs.smt import ARITH_SOLVER, Term
 
 S = TypeVar("S")
@@ -42,13 +42,21 @@ Renderer = Callable[[Term, Sequence[S], Sequence[dict[str, Term]]], list[list[st
 
 @dataclass(frozen=True)
 class Inv(Generic[S]):
+    """An invariant of a system: ``fn(state)``; in a list shared by the instances of one encoding,
+    ``fn(model, state)``, and ``bind(model)`` makes the system's invariant."""
+
     name: str
     doc: str
-    fn: Callable[[S], Term]
+    fn: Callable[..., Term]
     #: the spec invariant (spec/invariants.py) this proves or serves as a strengthening of
-    serves: str
+    serves: str = ""
+    #: "spec": an invariant of spec/invariants.py read on this state; "aux": a strengthening
+    kind: str = "aux"
     #: search for a reachable violation before the induction (the spec's own invariants)
     bmc_first: bool = False
+
+    def bind(self, *model: Any) -> Inv[S]:
+        return replace(self, fn=partial(self.fn, *model))
 
 
 def show(m: Term, term: Term) -> str:
@@ -102,6 +110,9 @@ class System(Generic[S]):
     quick: float | None = None
     #: how a step parameter's value is printed
     value: Callable[[Term, Term], str] = show
+    #: ``unroll(s, t, tag)``: the step as (formulas, the action that fired in a model) for long
+    #: unrollings (BMC's explanatory frames); None: some action of ``step`` fires (``one_of``)
+    unroll: Callable[[S, S, str], tuple[list[Term], Callable[[Term], Act]]] | None = None
 
     def invariant(self, name: str) -> Inv[S]:
         for inv in self.invariants:
@@ -258,43 +269,54 @@ class Run:
         return [name for name, _, _ in self.steps]
 
 
+def unrolled(sys: System[Any], s: Any, t: Any, tag: str) -> tuple[list[Term], Callable[[Term], Act]]:
+    """One step of an unrolling: ``sys.unroll``, or some action of ``sys.step`` (``one_of``)."""
+    if sys.unroll is not None:
+        return sys.unroll(s, t, tag)
+    acts = sys.step(s, t, tag)
+    formulas, fired = one_of(acts, tag)
+    return formulas, lambda m: acts[which(m, fired)]
+
+
 def shortest_run(
     sys: System[Any] | Sys, bad: Callable[[Any], Term], depth: int, deadline: float
-) -> Run | None:
-    """The shortest run of at most ``depth`` steps from Init to a state where ``bad`` holds; None when
-    there is none within the depth (or the budget ran out before one was found)."""
+) -> tuple[Status, Run | None, str]:
+    """The shortest run of at most ``depth`` steps from Init to a state where ``bad`` holds, one
+    incremental solver, the depth-k question pushed and popped: (VIOLATED, the run, ""), (PROVED,
+    None, "") when there is none within the depth, or (UNKNOWN, None, why) when the budget ran out or
+    the solver could not tell."""
     sys = _compiled(sys)
     states = [sys.fresh("t0")]
     solver = solver_for(deadline - time.monotonic())
     solver.add(*sys.rigid, sys.init(states[0]))
-    steps: list[tuple[list[Act], list[Term]]] = []
+    firings: list[Callable[[Term], Act]] = []
     for k in range(depth + 1):
         if k > 0:
             states.append(sys.fresh(f"t{k}"))
-            acts = sys.step(states[k - 1], states[k], f"s{k}")
-            formulas, fired = one_of(acts, f"s{k}")
+            formulas, fired = unrolled(sys, states[k - 1], states[k], f"s{k}")
             solver.add(*formulas)
-            steps.append((acts, fired))
+            firings.append(fired)
         left = deadline - time.monotonic()
         if left <= 0:
-            return None
+            return Status.UNKNOWN, None, f"depth {k}: timeout"
         solver.set("timeout", max(1, int(left * 1000)))
         solver.push()
         solver.add(bad(states[k]))
         r = solver.check()
         if r == z3.sat:
             m = _tidy_model(sys, solver, states[0]) or solver.model()
-            return Run(m, states, [acts[which(m, fired)] for acts, fired in steps])
+            return Status.VIOLATED, Run(m, states, [f(m) for f in firings]), ""
         solver.pop()
         if r == z3.unknown:
-            return None
-    return None
+            why = "timeout" if time.monotonic() >= deadline else solver.reason_unknown()
+            return Status.UNKNOWN, None, f"depth {k}: {why}"
+    return Status.PROVED, None, ""
 
 
 def find_trace(sys: System[Any] | Sys, inv: Inv[Any], depth: int, deadline: float) -> Verdict | None:
     """The shortest reachable violation of ``inv`` within ``depth`` steps, rendered as a trace."""
     sys = _compiled(sys)
-    run = shortest_run(sys, lambda s: z3.Not(inv.fn(s)), depth, deadline)
+    _, run, _ = shortest_run(sys, lambda s: z3.Not(inv.fn(s)), depth, deadline)
     if run is None:
         return None
     m = run.model
@@ -435,23 +457,45 @@ def _small_counterexample(
 
 
 def check_reaches(
-    sys: System[Any] | Sys, plan: Sequence[str], goal: Callable[[Sequence[Any]], Term], timeout: float
+    sys: System[Any] | Sys,
+    plan: Sequence[str | None],
+    goal: Callable[[Sequence[Any]], Term],
+    timeout: float,
 ) -> Verdict:
-    """Non-vacuity: the planned run of actions from Init is possible and ends in a state satisfying
-    ``goal`` (say, two files open). The invariants hold there because they are inductive; what this
-    rules out is a proof that holds only because an action's guard can never be true."""
+    """Non-vacuity: the planned run of actions from Init (None: any action) is possible and ends in a
+    state satisfying ``goal`` (say, two files open). The invariants hold there because they are
+    inductive; what this rules out is a proof that holds only because an action's guard can never be
+    true, or (a goal that states them) because the invariants contradict each other."""
     sys = _compiled(sys)
     states = [sys.fresh(f"run{i}") for i in range(len(plan) + 1)]
     solver = solver_for(timeout)
     solver.add(*sys.rigid, sys.init(states[0]))
     for i, name in enumerate(plan):
         acts = {n: f for n, f, _ in sys.step(states[i], states[i + 1], f"run{i}")}
-        solver.add(acts[name])
+        solver.add(acts[name] if name is not None else z3.Or(*acts.values()))
     solver.add(goal(states))
     r = solver.check()
     if r == z3.sat:
         return Verdict(Status.PROVED)
     return Verdict(
         Status.VIOLATED if r == z3.unsat else Status.UNKNOWN,
-        counterexample=f"the run {' -> '.join(plan)} is impossible: {r}",
+        counterexample=f"the run {' -> '.join(n or '(any step)' for n in plan)} is impossible: {r}",
     )
+
+
+def invariant_obligations(
+    prefix: str, scope: str, source: str, invs: Sequence[Inv[Any]], check: Callable[[str, float], Verdict]
+) -> list[Obligation]:
+    """One obligation per invariant, ``check(name, timeout)``: a spec invariant (kind "spec") or a
+    strengthening the encoding in ``source`` states, each inductive for any number of the ``scope``'s
+    objects. The prefix names the encoding; a name that starts with it already keeps it (minor_unique)."""
+    return [
+        Obligation(
+            i.name if i.name.startswith(prefix.rstrip("_")) else prefix + i.name,
+            f"{'invariant' if i.kind == 'spec' else 'strengthening'}, inductive for any {scope}: {i.doc}",
+            "spec/invariants.py" if i.kind == "spec" else source,
+            partial(check, i.name),
+            serves=i.serves,
+        )
+        for i in invs
+    ]

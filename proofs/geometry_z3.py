@@ -169,6 +169,12 @@ class RangeTerms:
         return (self.end - self.start + 1) / g.PAGE_SIZE  # Int div: floor, as Python's >>
 
 
+def range_ok(start: Term, size: Term, align: int) -> list[Term]:
+    """What every device range is (the lemmas' devices and the protocol's): non-empty, start and size
+    multiples of align, ending at most at U64."""
+    return [size > 0, start % align == 0, size % align == 0, start + size - 1 <= g.U64]
+
+
 def make_ranges(spans: Sequence[tuple[Term, Term]]) -> tuple[RangeTerms, ...]:
     """geometry.make_ranges: (start, size) spans laid back to back in pgoff space."""
     out: list[RangeTerms] = []

@@ -26,12 +26,22 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 
 import z3
 
-from devdax.proofs.engine import Act, Inv, System, check_inductive, reader, render_cti, solver_for
+from devdax.proofs.engine import (
+    Act,
+    Inv,
+    System,
+    check_inductive,
+    check_reaches,
+    invariant_obligations,
+    reader,
+    render_cti,
+    solver_for,
+)
 from devdax.proofs.protocol import (
     P_GONE,
     P_IDLE,
@@ -42,9 +52,10 @@ from devdax.proofs.protocol import (
     Universe,
     programs_for,
 )
-from devdax.proofs.runner import Obligation, Status, Verdict, invariant_obligations
+from devdax.proofs.runner import Obligation, Status, Verdict
 from devdax.proofs.smt import Term
 from devdax.spec import geometry as g
+from devdax.spec import state as ST
 from devdax.spec.profiles import Profile
 from devdax.spec.state import C_CHECKED, C_DONE, C_IDLE, C_LOCKED, R_FALLBACK, R_NONE, R_NOPAGE, R_SIGBUS
 
@@ -96,44 +107,36 @@ def fact_formula(s: State, fact: str) -> Term:
     }[fact]
 
 
-@dataclass(frozen=True)
-class Invariant:
-    name: str
-    kind: str  # "spec" (from spec/invariants.py) or "aux" (strengthening)
-    doc: str
-    formula: Callable[[Protocol, State], Term]
-
-
 def _all_cpus(pr: Protocol, body: Callable[[Term], Term]) -> Term:
     return pr.u.forall(pr.u.cpu, body, "c")
 
 
-INVARIANTS: list[Invariant] = [
-    Invariant(
+#: each ``fn(protocol, state)``; kind "spec": from spec/invariants.py, else a strengthening
+INVARIANTS: list[Inv[State]] = [
+    Inv(
         "lock_balanced",
-        "spec",
         "a CPU that is not inside the fault handler holds no read lock",
         lambda pr, s: _all_cpus(pr, lambda c: z3.Implies(s.pc[c] == C_IDLE, s.nest[c] == 0)),
+        kind="spec",
     ),
-    Invariant(
+    Inv(
         "no_entry_after_kill",
-        "spec",
         "once the kill completed, no entry of the device exists",
         lambda pr, s: z3.Implies(s.dead, pr.u.forall(pr.u.ent, lambda e: z3.Not(s.live[e]), "e")),
+        kind="spec",
     ),
-    Invariant(
+    Inv(
         "entries_exact",
-        "spec",
         "every entry is align-sized, inside its vma, and maps the page pgoff_to_phys names",
         lambda pr, s: pr.u.forall(
             pr.u.ent,
             lambda e: z3.Implies(s.live[e], pr.entry_exact(s, s.evma[e], s.eaddr[e], s.esize[e], s.ephys[e])),
             "e",
         ),
+        kind="spec",
     ),
-    Invariant(
+    Inv(
         "vmas_aligned",
-        "spec",
         "every vma is non-empty, inside the address space, and starts and ends on a multiple of align",
         lambda pr, s: pr.u.forall(
             pr.u.vma,
@@ -143,22 +146,21 @@ INVARIANTS: list[Invariant] = [
             ),
             "v",
         ),
+        kind="spec",
     ),
-    Invariant(
+    Inv(
         "vmas_shared",
-        "spec",
         "every vma is a shared mapping (VM_MAYSHARE)",
         lambda pr, s: pr.u.forall(pr.u.vma, lambda v: z3.Implies(s.used[v], s.vmayshare[v]), "v"),
+        kind="spec",
     ),
-    Invariant(
+    Inv(
         "handler_holds_lock",
-        "aux",
         "a CPU inside the handler holds exactly its one read lock (so unlock returns it to zero)",
         lambda pr, s: _all_cpus(pr, lambda c: z3.Implies(s.pc[c] != C_IDLE, s.nest[c] == 1)),
     ),
-    Invariant(
+    Inv(
         "cpu_well_formed",
-        "aux",
         "each handler step has the result it can have; a CPU in or retrying a fault has a real "
         "size and a mapped vma (munmap waits for it: mmap_lock)",
         lambda pr, s: _all_cpus(
@@ -185,51 +187,44 @@ INVARIANTS: list[Invariant] = [
             ),
         ),
     ),
-    Invariant(
+    Inv(
         "pre_gp_readers",
-        "aux",
         "a CPU the grace period waits for is inside a read section of the current grace period",
         lambda pr, s: _all_cpus(pr, lambda c: z3.Implies(s.pre[c], z3.And(s.gp, s.nest[c] >= 1))),
     ),
-    Invariant(
+    Inv(
         "checked_waited_for",
-        "aux",
         "a CPU about to insert saw alive == true, so a grace period started after alive = false "
         "waits for it (synchronize_start marked every CPU inside a section)",
         lambda pr, s: _all_cpus(
             pr, lambda c: z3.Implies(z3.And(s.pc[c] == C_CHECKED, s.gp, s.gp_clean), s.pre[c])
         ),
     ),
-    Invariant(
+    Inv(
         "clean_gp_not_alive",
-        "aux",
         "a clean grace period means the device is not alive (only "
         "run_dax makes it alive, and it forgets the grace period)",
         lambda pr, s: z3.Implies(s.gp_clean, z3.Not(s.alive)),
     ),
-    Invariant(
+    Inv(
         "waited_gp_quiesced",
-        "aux",
         "a clean grace period that has ended quiesced the device",
         lambda pr, s: z3.Implies(z3.And(s.gp_clean, z3.Not(s.gp)), s.quiesced),
     ),
-    Invariant(
+    Inv(
         "quiesced_no_inserter",
-        "aux",
         "after a clean grace period no CPU is about to insert, and none can get there (not alive)",
         lambda pr, s: z3.Implies(
             s.quiesced, z3.And(z3.Not(s.alive), _all_cpus(pr, lambda c: s.pc[c] != C_CHECKED))
         ),
     ),
-    Invariant(
+    Inv(
         "dead_quiesced",
-        "aux",
         "the kill completes only after the device was quiesced",
         lambda pr, s: z3.Implies(s.dead, s.quiesced),
     ),
-    Invariant(
+    Inv(
         "checked_exact",
-        "aux",
         "the entry a CPU is about to insert is already exact",
         lambda pr, s: _all_cpus(
             pr,
@@ -238,9 +233,8 @@ INVARIANTS: list[Invariant] = [
             ),
         ),
     ),
-    Invariant(
+    Inv(
         "admin_position",
-        "aux",
         "where the admin is in its program says which teardown facts hold (position_facts)",
         lambda pr, s: admin_position(pr, s),
     ),
@@ -301,10 +295,10 @@ def system_of(pr: Protocol) -> System[State]:
         return [render_state(pr, m, s, acting) for s in states]
 
     return System(
-        lambda tag: State.fresh(pr.u, tag),
+        pr.state,
         pr.init,
         step,
-        [Inv(i.name, i.doc, partial(i.formula, pr), i.kind) for i in INVARIANTS],
+        [i.bind(pr) for i in INVARIANTS],
         render,
         rigid=pr.rigid,
         value=lambda m, v: name_of(pr, m, v),
@@ -327,9 +321,6 @@ def check_invariant(cx: Context, name: str, timeout: float, label: str = "") -> 
 # --------------------------------------------------------------------------------------------------
 # States, for people
 # --------------------------------------------------------------------------------------------------
-
-PC_NAMES: dict[int, str] = {C_IDLE: "idle", C_LOCKED: "locked", C_CHECKED: "checked", C_DONE: "done"}
-RES_NAMES = {R_NONE: "-", R_NOPAGE: "NOPAGE", R_FALLBACK: "FALLBACK", R_SIGBUS: "SIGBUS"}
 
 
 def _elements(m: Term, sort: Term, prefix: str) -> list[tuple[str, Term]]:
@@ -373,12 +364,12 @@ def render_state(pr: Protocol, m: Term, s: State, keep: frozenset[str] = frozens
         if (pc, res, nest, pre) == (C_IDLE, R_NONE, 0, False) and name not in keep:
             quiet += 1
             continue
-        line = f"{name}: {PC_NAMES.get(pc, pc)} nest={nest} pre_gp={pre}"
+        line = f"{name}: {ST.CPU_PC_NAMES.get(pc, pc)} nest={nest} pre_gp={pre}"
         if pc != C_IDLE or res != R_NONE:
             size = size_name.get(num(s.csize[x]), "?")
             line += (
                 f" {vname(s.cvma[x])} addr={num(s.caddr[x]):#x} size={size}"
-                f" result={RES_NAMES.get(res, res)} phys={num(s.cphys[x]):#x}"
+                f" result={ST.RESULT_NAMES.get(res, res)} phys={num(s.cphys[x]):#x}"
             )
         lines.append(line)
     if quiet:
@@ -406,30 +397,16 @@ ALIGNS = g.FAULT_SIZES
 
 
 def check_not_vacuous(profile: Profile, align: int, timeout: float) -> Verdict:
-    """The invariants hold in an initial state that takes a step to a state where they hold again:
-    were they contradictory, every induction check would pass for nothing. Asked in a small finite
-    universe (2 CPUs, 2 vmas, 3 entries), where satisfiability is decidable and quick."""
-    pr = protocol_of(profile, align, Universe.bounded(2, 2, 3))
-    S, T = State.fresh(pr.u, "pre"), State.fresh(pr.u, "post")
-    solver = solver_for(timeout)
-    solver.add(
-        *pr.rigid,
-        pr.init(S),
-        *(i.formula(pr, S) for i in INVARIANTS),
-        pr.step(S, T, "step"),
-        *(i.formula(pr, T) for i in INVARIANTS),
-        z3.Not(S.equals(T)),
-    )
-    answer = solver.check()
-    if answer == z3.sat:
-        return Verdict(Status.PROVED)
-    if answer == z3.unsat:
-        return Verdict(
-            Status.VIOLATED,
-            counterexample="the invariants exclude every initial state or "
-            "every step: the induction proofs are vacuous",
-        )
-    return Verdict(Status.UNKNOWN, counterexample=f"solver unknown: {solver.reason_unknown()}")
+    """The invariants hold in an initial state that takes a step to another state where they hold
+    again: were they contradictory, every induction check would pass for nothing. Asked in a small
+    finite universe (2 CPUs, 2 vmas, 3 entries), where satisfiability is decidable and quick."""
+    sys = system_of(protocol_of(profile, align, Universe.bounded(2, 2, 3)))
+
+    def goal(states: Sequence[State]) -> Term:
+        held = [i.fn(s) for i in sys.invariants for s in states]
+        return z3.And(*held, z3.Not(states[0].equals(states[1])))
+
+    return check_reaches(sys, [None], goal, timeout)
 
 
 def check_no_sleep_in_rcu(profile: Profile, align: int, timeout: float) -> Verdict:
@@ -495,6 +472,6 @@ def inductive_obligations(profile: Profile, aligns: Sequence[int] = ALIGNS) -> l
             partial(check_no_sleep_in_rcu, profile, aligns[0]),
         ),
     ]
-    invariants = [(i.name, i.kind, i.doc, i.name) for i in INVARIANTS]
+    invariants = [replace(i, serves=i.name) for i in INVARIANTS]
     check = partial(check_aligned, profile, aligns)
     return out + invariant_obligations("proto_", "CPUs/vmas", "proofs/inductive.py", invariants, check)

@@ -267,14 +267,7 @@ def device(n: int, align: int, disjoint: bool = True) -> Device:
     for i in range(n):
         start, start_ok = u64_int(f"range{i}.start")
         size, size_ok = u64_int(f"range{i}.size")
-        hyps += [
-            start_ok,
-            size_ok,
-            size > 0,
-            start % align == 0,
-            size % align == 0,
-            start + size - 1 <= g.U64,
-        ]
+        hyps += [start_ok, size_ok, *G.range_ok(start, size, align)]
         spans.append((start, size))
         shown += [(f"range{i}.start", start), (f"range{i}.size", size)]
     ranges = G.make_ranges(spans)

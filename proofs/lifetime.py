@@ -49,11 +49,12 @@ import z3
 
 from devdax.proofs import engine
 from devdax.proofs.agreement import Mismatch, Side, agree, explore
-from devdax.proofs.engine import b2i, forall, reader
+from devdax.proofs.engine import Inv, b2i, forall, invariant_obligations, reader
 from devdax.proofs.ghost import appended, numbered, removed
-from devdax.proofs.runner import Obligation, Status, Verdict, invariant_obligations
+from devdax.proofs.runner import Obligation, Status, Verdict
 from devdax.proofs.smt import Term
 from devdax.spec import admin
+from devdax.spec import state as ST
 from devdax.spec.config import Config, MmapShape
 from devdax.spec.ctx import Ctx
 from devdax.spec.profiles import Lifetime, Profile
@@ -75,13 +76,6 @@ OOPS_NAMES = {
     OOPS_UAF: "use after free",
     OOPS_REFCOUNT: "underflow",
     OOPS_LIST: "list_del corruption",
-}
-PHASES: dict[int, str] = {
-    D_NONE: "none",
-    D_CREATING: "creating",
-    D_LIVE: "live",
-    D_FAILED: "failed",
-    D_RELEASED: "released",
 }
 RG_PHASES: dict[int, str] = {RG_NONE: "none", RG_LIVE: "live", RG_GONE: "gone"}
 #: the one mmap shape users try: a whole aligned MAP_SHARED|PROT_WRITE mapping (spec/variants SHARED_RW)
@@ -588,17 +582,6 @@ def quiescent(m: Model, s: LState) -> Term:
     return z3.And(s.prog == IDLE, s.rg_phase == RG_GONE, s.nfiles == 0, s.zombies == 0)
 
 
-@dataclass(frozen=True)
-class Inv:
-    name: str
-    kind: str  # "spec" (spec/invariants.py, read on this state) or "aux"
-    finding: str  # the spec invariant a profile's finding about it is filed under
-    doc: str
-    formula: Callable[[Model, LState], Term]
-    #: the profiles it is stated for (default: all)
-    when: Callable[[Profile], bool] = lambda p: True
-
-
 #: the admin-controlled fields, finite-valued: the rows of the learned table
 TABLE_FIELDS = tuple(
     f.name
@@ -634,31 +617,30 @@ def table_formula(m: Model, s: LState, rows: frozenset[tuple[int, ...]]) -> Term
     return z3.Or(*(z3.And(*(eq(n, v) for n, v in zip(TABLE_FIELDS, row, strict=True))) for row in rows))
 
 
-INVARIANTS: list[Inv] = [
+#: each ``fn(model, state)``; ``serves``: the spec invariant a profile's finding about it is filed under
+INVARIANTS: list[Inv[LState]] = [
     Inv(
-        "alive_implies_registered",
-        "spec",
         "alive_implies_registered",
         "a device is alive only while registered with its cdev in kobj_map, or while being created",
         lambda m, s: z3.Implies(z3.And(s.alive, z3.Not(m.creating(s))), z3.And(s.registered, s.cdev_mapped)),
+        "alive_implies_registered",
+        kind="spec",
     ),
     Inv(
-        "removed_region_dead",
-        "spec",
         "removed_region_dead",
         "after provider removal the device is neither alive nor registered",
         lambda m, s: z3.Implies(s.rg_phase == RG_GONE, z3.And(z3.Not(s.alive), z3.Not(s.registered))),
+        "removed_region_dead",
+        kind="spec",
     ),
     Inv(
-        "no_null_deref",
-        "spec",
         "no_null_deref",
         "no mmap dereferences a NULL private_data",
         lambda m, s: s.oops != OOPS_NULL,
+        "no_null_deref",
+        kind="spec",
     ),
     Inv(
-        "no_use_after_free",
-        "spec",
         "no_use_after_free",
         "no release or put touches freed memory, no open file points at a released device, and a "
         "device holding its region sees it unfreed",
@@ -667,34 +649,34 @@ INVARIANTS: list[Inv] = [
             forall(m.fsort, lambda f: z3.Implies(s.opened[f], s.phase != D_RELEASED), "f"),
             z3.Implies(z3.And(s.holds_region, s.phase != D_RELEASED), z3.Not(s.rg_freed)),
         ),
+        "no_use_after_free",
+        kind="spec",
     ),
     Inv(
-        "no_refcount_underflow",
-        "spec",
         "no_refcount_underflow",
         "no reference is dropped that was not taken",
         lambda m, s: s.oops != OOPS_REFCOUNT,
+        "no_refcount_underflow",
+        kind="spec",
     ),
     Inv(
-        "no_list_corruption",
-        "spec",
         "no_list_corruption",
         "no /dev inode is evicted through a link into a re-initialised cdev list",
         lambda m, s: s.oops != OOPS_LIST,
+        "no_list_corruption",
+        kind="spec",
     ),
     Inv(
-        "no_leak_at_quiescence",
-        "spec",
         "no_leak_at_quiescence",
         "once the provider is removed and every file closed, device and region are freed, the minor back",
         lambda m, s: z3.Implies(
             quiescent(m, s), z3.And(s.phase == D_RELEASED, s.rg_freed, z3.Not(s.minor_held))
         ),
+        "no_leak_at_quiescence",
+        kind="spec",
     ),
     Inv(
         "files_well_formed",
-        "aux",
-        "",
         "a file with an fd or a vma is open; a file without either is freed; counts are not negative",
         lambda m, s: forall(
             m.fsort,
@@ -709,38 +691,30 @@ INVARIANTS: list[Inv] = [
     ),
     Inv(
         "file_count_exact",
-        "spec",
-        "",
         "each open file's f_count is its fd and its vmas; a closed one has none",
         lambda m, s: forall(
             m.fsort, lambda f: z3.If(s.opened[f], s.count[f] == b2i(s.fd[f]) + s.nv[f], s.count[f] == 0), "f"
         ),
+        kind="spec",
     ),
     Inv(
         "files_numbered",
-        "aux",
-        "",
         "ghost: the open files are numbered 0..nfiles-1 without gaps or repeats",
         lambda m, s: numbered(m.fsort, lambda f: s.opened[f], s.idx, s.slot, s.nfiles),
     ),
     Inv(
         "cdev_count_bounded",
-        "aux",
-        "",
         "the cdev count is at most its holders (cdev_add's reference and the open files)",
         lambda m, s: z3.And(s.cdev_ref >= 0, s.cdev_ref <= b2i(s.cdev_live) + s.nfiles),
     ),
     Inv(
         "cdev_count_exact",
-        "aux",
-        "refcount_exact_all",
         "the cdev count equals its holders and no device pin was lost (fails on a re-bind: F2)",
         lambda m, s: z3.And(s.cdev_ref == b2i(s.cdev_live) + s.nfiles, s.lost == 0),
+        "refcount_exact_all",
     ),
     Inv(
         "device_count_exact",
-        "aux",
-        "",
         "the device count is device_initialize's reference, the mappingN pins, the cdev's pin, and the "
         "pins cdev_add took on top of one it held (ghost lost)",
         lambda m, s: z3.And(
@@ -754,15 +728,11 @@ INVARIANTS: list[Inv] = [
     ),
     Inv(
         "forgotten_holder_pins",
-        "aux",
-        "",
         "a holder the cdev count forgot (a re-bind's cdev_init) comes with a lost pin",
         lambda m, s: z3.Implies(b2i(s.cdev_live) + s.nfiles > s.cdev_ref, s.lost >= 1),
     ),
     Inv(
         "released_at_zero",
-        "aux",
-        "",
         "a released device has no count left; before device_initialize nothing holds it",
         lambda m, s: z3.And(
             z3.Implies(s.phase == D_RELEASED, z3.And(s.dev_ref == 0, s.cdev_ref == 0, s.nfiles == 0)),
@@ -778,8 +748,6 @@ INVARIANTS: list[Inv] = [
     ),
     Inv(
         "opened_since_add",
-        "aux",
-        "",
         "a cdev count beyond cdev_add's own reference comes from an open since, which cached i_cdev; "
         "the cache lives only while the count does (cdev_default_release -> cdev_purge)",
         lambda m, s: z3.And(
@@ -789,8 +757,6 @@ INVARIANTS: list[Inv] = [
     ),
     Inv(
         "nothing_before_cdev_add",
-        "aux",
-        "",
         "before the first cdev_add nothing can open the device",
         lambda m, s: z3.Implies(
             z3.Not(s.added),
@@ -799,16 +765,12 @@ INVARIANTS: list[Inv] = [
     ),
     Inv(
         "no_null_private",
-        "aux",
-        "no_null_deref",
         "no open file stored a NULL private_data (stated where dax_open never stores one)",
         lambda m, s: forall(m.fsort, lambda f: z3.Not(s.pnull[f]), "f"),
-        lambda p: not p.open_private_null_when_dead,
+        "no_null_deref",
     ),
     Inv(
         "oops_kinds",
-        "aux",
-        "",
         "a recorded crash is one of the kinds spec/ctx.oops records; an underflow, a stale /dev "
         "inode link and its list corruption only follow a holder the cdev count forgot (F2)",
         lambda m, s: z3.And(
@@ -937,8 +899,8 @@ def lifetime_system(profile: Profile, files: int = 0) -> engine.System[LState]:
     else:
         m = Model(profile)
     rows = learn_table(profile)
-    invs = [engine.Inv(i.name, i.doc, partial(i.formula, m), i.finding) for i in invariants_for(profile)]
-    invs.append(engine.Inv("admin_table", TABLE_DOC, lambda s: table_formula(m, s, rows), ""))
+    invs = [i.bind(m) for i in invariants_for(profile)]
+    invs.append(Inv("admin_table", TABLE_DOC, lambda s: table_formula(m, s, rows)))
 
     def step(s: LState, t: LState, tag: str) -> list[engine.Act]:
         return [(name, f, {} if p is None else {"f": p}) for name, f, p in m.actions(s, t, tag)]
@@ -978,12 +940,14 @@ def assumed(profile: Profile) -> list[str]:
     return [i.name for i in lifetime_system(profile).invariants if finding_of(i.name) not in profile.findings]
 
 
-def invariants_for(profile: Profile) -> list[Inv]:
-    return [i for i in INVARIANTS if i.when(profile)]
+def invariants_for(profile: Profile) -> list[Inv[LState]]:
+    """no_null_private is stated where dax_open never stores a NULL private_data."""
+    null = profile.open_private_null_when_dead
+    return [i for i in INVARIANTS if not (null and i.name == "no_null_private")]
 
 
 def finding_of(name: str) -> str:
-    return next((i.finding for i in INVARIANTS if i.name == name), "")
+    return next((i.serves for i in INVARIANTS if i.name == name), "")
 
 
 def check(profile: Profile, name: str, timeout: float) -> Verdict:
@@ -1019,7 +983,7 @@ def check_not_vacuous(profile: Profile, timeout: float) -> Verdict:
     lost = d.dev_ref - int(d.init_ref) - int(d.cdev_ref > 0) - pins  # the ghost, read off the counts
     state = z3.And(pin(m, S, observation(o)), S.lost == lost)
     hyps = set(assumed(profile))
-    named = [(i.name, i.formula(m, S)) for i in invariants_for(profile) if i.name in hyps]
+    named = [(i.name, i.fn(m, S)) for i in invariants_for(profile) if i.name in hyps]
     named.append(("admin_table", table_formula(m, S, learn_table(profile))))
     deadline = time.monotonic() + timeout
     for name, formula in named:  # every variable is fixed by the pin: one question per invariant
@@ -1065,8 +1029,8 @@ def render_state(m: Model, mod: Term, s: LState, param: Term | None = None) -> l
         f"admin: {position(m, num(s.prog), num(s.pc))}; binds left {num(s.binds_left)}",
         f"region: {RG_PHASES.get(num(s.rg_phase), '?')} kref={num(s.rg_kref)}"
         f"{' freed' if flag(s.rg_freed) else ''}",
-        f"device: {PHASES.get(num(s.phase), '?')} dev_ref={num(s.dev_ref)} cdev_ref={num(s.cdev_ref)} "
-        f"children={num(s.children)} zombies={num(s.zombies)} [{flags}]",
+        f"device: {ST.PHASE_NAMES.get(num(s.phase), '?')} dev_ref={num(s.dev_ref)} "
+        f"cdev_ref={num(s.cdev_ref)} children={num(s.children)} zombies={num(s.zombies)} [{flags}]",
         f"open files: {num(s.nfiles)} (ghost lost pins {num(s.lost)}); oops: "
         f"{OOPS_NAMES.get(num(s.oops), num(s.oops))}",
     ]
@@ -1104,13 +1068,9 @@ def lifetime_obligations(profile: Profile) -> list[Obligation]:
         "proofs/lifetime.py",
         partial(check_not_vacuous, profile),
     )
-    docs = [(i.name, i.kind, i.doc, i.finding) for i in invariants_for(profile)]
-    docs.append(("admin_table", "aux", TABLE_DOC, ""))
-    scope = "files/vmas/binds"
-    return [
-        vacuous,
-        *invariant_obligations("life_", scope, "proofs/lifetime.py", docs, partial(check, profile)),
-    ]
+    invs = [*invariants_for(profile), Inv("admin_table", TABLE_DOC, table_formula)]
+    src = "proofs/lifetime.py"
+    return [vacuous, *invariant_obligations("life_", "files/vmas/binds", src, invs, partial(check, profile))]
 
 
 __all__ = ["INVARIANTS", "LState", "Model", "abstract", "lifetime_obligations", "reachable"]

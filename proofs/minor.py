@@ -53,6 +53,7 @@ from devdax.proofs.engine import (
     check_inductive,
     check_reaches,
     forall,
+    invariant_obligations,
     show,
     universe,
 )
@@ -184,6 +185,7 @@ INVARIANTS: list[Inv[St]] = [
             )
         ),
         "minor_unique",
+        kind="spec",
         bmc_first=True,
     ),
     Inv(
@@ -200,6 +202,7 @@ INVARIANTS: list[Inv[St]] = [
             ),
         ),
         "ida_exact",
+        kind="spec",
         bmc_first=True,
     ),
     Inv(
@@ -207,6 +210,7 @@ INVARIANTS: list[Inv[St]] = [
         "every held minor lies inside the reserved chrdev range",
         lambda s: forall(DEV, lambda d: z3.Implies(s["held"][d], s["minor"][d] < s["nr"]), "d"),
         "minors_in_range",
+        kind="spec",
         bmc_first=True,
     ),
     Inv(
@@ -305,7 +309,7 @@ def render(m: Term, states: Sequence[St], params: Sequence[dict[str, Term]]) -> 
 
 
 def minor_obligations(p: Profile) -> list[Obligation]:
-    """The minor invariants of profile ``p`` as obligations (``obligation_name``), preceded by
+    """The minor invariants of profile ``p`` as obligations (``minor_`` names), preceded by
     non-vacuity."""
     sys = system(rules_of(p))
 
@@ -325,22 +329,8 @@ def minor_obligations(p: Profile) -> list[Obligation]:
             "minor_not_vacuous", "a run reaches two devices holding minors", "proofs/minor.py", vacuity
         )
     ]
-    return out + [
-        Obligation(
-            obligation_name(inv.name),
-            f"inductive for any devices: {inv.doc}",
-            f"spec/invariants.py {inv.serves}; spec/admin.py ida_alloc_minor",
-            partial(check_inductive, sys, inv.name),
-            serves=inv.serves,
-        )
-        for inv in sys.invariants
-    ]
-
-
-def obligation_name(inv: str) -> str:
-    """The ``minor_`` prefix names this model; an invariant already named after minors
-    (minor_unique, minors_in_range) keeps its name."""
-    return inv if inv.startswith("minor") else f"minor_{inv}"
+    check = partial(check_inductive, sys)
+    return out + invariant_obligations("minor_", "devices", "proofs/minor.py", sys.invariants, check)
 
 
 # --------------------------------------------------------------------------------------------------

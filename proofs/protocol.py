@@ -26,8 +26,8 @@ Sorts: ``Universe.unbounded()`` makes CPU, VMA and ENT uninterpreted sorts (the 
 number of each); ``Universe.bounded(n, m, k)`` makes them enumerations (BMC and the agreement test).
 
 Two representations of the per-CPU/vma/entry fields, one protocol: Z3 arrays with symbolic action
-parameters (unbounded, and bounded with ``scalar=False``), or, bounded, one variable per element with
-one action instance per concrete element (``Vec``). The protocol below reads a field as ``s.pc[c]``
+parameters (unbounded), or, bounded, one variable per element with one action instance per concrete
+element (``Vec``). The protocol below reads a field as ``s.pc[c]``
 and writes it through ``store``/``tabulate``/``constant``/``same``, which work on both; with a fixed
 race layout (``vma_layout``, ``spans``) the vmas and ranges are constants, so fault targets are
 enumerated and each fault decision is a table computed by Z3's simplifier from geometry_z3.
@@ -71,12 +71,11 @@ _counter = itertools.count()
 class Universe:
     """The sorts of CPUs, vmas and entries; finite element lists when bounded.
 
-    ``scalar`` (bounded only) chooses the representation of the per-element fields: one scalar variable
-    per element (``Vec``) instead of a Z3 array, and one action instance per concrete CPU/vma/entry
-    instead of a symbolic parameter. Unrolled k times (BMC), the array encoding hands Z3 k copies of
-    every array with symbolic reads and whole-array frame equalities, which it solves by instantiating
-    array axioms; the scalar encoding is plain propositional/linear structure (bench/RESULTS.md, "BMC").
-    """
+    Bounded, the per-element fields are one scalar variable per element (``Vec``) instead of a Z3
+    array, and an action has one instance per concrete CPU/vma/entry instead of a symbolic parameter.
+    Unrolled k times (BMC), Z3 arrays would hand Z3 k copies of every array with symbolic reads and
+    whole-array frame equalities, which it solves by instantiating array axioms; the scalar fields are
+    plain propositional/linear structure (bench/RESULTS.md, "BMC scaling")."""
 
     cpu: Term
     vma: Term
@@ -84,24 +83,21 @@ class Universe:
     cpus: tuple[Term, ...] | None = None
     vmas: tuple[Term, ...] | None = None
     ents: tuple[Term, ...] | None = None
-    scalar: bool = False
 
     @staticmethod
     def unbounded() -> Universe:
         return Universe(z3.DeclareSort("CPU"), z3.DeclareSort("VMA"), z3.DeclareSort("ENT"))
 
     @staticmethod
-    def bounded(cpus: int, vmas: int, ents: int, scalar: bool = True) -> Universe:
-        """Enumeration sorts (at least one element each: a sort is never empty); fields per element
-        unless ``scalar`` is False (Z3 arrays over the enumerations: the encoding before BMC scaled,
-        kept for the comparison in bench/bench_prove.py)."""
+    def bounded(cpus: int, vmas: int, ents: int) -> Universe:
+        """Enumeration sorts (at least one element each: a sort is never empty), fields per element."""
         n = next(_counter)
         sorts = []
         for kind, k in (("cpu", cpus), ("vma", vmas), ("ent", ents)):
             sort, elems = z3.EnumSort(f"{kind.upper()}{n}", [f"{kind}{i}" for i in range(max(k, 1))])
             sorts.append((sort, tuple(elems)))
         (c, ce), (v, ve), (e, ee) = sorts
-        return Universe(c, v, e, ce, ve, ee, scalar)
+        return Universe(c, v, e, ce, ve, ee)
 
     @property
     def finite(self) -> bool:
@@ -123,14 +119,12 @@ class Universe:
         when fields are per-element variables (``s.pc[c]`` is then just a variable); else one fresh
         constant (the unbounded proofs: "for some CPU c")."""
         elems = self._elems(sort)
-        if self.scalar and elems is not None:
-            return elems
-        return (z3.Const(name, sort),)
+        return elems if elems is not None else (z3.Const(name, sort),)
 
     def pick(self, name: str, values: Sequence[int]) -> list[tuple[Term, Term]]:
         """An Int parameter with finitely many values, as (value, constraint) pairs: one concrete value
-        per action instance in the scalar encoding, one constrained variable otherwise."""
-        if self.scalar:
+        per action instance when bounded, one constrained variable otherwise."""
+        if self.finite:
             return [(z3.IntVal(x), z3.BoolVal(True)) for x in values]
         var = z3.Int(name)
         return [(var, z3.Or(*(var == x for x in values)))]
@@ -151,7 +145,7 @@ class Universe:
 class Vec:
     """A per-element field of a bounded universe: one term per element. Reads and writes at a concrete
     element touch one term; at a symbolic element (``s.vstart[s.cvma[c]]``) they become an If-chain
-    over the elements, which is how the array encoding reads too, but with no array theory."""
+    over the elements, with no array theory."""
 
     __slots__ = ("_at", "elems", "items")
 
@@ -190,7 +184,7 @@ def store(f: Term, k: Term, value: Term) -> Term:
 def tabulate(u: Universe, sort: Term, body: Callable[[Term], Term], name: str = "x") -> Term:
     """The field whose element x is body(x) (a lambda on arrays)."""
     elems = u._elems(sort)
-    if u.scalar and elems is not None:
+    if elems is not None:
         return Vec(elems, tuple(body(x) for x in elems))
     x = z3.Const(f"{name}!{next(_counter)}", sort)
     return z3.Lambda([x], body(x))
@@ -199,7 +193,7 @@ def tabulate(u: Universe, sort: Term, body: Callable[[Term], Term], name: str = 
 def constant(u: Universe, sort: Term, value: Term) -> Term:
     """The field that is value everywhere (z3.K on arrays)."""
     elems = u._elems(sort)
-    if u.scalar and elems is not None:
+    if elems is not None:
         return Vec(elems, (value,) * len(elems))
     return z3.K(sort, value)
 
@@ -326,7 +320,7 @@ class State:
                 made[name] = z3.Const(f"{name}@{tag}", kind)
                 continue
             elems = u._elems(kind[0])
-            if u.scalar and elems is not None:
+            if elems is not None:
                 made[name] = Vec(
                     elems, tuple(z3.Const(f"{name}.{i}@{tag}", kind[1]) for i in range(len(elems)))
                 )
@@ -352,8 +346,8 @@ class State:
 
 @dataclass(frozen=True)
 class Action:
-    """One action instance: its name, its parameters (fresh constants, or concrete elements in the
-    scalar encoding), its guard, and its cases: (condition, next state), the conditions disjoint.
+    """One action instance: its name, its parameters (fresh constants, or concrete elements when
+    bounded), its guard, and its cases: (condition, next state), the conditions disjoint.
 
     ``formula`` is the step as one relation over (s, t) with whole-state frames; BMC instead builds
     explanatory frames from the cases (a variable changes only if an action that writes it fires)."""
@@ -389,7 +383,7 @@ class Protocol:
     users: bool = False  # mmap/munmap as actions (the unbounded proofs)
     #: a concrete device: its (start, size) ranges; None: any ranges (the unbounded proofs)
     spans: tuple[tuple[int, int], ...] | None = None
-    #: a race configuration's vmas, fixed for the whole run (no mmap/munmap): with the scalar encoding
+    #: a race configuration's vmas, fixed for the whole run (no mmap/munmap): in a bounded universe
     #: they are constants, so fault targets are enumerated and fault decisions computed in Python
     vma_layout: tuple[RigidVma, ...] | None = None
     ranges: tuple[G.RangeTerms, ...] = field(init=False)
@@ -407,13 +401,7 @@ class Protocol:
                 start, size = z3.IntVal(self.spans[i][0]), z3.IntVal(self.spans[i][1])
             else:
                 start, size = z3.Int(f"range{i}.start"), z3.Int(f"range{i}.size")
-            hyps += [
-                start >= 0,
-                size > 0,
-                start % self.align == 0,
-                size % self.align == 0,
-                start + size - 1 <= g.U64,
-            ]
+            hyps += [start >= 0, *G.range_ok(start, size, self.align)]
             spans.append((start, size))
         self.range_vars = spans
         self.ranges = G.make_ranges(spans)
@@ -426,8 +414,8 @@ class Protocol:
 
     @property
     def fixed_vmas(self) -> bool:
-        """The vma fields are constants (scalar encoding with a fixed layout)."""
-        return self.vma_layout is not None and self.u.scalar
+        """The vma fields are constants (a bounded universe with a fixed layout)."""
+        return self.vma_layout is not None and self.u.finite
 
     @property
     def keys(self) -> tuple[EntKey, ...] | None:
@@ -610,21 +598,21 @@ class Protocol:
 
     def first_of_kind(self, s: State, c: Term) -> Term:
         """spec system.cpu_transitions: "only the first of each kind moves" (identical CPUs are
-        interchangeable). In the scalar encoding each CPU action is guarded by it: a symmetry
+        interchangeable). In a bounded universe each CPU action is guarded by it: a symmetry
         reduction that keeps one of the k! interleavings of identical CPUs, as the explicit checker
         does; sound because every invariant treats CPUs alike. Nothing to add with a symbolic CPU."""
         cpus = self.u.cpus
-        if not self.u.scalar or cpus is None:
+        if cpus is None:
             return z3.BoolVal(True)
         i = next(k for k, x in enumerate(cpus) if z3.eq(x, c))
         return z3.And(*(z3.Not(self.same_kind(s, x, c)) for x in cpus[:i])) if i else z3.BoolVal(True)
 
     def free_slot(self, s: State, e: Term, c: Term) -> Term:
-        """e may receive CPU c's new entry: not live, and, in the scalar encoding, the slot whose key
+        """e may receive CPU c's new entry: not live, and, in a bounded universe, the slot whose key
         it is (fixed layout) or the lowest free slot (entries are a set, so pinning the slot order
         loses no state up to renaming)."""
         ents = self.u.ents
-        if not self.u.scalar or ents is None:
+        if ents is None:
             return z3.Not(s.live[e])
         if self._keys is not None:
             return z3.And(

@@ -37,7 +37,18 @@ import z3
 
 from devdax.proofs import engine
 from devdax.proofs.agreement import Mismatch, Side, agree, explore, spec_moves
-from devdax.proofs.engine import ActionFn, Inv, St, Sys, b2i, check_inductive, check_reaches, forall, show
+from devdax.proofs.engine import (
+    ActionFn,
+    Inv,
+    St,
+    Sys,
+    b2i,
+    check_inductive,
+    check_reaches,
+    forall,
+    invariant_obligations,
+    show,
+)
 from devdax.proofs.engine import universe as elements
 from devdax.proofs.ghost import Owner, appended, numbered, removed
 from devdax.proofs.runner import Obligation, Verdict
@@ -421,12 +432,14 @@ def invariants(md: Model) -> list[Inv[St]]:
                 forall(V, lambda v: z3.Implies(s["used"][v], s["opened"][s["vfile"][v]]), "v"),
             ),
             "no_use_after_free",
+            kind="spec",
         ),
         Inv(
             "no_refcount_underflow",
             "no reference is dropped that was not taken",
             lambda s: z3.Not(s["underflow"]),
             "no_refcount_underflow",
+            kind="spec",
         ),
     ]
 
@@ -496,16 +509,8 @@ def refcount_obligations(p: Profile) -> list[Obligation]:
         )
     ]
     sys = system(md)
-    return out + [
-        Obligation(
-            f"rc_{inv.name}",
-            f"inductive for any files/vmas: {inv.doc}",
-            f"spec/invariants.py {inv.serves}; spec/kobject.py, spec/admin.py",
-            partial(check_inductive, sys, inv.name, depth=12),
-            serves=inv.serves,
-        )
-        for inv in sys.invariants
-    ]
+    check = partial(check_inductive, sys, depth=12)
+    return out + invariant_obligations("rc_", "files/vmas", "proofs/refcount.py", sys.invariants, check)
 
 
 def serves(p: Profile) -> dict[str, str]:

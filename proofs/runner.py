@@ -23,7 +23,6 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
-from functools import partial
 
 #: per-obligation solver budget in seconds (the whole of ``devdax prove`` must stay under 60 s)
 DEFAULT_TIMEOUT = 20.0
@@ -86,29 +85,6 @@ class Obligation:
         except Exception as exc:  # reported as UNKNOWN, never swallowed into "proved"
             verdict = Verdict(Status.UNKNOWN, counterexample=f"internal error: {type(exc).__name__}: {exc}")
         return verdict.timed(time.perf_counter() - start)
-
-
-def invariant_obligations(
-    prefix: str,
-    scope: str,
-    source: str,
-    invariants: Iterable[tuple[str, str, str, str]],
-    check: Callable[[str, float], Verdict],
-) -> list[Obligation]:
-    """One obligation per invariant (name, kind, doc, serves) of a transition system, ``check(name,
-    timeout)``:
-    a spec invariant (kind "spec", from spec/invariants.py) or a strengthening the encoding in
-    ``source`` states, each inductive for any number of the ``scope``'s objects."""
-    return [
-        Obligation(
-            f"{prefix}{name}",
-            f"{'invariant' if kind == 'spec' else 'strengthening'}, inductive for any {scope}: {doc}",
-            "spec/invariants.py" if kind == "spec" else source,
-            partial(check, name),
-            serves=serves,
-        )
-        for name, kind, doc, serves in invariants
-    ]
 
 
 @dataclass(frozen=True, slots=True)

@@ -172,8 +172,8 @@ def test_f1_is_reachable_as_docs_findings_says() -> None:
     that run as the shortest one, from Init: the counterexample to induction is reachable."""
     sys = lifetime_system(get_profile("modern"))
     inv = sys.invariant("no_null_deref")
-    run = engine.shortest_run(sys, lambda s: z3.Not(inv.fn(s)), 12, time.monotonic() + TIMEOUT)
-    assert run is not None
+    status, run, _ = engine.shortest_run(sys, lambda s: z3.Not(inv.fn(s)), 12, time.monotonic() + TIMEOUT)
+    assert status is Status.VIOLATED and run is not None
     trace = run.names
     assert [t.split(":")[1] for t in trace[:9]] == [
         "alloc_dax_region",

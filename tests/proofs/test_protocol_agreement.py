@@ -21,7 +21,6 @@ from devdax.proofs.agreement import (
     layout,
     observe,
     pin,
-    protocol_for,
     reachable,
     universe_for,
 )
@@ -79,26 +78,6 @@ def test_agreement_check_catches_a_planted_difference(monkeypatch: pytest.Monkey
     monkeypatch.setattr(Protocol, "_then", lambda self, t, tag, c, cond, s, last: [(cond, s)])
     _, bad = check_config(Ctx.of(_race()), fused=True)
     assert {b.kind for b in bad} == {"unsound", "incomplete"}
-
-
-def test_scalar_and_array_encodings_have_the_same_steps() -> None:
-    """From the race's initial state, the per-element encoding's step models are the array
-    encoding's (compared as observations, entries as sets, CPUs as multisets)."""
-    c = Ctx.of(_race(cpus=2))
-    o = abstract(c, init(c))
-    seen = []
-    for scalar in (True, False):
-        pr = protocol_for(c, universe_for(c, scalar=scalar))
-        S, T = pr.state("s"), pr.state("t")
-        solver = z3.Solver()
-        solver.add(*pr.rigid, *layout(pr, c), pin(pr, S, o), pr.step(S, T, "a"))
-        got = set()
-        while solver.check() == z3.sat:
-            x = observe(pr, solver.model(), T)
-            got.add(x)
-            solver.add(z3.Not(pin(pr, T, x)), z3.Not(pin(pr, T, x, (1, 0))))
-        seen.append(got)
-    assert seen[0] == seen[1] and len(seen[0]) >= 2
 
 
 def test_abstraction_of_the_race_start() -> None:
