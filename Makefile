@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup check test lint bench clean compiled conformance-setup conformance fuzz hugepages patched-module conformance-patched
+.PHONY: setup check test lint bench clean compiled rumur conformance-setup conformance fuzz hugepages patched-module conformance-patched
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -46,6 +46,11 @@ conformance-setup:
 	@command -v qemu-system-x86_64 >/dev/null && command -v busybox >/dev/null && command -v ndctl >/dev/null \
 	  || { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
 	       qemu-system-x86 busybox-static ndctl; }
+
+# Rumur, the Murphi model checker bench/bench_rumur.py and tests/bench race devdax against (issue 15)
+rumur:
+	@command -v rumur >/dev/null \
+	  || { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends rumur; }
 
 # Real kernels as the oracle: the scenario suite on Linux under QEMU (KERNEL=6.1|6.12|7.2|all).
 KERNEL ?= 6.1
