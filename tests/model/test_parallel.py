@@ -6,12 +6,16 @@ this machine."""
 
 from __future__ import annotations
 
+import io
+import json
 import os
+import re
 import subprocess
 import sys
 
 import pytest
 
+from devdax import cli
 from devdax.model.checker import CheckResult, _Explorer
 from devdax.model.parallel import ORDINALS, Fingerprint, parallel_check
 from devdax.spec.config import Config
@@ -125,3 +129,45 @@ def test_ray_backend_on_one_machine() -> None:
         assert states == seq_states
     finally:
         ray.shutdown()
+
+
+def _run(*argv: str) -> tuple[int, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    code = cli.main(list(argv), out, err)
+    return code, out.getvalue(), err.getvalue()
+
+
+def _timeless(report: str) -> str:
+    return re.sub(r"[0-9.]+ s \([0-9,]+ states/s\), peak RSS [0-9,]+ MB", "", report)
+
+
+@pytest.mark.parametrize(
+    "argv", [["--variant", "M20"], ["--variant", "M1", "--json"], ["--race", "--cpus", "2"]]
+)
+def test_cli_workers_prints_the_same_report(argv: list[str]) -> None:
+    code, out, _ = _run("check", *argv)
+    pcode, pout, _ = _run("check", *argv, "--workers", "2")
+    assert pcode == code
+    if "--json" in argv:
+        seq, par = json.loads(out), json.loads(pout)
+        for d in (seq, par):
+            d.pop("seconds", None), d.pop("peak_rss", None), d.pop("states_per_second", None)
+        assert par == seq
+    else:
+        assert _timeless(pout) == _timeless(out)
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--workers", "0"],
+        ["--workers", "two"],
+        ["--backend", "ray"],
+        ["--workers", "2", "--backend", "mpi"],
+        ["--workers", "2", "--max-states", "10"],
+    ],
+)
+def test_cli_bad_workers_is_one_line_exit_2(argv: list[str]) -> None:
+    code, out, err = _run("check", "--variant", "M20", *argv)
+    assert code == 2 and out == ""
+    assert err.startswith("devdax: error: --") and err.count("\n") == 1
