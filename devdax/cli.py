@@ -477,14 +477,17 @@ def explore(a: argparse.Namespace, err: IO[str]) -> tuple[Config, bool, CheckRes
 
     try:
         if a.workers is not None:
-            res = parallel_check(
-                Ctx.of(cfg),
-                a.workers,
-                backend=a.backend or "process",
-                symmetry=not a.no_symmetry,
-                reduce=not a.no_reduction,
-                progress=progress,
-            )
+            try:
+                res = parallel_check(
+                    Ctx.of(cfg),
+                    a.workers,
+                    backend=a.backend or "process",
+                    symmetry=not a.no_symmetry,
+                    reduce=not a.no_reduction,
+                    progress=progress,
+                )
+            except ValueError as exc:  # "workers: ...": more Ray actors than the cluster's CPUs
+                raise UsageError(f"--{exc}") from None
         else:
             res = check(
                 Ctx.of(cfg),

@@ -421,9 +421,13 @@ class RayBackend:
 
         if not ray.is_initialized():
             ray.init(include_dashboard=False, log_to_driver=False)
+        resources: Callable[[], dict[str, float]] = ray.cluster_resources  # untyped in ray
+        cpus = int(resources().get("CPU", 0))
+        if cpus < n:  # an actor holds a CPU: more of them than CPUs would wait forever
+            raise ValueError(f"workers: {n} Ray actors need {n} CPUs; the Ray cluster has {cpus}")
         self.ray = ray
         self.n = n
-        actor = ray.remote(num_cpus=1)(Partition)
+        actor = ray.remote(num_cpus=1)(Partition).options(scheduling_strategy="SPREAD")
         self.actors: list[Any] = [actor.remote(me, n, parts, flags) for me in range(n)]
 
     def call(self, name: str, args: Sequence[tuple[Any, ...]]) -> list[Any]:
