@@ -82,20 +82,45 @@ def _digest(x: object) -> int:
     return int.from_bytes(hashlib.blake2b(repr(_plain(x)).encode(), digest_size=8).digest(), "little")
 
 
+#: The State fields the fingerprint reads: a function of fewer fields is as stable and cheaper, and
+#: these are the ones that differ between most states (regions, minors, gp and oops rarely do).
+FINGERPRINTED = ("devs", "files", "vmas", "entries", "cpus", "admin")
+
+
 class Fingerprint:
-    """A 64-bit hash of a State that every process and machine computes alike."""
+    """A 64-bit hash of a State that every process and machine computes alike: digests of records
+    (few distinct ones) folded in order for a tuple field, summed for a frozenset (no order)."""
 
     def __init__(self) -> None:
-        self.memo: list[dict[object, int]] = [{} for _ in State._fields]
+        self.memo: list[dict[object, int]] = [{} for _ in FINGERPRINTED]
+        self.records: dict[object, int] = {}
+        self.fields = [State._fields.index(f) for f in FINGERPRINTED]
 
     def __call__(self, s: State) -> int:
         h = 0
-        for memo, x in zip(self.memo, s, strict=True):
+        for k, memo in zip(self.fields, self.memo, strict=True):
+            x = s[k]
             d = memo.get(x)
             if d is None:
-                d = memo[x] = _digest(x)
+                d = memo[x] = self.field(x)
             h = (h * _MUL + d) & _MASK
         return h
+
+    def field(self, x: object) -> int:
+        if type(x) is tuple:
+            h = len(x)
+            for r in x:
+                h = (h * _MUL + self.record(r)) & _MASK
+            return h
+        if isinstance(x, frozenset):
+            return sum(self.record(r) for r in x) & _MASK
+        return self.record(x)
+
+    def record(self, r: object) -> int:
+        d = self.records.get(r)
+        if d is None:
+            d = self.records[r] = _digest(r)
+        return d
 
 
 #: check()'s switches a worker's _Explorer takes: symmetry, reduce, liveness, only.
@@ -117,6 +142,16 @@ class Expanded:
     found: list[Found]  # first step-property violation of each property, in this worker
 
 
+@dataclass(slots=True)
+class New:
+    """A state first reached at this level, by its smallest key so far."""
+
+    key: int
+    via: Via
+    sender: int
+    preds: list[tuple[int, int]] = field(default_factory=list)  # (number, owner) of every parent
+
+
 @dataclass
 class Merged:
     """One owner's new states of a level: their keys, ascending, and first state violations; and
@@ -128,9 +163,8 @@ class Merged:
 
 
 class Partition:
-    """The states one worker owns, with their sequential numbers, parent links and reverse edges.
-
-    Over 50 lines on purpose: the class is the worker's whole protocol; each method is short."""
+    """The states one worker owns, with their sequential numbers, parent links and reverse edges:
+    what a worker process or Ray actor holds; the coordinator calls its methods by name."""
 
     def __init__(self, me: int, n: int, parts: tuple[Config, Profile, Layout], flags: Flags) -> None:
         # a fresh Ctx: a pickled one would carry the hash cached by the sending process
@@ -138,7 +172,10 @@ class Partition:
         self.x = _Explorer(self.c, *flags, True)
         self.me, self.n = me, n
         self.fp = Fingerprint()
-        self.index: dict[State, int] = {}  # state -> local number
+        # every state this worker knows: j >= 0, its own state of local number j; -1 - (g * n + o),
+        # state number g of worker o (sent there and its number learnt: a successor found here
+        # again goes there as an edge, two ints, not as a state). One dict, one hash per lookup.
+        self.known: dict[State, int] = {}
         self.states: list[State] = []
         self.number = array("q")  # local -> sequential number
         self.local: dict[int, int] = {}  # sequential number -> local
@@ -150,19 +187,18 @@ class Partition:
         self.pred_dst, self.pred_src, self.pred_owner = array("i"), array("q"), array("i")
         self.frontier: list[int] = []  # local numbers of the level to expand, ascending
         self.good = bytearray()
-        # states of other workers this one has sent and learnt the number of: a successor found here
-        # is sent again only as an edge (two ints), not as a state
-        self.remote: dict[State, tuple[int, int]] = {}
         self.sent: list[list[State]] = [[] for _ in range(n)]
         self.own: list[Item] = []  # what expand sent to this worker itself
+        self.edges: list[array[int]] = []  # by owner, during expand
+        self.preds: dict[int, list[tuple[int, int]]] = {}  # for liveness: local -> (number, owner)
 
     def owner(self, s: State) -> int:
-        return self.fp(s) % self.n
+        return self.fp(s) % self.n if self.n > 1 else 0
 
     def store(self, s: State, parent: int, owner: int, via: Via | None) -> int:
         s = self.x.g.intern(s)
         j = len(self.states)
-        self.index[s] = j
+        self.known[s] = j
         self.states.append(s)
         self.parent.append(parent)
         self.parent_owner.append(owner)
@@ -212,7 +248,7 @@ class Partition:
         for o, got in enumerate(ids):
             if o != self.me:
                 for ns, g in zip(self.sent[o], got, strict=True):
-                    self.remote[self.x.g.intern(ns)] = (g, o)
+                    self.known[ns] = -1 - (g * self.n + o)
         boxes: list[dict[State, Item]] = [{} for _ in range(self.n)]
         self.edges = [array("q") for _ in range(self.n)]
         found: list[Found] = []
@@ -233,27 +269,25 @@ class Partition:
         return Expanded(out, self.edges, transitions, found)
 
     def route(self, boxes: list[dict[State, Item]], s: State, t: Transition, key: int) -> None:
-        """Send t's state to its owner, unless it is ours and stored (a reverse edge, then)."""
+        """Send t's state to its owner, unless it is known here (then only a reverse edge)."""
         i = key // ORDINALS
-        j = self.index.get(t.state)  # stored states are canonical: no need to canonicalise
+        j = self.known.get(t.state)  # known states are canonical: no need to canonicalise
         if j is None:
-            far = self.remote.get(t.state)
-            ns = t.state if far is not None else self.x.canon(t.state, s)
-            far = far or self.remote.get(ns)
-            if far is not None:
-                if self.x.do_live:
-                    self.edges[far[1]].extend((far[0], i))
-                return
-            o = self.owner(ns)
-            j = self.index.get(ns) if o == self.me else None
+            ns = self.x.canon(t.state, s)
+            j = None if ns is t.state else self.known.get(ns)
             if j is None:
-                item = boxes[o].get(ns)
+                box = boxes[self.owner(ns)]
+                item = box.get(ns)
                 if item is None:
-                    boxes[o][ns] = (ns, key, (t.action, t.args, t.outcome), [i])
+                    box[ns] = (ns, key, (t.action, t.args, t.outcome), [i])
                 elif self.x.do_live:
                     item[3].append(i)
                 return
-        if self.number[j] != i:
+        if j < 0:
+            if self.x.do_live:
+                g, o = divmod(-1 - j, self.n)
+                self.edges[o].extend((g, i))
+        elif self.number[j] != i:
             self.edge(j, i, self.me)
 
     def assign(self, numbers: list[int]) -> None:
@@ -266,37 +300,37 @@ class Partition:
 
     def merge(self, inboxes: Sequence[list[Item]], edges: Sequence[array[int]], violated: set[str]) -> Merged:
         """Store the states first reached at this level, in key order (that of check())."""
-        new: dict[State, tuple[int, Via, int]] = {}
-        preds: dict[State, list[tuple[int, int]]] = {}
+        new: dict[State, New] = {}
+        seen: list[list[int | New]] = []  # per sender, per state sent: its number, or its New
         inboxes = [self.own if sender == self.me else box for sender, box in enumerate(inboxes)]
         for sender, box in enumerate(inboxes):
             for k in range(0, len(edges[sender]), 2):
                 self.edge(self.local[edges[sender][k]], edges[sender][k + 1], sender)
+            seen.append([])
             for ns, key, via, parents in box:
-                j = self.index.get(ns)
+                j = self.known.get(ns)
                 if j is not None:
+                    seen[-1].append(self.number[j])
                     for p in parents:
                         if p != self.number[j]:
                             self.edge(j, p, sender)
                     continue
-                old = new.get(ns)
-                if old is None or key < old[0]:
-                    new[ns] = (key, via, sender)
-                if self.x.do_live:
-                    preds.setdefault(ns, []).extend((p, sender) for p in parents)
-        out = Merged(sorted(k for k, _, _ in new.values()))
-        for box in inboxes:
-            ids = [self.index.get(ns) for ns, _, _, _ in box]
-            out.ids.append(
-                [
-                    -1 - new[ns][0] if j is None else self.number[j]
-                    for j, (ns, *_) in zip(ids, box, strict=True)
-                ]
-            )
+                n = new.get(ns)
+                if n is None:
+                    n = new[ns] = New(key, via, sender)
+                elif key < n.key:
+                    n.key, n.via, n.sender = key, via, sender
+                n.preds.extend((p, sender) for p in parents)
+                seen[-1].append(n)
+        out = Merged(sorted(n.key for n in new.values()))
+        out.ids = [
+            [] if w == self.me else [-1 - x.key if isinstance(x, New) else x for x in ids]
+            for w, ids in enumerate(seen)
+        ]
         skip = set(violated)
-        for ns, (key, via, sender) in sorted(new.items(), key=lambda kv: kv[1][0]):
-            j = self.store(ns, key // ORDINALS, sender, via)
-            for p, o in preds.get(ns, ()):
+        for ns, n in sorted(new.items(), key=lambda kv: kv[1].key):
+            key, j = n.key, self.store(ns, n.key // ORDINALS, n.sender, n.via)
+            for p, o in n.preds:
                 self.edge(j, p, o)
             for order, name, msg in self.check_state(self.states[j], skip):
                 skip.add(name)
@@ -310,7 +344,6 @@ class Partition:
 
     def live_start(self) -> list[list[int]]:
         """Backward reachability from the idle states: mark ours, send the remote predecessors."""
-        self.preds: dict[int, list[tuple[int, int]]] = {}
         for dst, src, o in zip(self.pred_dst, self.pred_src, self.pred_owner, strict=True):
             self.preds.setdefault(dst, []).append((src, o))
         self.good = bytearray(len(self.states))
@@ -354,7 +387,7 @@ class Backend(Protocol):
 
     def call_one(self, w: int, name: str, *args: Any) -> Any: ...
 
-    def close(self) -> None: ...
+    def close(self, abort: bool = False) -> None: ...
 
 
 def _serve(conn: Connection, me: int, n: int, parts: tuple[Config, Profile, Layout], flags: Flags) -> None:
@@ -402,14 +435,16 @@ class ProcessBackend:
         self.conns[w].send((name, args))
         return self._get(w)
 
-    def close(self) -> None:
+    def close(self, abort: bool = False) -> None:
+        """Stop the workers: let them finish (or, on abort, e.g. Ctrl-C, end them now)."""
         for conn in self.conns:
             with contextlib.suppress(OSError):
                 conn.send(None)
         for p in self.procs:
-            p.join(timeout=5)
+            p.join(timeout=0 if abort else 5)
             if p.is_alive():
                 p.terminate()
+                p.join()
 
 
 class RayBackend:
@@ -437,7 +472,7 @@ class RayBackend:
     def call_one(self, w: int, name: str, *args: Any) -> Any:
         return self.ray.get(getattr(self.actors[w], name).remote(*args))
 
-    def close(self) -> None:
+    def close(self, abort: bool = False) -> None:
         for a in self.actors:
             self.ray.kill(a)
 
@@ -481,8 +516,10 @@ def parallel_check(
         if states is not None:
             states[:] = [s for _, s in sorted(x for part in b.call("numbered", [()] * b.n) for x in part)]
         res.peak_rss = peak_rss() + sum(b.call("peak", [()] * b.n))
-    finally:
-        b.close()
+    except BaseException:  # Ctrl-C, or a worker's error: do not wait for the others
+        b.close(abort=True)
+        raise
+    b.close()
     res.seconds = time.perf_counter() - t0
     return res
 
