@@ -100,6 +100,15 @@ def render(rows: list[tuple[str, CheckResult, dict[int, Cell]]], meta: str) -> s
         "check() is the sequential checker in this process; W=N is `devdax check --workers N` "
         "(forked processes; the coordinator is this process). Speed-up = check() median / W=N median.",
         "",
+        "Reading: the load average is that of the whole machine (other jobs share its 2 cores); above "
+        "about 1, W=2's two workers rarely have a core each and the wall figures show the machine, not "
+        "the design. The CPU column shows what partitioning costs: the level barriers and the "
+        "exchange (batches pickled through the coordinator) even at W=1, and at W=2 the states reached "
+        "in one level by parents of both workers, which each canonicalises, fingerprints and sends "
+        "(the 12-CPU race: 97,940 sent for 61,368 states). The wall speed-up on N free cores is at "
+        "most N / (CPU of W=N / CPU of check()). Peak RSS of W=N: this process's peak so far (the "
+        "check() runs included) plus each worker's.",
+        "",
         "| workload | states | transitions | mode | wall s | CPU s | speed-up (wall) | "
         "peak RSS MB (all processes) | load avg before runs |",
         "|---|---:|---:|---|---:|---:|---:|---:|---|",

@@ -22,9 +22,16 @@ with an idle admin, with the reverse edges kept by the owner of each edge's targ
 propagation exchanged level by level like the search.
 
 The fingerprint is not Python's hash(): that of a str differs between processes (PYTHONHASHSEED),
-and Ray's workers are not forked. It is a BLAKE2b digest of each State field with its IntEnums,
-bools and records as plain ints and tuples and its frozensets sorted, memoised per field value
-(few distinct ones), folded into 64 bits.
+and Ray's workers are not forked. It is a BLAKE2b digest of each record with its IntEnums and bools
+as plain ints, memoised (few distinct records), folded over the tuple fields and summed over the
+frozenset of entries into 64 bits.
+
+What partitioning costs (bench/RESULTS.md, "Multi-process frontier"): a state reached in one level
+from states of several workers is canonicalised, fingerprinted and sent by each, and every batch
+goes through the coordinator (with Ray, a worker could hand its batches to the owners' actors as
+object references instead; not done). A worker also keeps the other workers' states it has sent,
+with their numbers, so that meeting one again costs an edge of two ints, not a state: memory for
+speed, up to about twice check()'s states in all.
 """
 
 from __future__ import annotations
