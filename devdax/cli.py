@@ -1,6 +1,6 @@
 """The `devdax` command: a thin layer over spec/ and model/ (and proofs/, scenario/).
 
-    devdax check [--profile P | --variant V] [bounds...] [--json] [--quiet]
+    devdax check [--profile P | --variant V] [bounds...] [--workers N [--backend ray]] [--json] [--quiet]
     devdax variants [--json]
     devdax explain NAME
     devdax prove ...          (devdax.proofs.cli)
@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib.util
 import json
 import os
 import re
@@ -37,6 +38,7 @@ from dataclasses import dataclass, fields, replace
 from typing import IO, Any, NoReturn
 
 from devdax.model.checker import CheckResult, Eta, check, peak_rss
+from devdax.model.parallel import BACKENDS, parallel_check
 from devdax.model.render import (
     config_brief,
     config_source,
@@ -85,6 +87,16 @@ def _count(text: str) -> int:
         n = -1
     if n < 0:
         raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}")
+    return n
+
+
+def _workers(text: str) -> int:
+    try:
+        n = int(text, 0)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive number of workers, got {text!r}")
     return n
 
 
@@ -261,6 +273,18 @@ def parser() -> Parser:
         action="store_true",
         help="run the mypyc-compiled spec and explorer (`make compiled` builds it; ~1.8x faster)",
     )
+    c.add_argument(
+        "--workers",
+        type=_workers,
+        metavar="N",
+        help="explore with N worker processes, states partitioned by fingerprint (same report)",
+    )
+    c.add_argument(
+        "--backend",
+        choices=BACKENDS,
+        help="--workers' engine: process (forked, default) or ray (pip install 'devdax[ray]'; "
+        "joins the cluster RAY_ADDRESS names, else starts one on this machine)",
+    )
     c.add_argument("--json", action="store_true", help="one JSON object, traces in ITF")
     c.add_argument("--quiet", action="store_true", help="verdict only, no progress")
     c.add_argument("--svg", metavar="FILE", help="draw the counterexample as a sequence diagram (SVG)")
@@ -429,10 +453,24 @@ def _interrupted(exc: KeyboardInterrupt, seen: _Seen, err: IO[str]) -> int:
     return EXIT_INTERRUPTED
 
 
+def _check_workers(a: argparse.Namespace) -> None:
+    """--workers' companions: a backend that is installed, and no --max-states (where a sequential
+    run stops inside a level depends on the order it expands it in)."""
+    if a.workers is None:
+        if a.backend is not None:
+            raise UsageError("--backend: needs --workers N")
+        return
+    if a.max_states is not None:
+        raise UsageError("--max-states: not with --workers (a partitioned run explores whole levels)")
+    if a.backend == "ray" and importlib.util.find_spec("ray") is None:
+        raise UsageError("--backend ray: ray is not installed (pip install 'devdax[ray]')")
+
+
 def explore(a: argparse.Namespace, err: IO[str]) -> tuple[Config, bool, CheckResult]:
     """Run the check the namespace asks for: its configuration, whether that is the profile's own,
     and the result. KeyboardInterrupt propagates (with the run's frame, for _interrupted)."""
     cfg, own = build_config(a)
+    _check_workers(a)
     show = not (a.json or a.quiet)
     line = ProgressLine(err) if show else None
     seen = a.seen if isinstance(getattr(a, "seen", None), _Seen) else _Seen()
@@ -457,13 +495,20 @@ def explore(a: argparse.Namespace, err: IO[str]) -> tuple[Config, bool, CheckRes
                 raise UsageError(f"--compiled: {exc}") from None
 
     try:
-        res = runner(
-            Ctx.of(cfg),
-            symmetry=not a.no_symmetry,
-            reduce=not a.no_reduction,
-            max_states=a.max_states,
-            progress=progress,
+        common: dict[str, Any] = dict(
+            symmetry=not a.no_symmetry, reduce=not a.no_reduction, progress=progress
         )
+        if a.workers is not None:
+            pick = dict(workers=a.workers, backend=a.backend or "process")
+            try:
+                if a.compiled:
+                    res = runner(Ctx.of(cfg), **pick, **common)
+                else:
+                    res = parallel_check(Ctx.of(cfg), a.workers, backend=pick["backend"], **common)
+            except ValueError as exc:  # "workers: ...": more Ray actors than the cluster's CPUs
+                raise UsageError(f"--{exc}") from None
+        else:
+            res = runner(Ctx.of(cfg), max_states=a.max_states, **common)
     finally:
         if line is not None:
             line.done()

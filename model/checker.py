@@ -305,12 +305,16 @@ class _Explorer:
         g = self.g
         stuck = _cannot_reach_idle(len(g.states), g.idle, g.rev_src, g.rev_dst)
         if stuck is not None:
-            self.record(
-                INVARIANTS["teardown_finishes"],
-                f"from here the admin can never finish '{g.states[stuck].admin.prog}' "
-                f"(a grace period that never ends, or a step that can never run)",
-                stuck,
-            )
+            self.record(INVARIANTS["teardown_finishes"], stuck_message(g.states[stuck]), stuck)
+
+
+def stuck_message(s: State) -> str:
+    """teardown_finishes' message about a state from which no idle admin is reachable (shared with
+    model/parallel.py, which decides it over partitions)."""
+    return (
+        f"from here the admin can never finish '{s.admin.prog}' "
+        f"(a grace period that never ends, or a step that can never run)"
+    )
 
 
 def _always(action: str) -> bool:
