@@ -47,6 +47,9 @@ MODULES = (
     "model/checker.py",
     "model/reduction.py",
 )
+#: Copied as source beside them, so that `--compiled --workers N` forks workers running the compiled
+#: spec: the partitioned search is glue between processes, and mypyc gains nothing there.
+PLAIN = ("model/parallel.py",)
 OPT_LEVEL = os.environ.get("MYPYC_OPT_LEVEL", "1")  # -O3 compiles several times longer for ~10%
 
 
@@ -57,7 +60,7 @@ class CompiledError(Exception):
 def digest() -> str:
     """What the build must have been made from: the text of every compiled module."""
     h = hashlib.sha256()
-    for m in MODULES:
+    for m in MODULES + PLAIN:
         h.update(m.encode() + b"\0" + (PACKAGE / m).read_bytes() + b"\0")
     return h.hexdigest()
 
@@ -78,7 +81,7 @@ def build(dest: Path = BUILD, out: IO[str] = sys.stderr) -> None:
     tmp = dest.with_name(dest.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     pkg = tmp / "devdax"
-    for m in MODULES:
+    for m in MODULES + PLAIN:
         (pkg / m).parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(PACKAGE / m, pkg / m)
     (pkg / "__init__.py").write_text('"""devdax spec and explorer, compiled by devdax.compiled."""\n')
@@ -106,17 +109,27 @@ class Run:
 
 #: What the child runs: read (ctx, options, want_states) from stdin, explore, write plain data back.
 _CHILD = """
-import pickle, sys, time
+import pickle, resource, sys, time
 import devdax.model.checker as checker
 assert checker.__file__.endswith('.so'), checker.__file__
 ctx, opts, want = pickle.load(sys.stdin.buffer)
 def progress(states, frontier, depth, seconds):
     sys.stderr.write(f"@progress {states} {frontier} {depth} {seconds}\\n")
     sys.stderr.flush()
-p0 = time.process_time()
-r, states = checker.explored(ctx, progress=progress, **opts)
+def children():
+    u = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return u.ru_utime + u.ru_stime
+p0, c0 = time.process_time(), children()
+workers, backend = opts.pop('workers'), opts.pop('backend')
+if workers is None:
+    r, states = checker.explored(ctx, progress=progress, **opts)
+else:
+    from devdax.model.parallel import parallel_check
+    del opts['max_states'], opts['stop_on_violation']
+    states = [] if want else None
+    r = parallel_check(ctx, workers, backend=backend, progress=progress, states=states, **opts)
 doc = dict(states=r.states, transitions=r.transitions, depth=r.depth, complete=r.complete,
-           checked=list(r.checked), cpu=time.process_time() - p0, peak_rss=checker.peak_rss(),
+           checked=list(r.checked), cpu=time.process_time() - p0 + children() - c0, peak_rss=r.peak_rss,
            violations=[(n, v.message, [(s.action, s.args, s.outcome, s.state) for s in v.trace])
                        for n, v in r.violations.items()],
            states_list=list(states) if want else None)
@@ -135,9 +148,15 @@ def run(
     only: set[str] | None = None,
     progress: Progress | None = None,
     want_states: bool = False,
+    workers: int | None = None,
+    backend: str = "process",
     build_dir: Path | None = None,
 ) -> Run:
-    """model.checker.check(), compiled, in a child process (same arguments, same result)."""
+    """model.checker.check(), compiled, in a child process (same arguments, same result); with
+    ``workers``, model.parallel.parallel_check() there instead (its workers fork from the child).
+    The CPU time reported is the child's and its workers'."""
+    if workers is not None and (max_states is not None or stop_on_violation):
+        raise ValueError("workers: a partitioned search explores whole levels (no max_states)")
     build_dir = BUILD if build_dir is None else build_dir
     why = stale(build_dir)
     if why is not None:
@@ -149,6 +168,8 @@ def run(
         max_states=max_states,
         stop_on_violation=stop_on_violation,
         only=only,
+        workers=workers,
+        backend=backend,
     )
     env = dict(os.environ, PYTHONPATH=str(build_dir))
     proc = subprocess.Popen(

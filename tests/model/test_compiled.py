@@ -123,3 +123,25 @@ def test_a_failing_child_is_one_line(built: None, monkeypatch: pytest.MonkeyPatc
     out, err = io.StringIO(), io.StringIO()
     assert cli.main(["check", "--race", "--cpus", "2", "--compiled"], out, err) == 2
     assert err.getvalue() == "devdax: error: --compiled: the compiled checker failed (exit 3): boom\n"
+
+
+@pytest.mark.parametrize("name", ["race-3cpu-pmd", "variant-M21", "variant-no-synchronize"])
+def test_compiled_workers_explore_what_the_spec_explores(name: str, built: None) -> None:
+    """--compiled --workers 2: the partitioned search forked from the compiled child."""
+    c = Ctx.of(CONFIGS[name])
+    want, states = explored(c)
+    got = compiled.run(c, want_states=True, workers=2)
+    assert got.states == states
+    r = got.result
+    assert (r.states, r.transitions, r.depth, r.complete) == (
+        want.states,
+        want.transitions,
+        want.depth,
+        want.complete,
+    )
+    assert traces(r) == traces(want)
+
+
+def test_workers_refuse_a_state_bound() -> None:
+    with pytest.raises(ValueError, match="workers"):
+        compiled.run(Ctx.of(CONFIGS["race-2cpu-pud"]), workers=2, max_states=10)
