@@ -179,6 +179,8 @@ CHECK_EXAMPLES = """examples:
   devdax check --profile ./my-change.toml --svg trace.svg
                                                 and draw the counterexample (docs/pictures.md)
   devdax check --race --cpus 2 --faults 2       the fault-vs-teardown race alone
+  devdax check --devices 2 --workers 4 --backend ray
+                                                the same check and report over 4 Ray actors
 
 """
 ALL_EXAMPLES = """examples:

@@ -263,7 +263,10 @@ class Partition:
         transitions = 0
         for j in self.frontier:
             s, i = self.states[j], self.number[j]
-            for k, t in enumerate(self.x.next_states(self.c, s)):
+            succ = self.x.next_states(self.c, s)
+            if len(succ) >= ORDINALS:  # keys would collide: parent * ORDINALS + ordinal
+                raise ValueError(f"workers: a state has {len(succ):,} successors, more than {ORDINALS:,}")
+            for k, t in enumerate(succ):
                 transitions += 1
                 if self.x.steps:
                     for order, name, msg in self.check_step(s, t, skip):
