@@ -306,6 +306,7 @@ def write_section(text: str, section: str = SECTION) -> None:
     """Replace this section of RESULTS.md (up to the next "## " heading), keeping the others."""
     old = RESULTS.read_text() if RESULTS.exists() else "# Benchmarks\n\n"
     pattern = re.compile(rf"^{re.escape(section)}\n.*?(?=^## |\Z)", re.S | re.M)
+    text = text.rstrip("\n") + "\n\n"
     new = pattern.sub(lambda _: text, old) if pattern.search(old) else old.rstrip("\n") + "\n\n" + text
     RESULTS.write_text(new)
 
