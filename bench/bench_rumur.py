@@ -260,8 +260,9 @@ NOTES = [
     "Why the counts are equal: both store one state per orbit of the CPU permutations after the same "
     "atomic steps. devdax sorts the CPU records (spec/symmetry.py); Rumur's heuristic symmetry "
     "reduction sorts the one array its scalarset indexes, and since no other variable holds a CPU "
-    "identity, that sort is an exact canonical form too (the exhaustive mode would give the same "
-    "counts). State variables that are functions of the admin's pc (the device's counts and flags "
+    "identity, that sort is an exact canonical form too (Rumur's exhaustive mode, which tries "
+    "every permutation, gives the same counts at N = 2 and 3). State variables that are "
+    "functions of the admin's pc (the device's counts and flags "
     "during removal) add no states in either. The transitions differ: devdax moves only the first "
     "of several identical CPUs (spec/system.py cpu_transitions) and counts a fused step once, "
     "Rumur fires every CPU's rule, whose successors are then found symmetric.",
