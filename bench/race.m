@@ -203,6 +203,31 @@ begin
   if oops = O_NONE | oops = O_REFCOUNT then oops := k; end;
 end;
 
+-- an empty entry slot: every field at one value, so that equal sets of entries are equal states
+procedure clear_entry(u: Unit);
+begin
+  entries[u].present := false;
+  entries[u].vma := -1;
+  entries[u].addr := 0;
+  entries[u].size := 0;
+  entries[u].phys := 0;
+end;
+
+-- the Cpu(...) constructor of spec/fault.py: a whole record at once
+procedure set_cpu(i: CPU; pc: CpuPc; left: 0 .. FAULTS; nest: 0 .. 2; pre_gp: boolean; v: VmaIdx;
+                  a: Addr; size: FaultSize; res: FaultResult; phys: Phys);
+begin
+  cpus[i].pc := pc;
+  cpus[i].left := left;
+  cpus[i].nest := nest;
+  cpus[i].pre_gp := pre_gp;
+  cpus[i].vma := v;
+  cpus[i].addr := a;
+  cpus[i].size := size;
+  cpus[i].result := res;
+  cpus[i].phys := phys;
+end;
+
 function created(d: DevIdx): boolean;
 begin
   return devs[d].phase = D_CREATING | devs[d].phase = D_LIVE;
@@ -316,11 +341,7 @@ begin
       if entries[u].present then
         if vmas[entries[u].vma].file >= 0 then
           if files[vmas[entries[u].vma].file].dev = a then
-            entries[u].present := false;
-            entries[u].vma := -1;
-            entries[u].addr := 0;
-            entries[u].size := 0;
-            entries[u].phys := 0;
+            clear_entry(u);
           end;
         end;
       end;
@@ -422,14 +443,7 @@ begin
   else
     size := first_size(vmas[v].nohuge);
   end;
-  cpus[i].pc := C_LOCKED;
-  cpus[i].nest := cpus[i].nest + 1;
-  cpus[i].pre_gp := false;
-  cpus[i].vma := v;
-  cpus[i].addr := a;
-  cpus[i].size := size;
-  cpus[i].result := R_NONE;
-  cpus[i].phys := 0;
+  set_cpu(i, C_LOCKED, cpus[i].left, cpus[i].nest + 1, false, v, a, size, R_NONE, 0);
 end;
 
 -- check_vma (PrivateTest.VM_MAYSHARE, no pgoff check in v4.10) == 0
@@ -519,23 +533,11 @@ begin
   if cpus[i].result = R_FALLBACK then
     nxt := next_fault_size(cpus[i].size);
     if nxt != 0 then
-      cpus[i].pc := C_IDLE;
-      cpus[i].nest := nest;
-      cpus[i].pre_gp := keep;
-      cpus[i].size := nxt;
-      cpus[i].phys := 0;
+      set_cpu(i, C_IDLE, cpus[i].left, nest, keep, cpus[i].vma, cpus[i].addr, nxt, R_FALLBACK, 0);
       return;
     end;
   end;
-  cpus[i].pc := C_IDLE;
-  cpus[i].left := cpus[i].left - 1;
-  cpus[i].nest := nest;
-  cpus[i].pre_gp := keep;
-  cpus[i].vma := -1;
-  cpus[i].addr := 0;
-  cpus[i].size := 0;
-  cpus[i].result := R_NONE;
-  cpus[i].phys := 0;
+  set_cpu(i, C_IDLE, cpus[i].left - 1, nest, keep, -1, 0, 0, R_NONE, 0);
 end;
 
 -- model/reduction.py _then: unlock after a failed check or an insert, and the mm's retry one size
@@ -660,23 +662,11 @@ begin
   vmas[0].dontdump := false;
 
   for u: Unit do
-    entries[u].present := false;
-    entries[u].vma := -1;
-    entries[u].addr := 0;
-    entries[u].size := 0;
-    entries[u].phys := 0;
+    clear_entry(u);
   end;
 
   for i: CPU do
-    cpus[i].pc := C_IDLE;
-    cpus[i].left := FAULTS;
-    cpus[i].nest := 0;
-    cpus[i].pre_gp := false;
-    cpus[i].vma := -1;
-    cpus[i].addr := 0;
-    cpus[i].size := 0;
-    cpus[i].result := R_NONE;
-    cpus[i].phys := 0;
+    set_cpu(i, C_IDLE, FAULTS, 0, false, -1, 0, 0, R_NONE, 0);
   end;
 
   minors := 1;
