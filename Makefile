@@ -77,8 +77,14 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 
-bench: $(STAMP)
-	$(BIN)/python -m bench
+# The checker's speed in one run (issue 15): against a395383 with the compiled form beside it, the
+# CPython floor, Rumur on the same race, the partitioned frontier; each rewrites its section of
+# bench/RESULTS.md. The other benchmarks run one by one (bench/bench_*.py --help).
+bench: $(STAMP) rumur
+	$(BIN)/python bench/bench_check.py --speed
+	$(BIN)/python bench/bench_floor.py
+	$(BIN)/python -m bench.bench_rumur
+	$(BIN)/python bench/bench_parallel.py
 
 # The long fuzz run (issue 14): 10^5 API calls and 2,000 command lines, counts by outcome; then the
 # stress benchmark of touches racing disable/enable/remove. tests/fuzz has the short run of the fuzz.
