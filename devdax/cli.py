@@ -435,18 +435,24 @@ class _Seen:
 
 def _interrupted(exc: KeyboardInterrupt, seen: _Seen, err: IO[str]) -> int:
     """What an interrupted check had verified: model/ has no stop hook, so the run's own graph and
-    result are read from the interrupted frame (the checker's `_Run`, fields `g` and `res`), and the
-    last progress report stands in when that frame is not there."""
-    tb, run = exc.__traceback__, None
+    result are read from the interrupted frame (the checker's `_Explorer`, fields `g` and `res`;
+    the partitioned coordinator's `_Run`, whose `found` names the violations so far), and the last
+    progress report stands in for what a frame does not hold."""
+    tb, run, part = exc.__traceback__, None, None
     while tb is not None:
         cand = tb.tb_frame.f_locals.get("self")
-        if isinstance(getattr(cand, "res", None), CheckResult) and hasattr(cand, "g"):
-            run = cand
+        if isinstance(getattr(cand, "res", None), CheckResult):
+            if hasattr(cand, "g"):
+                run = cand
+            elif isinstance(getattr(cand, "found", None), dict):
+                part = cand
         tb = tb.tb_next
     states, depth, found = seen.states, seen.depth, []
     if run is not None:
         states, depth = len(run.g.states), max(run.g.depth, default=0)
         found = sorted(run.res.violations)
+    elif part is not None:
+        found = sorted(part.found)
     err.write(
         f"\ndevdax: interrupted: {states:,} states explored to depth {depth} (incomplete: no invariant "
         f"is claimed to hold); violations found so far: {', '.join(found) or 'none'} "

@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import logging
 import multiprocessing
 import signal
 import time
@@ -465,7 +466,8 @@ class RayBackend:
         import ray
 
         if not ray.is_initialized():
-            ray.init(include_dashboard=False, log_to_driver=False)
+            # only errors on stderr: the report is the run's output, not ray's start-up chatter
+            ray.init(include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR)
         resources: Callable[[], dict[str, float]] = ray.cluster_resources  # untyped in ray
         cpus = int(resources().get("CPU", 0))
         if cpus < n:  # an actor holds a CPU: more of them than CPUs would wait forever

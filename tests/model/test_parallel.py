@@ -171,3 +171,17 @@ def test_cli_bad_workers_is_one_line_exit_2(argv: list[str]) -> None:
     code, out, err = _run("check", "--variant", "M20", *argv)
     assert code == 2 and out == ""
     assert err.startswith("devdax: error: --") and err.count("\n") == 1
+
+
+def test_ctrl_c_in_a_partitioned_run_names_the_violations_found(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ctrl-C during --workers: the coordinator's frame says which properties already broke (the
+    sequential checker's frame, which the CLI reads otherwise, is not there)."""
+
+    def ctrl_c(self: object, states: int, frontier: int, depth: int, seconds: float) -> None:
+        if depth >= 6:  # no-synchronize breaks both properties in 4 steps
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli.ProgressLine, "__call__", ctrl_c)
+    code, out, err = _run("check", "--variant", "no-synchronize", "--workers", "2")
+    assert code == 130 and out == ""
+    assert "violations found so far: no_entry_after_kill, no_map_of_dead_device (exit 130)" in err
