@@ -40,8 +40,6 @@ from devdax.model.reduction import reduced_successors
 from devdax.spec.ctx import Ctx
 from devdax.spec.invariants import state_invariants
 from devdax.spec.state import State
-from devdax.spec.symmetry import canonical
-from devdax.spec.system import init
 from devdax.spec.variants import PROFILE_CONFIGS
 
 SECTION = "## CPython floor (issue 15)"
@@ -50,17 +48,9 @@ SECTION = "## CPython floor (issue 15)"
 def reachable(c: Ctx) -> tuple[list[State], list[State]]:
     """Every stored state of the v4.10 default (canonical, as the checker stores them) and every
     successor the checker generates from them, in order."""
-    seen = {canonical(init(c)): None}
-    order = list(seen)
-    succ: list[State] = []
-    for s in order:
-        for t in reduced_successors(c, s):
-            succ.append(t.state)
-            ns = canonical(t.state)
-            if ns not in seen:
-                seen[ns] = None
-                order.append(ns)
-    return order, succ
+    stored: list[State] = []
+    check(c, states=stored)
+    return stored, [t.state for s in stored for t in reduced_successors(c, s)]
 
 
 def per_transition(stored: list[State], succ: list[State]) -> float:

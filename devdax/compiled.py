@@ -121,18 +121,18 @@ def children():
     return u.ru_utime + u.ru_stime
 p0, c0 = time.process_time(), children()
 workers, backend = opts.pop('workers'), opts.pop('backend')
+states = [] if want else None
 if workers is None:
-    r, states = checker.explored(ctx, progress=progress, **opts)
+    r = checker.check(ctx, progress=progress, states=states, **opts)
 else:
     from devdax.model.parallel import parallel_check
     del opts['max_states'], opts['stop_on_violation']
-    states = [] if want else None
     r = parallel_check(ctx, workers, backend=backend, progress=progress, states=states, **opts)
 doc = dict(states=r.states, transitions=r.transitions, depth=r.depth, complete=r.complete,
            checked=list(r.checked), cpu=time.process_time() - p0 + children() - c0, peak_rss=r.peak_rss,
            violations=[(n, v.message, [(s.action, s.args, s.outcome, s.state) for s in v.trace])
                        for n, v in r.violations.items()],
-           states_list=list(states) if want else None)
+           states_list=states)
 pickle.dump(doc, sys.stdout.buffer)
 """
 

@@ -189,33 +189,23 @@ def check(
     only: set[str] | None = None,
     progress: Progress | None = None,
     fast: bool = True,
+    states: list[State] | None = None,
 ) -> CheckResult:
     """Explore every state of c's configuration breadth-first, evaluating each property selected by
     ``only`` (all by default) until the first violation of each. ``fast=False`` runs the plain
-    forms the fast paths are tested against (same states, order, traces and verdicts)."""
-    return explored(c, symmetry, reduce, liveness, max_states, stop_on_violation, only, progress, fast)[0]
-
-
-def explored(
-    c: Ctx,
-    symmetry: bool = True,
-    reduce: bool = True,
-    liveness: bool = True,
-    max_states: int | None = None,
-    stop_on_violation: bool = False,
-    only: set[str] | None = None,
-    progress: Progress | None = None,
-    fast: bool = True,
-) -> tuple[CheckResult, list[State]]:
-    """check(), and the stored states in discovery order: what a differential test compares."""
+    forms the fast paths are tested against (same states, order, traces and verdicts). ``states``,
+    when given, gets every stored state in discovery order (as parallel_check's does): what a
+    differential test compares."""
     t0 = time.perf_counter()
     x = _Explorer(c, symmetry, reduce, liveness, only, fast)
     x.explore(max_states, stop_on_violation, progress, t0)
     if x.do_live and x.res.complete:
         x.liveness()
+    if states is not None:
+        states.extend(x.g.states)
     x.res.seconds = time.perf_counter() - t0
     x.res.peak_rss = peak_rss()
-    return x.res, x.g.states
+    return x.res
 
 
 class _Explorer:

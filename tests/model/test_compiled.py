@@ -17,9 +17,10 @@ from pathlib import Path
 import pytest
 
 from devdax import compiled
-from devdax.model.checker import CheckResult, explored
+from devdax.model.checker import CheckResult, check
 from devdax.spec.config import Config
 from devdax.spec.ctx import Ctx
+from devdax.spec.state import State
 from devdax.spec.variants import PROFILE_CONFIGS, VARIANTS, variant_config
 
 CONFIGS: dict[str, Config] = {
@@ -54,7 +55,8 @@ def traces(res: CheckResult) -> dict[str, tuple[str, list[tuple[object, ...]]]]:
 @pytest.mark.parametrize("name", list(CONFIGS))
 def test_compiled_explores_what_the_spec_explores(name: str, built: None) -> None:
     c = Ctx.of(CONFIGS[name])
-    want, states = explored(c)
+    states: list[State] = []
+    want = check(c, states=states)
     got = compiled.run(c, want_states=True)
     assert got.states == states  # same states, same discovery order
     r = got.result
@@ -70,7 +72,7 @@ def test_compiled_explores_what_the_spec_explores(name: str, built: None) -> Non
 
 def test_the_v4_10_default_agrees_without_the_state_list(built: None) -> None:
     c = Ctx.of(PROFILE_CONFIGS["v4.10"])
-    want = explored(c)[0]
+    want = check(c)
     r = compiled.check(c)
     assert (r.states, r.transitions, r.depth) == (want.states, want.transitions, want.depth)
     assert traces(r) == traces(want)
@@ -129,7 +131,8 @@ def test_a_failing_child_is_one_line(built: None, monkeypatch: pytest.MonkeyPatc
 def test_compiled_workers_explore_what_the_spec_explores(name: str, built: None) -> None:
     """--compiled --workers 2: the partitioned search forked from the compiled child."""
     c = Ctx.of(CONFIGS[name])
-    want, states = explored(c)
+    states: list[State] = []
+    want = check(c, states=states)
     got = compiled.run(c, want_states=True, workers=2)
     assert got.states == states
     r = got.result
