@@ -464,6 +464,7 @@ def speed_workloads(a: argparse.Namespace) -> list[tuple[str, int | None]]:
 
 
 def render_speed(pairs: list[Pair], mem: list[tuple[str, int, float, float]], meta: str) -> str:
+    # Over 50 lines on purpose: the RESULTS.md section as one template, in the order it is read.
     out = [
         SPEED_SECTION,
         "",

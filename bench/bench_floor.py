@@ -85,6 +85,8 @@ def generation(c: Ctx, stored: list[State]) -> float:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # Over 50 lines on purpose: the measurements, then the RESULTS.md section as one template that
+    # reads them, so a figure in the text and the run that produced it sit side by side.
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--no-write", action="store_true")

@@ -35,6 +35,8 @@ from devdax.spec.profiles import PROFILES
 
 
 def main(argv: list[str]) -> int:
+    # Over 50 lines on purpose: the options, the run and the table printer of a one-off benchmark
+    # script, read top to bottom.
     p = argparse.ArgumentParser(prog="bench_prove")
     p.add_argument("--profile", nargs="+", default=sorted(PROFILES))
     p.add_argument("--timeout", type=float, default=runner.DEFAULT_TIMEOUT)

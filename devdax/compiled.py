@@ -155,6 +155,8 @@ def run(
     """model.checker.check(), compiled, in a child process (same arguments, same result); with
     ``workers``, model.parallel.parallel_check() there instead (its workers fork from the child).
     The CPU time reported is the child's and its workers'."""
+    # Over 50 lines on purpose: check()'s keyword arguments are repeated so the two are called the
+    # same way; the body is the child's life (start, send, read, reap) in order.
     if workers is not None and (max_states is not None or stop_on_violation):
         raise ValueError("workers: a partitioned search explores whole levels (no max_states)")
     build_dir = BUILD if build_dir is None else build_dir

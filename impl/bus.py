@@ -191,6 +191,8 @@ class DaxBus:
         """``mm_first_fault``: None, the emulated mm asks the largest fault size whose block lies
         inside the vma (handler.mm_fault_size); a size (4K, 2M, 1G): it asks that size first for every
         fault, as the spec's Config.first_fault and the 4.x mm (tests that compare with the spec)."""
+        # Over 50 lines on purpose: every argument is validated before anything is created, then
+        # every field the bus owns is declared here, each with why it exists.
         if mm_first_fault is not None and (
             isinstance(mm_first_fault, bool)
             or not isinstance(mm_first_fault, int)

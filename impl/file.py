@@ -181,6 +181,8 @@ class DaxFile:
         return geometry.round_up(length, PAGE)
 
     def _mmap(self, length: int, prot: int, flags: int, offset: int, fixed_addr: int | None) -> UserMapping:
+        # Over 50 lines on purpose: do_mmap's checks, get_unmapped_area and dax_mmap in the kernel's
+        # order (spec/vma.py do_mmap); split up, the order that decides each errno would be hidden.
         bus = self.bus
         length = self._do_mmap_checks(length, prot, flags, offset)
         shared = flags & MAP_TYPE != MAP["MAP_PRIVATE"]

@@ -179,7 +179,6 @@ assert UFFD_MSG_SIZE == 32
 
 UFFDIO_API: Final = _ioc(_IOC_READ | _IOC_WRITE, UFFD_API, 0x3F, ctypes.sizeof(uffdio_api))
 UFFDIO_REGISTER: Final = _ioc(_IOC_READ | _IOC_WRITE, UFFD_API, 0x00, ctypes.sizeof(uffdio_register))
-UFFDIO_UNREGISTER: Final = _ioc(_IOC_READ, UFFD_API, 0x01, ctypes.sizeof(uffdio_range))
 UFFDIO_WAKE: Final = _ioc(_IOC_READ, UFFD_API, 0x02, ctypes.sizeof(uffdio_range))
 UFFDIO_CONTINUE: Final = _ioc(_IOC_READ | _IOC_WRITE, UFFD_API, 0x07, ctypes.sizeof(uffdio_continue))
 UFFDIO_POISON: Final = _ioc(_IOC_READ | _IOC_WRITE, UFFD_API, 0x08, ctypes.sizeof(uffdio_poison))
@@ -412,10 +411,6 @@ def uffd_register(fd: int, start: int, length: int, mode: int) -> int:
     r = uffdio_register(uffdio_range(start, length), mode, 0)
     ioctl(fd, UFFDIO_REGISTER, r)
     return int(r.ioctls)
-
-
-def uffd_unregister(fd: int, start: int, length: int) -> None:
-    ioctl(fd, UFFDIO_UNREGISTER, uffdio_range(start, length))
 
 
 def uffd_wake(fd: int, start: int, length: int) -> None:

@@ -985,6 +985,8 @@ class Protocol:
         ``zapped``; spec/vma.py do_munmap's "misaligned" part used to zap one align unit more than the
         kernel, and is exact now). Losing an entry is what MADV_DONTNEED does at any time and a later
         fault refills it, so the extra behaviours keep every invariant proof sound."""
+        # Over 50 lines on purpose: the docstring is most of it, the kernel's three munmap shapes
+        # stated next to the formulas that encode them.
         u = self.u
         lo, hi = z3.Int(f"lo@{tag}"), z3.Int(f"hi@{tag}")
         zapped = z3.Function(f"zapped@{tag}", u.ent, z3.BoolSort())

@@ -36,10 +36,6 @@ def bv_val(value: int, width: int = U64_BITS) -> Term:
     return z3.BitVecVal(value, width)
 
 
-def boolean(name: str) -> Term:
-    return z3.Bool(name)
-
-
 def as_bool(b: bool | Term) -> Term:
     """Configuration flags may be Python bools (a fixed profile) or Z3 Bools (a symbolic one)."""
     return z3.BoolVal(b) if isinstance(b, bool) else b

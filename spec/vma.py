@@ -43,6 +43,8 @@ def do_mmap(c: Ctx, s: State, f: int, shape: MmapShape, mm_alloc: MmAllocator = 
     dax_get_unmapped_area, then dax_mmap -> check_vma. Guard: an open fd and a free vma slot.
     mm_alloc is mm->get_unmapped_area: the checker's never aligns by luck; scenarios pass the
     kernel's top-down search over their own mappings (geometry.unmapped_area_topdown)."""
+    # Over 50 lines on purpose: do_mmap's generic checks and dax_mmap's in the kernel's order, which
+    # decides the errno of a call that breaks several rules; split up, that order would be hidden.
     fl = s.files[f]
     v = free_slot(s.vmas, Vma())
     if not fl.fd or v < 0:
