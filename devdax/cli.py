@@ -34,7 +34,7 @@ import re
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from typing import IO, Any, NoReturn
 
 from devdax.model.checker import CheckResult, Eta, check, peak_rss
@@ -431,28 +431,24 @@ class _Seen:
     states: int = 0
     depth: int = 0
     seconds: float = 0.0
+    found: set[str] = field(default_factory=set)  # the properties found violated so far
 
 
 def _interrupted(exc: KeyboardInterrupt, seen: _Seen, err: IO[str]) -> int:
-    """What an interrupted check had verified: model/ has no stop hook, so the run's own graph and
-    result are read from the interrupted frame (the checker's `_Explorer`, fields `g` and `res`;
-    the partitioned coordinator's `_Run`, whose `found` names the violations so far), and the last
-    progress report stands in for what a frame does not hold."""
-    tb, run, part = exc.__traceback__, None, None
+    """What an interrupted check had verified. The violations are the ones the run named into
+    ``seen.found`` as it found them (check's, parallel_check's and the compiled child's ``found``).
+    How far it got is read from the interrupted frame when it is the interpreted checker's
+    (`_Explorer`, whose graph is exact), else from the last progress report."""
+    tb, run = exc.__traceback__, None
     while tb is not None:
         cand = tb.tb_frame.f_locals.get("self")
-        if isinstance(getattr(cand, "res", None), CheckResult):
-            if hasattr(cand, "g"):
-                run = cand
-            elif isinstance(getattr(cand, "found", None), dict):
-                part = cand
+        if isinstance(getattr(cand, "res", None), CheckResult) and hasattr(cand, "g"):
+            run = cand
         tb = tb.tb_next
-    states, depth, found = seen.states, seen.depth, []
+    states, depth = seen.states, seen.depth
     if run is not None:
         states, depth = len(run.g.states), max(run.g.depth, default=0)
-        found = sorted(run.res.violations)
-    elif part is not None:
-        found = sorted(part.found)
+    found = sorted(seen.found)
     err.write(
         f"\ndevdax: interrupted: {states:,} states explored to depth {depth} (incomplete: no invariant "
         f"is claimed to hold); violations found so far: {', '.join(found) or 'none'} "
@@ -504,7 +500,7 @@ def explore(a: argparse.Namespace, err: IO[str]) -> tuple[Config, bool, CheckRes
 
     try:
         common: dict[str, Any] = dict(
-            symmetry=not a.no_symmetry, reduce=not a.no_reduction, progress=progress
+            symmetry=not a.no_symmetry, reduce=not a.no_reduction, progress=progress, found=seen.found
         )
         if a.workers is not None:
             pick = dict(workers=a.workers, backend=a.backend or "process")

@@ -23,6 +23,7 @@ import hashlib
 import os
 import pickle
 import shutil
+import signal
 import subprocess
 import sys
 import threading
@@ -109,7 +110,7 @@ class Run:
 
 #: What the child runs: read (ctx, options, want_states) from stdin, explore, write plain data back.
 _CHILD = """
-import pickle, resource, sys, time
+import pickle, resource, signal, sys, time
 import devdax.model.checker as checker
 assert checker.__file__.endswith('.so'), checker.__file__
 ctx, opts, want = pickle.load(sys.stdin.buffer)
@@ -122,12 +123,20 @@ def children():
 p0, c0 = time.process_time(), children()
 workers, backend = opts.pop('workers'), opts.pop('backend')
 states = [] if want else None
-if workers is None:
-    r = checker.check(ctx, progress=progress, states=states, **opts)
-else:
-    from devdax.model.parallel import parallel_check
-    del opts['max_states'], opts['stop_on_violation']
-    r = parallel_check(ctx, workers, backend=backend, progress=progress, states=states, **opts)
+found = set()
+try:
+    if workers is None:
+        r = checker.check(ctx, progress=progress, states=states, found=found, **opts)
+    else:
+        from devdax.model.parallel import parallel_check
+        del opts['max_states'], opts['stop_on_violation']
+        r = parallel_check(ctx, workers, backend=backend, progress=progress, states=states, found=found,
+                           **opts)
+except KeyboardInterrupt:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    sys.stderr.write("@interrupted " + ",".join(sorted(found)) + "\\n")
+    sys.stderr.flush()
+    sys.exit(130)
 doc = dict(states=r.states, transitions=r.transitions, depth=r.depth, complete=r.complete,
            checked=list(r.checked), cpu=time.process_time() - p0 + children() - c0, peak_rss=r.peak_rss,
            violations=[(n, v.message, [(s.action, s.args, s.outcome, s.state) for s in v.trace])
@@ -151,10 +160,12 @@ def run(
     workers: int | None = None,
     backend: str = "process",
     build_dir: Path | None = None,
+    found: set[str] | None = None,
 ) -> Run:
     """model.checker.check(), compiled, in a child process (same arguments, same result); with
     ``workers``, model.parallel.parallel_check() there instead (its workers fork from the child).
-    The CPU time reported is the child's and its workers'."""
+    The CPU time reported is the child's and its workers'. On Ctrl-C the child reports the
+    properties it had found violated into ``found`` before KeyboardInterrupt reaches the caller."""
     # Over 50 lines on purpose: check()'s keyword arguments are repeated so the two are called the
     # same way; the body is the child's life (start, send, read, reap) in order.
     if workers is not None and (max_states is not None or stop_on_violation):
@@ -183,18 +194,25 @@ def run(
     )
     assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
     errors: list[str] = []
-    reader = threading.Thread(target=_relay, args=(proc.stderr, progress, errors), daemon=True)
+    got: set[str] = set() if found is None else found
+    reader = threading.Thread(target=_relay, args=(proc.stderr, progress, errors, got), daemon=True)
     reader.start()
     try:
         _Pickler(proc.stdin).dump((c, opts, want_states))
         proc.stdin.close()
         blob = proc.stdout.read()
         code = proc.wait()
+    except KeyboardInterrupt:
+        _interrupt(proc)
+        reader.join(timeout=INTERRUPT_WAIT)
+        raise
     except BaseException:
         proc.kill()
         proc.wait()
         raise
     reader.join()
+    if code == 130:
+        raise CompiledError("the compiled checker was interrupted")
     if code != 0:
         last = next((e.strip() for e in reversed(errors) if e.strip()), "no message")
         raise CompiledError(f"the compiled checker failed (exit {code}): {last}")
@@ -213,14 +231,35 @@ class _Pickler(pickle.Pickler):
         return NotImplemented
 
 
-def _relay(stream: IO[bytes], progress: Progress | None, errors: list[str]) -> None:
-    """Progress lines from the child go to the caller's callback; anything else is kept as error."""
+#: Seconds an interrupted child gets to report what it found before it is killed.
+INTERRUPT_WAIT = 10.0
+
+
+def _interrupt(proc: subprocess.Popen[bytes]) -> None:
+    """Stop the child as Ctrl-C stops a checker: a terminal's Ctrl-C reached it too, so give it a
+    moment to report; a parent interrupted on its own (kill -INT) passes the signal on."""
+    try:
+        proc.wait(timeout=1.0)
+    except subprocess.TimeoutExpired:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=INTERRUPT_WAIT)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def _relay(stream: IO[bytes], progress: Progress | None, errors: list[str], found: set[str]) -> None:
+    """Progress lines from the child go to the caller's callback, an interrupted child's report of
+    the properties it found violated into ``found``; anything else is kept as error."""
     for raw in stream:
         line = raw.decode(errors="replace")
         if line.startswith("@progress "):
             if progress is not None:
                 s, f, d, t = line.split()[1:]
                 progress(int(s), int(f), int(d), float(t))
+        elif line.startswith("@interrupted"):
+            found.update(n for n in line.split(" ", 1)[1].strip().split(",") if n)
         else:
             errors.append(line)
 

@@ -190,14 +190,16 @@ def check(
     progress: Progress | None = None,
     fast: bool = True,
     states: list[State] | None = None,
+    found: set[str] | None = None,
 ) -> CheckResult:
     """Explore every state of c's configuration breadth-first, evaluating each property selected by
     ``only`` (all by default) until the first violation of each. ``fast=False`` runs the plain
     forms the fast paths are tested against (same states, order, traces and verdicts). ``states``,
     when given, gets every stored state in discovery order (as parallel_check's does): what a
-    differential test compares."""
+    differential test compares. ``found``, when given, gets each violated property's name as soon as
+    it is found: what a caller that interrupts the run can still report (the result never comes)."""
     t0 = time.perf_counter()
-    x = _Explorer(c, symmetry, reduce, liveness, only, fast)
+    x = _Explorer(c, symmetry, reduce, liveness, only, fast, found)
     x.explore(max_states, stop_on_violation, progress, t0)
     if x.do_live and x.res.complete:
         x.liveness()
@@ -212,9 +214,17 @@ class _Explorer:
     """One run of check(): the properties it evaluates, the graph so far and what it found."""
 
     def __init__(
-        self, c: Ctx, symmetry: bool, reduce: bool, liveness: bool, only: set[str] | None, fast: bool
+        self,
+        c: Ctx,
+        symmetry: bool,
+        reduce: bool,
+        liveness: bool,
+        only: set[str] | None,
+        fast: bool,
+        found: set[str] | None = None,
     ) -> None:
         self.c, self.fast = c, fast
+        self.found: set[str] = set() if found is None else found
         self.canon: Callable[[State, State], State] = _canon(symmetry, fast)
         self.next_states = reduced_successors if reduce else successors
         self.invs = [i for i in state_invariants() if only is None or i.name in only]
@@ -239,6 +249,7 @@ class _Explorer:
     def record(self, inv: Invariant, msg: str, at: int, last: Transition | None = None) -> None:
         if inv.name not in self.res.violations:
             self.res.violations[inv.name] = Violation(inv, msg, self.g.trace(at, last))
+            self.found.add(inv.name)
 
     def check_state(self, i: int, s: State) -> None:
         for inv in self.invs:

@@ -506,10 +506,12 @@ def parallel_check(
     only: set[str] | None = None,
     progress: Progress | None = None,
     states: list[State] | None = None,
+    found: set[str] | None = None,
 ) -> CheckResult:
     """check(c) with the frontier partitioned over ``workers`` workers of ``backend`` (process or
     ray): the same states, transitions, depth, verdicts and traces. ``states``, when given, gets
-    every stored state in check()'s order. No max_states: where a sequential run stops inside a
+    every stored state in check()'s order, and ``found`` each violated property's name as soon as the
+    coordinator learns of it (as check()'s does). No max_states: where a sequential run stops inside a
     level depends on the order it expands the level in."""
     if workers < 1:
         raise ValueError(f"workers: expected at least 1, got {workers}")
@@ -519,7 +521,7 @@ def parallel_check(
     flags = (symmetry, reduce, liveness, only)
     b = BACKEND_CLASSES[backend](workers, (c.cfg, c.prof, c.layout), flags)
     try:
-        run = _Run(b, _Explorer(c, *flags, True).res.checked)
+        run = _Run(b, _Explorer(c, *flags, True).res.checked, found)
         s0 = init(c)
         run.explore(canonical(s0) if symmetry else s0, progress, t0)
         if liveness and (only is None or "teardown_finishes" in only):
@@ -540,15 +542,17 @@ class _Run:
     """The coordinator: the level loop, the numbering of each level's new states, the first
     violation of each property and its trace."""
 
-    def __init__(self, b: Backend, checked: list[str]) -> None:
+    def __init__(self, b: Backend, checked: list[str], names: set[str] | None = None) -> None:
         self.b = b
         self.res = CheckResult(checked=checked)
         self.found: dict[str, Found] = {}
+        self.names: set[str] = set() if names is None else names
 
     def note(self, found: Iterable[Found]) -> None:
         for f in found:
             if f[1] not in self.found or f[0] < self.found[f[1]][0]:
                 self.found[f[1]] = f
+                self.names.add(f[1])
 
     def explore(self, s0: State, progress: Progress | None, t0: float) -> None:
         b, res = self.b, self.res

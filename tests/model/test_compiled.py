@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import io
 import os
+import signal
+import threading
 from pathlib import Path
 
 import pytest
@@ -125,6 +127,30 @@ def test_a_failing_child_is_one_line(built: None, monkeypatch: pytest.MonkeyPatc
     out, err = io.StringIO(), io.StringIO()
     assert cli.main(["check", "--race", "--cpus", "2", "--compiled"], out, err) == 2
     assert err.getvalue() == "devdax: error: --compiled: the compiled checker failed (exit 3): boom\n"
+
+
+@pytest.mark.parametrize("workers", [[], ["--workers", "2"]])
+def test_ctrl_c_names_the_violations_the_child_found(
+    workers: list[str], built: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ctrl-C reaches the parent alone (as `kill -INT` would); it passes it on, and the child says
+    which properties it had found broken. Progress is relayed on a thread of the parent, so the
+    signal is aimed at the main thread, once, as a terminal's would land there."""
+    from devdax import cli
+
+    sent = threading.Event()
+
+    def ctrl_c(self: object, states: int, frontier: int, depth: int, seconds: float) -> None:
+        if depth >= 6 and not sent.is_set():  # no-synchronize breaks both properties in 4 steps
+            sent.set()
+            signal.pthread_kill(threading.main_thread().ident or 0, signal.SIGINT)
+
+    monkeypatch.setattr(cli.ProgressLine, "__call__", ctrl_c)
+    out, err = io.StringIO(), io.StringIO()
+    argv = ["check", "--variant", "no-synchronize", "--cpus", "12", "--faults", "2", "--units", "2"]
+    code = cli.main([*argv, "--compiled", *workers], out, err)
+    assert sent.is_set() and code == 130 and out.getvalue() == "", err.getvalue()
+    assert "violations found so far: no_entry_after_kill, no_map_of_dead_device (exit 130)" in err.getvalue()
 
 
 @pytest.mark.parametrize("name", ["race-3cpu-pmd", "variant-M21", "variant-no-synchronize"])

@@ -174,8 +174,8 @@ def test_cli_bad_workers_is_one_line_exit_2(argv: list[str]) -> None:
 
 
 def test_ctrl_c_in_a_partitioned_run_names_the_violations_found(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Ctrl-C during --workers: the coordinator's frame says which properties already broke (the
-    sequential checker's frame, which the CLI reads otherwise, is not there)."""
+    """Ctrl-C during --workers: the coordinator names the properties already broken into the
+    CLI's ``found`` as it learns of them (the sequential checker's frame is not there)."""
 
     def ctrl_c(self: object, states: int, frontier: int, depth: int, seconds: float) -> None:
         if depth >= 6:  # no-synchronize breaks both properties in 4 steps
