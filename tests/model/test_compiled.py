@@ -13,7 +13,8 @@ from __future__ import annotations
 import io
 import os
 import signal
-import threading
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -129,28 +130,37 @@ def test_a_failing_child_is_one_line(built: None, monkeypatch: pytest.MonkeyPatc
     assert err.getvalue() == "devdax: error: --compiled: the compiled checker failed (exit 3): boom\n"
 
 
+#: The parent of a compiled run, pressing Ctrl-C at the first progress report past depth 6: the
+#: signal is aimed at the main thread (progress is relayed on another one), once.
+_CTRL_C = """
+import signal, sys, threading
+from devdax import cli
+sent = threading.Event()
+def ctrl_c(self, states, frontier, depth, seconds):
+    if depth >= 6 and not sent.is_set():
+        sent.set()
+        signal.pthread_kill(threading.main_thread().ident, signal.SIGINT)
+cli.ProgressLine.__call__ = ctrl_c
+sys.exit(cli.main(sys.argv[1:]))
+"""
+
+
 @pytest.mark.parametrize("workers", [[], ["--workers", "2"]])
-def test_ctrl_c_names_the_violations_the_child_found(
-    workers: list[str], built: None, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_ctrl_c_names_the_violations_the_child_found(workers: list[str], built: None) -> None:
     """Ctrl-C reaches the parent alone (as `kill -INT` would); it passes it on, and the child says
-    which properties it had found broken. Progress is relayed on a thread of the parent, so the
-    signal is aimed at the main thread, once, as a terminal's would land there."""
-    from devdax import cli
-
-    sent = threading.Event()
-
-    def ctrl_c(self: object, states: int, frontier: int, depth: int, seconds: float) -> None:
-        if depth >= 6 and not sent.is_set():  # no-synchronize breaks both properties in 4 steps
-            sent.set()
-            signal.pthread_kill(threading.main_thread().ident or 0, signal.SIGINT)
-
-    monkeypatch.setattr(cli.ProgressLine, "__call__", ctrl_c)
-    out, err = io.StringIO(), io.StringIO()
-    argv = ["check", "--variant", "no-synchronize", "--cpus", "12", "--faults", "2", "--units", "2"]
-    code = cli.main([*argv, "--compiled", *workers], out, err)
-    assert sent.is_set() and code == 130 and out.getvalue() == "", err.getvalue()
-    assert "violations found so far: no_entry_after_kill, no_map_of_dead_device (exit 130)" in err.getvalue()
+    which properties it had found broken. The parent is a process of its own, so that its Ctrl-C is
+    a fresh interpreter's and not whatever an earlier test left in this one."""
+    argv = ["check", "--variant", "no-synchronize", "--cpus", "10", "--faults", "2", "--units", "2"]
+    p = subprocess.run(
+        [sys.executable, "-c", _CTRL_C, *argv, "--compiled", *workers],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+    assert p.returncode == 130 and p.stdout == "", p.stderr
+    assert "violations found so far: no_entry_after_kill, no_map_of_dead_device (exit 130)" in p.stderr
 
 
 @pytest.mark.parametrize("name", ["race-3cpu-pmd", "variant-M21", "variant-no-synchronize"])
