@@ -33,6 +33,13 @@ import z3
 from devdax.proofs.runner import Obligation, Status, Verdict
 from devdax.proofs.smt import ARITH_SOLVER, Term
 
+#: Seconds a step query gets before a counterexample is looked for among few objects (``finite``,
+#: ``tidy``). In the encodings that have such a search (lifetime, refcount, minor) every obligation
+#: that holds is proved in about a second at most (bench/RESULTS.md, "devdax prove"), while a query
+#: with a counterexample over unbounded objects can wander for minutes; the small search finds one
+#: in seconds. (It was a third of the budget, 40 s, for refcount and minor.)
+QUICK = 5.0
+
 S = TypeVar("S")
 #: one action instance between two states: (name, formula, parameters to print as name -> term)
 Act = tuple[str, Term, dict[str, Term]]
@@ -106,8 +113,8 @@ class System(Generic[S]):
     tidy: Callable[[S, int], Term] | None = None
     #: the same system over finite sorts: where a slow step query looks for a counterexample first
     finite: System[S] | None = None
-    #: seconds a step query gets before the small-model search (None: a third of what is left)
-    quick: float | None = None
+    #: seconds a step query gets before the small-model search
+    quick: float = QUICK
     #: how a step parameter's value is printed
     value: Callable[[Term, Term], str] = show
     #: ``unroll(s, t, tag)``: the step as (formulas, the action that fired in a model) for long
@@ -408,7 +415,7 @@ def _action_counterexample(
     # A proof (unsat) is usually quick; a counterexample with quantified hypotheses is where the
     # solver can wander. So the query first gets a part of the budget, then small counterexamples
     # are searched, then the query gets what is left.
-    first = left if not small else min(left, sys.quick) if sys.quick else max(1.0, left / 3)
+    first = left if not small else min(left, sys.quick)
     r, solver = _step_query(sys, name, i, hyps, first)
     if r == z3.unknown and small:
         found = _small_counterexample(sys, solver, name, i, hyps, deadline)
@@ -446,7 +453,7 @@ def _small_counterexample(
     found within its share of the budget (a proof there proves nothing about the unbounded system)."""
     left = max(0.001, deadline - time.monotonic())
     if sys.finite is not None:
-        r, fsolver = _step_query(sys.finite, name, i, hyps, min(left, sys.quick or left / 2))
+        r, fsolver = _step_query(sys.finite, name, i, hyps, min(left, sys.quick))
         if r != z3.sat:
             return None
         fsolver.set("timeout", max(1, int(min(2.0, left) * 1000)))

@@ -885,8 +885,6 @@ def learn_table(profile: Profile) -> frozenset[tuple[int, ...]]:
 
 #: the finite universe a counterexample is looked for in when the unbounded question is slow
 FINITE_FILES = 3
-#: seconds the unbounded question gets before the finite search is tried
-QUICK = 5.0
 
 
 @cache
@@ -930,7 +928,6 @@ def lifetime_system(profile: Profile, files: int = 0) -> engine.System[LState]:
         render,
         tidy=small,
         finite=None if files else lifetime_system(profile, FINITE_FILES),
-        quick=QUICK,
         value=lambda mod, v: file_name(m, mod, v),
     )
 
