@@ -15,6 +15,7 @@ import os
 import signal
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -37,6 +38,9 @@ CONFIGS: dict[str, Config] = {
     **{f"variant-{n}": variant_config(v) for n, v in VARIANTS.items()},
 }
 
+#: tests/model/conftest.py's ``explored`` fixture: check(cfg) and its states, once per session
+Explored = Callable[[Config], tuple[CheckResult, list[State]]]
+
 
 @pytest.fixture
 def built() -> None:
@@ -56,10 +60,9 @@ def traces(res: CheckResult) -> dict[str, tuple[str, list[tuple[object, ...]]]]:
 
 
 @pytest.mark.parametrize("name", list(CONFIGS))
-def test_compiled_explores_what_the_spec_explores(name: str, built: None) -> None:
+def test_compiled_explores_what_the_spec_explores(name: str, built: None, explored: Explored) -> None:
     c = Ctx.of(CONFIGS[name])
-    states: list[State] = []
-    want = check(c, states=states)
+    want, states = explored(CONFIGS[name])
     got = compiled.run(c, want_states=True)
     assert got.states == states  # same states, same discovery order
     r = got.result
@@ -73,9 +76,9 @@ def test_compiled_explores_what_the_spec_explores(name: str, built: None) -> Non
     assert traces(r) == traces(want)
 
 
-def test_the_v4_10_default_agrees_without_the_state_list(built: None) -> None:
+def test_the_v4_10_default_agrees_without_the_state_list(built: None, explored: Explored) -> None:
     c = Ctx.of(PROFILE_CONFIGS["v4.10"])
-    want = check(c)
+    want, _ = explored(PROFILE_CONFIGS["v4.10"])
     r = compiled.check(c)
     assert (r.states, r.transitions, r.depth) == (want.states, want.transitions, want.depth)
     assert traces(r) == traces(want)

@@ -10,6 +10,7 @@ spec, so a trace is a real run and not an artefact of the checker's bookkeeping.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
 
 import pytest
@@ -27,6 +28,9 @@ from devdax.spec.variants import PROFILE_CONFIGS, VARIANTS, finding_configs, var
 
 #: the exhaustive default checks that take more than a couple of seconds
 SLOW_PROFILES = {"v4.10"}
+
+#: tests/model/conftest.py's ``explored`` fixture: check(cfg) and its states, once per session
+Explored = Callable[[Config], tuple[CheckResult, list[State]]]
 
 
 def shortest_depths(c: Ctx, names: set[str]) -> dict[str, int]:
@@ -108,11 +112,11 @@ def profile_params() -> list[object]:
 
 
 @pytest.mark.parametrize("profile", profile_params())
-def test_profile_default_verdict(profile: str) -> None:
+def test_profile_default_verdict(profile: str, explored: Explored) -> None:
     """v4.10: no violation. v4.7 and modern: exactly their documented findings."""
     cfg = PROFILE_CONFIGS[profile]
     c = Ctx.of(cfg)
-    res = check(c)
+    res, _ = explored(cfg)
     assert res.complete
     assert set(res.violations) == set(PROFILES[profile].findings) - set(finding_configs(profile)), (
         res.violations.keys()
@@ -145,10 +149,10 @@ def test_findings_name_real_invariants() -> None:
 
 
 @pytest.mark.parametrize("name", sorted(VARIANTS))
-def test_variant_caught_minimally(name: str) -> None:
+def test_variant_caught_minimally(name: str, explored: Explored) -> None:
     v = VARIANTS[name]
     c = Ctx.of(variant_config(v))
-    res = check(c)
+    res, _ = explored(variant_config(v))
     assert res.complete
     caught = set(v.breaks) & set(res.violations)
     assert caught, f"{name} breaks none of {v.breaks}; found {sorted(res.violations)}"
