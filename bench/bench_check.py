@@ -302,6 +302,14 @@ def targets(profiles: list[Row], races: list[Row]) -> list[str]:
     return lines
 
 
+def publish(text: str, section: str, write: bool) -> None:
+    """Print a RESULTS.md section, and replace it there when ``write`` (a benchmark's --no-write
+    only prints)."""
+    print(text)
+    if write:
+        write_section(text, section)
+
+
 def write_section(text: str, section: str = SECTION) -> None:
     """Replace this section of RESULTS.md (up to the next "## " heading), keeping the others."""
     old = RESULTS.read_text() if RESULTS.exists() else "# Benchmarks\n\n"

@@ -33,7 +33,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.bench_check import BASE_COMMIT, load_baseline, revision, sides, write_section
+from bench.bench_check import BASE_COMMIT, load_baseline, publish, revision, sides
 from devdax import compiled
 from devdax.model.checker import check
 from devdax.model.reduction import reduced_successors
@@ -160,9 +160,7 @@ def main(argv: list[str] | None = None) -> int:
             "",
         ]
     )
-    print(text)
-    if not a.no_write:
-        write_section(text, SECTION)
+    publish(text, SECTION, not a.no_write)
     return 0
 
 

@@ -26,10 +26,10 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-if __package__ in (None, ""):  # run as a script: make `bench` importable for write_section
+if __package__ in (None, ""):  # run as a script: make `bench` importable for publish
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.bench_check import write_section
+from bench.bench_check import publish
 from devdax.model.checker import CheckResult, check
 from devdax.model.parallel import parallel_check
 from devdax.spec.config import Config
@@ -147,9 +147,7 @@ def main() -> None:
         res, cells = measure(cfg, modes, a.repeat)
         rows.append((name, res, cells))
     text = render(rows, meta)
-    print(text)
-    if not a.no_write:
-        write_section(text, SECTION)
+    publish(text, SECTION, not a.no_write)
 
 
 if __name__ == "__main__":

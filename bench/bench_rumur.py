@@ -32,7 +32,7 @@ import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from bench.bench_check import race, revision, write_section
+from bench.bench_check import publish, race, revision
 from devdax.model.checker import check
 from devdax.spec.ctx import Ctx
 from devdax.spec.variants import get_variant
@@ -330,9 +330,7 @@ def main(argv: list[str] | None = None) -> int:
         for n in (int(x) for x in a.bug_cpus.split(","))
     ]
     text = render(rows, bugs, meta, a.rumur_threads)
-    print(text)
-    if not a.no_write:
-        write_section(text, SECTION)
+    publish(text, SECTION, not a.no_write)
     return 0
 
 

@@ -23,7 +23,7 @@ import tokenize
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from bench.bench_check import revision, write_section
+from bench.bench_check import publish, revision
 
 ROOT = Path(__file__).resolve().parent.parent
 SECTION = "## Size of each layer (issue 11)"
@@ -127,9 +127,7 @@ def main(argv: list[str] | None = None) -> int:
             "",
         ]
     )
-    print(text)
-    if not a.no_write:
-        write_section(text, SECTION)
+    publish(text, SECTION, not a.no_write)
     return 0
 
 
