@@ -21,8 +21,8 @@ from devdax.impl.device import DevDax
 from devdax.impl.file import DaxFile, PathFile
 from devdax.impl.kobject import KernelBug
 from devdax.impl.vma import UserMapping
-from devdax.impl.vmcore import reserve
 from devdax.scenario import format as fmt
+from devdax.scenario.placement import fixed_base
 from devdax.spec import fops
 from devdax.spec.abi import FALLOC, IOCTL, MADV, MAP, MS, O_FLAGS, PROT, SEEK, flags_of
 
@@ -160,12 +160,10 @@ def _mmap(r: _Run, st: fmt.Step) -> str:
     flags = flags_of(st.flags, MAP, "flags")
     fixed = None
     if st.fixed_offset is not None:
-        # "an align-aligned base chosen by the runner plus this value": a free, aligned range
+        # "an align-aligned base chosen by the runner plus this value", with room to grow after it
         span = st.length + st.fixed_offset + dsys.PAGE_SIZE
         span = (span + dsys.PAGE_SIZE - 1) & ~(dsys.PAGE_SIZE - 1)
-        base = reserve(span, f.dev.align)
-        dsys.munmap(base, span)
-        fixed = base + st.fixed_offset
+        fixed = fixed_base(span, f.dev.align) + st.fixed_offset
     v = f.mmap(st.length, flags_of(st.prot, PROT, "prot"), flags, st.offset, fixed)
     r.made.append(v)
     if st.as_:

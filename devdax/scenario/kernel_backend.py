@@ -24,6 +24,7 @@ from devdax.impl import sys as dsys
 from devdax.scenario import format as fmt
 from devdax.scenario import kernel_devices as kd
 from devdax.scenario import touch as tc
+from devdax.scenario.placement import fixed_base
 from devdax.spec.abi import FALLOC, IOCTL, MADV, MAP, MREMAP, MS, O_FLAGS, PROT, SEEK, flags_of
 
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -133,15 +134,6 @@ def _close(r: _Run, st: fmt.Step) -> str:
     return fmt.OK
 
 
-def _aligned_base(span: int, align: int) -> int:
-    """A free, ``align``-aligned address with ``span`` bytes after it (reserved, then released)."""
-    res = dsys.mmap(
-        0, span + align, dsys.PROT_NONE, dsys.MAP_PRIVATE | dsys.MAP_ANONYMOUS | dsys.MAP_NORESERVE
-    )
-    dsys.munmap(res, span + align)
-    return (res + align - 1) & ~(align - 1)
-
-
 def _mmap(r: _Run, st: fmt.Step) -> str:
     assert isinstance(st, fmt.Mmap)
     fd = r.fd(st.fd)
@@ -149,7 +141,7 @@ def _mmap(r: _Run, st: fmt.Step) -> str:
     addr = 0
     if st.fixed_offset is not None:
         align = max(r.devs[0].align, dsys.PAGE_SIZE) if r.devs else dsys.PAGE_SIZE
-        addr = _aligned_base(st.length + abs(st.fixed_offset) + align, align) + st.fixed_offset
+        addr = fixed_base(st.length + abs(st.fixed_offset) + align, align) + st.fixed_offset
     base = dsys.mmap(addr, st.length, flags_of(st.prot, PROT, "prot"), flags, fd, st.offset)
     r.mapped.append((base, st.length))
     if st.as_:

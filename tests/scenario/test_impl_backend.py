@@ -113,3 +113,47 @@ def test_impl_matches_spec_under_v410(sc: Scenario, shared_bus: DaxBus) -> None:
 
     old = dataclasses.replace(sc, profile="v4.10")
     assert ImplBackend(bus=shared_bus).run(old) == SpecBackend().run(old)
+
+
+def test_a_fixed_base_has_room_to_grow() -> None:
+    """The spec's FIXED_BASE has free address space after it; a runner's base must too, or a
+    process's own memory right above a tight reservation (a thread stack) turns mremap's growth in
+    place into a move (devdax/scenario/placement.py)."""
+    from devdax.impl.vmcore import claim
+    from devdax.scenario.placement import ROOM, fixed_base
+
+    span, align = 4 << 20, 2 << 20
+    base = fixed_base(span, align)
+    assert base % align == 0
+    assert claim(base, span + ROOM)  # all of it free when the step maps there
+    dsys.munmap(base, span + ROOM)
+
+
+def test_a_fixed_mapping_grown_by_mremap_stays_put_as_in_the_spec() -> None:
+    """Found by test_dax_random: m2 at the fixed base grows from 2M to 4M with MREMAP_MAYMOVE. The
+    spec grows it in place; impl moved it when its base had no room after it, and the move made a
+    later plain mmap at offset 4096 land aligned by luck (ok, where the spec says EINVAL)."""
+    from devdax.scenario import format as fmt
+    from devdax.scenario.impl_backend import ImplBackend
+
+    rw, shared = ["PROT_READ", "PROT_WRITE"], ["MAP_SHARED"]
+    data = {
+        "format": "devdax-scenario/1",
+        "name": "fixed-grow",
+        "profile": "modern",
+        "region": {"size": 32 << 20, "align": 2 << 20},
+        "devices": [{"size": 32 << 20}],
+        "steps": [
+            {"op": "open", "dev": 0, "flags": ["O_RDWR"], "as": "f0"},
+            {"op": "mmap", "fd": "f0", "length": 2 << 20, "prot": rw, "flags": shared, "offset": 0}
+            | {"as": "m2", "fixed_offset": 0},
+            {"op": "mremap", "map": "m2", "offset": 0, "old_length": 2 << 20, "new_length": 4 << 20}
+            | {"move": True},
+            {"op": "mmap", "fd": "f0", "length": 2 << 20, "prot": rw, "flags": shared, "offset": 4096}
+            | {"as": "m0"},
+        ],
+    }
+    sc = fmt.parse(data, "fixed-grow.json")
+    want = SpecBackend().run(sc)
+    assert want == ["ok", "ok", "ok", "EINVAL"]
+    assert ImplBackend().run(sc) == want
