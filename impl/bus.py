@@ -33,6 +33,7 @@ from devdax.spec.ctx import Ctx
 from devdax.spec.profiles import CURRENT_PROFILE, Profile, get_profile
 
 from . import contracts
+from . import sys as dsys
 from .device import (
     D_NONE,
     D_RELEASED,
@@ -226,6 +227,8 @@ class DaxBus:
         self.mm_topdown = False
         #: the top of this mm's window for the top-down search, fixed by the first plain mapping
         self.mm_top: int | None = None
+        #: [start, length) reserved above each window's top while the bus lives (impl/vma.py CEILING)
+        self.ceilings: list[tuple[int, int]] = []
         self._files = 0
         self.fail_device_add = False
         #: the admin task has a fatal signal pending: a killable lock in a step fails (M16 only)
@@ -626,6 +629,9 @@ class DaxBus:
                     bk.kref.put()
                 self._backings.clear()
                 kobj_unmap_bus(self)
+                for start, length in self.ceilings:
+                    dsys.munmap(start, length)
+                self.ceilings.clear()
                 for r in self.regions:
                     for d in r.devices:
                         if d.minor_held:

@@ -49,6 +49,9 @@ def real_prot(prot: int) -> int:
 
 #: how often the top-down search may find the host's own memory in its way before it gives up
 _MM_TRIES: Final = 8
+#: address space kept reserved above a top-down window's top (Placement._mm_alloc): more than any
+#: scenario grows a mapping
+CEILING: Final = 1 << 34
 
 
 class Placement:
@@ -71,7 +74,10 @@ class Placement:
         1G boundary, as the spec's MM_WINDOW: never aligned by luck until an earlier mapping makes
         it so, as on the kernel (k12, k14, k20). The range is reserved PROT_NONE; where the host
         process already uses it, the search goes on below, and after a few misses a fresh window
-        is opened, which only costs the luck."""
+        is opened, which only costs the luck. Above a window's top nothing is free, as above the
+        spec's MM_WINDOW (the kernel's libraries and stack): CEILING bytes stay reserved there for
+        the bus's life, so a mapping at the top cannot grow in place with mremap where the spec
+        moves it."""
         bus = self.bus
         if bus.mm_topdown and bus.mm_top is not None:
             busy = [(a.start, a.end) for a in bus._areas] + [(a, a + k) for a, k in self.res if k]
@@ -81,11 +87,16 @@ class Placement:
                     self.res.append((addr, n))
                     return addr
                 busy.append((addr, addr + n))
-        span = n + G1 + PAGE
+        ceiling = CEILING if bus.mm_topdown else 0
+        span = n + G1 + PAGE + ceiling
         a = dsys.mmap(0, span, dsys.PROT_NONE, dsys.MAP_PRIVATE | dsys.MAP_ANONYMOUS | dsys.MAP_NORESERVE)
-        self.res.append((a, span))
         addr = ((a + G1 - 1) & ~(G1 - 1)) + PAGE
         bus.mm_top = addr + n
+        if ceiling:
+            self.res.append((a, bus.mm_top - a))
+            bus.ceilings.append((bus.mm_top, a + span - bus.mm_top))
+        else:
+            self.res.append((a, span))
         return addr
 
     def start(self) -> int:
