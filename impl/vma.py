@@ -20,6 +20,7 @@ import icontract
 
 from devdax.spec import fops, geometry, mm
 from devdax.spec.abi import MADV_NAMES, MS
+from devdax.spec.config import MM_ROOM
 from devdax.spec.ctx import Ctx
 from devdax.spec.state import Vma as SpecVma
 
@@ -49,9 +50,8 @@ def real_prot(prot: int) -> int:
 
 #: how often the top-down search may find the host's own memory in its way before it gives up
 _MM_TRIES: Final = 8
-#: address space kept reserved above a top-down window's top (Placement._mm_alloc): more than any
-#: scenario grows a mapping
-CEILING: Final = 1 << 34
+#: address space kept reserved above a top-down window's top (Placement._mm_alloc)
+CEILING: Final = MM_ROOM
 
 
 class Placement:

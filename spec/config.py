@@ -24,6 +24,12 @@ GENERATION_STRIDE = 1 << 36
 #: dax_get_unmapped_area's congruence fix-up is exercised); fixed mappings use FIXED_BASE
 MM_WINDOW = (0x7F00 << 32) + PAGE_SIZE
 FIXED_BASE = 0x7E00 << 32
+#: The model's mm holds only the scenario's own mappings: after a mapping at FIXED_BASE the address
+#: space is free, above MM_WINDOW it is taken (the kernel's libraries and stack), which decides
+#: mremap's vma_expandable (mm.mremap_path). Runners that place real mappings (devdax/scenario/
+#: placement.py, impl/vma.py Placement) reproduce that much of it: more than any scenario grows a
+#: mapping, and only address space (PROT_NONE, MAP_NORESERVE).
+MM_ROOM = 1 << 34
 
 
 #: Upper bounds of the sizes the state is built from: a slot tuple per file, vma and CPU, an entry

@@ -7,22 +7,19 @@ span a step needs does not: the top-down allocator puts the reservation right un
 mapping, and the next thing above may be a thread stack, so a later mremap cannot grow in place and
 moves the mapping instead, where the spec grew it (seen with impl: the move then decided the
 placement luck of a later mmap, ok against the spec's EINVAL). So the base sits at the bottom of a
-reservation with ROOM bytes of free address space on top, released before the step maps there:
+reservation with MM_ROOM bytes of free address space on top, released before the step maps there:
 later top-down allocations take higher gaps first, or the top of this one.
 """
 
 from __future__ import annotations
 
 from devdax.impl import sys as dsys
-
-#: Free address space above a fixed mapping: more than any scenario grows a mapping (a region is at
-#: most a few GiB of 4K, 2M or 1G units), and only address space (PROT_NONE, MAP_NORESERVE).
-ROOM = 1 << 34
+from devdax.spec.config import MM_ROOM
 
 
 def fixed_base(span: int, align: int) -> int:
-    """An ``align``-aligned address with ``span`` + ROOM free bytes after it (reserved, released)."""
-    length = span + ROOM + align
+    """An ``align``-aligned address with ``span`` + MM_ROOM free bytes after it (reserved, released)."""
+    length = span + MM_ROOM + align
     res = dsys.mmap(0, length, dsys.PROT_NONE, dsys.MAP_PRIVATE | dsys.MAP_ANONYMOUS | dsys.MAP_NORESERVE)
     dsys.munmap(res, length)
     return (res + align - 1) & ~(align - 1)

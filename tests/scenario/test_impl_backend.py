@@ -120,7 +120,8 @@ def test_a_fixed_base_has_room_to_grow() -> None:
     process's own memory right above a tight reservation (a thread stack) turns mremap's growth in
     place into a move (devdax/scenario/placement.py)."""
     from devdax.impl.vmcore import claim
-    from devdax.scenario.placement import ROOM, fixed_base
+    from devdax.scenario.placement import fixed_base
+    from devdax.spec.config import MM_ROOM as ROOM
 
     span, align = 4 << 20, 2 << 20
     base = fixed_base(span, align)
