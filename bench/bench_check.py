@@ -254,7 +254,7 @@ def render(profiles: list[Row], races: list[Row], base: list[Row], meta: str, cr
         "",
         "Ratio = states (or seconds) of this mode / states (or seconds) with symmetry + movers. "
         '"movers" alone is already partly symmetric: Next lets only the first of several identical '
-        'CPUs move (spec/system.py cpu_transitions), which every mode shares; "sym" additionally '
+        'CPUs move (spec/system.py movers), which every mode shares; "sym" additionally '
         "sorts CPUs (and renames files and vmas) in every stored state.",
         "",
         "| CPUs | mode | states | transitions | wall s | states/s | states ratio | time ratio |",

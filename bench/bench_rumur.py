@@ -264,7 +264,7 @@ NOTES = [
     "every permutation, gives the same counts at N = 2 and 3). State variables that are "
     "functions of the admin's pc (the device's counts and flags "
     "during removal) add no states in either. The transitions differ: devdax moves only the first "
-    "of several identical CPUs (spec/system.py cpu_transitions) and counts a fused step once, "
+    "of several identical CPUs (spec/system.py movers) and counts a fused step once, "
     "Rumur fires every CPU's rule, whose successors are then found symmetric.",
     "",
     "Rumur is run with `--scalarset-schedules off`: with its default (on) the verifier numbers the "

@@ -46,6 +46,7 @@ MODULES = (
     *(f"spec/{p.name}" for p in sorted((PACKAGE / "spec").glob("*.py"))),
     "model/__init__.py",
     "model/checker.py",
+    "model/memo.py",
     "model/reduction.py",
 )
 #: Copied as source beside them, so that `--compiled --workers N` forks workers running the compiled

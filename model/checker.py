@@ -17,7 +17,10 @@ compared with it state by state in tests/model/test_fast_paths.py:
 * the rest go through spec.symmetry.Canonicaliser (renamings memoised per files/vmas/entries);
 * a step property runs only on the actions it can judge (STEP_ACTIONS);
 * a state keeps how it was reached as (action, args, outcome), not the whole Transition with the
-  un-canonical post-state, and the records and tuples of stored states are interned.
+  un-canonical post-state, and the records and tuples of stored states are interned;
+* with MEMO_MIN_CPUS CPUs or more, explore_memo: fault steps and the invariants that read no CPU
+  run once per shared part (model/memo.py), states are keyed by their shared part's number and
+  their CPU records' numbers, and a CPU's step re-sorts the CPUs by one insertion.
 """
 
 from __future__ import annotations
@@ -26,16 +29,18 @@ import resource
 import sys
 import time
 from array import array
+from bisect import bisect_right
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from itertools import pairwise
 
-from devdax.model.reduction import reduced_successors
+from devdax.model.memo import Memo, Move
+from devdax.model.reduction import fused_cpu_steps, reduced_successors
 from devdax.spec.ctx import Ctx
 from devdax.spec.invariants import INVARIANTS, Invariant, state_invariants, step_properties
-from devdax.spec.state import State
-from devdax.spec.symmetry import Canonicaliser, canonical
-from devdax.spec.system import Transition, init, successors
+from devdax.spec.state import Cpu, State
+from devdax.spec.symmetry import Canonicaliser, canonical, sorted_cpus
+from devdax.spec.system import Transition, cpu_steps, init, movers, others, successors
 
 #: How a state was first reached: the transition's action, args and outcome, without its state.
 Via = tuple[str, tuple[object, ...], str]
@@ -54,6 +59,12 @@ STEP_ACTIONS: dict[str, Callable[[str], bool]] = {
     "fault_size_negotiated": lambda a: "fault_check" in _parts(a),
     "shared_mmap_allowed": lambda a: a == "mmap",
 }
+
+
+#: From how many CPUs on the fast path memoises fault steps (explore_memo). The memo pays where
+#: the CPUs multiply the states of one shared part: the race at 16 CPUs runs in 0.41x the time,
+#: the v4.10 default (2 CPUs, 3.8 states per shared part) in 1.14x compiled; see bench/RESULTS.md.
+MEMO_MIN_CPUS = 3
 
 
 @dataclass(frozen=True)
@@ -131,9 +142,11 @@ class _Graph:
     trace), how each was first reached, and, for liveness, the reverse edges as two flat int arrays
     and which states have an idle admin."""
 
-    def __init__(self, s0: State, intern: bool) -> None:
-        self.index: dict[State, int] = {s0: 0}
+    def __init__(self, s0: State, intern: bool, key0: object = None) -> None:
+        # keyed by the state itself, or by the memo's (shared part, CPUs) numbering of it
+        self.index: dict[object, int] = {s0 if key0 is None else key0: 0}
         self.states: list[State] = [s0]
+        self.sids = array("i", [0])  # per state: its shared part's number in the memo (fast path)
         self.parent = array("i", [-1])
         self.via: list[Via | None] = [None]
         self.depth = array("i", [0])
@@ -159,6 +172,17 @@ class _Graph:
         self.via.append(self.vias.setdefault(v, v))
         self.depth.append(self.depth[i] + 1)
         return j, True
+
+    def add_key(self, key: tuple[int, tuple[int, ...]], s: State, i: int, via: Via) -> int:
+        """Store s, new, under its memo numbering key, reached from state i by via."""
+        j = len(self.states)
+        self.index[key] = j
+        self.states.append(s)
+        self.sids.append(key[0])
+        self.parent.append(i)
+        self.via.append(via)
+        self.depth.append(self.depth[i] + 1)
+        return j
 
     def intern(self, s: State) -> State:
         """s built from the records and tuples already stored, where equal ones exist: states
@@ -222,6 +246,7 @@ class _Explorer:
         only: set[str] | None,
         fast: bool,
         found: set[str] | None = None,
+        memo: bool | None = None,
     ) -> None:
         self.c, self.fast = c, fast
         self.found: set[str] = set() if found is None else found
@@ -233,9 +258,21 @@ class _Explorer:
         self.do_live = liveness and (only is None or "teardown_finishes" in only)
         names = [i.name for i in self.invs + self.steps] + (["teardown_finishes"] if self.do_live else [])
         self.res = CheckResult(checked=names)
+        self.symmetry = symmetry
+        self.cpu_steps = fused_cpu_steps if reduce else _cpu_steps
         s0 = init(c)
-        self.g = _Graph(canonical(s0) if symmetry else s0, intern=fast)
-        self.check_state(0, self.g.states[0])
+        s0 = canonical(s0) if symmetry else s0
+        n = len(s0.cpus)
+        self.use_memo = fast and (n >= MEMO_MIN_CPUS if memo is None else memo)
+        if self.use_memo:
+            self.memo = Memo(c, self.cpu_steps, self.invs, self.steps_for, symmetry)
+            ids = tuple(self.memo.cpu_id(x) for x in s0.cpus)
+            self.ids = [ids]  # per state: its CPU records' numbers, in the state's order
+            self.g = _Graph(s0, intern=True, key0=(self.memo.sid(s0), ids))  # intern: parallel.py
+            self.judge_state(0, 0, s0)
+        else:
+            self.g = _Graph(s0, intern=fast)
+            self.check_state(0, s0)
 
     def steps_for(self, action: str) -> list[Invariant]:
         """The step properties to run on a transition of this action (all of them unless fast)."""
@@ -268,6 +305,129 @@ class _Explorer:
                     self.record(prop, msg, i, t)
 
     def explore(self, max_states: int | None, stop: bool, progress: Progress | None, t0: float) -> None:
+        if self.use_memo:
+            self.explore_memo(max_states, stop, progress, t0)
+        else:
+            self.explore_plain(max_states, stop, progress, t0)
+
+    def explore_memo(self, max_states: int | None, stop: bool, progress: Progress | None, t0: float) -> None:
+        """explore_plain with fault steps and invariants memoised (model/memo.py): the same states
+        in the same order, the same transitions, properties and traces."""
+        c, g, res, m, do_live = self.c, self.g, self.res, self.memo, self.do_live
+        n = len(g.states[0].cpus)
+        head = 0
+        last_report = t0
+        while head < len(g.states):
+            if max_states is not None and len(g.states) >= max_states:
+                res.complete = False
+                break
+            i, s, sid, ids = head, g.states[head], g.sids[head], self.ids[head]
+            head += 1
+            if do_live:
+                g.idle.append(1 if not s.admin.prog else 0)
+            cpus = s.cpus
+            for t in others(c, s):
+                self.real(i, s, ids, t)
+            for k in movers(cpus):
+                moves = m.cpu(sid, k, cpus[k], n)
+                if moves is None:
+                    for t in self.cpu_steps(c, s, k):
+                        self.real(i, s, ids, t)
+                    continue
+                rest, rest_ids = cpus[:k] + cpus[k + 1 :], ids[:k] + ids[k + 1 :]
+                for mv in moves:
+                    self.move(i, s, k, rest, rest_ids, mv)
+            if stop and res.violations:
+                res.complete = False
+                break
+            if progress is not None and time.perf_counter() - last_report > 0.5:
+                last_report = time.perf_counter()
+                progress(len(g.states), len(g.states) - head, g.depth[i], last_report - t0)
+        res.states = len(g.states)
+        res.depth = max(g.depth) if len(g.depth) else 0
+
+    def move(
+        self, i: int, s: State, k: int, rest: tuple[Cpu, ...], rest_ids: tuple[int, ...], mv: Move
+    ) -> None:
+        """A memoised step of CPU k from state i (s); rest: the other CPUs, still sorted."""
+        self.res.transitions += 1
+        if mv.fails or mv.judge:
+            self.judge_move(i, s, k, mv)
+        sid, vmap = self.memo.canon(mv.sid) if self.symmetry else (mv.sid, None)
+        if vmap is not None:  # the vmas were renamed: the CPUs follow them, then sort afresh
+            j = self.arrive(i, sid, vmap, s.cpus[:k] + (mv.cpu,) + s.cpus[k + 1 :], mv.via)
+        else:
+            p = bisect_right(rest, mv.cpu) if self.symmetry else k
+            ids = rest_ids[:p] + (mv.cpu_id,) + rest_ids[p:]
+            j2 = self.g.index.get((sid, ids))
+            j = self.store(i, sid, ids, rest[:p] + (mv.cpu,) + rest[p:], mv.via) if j2 is None else j2
+        if self.do_live and j != i:
+            self.g.rev_src.append(i)
+            self.g.rev_dst.append(j)
+
+    def judge_move(self, i: int, s: State, k: int, mv: Move) -> None:
+        """The step properties of a memoised step: known verdicts, and those read off the real
+        transition."""
+        t = Transition(*mv.via, self.memo.state(mv.sid, s.cpus[:k] + (mv.cpu,) + s.cpus[k + 1 :]))
+        for prop, msg in mv.fails:
+            if prop.name not in self.res.violations:
+                self.record(prop, msg, i, t)
+        for prop in mv.judge:
+            if prop.name not in self.res.violations:
+                assert prop.step is not None
+                got = prop.step(self.c, s, t)
+                if got is not None:
+                    self.record(prop, got, i, t)
+
+    def real(self, i: int, s: State, ids: tuple[int, ...], t: Transition) -> None:
+        """A transition the spec made on the real state i (s, its CPUs numbered ids)."""
+        self.res.transitions += 1
+        if self.steps:
+            self.check_step(i, s, t)
+        ns = t.state
+        sid, vmap = self.memo.canon(self.memo.sid(ns)) if self.symmetry else (self.memo.sid(ns), None)
+        if ns.cpus is s.cpus and vmap is None:  # the CPUs untouched: still sorted, same numbers
+            j2 = self.g.index.get((sid, ids))
+            j = self.store(i, sid, ids, ns.cpus, (t.action, t.args, t.outcome)) if j2 is None else j2
+        else:
+            j = self.arrive(i, sid, vmap, ns.cpus, (t.action, t.args, t.outcome))
+        if self.do_live and j != i:
+            self.g.rev_src.append(i)
+            self.g.rev_dst.append(j)
+
+    def arrive(self, i: int, sid: int, vmap: dict[int, int] | None, cpus: tuple[Cpu, ...], via: Via) -> int:
+        """The state of canonical shared part sid with these CPUs, renamed by vmap and sorted:
+        stored already, or stored now."""
+        if self.symmetry:
+            cpus = sorted_cpus(cpus, vmap)
+        ids = tuple([self.memo.cpu_id(x) for x in cpus])
+        j = self.g.index.get((sid, ids))
+        if j is None:
+            j = self.store(i, sid, ids, tuple([self.memo.cpu_recs[x] for x in ids]), via)
+        return j
+
+    def store(self, i: int, sid: int, ids: tuple[int, ...], cpus: tuple[Cpu, ...], via: Via) -> int:
+        """Store the new state (sid, ids), reached from state i by via, and judge it."""
+        s = self.memo.state(sid, cpus)
+        j = self.g.add_key((sid, ids), s, i, self.memo.vias.setdefault(via, via))
+        self.ids.append(ids)
+        self.judge_state(j, sid, s)
+        return j
+
+    def judge_state(self, j: int, sid: int, s: State) -> None:
+        """check_state, with the invariants that do not read the CPUs judged once per shared part."""
+        fails, judge = self.memo.verdicts(sid)
+        for inv, msg in fails:
+            if inv.name not in self.res.violations:
+                self.record(inv, msg, j)
+        for inv in judge:
+            if inv.name not in self.res.violations:
+                assert inv.check is not None
+                got = inv.check(self.c, s)
+                if got is not None:
+                    self.record(inv, got, j)
+
+    def explore_plain(self, max_states: int | None, stop: bool, progress: Progress | None, t0: float) -> None:
         c, g, res, canon, do_live = self.c, self.g, self.res, self.canon, self.do_live
         head = 0
         last_report = t0
@@ -316,6 +476,10 @@ def stuck_message(s: State) -> str:
         f"from here the admin can never finish '{s.admin.prog}' "
         f"(a grace period that never ends, or a step that can never run)"
     )
+
+
+def _cpu_steps(c: Ctx, s: State, i: int) -> list[Transition]:
+    return list(cpu_steps(c, s, i))
 
 
 def _always(action: str) -> bool:

@@ -24,7 +24,7 @@ from __future__ import annotations
 from devdax.spec import fault
 from devdax.spec.ctx import Ctx
 from devdax.spec.state import C_DONE, C_IDLE, C_LOCKED, R_FALLBACK, State
-from devdax.spec.system import Transition, successors
+from devdax.spec.system import Transition, cpu_steps, movers, others
 
 FUSED = ("fault_lock", "fault_insert")
 
@@ -62,14 +62,15 @@ def _then(c: Ctx, t: Transition, i: int) -> Transition:
     return Transition(name, t.args, "/".join(o for _, o in parts), s)
 
 
+def fused_cpu_steps(c: Ctx, s: State, i: int) -> list[Transition]:
+    """CPU i's steps, each run on through the steps fused with it."""
+    return [_then(c, t, i) if t.action in FUSED else t for t in cpu_steps(c, s, i)]
+
+
 def reduced_successors(c: Ctx, s: State) -> list[Transition]:
-    out = []
-    for t in successors(c, s):
-        if t.action in FUSED:
-            i = int(t.args[0])  # type: ignore[call-overload]
-            out.append(_then(c, t, i))
-        else:
-            out.append(t)
+    out = others(c, s)
+    for i in movers(s.cpus):
+        out.extend(fused_cpu_steps(c, s, i))
     return out
 
 

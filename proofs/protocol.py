@@ -597,7 +597,7 @@ class Protocol:
         return z3.And(base, z3.Or(z3.And(s.pc[a] == C_IDLE, s.cres[a] == R_NONE), fault))
 
     def first_of_kind(self, s: State, c: Term) -> Term:
-        """spec system.cpu_transitions: "only the first of each kind moves" (identical CPUs are
+        """spec system.movers: "only the first of each kind moves" (identical CPUs are
         interchangeable). In a bounded universe each CPU action is guarded by it: a symmetry
         reduction that keeps one of the k! interleavings of identical CPUs, as the explicit checker
         does; sound because every invariant treats CPUs alike. Nothing to add with a symbolic CPU."""

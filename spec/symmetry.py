@@ -17,7 +17,7 @@ reachable state of small configurations.
 
 from __future__ import annotations
 
-from devdax.spec.state import Entry, File, State, Vma
+from devdax.spec.state import Cpu, Entry, File, State, Vma
 
 #: The renamed files, vmas and entries, and the vma renaming the CPUs follow (None: identity).
 Renaming = tuple[tuple[File, ...], tuple[Vma, ...], frozenset[Entry], dict[int, int] | None]
@@ -75,13 +75,17 @@ def _with(s: State, r: Renaming) -> State:
     """s with renaming r applied and its CPUs sorted; s itself when that changes nothing."""
     files, vmas, entries, vmap = r
     cpus = s.cpus
-    if vmap is None:
-        new_cpus = tuple(sorted(cpus))
-    else:
-        new_cpus = tuple(sorted((c._replace(vma=vmap[c.vma]) if c.vma >= 0 else c) for c in cpus))
+    new_cpus = sorted_cpus(cpus, vmap)
     if files is s.files and vmas is s.vmas and entries is s.entries:
         return s if new_cpus == cpus else s._replace(cpus=new_cpus)
     return s._replace(files=files, vmas=vmas, cpus=new_cpus, entries=entries)
+
+
+def sorted_cpus(cpus: tuple[Cpu, ...], vmap: dict[int, int] | None) -> tuple[Cpu, ...]:
+    """The CPUs renamed to follow the vmas (vmap from rename()) and sorted."""
+    if vmap is None:
+        return tuple(sorted(cpus))
+    return tuple(sorted((c._replace(vma=vmap[c.vma]) if c.vma >= 0 else c) for c in cpus))
 
 
 def _sorted_cpus(s: State) -> State:

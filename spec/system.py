@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from typing import NamedTuple
 
 from devdax.spec import admin, fault, file, fops, mapping, vma
-from devdax.spec.config import Config
+from devdax.spec.config import Config, MmapShape
 from devdax.spec.ctx import Ctx
 from devdax.spec.state import (
     C_CHECKED,
@@ -65,8 +65,6 @@ def race_prefix(c: Ctx, s: State) -> State:
         r = file.do_open(c, s, d, True)
         assert r is not None and r[0] == "ok", r
         s = r[1]
-    from devdax.spec.config import MmapShape
-
     whole = MmapShape("whole", units=c.cfg.units)
     for f in range(c.cfg.devices):
         r = vma.do_mmap(c, s, f, whole)
@@ -134,44 +132,8 @@ def user_transitions(c: Ctx, s: State) -> Iterator[Transition]:
                 yield Transition("madvise", (v, "MADV_DONTFORK"), *r)
 
 
-def cpu_transitions(c: Ctx, s: State) -> Iterator[Transition]:
-    """CPUs with identical records are interchangeable: only the first of each kind moves."""
-    seen: set[Cpu] = set()
-    for i, cpu in enumerate(s.cpus):
-        if cpu in seen:
-            continue
-        seen.add(cpu)
-        if cpu.pc == C_IDLE:
-            if cpu.result == R_FALLBACK:
-                r = fault.fault_lock(c, s, i, cpu.vma, cpu.addr)
-                if r is not None:
-                    yield Transition("fault_lock", (i, cpu.vma, cpu.addr, cpu.size), *r)
-                continue
-            if cpu.left == 0:
-                continue
-            for v, m in enumerate(s.vmas):
-                if m.file < 0:
-                    continue
-                for addr in fault.fault_targets(c, s, v):
-                    r = fault.fault_lock(c, s, i, v, addr)
-                    if r is not None:
-                        yield Transition("fault_lock", (i, v, addr, c.cfg.first_fault_bytes), *r)
-        elif cpu.pc == C_LOCKED:
-            r = fault.fault_check(c, s, i)
-            if r is not None:
-                yield Transition("fault_check", (i,), *r)
-        elif cpu.pc == C_CHECKED:
-            r = fault.fault_insert(c, s, i)
-            if r is not None:
-                yield Transition("fault_insert", (i,), *r)
-        elif cpu.pc == C_DONE:
-            r = fault.fault_unlock(c, s, i)
-            if r is not None:
-                yield Transition("fault_unlock", (i,), *r)
-
-
-def successors(c: Ctx, s: State) -> list[Transition]:
-    """Next: every enabled action instance from s."""
+def others(c: Ctx, s: State) -> list[Transition]:
+    """Every actor but the CPUs, in Next's order: the admin, kobject releases, user programs."""
     out = admin_transitions(c, s)
     for d, dev in enumerate(s.devs):
         if dev.zombies:
@@ -180,7 +142,56 @@ def successors(c: Ctx, s: State) -> list[Transition]:
                 out.append(Transition("mapping_release", (d,), *r))
     if not c.cfg.race:
         out.extend(user_transitions(c, s))
-    out.extend(cpu_transitions(c, s))
+    return out
+
+
+def movers(cpus: tuple[Cpu, ...]) -> Iterator[int]:
+    """CPUs with identical records are interchangeable: only the first of each kind moves."""
+    seen: set[Cpu] = set()
+    for i, cpu in enumerate(cpus):
+        if cpu not in seen:
+            seen.add(cpu)
+            yield i
+
+
+def cpu_steps(c: Ctx, s: State, i: int) -> Iterator[Transition]:
+    """The steps CPU i can take: lock (a new fault, or the mm's retry one size down), check,
+    insert, unlock."""
+    cpu = s.cpus[i]
+    if cpu.pc == C_IDLE:
+        if cpu.result == R_FALLBACK:
+            r = fault.fault_lock(c, s, i, cpu.vma, cpu.addr)
+            if r is not None:
+                yield Transition("fault_lock", (i, cpu.vma, cpu.addr, cpu.size), *r)
+            return
+        if cpu.left == 0:
+            return
+        for v, m in enumerate(s.vmas):
+            if m.file < 0:
+                continue
+            for addr in fault.fault_targets(c, s, v):
+                r = fault.fault_lock(c, s, i, v, addr)
+                if r is not None:
+                    yield Transition("fault_lock", (i, v, addr, c.cfg.first_fault_bytes), *r)
+    elif cpu.pc == C_LOCKED:
+        r = fault.fault_check(c, s, i)
+        if r is not None:
+            yield Transition("fault_check", (i,), *r)
+    elif cpu.pc == C_CHECKED:
+        r = fault.fault_insert(c, s, i)
+        if r is not None:
+            yield Transition("fault_insert", (i,), *r)
+    elif cpu.pc == C_DONE:
+        r = fault.fault_unlock(c, s, i)
+        if r is not None:
+            yield Transition("fault_unlock", (i,), *r)
+
+
+def successors(c: Ctx, s: State) -> list[Transition]:
+    """Next: every enabled action instance from s."""
+    out = others(c, s)
+    for i in movers(s.cpus):
+        out.extend(cpu_steps(c, s, i))
     return out
 
 

@@ -13,6 +13,7 @@ state and every transition of small configurations and of every variant.
 from __future__ import annotations
 
 from collections import deque
+from dataclasses import replace
 
 import pytest
 
@@ -53,6 +54,16 @@ def every_transition(c: Ctx) -> list[tuple[State, Transition]]:
 
 
 SLOW = {"v4.10-2files-1cpu"}
+#: With three CPUs and more, whose states share their shared parts most (model/memo.py).
+MEMO_CONFIGS: dict[str, Config] = {
+    **CONFIGS,
+    "race-4cpu-pmd": Config(profile="v4.10", race=True, cpus=4, faults=2, units=2, first_fault="pmd"),
+    "race-3cpu-no-synchronize": replace(
+        variant_config(VARIANTS["no-synchronize"]), race=True, cpus=3, faults=2, units=2
+    ),
+    "v4.10-3cpu": Config(files=1, vmas=1, cpus=3, generations=1),
+    "modern-3cpu": Config(profile="modern", cpus=3, binds=1),
+}
 
 
 @pytest.mark.parametrize(
@@ -76,12 +87,16 @@ def test_canonicaliser_and_step_filter(name: str) -> None:
                 assert p.step(c, s, t) is None, (p.name, t.action)
 
 
-@pytest.mark.parametrize("name", list(CONFIGS))
-def test_fast_checker_equals_plain(name: str) -> None:
-    c = Ctx.of(CONFIGS[name])
+@pytest.mark.parametrize("memo", [False, True], ids=["whole-states", "memo"])
+@pytest.mark.parametrize("name", list(MEMO_CONFIGS))
+def test_fast_checker_equals_plain(name: str, memo: bool) -> None:
+    """Both fast paths, each on every configuration whatever its CPU count (MEMO_MIN_CPUS picks
+    one of them in a real run)."""
+    c = Ctx.of(MEMO_CONFIGS[name])
     runs = []
     for fast in (False, True):
-        x = _Explorer(c, True, True, True, None, fast)
+        x = _Explorer(c, True, True, True, None, fast, memo=memo)
+        assert x.use_memo == (fast and memo)
         x.explore(None, False, None, 0.0)
         x.liveness()
         runs.append(x)
