@@ -328,7 +328,7 @@ class _Explorer:
             cpus = s.cpus
             for t in others(c, s):
                 self.real(i, s, ids, t)
-            for k in movers(cpus):
+            for k in movers(cpus) if not self.symmetry else sorted_movers(ids):
                 moves = m.cpu(sid, k, cpus[k], n)
                 if moves is None:
                     for t in self.cpu_steps(c, s, k):
@@ -476,6 +476,12 @@ def stuck_message(s: State) -> str:
         f"from here the admin can never finish '{s.admin.prog}' "
         f"(a grace period that never ends, or a step that can never run)"
     )
+
+
+def sorted_movers(ids: tuple[int, ...]) -> list[int]:
+    """spec.system.movers on sorted CPUs, by their records' numbers: equal records sit side by
+    side, so the first of each kind is the one whose left neighbour differs."""
+    return [k for k in range(len(ids)) if k == 0 or ids[k] != ids[k - 1]]
 
 
 def _cpu_steps(c: Ctx, s: State, i: int) -> list[Transition]:

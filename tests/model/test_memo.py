@@ -133,3 +133,14 @@ def states_of(c: Ctx, limit: int = 2000) -> list[State]:
                 seen.add(t.state)
                 out.append(t.state)
     return out
+
+
+def test_sorted_movers_are_the_specs_movers_on_sorted_cpus() -> None:
+    from devdax.model.checker import sorted_movers
+    from devdax.spec.system import movers
+
+    c = Ctx.of(Config(profile="v4.10", race=True, cpus=4, faults=2, units=2))
+    m = memo_of(c, fused_cpu_steps)
+    for s in states_of(c, 500):
+        cpus = tuple(sorted(s.cpus))
+        assert sorted_movers(tuple(m.cpu_id(x) for x in cpus)) == list(movers(cpus))
