@@ -486,15 +486,19 @@ def render_speed(pairs: list[Pair], mem: list[tuple[str, int, float, float]], me
         "alternately; each pair agreed on states, transitions, depth and verdicts. CPU seconds "
         "(process time) are the better measure on this shared machine.",
         "",
-        "What changed (model/checker.py, spec/symmetry.py, spec/ctx.py; check(fast=False) keeps "
-        "the plain forms and tests/model/test_fast_paths.py compares them state by state): a "
-        "successor equal to a stored state is a duplicate without canonicalisation; renamings "
-        "memoised per (files, vmas, entries) and skipped when a successor shares them with its "
-        "parent; step properties only on the actions they judge; Ctx caches its hash; parent "
-        "link = (action, args, outcome), not the Transition with its un-canonical state; stored "
-        "records and tuples interned. The race has one file and one vma, so canonicalisation was "
-        "already cheap there and its gain is smaller: its time is in the spec's successor "
-        "generation and invariants, which this slice does not touch.",
+        "What changed (model/checker.py, model/memo.py, spec/symmetry.py, spec/ctx.py; "
+        "check(fast=False) keeps the plain forms and tests/model/test_fast_paths.py compares them "
+        "state by state): a successor equal to a stored state is a duplicate without "
+        "canonicalisation; renamings memoised per (files, vmas, entries) and skipped when a "
+        "successor shares them with its parent; step properties only on the actions they judge; "
+        "Ctx caches its hash; parent link = (action, args, outcome), not the Transition with its "
+        "un-canonical state; stored records and tuples interned. From 3 CPUs on (the race rows "
+        "from 4 CPUs) the memo path: each CPU's fault steps run once per (shared part, CPU record) "
+        "on a probe whose other CPUs raise when used, the invariants that read no CPU once per "
+        "shared part, states keyed by (shared part number, CPU record numbers), a CPU's step "
+        "re-sorted by one insertion; and synchronize_start's skip is told without marking every "
+        "CPU (spec.admin.SKIPS). The v4.10 default has 2 CPUs and 3.8 states per shared part: "
+        "the memo costs more than it saves there, and it keeps the whole-state path.",
         "",
         "Compiled: the same checker with spec/ and the explorer compiled by mypyc "
         "(`devdax check --compiled`, devdax/compiled.py), in a child process whose own CPU time "

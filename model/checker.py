@@ -30,7 +30,7 @@ import sys
 import time
 from array import array
 from bisect import bisect_right
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from itertools import pairwise
 
@@ -137,16 +137,36 @@ class Eta:
         return (frontier + sizes[2] * r / (1 - r)) * seconds / done
 
 
+class _Numbered:
+    """The memo path's stored states, each kept as its key alone (its shared part's number and its
+    CPU records' numbers, in model/memo.py) and built when asked for: on expansion, for a trace,
+    for a caller's list. A State and its CPU tuple would double what a state costs to keep."""
+
+    def __init__(self, memo: Memo, key0: tuple[int, tuple[int, ...]]) -> None:
+        self.memo = memo
+        self.keys = [key0]
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    def __getitem__(self, j: int) -> State:
+        sid, ids = self.keys[j]
+        return self.memo.state_of(sid, ids)
+
+    def __iter__(self) -> Iterator[State]:
+        for j in range(len(self.keys)):
+            yield self[j]
+
+
 class _Graph:
     """The explored graph: states by discovery order (breadth-first, so a parent chain is a shortest
     trace), how each was first reached, and, for liveness, the reverse edges as two flat int arrays
     and which states have an idle admin."""
 
-    def __init__(self, s0: State, intern: bool, key0: object = None) -> None:
-        # keyed by the state itself, or by the memo's (shared part, CPUs) numbering of it
-        self.index: dict[object, int] = {s0 if key0 is None else key0: 0}
-        self.states: list[State] = [s0]
-        self.sids = array("i", [0])  # per state: its shared part's number in the memo (fast path)
+    def __init__(self, s0: State, intern: bool, numbered: _Numbered | None = None) -> None:
+        # keyed by the state itself, or by the memo's numbering of it
+        self.index: dict[object, int] = {s0 if numbered is None else numbered.keys[0]: 0}
+        self.states: list[State] | _Numbered = [s0] if numbered is None else numbered
         self.parent = array("i", [-1])
         self.via: list[Via | None] = [None]
         self.depth = array("i", [0])
@@ -166,6 +186,7 @@ class _Graph:
             ns = self.intern(ns)
         j = len(self.states)
         self.index[ns] = j
+        assert isinstance(self.states, list)
         self.states.append(ns)
         self.parent.append(i)
         v = (t.action, t.args, t.outcome)
@@ -173,12 +194,12 @@ class _Graph:
         self.depth.append(self.depth[i] + 1)
         return j, True
 
-    def add_key(self, key: tuple[int, tuple[int, ...]], s: State, i: int, via: Via) -> int:
-        """Store s, new, under its memo numbering key, reached from state i by via."""
+    def add_key(self, key: tuple[int, tuple[int, ...]], i: int, via: Via) -> int:
+        """Store the state of this memo numbering, new, reached from state i by via."""
         j = len(self.states)
         self.index[key] = j
-        self.states.append(s)
-        self.sids.append(key[0])
+        assert isinstance(self.states, _Numbered)
+        self.states.keys.append(key)
         self.parent.append(i)
         self.via.append(via)
         self.depth.append(self.depth[i] + 1)
@@ -267,9 +288,9 @@ class _Explorer:
         if self.use_memo:
             self.memo = Memo(c, self.cpu_steps, self.invs, self.steps_for, symmetry)
             ids = tuple(self.memo.cpu_id(x) for x in s0.cpus)
-            self.ids = [ids]  # per state: its CPU records' numbers, in the state's order
-            self.g = _Graph(s0, intern=True, key0=(self.memo.sid(s0), ids))  # intern: parallel.py
-            self.judge_state(0, 0, s0)
+            self.numbered = _Numbered(self.memo, (self.memo.sid(s0), ids))
+            self.g = _Graph(s0, intern=True, numbered=self.numbered)  # intern: parallel.py
+            self.judge_state(0, 0, s0.cpus)
         else:
             self.g = _Graph(s0, intern=fast)
             self.check_state(0, s0)
@@ -314,14 +335,16 @@ class _Explorer:
         """explore_plain with fault steps and invariants memoised (model/memo.py): the same states
         in the same order, the same transitions, properties and traces."""
         c, g, res, m, do_live = self.c, self.g, self.res, self.memo, self.do_live
-        n = len(g.states[0].cpus)
+        keys = self.numbered.keys
+        n = len(keys[0][1])
         head = 0
         last_report = t0
         while head < len(g.states):
             if max_states is not None and len(g.states) >= max_states:
                 res.complete = False
                 break
-            i, s, sid, ids = head, g.states[head], g.sids[head], self.ids[head]
+            i, s = head, g.states[head]
+            sid, ids = keys[head]
             head += 1
             if do_live:
                 g.idle.append(1 if not s.admin.prog else 0)
@@ -408,21 +431,21 @@ class _Explorer:
 
     def store(self, i: int, sid: int, ids: tuple[int, ...], cpus: tuple[Cpu, ...], via: Via) -> int:
         """Store the new state (sid, ids), reached from state i by via, and judge it."""
-        s = self.memo.state(sid, cpus)
-        j = self.g.add_key((sid, ids), s, i, self.memo.vias.setdefault(via, via))
-        self.ids.append(ids)
-        self.judge_state(j, sid, s)
+        j = self.g.add_key((sid, ids), i, self.memo.vias.setdefault(via, via))
+        self.judge_state(j, sid, cpus)
         return j
 
-    def judge_state(self, j: int, sid: int, s: State) -> None:
-        """check_state, with the invariants that do not read the CPUs judged once per shared part."""
+    def judge_state(self, j: int, sid: int, cpus: tuple[Cpu, ...]) -> None:
+        """check_state on state j (shared part sid, these CPUs), with the invariants that read no
+        CPU judged once per shared part."""
         fails, judge = self.memo.verdicts(sid)
         for inv, msg in fails:
             if inv.name not in self.res.violations:
                 self.record(inv, msg, j)
+        s = self.memo.state(sid, cpus) if judge else None
         for inv in judge:
             if inv.name not in self.res.violations:
-                assert inv.check is not None
+                assert inv.check is not None and s is not None
                 got = inv.check(self.c, s)
                 if got is not None:
                     self.record(inv, got, j)
@@ -502,7 +525,11 @@ def _canon(symmetry: bool, fast: bool) -> Callable[[State, State], State]:
 
 
 def _trace(
-    states: list[State], parent: array[int], via: list[Via | None], at: int, last: Transition | None
+    states: list[State] | _Numbered,
+    parent: array[int],
+    via: list[Via | None],
+    at: int,
+    last: Transition | None,
 ) -> list[Step]:
     path: list[Step] = []
     i = at
@@ -518,17 +545,27 @@ def _trace(
 
 
 def _cannot_reach_idle(n: int, idle: bytearray, src: array[int], dst: array[int]) -> int | None:
-    """Backward reachability from idle states; the first (shallowest) state outside it, if any."""
-    preds: list[list[int]] = [[] for _ in range(n)]
+    """Backward reachability from idle states; the first (shallowest) state outside it, if any.
+    The predecessors are grouped by counting sort into one flat array (start[j]..start[j + 1]
+    are j's): a list per state would cost more than the rest of the graph."""
+    start = array("i", bytes(4 * (n + 1)))
+    for b in dst:
+        start[b + 1] += 1
+    for j in range(n):
+        start[j + 1] += start[j]
+    fill = array("i", start)
+    preds = array("i", bytes(4 * len(src)))
     for a, b in zip(src, dst, strict=True):
-        preds[b].append(a)
+        preds[fill[b]] = a
+        fill[b] += 1
     good = bytearray(n)
     stack = [i for i in range(n) if idle[i]]
     for i in stack:
         good[i] = 1
     while stack:
         j = stack.pop()
-        for p in preds[j]:
+        for k in range(start[j], start[j + 1]):
+            p = preds[k]
             if not good[p]:
                 good[p] = 1
                 stack.append(p)

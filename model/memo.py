@@ -148,6 +148,10 @@ class Memo:
             self.cpu_recs.append(cpu)
         return n
 
+    def state_of(self, sid: int, ids: tuple[int, ...]) -> State:
+        """The state of shared part sid whose CPUs have these record numbers."""
+        return self.state(sid, tuple([self.cpu_recs[x] for x in ids]))
+
     def state(self, sid: int, cpus: object) -> State:
         """The state of shared part sid with these CPUs."""
         return tuple.__new__(State, self.heads[sid] + (cpus,) + self.tails[sid])

@@ -42,7 +42,7 @@ def sequential(
     if x.do_live:
         x.liveness()
     x.res.states = len(x.g.states)
-    return x.res, x.g.states
+    return x.res, list(x.g.states)
 
 
 def assert_same(a: CheckResult, b: CheckResult) -> None:
