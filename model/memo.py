@@ -9,7 +9,8 @@ element, iteration, a comparison, a hash, printing) raises Peeked, and a call th
 the real state every time instead, as the plain checker does; so does a step that changes
 another CPU. A memoised result therefore provably depends on nothing left out of its probe: the
 memo is exact by construction, not by a claim about the spec (tests/model/test_fast_paths.py
-compares whole runs with the plain checker all the same).
+compares whole runs with the plain checker all the same). The invariant verdicts serve both of
+the checker's fast paths; the fault steps only the memo path (model/checker.py MEMO_MIN_CPUS).
 
 The admin and the user programs are not memoised: the admin's grace-period steps read every CPU,
 and so does every munmap (a fault holds mmap_lock); measured, memoising the rest gained nothing.
@@ -99,8 +100,10 @@ class Move(NamedTuple):
 #: meetings), while in the race each pair is met thousands of times.
 PROBE_AFTER = 2
 
-#: The state invariants of a shared part: those that fail on it, and those that read the CPUs.
-Verdicts = tuple[tuple[tuple[Invariant, str], ...], tuple[Invariant, ...]]
+#: The state invariants of a shared part that do not simply hold, in the order they are checked:
+#: with the message of their failure, or with None when they read the CPUs and must be judged on
+#: each state.
+Verdicts = tuple[tuple[Invariant, str | None], ...]
 
 
 class Memo:
@@ -126,6 +129,8 @@ class Memo:
         self._met: dict[tuple[int, int, Cpu], int] = {}  # CPU steps met, not yet probed: how often
         self._canon: dict[int, tuple[int, dict[int, int] | None]] = {}
         self._verdicts: dict[int, Verdicts] = {}
+        self._by_shared: dict[Shared, Verdicts] = {}  # verdicts_of's
+        self._kinds: dict[Verdicts, Verdicts] = {}  # one copy of each distinct verdict
         self.renamings: dict[tuple[Any, Any, Any], Renaming] = {}
 
     # -- shared parts ------------------------------------------------------------------------
@@ -224,25 +229,35 @@ class Memo:
         renamed = self.state(sid, ())._replace(files=nf, vmas=nv, entries=ne)
         return self.sid(renamed), vmap
 
+    def verdicts_of(self, s: State) -> Verdicts:
+        """verdicts() for the whole-state path, keyed by s's shared part itself (no number)."""
+        key: Shared = _shared_of(s)
+        v = self._by_shared.get(key)
+        if v is None:
+            v = self._judge(s._replace(cpus=UNREAD))
+            v = self._by_shared[key] = self._kinds.setdefault(v, v)
+        return v
+
     def verdicts(self, sid: int) -> Verdicts:
-        """The state invariants on shared part sid: which fail (with their messages), and which
-        read the CPUs and must be judged on each state."""
+        """The state invariants on shared part sid (Verdicts)."""
         v = self._verdicts.get(sid)
         if v is None:
-            probe = self.state(sid, UNREAD)
-            fails: list[tuple[Invariant, str]] = []
-            judge: list[Invariant] = []
-            for inv in self.invariants:
-                assert inv.check is not None
-                try:
-                    msg = inv.check(self.c, probe)
-                except PEEKS:
-                    judge.append(inv)
-                    continue
-                if msg is not None:
-                    fails.append((inv, msg))
-            v = self._verdicts[sid] = (tuple(fails), tuple(judge))
+            v = self._judge(self.state(sid, UNREAD))
+            v = self._verdicts[sid] = self._kinds.setdefault(v, v)
         return v
+
+    def _judge(self, probe: State) -> Verdicts:
+        out: list[tuple[Invariant, str | None]] = []
+        for inv in self.invariants:
+            assert inv.check is not None
+            try:
+                msg = inv.check(self.c, probe)
+            except PEEKS:
+                out.append((inv, None))
+                continue
+            if msg is not None:
+                out.append((inv, msg))
+        return tuple(out)
 
 
 def _only_cpu(cpus: tuple[Any, ...], i: int, n: int) -> bool:
