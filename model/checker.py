@@ -20,7 +20,7 @@ compared with it state by state in tests/model/test_fast_paths.py:
   un-canonical post-state, and the records and tuples of stored states are interned;
 * the state invariants that read no CPU are judged once per shared part, everything but the CPUs
   (model/memo.py): 12,700 shared parts for the 47,872 states of the v4.10 default;
-* with MEMO_MIN_CPUS CPUs or more, explore_memo: fault steps run once per shared part and CPU
+* with MEMO_MIN_CPUS CPUs or more, expand_memo: fault steps run once per shared part and CPU
   record too, states are kept as their shared part's number and their CPU records' numbers, and
   a CPU's step re-sorts the CPUs by one insertion.
 """
@@ -63,7 +63,7 @@ STEP_ACTIONS: dict[str, Callable[[str], bool]] = {
 }
 
 
-#: From how many CPUs on the fast path memoises fault steps (explore_memo). The memo pays where
+#: From how many CPUs on the fast path memoises fault steps (expand_memo). The memo pays where
 #: the CPUs multiply the states of one shared part: the race at 16 CPUs runs in 0.4x the time;
 #: the v4.10 default (2 CPUs, 3.8 states per shared part) took 1.08x on it compiled (CPU,
 #: median of 3, alternating with the whole-state path). Both paths judge the invariants that
@@ -340,17 +340,9 @@ class _Explorer:
                     self.record(prop, msg, i, t)
 
     def explore(self, max_states: int | None, stop: bool, progress: Progress | None, t0: float) -> None:
-        if self.use_memo:
-            self.explore_memo(max_states, stop, progress, t0)
-        else:
-            self.explore_plain(max_states, stop, progress, t0)
-
-    def explore_memo(self, max_states: int | None, stop: bool, progress: Progress | None, t0: float) -> None:
-        """explore_plain with fault steps and invariants memoised (model/memo.py): the same states
-        in the same order, the same transitions, properties and traces."""
-        c, g, res, m, do_live = self.c, self.g, self.res, self.memo, self.do_live
-        keys = self.numbered.keys
-        n = len(keys[0][1])
+        """Expand the states breadth-first, in the order they were found."""
+        g, res = self.g, self.res
+        expand = self.expand_memo if self.use_memo else self.expand_plain
         head = 0
         last_report = t0
         while head < len(g.states):
@@ -358,22 +350,10 @@ class _Explorer:
                 res.complete = False
                 break
             i, s = head, g.states[head]
-            sid, ids = keys[head]
             head += 1
-            if do_live:
+            if self.do_live:
                 g.idle.append(1 if not s.admin.prog else 0)
-            cpus = s.cpus
-            for t in others(c, s):
-                self.real(i, s, ids, t)
-            for k in movers(cpus) if not self.symmetry else sorted_movers(ids):
-                moves = m.cpu(sid, k, cpus[k], n)
-                if moves is None:
-                    for t in self.cpu_steps(c, s, k):
-                        self.real(i, s, ids, t)
-                    continue
-                rest, rest_ids = cpus[:k] + cpus[k + 1 :], ids[:k] + ids[k + 1 :]
-                for mv in moves:
-                    self.move(i, s, k, rest, rest_ids, mv)
+            expand(i, s)
             if stop and res.violations:
                 res.complete = False
                 break
@@ -382,6 +362,24 @@ class _Explorer:
                 progress(len(g.states), len(g.states) - head, g.depth[i], last_report - t0)
         res.states = len(g.states)
         res.depth = max(g.depth) if len(g.depth) else 0
+
+    def expand_memo(self, i: int, s: State) -> None:
+        """expand_plain with fault steps and invariants memoised (model/memo.py): the same
+        successors in the same order, the same properties and traces."""
+        m = self.memo
+        sid, ids = self.numbered.keys[i]
+        cpus = s.cpus
+        for t in others(self.c, s):
+            self.real(i, s, ids, t)
+        for k in movers(cpus) if not self.symmetry else sorted_movers(ids):
+            moves = m.cpu(sid, k, cpus[k], len(ids))
+            if moves is None:
+                for t in self.cpu_steps(self.c, s, k):
+                    self.real(i, s, ids, t)
+                continue
+            rest, rest_ids = cpus[:k] + cpus[k + 1 :], ids[:k] + ids[k + 1 :]
+            for mv in moves:
+                self.move(i, s, k, rest, rest_ids, mv)
 
     def move(
         self, i: int, s: State, k: int, rest: tuple[Cpu, ...], rest_ids: tuple[int, ...], mv: Move
@@ -456,38 +454,22 @@ class _Explorer:
         if verdicts:
             self.judge(j, self.memo.state(sid, cpus), verdicts)
 
-    def explore_plain(self, max_states: int | None, stop: bool, progress: Progress | None, t0: float) -> None:
-        c, g, res, canon, do_live = self.c, self.g, self.res, self.canon, self.do_live
-        head = 0
-        last_report = t0
-        while head < len(g.states):
-            if max_states is not None and len(g.states) >= max_states:
-                res.complete = False
-                break
-            i, s = head, g.states[head]
-            head += 1
-            if do_live:
-                g.idle.append(1 if not s.admin.prog else 0)
-            for t in self.next_states(c, s):
-                res.transitions += 1
-                if self.steps:
-                    self.check_step(i, s, t)
-                j = g.index.get(t.state) if self.fast else None
-                if j is None:
-                    j, new = g.add(canon(t.state, s), i, t)
-                    if new:
-                        self.check_state(j, g.states[j])
-                if do_live and j != i:
-                    g.rev_src.append(i)
-                    g.rev_dst.append(j)
-            if stop and res.violations:
-                res.complete = False
-                break
-            if progress is not None and time.perf_counter() - last_report > 0.5:
-                last_report = time.perf_counter()
-                progress(len(g.states), len(g.states) - head, g.depth[i], last_report - t0)
-        res.states = len(g.states)
-        res.depth = max(g.depth) if len(g.depth) else 0
+    def expand_plain(self, i: int, s: State) -> None:
+        """Every successor of state i (s): its step properties, and the state it reaches,
+        stored canonical and judged when new."""
+        g = self.g
+        for t in self.next_states(self.c, s):
+            self.res.transitions += 1
+            if self.steps:
+                self.check_step(i, s, t)
+            j = g.index.get(t.state) if self.fast else None
+            if j is None:
+                j, new = g.add(self.canon(t.state, s), i, t)
+                if new:
+                    self.check_state(j, g.states[j])
+            if self.do_live and j != i:
+                g.rev_src.append(i)
+                g.rev_dst.append(j)
 
     def liveness(self) -> None:
         """teardown_finishes, decided on the whole graph: some state from which no path leads to an
