@@ -386,7 +386,7 @@ class _Explorer:
     ) -> None:
         """A memoised step of CPU k from state i (s); rest: the other CPUs, still sorted."""
         self.res.transitions += 1
-        if mv.fails or mv.judge:
+        if mv.verdicts:
             self.judge_move(i, s, k, mv)
         sid, vmap = self.memo.canon(mv.sid) if self.symmetry else (mv.sid, None)
         if vmap is not None:  # the vmas were renamed: the CPUs follow them, then sort afresh
@@ -404,15 +404,13 @@ class _Explorer:
         """The step properties of a memoised step: known verdicts, and those read off the real
         transition."""
         t = Transition(*mv.via, self.memo.state(mv.sid, s.cpus[:k] + (mv.cpu,) + s.cpus[k + 1 :]))
-        for prop, msg in mv.fails:
+        for prop, msg in mv.verdicts:
             if prop.name not in self.res.violations:
-                self.record(prop, msg, i, t)
-        for prop in mv.judge:
-            if prop.name not in self.res.violations:
-                assert prop.step is not None
-                got = prop.step(self.c, s, t)
-                if got is not None:
-                    self.record(prop, got, i, t)
+                if msg is None:
+                    assert prop.step is not None
+                    msg = prop.step(self.c, s, t)
+                if msg is not None:
+                    self.record(prop, msg, i, t)
 
     def real(self, i: int, s: State, ids: tuple[int, ...], t: Transition) -> None:
         """A transition the spec made on the real state i (s, its CPUs numbered ids)."""

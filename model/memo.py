@@ -29,7 +29,7 @@ from typing import Any, NamedTuple, NoReturn
 from devdax.spec.ctx import Ctx
 from devdax.spec.invariants import Invariant
 from devdax.spec.state import Cpu, State
-from devdax.spec.symmetry import Renaming, rename
+from devdax.spec.symmetry import Canonicaliser
 from devdax.spec.system import Transition
 
 #: Where the CPUs sit among State's fields; the shared part is every other field, in order.
@@ -80,6 +80,12 @@ UNREAD: Any = Unread()
 PEEKS = (Peeked, TypeError)
 
 
+#: The properties (the state invariants of a shared part, the step properties of a step) that do
+#: not simply hold, in the order they are checked: with the message of their failure, or with None
+#: when they read the CPUs and must be judged on each real state or transition.
+Verdicts = tuple[tuple[Invariant, str | None], ...]
+
+
 class Move(NamedTuple):
     """A memoised step of one CPU: how it was made, the shared part and the CPU's record after
     it."""
@@ -88,10 +94,8 @@ class Move(NamedTuple):
     sid: int
     cpu: Cpu
     cpu_id: int  # Memo.cpu_id(cpu)
-    #: step properties that fail on it, with their messages
-    fails: tuple[tuple[Invariant, str], ...]
-    #: step properties that used what the probe left out: judged on each real transition
-    judge: tuple[Invariant, ...]
+    #: its step properties that do not simply hold
+    verdicts: Verdicts
 
 
 #: How often a CPU's steps from one shared part run on the real state before they are probed: a
@@ -99,11 +103,6 @@ class Move(NamedTuple):
 #: of each result), and in the v4.10 default most pairs are met once or twice (43,182 pairs, 71,935
 #: meetings), while in the race each pair is met thousands of times.
 PROBE_AFTER = 2
-
-#: The state invariants of a shared part that do not simply hold, in the order they are checked:
-#: with the message of their failure, or with None when they read the CPUs and must be judged on
-#: each state.
-Verdicts = tuple[tuple[Invariant, str | None], ...]
 
 
 class Memo:
@@ -131,7 +130,7 @@ class Memo:
         self._verdicts: dict[int, Verdicts] = {}
         self._by_shared: dict[Shared, Verdicts] = {}  # verdicts_of's
         self._kinds: dict[Verdicts, Verdicts] = {}  # one copy of each distinct verdict
-        self.renamings: dict[tuple[Any, Any, Any], Renaming] = {}
+        self.canonicaliser = Canonicaliser()
 
     # -- shared parts ------------------------------------------------------------------------
 
@@ -193,18 +192,14 @@ class Memo:
         return moves
 
     def _move(self, probe: State, t: Transition, cpu: Cpu) -> Move:
-        fails: list[tuple[Invariant, str]] = []
-        judge: list[Invariant] = []
-        for prop in self.steps_for(t.action):
+        props = self.steps_for(t.action)
+
+        def run(prop: Invariant) -> str | None:
             assert prop.step is not None
-            try:
-                msg = prop.step(self.c, probe, t)
-            except PEEKS:
-                judge.append(prop)
-                continue
-            if msg is not None:
-                fails.append((prop, msg))
-        return Move(self.via(t), self.sid(t.state), cpu, self.cpu_id(cpu), tuple(fails), tuple(judge))
+            return prop.step(self.c, probe, t)
+
+        verdicts = _verdicts(props, run)
+        return Move(self.via(t), self.sid(t.state), cpu, self.cpu_id(cpu), verdicts)
 
     # -- symmetry and invariants -------------------------------------------------------------
 
@@ -221,11 +216,8 @@ class Memo:
         files, vmas, entries = head[_FILES], head[_VMAS], head[_ENTRIES]
         if not self.symmetry or (len(files) <= 1 and len(vmas) <= 1):
             return sid, None
-        triple = (files, vmas, entries)  # far fewer than shared parts: 971 in the v4.10 default
-        r = self.renamings.get(triple)
-        if r is None:
-            r = self.renamings[triple] = rename(files, vmas, entries)
-        nf, nv, ne, vmap = r
+        # per triple, far fewer than shared parts: 971 in the v4.10 default
+        nf, nv, ne, vmap = self.canonicaliser.renaming(files, vmas, entries)
         renamed = self.state(sid, ())._replace(files=nf, vmas=nv, entries=ne)
         return self.sid(renamed), vmap
 
@@ -247,17 +239,27 @@ class Memo:
         return v
 
     def _judge(self, probe: State) -> Verdicts:
-        out: list[tuple[Invariant, str | None]] = []
-        for inv in self.invariants:
+
+        def run(inv: Invariant) -> str | None:
             assert inv.check is not None
-            try:
-                msg = inv.check(self.c, probe)
-            except PEEKS:
-                out.append((inv, None))
-                continue
-            if msg is not None:
-                out.append((inv, msg))
-        return tuple(out)
+            return inv.check(self.c, probe)
+
+        return _verdicts(self.invariants, run)
+
+
+def _verdicts(props: list[Invariant], run: Callable[[Invariant], str | None]) -> Verdicts:
+    """Each property run on a probe, in order: those that fail with their message, those that
+    peek with None (judged on each real state or transition); those that hold left out."""
+    out: list[tuple[Invariant, str | None]] = []
+    for prop in props:
+        try:
+            msg = run(prop)
+        except PEEKS:
+            out.append((prop, None))
+            continue
+        if msg is not None:
+            out.append((prop, msg))
+    return tuple(out)
 
 
 def _only_cpu(cpus: tuple[Any, ...], i: int, n: int) -> bool:

@@ -296,7 +296,7 @@ def synchronize_start(c: Ctx, s: State, d: int) -> list[StepOutcome]:
 
 #: Steps whose SKIP a cheaper test tells: _finish asks it instead of running the step (marking
 #: every CPU inside a read section, in synchronize_start's case) only to see whether it skips.
-#: tests/spec/test_admin.py checks each against its step on every reachable state.
+#: tests/model/test_admin_skips.py checks each against its step on every reachable state.
 SKIPS: dict[str, Callable[[Ctx, State, int], bool]] = {"synchronize_start": _no_reader_to_wait_for}
 
 

@@ -113,8 +113,12 @@ class Canonicaliser:
             parent is not None and files is parent.files and vmas is parent.vmas and entries is parent.entries
         ):
             return _sorted_cpus(s)
+        return _with(s, self.renaming(files, vmas, entries))
+
+    def renaming(self, files: tuple[File, ...], vmas: tuple[Vma, ...], entries: frozenset[Entry]) -> Renaming:
+        """rename(files, vmas, entries), computed once per triple."""
         key = (files, vmas, entries)
         r = self.renamings.get(key)
         if r is None:
             r = self.renamings[key] = rename(files, vmas, entries)
-        return _with(s, r)
+        return r
