@@ -90,14 +90,22 @@ def _count(text: str) -> int:
     return n
 
 
-def _workers(text: str) -> int:
-    try:
-        n = int(text, 0)
-    except ValueError:
-        n = 0
-    if n < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive number of workers, got {text!r}")
-    return n
+def _positive(what: str) -> Callable[[str], int]:
+    """An argparse type: a positive count of `what` (workers, jobs)."""
+
+    def parse(text: str) -> int:
+        try:
+            n = int(text, 0)
+        except ValueError:
+            n = 0
+        if n < 1:
+            raise argparse.ArgumentTypeError(f"expected a positive number of {what}, got {text!r}")
+        return n
+
+    return parse
+
+
+_workers, _jobs = _positive("workers"), _positive("jobs")
 
 
 def _align(text: str) -> str:
@@ -187,6 +195,7 @@ ALL_EXAMPLES = """examples:
   devdax all                 every check, variant and proof; a line per job as it finishes
   devdax all --skip-prove    without the Z3 proofs
   devdax all --json > all.json
+  devdax all --jobs 1        one job at a time, in this process, with a progress line per job
 
 exit status: 0 iff every job met its expectation, 1 otherwise, 130 interrupted"""
 
@@ -339,6 +348,13 @@ def parser() -> Parser:
     a.add_argument("--json", action="store_true", help="one JSON object instead of the table")
     a.add_argument("--skip-prove", action="store_true", help="leave out the Z3 proof jobs")
     a.add_argument("--quiet", action="store_true", help="no line per job, only the table")
+    a.add_argument(
+        "--jobs",
+        type=_jobs,
+        default=None,
+        metavar="N",
+        help="run N jobs at a time, each in a process of its own (default: one per usable CPU)",
+    )
     return p
 
 
@@ -1108,16 +1124,20 @@ def run_all(a: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
 
     live = not (a.json or a.quiet) and hasattr(err, "isatty") and err.isatty()
     t0 = time.perf_counter()
+    processes = a.jobs if a.jobs is not None else len(os.sched_getaffinity(0))
+    running: list[str] = []
 
     def started(name: str) -> None:
+        running.append(name)
         if live:
-            err.write(f"\r\x1b[2K  running {name} ...")
+            err.write(f"\r\x1b[2K  running {', '.join(running)} ...")
             err.flush()
 
     def progress(name: str) -> ProgressLine:
         return ProgressLine(err, force=live, label=name)
 
     def done(k: int, n: int, row: Row) -> None:
+        running.remove(row.job)
         if _CtrlC.seen:  # pressed during a prove job, where z3 or a __del__ may have eaten it
             raise KeyboardInterrupt
         if a.json or a.quiet:
@@ -1133,7 +1153,8 @@ def run_all(a: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
 
     try:
         with _ctrl_c():
-            rows = run_jobs(jobs(prove=not a.skip_prove), on_start=started, progress=progress, on_done=done)
+            todo = jobs(prove=not a.skip_prove)
+            rows = run_jobs(todo, on_start=started, progress=progress, on_done=done, processes=processes)
     except KeyboardInterrupt:
         err.write(f"\ndevdax: interrupted after {time.perf_counter() - t0:.0f} s; the rows above are final\n")
         return EXIT_INTERRUPTED

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import re
 import signal
 import subprocess
@@ -98,7 +99,7 @@ def test_all_streams_a_line_per_job_without_a_tty(monkeypatch: pytest.MonkeyPatc
         return Job(name, "pass", lambda progress: ("pass" if ok else "violation", ok, 7))
 
     monkeypatch.setattr(summary, "jobs", lambda prove=True: [job("one", True), job("two", False)])
-    code, out, err = run("all", "--skip-prove")
+    code, out, err = run("all", "--skip-prove", "--jobs", "1")  # one at a time: lines in job order
     assert code == 1
     lines = err.splitlines()
     assert lines[0].startswith("[1/2] ok   one: pass (7 states, ")
@@ -107,6 +108,51 @@ def test_all_streams_a_line_per_job_without_a_tty(monkeypatch: pytest.MonkeyPatc
     assert "devdax all" in out
     code, _, err = run("all", "--skip-prove", "--quiet")
     assert err == ""
+
+
+def test_all_in_processes_keeps_job_order_and_survives_a_dead_job() -> None:
+    """--jobs N: each job in a forked process, the slow ones started first, rows back in the jobs'
+    order whatever order they finish in, and a process that dies fails its own row only."""
+
+    def sleeps(progress: object) -> tuple[str, bool, int | None]:
+        time.sleep(0.5)
+        return f"pid {os.getpid()}", True, 1
+
+    def dies(progress: object) -> tuple[str, bool, int | None]:
+        os._exit(3)
+
+    todo = [
+        Job("sleeps", "pass", sleeps),
+        Job("dies", "pass", dies),
+        Job("fast", "pass", lambda p: ("done", True, 2)),
+        Job("proof", "pass", lambda p: ("proved", True, None), slow=True),
+    ]
+    started: list[str] = []
+    seen: list[str] = []
+    rows = summary.run_jobs(
+        todo, on_start=started.append, on_done=lambda k, n, row: seen.append(row.job), processes=2
+    )
+    assert [r.job for r in rows] == ["sleeps", "dies", "fast", "proof"] and seen[-1] == "sleeps"
+    assert started[0] == "proof"  # a job marked slow starts first
+    assert rows[0].ok and rows[0].result != f"pid {os.getpid()}" and rows[2].ok and rows[3].ok
+    assert (rows[1].ok, rows[1].result) == (False, "error: its process died (exit code 3)")
+
+
+def test_ctrl_c_in_all_ends_every_job_process() -> None:
+    argv = ["all", "--jobs", "3", "--skip-prove"]
+    code, _, err = interrupted(argv, 4)
+    assert code == 130, err
+    assert "devdax: interrupted after " in err and "Traceback" not in err
+    time.sleep(0.5)
+    left = []
+    for proc in Path("/proc").iterdir():
+        try:
+            cmd = (proc / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if [a.decode() for a in cmd[-len(argv) - 1 :]] == ["devdax.cli", *argv]:
+            left.append(proc.name)
+    assert left == []
 
 
 def test_scenario_run_names_the_mismatching_step_and_its_expected_value(tmp_path: Path) -> None:
