@@ -37,6 +37,7 @@ speed, up to about twice check()'s states in all.
 from __future__ import annotations
 
 import contextlib
+import gc
 import hashlib
 import logging
 import multiprocessing
@@ -56,6 +57,7 @@ from devdax.model.checker import (
     Via,
     Violation,
     _Explorer,
+    gc_paused,
     peak_rss,
     stuck_message,
 )
@@ -175,10 +177,14 @@ class Partition:
     what a worker process or Ray actor holds; the coordinator calls its methods by name."""
 
     def __init__(self, me: int, n: int, parts: tuple[Config, Profile, Layout], flags: Flags) -> None:
+        # a partition lives in a process of its own (a forked worker, a Ray actor) for the whole
+        # search: the cyclic collector stays off there, as check() pauses it (checker.gc_paused)
+        gc.disable()
         # a fresh Ctx: a pickled one would carry the hash cached by the sending process
         self.c = Ctx(*parts)
         self.x = _Explorer(self.c, *flags, True)
         self.me, self.n = me, n
+        self.order = {inv.name: k for k, inv in enumerate(self.x.invs)}
         self.fp = Fingerprint()
         # every state this worker knows: j >= 0, its own state of local number j; -1 - (g * n + o),
         # state number g of worker o (sent there and its number learnt: a successor found here
@@ -223,13 +229,15 @@ class Partition:
         return Merged([0], [((-1, 0, 1, k), inv, msg, (0, self.me)) for k, inv, msg in found])
 
     def check_state(self, s: State, skip: set[str]) -> list[tuple[int, str, str]]:
+        """The state invariants s breaks, with their places in check()'s order; as check() judges
+        them, those that read no CPU once per shared part (model/memo.py)."""
         out = []
-        for k, inv in enumerate(self.x.invs):
+        for inv, known in self.x.memo.verdicts_of(s):
             if inv.name not in skip:
                 assert inv.check is not None
-                msg = inv.check(self.c, s)
+                msg = inv.check(self.c, s) if known is None else known
                 if msg is not None:
-                    out.append((k, inv.name, msg))
+                    out.append((self.order[inv.name], inv.name, msg))
         return out
 
     def check_step(self, s: State, t: Transition, skip: set[str]) -> list[tuple[int, str, str]]:
@@ -521,15 +529,16 @@ def parallel_check(
     flags = (symmetry, reduce, liveness, only)
     b = BACKEND_CLASSES[backend](workers, (c.cfg, c.prof, c.layout), flags)
     try:
-        run = _Run(b, _Explorer(c, *flags, True).res.checked, found)
-        s0 = init(c)
-        run.explore(canonical(s0) if symmetry else s0, progress, t0)
-        if liveness and (only is None or "teardown_finishes" in only):
-            run.liveness()
-        res = run.result()
-        if states is not None:
-            states[:] = [s for _, s in sorted(x for part in b.call("numbered", [()] * b.n) for x in part)]
-        res.peak_rss = peak_rss() + sum(b.call("peak", [()] * b.n))
+        with gc_paused():  # the coordinator too: it unpickles every batch of the exchange
+            run = _Run(b, _Explorer(c, *flags, True).res.checked, found)
+            s0 = init(c)
+            run.explore(canonical(s0) if symmetry else s0, progress, t0)
+            if liveness and (only is None or "teardown_finishes" in only):
+                run.liveness()
+            res = run.result()
+            if states is not None:
+                states[:] = [s for _, s in sorted(x for part in b.call("numbered", [()] * b.n) for x in part)]
+            res.peak_rss = peak_rss() + sum(b.call("peak", [()] * b.n))
     except BaseException:  # Ctrl-C, or a worker's error: do not wait for the others
         b.close(abort=True)
         raise
