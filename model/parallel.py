@@ -28,10 +28,11 @@ frozenset of entries into 64 bits.
 
 What partitioning costs (bench/RESULTS.md, "Multi-process frontier"): a state reached in one level
 from states of several workers is canonicalised, fingerprinted and sent by each, and every batch
-goes through the coordinator (with Ray, a worker could hand its batches to the owners' actors as
-object references instead; not done). A worker also keeps the other workers' states it has sent,
-with their numbers, so that meeting one again costs an edge of two ints, not a state: memory for
-speed, up to about twice check()'s states in all.
+goes through the coordinator, pickled once by its sender and handed on as bytes (with Ray, a
+worker could hand its batches to the owners' actors as object references instead; not done). A
+worker also keeps the other workers' states it has sent, with their numbers, so that meeting one
+again costs an edge of two ints, not a state: memory for speed, up to about twice check()'s states
+in all.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ import gc
 import hashlib
 import logging
 import multiprocessing
+import pickle
 import signal
 import time
 import traceback
@@ -146,7 +148,9 @@ Found = tuple[tuple[int, ...], str, str, tuple[object, ...]]
 class Expanded:
     """One worker's expansion of its part of a level."""
 
-    boxes: list[list[Item]]  # by owner
+    #: by owner, its Items pickled here once: the coordinator hands the bytes on as they are
+    #: instead of unpickling and pickling every state again (b"" for this worker's own)
+    boxes: list[bytes]
     edges: list[array[int]]  # by owner: (number of a state of theirs, number of its parent) flat
     transitions: int
     found: list[Found]  # first step-property violation of each property, in this worker
@@ -284,8 +288,9 @@ class Partition:
                 self.route(boxes, s, t, i * ORDINALS + k)
         self.sent = [list(b) for b in boxes]
         out = [list(b.values()) for b in boxes]
-        self.own, out[self.me] = out[self.me], []  # kept here for merge, not sent round
-        return Expanded(out, self.edges, transitions, found)
+        self.own = out[self.me]  # kept here for merge, not sent round
+        sent = [b"" if o == self.me else pickle.dumps(x, pickle.HIGHEST_PROTOCOL) for o, x in enumerate(out)]
+        return Expanded(sent, self.edges, transitions, found)
 
     def route(self, boxes: list[dict[State, Item]], s: State, t: Transition, key: int) -> None:
         """Send t's state to its owner, unless it is known here (then only a reverse edge)."""
@@ -317,12 +322,14 @@ class Partition:
             self.local[g] = base + k
         self.frontier = list(range(base, base + len(numbers)))
 
-    def merge(self, inboxes: Sequence[list[Item]], edges: Sequence[array[int]], violated: set[str]) -> Merged:
+    def merge(self, inboxes: Sequence[bytes], edges: Sequence[array[int]], violated: set[str]) -> Merged:
         """Store the states first reached at this level, in key order (that of check())."""
         new: dict[State, New] = {}
         seen: list[list[int | New]] = []  # per sender, per state sent: its number, or its New
-        inboxes = [self.own if sender == self.me else box for sender, box in enumerate(inboxes)]
-        for sender, box in enumerate(inboxes):
+        items: list[list[Item]] = [
+            self.own if sender == self.me else pickle.loads(box) for sender, box in enumerate(inboxes)
+        ]
+        for sender, box in enumerate(items):
             for k in range(0, len(edges[sender]), 2):
                 self.edge(self.local[edges[sender][k]], edges[sender][k + 1], sender)
             seen.append([])
