@@ -252,14 +252,15 @@ def _start(j: Job) -> tuple[BaseProcess, Connection]:
 def _collect(j: Job, proc: BaseProcess, r: Connection) -> Row:
     """The row of j's finished process: the one it sent, or a failure if it died first."""
     try:
-        row: Row = r.recv()
+        row: Row | None = r.recv()
     except EOFError:
-        proc.join()
-        row = Row(
-            j.name, j.expectation, f"error: its process died (exit code {proc.exitcode})", False, None, 0.0
-        )
+        row = None
     proc.join()
     r.close()
+    if row is None:
+        return Row(
+            j.name, j.expectation, f"error: its process died (exit code {proc.exitcode})", False, None, 0.0
+        )
     return row
 
 

@@ -97,27 +97,28 @@ def prove(queries: Sequence[Query], timeout: float) -> Verdict:
     return Verdict(Status.PROVED)
 
 
-#: What share of the time left one attempt at a query gets before it is restarted with another seed.
+#: What share of the time left each of the first RESTARTS attempts at a query gets; the attempt
+#: after them gets all of it.
 ATTEMPT_SHARE = 0.25
+RESTARTS = 2
 
 
 def _check(q: Query, deadline: float) -> tuple[z3.CheckSatResult, z3.Solver]:
-    """One query, restarted with a new random seed when an attempt times out. The divisibility
-    queries (phys % size == 0 through floor divisions by PAGE_SIZE) take ~0.1 s, yet one ran into
-    a 120 s timeout in CI (fault_phys_aligned_given_offset, pud fault, align 1G, after hundreds of
-    other proofs in the same process): the arithmetic solver's path depends on its seed and on the
-    terms built before. So an attempt gets a quarter of the time left, and each restart draws
-    again; unsat under any seed is a proof, so this weakens nothing. A query that needs most of
-    the budget still gets it, from the last attempts."""
+    """One query, restarted with a new random seed when a short attempt times out. A query that
+    takes 0.1 s on its own ran into a 120 s timeout in CI (fault_phys_aligned_given_offset, pud
+    fault, align 1G, after hundreds of other proofs in the same process): the arithmetic solver's
+    path depends on its seed and on the terms built before. So the first RESTARTS attempts get a
+    quarter of the time left each, and the last one, with yet another seed, all that is left (over
+    half the budget): unsat under any seed is a proof, so this weakens nothing."""
     seed = 0
     while True:
         left = deadline - time.monotonic()
-        last = left <= 1.0
+        last = seed >= RESTARTS or left <= 1.0
         solver = z3.Solver()
         solver.set("timeout", max(1, int((left if last else max(1.0, left * ATTEMPT_SHARE)) * 1000)))
-        # The divisibility queries time out at random under the default arithmetic solver and take
-        # ~0.1 s under the older simplex one (measured over several random seeds); bit-vector
-        # queries do not care.
+        # The divisibility queries (phys % size == 0 through floor divisions by PAGE_SIZE) time out
+        # at random under the default arithmetic solver and take ~0.1 s under the older simplex one
+        # (measured over several random seeds); bit-vector queries do not care.
         solver.set("arith.solver", ARITH_SOLVER)
         solver.set("random_seed", seed)
         solver.add(*q.hyps)
