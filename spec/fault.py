@@ -36,6 +36,7 @@ from devdax.spec.state import (
     R_NONE,
     R_NOPAGE,
     R_SIGBUS,
+    RESULT_NAMES,
     Cpu,
     Entry,
     Outcome,
@@ -143,7 +144,7 @@ def fault_check(c: Ctx, s: State, i: int) -> Outcome | None:
         nxt = next_fault_size(cpu.size) or cpu.size
         return ("FALLBACK" + tag, _put_cpu(s, i, cpu._replace(pc=C_IDLE, result=R_FALLBACK, size=nxt)))
     res = R_FALLBACK if dec.result is FaultResult.FALLBACK else R_SIGBUS
-    return (dec.result.value + tag, _put_cpu(s, i, cpu._replace(pc=C_DONE, result=res)))
+    return (RESULT_NAMES[res] + tag, _put_cpu(s, i, cpu._replace(pc=C_DONE, result=res)))
 
 
 def fault_insert(c: Ctx, s: State, i: int) -> Outcome | None:

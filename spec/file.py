@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from devdax.spec.ctx import Ctx
 from devdax.spec.kobject import cdev_put, dax_dev_put, file_holder_get, file_holder_put
-from devdax.spec.profiles import OpenLookup
+from devdax.spec.profiles import Lifetime, OpenLookup
 from devdax.spec.state import D_LIVE, File, Outcome, State, set_at
 
 
@@ -84,7 +84,7 @@ def vma_file_get(c: Ctx, s: State, f: int) -> State:
     """A new vma takes a file reference (get_file); v4.7 also takes the dax_dev kref."""
     fl = s.files[f]
     s = s._replace(files=set_at(s.files, f, fl._replace(f_count=fl.f_count + 1)))
-    if c.prof.lifetime.value == "kref":
+    if c.prof.lifetime is Lifetime.KREF:
         dev = s.devs[fl.dev]
         s = s._replace(devs=set_at(s.devs, fl.dev, dev._replace(kref=dev.kref + 1)))
     return s
@@ -92,6 +92,6 @@ def vma_file_get(c: Ctx, s: State, f: int) -> State:
 
 def vma_file_put(c: Ctx, s: State, f: int) -> State:
     """vm_ops->close (v4.7: dax_dev_put), then fput of vm_file."""
-    if c.prof.lifetime.value == "kref":
+    if c.prof.lifetime is Lifetime.KREF:
         s = dax_dev_put(c, s, s.files[f].dev)
     return file_put(c, s, f)

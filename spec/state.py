@@ -13,7 +13,7 @@ invariants.refcount_exact.
 from __future__ import annotations
 
 from enum import IntEnum
-from typing import NamedTuple, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 T = TypeVar("T")
 
@@ -173,6 +173,31 @@ class State(NamedTuple):
     gp: bool  # a grace period is in progress
     admin: Admin
     oops: str  # "" or what the kernel would have crashed on ("uaf: ...")
+
+
+def _fast_replace(cls: type[tuple[object, ...]]) -> None:
+    """Give a record a ``_replace`` with the stock method's meaning at a quarter of its cost.
+
+    A search calls ``_replace`` about 30 times per state it stores (1.55 million calls for the v4.10
+    default); the stock method pops a keyword dict through ``map`` and ``_make`` and was a sixth of
+    a compiled run. This one takes each field as an optional keyword and builds the tuple in one
+    expression: the same record for the same call, and an unknown field is still refused (TypeError
+    here, ValueError there). tests/spec/test_state.py compares the two on every record class.
+    """
+    fields: tuple[str, ...] = cls._fields  # type: ignore[attr-defined]
+    params = ", ".join(f"{f}=_keep" for f in fields)
+    items = ", ".join(f"self[{i}] if {f} is _keep else {f}" for i, f in enumerate(fields))
+    code = f"def _replace(self, *, {params}):\n    return _new(_cls, ({items},))\n"
+    scope: dict[str, object] = {"_keep": object(), "_new": tuple.__new__, "_cls": cls}
+    exec(code, scope)  # the way collections.namedtuple builds its own methods
+    replace: Any = scope["_replace"]
+    replace.__qualname__ = f"{cls.__name__}._replace"
+    replace.__doc__ = f"Return a new {cls.__name__} with the given fields replaced."
+    cls._replace = replace  # type: ignore[attr-defined]
+
+
+for _record in (Region, Dev, File, Vma, Entry, Cpu, Admin, State):
+    _fast_replace(_record)
 
 
 def set_at(seq: tuple[T, ...], i: int, value: T) -> tuple[T, ...]:

@@ -9,6 +9,7 @@ against the device size (docs/semantics.md#check_vma): faults past the end SIGBU
 from __future__ import annotations
 
 import errno
+import functools
 
 from devdax.spec import mm
 from devdax.spec.config import FIXED_BASE, MM_WINDOW, MmapShape
@@ -29,7 +30,13 @@ from devdax.spec.state import C_IDLE, Outcome, State, Vma, set_at
 
 
 def vma_flags(v: Vma) -> VmaFlags:
-    return VmaFlags(shared=v.shared, mayshare=v.mayshare, write=v.write, noreserve=False, dontcopy=v.dontcopy)
+    return _flags(v.shared, v.mayshare, v.write, v.dontcopy)
+
+
+@functools.cache
+def _flags(shared: bool, mayshare: bool, write: bool, dontcopy: bool) -> VmaFlags:
+    """One VmaFlags per combination: every fault check and munmap asks, 100 K times a search."""
+    return VmaFlags(shared=shared, mayshare=mayshare, write=write, noreserve=False, dontcopy=dontcopy)
 
 
 def _mm_alloc(length: int) -> int:

@@ -8,6 +8,7 @@ state and every transition of small configurations and of every variant.
 * a step property that model.checker.STEP_ACTIONS skips for an action holds on that transition;
 * check(fast=True) stores the same states (same records, same reprs), in the same order, with the
   same parents and actions, and reports the same violations with the same traces as fast=False;
+* every record's generated ``_replace`` (spec/state.py) equals collections.namedtuple's own;
 * neither form makes reference cycles, which is what lets check() pause the cyclic collector.
 """
 
@@ -16,15 +17,18 @@ from __future__ import annotations
 import gc
 from collections import deque
 from dataclasses import replace
+from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from devdax.model.checker import STEP_ACTIONS, _Explorer, check, gc_paused
 from devdax.model.reduction import reduced_successors
 from devdax.spec.config import Config
 from devdax.spec.ctx import Ctx
 from devdax.spec.invariants import step_properties
-from devdax.spec.state import State
+from devdax.spec.state import Admin, Cpu, Dev, Entry, File, Region, State, Vma
 from devdax.spec.symmetry import Canonicaliser, canonical
 from devdax.spec.system import Transition, init, successors
 from devdax.spec.variants import VARIANTS, variant_config
@@ -139,3 +143,39 @@ def test_gc_paused_restores_the_collector_also_when_the_search_raises() -> None:
         assert not gc.isenabled()
         raise RuntimeError
     assert gc.isenabled()
+
+
+RECORDS = (Region, Dev, File, Vma, Entry, Cpu, Admin, State)
+
+
+def stock_replace(record: tuple[object, ...], **changes: object) -> tuple[object, ...]:
+    """collections.namedtuple's own _replace, which spec.state's generated one stands in for."""
+    fields: tuple[str, ...] = type(record)._fields  # type: ignore[attr-defined]
+    out = type(record)._make(map(changes.pop, fields, record))  # type: ignore[attr-defined]
+    if changes:
+        raise ValueError(f"Got unexpected field names: {list(changes)!r}")
+    return out  # type: ignore[no-any-return]
+
+
+@pytest.mark.parametrize("cls", RECORDS, ids=lambda cls: cls.__name__)
+@settings(deadline=None)  # a loaded CI machine must not turn a slow example into a failure
+@given(data=st.data())
+def test_record_replace_equals_the_stock_method(cls: type[Any], data: st.DataObject) -> None:
+    fields = cls._fields
+    record = cls._make(data.draw(st.lists(st.integers(-3, 3), min_size=len(fields), max_size=len(fields))))
+    chosen = data.draw(st.lists(st.sampled_from(fields), unique=True))
+    changes = {f: data.draw(st.one_of(st.integers(), st.text(max_size=2), st.none())) for f in chosen}
+    new = record._replace(**changes)
+    old = stock_replace(record, **changes)
+    assert type(new) is cls and new == old
+    assert all(a is b for a, b in zip(new, old, strict=True))  # the very objects, not equal copies
+    assert record._replace() == record
+
+
+@pytest.mark.parametrize("cls", RECORDS, ids=lambda cls: cls.__name__)
+def test_record_replace_refuses_an_unknown_field(cls: type[Any]) -> None:
+    record = cls._make([0] * len(cls._fields))
+    with pytest.raises(TypeError, match="no_such_field"):
+        record._replace(no_such_field=1)
+    with pytest.raises(TypeError):
+        record._replace(0)  # fields are keywords only, as in the stock method
