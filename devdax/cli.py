@@ -484,6 +484,10 @@ def _check_workers(a: argparse.Namespace) -> None:
         raise UsageError("--max-states: not with --workers (a partitioned run explores whole levels)")
     if a.backend == "ray" and importlib.util.find_spec("ray") is None:
         raise UsageError("--backend ray: ray is not installed (pip install 'devdax[ray]')")
+    if a.backend == "ray" and a.compiled:
+        # Ray's workers are not forked from the compiled child: they import the interpreted spec,
+        # whose records the compiled classes do not unpickle into
+        raise UsageError("--backend ray: not with --compiled (its workers run the interpreted spec)")
 
 
 def explore(a: argparse.Namespace, err: IO[str]) -> tuple[Config, bool, CheckResult]:

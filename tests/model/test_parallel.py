@@ -1,8 +1,8 @@
-"""The multi-process frontier (model/parallel.py) against check(): on small configurations and on
-variants with violations (state invariants, step properties, liveness), W = 1, 2, 3 worker
-processes store the same states in the same order, count the same transitions and depth, and
-report the same violations with the same messages and traces. One test runs the Ray backend on
-this machine."""
+"""The multi-process frontier (model/parallel.py, model/partition.py) against check(): on small
+configurations and on variants with violations (state invariants, step properties, liveness), W =
+1, 2, 3 worker processes store the same states in the same order, count the same transitions and
+depth, and report the same violations with the same messages and traces. One test runs the Ray
+backend on this machine."""
 
 from __future__ import annotations
 
@@ -17,7 +17,8 @@ import pytest
 
 from devdax import cli
 from devdax.model.checker import CheckResult, _Explorer
-from devdax.model.parallel import ORDINALS, Fingerprint, parallel_check
+from devdax.model.parallel import parallel_check
+from devdax.model.partition import ORDINALS, Fingerprint
 from devdax.spec.config import Config
 from devdax.spec.ctx import Ctx
 from devdax.spec.state import State
@@ -89,7 +90,7 @@ def test_fingerprint_is_the_same_in_every_process() -> None:
     here = [fp(s) for s in states[:200]]
     code = (
         "from devdax.model.checker import _Explorer\n"
-        "from devdax.model.parallel import Fingerprint\n"
+        "from devdax.model.partition import Fingerprint\n"
         "from devdax.spec.config import Config\n"
         "from devdax.spec.ctx import Ctx\n"
         "x = _Explorer(Ctx.of(Config(profile='modern', binds=1)), True, True, True, None, True)\n"
@@ -165,6 +166,7 @@ def test_cli_workers_prints_the_same_report(argv: list[str]) -> None:
         ["--backend", "ray"],
         ["--workers", "2", "--backend", "mpi"],
         ["--workers", "2", "--max-states", "10"],
+        ["--workers", "2", "--backend", "ray", "--compiled"],
     ],
 )
 def test_cli_bad_workers_is_one_line_exit_2(argv: list[str]) -> None:
