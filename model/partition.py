@@ -159,8 +159,10 @@ class Partition:
         self.fp = Fingerprint()
         # every state this worker knows: j >= 0, its own state of local number j; -1 - (g * n + o),
         # state number g of worker o (sent there and its number learnt: a successor found here
-        # again goes there as an edge, two ints, not as a state). One dict, one hash per lookup.
-        self.known: dict[State, int] = {}
+        # again goes there as an edge, two ints, not as a state); during a level, a state put in a
+        # box: the list of its parents, which each later discoverer joins. One dict, one hash per
+        # lookup.
+        self.known: dict[State, int | list[int]] = {}
         self.states: list[State] = []
         self.number = array("q")  # local -> sequential number
         self.local: dict[int, int] = {}  # sequential number -> local
@@ -237,7 +239,6 @@ class Partition:
                 for ns, g in zip(self.sent[o], got, strict=True):
                     self.known[ns] = -1 - (g * self.n + o)
         boxes: list[list[Item]] = [[] for _ in range(self.n)]
-        level: dict[State, Item] = {}  # every state put in a box at this level, whoever owns it
         self.edges = [array("q") for _ in range(self.n)]
         found: list[Found] = []
         skip = set(violated)
@@ -253,7 +254,7 @@ class Partition:
                     for order, name, msg in self.check_step(s, t, skip):
                         skip.add(name)
                         found.append(((i, k, 0, order), name, msg, (i, self.me, t)))
-                self.route(boxes, level, s, t, i * ORDINALS + k)
+                self.route(boxes, s, t, i * ORDINALS + k)
         self.sent = [[item[0] for item in box] for box in boxes]
         self.own = boxes[self.me]  # kept here for merge, not sent round
         sent = [
@@ -261,37 +262,34 @@ class Partition:
         ]
         return Expanded(sent, self.edges, transitions, found)
 
-    def route(
-        self, boxes: list[list[Item]], level: dict[State, Item], s: State, t: Transition, key: int
-    ) -> None:
+    def route(self, boxes: list[list[Item]], s: State, t: Transition, key: int) -> None:
         """Send t's state to its owner, unless it is known here (then only a reverse edge) or
-        already sent at this level (then only one more parent for it).
+        already in a box at this level (then only one more parent for it).
 
-        Both lookups come before canonicalising, as check()'s does: known and sent states are
-        canonical, and a successor equal to one is that state. Without the second, each of the many
-        successors that meet a state first reached earlier in the same level was canonicalised and
-        fingerprinted again (check() has stored that state by then).
+        The lookup comes before canonicalising, as check()'s does: known states are canonical, and
+        a successor equal to one is that state. The states boxed at this level are in the same
+        dict: without them, each of the many successors that meet a state first reached earlier
+        in the level was canonicalised and fingerprinted again (check() has stored it by then).
         """
         i = key // ORDINALS
         j = self.known.get(t.state)
-        item = level.get(t.state) if j is None else None
-        if j is None and item is None:
+        if j is None:
             ns = self.x.canon(t.state, s)
             if ns is not t.state:
                 j = self.known.get(ns)
-                item = level.get(ns) if j is None else None
-            if j is None and item is None:
-                level[ns] = first = (ns, key, (t.action, t.args, t.outcome), [i])
-                boxes[self.owner(ns)].append(first)
+            if j is None:
+                parents = [i]
+                self.known[ns] = parents
+                boxes[self.owner(ns)].append((ns, key, (t.action, t.args, t.outcome), parents))
                 return
-        if item is not None:
+        if isinstance(j, list):
             if self.x.do_live:
-                item[3].append(i)
-        elif j is not None and j < 0:
+                j.append(i)
+        elif j < 0:
             if self.x.do_live:
                 g, o = divmod(-1 - j, self.n)
                 self.edges[o].extend((g, i))
-        elif j is not None and self.number[j] != i:
+        elif self.number[j] != i:
             self.edge(j, i, self.me)
 
     def assign(self, numbers: list[int]) -> None:
@@ -315,7 +313,7 @@ class Partition:
             seen.append([])
             for ns, key, via, parents in box:
                 j = self.known.get(ns)
-                if j is not None:
+                if isinstance(j, int):  # stored before (a list: boxed at this level, not stored)
                     seen[-1].append(self.number[j])
                     for p in parents:
                         if p != self.number[j]:
