@@ -22,10 +22,12 @@ import functools
 import hashlib
 import os
 import pickle
+import shlex
 import shutil
 import signal
 import subprocess
 import sys
+import sysconfig
 import threading
 import time
 from dataclasses import dataclass
@@ -54,6 +56,8 @@ MODULES = (
 #: spec and partitions. The coordinator runs a few times per level: compiled, mypyc would
 #: type-check all it imports, Ray included, and the build took 74 s instead of 30.
 PLAIN = ("model/parallel.py",)
+#: C sources built beside them into the named module: the records' _replace (spec/state.py).
+NATIVE = {"native/record.c": "spec/_record"}
 OPT_LEVEL = os.environ.get("MYPYC_OPT_LEVEL", "1")  # -O3 compiles several times longer for ~10%
 
 
@@ -64,7 +68,7 @@ class CompiledError(Exception):
 def digest() -> str:
     """What the build must have been made from: the text of every compiled module."""
     h = hashlib.sha256()
-    for m in MODULES + PLAIN:
+    for m in (*MODULES, *PLAIN, *NATIVE):
         h.update(m.encode() + b"\0" + (PACKAGE / m).read_bytes() + b"\0")
     return h.hexdigest()
 
@@ -96,10 +100,23 @@ def build(dest: Path = BUILD, out: IO[str] = sys.stderr) -> None:
     if r.returncode != 0:
         out.write(r.stdout[-4000:])
         raise CompiledError(f"mypyc failed (exit {r.returncode})")
+    for src, module in NATIVE.items():
+        _cc(PACKAGE / src, pkg / (module + str(sysconfig.get_config_var("EXT_SUFFIX"))), out)
     shutil.rmtree(tmp / "build", ignore_errors=True)
     (tmp / "SOURCES").write_text(digest() + "\n")
     shutil.rmtree(dest, ignore_errors=True)
     tmp.rename(dest)
+
+
+def _cc(src: Path, dest: Path, out: IO[str]) -> None:
+    """Compile one C extension module with the compiler and headers Python was built with."""
+    cc = shlex.split(str(sysconfig.get_config_var("CC") or "cc"))
+    include = sysconfig.get_paths()["include"]
+    cmd = [*cc, "-shared", "-fPIC", "-O2", "-Wall", "-Werror", f"-I{include}", str(src), "-o", str(dest)]
+    r = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    if r.returncode != 0:
+        out.write(r.stdout[-4000:])
+        raise CompiledError(f"{src.name}: the C compiler failed (exit {r.returncode})")
 
 
 @dataclass
@@ -137,9 +154,12 @@ try:
                            **opts)
 except KeyboardInterrupt:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    sys.stderr.write("@interrupted " + ",".join(sorted(found)) + "\\n")
+    sys.stderr.write("@found " + ",".join(sorted(found)) + "\\n")
     sys.stderr.flush()
     sys.exit(130)
+# also when done: a Ctrl-C that reached only the parent may have come while this run was finishing
+sys.stderr.write("@found " + ",".join(sorted(found)) + "\\n")
+sys.stderr.flush()
 doc = dict(states=r.states, transitions=r.transitions, depth=r.depth, complete=r.complete,
            checked=list(r.checked), cpu=time.process_time() - p0 + children() - c0, peak_rss=r.peak_rss,
            violations=[(n, v.message, [(s.action, s.args, s.outcome, s.state) for s in v.trace])
@@ -253,15 +273,15 @@ def _interrupt(proc: subprocess.Popen[bytes]) -> None:
 
 
 def _relay(stream: IO[bytes], progress: Progress | None, errors: list[str], found: set[str]) -> None:
-    """Progress lines from the child go to the caller's callback, an interrupted child's report of
-    the properties it found violated into ``found``; anything else is kept as error."""
+    """Progress lines from the child go to the caller's callback, its report of the properties it
+    found violated (when interrupted, or done) into ``found``; anything else is kept as error."""
     for raw in stream:
         line = raw.decode(errors="replace")
         if line.startswith("@progress "):
             if progress is not None:
                 s, f, d, t = line.split()[1:]
                 progress(int(s), int(f), int(d), float(t))
-        elif line.startswith("@interrupted"):
+        elif line.startswith("@found"):
             found.update(n for n in line.split(" ", 1)[1].strip().split(",") if n)
         else:
             errors.append(line)

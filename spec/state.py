@@ -12,6 +12,7 @@ invariants.refcount_exact.
 
 from __future__ import annotations
 
+import importlib
 from enum import IntEnum
 from typing import Any, NamedTuple, TypeVar
 
@@ -182,7 +183,9 @@ def _fast_replace(cls: type[tuple[object, ...]]) -> None:
     default); the stock method pops a keyword dict through ``map`` and ``_make`` and was a sixth of
     a compiled run. This one takes each field as an optional keyword and builds the tuple in one
     expression: the same record for the same call, and an unknown field is still refused (TypeError
-    here, ValueError there). tests/spec/test_state.py compares the two on every record class.
+    here, ValueError there). tests/model/test_fast_paths.py compares the two on every record
+    class; the compiled form has the same method in C (devdax/native/record.c), compared with the
+    stock one in tests/model/test_compiled.py.
     """
     fields: tuple[str, ...] = cls._fields  # type: ignore[attr-defined]
     params = ", ".join(f"{f}=_keep" for f in fields)
@@ -196,8 +199,16 @@ def _fast_replace(cls: type[tuple[object, ...]]) -> None:
     cls._replace = replace  # type: ignore[attr-defined]
 
 
+try:  # the same method in C (devdax/native/record.c), built only with the compiled form
+    _native: Any = importlib.import_module("devdax.spec._record")
+except ImportError:
+    _native = None
+
 for _record in (Region, Dev, File, Vma, Entry, Cpu, Admin, State):
-    _fast_replace(_record)
+    if _native is None:
+        _fast_replace(_record)
+    else:
+        _record._replace = _native.method(_record)  # type: ignore[method-assign]
 
 
 def set_at(seq: tuple[T, ...], i: int, value: T) -> tuple[T, ...]:

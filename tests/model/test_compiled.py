@@ -1,6 +1,7 @@
 """The mypyc-compiled spec and explorer (devdax.compiled) against the interpreted ones: the same
 states in the same order, the same counts, and the same violations with the same traces, on small
-configurations, each profile's own default and every variant.
+configurations, each profile's own default and every variant; and the one piece of it written in
+C, the records' _replace (devdax/native/record.c), against the stock namedtuple method.
 
 mypyc checks type annotations at run time, so a spec function whose annotation is narrower than
 what it is given runs interpreted and fails compiled: this is where that shows. CI builds the
@@ -187,3 +188,53 @@ def test_compiled_workers_explore_what_the_spec_explores(name: str, built: None)
 def test_workers_refuse_a_state_bound() -> None:
     with pytest.raises(ValueError, match="workers"):
         compiled.run(Ctx.of(CONFIGS["race-2cpu-pud"]), workers=2, max_states=10)
+
+
+#: Run with the build tree first on the path: the records' C _replace (devdax/native/record.c)
+#: against the stock namedtuple method, on every record class, random records and field subsets.
+_RECORD_CHECK = """
+import random, sys
+sys.path.insert(0, sys.argv[1])
+from devdax.spec import state
+classes = (state.Region, state.Dev, state.File, state.Vma, state.Entry, state.Cpu, state.Admin, state.State)
+rng = random.Random(15)
+values = [0, 1, -1, 2**70, "x", None, (), (1,), True]
+for cls in classes:
+    assert type(cls.__dict__["_replace"]).__name__ == "method_descriptor", cls  # the C method is in use
+    fields = cls._fields
+    for _ in range(2000):
+        rec = cls._make(rng.choice(values) for _ in fields)
+        chosen = rng.sample(fields, rng.randint(0, len(fields)))
+        changes = {f: rng.choice(values) for f in chosen}
+        want = tuple.__new__(cls, [changes.get(f, v) for f, v in zip(fields, rec)])
+        got = rec._replace(**changes)
+        assert type(got) is cls and got == want, (cls, changes)
+        assert all(a is b for a, b in zip(got, want)), (cls, changes)
+    rec = cls._make([0] * len(fields))
+    for bad in ({"no_such_field": 1}, {fields[0]: 1, "no_such_field": 2}):
+        try:
+            rec._replace(**bad)
+        except TypeError as e:
+            assert "no_such_field" in str(e), e
+        else:
+            raise AssertionError(bad)
+    try:
+        rec._replace(0)
+    except TypeError:
+        pass
+    else:
+        raise AssertionError("positional")
+print("ok", len(classes))
+"""
+
+
+def test_compiled_records_replace_as_the_stock_method(built: None) -> None:
+    """The compiled form's records take _replace from C: same records, same refusals."""
+    out = subprocess.run(
+        [sys.executable, "-c", _RECORD_CHECK, str(compiled.BUILD)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split() == ["ok", "8"]

@@ -1,0 +1,116 @@
+/*
+ * _replace for the spec's records (spec/state.py), as a C method: the compiled checker's hottest
+ * call.
+ *
+ * A search replaces fields of a record about 30 times per state it stores. Interpreted, each call
+ * is a Python frame (spec/state.py generates the method; the stock namedtuple one is slower
+ * still), which was a sixth of a compiled run; here it is a copy of the tuple's items. The meaning
+ * is the generated method's: a new record of the same class with the named fields replaced, the
+ * fields as keywords only, an unknown name a TypeError. spec/state.py installs it when it is built
+ * (devdax/compiled.py, beside the mypyc modules) and keeps the Python method otherwise;
+ * tests/model/test_compiled.py compares the two.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+static PyObject *fields_name; /* "_fields" */
+
+/* The position of field `name` in `fields`, or -1. Field names and keywords are interned
+ * identifiers, so the pointer test nearly always decides; the comparison covers the rest. */
+static Py_ssize_t field_index(PyObject *fields, PyObject *name)
+{
+    Py_ssize_t n = PyTuple_GET_SIZE(fields);
+    for (Py_ssize_t i = 0; i < n; i++)
+        if (PyTuple_GET_ITEM(fields, i) == name)
+            return i;
+    for (Py_ssize_t i = 0; i < n; i++)
+        if (PyUnicode_Compare(PyTuple_GET_ITEM(fields, i), name) == 0)
+            return i;
+    return -1;
+}
+
+static PyObject *replace(PyObject *self, PyTypeObject *defining, PyObject *const *args, size_t nargsf,
+                         PyObject *kwnames)
+{
+    (void)defining;
+    if (PyVectorcall_NARGS(nargsf) != 0) {
+        PyErr_SetString(PyExc_TypeError, "_replace() takes keyword arguments only");
+        return NULL;
+    }
+    PyTypeObject *tp = Py_TYPE(self);
+    PyObject *fields = PyObject_GetAttr((PyObject *)tp, fields_name);
+    if (fields == NULL)
+        return NULL;
+    Py_ssize_t n = PyTuple_GET_SIZE(self);
+    if (!PyTuple_Check(fields) || PyTuple_GET_SIZE(fields) != n) {
+        PyErr_SetString(PyExc_TypeError, "_replace(): not a record of its class's _fields");
+        Py_DECREF(fields);
+        return NULL;
+    }
+    PyObject *out = tp->tp_alloc(tp, n);
+    if (out == NULL) {
+        Py_DECREF(fields);
+        return NULL;
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *item = PyTuple_GET_ITEM(self, i);
+        Py_INCREF(item);
+        PyTuple_SET_ITEM(out, i, item);
+    }
+    Py_ssize_t nkw = kwnames == NULL ? 0 : PyTuple_GET_SIZE(kwnames);
+    for (Py_ssize_t k = 0; k < nkw; k++) {
+        PyObject *name = PyTuple_GET_ITEM(kwnames, k);
+        Py_ssize_t i = field_index(fields, name);
+        if (i < 0) {
+            if (!PyErr_Occurred())
+                PyErr_Format(PyExc_TypeError, "_replace() got an unexpected keyword argument '%U'", name);
+            Py_DECREF(out);
+            Py_DECREF(fields);
+            return NULL;
+        }
+        PyObject *value = args[k];
+        Py_INCREF(value);
+        Py_SETREF(((PyTupleObject *)out)->ob_item[i], value);
+    }
+    Py_DECREF(fields);
+    return out;
+}
+
+static PyMethodDef replace_def = {
+    .ml_name = "_replace",
+    .ml_meth = (PyCFunction)(void (*)(void))replace,
+    .ml_flags = METH_METHOD | METH_FASTCALL | METH_KEYWORDS,
+    .ml_doc = "Return a new record with the given fields replaced (devdax/native/record.c).",
+};
+
+/* method(cls): the _replace method descriptor for the record class cls (a tuple subclass). */
+static PyObject *method(PyObject *module, PyObject *cls)
+{
+    (void)module;
+    if (!PyType_Check(cls) || !PyType_IsSubtype((PyTypeObject *)cls, &PyTuple_Type)) {
+        PyErr_SetString(PyExc_TypeError, "method(): expected a tuple subclass");
+        return NULL;
+    }
+    return PyDescr_NewMethod((PyTypeObject *)cls, &replace_def);
+}
+
+static PyMethodDef functions[] = {
+    {"method", method, METH_O, "The C _replace method for a NamedTuple class."},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module_def = {
+    PyModuleDef_HEAD_INIT,
+    .m_name = "_record",
+    .m_doc = "The spec's records' _replace in C (devdax/native/record.c).",
+    .m_size = -1,
+    .m_methods = functions,
+};
+
+PyMODINIT_FUNC PyInit__record(void)
+{
+    fields_name = PyUnicode_InternFromString("_fields");
+    if (fields_name == NULL)
+        return NULL;
+    return PyModule_Create(&module_def);
+}
