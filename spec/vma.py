@@ -39,6 +39,10 @@ def _flags(shared: bool, mayshare: bool, write: bool, dontcopy: bool) -> VmaFlag
     return VmaFlags(shared=shared, mayshare=mayshare, write=write, noreserve=False, dontcopy=dontcopy)
 
 
+#: VmaFlags.from_mmap, one per combination: every mmap a search tries asks, 57 K times
+_mmap_flags = functools.cache(VmaFlags.from_mmap)
+
+
 def _mm_alloc(length: int) -> int:
     """The model's mm->get_unmapped_area: every mapping lives in its own copy of one window, so vma
     addresses never depend on which slot a vma took (that keeps vmas interchangeable)."""
@@ -77,7 +81,7 @@ def do_mmap(c: Ctx, s: State, f: int, shape: MmapShape, mm_alloc: MmAllocator = 
             return ("EINVAL", s)
         addr = hinted
     start = dax_get_unmapped_area(addr, length, offset >> PAGE_SHIFT, align, mm_alloc)
-    flags = VmaFlags.from_mmap(shape.shared, shape.write, fl.writable, shape.noreserve)
+    flags = _mmap_flags(shape.shared, shape.write, fl.writable, shape.noreserve)
     if fl.private_null:
         # modern dax_mmap: check_vma(filp->private_data == NULL, ...) dereferences dev_dax (M21)
         return ("OOPS", oops(s, f"null deref: dax_mmap -> check_vma(NULL) on file{f} of dax{fl.dev}"))

@@ -15,6 +15,31 @@
 
 static PyObject *fields_name; /* "_fields" */
 
+/* The _fields of each class seen, so that a call costs no attribute lookup: the spec has eight
+ * record classes. A class and its tuple stay referenced for the life of the process. */
+#define KNOWN 32
+static PyTypeObject *known_type[KNOWN];
+static PyObject *known_fields[KNOWN];
+
+/* A new reference to the _fields of tp, or NULL with an exception set. */
+static PyObject *fields_of(PyTypeObject *tp)
+{
+    int i;
+    for (i = 0; i < KNOWN && known_type[i] != NULL; i++)
+        if (known_type[i] == tp) {
+            Py_INCREF(known_fields[i]);
+            return known_fields[i];
+        }
+    PyObject *fields = PyObject_GetAttr((PyObject *)tp, fields_name);
+    if (fields != NULL && PyTuple_Check(fields) && i < KNOWN) {
+        Py_INCREF(tp);
+        Py_INCREF(fields);
+        known_type[i] = tp;
+        known_fields[i] = fields;
+    }
+    return fields;
+}
+
 /* The position of field `name` in `fields`, or -1. Field names and keywords are interned
  * identifiers, so the pointer test nearly always decides; the comparison covers the rest. */
 static Py_ssize_t field_index(PyObject *fields, PyObject *name)
@@ -38,7 +63,7 @@ static PyObject *replace(PyObject *self, PyTypeObject *defining, PyObject *const
         return NULL;
     }
     PyTypeObject *tp = Py_TYPE(self);
-    PyObject *fields = PyObject_GetAttr((PyObject *)tp, fields_name);
+    PyObject *fields = fields_of(tp);
     if (fields == NULL)
         return NULL;
     Py_ssize_t n = PyTuple_GET_SIZE(self);
