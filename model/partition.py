@@ -15,8 +15,8 @@ the state's sequential number. Parent links then name (number, owner) pairs.
 
 The fingerprint is not Python's hash(): that of a str differs between processes (PYTHONHASHSEED),
 and Ray's workers are not forked. It is a BLAKE2b digest of each record with its IntEnums and bools
-as plain ints, memoised (few distinct records), folded over the tuple fields and summed over the
-frozenset of entries into 64 bits.
+as plain ints, memoised (few distinct records), folded over the tuple fields (FINGERPRINTED: the
+files and vmas) into 64 bits.
 
 This module runs once per successor and is compiled with the spec (devdax/compiled.py); the
 coordinator and the transports around it (model/parallel.py) run a few times per level and are
@@ -61,9 +61,14 @@ def _digest(x: object) -> int:
     return int.from_bytes(hashlib.blake2b(repr(_plain(x)).encode(), digest_size=8).digest(), "little")
 
 
-#: The State fields the fingerprint reads: a function of fewer fields is as stable and cheaper, and
-#: these are the ones that differ between most states (regions, minors, gp and oops rarely do).
-FINGERPRINTED = ("devs", "files", "vmas", "entries", "cpus", "admin")
+#: The State fields the fingerprint reads, which decide a state's owner. Few steps change the open
+#: files and the mappings (faults, admin steps and releases do not), so a successor mostly has its
+#: parent's owner and stays with the worker that found it; yet states differ in them evenly enough
+#: to split each level in two halves. Over the v4.10 default (and its first 200 K states with two
+#: devices): 19% of the transitions cross to the other worker (every field: about half) and the
+#: larger half of a level is 1.05 times the mean (1.06). --devices 2 --workers 2: 57.5 s against
+#: 66.6 s with every field but regions, minors, gp and oops (bench/RESULTS.md).
+FINGERPRINTED = ("files", "vmas")
 
 
 class Fingerprint:
@@ -177,7 +182,10 @@ class Partition:
         self.sent: list[list[State]] = [[] for _ in range(n)]
         self.own: list[Item] = []  # what expand sent to this worker itself
         self.edges: list[array[int]] = []  # by owner, during expand
-        self.preds: dict[int, list[tuple[int, int]]] = {}  # for liveness: local -> (number, owner)
+        # for liveness, the reverse edges grouped by target (compressed rows): those of local
+        # state j are first[j]:first[j + 1] of pred (a local number, or one of another worker's
+        # states by its sequential number) and pred_at (the worker that owns it)
+        self.first, self.pred, self.pred_at = array("q"), array("q"), array("i")
 
     def owner(self, s: State) -> int:
         return self.fp(s) % self.n if self.n > 1 else 0
@@ -347,11 +355,29 @@ class Partition:
         return self.states[j], self.via[j], self.parent[j], self.parent_owner[j]
 
     def live_start(self) -> list[list[int]]:
-        """Backward reachability from the idle states: mark ours, send the remote predecessors."""
+        """Backward reachability from the idle states: mark ours, send the remote predecessors.
+
+        The edges are regrouped by target into flat arrays first, as check()'s liveness pass keeps
+        them (_cannot_reach_idle): a dict of lists of pairs, one per edge, took more memory than the
+        states themselves with two devices.
+        """
+        n, m = len(self.states), len(self.pred_dst)
+        first = array("q", bytes(8 * (n + 1)))
+        for dst in self.pred_dst:
+            first[dst + 1] += 1
+        for j in range(n):
+            first[j + 1] += first[j]
+        fill = array("q", first)
+        pred, pred_at = array("q", bytes(8 * m)), array("i", bytes(4 * m))
         for dst, src, o in zip(self.pred_dst, self.pred_src, self.pred_owner, strict=True):
-            self.preds.setdefault(dst, []).append((src, o))
-        self.good = bytearray(len(self.states))
-        return self.mark([j for j in range(len(self.states)) if self.idle[j]])
+            k = fill[dst]
+            fill[dst] = k + 1
+            pred[k] = self.local[src] if o == self.me else src
+            pred_at[k] = o
+        self.first, self.pred, self.pred_at = first, pred, pred_at
+        self.pred_dst, self.pred_src, self.pred_owner = array("i"), array("q"), array("i")
+        self.good = bytearray(n)
+        return self.mark([j for j in range(n) if self.idle[j]])
 
     def live_step(self, inboxes: Sequence[list[int]]) -> list[list[int]]:
         return self.mark([self.local[g] for box in inboxes for g in box])
@@ -361,13 +387,16 @@ class Partition:
         stack = [j for j in todo if not self.good[j]]
         for j in stack:
             self.good[j] = 1
+        first, pred, pred_at, good, me = self.first, self.pred, self.pred_at, self.good, self.me
         while stack:
-            for src, o in self.preds.get(stack.pop(), ()):
-                if o != self.me:
+            j = stack.pop()
+            for k in range(first[j], first[j + 1]):
+                src, o = pred[k], pred_at[k]
+                if o != me:
                     out[o].append(src)
-                elif not self.good[self.local[src]]:
-                    self.good[self.local[src]] = 1
-                    stack.append(self.local[src])
+                elif not good[src]:
+                    good[src] = 1
+                    stack.append(src)
         return out
 
     def live_first(self) -> int | None:
