@@ -16,7 +16,7 @@ the state's sequential number. Parent links then name (number, owner) pairs.
 The fingerprint is not Python's hash(): that of a str differs between processes (PYTHONHASHSEED),
 and Ray's workers are not forked. It is a BLAKE2b digest of each record with its IntEnums and bools
 as plain ints, memoised (few distinct records), folded over the tuple fields (FINGERPRINTED: the
-files and vmas) into 64 bits.
+vmas and the CPUs) into 64 bits.
 
 This module runs once per successor and is compiled with the spec (devdax/compiled.py); the
 coordinator and the transports around it (model/parallel.py) run a few times per level and are
@@ -61,14 +61,16 @@ def _digest(x: object) -> int:
     return int.from_bytes(hashlib.blake2b(repr(_plain(x)).encode(), digest_size=8).digest(), "little")
 
 
-#: The State fields the fingerprint reads, which decide a state's owner. Few steps change the open
-#: files and the mappings (faults, admin steps and releases do not), so a successor mostly has its
-#: parent's owner and stays with the worker that found it; yet states differ in them evenly enough
-#: to split each level in two halves. Over the v4.10 default (and its first 200 K states with two
-#: devices): 19% of the transitions cross to the other worker (every field: about half) and the
-#: larger half of a level is 1.05 times the mean (1.06). --devices 2 --workers 2: 57.5 s against
-#: 66.6 s with every field but regions, minors, gp and oops (bench/RESULTS.md).
-FINGERPRINTED = ("files", "vmas")
+#: The State fields the fingerprint reads, which decide a state's owner. Few steps change the
+#: mappings and the CPUs at once (a fault step changes the CPUs, mmap and munmap the vmas; admin
+#: steps, opens, closes and releases neither), so a successor often has its parent's owner and stays
+#: with the worker that found it; yet states differ in them evenly enough to split each level in
+#: two. Measured over the v4.10 default (transitions crossing to the other worker; the larger half
+#: of a level against the mean): these two 19% and 1.037, all six of devs, files, vmas, entries,
+#: cpus and admin 32% and 1.013; the race at 12 CPUs (one file, one vma) 47% and 1.015 (50%,
+#: 1.017); files and vmas alone 18% and 1.051, but the race's one file and vma put every state in
+#: one worker. --devices 2 --workers 2: bench/RESULTS.md.
+FINGERPRINTED = ("vmas", "cpus")
 
 
 class Fingerprint:
