@@ -289,6 +289,7 @@ class Partition:
                 j = self.known.get(ns)
             if j is None:
                 parents = [i]
+                ns = self.x.g.intern(ns)  # kept in known for good: made of the parts stored here
                 self.known[ns] = parents
                 boxes[self.owner(ns)].append((ns, key, (t.action, t.args, t.outcome), parents))
                 return
