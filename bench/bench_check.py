@@ -492,7 +492,9 @@ def render_speed(pairs: list[Pair], mem: list[tuple[str, int, float, float]], me
         "canonicalisation; renamings memoised per (files, vmas, entries) and skipped when a "
         "successor shares them with its parent; step properties only on the actions they judge; "
         "Ctx caches its hash; parent link = (action, args, outcome), not the Transition with its "
-        "un-canonical state; stored records and tuples interned. From 3 CPUs on (the race rows "
+        "un-canonical state; stored records and tuples interned; the records' _replace generated "
+        "per class with each field a keyword (spec/state.py; the stock one pops a dict through "
+        "map and _make). From 3 CPUs on (the race rows "
         "from 4 CPUs) the memo path: each CPU's fault steps run once per (shared part, CPU record) "
         "on a probe whose other CPUs raise when used, the invariants that read no CPU once per "
         "shared part, states keyed by (shared part number, CPU record numbers), a CPU's step "
@@ -501,8 +503,9 @@ def render_speed(pairs: list[Pair], mem: list[tuple[str, int, float, float]], me
         "the memo costs more than it saves there, and it keeps the whole-state path.",
         "",
         "Compiled: the same checker with spec/ and the explorer compiled by mypyc "
-        "(`devdax check --compiled`, devdax/compiled.py), in a child process whose own CPU time "
-        "is counted; it must agree on states, transitions, depth and verdicts too.",
+        "(`devdax check --compiled`, devdax/compiled.py), the records' _replace in C "
+        "(devdax/native/record.c), in a child process whose own CPU time is counted; it must "
+        "agree on states, transitions, depth and verdicts too.",
         "",
         "| workload | states | transitions | wall s base | wall s now | wall ratio | CPU s base "
         "| CPU s now | CPU ratio | wall s compiled | CPU s compiled | CPU ratio compiled "
