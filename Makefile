@@ -25,9 +25,10 @@ compiled: $(STAMP)
 
 # Tests: unit, invariant, variant, refinement, lint and types. In TEST_WORKERS processes
 # (pytest-xdist): 462 s with two on this 2-core machine against about 800 s in one; `make test
-# TEST_WORKERS=0` runs them in this process.
+# TEST_WORKERS=0` runs them in this process. Huge pages first: without the pool, the 2M tests of
+# two workers compete for the few pages tests/impl/test_huge_pages.py raises by itself.
 TEST_WORKERS ?= 2
-test: $(STAMP)
+test: $(STAMP) hugepages
 	$(BIN)/pytest $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS))
 
 # Huge pages for impl's 2M and 1G devices (impl/core.py: hugetlbfs memory, real PMD/PUD entries).
