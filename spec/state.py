@@ -199,16 +199,24 @@ def _fast_replace(cls: type[tuple[object, ...]]) -> None:
     cls._replace = replace  # type: ignore[attr-defined]
 
 
-try:  # the same method in C (devdax/native/record.c), built only with the compiled form
+try:  # _replace and __new__ in C (devdax/native/record.c), built only with the compiled form
     _native: Any = importlib.import_module("devdax.spec._record")
 except ImportError:
     _native = None
 
-for _record in (Region, Dev, File, Vma, Entry, Cpu, Admin, State):
+
+def fast_record(cls: type[tuple[object, ...]]) -> None:
+    """Give a record class the cheap _replace above; in the compiled form, _replace and __new__ in
+    C. The same records either way (tests/model/test_fast_paths.py, tests/model/test_compiled.py)."""
     if _native is None:
-        _fast_replace(_record)
+        _fast_replace(cls)
     else:
-        _record._replace = _native.method(_record)  # type: ignore[method-assign]
+        cls._replace = _native.method(cls)  # type: ignore[attr-defined]
+        cls.__new__ = staticmethod(_native.new)  # type: ignore[method-assign]
+
+
+for _record in (Region, Dev, File, Vma, Entry, Cpu, Admin, State):
+    fast_record(_record)
 
 
 def set_at(seq: tuple[T, ...], i: int, value: T) -> tuple[T, ...]:

@@ -27,6 +27,7 @@ from devdax.spec.state import (
     Region,
     State,
     Vma,
+    fast_record,
 )
 
 
@@ -35,6 +36,9 @@ class Transition(NamedTuple):
     args: tuple[object, ...]  # its arguments, for the trace and for replay
     outcome: str  # ok, an errno name, SIGBUS, NOPAGE, FALLBACK, ...
     state: State
+
+
+fast_record(Transition)  # built for every successor of every state
 
 
 def init(c: Ctx) -> State:

@@ -1,43 +1,69 @@
 /*
- * _replace for the spec's records (spec/state.py), as a C method: the compiled checker's hottest
- * call.
+ * _replace and __new__ for the spec's records (spec/state.py), in C: the compiled checker's
+ * hottest calls.
  *
  * A search replaces fields of a record about 30 times per state it stores. Interpreted, each call
  * is a Python frame (spec/state.py generates the method; the stock namedtuple one is slower
  * still), which was a sixth of a compiled run; here it is a copy of the tuple's items. The meaning
  * is the generated method's: a new record of the same class with the named fields replaced, the
- * fields as keywords only, an unknown name a TypeError. spec/state.py installs it when it is built
- * (devdax/compiled.py, beside the mypyc modules) and keeps the Python method otherwise;
- * tests/model/test_compiled.py compares the two.
+ * fields as keywords only, an unknown name a TypeError. Construction (Vma(), Transition(...): 17
+ * per stored state) ran the class's __new__, an interpreted function namedtuple generates;
+ * record_new takes the same arguments with the same defaults. It is installed as the class's
+ * __new__ attribute, not in its tp_new slot: CPython refuses tuple.__new__(cls, ...), which _make
+ * uses, for a class whose slot is not its own wrapper. spec/state.py installs both when this
+ * module is built (devdax/compiled.py, beside the mypyc modules) and keeps the Python ones
+ * otherwise; tests/model/test_compiled.py compares them with the stock namedtuple methods.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 
-static PyObject *fields_name; /* "_fields" */
+static PyObject *fields_name;   /* "_fields" */
+static PyObject *defaults_name; /* "_field_defaults" */
 
 /* The _fields of each class seen, so that a call costs no attribute lookup: the spec has eight
  * record classes. A class and its tuple stay referenced for the life of the process. */
 #define KNOWN 32
 static PyTypeObject *known_type[KNOWN];
 static PyObject *known_fields[KNOWN];
+static PyObject *known_defaults[KNOWN];
+
+/* The slot of tp in the tables, filled on first sight; -1 with an exception set. */
+static int known(PyTypeObject *tp)
+{
+    int i;
+    for (i = 0; i < KNOWN && known_type[i] != NULL; i++)
+        if (known_type[i] == tp)
+            return i;
+    if (i == KNOWN) {
+        PyErr_SetString(PyExc_RuntimeError, "devdax.spec._record: more record classes than it keeps");
+        return -1;
+    }
+    PyObject *fields = PyObject_GetAttr((PyObject *)tp, fields_name);
+    if (fields == NULL)
+        return -1;
+    PyObject *defaults = PyObject_GetAttr((PyObject *)tp, defaults_name);
+    if (defaults == NULL || !PyTuple_Check(fields) || !PyDict_Check(defaults)) {
+        if (defaults != NULL)
+            PyErr_SetString(PyExc_TypeError, "not a NamedTuple class: _fields or _field_defaults");
+        Py_DECREF(fields);
+        Py_XDECREF(defaults);
+        return -1;
+    }
+    Py_INCREF(tp);
+    known_type[i] = tp;
+    known_fields[i] = fields;
+    known_defaults[i] = defaults;
+    return i;
+}
 
 /* A new reference to the _fields of tp, or NULL with an exception set. */
 static PyObject *fields_of(PyTypeObject *tp)
 {
-    int i;
-    for (i = 0; i < KNOWN && known_type[i] != NULL; i++)
-        if (known_type[i] == tp) {
-            Py_INCREF(known_fields[i]);
-            return known_fields[i];
-        }
-    PyObject *fields = PyObject_GetAttr((PyObject *)tp, fields_name);
-    if (fields != NULL && PyTuple_Check(fields) && i < KNOWN) {
-        Py_INCREF(tp);
-        Py_INCREF(fields);
-        known_type[i] = tp;
-        known_fields[i] = fields;
-    }
-    return fields;
+    int i = known(tp);
+    if (i < 0)
+        return NULL;
+    Py_INCREF(known_fields[i]);
+    return known_fields[i];
 }
 
 /* The position of field `name` in `fields`, or -1. Field names and keywords are interned
@@ -108,6 +134,69 @@ static PyMethodDef replace_def = {
     .ml_doc = "Return a new record with the given fields replaced (devdax/native/record.c).",
 };
 
+/* new(cls, *args, **kwds): a record of cls as its namedtuple __new__ builds it, every field
+ * positional or keyword, the missing ones from _field_defaults. */
+static PyObject *record_new(PyObject *module, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
+{
+    (void)module;
+    if (nargs < 1 || !PyType_Check(args[0]) || !PyType_IsSubtype((PyTypeObject *)args[0], &PyTuple_Type)) {
+        PyErr_SetString(PyExc_TypeError, "__new__(cls, ...): cls must be a record class");
+        return NULL;
+    }
+    PyTypeObject *tp = (PyTypeObject *)args[0];
+    int slot = known(tp);
+    if (slot < 0)
+        return NULL;
+    PyObject *fields = known_fields[slot], *defaults = known_defaults[slot];
+    Py_ssize_t n = PyTuple_GET_SIZE(fields), npos = nargs - 1;
+    if (npos > n) {
+        PyErr_Format(PyExc_TypeError, "%s() takes %zd positional arguments but %zd were given", tp->tp_name, n,
+                     npos);
+        return NULL;
+    }
+    PyObject *out = tp->tp_alloc(tp, n); /* items NULL until set: dealloc skips them */
+    if (out == NULL)
+        return NULL;
+    PyObject **item = ((PyTupleObject *)out)->ob_item;
+    for (Py_ssize_t i = 0; i < npos; i++) {
+        item[i] = args[1 + i];
+        Py_INCREF(item[i]);
+    }
+    Py_ssize_t nkw = kwnames == NULL ? 0 : PyTuple_GET_SIZE(kwnames);
+    for (Py_ssize_t k = 0; k < nkw; k++) {
+        PyObject *name = PyTuple_GET_ITEM(kwnames, k);
+        Py_ssize_t i = field_index(fields, name);
+        if (i < 0) {
+            if (!PyErr_Occurred())
+                PyErr_Format(PyExc_TypeError, "%s() got an unexpected keyword argument '%U'", tp->tp_name, name);
+            goto fail;
+        }
+        if (item[i] != NULL) {
+            PyErr_Format(PyExc_TypeError, "%s() got multiple values for argument '%U'", tp->tp_name, name);
+            goto fail;
+        }
+        item[i] = args[nargs + k];
+        Py_INCREF(item[i]);
+    }
+    for (Py_ssize_t i = npos; i < n; i++) {
+        if (item[i] != NULL)
+            continue;
+        PyObject *field = PyTuple_GET_ITEM(fields, i);
+        PyObject *dflt = PyDict_GetItemWithError(defaults, field);
+        if (dflt == NULL) {
+            if (!PyErr_Occurred())
+                PyErr_Format(PyExc_TypeError, "%s() missing required argument: '%U'", tp->tp_name, field);
+            goto fail;
+        }
+        Py_INCREF(dflt);
+        item[i] = dflt;
+    }
+    return out;
+fail:
+    Py_DECREF(out);
+    return NULL;
+}
+
 /* method(cls): the _replace method descriptor for the record class cls (a tuple subclass). */
 static PyObject *method(PyObject *module, PyObject *cls)
 {
@@ -121,6 +210,8 @@ static PyObject *method(PyObject *module, PyObject *cls)
 
 static PyMethodDef functions[] = {
     {"method", method, METH_O, "The C _replace method for a NamedTuple class."},
+    {"new", (PyCFunction)(void (*)(void))record_new, METH_FASTCALL | METH_KEYWORDS,
+     "new(cls, *args, **kwds): a record of a NamedTuple class, built in C (its __new__)."},
     {NULL, NULL, 0, NULL},
 };
 
@@ -135,7 +226,8 @@ static struct PyModuleDef module_def = {
 PyMODINIT_FUNC PyInit__record(void)
 {
     fields_name = PyUnicode_InternFromString("_fields");
-    if (fields_name == NULL)
+    defaults_name = PyUnicode_InternFromString("_field_defaults");
+    if (fields_name == NULL || defaults_name == NULL)
         return NULL;
     return PyModule_Create(&module_def);
 }

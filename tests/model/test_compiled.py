@@ -1,7 +1,7 @@
 """The mypyc-compiled spec and explorer (devdax.compiled) against the interpreted ones: the same
 states in the same order, the same counts, and the same violations with the same traces, on small
 configurations, each profile's own default and every variant; and the one piece of it written in
-C, the records' _replace (devdax/native/record.c), against the stock namedtuple method.
+C, the records' _replace and __new__ (devdax/native/record.c), against the stock namedtuple ones.
 
 mypyc checks type annotations at run time, so a spec function whose annotation is narrower than
 what it is given runs interpreted and fails compiled: this is where that shows. CI builds the
@@ -190,17 +190,45 @@ def test_workers_refuse_a_state_bound() -> None:
         compiled.run(Ctx.of(CONFIGS["race-2cpu-pud"]), workers=2, max_states=10)
 
 
-#: Run with the build tree first on the path: the records' C _replace (devdax/native/record.c)
-#: against the stock namedtuple method, on every record class, random records and field subsets.
+#: Run with the build tree first on the path: the records' C _replace and __new__
+#: (devdax/native/record.c) against the stock namedtuple methods, on every record class, random
+#: records, arguments and field subsets.
 _RECORD_CHECK = """
-import random, sys
+import pickle, random, sys
 sys.path.insert(0, sys.argv[1])
-from devdax.spec import state
-classes = (state.Region, state.Dev, state.File, state.Vma, state.Entry, state.Cpu, state.Admin, state.State)
+from devdax.spec import state, system
+classes = (state.Region, state.Dev, state.File, state.Vma, state.Entry, state.Cpu, state.Admin, state.State,
+           system.Transition)
 rng = random.Random(15)
 values = [0, 1, -1, 2**70, "x", None, (), (1,), True]
+
+def outcome(f):
+    try:
+        return f()
+    except TypeError:
+        return TypeError
+
 for cls in classes:
     assert type(cls.__dict__["_replace"]).__name__ == "method_descriptor", cls  # the C method is in use
+    assert type(cls.__dict__["__new__"].__func__).__name__ == "builtin_function_or_method", cls
+    fields, defaults = cls._fields, cls._field_defaults
+    for _ in range(2000):  # construction: positional, keywords, defaults, and the refusals
+        npos = rng.randint(0, len(fields) + 1)
+        pos = [rng.choice(values) for _ in range(npos)]
+        names = list(fields) + ["no_such_field"]
+        kw = {f: rng.choice(values) for f in rng.sample(names, rng.randint(0, 3))}
+        if npos > len(fields) or "no_such_field" in kw or any(f in kw for f in fields[:npos]):
+            want = TypeError
+        else:
+            vals = pos + [kw.get(f, defaults.get(f, TypeError)) for f in fields[npos:]]
+            want = TypeError if TypeError in vals else tuple.__new__(cls, vals)
+        got = outcome(lambda: cls(*pos, **kw))
+        assert got == want and (got is TypeError or type(got) is cls), (cls, pos, kw, got, want)
+        if got is not TypeError:
+            assert all(a is b for a, b in zip(got, want)), (cls, pos, kw)
+            again = pickle.loads(pickle.dumps(got, pickle.HIGHEST_PROTOCOL))
+            assert again == got and type(again) is cls
+            assert cls._make(got) == got
     fields = cls._fields
     for _ in range(2000):
         rec = cls._make(rng.choice(values) for _ in fields)
@@ -229,7 +257,8 @@ print("ok", len(classes))
 
 
 def test_compiled_records_replace_as_the_stock_method(built: None) -> None:
-    """The compiled form's records take _replace from C: same records, same refusals."""
+    """The compiled form's records take _replace and __new__ from C: same records, same
+    refusals, and they pickle and _make as before."""
     out = subprocess.run(
         [sys.executable, "-c", _RECORD_CHECK, str(compiled.BUILD)],
         capture_output=True,
@@ -237,4 +266,4 @@ def test_compiled_records_replace_as_the_stock_method(built: None) -> None:
         timeout=120,
     )
     assert out.returncode == 0, out.stderr[-2000:]
-    assert out.stdout.split() == ["ok", "8"]
+    assert out.stdout.split() == ["ok", "9"]
