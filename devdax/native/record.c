@@ -80,6 +80,16 @@ static Py_ssize_t field_index(PyObject *fields, PyObject *name)
     return -1;
 }
 
+/* The field keyword k of a call names, or -1 with a TypeError naming the call (who). */
+static Py_ssize_t keyword_field(PyObject *fields, PyObject *kwnames, Py_ssize_t k, const char *who)
+{
+    PyObject *name = PyTuple_GET_ITEM(kwnames, k);
+    Py_ssize_t i = field_index(fields, name);
+    if (i < 0 && !PyErr_Occurred())
+        PyErr_Format(PyExc_TypeError, "%s() got an unexpected keyword argument '%U'", who, name);
+    return i;
+}
+
 static PyObject *replace(PyObject *self, PyTypeObject *defining, PyObject *const *args, size_t nargsf,
                          PyObject *kwnames)
 {
@@ -110,11 +120,8 @@ static PyObject *replace(PyObject *self, PyTypeObject *defining, PyObject *const
     }
     Py_ssize_t nkw = kwnames == NULL ? 0 : PyTuple_GET_SIZE(kwnames);
     for (Py_ssize_t k = 0; k < nkw; k++) {
-        PyObject *name = PyTuple_GET_ITEM(kwnames, k);
-        Py_ssize_t i = field_index(fields, name);
+        Py_ssize_t i = keyword_field(fields, kwnames, k, "_replace");
         if (i < 0) {
-            if (!PyErr_Occurred())
-                PyErr_Format(PyExc_TypeError, "_replace() got an unexpected keyword argument '%U'", name);
             Py_DECREF(out);
             Py_DECREF(fields);
             return NULL;
@@ -164,15 +171,12 @@ static PyObject *record_new(PyObject *module, PyObject *const *args, Py_ssize_t 
     }
     Py_ssize_t nkw = kwnames == NULL ? 0 : PyTuple_GET_SIZE(kwnames);
     for (Py_ssize_t k = 0; k < nkw; k++) {
-        PyObject *name = PyTuple_GET_ITEM(kwnames, k);
-        Py_ssize_t i = field_index(fields, name);
-        if (i < 0) {
-            if (!PyErr_Occurred())
-                PyErr_Format(PyExc_TypeError, "%s() got an unexpected keyword argument '%U'", tp->tp_name, name);
+        Py_ssize_t i = keyword_field(fields, kwnames, k, tp->tp_name);
+        if (i < 0)
             goto fail;
-        }
         if (item[i] != NULL) {
-            PyErr_Format(PyExc_TypeError, "%s() got multiple values for argument '%U'", tp->tp_name, name);
+            PyErr_Format(PyExc_TypeError, "%s() got multiple values for argument '%U'", tp->tp_name,
+                         PyTuple_GET_ITEM(kwnames, k));
             goto fail;
         }
         item[i] = args[nargs + k];
