@@ -186,13 +186,27 @@ def fault_points(g: Gates, tid: int) -> dict[str, int]:
 STAGES = {"check": tracelog.CHECK, "insert": tracelog.INSERT, "unlock": tracelog.UNLOCK}
 
 
+def completed_then_unmapped(t: Toucher, g: Gates, events: list[Event]) -> bool:
+    """The toucher got SIGSEGV although its fault completed before the unmap: the fault inserted
+    its entry and dropped the read side, the unmap ran, and only then did the toucher retry its
+    access, which found no vma. The kernel allows that order too (mmap_lock is dropped when
+    handle_mm_fault returns, before the access is retried); there the window is a few
+    instructions, here the toucher's wake-up (the handler clears its read side right after the
+    UFFDIO_CONTINUE that wakes it), which a loaded machine makes wide enough to see."""
+    if t.outcome != "SIGSEGV":
+        return False
+    pts = fault_points(g, t.tid)
+    return pts["insert"] < pts["read_unlock"] < seq_of(events, "munmap")
+
+
 @pytest.mark.parametrize("write", [False, True], ids=["read", "write"])
 @pytest.mark.parametrize("stage", list(STAGES))
 def test_munmap_waits_for_a_fault_in_flight(bus: DaxBus, stage: str, write: bool) -> None:
     """The fault has looked its vma up (it holds the read side) and waits before ``stage``: the
-    munmap waits for it, so the fault completes (the toucher gets its data or stores its byte), its
-    read_unlock is logged before the munmap, and the munmap then leaves no entry -- not even in a
-    vma mapped at the same address afterwards."""
+    munmap waits for it, so the fault completes (the toucher gets its data or stores its byte, or,
+    retrying its access only after the munmap, SIGSEGV: completed_then_unmapped), its read_unlock
+    is logged before the munmap, and the munmap then leaves no entry -- not even in a vma mapped
+    at the same address afterwards."""
     v, fd = setup(bus)
     addr = v.addr
     other = bus.open(bus.create_region(8 * M2, K4).devices[0])
@@ -213,8 +227,9 @@ def test_munmap_waits_for_a_fault_in_flight(bus: DaxBus, stage: str, write: bool
         g.release([t.thread, m])
     joined(t.thread, m)
     assert t.error is None and "munmap_error" not in out, (t.error, out)
-    assert t.outcome == "ok", "a fault that began before the munmap completes"
-    if not write:
+    ok = t.outcome == "ok"
+    assert ok or completed_then_unmapped(t, g, events), "a fault that began before the munmap completes"
+    if ok and not write:
         assert t.data == b"\x5a"
     pts = fault_points(g, t.tid)
     assert pts["insert"] < pts["read_unlock"] < seq_of(events, "munmap"), pts
@@ -309,7 +324,9 @@ def test_mremap_waits_for_a_fault_in_flight(bus: DaxBus, how: str) -> None:
             g.release([t.thread, m])
         joined(t.thread, m)
         assert t.error is None and "mremap_error" not in out, (t.error, out)
-        assert t.outcome == "ok" and t.data == b"\x5a"
+        events = bus.events
+        assert events is not None
+        assert (t.outcome == "ok" and t.data == b"\x5a") or completed_then_unmapped(t, g, events)
         if how == "move":
             assert out["mremap"] != old and v.base == out["mremap"]
             assert present_units(old, old + 2 * M2, K4) == [] and MappingCore._perms(old) is None
