@@ -30,16 +30,12 @@ from devdax.spec.state import C_IDLE, Outcome, State, Vma, set_at
 
 
 def vma_flags(v: Vma) -> VmaFlags:
-    return _flags(v.shared, v.mayshare, v.write, v.dontcopy)
+    return _flags(shared=v.shared, mayshare=v.mayshare, write=v.write, noreserve=False, dontcopy=v.dontcopy)
 
 
-@functools.cache
-def _flags(shared: bool, mayshare: bool, write: bool, dontcopy: bool) -> VmaFlags:
-    """One VmaFlags per combination: every fault check and munmap asks, 100 K times a search."""
-    return VmaFlags(shared=shared, mayshare=mayshare, write=write, noreserve=False, dontcopy=dontcopy)
-
-
-#: VmaFlags.from_mmap, one per combination: every mmap a search tries asks, 57 K times
+#: One VmaFlags per combination (a frozen dataclass, its __init__ interpreted even when compiled):
+#: every fault check and munmap asks, 100 K times a search, and every mmap tried, 57 K times.
+_flags = functools.cache(VmaFlags)
 _mmap_flags = functools.cache(VmaFlags.from_mmap)
 
 
