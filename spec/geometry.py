@@ -16,6 +16,9 @@ import errno
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from enum import Enum
+from typing import NamedTuple
+
+from devdax.spec.state import fast_record
 
 PAGE_SHIFT = 12
 PAGE_SIZE = 1 << PAGE_SHIFT
@@ -285,14 +288,19 @@ class FaultRules:
     pud_supported: bool = True  # CONFIG_HAVE_ARCH_TRANSPARENT_HUGEPAGE_PUD
 
 
-@dataclass(frozen=True, slots=True)
-class FaultDecision:
+class FaultDecision(NamedTuple):
+    """What dax_huge_fault decided. A record like the state's (spec/state.py): one is built per
+    fault check, and a frozen dataclass's __init__ stays interpreted in the compiled form."""
+
     result: FaultResult
     addr: int = 0  # start of the entry (the faulting address rounded down to the fault size)
     phys: int = 0
     #: why it ended so: "dead" (check_vma), "size" (negotiation), "bounds" (block outside the vma),
     #: "range" (pgoff_to_phys), "" for NOPAGE
     reason: str = ""
+
+
+fast_record(FaultDecision)
 
 
 def negotiate(fault_size: int, align: int, rules: FaultRules) -> FaultResult | None:

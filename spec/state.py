@@ -213,6 +213,8 @@ def fast_record(cls: type[tuple[object, ...]]) -> None:
     else:
         cls._replace = _native.method(cls)  # type: ignore[attr-defined]
         cls.__new__ = staticmethod(_native.new)  # type: ignore[method-assign]
+        _native.cache_hash(cls)
+        _native.fast_call(cls)
 
 
 for _record in (Region, Dev, File, Vma, Entry, Cpu, Admin, State):

@@ -141,21 +141,16 @@ static PyMethodDef replace_def = {
     .ml_doc = "Return a new record with the given fields replaced (devdax/native/record.c).",
 };
 
-/* new(cls, *args, **kwds): a record of cls as its namedtuple __new__ builds it, every field
- * positional or keyword, the missing ones from _field_defaults. */
-static PyObject *record_new(PyObject *module, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
+/* A record of tp from the call's positional items args[0..npos) and keywords (their values
+ * after the positional ones), the missing fields from _field_defaults: as the class's namedtuple
+ * __new__ builds it. */
+static PyObject *build(PyTypeObject *tp, PyObject *const *args, Py_ssize_t npos, PyObject *kwnames)
 {
-    (void)module;
-    if (nargs < 1 || !PyType_Check(args[0]) || !PyType_IsSubtype((PyTypeObject *)args[0], &PyTuple_Type)) {
-        PyErr_SetString(PyExc_TypeError, "__new__(cls, ...): cls must be a record class");
-        return NULL;
-    }
-    PyTypeObject *tp = (PyTypeObject *)args[0];
     int slot = known(tp);
     if (slot < 0)
         return NULL;
     PyObject *fields = known_fields[slot], *defaults = known_defaults[slot];
-    Py_ssize_t n = PyTuple_GET_SIZE(fields), npos = nargs - 1;
+    Py_ssize_t n = PyTuple_GET_SIZE(fields);
     if (npos > n) {
         PyErr_Format(PyExc_TypeError, "%s() takes %zd positional arguments but %zd were given", tp->tp_name, n,
                      npos);
@@ -166,7 +161,7 @@ static PyObject *record_new(PyObject *module, PyObject *const *args, Py_ssize_t 
         return NULL;
     PyObject **item = ((PyTupleObject *)out)->ob_item;
     for (Py_ssize_t i = 0; i < npos; i++) {
-        item[i] = args[1 + i];
+        item[i] = args[i];
         Py_INCREF(item[i]);
     }
     Py_ssize_t nkw = kwnames == NULL ? 0 : PyTuple_GET_SIZE(kwnames);
@@ -179,7 +174,7 @@ static PyObject *record_new(PyObject *module, PyObject *const *args, Py_ssize_t 
                          PyTuple_GET_ITEM(kwnames, k));
             goto fail;
         }
-        item[i] = args[nargs + k];
+        item[i] = args[npos + k];
         Py_INCREF(item[i]);
     }
     for (Py_ssize_t i = npos; i < n; i++) {
@@ -201,6 +196,113 @@ fail:
     return NULL;
 }
 
+/* new(cls, *args, **kwds): the class's __new__ attribute, for cls.__new__(cls, ...) (pickling,
+ * copy). */
+static PyObject *record_new(PyObject *module, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
+{
+    (void)module;
+    if (nargs < 1 || !PyType_Check(args[0]) || !PyType_IsSubtype((PyTypeObject *)args[0], &PyTuple_Type)) {
+        PyErr_SetString(PyExc_TypeError, "__new__(cls, ...): cls must be a record class");
+        return NULL;
+    }
+    return build((PyTypeObject *)args[0], args + 1, nargs - 1, kwnames);
+}
+
+/* The class call itself, Vma(...): CPython calls a type's tp_vectorcall, when it has one, instead
+ * of type_call, which would look __new__ up in the class and call it with a tuple and a dict of
+ * the arguments (half of what building a record cost). A record class has no __init__ of its own
+ * (tuple's does nothing), so this is what the call does. */
+static PyObject *record_call(PyObject *cls, PyObject *const *args, size_t nargsf, PyObject *kwnames)
+{
+    return build((PyTypeObject *)cls, args, PyVectorcall_NARGS(nargsf), kwnames);
+}
+
+/* The hash a record keeps once computed. A state is hashed as a dict key several times per
+ * successor (the duplicate test, the store, the memo tables), and a tuple hashes every item every
+ * time: a state is about 150 ints deep, and hashing was a quarter of a compiled run. A record is
+ * immutable and so are its items, so the first hash is the hash for good. It lives in one word
+ * after the items: cache_hash() widens the class's basicsize by that word before the class has
+ * any instance, and every allocation of a tuple subclass (PyType_GenericAlloc, through tp_alloc,
+ * also for tuple.__new__(cls, ...), unpickling and record_new) zeroes it. 0 means "not yet"; a
+ * record whose hash is 0 is simply hashed again each time. The value is tuple's own hash, so a
+ * record still equals, and hashes as, the plain tuple of its items. */
+static Py_ssize_t tuple_basicsize;
+
+static Py_hash_t *hash_word(PyObject *self)
+{
+    return (Py_hash_t *)((char *)self + tuple_basicsize + Py_SIZE(self) * (Py_ssize_t)sizeof(PyObject *));
+}
+
+static Py_hash_t cached_hash(PyObject *self)
+{
+    Py_hash_t *word = hash_word(self);
+    if (*word != 0)
+        return *word;
+    Py_hash_t h = PyTuple_Type.tp_hash(self);
+    if (h != -1)
+        *word = h;
+    return h;
+}
+
+/* cache_hash(cls): give the record class cls (a tuple subclass with no instance yet, no
+ * subclass, no __dict__ and no __weakref__) the hash word above. Refuses any other class, since
+ * widening a class that has instances would read past their end; a second call is a no-op. */
+static PyObject *cache_hash(PyObject *module, PyObject *cls)
+{
+    (void)module;
+    if (!PyType_Check(cls) || !PyType_IsSubtype((PyTypeObject *)cls, &PyTuple_Type)) {
+        PyErr_SetString(PyExc_TypeError, "cache_hash(): expected a tuple subclass");
+        return NULL;
+    }
+    PyTypeObject *tp = (PyTypeObject *)cls;
+    if (tp->tp_hash == cached_hash)
+        Py_RETURN_NONE;
+    PyObject *subclasses = PyObject_CallMethod(cls, "__subclasses__", NULL);
+    if (subclasses == NULL)
+        return NULL;
+    Py_ssize_t nsub = PyList_Check(subclasses) ? PyList_GET_SIZE(subclasses) : -1;
+    Py_DECREF(subclasses);
+    if (tp->tp_base != &PyTuple_Type || !(tp->tp_flags & Py_TPFLAGS_HEAPTYPE) ||
+        tp->tp_basicsize != tuple_basicsize || tp->tp_itemsize != (Py_ssize_t)sizeof(PyObject *) ||
+        tp->tp_dictoffset != 0 || tp->tp_weaklistoffset != 0 || tp->tp_hash != PyTuple_Type.tp_hash ||
+        tp->tp_alloc != PyType_GenericAlloc || nsub != 0) {
+        PyErr_Format(PyExc_TypeError, "cache_hash(): %s is not a plain record class", tp->tp_name);
+        return NULL;
+    }
+    tp->tp_basicsize += (Py_ssize_t)sizeof(Py_hash_t);
+    tp->tp_hash = cached_hash;
+    PyType_Modified(tp);
+    Py_RETURN_NONE;
+}
+
+/* fast_call(cls): make cls(...) call record_call. Only for a record class whose __init__ is
+ * object's (a namedtuple's is) and whose __new__ is already new() above, so that the call means
+ * what it meant. */
+static PyObject *fast_call(PyObject *module, PyObject *cls)
+{
+    (void)module;
+    if (!PyType_Check(cls) || !PyType_IsSubtype((PyTypeObject *)cls, &PyTuple_Type)) {
+        PyErr_SetString(PyExc_TypeError, "fast_call(): expected a tuple subclass");
+        return NULL;
+    }
+    PyTypeObject *tp = (PyTypeObject *)cls;
+    if (tp->tp_vectorcall == record_call)
+        Py_RETURN_NONE;
+    PyObject *dict_new = PyDict_GetItemString(tp->tp_dict, "__new__"); /* borrowed */
+    PyObject *ours = dict_new == NULL ? NULL : PyObject_GetAttrString(cls, "__new__");
+    if (ours == NULL && PyErr_Occurred())
+        return NULL;
+    int is_ours = ours != NULL && PyCFunction_Check(ours) &&
+                  PyCFunction_GET_FUNCTION(ours) == (PyCFunction)(void (*)(void))record_new;
+    Py_XDECREF(ours);
+    if (!is_ours || tp->tp_init != PyBaseObject_Type.tp_init || tp->tp_vectorcall != NULL) {
+        PyErr_Format(PyExc_TypeError, "fast_call(): %s is not a record class with new() as __new__", tp->tp_name);
+        return NULL;
+    }
+    tp->tp_vectorcall = record_call;
+    Py_RETURN_NONE;
+}
+
 /* method(cls): the _replace method descriptor for the record class cls (a tuple subclass). */
 static PyObject *method(PyObject *module, PyObject *cls)
 {
@@ -214,6 +316,8 @@ static PyObject *method(PyObject *module, PyObject *cls)
 
 static PyMethodDef functions[] = {
     {"method", method, METH_O, "The C _replace method for a NamedTuple class."},
+    {"fast_call", fast_call, METH_O, "Make calling the record class build the record in C (after new() is its __new__)."},
+    {"cache_hash", cache_hash, METH_O, "Keep each record's hash once computed (before any instance exists)."},
     {"new", (PyCFunction)(void (*)(void))record_new, METH_FASTCALL | METH_KEYWORDS,
      "new(cls, *args, **kwds): a record of a NamedTuple class, built in C (its __new__)."},
     {NULL, NULL, 0, NULL},
@@ -233,5 +337,6 @@ PyMODINIT_FUNC PyInit__record(void)
     defaults_name = PyUnicode_InternFromString("_field_defaults");
     if (fields_name == NULL || defaults_name == NULL)
         return NULL;
+    tuple_basicsize = PyTuple_Type.tp_basicsize;
     return PyModule_Create(&module_def);
 }
