@@ -56,9 +56,9 @@ MODULES = (
 #: spec and partitions. The coordinator runs a few times per level: compiled, mypyc would
 #: type-check all it imports, Ray included, and the build took 74 s instead of 30.
 PLAIN = ("model/parallel.py",)
-#: C sources built beside them into the named module: the records' _replace and __new__
-#: (spec/state.py fast_record).
-NATIVE = {"native/record.c": "spec/_record"}
+#: C sources built beside them into the named module: the records' _replace, construction and
+#: hash (spec/state.py fast_record), and the liveness walk (model/checker.py cannot_reach_idle).
+NATIVE = {"native/record.c": "spec/_record", "native/liveness.c": "model/_liveness"}
 OPT_LEVEL = os.environ.get("MYPYC_OPT_LEVEL", "1")  # -O3 compiles several times longer for ~10%
 
 

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import importlib
 import resource
 import sys
 import time
@@ -37,6 +38,7 @@ from bisect import bisect_right
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from itertools import pairwise
+from typing import Any
 
 from devdax.model.memo import Memo, Move, Verdicts
 from devdax.model.reduction import fused_cpu_steps, reduced_successors
@@ -485,6 +487,7 @@ class _Explorer:
         """Every successor of state i (s): its step properties, and the state it reaches,
         stored canonical and judged when new."""
         g = self.g
+        ahead: list[int] = []  # the states this one leads to, for liveness's reverse edges
         for t in self.next_states(self.c, s):
             self.res.transitions += 1
             if self.steps:
@@ -494,15 +497,17 @@ class _Explorer:
                 j, new = g.add(self.canon(t.state, s), i, t)
                 if new:
                     self.check_state(j, g.states[j])
-            if self.do_live and j != i:
-                g.rev_src.append(i)
-                g.rev_dst.append(j)
+            if j != i:
+                ahead.append(j)
+        if self.do_live and ahead:  # appended per state: an array's append is a method call
+            g.rev_src.extend(array("i", (i,)) * len(ahead))
+            g.rev_dst.extend(ahead)
 
     def liveness(self) -> None:
         """teardown_finishes, decided on the whole graph: some state from which no path leads to an
         idle admin."""
         g = self.g
-        stuck = _cannot_reach_idle(len(g.states), g.idle, g.rev_src, g.rev_dst)
+        stuck = cannot_reach_idle(len(g.states), g.idle, g.rev_src, g.rev_dst)
         if stuck is not None:
             self.record(INVARIANTS["teardown_finishes"], stuck_message(g.states[stuck]), stuck)
 
@@ -588,3 +593,12 @@ def _cannot_reach_idle(n: int, idle: bytearray, src: array[int], dst: array[int]
         if not good[i]:
             return i
     return None
+
+
+try:  # the same function in C (devdax/native/liveness.c), built only with the compiled form
+    _native: Any = importlib.import_module("devdax.model._liveness")
+    cannot_reach_idle: Callable[[int, bytearray, array[int], array[int]], int | None] = (
+        _native.cannot_reach_idle
+    )
+except ImportError:
+    cannot_reach_idle = _cannot_reach_idle

@@ -38,6 +38,10 @@ MM_ROOM = 1 << 34
 _LIMITS: dict[str, int] = {"cpus": 64, "files": 64, "vmas": 64, "units": 1 << 16, "ranges": 64}
 
 
+#: The mm's fault sizes by name (cfg.first_fault).
+FAULT_SIZE_OF: dict[str, int] = dict(zip(("pte", "pmd", "pud"), FAULT_SIZES, strict=True))
+
+
 @dataclass(frozen=True)
 class MmapShape:
     """One argument vector of mmap(2) the checker may try; lengths and offsets are in align units
@@ -137,7 +141,7 @@ class Config:
 
     @property
     def first_fault_bytes(self) -> int:
-        return FAULT_SIZES[("pte", "pmd", "pud").index(self.first_fault)]
+        return FAULT_SIZE_OF[self.first_fault]
 
     @property
     def instances(self) -> int:

@@ -16,7 +16,8 @@ from dataclasses import dataclass
 
 from devdax.spec.admin import program
 from devdax.spec.ctx import Ctx
-from devdax.spec.geometry import is_aligned, pgoff_to_phys
+from devdax.spec.fault import sleeps_in_rcu
+from devdax.spec.geometry import SIZE_NAMES, is_aligned, pgoff_to_phys
 from devdax.spec.profiles import Lifetime
 from devdax.spec.state import C_IDLE, D_CREATING, D_FAILED, D_LIVE, D_RELEASED, RG_GONE, RG_LIVE, State
 from devdax.spec.system import Transition
@@ -281,17 +282,16 @@ def lock_balanced(c: Ctx, s: State) -> str | None:
 @step_property("M5 (956a4cd2c957): 'Illegal context switch in RCU read-side critical section!'")
 def no_sleep_in_rcu(c: Ctx, s: State, tr: Transition) -> str | None:
     """No step that may sleep runs inside a non-sleepable (plain RCU) read section."""
-    from devdax.spec.fault import sleeps_in_rcu
-
     return "vm_insert may sleep (pte_alloc) inside rcu_read_lock" if sleeps_in_rcu(c, tr.action) else None
+
+
+#: A fault size by the name a fault_check outcome gives it ("SIGBUS@pmd:size").
+SIZE_OF_NAME = {name: size for size, name in SIZE_NAMES.items()}
 
 
 @step_property("M3 (0134ed4fb9e7), M4 (70b085b06c45): fault_size > align -> FALLBACK, < align -> SIGBUS")
 def fault_size_negotiated(c: Ctx, s: State, tr: Transition) -> str | None:
     """On a live vma, a fault larger than the alignment falls back and a smaller one is SIGBUS."""
-    from devdax.spec.geometry import SIZE_NAMES
-
-    sizes = {v: k for k, v in SIZE_NAMES.items()}
     if "fault_check" not in tr.action.split("+"):
         return None
     i = int(tr.args[0])  # type: ignore[call-overload]
@@ -302,7 +302,7 @@ def fault_size_negotiated(c: Ctx, s: State, tr: Transition) -> str | None:
             continue
         result, _, rest = out.partition("@")
         size_name, _, reason = rest.partition(":")
-        size = sizes[size_name]
+        size = SIZE_OF_NAME[size_name]
         if reason == "dead":
             continue
         if size > align and result != "FALLBACK":

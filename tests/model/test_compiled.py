@@ -196,9 +196,10 @@ def test_workers_refuse_a_state_bound() -> None:
 _RECORD_CHECK = """
 import pickle, random, sys
 sys.path.insert(0, sys.argv[1])
-from devdax.spec import state, system
+from collections import namedtuple
+from devdax.spec import _record, geometry, state, system
 classes = (state.Region, state.Dev, state.File, state.Vma, state.Entry, state.Cpu, state.Admin, state.State,
-           system.Transition)
+           system.Transition, geometry.FaultDecision)
 rng = random.Random(15)
 values = [0, 1, -1, 2**70, "x", None, (), (1,), True]
 
@@ -211,6 +212,7 @@ def outcome(f):
 for cls in classes:
     assert type(cls.__dict__["_replace"]).__name__ == "method_descriptor", cls  # the C method is in use
     assert type(cls.__dict__["__new__"].__func__).__name__ == "builtin_function_or_method", cls
+    assert cls.__basicsize__ == tuple.__basicsize__ + 8, cls  # the hash word is in use
     fields, defaults = cls._fields, cls._field_defaults
     for _ in range(2000):  # construction: positional, keywords, defaults, and the refusals
         npos = rng.randint(0, len(fields) + 1)
@@ -226,6 +228,7 @@ for cls in classes:
         assert got == want and (got is TypeError or type(got) is cls), (cls, pos, kw, got, want)
         if got is not TypeError:
             assert all(a is b for a, b in zip(got, want)), (cls, pos, kw)
+            assert hash(got) == hash(tuple(got)) == hash(got), (cls, got)  # computed, then kept
             again = pickle.loads(pickle.dumps(got, pickle.HIGHEST_PROTOCOL))
             assert again == got and type(again) is cls
             assert cls._make(got) == got
@@ -238,6 +241,9 @@ for cls in classes:
         got = rec._replace(**changes)
         assert type(got) is cls and got == want, (cls, changes)
         assert all(a is b for a, b in zip(got, want)), (cls, changes)
+    unhashable = cls._make([[]] * len(fields))
+    for _ in range(2):  # refused every time: a failed hash is not kept
+        assert outcome(lambda: hash(unhashable)) is TypeError, cls
     rec = cls._make([0] * len(fields))
     for bad in ({"no_such_field": 1}, {fields[0]: 1, "no_such_field": 2}):
         try:
@@ -252,6 +258,16 @@ for cls in classes:
         pass
     else:
         raise AssertionError("positional")
+# the installers refuse what they cannot make safe, and a second call changes nothing
+Plain = namedtuple("Plain", "a b")
+WithDict = type("WithDict", (tuple,), {})
+for install in (_record.cache_hash, _record.fast_call):
+    for bad in (int, WithDict, 3):
+        assert outcome(lambda: install(bad)) is TypeError, (install, bad)
+    install(state.Vma)
+assert outcome(lambda: _record.fast_call(Plain)) is TypeError  # its __new__ is not new()
+_record.cache_hash(Plain)
+assert Plain.__basicsize__ == tuple.__basicsize__ + 8 and hash(Plain(1, 2)) == hash((1, 2))
 print("ok", len(classes))
 """
 
@@ -266,4 +282,45 @@ def test_compiled_records_replace_as_the_stock_method(built: None) -> None:
         timeout=120,
     )
     assert out.returncode == 0, out.stderr[-2000:]
-    assert out.stdout.split() == ["ok", "9"]
+    assert out.stdout.split() == ["ok", "10"]
+
+
+_LIVENESS_CHECK = """
+import random, sys
+from array import array
+sys.path.insert(0, sys.argv[1])
+from devdax.model import checker
+assert type(checker.cannot_reach_idle).__name__ == "builtin_function_or_method"  # the C one is in use
+rng = random.Random(15)
+for _ in range(3000):
+    n = rng.randint(0, 40)
+    m = rng.randint(0, 3 * n) if n else 0
+    src = array("i", (rng.randrange(n) for _ in range(m)))
+    dst = array("i", (rng.randrange(n) for _ in range(m)))
+    idle = bytearray(rng.random() < 0.15 for _ in range(n))
+    got = checker.cannot_reach_idle(n, idle, src, dst)
+    assert got == checker._cannot_reach_idle(n, idle, src, dst), (n, idle, src, dst, got)
+I = lambda *xs: array("i", xs)
+for bad in ((2, bytearray(2), I(0), I(2)), (2, bytearray(2), I(-1), I(0)), (3, bytearray(2), I(), I()),
+            (2, bytearray(2), I(0), I()), (2, bytearray(2), array("l", [0]), array("l", [1]))):
+    try:
+        checker.cannot_reach_idle(*bad)
+    except ValueError:
+        pass
+    else:
+        raise AssertionError(bad)
+print("ok")
+"""
+
+
+def test_compiled_liveness_walk_as_the_python_one(built: None) -> None:
+    """teardown_finishes in the compiled form walks the graph in C: the same first stuck state
+    as the Python walk on 3,000 random graphs, and a bad edge or buffer is a ValueError."""
+    out = subprocess.run(
+        [sys.executable, "-c", _LIVENESS_CHECK, str(compiled.BUILD)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split() == ["ok"]
