@@ -251,16 +251,18 @@ class _Graph:
     def intern(self, s: State) -> State:
         """s built from the records and tuples already stored, where equal ones exist: states
         stored apart share most of their parts, but canonicalisation and set_at build new ones."""
-        assert self.memo is not None
-        out: list[object] = []
-        for memo, x in zip(self.memo, s, strict=True):
+        memos = self.memo
+        assert memos is not None
+        out: list[Any] = []
+        for k, x in enumerate(s):
+            memo = memos[k]
             y = memo.get(x)
             if y is None:
                 if type(x) is tuple:
-                    x = tuple(memo.setdefault(r, r) for r in x)
+                    x = tuple([memo.setdefault(r, r) for r in x])
                 memo[x] = y = x
             out.append(y)
-        return State._make(out)
+        return State(*out)
 
     def trace(self, at: int, last: Transition | None = None) -> list[Step]:
         return _trace(self.states, self.parent, self.via, at, last)

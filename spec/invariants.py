@@ -11,6 +11,7 @@ Kinds: "state" (a predicate on one state), "step" (on a transition: TLA+'s [][A]
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
@@ -296,8 +297,14 @@ def fault_size_negotiated(c: Ctx, s: State, tr: Transition) -> str | None:
         return None
     i = int(tr.args[0])  # type: ignore[call-overload]
     v = s.cpus[i].vma if s.cpus[i].vma >= 0 else int(tr.args[1])  # type: ignore[call-overload]
-    align = c.vma_align(s, v)
-    for part, out in zip(tr.action.split("+"), tr.outcome.split("/"), strict=False):
+    return _negotiated(tr.action, tr.outcome, c.vma_align(s, v))
+
+
+@functools.cache
+def _negotiated(action: str, outcome: str, align: int) -> str | None:
+    """fault_size_negotiated on the outcomes of a (fused) step: a function of the step's action,
+    its outcome and the device's align alone, so each combination is read once."""
+    for part, out in zip(action.split("+"), outcome.split("/"), strict=False):
         if part != "fault_check" or "@" not in out:
             continue
         result, _, rest = out.partition("@")
