@@ -406,11 +406,16 @@ def summary(res: Any) -> tuple[int, int, int, bool, str]:
 
 
 def race_pair(old: Side, new: Side, workload: str, repeat: int, cap: int | None, once_above: float) -> Pair:
-    """Both checkers on one workload, alternately (old, new, old, new...) so that a change in the
-    machine's load falls on both; the medians of each."""
+    """The baseline, today's checker and today's compiled form on one workload, in turn within
+    each round (old, new, compiled, old, new, compiled...) so that a change in the machine's
+    load falls on all three: on this shared machine the same run varies by 20% over an hour,
+    and a compiled ratio taken against baseline runs made minutes earlier carried that drift.
+    The medians of each."""
     walls: dict[str, list[float]] = {old.label: [], new.label: []}
     cpus: dict[str, list[float]] = {old.label: [], new.label: []}
     seen: dict[str, tuple[int, int, int, bool, str]] = {}
+    cw: list[float] = []
+    cc: list[float] = []
     for _ in range(repeat):
         for side in (old, new):
             c = side.ctx(workload)
@@ -421,19 +426,15 @@ def race_pair(old: Side, new: Side, workload: str, repeat: int, cap: int | None,
             seen[side.label] = summary(res)
         if seen[old.label] != seen[new.label]:
             raise SystemExit(f"{workload}: baseline {seen[old.label]} != now {seen[new.label]}")
-        if walls[old.label][-1] > once_above:
-            break
-    st, tr, _, complete, verdict = seen[new.label]
-    cw, cc = [], []
-    for _ in range(repeat):
         t0 = time.perf_counter()
         run = compiled.run(new.ctx(workload), max_states=cap)
         cw.append(time.perf_counter() - t0)
         cc.append(run.cpu)
         if summary(run.result) != seen[new.label]:
             raise SystemExit(f"{workload}: compiled {summary(run.result)} != now {seen[new.label]}")
-        if cw[-1] > once_above:
+        if walls[old.label][-1] > once_above:
             break
+    st, tr, _, complete, verdict = seen[new.label]
     pair = Pair(
         workload,
         st,
@@ -468,6 +469,9 @@ def memory_per_state(side: Side, workload: str, cap: int | None) -> tuple[int, f
 def speed_workloads(a: argparse.Namespace) -> list[tuple[str, int | None]]:
     out: list[tuple[str, int | None]] = [("default:1", None), ("default:2", a.devices2_cap)]
     out += [(f"race:{n}", None) for n in (int(x) for x in a.race_cpus.split(","))]
+    if a.only:
+        keep = a.only.split(",")
+        out = [(w, cap) for w, cap in out if w in keep]
     return out
 
 
@@ -482,8 +486,9 @@ def render_speed(pairs: list[Pair], mem: list[tuple[str, int, float, float]], me
         "`git archive` into a temporary package whose `devdax.spec`/`devdax.model` imports are "
         "renamed (load_baseline), so that both run in this one process on the same machine load. "
         "A kept reference implementation would drift from the code it measures; the frozen copy "
-        "is the code users ran. Ratio = baseline median / current median; the two are run "
-        "alternately; each pair agreed on states, transitions, depth and verdicts. CPU seconds "
+        "is the code users ran. Ratio = baseline median / current median; the baseline, the "
+        "current checker and the compiled one are run in turn in each round; each pair agreed "
+        "on states, transitions, depth and verdicts. CPU seconds "
         "(process time) are the better measure on this shared machine.",
         "",
         "What changed (model/checker.py, model/memo.py, spec/symmetry.py, spec/ctx.py; "
@@ -586,6 +591,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-write", action="store_true")
     ap.add_argument("--no-crosscheck", action="store_true", help="skip the reduction cross-check table")
     ap.add_argument("--speed", action="store_true", help="issue 15: today's checker against BASE_COMMIT")
+    ap.add_argument("--only", default="", help="--speed: these workloads alone (default:1,race:8...)")
     ap.add_argument("--race-cpus", default="4,8,12,16", help="--speed: race sizes, comma-separated")
     ap.add_argument("--devices2-cap", type=int, default=40_000, help="--speed: state cap of --devices 2")
     ap.add_argument("--mem-cap", type=int, default=20_000, help="--speed: state cap of the memory run")

@@ -144,6 +144,13 @@ def gc_paused() -> Iterator[None]:
     try:
         yield
     finally:
+        if gc.get_freeze_count() == 0:
+            # Everything the search allocated is still in the youngest generation, so the first
+            # allocation after would walk it all (2% of a compiled run): move it to the oldest
+            # generation, where objects that survived collections would be (freeze, then unfreeze
+            # puts the frozen ones there; a full collection still sees them).
+            gc.freeze()
+            gc.unfreeze()
         if was:
             gc.enable()
 
@@ -254,6 +261,7 @@ class _Graph:
         memos = self.memo
         assert memos is not None
         out: list[Any] = []
+        same = True  # every field already the stored one: keep s (and the hash it has)
         for k, x in enumerate(s):
             memo = memos[k]
             y = memo.get(x)
@@ -261,8 +269,9 @@ class _Graph:
                 if type(x) is tuple:
                     x = tuple([memo.setdefault(r, r) for r in x])
                 memo[x] = y = x
+            same = same and y is s[k]
             out.append(y)
-        return State(*out)
+        return s if same else State(*out)
 
     def trace(self, at: int, last: Transition | None = None) -> list[Step]:
         return _trace(self.states, self.parent, self.via, at, last)

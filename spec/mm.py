@@ -41,9 +41,12 @@ def change(c: Ctx, s: State, v: int, lo: int, hi: int, update: Callable[[Vma], V
     lo, hi = max(lo, vma.start), min(hi, vma.end)
     if lo >= hi:
         return ("ok", s)
-    middle = None if update is None else update(_piece(vma, lo, hi))
-    if middle == _piece(vma, lo, hi):
-        return ("ok", s)
+    middle = None
+    if update is not None:
+        piece = _piece(vma, lo, hi)
+        middle = update(piece)
+        if middle == piece:
+            return ("ok", s)
     align = c.vma_align(s, v)
     for cut in (lo, hi):
         if vma.start < cut < vma.end and not may_split(c, cut, align):
