@@ -38,7 +38,7 @@ from bisect import bisect_right
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from itertools import pairwise
-from typing import Any
+from typing import Any, Final
 
 from devdax.model.memo import Memo, Move, Verdicts
 from devdax.model.reduction import fused_cpu_steps, reduced_successors
@@ -59,7 +59,7 @@ def _parts(action: str) -> list[str]:
 #: The actions on which a step property can fail, read off its code in spec/invariants.py; a
 #: property not named here runs on every transition. tests/model/test_fast_paths.py checks, on
 #: every transition of small configurations and of every variant, that a skipped property holds.
-STEP_ACTIONS: dict[str, Callable[[str], bool]] = {
+STEP_ACTIONS: Final[dict[str, Callable[[str], bool]]] = {
     "no_map_of_dead_device": lambda a: a == "mmap" or "fault_insert" in _parts(a),
     "no_sleep_in_rcu": lambda a: "fault_insert" in _parts(a),
     "fault_size_negotiated": lambda a: "fault_check" in _parts(a),

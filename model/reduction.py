@@ -21,12 +21,14 @@ states once those in-between states are projected away.
 
 from __future__ import annotations
 
+from typing import Final
+
 from devdax.spec import fault
 from devdax.spec.ctx import Ctx
 from devdax.spec.state import C_DONE, C_IDLE, C_LOCKED, R_FALLBACK, State
 from devdax.spec.system import Transition, cpu_steps, movers, others
 
-FUSED = ("fault_lock", "fault_insert")
+FUSED: Final = ("fault_lock", "fault_insert")
 
 
 def _then(c: Ctx, t: Transition, i: int) -> Transition:

@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
+from typing import Final
 
 from devdax.spec.ctx import Ctx, oops
 from devdax.spec.kobject import cd_forget, cdev_put, dax_dev_put, device_put, put_dev, put_region, region_put
@@ -47,7 +48,7 @@ class Goto:
 
 StepOutcome = tuple[str, State | Goto | None]  # SKIP's None: the step does not apply here
 StepFn = Callable[[Ctx, State, int], list[StepOutcome] | None]
-STEPS: dict[str, StepFn] = {}
+STEPS: Final[dict[str, StepFn]] = {}
 
 
 def step(fn: StepFn) -> StepFn:
@@ -77,7 +78,7 @@ def ok(s: State, label: str = "ok") -> list[StepOutcome]:
     return [(label, s)]
 
 
-SKIP: list[StepOutcome] = [("skipped", None)]
+SKIP: Final[list[StepOutcome]] = [("skipped", None)]
 
 
 def _created(s: State, d: int) -> bool:
@@ -297,7 +298,7 @@ def synchronize_start(c: Ctx, s: State, d: int) -> list[StepOutcome]:
 #: Steps whose SKIP a cheaper test tells: _finish asks it instead of running the step (marking
 #: every CPU inside a read section, in synchronize_start's case) only to see whether it skips.
 #: tests/model/test_admin_skips.py checks each against its step on every reachable state.
-SKIPS: dict[str, Callable[[Ctx, State, int], bool]] = {"synchronize_start": _no_reader_to_wait_for}
+SKIPS: Final[dict[str, Callable[[Ctx, State, int], bool]]] = {"synchronize_start": _no_reader_to_wait_for}
 
 
 @step

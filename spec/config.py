@@ -8,6 +8,7 @@ once released, so "files=2" means "at most two open files at once", not "two ope
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
+from typing import Final
 
 from devdax.spec.geometry import (
     FAULT_SIZES,
@@ -39,7 +40,7 @@ _LIMITS: dict[str, int] = {"cpus": 64, "files": 64, "vmas": 64, "units": 1 << 16
 
 
 #: The mm's fault sizes by name (cfg.first_fault).
-FAULT_SIZE_OF: dict[str, int] = dict(zip(("pte", "pmd", "pud"), FAULT_SIZES, strict=True))
+FAULT_SIZE_OF: Final[dict[str, int]] = dict(zip(("pte", "pmd", "pud"), FAULT_SIZES, strict=True))
 
 
 @dataclass(frozen=True)

@@ -16,20 +16,21 @@ import errno
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from enum import Enum
-from typing import NamedTuple
+from typing import Final, NamedTuple
 
 from devdax.spec.state import fast_record
 
-PAGE_SHIFT = 12
-PAGE_SIZE = 1 << PAGE_SHIFT
-PMD_SIZE = 1 << 21
-PUD_SIZE = 1 << 30
-U64 = (1 << 64) - 1
+# Final: the compiled spec inlines them instead of looking them up in the module's dict
+PAGE_SHIFT: Final = 12
+PAGE_SIZE: Final = 1 << PAGE_SHIFT
+PMD_SIZE: Final = 1 << 21
+PUD_SIZE: Final = 1 << 30
+U64: Final = (1 << 64) - 1
 
 #: the three entry sizes a fault can ask for, smallest first (enum page_entry_size)
-FAULT_SIZES = (PAGE_SIZE, PMD_SIZE, PUD_SIZE)
-SIZE_NAMES = {PAGE_SIZE: "pte", PMD_SIZE: "pmd", PUD_SIZE: "pud"}
-ALIGN_NAMES = {PAGE_SIZE: "4K", PMD_SIZE: "2M", PUD_SIZE: "1G"}
+FAULT_SIZES: Final = (PAGE_SIZE, PMD_SIZE, PUD_SIZE)
+SIZE_NAMES: Final = {PAGE_SIZE: "pte", PMD_SIZE: "pmd", PUD_SIZE: "pud"}
+ALIGN_NAMES: Final = {PAGE_SIZE: "4K", PMD_SIZE: "2M", PUD_SIZE: "1G"}
 
 
 def parse_align(text: str) -> int:

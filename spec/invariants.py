@@ -14,6 +14,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import Final
 
 from devdax.spec.admin import program
 from devdax.spec.ctx import Ctx
@@ -287,7 +288,7 @@ def no_sleep_in_rcu(c: Ctx, s: State, tr: Transition) -> str | None:
 
 
 #: A fault size by the name a fault_check outcome gives it ("SIGBUS@pmd:size").
-SIZE_OF_NAME = {name: size for size, name in SIZE_NAMES.items()}
+SIZE_OF_NAME: Final = {name: size for size, name in SIZE_NAMES.items()}
 
 
 @step_property("M3 (0134ed4fb9e7), M4 (70b085b06c45): fault_size > align -> FALLBACK, < align -> SIGBUS")

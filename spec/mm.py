@@ -12,6 +12,7 @@ Ranges are absolute [lo, hi) addresses inside one vma; callers split a user rang
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Final
 
 from devdax.spec.ctx import Ctx
 from devdax.spec.file import free_slot, vma_file_get, vma_file_put
@@ -151,7 +152,7 @@ def _same(p: Vma) -> Vma:
 
 
 #: madvise_vma_behavior(): the advices that only compute new vm_flags for madvise_update_vma()
-FLAG_ADVICE: dict[str, Callable[[Vma], Vma]] = {
+FLAG_ADVICE: Final[dict[str, Callable[[Vma], Vma]]] = {
     "MADV_NORMAL": lambda p: p._replace(seq_read=False, rand_read=False),
     "MADV_SEQUENTIAL": lambda p: p._replace(seq_read=True, rand_read=False),
     "MADV_RANDOM": lambda p: p._replace(seq_read=False, rand_read=True),

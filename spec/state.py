@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import importlib
 from enum import IntEnum
-from typing import Any, NamedTuple, TypeVar
+from typing import Any, Final, NamedTuple, TypeVar
 
 T = TypeVar("T")
 
@@ -49,16 +49,29 @@ class CpuPc(IntEnum):
 
 
 # The module-level spellings every action and encoding uses. IntEnum members are ints (same hash, same
-# equality, same z3 coercion), so states built before and after are the same states.
-RG_NONE, RG_LIVE, RG_GONE = RegionPhase
-D_NONE, D_CREATING, D_LIVE, D_FAILED, D_RELEASED = DevPhase
-C_IDLE, C_LOCKED, C_CHECKED, C_DONE = CpuPc
+# equality, same z3 coercion), so states built before and after are the same states. Final, so that
+# the compiled spec reads them from a C static rather than the module's dict.
+RG_NONE: Final = RegionPhase.NONE
+RG_LIVE: Final = RegionPhase.LIVE
+RG_GONE: Final = RegionPhase.GONE
+D_NONE: Final = DevPhase.NONE
+D_CREATING: Final = DevPhase.CREATING
+D_LIVE: Final = DevPhase.LIVE
+D_FAILED: Final = DevPhase.FAILED
+D_RELEASED: Final = DevPhase.RELEASED
+C_IDLE: Final = CpuPc.IDLE
+C_LOCKED: Final = CpuPc.LOCKED
+C_CHECKED: Final = CpuPc.CHECKED
+C_DONE: Final = CpuPc.DONE
 PHASE_NAMES: dict[int, str] = {p: p.name.lower() for p in DevPhase}
 CPU_PC_NAMES: dict[int, str] = {p: p.name.lower() for p in CpuPc}
 # Cpu.result: a geometry.FaultResult carried from the check to the unlock, as a small int (the state is
 # hashed millions of times); R_NONE while no check has run
-R_NONE, R_NOPAGE, R_FALLBACK, R_SIGBUS = 0, 1, 2, 3
-RESULT_NAMES = {R_NONE: "-", R_NOPAGE: "NOPAGE", R_FALLBACK: "FALLBACK", R_SIGBUS: "SIGBUS"}
+R_NONE: Final = 0
+R_NOPAGE: Final = 1
+R_FALLBACK: Final = 2
+R_SIGBUS: Final = 3
+RESULT_NAMES: Final = {R_NONE: "-", R_NOPAGE: "NOPAGE", R_FALLBACK: "FALLBACK", R_SIGBUS: "SIGBUS"}
 
 
 class Region(NamedTuple):

@@ -32,7 +32,7 @@ from devdax.spec.geometry import (
     unmapped_area_topdown,
 )
 from devdax.spec.profiles import get_profile
-from devdax.spec.state import C_IDLE, R_FALLBACK, Entry, Outcome, State, Vma
+from devdax.spec.state import C_CHECKED, C_IDLE, C_LOCKED, R_FALLBACK, Entry, Outcome, State, Vma
 from devdax.spec.system import init
 from devdax.spec.vma import do_fork, do_mmap, do_munmap
 
@@ -305,9 +305,9 @@ def _fault(r: _Run, v: int, addr: int) -> str:
                 return outcome
             size = cpu.size
             res = fault.fault_lock(r.c, r.s, 0, cpu.vma, cpu.addr)
-        elif cpu.pc == 1:
+        elif cpu.pc == C_LOCKED:
             res = fault.fault_check(r.c, r.s, 0)
-        elif cpu.pc == 2:
+        elif cpu.pc == C_CHECKED:
             res = fault.fault_insert(r.c, r.s, 0)
         else:
             res = fault.fault_unlock(r.c, r.s, 0)

@@ -17,6 +17,7 @@ import signal
 import subprocess
 import sys
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -94,11 +95,12 @@ def test_a_stale_or_missing_build_is_refused(tmp_path: Path) -> None:
 
 
 def test_progress_reaches_the_caller(built: None) -> None:
+    """Reports come every half second: the run must last a few (two devices, 120,000 states: about
+    4 s compiled; the one-device default now ends before its first report)."""
     seen: list[int] = []
-    compiled.run(
-        Ctx.of(PROFILE_CONFIGS["v4.10"]), max_states=20_000, progress=lambda s, f, d, t: seen.append(s)
-    )
-    assert seen and seen == sorted(seen) and seen[-1] <= 20_000
+    cfg = replace(PROFILE_CONFIGS["v4.10"], devices=2)
+    compiled.run(Ctx.of(cfg), max_states=120_000, progress=lambda s, f, d, t: seen.append(s))
+    assert seen and seen == sorted(seen) and seen[-1] <= 120_000
 
 
 def test_the_cli_refuses_a_missing_build_in_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -31,7 +31,7 @@ from devdax.spec.file import do_close, do_open
 from devdax.spec.geometry import PAGE_SIZE
 from devdax.spec.invariants import INVARIANTS, state_invariants
 from devdax.spec.profiles import Profile, get_profile
-from devdax.spec.state import C_IDLE, R_FALLBACK, File, State, Vma
+from devdax.spec.state import C_CHECKED, C_IDLE, C_LOCKED, R_FALLBACK, File, State, Vma
 from devdax.spec.system import Transition, init
 from devdax.spec.vma import do_fork, do_madvise_dontfork, do_mmap, do_munmap
 
@@ -564,9 +564,9 @@ class Driver:
                     return outcome
                 res = fault.fault_lock(c, self.s, 0, cpu.vma, cpu.addr)
                 name = "fault_lock"
-            elif cpu.pc == 1:
+            elif cpu.pc == C_LOCKED:
                 res, name = fault.fault_check(c, self.s, 0), "fault_check"
-            elif cpu.pc == 2:
+            elif cpu.pc == C_CHECKED:
                 res, name = fault.fault_insert(c, self.s, 0), "fault_insert"
             else:
                 res, name = fault.fault_unlock(c, self.s, 0), "fault_unlock"
