@@ -539,7 +539,7 @@ def sorted_movers(ids: tuple[int, ...]) -> list[int]:
 
 
 def _cpu_steps(c: Ctx, s: State, i: int) -> list[Transition]:
-    return list(cpu_steps(c, s, i))
+    return cpu_steps(c, s, i)
 
 
 def _always(action: str) -> bool:

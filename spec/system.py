@@ -92,7 +92,8 @@ def admin_transitions(c: Ctx, s: State) -> list[Transition]:
     return out
 
 
-def user_transitions(c: Ctx, s: State) -> Iterator[Transition]:
+def user_transitions(c: Ctx, s: State) -> list[Transition]:
+    out: list[Transition] = []  # built, not yielded: a compiled generator costs more than its list
     cfg = c.cfg
     free_file = any(fl.dev < 0 for fl in s.files)
     if free_file:
@@ -104,36 +105,37 @@ def user_transitions(c: Ctx, s: State) -> Iterator[Transition]:
             for writable in (True, False) if cfg.open_rdonly else (True,):
                 r = file.do_open(c, s, d, writable)
                 if r is not None:
-                    yield Transition("open", (d, "O_RDWR" if writable else "O_RDONLY"), *r)
+                    out.append(Transition("open", (d, "O_RDWR" if writable else "O_RDONLY"), *r))
     free_vma = any(v.file < 0 for v in s.vmas)
     for f, fl in enumerate(s.files):
         if not fl.fd:
             continue
         r = file.do_close(c, s, f)
         if r is not None:
-            yield Transition("close", (f,), *r)
+            out.append(Transition("close", (f,), *r))
         if free_vma:
             for shape in cfg.mmaps:
                 r = vma.do_mmap(c, s, f, shape)
                 if r is not None:
-                    yield Transition("mmap", (f, shape.name), *r)
+                    out.append(Transition("mmap", (f, shape.name), *r))
         if cfg.syscalls:
-            yield Transition("read", (f,), fops.read(fl.readable), s)  # no .read in dax_fops
-            yield Transition("ioctl", (f,), fops.ioctl(), s)  # no .unlocked_ioctl
+            out.append(Transition("read", (f,), fops.read(fl.readable), s))  # no .read in dax_fops
+            out.append(Transition("ioctl", (f,), fops.ioctl(), s))  # no .unlocked_ioctl
     for v, m in enumerate(s.vmas):
         if m.file < 0:
             continue
         for part in ("all", "tail", "misaligned") if cfg.munmap_parts else ("all",):
             r = vma.do_munmap(c, s, v, part)
             if r is not None:
-                yield Transition("munmap", (v, part), *r)
+                out.append(Transition("munmap", (v, part), *r))
         if cfg.fork:
             r = vma.do_fork(c, s, v)
             if r is not None:
-                yield Transition("fork", (v,), *r)
+                out.append(Transition("fork", (v,), *r))
             r = vma.do_madvise_dontfork(c, s, v)
             if r is not None:
-                yield Transition("madvise", (v, "MADV_DONTFORK"), *r)
+                out.append(Transition("madvise", (v, "MADV_DONTFORK"), *r))
+    return out
 
 
 def others(c: Ctx, s: State) -> list[Transition]:
@@ -145,7 +147,7 @@ def others(c: Ctx, s: State) -> list[Transition]:
             if r is not None:
                 out.append(Transition("mapping_release", (d,), *r))
     if not c.cfg.race:
-        out.extend(user_transitions(c, s))
+        out += user_transitions(c, s)
     return out
 
 
@@ -158,37 +160,39 @@ def movers(cpus: tuple[Cpu, ...]) -> Iterator[int]:
             yield i
 
 
-def cpu_steps(c: Ctx, s: State, i: int) -> Iterator[Transition]:
+def cpu_steps(c: Ctx, s: State, i: int) -> list[Transition]:
     """The steps CPU i can take: lock (a new fault, or the mm's retry one size down), check,
     insert, unlock."""
+    out: list[Transition] = []  # built, not yielded: a compiled generator costs more than its list
     cpu = s.cpus[i]
     if cpu.pc == C_IDLE:
         if cpu.result == R_FALLBACK:
             r = fault.fault_lock(c, s, i, cpu.vma, cpu.addr)
             if r is not None:
-                yield Transition("fault_lock", (i, cpu.vma, cpu.addr, cpu.size), *r)
-            return
+                out.append(Transition("fault_lock", (i, cpu.vma, cpu.addr, cpu.size), *r))
+            return out
         if cpu.left == 0:
-            return
+            return out
         for v, m in enumerate(s.vmas):
             if m.file < 0:
                 continue
             for addr in fault.fault_targets(c, s, v):
                 r = fault.fault_lock(c, s, i, v, addr)
                 if r is not None:
-                    yield Transition("fault_lock", (i, v, addr, c.cfg.first_fault_bytes), *r)
+                    out.append(Transition("fault_lock", (i, v, addr, c.cfg.first_fault_bytes), *r))
     elif cpu.pc == C_LOCKED:
         r = fault.fault_check(c, s, i)
         if r is not None:
-            yield Transition("fault_check", (i,), *r)
+            out.append(Transition("fault_check", (i,), *r))
     elif cpu.pc == C_CHECKED:
         r = fault.fault_insert(c, s, i)
         if r is not None:
-            yield Transition("fault_insert", (i,), *r)
+            out.append(Transition("fault_insert", (i,), *r))
     elif cpu.pc == C_DONE:
         r = fault.fault_unlock(c, s, i)
         if r is not None:
-            yield Transition("fault_unlock", (i,), *r)
+            out.append(Transition("fault_unlock", (i,), *r))
+    return out
 
 
 def successors(c: Ctx, s: State) -> list[Transition]:

@@ -25,7 +25,10 @@ static PyObject *defaults_name; /* "_field_defaults" */
 #define KNOWN 32
 static PyTypeObject *known_type[KNOWN];
 static PyObject *known_fields[KNOWN];
-static PyObject *known_defaults[KNOWN];
+/* The default of each field by position (no_default where it has none): a construction fills the
+ * fields it is not given without a dict lookup each. */
+static PyObject *known_default_at[KNOWN];
+static PyObject *no_default;
 
 /* The slot of tp in the tables, filled on first sight; -1 with an exception set. */
 static int known(PyTypeObject *tp)
@@ -49,10 +52,30 @@ static int known(PyTypeObject *tp)
         Py_XDECREF(defaults);
         return -1;
     }
+    Py_ssize_t n = PyTuple_GET_SIZE(fields);
+    PyObject *at = PyTuple_New(n);
+    if (at == NULL) {
+        Py_DECREF(fields);
+        Py_DECREF(defaults);
+        return -1;
+    }
+    for (Py_ssize_t f = 0; f < n; f++) {
+        PyObject *dflt = PyDict_GetItemWithError(defaults, PyTuple_GET_ITEM(fields, f));
+        if (dflt == NULL && PyErr_Occurred()) {
+            Py_DECREF(at);
+            Py_DECREF(fields);
+            Py_DECREF(defaults);
+            return -1;
+        }
+        dflt = dflt == NULL ? no_default : dflt;
+        Py_INCREF(dflt);
+        PyTuple_SET_ITEM(at, f, dflt);
+    }
+    Py_DECREF(defaults);
     Py_INCREF(tp);
     known_type[i] = tp;
     known_fields[i] = fields;
-    known_defaults[i] = defaults;
+    known_default_at[i] = at;
     return i;
 }
 
@@ -149,7 +172,7 @@ static PyObject *build(PyTypeObject *tp, PyObject *const *args, Py_ssize_t npos,
     int slot = known(tp);
     if (slot < 0)
         return NULL;
-    PyObject *fields = known_fields[slot], *defaults = known_defaults[slot];
+    PyObject *fields = known_fields[slot], *default_at = known_default_at[slot];
     Py_ssize_t n = PyTuple_GET_SIZE(fields);
     if (npos > n) {
         PyErr_Format(PyExc_TypeError, "%s() takes %zd positional arguments but %zd were given", tp->tp_name, n,
@@ -180,11 +203,10 @@ static PyObject *build(PyTypeObject *tp, PyObject *const *args, Py_ssize_t npos,
     for (Py_ssize_t i = npos; i < n; i++) {
         if (item[i] != NULL)
             continue;
-        PyObject *field = PyTuple_GET_ITEM(fields, i);
-        PyObject *dflt = PyDict_GetItemWithError(defaults, field);
-        if (dflt == NULL) {
-            if (!PyErr_Occurred())
-                PyErr_Format(PyExc_TypeError, "%s() missing required argument: '%U'", tp->tp_name, field);
+        PyObject *dflt = PyTuple_GET_ITEM(default_at, i);
+        if (dflt == no_default) {
+            PyErr_Format(PyExc_TypeError, "%s() missing required argument: '%U'", tp->tp_name,
+                         PyTuple_GET_ITEM(fields, i));
             goto fail;
         }
         Py_INCREF(dflt);
@@ -338,5 +360,8 @@ PyMODINIT_FUNC PyInit__record(void)
     if (fields_name == NULL || defaults_name == NULL)
         return NULL;
     tuple_basicsize = PyTuple_Type.tp_basicsize;
+    no_default = PyBaseObject_Type.tp_alloc(&PyBaseObject_Type, 0);
+    if (no_default == NULL)
+        return NULL;
     return PyModule_Create(&module_def);
 }
