@@ -508,9 +508,11 @@ def render_speed(pairs: list[Pair], mem: list[tuple[str, int, float, float]], me
         "the memo costs more than it saves there, and it keeps the whole-state path.",
         "",
         "Compiled: the same checker with spec/ and the explorer compiled by mypyc "
-        "(`devdax check --compiled`, devdax/compiled.py), the records' _replace in C "
-        "(devdax/native/record.c), in a child process whose own CPU time is counted; it must "
-        "agree on states, transitions, depth and verdicts too.",
+        "(`devdax check --compiled`, devdax/compiled.py), with the records' _replace, "
+        "construction and hash (kept once computed) in C (devdax/native/record.c), the liveness "
+        "walk in C (devdax/native/liveness.c) and the hot module constants Final, in a child "
+        "process whose own CPU time is counted; it must agree on states, transitions, depth and "
+        "verdicts too.",
         "",
         "| workload | states | transitions | wall s base | wall s now | wall ratio | CPU s base "
         "| CPU s now | CPU ratio | wall s compiled | CPU s compiled | CPU ratio compiled "
