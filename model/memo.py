@@ -130,6 +130,7 @@ class Memo:
         self._verdicts: dict[int, Verdicts] = {}
         self._by_shared: dict[Shared, Verdicts] = {}  # verdicts_of's
         self._kinds: dict[Verdicts, Verdicts] = {}  # one copy of each distinct verdict
+        self._peeked: set[str] = set()  # the state invariants that have read a CPU on a probe
         self.canonicaliser = Canonicaliser()
 
     # -- shared parts ------------------------------------------------------------------------
@@ -244,17 +245,30 @@ class Memo:
             assert inv.check is not None
             return inv.check(self.c, probe)
 
-        return _verdicts(self.invariants, run)
+        return _verdicts(self.invariants, run, self._peeked)
 
 
-def _verdicts(props: list[Invariant], run: Callable[[Invariant], str | None]) -> Verdicts:
+def _verdicts(
+    props: list[Invariant], run: Callable[[Invariant], str | None], peeked: set[str] | None = None
+) -> Verdicts:
     """Each property run on a probe, in order: those that fail with their message, those that
-    peek with None (judged on each real state or transition); those that hold left out."""
+    peek with None (judged on each real state or transition); those that hold left out.
+
+    ``peeked``, when given, names the properties that peeked on an earlier probe: they are given
+    None without running. None is always a right verdict (it only asks for the real judgement),
+    and a peek raises through every compiled frame on its way (a traceback entry each), which
+    was most of what judging a new shared part cost: lock_balanced and refcount_exact_all read
+    the CPUs on every one."""
     out: list[tuple[Invariant, str | None]] = []
     for prop in props:
+        if peeked is not None and prop.name in peeked:
+            out.append((prop, None))
+            continue
         try:
             msg = run(prop)
         except PEEKS:
+            if peeked is not None:
+                peeked.add(prop.name)
             out.append((prop, None))
             continue
         if msg is not None:

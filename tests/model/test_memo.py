@@ -16,7 +16,7 @@ from devdax.model.memo import Memo, Peeked
 from devdax.model.reduction import fused_cpu_steps
 from devdax.spec.config import Config
 from devdax.spec.ctx import Ctx
-from devdax.spec.invariants import state_invariants
+from devdax.spec.invariants import Invariant, state_invariants
 from devdax.spec.state import Cpu, State, set_at
 from devdax.spec.symmetry import sorted_cpus
 from devdax.spec.system import Transition, init, successors
@@ -146,3 +146,24 @@ def test_sorted_movers_are_the_specs_movers_on_sorted_cpus() -> None:
     for s in states_of(c, 500):
         cpus = tuple(sorted(s.cpus))
         assert sorted_movers(tuple(m.cpu_id(x) for x in cpus)) == list(movers(cpus))
+
+
+def test_a_property_that_peeked_once_is_not_probed_again() -> None:
+    """_verdicts gives a property that peeked on an earlier probe None (judge on the real state)
+    without running it, and still runs the others: the verdicts are those of probing each."""
+    inv = {i.name: i for i in state_invariants()}
+    props = [inv["lock_balanced"], inv["vmas_shared"]]
+    ran: list[str] = []
+
+    def run(prop: Invariant) -> str | None:
+        ran.append(prop.name)
+        if prop.name == "lock_balanced":
+            raise Peeked
+        return None
+
+    peeked: set[str] = set()
+    first = memo._verdicts(props, run, peeked)
+    second = memo._verdicts(props, run, peeked)
+    assert first == second == ((inv["lock_balanced"], None),)
+    assert peeked == {"lock_balanced"} and ran == ["lock_balanced", "vmas_shared", "vmas_shared"]
+    assert memo._verdicts(props, run) == first and ran[-2:] == ["lock_balanced", "vmas_shared"]
