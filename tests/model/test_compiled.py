@@ -195,6 +195,19 @@ def test_workers_refuse_a_state_bound() -> None:
 #: Run with the build tree first on the path: the records' C _replace and __new__
 #: (devdax/native/record.c) against the stock namedtuple methods, on every record class, random
 #: records, arguments and field subsets.
+def _on_the_build(script: str) -> list[str]:
+    """The words a script prints when run in a child on the compiled build (its first argument
+    is the build directory, which it puts first on sys.path); the child must succeed."""
+    out = subprocess.run(
+        [sys.executable, "-c", script, str(compiled.BUILD)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    return out.stdout.split()
+
+
 _RECORD_CHECK = """
 import pickle, random, sys
 sys.path.insert(0, sys.argv[1])
@@ -277,14 +290,7 @@ print("ok", len(classes))
 def test_compiled_records_replace_as_the_stock_method(built: None) -> None:
     """The compiled form's records take _replace and __new__ from C: same records, same
     refusals, and they pickle and _make as before."""
-    out = subprocess.run(
-        [sys.executable, "-c", _RECORD_CHECK, str(compiled.BUILD)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert out.returncode == 0, out.stderr[-2000:]
-    assert out.stdout.split() == ["ok", "10"]
+    assert _on_the_build(_RECORD_CHECK) == ["ok", "10"]
 
 
 _LIVENESS_CHECK = """
@@ -318,11 +324,4 @@ print("ok")
 def test_compiled_liveness_walk_as_the_python_one(built: None) -> None:
     """teardown_finishes in the compiled form walks the graph in C: the same first stuck state
     as the Python walk on 3,000 random graphs, and a bad edge or buffer is a ValueError."""
-    out = subprocess.run(
-        [sys.executable, "-c", _LIVENESS_CHECK, str(compiled.BUILD)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert out.returncode == 0, out.stderr[-2000:]
-    assert out.stdout.split() == ["ok"]
+    assert _on_the_build(_LIVENESS_CHECK) == ["ok"]
