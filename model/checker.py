@@ -335,7 +335,7 @@ class _Explorer:
         names = [i.name for i in self.invs + self.steps] + (["teardown_finishes"] if self.do_live else [])
         self.res = CheckResult(checked=names)
         self.symmetry = symmetry
-        self.cpu_steps = fused_cpu_steps if reduce else _cpu_steps
+        self.cpu_steps = fused_cpu_steps if reduce else cpu_steps
         s0 = init(c)
         s0 = canonical(s0) if symmetry else s0
         n = len(s0.cpus)
@@ -536,10 +536,6 @@ def sorted_movers(ids: tuple[int, ...]) -> list[int]:
     """spec.system.movers on sorted CPUs, by their records' numbers: equal records sit side by
     side, so the first of each kind is the one whose left neighbour differs."""
     return [k for k in range(len(ids)) if k == 0 or ids[k] != ids[k - 1]]
-
-
-def _cpu_steps(c: Ctx, s: State, i: int) -> list[Transition]:
-    return cpu_steps(c, s, i)
 
 
 def _always(action: str) -> bool:

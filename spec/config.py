@@ -8,11 +8,10 @@ once released, so "files=2" means "at most two open files at once", not "two ope
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
-from typing import Final
 
 from devdax.spec.geometry import (
-    FAULT_SIZES,
     PAGE_SIZE,
+    SIZE_OF_NAME,
     Range,
     make_ranges,
     parse_align,
@@ -37,10 +36,6 @@ MM_ROOM = 1 << 34
 #: per unit. Far past anything a check can finish, and small enough that a typo (`--cpus 10**20`)
 #: is refused with a ValueError naming the field instead of an OverflowError or an hour of allocation.
 _LIMITS: dict[str, int] = {"cpus": 64, "files": 64, "vmas": 64, "units": 1 << 16, "ranges": 64}
-
-
-#: The mm's fault sizes by name (cfg.first_fault).
-FAULT_SIZE_OF: Final[dict[str, int]] = dict(zip(("pte", "pmd", "pud"), FAULT_SIZES, strict=True))
 
 
 @dataclass(frozen=True)
@@ -142,7 +137,7 @@ class Config:
 
     @property
     def first_fault_bytes(self) -> int:
-        return FAULT_SIZE_OF[self.first_fault]
+        return SIZE_OF_NAME[self.first_fault]
 
     @property
     def instances(self) -> int:

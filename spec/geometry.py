@@ -30,6 +30,8 @@ U64: Final = (1 << 64) - 1
 #: the three entry sizes a fault can ask for, smallest first (enum page_entry_size)
 FAULT_SIZES: Final = (PAGE_SIZE, PMD_SIZE, PUD_SIZE)
 SIZE_NAMES: Final = {PAGE_SIZE: "pte", PMD_SIZE: "pmd", PUD_SIZE: "pud"}
+#: and by name: cfg.first_fault, a fault_check outcome ("SIGBUS@pmd:size")
+SIZE_OF_NAME: Final = {name: size for size, name in SIZE_NAMES.items()}
 ALIGN_NAMES: Final = {PAGE_SIZE: "4K", PMD_SIZE: "2M", PUD_SIZE: "1G"}
 
 

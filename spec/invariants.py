@@ -14,12 +14,11 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Final
 
 from devdax.spec.admin import program
 from devdax.spec.ctx import Ctx
 from devdax.spec.fault import sleeps_in_rcu
-from devdax.spec.geometry import SIZE_NAMES, is_aligned, pgoff_to_phys
+from devdax.spec.geometry import SIZE_OF_NAME, is_aligned, pgoff_to_phys
 from devdax.spec.profiles import Lifetime
 from devdax.spec.state import C_IDLE, D_CREATING, D_FAILED, D_LIVE, D_RELEASED, RG_GONE, RG_LIVE, State
 from devdax.spec.system import Transition
@@ -285,10 +284,6 @@ def lock_balanced(c: Ctx, s: State) -> str | None:
 def no_sleep_in_rcu(c: Ctx, s: State, tr: Transition) -> str | None:
     """No step that may sleep runs inside a non-sleepable (plain RCU) read section."""
     return "vm_insert may sleep (pte_alloc) inside rcu_read_lock" if sleeps_in_rcu(c, tr.action) else None
-
-
-#: A fault size by the name a fault_check outcome gives it ("SIGBUS@pmd:size").
-SIZE_OF_NAME: Final = {name: size for size, name in SIZE_NAMES.items()}
 
 
 @step_property("M3 (0134ed4fb9e7), M4 (70b085b06c45): fault_size > align -> FALLBACK, < align -> SIGBUS")

@@ -218,16 +218,28 @@ fail:
     return NULL;
 }
 
+/* cls as a record class (a tuple subclass), or NULL with a TypeError naming the call (who). */
+static PyTypeObject *record_class(PyObject *cls, const char *who)
+{
+    if (!PyType_Check(cls) || !PyType_IsSubtype((PyTypeObject *)cls, &PyTuple_Type)) {
+        PyErr_Format(PyExc_TypeError, "%s: expected a record class (a tuple subclass)", who);
+        return NULL;
+    }
+    return (PyTypeObject *)cls;
+}
+
 /* new(cls, *args, **kwds): the class's __new__ attribute, for cls.__new__(cls, ...) (pickling,
  * copy). */
 static PyObject *record_new(PyObject *module, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
 {
     (void)module;
-    if (nargs < 1 || !PyType_Check(args[0]) || !PyType_IsSubtype((PyTypeObject *)args[0], &PyTuple_Type)) {
-        PyErr_SetString(PyExc_TypeError, "__new__(cls, ...): cls must be a record class");
+    PyTypeObject *tp = nargs < 1 ? NULL : record_class(args[0], "__new__(cls, ...)");
+    if (tp == NULL) {
+        if (!PyErr_Occurred())
+            PyErr_SetString(PyExc_TypeError, "__new__(cls, ...): missing cls");
         return NULL;
     }
-    return build((PyTypeObject *)args[0], args + 1, nargs - 1, kwnames);
+    return build(tp, args + 1, nargs - 1, kwnames);
 }
 
 /* The class call itself, Vma(...): CPython calls a type's tp_vectorcall, when it has one, instead
@@ -272,11 +284,9 @@ static Py_hash_t cached_hash(PyObject *self)
 static PyObject *cache_hash(PyObject *module, PyObject *cls)
 {
     (void)module;
-    if (!PyType_Check(cls) || !PyType_IsSubtype((PyTypeObject *)cls, &PyTuple_Type)) {
-        PyErr_SetString(PyExc_TypeError, "cache_hash(): expected a tuple subclass");
+    PyTypeObject *tp = record_class(cls, "cache_hash()");
+    if (tp == NULL)
         return NULL;
-    }
-    PyTypeObject *tp = (PyTypeObject *)cls;
     if (tp->tp_hash == cached_hash)
         Py_RETURN_NONE;
     PyObject *subclasses = PyObject_CallMethod(cls, "__subclasses__", NULL);
@@ -303,20 +313,17 @@ static PyObject *cache_hash(PyObject *module, PyObject *cls)
 static PyObject *fast_call(PyObject *module, PyObject *cls)
 {
     (void)module;
-    if (!PyType_Check(cls) || !PyType_IsSubtype((PyTypeObject *)cls, &PyTuple_Type)) {
-        PyErr_SetString(PyExc_TypeError, "fast_call(): expected a tuple subclass");
+    PyTypeObject *tp = record_class(cls, "fast_call()");
+    if (tp == NULL)
         return NULL;
-    }
-    PyTypeObject *tp = (PyTypeObject *)cls;
     if (tp->tp_vectorcall == record_call)
         Py_RETURN_NONE;
-    PyObject *dict_new = PyDict_GetItemString(tp->tp_dict, "__new__"); /* borrowed */
-    PyObject *ours = dict_new == NULL ? NULL : PyObject_GetAttrString(cls, "__new__");
-    if (ours == NULL && PyErr_Occurred())
+    PyObject *ours = PyObject_GetAttrString(cls, "__new__");
+    if (ours == NULL)
         return NULL;
-    int is_ours = ours != NULL && PyCFunction_Check(ours) &&
+    int is_ours = PyCFunction_Check(ours) &&
                   PyCFunction_GET_FUNCTION(ours) == (PyCFunction)(void (*)(void))record_new;
-    Py_XDECREF(ours);
+    Py_DECREF(ours);
     if (!is_ours || tp->tp_init != PyBaseObject_Type.tp_init || tp->tp_vectorcall != NULL) {
         PyErr_Format(PyExc_TypeError, "fast_call(): %s is not a record class with new() as __new__", tp->tp_name);
         return NULL;
@@ -329,11 +336,8 @@ static PyObject *fast_call(PyObject *module, PyObject *cls)
 static PyObject *method(PyObject *module, PyObject *cls)
 {
     (void)module;
-    if (!PyType_Check(cls) || !PyType_IsSubtype((PyTypeObject *)cls, &PyTuple_Type)) {
-        PyErr_SetString(PyExc_TypeError, "method(): expected a tuple subclass");
-        return NULL;
-    }
-    return PyDescr_NewMethod((PyTypeObject *)cls, &replace_def);
+    PyTypeObject *tp = record_class(cls, "method()");
+    return tp == NULL ? NULL : PyDescr_NewMethod(tp, &replace_def);
 }
 
 static PyMethodDef functions[] = {
