@@ -24,8 +24,9 @@ MappingCore._mm_write), a fault whose vma is gone is logged by nothing (the mm's
 touch of that mapping may end in SIGSEGV where the spec's mapping is gone.
 
 Three relaxations, where impl's steps are finer than the spec's or where the emulation differs from
-the kernel on purpose: unmap_mapping_range zaps the vmas one by one; run_dax (core.revive_device)
-zaps the device's vmas after setting alive (an entry installed in between vanishes); until that zap,
+the kernel on purpose: unmap_mapping_range zaps the device's entries one at a time; run_dax
+(core.revive_device) zaps the device's vmas after setting alive (an entry installed in between
+vanishes, and a fault racing the zap may keep one unit of a vma and lose another); until that zap,
 and during a kill, a poison marker a fault of the dead device left may answer SIGBUS, and an install
 may find such a unit present (impl's units are 512 PTEs, and its markers are sticky; see
 ``_relaxations``).
@@ -204,13 +205,17 @@ def _touch_ends(run: Run, steps_at: list[int]) -> list[list[int]]:
 
 
 def _relaxations(run: Run, steps_at: list[int]) -> tuple[dict[int, int], set[int]]:
-    """Where impl's steps are finer than the spec's: (log index -> spec device whose vmas the
+    """Where impl's steps are finer than the spec's: (log index -> spec device whose entries the
     search may zap one at a time there, log indices where a poison marker may answer SIGBUS).
 
-    unmap_mapping_range zaps the device's vmas one after another (so does the kernel's walk of
-    i_mmap): while that step runs, a touch may find one vma zapped and another not yet. The search
-    may therefore zap single vmas of the device early, between the previous step event and the
-    unmap step event; the step itself then zaps the rest."""
+    A zap is atomic per entry, not per vma: the kernel's unmap_mapping_range walks i_mmap vma by
+    vma (mm/memory.c unmap_mapping_range_tree) and each vma entry by entry, each under the page
+    table lock a fault's install also takes (zap_pmd_range, mm/huge_memory.c zap_huge_pmd); impl's
+    zap is one MADV_DONTNEED per vma, which a concurrent UFFDIO_CONTINUE interleaves page by page.
+    While the step runs, a touch may find one entry zapped and another not yet, and a fault racing
+    the zap may keep its unit in one place of a vma and lose it in another. The search may
+    therefore zap single entries of the device early, between the previous step event and the step
+    event; the step itself then zaps the rest."""
     events = run.events
     unmap_at: dict[int, int] = {}
     stale: set[int] = set()
@@ -374,7 +379,7 @@ class TraceChecker:
 
     def successors(self, node: Node) -> list[Node]:
         """The next log event (unless a touch that returned before it is still unfinished), an
-        early zap of one vma inside an unmap, and each run thread's next touch taking effect."""
+        early zap of one entry inside an unmap, and each run thread's next touch taking effect."""
         i, s, tidx, aidx = node
         T = self.run.touches
         succ: list[Node] = []
@@ -383,11 +388,9 @@ class TraceChecker:
             succ += [(i + 1, t, tidx, a) for t, a in self.event(i, s, aidx)]
         if i in self.unmap_at:
             d = self.unmap_at[i]
-            for v in {e.vma for e in s.entries}:
-                if s.files[s.vmas[v].file].dev == d:
-                    succ.append(
-                        (i, s._replace(entries=frozenset(e for e in s.entries if e.vma != v)), tidx, aidx)
-                    )
+            for e in s.entries:
+                if s.files[s.vmas[e.vma].file].dev == d:
+                    succ.append((i, s._replace(entries=s.entries - {e}), tidx, aidx))
         # a toucher's access takes effect (the touches of one thread in order, each in its window)
         for j in range(len(T)):
             if tidx[j] == len(T[j]):
