@@ -81,10 +81,12 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 
-# The checker's speed in one run (issue 15): against a395383 with the compiled form beside it, the
-# CPython floor, Rumur on the same race, the partitioned frontier; each rewrites its section of
-# bench/RESULTS.md. The other benchmarks run one by one (bench/bench_*.py --help).
+# The checker's speed (issue 15): every target measured and judged in one run (bench_targets),
+# then each in depth: against a395383 with the compiled form beside it, the CPython floor, Rumur on
+# the same race, the partitioned frontier; each rewrites its section of bench/RESULTS.md. The
+# other benchmarks run one by one (bench/bench_*.py --help).
 bench: $(STAMP) rumur
+	$(BIN)/python -m bench.bench_targets
 	$(BIN)/python bench/bench_check.py --speed
 	$(BIN)/python bench/bench_floor.py
 	$(BIN)/python -m bench.bench_rumur
