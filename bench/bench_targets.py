@@ -131,14 +131,16 @@ def render(default: Pair, d2: Devices2, rows: list[RaceRow], mem: tuple[int, flo
         "seconds, model to verdict, for the race (one run each; Rumur's includes its C compiler, "
         "the compiled checker's its child process and imports).",
         "",
-        "| v4.10 default | states | CPU s baseline | CPU s interpreted | CPU s compiled | ratio compiled |",
-        "|---|---:|---:|---:|---:|---:|",
-        f"| {default.verdict} | {default.states:,} | {default.cpu[0]:.2f} | {default.cpu[1]:.2f} "
-        f"| {default.compiled[1]:.2f} | {default.cpu[0] / default.compiled[1]:.2f}x |",
+        "| workload | states | CPU s baseline | CPU s interpreted | CPU s compiled | ratio compiled "
+        "| verdict |",
+        "|---|---:|---:|---:|---:|---:|---|",
+        f"| v4.10 default | {default.states:,} | {default.cpu[0]:.2f} | {default.cpu[1]:.2f} "
+        f"| {default.compiled[1]:.2f} | {default.cpu[0] / default.compiled[1]:.2f}x | {default.verdict} |",
         "",
-        "| `--devices 2`, compiled, exhaustive | states | wall s | CPU s | peak RSS MB |",
-        "|---|---:|---:|---:|---:|",
-        f"| {d2.verdict} | {d2.states:,} | {d2.wall:.1f} | {d2.cpu:.1f} | {d2.peak_mb:.0f} |",
+        "| workload | states | wall s | CPU s | peak RSS MB | verdict |",
+        "|---|---:|---:|---:|---:|---|",
+        f"| v4.10 `--devices 2`, compiled, exhaustive | {d2.states:,} | {d2.wall:.1f} | {d2.cpu:.1f} "
+        f"| {d2.peak_mb:.0f} | {d2.verdict} |",
         "",
         "| N | states (all three) | interpreted s | compiled s | Rumur s | compiled / Rumur | verdict |",
         "|---:|---:|---:|---:|---:|---:|---|",
