@@ -239,7 +239,8 @@ def test_munmap_waits_for_a_fault_in_flight(bus: DaxBus, stage: str, write: bool
     # another vma at the same address starts empty: nothing of the old fault lands in it
     w = other.mmap(2 * M2, RW, SH | MAP["MAP_FIXED"], 0, addr)
     assert w.addr == addr and present_units(addr, addr + 2 * M2, K4) == []
-    assert os.pread(fd, 1, 0x40) == (b"\x77" if write else b"\x5a")  # the data stays in the backing
+    # the data stays in the backing; a store whose retry found no vma never happened
+    assert os.pread(fd, 1, 0x40) == (b"\x77" if write and ok else b"\x5a")
     assert os.pread(fd, 1, 0) == b"\x5a"
     assert bus.core.counters()["errors"] == 0
 
@@ -275,7 +276,9 @@ def test_munmap_before_the_fault_looks_up_its_vma(bus: DaxBus, write: bool) -> N
 
 def test_last_reference_goes_after_the_fault(bus: DaxBus) -> None:
     """close(fd) first: the vma holds the file's last reference, so the munmap is also __fput. The
-    file (and the cdev reference it holds) is released only after the fault in flight finished."""
+    file (and the cdev reference it holds) is released only after the fault in flight finished
+    (which the toucher sees as its data, or as SIGSEGV when it retried its access only after the
+    munmap: completed_then_unmapped)."""
     v, _ = setup(bus)
     addr = v.addr
     f = v.file
@@ -292,7 +295,10 @@ def test_last_reference_goes_after_the_fault(bus: DaxBus) -> None:
         g.open(gate)
         g.release([t.thread, m])
     joined(t.thread, m)
-    assert t.outcome == "ok" and t.data == b"\x5a"
+    assert t.outcome == "ok" or completed_then_unmapped(t, g, events), (
+        "a fault that began before the munmap completes"
+    )
+    assert t.outcome != "ok" or t.data == b"\x5a"
     released = [e.seq for e in events if e.kind == "release" and e.obj == f.name]
     assert len(released) == 1 and fault_points(g, t.tid)["read_unlock"] < released[0]
     assert f.f_count.released and not v.areas
